@@ -1,0 +1,72 @@
+#ifndef CELLAR_SERVICES_COMMON_ERRORS_H_
+#define CELLAR_SERVICES_COMMON_ERRORS_H_
+
+// cellar's error vocabulary on top of absl::Status. Every error a client
+// acts on carries a reason (google.rpc.ErrorInfo, domain "cellar.v1") as an
+// absl::Status payload; grpc_status.h turns payloads into
+// google.rpc.Status details on the wire and back.
+//
+// Code choice (semantics.md): INVALID_ARGUMENT bad request; NOT_FOUND
+// unknown object/revision/transaction; ABORTED retry the whole transaction;
+// UNAVAILABLE retry the call; FAILED_PRECONDITION wrong cluster/node state.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace cellar::common {
+
+// Reason strings (the names of cellar.v1.ErrorReason).
+inline constexpr absl::string_view kReasonConflict = "CONFLICT";
+inline constexpr absl::string_view kReasonLockContention = "LOCK_CONTENTION";
+inline constexpr absl::string_view kReasonNoSuchObject = "NO_SUCH_OBJECT";
+inline constexpr absl::string_view kReasonNoEarlierRevision = "NO_EARLIER_REVISION";
+inline constexpr absl::string_view kReasonNoSuchRevision = "NO_SUCH_REVISION";
+inline constexpr absl::string_view kReasonNotReadable = "NOT_READABLE";
+inline constexpr absl::string_view kReasonChecksumMismatch = "CHECKSUM_MISMATCH";
+inline constexpr absl::string_view kReasonWrongCluster = "WRONG_CLUSTER";
+inline constexpr absl::string_view kReasonProtocolMismatch = "PROTOCOL_MISMATCH";
+inline constexpr absl::string_view kReasonClusterNotRunning = "CLUSTER_NOT_RUNNING";
+inline constexpr absl::string_view kReasonUnknownTransaction = "UNKNOWN_TRANSACTION";
+inline constexpr absl::string_view kReasonStaleEpoch = "STALE_EPOCH";
+inline constexpr absl::string_view kReasonTooLarge = "TOO_LARGE";
+
+// The domain of every cellar ErrorInfo.
+inline constexpr absl::string_view kErrorDomain = "cellar.v1";
+
+// Type URLs of the payloads.
+inline constexpr absl::string_view kErrorInfoTypeUrl =
+    "type.googleapis.com/google.rpc.ErrorInfo";
+inline constexpr absl::string_view kConflictDetailTypeUrl =
+    "type.googleapis.com/cellar.v1.ConflictDetail";
+
+// `code` + `message` + ErrorInfo{reason}.
+absl::Status ErrorWithReason(absl::StatusCode code, absl::string_view reason,
+                             absl::string_view message);
+
+// ABORTED, reason CONFLICT, with a ConflictDetail payload.
+absl::Status ConflictError(uint64_t oid, uint64_t current_serial,
+                           uint64_t base_serial);
+
+// The ErrorInfo reason of `status`, or "" if it has none.
+std::string ErrorReason(const absl::Status& status);
+
+// What a CONFLICT error says.
+struct ConflictInfo {
+  uint64_t oid = 0;
+  uint64_t current_serial = 0;
+  uint64_t base_serial = 0;
+};
+
+// The conflict detail of `status`, if it is a CONFLICT error.
+std::optional<ConflictInfo> GetConflict(const absl::Status& status);
+
+// `status` with `context: ` prepended to its message, payloads kept.
+absl::Status Annotate(const absl::Status& status, absl::string_view context);
+
+}  // namespace cellar::common
+
+#endif  // CELLAR_SERVICES_COMMON_ERRORS_H_

@@ -1,0 +1,53 @@
+#ifndef CELLAR_SERVICES_COMMON_IDS_H_
+#define CELLAR_SERVICES_COMMON_IDS_H_
+
+// Identifiers: OIDs, TIDs (ZODB timestamp format) and node names.
+// Thread-safe (pure functions).
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace cellar::common {
+
+using Oid = uint64_t;
+using Tid = uint64_t;
+
+// The largest TID: fits a signed 64-bit SQL column.
+inline constexpr Tid kMaxTid = (uint64_t{1} << 63) - 1;
+// TID 0 means "none" on the wire (no next serial, no base serial).
+inline constexpr Tid kNoTid = 0;
+
+// The ZODB TID of a point in time: high 32 bits count minutes since
+// 1900-01-01 UTC (every month counted as 31 days), low 32 bits the second
+// within the minute scaled by 2^32/60. Times before 1900 give 0.
+Tid TidFromTime(absl::Time t);
+
+// The UTC time a TID stands for (inverse of TidFromTime, to ~14 ns).
+absl::Time TimeFromTid(Tid tid);
+
+// "0x03e1b2c4d5e6f708" (16 hex digits).
+std::string TidHex(Tid tid);
+
+// "2026-11-22T02:30:12.123456Z" (UTC, microseconds).
+std::string TidTime(Tid tid);
+
+// "0x03e1b2c4d5e6f708 (2026-11-22T02:30:12.123456Z)": how tools print TIDs.
+std::string FormatTid(Tid tid);
+
+// "0x12" style OID (minimal hex digits).
+std::string FormatOid(Oid oid);
+
+// Parses "0x1f", "31" (decimal) or "1f" with a 0x prefix required for hex
+// digits a-f to avoid ambiguity. Returns false on junk or overflow.
+bool ParseUint64(absl::string_view text, uint64_t* out);
+
+// Node names as NEO prints them: S1 (storage), M1 (master), A1 (admin),
+// C1 (client). `role_letter` is one of 'S', 'M', 'A', 'C'.
+std::string NodeName(char role_letter, uint32_t node_id);
+
+}  // namespace cellar::common
+
+#endif  // CELLAR_SERVICES_COMMON_IDS_H_

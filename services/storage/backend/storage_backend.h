@@ -1,0 +1,233 @@
+#ifndef CELLAR_SERVICES_STORAGE_BACKEND_STORAGE_BACKEND_H_
+#define CELLAR_SERVICES_STORAGE_BACKEND_STORAGE_BACKEND_H_
+
+// The storage adapter: everything a storage node keeps, behind one
+// interface with one implementation per database (sqlite/, postgres/).
+// Every implementation passes backend_conformance_test.
+//
+// Data model. Committed object revisions live in `obj` rows keyed by
+// (partition, oid, tid); committed transaction records in `trans` rows
+// keyed by (partition, tid). A transaction in commit first has temporary
+// rows (written durably by StoreVotes), keyed by ttid; LockTransactions
+// moves them into place with their final tid in one durable step, after
+// which the transaction is committed on this node. There is no separate
+// "unlock" in the database: unlock only releases in-memory object locks.
+//
+// Thread-safety: every method may be called from several threads at once;
+// implementations serialize or pool connections internally. Methods that
+// take vectors apply them atomically (all or nothing) and durably when
+// they return OK; callers batch concurrent requests into one call (group
+// commit).
+//
+// Errors: INVALID_ARGUMENT for malformed input (e.g. a partition out of
+// range); NOT_FOUND with the reasons in services/common/errors.h for
+// loads; FAILED_PRECONDITION for schema/ownership problems; UNAVAILABLE or
+// INTERNAL when the database fails (the message says what it said).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cellar::storage {
+
+// The schema version this build writes. Open() migrates older schemas and
+// refuses newer ones with FAILED_PRECONDITION.
+inline constexpr int kSchemaVersion = 1;
+
+// One object revision. For temporary records `tid` is 0.
+struct ObjectRecord {
+  uint32_t partition = 0;
+  uint64_t oid = 0;
+  uint64_t tid = 0;
+  // The bytes; empty with data_tid == 0 means a deletion.
+  std::string data;
+  // SHA-1 of data (20 bytes), as the client sent it.
+  std::string checksum;
+  // Undo: the revision whose data this one re-uses (0 = none).
+  uint64_t data_tid = 0;
+};
+
+// One transaction record.
+struct TransactionRecord {
+  uint32_t partition = 0;
+  uint64_t tid = 0;  // 0 while temporary
+  uint64_t ttid = 0;
+  std::string user;
+  std::string description;
+  std::string extension;
+  std::vector<uint64_t> oids;
+  bool packed = false;
+};
+
+// Everything one transaction writes on this node, made durable at vote.
+struct VoteRecord {
+  uint64_t ttid = 0;
+  std::vector<ObjectRecord> objects;
+  // Set only on the node(s) holding partition(ttid).
+  std::optional<TransactionRecord> transaction;
+};
+
+// A ttid and the final tid it gets at lock.
+struct LockRecord {
+  uint64_t ttid = 0;
+  uint64_t tid = 0;
+};
+
+// A revision as returned by loads. `data` is resolved through data_tid
+// (undo back-pointers) already; `data_tid` tells it was one.
+struct LoadedObject {
+  uint64_t oid = 0;
+  uint64_t serial = 0;
+  // Next revision's tid, 0 if this is the latest committed one.
+  uint64_t next_serial = 0;
+  std::string data;
+  std::string checksum;
+  uint64_t data_tid = 0;
+};
+
+// One line of an object's history.
+struct HistoryEntry {
+  uint64_t serial = 0;
+  uint64_t size_bytes = 0;
+  bool deleted = false;
+  uint64_t data_tid = 0;
+};
+
+// One cell of the persisted partition table.
+struct CellRecord {
+  uint32_t partition = 0;
+  uint32_t node_id = 0;
+  // cellar.v1.CellState numeric value.
+  int state = 0;
+};
+
+// The persisted partition table (ptid 0 = none yet).
+struct PartitionTableRecord {
+  uint64_t ptid = 0;
+  std::vector<CellRecord> cells;
+};
+
+// Highest ids this node holds, for recovery.
+struct LastIds {
+  // Highest committed tid (obj or trans), 0 if none.
+  uint64_t last_tid = 0;
+  // Highest oid in committed or temporary object rows, 0 if none.
+  uint64_t last_oid = 0;
+  // Highest ttid among temporary records, 0 if none.
+  uint64_t last_ttid = 0;
+};
+
+// Counts for status output and metrics.
+struct BackendStats {
+  uint64_t object_count = 0;       // committed obj rows
+  uint64_t transaction_count = 0;  // committed trans rows
+  uint64_t data_bytes = 0;         // sum of committed data sizes
+};
+
+class StorageBackend {
+ public:
+  virtual ~StorageBackend() = default;
+
+  // "sqlite" or "postgresql".
+  virtual std::string Kind() const = 0;
+
+  // --- Configuration (node id, cluster name, partitions, ...) ---
+
+  // The value stored under `key`, or nullopt.
+  virtual absl::StatusOr<std::optional<std::string>> GetConfig(
+      absl::string_view key) = 0;
+  // Stores `value` under `key` durably (overwrites).
+  virtual absl::Status SetConfig(absl::string_view key,
+                                 absl::string_view value) = 0;
+
+  // --- Partition table ---
+
+  // Replaces the persisted table with `table`, durably.
+  virtual absl::Status SavePartitionTable(const PartitionTableRecord& table) = 0;
+  // The persisted table (ptid 0 and no cells if none).
+  virtual absl::StatusOr<PartitionTableRecord> LoadPartitionTable() = 0;
+
+  // --- Commit path ---
+
+  // Writes the temporary records of several transactions durably, in one
+  // database transaction. A ttid that already has temporary records gets
+  // them replaced (idempotent re-vote).
+  virtual absl::Status StoreVotes(const std::vector<VoteRecord>& votes) = 0;
+
+  // For each lock: moves the ttid's temporary records into place with the
+  // final tid, durably, all in one database transaction. A ttid that is
+  // already committed with that tid is a no-op (idempotent); a ttid with
+  // no temporary records and no committed trans record is skipped (this
+  // node held nothing of it) unless it has temporary objects.
+  virtual absl::Status LockTransactions(const std::vector<LockRecord>& locks) = 0;
+
+  // Drops the temporary records of `ttid` (no-op if none).
+  virtual absl::Status AbortTransaction(uint64_t ttid) = 0;
+
+  // ttids that have temporary records (voted, not locked): in doubt after
+  // a restart.
+  virtual absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() = 0;
+
+  // The committed tid of a transaction by its ttid, if this node holds its
+  // trans record (0 if not).
+  virtual absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) = 0;
+
+  // For each oid (same order): its latest committed serial, 0 if none.
+  virtual absl::StatusOr<std::vector<uint64_t>> GetLastSerials(
+      uint32_t num_partitions, const std::vector<uint64_t>& oids) = 0;
+
+  // --- Reads (committed data only) ---
+
+  // The newest revision with tid < before_tid. NOT_FOUND with reason
+  // NO_SUCH_OBJECT if the oid has no committed revision at all, or
+  // NO_EARLIER_REVISION if none before `before_tid`.
+  virtual absl::StatusOr<LoadedObject> LoadBefore(uint32_t partition,
+                                                  uint64_t oid,
+                                                  uint64_t before_tid) = 0;
+  // Exactly revision `serial`. NOT_FOUND (NO_SUCH_OBJECT / NO_SUCH_REVISION).
+  virtual absl::StatusOr<LoadedObject> LoadSerial(uint32_t partition,
+                                                  uint64_t oid,
+                                                  uint64_t serial) = 0;
+  // Up to `limit` revisions of `oid`, newest first (empty if unknown).
+  virtual absl::StatusOr<std::vector<HistoryEntry>> History(uint32_t partition,
+                                                            uint64_t oid,
+                                                            uint32_t limit) = 0;
+  // Up to `limit` committed transaction records with tid < before_tid
+  // (0 = no bound), newest first, over all partitions of this node.
+  virtual absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
+      uint32_t limit, uint64_t before_tid) = 0;
+
+  virtual absl::StatusOr<LastIds> GetLastIds() = 0;
+  virtual absl::StatusOr<BackendStats> GetStats() = 0;
+
+  // --- Partition-level operations (replication, checks, truncate) ---
+
+  // Committed transaction records of `partition` with min_tid <= tid <=
+  // max_tid, ascending, at most `limit`.
+  virtual absl::StatusOr<std::vector<TransactionRecord>> ListTransactions(
+      uint32_t partition, uint64_t min_tid, uint64_t max_tid,
+      uint32_t limit) = 0;
+  // Committed object records of `partition` with min_tid <= tid <= max_tid,
+  // ordered by (tid, oid), at most `limit`, with data (not resolved).
+  virtual absl::StatusOr<std::vector<ObjectRecord>> ListObjects(
+      uint32_t partition, uint64_t min_tid, uint64_t max_tid,
+      uint32_t limit) = 0;
+  // Writes already-committed records (from a replica) durably, in one
+  // database transaction; existing identical rows are kept (idempotent).
+  virtual absl::Status ImportCommitted(
+      const std::vector<TransactionRecord>& transactions,
+      const std::vector<ObjectRecord>& objects) = 0;
+  // Deletes every committed record of `partition` (a discarded cell).
+  virtual absl::Status DeletePartition(uint32_t partition) = 0;
+  // Deletes every committed record with tid > `tid`, and all temporary ones.
+  virtual absl::Status Truncate(uint64_t tid) = 0;
+};
+
+}  // namespace cellar::storage
+
+#endif  // CELLAR_SERVICES_STORAGE_BACKEND_STORAGE_BACKEND_H_
