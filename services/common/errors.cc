@@ -41,7 +41,7 @@ absl::Status ConflictError(uint64_t oid, uint64_t current_serial,
 }
 
 std::string ErrorReason(const absl::Status& status) {
-  std::optional<absl::Cord> payload = status.GetPayload(kErrorInfoTypeUrl);
+  auto payload = status.GetPayload(kErrorInfoTypeUrl);
   if (!payload) return "";
   google::rpc::ErrorInfo info;
   if (!info.ParseFromString(std::string(*payload))) return "";
@@ -49,7 +49,7 @@ std::string ErrorReason(const absl::Status& status) {
 }
 
 std::optional<ConflictInfo> GetConflict(const absl::Status& status) {
-  std::optional<absl::Cord> payload = status.GetPayload(kConflictDetailTypeUrl);
+  auto payload = status.GetPayload(kConflictDetailTypeUrl);
   if (!payload) return std::nullopt;
   cellar::v1::ConflictDetail detail;
   if (!detail.ParseFromString(std::string(*payload))) return std::nullopt;
