@@ -1,0 +1,43 @@
+#ifndef CELLAR_SERVICES_COMMON_LOGGING_H_
+#define CELLAR_SERVICES_COMMON_LOGGING_H_
+
+// A tiny logging shim (Debian's Abseil has no absl/log):
+//   CELLAR_LOG(INFO) << "storage S1 joined";
+// Writes one line to stderr: "I1122 02:30:12.123456 file.cc:42] message".
+// FATAL aborts after logging. Thread-safe (one write(2) per line).
+// Log an error once, at the boundary that handles it.
+
+#include <sstream>
+#include <string>
+
+namespace cellar::common {
+
+enum class LogSeverity { kInfo, kWarning, kError, kFatal };
+
+class LogMessage {
+ public:
+  LogMessage(LogSeverity severity, const char* file, int line);
+  ~LogMessage();
+  std::ostream& stream() { return stream_; }
+
+ private:
+  LogSeverity severity_;
+  std::ostringstream stream_;
+};
+
+// Drops log lines below `severity` (default kInfo). For quiet tests/tools.
+void SetMinLogSeverity(LogSeverity severity);
+
+}  // namespace cellar::common
+
+#define CELLAR_LOG_SEVERITY_INFO ::cellar::common::LogSeverity::kInfo
+#define CELLAR_LOG_SEVERITY_WARNING ::cellar::common::LogSeverity::kWarning
+#define CELLAR_LOG_SEVERITY_ERROR ::cellar::common::LogSeverity::kError
+#define CELLAR_LOG_SEVERITY_FATAL ::cellar::common::LogSeverity::kFatal
+
+#define CELLAR_LOG(severity)                                                \
+  ::cellar::common::LogMessage(CELLAR_LOG_SEVERITY_##severity, __FILE__, \
+                               __LINE__)                                   \
+      .stream()
+
+#endif  // CELLAR_SERVICES_COMMON_LOGGING_H_
