@@ -92,7 +92,13 @@ bool ParseUint64(absl::string_view text, uint64_t* out) {
 }
 
 std::string NodeName(char role_letter, uint32_t node_id) {
-  return absl::StrCat(std::string(1, role_letter), node_id);
+  return absl::StrCat(std::string(1, role_letter), NodeIndex(node_id));
+}
+
+std::string NodeName(uint32_t node_id) {
+  static const char kLetters[] = {'S', 'M', 'A', 'C'};
+  const uint32_t kind = node_id >> 24;
+  return NodeName(kind < 4 ? kLetters[kind] : '?', node_id);
 }
 
 }  // namespace cellar::common

@@ -44,8 +44,25 @@ std::string FormatOid(Oid oid);
 // digits a-f to avoid ambiguity. Returns false on junk or overflow.
 bool ParseUint64(absl::string_view text, uint64_t* out);
 
+// Node ids carry their role in the top byte (as in NEO), so ids of
+// different roles never collide, even when a restarted master hands out
+// client ids before the storages (whose ids persist) have come back:
+//   storage 0x00nnnnnn, master 0x01nnnnnn, admin 0x02nnnnnn, client 0x03nnnnnn.
+enum class NodeKind : uint32_t { kStorage = 0, kMaster = 1, kAdmin = 2, kClient = 3 };
+inline uint32_t MakeNodeId(NodeKind kind, uint32_t index) {
+  return (static_cast<uint32_t>(kind) << 24) | (index & 0xffffffu);
+}
+inline uint32_t NodeIndex(uint32_t node_id) { return node_id & 0xffffffu; }
+inline NodeKind NodeKindOf(uint32_t node_id) {
+  return static_cast<NodeKind>(node_id >> 24);
+}
+
 // Node names as NEO prints them: S1 (storage), M1 (master), A1 (admin),
-// C1 (client). `role_letter` is one of 'S', 'M', 'A', 'C'.
+// C1 (client), from the role byte of the id.
+std::string NodeName(uint32_t node_id);
+
+// As above with an explicit role letter ('S', 'M', 'A', 'C'); the index is
+// the id's low 24 bits.
 std::string NodeName(char role_letter, uint32_t node_id);
 
 }  // namespace cellar::common

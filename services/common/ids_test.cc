@@ -63,6 +63,9 @@ TEST(ParseUint64Test, AcceptsHexAndDecimalRejectsJunk) {
 
 TEST(NodeNameTest, PrintsRoleLetterAndId) {
   EXPECT_EQ(NodeName('S', 3), "S3");
+  EXPECT_EQ(NodeName(MakeNodeId(NodeKind::kClient, 7)), "C7");
+  EXPECT_EQ(NodeName(3), "S3");
+  EXPECT_NE(MakeNodeId(NodeKind::kClient, 1), MakeNodeId(NodeKind::kStorage, 1));
 }
 
 }  // namespace
