@@ -22,4 +22,9 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   return endpoint;
 }
 
+void MetricsEndpoint::Add(std::shared_ptr<prometheus::Collectable> collectable) {
+  exposer_->RegisterCollectable(collectable);
+  extra_.push_back(std::move(collectable));
+}
+
 }  // namespace cellar::common

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
@@ -23,10 +24,14 @@ class MetricsEndpoint {
 
   int port() const { return port_; }
 
+  // Also serves `collectable` (kept alive by the endpoint).
+  void Add(std::shared_ptr<prometheus::Collectable> collectable);
+
  private:
   MetricsEndpoint() = default;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
+  std::vector<std::shared_ptr<prometheus::Collectable>> extra_;
 };
 
 }  // namespace cellar::common

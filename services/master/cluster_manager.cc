@@ -1,0 +1,437 @@
+#include "services/master/cluster_manager.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "services/common/errors.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
+
+namespace cellar::master {
+
+using ::cellar::v1::ClusterState;
+using common::NodeKind;
+
+namespace {
+
+constexpr uint32_t kMaxOidBatch = 1000;
+
+const char* StateName(ClusterState s) {
+  return cellar::v1::ClusterState_Name(s).c_str();
+}
+
+bool ValidHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= address.size()) {
+    return false;
+  }
+  int port = 0;
+  return absl::SimpleAtoi(address.substr(colon + 1), &port) && port > 0 &&
+         port < 65536;
+}
+
+}  // namespace
+
+ClusterManager::ClusterManager(ClusterOptions options, const common::Clock* clock,
+                               EventHub* hub)
+    : options_(std::move(options)), clock_(clock), hub_(hub) {}
+
+absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
+    const cellar::v1::RegisterNodeRequest& request) {
+  if (request.cluster_name() != options_.cluster_name) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonWrongCluster,
+        absl::StrCat("wrong cluster name \"", request.cluster_name(),
+                     "\": this master serves \"", options_.cluster_name, "\""));
+  }
+  if (request.protocol_version() != cellar::v1::PROTOCOL_VERSION_1) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonProtocolMismatch,
+        absl::StrCat("protocol version ", request.protocol_version(),
+                     " is not supported: this master speaks version 1"));
+  }
+  NodeKind kind;
+  switch (request.role()) {
+    case cellar::v1::NODE_ROLE_STORAGE:
+      kind = NodeKind::kStorage;
+      break;
+    case cellar::v1::NODE_ROLE_CLIENT:
+      kind = NodeKind::kClient;
+      break;
+    case cellar::v1::NODE_ROLE_ADMIN:
+      kind = NodeKind::kAdmin;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "role: must be NODE_ROLE_STORAGE, NODE_ROLE_CLIENT or NODE_ROLE_ADMIN");
+  }
+  if (kind == NodeKind::kStorage && !ValidHostPort(request.address())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "address: a storage must give the host:port it serves on, got \"",
+        request.address(), "\""));
+  }
+  if (request.node_id() != 0 && common::NodeKindOf(request.node_id()) != kind) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "node_id: ", request.node_id(), " is not an id of this node's role"));
+  }
+  const std::string track = request.track().empty() ? "stable" : request.track();
+  if (track != "stable" && track != "canary" && track != "shadow") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("track: must be stable, canary or shadow, got \"", track, "\""));
+  }
+  if (request.has_partition_table() && request.partition_table().ptid() != 0) {
+    absl::StatusOr<common::PartitionTable> reported =
+        common::PartitionTable::FromProto(request.partition_table());
+    if (!reported.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("partition_table: ", reported.status().message()));
+    }
+  }
+
+  bool verify = false;
+  cellar::v1::RegisterNodeResponse response;
+  {
+    absl::MutexLock l(&mu_);
+    uint32_t id = request.node_id();
+    if (id != 0) {
+      auto it = nodes_.find(id);
+      if (it != nodes_.end() && it->second.connected &&
+          it->second.info.address() != request.address()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "node id ", common::NodeName(id), " is already connected from ",
+            it->second.info.address(), "; is another node using the same database?"));
+      }
+    } else {
+      uint32_t& next = kind == NodeKind::kStorage  ? next_storage_index_
+                       : kind == NodeKind::kClient ? next_client_index_
+                                                   : next_admin_index_;
+      // Skip indexes the partition table already uses (storages that have
+      // not come back yet).
+      while (nodes_.contains(common::MakeNodeId(kind, next)) ||
+             (kind == NodeKind::kStorage &&
+              pt_.NodeIds().contains(common::MakeNodeId(kind, next)))) {
+        ++next;
+      }
+      id = common::MakeNodeId(kind, next++);
+    }
+    if (kind == NodeKind::kStorage) {
+      next_storage_index_ = std::max(next_storage_index_, common::NodeIndex(id) + 1);
+    }
+
+    Node& node = nodes_[id];
+    node.connected = true;
+    node.info.set_node_id(id);
+    node.info.set_role(request.role());
+    node.info.set_address(request.address());
+    node.info.set_version(request.version());
+    node.info.set_build_id(request.build_id());
+    node.info.set_track(track);
+    node.info.set_label(request.label());
+    node.info.set_registered_unix_ms(absl::ToUnixMillis(clock_->Now()));
+    node.info.set_state(cellar::v1::NODE_RUNNING);
+
+    if (kind == NodeKind::kStorage) {
+      node.voted_ttids.assign(request.voted_ttids().begin(),
+                              request.voted_ttids().end());
+      recovered_last_tid_ = std::max(recovered_last_tid_, request.last_tid());
+      for (uint64_t ttid : request.voted_ttids()) {
+        recovered_last_tid_ = std::max(recovered_last_tid_, ttid);
+      }
+      last_oid_ = std::max(last_oid_, request.last_oid());
+      if (state_ == cellar::v1::CLUSTER_RECOVERING && request.has_partition_table() &&
+          request.partition_table().ptid() > pt_.ptid()) {
+        // Validated above.
+        pt_ = *common::PartitionTable::FromProto(request.partition_table());
+        CELLAR_LOG(INFO) << "adopted partition table ptid " << pt_.ptid() << " from "
+                         << common::NodeName(id);
+        cellar::v1::ClusterEvent event;
+        *event.mutable_partition_table() = pt_.ToProto();
+        hub_->Publish(event);
+      }
+      RefreshStorageStatesLocked();
+      PublishNodeLocked(node);
+      verify = MaybeLeaveRecoveryLocked(/*operator_start=*/false);
+    }
+    CELLAR_LOG(INFO) << common::NodeName(id) << " registered"
+                     << (request.address().empty() ? "" : " from " + request.address());
+
+    response.set_node_id(id);
+    response.set_epoch(options_.epoch);
+    response.set_cluster_state(state_);
+    *response.mutable_partition_table() = pt_.ToProto();
+    response.set_master_node_id(options_.master_node_id);
+  }
+  if (verify) Verify();
+  return response;
+}
+
+absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> ClusterManager::Watch(
+    uint32_t node_id) {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end() || !it->second.connected) {
+    return absl::NotFoundError(absl::StrCat(
+        "node ", common::NodeName(node_id), " is not registered: call RegisterNode first"));
+  }
+  // Built under mu_ so that no PT change falls between the snapshot and
+  // the subscription.
+  return hub_->Subscribe(node_id, common::NodeKindOf(node_id) == NodeKind::kClient,
+                         SnapshotLocked());
+}
+
+void ClusterManager::WatchEnded(uint32_t node_id,
+                                const std::shared_ptr<EventHub::Subscriber>& sub) {
+  hub_->Unsubscribe(sub);
+  bool client_gone = false;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) return;
+    const NodeKind kind = common::NodeKindOf(node_id);
+    if (kind == NodeKind::kStorage) {
+      it->second.connected = false;
+      it->second.info.set_state(cellar::v1::NODE_DOWN);
+      PublishNodeLocked(it->second);
+      CELLAR_LOG(WARNING) << common::NodeName(node_id) << " disconnected";
+      if (state_ == cellar::v1::CLUSTER_RUNNING &&
+          !pt_.IsOperational(ConnectedStoragesLocked())) {
+        CELLAR_LOG(WARNING) << "partition table no longer operational: back to RECOVERING";
+        SetStateLocked(cellar::v1::CLUSTER_RECOVERING);
+      }
+    } else {
+      it->second.info.set_state(cellar::v1::NODE_DOWN);
+      PublishNodeLocked(it->second);
+      nodes_.erase(it);
+      client_gone = kind == NodeKind::kClient;
+    }
+  }
+  if (client_gone && on_client_gone_) on_client_gone_(node_id);
+}
+
+absl::StatusOr<ClusterState> ClusterManager::Start() {
+  bool verify = false;
+  {
+    absl::MutexLock l(&mu_);
+    if (state_ != cellar::v1::CLUSTER_RECOVERING) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cluster is ", StateName(state_), ": start only applies while RECOVERING"));
+    }
+    if (ConnectedStoragesLocked().empty()) {
+      return absl::FailedPreconditionError(
+          "no storage node is connected: start at least one cellar-storage first");
+    }
+    if (!pt_.empty() && !pt_.IsOperational(ConnectedStoragesLocked())) {
+      return absl::FailedPreconditionError(
+          "the connected storages do not hold a readable cell of every partition: "
+          "bring the missing storages back");
+    }
+    verify = MaybeLeaveRecoveryLocked(/*operator_start=*/true);
+  }
+  if (verify) Verify();
+  absl::MutexLock l(&mu_);
+  return state_;
+}
+
+bool ClusterManager::MaybeLeaveRecoveryLocked(bool operator_start) {
+  if (state_ != cellar::v1::CLUSTER_RECOVERING || verifying_) return false;
+  const absl::flat_hash_set<uint32_t> connected = ConnectedStoragesLocked();
+  if (pt_.empty()) {
+    if (!operator_start &&
+        (options_.autostart == 0 || connected.size() < options_.autostart)) {
+      return false;
+    }
+    std::vector<uint32_t> ids(connected.begin(), connected.end());
+    absl::StatusOr<common::PartitionTable> pt = common::PartitionTable::MakeBalanced(
+        options_.num_partitions, options_.num_replicas, ids);
+    if (!pt.ok()) return false;
+    pt_ = *std::move(pt);
+    CELLAR_LOG(INFO) << "new cluster \"" << options_.cluster_name << "\": "
+                     << pt_.num_partitions() << " partitions, " << pt_.num_replicas()
+                     << " replicas over " << ids.size() << " storages";
+    cellar::v1::ClusterEvent event;
+    *event.mutable_partition_table() = pt_.ToProto();
+    hub_->Publish(event);
+  } else {
+    // No split brain: every node holding a readable cell must be back,
+    // unless an operator decided the connected ones are enough.
+    bool all_back = true;
+    for (uint32_t p = 0; p < pt_.num_partitions(); ++p) {
+      for (uint32_t id : pt_.ReadableNodes(p)) {
+        if (!connected.contains(id)) all_back = false;
+      }
+    }
+    if (!all_back && !operator_start) return false;
+    if (!pt_.IsOperational(connected)) return false;
+  }
+  verifying_ = true;
+  SetStateLocked(cellar::v1::CLUSTER_VERIFYING);
+  return true;
+}
+
+void ClusterManager::Verify() {
+  std::vector<uint64_t> in_doubt;
+  std::vector<StorageTarget> storages;
+  uint64_t last_tid;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, node] : nodes_) {
+      if (!node.connected || common::NodeKindOf(id) != NodeKind::kStorage) continue;
+      in_doubt.insert(in_doubt.end(), node.voted_ttids.begin(), node.voted_ttids.end());
+      node.voted_ttids.clear();
+      storages.push_back({id, node.info.address()});
+    }
+    std::sort(in_doubt.begin(), in_doubt.end());
+    in_doubt.erase(std::unique(in_doubt.begin(), in_doubt.end()), in_doubt.end());
+    last_tid = recovered_last_tid_;
+  }
+  if (on_verify_) on_verify_(in_doubt, storages, last_tid);
+  absl::MutexLock l(&mu_);
+  verifying_ = false;
+  if (state_ != cellar::v1::CLUSTER_VERIFYING) return;
+  if (!pt_.IsOperational(ConnectedStoragesLocked())) {
+    SetStateLocked(cellar::v1::CLUSTER_RECOVERING);
+    return;
+  }
+  SetStateLocked(cellar::v1::CLUSTER_RUNNING);
+  RefreshStorageStatesLocked();
+  for (auto& [id, node] : nodes_) {
+    if (common::NodeKindOf(id) == NodeKind::kStorage) PublishNodeLocked(node);
+  }
+}
+
+void ClusterManager::RefreshStorageStatesLocked() {
+  const absl::flat_hash_set<uint32_t> in_pt = pt_.NodeIds();
+  for (auto& [id, node] : nodes_) {
+    if (common::NodeKindOf(id) != NodeKind::kStorage) continue;
+    if (!node.connected) {
+      node.info.set_state(cellar::v1::NODE_DOWN);
+    } else if (state_ != cellar::v1::CLUSTER_RUNNING || !in_pt.contains(id)) {
+      node.info.set_state(cellar::v1::NODE_PENDING);
+    } else {
+      node.info.set_state(cellar::v1::NODE_RUNNING);
+    }
+  }
+}
+
+void ClusterManager::SetStateLocked(ClusterState state) {
+  if (state_ == state) return;
+  CELLAR_LOG(INFO) << "cluster state " << StateName(state_) << " -> " << StateName(state);
+  state_ = state;
+  RefreshStorageStatesLocked();
+  cellar::v1::ClusterEvent event;
+  event.set_cluster_state(state);
+  hub_->Publish(event);
+}
+
+void ClusterManager::PublishNodeLocked(const Node& node) {
+  cellar::v1::ClusterEvent event;
+  *event.mutable_node() = node.info;
+  hub_->Publish(event);
+}
+
+absl::flat_hash_set<uint32_t> ClusterManager::ConnectedStoragesLocked() const {
+  absl::flat_hash_set<uint32_t> ids;
+  for (const auto& [id, node] : nodes_) {
+    if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage) ids.insert(id);
+  }
+  return ids;
+}
+
+cellar::v1::ClusterSnapshot ClusterManager::SnapshotLocked() const {
+  cellar::v1::ClusterSnapshot snapshot;
+  snapshot.set_cluster_state(state_);
+  *snapshot.mutable_partition_table() = pt_.ToProto();
+  for (const auto& [id, node] : nodes_) *snapshot.add_nodes() = node.info;
+  snapshot.set_epoch(options_.epoch);
+  return snapshot;
+}
+
+absl::StatusOr<uint64_t> ClusterManager::AllocateOids(uint32_t count) {
+  if (count == 0 || count > kMaxOidBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("count: must be in [1, ", kMaxOidBatch, "], got ", count));
+  }
+  absl::MutexLock l(&mu_);
+  if (state_ != cellar::v1::CLUSTER_RUNNING) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+        absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+  }
+  const uint64_t first = last_oid_ + 1;
+  last_oid_ += count;
+  return first;
+}
+
+absl::Status ClusterManager::CheckRunning() const {
+  absl::MutexLock l(&mu_);
+  if (state_ == cellar::v1::CLUSTER_RUNNING) return absl::OkStatus();
+  return common::ErrorWithReason(
+      absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+      absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+}
+
+absl::Status ClusterManager::CheckClient(uint32_t node_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end() || common::NodeKindOf(node_id) != NodeKind::kClient) {
+    return absl::NotFoundError(absl::StrCat(
+        "node_id: ", node_id, " is not a registered client (register again)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StorageTarget>> ClusterManager::Targets(
+    const std::vector<uint32_t>& node_ids) const {
+  absl::MutexLock l(&mu_);
+  std::vector<StorageTarget> targets;
+  for (uint32_t id : node_ids) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || common::NodeKindOf(id) != NodeKind::kStorage) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node ", id, " is not a known storage node"));
+    }
+    if (!it->second.connected) {
+      return absl::UnavailableError(
+          absl::StrCat("storage ", common::NodeName(id), " is not connected"));
+    }
+    targets.push_back({id, it->second.info.address()});
+  }
+  return targets;
+}
+
+std::vector<StorageTarget> ClusterManager::RunningStorages() const {
+  absl::MutexLock l(&mu_);
+  std::vector<StorageTarget> targets;
+  for (const auto& [id, node] : nodes_) {
+    if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage) {
+      targets.push_back({id, node.info.address()});
+    }
+  }
+  return targets;
+}
+
+uint32_t ClusterManager::num_partitions() const {
+  absl::MutexLock l(&mu_);
+  return pt_.num_partitions();
+}
+
+cellar::v1::GetClusterInfoResponse ClusterManager::Info() const {
+  absl::MutexLock l(&mu_);
+  cellar::v1::GetClusterInfoResponse info;
+  info.set_cluster_name(options_.cluster_name);
+  info.set_cluster_state(state_);
+  *info.mutable_partition_table() = pt_.ToProto();
+  for (const auto& [id, node] : nodes_) *info.add_nodes() = node.info;
+  info.set_last_tid(hub_->last_tid());
+  info.set_last_oid(last_oid_);
+  info.set_epoch(options_.epoch);
+  info.set_master_node_id(options_.master_node_id);
+  info.set_operational(pt_.IsOperational(ConnectedStoragesLocked()));
+  return info;
+}
+
+}  // namespace cellar::master

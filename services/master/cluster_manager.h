@@ -1,0 +1,159 @@
+#ifndef CELLAR_SERVICES_MASTER_CLUSTER_MANAGER_H_
+#define CELLAR_SERVICES_MASTER_CLUSTER_MANAGER_H_
+
+// The primary master's view of the cluster: node registry, partition
+// table, cluster state machine and OID allocation. Masters keep no
+// precious state: the partition table and last ids are recovered from the
+// storage nodes as they register.
+//
+// State machine: RECOVERING -> VERIFYING -> RUNNING; STOPPING from any
+// state; anything else is refused with FAILED_PRECONDITION.
+//  - A new cluster (no storage has a table) leaves RECOVERING when
+//    `autostart` storages are connected, or when an operator calls Start:
+//    the table is created balanced over the connected storages.
+//  - A known cluster adopts the highest ptid the storages report and
+//    leaves RECOVERING only once every node holding a readable cell is
+//    connected (no split brain), or when an operator calls Start and the
+//    connected nodes make the table operational.
+//  - VERIFYING resolves transactions left voted-but-unlocked by a crash
+//    (see on_verify) and rebuilds the last tid/oid, then RUNNING.
+//  - A RUNNING cluster whose table stops being operational (a storage with
+//    the last readable cell of a partition went away) goes back to
+//    RECOVERING; clients then get UNAVAILABLE.
+//
+// Thread-safe. Lock order: ClusterManager::mu_ before EventHub's.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "protos/cellar/v1/master.pb.h"
+#include "services/common/clock.h"
+#include "services/common/partition_table.h"
+#include "services/master/event_hub.h"
+#include "services/master/storage_caller.h"
+
+namespace cellar::master {
+
+struct ClusterOptions {
+  // Must match every node's --cluster_name. Default "cellar".
+  std::string cluster_name = "cellar";
+  // P for a new cluster (a known cluster keeps its own). Default 12.
+  uint32_t num_partitions = 12;
+  // R for a new cluster. Default 1 (two copies of every partition).
+  uint32_t num_replicas = 1;
+  // Start a new cluster once this many storages are connected; 0 = wait
+  // for an operator's Start. Default 0.
+  uint32_t autostart = 0;
+  // This primary's epoch; storages refuse calls with an older one.
+  // Default 1; servers pass something that grows across restarts.
+  uint64_t epoch = 1;
+  // The master's own node id (M1). Default MakeNodeId(kMaster, 1).
+  uint32_t master_node_id = 0x01000001;
+  // Software version/track of this master (for NodeInfo).
+  std::string version = "0.1.0";
+};
+
+class ClusterManager {
+ public:
+  // Called (outside the manager's mutex) with the id of a client that
+  // disconnected: its unfinished transactions must be aborted.
+  using ClientGoneCallback = std::function<void(uint32_t node_id)>;
+  // Called (outside the mutex) in VERIFYING with the ttids storages hold
+  // voted but not locked, and the storages to resolve them on; then with
+  // the recovered last tid. Returns when they are resolved.
+  using VerifyCallback = std::function<void(const std::vector<uint64_t>& in_doubt,
+                                            const std::vector<StorageTarget>& storages,
+                                            uint64_t last_tid)>;
+
+  ClusterManager(ClusterOptions options, const common::Clock* clock, EventHub* hub);
+
+  void set_on_client_gone(ClientGoneCallback cb) { on_client_gone_ = std::move(cb); }
+  void set_on_verify(VerifyCallback cb) { on_verify_ = std::move(cb); }
+
+  // Registers a node. FAILED_PRECONDITION (WRONG_CLUSTER,
+  // PROTOCOL_MISMATCH) or INVALID_ARGUMENT on a bad request.
+  absl::StatusOr<cellar::v1::RegisterNodeResponse> RegisterNode(
+      const cellar::v1::RegisterNodeRequest& request);
+
+  // Opens the event stream of a registered node: the first event is a
+  // snapshot. NOT_FOUND for an unknown node id.
+  absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> Watch(uint32_t node_id);
+
+  // The node's stream ended: storages go DOWN, clients are forgotten and
+  // their transactions aborted.
+  void WatchEnded(uint32_t node_id, const std::shared_ptr<EventHub::Subscriber>& sub);
+
+  // Operator start (see class comment).
+  absl::StatusOr<cellar::v1::ClusterState> Start();
+
+  // OIDs [first, first + count). FAILED_PRECONDITION unless RUNNING.
+  absl::StatusOr<uint64_t> AllocateOids(uint32_t count);
+
+  // OK when RUNNING; FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) otherwise.
+  absl::Status CheckRunning() const;
+  // OK if `node_id` is a registered client.
+  absl::Status CheckClient(uint32_t node_id) const;
+
+  // Addresses of storages by id. UNAVAILABLE for a storage that is not
+  // connected; NOT_FOUND for an unknown one.
+  absl::StatusOr<std::vector<StorageTarget>> Targets(
+      const std::vector<uint32_t>& node_ids) const;
+  // Every connected storage.
+  std::vector<StorageTarget> RunningStorages() const;
+
+  uint32_t num_partitions() const;
+  uint64_t epoch() const { return options_.epoch; }
+
+  cellar::v1::GetClusterInfoResponse Info() const;
+
+ private:
+  struct Node {
+    cellar::v1::NodeInfo info;
+    bool connected = false;
+    // Storages: what they reported at registration.
+    std::vector<uint64_t> voted_ttids;
+  };
+
+  cellar::v1::ClusterSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::flat_hash_set<uint32_t> ConnectedStoragesLocked() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetStateLocked(cellar::v1::ClusterState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishNodeLocked(const Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Decides whether recovery can end; if so moves to VERIFYING and returns
+  // the work to do outside the lock.
+  bool MaybeLeaveRecoveryLocked(bool operator_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs verification outside the lock, then moves to RUNNING.
+  void Verify();
+  void RefreshStorageStatesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ClusterOptions options_;
+  const common::Clock* clock_;
+  EventHub* hub_;
+  ClientGoneCallback on_client_gone_;
+  VerifyCallback on_verify_;
+
+  mutable absl::Mutex mu_;
+  cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = cellar::v1::CLUSTER_RECOVERING;
+  common::PartitionTable pt_ ABSL_GUARDED_BY(mu_);
+  // Keyed by node id (role in the top byte).
+  absl::btree_map<uint32_t, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  uint32_t next_storage_index_ ABSL_GUARDED_BY(mu_) = 1;
+  uint32_t next_client_index_ ABSL_GUARDED_BY(mu_) = 1;
+  uint32_t next_admin_index_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t last_oid_ ABSL_GUARDED_BY(mu_) = 0;
+  // Highest tid storages reported (recovery).
+  uint64_t recovered_last_tid_ ABSL_GUARDED_BY(mu_) = 0;
+  bool verifying_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace cellar::master
+
+#endif  // CELLAR_SERVICES_MASTER_CLUSTER_MANAGER_H_

@@ -1,0 +1,148 @@
+#include "services/master/grpc_storage_caller.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/channel.h"
+#include "services/common/errors.h"
+#include "services/common/grpc_status.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
+
+namespace cellar::master {
+namespace {
+
+// Waits for N callbacks.
+class Latch {
+ public:
+  explicit Latch(int n) : n_(n) {}
+  void CountDown() {
+    absl::MutexLock l(&mu_);
+    --n_;
+  }
+  void Wait() {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* n) { return *n <= 0; }, &n_));
+  }
+
+ private:
+  absl::Mutex mu_;
+  int n_ ABSL_GUARDED_BY(mu_);
+};
+
+template <typename Request, typename Response>
+struct Call {
+  grpc::ClientContext context;
+  Request request;
+  Response response;
+};
+
+}  // namespace
+
+GrpcStorageCaller::GrpcStorageCaller(absl::Duration timeout) : timeout_(timeout) {}
+
+GrpcStorageCaller::~GrpcStorageCaller() {
+  absl::MutexLock l(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](int* p) { return *p == 0; }, &pending_),
+                       absl::Seconds(5));
+}
+
+cellar::v1::Storage::Stub* GrpcStorageCaller::StubFor(const std::string& address) {
+  absl::MutexLock l(&mu_);
+  auto& stub = stubs_[address];
+  if (stub == nullptr) {
+    stub = cellar::v1::Storage::NewStub(common::MakeChannel(address));
+  }
+  return stub.get();
+}
+
+std::vector<absl::Status> GrpcStorageCaller::LockAll(
+    const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid,
+    uint64_t tid) {
+  std::vector<absl::Status> results(targets.size());
+  std::vector<std::unique_ptr<Call<cellar::v1::LockTransactionRequest,
+                                   cellar::v1::LockTransactionResponse>>>
+      calls;
+  Latch latch(static_cast<int>(targets.size()));
+  for (size_t i = 0; i < targets.size(); ++i) {
+    auto call = std::make_unique<Call<cellar::v1::LockTransactionRequest,
+                                      cellar::v1::LockTransactionResponse>>();
+    common::SetDeadline(&call->context, timeout_);
+    call->request.set_epoch(epoch);
+    call->request.set_ttid(ttid);
+    call->request.set_tid(tid);
+    StubFor(targets[i].address)
+        ->async()
+        ->LockTransaction(&call->context, &call->request, &call->response,
+                          [&results, &latch, i, &targets](grpc::Status s) {
+                            results[i] = common::Annotate(
+                                common::FromGrpcStatus(s),
+                                absl::StrCat("lock on S", targets[i].node_id));
+                            latch.CountDown();
+                          });
+    calls.push_back(std::move(call));
+  }
+  latch.Wait();
+  return results;
+}
+
+void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
+                                    uint64_t epoch, uint64_t ttid, uint64_t tid) {
+  for (const StorageTarget& target : targets) {
+    auto* call = new Call<cellar::v1::UnlockTransactionRequest,
+                          cellar::v1::UnlockTransactionResponse>();
+    common::SetDeadline(&call->context, timeout_);
+    call->request.set_epoch(epoch);
+    call->request.set_ttid(ttid);
+    call->request.set_tid(tid);
+    {
+      absl::MutexLock l(&mu_);
+      ++pending_;
+    }
+    const uint32_t node_id = target.node_id;
+    StubFor(target.address)
+        ->async()
+        ->UnlockTransaction(&call->context, &call->request, &call->response,
+                            [this, call, node_id, ttid](grpc::Status s) {
+                              if (!s.ok()) {
+                                CELLAR_LOG(WARNING)
+                                    << "unlock of ttid " << common::TidHex(ttid)
+                                    << " on S" << node_id
+                                    << " failed: " << s.error_message();
+                              }
+                              delete call;
+                              absl::MutexLock l(&mu_);
+                              --pending_;
+                            });
+  }
+}
+
+std::vector<absl::Status> GrpcStorageCaller::AbortAll(
+    const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid) {
+  (void)epoch;  // AbortTransaction carries no epoch: it is idempotent and safe.
+  std::vector<absl::Status> results(targets.size());
+  std::vector<std::unique_ptr<Call<cellar::v1::AbortTransactionRequest,
+                                   cellar::v1::AbortTransactionResponse>>>
+      calls;
+  Latch latch(static_cast<int>(targets.size()));
+  for (size_t i = 0; i < targets.size(); ++i) {
+    auto call = std::make_unique<Call<cellar::v1::AbortTransactionRequest,
+                                      cellar::v1::AbortTransactionResponse>>();
+    common::SetDeadline(&call->context, timeout_);
+    call->request.set_ttid(ttid);
+    StubFor(targets[i].address)
+        ->async()
+        ->AbortTransaction(&call->context, &call->request, &call->response,
+                           [&results, &latch, i](grpc::Status s) {
+                             results[i] = common::FromGrpcStatus(s);
+                             latch.CountDown();
+                           });
+    calls.push_back(std::move(call));
+  }
+  latch.Wait();
+  return results;
+}
+
+}  // namespace cellar::master

@@ -1,0 +1,46 @@
+#ifndef CELLAR_SERVICES_MASTER_GRPC_STORAGE_CALLER_H_
+#define CELLAR_SERVICES_MASTER_GRPC_STORAGE_CALLER_H_
+
+// StorageCaller over gRPC: one channel per storage address (cached), calls
+// fanned out with the callback API, every call with a deadline.
+// Thread-safe.
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/master/storage_caller.h"
+
+namespace cellar::master {
+
+class GrpcStorageCaller final : public StorageCaller {
+ public:
+  // `timeout`: deadline of each call (default 10 s).
+  explicit GrpcStorageCaller(absl::Duration timeout = absl::Seconds(10));
+  ~GrpcStorageCaller() override;
+
+  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
+                                    uint64_t epoch, uint64_t ttid,
+                                    uint64_t tid) override;
+  void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t epoch,
+                   uint64_t ttid, uint64_t tid) override;
+  std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets,
+                                     uint64_t epoch, uint64_t ttid) override;
+
+ private:
+  cellar::v1::Storage::Stub* StubFor(const std::string& address);
+
+  const absl::Duration timeout_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<cellar::v1::Storage::Stub>> stubs_
+      ABSL_GUARDED_BY(mu_);
+  // Unlocks in flight; the destructor waits for them.
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace cellar::master
+
+#endif  // CELLAR_SERVICES_MASTER_GRPC_STORAGE_CALLER_H_

@@ -1,0 +1,133 @@
+#include "services/master/master_service.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
+
+namespace cellar::master {
+namespace {
+
+using common::ToGrpcStatus;
+
+constexpr int kMaxOidsPerFinish = 1000000;
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+}  // namespace
+
+grpc::Status MasterService::RegisterNode(grpc::ServerContext*,
+                                         const cellar::v1::RegisterNodeRequest* request,
+                                         cellar::v1::RegisterNodeResponse* response) {
+  absl::StatusOr<cellar::v1::RegisterNodeResponse> r = cluster_->RegisterNode(*request);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::Watch(grpc::ServerContext* context,
+                                  const cellar::v1::WatchRequest* request,
+                                  grpc::ServerWriter<cellar::v1::ClusterEvent>* writer) {
+  if (request->node_id() == 0) return Invalid("node_id: required");
+  absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> sub =
+      cluster_->Watch(request->node_id());
+  if (!sub.ok()) return ToGrpcStatus(sub.status());
+  grpc::Status result = grpc::Status::OK;
+  cellar::v1::ClusterEvent event;
+  while (true) {
+    if (context->IsCancelled()) {
+      result = grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+      break;
+    }
+    if (hub_->Next(**sub, &event, absl::Milliseconds(200))) {
+      if (!writer->Write(event)) {
+        result = grpc::Status(grpc::StatusCode::UNAVAILABLE, "watcher went away");
+        break;
+      }
+    } else if ((*sub)->closed()) {
+      result = grpc::Status(grpc::StatusCode::ABORTED,
+                            "event stream closed by the master (queue overflow or "
+                            "node replaced): register again");
+      break;
+    }
+  }
+  cluster_->WatchEnded(request->node_id(), *sub);
+  return result;
+}
+
+grpc::Status MasterService::AllocateOids(grpc::ServerContext*,
+                                         const cellar::v1::AllocateOidsRequest* request,
+                                         cellar::v1::AllocateOidsResponse* response) {
+  absl::StatusOr<uint64_t> first = cluster_->AllocateOids(request->count());
+  if (!first.ok()) return ToGrpcStatus(first.status());
+  response->set_first_oid(*first);
+  response->set_count(request->count());
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::Begin(grpc::ServerContext*, const cellar::v1::BeginRequest* request,
+                                  cellar::v1::BeginResponse* response) {
+  if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  absl::StatusOr<uint64_t> ttid = coordinator_->Begin(request->node_id());
+  if (!ttid.ok()) return ToGrpcStatus(ttid.status());
+  response->set_ttid(*ttid);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::Finish(grpc::ServerContext*,
+                                   const cellar::v1::FinishRequest* request,
+                                   cellar::v1::FinishResponse* response) {
+  if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  if (request->ttid() == 0) return Invalid("ttid: required (from Begin)");
+  if (request->voted_node_ids_size() == 0) {
+    return Invalid("voted_node_ids: at least one storage must have voted");
+  }
+  if (request->oids_size() > kMaxOidsPerFinish) {
+    return Invalid(absl::StrCat("oids: at most ", kMaxOidsPerFinish, " per transaction"));
+  }
+  const std::vector<uint32_t> voted(request->voted_node_ids().begin(),
+                                    request->voted_node_ids().end());
+  const std::vector<uint64_t> oids(request->oids().begin(), request->oids().end());
+  absl::StatusOr<uint64_t> tid =
+      coordinator_->Finish(request->node_id(), request->ttid(), voted, oids);
+  if (!tid.ok()) return ToGrpcStatus(tid.status());
+  response->set_tid(*tid);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::Abort(grpc::ServerContext*, const cellar::v1::AbortRequest* request,
+                                  cellar::v1::AbortResponse*) {
+  if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  if (request->ttid() == 0) return Invalid("ttid: required");
+  const std::vector<uint32_t> storages(request->storage_node_ids().begin(),
+                                       request->storage_node_ids().end());
+  return ToGrpcStatus(coordinator_->Abort(request->node_id(), request->ttid(), storages));
+}
+
+grpc::Status MasterService::GetTransactionStatus(
+    grpc::ServerContext*, const cellar::v1::GetTransactionStatusRequest* request,
+    cellar::v1::GetTransactionStatusResponse* response) {
+  if (request->ttid() == 0) return Invalid("ttid: required");
+  *response = coordinator_->Status(request->ttid());
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::GetClusterInfo(grpc::ServerContext*,
+                                           const cellar::v1::GetClusterInfoRequest*,
+                                           cellar::v1::GetClusterInfoResponse* response) {
+  *response = cluster_->Info();
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::StartCluster(grpc::ServerContext*,
+                                         const cellar::v1::StartClusterRequest*,
+                                         cellar::v1::StartClusterResponse* response) {
+  absl::StatusOr<cellar::v1::ClusterState> state = cluster_->Start();
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  response->set_cluster_state(*state);
+  return grpc::Status::OK;
+}
+
+}  // namespace cellar::master

@@ -1,0 +1,56 @@
+#ifndef CELLAR_SERVICES_MASTER_MASTER_SERVICE_H_
+#define CELLAR_SERVICES_MASTER_MASTER_SERVICE_H_
+
+// cellar.v1.Master over the domain objects: validate -> call -> map status.
+// Uses gRPC's synchronous API: Watch streams hold one server thread each
+// (one per connected node), which suits clusters of tens to hundreds of
+// nodes and keeps blocking commit waits simple. Thread-safe.
+
+#include <grpcpp/grpcpp.h>
+
+#include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/master/cluster_manager.h"
+#include "services/master/event_hub.h"
+#include "services/master/transaction_coordinator.h"
+
+namespace cellar::master {
+
+class MasterService final : public cellar::v1::Master::Service {
+ public:
+  MasterService(ClusterManager* cluster, TransactionCoordinator* coordinator,
+                EventHub* hub)
+      : cluster_(cluster), coordinator_(coordinator), hub_(hub) {}
+
+  grpc::Status RegisterNode(grpc::ServerContext* context,
+                            const cellar::v1::RegisterNodeRequest* request,
+                            cellar::v1::RegisterNodeResponse* response) override;
+  grpc::Status Watch(grpc::ServerContext* context, const cellar::v1::WatchRequest* request,
+                     grpc::ServerWriter<cellar::v1::ClusterEvent>* writer) override;
+  grpc::Status AllocateOids(grpc::ServerContext* context,
+                            const cellar::v1::AllocateOidsRequest* request,
+                            cellar::v1::AllocateOidsResponse* response) override;
+  grpc::Status Begin(grpc::ServerContext* context, const cellar::v1::BeginRequest* request,
+                     cellar::v1::BeginResponse* response) override;
+  grpc::Status Finish(grpc::ServerContext* context, const cellar::v1::FinishRequest* request,
+                      cellar::v1::FinishResponse* response) override;
+  grpc::Status Abort(grpc::ServerContext* context, const cellar::v1::AbortRequest* request,
+                     cellar::v1::AbortResponse* response) override;
+  grpc::Status GetTransactionStatus(
+      grpc::ServerContext* context, const cellar::v1::GetTransactionStatusRequest* request,
+      cellar::v1::GetTransactionStatusResponse* response) override;
+  grpc::Status GetClusterInfo(grpc::ServerContext* context,
+                              const cellar::v1::GetClusterInfoRequest* request,
+                              cellar::v1::GetClusterInfoResponse* response) override;
+  grpc::Status StartCluster(grpc::ServerContext* context,
+                            const cellar::v1::StartClusterRequest* request,
+                            cellar::v1::StartClusterResponse* response) override;
+
+ private:
+  ClusterManager* cluster_;
+  TransactionCoordinator* coordinator_;
+  EventHub* hub_;
+};
+
+}  // namespace cellar::master
+
+#endif  // CELLAR_SERVICES_MASTER_MASTER_SERVICE_H_

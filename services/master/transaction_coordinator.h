@@ -1,0 +1,119 @@
+#ifndef CELLAR_SERVICES_MASTER_TRANSACTION_COORDINATOR_H_
+#define CELLAR_SERVICES_MASTER_TRANSACTION_COORDINATOR_H_
+
+// Two-phase commit, master side. Begin hands out a ttid. Finish picks the
+// final tid, asks every storage that voted to lock (record the tid
+// durably and move the records into place), and once all have locked and
+// every transaction with a smaller tid has completed (commits complete in
+// tid order), publishes the invalidation, answers, and tells the storages
+// to unlock. Abort works until the final tid is picked.
+//
+// If no storage could lock, the transaction is aborted everywhere and
+// Finish fails with UNAVAILABLE. If at least one locked, the transaction
+// is committed (a storage that locked has the final records; the ones that
+// failed catch up by replication).
+//
+// Thread-safe. Finish blocks its caller until the transaction completes.
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "protos/cellar/v1/master.pb.h"
+#include "services/common/clock.h"
+#include "services/master/cluster_manager.h"
+#include "services/master/event_hub.h"
+#include "services/master/storage_caller.h"
+#include "services/master/tid_allocator.h"
+
+namespace cellar::master {
+
+// Counters the coordinator keeps (read by the metrics collector).
+struct CoordinatorStats {
+  uint64_t begun = 0;
+  uint64_t committed = 0;
+  uint64_t aborted = 0;
+  uint64_t lock_failures = 0;
+  uint32_t active = 0;
+};
+
+class TransactionCoordinator {
+ public:
+  TransactionCoordinator(const common::Clock* clock, ClusterManager* cluster,
+                         StorageCaller* storages, EventHub* hub);
+
+  // A new ttid for client `node_id`. FAILED_PRECONDITION unless RUNNING.
+  absl::StatusOr<uint64_t> Begin(uint32_t node_id);
+
+  // See the class comment. NOT_FOUND (UNKNOWN_TRANSACTION) for a ttid this
+  // master does not know or that is not the client's; FAILED_PRECONDITION
+  // if it is already finishing/finished/aborted.
+  absl::StatusOr<uint64_t> Finish(uint32_t node_id, uint64_t ttid,
+                                  const std::vector<uint32_t>& voted_node_ids,
+                                  const std::vector<uint64_t>& oids);
+
+  // Aborts `ttid` on `storage_node_ids` (all running storages if empty).
+  // OK for unknown ttids; FAILED_PRECONDITION once the final tid is picked.
+  absl::Status Abort(uint32_t node_id, uint64_t ttid,
+                     const std::vector<uint32_t>& storage_node_ids);
+
+  // Aborts every unfinished transaction of a client that went away.
+  void AbortClientTransactions(uint32_t node_id);
+
+  // Outcome of a ttid.
+  cellar::v1::GetTransactionStatusResponse Status(uint64_t ttid) const;
+
+  // Verification after recovery: aborts the in-doubt ttids on `storages`
+  // and raises the tid floor to `last_tid`.
+  void Recover(const std::vector<uint64_t>& in_doubt,
+               const std::vector<StorageTarget>& storages, uint64_t last_tid);
+
+  // How far the wall clock is behind the last tid (clock went backwards).
+  absl::Duration ClockLag() const;
+
+  CoordinatorStats stats() const;
+
+ private:
+  enum class TxnState { kActive, kFinishing, kCommitted, kAborted };
+  struct Txn {
+    uint32_t node_id = 0;
+    TxnState state = TxnState::kActive;
+    uint64_t tid = 0;
+  };
+  // A transaction between tid allocation and completion.
+  struct Pending {
+    uint64_t tid = 0;
+    uint64_t ttid = 0;
+    std::vector<uint64_t> oids;
+    bool locked = false;   // every lock answered (some succeeded)
+    bool failed = false;   // no lock succeeded: drop without invalidation
+    bool done = false;
+  };
+
+  // Completes the transactions at the head of the queue that are ready.
+  void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetOldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const common::Clock* clock_;
+  ClusterManager* cluster_;
+  StorageCaller* storages_;
+  EventHub* hub_;
+
+  mutable absl::Mutex mu_;
+  TidAllocator tids_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Txn> txns_ ABSL_GUARDED_BY(mu_);
+  // Finished ttids in completion order, to bound txns_.
+  std::deque<uint64_t> finished_ ABSL_GUARDED_BY(mu_);
+  // Transactions being finished, in tid order.
+  std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
+  CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cellar::master
+
+#endif  // CELLAR_SERVICES_MASTER_TRANSACTION_COORDINATOR_H_
