@@ -228,6 +228,10 @@ std::string AllByteValues() {
 
 }  // namespace
 
+void PrintTo(const BackendConformanceParam& param, std::ostream* os) {
+  *os << param.name;
+}
+
 std::string BackendConformanceParamName(
     const ::testing::TestParamInfo<BackendConformanceParam>& info) {
   return info.param.name;

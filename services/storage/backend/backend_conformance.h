@@ -25,6 +25,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -68,6 +69,9 @@ struct BackendConformanceParam {
   std::string name;
   ConformanceStoreFactory make_store;
 };
+
+// gtest prints the param by its name.
+void PrintTo(const BackendConformanceParam& param, std::ostream* os);
 
 // For INSTANTIATE_TEST_SUITE_P's name generator argument.
 std::string BackendConformanceParamName(

@@ -1,0 +1,242 @@
+#include "services/storage/backend/sqlite/sqlite_backend.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/status_matchers.h"
+#include "services/storage/backend/backend_conformance.h"
+#include "services/storage/backend/storage_backend.h"
+
+namespace cellar::storage {
+namespace {
+
+using ::cellar::common::IsOk;
+using ::cellar::common::StatusIs;
+using ::testing::HasSubstr;
+
+// A fresh database path under $TEST_TMPDIR for every call.
+std::string FreshPath(absl::string_view tag) {
+  static std::atomic<int> counter{0};
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", tag, "_", getpid(),
+                      "_", counter.fetch_add(1), ".db");
+}
+
+SqliteBackend::Options OptionsFor(const std::string& path,
+                                  int read_connections = 3) {
+  SqliteBackend::Options options;
+  options.path = path;
+  options.read_connections = read_connections;
+  return options;
+}
+
+// Runs one statement with one integer parameter on a raw connection to
+// `path` (no backend may be open on it).
+absl::Status RawExec(const std::string& path, const char* sql,
+                     int64_t param) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  sqlite3_stmt* stmt = nullptr;
+  if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr);
+  if (rc == SQLITE_OK && sqlite3_bind_parameter_count(stmt) > 0) {
+    rc = sqlite3_bind_int64(stmt, 1, param);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) rc = SQLITE_OK;
+  }
+  absl::Status status =
+      rc == SQLITE_OK ? absl::OkStatus()
+                      : absl::InternalError(absl::StrCat(
+                            "raw sqlite: ", sql, ": ", sqlite3_errmsg(db)));
+  sqlite3_finalize(stmt);
+  sqlite3_close_v2(db);
+  return status;
+}
+
+absl::Status SetSchemaVersion(const std::string& path, int version) {
+  // Stored the way the backend stores it: decimal bytes.
+  return RawExec(path,
+                 "UPDATE config SET value = CAST(CAST(?1 AS TEXT) AS BLOB) "
+                 "WHERE name = 'schema_version'",
+                 version);
+}
+
+class SqliteConformanceStore : public ConformanceStore {
+ public:
+  explicit SqliteConformanceStore(int read_connections)
+      : path_(FreshPath("conformance")), read_connections_(read_connections) {}
+  ~SqliteConformanceStore() override {
+    for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+      std::remove((path_ + suffix).c_str());
+    }
+  }
+
+  absl::StatusOr<std::unique_ptr<StorageBackend>> Open() override {
+    return SqliteBackend::Open(OptionsFor(path_, read_connections_));
+  }
+
+  absl::Status ForceSchemaVersion(int version) override {
+    return SetSchemaVersion(path_, version);
+  }
+
+ private:
+  const std::string path_;
+  const int read_connections_;
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Sqlite, BackendConformanceTest,
+    ::testing::Values(BackendConformanceParam{
+        "sqlite",
+        []() -> absl::StatusOr<std::unique_ptr<ConformanceStore>> {
+          return std::make_unique<SqliteConformanceStore>(4);
+        }}),
+    BackendConformanceParamName);
+
+// A single reader connection: loads queue for it, writes don't.
+INSTANTIATE_TEST_SUITE_P(
+    SqliteOneReader, BackendConformanceTest,
+    ::testing::Values(BackendConformanceParam{
+        "sqlite_one_reader",
+        []() -> absl::StatusOr<std::unique_ptr<ConformanceStore>> {
+          return std::make_unique<SqliteConformanceStore>(1);
+        }}),
+    BackendConformanceParamName);
+
+// --- SQLite-specific behaviour ---
+
+TEST(SqliteBackendTest, RejectsBadOptions) {
+  SqliteBackend::Options options;
+  EXPECT_THAT(SqliteBackend::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.path = ":memory:";
+  EXPECT_THAT(SqliteBackend::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.path = "file:x.db?mode=memory";
+  EXPECT_THAT(SqliteBackend::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options = OptionsFor(FreshPath("options"));
+  options.read_connections = 0;
+  EXPECT_THAT(SqliteBackend::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.read_connections = 1;
+  options.busy_timeout_ms = -1;
+  EXPECT_THAT(SqliteBackend::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(SqliteBackendTest, KindIsSqlite) {
+  auto backend = SqliteBackend::Open(OptionsFor(FreshPath("kind")));
+  ASSERT_THAT(backend, IsOk());
+  EXPECT_EQ((*backend)->Kind(), "sqlite");
+}
+
+TEST(SqliteBackendTest, SecondOpenSaysTheDatabaseIsInUse) {
+  const std::string path = FreshPath("in_use");
+  auto first = SqliteBackend::Open(OptionsFor(path));
+  ASSERT_THAT(first, IsOk());
+  EXPECT_THAT(
+      SqliteBackend::Open(OptionsFor(path)),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr(absl::StrCat("database ", path,
+                                      " is in use by another storage node"))));
+  first->reset();
+  EXPECT_THAT(SqliteBackend::Open(OptionsFor(path)), IsOk());
+}
+
+TEST(SqliteBackendTest, MissingDirectoryIsAnError) {
+  const std::string path = FreshPath("nodir") + "/sub/db";
+  EXPECT_THAT(SqliteBackend::Open(OptionsFor(path)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("lock file")));
+}
+
+TEST(SqliteBackendTest, RefusesNewerSchemaWithAClearMessage) {
+  const std::string path = FreshPath("schema");
+  ASSERT_THAT(SqliteBackend::Open(OptionsFor(path)), IsOk());  // creates it
+  ASSERT_THAT(SetSchemaVersion(path, kSchemaVersion + 5), IsOk());
+  EXPECT_THAT(
+      SqliteBackend::Open(OptionsFor(path)),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr(absl::StrCat("schema version ", kSchemaVersion + 5,
+                                      ", newer than this build's ",
+                                      kSchemaVersion))));
+  // The refused open released the ownership lock: same error, not "in use".
+  EXPECT_THAT(SqliteBackend::Open(OptionsFor(path)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("newer than this build")));
+}
+
+TEST(SqliteBackendTest, RecordsSchemaVersionAndWalMode) {
+  const std::string path = FreshPath("wal");
+  auto backend = SqliteBackend::Open(OptionsFor(path));
+  ASSERT_THAT(backend, IsOk());
+  auto version = (*backend)->GetConfig("schema_version");
+  ASSERT_THAT(version, IsOk());
+  EXPECT_EQ(*version, absl::StrCat(kSchemaVersion));
+  // WAL mode is persistent: a raw connection sees it.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(
+                sqlite3_column_text(stmt, 0))),
+            "wal");
+  sqlite3_finalize(stmt);
+  sqlite3_close_v2(db);
+}
+
+TEST(SqliteBackendTest, ReservedConfigKeys) {
+  auto backend = SqliteBackend::Open(OptionsFor(FreshPath("reserved")));
+  ASSERT_THAT(backend, IsOk());
+  EXPECT_THAT((*backend)->SetConfig("schema_version", "99"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT((*backend)->SetConfig("ptid", "1"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(SqliteBackendTest, NotADatabaseIsRefused) {
+  const std::string path = FreshPath("garbage");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << std::string(8192, 'x');
+  }
+  EXPECT_THAT(SqliteBackend::Open(OptionsFor(path)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(SqliteBackendTest, ForeignConfigTableIsRefused) {
+  const std::string path = FreshPath("foreign");
+  ASSERT_THAT(RawExec(path.c_str(), "SELECT ?1", 0),
+              StatusIs(absl::StatusCode::kInternal));  // no file yet
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE config (name TEXT, value BLOB)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close_v2(db);
+  EXPECT_THAT(SqliteBackend::Open(OptionsFor(path)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not a cellar database")));
+}
+
+}  // namespace
+}  // namespace cellar::storage
