@@ -1,0 +1,957 @@
+#include "client/client.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/common/channel.h"
+#include "services/common/checksum.h"
+#include "services/common/errors.h"
+#include "services/common/grpc_status.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
+#include "services/common/status_macros.h"
+
+namespace cellar::client {
+namespace {
+
+using ::cellar::v1::ClusterEvent;
+using ::cellar::v1::ClusterSnapshot;
+
+constexpr uint32_t kOidBatch = 100;
+// Per Storage.Store call (storage.proto: at most 10000 objects; keep well
+// under the 64 MiB message limit).
+constexpr int kMaxObjectsPerStore = 10000;
+constexpr size_t kMaxBytesPerStore = size_t{32} << 20;
+constexpr absl::Duration kInitialBackoff = absl::Milliseconds(50);
+
+// Errors that no retry fixes: the first connection round gives up on them.
+bool IsFatalRegistrationError(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Errors after which the outcome of Finish is unknown.
+bool IsTransportError(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnknown:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A read that another replica may serve.
+bool TryNextReplica(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+std::string StorageName(uint32_t node_id) {
+  return common::NodeName('S', node_id);
+}
+
+}  // namespace
+
+struct Client::Session {
+  size_t master_index = 0;
+  std::shared_ptr<MasterStub> stub;
+  uint32_t node_id = 0;
+  std::unique_ptr<grpc::ClientContext> context;
+  std::unique_ptr<grpc::ClientReaderInterface<ClusterEvent>> reader;
+};
+
+Client::Client(ClientOptions options)
+    : options_(std::move(options)), cache_(options_.cache_bytes) {
+  for (const std::string& address : options_.master_addresses) {
+    master_stubs_.push_back(std::shared_ptr<MasterStub>(
+        ::cellar::v1::Master::NewStub(common::MakeChannel(address))));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
+  if (options.master_addresses.empty()) {
+    return absl::InvalidArgumentError("no master address given");
+  }
+  std::unique_ptr<Client> client(new Client(std::move(options)));
+  Client* c = client.get();
+  c->watch_thread_ = std::thread([c] { c->WatchLoop(); });
+  absl::Status error;
+  {
+    absl::MutexLock lock(&c->mu_);
+    auto done = [c]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+      return c->connected_ || !c->fatal_error_.ok();
+    };
+    c->mu_.AwaitWithTimeout(absl::Condition(&done),
+                            c->options_.connect_timeout);
+    if (c->connected_) return client;
+    if (!c->fatal_error_.ok()) {
+      error = c->fatal_error_;
+    } else {
+      error = absl::UnavailableError(absl::StrCat(
+          "no master of cluster '", c->options_.cluster_name,
+          "' answered with a snapshot within ",
+          absl::FormatDuration(c->options_.connect_timeout), " (tried ",
+          absl::StrJoin(c->options_.master_addresses, ", "), ")",
+          c->last_connect_error_.ok()
+              ? std::string()
+              : absl::StrCat(": ", c->last_connect_error_.ToString())));
+    }
+  }
+  client->Close();
+  return error;
+}
+
+Client::~Client() { Close(); }
+
+void Client::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+    if (watch_context_ != nullptr) watch_context_->TryCancel();
+  }
+  if (watch_thread_.joinable() &&
+      watch_thread_.get_id() != std::this_thread::get_id()) {
+    watch_thread_.join();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Session and Watch stream.
+
+absl::StatusOr<std::unique_ptr<Client::Session>> Client::EstablishSession() {
+  absl::Status last_error = absl::UnavailableError("no master address");
+  bool any_fatal = false;
+  absl::Status fatal;
+  for (size_t i = 0; i < master_stubs_.size(); ++i) {
+    const std::string& address = options_.master_addresses[i];
+    auto session = std::make_unique<Session>();
+    session->master_index = i;
+    session->stub = master_stubs_[i];
+
+    ::cellar::v1::RegisterNodeRequest request;
+    request.set_cluster_name(options_.cluster_name);
+    request.set_protocol_version(::cellar::v1::PROTOCOL_VERSION_1);
+    request.set_role(::cellar::v1::NODE_ROLE_CLIENT);
+    request.set_version(options_.version);
+    request.set_build_id("dev");
+    request.set_track(options_.track);
+    ::cellar::v1::RegisterNodeResponse response;
+    grpc::ClientContext register_context;
+    common::SetDeadline(&register_context, std::min(options_.rpc_timeout,
+                                                    options_.connect_timeout));
+    {
+      absl::MutexLock lock(&mu_);
+      if (closing_) return absl::CancelledError("client closed");
+      watch_context_ = &register_context;
+    }
+    absl::Status status = common::FromGrpcStatus(
+        session->stub->RegisterNode(&register_context, request, &response));
+    {
+      absl::MutexLock lock(&mu_);
+      watch_context_ = nullptr;
+    }
+    if (!status.ok()) {
+      last_error = common::Annotate(status, absl::StrCat("master ", address));
+      if (IsFatalRegistrationError(status) && !any_fatal) {
+        any_fatal = true;
+        fatal = last_error;
+      }
+      continue;
+    }
+    session->node_id = response.node_id();
+
+    session->context = std::make_unique<grpc::ClientContext>();
+    {
+      absl::MutexLock lock(&mu_);
+      if (closing_) return absl::CancelledError("client closed");
+      watch_context_ = session->context.get();
+    }
+    ::cellar::v1::WatchRequest watch;
+    watch.set_node_id(session->node_id);
+    session->reader = session->stub->Watch(session->context.get(), watch);
+    ClusterEvent first;
+    const bool got = session->reader->Read(&first);
+    if (!got || !first.has_snapshot()) {
+      if (got) session->context->TryCancel();
+      absl::Status end = common::FromGrpcStatus(session->reader->Finish());
+      {
+        absl::MutexLock lock(&mu_);
+        watch_context_ = nullptr;
+      }
+      last_error = common::Annotate(
+          !got && !end.ok()
+              ? end
+              : absl::UnavailableError("Watch did not start with a snapshot"),
+          absl::StrCat("master ", address, " Watch"));
+      continue;
+    }
+    InstallSession(*session, first.snapshot());
+    return session;
+  }
+  // Every master failed: a refusal (wrong cluster, protocol) is what the
+  // caller needs to see.
+  return any_fatal ? fatal : last_error;
+}
+
+void Client::InstallSession(const Session& session,
+                            const ClusterSnapshot& snapshot) {
+  absl::Status status = view_.Reset(snapshot);
+  if (!status.ok()) {
+    CELLAR_LOG(WARNING) << "bad partition table in the master's snapshot: "
+                        << status;
+  }
+  cache_.Clear(snapshot.last_tid());
+  absl::MutexLock lock(&mu_);
+  master_ = session.stub;
+  node_id_ = session.node_id;
+  snapshot_ = snapshot.last_tid();
+  ++sessions_;
+  connected_ = true;
+}
+
+void Client::WatchLoop() {
+  absl::Duration backoff = kInitialBackoff;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (closing_) break;
+    }
+    absl::StatusOr<std::unique_ptr<Session>> session = EstablishSession();
+    if (!session.ok()) {
+      absl::MutexLock lock(&mu_);
+      last_connect_error_ = session.status();
+      if (closing_) break;
+      if (sessions_ == 0 && IsFatalRegistrationError(session.status())) {
+        fatal_error_ = session.status();
+        break;
+      }
+      if (sessions_ > 0) {
+        CELLAR_LOG(WARNING) << "reconnecting to the master: "
+                            << session.status();
+      }
+      mu_.AwaitWithTimeout(absl::Condition(&closing_), backoff);
+      backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
+      continue;
+    }
+    backoff = kInitialBackoff;
+    if ((*session)->master_index != 0 || sessions() > 1) {
+      CELLAR_LOG(INFO) << "client " << common::NodeName('C', (*session)->node_id)
+                       << " connected to master "
+                       << options_.master_addresses[(*session)->master_index];
+    }
+    ClusterEvent event;
+    while ((*session)->reader->Read(&event)) HandleEvent(event);
+    const absl::Status end =
+        common::FromGrpcStatus((*session)->reader->Finish());
+    bool closing;
+    {
+      absl::MutexLock lock(&mu_);
+      watch_context_ = nullptr;
+      connected_ = false;
+      closing = closing_;
+    }
+    if (!closing) {
+      CELLAR_LOG(WARNING) << "master Watch stream ended ("
+                          << (end.ok() ? std::string("OK") : end.ToString())
+                          << "): re-registering, cache cleared";
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  connected_ = false;
+}
+
+uint64_t Client::sessions() const {
+  absl::MutexLock lock(&mu_);
+  return sessions_;
+}
+
+void Client::HandleEvent(const ClusterEvent& event) {
+  switch (event.event_case()) {
+    case ClusterEvent::kSnapshot: {
+      absl::Status status = view_.Reset(event.snapshot());
+      if (!status.ok()) {
+        CELLAR_LOG(WARNING) << "bad partition table in snapshot: " << status;
+      }
+      cache_.Clear(event.snapshot().last_tid());
+      absl::MutexLock lock(&mu_);
+      snapshot_ = event.snapshot().last_tid();
+      break;
+    }
+    case ClusterEvent::kPartitionTableDelta: {
+      absl::Status status = view_.ApplyDelta(event.partition_table_delta());
+      if (!status.ok()) RefreshTable();
+      break;
+    }
+    case ClusterEvent::kPartitionTable: {
+      absl::Status status = view_.ReplaceTable(event.partition_table());
+      if (!status.ok()) {
+        CELLAR_LOG(WARNING) << "bad partition table from the master: "
+                            << status;
+        RefreshTable();
+      }
+      break;
+    }
+    case ClusterEvent::kNode:
+      view_.UpdateNode(event.node());
+      break;
+    case ClusterEvent::kClusterState:
+      view_.SetClusterState(event.cluster_state());
+      break;
+    case ClusterEvent::kInvalidation: {
+      const uint64_t tid = event.invalidation().tid();
+      std::vector<uint64_t> oids(event.invalidation().oids().begin(),
+                                 event.invalidation().oids().end());
+      cache_.Invalidate(tid, oids);
+      std::shared_ptr<const InvalidationListener> listener;
+      {
+        absl::MutexLock lock(&mu_);
+        snapshot_ = std::max(snapshot_, tid);
+        listener = listener_;
+      }
+      if (listener != nullptr && *listener) (*listener)(tid, oids);
+      break;
+    }
+    case ClusterEvent::EVENT_NOT_SET:
+      break;
+  }
+}
+
+void Client::RefreshTable() {
+  absl::StatusOr<::cellar::v1::GetClusterInfoResponse> info = ClusterInfo();
+  if (!info.ok()) {
+    CELLAR_LOG(WARNING) << "could not fetch the partition table: "
+                        << info.status();
+    return;
+  }
+  absl::Status status = view_.ReplaceTable(info->partition_table());
+  if (!status.ok()) {
+    CELLAR_LOG(WARNING) << "bad partition table from GetClusterInfo: "
+                        << status;
+  }
+  view_.ReplaceNodes(std::vector<::cellar::v1::NodeInfo>(
+      info->nodes().begin(), info->nodes().end()));
+  view_.SetClusterState(info->cluster_state());
+}
+
+// ---------------------------------------------------------------------------
+// Accessors.
+
+std::shared_ptr<Client::MasterStub> Client::master() const {
+  absl::MutexLock lock(&mu_);
+  return master_;
+}
+
+uint64_t Client::snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return snapshot_;
+}
+
+uint32_t Client::node_id() const {
+  absl::MutexLock lock(&mu_);
+  return node_id_;
+}
+
+::cellar::v1::ClusterState Client::cluster_state() const {
+  return view_.cluster_state();
+}
+
+bool Client::connected() const {
+  absl::MutexLock lock(&mu_);
+  return connected_;
+}
+
+uint64_t Client::session_count() const { return sessions(); }
+
+absl::Status Client::AwaitSession(uint64_t min_sessions,
+                                  absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this, min_sessions]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return closing_ || (connected_ && sessions_ >= min_sessions);
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (closing_) return absl::CancelledError("client closed");
+  if (!ready()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "no session #", min_sessions, " within ", absl::FormatDuration(timeout),
+        last_connect_error_.ok()
+            ? std::string()
+            : absl::StrCat(": ", last_connect_error_.ToString())));
+  }
+  return absl::OkStatus();
+}
+
+void Client::SetInvalidationListener(InvalidationListener listener) {
+  auto shared = listener ? std::make_shared<const InvalidationListener>(
+                               std::move(listener))
+                         : nullptr;
+  absl::MutexLock lock(&mu_);
+  listener_ = std::move(shared);
+}
+
+ClientStats Client::stats() const {
+  ClientStats s;
+  s.cache_hits = cache_hits_.load();
+  s.cache_misses = cache_misses_.load();
+  s.checksum_failures = checksum_failures_.load();
+  s.commits = commits_.load();
+  s.conflicts = conflicts_.load();
+  s.commit_failures = commit_failures_.load();
+  const uint64_t sessions = session_count();
+  s.reconnects = sessions > 0 ? sessions - 1 : 0;
+  return s;
+}
+
+bool Client::WaitForSnapshot(uint64_t tid, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto reached = [this, tid]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return snapshot_ >= tid || closing_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  return snapshot_ >= tid;
+}
+
+// ---------------------------------------------------------------------------
+// Master calls.
+
+absl::StatusOr<uint64_t> Client::NewOid() {
+  absl::MutexLock lock(&oid_mu_);
+  if (oids_left_ == 0) {
+    std::shared_ptr<MasterStub> stub = master();
+    if (stub == nullptr) return absl::UnavailableError("not connected");
+    ::cellar::v1::AllocateOidsRequest request;
+    request.set_count(kOidBatch);
+    ::cellar::v1::AllocateOidsResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    absl::Status status =
+        common::FromGrpcStatus(stub->AllocateOids(&context, request, &response));
+    if (!status.ok()) return common::Annotate(status, "AllocateOids");
+    if (response.count() == 0) {
+      return absl::InternalError("AllocateOids returned no OID");
+    }
+    next_oid_ = response.first_oid();
+    oids_left_ = response.count();
+  }
+  --oids_left_;
+  return next_oid_++;
+}
+
+absl::StatusOr<::cellar::v1::GetClusterInfoResponse> Client::ClusterInfo() {
+  std::shared_ptr<MasterStub> stub = master();
+  if (stub == nullptr) return absl::UnavailableError("not connected");
+  ::cellar::v1::GetClusterInfoResponse response;
+  grpc::ClientContext context;
+  common::SetDeadline(&context, options_.rpc_timeout);
+  absl::Status status = common::FromGrpcStatus(stub->GetClusterInfo(
+      &context, ::cellar::v1::GetClusterInfoRequest(), &response));
+  if (!status.ok()) return common::Annotate(status, "GetClusterInfo");
+  return response;
+}
+
+absl::Status Client::Sync() {
+  CELLAR_ASSIGN_OR_RETURN(::cellar::v1::GetClusterInfoResponse info,
+                          ClusterInfo());
+  if (!WaitForSnapshot(info.last_tid(), options_.rpc_timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "snapshot ", common::TidHex(snapshot()), " did not reach the master's ",
+        common::TidHex(info.last_tid()), " within ",
+        absl::FormatDuration(options_.rpc_timeout)));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Reads.
+
+absl::StatusOr<LoadResult> Client::Load(uint64_t oid) {
+  return LoadBefore(oid, snapshot() + 1);
+}
+
+absl::StatusOr<LoadResult> Client::LoadBefore(uint64_t oid,
+                                              uint64_t before_tid) {
+  if (before_tid == 0) {
+    return absl::InvalidArgumentError("before_tid must be positive");
+  }
+  if (std::optional<CachedRevision> hit = cache_.LookupBefore(oid, before_tid)) {
+    cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    return LoadResult{oid, hit->serial, hit->next_serial, std::move(hit->data)};
+  }
+  cache_misses_.fetch_add(1, std::memory_order_relaxed);
+  ::cellar::v1::LoadRequest request;
+  request.set_oid(oid);
+  request.set_before_tid(before_tid);
+  return LoadFromStorage(oid, request);
+}
+
+absl::StatusOr<LoadResult> Client::LoadSerial(uint64_t oid, uint64_t serial) {
+  if (std::optional<CachedRevision> hit = cache_.LookupSerial(oid, serial)) {
+    cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    return LoadResult{oid, hit->serial, hit->next_serial, std::move(hit->data)};
+  }
+  cache_misses_.fetch_add(1, std::memory_order_relaxed);
+  ::cellar::v1::LoadRequest request;
+  request.set_oid(oid);
+  request.set_serial(serial);
+  return LoadFromStorage(oid, request);
+}
+
+absl::StatusOr<LoadResult> Client::LoadFromStorage(
+    uint64_t oid, const ::cellar::v1::LoadRequest& request) {
+  const std::vector<uint32_t> nodes = view_.ReadNodesFor(oid);
+  if (nodes.empty()) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+        absl::StrCat("no readable cell for oid ", common::FormatOid(oid),
+                     " (partition ", view_.table()->PartitionOf(oid), ")"));
+  }
+  const ObjectCache::LoadTicket ticket = cache_.BeginLoad(oid);
+  absl::Status last_error;
+  bool only_checksum_failures = true;
+  for (uint32_t node_id : nodes) {
+    std::shared_ptr<ClusterView::StorageStub> stub = view_.Stub(node_id);
+    if (stub == nullptr) continue;
+    ::cellar::v1::LoadResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    absl::Status status =
+        common::FromGrpcStatus(stub->Load(&context, request, &response));
+    if (status.ok()) {
+      if (!common::ChecksumMatches(response.data(), response.checksum())) {
+        checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+        CELLAR_LOG(WARNING) << "checksum mismatch loading oid "
+                            << common::FormatOid(oid) << " serial "
+                            << common::TidHex(response.serial()) << " from "
+                            << StorageName(node_id)
+                            << ": trying another replica";
+        last_error = common::ErrorWithReason(
+            absl::StatusCode::kDataLoss, common::kReasonChecksumMismatch,
+            absl::StrCat("checksum mismatch for oid ", common::FormatOid(oid),
+                         " on ", StorageName(node_id)));
+        continue;
+      }
+      const uint64_t next_serial =
+          cache_.EndLoad(ticket, response.serial(), response.next_serial(),
+                         response.data());
+      return LoadResult{oid, response.serial(), next_serial,
+                        std::move(*response.mutable_data())};
+    }
+    if (!TryNextReplica(status)) {
+      cache_.CancelLoad(ticket);
+      return status;
+    }
+    only_checksum_failures = false;
+    last_error = common::Annotate(status, StorageName(node_id));
+  }
+  cache_.CancelLoad(ticket);
+  if (last_error.ok()) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+        absl::StrCat("no reachable readable cell for oid ",
+                     common::FormatOid(oid)));
+  }
+  if (!only_checksum_failures &&
+      last_error.code() == absl::StatusCode::kDataLoss) {
+    // Mixed failures: the retryable one is more useful to the caller.
+    return absl::UnavailableError(absl::StrCat(
+        "no replica of oid ", common::FormatOid(oid),
+        " answered correctly (last: ", last_error.message(), ")"));
+  }
+  return last_error;
+}
+
+absl::StatusOr<std::vector<::cellar::v1::Revision>> Client::History(
+    uint64_t oid, uint32_t limit) {
+  const std::vector<uint32_t> nodes = view_.ReadNodesFor(oid);
+  absl::Status last_error = common::ErrorWithReason(
+      absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+      absl::StrCat("no readable cell for oid ", common::FormatOid(oid)));
+  ::cellar::v1::HistoryRequest request;
+  request.set_oid(oid);
+  request.set_limit(limit);
+  for (uint32_t node_id : nodes) {
+    std::shared_ptr<ClusterView::StorageStub> stub = view_.Stub(node_id);
+    if (stub == nullptr) continue;
+    ::cellar::v1::HistoryResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    absl::Status status =
+        common::FromGrpcStatus(stub->History(&context, request, &response));
+    if (status.ok()) {
+      return std::vector<::cellar::v1::Revision>(response.revisions().begin(),
+                                                 response.revisions().end());
+    }
+    if (!TryNextReplica(status)) return status;
+    last_error = common::Annotate(status, StorageName(node_id));
+  }
+  return last_error;
+}
+
+absl::StatusOr<std::vector<::cellar::v1::TransactionInfo>>
+Client::LastTransactions(uint32_t limit) {
+  const std::vector<uint32_t> nodes = view_.RunningStorageNodes();
+  if (nodes.empty()) {
+    return absl::UnavailableError("no running storage node");
+  }
+  ::cellar::v1::LastTransactionsRequest request;
+  request.set_limit(limit);
+  std::map<uint64_t, ::cellar::v1::TransactionInfo, std::greater<uint64_t>>
+      merged;
+  absl::Status last_error;
+  int answered = 0;
+  for (uint32_t node_id : nodes) {
+    std::shared_ptr<ClusterView::StorageStub> stub = view_.Stub(node_id);
+    if (stub == nullptr) continue;
+    ::cellar::v1::LastTransactionsResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    absl::Status status = common::FromGrpcStatus(
+        stub->LastTransactions(&context, request, &response));
+    if (!status.ok()) {
+      CELLAR_LOG(WARNING) << "LastTransactions on " << StorageName(node_id)
+                          << ": " << status;
+      last_error = common::Annotate(status, StorageName(node_id));
+      continue;
+    }
+    ++answered;
+    for (const auto& txn : response.transactions()) {
+      merged.emplace(txn.tid(), txn);
+    }
+  }
+  if (answered == 0) {
+    return last_error.ok() ? absl::UnavailableError("no storage answered")
+                           : last_error;
+  }
+  std::vector<::cellar::v1::TransactionInfo> out;
+  const size_t max = limit == 0 ? 10 : limit;
+  for (auto& [tid, txn] : merged) {
+    if (out.size() >= max) break;
+    out.push_back(std::move(txn));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Commit.
+
+std::unique_ptr<Transaction> Client::NewTransaction() {
+  return std::make_unique<Transaction>(static_cast<TransactionCommitter*>(this));
+}
+
+namespace {
+
+// One storage node's part of a commit: its Store calls (the last votes).
+struct StoreCall {
+  uint32_t node_id = 0;
+  std::shared_ptr<ClusterView::StorageStub> stub;
+  std::vector<::cellar::v1::StoreRequest> batches;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<::cellar::v1::StoreResponse> responses;
+  size_t next = 0;
+  grpc::Status status;
+};
+
+// Shared with the gRPC callbacks, which may outlive the committing call.
+struct StoreRound {
+  absl::Mutex mu;
+  size_t pending ABSL_GUARDED_BY(mu) = 0;
+  std::vector<StoreCall> calls;
+  absl::Duration timeout;
+};
+
+void IssueNextBatch(const std::shared_ptr<StoreRound>& round, size_t index) {
+  StoreCall& call = round->calls[index];
+  const size_t batch = call.next;
+  common::SetDeadline(call.contexts[batch].get(), round->timeout);
+  call.stub->async()->Store(
+      call.contexts[batch].get(), &call.batches[batch],
+      &call.responses[batch], [round, index](grpc::Status status) {
+        StoreCall& call = round->calls[index];
+        if (status.ok() && ++call.next < call.batches.size()) {
+          IssueNextBatch(round, index);
+          return;
+        }
+        call.status = std::move(status);
+        absl::MutexLock lock(&round->mu);
+        --round->pending;
+      });
+}
+
+}  // namespace
+
+void Client::AbortOnMaster(MasterStub* master, uint32_t node_id, uint64_t ttid,
+                           const std::vector<uint32_t>& storage_node_ids) {
+  ::cellar::v1::AbortRequest request;
+  request.set_node_id(node_id);
+  request.set_ttid(ttid);
+  for (uint32_t id : storage_node_ids) request.add_storage_node_ids(id);
+  ::cellar::v1::AbortResponse response;
+  grpc::ClientContext context;
+  common::SetDeadline(&context, options_.rpc_timeout);
+  absl::Status status =
+      common::FromGrpcStatus(master->Abort(&context, request, &response));
+  if (!status.ok()) {
+    CELLAR_LOG(WARNING) << "Abort of ttid " << common::TidHex(ttid)
+                        << " failed: " << status;
+  }
+}
+
+absl::StatusOr<uint64_t> Client::CommitTransaction(const TransactionData& data) {
+  absl::StatusOr<uint64_t> tid = RunCommit(data);
+  if (tid.ok()) {
+    commits_.fetch_add(1, std::memory_order_relaxed);
+  } else if (tid.status().code() == absl::StatusCode::kAborted) {
+    conflicts_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    commit_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return tid;
+}
+
+absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
+  std::shared_ptr<MasterStub> master;
+  uint32_t node_id;
+  uint64_t session;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closing_) return absl::CancelledError("client closed");
+    if (!connected_ || master_ == nullptr) {
+      return absl::UnavailableError(
+          "not connected to the master (reconnecting)");
+    }
+    master = master_;
+    node_id = node_id_;
+    session = sessions_;
+  }
+
+  // 1. Begin.
+  uint64_t ttid;
+  {
+    ::cellar::v1::BeginRequest request;
+    request.set_node_id(node_id);
+    ::cellar::v1::BeginResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    absl::Status status =
+        common::FromGrpcStatus(master->Begin(&context, request, &response));
+    if (!status.ok()) return common::Annotate(status, "Begin");
+    ttid = response.ttid();
+  }
+
+  // 2. Plan: every writable cell of each object's partition; the
+  // transaction record on every writable cell of partition(ttid).
+  std::shared_ptr<const common::PartitionTable> table = view_.table();
+  const uint32_t num_partitions = table->num_partitions();
+  if (num_partitions == 0) {
+    AbortOnMaster(master.get(), node_id, ttid, {});
+    return absl::UnavailableError("no partition table yet");
+  }
+  struct NodePlan {
+    std::vector<size_t> objects;  // indexes into data.objects
+    bool metadata = false;
+  };
+  std::map<uint32_t, NodePlan> plan;
+  std::set<uint32_t> partitions;
+  absl::Status plan_error;
+  for (size_t i = 0; i < data.objects.size() && plan_error.ok(); ++i) {
+    const uint32_t partition = table->PartitionOf(data.objects[i].oid);
+    partitions.insert(partition);
+    const std::vector<uint32_t> writable = table->WritableNodes(partition);
+    if (writable.empty()) {
+      plan_error = absl::UnavailableError(
+          absl::StrCat("partition ", partition, " has no writable cell"));
+    }
+    for (uint32_t node : writable) plan[node].objects.push_back(i);
+  }
+  const uint32_t ttid_partition = table->PartitionOf(ttid);
+  partitions.insert(ttid_partition);
+  const std::vector<uint32_t> record_nodes = table->WritableNodes(ttid_partition);
+  if (record_nodes.empty() && plan_error.ok()) {
+    plan_error = absl::UnavailableError(absl::StrCat(
+        "partition ", ttid_partition, " has no writable cell"));
+  }
+  for (uint32_t node : record_nodes) plan[node].metadata = true;
+  std::vector<uint32_t> involved;
+  for (const auto& [node, unused] : plan) involved.push_back(node);
+  if (!plan_error.ok()) {
+    AbortOnMaster(master.get(), node_id, ttid, involved);
+    return plan_error;
+  }
+
+  // 3. Store + vote on every involved storage, in parallel.
+  ::cellar::v1::TransactionMetadata metadata;
+  metadata.set_user(data.user);
+  metadata.set_description(data.description);
+  metadata.set_extension(data.extension);
+  std::vector<std::string> checksums;
+  checksums.reserve(data.objects.size());
+  for (const StagedObject& object : data.objects) {
+    metadata.add_oids(object.oid);
+    checksums.push_back(common::Checksum(object.data));
+  }
+  auto round = std::make_shared<StoreRound>();
+  round->timeout = options_.rpc_timeout;
+  std::map<uint32_t, absl::Status> results;
+  for (const auto& [node, node_plan] : plan) {
+    std::shared_ptr<ClusterView::StorageStub> stub = view_.Stub(node);
+    if (stub == nullptr) {
+      results[node] = absl::UnavailableError(
+          absl::StrCat(StorageName(node), " has no known address"));
+      continue;
+    }
+    StoreCall call;
+    call.node_id = node;
+    call.stub = std::move(stub);
+    auto new_batch = [&]() {
+      ::cellar::v1::StoreRequest& request = call.batches.emplace_back();
+      request.set_ttid(ttid);
+      request.set_client_node_id(node_id);
+    };
+    new_batch();
+    size_t batch_bytes = 0;
+    for (size_t index : node_plan.objects) {
+      const StagedObject& object = data.objects[index];
+      if (call.batches.back().objects_size() > 0 &&
+          (call.batches.back().objects_size() >= kMaxObjectsPerStore ||
+           batch_bytes + object.data.size() > kMaxBytesPerStore)) {
+        new_batch();
+        batch_bytes = 0;
+      }
+      ::cellar::v1::ObjectToStore* out = call.batches.back().add_objects();
+      out->set_oid(object.oid);
+      out->set_base_serial(object.base_serial);
+      out->set_data(object.data);
+      out->set_checksum(checksums[index]);
+      batch_bytes += object.data.size();
+    }
+    ::cellar::v1::StoreRequest& last = call.batches.back();
+    last.set_vote(true);
+    if (node_plan.metadata) *last.mutable_metadata() = metadata;
+    for (size_t b = 0; b < call.batches.size(); ++b) {
+      call.contexts.push_back(std::make_unique<grpc::ClientContext>());
+    }
+    call.responses.resize(call.batches.size());
+    round->calls.push_back(std::move(call));
+  }
+  {
+    absl::MutexLock lock(&round->mu);
+    round->pending = round->calls.size();
+  }
+  for (size_t i = 0; i < round->calls.size(); ++i) IssueNextBatch(round, i);
+  {
+    absl::MutexLock lock(&round->mu);
+    round->mu.Await(absl::Condition(
+        +[](size_t* pending) { return *pending == 0; }, &round->pending));
+  }
+  for (const StoreCall& call : round->calls) {
+    results[call.node_id] = common::Annotate(
+        common::FromGrpcStatus(call.status),
+        absl::StrCat("Store on ", StorageName(call.node_id)));
+  }
+
+  // 4. Decide: any refusal aborts; unreachable nodes are tolerated when
+  // every touched partition kept a voter (semantics rule 8).
+  std::set<uint32_t> voted;
+  absl::Status failure;
+  absl::Status unavailable;
+  for (const auto& [node, status] : results) {
+    if (status.ok()) {
+      voted.insert(node);
+    } else if (status.code() == absl::StatusCode::kUnavailable) {
+      unavailable = status;
+    } else if (failure.ok() ||
+               (status.code() == absl::StatusCode::kAborted &&
+                failure.code() != absl::StatusCode::kAborted)) {
+      failure = status;
+    }
+  }
+  if (failure.ok() && !unavailable.ok()) {
+    for (uint32_t partition : partitions) {
+      const std::vector<uint32_t> writable = table->WritableNodes(partition);
+      if (std::none_of(writable.begin(), writable.end(),
+                       [&](uint32_t n) { return voted.count(n) > 0; })) {
+        failure = absl::UnavailableError(absl::StrCat(
+            "no cell of partition ", partition, " voted (",
+            unavailable.message(), ")"));
+        break;
+      }
+    }
+    if (failure.ok()) {
+      CELLAR_LOG(WARNING) << "committing ttid " << common::TidHex(ttid)
+                          << " without some replicas: " << unavailable;
+    }
+  }
+  if (failure.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (sessions_ != session || !connected_) {
+      failure = absl::UnavailableError(
+          "connection to the master lost during the commit");
+    }
+  }
+  if (!failure.ok()) {
+    AbortOnMaster(master.get(), node_id, ttid, involved);
+    return failure;
+  }
+
+  // 5. Finish.
+  uint64_t tid = 0;
+  {
+    ::cellar::v1::FinishRequest request;
+    request.set_node_id(node_id);
+    request.set_ttid(ttid);
+    for (uint32_t node : voted) request.add_voted_node_ids(node);
+    for (const StagedObject& object : data.objects) request.add_oids(object.oid);
+    for (uint32_t partition : partitions) request.add_partitions(partition);
+    ::cellar::v1::FinishResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    absl::Status status =
+        common::FromGrpcStatus(master->Finish(&context, request, &response));
+    if (status.ok()) {
+      tid = response.tid();
+    } else {
+      bool committed = false;
+      if (IsTransportError(status)) {
+        // The answer may be lost while the commit went through: ask.
+        ::cellar::v1::GetTransactionStatusRequest ask;
+        ask.set_ttid(ttid);
+        ::cellar::v1::GetTransactionStatusResponse outcome;
+        grpc::ClientContext ask_context;
+        common::SetDeadline(&ask_context, options_.rpc_timeout);
+        if (master->GetTransactionStatus(&ask_context, ask, &outcome).ok() &&
+            outcome.outcome() == ::cellar::v1::TRANSACTION_COMMITTED) {
+          committed = true;
+          tid = outcome.tid();
+        }
+      }
+      if (!committed) {
+        AbortOnMaster(master.get(), node_id, ttid, involved);
+        return common::Annotate(status, "Finish");
+      }
+    }
+  }
+
+  // 6. Read-your-writes: the master pushes invalidations before answering.
+  if (!WaitForSnapshot(tid, options_.commit_wait_timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "transaction committed as tid ", common::FormatTid(tid),
+        " but its invalidation did not reach this client within ",
+        absl::FormatDuration(options_.commit_wait_timeout)));
+  }
+  return tid;
+}
+
+}  // namespace cellar::client

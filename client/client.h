@@ -1,0 +1,246 @@
+#ifndef CELLAR_CLIENT_CLIENT_H_
+#define CELLAR_CLIENT_CLIENT_H_
+
+// The cellar client library: connects to the primary master, follows the
+// cluster through the master's Watch stream (partition table, nodes,
+// invalidations), routes reads and writes by partition, runs the two-phase
+// commit from the client side and keeps an MVCC object cache.
+//
+//   CELLAR_ASSIGN_OR_RETURN(auto client, Client::Connect(options));
+//   CELLAR_ASSIGN_OR_RETURN(uint64_t oid, client->NewOid());
+//   auto txn = client->NewTransaction();
+//   txn->Store(oid, /*base_serial=*/0, "hello");
+//   CELLAR_ASSIGN_OR_RETURN(uint64_t tid, txn->Commit());
+//   CELLAR_ASSIGN_OR_RETURN(LoadResult r, client->Load(oid));  // r.serial == tid
+//
+// Session: Connect registers a client node (Master.RegisterNode) and opens
+// Master.Watch on a background thread; it returns once the first
+// ClusterSnapshot arrived (the snapshot starts at its last_tid). Master
+// addresses are tried in order. A cluster that is not RUNNING still lets
+// Connect succeed; data calls then fail as the servers say
+// (FAILED_PRECONDITION / UNAVAILABLE). When the stream breaks, the client
+// re-registers (new node id), clears its cache (invalidations may have
+// been lost) and takes the new snapshot; commits in flight fail with
+// UNAVAILABLE.
+//
+// Reads: the snapshot is the last tid whose invalidations were applied;
+// Load() reads at it. A read goes to one readable cell of partition(oid)
+// (round-robin over replicas), checks the checksum and tries the next
+// readable cell on a mismatch, UNAVAILABLE or DEADLINE_EXCEEDED. NOT_FOUND
+// (reasons NO_SUCH_OBJECT / NO_EARLIER_REVISION / NO_SUCH_REVISION) is
+// returned as is. No readable cell: UNAVAILABLE (reason NOT_READABLE);
+// every replica failed its checksum: DATA_LOSS (reason CHECKSUM_MISMATCH).
+//
+// Thread-safety: Client is thread-safe (any number of threads may load
+// and commit at once). A Transaction is used by one thread.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/cluster_view.h"
+#include "client/object_cache.h"
+#include "client/transaction.h"
+#include "protos/cellar/v1/master.grpc.pb.h"
+#include "protos/cellar/v1/storage.pb.h"
+
+namespace cellar::client {
+
+struct ClientOptions {
+  // Master addresses (host:port), tried in order. Default 127.0.0.1:7100.
+  std::vector<std::string> master_addresses = {"127.0.0.1:7100"};
+  // Must match the master's cluster name. Default "cellar".
+  std::string cluster_name = "cellar";
+  // Object cache size in bytes; 0 disables the cache. Default 64 MiB.
+  size_t cache_bytes = 64 << 20;
+  // Deadline of every unary call. Default 10 s.
+  absl::Duration rpc_timeout = absl::Seconds(10);
+  // How long Connect waits for the first snapshot. Default 10 s.
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // How long Commit waits, after Finish, for its invalidation to reach the
+  // snapshot. Default 5 s.
+  absl::Duration commit_wait_timeout = absl::Seconds(5);
+  // Longest pause between two reconnection rounds. Default 2 s.
+  absl::Duration max_reconnect_backoff = absl::Seconds(2);
+  // Software version sent at registration. Default "0.1.0".
+  std::string version = "0.1.0";
+  // Deployment track sent at registration. Default "stable".
+  std::string track = "stable";
+};
+
+// One revision of an object.
+struct LoadResult {
+  uint64_t oid = 0;
+  // The revision's tid.
+  uint64_t serial = 0;
+  // Tid of the next revision; 0 if this revision is current (as far as the
+  // answering storage or the cache knew).
+  uint64_t next_serial = 0;
+  std::string data;
+};
+
+// Counters, since Connect.
+struct ClientStats {
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+  // Loads whose checksum did not match the data (another cell was tried).
+  uint64_t checksum_failures = 0;
+  uint64_t commits = 0;
+  // Commits that failed with ABORTED (conflict, lock contention).
+  uint64_t conflicts = 0;
+  // Commits that failed otherwise.
+  uint64_t commit_failures = 0;
+  // Sessions established after the first (master stream broke).
+  uint64_t reconnects = 0;
+};
+
+// Called on the watch thread after each invalidation is applied (the
+// snapshot already includes `tid`). Must not block for long nor call
+// Close().
+using InvalidationListener =
+    std::function<void(uint64_t tid, const std::vector<uint64_t>& oids)>;
+
+class Client : private TransactionCommitter {
+ public:
+  // Connects (see the file comment). FAILED_PRECONDITION / INVALID_ARGUMENT
+  // when the master refuses the registration (wrong cluster name or
+  // protocol version); UNAVAILABLE / DEADLINE_EXCEEDED when no master
+  // gave a snapshot within connect_timeout.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
+
+  ~Client() override;
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // A new OID, from batches of 100 allocated by the master.
+  absl::StatusOr<uint64_t> NewOid();
+
+  // A new transaction committing through this client.
+  std::unique_ptr<Transaction> NewTransaction();
+
+  // The revision of `oid` visible at the current snapshot.
+  absl::StatusOr<LoadResult> Load(uint64_t oid);
+  // The newest revision with serial < before_tid (ZODB loadBefore).
+  absl::StatusOr<LoadResult> LoadBefore(uint64_t oid, uint64_t before_tid);
+  // Exactly the revision `serial` (ZODB loadSerial).
+  absl::StatusOr<LoadResult> LoadSerial(uint64_t oid, uint64_t serial);
+
+  // Revisions of `oid`, newest first (at most `limit`, 0 = server default).
+  absl::StatusOr<std::vector<::cellar::v1::Revision>> History(
+      uint64_t oid, uint32_t limit = 100);
+  // The last `limit` committed transactions cluster-wide, newest first:
+  // every running storage is asked, answers are merged by tid. Fails only
+  // if no storage answered.
+  absl::StatusOr<std::vector<::cellar::v1::TransactionInfo>> LastTransactions(
+      uint32_t limit = 10);
+  // Master.GetClusterInfo.
+  absl::StatusOr<::cellar::v1::GetClusterInfoResponse> ClusterInfo();
+  // Waits until the snapshot reaches the master's last tid (asked now).
+  // DEADLINE_EXCEEDED after rpc_timeout.
+  absl::Status Sync();
+
+  // The last tid whose invalidations were applied.
+  uint64_t snapshot() const;
+  // The node id of the current session (changes on reconnection).
+  uint32_t node_id() const;
+  // The cluster state as last pushed by the master.
+  ::cellar::v1::ClusterState cluster_state() const;
+  // True while a Watch stream is open.
+  bool connected() const;
+  // Number of sessions established so far (1 after Connect, +1 per
+  // reconnection).
+  uint64_t session_count() const;
+  // Waits until session_count() >= min_sessions and a stream is open.
+  // DEADLINE_EXCEEDED after `timeout`; CANCELLED after Close().
+  absl::Status AwaitSession(uint64_t min_sessions, absl::Duration timeout);
+
+  // Replaces the invalidation listener (null to remove).
+  void SetInvalidationListener(InvalidationListener listener);
+
+  ClientStats stats() const;
+  const ClientOptions& options() const { return options_; }
+  // The routing view (for tools and tests).
+  const ClusterView& view() const { return view_; }
+
+  // Closes the Watch stream (the master then treats the client as gone)
+  // and stops the background thread. Idempotent; later calls fail with
+  // CANCELLED or UNAVAILABLE.
+  void Close();
+
+ private:
+  using MasterStub = ::cellar::v1::Master::StubInterface;
+
+  // Per-session state of the watch thread.
+  struct Session;
+
+  explicit Client(ClientOptions options);
+
+  absl::StatusOr<uint64_t> CommitTransaction(
+      const TransactionData& data) override;
+  absl::StatusOr<uint64_t> RunCommit(const TransactionData& data);
+  void AbortOnMaster(MasterStub* master, uint32_t node_id, uint64_t ttid,
+                     const std::vector<uint32_t>& storage_node_ids);
+
+  // Background thread: connect, read events, reconnect.
+  void WatchLoop();
+  // One round over the master addresses: register, open Watch, read the
+  // snapshot. On success the new session is installed.
+  absl::StatusOr<std::unique_ptr<Session>> EstablishSession();
+  void InstallSession(const Session& session,
+                      const ::cellar::v1::ClusterSnapshot& snapshot);
+  void HandleEvent(const ::cellar::v1::ClusterEvent& event);
+  void RefreshTable();
+
+  absl::StatusOr<LoadResult> LoadFromStorage(
+      uint64_t oid, const ::cellar::v1::LoadRequest& request);
+  // Waits until snapshot_ >= tid or `timeout`.
+  bool WaitForSnapshot(uint64_t tid, absl::Duration timeout);
+  std::shared_ptr<MasterStub> master() const;
+  uint64_t sessions() const;
+
+  const ClientOptions options_;
+  // One stub per master address (same order as the options).
+  std::vector<std::shared_ptr<MasterStub>> master_stubs_;
+  ClusterView view_;
+  ObjectCache cache_;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<MasterStub> master_ ABSL_GUARDED_BY(mu_);
+  uint32_t node_id_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t snapshot_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t sessions_ ABSL_GUARDED_BY(mu_) = 0;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  // Set when the first connection round fails for good.
+  absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status last_connect_error_ ABSL_GUARDED_BY(mu_);
+  // The open Watch call, to cancel it on Close.
+  grpc::ClientContext* watch_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::shared_ptr<const InvalidationListener> listener_ ABSL_GUARDED_BY(mu_);
+  std::thread watch_thread_;
+
+  absl::Mutex oid_mu_;
+  uint64_t next_oid_ ABSL_GUARDED_BY(oid_mu_) = 0;
+  uint64_t oids_left_ ABSL_GUARDED_BY(oid_mu_) = 0;
+
+  std::atomic<uint64_t> cache_hits_{0};
+  std::atomic<uint64_t> cache_misses_{0};
+  std::atomic<uint64_t> checksum_failures_{0};
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> conflicts_{0};
+  std::atomic<uint64_t> commit_failures_{0};
+};
+
+}  // namespace cellar::client
+
+#endif  // CELLAR_CLIENT_CLIENT_H_
