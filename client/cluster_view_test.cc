@@ -1,0 +1,88 @@
+#include "client/cluster_view.h"
+
+#include <set>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "services/common/status_matchers.h"
+
+namespace cellar::client {
+namespace {
+
+using ::cellar::common::IsOk;
+using ::cellar::common::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+
+::cellar::v1::ClusterSnapshot TwoNodeSnapshot() {
+  ::cellar::v1::ClusterSnapshot snapshot;
+  snapshot.set_cluster_state(::cellar::v1::CLUSTER_RUNNING);
+  snapshot.set_last_tid(100);
+  snapshot.set_epoch(3);
+  auto table = common::PartitionTable::MakeBalanced(2, 1, {1, 2});
+  *snapshot.mutable_partition_table() = table->ToProto();
+  for (uint32_t id : {1u, 2u}) {
+    auto* node = snapshot.add_nodes();
+    node->set_node_id(id);
+    node->set_role(::cellar::v1::NODE_ROLE_STORAGE);
+    node->set_state(::cellar::v1::NODE_RUNNING);
+    node->set_address("127.0.0.1:" + std::to_string(1000 + id));
+  }
+  return snapshot;
+}
+
+TEST(ClusterViewTest, ResetAndReadRouting) {
+  ClusterView view;
+  ASSERT_THAT(view.Reset(TwoNodeSnapshot()), IsOk());
+  EXPECT_EQ(view.cluster_state(), ::cellar::v1::CLUSTER_RUNNING);
+  EXPECT_EQ(view.epoch(), 3u);
+  EXPECT_EQ(view.table()->num_partitions(), 2u);
+  // Both replicas readable; the first one tried rotates.
+  std::set<uint32_t> firsts;
+  for (int i = 0; i < 4; ++i) {
+    std::vector<uint32_t> nodes = view.ReadNodesFor(5);
+    EXPECT_THAT(nodes, UnorderedElementsAre(1u, 2u));
+    firsts.insert(nodes[0]);
+  }
+  EXPECT_EQ(firsts.size(), 2u);
+  EXPECT_THAT(view.RunningStorageNodes(), ElementsAre(1u, 2u));
+  EXPECT_NE(view.Stub(1), nullptr);
+  EXPECT_EQ(view.Stub(1), view.Stub(1));  // reused
+  EXPECT_EQ(view.Stub(9), nullptr);
+}
+
+TEST(ClusterViewTest, DeltasAndGaps) {
+  ClusterView view;
+  ASSERT_THAT(view.Reset(TwoNodeSnapshot()), IsOk());
+  const uint64_t ptid = view.table()->ptid();
+  ::cellar::v1::PartitionTableDelta delta;
+  delta.set_ptid(ptid + 1);
+  auto* change = delta.add_changes();
+  change->set_partition(1);
+  change->set_node_id(1);
+  change->set_state(::cellar::v1::CELL_OUT_OF_DATE);
+  ASSERT_THAT(view.ApplyDelta(delta), IsOk());
+  EXPECT_THAT(view.ReadNodesFor(1), ElementsAre(2u));  // oid 1 → partition 1
+  EXPECT_THAT(view.table()->WritableNodes(1), UnorderedElementsAre(1u, 2u));
+  // Already applied: ignored.
+  EXPECT_THAT(view.ApplyDelta(delta), IsOk());
+  // A gap must be reported.
+  delta.set_ptid(ptid + 5);
+  EXPECT_THAT(view.ApplyDelta(delta),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(ClusterViewTest, DownNodesAreNotRead) {
+  ClusterView view;
+  ASSERT_THAT(view.Reset(TwoNodeSnapshot()), IsOk());
+  ::cellar::v1::NodeInfo node;
+  ASSERT_TRUE(view.GetNode(2, &node));
+  node.set_state(::cellar::v1::NODE_DOWN);
+  view.UpdateNode(node);
+  EXPECT_THAT(view.ReadNodesFor(0), ElementsAre(1u));
+  EXPECT_THAT(view.RunningStorageNodes(), ElementsAre(1u));
+}
+
+}  // namespace
+}  // namespace cellar::client
