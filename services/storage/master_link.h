@@ -1,0 +1,47 @@
+#ifndef CELLAR_SERVICES_STORAGE_MASTER_LINK_H_
+#define CELLAR_SERVICES_STORAGE_MASTER_LINK_H_
+
+// The storage node's connection to the primary master, as the node sees it:
+// messages in, absl::Status out (no gRPC types). GrpcMasterLink is the real
+// one; tests may substitute their own.
+//
+// Implementations are thread-safe; Cancel() may be called from any thread
+// while another thread is inside Watch().
+
+#include <cstdint>
+#include <functional>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "protos/cellar/v1/master.pb.h"
+
+namespace cellar::storage {
+
+class MasterLink {
+ public:
+  virtual ~MasterLink() = default;
+
+  // Master.RegisterNode. Errors as the master sends them (FAILED_PRECONDITION
+  // with reason WRONG_CLUSTER / PROTOCOL_MISMATCH), UNAVAILABLE when no
+  // master answers.
+  virtual absl::StatusOr<::cellar::v1::RegisterNodeResponse> RegisterNode(
+      const ::cellar::v1::RegisterNodeRequest& request) = 0;
+
+  // Master.GetClusterInfo (to re-fetch the partition table after a gap).
+  virtual absl::StatusOr<::cellar::v1::GetClusterInfoResponse> GetClusterInfo() = 0;
+
+  // Master.Watch: calls `on_event` for every event, in order, on the
+  // calling thread, until the stream ends; returns how it ended (OK if the
+  // master closed it cleanly, CANCELLED after Cancel()).
+  virtual absl::Status Watch(
+      uint32_t node_id,
+      const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) = 0;
+
+  // Ends a Watch in progress and makes every later call fail with
+  // CANCELLED (node shutdown). Idempotent.
+  virtual void Cancel() = 0;
+};
+
+}  // namespace cellar::storage
+
+#endif  // CELLAR_SERVICES_STORAGE_MASTER_LINK_H_

@@ -1,0 +1,75 @@
+#include "services/storage/storage_metrics.h"
+
+namespace cellar::storage {
+namespace {
+
+prometheus::Counter* MakeCounter(prometheus::Registry& registry,
+                                 const std::string& name, const std::string& help,
+                                 const prometheus::Labels& labels) {
+  return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add(labels);
+}
+
+prometheus::Gauge* MakeGauge(prometheus::Registry& registry, const std::string& name,
+                             const std::string& help, const prometheus::Labels& labels) {
+  return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add(labels);
+}
+
+}  // namespace
+
+StorageMetrics::StorageMetrics(prometheus::Registry& registry,
+                               const std::string& version, const std::string& track) {
+  const prometheus::Labels labels = {{"version", version}, {"track", track}};
+  auto with = [&](const char* k, const char* v) {
+    prometheus::Labels l = labels;
+    l[k] = v;
+    return l;
+  };
+  stores = MakeCounter(registry, "cellar_storage_stores_total",
+                       "Objects stored in temporary records.", labels);
+  store_bytes = MakeCounter(registry, "cellar_storage_store_bytes_total",
+                            "Bytes of the objects stored.", labels);
+  conflicts = MakeCounter(registry, "cellar_storage_conflicts_total",
+                          "Stores refused with a conflict (ABORTED, CONFLICT).", labels);
+  lock_contention = MakeCounter(
+      registry, "cellar_storage_lock_contention_total",
+      "Stores refused by deadlock avoidance (ABORTED, LOCK_CONTENTION).", labels);
+  votes = MakeCounter(registry, "cellar_storage_votes_total",
+                      "Transactions voted (made durable) on this node.", labels);
+  commits = MakeCounter(registry, "cellar_storage_commits_total",
+                        "Transactions locked with their final tid on this node.", labels);
+  aborts = MakeCounter(registry, "cellar_storage_aborts_total",
+                       "Transactions aborted on this node.", labels);
+  auto& loads = prometheus::BuildCounter()
+                    .Name("cellar_storage_loads_total")
+                    .Help("Object loads by result.")
+                    .Register(registry);
+  loads_ok = &loads.Add(with("result", "ok"));
+  loads_not_found = &loads.Add(with("result", "not_found"));
+  loads_unavailable = &loads.Add(with("result", "unavailable"));
+  loads_error = &loads.Add(with("result", "error"));
+  load_bytes = MakeCounter(registry, "cellar_storage_load_bytes_total",
+                           "Bytes returned by loads.", labels);
+  open_transactions = MakeGauge(registry, "cellar_storage_open_transactions",
+                                "Transactions in commit on this node.", labels);
+  write_batch_size =
+      &prometheus::BuildHistogram()
+           .Name("cellar_storage_write_batch_size")
+           .Help("Records written by one backend call (group commit).")
+           .Register(registry)
+           .Add(labels, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64,
+                                                                128, 256, 512});
+  objects = MakeGauge(registry, "cellar_storage_objects",
+                      "Committed object revisions stored.", labels);
+  transactions = MakeGauge(registry, "cellar_storage_transactions",
+                           "Committed transactions stored.", labels);
+  data_bytes = MakeGauge(registry, "cellar_storage_data_bytes",
+                         "Bytes of committed object data stored.", labels);
+  ptid = MakeGauge(registry, "cellar_storage_ptid",
+                   "Version of the partition table this node holds.", labels);
+  master_connected = MakeGauge(registry, "cellar_storage_master_connected",
+                               "1 while registered with the primary master.", labels);
+  node_up = MakeGauge(registry, "cellar_node_up", "1 while the node runs.",
+                      with("role", "storage"));
+}
+
+}  // namespace cellar::storage

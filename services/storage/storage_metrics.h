@@ -1,0 +1,68 @@
+#ifndef CELLAR_SERVICES_STORAGE_STORAGE_METRICS_H_
+#define CELLAR_SERVICES_STORAGE_STORAGE_METRICS_H_
+
+// The storage node's domain metrics, built once per node on the registry
+// main passes in. Every series carries the labels version and track.
+//
+//   cellar_storage_stores_total                 objects stored (temporary)
+//   cellar_storage_store_bytes_total            bytes of those objects
+//   cellar_storage_conflicts_total              stores refused with CONFLICT
+//   cellar_storage_lock_contention_total        stores refused with LOCK_CONTENTION
+//   cellar_storage_votes_total                  successful votes
+//   cellar_storage_commits_total                transactions locked (committed)
+//   cellar_storage_aborts_total                 transactions aborted
+//   cellar_storage_loads_total{result}          ok | not_found | unavailable | error
+//   cellar_storage_load_bytes_total             bytes returned by loads
+//   cellar_storage_open_transactions            transactions in commit (gauge)
+//   cellar_storage_write_batch_size             records per backend write (histogram)
+//   cellar_storage_objects                      committed object revisions (gauge)
+//   cellar_storage_transactions                 committed transactions (gauge)
+//   cellar_storage_data_bytes                   committed data bytes (gauge)
+//   cellar_storage_ptid                         partition table version held (gauge)
+//   cellar_storage_master_connected             1 while registered with the master
+//   cellar_node_up{role="storage"}              1 while the node runs
+//
+// Nodes that share a registry share series (prometheus-cpp merges equal
+// families and labels); give each node its own registry to tell them apart.
+//
+// Thread-safe (prometheus-cpp metrics are).
+
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace cellar::storage {
+
+struct StorageMetrics {
+  // Registers the families on `registry` (must outlive this object).
+  StorageMetrics(prometheus::Registry& registry, const std::string& version,
+                 const std::string& track);
+
+  prometheus::Counter* stores;
+  prometheus::Counter* store_bytes;
+  prometheus::Counter* conflicts;
+  prometheus::Counter* lock_contention;
+  prometheus::Counter* votes;
+  prometheus::Counter* commits;
+  prometheus::Counter* aborts;
+  prometheus::Counter* loads_ok;
+  prometheus::Counter* loads_not_found;
+  prometheus::Counter* loads_unavailable;
+  prometheus::Counter* loads_error;
+  prometheus::Counter* load_bytes;
+  prometheus::Gauge* open_transactions;
+  prometheus::Histogram* write_batch_size;
+  prometheus::Gauge* objects;
+  prometheus::Gauge* transactions;
+  prometheus::Gauge* data_bytes;
+  prometheus::Gauge* ptid;
+  prometheus::Gauge* master_connected;
+  prometheus::Gauge* node_up;
+};
+
+}  // namespace cellar::storage
+
+#endif  // CELLAR_SERVICES_STORAGE_STORAGE_METRICS_H_

@@ -1,0 +1,722 @@
+#include "services/storage/storage_node.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/errors.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
+#include "services/common/status_macros.h"
+
+namespace cellar::storage {
+
+using ::cellar::common::ErrorReason;
+using ::cellar::common::ErrorWithReason;
+using ::cellar::common::NodeName;
+using ::cellar::common::PartitionTable;
+using ::cellar::common::TidHex;
+using ::cellar::v1::ClusterState;
+
+namespace {
+
+constexpr char kNodeIdKey[] = "node_id";
+constexpr char kNumPartitionsKey[] = "num_partitions";
+constexpr char kNumReplicasKey[] = "num_replicas";
+
+// The master refused this node for what it is (an operator must fix it),
+// as opposed to a transient failure.
+bool IsRefusal(const absl::Status& s) {
+  const std::string reason = ErrorReason(s);
+  return reason == common::kReasonWrongCluster ||
+         reason == common::kReasonProtocolMismatch ||
+         s.code() == absl::StatusCode::kInvalidArgument;
+}
+
+std::string ClusterStateName(ClusterState s) {
+  return ::cellar::v1::ClusterState_Name(s);
+}
+
+}  // namespace
+
+StorageNode::StorageNode(StorageNodeOptions options,
+                         std::unique_ptr<StorageBackend> backend,
+                         std::unique_ptr<MasterLink> master, common::Clock* clock,
+                         StorageMetrics* metrics)
+    : options_(std::move(options)),
+      backend_(std::move(backend)),
+      master_(std::move(master)),
+      clock_(clock),
+      metrics_(metrics),
+      pt_(std::make_shared<const PartitionTable>()) {
+  WriteBatcherOptions batcher_options;
+  batcher_options.writer_threads = options_.writer_threads;
+  if (metrics_ != nullptr) {
+    prometheus::Histogram* histogram = metrics_->write_batch_size;
+    batcher_options.on_batch = [histogram](size_t n) {
+      histogram->Observe(static_cast<double>(n));
+    };
+  }
+  batcher_ = std::make_unique<WriteBatcher>(backend_.get(), batcher_options);
+  TransactionManagerOptions tm_options;
+  tm_options.max_object_bytes = options_.max_object_bytes;
+  transactions_ = std::make_unique<TransactionManager>(backend_.get(), &locks_,
+                                                       batcher_.get(), tm_options);
+  if (metrics_ != nullptr) metrics_->node_up->Set(1);
+}
+
+absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Open(
+    StorageNodeOptions options, std::unique_ptr<StorageBackend> backend,
+    std::unique_ptr<MasterLink> master, common::Clock* clock,
+    StorageMetrics* metrics) {
+  if (backend == nullptr) return absl::InvalidArgumentError("no storage backend");
+  if (master == nullptr) return absl::InvalidArgumentError("no master link");
+  std::unique_ptr<StorageNode> node(new StorageNode(
+      std::move(options), std::move(backend), std::move(master), clock, metrics));
+  CELLAR_RETURN_IF_ERROR(node->LoadPersistedState());
+  return node;
+}
+
+StorageNode::~StorageNode() {
+  BeginShutdown();
+  Close();
+}
+
+absl::Status StorageNode::LoadPersistedState() {
+  CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> id, backend_->GetConfig(kNodeIdKey));
+  uint32_t node_id = 0;
+  if (id.has_value() && !absl::SimpleAtoi(*id, &node_id)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the database has a malformed node id \"", *id, "\""));
+  }
+  CELLAR_ASSIGN_OR_RETURN(PartitionTableRecord record, backend_->LoadPartitionTable());
+  std::shared_ptr<const PartitionTable> table = std::make_shared<const PartitionTable>();
+  if (record.ptid > 0) {
+    CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> p,
+                            backend_->GetConfig(kNumPartitionsKey));
+    CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> r,
+                            backend_->GetConfig(kNumReplicasKey));
+    uint32_t num_partitions = 0, num_replicas = 0;
+    if (!p.has_value() || !absl::SimpleAtoi(*p, &num_partitions) ||
+        num_partitions == 0 || (r.has_value() && !absl::SimpleAtoi(*r, &num_replicas))) {
+      CELLAR_LOG(WARNING) << "the persisted partition table (ptid " << record.ptid
+                          << ") has no valid partition count: ignoring it";
+    } else {
+      ::cellar::v1::PartitionTable proto;
+      proto.set_ptid(record.ptid);
+      proto.set_num_partitions(num_partitions);
+      proto.set_num_replicas(num_replicas);
+      std::map<uint32_t, std::vector<const CellRecord*>> rows;
+      for (const CellRecord& c : record.cells) rows[c.partition].push_back(&c);
+      for (const auto& [partition, cells] : rows) {
+        auto* row = proto.add_rows();
+        row->set_partition(partition);
+        for (const CellRecord* c : cells) {
+          auto* cell = row->add_cells();
+          cell->set_node_id(c->node_id);
+          cell->set_state(static_cast<::cellar::v1::CellState>(c->state));
+        }
+      }
+      auto parsed = PartitionTable::FromProto(proto);
+      if (!parsed.ok()) {
+        CELLAR_LOG(WARNING) << "the persisted partition table is malformed ("
+                            << parsed.status().message() << "): ignoring it";
+      } else {
+        table = std::make_shared<const PartitionTable>(*std::move(parsed));
+      }
+    }
+  }
+  CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
+  transactions_->RecoverVoted(voted);
+  {
+    absl::MutexLock l(&mu_);
+    node_id_ = node_id;
+    pt_ = table;
+  }
+  if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(table->ptid()));
+  CELLAR_LOG(INFO) << "storage node opened (" << backend_->Kind() << "): "
+                   << (node_id != 0 ? NodeName(node_id) : std::string("no node id yet"))
+                   << ", ptid " << table->ptid() << ", " << voted.size()
+                   << " voted transaction(s) in doubt";
+  return absl::OkStatus();
+}
+
+void StorageNode::SetServingCallback(std::function<void(bool)> callback) {
+  absl::MutexLock c(&callback_mu_);
+  bool serving;
+  {
+    absl::MutexLock l(&mu_);
+    serving_callback_ = callback;
+    serving = last_serving_;
+  }
+  if (callback) callback(serving);
+}
+
+void StorageNode::StartMasterLoop(const std::string& advertise_address) {
+  advertise_address_ = advertise_address;
+  master_thread_ = std::thread([this] { MasterLoop(); });
+  stats_thread_ = std::thread([this] { StatsLoop(); });
+}
+
+bool StorageNode::ServingLocked() const {
+  return !stopping_ && link_state_ == LinkState::kRegistered && pt_->ptid() > 0 &&
+         cluster_state_ == ::cellar::v1::CLUSTER_RUNNING;
+}
+
+bool StorageNode::serving() const {
+  absl::MutexLock l(&mu_);
+  return ServingLocked();
+}
+
+absl::Status StorageNode::WaitUntilServing(absl::Duration timeout) {
+  absl::MutexLock l(&mu_);
+  if (mu_.AwaitWithTimeout(absl::Condition(this, &StorageNode::ServingLocked), timeout)) {
+    return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "storage node not serving after ", absl::FormatDuration(timeout),
+      ": master link ", link_message_, ", ptid ", pt_->ptid(), ", cluster ",
+      ClusterStateName(cluster_state_)));
+}
+
+uint32_t StorageNode::node_id() const {
+  absl::MutexLock l(&mu_);
+  return node_id_;
+}
+
+uint64_t StorageNode::epoch() const {
+  absl::MutexLock l(&mu_);
+  return epoch_;
+}
+
+ClusterState StorageNode::cluster_state() const {
+  absl::MutexLock l(&mu_);
+  return cluster_state_;
+}
+
+std::shared_ptr<const PartitionTable> StorageNode::partition_table() const {
+  absl::MutexLock l(&mu_);
+  return pt_;
+}
+
+bool StorageNode::Stopping() const {
+  absl::MutexLock l(&mu_);
+  return stopping_;
+}
+
+// --- Data path ---
+
+absl::StatusOr<CellView> StorageNode::View() const {
+  absl::MutexLock l(&mu_);
+  if (closed_) return absl::UnavailableError("storage node is shut down");
+  if (pt_->ptid() == 0 || pt_->num_partitions() == 0 || node_id_ == 0) {
+    return absl::UnavailableError(
+        "this storage node has no partition table yet (the cluster has not "
+        "started, or the node has not registered with the master)");
+  }
+  return CellView(node_id_, pt_);
+}
+
+absl::Status StorageNode::CheckEpoch(uint64_t epoch) {
+  absl::MutexLock l(&mu_);
+  if (closed_) return absl::UnavailableError("storage node is shut down");
+  if (epoch < epoch_) {
+    return ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonStaleEpoch,
+        absl::StrCat("call carries master epoch ", epoch, " but this node has seen epoch ",
+                     epoch_, " (a deposed primary?)"));
+  }
+  epoch_ = epoch;
+  return absl::OkStatus();
+}
+
+void StorageNode::UpdateOpenGauge() {
+  if (metrics_ != nullptr) {
+    metrics_->open_transactions->Set(
+        static_cast<double>(transactions_->open_transactions()));
+  }
+}
+
+absl::Status StorageNode::Store(uint64_t ttid, uint32_t client_node_id,
+                                std::vector<StoreObject> objects, bool vote,
+                                const std::optional<TransactionMetadata>& metadata,
+                                absl::Time lock_deadline) {
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  const size_t count = objects.size();
+  size_t bytes = 0;
+  for (const StoreObject& o : objects) bytes += o.data.size();
+  absl::Status s = absl::OkStatus();
+  if (count > 0 || !vote) {
+    s = transactions_->Store(ttid, client_node_id, std::move(objects), view,
+                             lock_deadline);
+  }
+  if (metrics_ != nullptr) {
+    if (s.ok()) {
+      metrics_->stores->Increment(static_cast<double>(count));
+      metrics_->store_bytes->Increment(static_cast<double>(bytes));
+    } else if (ErrorReason(s) == common::kReasonConflict) {
+      metrics_->conflicts->Increment();
+    } else if (ErrorReason(s) == common::kReasonLockContention) {
+      metrics_->lock_contention->Increment();
+    }
+  }
+  if (s.ok() && vote) {
+    s = transactions_->Vote(ttid, client_node_id, metadata, view);
+    if (s.ok() && metrics_ != nullptr) metrics_->votes->Increment();
+  }
+  UpdateOpenGauge();
+  return s;
+}
+
+absl::Status StorageNode::Vote(uint64_t ttid, uint32_t client_node_id,
+                               const std::optional<TransactionMetadata>& metadata) {
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  absl::Status s = transactions_->Vote(ttid, client_node_id, metadata, view);
+  if (s.ok() && metrics_ != nullptr) metrics_->votes->Increment();
+  UpdateOpenGauge();
+  return s;
+}
+
+absl::Status StorageNode::Abort(uint64_t ttid) {
+  {
+    absl::MutexLock l(&mu_);
+    if (closed_) return absl::UnavailableError("storage node is shut down");
+  }
+  const bool known = transactions_->StateOf(ttid).has_value();
+  absl::Status s = transactions_->Abort(ttid);
+  if (s.ok() && known && metrics_ != nullptr) metrics_->aborts->Increment();
+  UpdateOpenGauge();
+  return s;
+}
+
+absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid) {
+  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  const auto before = transactions_->StateOf(ttid);
+  absl::Status s = transactions_->Lock(ttid, tid);
+  if (s.ok() && metrics_ != nullptr && before.has_value() &&
+      *before != TransactionManager::State::kLocked) {
+    metrics_->commits->Increment();
+  }
+  return s;
+}
+
+absl::Status StorageNode::Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid) {
+  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  (void)tid;  // the ttid names the transaction; tid is informative
+  absl::Status s = transactions_->Unlock(ttid);
+  UpdateOpenGauge();
+  return s;
+}
+
+absl::Status StorageNode::ReadableCell(const CellView& view, uint64_t oid,
+                                       uint32_t* partition) const {
+  *partition = view.PartitionOf(oid);
+  if (!view.Readable(*partition)) {
+    return ErrorWithReason(absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+                           view.NoCellMessage("readable", *partition));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::StatusOr<T> StorageNode::CountLoad(absl::StatusOr<T> result) {
+  if (metrics_ == nullptr) return result;
+  if (result.ok()) {
+    metrics_->loads_ok->Increment();
+  } else if (result.status().code() == absl::StatusCode::kNotFound) {
+    metrics_->loads_not_found->Increment();
+  } else if (result.status().code() == absl::StatusCode::kUnavailable) {
+    metrics_->loads_unavailable->Increment();
+  } else {
+    metrics_->loads_error->Increment();
+  }
+  return result;
+}
+
+absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t before_tid) {
+  auto view = View();
+  if (!view.ok()) return CountLoad<LoadedObject>(view.status());
+  uint32_t partition;
+  absl::Status s = ReadableCell(*view, oid, &partition);
+  if (!s.ok()) return CountLoad<LoadedObject>(s);
+  auto result = CountLoad(backend_->LoadBefore(partition, oid, before_tid));
+  if (result.ok() && metrics_ != nullptr) {
+    metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
+  }
+  return result;
+}
+
+absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t serial) {
+  auto view = View();
+  if (!view.ok()) return CountLoad<LoadedObject>(view.status());
+  uint32_t partition;
+  absl::Status s = ReadableCell(*view, oid, &partition);
+  if (!s.ok()) return CountLoad<LoadedObject>(s);
+  auto result = CountLoad(backend_->LoadSerial(partition, oid, serial));
+  if (result.ok() && metrics_ != nullptr) {
+    metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<HistoryEntry>> StorageNode::History(uint64_t oid,
+                                                               uint32_t limit) {
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  uint32_t partition;
+  CELLAR_RETURN_IF_ERROR(ReadableCell(view, oid, &partition));
+  CELLAR_ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries,
+                          backend_->History(partition, oid, limit));
+  if (entries.empty()) {
+    return ErrorWithReason(absl::StatusCode::kNotFound, common::kReasonNoSuchObject,
+                           absl::StrCat("object ", common::FormatOid(oid),
+                                        " has no committed revision"));
+  }
+  return entries;
+}
+
+absl::StatusOr<std::vector<TransactionRecord>> StorageNode::LastTransactions(
+    uint32_t limit, uint64_t before_tid) {
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  CELLAR_ASSIGN_OR_RETURN(std::vector<TransactionRecord> records,
+                          backend_->LastTransactions(limit, before_tid));
+  records.erase(std::remove_if(records.begin(), records.end(),
+                               [&](const TransactionRecord& r) {
+                                 return !view.Readable(r.partition);
+                               }),
+                records.end());
+  return records;
+}
+
+absl::StatusOr<NodeStatus> StorageNode::Status() {
+  NodeStatus status;
+  {
+    absl::MutexLock l(&mu_);
+    if (closed_) return absl::UnavailableError("storage node is shut down");
+    status.node_id = node_id_;
+    status.ptid = pt_->ptid();
+    status.cluster_state = cluster_state_;
+    switch (link_state_) {
+      case LinkState::kRegistered:
+        status.master_link = "registered";
+        break;
+      case LinkState::kConnecting:
+        status.master_link = absl::StrCat("connecting (", link_message_, ")");
+        break;
+      case LinkState::kRefused:
+        status.master_link = absl::StrCat("refused: ", link_message_);
+        break;
+    }
+  }
+  status.backend = backend_->Kind();
+  CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
+  status.last_tid = ids.last_tid;
+  status.last_oid = ids.last_oid;
+  CELLAR_ASSIGN_OR_RETURN(BackendStats stats, backend_->GetStats());
+  status.object_count = stats.object_count;
+  status.transaction_count = stats.transaction_count;
+  status.open_transactions =
+      static_cast<uint32_t>(transactions_->open_transactions());
+  if (metrics_ != nullptr) {
+    metrics_->objects->Set(static_cast<double>(stats.object_count));
+    metrics_->transactions->Set(static_cast<double>(stats.transaction_count));
+    metrics_->data_bytes->Set(static_cast<double>(stats.data_bytes));
+  }
+  return status;
+}
+
+// --- Master loop ---
+
+void StorageNode::SetLink(LinkState state, const std::string& message) {
+  bool changed;
+  {
+    absl::MutexLock l(&mu_);
+    changed = state != link_state_ || message != link_message_;
+    link_state_ = state;
+    link_message_ = message;
+  }
+  if (metrics_ != nullptr) {
+    metrics_->master_connected->Set(state == LinkState::kRegistered ? 1 : 0);
+  }
+  if (changed) {
+    // Logged once per change, not once per retry.
+    switch (state) {
+      case LinkState::kRegistered:
+        CELLAR_LOG(INFO) << message;
+        break;
+      case LinkState::kConnecting:
+        CELLAR_LOG(WARNING) << "master link: " << message << " (retrying)";
+        break;
+      case LinkState::kRefused:
+        CELLAR_LOG(ERROR) << "the master refused this storage node: " << message
+                          << " -- fix the configuration (--cluster_name, version); "
+                             "retrying every "
+                          << absl::FormatDuration(options_.refused_retry);
+        break;
+    }
+  }
+  UpdateServing();
+}
+
+void StorageNode::UpdateServing() {
+  absl::MutexLock c(&callback_mu_);
+  bool now;
+  std::function<void(bool)> callback;
+  {
+    absl::MutexLock l(&mu_);
+    now = ServingLocked();
+    if (now == last_serving_) return;
+    last_serving_ = now;
+    callback = serving_callback_;
+  }
+  CELLAR_LOG(INFO) << "storage node " << (now ? "serving" : "not serving");
+  if (callback) callback(now);
+}
+
+void StorageNode::RaiseEpoch(uint64_t epoch) {
+  absl::MutexLock l(&mu_);
+  epoch_ = std::max(epoch_, epoch);
+}
+
+void StorageNode::SetClusterState(ClusterState state) {
+  {
+    absl::MutexLock l(&mu_);
+    if (cluster_state_ == state) return;
+    cluster_state_ = state;
+  }
+  CELLAR_LOG(INFO) << "cluster state " << ClusterStateName(state);
+  UpdateServing();
+}
+
+void StorageNode::InstallTable(PartitionTable table) {
+  // Persist first: after a restart the node reports what it last served.
+  absl::Status s = backend_->SetConfig(kNumPartitionsKey, absl::StrCat(table.num_partitions()));
+  if (s.ok()) s = backend_->SetConfig(kNumReplicasKey, absl::StrCat(table.num_replicas()));
+  if (s.ok()) {
+    PartitionTableRecord record;
+    record.ptid = table.ptid();
+    for (uint32_t p = 0; p < table.num_partitions(); ++p) {
+      for (const common::PtCell& c : table.Row(p)) {
+        record.cells.push_back(CellRecord{p, c.node_id, static_cast<int>(c.state)});
+      }
+    }
+    s = backend_->SavePartitionTable(record);
+  }
+  if (!s.ok()) {
+    CELLAR_LOG(ERROR) << "cannot persist partition table " << table.ptid() << ": "
+                      << s.message();
+  }
+  const uint64_t ptid = table.ptid();
+  {
+    absl::MutexLock l(&mu_);
+    pt_ = std::make_shared<const PartitionTable>(std::move(table));
+  }
+  if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(ptid));
+  UpdateServing();
+}
+
+void StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
+                             const char* source) {
+  if (proto.ptid() == 0) return;  // the master has no table yet
+  auto table = PartitionTable::FromProto(proto);
+  if (!table.ok()) {
+    CELLAR_LOG(ERROR) << "malformed partition table from the master (" << source
+                      << "): " << table.status().message();
+    return;
+  }
+  std::shared_ptr<const PartitionTable> current = partition_table();
+  if (current->ptid() > 0 && current->num_partitions() != table->num_partitions()) {
+    CELLAR_LOG(ERROR) << "the master's partition table has " << table->num_partitions()
+                      << " partitions but this node's database was written with "
+                      << current->num_partitions()
+                      << ": refusing it (wrong database for this cluster?)";
+    return;
+  }
+  if (table->ptid() < current->ptid() &&
+      cluster_state() == ::cellar::v1::CLUSTER_RECOVERING) {
+    // During recovery the master adopts the highest table of all storages;
+    // don't overwrite ours with an older one it may still show.
+    return;
+  }
+  if (table->ptid() == current->ptid() &&
+      table->ToProto().SerializeAsString() == current->ToProto().SerializeAsString()) {
+    return;
+  }
+  CELLAR_LOG(INFO) << "partition table " << table->ptid() << " (" << source << ")";
+  InstallTable(*std::move(table));
+}
+
+void StorageNode::RefetchTable() {
+  auto info = master_->GetClusterInfo();
+  if (!info.ok()) {
+    CELLAR_LOG(WARNING) << "cannot re-fetch the partition table: "
+                        << info.status().message();
+    return;
+  }
+  RaiseEpoch(info->epoch());
+  SetClusterState(info->cluster_state());
+  AdoptTable(info->partition_table(), "re-fetched");
+}
+
+void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
+  switch (event.event_case()) {
+    case ::cellar::v1::ClusterEvent::kSnapshot: {
+      const auto& snapshot = event.snapshot();
+      RaiseEpoch(snapshot.epoch());
+      // Table before state: RUNNING with the right table, never the old one.
+      AdoptTable(snapshot.partition_table(), "snapshot");
+      SetClusterState(snapshot.cluster_state());
+      break;
+    }
+    case ::cellar::v1::ClusterEvent::kPartitionTableDelta: {
+      const auto& delta = event.partition_table_delta();
+      std::shared_ptr<const PartitionTable> current = partition_table();
+      if (delta.ptid() <= current->ptid()) break;  // already have it
+      PartitionTable next = *current;
+      absl::Status s = next.ApplyDelta(delta);
+      if (s.ok()) {
+        InstallTable(std::move(next));
+      } else {
+        CELLAR_LOG(WARNING) << "partition table delta " << delta.ptid()
+                            << " not applicable (" << s.message()
+                            << "): fetching the whole table";
+        RefetchTable();
+      }
+      break;
+    }
+    case ::cellar::v1::ClusterEvent::kPartitionTable:
+      AdoptTable(event.partition_table(), "update");
+      break;
+    case ::cellar::v1::ClusterEvent::kClusterState:
+      SetClusterState(event.cluster_state());
+      break;
+    default:
+      break;  // node changes and invalidations: nothing to do here
+  }
+}
+
+absl::Status StorageNode::RegisterAndWatch() {
+  ::cellar::v1::RegisterNodeRequest request;
+  request.set_cluster_name(options_.cluster_name);
+  request.set_protocol_version(::cellar::v1::PROTOCOL_VERSION_1);
+  request.set_role(::cellar::v1::NODE_ROLE_STORAGE);
+  request.set_address(advertise_address_);
+  request.set_version(options_.version);
+  request.set_build_id(options_.build_id);
+  request.set_track(options_.track);
+  request.set_label(options_.label);
+  uint32_t old_id;
+  {
+    absl::MutexLock l(&mu_);
+    old_id = node_id_;
+    *request.mutable_partition_table() = pt_->ToProto();
+  }
+  request.set_node_id(old_id);
+  CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
+  request.set_last_tid(ids.last_tid);
+  request.set_last_oid(ids.last_oid);
+  CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
+  for (uint64_t ttid : voted) request.add_voted_ttids(ttid);
+
+  CELLAR_ASSIGN_OR_RETURN(::cellar::v1::RegisterNodeResponse response,
+                          master_->RegisterNode(request));
+  if (response.node_id() == 0) {
+    return absl::InternalError("the master returned node id 0");
+  }
+  if (response.node_id() != old_id) {
+    CELLAR_RETURN_IF_ERROR(
+        backend_->SetConfig(kNodeIdKey, absl::StrCat(response.node_id())));
+    absl::MutexLock l(&mu_);
+    node_id_ = response.node_id();
+  }
+  RaiseEpoch(response.epoch());
+  AdoptTable(response.partition_table(), "registration");
+  SetClusterState(response.cluster_state());
+  SetLink(LinkState::kRegistered,
+          absl::StrCat("registered as ", NodeName(response.node_id()),
+                       " (master epoch ", response.epoch(), ", cluster ",
+                       ClusterStateName(response.cluster_state()), ")"));
+  absl::Status s = master_->Watch(response.node_id(), [this](const auto& event) {
+    HandleEvent(event);
+  });
+  if (s.ok()) s = absl::UnavailableError("the master closed the watch stream");
+  return s;
+}
+
+void StorageNode::MasterLoop() {
+  absl::Duration backoff = options_.retry_min;
+  while (!Stopping()) {
+    absl::Status s = RegisterAndWatch();
+    bool was_registered;
+    {
+      absl::MutexLock l(&mu_);
+      was_registered = link_state_ == LinkState::kRegistered;
+    }
+    if (Stopping()) break;
+    absl::Duration delay;
+    if (IsRefusal(s) && !was_registered) {
+      SetLink(LinkState::kRefused, std::string(s.message()));
+      delay = options_.refused_retry;
+    } else {
+      SetLink(LinkState::kConnecting, std::string(s.message()));
+      if (was_registered) backoff = options_.retry_min;
+      delay = backoff;
+      backoff = std::min(backoff * 2, options_.retry_max);
+    }
+    absl::MutexLock l(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), delay);
+  }
+}
+
+void StorageNode::RefreshStats() {
+  auto stats = backend_->GetStats();
+  if (stats.ok() && metrics_ != nullptr) {
+    metrics_->objects->Set(static_cast<double>(stats->object_count));
+    metrics_->transactions->Set(static_cast<double>(stats->transaction_count));
+    metrics_->data_bytes->Set(static_cast<double>(stats->data_bytes));
+  }
+  UpdateOpenGauge();
+}
+
+void StorageNode::StatsLoop() {
+  if (metrics_ == nullptr) return;
+  while (true) {
+    RefreshStats();
+    absl::MutexLock l(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.stats_interval)) {
+      return;
+    }
+  }
+}
+
+void StorageNode::BeginShutdown() {
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  master_->Cancel();
+  if (master_thread_.joinable()) master_thread_.join();
+  if (stats_thread_.joinable()) stats_thread_.join();
+  locks_.Shutdown();
+  UpdateServing();
+  if (metrics_ != nullptr) {
+    metrics_->master_connected->Set(0);
+    metrics_->node_up->Set(0);
+  }
+}
+
+void StorageNode::Close() {
+  BeginShutdown();
+  {
+    absl::MutexLock l(&mu_);
+    if (closed_) return;
+    closed_ = true;
+  }
+  batcher_->Shutdown();
+  backend_.reset();
+  CELLAR_LOG(INFO) << "storage node closed";
+}
+
+}  // namespace cellar::storage

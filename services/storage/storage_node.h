@@ -1,0 +1,220 @@
+#ifndef CELLAR_SERVICES_STORAGE_STORAGE_NODE_H_
+#define CELLAR_SERVICES_STORAGE_STORAGE_NODE_H_
+
+// The storage node's domain: owns the backend, the write batcher, the lock
+// and transaction managers and this node's view of the cluster (node id,
+// partition table, cluster state, highest master epoch), and runs the
+// master loop:
+//
+//   register (RegisterNode with the persisted table, last ids and voted
+//   ttids) -> persist the node id -> Watch: snapshot, then table deltas /
+//   tables / cluster states -> on end or failure, retry with backoff
+//   (100 ms doubling to 2 s; 5 s after a refusal such as a wrong cluster
+//   name, which an operator must fix) until shutdown.
+//
+// Every table change is persisted (SavePartitionTable + config keys
+// "num_partitions" / "num_replicas"). While the master is unreachable the
+// node keeps serving reads of its readable cells with the last table.
+//
+// Data path rules: loads need a READABLE cell of partition(oid), stores a
+// WRITABLE one (else UNAVAILABLE, reason NOT_READABLE); with no table yet
+// every data-path call is UNAVAILABLE. Lock/Unlock carry the master's epoch:
+// one below the highest seen is FAILED_PRECONDITION, reason STALE_EPOCH.
+//
+// Lifecycle: Open() (reads persisted state) -> StartMasterLoop() -> ...
+// -> BeginShutdown() (stops the loop, fails lock waits) -> [the gRPC server
+// stops] -> Close() (drains the writers, closes the backend).
+//
+// Thread-safe.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "protos/cellar/v1/master.pb.h"
+#include "services/common/clock.h"
+#include "services/common/partition_table.h"
+#include "services/storage/backend/storage_backend.h"
+#include "services/storage/cell_view.h"
+#include "services/storage/lock_manager.h"
+#include "services/storage/master_link.h"
+#include "services/storage/storage_metrics.h"
+#include "services/storage/transaction_manager.h"
+#include "services/storage/write_batcher.h"
+
+namespace cellar::storage {
+
+struct StorageNodeOptions {
+  // Must equal the master's cluster name. Default "cellar".
+  std::string cluster_name = "cellar";
+  // Identity for canary analysis. Defaults "0.1.0", "dev", "stable", "".
+  std::string version = "0.1.0";
+  std::string build_id = "dev";
+  std::string track = "stable";
+  std::string label;
+  // Largest object accepted, bytes. Default 16 MiB.
+  size_t max_object_bytes = 16 << 20;
+  // Group-commit writer threads. Default 1.
+  int writer_threads = 1;
+  // Master-loop retry backoff: first and longest delay. Default 100 ms, 2 s.
+  absl::Duration retry_min = absl::Milliseconds(100);
+  absl::Duration retry_max = absl::Seconds(2);
+  // Retry delay after the master refused this node (WRONG_CLUSTER,
+  // PROTOCOL_MISMATCH or INVALID_ARGUMENT). Default 5 s.
+  absl::Duration refused_retry = absl::Seconds(5);
+  // How often the object/transaction gauges are refreshed. Default 15 s.
+  absl::Duration stats_interval = absl::Seconds(15);
+};
+
+// What GetNodeStatus reports.
+struct NodeStatus {
+  uint32_t node_id = 0;
+  uint64_t ptid = 0;
+  uint64_t last_tid = 0;
+  uint64_t last_oid = 0;
+  std::string backend;
+  uint64_t object_count = 0;
+  uint64_t transaction_count = 0;
+  uint32_t open_transactions = 0;
+  ::cellar::v1::ClusterState cluster_state = ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
+  // "registered", "connecting (<last error>)" or "refused: <error>".
+  std::string master_link;
+};
+
+class StorageNode {
+ public:
+  // Reads the persisted node id, partition table and voted transactions.
+  // `metrics` may be null; `clock` and `metrics` must outlive the node.
+  static absl::StatusOr<std::unique_ptr<StorageNode>> Open(
+      StorageNodeOptions options, std::unique_ptr<StorageBackend> backend,
+      std::unique_ptr<MasterLink> master, common::Clock* clock,
+      StorageMetrics* metrics);
+
+  ~StorageNode();  // BeginShutdown() + Close()
+
+  StorageNode(const StorageNode&) = delete;
+  StorageNode& operator=(const StorageNode&) = delete;
+
+  // Starts the master loop (and the stats refresher) in the background;
+  // the node registers as serving at `advertise_address` (host:port).
+  // Call once.
+  void StartMasterLoop(const std::string& advertise_address);
+
+  // Called with true/false whenever serving() changes (and once at once
+  // with the current value). Set before StartMasterLoop().
+  void SetServingCallback(std::function<void(bool)> callback);
+
+  // Registered with the master, holding a partition table, cluster RUNNING.
+  bool serving() const;
+  // Blocks until serving() or `timeout` (DEADLINE_EXCEEDED, saying why).
+  absl::Status WaitUntilServing(absl::Duration timeout);
+
+  uint32_t node_id() const;
+  uint64_t epoch() const;
+  ::cellar::v1::ClusterState cluster_state() const;
+  // The current table (empty, ptid 0, before the first one).
+  std::shared_ptr<const common::PartitionTable> partition_table() const;
+
+  // --- Data path (see TransactionManager for the commit rules) ---
+
+  // Stores objects; with `vote`, also votes with `metadata`.
+  absl::Status Store(uint64_t ttid, uint32_t client_node_id,
+                     std::vector<StoreObject> objects, bool vote,
+                     const std::optional<TransactionMetadata>& metadata,
+                     absl::Time lock_deadline);
+  absl::Status Vote(uint64_t ttid, uint32_t client_node_id,
+                    const std::optional<TransactionMetadata>& metadata);
+  absl::Status Abort(uint64_t ttid);
+  absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid);
+  absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid);
+
+  absl::StatusOr<LoadedObject> LoadBefore(uint64_t oid, uint64_t before_tid);
+  absl::StatusOr<LoadedObject> LoadSerial(uint64_t oid, uint64_t serial);
+  // NOT_FOUND (NO_SUCH_OBJECT) if the object has no revision.
+  absl::StatusOr<std::vector<HistoryEntry>> History(uint64_t oid, uint32_t limit);
+  // Records of partitions readable here, newest first (may return fewer
+  // than `limit` when some cells are not readable).
+  absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
+      uint32_t limit, uint64_t before_tid);
+  absl::StatusOr<NodeStatus> Status();
+
+  // Stops the master loop and the stats refresher, fails lock waits and
+  // marks the node not serving. Idempotent.
+  void BeginShutdown();
+  // BeginShutdown() if not done yet, then drains the write batcher and
+  // closes the backend. Call after the gRPC server stopped. Idempotent.
+  void Close();
+
+ private:
+  enum class LinkState { kConnecting, kRegistered, kRefused };
+
+  StorageNode(StorageNodeOptions options, std::unique_ptr<StorageBackend> backend,
+              std::unique_ptr<MasterLink> master, common::Clock* clock,
+              StorageMetrics* metrics);
+  absl::Status LoadPersistedState();
+
+  // The current cells, or UNAVAILABLE without a table.
+  absl::StatusOr<CellView> View() const;
+  absl::Status CheckEpoch(uint64_t epoch);
+  absl::Status ReadableCell(const CellView& view, uint64_t oid,
+                            uint32_t* partition) const;
+  template <typename T>
+  absl::StatusOr<T> CountLoad(absl::StatusOr<T> result);
+
+  // Master loop.
+  void MasterLoop();
+  void StatsLoop();
+  absl::Status RegisterAndWatch();
+  void HandleEvent(const ::cellar::v1::ClusterEvent& event);
+  // Adopts a full table from the master (persists it if it changed).
+  void AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source);
+  void InstallTable(common::PartitionTable table);
+  void RefetchTable();
+  void SetClusterState(::cellar::v1::ClusterState state);
+  void RaiseEpoch(uint64_t epoch);
+  void SetLink(LinkState state, const std::string& message);
+  void UpdateServing() ABSL_LOCKS_EXCLUDED(mu_);
+  bool ServingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Stopping() const;
+  void RefreshStats();
+  void UpdateOpenGauge();
+
+  const StorageNodeOptions options_;
+  std::string advertise_address_;  // set once, before the master loop starts
+  std::unique_ptr<StorageBackend> backend_;
+  std::unique_ptr<MasterLink> master_;
+  common::Clock* const clock_;
+  StorageMetrics* const metrics_;
+  LockManager locks_;
+  std::unique_ptr<WriteBatcher> batcher_;
+  std::unique_ptr<TransactionManager> transactions_;
+
+  mutable absl::Mutex mu_;
+  uint32_t node_id_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  ::cellar::v1::ClusterState cluster_state_ ABSL_GUARDED_BY(mu_) =
+      ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
+  std::shared_ptr<const common::PartitionTable> pt_ ABSL_GUARDED_BY(mu_);
+  LinkState link_state_ ABSL_GUARDED_BY(mu_) = LinkState::kConnecting;
+  std::string link_message_ ABSL_GUARDED_BY(mu_) = "not connected yet";
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_serving_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(bool)> serving_callback_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex callback_mu_;  // serializes serving callbacks, in order
+
+  std::thread master_thread_;
+  std::thread stats_thread_;
+};
+
+}  // namespace cellar::storage
+
+#endif  // CELLAR_SERVICES_STORAGE_STORAGE_NODE_H_

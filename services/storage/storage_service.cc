@@ -1,0 +1,240 @@
+#include "services/storage/storage_service.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/checksum.h"
+#include "services/common/grpc_status.h"
+#include "services/common/ids.h"
+
+namespace cellar::storage {
+
+using ::cellar::common::kMaxTid;
+using ::cellar::common::ToGrpcStatus;
+
+namespace {
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+// Checks a TID-valued field: `required` means 0 is refused.
+bool BadTid(uint64_t tid, bool required) {
+  return (required && tid == 0) || tid > kMaxTid;
+}
+
+std::string TidRule(const std::string& field, bool required) {
+  return absl::StrCat(field, required ? ": required, " : ": ", "at most ",
+                      common::TidHex(kMaxTid));
+}
+
+TransactionMetadata ToMetadata(const ::cellar::v1::TransactionMetadata& m) {
+  TransactionMetadata out;
+  out.user = m.user();
+  out.description = m.description();
+  out.extension = m.extension();
+  out.oids.assign(m.oids().begin(), m.oids().end());
+  return out;
+}
+
+}  // namespace
+
+StorageService::StorageService(StorageNode* node, StorageServiceOptions options)
+    : node_(node), options_(options) {}
+
+grpc::Status StorageService::Store(grpc::ServerContext* context,
+                                   const ::cellar::v1::StoreRequest* request,
+                                   ::cellar::v1::StoreResponse* response) {
+  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  if (request->objects_size() > kMaxObjectsPerStore) {
+    return Invalid(absl::StrCat("objects: at most ", kMaxObjectsPerStore,
+                                " per call, got ", request->objects_size()));
+  }
+  if (request->objects_size() == 0 && !request->vote()) {
+    return Invalid("objects: nothing to store (and vote is false)");
+  }
+  if (request->has_metadata() && !request->vote()) {
+    return Invalid("metadata: only allowed with vote = true");
+  }
+  absl::flat_hash_map<uint64_t, int> seen;
+  std::vector<StoreObject> objects;
+  objects.reserve(request->objects_size());
+  for (int i = 0; i < request->objects_size(); ++i) {
+    const ::cellar::v1::ObjectToStore& o = request->objects(i);
+    const std::string field = absl::StrCat("objects[", i, "]");
+    auto [it, inserted] = seen.emplace(o.oid(), i);
+    if (!inserted) {
+      return Invalid(absl::StrCat(field, ".oid: ", common::FormatOid(o.oid()),
+                                  " already appears in objects[", it->second, "]"));
+    }
+    if (o.checksum().size() != common::kChecksumSize) {
+      return Invalid(absl::StrCat(field, ".checksum: must be ", common::kChecksumSize,
+                                  " bytes (SHA-1), got ", o.checksum().size()));
+    }
+    if (BadTid(o.base_serial(), false)) {
+      return Invalid(TidRule(field + ".base_serial", false));
+    }
+    if (BadTid(o.data_serial(), false)) {
+      return Invalid(TidRule(field + ".data_serial", false));
+    }
+    if (o.data_serial() != 0 && !o.data().empty()) {
+      return Invalid(absl::StrCat(field, ".data: must be empty when data_serial is set"));
+    }
+    StoreObject object;
+    object.oid = o.oid();
+    object.base_serial = o.base_serial();
+    object.data = o.data();
+    object.checksum = o.checksum();
+    object.data_serial = o.data_serial();
+    objects.push_back(std::move(object));
+  }
+  std::optional<TransactionMetadata> metadata;
+  if (request->has_metadata()) metadata = ToMetadata(request->metadata());
+
+  absl::Time deadline = absl::Now() + options_.lock_wait_timeout;
+  const absl::Time client_deadline = absl::FromChrono(context->deadline());
+  if (client_deadline < deadline) deadline = client_deadline;
+
+  absl::Status s = node_->Store(request->ttid(), request->client_node_id(),
+                                std::move(objects), request->vote(), metadata, deadline);
+  if (s.ok()) response->set_voted(request->vote());
+  return ToGrpcStatus(s);
+}
+
+grpc::Status StorageService::Vote(grpc::ServerContext* /*context*/,
+                                  const ::cellar::v1::VoteRequest* request,
+                                  ::cellar::v1::VoteResponse* /*response*/) {
+  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  std::optional<TransactionMetadata> metadata;
+  if (request->has_metadata()) metadata = ToMetadata(request->metadata());
+  return ToGrpcStatus(node_->Vote(request->ttid(), request->client_node_id(), metadata));
+}
+
+grpc::Status StorageService::AbortTransaction(
+    grpc::ServerContext* /*context*/,
+    const ::cellar::v1::AbortTransactionRequest* request,
+    ::cellar::v1::AbortTransactionResponse* /*response*/) {
+  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  return ToGrpcStatus(node_->Abort(request->ttid()));
+}
+
+grpc::Status StorageService::LockTransaction(
+    grpc::ServerContext* /*context*/,
+    const ::cellar::v1::LockTransactionRequest* request,
+    ::cellar::v1::LockTransactionResponse* /*response*/) {
+  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  if (BadTid(request->tid(), true)) return Invalid(TidRule("tid", true));
+  if (request->tid() < request->ttid()) {
+    return Invalid("tid: the final tid cannot be smaller than the ttid");
+  }
+  return ToGrpcStatus(node_->Lock(request->epoch(), request->ttid(), request->tid()));
+}
+
+grpc::Status StorageService::UnlockTransaction(
+    grpc::ServerContext* /*context*/,
+    const ::cellar::v1::UnlockTransactionRequest* request,
+    ::cellar::v1::UnlockTransactionResponse* /*response*/) {
+  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  if (BadTid(request->tid(), false)) return Invalid(TidRule("tid", false));
+  return ToGrpcStatus(node_->Unlock(request->epoch(), request->ttid(), request->tid()));
+}
+
+grpc::Status StorageService::Load(grpc::ServerContext* /*context*/,
+                                  const ::cellar::v1::LoadRequest* request,
+                                  ::cellar::v1::LoadResponse* response) {
+  absl::StatusOr<LoadedObject> loaded;
+  switch (request->at_case()) {
+    case ::cellar::v1::LoadRequest::kBeforeTid:
+      if (request->before_tid() == 0) {
+        return Invalid("before_tid: must be > 0 (the newest revision is "
+                       "before_tid = last tid + 1)");
+      }
+      loaded = node_->LoadBefore(request->oid(), request->before_tid());
+      break;
+    case ::cellar::v1::LoadRequest::kSerial:
+      if (BadTid(request->serial(), true)) return Invalid(TidRule("serial", true));
+      loaded = node_->LoadSerial(request->oid(), request->serial());
+      break;
+    default:
+      return Invalid("at: set before_tid or serial");
+  }
+  if (!loaded.ok()) return ToGrpcStatus(loaded.status());
+  response->set_oid(loaded->oid);
+  response->set_serial(loaded->serial);
+  response->set_next_serial(loaded->next_serial);
+  response->set_data(std::move(loaded->data));
+  response->set_checksum(std::move(loaded->checksum));
+  response->set_data_serial(loaded->data_tid);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::History(grpc::ServerContext* /*context*/,
+                                     const ::cellar::v1::HistoryRequest* request,
+                                     ::cellar::v1::HistoryResponse* response) {
+  if (request->limit() > kMaxHistoryLimit) {
+    return Invalid(absl::StrCat("limit: at most ", kMaxHistoryLimit, ", got ",
+                                request->limit()));
+  }
+  const uint32_t limit = request->limit() == 0 ? kDefaultHistoryLimit : request->limit();
+  auto entries = node_->History(request->oid(), limit);
+  if (!entries.ok()) return ToGrpcStatus(entries.status());
+  response->set_oid(request->oid());
+  for (const HistoryEntry& e : *entries) {
+    ::cellar::v1::Revision* r = response->add_revisions();
+    r->set_serial(e.serial);
+    r->set_size_bytes(e.size_bytes);
+    r->set_deleted(e.deleted);
+    r->set_data_serial(e.data_tid);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::LastTransactions(
+    grpc::ServerContext* /*context*/,
+    const ::cellar::v1::LastTransactionsRequest* request,
+    ::cellar::v1::LastTransactionsResponse* response) {
+  if (request->limit() > kMaxLastTransactionsLimit) {
+    return Invalid(absl::StrCat("limit: at most ", kMaxLastTransactionsLimit,
+                                ", got ", request->limit()));
+  }
+  const uint32_t limit =
+      request->limit() == 0 ? kDefaultLastTransactionsLimit : request->limit();
+  auto records = node_->LastTransactions(limit, request->before_tid());
+  if (!records.ok()) return ToGrpcStatus(records.status());
+  for (const TransactionRecord& t : *records) {
+    ::cellar::v1::TransactionInfo* info = response->add_transactions();
+    info->set_tid(t.tid);
+    info->set_ttid(t.ttid);
+    info->set_user(t.user);
+    info->set_description(t.description);
+    info->set_extension(t.extension);
+    for (uint64_t oid : t.oids) info->add_oids(oid);
+    info->set_packed(t.packed);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::GetNodeStatus(
+    grpc::ServerContext* /*context*/,
+    const ::cellar::v1::GetNodeStatusRequest* /*request*/,
+    ::cellar::v1::GetNodeStatusResponse* response) {
+  auto status = node_->Status();
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  response->set_node_id(status->node_id);
+  response->set_ptid(status->ptid);
+  response->set_last_tid(status->last_tid);
+  response->set_last_oid(status->last_oid);
+  response->set_backend(status->backend);
+  response->set_object_count(status->object_count);
+  response->set_transaction_count(status->transaction_count);
+  response->set_open_transactions(status->open_transactions);
+  response->set_cluster_state(status->cluster_state);
+  response->set_master_link(status->master_link);
+  return grpc::Status::OK;
+}
+
+}  // namespace cellar::storage

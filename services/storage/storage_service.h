@@ -1,0 +1,76 @@
+#ifndef CELLAR_SERVICES_STORAGE_STORAGE_SERVICE_H_
+#define CELLAR_SERVICES_STORAGE_STORAGE_SERVICE_H_
+
+// The cellar.v1.Storage gRPC adapter: validates every request field
+// (INVALID_ARGUMENT naming the field), calls the StorageNode, maps the
+// absl::Status with common::ToGrpcStatus. No domain logic here.
+//
+// Uses the synchronous gRPC API on purpose: a Store may wait for an OID
+// lock and a Vote/Lock waits for the group commit, and blocking the handler
+// thread is the simplest correct way to do both (gRPC's sync server grows
+// its thread pool as needed; waits are bounded by deadlines).
+//
+// Thread-safe.
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/time/time.h"
+#include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/storage/storage_node.h"
+
+namespace cellar::storage {
+
+struct StorageServiceOptions {
+  // Longest a Store waits for an OID lock (the client's deadline may cut it
+  // shorter). Default 10 s.
+  absl::Duration lock_wait_timeout = absl::Seconds(10);
+};
+
+// Request limits (see storage.proto).
+inline constexpr int kMaxObjectsPerStore = 10000;
+inline constexpr uint32_t kMaxHistoryLimit = 1000;
+inline constexpr uint32_t kDefaultHistoryLimit = 100;
+inline constexpr uint32_t kMaxLastTransactionsLimit = 1000;
+inline constexpr uint32_t kDefaultLastTransactionsLimit = 10;
+
+class StorageService final : public ::cellar::v1::Storage::Service {
+ public:
+  // `node` is not owned and must outlive the service.
+  StorageService(StorageNode* node, StorageServiceOptions options);
+
+  grpc::Status Store(grpc::ServerContext* context,
+                     const ::cellar::v1::StoreRequest* request,
+                     ::cellar::v1::StoreResponse* response) override;
+  grpc::Status Vote(grpc::ServerContext* context,
+                    const ::cellar::v1::VoteRequest* request,
+                    ::cellar::v1::VoteResponse* response) override;
+  grpc::Status AbortTransaction(grpc::ServerContext* context,
+                                const ::cellar::v1::AbortTransactionRequest* request,
+                                ::cellar::v1::AbortTransactionResponse* response) override;
+  grpc::Status LockTransaction(grpc::ServerContext* context,
+                               const ::cellar::v1::LockTransactionRequest* request,
+                               ::cellar::v1::LockTransactionResponse* response) override;
+  grpc::Status UnlockTransaction(grpc::ServerContext* context,
+                                 const ::cellar::v1::UnlockTransactionRequest* request,
+                                 ::cellar::v1::UnlockTransactionResponse* response) override;
+  grpc::Status Load(grpc::ServerContext* context,
+                    const ::cellar::v1::LoadRequest* request,
+                    ::cellar::v1::LoadResponse* response) override;
+  grpc::Status History(grpc::ServerContext* context,
+                       const ::cellar::v1::HistoryRequest* request,
+                       ::cellar::v1::HistoryResponse* response) override;
+  grpc::Status LastTransactions(grpc::ServerContext* context,
+                                const ::cellar::v1::LastTransactionsRequest* request,
+                                ::cellar::v1::LastTransactionsResponse* response) override;
+  grpc::Status GetNodeStatus(grpc::ServerContext* context,
+                             const ::cellar::v1::GetNodeStatusRequest* request,
+                             ::cellar::v1::GetNodeStatusResponse* response) override;
+
+ private:
+  StorageNode* const node_;
+  const StorageServiceOptions options_;
+};
+
+}  // namespace cellar::storage
+
+#endif  // CELLAR_SERVICES_STORAGE_STORAGE_SERVICE_H_

@@ -1,0 +1,423 @@
+#include "services/storage/transaction_manager.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/checksum.h"
+#include "services/common/errors.h"
+#include "services/common/ids.h"
+#include "services/common/status_macros.h"
+
+namespace cellar::storage {
+
+using ::cellar::common::ChecksumMatches;
+using ::cellar::common::ConflictError;
+using ::cellar::common::ErrorWithReason;
+using ::cellar::common::FormatOid;
+using ::cellar::common::TidHex;
+
+namespace {
+
+absl::Status UnknownTransaction(absl::StatusCode code, uint64_t ttid,
+                                absl::string_view what) {
+  return ErrorWithReason(code, common::kReasonUnknownTransaction,
+                         absl::StrCat("transaction ", TidHex(ttid), " ", what));
+}
+
+const char* StateName(TransactionManager::State s) {
+  switch (s) {
+    case TransactionManager::State::kStoring:
+      return "storing";
+    case TransactionManager::State::kVoting:
+      return "voting";
+    case TransactionManager::State::kVoted:
+      return "voted";
+    case TransactionManager::State::kVoteFailed:
+      return "vote failed";
+    case TransactionManager::State::kLocking:
+      return "locking";
+    case TransactionManager::State::kLocked:
+      return "locked";
+  }
+  return "?";
+}
+
+}  // namespace
+
+TransactionManager::TransactionManager(StorageBackend* backend, LockManager* locks,
+                                       WriteBatcher* batcher,
+                                       TransactionManagerOptions options)
+    : backend_(backend), locks_(locks), batcher_(batcher), options_(options) {}
+
+void TransactionManager::RecoverVoted(const std::vector<uint64_t>& ttids) {
+  absl::MutexLock l(&mu_);
+  for (uint64_t ttid : ttids) {
+    Txn& txn = txns_[ttid];
+    txn.state = State::kVoted;
+  }
+}
+
+void TransactionManager::RememberFinished(uint64_t ttid, Finished how, uint64_t tid) {
+  if (finished_.insert_or_assign(ttid, FinishedInfo{how, tid}).second) {
+    finished_order_.push_back(ttid);
+  }
+  while (finished_order_.size() > std::max<size_t>(1, options_.remember_finished)) {
+    finished_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
+}
+
+bool TransactionManager::Settled(uint64_t ttid) const {
+  auto it = txns_.find(ttid);
+  return it == txns_.end() || (it->second.state != State::kVoting &&
+                               it->second.state != State::kLocking);
+}
+
+void TransactionManager::AwaitSettled(uint64_t ttid) {
+  struct Arg {
+    const TransactionManager* self;
+    uint64_t ttid;
+  } arg{this, ttid};
+  mu_.Await(absl::Condition(
+      +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->self->Settled(a->ttid); },
+      &arg));
+}
+
+absl::Status TransactionManager::ValidateObjects(
+    const std::vector<StoreObject>& objects, const CellView& view) const {
+  absl::flat_hash_set<uint64_t> seen;
+  for (const StoreObject& o : objects) {
+    if (!seen.insert(o.oid).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("oid ", FormatOid(o.oid), " appears twice in one store"));
+    }
+    if (o.data.size() > options_.max_object_bytes) {
+      return ErrorWithReason(
+          absl::StatusCode::kResourceExhausted, common::kReasonTooLarge,
+          absl::StrCat("object ", FormatOid(o.oid), " has ", o.data.size(),
+                       " bytes, over this storage's limit of ",
+                       options_.max_object_bytes));
+    }
+    if (o.checksum.size() != common::kChecksumSize) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checksum of oid ", FormatOid(o.oid), " has ",
+                       o.checksum.size(), " bytes, want ", common::kChecksumSize,
+                       " (SHA-1)"));
+    }
+    if (o.data_serial != 0) {
+      if (!o.data.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("oid ", FormatOid(o.oid),
+                         ": data must be empty when data_serial is set"));
+      }
+    } else if (!ChecksumMatches(o.data, o.checksum)) {
+      return ErrorWithReason(
+          absl::StatusCode::kInvalidArgument, common::kReasonChecksumMismatch,
+          absl::StrCat("checksum of oid ", FormatOid(o.oid),
+                       " does not match its data (got ",
+                       common::HexBytes(o.checksum), ", data hashes to ",
+                       common::HexBytes(common::Checksum(o.data)), ")"));
+    }
+    const uint32_t partition = view.PartitionOf(o.oid);
+    if (!view.Writable(partition)) {
+      return ErrorWithReason(absl::StatusCode::kUnavailable,
+                             common::kReasonNotReadable,
+                             view.NoCellMessage("writable", partition));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransactionManager::CheckConflicts(
+    const std::vector<StoreObject>& objects, const CellView& view) {
+  // Only readable cells decide conflicts; an OUT_OF_DATE cell may not have
+  // the latest serial yet.
+  std::vector<const StoreObject*> checked;
+  std::vector<uint64_t> oids;
+  for (const StoreObject& o : objects) {
+    if (view.Readable(view.PartitionOf(o.oid))) {
+      checked.push_back(&o);
+      oids.push_back(o.oid);
+    }
+  }
+  if (oids.empty()) return absl::OkStatus();
+  CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> serials,
+                          backend_->GetLastSerials(view.num_partitions(), oids));
+  if (serials.size() != oids.size()) {
+    return absl::InternalError("backend returned the wrong number of serials");
+  }
+  for (size_t i = 0; i < checked.size(); ++i) {
+    if (serials[i] != checked[i]->base_serial) {
+      return ConflictError(checked[i]->oid, serials[i], checked[i]->base_serial);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransactionManager::Store(uint64_t ttid, uint32_t client_node_id,
+                                       std::vector<StoreObject> objects,
+                                       const CellView& view,
+                                       absl::Time lock_deadline) {
+  if (ttid == 0) return absl::InvalidArgumentError("ttid must not be 0");
+  if (view.num_partitions() == 0) {
+    return absl::UnavailableError("this storage node has no partition table yet");
+  }
+  CELLAR_RETURN_IF_ERROR(ValidateObjects(objects, view));
+  {
+    absl::MutexLock l(&mu_);
+    auto f = finished_.find(ttid);
+    if (f != finished_.end()) {
+      return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
+                                f->second.how == Finished::kAborted
+                                    ? "was aborted"
+                                    : "is already committed");
+    }
+    Txn& txn = txns_[ttid];
+    if (txn.state != State::kStoring) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("transaction ", TidHex(ttid), " is ", StateName(txn.state),
+                       ": no more stores"));
+    }
+    if (client_node_id != 0) txn.client_node_id = client_node_id;
+    ++txn.active_stores;
+  }
+
+  std::vector<uint64_t> oids;
+  oids.reserve(objects.size());
+  for (const StoreObject& o : objects) oids.push_back(o.oid);
+  std::vector<uint64_t> newly_locked;
+  absl::Status status = locks_->LockAll(ttid, oids, lock_deadline, &newly_locked);
+  if (status.ok()) status = CheckConflicts(objects, view);
+
+  absl::MutexLock l(&mu_);
+  auto it = txns_.find(ttid);
+  if (it != txns_.end()) --it->second.active_stores;
+  if (status.ok()) {
+    if (it == txns_.end()) {
+      status = UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
+                                  "was aborted during the store");
+    } else if (it->second.state != State::kStoring) {
+      status = absl::FailedPreconditionError(
+          absl::StrCat("transaction ", TidHex(ttid), " became ",
+                       StateName(it->second.state), " during the store"));
+    }
+  }
+  if (!status.ok()) {
+    // Nothing of this call is kept.
+    locks_->Unlock(ttid, newly_locked);
+    return status;
+  }
+  const uint32_t num_partitions = view.num_partitions();
+  for (StoreObject& o : objects) {
+    ObjectRecord rec;
+    rec.partition = static_cast<uint32_t>(o.oid % num_partitions);
+    rec.oid = o.oid;
+    rec.data = std::move(o.data);
+    rec.checksum = std::move(o.checksum);
+    rec.data_tid = o.data_serial;
+    it->second.objects[o.oid] = std::move(rec);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransactionManager::Vote(
+    uint64_t ttid, uint32_t client_node_id,
+    const std::optional<TransactionMetadata>& metadata, const CellView& view) {
+  if (ttid == 0) return absl::InvalidArgumentError("ttid must not be 0");
+  if (view.num_partitions() == 0) {
+    return absl::UnavailableError("this storage node has no partition table yet");
+  }
+  const uint32_t ttid_partition = view.PartitionOf(ttid);
+  if (metadata.has_value() && !view.Writable(ttid_partition)) {
+    return ErrorWithReason(absl::StatusCode::kUnavailable,
+                           common::kReasonNotReadable,
+                           view.NoCellMessage("writable", ttid_partition) +
+                               " for the transaction record");
+  }
+  VoteRecord record;
+  record.ttid = ttid;
+  {
+    absl::MutexLock l(&mu_);
+    AwaitSettled(ttid);
+    auto f = finished_.find(ttid);
+    if (f != finished_.end()) {
+      return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
+                                f->second.how == Finished::kAborted
+                                    ? "was aborted"
+                                    : "is already committed");
+    }
+    auto it = txns_.find(ttid);
+    if (it == txns_.end()) {
+      if (!metadata.has_value()) {
+        return UnknownTransaction(absl::StatusCode::kNotFound, ttid,
+                                  "has stored nothing on this node");
+      }
+      it = txns_.emplace(ttid, Txn{}).first;
+      it->second.client_node_id = client_node_id;
+    }
+    Txn& txn = it->second;
+    switch (txn.state) {
+      case State::kVoted:
+      case State::kLocked:
+        return absl::OkStatus();  // idempotent
+      case State::kVoteFailed:
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the vote of transaction ", TidHex(ttid), " failed: abort it"));
+      default:
+        break;
+    }
+    if (txn.active_stores > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transaction ", TidHex(ttid), " still has stores in progress"));
+    }
+    txn.state = State::kVoting;
+    record.objects.reserve(txn.objects.size());
+    for (auto& [oid, rec] : txn.objects) record.objects.push_back(std::move(rec));
+    txn.objects.clear();
+  }
+  if (metadata.has_value()) {
+    TransactionRecord t;
+    t.partition = ttid_partition;
+    t.ttid = ttid;
+    t.user = metadata->user;
+    t.description = metadata->description;
+    t.extension = metadata->extension;
+    t.oids = metadata->oids;
+    record.transaction = std::move(t);
+  }
+  absl::Status status = batcher_->StoreVote(std::move(record));
+  absl::MutexLock l(&mu_);
+  auto it = txns_.find(ttid);
+  if (it != txns_.end()) {
+    it->second.state = status.ok() ? State::kVoted : State::kVoteFailed;
+  }
+  return status;
+}
+
+absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
+  if (ttid == 0 || tid == 0) {
+    return absl::InvalidArgumentError("ttid and tid must not be 0");
+  }
+  bool check_database = false;
+  {
+    absl::MutexLock l(&mu_);
+    AwaitSettled(ttid);
+    auto it = txns_.find(ttid);
+    if (it == txns_.end()) {
+      auto f = finished_.find(ttid);
+      if (f != finished_.end() && f->second.how == Finished::kCommitted) {
+        if (f->second.tid == tid) return absl::OkStatus();
+        return absl::FailedPreconditionError(
+            absl::StrCat("transaction ", TidHex(ttid), " was committed with tid ",
+                         TidHex(f->second.tid), ", not ", TidHex(tid)));
+      }
+      if (f != finished_.end()) {
+        return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
+                                  "was aborted");
+      }
+      check_database = true;
+    } else {
+      Txn& txn = it->second;
+      if (txn.state == State::kLocked) {
+        if (txn.tid == tid) return absl::OkStatus();
+        return absl::FailedPreconditionError(
+            absl::StrCat("transaction ", TidHex(ttid), " is locked with tid ",
+                         TidHex(txn.tid), ", not ", TidHex(tid)));
+      }
+      if (txn.state != State::kVoted) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("transaction ", TidHex(ttid), " is ",
+                         StateName(txn.state), ", not voted: cannot lock"));
+      }
+      txn.state = State::kLocking;
+    }
+  }
+  if (check_database) {
+    // Committed before a restart (or never voted here).
+    CELLAR_ASSIGN_OR_RETURN(uint64_t committed, backend_->FindCommittedTid(ttid));
+    if (committed == tid) return absl::OkStatus();
+    return UnknownTransaction(absl::StatusCode::kNotFound, ttid,
+                              "has no vote on this node");
+  }
+  absl::Status status = batcher_->Lock(LockRecord{ttid, tid});
+  absl::MutexLock l(&mu_);
+  auto it = txns_.find(ttid);
+  if (it != txns_.end()) {
+    if (status.ok()) {
+      it->second.state = State::kLocked;
+      it->second.tid = tid;
+    } else {
+      it->second.state = State::kVoted;
+    }
+  }
+  return status;
+}
+
+absl::Status TransactionManager::Unlock(uint64_t ttid) {
+  {
+    absl::MutexLock l(&mu_);
+    AwaitSettled(ttid);
+    auto it = txns_.find(ttid);
+    if (it == txns_.end()) return absl::OkStatus();  // idempotent
+    if (it->second.state != State::kLocked) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("transaction ", TidHex(ttid), " is ",
+                       StateName(it->second.state), ", not locked: cannot unlock"));
+    }
+    RememberFinished(ttid, Finished::kCommitted, it->second.tid);
+    txns_.erase(it);
+  }
+  locks_->Release(ttid);
+  return absl::OkStatus();
+}
+
+absl::Status TransactionManager::Abort(uint64_t ttid) {
+  bool drop_records = false;
+  {
+    absl::MutexLock l(&mu_);
+    AwaitSettled(ttid);
+    auto it = txns_.find(ttid);
+    auto f = finished_.find(ttid);
+    if ((it != txns_.end() && it->second.state == State::kLocked) ||
+        (f != finished_.end() && f->second.how == Finished::kCommitted)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("transaction ", TidHex(ttid),
+                       " is locked (committed): it cannot be aborted"));
+    }
+    if (it != txns_.end()) {
+      drop_records = it->second.state == State::kVoted ||
+                     it->second.state == State::kVoteFailed;
+      txns_.erase(it);
+    }
+    RememberFinished(ttid, Finished::kAborted, 0);
+  }
+  locks_->Release(ttid);
+  if (drop_records) return backend_->AbortTransaction(ttid);
+  return absl::OkStatus();
+}
+
+size_t TransactionManager::open_transactions() const {
+  absl::MutexLock l(&mu_);
+  return txns_.size();
+}
+
+std::optional<TransactionManager::State> TransactionManager::StateOf(
+    uint64_t ttid) const {
+  absl::MutexLock l(&mu_);
+  auto it = txns_.find(ttid);
+  if (it == txns_.end()) return std::nullopt;
+  return it->second.state;
+}
+
+std::vector<uint64_t> TransactionManager::TransactionsOfClient(
+    uint32_t client_node_id) const {
+  absl::MutexLock l(&mu_);
+  std::vector<uint64_t> out;
+  for (const auto& [ttid, txn] : txns_) {
+    if (txn.client_node_id == client_node_id) out.push_back(ttid);
+  }
+  return out;
+}
+
+}  // namespace cellar::storage

@@ -1,0 +1,167 @@
+#ifndef CELLAR_SERVICES_STORAGE_TRANSACTION_MANAGER_H_
+#define CELLAR_SERVICES_STORAGE_TRANSACTION_MANAGER_H_
+
+// The transactions in commit on this storage node (two-phase commit, the
+// storage side; see semantics.md "Commit"):
+//
+//   Store*  -> STORING  objects validated, OID write locks taken, conflicts
+//                       checked on readable cells; objects kept in memory
+//   Vote    -> VOTED    temporary records (and the transaction record, on
+//                       the cells of partition(ttid)) made durable
+//   Lock    -> LOCKED   final tid recorded and records moved into place
+//                       (the transaction is committed on this node)
+//   Unlock  -> (gone)   object locks released
+//   Abort   -> (gone)   locks released, temporary records dropped;
+//                       refused once LOCKED
+//
+// Errors (with ErrorInfo reasons, see services/common/errors.h):
+//   Store: RESOURCE_EXHAUSTED TOO_LARGE; INVALID_ARGUMENT CHECKSUM_MISMATCH
+//   or malformed object; UNAVAILABLE NOT_READABLE without a writable cell;
+//   ABORTED CONFLICT (ConflictDetail) / LOCK_CONTENTION; DEADLINE_EXCEEDED
+//   waiting for a lock; FAILED_PRECONDITION UNKNOWN_TRANSACTION after an
+//   abort, FAILED_PRECONDITION once voted. On any error nothing of that
+//   call is kept (locks it took are released), the transaction stays open.
+//   Vote: NOT_FOUND UNKNOWN_TRANSACTION for a ttid with no store and no
+//   metadata; a failed vote is final (abort the transaction).
+//   Lock: NOT_FOUND UNKNOWN_TRANSACTION without a vote; idempotent.
+//   Unlock, Abort: idempotent (unknown ttids are fine).
+//
+// Thread-safe. Store may block (lock waits, bounded by its deadline); Vote
+// and Lock block on the write batcher (group commit).
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "services/storage/backend/storage_backend.h"
+#include "services/storage/cell_view.h"
+#include "services/storage/lock_manager.h"
+#include "services/storage/write_batcher.h"
+
+namespace cellar::storage {
+
+// One object of a Store call.
+struct StoreObject {
+  uint64_t oid = 0;
+  // The serial the transaction read (0 for a new object).
+  uint64_t base_serial = 0;
+  std::string data;
+  // SHA-1 of data, 20 bytes.
+  std::string checksum;
+  // Undo: the revision whose data this one re-uses (data must be empty).
+  uint64_t data_serial = 0;
+};
+
+// The transaction record a client sends with its vote to the cells of
+// partition(ttid).
+struct TransactionMetadata {
+  std::string user;
+  std::string description;
+  std::string extension;
+  // Every oid the transaction stores (all partitions).
+  std::vector<uint64_t> oids;
+};
+
+struct TransactionManagerOptions {
+  // Largest object accepted, bytes. Default 16 MiB.
+  size_t max_object_bytes = 16 << 20;
+  // How many finished (aborted / unlocked) ttids are remembered, so late
+  // or repeated calls get the right answer. Default 100000.
+  size_t remember_finished = 100000;
+};
+
+class TransactionManager {
+ public:
+  enum class State { kStoring, kVoting, kVoted, kVoteFailed, kLocking, kLocked };
+
+  // None of the pointers is owned; all must outlive the manager.
+  TransactionManager(StorageBackend* backend, LockManager* locks,
+                     WriteBatcher* batcher, TransactionManagerOptions options);
+
+  TransactionManager(const TransactionManager&) = delete;
+  TransactionManager& operator=(const TransactionManager&) = delete;
+
+  // Registers transactions found voted in the database at start (in doubt
+  // after a restart): they can be locked or aborted. They hold no object
+  // locks (the cluster verifies them before serving clients again).
+  void RecoverVoted(const std::vector<uint64_t>& ttids);
+
+  // Stores `objects` for `ttid` (see the class comment). Lock waits give up
+  // at `lock_deadline`.
+  absl::Status Store(uint64_t ttid, uint32_t client_node_id,
+                     std::vector<StoreObject> objects, const CellView& view,
+                     absl::Time lock_deadline);
+
+  // Makes the transaction durable on this node. `metadata` is set on the
+  // cells of partition(ttid) (the record is stored with partition =
+  // ttid % num_partitions); the node then needs a writable cell there.
+  // Idempotent once voted.
+  absl::Status Vote(uint64_t ttid, uint32_t client_node_id,
+                    const std::optional<TransactionMetadata>& metadata,
+                    const CellView& view);
+
+  // Records the final tid durably (LockTransactions). Idempotent.
+  absl::Status Lock(uint64_t ttid, uint64_t tid);
+
+  // Releases the transaction's object locks and forgets it. Idempotent.
+  // FAILED_PRECONDITION if it is known but not locked.
+  absl::Status Unlock(uint64_t ttid);
+
+  // Drops the transaction: releases its locks and temporary records.
+  // FAILED_PRECONDITION once locked; OK for unknown ttids.
+  absl::Status Abort(uint64_t ttid);
+
+  // Transactions currently known (in commit).
+  size_t open_transactions() const;
+  // The state of `ttid`, or nullopt if not in commit here.
+  std::optional<State> StateOf(uint64_t ttid) const;
+  // ttids in commit for `client_node_id`.
+  std::vector<uint64_t> TransactionsOfClient(uint32_t client_node_id) const;
+
+ private:
+  struct Txn {
+    uint32_t client_node_id = 0;
+    State state = State::kStoring;
+    // oid -> record; kept until the vote writes them.
+    std::map<uint64_t, ObjectRecord> objects;
+    // Store calls in progress (waiting for locks, checking conflicts).
+    int active_stores = 0;
+    uint64_t tid = 0;
+  };
+  enum class Finished { kAborted, kCommitted };
+  struct FinishedInfo {
+    Finished how;
+    uint64_t tid;
+  };
+
+  absl::Status ValidateObjects(const std::vector<StoreObject>& objects,
+                               const CellView& view) const;
+  absl::Status CheckConflicts(const std::vector<StoreObject>& objects,
+                              const CellView& view);
+  void RememberFinished(uint64_t ttid, Finished how, uint64_t tid)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits while `ttid` is being voted or locked.
+  void AwaitSettled(uint64_t ttid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Settled(uint64_t ttid) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  StorageBackend* const backend_;
+  LockManager* const locks_;
+  WriteBatcher* const batcher_;
+  const TransactionManagerOptions options_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, Txn> txns_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, FinishedInfo> finished_ ABSL_GUARDED_BY(mu_);
+  std::deque<uint64_t> finished_order_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cellar::storage
+
+#endif  // CELLAR_SERVICES_STORAGE_TRANSACTION_MANAGER_H_

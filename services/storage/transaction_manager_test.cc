@@ -1,0 +1,335 @@
+#include "services/storage/transaction_manager.h"
+
+#include <memory>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/time/clock.h"
+#include "services/common/checksum.h"
+#include "services/common/errors.h"
+#include "services/common/ids.h"
+#include "services/common/partition_table.h"
+#include "services/common/status_matchers.h"
+#include "services/storage/testing/memory_backend.h"
+
+namespace cellar::storage {
+namespace {
+
+using ::cellar::common::Checksum;
+using ::cellar::common::ErrorReason;
+using ::cellar::common::GetConflict;
+using ::cellar::common::IsOk;
+using ::cellar::common::kMaxTid;
+using ::cellar::common::StatusIs;
+using ::cellar::storage::testing::MemoryBackend;
+
+constexpr uint32_t kNode = 1;
+constexpr uint32_t kPartitions = 5;
+
+// Node 1: partitions 0-2 UP_TO_DATE, 3 OUT_OF_DATE, none of 4.
+std::shared_ptr<const common::PartitionTable> MakeTable() {
+  auto pt = std::make_shared<common::PartitionTable>(kPartitions, 0);
+  for (uint32_t p = 0; p < 3; ++p) pt->SetCell(p, kNode, ::cellar::v1::CELL_UP_TO_DATE);
+  pt->SetCell(3, kNode, ::cellar::v1::CELL_OUT_OF_DATE);
+  pt->SetCell(3, 2, ::cellar::v1::CELL_UP_TO_DATE);
+  pt->SetCell(4, 2, ::cellar::v1::CELL_UP_TO_DATE);
+  pt->set_ptid(7);
+  return pt;
+}
+
+StoreObject Obj(uint64_t oid, uint64_t base, std::string data) {
+  StoreObject o;
+  o.oid = oid;
+  o.base_serial = base;
+  o.checksum = Checksum(data);
+  o.data = std::move(data);
+  return o;
+}
+
+class TransactionManagerTest : public ::testing::Test {
+ protected:
+  TransactionManagerTest()
+      : batcher_(&backend_, {}),
+        tm_(&backend_, &locks_, &batcher_, Options()),
+        view_(kNode, MakeTable()) {}
+
+  static TransactionManagerOptions Options() {
+    TransactionManagerOptions o;
+    o.max_object_bytes = 100;
+    return o;
+  }
+
+  absl::Time Deadline() { return absl::Now() + absl::Seconds(10); }
+
+  absl::Status Store(uint64_t ttid, std::vector<StoreObject> objects) {
+    return tm_.Store(ttid, 42, std::move(objects), view_, Deadline());
+  }
+
+  TransactionMetadata Meta(std::vector<uint64_t> oids) {
+    TransactionMetadata m;
+    m.user = "alice";
+    m.description = "test";
+    m.oids = std::move(oids);
+    return m;
+  }
+
+  // Stores, votes (with metadata), locks and unlocks one transaction.
+  void Commit(uint64_t ttid, uint64_t tid, std::vector<StoreObject> objects) {
+    std::vector<uint64_t> oids;
+    for (const auto& o : objects) oids.push_back(o.oid);
+    ASSERT_THAT(Store(ttid, std::move(objects)), IsOk());
+    ASSERT_THAT(tm_.Vote(ttid, 42, Meta(oids), view_), IsOk());
+    ASSERT_THAT(tm_.Lock(ttid, tid), IsOk());
+    ASSERT_THAT(tm_.Unlock(ttid), IsOk());
+  }
+
+  MemoryBackend backend_;
+  LockManager locks_;
+  WriteBatcher batcher_;
+  TransactionManager tm_;
+  CellView view_;
+};
+
+TEST_F(TransactionManagerTest, LockMakesDataVisibleThroughBackendLoads) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one"), Obj(2, 0, "two")}), IsOk());
+  EXPECT_EQ(locks_.Holder(1), 100u);
+  EXPECT_THAT(tm_.Vote(100, 42, Meta({1, 2}), view_), IsOk());
+  EXPECT_EQ(backend_.temporary_count(), 1u);
+  // Not visible before lock.
+  EXPECT_THAT(backend_.LoadBefore(1, 1, kMaxTid), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(tm_.Lock(100, 105), IsOk());
+  EXPECT_EQ(tm_.StateOf(100), TransactionManager::State::kLocked);
+  auto loaded = backend_.LoadBefore(1, 1, kMaxTid);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->data, "one");
+  EXPECT_EQ(loaded->serial, 105u);
+  auto txns = backend_.LastTransactions(10, 0);
+  ASSERT_THAT(txns, IsOk());
+  ASSERT_EQ(txns->size(), 1u);
+  EXPECT_EQ((*txns)[0].partition, 100 % kPartitions);
+  EXPECT_EQ((*txns)[0].user, "alice");
+  // Locks stay until unlock.
+  EXPECT_EQ(locks_.Holder(2), 100u);
+  ASSERT_THAT(tm_.Unlock(100), IsOk());
+  EXPECT_EQ(locks_.Holder(2), 0u);
+  EXPECT_EQ(tm_.open_transactions(), 0u);
+  // Idempotent lock and unlock after the fact.
+  EXPECT_THAT(tm_.Lock(100, 105), IsOk());
+  EXPECT_THAT(tm_.Unlock(100), IsOk());
+  EXPECT_THAT(tm_.Lock(100, 110), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(TransactionManagerTest, ConflictCarriesTheCurrentSerial) {
+  Commit(100, 105, {Obj(1, 0, "v1")});
+  absl::Status s = Store(200, {Obj(1, 0, "v2")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "CONFLICT");
+  auto conflict = GetConflict(s);
+  ASSERT_TRUE(conflict.has_value());
+  EXPECT_EQ(conflict->oid, 1u);
+  EXPECT_EQ(conflict->current_serial, 105u);
+  EXPECT_EQ(conflict->base_serial, 0u);
+  EXPECT_EQ(locks_.Holder(1), 0u) << "a failed store keeps no lock";
+  // Retrying on the current serial works.
+  EXPECT_THAT(Store(200, {Obj(1, 105, "v2")}), IsOk());
+}
+
+TEST_F(TransactionManagerTest, OutOfDateCellSkipsTheConflictCheck) {
+  TransactionRecord t;
+  t.partition = 3;
+  t.tid = 53;
+  t.ttid = 53;
+  ObjectRecord o;
+  o.partition = 3;
+  o.oid = 3;
+  o.tid = 53;
+  o.data = "old";
+  o.checksum = Checksum("old");
+  ASSERT_THAT(backend_.ImportCommitted({t}, {o}), IsOk());
+  // base_serial 0 is stale, but partition 3 is OUT_OF_DATE here: a readable
+  // cell decides.
+  EXPECT_THAT(Store(200, {Obj(3, 0, "new")}), IsOk());
+  EXPECT_THAT(Store(200, {Obj(8, 0, "new")}), IsOk());  // partition 3 too
+}
+
+TEST_F(TransactionManagerTest, ChecksumMismatch) {
+  StoreObject o = Obj(1, 0, "data");
+  o.checksum = Checksum("other");
+  absl::Status s = Store(100, {o});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(ErrorReason(s), "CHECKSUM_MISMATCH");
+  EXPECT_EQ(locks_.Holder(1), 0u);
+}
+
+TEST_F(TransactionManagerTest, TooLarge) {
+  absl::Status s = Store(100, {Obj(1, 0, std::string(101, 'x'))});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(ErrorReason(s), "TOO_LARGE");
+  EXPECT_THAT(Store(100, {Obj(1, 0, std::string(100, 'x'))}), IsOk());
+}
+
+TEST_F(TransactionManagerTest, UndoRecordMustHaveEmptyData) {
+  StoreObject o = Obj(1, 0, "data");
+  o.data_serial = 50;
+  EXPECT_THAT(Store(100, {o}), StatusIs(absl::StatusCode::kInvalidArgument));
+  o = Obj(1, 0, "");
+  o.data_serial = 50;
+  EXPECT_THAT(Store(100, {o}), IsOk());
+}
+
+TEST_F(TransactionManagerTest, NoWritableCell) {
+  absl::Status s = Store(100, {Obj(4, 0, "x")});  // partition 4: not here
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable,
+                          ::testing::HasSubstr("no writable cell of partition 4")));
+  EXPECT_EQ(ErrorReason(s), "NOT_READABLE");
+}
+
+TEST_F(TransactionManagerTest, StoreAfterAbortIsRefused) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(tm_.Abort(100), IsOk());
+  absl::Status s = Store(100, {Obj(2, 0, "y")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(s), "UNKNOWN_TRANSACTION");
+  EXPECT_THAT(tm_.Abort(100), IsOk());  // idempotent
+  EXPECT_THAT(tm_.Abort(999), IsOk());  // any ttid
+}
+
+TEST_F(TransactionManagerTest, VoteUnknownTransaction) {
+  absl::Status s = tm_.Vote(100, 42, std::nullopt, view_);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "UNKNOWN_TRANSACTION");
+  // With metadata, a node that got no store still keeps the record.
+  EXPECT_THAT(tm_.Vote(100, 42, Meta({4}), view_), IsOk());
+  EXPECT_THAT(tm_.Lock(100, 105), IsOk());
+  auto committed = backend_.FindCommittedTid(100);
+  ASSERT_THAT(committed, IsOk());
+  EXPECT_EQ(*committed, 105u);
+}
+
+TEST_F(TransactionManagerTest, MetadataNeedsTheTtidPartition) {
+  // ttid 104: partition 4, not on this node.
+  absl::Status s = tm_.Vote(104, 42, Meta({1}), view_);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(TransactionManagerTest, AbortReleasesLocksForOthers) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());
+  // A younger transaction dies against the older holder.
+  absl::Status s = Store(200, {Obj(1, 0, "y")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION");
+  ASSERT_THAT(tm_.Abort(100), IsOk());
+  EXPECT_EQ(backend_.temporary_count(), 0u) << "abort drops voted records";
+  EXPECT_THAT(Store(200, {Obj(1, 0, "y")}), IsOk());
+}
+
+TEST_F(TransactionManagerTest, OlderStoreWaitsForYoungerAbort) {
+  ASSERT_THAT(Store(200, {Obj(1, 0, "young")}), IsOk());
+  absl::Status older;
+  std::thread t([&] { older = Store(100, {Obj(1, 0, "old")}); });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (locks_.waiting_count() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(locks_.waiting_count(), 1u);
+  ASSERT_THAT(tm_.Abort(200), IsOk());
+  t.join();
+  EXPECT_THAT(older, IsOk());
+  EXPECT_EQ(locks_.Holder(1), 100u);
+}
+
+TEST_F(TransactionManagerTest, AbortWhileWaitingKeepsNothing) {
+  ASSERT_THAT(Store(200, {Obj(1, 0, "young")}), IsOk());
+  absl::Status older;
+  std::thread t([&] { older = Store(100, {Obj(2, 0, "b"), Obj(1, 0, "old")}); });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (locks_.waiting_count() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(locks_.waiting_count(), 1u);
+  ASSERT_THAT(tm_.Abort(100), IsOk());  // e.g. its client went away
+  t.join();
+  EXPECT_THAT(older, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(locks_.Holder(2), 0u);
+  EXPECT_EQ(locks_.Holder(1), 200u);
+}
+
+TEST_F(TransactionManagerTest, FailedStoreKeepsNothingOfThatCall) {
+  Commit(50, 55, {Obj(7, 0, "seven")});
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
+  // Second call: oid 2 is fine, oid 7 conflicts (base 0, current 55).
+  EXPECT_THAT(Store(100, {Obj(2, 0, "two"), Obj(7, 0, "x"), Obj(1, 0, "one!")}),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(locks_.Holder(1), 100u) << "held before the call: kept";
+  EXPECT_EQ(locks_.Holder(2), 0u);
+  EXPECT_EQ(locks_.Holder(7), 0u);
+  ASSERT_THAT(tm_.Vote(100, 42, Meta({1}), view_), IsOk());
+  ASSERT_THAT(tm_.Lock(100, 110), IsOk());
+  auto one = backend_.LoadBefore(1, 1, kMaxTid);
+  ASSERT_THAT(one, IsOk());
+  EXPECT_EQ(one->data, "one") << "the failed call's version of oid 1 is not kept";
+  EXPECT_THAT(backend_.LoadBefore(2, 2, kMaxTid), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(TransactionManagerTest, StoreAfterVoteIsRefused) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());
+  EXPECT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());  // idempotent
+  EXPECT_THAT(Store(100, {Obj(2, 0, "y")}), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(TransactionManagerTest, LockRules) {
+  EXPECT_THAT(tm_.Lock(100, 105), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  EXPECT_THAT(tm_.Lock(100, 105), StatusIs(absl::StatusCode::kFailedPrecondition))
+      << "not voted";
+  EXPECT_THAT(tm_.Unlock(100), StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());
+  ASSERT_THAT(tm_.Lock(100, 105), IsOk());
+  EXPECT_THAT(tm_.Lock(100, 105), IsOk());
+  EXPECT_THAT(tm_.Lock(100, 110), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(tm_.Abort(100), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(TransactionManagerTest, FailedVoteIsFinal) {
+  backend_.set_store_votes_hook([](const std::vector<VoteRecord>&) {
+    return absl::UnavailableError("database is down");
+  });
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  EXPECT_THAT(tm_.Vote(100, 42, std::nullopt, view_),
+              StatusIs(absl::StatusCode::kUnavailable));
+  backend_.set_store_votes_hook(nullptr);
+  EXPECT_THAT(tm_.Vote(100, 42, std::nullopt, view_),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(tm_.Abort(100), IsOk());
+  EXPECT_EQ(locks_.Holder(1), 0u);
+}
+
+TEST_F(TransactionManagerTest, RecoveredVotedTransactionsCanBeLocked) {
+  VoteRecord v;
+  v.ttid = 300;
+  ObjectRecord o;
+  o.oid = 1;
+  o.partition = 1;
+  o.data = "r";
+  o.checksum = Checksum("r");
+  v.objects.push_back(o);
+  ASSERT_THAT(backend_.StoreVotes({v}), IsOk());
+  tm_.RecoverVoted({300});
+  EXPECT_EQ(tm_.StateOf(300), TransactionManager::State::kVoted);
+  ASSERT_THAT(tm_.Lock(300, 305), IsOk());
+  ASSERT_THAT(tm_.Unlock(300), IsOk());
+  EXPECT_THAT(backend_.LoadSerial(1, 1, 305), IsOk());
+}
+
+TEST_F(TransactionManagerTest, ClientTransactionsAreTracked) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  EXPECT_THAT(tm_.TransactionsOfClient(42), ::testing::ElementsAre(100));
+  EXPECT_TRUE(tm_.TransactionsOfClient(43).empty());
+}
+
+}  // namespace
+}  // namespace cellar::storage
