@@ -1,0 +1,517 @@
+// Multi-node integration tests: a real in-process cluster (1 master, 3
+// storage nodes, replicas = 1, every node a gRPC server on port 0) and the
+// real client library, on SQLite and on PostgreSQL.
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "protos/cellar/v1/master.grpc.pb.h"
+#include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/common/channel.h"
+#include "services/common/checksum.h"
+#include "services/common/errors.h"
+#include "services/common/grpc_status.h"
+#include "services/common/logging.h"
+#include "services/common/partition_table.h"
+#include "services/common/status_matchers.h"
+#include "tests/integration/test_backends.h"
+#include "tools/local/local_cluster.h"
+
+namespace cellar {
+namespace {
+
+using common::IsOk;
+using common::StatusIs;
+using ::testing::ElementsAre;
+
+constexpr int kStorages = 3;
+constexpr uint32_t kPartitions = 6;
+
+class ClusterTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() {
+    common::SetMinLogSeverity(common::LogSeverity::kWarning);
+  }
+
+  void SetUp() override {
+    backends_ = testing_support::MakeTestBackends(GetParam(), kStorages);
+    ASSERT_TRUE(backends_.ok()) << backends_.status();
+    StartCluster();
+  }
+
+  void StartCluster() {
+    tools::LocalClusterOptions options;
+    options.storages = kStorages;
+    options.replicas = 1;
+    options.partitions = kPartitions;
+    options.cluster_name = "itest";
+    options.storage_backends = (*backends_)->uris();
+    auto cluster = tools::LocalCluster::Start(options);
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+  }
+
+  std::unique_ptr<client::Client> Connect() {
+    client::ClientOptions options;
+    options.master_addresses = {cluster_->master_address()};
+    options.cluster_name = "itest";
+    auto c = client::Client::Connect(options);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  // Commits {oid: data} over the given serials; returns the tid.
+  absl::StatusOr<uint64_t> Put(client::Client& c, uint64_t oid, uint64_t base,
+                               const std::string& data) {
+    auto txn = c.NewTransaction();
+    txn->Store(oid, base, data);
+    return txn->Commit();
+  }
+
+  absl::StatusOr<std::unique_ptr<testing_support::TestBackends>> backends_;
+  std::unique_ptr<tools::LocalCluster> cluster_;
+};
+
+TEST_P(ClusterTest, CommitAndReadBack) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto oid = c->NewOid();
+  ASSERT_THAT(oid, IsOk());
+  auto txn = c->NewTransaction();
+  txn->Store(*oid, 0, std::string("hello\0world", 11));
+  txn->Store(0, 0, "root");
+  txn->SetUser("alice");
+  txn->SetDescription("first commit");
+  auto tid = txn->Commit();
+  ASSERT_THAT(tid, IsOk());
+  EXPECT_GE(c->snapshot(), *tid);
+
+  auto loaded = c->Load(*oid);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->data, std::string("hello\0world", 11));
+  EXPECT_EQ(loaded->serial, *tid);
+  EXPECT_EQ(loaded->next_serial, 0u);
+
+  // A second client reads it too, from the storages (cold cache).
+  auto other = Connect();
+  ASSERT_NE(other, nullptr);
+  auto root = other->Load(0);
+  ASSERT_THAT(root, IsOk());
+  EXPECT_EQ(root->data, "root");
+
+  auto txns = other->LastTransactions(5);
+  ASSERT_THAT(txns, IsOk());
+  ASSERT_FALSE(txns->empty());
+  EXPECT_EQ(txns->front().tid(), *tid);
+  EXPECT_EQ(txns->front().user(), "alice");
+  EXPECT_EQ(txns->front().description(), "first commit");
+  EXPECT_EQ(txns->front().oids_size(), 2);
+
+  auto history = other->History(*oid);
+  ASSERT_THAT(history, IsOk());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ((*history)[0].serial(), *tid);
+}
+
+TEST_P(ClusterTest, ConflictCarriesCurrentSerialAndRetrySucceeds) {
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const uint64_t oid = *a->NewOid();
+  auto t0 = Put(*a, oid, 0, "v0");
+  ASSERT_THAT(t0, IsOk());
+  ASSERT_THAT(b->Sync(), IsOk());
+
+  // Both read v0; a commits v1 first.
+  auto t1 = Put(*a, oid, *t0, "v1-from-a");
+  ASSERT_THAT(t1, IsOk());
+  auto conflict = Put(*b, oid, *t0, "v1-from-b");
+  ASSERT_THAT(conflict, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(common::ErrorReason(conflict.status()), "CONFLICT");
+  auto detail = common::GetConflict(conflict.status());
+  ASSERT_TRUE(detail.has_value()) << conflict.status();
+  EXPECT_EQ(detail->oid, oid);
+  EXPECT_EQ(detail->current_serial, *t1);
+  EXPECT_EQ(detail->base_serial, *t0);
+
+  // Retry on the serial the conflict named.
+  auto t2 = Put(*b, oid, detail->current_serial, "v2-from-b");
+  ASSERT_THAT(t2, IsOk());
+  ASSERT_THAT(a->Sync(), IsOk());
+  auto latest = a->Load(oid);
+  ASSERT_THAT(latest, IsOk());
+  EXPECT_EQ(latest->data, "v2-from-b");
+  EXPECT_EQ(latest->serial, *t2);
+}
+
+TEST_P(ClusterTest, ConcurrentDisjointCommitsCompleteInTidOrder) {
+  auto watcher = Connect();
+  ASSERT_NE(watcher, nullptr);
+  absl::Mutex mu;
+  std::vector<uint64_t> seen;
+  watcher->SetInvalidationListener([&](uint64_t tid, const std::vector<uint64_t>&) {
+    absl::MutexLock l(&mu);
+    seen.push_back(tid);
+  });
+
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 15;
+  std::vector<std::unique_ptr<client::Client>> clients;
+  for (int i = 0; i < kThreads; ++i) clients.push_back(Connect());
+  std::vector<std::vector<uint64_t>> tids(kThreads);
+  std::vector<absl::Status> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int n = 0; n < kPerThread; ++n) {
+        auto oid = clients[i]->NewOid();
+        if (!oid.ok()) {
+          errors[i] = oid.status();
+          return;
+        }
+        auto tid = Put(*clients[i], *oid, 0, absl::StrCat("t", i, "-", n));
+        if (!tid.ok()) {
+          errors[i] = tid.status();
+          return;
+        }
+        tids[i].push_back(*tid);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<uint64_t> all;
+  for (int i = 0; i < kThreads; ++i) {
+    ASSERT_THAT(errors[i], IsOk());
+    // Each client's own commits got increasing tids.
+    EXPECT_TRUE(std::is_sorted(tids[i].begin(), tids[i].end()));
+    all.insert(tids[i].begin(), tids[i].end());
+  }
+  EXPECT_EQ(all.size(), static_cast<size_t>(kThreads * kPerThread));
+  ASSERT_THAT(watcher->Sync(), IsOk());
+  absl::MutexLock l(&mu);
+  // The watcher saw every commit, in strictly increasing tid order.
+  EXPECT_EQ(seen.size(), all.size());
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_TRUE(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+}
+
+TEST_P(ClusterTest, MvccSnapshotReads) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t oid = *c->NewOid();
+  auto t1 = Put(*c, oid, 0, "one");
+  ASSERT_THAT(t1, IsOk());
+  auto t2 = Put(*c, oid, *t1, "two");
+  ASSERT_THAT(t2, IsOk());
+  auto t3 = Put(*c, oid, *t2, "three");
+  ASSERT_THAT(t3, IsOk());
+
+  auto at_t2 = c->LoadBefore(oid, *t2 + 1);
+  ASSERT_THAT(at_t2, IsOk());
+  EXPECT_EQ(at_t2->data, "two");
+  EXPECT_EQ(at_t2->serial, *t2);
+  EXPECT_EQ(at_t2->next_serial, *t3);
+
+  auto before_t2 = c->LoadBefore(oid, *t2);
+  ASSERT_THAT(before_t2, IsOk());
+  EXPECT_EQ(before_t2->data, "one");
+  EXPECT_EQ(before_t2->next_serial, *t2);
+
+  auto exact = c->LoadSerial(oid, *t1);
+  ASSERT_THAT(exact, IsOk());
+  EXPECT_EQ(exact->data, "one");
+
+  auto too_early = c->LoadBefore(oid, *t1);
+  ASSERT_THAT(too_early, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(common::ErrorReason(too_early.status()), "NO_EARLIER_REVISION");
+  auto no_such = c->LoadSerial(oid, *t1 + 1);
+  EXPECT_THAT(no_such, StatusIs(absl::StatusCode::kNotFound));
+
+  auto current = c->Load(oid);
+  ASSERT_THAT(current, IsOk());
+  EXPECT_EQ(current->data, "three");
+  auto history = c->History(oid);
+  ASSERT_THAT(history, IsOk());
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_EQ((*history)[0].serial(), *t3);
+  EXPECT_EQ((*history)[2].serial(), *t1);
+}
+
+TEST_P(ClusterTest, InvalidationsReachOtherClientsBeforeTheyReadNewer) {
+  auto writer = Connect();
+  auto reader = Connect();
+  ASSERT_NE(writer, nullptr);
+  ASSERT_NE(reader, nullptr);
+  const uint64_t oid = *writer->NewOid();
+  auto t1 = Put(*writer, oid, 0, "old");
+  ASSERT_THAT(t1, IsOk());
+  ASSERT_THAT(reader->Sync(), IsOk());
+  auto cached = reader->Load(oid);  // now in the reader's cache
+  ASSERT_THAT(cached, IsOk());
+  EXPECT_EQ(cached->data, "old");
+
+  absl::Notification invalidated;
+  std::vector<uint64_t> got_oids;
+  uint64_t got_tid = 0;
+  reader->SetInvalidationListener([&](uint64_t tid, const std::vector<uint64_t>& oids) {
+    if (!invalidated.HasBeenNotified()) {
+      got_tid = tid;
+      got_oids = oids;
+      invalidated.Notify();
+    }
+  });
+  auto t2 = Put(*writer, oid, *t1, "new");
+  ASSERT_THAT(t2, IsOk());
+  ASSERT_TRUE(invalidated.WaitForNotificationWithTimeout(absl::Seconds(10)))
+      << "the reader never got the invalidation";
+  EXPECT_EQ(got_tid, *t2);
+  EXPECT_THAT(got_oids, ElementsAre(oid));
+  EXPECT_GE(reader->snapshot(), *t2);
+  // The cache entry was invalidated: the reader sees the new revision.
+  auto fresh = reader->Load(oid);
+  ASSERT_THAT(fresh, IsOk());
+  EXPECT_EQ(fresh->data, "new");
+  EXPECT_EQ(fresh->serial, *t2);
+  // And the old snapshot still reads the old one.
+  auto old = reader->LoadBefore(oid, *t2);
+  ASSERT_THAT(old, IsOk());
+  EXPECT_EQ(old->data, "old");
+}
+
+TEST_P(ClusterTest, AbortLeavesNothingAndReleasesNothingHeld) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t oid = *c->NewOid();
+  auto txn = c->NewTransaction();
+  txn->Store(oid, 0, "never");
+  txn->Abort();
+  auto missing = c->Load(oid);
+  ASSERT_THAT(missing, StatusIs(absl::StatusCode::kNotFound));
+  // A conflicting commit aborts on the storages too: its stores are gone
+  // and the object can be written by the next transaction.
+  auto t1 = Put(*c, oid, 0, "v1");
+  ASSERT_THAT(t1, IsOk());
+  EXPECT_THAT(Put(*c, oid, 0, "stale"), StatusIs(absl::StatusCode::kAborted));
+  auto t2 = Put(*c, oid, *t1, "v2");
+  ASSERT_THAT(t2, IsOk());
+  auto history = c->History(oid);
+  ASSERT_THAT(history, IsOk());
+  EXPECT_EQ(history->size(), 2u);
+}
+
+// Raw protocol access, for what the client library never does on purpose.
+class RawClient {
+ public:
+  explicit RawClient(const std::string& master)
+      : master_(cellar::v1::Master::NewStub(common::MakeChannel(master))) {}
+
+  absl::Status Register() {
+    grpc::ClientContext ctx;
+    common::SetDeadline(&ctx, absl::Seconds(5));
+    cellar::v1::RegisterNodeRequest req;
+    req.set_cluster_name("itest");
+    req.set_protocol_version(cellar::v1::PROTOCOL_VERSION_1);
+    req.set_role(cellar::v1::NODE_ROLE_CLIENT);
+    cellar::v1::RegisterNodeResponse resp;
+    absl::Status s = common::FromGrpcStatus(master_->RegisterNode(&ctx, req, &resp));
+    if (!s.ok()) return s;
+    node_id_ = resp.node_id();
+    watch_ctx_ = std::make_unique<grpc::ClientContext>();
+    cellar::v1::WatchRequest watch;
+    watch.set_node_id(node_id_);
+    reader_ = master_->Watch(watch_ctx_.get(), watch);
+    cellar::v1::ClusterEvent first;
+    if (!reader_->Read(&first) || !first.has_snapshot()) {
+      return absl::UnavailableError("no snapshot");
+    }
+    snapshot_ = first.snapshot();
+    return absl::OkStatus();
+  }
+
+  // Ends the Watch stream, as a crashed client would.
+  void Disconnect() {
+    watch_ctx_->TryCancel();
+    cellar::v1::ClusterEvent e;
+    while (reader_->Read(&e)) {
+    }
+    reader_->Finish().IgnoreError();
+  }
+
+  absl::StatusOr<uint64_t> Begin() {
+    grpc::ClientContext ctx;
+    common::SetDeadline(&ctx, absl::Seconds(5));
+    cellar::v1::BeginRequest req;
+    req.set_node_id(node_id_);
+    cellar::v1::BeginResponse resp;
+    absl::Status s = common::FromGrpcStatus(master_->Begin(&ctx, req, &resp));
+    if (!s.ok()) return s;
+    return resp.ttid();
+  }
+
+  // Stores (without voting) on every writable cell of partition(oid).
+  absl::Status StoreEverywhere(uint64_t ttid, uint64_t oid, const std::string& data,
+                               const std::string& checksum) {
+    auto pt = common::PartitionTable::FromProto(snapshot_.partition_table());
+    if (!pt.ok()) return pt.status();
+    for (uint32_t node : pt->WritableNodes(pt->PartitionOf(oid))) {
+      std::string address;
+      for (const auto& n : snapshot_.nodes()) {
+        if (n.node_id() == node) address = n.address();
+      }
+      auto stub = cellar::v1::Storage::NewStub(common::MakeChannel(address));
+      grpc::ClientContext ctx;
+      common::SetDeadline(&ctx, absl::Seconds(5));
+      cellar::v1::StoreRequest req;
+      req.set_ttid(ttid);
+      req.set_client_node_id(node_id_);
+      auto* obj = req.add_objects();
+      obj->set_oid(oid);
+      obj->set_data(data);
+      obj->set_checksum(checksum);
+      cellar::v1::StoreResponse resp;
+      absl::Status s = common::FromGrpcStatus(stub->Store(&ctx, req, &resp));
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<cellar::v1::Master::Stub> master_;
+  uint32_t node_id_ = 0;
+  std::unique_ptr<grpc::ClientContext> watch_ctx_;
+  std::unique_ptr<grpc::ClientReader<cellar::v1::ClusterEvent>> reader_;
+  cellar::v1::ClusterSnapshot snapshot_;
+};
+
+TEST_P(ClusterTest, ClientThatDisconnectsMidTransactionReleasesItsLocks) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t oid = *c->NewOid();
+  RawClient raw(cluster_->master_address());
+  ASSERT_THAT(raw.Register(), IsOk());
+  auto ttid = raw.Begin();
+  ASSERT_THAT(ttid, IsOk());
+  ASSERT_THAT(raw.StoreEverywhere(*ttid, oid, "held", common::Checksum("held")), IsOk());
+
+  // The older raw transaction holds the object's lock: a younger one
+  // cannot take it (deadlock avoidance answers at once).
+  auto blocked = Put(*c, oid, 0, "mine");
+  ASSERT_THAT(blocked, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(common::ErrorReason(blocked.status()), "LOCK_CONTENTION");
+
+  raw.Disconnect();
+  // The master aborts the departed client's transaction on every storage;
+  // the lock is released soon after.
+  absl::StatusOr<uint64_t> tid;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  do {
+    tid = Put(*c, oid, 0, "mine");
+    if (tid.ok()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  } while (absl::Now() < deadline);
+  ASSERT_THAT(tid, IsOk()) << "the departed client's lock was never released";
+  auto loaded = c->Load(oid);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->data, "mine");
+}
+
+TEST_P(ClusterTest, CorruptedChecksumIsRejected) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t oid = *c->NewOid();
+  RawClient raw(cluster_->master_address());
+  ASSERT_THAT(raw.Register(), IsOk());
+  auto ttid = raw.Begin();
+  ASSERT_THAT(ttid, IsOk());
+  absl::Status s = raw.StoreEverywhere(*ttid, oid, "payload", common::Checksum("other"));
+  ASSERT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(common::ErrorReason(s), "CHECKSUM_MISMATCH");
+  s = raw.StoreEverywhere(*ttid, oid, "payload", "short");
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  raw.Disconnect();
+  EXPECT_THAT(c->Load(oid), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(ClusterTest, UnknownOidIsNotFound) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto r = c->Load(0xdeadbeef);
+  ASSERT_THAT(r, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(common::ErrorReason(r.status()), "NO_SUCH_OBJECT");
+}
+
+TEST_P(ClusterTest, RestartOnTheSameDataKeepsEverything) {
+  std::map<uint64_t, std::string> written;
+  uint64_t last_tid = 0;
+  {
+    auto c = Connect();
+    ASSERT_NE(c, nullptr);
+    for (int i = 0; i < 20; ++i) {
+      const uint64_t oid = *c->NewOid();
+      written[oid] = absl::StrCat("object-", i);
+      auto tid = Put(*c, oid, 0, written[oid]);
+      ASSERT_THAT(tid, IsOk());
+      last_tid = *tid;
+    }
+  }
+  cluster_->Shutdown();
+  cluster_.reset();
+  StartCluster();
+
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  EXPECT_GE(c->snapshot(), last_tid);
+  for (const auto& [oid, data] : written) {
+    auto loaded = c->Load(oid);
+    ASSERT_THAT(loaded, IsOk()) << "oid " << oid;
+    EXPECT_EQ(loaded->data, data);
+  }
+  // New OIDs and tids continue after the old ones.
+  const uint64_t oid = *c->NewOid();
+  EXPECT_GT(oid, written.rbegin()->first);
+  auto tid = Put(*c, oid, 0, "after restart");
+  ASSERT_THAT(tid, IsOk());
+  EXPECT_GT(*tid, last_tid);
+}
+
+TEST_P(ClusterTest, ReadsSurviveTheLossOfOneReplica) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  std::vector<uint64_t> oids;
+  for (int i = 0; i < 12; ++i) {
+    const uint64_t oid = *c->NewOid();
+    ASSERT_THAT(Put(*c, oid, 0, absl::StrCat("r", i)), IsOk());
+    oids.push_back(oid);
+  }
+  cluster_->StopStorage(0);
+  auto reader = Connect();
+  ASSERT_NE(reader, nullptr);
+  for (size_t i = 0; i < oids.size(); ++i) {
+    auto loaded = reader->Load(oids[i]);
+    ASSERT_THAT(loaded, IsOk()) << "oid " << oids[i];
+    EXPECT_EQ(loaded->data, absl::StrCat("r", i));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ClusterTest,
+                         ::testing::ValuesIn(testing_support::TestBackendKinds()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+}  // namespace
+}  // namespace cellar

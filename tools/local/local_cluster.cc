@@ -1,0 +1,174 @@
+#include "tools/local/local_cluster.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "services/storage/backend/backend_uri.h"
+
+namespace cellar::tools {
+namespace {
+
+absl::Status MakeDirs(const std::string& path) {
+  std::string partial;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!partial.empty() && ::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot create directory ", partial, ": ", std::strerror(errno)));
+      }
+    }
+    if (i < path.size()) partial.push_back(path[i]);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions options,
+                                                                  common::Clock* clock) {
+  if (options.storages < 1) return absl::InvalidArgumentError("storages: must be at least 1");
+  if (options.partitions < 1) {
+    return absl::InvalidArgumentError("partitions: must be at least 1");
+  }
+  if (!options.storage_backends.empty() &&
+      static_cast<int>(options.storage_backends.size()) != options.storages) {
+    return absl::InvalidArgumentError("storage_backends: give one URI per storage");
+  }
+  auto cluster = std::unique_ptr<LocalCluster>(new LocalCluster);
+  cluster->options_ = options;
+  cluster->clock_ = clock != nullptr ? clock : common::RealClock::Get();
+  if (options.storage_backends.empty()) {
+    if (absl::Status s = MakeDirs(options.data_dir); !s.ok()) return s;
+  }
+
+  auto master_registry = std::make_shared<prometheus::Registry>();
+  master::MasterServerOptions master_options;
+  master_options.listen_address = options.master_listen;
+  master_options.cluster.cluster_name = options.cluster_name;
+  master_options.cluster.num_partitions = options.partitions;
+  master_options.cluster.num_replicas = options.replicas;
+  master_options.cluster.autostart = static_cast<uint32_t>(options.storages);
+  master_options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  auto master = master::MasterServer::Start(master_options, cluster->clock_, master_registry);
+  if (!master.ok()) return master.status();
+  cluster->master_ = *std::move(master);
+  if (!options.master_metrics_listen.empty()) {
+    auto endpoint =
+        common::MetricsEndpoint::Start(options.master_metrics_listen, master_registry);
+    if (!endpoint.ok()) return endpoint.status();
+    cluster->master_metrics_ = *std::move(endpoint);
+    cluster->master_metrics_->Add(cluster->master_->collector());
+  }
+
+  for (int i = 0; i < options.storages; ++i) {
+    cluster->storage_listen_.push_back(
+        absl::StrCat(options.storage_host, ":",
+                     options.storage_base_port == 0 ? 0 : options.storage_base_port + i));
+    cluster->storage_registries_.push_back(std::make_shared<prometheus::Registry>());
+    cluster->storage_metrics_.emplace_back();
+    cluster->storages_.emplace_back();
+    auto storage = cluster->StartStorage(i);
+    if (!storage.ok()) return storage.status();
+    cluster->storages_[i] = *std::move(storage);
+    // Later restarts reuse the port the storage got.
+    cluster->storage_listen_[i] =
+        absl::StrCat(options.storage_host, ":", cluster->storages_[i]->port());
+    if (options.metrics_storage_base_port != 0) {
+      auto endpoint = common::MetricsEndpoint::Start(
+          absl::StrCat(options.storage_host, ":", options.metrics_storage_base_port + i),
+          cluster->storage_registries_[i]);
+      if (!endpoint.ok()) return endpoint.status();
+      cluster->storage_metrics_[i] = *std::move(endpoint);
+    }
+  }
+
+  auto admin_registry = std::make_shared<prometheus::Registry>();
+  admin::AdminServerOptions admin_options;
+  admin_options.listen_address = options.admin_listen;
+  admin_options.admin.master_addresses = {cluster->master_->address()};
+  auto admin = admin::AdminServer::Start(admin_options, admin_registry);
+  if (!admin.ok()) return admin.status();
+  cluster->admin_ = *std::move(admin);
+  if (!options.admin_metrics_listen.empty()) {
+    auto endpoint = common::MetricsEndpoint::Start(options.admin_metrics_listen, admin_registry);
+    if (!endpoint.ok()) return endpoint.status();
+    cluster->admin_metrics_ = *std::move(endpoint);
+  }
+
+  for (auto& storage : cluster->storages_) {
+    if (absl::Status s = storage->WaitUntilServing(options.start_timeout); !s.ok()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("cluster did not start: storage at ", storage->address(),
+                       " is not serving: ", s.message(),
+                       " (is another cluster using the same data directory?)"));
+    }
+  }
+  return cluster;
+}
+
+std::string LocalCluster::BackendUri(int i) const {
+  if (!options_.storage_backends.empty()) return options_.storage_backends[i];
+  return absl::StrCat("sqlite://", options_.data_dir, "/storage-", i, ".db");
+}
+
+absl::StatusOr<std::unique_ptr<storage::StorageServer>> LocalCluster::StartStorage(int i) {
+  auto backend = storage::OpenBackendFromUri(BackendUri(i));
+  if (!backend.ok()) return backend.status();
+  storage::StorageServerOptions options;
+  options.listen_address = storage_listen_[i];
+  options.master_addresses = {master_->address()};
+  options.cluster_name = options_.cluster_name;
+  options.writer_threads = options_.writer_threads;
+  return storage::StorageServer::Start(std::move(options), *std::move(backend), clock_,
+                                       storage_registries_[i]);
+}
+
+LocalCluster::~LocalCluster() { Shutdown(); }
+
+std::string LocalCluster::storage_address(int i) const { return storages_[i]->address(); }
+
+uint32_t LocalCluster::storage_node_id(int i) const {
+  return storages_[i] ? storages_[i]->node_id() : 0;
+}
+
+int LocalCluster::master_metrics_port() const {
+  return master_metrics_ ? master_metrics_->port() : 0;
+}
+int LocalCluster::admin_metrics_port() const {
+  return admin_metrics_ ? admin_metrics_->port() : 0;
+}
+int LocalCluster::storage_metrics_port(int i) const {
+  return storage_metrics_[i] ? storage_metrics_[i]->port() : 0;
+}
+
+void LocalCluster::StopStorage(int i) {
+  if (storages_[i]) {
+    storages_[i]->Shutdown();
+    storages_[i].reset();
+  }
+}
+
+absl::Status LocalCluster::RestartStorage(int i, absl::Duration timeout) {
+  StopStorage(i);
+  auto storage = StartStorage(i);
+  if (!storage.ok()) return storage.status();
+  storages_[i] = *std::move(storage);
+  return storages_[i]->WaitUntilServing(timeout);
+}
+
+void LocalCluster::Shutdown() {
+  if (admin_) admin_->Shutdown();
+  for (auto& storage : storages_) {
+    if (storage) storage->Shutdown();
+  }
+  storages_.clear();
+  if (master_) master_->Shutdown();
+}
+
+}  // namespace cellar::tools
