@@ -1,0 +1,644 @@
+// The storage node over real gRPC: a StorageServer on port 0 with a SQLite
+// backend, registered with a FakeMaster that the test drives.
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/common/channel.h"
+#include "services/common/checksum.h"
+#include "services/common/errors.h"
+#include "services/common/fake_clock.h"
+#include "services/common/grpc_status.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
+#include "services/common/status_matchers.h"
+#include "services/storage/backend/sqlite/sqlite_backend.h"
+#include "services/storage/storage_server.h"
+#include "services/storage/testing/fake_master.h"
+
+namespace cellar::storage {
+namespace {
+
+using ::cellar::common::Checksum;
+using ::cellar::common::ErrorReason;
+using ::cellar::common::FromGrpcStatus;
+using ::cellar::common::GetConflict;
+using ::cellar::common::IsOk;
+using ::cellar::common::StatusIs;
+using ::cellar::storage::testing::FakeMaster;
+using ::testing::HasSubstr;
+namespace v1 = ::cellar::v1;
+
+constexpr uint32_t kS1 = 1;  // the first storage id the fake master assigns
+constexpr uint32_t kS2 = 2;
+constexpr uint32_t kPartitions = 4;
+constexpr uint64_t kEpoch = 5;
+constexpr absl::Duration kWait = absl::Seconds(20);
+
+// S1 holds partitions 0-2 (UP_TO_DATE); partition 3 lives on S2 only.
+v1::PartitionTable Table(uint64_t ptid) {
+  v1::PartitionTable pt;
+  pt.set_ptid(ptid);
+  pt.set_num_partitions(kPartitions);
+  pt.set_num_replicas(0);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    auto* row = pt.add_rows();
+    row->set_partition(p);
+    auto* cell = row->add_cells();
+    cell->set_node_id(p < 3 ? kS1 : kS2);
+    cell->set_state(v1::CELL_UP_TO_DATE);
+  }
+  return pt;
+}
+
+v1::ObjectToStore Obj(uint64_t oid, uint64_t base, const std::string& data) {
+  v1::ObjectToStore o;
+  o.set_oid(oid);
+  o.set_base_serial(base);
+  o.set_data(data);
+  o.set_checksum(Checksum(data));
+  return o;
+}
+
+template <typename Pred>
+bool WaitFor(Pred pred, absl::Duration timeout = kWait) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!pred()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
+class StorageServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    common::SetMinLogSeverity(common::LogSeverity::kWarning);
+    auto master = FakeMaster::Start();
+    ASSERT_THAT(master, IsOk());
+    master_ = *std::move(master);
+    master_->SetPartitionTable(Table(3));
+    master_->SetEpoch(kEpoch);
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    db_path_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/",
+                            ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                            ".db");
+    std::remove(db_path_.c_str());
+  }
+
+  void TearDown() override {
+    if (storage_ != nullptr) storage_->Shutdown();
+    master_->Shutdown();
+  }
+
+  void StartStorage(const std::string& cluster_name = "cellar") {
+    SqliteBackend::Options backend_options;
+    backend_options.path = db_path_;
+    auto backend = SqliteBackend::Open(backend_options);
+    ASSERT_THAT(backend, IsOk());
+    StorageServerOptions options;
+    options.master_addresses = {master_->address()};
+    options.cluster_name = cluster_name;
+    options.max_object_bytes = 1000;
+    options.lock_wait_timeout = absl::Seconds(2);
+    registry_ = std::make_shared<prometheus::Registry>();
+    auto storage = StorageServer::Start(options, *std::move(backend), &clock_, registry_);
+    ASSERT_THAT(storage, IsOk());
+    storage_ = *std::move(storage);
+    auto channel = common::MakeChannel(storage_->address());
+    stub_ = v1::Storage::NewStub(channel);
+    health_ = grpc::health::v1::Health::NewStub(channel);
+  }
+
+  void StartServing() {
+    ASSERT_NO_FATAL_FAILURE(StartStorage());
+    ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+    ASSERT_EQ(storage_->node_id(), kS1);
+    // Events pushed from now on reach the node.
+    ASSERT_TRUE(master_->WaitForWatchers(1, kWait));
+  }
+
+  void RestartStorage() {
+    storage_->Shutdown();
+    storage_.reset();
+    ASSERT_NO_FATAL_FAILURE(StartStorage());
+  }
+
+  // Calls a unary Storage rpc with a deadline; returns the absl status.
+  template <typename Request, typename Response>
+  absl::Status Call(grpc::Status (v1::Storage::Stub::*method)(grpc::ClientContext*,
+                                                              const Request&, Response*),
+                    const Request& request, Response* response = nullptr) {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(20));
+    Response local;
+    return FromGrpcStatus(
+        ((*stub_).*method)(&context, request, response != nullptr ? response : &local));
+  }
+
+  absl::Status Store(uint64_t ttid, std::vector<v1::ObjectToStore> objects,
+                     bool vote = false) {
+    v1::StoreRequest r;
+    r.set_ttid(ttid);
+    r.set_client_node_id(common::MakeNodeId(common::NodeKind::kClient, 1));
+    for (auto& o : objects) *r.add_objects() = o;
+    r.set_vote(vote);
+    return Call(&v1::Storage::Stub::Store, r);
+  }
+  absl::Status Vote(uint64_t ttid, bool metadata) {
+    v1::VoteRequest r;
+    r.set_ttid(ttid);
+    if (metadata) {
+      r.mutable_metadata()->set_user("alice");
+      r.mutable_metadata()->set_description("a test");
+    }
+    return Call(&v1::Storage::Stub::Vote, r);
+  }
+  absl::Status Lock(uint64_t ttid, uint64_t tid, uint64_t epoch = kEpoch) {
+    v1::LockTransactionRequest r;
+    r.set_epoch(epoch);
+    r.set_ttid(ttid);
+    r.set_tid(tid);
+    return Call(&v1::Storage::Stub::LockTransaction, r);
+  }
+  absl::Status Unlock(uint64_t ttid, uint64_t tid, uint64_t epoch = kEpoch) {
+    v1::UnlockTransactionRequest r;
+    r.set_epoch(epoch);
+    r.set_ttid(ttid);
+    r.set_tid(tid);
+    return Call(&v1::Storage::Stub::UnlockTransaction, r);
+  }
+  absl::Status Abort(uint64_t ttid) {
+    v1::AbortTransactionRequest r;
+    r.set_ttid(ttid);
+    return Call(&v1::Storage::Stub::AbortTransaction, r);
+  }
+  absl::Status LoadBefore(uint64_t oid, uint64_t before, v1::LoadResponse* out = nullptr) {
+    v1::LoadRequest r;
+    r.set_oid(oid);
+    r.set_before_tid(before);
+    return Call(&v1::Storage::Stub::Load, r, out);
+  }
+  absl::Status LoadSerial(uint64_t oid, uint64_t serial, v1::LoadResponse* out = nullptr) {
+    v1::LoadRequest r;
+    r.set_oid(oid);
+    r.set_serial(serial);
+    return Call(&v1::Storage::Stub::Load, r, out);
+  }
+  // Commits `objects` in one transaction (ttid, tid) with metadata.
+  void Commit(uint64_t ttid, uint64_t tid, std::vector<v1::ObjectToStore> objects) {
+    ASSERT_THAT(Store(ttid, std::move(objects)), IsOk());
+    ASSERT_THAT(Vote(ttid, true), IsOk());
+    ASSERT_THAT(Lock(ttid, tid), IsOk());
+    ASSERT_THAT(Unlock(ttid, tid), IsOk());
+  }
+
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health() {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("cellar.v1.Storage");
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status s = health_->Check(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.status();
+  }
+
+  v1::GetNodeStatusResponse NodeStatus() {
+    v1::GetNodeStatusResponse response;
+    EXPECT_THAT(Call(&v1::Storage::Stub::GetNodeStatus, v1::GetNodeStatusRequest(),
+                     &response),
+                IsOk());
+    return response;
+  }
+
+  common::FakeClock clock_;
+  std::unique_ptr<FakeMaster> master_;
+  std::string db_path_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<StorageServer> storage_;
+  std::unique_ptr<v1::Storage::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+TEST_F(StorageServiceTest, ServesOnlyOnceTheClusterRuns) {
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(StartStorage());
+  ASSERT_TRUE(master_->WaitForWatchers(1, kWait));
+  EXPECT_THAT(storage_->WaitUntilServing(absl::Milliseconds(50)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("CLUSTER_RECOVERING")));
+  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(storage_->node_id(), kS1);
+
+  v1::ClusterEvent running;
+  running.set_cluster_state(v1::CLUSTER_RUNNING);
+  master_->Push(running);
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  v1::ClusterEvent recovering;
+  recovering.set_cluster_state(v1::CLUSTER_RECOVERING);
+  master_->Push(recovering);
+  EXPECT_TRUE(WaitFor([&] {
+    return Health() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  }));
+}
+
+TEST_F(StorageServiceTest, RegistersWithItsIdentity) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  v1::RegisterNodeRequest r = master_->last_registration();
+  EXPECT_EQ(r.cluster_name(), "cellar");
+  EXPECT_EQ(r.protocol_version(), v1::PROTOCOL_VERSION_1);
+  EXPECT_EQ(r.role(), v1::NODE_ROLE_STORAGE);
+  EXPECT_EQ(r.address(), storage_->address());
+  EXPECT_EQ(r.node_id(), 0u) << "a new node asks for an id";
+  EXPECT_EQ(r.partition_table().ptid(), 0u);
+  EXPECT_EQ(r.track(), "stable");
+  EXPECT_EQ(r.version(), "0.1.0");
+}
+
+TEST_F(StorageServiceTest, CommitThenRead) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  const uint64_t ttid = 1000, tid = 1004;  // same partition (0)
+  v1::StoreRequest store;
+  store.set_ttid(ttid);
+  *store.add_objects() = Obj(1, 0, "one");
+  *store.add_objects() = Obj(2, 0, "two");
+  store.set_vote(true);
+  store.mutable_metadata()->set_user("bob");
+  store.mutable_metadata()->add_oids(1);
+  store.mutable_metadata()->add_oids(2);
+  v1::StoreResponse store_response;
+  ASSERT_THAT(Call(&v1::Storage::Stub::Store, store, &store_response), IsOk());
+  EXPECT_TRUE(store_response.voted());
+  EXPECT_EQ(NodeStatus().open_transactions(), 1u);
+  ASSERT_THAT(Lock(ttid, tid), IsOk());
+  EXPECT_THAT(Lock(ttid, tid), IsOk()) << "idempotent";
+  EXPECT_THAT(Abort(ttid), StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.oid(), 1u);
+  EXPECT_EQ(loaded.serial(), tid);
+  EXPECT_EQ(loaded.next_serial(), 0u);
+  EXPECT_EQ(loaded.data(), "one");
+  EXPECT_EQ(loaded.checksum(), Checksum("one"));
+  ASSERT_THAT(LoadSerial(2, tid, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "two");
+  ASSERT_THAT(Unlock(ttid, tid), IsOk());
+  EXPECT_THAT(Unlock(ttid, tid), IsOk()) << "idempotent";
+
+  // A second revision of oid 1.
+  Commit(2001, 2005, {Obj(1, tid, "one v2")});
+  ASSERT_THAT(LoadBefore(1, 2005, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "one");
+  EXPECT_EQ(loaded.next_serial(), 2005u);
+
+  v1::HistoryRequest history;
+  history.set_oid(1);
+  v1::HistoryResponse h;
+  ASSERT_THAT(Call(&v1::Storage::Stub::History, history, &h), IsOk());
+  ASSERT_EQ(h.revisions_size(), 2);
+  EXPECT_EQ(h.revisions(0).serial(), 2005u);
+  EXPECT_EQ(h.revisions(1).serial(), tid);
+  EXPECT_EQ(h.revisions(1).size_bytes(), 3u);
+
+  v1::LastTransactionsRequest last;
+  v1::LastTransactionsResponse l;
+  ASSERT_THAT(Call(&v1::Storage::Stub::LastTransactions, last, &l), IsOk());
+  ASSERT_EQ(l.transactions_size(), 2);
+  EXPECT_EQ(l.transactions(0).tid(), 2005u);
+  EXPECT_EQ(l.transactions(1).tid(), tid);
+  EXPECT_EQ(l.transactions(1).ttid(), ttid);
+  EXPECT_EQ(l.transactions(1).user(), "bob");
+  last.set_before_tid(2005);
+  ASSERT_THAT(Call(&v1::Storage::Stub::LastTransactions, last, &l), IsOk());
+  ASSERT_EQ(l.transactions_size(), 1);
+
+  v1::GetNodeStatusResponse status = NodeStatus();
+  EXPECT_EQ(status.node_id(), kS1);
+  EXPECT_EQ(status.ptid(), 3u);
+  EXPECT_EQ(status.last_tid(), 2005u);
+  EXPECT_EQ(status.last_oid(), 2u);
+  EXPECT_EQ(status.backend(), "sqlite");
+  EXPECT_EQ(status.object_count(), 3u);
+  EXPECT_EQ(status.transaction_count(), 2u);
+  EXPECT_EQ(status.open_transactions(), 0u);
+  EXPECT_EQ(status.cluster_state(), v1::CLUSTER_RUNNING);
+  EXPECT_EQ(status.master_link(), "registered");
+}
+
+TEST_F(StorageServiceTest, ConflictDetailCrossesTheWire) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(5, 0, "v1")});
+  absl::Status s = Store(2000, {Obj(5, 0, "v2")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "CONFLICT");
+  auto conflict = GetConflict(s);
+  ASSERT_TRUE(conflict.has_value());
+  EXPECT_EQ(conflict->oid, 5u);
+  EXPECT_EQ(conflict->current_serial, 1004u);
+  EXPECT_EQ(conflict->base_serial, 0u);
+  EXPECT_THAT(Store(2000, {Obj(5, 1004, "v2")}), IsOk());
+}
+
+TEST_F(StorageServiceTest, CommitPathErrors) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  v1::ObjectToStore bad = Obj(1, 0, "data");
+  bad.set_checksum(Checksum("other"));
+  absl::Status s = Store(1000, {bad});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(ErrorReason(s), "CHECKSUM_MISMATCH");
+
+  s = Store(1000, {Obj(1, 0, std::string(1001, 'x'))});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(ErrorReason(s), "TOO_LARGE");
+
+  s = Vote(1234, false);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "UNKNOWN_TRANSACTION");
+
+  s = Lock(1234, 1238);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "UNKNOWN_TRANSACTION");
+
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  s = Store(2000, {Obj(1, 0, "y")});  // younger wants the older's lock
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION");
+  ASSERT_THAT(Abort(1000), IsOk());
+  EXPECT_THAT(Abort(1000), IsOk());
+  EXPECT_THAT(Abort(987654), IsOk()) << "abort works for any ttid";
+  s = Store(1000, {Obj(2, 0, "z")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(s), "UNKNOWN_TRANSACTION");
+  EXPECT_THAT(Store(2000, {Obj(1, 0, "y")}), IsOk()) << "the abort released the lock";
+}
+
+TEST_F(StorageServiceTest, OlderStoreWaitsThenTimesOut) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(2000, {Obj(1, 0, "young")}), IsOk());
+  // The older transaction waits (lock_wait_timeout is 2 s here).
+  EXPECT_THAT(Store(1000, {Obj(1, 0, "old")}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(StorageServiceTest, NotFoundReasons) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  absl::Status s = LoadBefore(1, common::kMaxTid);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "NO_SUCH_OBJECT");
+  Commit(1000, 1004, {Obj(1, 0, "v1")});
+  s = LoadBefore(1, 1004);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "NO_EARLIER_REVISION");
+  s = LoadSerial(1, 1003);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "NO_SUCH_REVISION");
+  v1::HistoryRequest history;
+  history.set_oid(9);
+  s = Call(&v1::Storage::Stub::History, history);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "NO_SUCH_OBJECT");
+}
+
+TEST_F(StorageServiceTest, NotReadableForAPartitionItDoesNotHold) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  absl::Status s = LoadBefore(3, common::kMaxTid);  // partition 3: S2's
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("partition 3")));
+  EXPECT_EQ(ErrorReason(s), "NOT_READABLE");
+  s = Store(1000, {Obj(7, 0, "x")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable,
+                          HasSubstr("node S1 holds no writable cell of partition 3")));
+  v1::HistoryRequest history;
+  history.set_oid(11);
+  EXPECT_THAT(Call(&v1::Storage::Stub::History, history),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(StorageServiceTest, PartitionTableDeltasAndGaps) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  // Delta 4: S1 gets an OUT_OF_DATE cell of partition 3: writable, not readable.
+  v1::ClusterEvent event;
+  auto* delta = event.mutable_partition_table_delta();
+  delta->set_ptid(4);
+  auto* change = delta->add_changes();
+  change->set_partition(3);
+  change->set_node_id(kS1);
+  change->set_state(v1::CELL_OUT_OF_DATE);
+  master_->Push(event);
+  ASSERT_TRUE(WaitFor([&] { return storage_->node().partition_table()->ptid() == 4; }));
+  EXPECT_THAT(LoadBefore(3, common::kMaxTid), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(Store(1000, {Obj(3, 0, "x")}), IsOk());
+
+  // A gap (ptid 7 after 4): the node re-fetches the whole table.
+  v1::PartitionTable table = Table(6);
+  table.mutable_rows(3)->add_cells()->set_node_id(kS1);
+  table.mutable_rows(3)->mutable_cells(1)->set_state(v1::CELL_UP_TO_DATE);
+  master_->SetPartitionTable(table);
+  v1::ClusterEvent gap;
+  gap.mutable_partition_table_delta()->set_ptid(7);
+  master_->Push(gap);
+  ASSERT_TRUE(WaitFor([&] { return storage_->node().partition_table()->ptid() == 6; }));
+  EXPECT_THAT(LoadBefore(3, common::kMaxTid), StatusIs(absl::StatusCode::kNotFound))
+      << "partition 3 is readable now";
+  EXPECT_EQ(NodeStatus().ptid(), 6u);
+
+  // A whole table.
+  v1::ClusterEvent whole;
+  *whole.mutable_partition_table() = Table(8);
+  master_->Push(whole);
+  ASSERT_TRUE(WaitFor([&] { return storage_->node().partition_table()->ptid() == 8; }));
+  EXPECT_THAT(LoadBefore(3, common::kMaxTid), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(StorageServiceTest, StaleEpochIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  absl::Status s = Lock(1000, 1004, kEpoch - 1);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(s), "STALE_EPOCH");
+  s = Unlock(1000, 1004, kEpoch - 1);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(s), "STALE_EPOCH");
+  // A newer primary's epoch is accepted, and fences the old one.
+  ASSERT_THAT(Lock(1000, 1004, kEpoch + 1), IsOk());
+  EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch)), "STALE_EPOCH");
+  EXPECT_THAT(Unlock(1000, 1004, kEpoch + 1), IsOk());
+}
+
+TEST_F(StorageServiceTest, InvalidArguments) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  auto expect_invalid = [](const absl::Status& s, const std::string& field) {
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)));
+  };
+  // Store.
+  expect_invalid(Store(0, {Obj(1, 0, "x")}), "ttid");
+  expect_invalid(Store(common::kMaxTid + 1, {Obj(1, 0, "x")}), "ttid");
+  {
+    v1::StoreRequest r;
+    r.set_ttid(1000);
+    for (int i = 0; i < kMaxObjectsPerStore + 1; ++i) *r.add_objects() = Obj(i, 0, "");
+    expect_invalid(Call(&v1::Storage::Stub::Store, r), "objects: at most 10000");
+  }
+  expect_invalid(Store(1000, {}), "objects");
+  {
+    v1::ObjectToStore o = Obj(1, 0, "x");
+    o.set_checksum(std::string(19, 'c'));
+    expect_invalid(Store(1000, {o}), "objects[0].checksum");
+  }
+  expect_invalid(Store(1000, {Obj(1, 0, "x"), Obj(1, 0, "y")}), "objects[1].oid");
+  {
+    v1::ObjectToStore o = Obj(1, 0, "x");
+    o.set_data_serial(50);
+    expect_invalid(Store(1000, {o}), "objects[0].data");
+    o = Obj(1, common::kMaxTid + 1, "x");
+    expect_invalid(Store(1000, {o}), "objects[0].base_serial");
+  }
+  {
+    v1::StoreRequest r;
+    r.set_ttid(1000);
+    *r.add_objects() = Obj(1, 0, "x");
+    r.mutable_metadata()->set_user("u");
+    expect_invalid(Call(&v1::Storage::Stub::Store, r), "metadata");
+  }
+  // Vote, Abort, Lock, Unlock.
+  expect_invalid(Vote(0, false), "ttid");
+  expect_invalid(Abort(0), "ttid");
+  expect_invalid(Lock(0, 5), "ttid");
+  expect_invalid(Lock(1000, 0), "tid");
+  expect_invalid(Lock(1000, 996), "tid");
+  expect_invalid(Unlock(0, 5), "ttid");
+  // Load.
+  {
+    v1::LoadRequest r;
+    r.set_oid(1);
+    expect_invalid(Call(&v1::Storage::Stub::Load, r), "at");
+  }
+  expect_invalid(LoadBefore(1, 0), "before_tid");
+  expect_invalid(LoadSerial(1, 0), "serial");
+  // History, LastTransactions.
+  {
+    v1::HistoryRequest r;
+    r.set_oid(1);
+    r.set_limit(1001);
+    expect_invalid(Call(&v1::Storage::Stub::History, r), "limit");
+  }
+  {
+    v1::LastTransactionsRequest r;
+    r.set_limit(1001);
+    expect_invalid(Call(&v1::Storage::Stub::LastTransactions, r), "limit");
+  }
+  // The node is still fine.
+  EXPECT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+}
+
+TEST_F(StorageServiceTest, RootObjectZeroIsAnOrdinaryOid) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(0, 0, "root")});
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(0, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "root");
+}
+
+TEST_F(StorageServiceTest, RestartKeepsIdTableAndVotes) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "committed")});
+  ASSERT_THAT(Store(2000, {Obj(2, 0, "voted")}), IsOk());
+  ASSERT_THAT(Vote(2000, true), IsOk());
+
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  EXPECT_EQ(storage_->node_id(), kS1) << "the id is read from the database";
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  v1::RegisterNodeRequest r = master_->last_registration();
+  EXPECT_EQ(r.node_id(), kS1);
+  EXPECT_EQ(r.partition_table().ptid(), 3u);
+  EXPECT_EQ(r.partition_table().num_partitions(), kPartitions);
+  EXPECT_EQ(r.last_tid(), 1004u);
+  EXPECT_EQ(r.last_oid(), 2u);
+  EXPECT_THAT(r.voted_ttids(), ::testing::ElementsAre(2000));
+
+  // Verification: the master locks the voted transaction.
+  ASSERT_THAT(Lock(2000, 2004), IsOk());
+  ASSERT_THAT(Unlock(2000, 2004), IsOk());
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(2, common::kMaxTid, &loaded), IsOk())
+      << "reads work with the persisted table, before the cluster runs";
+  EXPECT_EQ(loaded.data(), "voted");
+}
+
+TEST_F(StorageServiceTest, WrongClusterNameIsReportedAndRetried) {
+  ASSERT_NO_FATAL_FAILURE(StartStorage("other"));
+  ASSERT_TRUE(WaitFor([&] {
+    return absl::StartsWith(NodeStatus().master_link(), "refused:");
+  })) << NodeStatus().master_link();
+  EXPECT_THAT(NodeStatus().master_link(), HasSubstr("wrong cluster name"));
+  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_THAT(LoadBefore(1, common::kMaxTid), StatusIs(absl::StatusCode::kUnavailable))
+      << "no partition table: no data path";
+}
+
+TEST_F(StorageServiceTest, ReconnectsWhenTheStreamEnds) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_TRUE(master_->WaitForWatchers(1, kWait));
+  master_->EndWatches();
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  EXPECT_EQ(master_->last_registration().node_id(), kS1);
+  ASSERT_TRUE(master_->WaitForWatchers(1, kWait));
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+}
+
+TEST_F(StorageServiceTest, NoPartitionTableMeansUnavailable) {
+  master_->SetPartitionTable(v1::PartitionTable());
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(StartStorage());
+  ASSERT_TRUE(master_->WaitForWatchers(1, kWait));
+  EXPECT_THAT(Store(1000, {Obj(1, 0, "x")}), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(LoadBefore(1, 5), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(NodeStatus().ptid(), 0u);
+}
+
+TEST_F(StorageServiceTest, MetricsCountTheDataPath) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "abc")});
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid), IsOk());
+  EXPECT_THAT(LoadBefore(2, common::kMaxTid), StatusIs(absl::StatusCode::kNotFound));
+  auto value = [&](const std::string& name, const std::string& label_value = "") {
+    for (const auto& family : registry_->Collect()) {
+      if (family.name != name) continue;
+      for (const auto& m : family.metric) {
+        bool match = label_value.empty();
+        for (const auto& l : m.label) match = match || l.value == label_value;
+        if (!match) continue;
+        if (family.type == prometheus::MetricType::Counter) return m.counter.value;
+        if (family.type == prometheus::MetricType::Gauge) return m.gauge.value;
+      }
+    }
+    return -1.0;
+  };
+  EXPECT_EQ(value("cellar_storage_stores_total"), 1);
+  EXPECT_EQ(value("cellar_storage_votes_total"), 1);
+  EXPECT_EQ(value("cellar_storage_commits_total"), 1);
+  EXPECT_EQ(value("cellar_storage_loads_total", "ok"), 1);
+  EXPECT_EQ(value("cellar_storage_loads_total", "not_found"), 1);
+  EXPECT_EQ(value("cellar_storage_load_bytes_total"), 3);
+  EXPECT_EQ(value("cellar_storage_ptid"), 3);
+  EXPECT_EQ(value("cellar_storage_master_connected"), 1);
+  EXPECT_EQ(value("cellar_node_up", "storage"), 1);
+}
+
+}  // namespace
+}  // namespace cellar::storage
