@@ -17,7 +17,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   common::GrpcServerOptions grpc_options;
   grpc_options.address = options.listen_address;
   grpc_options.services = {server->service_.get()};
-  grpc_options.metrics_registry = registry.get();
+  grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   auto grpc = common::GrpcServer::Start(std::move(grpc_options));
   if (!grpc.ok()) return grpc.status();

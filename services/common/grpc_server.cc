@@ -30,6 +30,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // gRPC sets SO_REUSEPORT by default: a second process on the same port
+  // would silently share it. A port conflict must be an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  server->metrics_registry_ = options.metrics_registry;
   if (options.metrics_registry != nullptr) {
     prometheus::Labels labels;
     for (const auto& [k, v] : options.metrics_labels) labels[k] = v;

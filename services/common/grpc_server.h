@@ -29,9 +29,9 @@ struct GrpcServerOptions {
   std::string address = "127.0.0.1:0";
   // Services to register (not owned; must outlive the server).
   std::vector<grpc::Service*> services;
-  // Registry for the gRPC server metrics; null = no metrics.
-  // Must outlive the server.
-  prometheus::Registry* metrics_registry = nullptr;
+  // Registry for the gRPC server metrics; null = no metrics. The server
+  // keeps it alive (the metrics endpoint only holds a weak reference).
+  std::shared_ptr<prometheus::Registry> metrics_registry;
   // Labels added to every gRPC server series (e.g. version, track).
   std::vector<std::pair<std::string, std::string>> metrics_labels;
   // Largest request accepted, bytes. Default 64 MiB.
@@ -67,6 +67,8 @@ class GrpcServer {
 
  private:
   GrpcServer() = default;
+  // Declared before server_: the interceptors use it until the server is gone.
+  std::shared_ptr<prometheus::Registry> metrics_registry_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -104,7 +104,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   common::GrpcServerOptions grpc_options;
   grpc_options.address = options.listen_address;
   grpc_options.services = {server->service_.get()};
-  grpc_options.metrics_registry = registry.get();
+  grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   absl::StatusOr<std::unique_ptr<common::GrpcServer>> grpc =
       common::GrpcServer::Start(std::move(grpc_options));

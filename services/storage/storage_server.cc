@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   common::GrpcServerOptions grpc_options;
   grpc_options.address = options.listen_address;
   grpc_options.services = {server->service_.get()};
-  grpc_options.metrics_registry = registry.get();
+  grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   // Room for a full Store (10000 objects) is not the point: one object of
   // max_object_bytes plus overhead must always fit.
