@@ -1,0 +1,104 @@
+// cellar-storage: a storage node of a cellar cluster.
+// Flags -> StorageServerOptions -> Start -> wait for SIGINT/SIGTERM.
+
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "services/common/clock.h"
+#include "services/common/logging.h"
+#include "services/common/metrics_endpoint.h"
+#include "services/common/signals.h"
+#include "services/storage/backend/backend_uri.h"
+#include "services/storage/storage_server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7200", "gRPC listen address (host:port)");
+ABSL_FLAG(std::string, advertise, "",
+          "Address other nodes and clients dial (default: 127.0.0.1:<bound port>)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9200",
+          "Prometheus /metrics address; empty disables it");
+ABSL_FLAG(std::string, master, "127.0.0.1:7100",
+          "Master address(es), comma-separated; the primary is found among them");
+ABSL_FLAG(std::string, cluster_name, "cellar", "Cluster name (must match the master's)");
+ABSL_FLAG(std::string, backend, "sqlite://./cellar-storage-0.db",
+          "Database: sqlite:///abs/path.db, sqlite://relative.db, postgresql://... or a "
+          "libpq string such as \"host=/run/postgresql dbname=cellar\"");
+ABSL_FLAG(std::string, label, "", "Failure domain zone/host/device (replica placement)");
+ABSL_FLAG(std::string, track, "stable", "Deployment track: stable, canary or shadow");
+ABSL_FLAG(std::string, build_id, "dev", "Build identifier reported to the master");
+ABSL_FLAG(uint64_t, max_object_bytes, 16 << 20, "Largest object accepted, bytes");
+ABSL_FLAG(int, writer_threads, 1,
+          "Group-commit writer threads (1 for SQLite; a few for PostgreSQL)");
+ABSL_FLAG(absl::Duration, lock_wait_timeout, absl::Seconds(10),
+          "Longest a store waits for an object lock");
+
+int main(int argc, char** argv) {
+  cellar::common::BlockTerminationSignals();
+  absl::SetProgramUsageMessage("cellar-storage: storage node of a cellar cluster");
+  absl::ParseCommandLine(argc, argv);
+
+  cellar::storage::StorageServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise);
+  options.master_addresses =
+      absl::StrSplit(absl::GetFlag(FLAGS_master), ',', absl::SkipWhitespace());
+  options.cluster_name = absl::GetFlag(FLAGS_cluster_name);
+  options.label = absl::GetFlag(FLAGS_label);
+  options.track = absl::GetFlag(FLAGS_track);
+  options.build_id = absl::GetFlag(FLAGS_build_id);
+  options.max_object_bytes = absl::GetFlag(FLAGS_max_object_bytes);
+  options.writer_threads = absl::GetFlag(FLAGS_writer_threads);
+  options.lock_wait_timeout = absl::GetFlag(FLAGS_lock_wait_timeout);
+  if (options.master_addresses.empty()) {
+    std::cerr << "cellar-storage: --master: at least one master address is required\n";
+    return 2;
+  }
+  if (options.writer_threads < 1 || options.max_object_bytes == 0 ||
+      options.max_object_bytes > (size_t{1} << 30)) {
+    std::cerr << "cellar-storage: --writer_threads must be >= 1 and --max_object_bytes "
+                 "in 1..1073741824\n";
+    return 2;
+  }
+
+  auto backend = cellar::storage::OpenBackendFromUri(absl::GetFlag(FLAGS_backend));
+  if (!backend.ok()) {
+    std::cerr << "cellar-storage: --backend: " << backend.status() << "\n";
+    return 1;
+  }
+  auto registry = std::make_shared<prometheus::Registry>();
+  // Metrics first: a port in use fails before the node joins the cluster.
+  std::unique_ptr<cellar::common::MetricsEndpoint> metrics;
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    auto endpoint = cellar::common::MetricsEndpoint::Start(
+        absl::GetFlag(FLAGS_metrics_listen), registry);
+    if (!endpoint.ok()) {
+      std::cerr << "cellar-storage: --metrics_listen: " << endpoint.status() << "\n";
+      return 1;
+    }
+    metrics = *std::move(endpoint);
+  }
+  auto storage = cellar::storage::StorageServer::Start(
+      options, *std::move(backend), cellar::common::RealClock::Get(), registry);
+  if (!storage.ok()) {
+    std::cerr << "cellar-storage: " << storage.status() << "\n";
+    return 1;
+  }
+  std::cout << "cellar-storage: serving on " << (*storage)->address();
+  if (metrics) {
+    std::cout << " (metrics on port " << metrics->port() << ")";
+  } else {
+    std::cout << " (metrics disabled)";
+  }
+  std::cout << std::endl;
+
+  const int sig = cellar::common::WaitForTerminationSignal();
+  CELLAR_LOG(INFO) << "signal " << sig << ": shutting down";
+  (*storage)->Shutdown();
+  return 0;
+}
