@@ -293,6 +293,14 @@ absl::Status StorageNode::Abort(uint64_t ttid) {
 
 absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid) {
   CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  const uint32_t num_partitions = partition_table()->num_partitions();
+  if (num_partitions > 0 && tid % num_partitions != ttid % num_partitions) {
+    // The transaction record lives in partition(ttid): its final tid must
+    // map to the same partition (semantics.md, "Identifiers").
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tid ", TidHex(tid), " is not in the partition of ttid ", TidHex(ttid),
+        " (", num_partitions, " partitions)"));
+  }
   const auto before = transactions_->StateOf(ttid);
   absl::Status s = transactions_->Lock(ttid, tid);
   if (s.ok() && metrics_ != nullptr && before.has_value() &&

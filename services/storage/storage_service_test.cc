@@ -520,6 +520,7 @@ TEST_F(StorageServiceTest, InvalidArguments) {
   expect_invalid(Lock(0, 5), "ttid");
   expect_invalid(Lock(1000, 0), "tid");
   expect_invalid(Lock(1000, 996), "tid");
+  expect_invalid(Lock(1000, 1001), "partition of ttid");
   expect_invalid(Unlock(0, 5), "ttid");
   // Load.
   {
