@@ -692,8 +692,9 @@ void IssueNextBatch(const std::shared_ptr<StoreRound>& round, size_t index) {
 
 }  // namespace
 
-void Client::AbortOnMaster(MasterStub* master, uint32_t node_id, uint64_t ttid,
-                           const std::vector<uint32_t>& storage_node_ids) {
+absl::Status Client::AbortOnMaster(
+    MasterStub* master, uint32_t node_id, uint64_t ttid,
+    const std::vector<uint32_t>& storage_node_ids) {
   ::cellar::v1::AbortRequest request;
   request.set_node_id(node_id);
   request.set_ttid(ttid);
@@ -707,6 +708,20 @@ void Client::AbortOnMaster(MasterStub* master, uint32_t node_id, uint64_t ttid,
     CELLAR_LOG(WARNING) << "Abort of ttid " << common::TidHex(ttid)
                         << " failed: " << status;
   }
+  return status;
+}
+
+uint64_t Client::CommittedTid(MasterStub* master, uint64_t ttid) {
+  ::cellar::v1::GetTransactionStatusRequest request;
+  request.set_ttid(ttid);
+  ::cellar::v1::GetTransactionStatusResponse response;
+  grpc::ClientContext context;
+  common::SetDeadline(&context, options_.rpc_timeout);
+  if (!master->GetTransactionStatus(&context, request, &response).ok() ||
+      response.outcome() != ::cellar::v1::TRANSACTION_COMMITTED) {
+    return 0;
+  }
+  return response.tid();
 }
 
 absl::StatusOr<uint64_t> Client::CommitTransaction(const TransactionData& data) {
@@ -756,7 +771,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
   std::shared_ptr<const common::PartitionTable> table = view_.table();
   const uint32_t num_partitions = table->num_partitions();
   if (num_partitions == 0) {
-    AbortOnMaster(master.get(), node_id, ttid, {});
+    AbortOnMaster(master.get(), node_id, ttid, {}).IgnoreError();
     return absl::UnavailableError("no partition table yet");
   }
   struct NodePlan {
@@ -787,7 +802,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
   std::vector<uint32_t> involved;
   for (const auto& [node, unused] : plan) involved.push_back(node);
   if (!plan_error.ok()) {
-    AbortOnMaster(master.get(), node_id, ttid, involved);
+    AbortOnMaster(master.get(), node_id, ttid, involved).IgnoreError();
     return plan_error;
   }
 
@@ -902,7 +917,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     }
   }
   if (!failure.ok()) {
-    AbortOnMaster(master.get(), node_id, ttid, involved);
+    AbortOnMaster(master.get(), node_id, ttid, involved).IgnoreError();
     return failure;
   }
 
@@ -923,24 +938,18 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     if (status.ok()) {
       tid = response.tid();
     } else {
-      bool committed = false;
-      if (IsTransportError(status)) {
-        // The answer may be lost while the commit went through: ask.
-        ::cellar::v1::GetTransactionStatusRequest ask;
-        ask.set_ttid(ttid);
-        ::cellar::v1::GetTransactionStatusResponse outcome;
-        grpc::ClientContext ask_context;
-        common::SetDeadline(&ask_context, options_.rpc_timeout);
-        if (master->GetTransactionStatus(&ask_context, ask, &outcome).ok() &&
-            outcome.outcome() == ::cellar::v1::TRANSACTION_COMMITTED) {
-          committed = true;
-          tid = outcome.tid();
+      // The answer may be lost while the commit went through: ask. An
+      // abort refused with FAILED_PRECONDITION means a final tid was
+      // picked meanwhile: ask again.
+      if (IsTransportError(status)) tid = CommittedTid(master.get(), ttid);
+      if (tid == 0) {
+        absl::Status aborted =
+            AbortOnMaster(master.get(), node_id, ttid, involved);
+        if (aborted.code() == absl::StatusCode::kFailedPrecondition) {
+          tid = CommittedTid(master.get(), ttid);
         }
       }
-      if (!committed) {
-        AbortOnMaster(master.get(), node_id, ttid, involved);
-        return common::Annotate(status, "Finish");
-      }
+      if (tid == 0) return common::Annotate(status, "Finish");
     }
   }
 

@@ -188,8 +188,12 @@ class Client : private TransactionCommitter {
   absl::StatusOr<uint64_t> CommitTransaction(
       const TransactionData& data) override;
   absl::StatusOr<uint64_t> RunCommit(const TransactionData& data);
-  void AbortOnMaster(MasterStub* master, uint32_t node_id, uint64_t ttid,
-                     const std::vector<uint32_t>& storage_node_ids);
+  // Best effort (logged); returns the master's answer.
+  absl::Status AbortOnMaster(MasterStub* master, uint32_t node_id,
+                             uint64_t ttid,
+                             const std::vector<uint32_t>& storage_node_ids);
+  // Master.GetTransactionStatus: the final tid if committed, else 0.
+  uint64_t CommittedTid(MasterStub* master, uint64_t ttid);
 
   // Background thread: connect, read events, reconnect.
   void WatchLoop();
