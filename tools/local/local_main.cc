@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   std::cout << "  admin    " << c.admin_address();
   if (c.admin_metrics_port()) std::cout << "   metrics http://" << host << ":" << c.admin_metrics_port() << "/metrics";
   std::cout << "\n"
-            << "Try: tools/cellarctl status    (Ctrl-C stops the cluster; data stays in "
+            << "Try: tools/cellarctl/run status    (Ctrl-C stops the cluster; data stays in "
             << options.data_dir << ")" << std::endl;
 
   cellar::common::WaitForTerminationSignal();
