@@ -1,0 +1,126 @@
+#include "tools/bench/runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+
+namespace cellar::bench {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// What one thread saw.
+struct ThreadResult {
+  std::vector<double> latencies_ms;  // measured ops only
+  uint64_t errors = 0;
+  std::string first_error;
+};
+
+void RunThread(Worker* worker, SteadyClock::time_point measure_start,
+               SteadyClock::time_point measure_end, ThreadResult* out) {
+  out->latencies_ms.reserve(4096);
+  while (true) {
+    const SteadyClock::time_point start = SteadyClock::now();
+    if (start >= measure_end) break;
+    const absl::Status status = worker->Op();
+    const SteadyClock::time_point end = SteadyClock::now();
+    if (!status.ok()) {
+      if (out->errors++ == 0) out->first_error = status.ToString();
+      // Don't spin on a broken cluster.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    if (start >= measure_start && end <= measure_end) {
+      out->latencies_ms.push_back(
+          std::chrono::duration<double, std::milli>(end - start).count());
+    }
+  }
+}
+
+}  // namespace
+
+double Percentile(std::vector<double>& values, double q) {
+  if (values.empty()) return 0;
+  q = std::clamp(q, 0.0, 1.0);
+  // Nearest rank: the smallest value with at least q of the values <= it.
+  size_t rank = static_cast<size_t>(std::ceil(q * values.size()));
+  if (rank > 0) --rank;
+  rank = std::min(rank, values.size() - 1);
+  std::nth_element(values.begin(), values.begin() + rank, values.end());
+  return values[rank];
+}
+
+absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
+                                        const WorkerFactory& factory) {
+  if (spec.threads < 1) return absl::InvalidArgumentError("threads must be >= 1");
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < spec.threads; ++i) {
+    absl::StatusOr<std::unique_ptr<Worker>> worker = factory(i);
+    if (!worker.ok()) {
+      return absl::Status(worker.status().code(),
+                          absl::StrCat("worker ", i, ": ", worker.status().message()));
+    }
+    workers.push_back(*std::move(worker));
+  }
+
+  // Every worker exists (connections open) before the clock starts.
+  const SteadyClock::time_point start = SteadyClock::now();
+  const SteadyClock::time_point measure_start =
+      start + absl::ToChronoNanoseconds(spec.warmup);
+  const SteadyClock::time_point measure_end =
+      measure_start + absl::ToChronoNanoseconds(spec.duration);
+  std::vector<ThreadResult> results(workers.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    threads.emplace_back(RunThread, workers[i].get(), measure_start, measure_end,
+                         &results[i]);
+  }
+  for (std::thread& t : threads) t.join();
+  workers.clear();
+
+  Measurement m;
+  std::vector<double> all;
+  for (ThreadResult& r : results) {
+    all.insert(all.end(), r.latencies_ms.begin(), r.latencies_ms.end());
+    m.errors += r.errors;
+    if (m.first_error.empty()) m.first_error = r.first_error;
+  }
+  m.ops = all.size();
+  m.items = m.ops * spec.items_per_op;
+  m.seconds = absl::ToDoubleSeconds(spec.duration);
+  m.items_per_s = m.seconds > 0 ? m.items / m.seconds : 0;
+  m.p50_ms = Percentile(all, 0.50);
+  m.p99_ms = Percentile(all, 0.99);
+  return m;
+}
+
+std::string ObjectData(uint64_t oid, size_t size) {
+  std::string data(size, '\0');
+  uint64_t x = oid * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < size; ++i) {
+    if (i < 8) {
+      data[i] = static_cast<char>((oid >> (8 * i)) & 0xff);
+    } else {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      data[i] = static_cast<char>(x & 0xff);
+    }
+  }
+  return data;
+}
+
+absl::Status CheckObjectData(uint64_t oid, size_t size, absl::string_view data) {
+  if (data != ObjectData(oid, size)) {
+    return absl::DataLossError(absl::StrCat("object ", oid, ": got ", data.size(),
+                                            " bytes that differ from what was written"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cellar::bench
