@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
 #include "services/common/server_metrics.h"
 
 namespace cellar::common {
@@ -13,6 +14,9 @@ namespace cellar::common {
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     GrpcServerOptions options) {
   grpc::EnableDefaultHealthCheckService(true);
+  // gRPC's built-in health service does not publish its descriptor: link
+  // ours so that reflection clients (grpcurl) can call Health/Check.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   auto server = std::unique_ptr<GrpcServer>(new GrpcServer);
