@@ -334,7 +334,10 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
     }
   }
   if (check_database) {
-    // Committed before a restart (or never voted here).
+    // Committed before a restart (or never voted here). A node holding only
+    // objects of the transaction has no trans record: its lock record says.
+    CELLAR_ASSIGN_OR_RETURN(uint64_t locked, backend_->GetLockedTid(ttid));
+    if (locked == tid) return absl::OkStatus();
     CELLAR_ASSIGN_OR_RETURN(uint64_t committed, backend_->FindCommittedTid(ttid));
     if (committed == tid) return absl::OkStatus();
     return UnknownTransaction(absl::StatusCode::kNotFound, ttid,

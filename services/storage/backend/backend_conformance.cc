@@ -993,6 +993,108 @@ TEST_P(BackendConformanceTest, TruncateDropsLaterCommitsAndAllTemporaryRecords) 
   EXPECT_EQ(stats.transaction_count, 0u);
 }
 
+// --- Lock records (verification) and replication paging ---
+
+TEST_P(BackendConformanceTest, LockRecordsTtidToTidDurablyUntilForgotten) {
+  // T1: objects only (another node holds its record); T2: record too.
+  ASSERT_THAT(backend_->StoreVotes({VoteObjectsOnly(Tid(1), {Obj(1, "a")}),
+                                    Vote(Tid(2), {Obj(2, "b")})}),
+              IsOk());
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(0u));  // voted only
+  ASSERT_THAT(backend_->LockTransactions({{Tid(1), Tid(4)}, {Tid(2), Tid(5)}}),
+              IsOk());
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(Tid(4)));
+  EXPECT_THAT(backend_->GetLockedTid(Tid(2)), IsOkAndHolds(Tid(5)));
+  // The objects-only node has no trans record: only the lock record says
+  // it committed T1.
+  EXPECT_THAT(backend_->FindCommittedTid(Tid(1)), IsOkAndHolds(0u));
+  // A lock replayed is a no-op; a ttid this node never held gets no record.
+  ASSERT_THAT(backend_->LockTransactions({{Tid(1), Tid(4)}, {Tid(9), Tid(10)}}),
+              IsOk());
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(Tid(4)));
+  EXPECT_THAT(backend_->GetLockedTid(Tid(9)), IsOkAndHolds(0u));
+
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(Tid(4)));
+  EXPECT_THAT(backend_->GetLockedTid(Tid(2)), IsOkAndHolds(Tid(5)));
+
+  EXPECT_THAT(backend_->ForgetLocks({}), IsOk());
+  ASSERT_THAT(backend_->ForgetLocks({Tid(1), Tid(9), kMaxTid}), IsOk());
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(0u));
+  EXPECT_THAT(backend_->GetLockedTid(Tid(2)), IsOkAndHolds(Tid(5)));
+  // Forgetting the record keeps the committed data.
+  EXPECT_THAT(backend_->LoadBefore(1, 1, kUnbounded),
+              IsOkAndHolds(IsRevision(1, Tid(4), 0, "a")));
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(0u));
+  EXPECT_THAT(backend_->GetLockedTid(Tid(2)), IsOkAndHolds(Tid(5)));
+}
+
+TEST_P(BackendConformanceTest, TruncateDropsLaterLockRecords) {
+  ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "a")}), IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(3), {Obj(1, "b")}), IsOk());
+  ASSERT_THAT(backend_->Truncate(Tid(2)), IsOk());
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(Tid(1)));
+  EXPECT_THAT(backend_->GetLockedTid(Tid(3)), IsOkAndHolds(0u));
+}
+
+TEST_P(BackendConformanceTest, LockAfterReplicationImportedTheSameRecords) {
+  // A replicating (OUT_OF_DATE) cell may receive a transaction twice: by
+  // replication from a readable cell, and by its own vote + lock. Both
+  // orders end with one copy of each row.
+  TransactionRecord t = Txn(Tid(1), {1, 4});
+  t.tid = Tid(2);
+  std::vector<ObjectRecord> objects = {Obj(1, "one"), Obj(4, "four")};
+  for (ObjectRecord& o : objects) o.tid = Tid(2);
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(1), {Obj(1, "one"), Obj(4, "four")})}),
+              IsOk());
+  ASSERT_THAT(backend_->ImportCommitted({t}, objects), IsOk());
+  ASSERT_THAT(backend_->LockTransactions({{Tid(1), Tid(2)}}), IsOk());
+  // The other order: locked first, imported after.
+  ASSERT_THAT(Commit(*backend_, Tid(3), {Obj(7, "seven")}), IsOk());
+  TransactionRecord t3 = Txn(Tid(3), {7});
+  t3.tid = Tid(3);
+  ObjectRecord o3 = Obj(7, "seven");
+  o3.tid = Tid(3);
+  ASSERT_THAT(backend_->ImportCommitted({t3}, {o3}), IsOk());
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(BackendStats stats, backend_->GetStats());
+  EXPECT_EQ(stats.object_count, 3u);
+  EXPECT_EQ(stats.transaction_count, 2u);
+  EXPECT_THAT(backend_->LoadBefore(1, 4, kUnbounded),
+              IsOkAndHolds(IsRevision(4, Tid(2), 0, "four")));
+  EXPECT_THAT(backend_->LastTransactions(10, kNoBound),
+              IsOkAndHolds(ElementsAre(IsTxn(Tid(3), Tid(3), {7}),
+                                       IsTxn(Tid(2), Tid(1), {1, 4}))));
+  EXPECT_THAT(backend_->ListVotedTransactions(), IsOkAndHolds(IsEmpty()));
+}
+
+TEST_P(BackendConformanceTest, ListObjectsFromPagesInsideOneTransaction) {
+  // Partition 1: oids 1, 4, 7, 10 in one transaction, then 4 again.
+  ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(10, "10a"), Obj(4, "4a"), Obj(1, "1a"),
+                                         Obj(7, "7a"), Obj(2, "2a")}),
+              IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(2), {Obj(4, "4b")}), IsOk());
+  EXPECT_THAT(backend_->ListObjectsFrom(1, Tid(1), 0, kMaxTid, 2),
+              IsOkAndHolds(ElementsAre(IsObject(1, Tid(1), "1a"),
+                                       IsObject(4, Tid(1), "4a"))));
+  EXPECT_THAT(backend_->ListObjectsFrom(1, Tid(1), 5, kMaxTid, 2),
+              IsOkAndHolds(ElementsAre(IsObject(7, Tid(1), "7a"),
+                                       IsObject(10, Tid(1), "10a"))));
+  EXPECT_THAT(backend_->ListObjectsFrom(1, Tid(1), 10, kMaxTid, 100),
+              IsOkAndHolds(ElementsAre(IsObject(10, Tid(1), "10a"),
+                                       IsObject(4, Tid(2), "4b"))));
+  EXPECT_THAT(backend_->ListObjectsFrom(1, Tid(1), 11, Tid(1), 100),
+              IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(backend_->ListObjectsFrom(1, Tid(2), 0, Tid(2), 100),
+              IsOkAndHolds(ElementsAre(IsObject(4, Tid(2), "4b"))));
+  EXPECT_THAT(backend_->ListObjectsFrom(1, Tid(3), 0, kMaxTid, 100),
+              IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(backend_->ListObjectsFrom(1, 0, 0, kMaxTid, 0), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(backend_->ListObjectsFrom(2, 0, 0, kMaxTid, 100),
+              IsOkAndHolds(ElementsAre(IsObject(2, Tid(1), "2a"))));
+}
+
 // --- Data shapes ---
 
 TEST_P(BackendConformanceTest, BinaryDataRoundTrips) {

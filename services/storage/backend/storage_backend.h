@@ -12,6 +12,11 @@
 // moves them into place with their final tid in one durable step, after
 // which the transaction is committed on this node. There is no separate
 // "unlock" in the database: unlock only releases in-memory object locks.
+// LockTransactions also writes a small durable `ttid -> tid` record (table
+// `tlock`), so that a node holding only objects of a transaction (not its
+// record) can still tell, after a crash, that it locked it and with which
+// tid (verification, see docs/design.md). ForgetLocks drops those records
+// once the transaction is locked on every node that voted for it.
 //
 // Thread-safety: every method may be called from several threads at once;
 // implementations serialize or pool connections internally. Methods that
@@ -37,7 +42,8 @@ namespace cellar::storage {
 
 // The schema version this build writes. Open() migrates older schemas and
 // refuses newer ones with FAILED_PRECONDITION.
-inline constexpr int kSchemaVersion = 1;
+// Version 2 added the `tlock` table (ttid -> tid of locked transactions).
+inline constexpr int kSchemaVersion = 2;
 
 // One object revision. For temporary records `tid` is 0.
 struct ObjectRecord {
@@ -160,11 +166,23 @@ class StorageBackend {
   virtual absl::Status StoreVotes(const std::vector<VoteRecord>& votes) = 0;
 
   // For each lock: moves the ttid's temporary records into place with the
-  // final tid, durably, all in one database transaction. A ttid that is
-  // already committed with that tid is a no-op (idempotent); a ttid with
-  // no temporary records and no committed trans record is skipped (this
-  // node held nothing of it) unless it has temporary objects.
+  // final tid, durably, all in one database transaction, and records
+  // `ttid -> tid` (GetLockedTid) for every ttid that had temporary records.
+  // A ttid that is already committed with that tid is a no-op
+  // (idempotent); a ttid with no temporary records is skipped (this node
+  // held nothing of it, or already locked it). Committed rows that already
+  // exist (e.g. imported by replication) are kept: the move never fails
+  // on them.
   virtual absl::Status LockTransactions(const std::vector<LockRecord>& locks) = 0;
+
+  // The tid this node locked `ttid` with, from the durable record
+  // LockTransactions writes; 0 if it never locked it here or the record
+  // was forgotten.
+  virtual absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) = 0;
+
+  // Drops the `ttid -> tid` records of these ttids (unknown ones are
+  // ignored), in one database transaction.
+  virtual absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) = 0;
 
   // Drops the temporary records of `ttid` (no-op if none).
   virtual absl::Status AbortTransaction(uint64_t ttid) = 0;
@@ -217,6 +235,13 @@ class StorageBackend {
   virtual absl::StatusOr<std::vector<ObjectRecord>> ListObjects(
       uint32_t partition, uint64_t min_tid, uint64_t max_tid,
       uint32_t limit) = 0;
+  // Like ListObjects, but starting at (min_tid, min_oid): objects with
+  // (tid, oid) >= (min_tid, min_oid) and tid <= max_tid, ordered by
+  // (tid, oid), at most `limit`. Lets replication page through one
+  // transaction that has more objects than a page.
+  virtual absl::StatusOr<std::vector<ObjectRecord>> ListObjectsFrom(
+      uint32_t partition, uint64_t min_tid, uint64_t min_oid, uint64_t max_tid,
+      uint32_t limit) = 0;
   // Writes already-committed records (from a replica) durably, in one
   // database transaction; existing identical rows are kept (idempotent).
   virtual absl::Status ImportCommitted(
@@ -224,7 +249,8 @@ class StorageBackend {
       const std::vector<ObjectRecord>& objects) = 0;
   // Deletes every committed record of `partition` (a discarded cell).
   virtual absl::Status DeletePartition(uint32_t partition) = 0;
-  // Deletes every committed record with tid > `tid`, and all temporary ones.
+  // Deletes every committed record with tid > `tid`, and all temporary ones
+  // (and the ttid -> tid records of locks with tid > `tid`).
   virtual absl::Status Truncate(uint64_t tid) = 0;
 };
 

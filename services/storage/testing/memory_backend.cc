@@ -111,6 +111,7 @@ absl::Status MemoryBackend::LockTransactions(const std::vector<LockRecord>& lock
   for (const LockRecord& lock : locks) {
     auto it = temporary_.find(lock.ttid);
     if (it == temporary_.end()) continue;  // already locked, or nothing here
+    locked_[lock.ttid] = lock.tid;
     for (ObjectRecord obj : it->second.objects) {
       obj.tid = lock.tid;
       objects_[{obj.partition, obj.oid}][lock.tid] = std::move(obj);
@@ -145,6 +146,18 @@ absl::StatusOr<uint64_t> MemoryBackend::FindCommittedTid(uint64_t ttid) {
     if (t.ttid == ttid) return tid;
   }
   return uint64_t{0};
+}
+
+absl::StatusOr<uint64_t> MemoryBackend::GetLockedTid(uint64_t ttid) {
+  absl::MutexLock l(&mu_);
+  auto it = locked_.find(ttid);
+  return it == locked_.end() ? uint64_t{0} : it->second;
+}
+
+absl::Status MemoryBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {
+  absl::MutexLock l(&mu_);
+  for (uint64_t ttid : ttids) locked_.erase(ttid);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<uint64_t>> MemoryBackend::GetLastSerials(
@@ -312,6 +325,26 @@ absl::StatusOr<std::vector<ObjectRecord>> MemoryBackend::ListObjects(
   return all;
 }
 
+absl::StatusOr<std::vector<ObjectRecord>> MemoryBackend::ListObjectsFrom(
+    uint32_t partition, uint64_t min_tid, uint64_t min_oid, uint64_t max_tid,
+    uint32_t limit) {
+  absl::MutexLock l(&mu_);
+  std::vector<ObjectRecord> all;
+  for (const auto& [key, revs] : objects_) {
+    if (key.first != partition) continue;
+    for (const auto& [tid, rec] : revs) {
+      if (tid <= max_tid && std::make_pair(tid, rec.oid) >= std::make_pair(min_tid, min_oid)) {
+        all.push_back(rec);
+      }
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const ObjectRecord& a, const ObjectRecord& b) {
+    return std::make_pair(a.tid, a.oid) < std::make_pair(b.tid, b.oid);
+  });
+  if (all.size() > limit) all.resize(limit);
+  return all;
+}
+
 absl::Status MemoryBackend::ImportCommitted(
     const std::vector<TransactionRecord>& transactions,
     const std::vector<ObjectRecord>& objects) {
@@ -337,6 +370,9 @@ absl::Status MemoryBackend::Truncate(uint64_t tid) {
   for (auto& [key, revs] : objects_) revs.erase(revs.upper_bound(tid), revs.end());
   transactions_.erase(transactions_.upper_bound(tid), transactions_.end());
   temporary_.clear();
+  for (auto it = locked_.begin(); it != locked_.end();) {
+    it = it->second > tid ? locked_.erase(it) : std::next(it);
+  }
   return absl::OkStatus();
 }
 

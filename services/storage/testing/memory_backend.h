@@ -61,6 +61,8 @@ class MemoryBackend final : public StorageBackend {
   absl::Status AbortTransaction(uint64_t ttid) override;
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;
   absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) override;
+  absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) override;
+  absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
   absl::StatusOr<std::vector<uint64_t>> GetLastSerials(
       uint32_t num_partitions, const std::vector<uint64_t>& oids) override;
   absl::StatusOr<LoadedObject> LoadBefore(uint32_t partition, uint64_t oid,
@@ -79,6 +81,9 @@ class MemoryBackend final : public StorageBackend {
       uint32_t limit) override;
   absl::StatusOr<std::vector<ObjectRecord>> ListObjects(
       uint32_t partition, uint64_t min_tid, uint64_t max_tid,
+      uint32_t limit) override;
+  absl::StatusOr<std::vector<ObjectRecord>> ListObjectsFrom(
+      uint32_t partition, uint64_t min_tid, uint64_t min_oid, uint64_t max_tid,
       uint32_t limit) override;
   absl::Status ImportCommitted(const std::vector<TransactionRecord>& transactions,
                                const std::vector<ObjectRecord>& objects) override;
@@ -106,6 +111,8 @@ class MemoryBackend final : public StorageBackend {
   std::map<uint64_t, VoteRecord> temporary_ ABSL_GUARDED_BY(mu_);
   std::map<ObjKey, Revisions> objects_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, TransactionRecord> transactions_ ABSL_GUARDED_BY(mu_);
+  // ttid -> tid of locked transactions (the backend's tlock table).
+  std::map<uint64_t, uint64_t> locked_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cellar::storage::testing

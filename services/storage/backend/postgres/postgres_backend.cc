@@ -97,6 +97,13 @@ const std::vector<std::vector<const char*>>& MigrationSteps() {
           " extension bytea NOT NULL,"
           " oids bytea NOT NULL)",
       },
+      // 1 -> 2: ttid -> tid of the transactions this node locked
+      // (verification after a crash).
+      {
+          "CREATE TABLE tlock ("
+          " ttid bigint PRIMARY KEY,"
+          " tid bigint NOT NULL)",
+      },
   };
   return *steps;
 }
@@ -130,6 +137,9 @@ enum Stmt : int {
   kStats,
   kListTransactions,
   kListObjects,
+  kListObjectsFrom,
+  kLockedTid,
+  kForgetLocks,
   kImportTrans,
   kImportObj,
   kDeletePartitionObj,
@@ -138,6 +148,7 @@ enum Stmt : int {
   kTruncateTrans,
   kTruncateTobj,
   kTruncateTtrans,
+  kTruncateTlock,
   kNumStatements,
 };
 
@@ -204,10 +215,16 @@ const std::vector<StatementDef>& Statements() {
         " $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[])");
     // Moves temporary records into place with their final tid: one
     // statement (atomic). Rows already in place (a lock replayed after a
-    // re-vote) are kept.
+    // re-vote, or rows imported by replication) are kept. The ttid -> tid
+    // record is written for ttids that had temporary rows (every part of
+    // the statement sees the snapshot from before the deletes).
     def(kLock, "lock",
         "WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[])"
         "   AS l(ttid, tid)),"
+        " tl AS (INSERT INTO tlock (ttid, tid) SELECT l.ttid, l.tid FROM l"
+        "   WHERE EXISTS (SELECT 1 FROM tobj t WHERE t.ttid = l.ttid)"
+        "   OR EXISTS (SELECT 1 FROM ttrans t WHERE t.ttid = l.ttid)"
+        "   ON CONFLICT (ttid) DO UPDATE SET tid = EXCLUDED.tid),"
         " o AS (DELETE FROM tobj t USING l WHERE t.ttid = l.ttid"
         "   RETURNING t.partition, t.oid, l.tid, t.data_tid, t.checksum,"
         "   t.data),"
@@ -283,6 +300,13 @@ const std::vector<StatementDef>& Statements() {
         "SELECT partition, oid, tid, data_tid, checksum, data FROM obj"
         " WHERE partition = $1::int4 AND tid >= $2::int8 AND tid <= $3::int8"
         " ORDER BY tid, oid LIMIT $4::int8");
+    def(kListObjectsFrom, "list_objects_from",
+        "SELECT partition, oid, tid, data_tid, checksum, data FROM obj"
+        " WHERE partition = $1::int4 AND (tid, oid) >= ($2::int8, $3::int8)"
+        " AND tid <= $4::int8 ORDER BY tid, oid LIMIT $5::int8");
+    def(kLockedTid, "locked_tid", "SELECT tid FROM tlock WHERE ttid = $1::int8");
+    def(kForgetLocks, "forget_locks",
+        "DELETE FROM tlock WHERE ttid = ANY($1::int8[])");
     def(kImportTrans, "import_trans",
         "INSERT INTO trans (partition, tid, ttid, packed, \"user\","
         " description, extension, oids) SELECT * FROM unnest($1::int4[],"
@@ -301,6 +325,8 @@ const std::vector<StatementDef>& Statements() {
         "DELETE FROM trans WHERE tid > $1::int8");
     def(kTruncateTobj, "truncate_tobj", "DELETE FROM tobj");
     def(kTruncateTtrans, "truncate_ttrans", "DELETE FROM ttrans");
+    def(kTruncateTlock, "truncate_tlock",
+        "DELETE FROM tlock WHERE tid > $1::int8");
     return s;
   }();
   return *statements;
@@ -1293,6 +1319,29 @@ absl::StatusOr<uint64_t> PostgresBackend::FindCommittedTid(uint64_t ttid) {
   return static_cast<uint64_t>(GetInt8(r.get(), 0, 0));
 }
 
+absl::StatusOr<uint64_t> PostgresBackend::GetLockedTid(uint64_t ttid) {
+  if (ttid > static_cast<uint64_t>(kMaxInt8)) return uint64_t{0};
+  Params params;
+  params.Int8(static_cast<int64_t>(ttid));
+  CELLAR_ASSIGN_OR_RETURN(
+      Result r, impl_->RunOne(Call{kLockedTid, std::move(params)}, false));
+  if (PQntuples(r.get()) == 0) return uint64_t{0};
+  return static_cast<uint64_t>(GetInt8(r.get(), 0, 0));
+}
+
+absl::Status PostgresBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {
+  std::vector<int64_t> values;
+  for (uint64_t ttid : ttids) {
+    if (ttid <= static_cast<uint64_t>(kMaxInt8)) {
+      values.push_back(static_cast<int64_t>(ttid));
+    }
+  }
+  if (values.empty()) return absl::OkStatus();
+  Params params;
+  params.Int8Array(values);
+  return impl_->RunOne(Call{kForgetLocks, std::move(params)}, true).status();
+}
+
 absl::StatusOr<std::vector<uint64_t>> PostgresBackend::GetLastSerials(
     uint32_t num_partitions, const std::vector<uint64_t>& oids) {
   if (num_partitions == 0 || num_partitions - 1 > kMaxInt4) {
@@ -1528,6 +1577,37 @@ absl::StatusOr<std::vector<ObjectRecord>> PostgresBackend::ListObjects(
   return objects;
 }
 
+absl::StatusOr<std::vector<ObjectRecord>> PostgresBackend::ListObjectsFrom(
+    uint32_t partition, uint64_t min_tid, uint64_t min_oid, uint64_t max_tid,
+    uint32_t limit) {
+  CELLAR_RETURN_IF_ERROR(CheckPartition(partition));
+  if (min_tid > static_cast<uint64_t>(kMaxInt8) || min_tid > max_tid ||
+      limit == 0) {
+    return std::vector<ObjectRecord>();
+  }
+  Params params;
+  params.Int4(static_cast<int32_t>(partition))
+      .Int8(static_cast<int64_t>(min_tid))
+      .Int8(static_cast<int64_t>(min_oid))
+      .Int8(ClampTid(max_tid))
+      .Int8(limit);
+  CELLAR_ASSIGN_OR_RETURN(
+      Result r,
+      impl_->RunOne(Call{kListObjectsFrom, std::move(params)}, false));
+  std::vector<ObjectRecord> objects;
+  for (int row = 0; row < PQntuples(r.get()); ++row) {
+    ObjectRecord object;
+    object.partition = static_cast<uint32_t>(GetInt4(r.get(), row, 0));
+    object.oid = static_cast<uint64_t>(GetInt8(r.get(), row, 1));
+    object.tid = static_cast<uint64_t>(GetInt8(r.get(), row, 2));
+    object.data_tid = static_cast<uint64_t>(GetInt8(r.get(), row, 3));
+    object.checksum = GetBytes(r.get(), row, 4);
+    object.data = GetBytes(r.get(), row, 5);
+    objects.push_back(std::move(object));
+  }
+  return objects;
+}
+
 absl::Status PostgresBackend::ImportCommitted(
     const std::vector<TransactionRecord>& transactions,
     const std::vector<ObjectRecord>& objects) {
@@ -1647,6 +1727,9 @@ absl::Status PostgresBackend::Truncate(uint64_t tid) {
   calls.push_back(Call{kTruncateTrans, std::move(q)});
   calls.push_back(Call{kTruncateTobj, Params()});
   calls.push_back(Call{kTruncateTtrans, Params()});
+  Params r;
+  r.Int8(ClampTid(tid));
+  calls.push_back(Call{kTruncateTlock, std::move(r)});
   return impl_->Run(calls, true).status();
 }
 

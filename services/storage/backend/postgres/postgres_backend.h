@@ -101,6 +101,8 @@ class PostgresBackend final : public StorageBackend {
   absl::Status AbortTransaction(uint64_t ttid) override;
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;
   absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) override;
+  absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) override;
+  absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
   absl::StatusOr<std::vector<uint64_t>> GetLastSerials(
       uint32_t num_partitions, const std::vector<uint64_t>& oids) override;
 
@@ -121,6 +123,9 @@ class PostgresBackend final : public StorageBackend {
       uint32_t limit) override;
   absl::StatusOr<std::vector<ObjectRecord>> ListObjects(
       uint32_t partition, uint64_t min_tid, uint64_t max_tid,
+      uint32_t limit) override;
+  absl::StatusOr<std::vector<ObjectRecord>> ListObjectsFrom(
+      uint32_t partition, uint64_t min_tid, uint64_t min_oid, uint64_t max_tid,
       uint32_t limit) override;
   absl::Status ImportCommitted(
       const std::vector<TransactionRecord>& transactions,

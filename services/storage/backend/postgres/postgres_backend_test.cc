@@ -180,7 +180,29 @@ TEST_F(PostgresBackendTest, CreatesTheSchemaAtTheCurrentVersion) {
   EXPECT_THAT(RawQuery(db_.conninfo,
                        "SELECT string_agg(tablename, ',' ORDER BY tablename)"
                        " FROM pg_tables WHERE schemaname = 'public'"),
-              IsOkAndHolds(std::string("config,obj,pt,tobj,trans,ttrans")));
+              IsOkAndHolds(std::string("config,obj,pt,tlock,tobj,trans,ttrans")));
+}
+
+TEST_F(PostgresBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
+  {
+    auto backend = OpenOrDie();
+    ASSERT_NE(backend, nullptr);
+    VoteRecord vote;
+    vote.ttid = 5;
+    vote.objects.push_back(Obj(1, 1, "v"));
+    ASSERT_THAT(backend->StoreVotes({vote}), IsOk());
+  }
+  // What a version-1 build left: no tlock table.
+  ASSERT_THAT(RawQuery(db_.conninfo, "DROP TABLE tlock"), IsOk());
+  ASSERT_THAT(SetSchemaVersion(db_.conninfo, 1), IsOk());
+  auto backend = OpenOrDie();
+  ASSERT_NE(backend, nullptr);
+  EXPECT_THAT(RawQuery(db_.conninfo,
+                       "SELECT convert_from(value, 'UTF8') FROM config"
+                       " WHERE name = 'schema_version'"),
+              IsOkAndHolds(absl::StrCat(kSchemaVersion)));
+  ASSERT_THAT(backend->LockTransactions({{5, 7}}), IsOk());
+  EXPECT_THAT(backend->GetLockedTid(5), IsOkAndHolds(uint64_t{7}));
 }
 
 TEST_F(PostgresBackendTest, SecondNodeOnTheSameDatabaseIsRefused) {

@@ -286,6 +286,11 @@ constexpr Migration kMigrations[] = {
      "  description BLOB NOT NULL,"
      "  extension BLOB NOT NULL,"
      "  oids BLOB NOT NULL);"},
+    // ttid -> tid of the transactions this node locked (verification).
+    {2,
+     "CREATE TABLE tlock ("
+     "  ttid INTEGER PRIMARY KEY NOT NULL,"
+     "  tid INTEGER NOT NULL);"},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration step per schema version");
@@ -707,9 +712,13 @@ absl::Status SqliteBackend::LockTransactions(
   return Write("LockTransactions", [&](Connection& c) -> absl::Status {
     for (const LockRecord& lock : locks) {
       // Whatever temporary rows exist move into place; none (already
-      // locked, or nothing held here) is a no-op.
+      // locked, or nothing held here) is a no-op. The ttid -> tid record
+      // first, while the temporary rows still tell whether we held any.
       for (const char* sql :
-           {"INSERT OR REPLACE INTO obj "
+           {"INSERT OR REPLACE INTO tlock (ttid, tid) SELECT ?1, ?2 "
+            "WHERE EXISTS (SELECT 1 FROM tobj WHERE ttid = ?1) "
+            "OR EXISTS (SELECT 1 FROM ttrans WHERE ttid = ?1)",
+            "INSERT OR REPLACE INTO obj "
             "(part, oid, tid, data_tid, checksum, data) "
             "SELECT part, oid, ?2, data_tid, checksum, data "
             "FROM tobj WHERE ttid = ?1",
@@ -770,6 +779,32 @@ absl::StatusOr<uint64_t> SqliteBackend::FindCommittedTid(uint64_t ttid) {
         return absl::OkStatus();
       }));
   return tid;
+}
+
+absl::StatusOr<uint64_t> SqliteBackend::GetLockedTid(uint64_t ttid) {
+  uint64_t tid = 0;
+  if (ttid > kMaxTid) return tid;
+  CELLAR_RETURN_IF_ERROR(Read("GetLockedTid", [&](Connection& c) -> absl::Status {
+    CELLAR_ASSIGN_OR_RETURN(Statement s,
+                            c.Prepare("SELECT tid FROM tlock WHERE ttid = ?1"));
+    CELLAR_ASSIGN_OR_RETURN(bool row, s.BindU64(1, ttid).Step());
+    if (row) tid = s.U64(0);
+    return absl::OkStatus();
+  }));
+  return tid;
+}
+
+absl::Status SqliteBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {
+  if (ttids.empty()) return absl::OkStatus();
+  return Write("ForgetLocks", [&](Connection& c) -> absl::Status {
+    for (uint64_t ttid : ttids) {
+      if (ttid > kMaxTid) continue;
+      CELLAR_ASSIGN_OR_RETURN(Statement s,
+                              c.Prepare("DELETE FROM tlock WHERE ttid = ?1"));
+      CELLAR_RETURN_IF_ERROR(s.BindU64(1, ttid).Run());
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::vector<uint64_t>> SqliteBackend::GetLastSerials(
@@ -1073,6 +1108,43 @@ absl::StatusOr<std::vector<ObjectRecord>> SqliteBackend::ListObjects(
   return out;
 }
 
+absl::StatusOr<std::vector<ObjectRecord>> SqliteBackend::ListObjectsFrom(
+    uint32_t partition, uint64_t min_tid, uint64_t min_oid, uint64_t max_tid,
+    uint32_t limit) {
+  std::vector<ObjectRecord> out;
+  if (min_tid > kMaxTid || min_tid > max_tid || limit == 0) return out;
+  if (max_tid > kMaxTid) max_tid = kMaxTid;
+  CELLAR_RETURN_IF_ERROR(
+      Read("ListObjectsFrom", [&](Connection& c) -> absl::Status {
+        // Same order as ListObjects (oids are signed 64-bit columns).
+        CELLAR_ASSIGN_OR_RETURN(
+            Statement s,
+            c.Prepare("SELECT oid, tid, data_tid, checksum, data FROM obj "
+                      "WHERE part = ?1 AND tid <= ?4 AND "
+                      "(tid > ?2 OR (tid = ?2 AND oid >= ?3)) "
+                      "ORDER BY tid, oid LIMIT ?5"));
+        s.Bind(1, partition)
+            .BindU64(2, min_tid)
+            .BindU64(3, min_oid)
+            .BindU64(4, max_tid)
+            .Bind(5, limit);
+        while (true) {
+          CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          ObjectRecord o;
+          o.partition = partition;
+          o.oid = s.U64(0);
+          o.tid = s.U64(1);
+          o.data_tid = s.U64(2);
+          o.checksum = s.Blob(3);
+          o.data = s.Blob(4);
+          out.push_back(std::move(o));
+        }
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
 absl::Status SqliteBackend::ImportCommitted(
     const std::vector<TransactionRecord>& transactions,
     const std::vector<ObjectRecord>& objects) {
@@ -1135,7 +1207,8 @@ absl::Status SqliteBackend::Truncate(uint64_t tid) {
       static_cast<int64_t>(tid > kMaxTid ? kMaxTid : tid);
   return Write("Truncate", [&](Connection& c) -> absl::Status {
     for (const char* sql : {"DELETE FROM obj WHERE tid > ?1",
-                            "DELETE FROM trans WHERE tid > ?1"}) {
+                            "DELETE FROM trans WHERE tid > ?1",
+                            "DELETE FROM tlock WHERE tid > ?1"}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Bind(1, bound).Run());
     }

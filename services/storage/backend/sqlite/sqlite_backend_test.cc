@@ -182,6 +182,35 @@ TEST(SqliteBackendTest, RefusesNewerSchemaWithAClearMessage) {
                        HasSubstr("newer than this build")));
 }
 
+TEST(SqliteBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
+  const std::string path = FreshPath("v1");
+  {
+    auto backend = SqliteBackend::Open(OptionsFor(path));
+    ASSERT_THAT(backend, IsOk());
+    VoteRecord vote;
+    vote.ttid = 5;
+    ObjectRecord o;
+    o.partition = 1;
+    o.oid = 1;
+    o.data = "v";
+    o.checksum = "c";
+    vote.objects.push_back(o);
+    ASSERT_THAT((*backend)->StoreVotes({vote}), IsOk());
+  }
+  // What a version-1 build left: no tlock table.
+  ASSERT_THAT(RawExec(path, "DROP TABLE tlock", 0), IsOk());
+  ASSERT_THAT(SetSchemaVersion(path, 1), IsOk());
+  auto backend = SqliteBackend::Open(OptionsFor(path));
+  ASSERT_THAT(backend, IsOk());
+  auto version = (*backend)->GetConfig("schema_version");
+  ASSERT_THAT(version, IsOk());
+  EXPECT_EQ(*version, absl::StrCat(kSchemaVersion));
+  ASSERT_THAT((*backend)->LockTransactions({{5, 7}}), IsOk());
+  auto locked = (*backend)->GetLockedTid(5);
+  ASSERT_THAT(locked, IsOk());
+  EXPECT_EQ(*locked, 7u);
+}
+
 TEST(SqliteBackendTest, RecordsSchemaVersionAndWalMode) {
   const std::string path = FreshPath("wal");
   auto backend = SqliteBackend::Open(OptionsFor(path));
