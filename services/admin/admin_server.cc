@@ -3,17 +3,37 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/admin/admin_metrics.h"
 
 namespace cellar::admin {
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
-    AdminServerOptions options, std::shared_ptr<prometheus::Registry> registry) {
-  if (options.admin.master_addresses.empty()) {
-    return absl::InvalidArgumentError("admin: at least one master address is required");
+    AdminServerOptions options, std::shared_ptr<prometheus::Registry> registry,
+    const common::Clock* clock) {
+  if (clock == nullptr) clock = common::RealClock::Get();
+  std::vector<ClusterTarget> clusters = options.admin.clusters;
+  if (clusters.empty()) {
+    if (options.admin.master_addresses.empty()) {
+      return absl::InvalidArgumentError("admin: at least one master address is required");
+    }
+    clusters.push_back({options.admin.cluster_name, options.admin.master_addresses});
   }
+  auto clients = ClusterClients::Create(clusters, options.admin.rpc_timeout);
+  if (!clients.ok()) return clients.status();
+
   auto server = std::unique_ptr<AdminServer>(new AdminServer);
   server->options_ = options;
-  server->service_ = std::make_unique<AdminService>(options.admin);
+  server->clusters_ = *std::move(clients);
+  server->alerts_ = std::make_shared<AlertIndex>(clock, options.admin.alert_index);
+  std::vector<std::string> names;
+  for (const ClusterTarget& c : server->clusters_->clusters()) names.push_back(c.name);
+  server->monitor_ =
+      std::make_shared<ClusterMonitor>(std::move(names), server->clusters_.get(),
+                                       server->alerts_.get(), clock, options.admin.monitor);
+  server->service_ = std::make_unique<AdminService>(server->clusters_.get(),
+                                                    server->alerts_.get(), clock);
+  server->collector_ = MakeAdminCollector({{"version", options.version}, {"track", options.track}},
+                                          server->alerts_, server->monitor_);
   common::GrpcServerOptions grpc_options;
   grpc_options.address = options.listen_address;
   grpc_options.services = {server->service_.get()};
@@ -23,6 +43,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   if (!grpc.ok()) return grpc.status();
   server->grpc_ = *std::move(grpc);
   server->grpc_->SetServing("cellar.v1.Admin", true);
+  server->monitor_->Start();
   return server;
 }
 
@@ -34,6 +55,7 @@ std::string AdminServer::address() const {
 }
 
 void AdminServer::Shutdown() {
+  if (monitor_) monitor_->Stop();
   if (grpc_) grpc_->Shutdown(absl::Milliseconds(500));
 }
 

@@ -1,35 +1,28 @@
 #ifndef CELLAR_SERVICES_ADMIN_ADMIN_SERVICE_H_
 #define CELLAR_SERVICES_ADMIN_ADMIN_SERVICE_H_
 
-// cellar.v1.Admin: the operator API, answered by asking the primary
-// master (cluster state, nodes, partition table, start) and the storage
-// nodes (transactions, histories). Every outbound call has a deadline;
-// an unreachable master is UNAVAILABLE. Thread-safe.
-
-#include <memory>
-#include <string>
-#include <vector>
+// cellar.v1.Admin: the operator API. A thin adapter: validates the
+// request, resolves its `cluster`, asks the cluster's primary master
+// (state, nodes, partition table, start) or storage nodes (transactions,
+// histories) through ClusterClients, or reads the AlertIndex, and maps
+// absl::Status to grpc::Status (details kept). Every outbound call has a
+// deadline; a cluster whose masters do not answer is UNAVAILABLE.
+//
+// Thread-safe.
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "protos/cellar/v1/admin.grpc.pb.h"
-#include "protos/cellar/v1/master.grpc.pb.h"
-#include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/admin/alert_index.h"
+#include "services/admin/cluster_clients.h"
+#include "services/common/clock.h"
 
 namespace cellar::admin {
 
-struct AdminOptions {
-  // Master addresses, tried in order. Required.
-  std::vector<std::string> master_addresses;
-  // Deadline of each call to the master or a storage. Default 5 s.
-  absl::Duration rpc_timeout = absl::Seconds(5);
-};
-
 class AdminService final : public cellar::v1::Admin::Service {
  public:
-  explicit AdminService(AdminOptions options);
+  // Every pointer must outlive the service.
+  AdminService(ClusterClients* clusters, AlertIndex* alerts, const common::Clock* clock);
 
   grpc::Status GetClusterStatus(grpc::ServerContext* context,
                                 const cellar::v1::GetClusterStatusRequest* request,
@@ -37,6 +30,8 @@ class AdminService final : public cellar::v1::Admin::Service {
   grpc::Status ListNodes(grpc::ServerContext* context,
                          const cellar::v1::ListNodesRequest* request,
                          cellar::v1::ListNodesResponse* response) override;
+  grpc::Status GetNode(grpc::ServerContext* context, const cellar::v1::GetNodeRequest* request,
+                       cellar::v1::GetNodeResponse* response) override;
   grpc::Status GetPartitionTable(grpc::ServerContext* context,
                                  const cellar::v1::GetPartitionTableRequest* request,
                                  cellar::v1::GetPartitionTableResponse* response) override;
@@ -49,18 +44,23 @@ class AdminService final : public cellar::v1::Admin::Service {
   grpc::Status ObjectHistory(grpc::ServerContext* context,
                              const cellar::v1::ObjectHistoryRequest* request,
                              cellar::v1::ObjectHistoryResponse* response) override;
+  grpc::Status ListClusters(grpc::ServerContext* context,
+                            const cellar::v1::ListClustersRequest* request,
+                            cellar::v1::ListClustersResponse* response) override;
+  grpc::Status ListAlerts(grpc::ServerContext* context,
+                          const cellar::v1::ListAlertsRequest* request,
+                          cellar::v1::ListAlertsResponse* response) override;
+  grpc::Status AcknowledgeAlert(grpc::ServerContext* context,
+                                const cellar::v1::AcknowledgeAlertRequest* request,
+                                cellar::v1::AcknowledgeAlertResponse* response) override;
+  grpc::Status DeleteAlert(grpc::ServerContext* context,
+                           const cellar::v1::DeleteAlertRequest* request,
+                           cellar::v1::DeleteAlertResponse* response) override;
 
  private:
-  // GetClusterInfo from the first master that answers.
-  grpc::Status ClusterInfo(cellar::v1::GetClusterInfoResponse* info);
-  cellar::v1::Master::Stub* MasterStub(size_t i);
-  cellar::v1::Storage::Stub* StorageStub(const std::string& address);
-
-  const AdminOptions options_;
-  absl::Mutex mu_;
-  std::vector<std::unique_ptr<cellar::v1::Master::Stub>> masters_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<std::string, std::unique_ptr<cellar::v1::Storage::Stub>>> storages_
-      ABSL_GUARDED_BY(mu_);
+  ClusterClients* const clusters_;
+  AlertIndex* const alerts_;
+  const common::Clock* const clock_;
 };
 
 }  // namespace cellar::admin

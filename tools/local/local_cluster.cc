@@ -92,6 +92,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
   admin::AdminServerOptions admin_options;
   admin_options.listen_address = options.admin_listen;
   admin_options.admin.master_addresses = {cluster->master_->address()};
+  admin_options.admin.cluster_name = options.cluster_name;
   auto admin = admin::AdminServer::Start(admin_options, admin_registry);
   if (!admin.ok()) return admin.status();
   cluster->admin_ = *std::move(admin);
@@ -99,6 +100,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
     auto endpoint = common::MetricsEndpoint::Start(options.admin_metrics_listen, admin_registry);
     if (!endpoint.ok()) return endpoint.status();
     cluster->admin_metrics_ = *std::move(endpoint);
+    cluster->admin_metrics_->Add(cluster->admin_->collector());
   }
 
   for (auto& storage : cluster->storages_) {

@@ -1,0 +1,60 @@
+#include "services/admin/testing/fake_storage.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
+
+namespace cellar::admin::testing {
+
+absl::StatusOr<std::unique_ptr<FakeStorage>> FakeStorage::Start() {
+  auto storage = std::unique_ptr<FakeStorage>(new FakeStorage);
+  common::GrpcServerOptions options;
+  options.services = {storage.get()};
+  auto server = common::GrpcServer::Start(std::move(options));
+  if (!server.ok()) return server.status();
+  storage->server_ = *std::move(server);
+  return storage;
+}
+
+FakeStorage::~FakeStorage() { Shutdown(); }
+
+std::string FakeStorage::address() const {
+  return absl::StrCat("127.0.0.1:", server_->port());
+}
+
+void FakeStorage::SetTransactions(const ::cellar::v1::LastTransactionsResponse& transactions) {
+  absl::MutexLock l(&mu_);
+  transactions_ = transactions;
+}
+
+void FakeStorage::SetHistory(const ::cellar::v1::HistoryResponse& history,
+                             const absl::Status& status) {
+  absl::MutexLock l(&mu_);
+  history_ = history;
+  history_error_ = status;
+}
+
+void FakeStorage::Shutdown() {
+  if (server_) server_->Shutdown(absl::Milliseconds(100));
+}
+
+grpc::Status FakeStorage::LastTransactions(grpc::ServerContext*,
+                                           const ::cellar::v1::LastTransactionsRequest* request,
+                                           ::cellar::v1::LastTransactionsResponse* response) {
+  absl::MutexLock l(&mu_);
+  *response = transactions_;
+  const int limit = request->limit() == 0 ? 10 : static_cast<int>(request->limit());
+  while (response->transactions_size() > limit) response->mutable_transactions()->RemoveLast();
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeStorage::History(grpc::ServerContext*, const ::cellar::v1::HistoryRequest*,
+                                  ::cellar::v1::HistoryResponse* response) {
+  absl::MutexLock l(&mu_);
+  if (!history_error_.ok()) return common::ToGrpcStatus(history_error_);
+  *response = history_;
+  return grpc::Status::OK;
+}
+
+}  // namespace cellar::admin::testing

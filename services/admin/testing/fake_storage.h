@@ -1,0 +1,53 @@
+#ifndef CELLAR_SERVICES_ADMIN_TESTING_FAKE_STORAGE_H_
+#define CELLAR_SERVICES_ADMIN_TESTING_FAKE_STORAGE_H_
+
+// A canned cellar.v1.Storage for admin tests (testonly): LastTransactions
+// and History answer what the test set. Serves on 127.0.0.1:0.
+//
+// Thread-safe.
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/common/grpc_server.h"
+
+namespace cellar::admin::testing {
+
+class FakeStorage final : public ::cellar::v1::Storage::Service {
+ public:
+  static absl::StatusOr<std::unique_ptr<FakeStorage>> Start();
+  ~FakeStorage() override;
+
+  std::string address() const;
+
+  // LastTransactions answers these (newest first), cut to the limit.
+  void SetTransactions(const ::cellar::v1::LastTransactionsResponse& transactions);
+  // History answers `history`, or fails with `status` if not OK.
+  void SetHistory(const ::cellar::v1::HistoryResponse& history, const absl::Status& status);
+
+  void Shutdown();
+
+  grpc::Status LastTransactions(grpc::ServerContext* context,
+                                const ::cellar::v1::LastTransactionsRequest* request,
+                                ::cellar::v1::LastTransactionsResponse* response) override;
+  grpc::Status History(grpc::ServerContext* context, const ::cellar::v1::HistoryRequest* request,
+                       ::cellar::v1::HistoryResponse* response) override;
+
+ private:
+  FakeStorage() = default;
+  std::unique_ptr<common::GrpcServer> server_;
+  mutable absl::Mutex mu_;
+  ::cellar::v1::LastTransactionsResponse transactions_ ABSL_GUARDED_BY(mu_);
+  ::cellar::v1::HistoryResponse history_ ABSL_GUARDED_BY(mu_);
+  absl::Status history_error_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cellar::admin::testing
+
+#endif  // CELLAR_SERVICES_ADMIN_TESTING_FAKE_STORAGE_H_
