@@ -24,6 +24,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(),
                            &server->port_);
   for (grpc::Service* service : options.services) builder.RegisterService(service);
+  // Handlers block (group commit, lock waits), so many calls run at once.
+  // gRPC's sync server keeps at most MAX_POLLERS idle threads (default 2)
+  // and ends the others after each call, then creates new ones for the next
+  // burst: thousands of thread creations per second under load. Keep them.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   builder.AddChannelArgument(
