@@ -1,0 +1,608 @@
+#include "services/master/pg_lease.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "services/common/logging.h"
+
+namespace cellar::master {
+namespace {
+
+// A monotonic clock as absl::Time (never compared with wall-clock times):
+// lease deadlines must not move when the wall clock is stepped.
+absl::Time MonoNow() {
+  return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
+
+std::string RandomHex() {
+  std::random_device device;
+  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device() ^
+                      static_cast<uint64_t>(::getpid()));
+  return absl::StrCat(absl::Hex(rng(), absl::kZeroPad16));
+}
+
+std::string Trim(const char* message) {
+  return std::string(absl::StripTrailingAsciiWhitespace(message != nullptr ? message : ""));
+}
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+// The table is created once per database; concurrent creators are
+// serialized by a transaction-level advisory lock (CREATE TABLE IF NOT
+// EXISTS alone can fail when two sessions race on the catalog).
+constexpr char kCreateSql[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(4242170301);"
+    "CREATE TABLE IF NOT EXISTS cellar_master_lease ("
+    " cluster text PRIMARY KEY,"
+    " holder text NOT NULL,"
+    " address text NOT NULL,"
+    " epoch bigint NOT NULL,"
+    " expires_at timestamptz NOT NULL);"
+    "COMMIT";
+
+struct Statement {
+  const char* name;
+  const char* sql;
+};
+
+// $1 cluster, $2 holder, $3 address, $4 lease in ms. A new row starts at
+// the server's time in ms; a takeover (expired lease, or our own holder
+// starting a new term) gets the previous epoch + 1. Returns the epoch, or
+// no row when another holder's lease is live.
+constexpr Statement kAcquire = {
+    "cellar_lease_acquire",
+    "INSERT INTO cellar_master_lease AS l (cluster, holder, address, epoch, expires_at)"
+    " VALUES ($1::text, $2::text, $3::text,"
+    "   GREATEST(1, floor(extract(epoch FROM now()) * 1000))::bigint,"
+    "   now() + $4::bigint * interval '1 millisecond')"
+    " ON CONFLICT (cluster) DO UPDATE"
+    "   SET holder = EXCLUDED.holder, address = EXCLUDED.address,"
+    "       epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at"
+    "   WHERE l.expires_at < now() OR l.holder = EXCLUDED.holder"
+    " RETURNING epoch"};
+
+// $1 cluster, $2 holder, $3 epoch, $4 lease in ms. Extends a live term of
+// ours; no row if the term is over (expired or taken).
+constexpr Statement kRenew = {
+    "cellar_lease_renew",
+    "UPDATE cellar_master_lease"
+    " SET expires_at = now() + $4::bigint * interval '1 millisecond'"
+    " WHERE cluster = $1::text AND holder = $2::text AND epoch = $3::bigint"
+    "   AND expires_at > now()"
+    " RETURNING epoch"};
+
+// $1 cluster, $2 holder, $3 epoch. Gives a term back (a standby may take
+// over at once); a no-op if the term is no longer ours.
+constexpr Statement kRelease = {
+    "cellar_lease_release",
+    "UPDATE cellar_master_lease SET expires_at = '-infinity'"
+    " WHERE cluster = $1::text AND holder = $2::text AND epoch = $3::bigint"};
+
+// $1 cluster. The holder's address and whether its lease is live.
+constexpr Statement kLeader = {
+    "cellar_lease_leader",
+    "SELECT address, expires_at > now() FROM cellar_master_lease WHERE cluster = $1::text"};
+
+constexpr Statement kStatements[] = {kAcquire, kRenew, kRelease, kLeader};
+
+}  // namespace
+
+// One libpq connection, (re)opened on demand, with every wait bounded.
+// Used by the worker thread only.
+class PostgresLeaseElection::Db {
+ public:
+  Db(std::string conninfo, absl::Duration timeout)
+      : conninfo_(std::move(conninfo)), timeout_(timeout) {}
+  ~Db() { Close(); }
+
+  // Runs prepared statement `stmt` with text parameters; returns its
+  // (tuples) result. UNAVAILABLE on connection trouble, DEADLINE_EXCEEDED
+  // when the call took longer than the timeout (the connection is then
+  // dropped), INTERNAL for other SQL errors.
+  absl::StatusOr<Result> Exec(const Statement& stmt, const std::vector<std::string>& params) {
+    // The server's statement_timeout normally answers first (keeping the
+    // session); the client-side bound is the backstop for a dead link.
+    const absl::Time deadline =
+        MonoNow() + timeout_ + std::max(timeout_ / 2, absl::Milliseconds(200));
+    if (conn_ == nullptr) {
+      absl::Status s = Open(deadline);
+      if (!s.ok()) return s;
+    }
+    std::vector<const char*> values;
+    for (const std::string& p : params) values.push_back(p.c_str());
+    if (PQsendQueryPrepared(conn_, stmt.name, static_cast<int>(values.size()), values.data(),
+                            nullptr, nullptr, 0) == 0) {
+      return Fail(absl::StrCat(stmt.name, ": ", Trim(PQerrorMessage(conn_))));
+    }
+    return Collect(stmt.name, deadline);
+  }
+
+  void Close() {
+    if (conn_ != nullptr) PQfinish(conn_);
+    conn_ = nullptr;
+  }
+
+ private:
+  absl::Status Open(absl::Time deadline) {
+    // libpq's connect_timeout counts whole seconds (at least 2).
+    const std::string connect_timeout = absl::StrCat(
+        std::max<int64_t>(2, absl::ToInt64Seconds(timeout_ + absl::Milliseconds(999))));
+    // Server-side bound on every statement (a renewal stuck on a row lock
+    // gives up on its own); the client-side wait below is the backstop.
+    const std::string options =
+        absl::StrCat("-c statement_timeout=", absl::ToInt64Milliseconds(timeout_));
+    // Ours first: what the connection string says wins.
+    const char* keywords[] = {"connect_timeout", "application_name", "options",
+                              "keepalives_idle", "keepalives_interval", "keepalives_count",
+                              "dbname", nullptr};
+    const char* values[] = {connect_timeout.c_str(), "cellar-master/lease", options.c_str(),
+                            "5", "2", "2", conninfo_.c_str(), nullptr};
+    conn_ = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+    if (conn_ == nullptr) return absl::ResourceExhaustedError("postgresql: out of memory");
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      absl::Status s = absl::UnavailableError(
+          absl::StrCat("postgresql: cannot connect: ", Trim(PQerrorMessage(conn_))));
+      Close();
+      return s;
+    }
+    if (PQsendQuery(conn_, kCreateSql) == 0) {
+      return Fail(absl::StrCat("create table: ", Trim(PQerrorMessage(conn_))));
+    }
+    absl::StatusOr<Result> created = Collect("create table", deadline);
+    if (!created.ok()) {
+      Close();
+      return created.status();
+    }
+    for (const Statement& stmt : kStatements) {
+      if (PQsendPrepare(conn_, stmt.name, stmt.sql, 0, nullptr) == 0) {
+        return Fail(absl::StrCat("prepare ", stmt.name, ": ", Trim(PQerrorMessage(conn_))));
+      }
+      absl::StatusOr<Result> prepared = Collect(stmt.name, deadline);
+      if (!prepared.ok()) {
+        Close();
+        return prepared.status();
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Fail(const std::string& message) {
+    Close();
+    return absl::UnavailableError(absl::StrCat("postgresql: ", message));
+  }
+
+  // Waits (bounded) until a result can be read without blocking.
+  absl::Status WaitReady(absl::Time deadline, const char* what) {
+    while (true) {
+      const int flushed = PQflush(conn_);
+      if (flushed < 0) return Fail(absl::StrCat(what, ": ", Trim(PQerrorMessage(conn_))));
+      if (PQconsumeInput(conn_) == 0) {
+        return Fail(absl::StrCat(what, ": ", Trim(PQerrorMessage(conn_))));
+      }
+      if (flushed == 0 && !PQisBusy(conn_)) return absl::OkStatus();
+      const absl::Duration left = deadline - MonoNow();
+      if (left <= absl::ZeroDuration()) {
+        if (PGcancel* cancel = PQgetCancel(conn_)) {
+          char error[256];
+          PQcancel(cancel, error, sizeof error);
+          PQfreeCancel(cancel);
+        }
+        Close();
+        return absl::DeadlineExceededError(absl::StrCat(
+            "postgresql: ", what, ": no answer within ", absl::FormatDuration(timeout_)));
+      }
+      pollfd fd{};
+      fd.fd = PQsocket(conn_);
+      fd.events = static_cast<short>(POLLIN | (flushed == 1 ? POLLOUT : 0));
+      ::poll(&fd, 1,
+             static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1, 1000)));
+    }
+  }
+
+  // Reads every result of the query sent; returns the last one.
+  absl::StatusOr<Result> Collect(const char* what, absl::Time deadline) {
+    Result last;
+    absl::Status error;
+    while (true) {
+      absl::Status ready = WaitReady(deadline, what);
+      if (!ready.ok()) return ready;
+      Result r(PQgetResult(conn_));
+      if (r == nullptr) break;
+      const ExecStatusType status = PQresultStatus(r.get());
+      if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && error.ok()) {
+        const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+        const std::string message =
+            absl::StrCat("postgresql: ", what, ": ", Trim(PQresultErrorMessage(r.get())));
+        if (state != nullptr && std::string(state) == "57014") {  // statement_timeout
+          error = absl::DeadlineExceededError(message);
+        } else if (state == nullptr || std::string(state).rfind("08", 0) == 0 ||
+                   std::string(state).rfind("57P", 0) == 0 ||
+                   std::string(state).rfind("53", 0) == 0 ||
+                   std::string(state) == "40001" || std::string(state) == "40P01") {
+          error = absl::UnavailableError(message);
+        } else {
+          error = absl::InternalError(message);
+        }
+      }
+      last = std::move(r);
+    }
+    if (PQstatus(conn_) != CONNECTION_OK) Close();
+    if (!error.ok()) return error;
+    return last;
+  }
+
+  const std::string conninfo_;
+  const absl::Duration timeout_;
+  PGconn* conn_ = nullptr;
+};
+
+absl::StatusOr<std::unique_ptr<PostgresLeaseElection>> PostgresLeaseElection::Create(
+    PostgresLeaseOptions options) {
+  if (options.conninfo.empty()) {
+    return absl::InvalidArgumentError("election: a PostgreSQL connection string is required");
+  }
+  if (options.cluster.empty()) return absl::InvalidArgumentError("election: cluster required");
+  if (options.lease <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("election: the lease must be positive");
+  }
+  if (options.renew_interval == absl::ZeroDuration()) options.renew_interval = options.lease / 3;
+  if (options.retry_interval == absl::ZeroDuration()) options.retry_interval = options.lease / 3;
+  if (options.step_down_margin == absl::ZeroDuration()) {
+    options.step_down_margin = options.lease / 5;
+  }
+  if (options.db_timeout == absl::ZeroDuration()) options.db_timeout = options.lease / 3;
+  if (options.step_down_margin < absl::ZeroDuration() ||
+      options.step_down_margin >= options.lease) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "election: the step-down margin (", absl::FormatDuration(options.step_down_margin),
+        ") must be shorter than the lease (", absl::FormatDuration(options.lease), ")"));
+  }
+  if (options.renew_interval <= absl::ZeroDuration() ||
+      options.renew_interval >= options.lease - options.step_down_margin) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "election: renew every ", absl::FormatDuration(options.renew_interval),
+        " can't keep a lease of ", absl::FormatDuration(options.lease), " with a margin of ",
+        absl::FormatDuration(options.step_down_margin)));
+  }
+  if (options.retry_interval <= absl::ZeroDuration() ||
+      options.db_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("election: intervals must be positive");
+  }
+  if (options.holder.empty()) {
+    options.holder = absl::StrCat(options.address, "/", ::getpid(), "/", RandomHex());
+  }
+  auto election =
+      std::unique_ptr<PostgresLeaseElection>(new PostgresLeaseElection(std::move(options)));
+  PostgresLeaseElection* e = election.get();
+  e->worker_ = std::thread([e] { e->WorkerLoop(); });
+  e->watchdog_ = std::thread([e] { e->WatchdogLoop(); });
+  return election;
+}
+
+PostgresLeaseElection::PostgresLeaseElection(PostgresLeaseOptions options)
+    : options_(std::move(options)),
+      db_(std::make_unique<Db>(options_.conninfo, options_.db_timeout)) {}
+
+PostgresLeaseElection::~PostgresLeaseElection() {
+  Resign();
+  {
+    absl::MutexLock l(&mu_);
+    exit_ = true;
+    cv_.SignalAll();
+  }
+  if (worker_.joinable()) worker_.join();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+void PostgresLeaseElection::SetLostCallback(LostCallback callback) {
+  absl::MutexLock l(&mu_);
+  on_lost_ = std::move(callback);
+}
+
+absl::StatusOr<uint64_t> PostgresLeaseElection::Campaign(absl::Duration timeout) {
+  absl::MutexLock l(&mu_);
+  if (stopping_) return absl::CancelledError("election: resigned");
+  if (state_ == State::kPrimary) {
+    return absl::FailedPreconditionError("election: already the primary");
+  }
+  ++waiters_;
+  const uint64_t start_attempts = attempts_;
+  const absl::Time end =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : MonoNow() + timeout;
+  cv_.SignalAll();
+  while (state_ != State::kPrimary && !stopping_ &&
+         !(attempts_ > start_attempts && MonoNow() >= end)) {
+    if (attempts_ > start_attempts && end != absl::InfiniteFuture()) {
+      cv_.WaitWithTimeout(&mu_, std::max(end - MonoNow(), absl::Milliseconds(1)));
+    } else {
+      cv_.Wait(&mu_);
+    }
+  }
+  --waiters_;
+  if (state_ == State::kPrimary) return epoch_;
+  if (stopping_) return absl::CancelledError("election: resigned");
+  return absl::DeadlineExceededError(absl::StrCat(
+      "election: not the primary after ", absl::FormatDuration(timeout),
+      primary_address_.empty() ? std::string()
+                               : absl::StrCat(" (primary is ", primary_address_, ")"),
+      last_error_.empty() ? std::string() : absl::StrCat(": ", last_error_)));
+}
+
+bool PostgresLeaseElection::IsPrimary() const {
+  absl::MutexLock l(&mu_);
+  return state_ == State::kPrimary && MonoNow() < deadline_;
+}
+
+uint64_t PostgresLeaseElection::epoch() const {
+  absl::MutexLock l(&mu_);
+  return epoch_;
+}
+
+std::string PostgresLeaseElection::PrimaryAddress() const {
+  absl::MutexLock l(&mu_);
+  return primary_address_;
+}
+
+std::string PostgresLeaseElection::last_error() const {
+  absl::MutexLock l(&mu_);
+  return last_error_;
+}
+
+void PostgresLeaseElection::Resign() {
+  absl::MutexLock l(&mu_);
+  if (!stopping_) {
+    stopping_ = true;
+    if (state_ == State::kPrimary) {
+      CELLAR_LOG(INFO) << "election: resigning epoch " << epoch_;
+      if (release_on_stop_) {
+        release_pending_ = true;
+        release_epoch_ = epoch_;
+      }
+    }
+    state_ = State::kStopped;
+    cv_.SignalAll();
+  }
+  // Give the worker a bounded time to hand the lease back, so that a
+  // standby can take over at once.
+  const absl::Time end = MonoNow() + options_.db_timeout + absl::Seconds(1);
+  while (release_pending_ && !exit_ && MonoNow() < end) {
+    cv_.WaitWithTimeout(&mu_, std::max(end - MonoNow(), absl::Milliseconds(1)));
+  }
+}
+
+void PostgresLeaseElection::Abandon() {
+  absl::MutexLock l(&mu_);
+  stopping_ = true;
+  release_on_stop_ = false;
+  release_pending_ = false;
+  cv_.SignalAll();
+}
+
+PostgresLeaseElection::LostCallback PostgresLeaseElection::EndTermLocked(uint64_t term,
+                                                                         const char* why) {
+  if (state_ != State::kPrimary || term_ != term) return nullptr;
+  CELLAR_LOG(WARNING) << "election: no longer the primary (epoch " << epoch_ << "): " << why;
+  state_ = stopping_ ? State::kStopped : State::kStandby;
+  if (release_on_stop_) {
+    // Our term is over whatever happens next; if the row is still ours,
+    // giving it back lets a standby take over before it expires.
+    release_pending_ = true;
+    release_epoch_ = epoch_;
+  }
+  cv_.SignalAll();
+  return on_lost_ ? on_lost_ : [] {};
+}
+
+void PostgresLeaseElection::RecordError(const absl::Status& status) {
+  const std::string text(status.message());
+  if (text != last_error_) {
+    CELLAR_LOG(WARNING) << "election: " << text;
+  }
+  last_error_ = text;
+}
+
+void PostgresLeaseElection::WorkerLoop() {
+  enum class Action { kAttempt, kRenew, kRelease, kExit };
+  absl::Time next_attempt = absl::InfinitePast();
+  while (true) {
+    Action action;
+    {
+      absl::MutexLock l(&mu_);
+      while (true) {
+        const absl::Time now = MonoNow();
+        if (release_pending_) {
+          action = Action::kRelease;
+          break;
+        }
+        if (exit_) {
+          action = Action::kExit;
+          break;
+        }
+        absl::Duration wait = absl::InfiniteDuration();
+        if (state_ == State::kPrimary && !stopping_) {
+          if (now >= next_renew_) {
+            action = Action::kRenew;
+            break;
+          }
+          wait = next_renew_ - now;
+        } else if (state_ == State::kStandby && !stopping_ && waiters_ > 0) {
+          if (now >= next_attempt) {
+            action = Action::kAttempt;
+            break;
+          }
+          wait = next_attempt - now;
+        }
+        if (wait == absl::InfiniteDuration()) {
+          cv_.Wait(&mu_);
+        } else {
+          cv_.WaitWithTimeout(&mu_, wait);
+        }
+      }
+    }
+    switch (action) {
+      case Action::kExit:
+        db_->Close();
+        return;
+      case Action::kRelease: {
+        uint64_t epoch;
+        {
+          absl::MutexLock l(&mu_);
+          epoch = release_epoch_;
+        }
+        absl::StatusOr<Result> r = db_->Exec(
+            kRelease, {options_.cluster, options_.holder, absl::StrCat(epoch)});
+        absl::MutexLock l(&mu_);
+        if (!r.ok()) {
+          RecordError(r.status());
+        } else {
+          CELLAR_LOG(INFO) << "election: lease of epoch " << epoch << " given back";
+        }
+        release_pending_ = false;
+        cv_.SignalAll();
+        break;
+      }
+      case Action::kRenew:
+        Renew();
+        break;
+      case Action::kAttempt: {
+        const absl::Time started = MonoNow();
+        Attempt();
+        next_attempt = started + options_.retry_interval;
+        break;
+      }
+    }
+  }
+}
+
+void PostgresLeaseElection::Attempt() {
+  const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
+  // The term is counted from before the statement was sent: the server's
+  // now() (start of the lease) is later than this.
+  const absl::Time sent = MonoNow();
+  absl::StatusOr<Result> r = db_->Exec(
+      kAcquire, {options_.cluster, options_.holder, options_.address, absl::StrCat(lease_ms)});
+  uint64_t won_epoch = 0;
+  absl::Status error;
+  if (r.ok() && PQntuples(r->get()) == 1) {
+    if (!absl::SimpleAtoi(PQgetvalue(r->get(), 0, 0), &won_epoch) || won_epoch == 0) {
+      error = absl::InternalError("election: bad epoch in the lease row");
+    }
+  } else if (!r.ok()) {
+    error = r.status();
+  }
+  std::string leader;
+  bool leader_known = false;
+  if (error.ok() && won_epoch == 0) {
+    absl::StatusOr<Result> who = db_->Exec(kLeader, {options_.cluster});
+    if (who.ok() && PQntuples(who->get()) == 1) {
+      leader_known = true;
+      if (std::string(PQgetvalue(who->get(), 0, 1)) == "t") {
+        leader = PQgetvalue(who->get(), 0, 0);
+      }
+    } else if (!who.ok()) {
+      error = who.status();
+    }
+  }
+
+  absl::MutexLock l(&mu_);
+  ++attempts_;
+  cv_.SignalAll();
+  if (!error.ok()) {
+    RecordError(error);
+    return;
+  }
+  last_error_.clear();
+  if (won_epoch == 0) {
+    if (leader_known) primary_address_ = leader;
+    return;
+  }
+  const absl::Time deadline = sent + options_.lease - options_.step_down_margin;
+  if (state_ != State::kStandby || stopping_ || waiters_ == 0 || MonoNow() >= deadline) {
+    // Nobody wants the term any more, or the statement took so long that
+    // the term is over on arrival: give it back.
+    if (release_on_stop_ || !stopping_) {
+      release_pending_ = true;
+      release_epoch_ = won_epoch;
+    }
+    return;
+  }
+  state_ = State::kPrimary;
+  ++term_;
+  epoch_ = won_epoch;
+  deadline_ = deadline;
+  next_renew_ = sent + options_.renew_interval;
+  primary_address_ = options_.address;
+  CELLAR_LOG(INFO) << "election: primary of cluster \"" << options_.cluster << "\" with epoch "
+                   << won_epoch << " (holder " << options_.holder << ")";
+}
+
+void PostgresLeaseElection::Renew() {
+  uint64_t term, epoch;
+  {
+    absl::MutexLock l(&mu_);
+    term = term_;
+    epoch = epoch_;
+  }
+  const absl::Time sent = MonoNow();
+  absl::StatusOr<Result> r =
+      db_->Exec(kRenew, {options_.cluster, options_.holder, absl::StrCat(epoch),
+                         absl::StrCat(absl::ToInt64Milliseconds(options_.lease))});
+  LostCallback lost;
+  {
+    absl::MutexLock l(&mu_);
+    if (state_ != State::kPrimary || term_ != term) return;  // ended meanwhile
+    if (!r.ok()) {
+      RecordError(r.status());
+      // Keep trying; the watchdog ends the term at its deadline.
+      next_renew_ = MonoNow() + std::max(options_.renew_interval / 4, absl::Milliseconds(20));
+      return;
+    }
+    if (PQntuples(r->get()) != 1) {
+      lost = EndTermLocked(term, "the lease expired or was taken over");
+    } else {
+      last_error_.clear();
+      deadline_ = std::max(deadline_, sent + options_.lease - options_.step_down_margin);
+      next_renew_ = sent + options_.renew_interval;
+      cv_.SignalAll();
+    }
+  }
+  if (lost) lost();
+}
+
+void PostgresLeaseElection::WatchdogLoop() {
+  absl::MutexLock l(&mu_);
+  while (!exit_) {
+    if (state_ != State::kPrimary) {
+      cv_.Wait(&mu_);
+      continue;
+    }
+    const absl::Time now = MonoNow();
+    if (now < deadline_) {
+      cv_.WaitWithTimeout(&mu_, deadline_ - now);
+      continue;
+    }
+    LostCallback lost = EndTermLocked(term_, "the lease was not renewed in time");
+    if (lost) {
+      mu_.Unlock();
+      lost();
+      mu_.Lock();
+    }
+  }
+}
+
+}  // namespace cellar::master
