@@ -116,6 +116,8 @@ BenchRow MakeRow(std::string name, const std::string& backend, std::string kind,
   row.ops = m.items;
   row.errors = m.errors;
   row.first_error = m.first_error;
+  row.cpu_us_per_op = m.items > 0 ? 1e6 * m.process_cpu_s / m.items : 0;
+  row.machine_busy = m.machine_busy;
   return row;
 }
 

@@ -164,13 +164,13 @@ void ReportRow(const BenchRow& row, std::ostream& progress) {
 
 void PrintTable(const std::vector<BenchRow>& rows, const std::vector<TargetCheck>& targets,
                 std::ostream& out) {
-  const char* kRowFormat = "%-22s %-10s %-10s %11s %8s %8s  %-19s %11s %7s %6s\n";
+  const char* kRowFormat = "%-22s %-10s %-10s %11s %8s %8s  %-19s %11s %7s %6s %8s %5s\n";
   bool any_cellar = false, any_raw = false;
   for (const BenchRow& row : rows) (row.raw ? any_raw : any_cellar) = true;
 
   auto print_rows = [&](bool raw) {
     out << absl::StrFormat(kRowFormat, "name", "backend", "unit", "ops/s", "p50 ms", "p99 ms",
-                           "baseline", "base ops/s", "ratio", "errors");
+                           "baseline", "base ops/s", "ratio", "errors", "cpu us", "busy");
     for (const BenchRow& row : rows) {
       if (row.raw != raw) continue;
       out << absl::StrFormat(kRowFormat, row.name, row.backend, row.unit,
@@ -179,7 +179,11 @@ void PrintTable(const std::vector<BenchRow>& rows, const std::vector<TargetCheck
                              absl::StrFormat("%.3f", row.p99_ms),
                              row.baseline_name.empty() ? "-" : row.baseline_name,
                              Optional(row.baseline_ops_per_s, "%.1f"),
-                             Optional(row.ratio, "%.3f"), absl::StrCat(row.errors));
+                             Optional(row.ratio, "%.3f"), absl::StrCat(row.errors),
+                             absl::StrFormat("%.0f", row.cpu_us_per_op),
+                             row.machine_busy < 0
+                                 ? std::string("-")
+                                 : absl::StrFormat("%.0f%%", 100 * row.machine_busy));
     }
   };
   if (any_cellar) {
@@ -196,6 +200,9 @@ void PrintTable(const std::vector<BenchRow>& rows, const std::vector<TargetCheck
           << "; first: " << row.first_error << "\n";
     }
   }
+  out << "(cpu us: CPU microseconds of this process per unit - client threads, and for\n"
+         " cellar rows the whole in-process cluster, not the PostgreSQL server; busy: share\n"
+         " of all the machine's CPUs in use during the window, by any process)\n";
   if (!targets.empty()) {
     out << "\ntargets (from the issue; reported, not enforced):\n";
     for (const TargetCheck& c : targets) {
@@ -224,7 +231,8 @@ std::string ToJson(const std::vector<BenchRow>& rows) {
         ", \"ratio\": ", r.ratio.has_value() ? JsonNumber(*r.ratio, 4) : "null",
         ", \"unit\": ", JsonString(r.unit), ", \"clients\": ", r.clients, ", \"ops\": ", r.ops,
         ", \"errors\": ", r.errors, ", \"first_error\": ", JsonString(r.first_error),
-        ", \"raw\": ", r.raw ? "true" : "false", "}", i + 1 < rows.size() ? "," : "", "\n");
+        ", \"raw\": ", r.raw ? "true" : "false", ", \"cpu_us_per_op\": ", JsonNumber(r.cpu_us_per_op, 1),
+        ", \"machine_busy\": ", r.machine_busy < 0 ? "null" : JsonNumber(r.machine_busy, 3), "}", i + 1 < rows.size() ? "," : "", "\n");
   }
   out += "]\n";
   return out;

@@ -31,6 +31,13 @@ struct BenchRow {
   double p99_ms = 0;
   // Operations counted in the measured window.
   uint64_t ops = 0;
+  // CPU microseconds this process spent per counted item (unit) during the
+  // window: client threads plus, for cellar rows, the in-process cluster;
+  // never the PostgreSQL server's processes. 0 when unknown.
+  double cpu_us_per_op = 0;
+  // Fraction (0..1) of the machine's CPUs busy during the window (any
+  // process: other work on the machine shows up here); -1 if unknown.
+  double machine_busy = -1;
   // Failed operations plus failed read-back checks; must be 0.
   uint64_t errors = 0;
   std::string first_error;
@@ -77,7 +84,8 @@ void PrintTable(const std::vector<BenchRow>& rows,
 
 // A JSON list with one object per row: name, backend, ops_per_s, p50_ms,
 // p99_ms, baseline_name, baseline_ops_per_s, ratio (null without a
-// baseline), unit, plus clients, ops, errors, first_error and raw.
+// baseline), unit, plus clients, ops, errors, first_error, raw,
+// cpu_us_per_op and machine_busy (null if unknown).
 std::string ToJson(const std::vector<BenchRow>& rows);
 
 // The scenario names, shared by the runner and the report.

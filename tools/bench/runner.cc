@@ -1,7 +1,10 @@
 #include "tools/bench/runner.h"
 
 #include <algorithm>
+#include <sys/resource.h>
+
 #include <chrono>
+#include <fstream>
 #include <cmath>
 #include <thread>
 #include <utility>
@@ -42,6 +45,34 @@ void RunThread(Worker* worker, SteadyClock::time_point measure_start,
   }
 }
 
+double ProcessCpuSeconds() {
+  rusage usage;
+  if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+         usage.ru_stime.tv_usec / 1e6;
+}
+
+// Busy and total jiffies of all CPUs (the "cpu" line of /proc/stat).
+struct CpuTimes {
+  bool ok = false;
+  double busy = 0;
+  double total = 0;
+};
+
+CpuTimes MachineCpuTimes() {
+  CpuTimes t;
+  std::ifstream in("/proc/stat");
+  std::string label;
+  double user, nice, system, idle, iowait, irq, softirq, steal;
+  if (in >> label >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal &&
+      label == "cpu") {
+    t.ok = true;
+    t.busy = user + nice + system + irq + softirq + steal;
+    t.total = t.busy + idle + iowait;
+  }
+  return t;
+}
+
 }  // namespace
 
 double Percentile(std::vector<double>& values, double q) {
@@ -80,10 +111,22 @@ absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
     threads.emplace_back(RunThread, workers[i].get(), measure_start, measure_end,
                          &results[i]);
   }
+  // Resource use over the measured window only.
+  std::this_thread::sleep_until(measure_start);
+  const double cpu_start = ProcessCpuSeconds();
+  const CpuTimes machine_start = MachineCpuTimes();
+  std::this_thread::sleep_until(measure_end);
+  const double cpu_end = ProcessCpuSeconds();
+  const CpuTimes machine_end = MachineCpuTimes();
   for (std::thread& t : threads) t.join();
   workers.clear();
 
   Measurement m;
+  m.process_cpu_s = cpu_end - cpu_start;
+  if (machine_start.ok && machine_end.ok && machine_end.total > machine_start.total) {
+    m.machine_busy =
+        (machine_end.busy - machine_start.busy) / (machine_end.total - machine_start.total);
+  }
   std::vector<double> all;
   for (ThreadResult& r : results) {
     all.insert(all.end(), r.latencies_ms.begin(), r.latencies_ms.end());

@@ -67,6 +67,13 @@ struct Measurement {
   // Per-operation latency percentiles in milliseconds (0 with no ops).
   double p50_ms = 0;
   double p99_ms = 0;
+  // CPU time (user + system) this process used during the measured
+  // window: the client threads and, for cellar rows, the whole in-process
+  // cluster (a PostgreSQL server's own processes are not included).
+  double process_cpu_s = 0;
+  // Fraction (0..1) of all of the machine's CPUs that were busy during the
+  // measured window, whoever used them (-1 if /proc/stat is unreadable).
+  double machine_busy = -1;
 };
 
 // The shape of every scenario (cellar and raw baselines alike).
