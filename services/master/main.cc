@@ -1,6 +1,15 @@
-// cellar-master: the primary master of a cellar cluster.
-// Flags -> MasterServerOptions -> Start -> wait for SIGINT/SIGTERM.
+// cellar-master: a master of a cellar cluster (primary or standby).
+// Flags -> MasterServerOptions (+ election) -> Start -> wait for SIGINT/SIGTERM
+// or for the loss of the primary term.
+//
+// Exit codes: 0 after SIGINT/SIGTERM, 1 start failure, 2 bad flags,
+// 3 this master lost its term as primary (it stopped serving before its
+// lease could expire; restart it and it comes back as a standby).
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -8,14 +17,21 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "services/common/clock.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_endpoint.h"
 #include "services/common/signals.h"
+#include "services/master/election.h"
 #include "services/master/master_server.h"
+#include "services/master/pg_lease.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7100", "gRPC listen address (host:port)");
+ABSL_FLAG(std::string, advertise, "",
+          "Address storages and clients dial for this master (stored in the election lease "
+          "so standbys can name the primary); empty: the listen address, with the host name "
+          "for a wildcard host");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9100",
           "Prometheus /metrics address; empty disables it");
 ABSL_FLAG(std::string, cluster_name, "cellar", "Cluster name every node must present");
@@ -25,30 +41,92 @@ ABSL_FLAG(uint32_t, autostart, 0,
           "Start a new cluster once this many storages joined (0: wait for an operator's "
           "StartCluster)");
 ABSL_FLAG(std::string, track, "stable", "Deployment track: stable, canary or shadow");
+ABSL_FLAG(std::string, election_pg, "",
+          "libpq connection string of a PostgreSQL database shared by every master of the "
+          "cluster: masters elect a primary with a lease row there (table "
+          "cellar_master_lease). Empty: a single master, always primary");
+ABSL_FLAG(absl::Duration, election_lease, absl::Seconds(10),
+          "Primary lease length (with --election_pg). A dead primary is replaced after at "
+          "most lease + lease/3");
+ABSL_FLAG(absl::Duration, election_step_down_margin, absl::ZeroDuration(),
+          "The primary stops serving this long before its lease may expire (covers clock-rate "
+          "drift and stopping time); 0: lease/5");
+
+namespace {
+
+// host:port with a wildcard host replaced by this machine's host name.
+std::string AdvertisedAddress(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  const std::string host = listen.substr(0, colon);
+  if (host != "0.0.0.0" && host != "[::]" && host != "::" && !host.empty()) return listen;
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return listen;
+  return absl::StrCat(name, listen.substr(colon));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   cellar::common::BlockTerminationSignals();
-  absl::SetProgramUsageMessage("cellar-master: primary master of a cellar cluster");
+  absl::SetProgramUsageMessage(
+      "cellar-master: a master of a cellar cluster (primary, or standby with --election_pg)");
   absl::ParseCommandLine(argc, argv);
 
   cellar::master::MasterServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise).empty()
+                                  ? AdvertisedAddress(options.listen_address)
+                                  : absl::GetFlag(FLAGS_advertise);
   options.cluster.cluster_name = absl::GetFlag(FLAGS_cluster_name);
   options.cluster.num_partitions = absl::GetFlag(FLAGS_partitions);
   options.cluster.num_replicas = absl::GetFlag(FLAGS_replicas);
   options.cluster.autostart = absl::GetFlag(FLAGS_autostart);
-  // Grows across restarts, so storages accept a restarted primary and
-  // refuse a deposed one.
+  // Single master: grows across restarts, so storages accept a restarted
+  // primary and refuse a deposed one. With an election the lease's epoch
+  // is used instead.
   options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
   options.track = absl::GetFlag(FLAGS_track);
+  // Losing the term: wake main (SIGTERM to the process), which exits 3.
+  options.on_lost = [](const absl::Status&) { ::kill(::getpid(), SIGTERM); };
   if (options.cluster.num_partitions == 0) {
     std::cerr << "cellar-master: --partitions must be at least 1\n";
     return 2;
   }
 
+  cellar::master::MasterServer::ElectionFactory make_election;
+  const std::string election_pg = absl::GetFlag(FLAGS_election_pg);
+  if (election_pg.empty()) {
+    const uint64_t epoch = options.cluster.epoch;
+    make_election = [epoch](const std::string& address)
+        -> absl::StatusOr<std::unique_ptr<cellar::master::Election>> {
+      return std::make_unique<cellar::master::SingleMasterElection>(epoch, address);
+    };
+  } else {
+    cellar::master::PostgresLeaseOptions lease;
+    lease.conninfo = election_pg;
+    lease.cluster = options.cluster.cluster_name;
+    lease.lease = absl::GetFlag(FLAGS_election_lease);
+    lease.step_down_margin = absl::GetFlag(FLAGS_election_step_down_margin);
+    // Checked now, so that bad flags exit 2 before anything starts.
+    lease.address = options.advertise_address;
+    auto check = cellar::master::PostgresLeaseElection::Create(lease);
+    if (!check.ok()) {
+      std::cerr << "cellar-master: " << check.status().message() << "\n";
+      return 2;
+    }
+    check->reset();
+    make_election = [lease](const std::string& address) mutable
+        -> absl::StatusOr<std::unique_ptr<cellar::master::Election>> {
+      lease.address = address;
+      auto election = cellar::master::PostgresLeaseElection::Create(lease);
+      if (!election.ok()) return election.status();
+      return std::unique_ptr<cellar::master::Election>(*std::move(election));
+    };
+  }
+
   auto registry = std::make_shared<prometheus::Registry>();
-  auto master = cellar::master::MasterServer::Start(options,
-                                                    cellar::common::RealClock::Get(), registry);
+  auto master = cellar::master::MasterServer::Start(
+      options, cellar::common::RealClock::Get(), registry, make_election);
   if (!master.ok()) {
     std::cerr << "cellar-master: " << master.status() << "\n";
     return 1;
@@ -64,12 +142,26 @@ int main(int argc, char** argv) {
     metrics = *std::move(endpoint);
     metrics->Add((*master)->collector());
   }
-  std::cout << "cellar-master: serving cluster \"" << options.cluster.cluster_name << "\" on "
+  std::cout << "cellar-master: "
+            << ((*master)->is_primary() ? "primary" : "standby (campaigning)")
+            << " of cluster \"" << options.cluster.cluster_name << "\" on "
             << (*master)->address();
+  if (!election_pg.empty()) {
+    std::cout << ", elected by a " << absl::FormatDuration(absl::GetFlag(FLAGS_election_lease))
+              << " lease in PostgreSQL";
+  }
   if (metrics) std::cout << " (metrics on port " << metrics->port() << ")";
   std::cout << std::endl;
 
   const int sig = cellar::common::WaitForTerminationSignal();
+  const absl::Status lost = (*master)->lost_status();
+  if (!lost.ok()) {
+    // Not serving any more; exit without waiting for calls in progress.
+    // The supervisor (Kubernetes) restarts the process as a standby.
+    std::cerr << "cellar-master: " << lost.message() << "; exiting (3) to restart as a standby"
+              << std::endl;
+    std::_Exit(3);
+  }
   CELLAR_LOG(INFO) << "signal " << sig << ": shutting down";
   (*master)->Shutdown();
   return 0;

@@ -1,29 +1,51 @@
 #ifndef CELLAR_SERVICES_MASTER_MASTER_SERVER_H_
 #define CELLAR_SERVICES_MASTER_MASTER_SERVER_H_
 
-// Lifecycle handle of a primary master: wires the domain objects, the
-// gRPC service and the harness together.
+// Lifecycle handle of a master: the gRPC harness, the election, and the
+// domain objects of each term as primary, wired together.
 //
-//   CELLAR_ASSIGN_OR_RETURN(auto master, MasterServer::Start(options, clock));
+//   // One master (SQLite, `cellar local`): primary at once.
+//   CELLAR_ASSIGN_OR_RETURN(auto master, MasterServer::Start(options, clock, registry));
+//   // Several masters: primary or standby, decided by the election.
+//   CELLAR_ASSIGN_OR_RETURN(auto master,
+//       MasterServer::Start(options, clock, registry, make_election));
 //   ... master->port() ...
 //   master->Shutdown();
 //
+// A master serves gRPC at once. As a STANDBY, grpc.health "cellar.v1.Master"
+// is NOT_SERVING and every cellar.v1.Master rpc answers UNAVAILABLE "not the
+// primary (primary is <address>)" (PrimaryGate); it campaigns in the
+// background. On winning, it builds the domain objects (ClusterManager,
+// TransactionCoordinator, ...) with the term's epoch (which the storages
+// learn at registration and see on every Lock/Unlock) and serves; the
+// cluster goes through RECOVERING as storages register. On losing the term
+// (lease not renewed in time) it stops at once: calls in progress are
+// cancelled (Watch streams end, so storages and clients re-register with
+// the next master), new calls are refused, and `options.on_lost` runs;
+// storage calls already under way carry the old epoch, which storages that
+// registered with the new primary refuse (STALE_EPOCH). It never becomes primary again: main exits
+// the process, which restarts as a standby (docs/failover.md).
+//
 // Thread-safe.
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <prometheus/collectable.h>
 #include <prometheus/registry.h>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/common/clock.h"
 #include "services/common/grpc_server.h"
 #include "services/master/cluster_manager.h"
-#include "services/master/event_hub.h"
-#include "services/master/grpc_storage_caller.h"
-#include "services/master/master_service.h"
+#include "services/master/election.h"
+#include "services/master/primary_gate.h"
 #include "services/master/transaction_coordinator.h"
 
 namespace cellar::master {
@@ -31,49 +53,114 @@ namespace cellar::master {
 struct MasterServerOptions {
   // gRPC listen address; port 0 picks one. Default "127.0.0.1:0".
   std::string listen_address = "127.0.0.1:0";
-  // Cluster identity and new-cluster shape (see ClusterOptions).
+  // What storages and clients dial, as told to the election (stored in
+  // the lease so standbys can name the primary). Default "": the listen
+  // host with the bound port.
+  std::string advertise_address;
+  // Cluster identity and new-cluster shape (see ClusterOptions). The
+  // epoch is the election's; `cluster.epoch` is only used by the
+  // single-master Start (no election given).
   ClusterOptions cluster;
   // Deadline of master -> storage calls (lock, unlock, abort). Default 10 s.
   absl::Duration storage_rpc_timeout = absl::Seconds(10);
   // Software version and track, as metric labels.
   std::string version = "0.1.0";
   std::string track = "stable";
+  // Called once, on an internal thread, after this master lost its term
+  // and stopped serving (not after Shutdown()). Default none. main()
+  // exits the process from here (docs/failover.md).
+  std::function<void(const absl::Status& why)> on_lost;
 };
 
 class MasterServer {
  public:
-  // Starts serving. `clock` must outlive the server. `registry` (may be
-  // null) receives the gRPC server metrics.
+  // Makes the election once the advertised address is known (the port
+  // may be 0 until the server listens).
+  using ElectionFactory = std::function<absl::StatusOr<std::unique_ptr<Election>>(
+      const std::string& advertised_address)>;
+
+  // A single master: always primary, epoch = options.cluster.epoch;
+  // serving as primary when this returns. `clock` must outlive the
+  // server. `registry` (may be null) receives the gRPC server metrics.
   static absl::StatusOr<std::unique_ptr<MasterServer>> Start(
       MasterServerOptions options, const common::Clock* clock,
       std::shared_ptr<prometheus::Registry> registry);
+
+  // A master that may be one of several: serves at once, makes one
+  // election attempt before returning (primary if it won), otherwise
+  // stays a standby and campaigns in the background. The factory's error
+  // is returned as is.
+  static absl::StatusOr<std::unique_ptr<MasterServer>> Start(
+      MasterServerOptions options, const common::Clock* clock,
+      std::shared_ptr<prometheus::Registry> registry, const ElectionFactory& make_election);
+
   ~MasterServer();
 
   int port() const { return grpc_->port(); }
-  std::string address() const;
+  // The advertised address.
+  std::string address() const { return address_; }
 
-  // Domain metrics (cluster state, nodes, commits, clock lag), computed at
-  // scrape time: register on a MetricsEndpoint.
+  // True while this master is the primary (its term is live).
+  bool is_primary() const;
+  // Epoch of the current term; 0 before the first win.
+  uint64_t epoch() const;
+  // Waits until this master is the primary. DEADLINE_EXCEEDED after
+  // `timeout`; FAILED_PRECONDITION once it lost its term or shut down.
+  absl::Status AwaitPrimary(absl::Duration timeout);
+  // OK unless the term was lost: then why (FAILED_PRECONDITION).
+  absl::Status lost_status() const;
+
+  // Domain metrics (primacy, epoch; cluster state, nodes, commits, clock
+  // lag while primary), computed at scrape time: register on a
+  // MetricsEndpoint. Safe to keep after the server is gone.
   std::shared_ptr<prometheus::Collectable> collector() const { return collector_; }
 
-  ClusterManager& cluster() { return *cluster_; }
-  TransactionCoordinator& coordinator() { return *coordinator_; }
+  // The current term's domain objects; null while a standby.
+  ClusterManager* cluster();
+  TransactionCoordinator* coordinator();
+  // The election (valid until destruction).
+  Election& election() { return *election_; }
 
-  // Stops serving: open Watch streams end, clients see UNAVAILABLE.
+  // Stops serving (calls in progress are cancelled; open Watch streams
+  // end; clients see UNAVAILABLE), then resigns, handing the lease to a
+  // standby at once. Idempotent.
   void Shutdown();
 
  private:
+  struct Term;
+  struct Shared;
+
   MasterServer() = default;
 
+  // Builds the domain objects for a term won with `epoch` and opens the
+  // gate. No-op after a loss or Shutdown.
+  void BecomePrimary(uint64_t epoch);
+  // Background: campaign (if still a standby), then wait for a loss.
+  void Run();
+  // The election's lost callback (election thread): stop acting now.
+  void OnLost();
+
   MasterServerOptions options_;
+  const common::Clock* clock_ = nullptr;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<EventHub> hub_;
-  std::unique_ptr<ClusterManager> cluster_;
-  std::unique_ptr<GrpcStorageCaller> caller_;
-  std::unique_ptr<TransactionCoordinator> coordinator_;
-  std::unique_ptr<MasterService> service_;
+  std::string address_;
+  std::unique_ptr<PrimaryGate> gate_;
   std::unique_ptr<common::GrpcServer> grpc_;
+  std::shared_ptr<Shared> shared_;
   std::shared_ptr<prometheus::Collectable> collector_;
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<Term> term_ ABSL_GUARDED_BY(mu_);
+  bool lost_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status lost_status_ ABSL_GUARDED_BY(mu_);
+
+  // Declared last: destroyed first (its threads call OnLost()).
+  std::unique_ptr<Election> election_;
+  // election_.get() once made, for the gate's refusals (gRPC threads run
+  // before the election exists).
+  std::atomic<Election*> election_view_{nullptr};
+  std::thread runner_;
 };
 
 }  // namespace cellar::master

@@ -160,6 +160,8 @@ class PostgresLeaseElection::Db {
       Close();
       return s;
     }
+    // "relation already exists, skipping" and the like: not worth a line.
+    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
     if (PQsendQuery(conn_, kCreateSql) == 0) {
       return Fail(absl::StrCat("create table: ", Trim(PQerrorMessage(conn_))));
     }
@@ -336,6 +338,10 @@ absl::StatusOr<uint64_t> PostgresLeaseElection::Campaign(absl::Duration timeout)
   --waiters_;
   if (state_ == State::kPrimary) return epoch_;
   if (stopping_) return absl::CancelledError("election: resigned");
+  if (last_error_.empty() && !primary_address_.empty()) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "election: another master holds the lease (primary is ", primary_address_, ")"));
+  }
   return absl::DeadlineExceededError(absl::StrCat(
       "election: not the primary after ", absl::FormatDuration(timeout),
       primary_address_.empty() ? std::string()

@@ -1,0 +1,138 @@
+#include "services/master/primary_gate.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace cellar::master {
+
+// Scope of one forwarded call.
+class PrimaryGate::Call {
+ public:
+  Call(PrimaryGate* gate, grpc::ServerContext* context)
+      : gate_(gate), context_(context), inner_(gate->Enter(context, &refusal_)) {}
+  ~Call() {
+    if (inner_ != nullptr) gate_->Leave(context_);
+  }
+  cellar::v1::Master::Service* inner() const { return inner_; }
+  const grpc::Status& refusal() const { return refusal_; }
+
+ private:
+  PrimaryGate* gate_;
+  grpc::ServerContext* context_;
+  grpc::Status refusal_;
+  cellar::v1::Master::Service* inner_;
+};
+
+PrimaryGate::PrimaryGate(std::function<bool()> is_primary,
+                         std::function<std::string()> primary_address)
+    : is_primary_(std::move(is_primary)), primary_address_(std::move(primary_address)) {}
+
+void PrimaryGate::Open(cellar::v1::Master::Service* inner) {
+  absl::MutexLock l(&mu_);
+  if (!closed_) inner_ = inner;
+}
+
+void PrimaryGate::Close(const std::string& reason) {
+  absl::MutexLock l(&mu_);
+  if (!closed_) {
+    closed_ = true;
+    close_reason_ = reason;
+  }
+  inner_ = nullptr;
+  for (grpc::ServerContext* context : active_) context->TryCancel();
+}
+
+int PrimaryGate::calls_in_progress() const {
+  absl::MutexLock l(&mu_);
+  return static_cast<int>(active_.size());
+}
+
+cellar::v1::Master::Service* PrimaryGate::Enter(grpc::ServerContext* context,
+                                                 grpc::Status* refusal) {
+  std::string reason;
+  {
+    absl::MutexLock l(&mu_);
+    if (inner_ != nullptr && is_primary_()) {
+      active_.insert(context);
+      return inner_;
+    }
+    reason = closed_ ? close_reason_ : std::string();
+  }
+  const std::string primary = primary_address_();
+  *refusal = grpc::Status(
+      grpc::StatusCode::UNAVAILABLE,
+      absl::StrCat("not the primary",
+                   primary.empty() ? std::string(" (primary unknown: election in progress)")
+                                   : absl::StrCat(" (primary is ", primary, ")"),
+                   reason.empty() ? std::string() : absl::StrCat(": ", reason)));
+  return nullptr;
+}
+
+void PrimaryGate::Leave(grpc::ServerContext* context) {
+  absl::MutexLock l(&mu_);
+  active_.erase(context);
+}
+
+#define CELLAR_GATED(call_expr)                    \
+  Call call(this, context);                        \
+  if (call.inner() == nullptr) return call.refusal(); \
+  return call.inner()->call_expr
+
+grpc::Status PrimaryGate::RegisterNode(grpc::ServerContext* context,
+                                       const cellar::v1::RegisterNodeRequest* request,
+                                       cellar::v1::RegisterNodeResponse* response) {
+  CELLAR_GATED(RegisterNode(context, request, response));
+}
+
+grpc::Status PrimaryGate::Watch(grpc::ServerContext* context,
+                                const cellar::v1::WatchRequest* request,
+                                grpc::ServerWriter<cellar::v1::ClusterEvent>* writer) {
+  CELLAR_GATED(Watch(context, request, writer));
+}
+
+grpc::Status PrimaryGate::AllocateOids(grpc::ServerContext* context,
+                                       const cellar::v1::AllocateOidsRequest* request,
+                                       cellar::v1::AllocateOidsResponse* response) {
+  CELLAR_GATED(AllocateOids(context, request, response));
+}
+
+grpc::Status PrimaryGate::Begin(grpc::ServerContext* context,
+                                const cellar::v1::BeginRequest* request,
+                                cellar::v1::BeginResponse* response) {
+  CELLAR_GATED(Begin(context, request, response));
+}
+
+grpc::Status PrimaryGate::Finish(grpc::ServerContext* context,
+                                 const cellar::v1::FinishRequest* request,
+                                 cellar::v1::FinishResponse* response) {
+  CELLAR_GATED(Finish(context, request, response));
+}
+
+grpc::Status PrimaryGate::Abort(grpc::ServerContext* context,
+                                const cellar::v1::AbortRequest* request,
+                                cellar::v1::AbortResponse* response) {
+  CELLAR_GATED(Abort(context, request, response));
+}
+
+grpc::Status PrimaryGate::GetTransactionStatus(
+    grpc::ServerContext* context, const cellar::v1::GetTransactionStatusRequest* request,
+    cellar::v1::GetTransactionStatusResponse* response) {
+  CELLAR_GATED(GetTransactionStatus(context, request, response));
+}
+
+grpc::Status PrimaryGate::GetClusterInfo(grpc::ServerContext* context,
+                                         const cellar::v1::GetClusterInfoRequest* request,
+                                         cellar::v1::GetClusterInfoResponse* response) {
+  CELLAR_GATED(GetClusterInfo(context, request, response));
+}
+
+grpc::Status PrimaryGate::StartCluster(grpc::ServerContext* context,
+                                       const cellar::v1::StartClusterRequest* request,
+                                       cellar::v1::StartClusterResponse* response) {
+  CELLAR_GATED(StartCluster(context, request, response));
+}
+
+#undef CELLAR_GATED
+
+}  // namespace cellar::master

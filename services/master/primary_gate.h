@@ -1,0 +1,97 @@
+#ifndef CELLAR_SERVICES_MASTER_PRIMARY_GATE_H_
+#define CELLAR_SERVICES_MASTER_PRIMARY_GATE_H_
+
+// The cellar.v1.Master service a master registers with gRPC: a thin
+// decorator that forwards every rpc to the real service (MasterService)
+// only while this master is the primary.
+//
+//  - Before Open() (a standby) and after Close() (primacy lost, shutting
+//    down) every rpc answers UNAVAILABLE "not the primary (primary is
+//    <address>)", so storages and clients move on to the next master
+//    address; UNAVAILABLE is what they retry.
+//  - Each call also asks `is_primary` (the election) as it starts: a
+//    master whose lease ran out refuses even before its lost callback ran.
+//  - Close() cancels the calls in progress: Watch streams end at once (the
+//    storages and clients then re-register with the next master), and a
+//    Finish waiting on storages is answered CANCELLED (the client asks the
+//    new primary for the outcome).
+//
+// Every rpc of cellar.v1.Master needs a forwarder here (a new rpc without
+// one would answer UNIMPLEMENTED): primary_gate_test checks them all
+// against the service descriptor.
+//
+// Thread-safe.
+
+#include <functional>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "protos/cellar/v1/master.grpc.pb.h"
+
+namespace cellar::master {
+
+class PrimaryGate final : public cellar::v1::Master::Service {
+ public:
+  // `is_primary`: asked at the start of every call. `primary_address`:
+  // the primary's address as last known ("" if unknown), for refusals.
+  PrimaryGate(std::function<bool()> is_primary, std::function<std::string()> primary_address);
+
+  // Starts forwarding to `inner` (not owned; must outlive every call that
+  // started while open). Ignored after Close().
+  void Open(cellar::v1::Master::Service* inner);
+
+  // Refuses every new call for good and cancels those in progress.
+  // `reason` goes into the refusals ("lost the primary lease", "shutting
+  // down"). Idempotent.
+  void Close(const std::string& reason);
+
+  // Calls currently forwarded (for tests).
+  int calls_in_progress() const;
+
+  grpc::Status RegisterNode(grpc::ServerContext* context,
+                            const cellar::v1::RegisterNodeRequest* request,
+                            cellar::v1::RegisterNodeResponse* response) override;
+  grpc::Status Watch(grpc::ServerContext* context, const cellar::v1::WatchRequest* request,
+                     grpc::ServerWriter<cellar::v1::ClusterEvent>* writer) override;
+  grpc::Status AllocateOids(grpc::ServerContext* context,
+                            const cellar::v1::AllocateOidsRequest* request,
+                            cellar::v1::AllocateOidsResponse* response) override;
+  grpc::Status Begin(grpc::ServerContext* context, const cellar::v1::BeginRequest* request,
+                     cellar::v1::BeginResponse* response) override;
+  grpc::Status Finish(grpc::ServerContext* context, const cellar::v1::FinishRequest* request,
+                      cellar::v1::FinishResponse* response) override;
+  grpc::Status Abort(grpc::ServerContext* context, const cellar::v1::AbortRequest* request,
+                     cellar::v1::AbortResponse* response) override;
+  grpc::Status GetTransactionStatus(
+      grpc::ServerContext* context, const cellar::v1::GetTransactionStatusRequest* request,
+      cellar::v1::GetTransactionStatusResponse* response) override;
+  grpc::Status GetClusterInfo(grpc::ServerContext* context,
+                              const cellar::v1::GetClusterInfoRequest* request,
+                              cellar::v1::GetClusterInfoResponse* response) override;
+  grpc::Status StartCluster(grpc::ServerContext* context,
+                            const cellar::v1::StartClusterRequest* request,
+                            cellar::v1::StartClusterResponse* response) override;
+
+ private:
+  class Call;
+
+  // The inner service if the call may proceed (the context is then
+  // tracked until Leave), else null and `*refusal` set.
+  cellar::v1::Master::Service* Enter(grpc::ServerContext* context, grpc::Status* refusal);
+  void Leave(grpc::ServerContext* context);
+
+  const std::function<bool()> is_primary_;
+  const std::function<std::string()> primary_address_;
+  mutable absl::Mutex mu_;
+  cellar::v1::Master::Service* inner_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::string close_reason_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<grpc::ServerContext*> active_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cellar::master
+
+#endif  // CELLAR_SERVICES_MASTER_PRIMARY_GATE_H_
