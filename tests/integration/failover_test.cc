@@ -393,6 +393,70 @@ TEST_F(FailoverTest, PrimaryThatCannotRenewStepsDownAndStandbyTakesOver) {
   EXPECT_EQ(lost_[1].load(), 0);
 }
 
+// failure-scenarios.md: "The primary master dies before vote, during
+// finish". Commits keep running while the primary crashes: every commit
+// that was acknowledged, before or after, is readable afterwards at its
+// tid; commits that failed during the takeover were reported as failures
+// (outcome unknown to the client, see docs/failover.md).
+TEST_F(FailoverTest, AcknowledgedCommitsSurviveACrashUnderLoad) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  absl::Mutex mu;
+  std::map<uint64_t, Committed> acked;  // guarded by mu
+  std::thread committer([&] {
+    for (int i = 0; !stop; ++i) {
+      const std::string data = absl::StrCat("load-", i);
+      absl::StatusOr<uint64_t> oid = client_->NewOid();
+      if (!oid.ok()) {
+        ++failures;
+        absl::SleepFor(absl::Milliseconds(20));
+        continue;
+      }
+      auto txn = client_->NewTransaction();
+      txn->Store(*oid, 0, data);
+      absl::StatusOr<uint64_t> tid = txn->Commit();
+      if (tid.ok()) {
+        absl::MutexLock l(&mu);
+        acked[*oid] = {*tid, data};
+      } else {
+        ++failures;
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    }
+  });
+  auto acked_count = [&] {
+    absl::MutexLock l(&mu);
+    return acked.size();
+  };
+  const absl::Time start = absl::Now();
+  while (acked_count() < 20 && absl::Now() < start + absl::Seconds(20)) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GE(acked_count(), 20u);
+
+  const absl::Time crash = absl::Now();
+  elections_[0]->Abandon();
+  masters_[0]->Shutdown();
+  const size_t before = acked_count();
+  ASSERT_NO_FATAL_FAILURE(AwaitTakeover(1, crash));
+  // Commits resume on the new primary.
+  const absl::Time resume = absl::Now();
+  while (acked_count() < before + 20 && absl::Now() < resume + absl::Seconds(20)) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  stop = true;
+  committer.join();
+  EXPECT_GE(acked_count(), before + 20);
+  std::cerr << "acknowledged " << acked_count() << " commits (" << before
+            << " before the crash), " << failures.load() << " failed during the takeover\n";
+  {
+    absl::MutexLock l(&mu);
+    for (const auto& [oid, c] : acked) committed_[oid] = c;
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectAllReadable());
+}
+
 // A clean shutdown hands the lease over at once: no wait for expiry.
 TEST_F(FailoverTest, ShutdownHandsOverWithoutWaitingForTheLease) {
   ASSERT_NO_FATAL_FAILURE(StartCluster());
