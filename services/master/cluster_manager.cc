@@ -93,6 +93,8 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
   }
 
   bool verify = false;
+  std::vector<uint64_t> resolve_now;
+  StorageTarget resolve_on;
   cellar::v1::RegisterNodeResponse response;
   {
     absl::MutexLock l(&mu_);
@@ -123,7 +125,14 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     }
 
     Node& node = nodes_[id];
+    if (node.subscriber != nullptr) {
+      // A new registration replaces the old stream (the node saw it end,
+      // even if we did not): end it, and make its WatchEnded a no-op.
+      hub_->Close(id);
+      node.subscriber.reset();
+    }
     node.connected = true;
+    node.last_heartbeat = clock_->Now();
     node.info.set_node_id(id);
     node.info.set_role(request.role());
     node.info.set_address(request.address());
@@ -155,6 +164,14 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
       RefreshStorageStatesLocked();
       PublishNodeLocked(node);
       verify = MaybeLeaveRecoveryLocked(/*operator_start=*/false);
+      if (!verify && state_ == cellar::v1::CLUSTER_RUNNING && !node.voted_ttids.empty()) {
+        // A storage back while RUNNING (restarted, or treated as gone after
+        // a failed lock) with votes in doubt: resolve them now, or they
+        // would hold object locks forever.
+        resolve_now = std::move(node.voted_ttids);
+        node.voted_ttids.clear();
+        resolve_on = {id, request.address()};
+      }
     }
     CELLAR_LOG(INFO) << common::NodeName(id) << " registered"
                      << (request.address().empty() ? "" : " from " + request.address());
@@ -166,6 +183,11 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     response.set_master_node_id(options_.master_node_id);
   }
   if (verify) Verify();
+  if (!resolve_now.empty() && on_verify_) {
+    CELLAR_LOG(INFO) << common::NodeName(resolve_on.node_id) << " registered with "
+                     << resolve_now.size() << " voted transaction(s) in doubt: resolving";
+    on_verify_(resolve_now, {resolve_on}, /*last_tid=*/0);
+  }
   return response;
 }
 
@@ -179,8 +201,13 @@ absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> ClusterManager::Watch(
   }
   // Built under mu_ so that no PT change falls between the snapshot and
   // the subscription.
-  return hub_->Subscribe(node_id, common::NodeKindOf(node_id) == NodeKind::kClient,
-                         SnapshotLocked());
+  if (it->second.subscriber != nullptr) {
+    hub_->Close(node_id);  // one stream per registration: the newest wins
+  }
+  std::shared_ptr<EventHub::Subscriber> sub = hub_->Subscribe(
+      node_id, common::NodeKindOf(node_id) == NodeKind::kClient, SnapshotLocked());
+  it->second.subscriber = sub;
+  return sub;
 }
 
 void ClusterManager::WatchEnded(uint32_t node_id,
@@ -193,15 +220,9 @@ void ClusterManager::WatchEnded(uint32_t node_id,
     if (it == nodes_.end()) return;
     const NodeKind kind = common::NodeKindOf(node_id);
     if (kind == NodeKind::kStorage) {
-      it->second.connected = false;
-      it->second.info.set_state(cellar::v1::NODE_DOWN);
-      PublishNodeLocked(it->second);
-      CELLAR_LOG(WARNING) << common::NodeName(node_id) << " disconnected";
-      if (state_ == cellar::v1::CLUSTER_RUNNING &&
-          !pt_.IsOperational(ConnectedStoragesLocked())) {
-        CELLAR_LOG(WARNING) << "partition table no longer operational: back to RECOVERING";
-        SetStateLocked(cellar::v1::CLUSTER_RECOVERING);
-      }
+      // A stream the node replaced (it registered again) says nothing.
+      if (it->second.subscriber != sub) return;
+      NodesLostLocked({node_id}, "its watch stream ended");
     } else {
       it->second.info.set_state(cellar::v1::NODE_DOWN);
       PublishNodeLocked(it->second);
@@ -296,6 +317,21 @@ void ClusterManager::Verify() {
     SetStateLocked(cellar::v1::CLUSTER_RECOVERING);
     return;
   }
+  // Cells of storages still missing (an operator started without them)
+  // stop being readable; every OUT_OF_DATE cell must catch up at least to
+  // what the cluster holds now (the master forgot finer requirements if
+  // it restarted).
+  cellar::v1::PartitionTableDelta delta;
+  MarkDisconnectedCellsLocked(&delta);
+  for (uint32_t p = 0; p < pt_.num_partitions(); ++p) {
+    for (const common::PtCell& cell : pt_.Row(p)) {
+      if (cell.state == cellar::v1::CELL_OUT_OF_DATE) {
+        CatchUp& c = CatchUpLocked(p, cell.node_id);
+        c.needed_tid = std::max(c.needed_tid, hub_->last_tid());
+      }
+    }
+  }
+  PublishDeltaLocked(&delta);
   SetStateLocked(cellar::v1::CLUSTER_RUNNING);
   RefreshStorageStatesLocked();
   for (auto& [id, node] : nodes_) {
@@ -315,6 +351,268 @@ void ClusterManager::RefreshStorageStatesLocked() {
       node.info.set_state(cellar::v1::NODE_RUNNING);
     }
   }
+}
+
+void ClusterManager::NodesLostLocked(const std::vector<uint32_t>& ids,
+                                     const std::string& why) {
+  std::vector<uint32_t> lost;
+  for (uint32_t id : ids) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || !it->second.connected) continue;
+    Node& node = it->second;
+    node.connected = false;
+    node.info.set_state(cellar::v1::NODE_DOWN);
+    if (node.subscriber != nullptr) {
+      hub_->Close(id);  // its Watch stream ends; it must register again
+      node.subscriber.reset();
+    }
+    lost.push_back(id);
+    CELLAR_LOG(WARNING) << common::NodeName(id) << " is gone: " << why;
+  }
+  if (lost.empty()) return;
+  for (uint32_t id : lost) PublishNodeLocked(nodes_[id]);
+  if (state_ != cellar::v1::CLUSTER_RUNNING) return;
+  cellar::v1::PartitionTableDelta delta;
+  MarkDisconnectedCellsLocked(&delta);
+  PublishDeltaLocked(&delta);
+  if (!pt_.IsOperational(ConnectedStoragesLocked())) {
+    CELLAR_LOG(WARNING) << "partition table no longer operational: back to RECOVERING";
+    SetStateLocked(cellar::v1::CLUSTER_RECOVERING);
+  }
+}
+
+bool ClusterManager::HasOtherConnectedReadableLocked(uint32_t partition,
+                                                     uint32_t node_id) const {
+  for (const common::PtCell& c : pt_.Row(partition)) {
+    if (c.node_id == node_id || !common::IsReadable(c.state)) continue;
+    auto it = nodes_.find(c.node_id);
+    if (it != nodes_.end() && it->second.connected) return true;
+  }
+  return false;
+}
+
+void ClusterManager::MarkDisconnectedCellsLocked(cellar::v1::PartitionTableDelta* delta) {
+  const uint64_t last_tid = hub_->last_tid();
+  for (uint32_t p = 0; p < pt_.num_partitions(); ++p) {
+    const std::vector<common::PtCell> row = pt_.Row(p);  // SetCell edits it
+    for (const common::PtCell& cell : row) {
+      if (!common::IsReadable(cell.state)) continue;
+      auto it = nodes_.find(cell.node_id);
+      if (it != nodes_.end() && it->second.connected) continue;
+      if (!HasOtherConnectedReadableLocked(p, cell.node_id)) continue;  // the last one stays
+      SetCellLocked(p, cell.node_id, cellar::v1::CELL_OUT_OF_DATE, delta);
+      // It was readable: it holds every transaction that completed so far.
+      CatchUp& c = CatchUpLocked(p, cell.node_id);
+      c.known_tid = std::max(c.known_tid, last_tid);
+      c.needed_tid = std::max(c.needed_tid, last_tid);
+    }
+  }
+}
+
+void ClusterManager::SetCellLocked(uint32_t partition, uint32_t node_id,
+                                   common::CellState state,
+                                   cellar::v1::PartitionTableDelta* delta) {
+  pt_.SetCell(partition, node_id, state);
+  cellar::v1::CellChange* change = delta->add_changes();
+  change->set_partition(partition);
+  change->set_node_id(node_id);
+  change->set_state(state);
+}
+
+void ClusterManager::PublishDeltaLocked(cellar::v1::PartitionTableDelta* delta) {
+  if (delta->changes().empty()) return;
+  pt_.set_ptid(pt_.ptid() + 1);
+  delta->set_ptid(pt_.ptid());
+  std::vector<std::string> changes;
+  for (const auto& c : delta->changes()) {
+    changes.push_back(absl::StrCat(common::NodeName(c.node_id()), "/", c.partition(), "=",
+                                   std::string(1, common::CellStateLetter(c.state()))));
+  }
+  CELLAR_LOG(INFO) << "partition table " << pt_.ptid() << ": "
+                   << absl::StrJoin(changes, " ");
+  cellar::v1::ClusterEvent event;
+  *event.mutable_partition_table_delta() = *delta;
+  hub_->Publish(event);
+}
+
+ClusterManager::CatchUp& ClusterManager::CatchUpLocked(uint32_t partition,
+                                                       uint32_t node_id) {
+  auto [it, inserted] = catch_up_.try_emplace(CellKey{partition, node_id});
+  if (inserted) it->second.needed_tid = hub_->last_tid();
+  return it->second;
+}
+
+absl::Status ClusterManager::Heartbeat(uint32_t node_id) {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end() || !it->second.connected) {
+    return absl::NotFoundError(absl::StrCat("node ", common::NodeName(node_id),
+                                            " is not connected: register again"));
+  }
+  it->second.last_heartbeat = clock_->Now();
+  return absl::OkStatus();
+}
+
+void ClusterManager::ExpireSilentNodes() {
+  if (options_.heartbeat_timeout <= absl::ZeroDuration()) return;
+  absl::MutexLock l(&mu_);
+  const absl::Time now = clock_->Now();
+  if (now - last_expiry_check_ < absl::Milliseconds(100)) return;
+  last_expiry_check_ = now;
+  std::vector<uint32_t> silent;
+  for (const auto& [id, node] : nodes_) {
+    if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage &&
+        now - node.last_heartbeat > options_.heartbeat_timeout) {
+      silent.push_back(id);
+    }
+  }
+  if (!silent.empty()) {
+    NodesLostLocked(silent, absl::StrCat("no heartbeat for more than ",
+                                         absl::FormatDuration(options_.heartbeat_timeout)));
+  }
+}
+
+bool ClusterManager::IsConnected(uint32_t node_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  return it != nodes_.end() && it->second.connected;
+}
+
+absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
+    uint64_t tid, const std::vector<uint32_t>& voters,
+    const std::vector<uint32_t>& partitions) {
+  absl::MutexLock l(&mu_);
+  if (state_ != cellar::v1::CLUSTER_RUNNING) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+        absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+  }
+  CommitPlan plan;
+  absl::flat_hash_set<uint32_t> voting;
+  for (uint32_t id : voters) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || common::NodeKindOf(id) != NodeKind::kStorage) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node ", id, " is not a known storage node"));
+    }
+    // A voter that is gone now is a non-voter: its lock would fail anyway.
+    if (it->second.connected && voting.insert(id).second) {
+      plan.voters.push_back({id, it->second.info.address()});
+    }
+  }
+  for (uint32_t p : partitions) {
+    if (p >= pt_.num_partitions()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "partition ", p, " out of range (", pt_.num_partitions(), " partitions)"));
+    }
+    bool readable_voter = false;
+    for (uint32_t id : pt_.ReadableNodes(p)) readable_voter |= voting.contains(id);
+    if (!readable_voter) {
+      std::vector<std::string> names;
+      for (uint32_t id : pt_.ReadableNodes(p)) names.push_back(common::NodeName(id));
+      return absl::UnavailableError(absl::StrCat(
+          "partition ", p, ": none of its readable cells (",
+          names.empty() ? "none" : absl::StrJoin(names, ", "),
+          ") voted on a connected storage: committing would leave it stale"));
+    }
+  }
+  // Rule 8: a writable cell that did not vote misses this commit.
+  const uint64_t last_tid = hub_->last_tid();
+  cellar::v1::PartitionTableDelta delta;
+  absl::flat_hash_set<uint32_t> non_voters;
+  for (uint32_t p : partitions) {
+    const std::vector<common::PtCell> row = pt_.Row(p);
+    for (const common::PtCell& cell : row) {
+      if (!common::IsWritable(cell.state) || voting.contains(cell.node_id)) continue;
+      CatchUp& c = CatchUpLocked(p, cell.node_id);
+      c.needed_tid = std::max(c.needed_tid, tid);
+      if (common::IsReadable(cell.state)) {
+        c.known_tid = std::max(c.known_tid, last_tid);
+        SetCellLocked(p, cell.node_id, cellar::v1::CELL_OUT_OF_DATE, &delta);
+      }
+      non_voters.insert(cell.node_id);
+    }
+  }
+  PublishDeltaLocked(&delta);
+  plan.ptid = pt_.ptid();
+  for (uint32_t id : non_voters) {
+    auto it = nodes_.find(id);
+    if (it != nodes_.end() && it->second.connected) {
+      plan.non_voters.push_back({id, it->second.info.address()});
+    }
+  }
+  return plan;
+}
+
+void ClusterManager::LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
+                                const std::vector<uint32_t>& partitions) {
+  absl::MutexLock l(&mu_);
+  for (uint32_t id : failed) {
+    for (uint32_t p : partitions) {
+      if (p < pt_.num_partitions() && common::IsWritable(pt_.CellStateOf(p, id))) {
+        CatchUp& c = CatchUpLocked(p, id);
+        c.needed_tid = std::max(c.needed_tid, tid);
+      }
+    }
+  }
+  NodesLostLocked(failed, absl::StrCat("it could not lock tid ", common::TidHex(tid),
+                                       " that other storages locked"));
+}
+
+absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportReplication(
+    const cellar::v1::ReportReplicationRequest& request) {
+  absl::MutexLock l(&mu_);
+  if (state_ != cellar::v1::CLUSTER_RUNNING) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+        absl::StrCat("cluster is ", StateName(state_), ": replication waits for RUNNING"));
+  }
+  const uint32_t id = request.node_id();
+  auto node = nodes_.find(id);
+  if (node == nodes_.end() || !node->second.connected ||
+      common::NodeKindOf(id) != NodeKind::kStorage) {
+    return absl::NotFoundError(absl::StrCat("storage ", common::NodeName(id),
+                                            " is not connected: register again"));
+  }
+  const uint32_t p = request.partition();
+  if (p >= pt_.num_partitions()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partition: ", p, " out of range (", pt_.num_partitions(), " partitions)"));
+  }
+  cellar::v1::ReportReplicationResponse response;
+  const common::CellState state = pt_.CellStateOf(p, id);
+  if (common::IsReadable(state)) {
+    response.set_up_to_date(true);
+    return response;
+  }
+  if (state != cellar::v1::CELL_OUT_OF_DATE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        common::NodeName(id), " holds no OUT_OF_DATE cell of partition ", p, " (ptid ",
+        pt_.ptid(), ")"));
+  }
+  const uint64_t last_tid = hub_->last_tid();
+  CatchUp& c = CatchUpLocked(p, id);
+  // Claims past the last completed tid cannot be checked (transactions
+  // below them may still be locking): count only up to it.
+  const uint64_t reached = std::max(std::min(request.tid(), last_tid), c.known_tid);
+  if (reached >= c.needed_tid) {
+    cellar::v1::PartitionTableDelta delta;
+    SetCellLocked(p, id, cellar::v1::CELL_UP_TO_DATE, &delta);
+    catch_up_.erase(CellKey{p, id});
+    CELLAR_LOG(INFO) << common::NodeName(id) << " caught up on partition " << p
+                     << " (up to " << common::TidHex(reached) << ")";
+    PublishDeltaLocked(&delta);
+    response.set_up_to_date(true);
+    return response;
+  }
+  response.set_min_tid(c.known_tid);
+  response.set_max_tid(last_tid);
+  for (const common::PtCell& cell : pt_.Row(p)) {
+    if (cell.node_id == id || !common::IsReadable(cell.state)) continue;
+    auto it = nodes_.find(cell.node_id);
+    if (it != nodes_.end() && it->second.connected) *response.add_sources() = it->second.info;
+  }
+  return response;
 }
 
 void ClusterManager::SetStateLocked(ClusterState state) {

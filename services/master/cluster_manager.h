@@ -21,12 +21,33 @@
 //    the last readable cell of a partition went away) goes back to
 //    RECOVERING; clients then get UNAVAILABLE.
 //
+// Liveness and cell states (docs/design.md, "Replication"):
+//  - A storage is gone when its Watch stream ends, when it misses
+//    heartbeats for `heartbeat_timeout` (a SIGSTOPped process keeps its
+//    connections open), or when it fails to lock a transaction that other
+//    storages locked (LockFailed). Its readable cells become OUT_OF_DATE,
+//    except a cell that is the last readable one of its partition on a
+//    connected storage, which stays (the table is then not operational:
+//    back to RECOVERING). Every change is one PartitionTableDelta, ptid+1.
+//  - PrepareCommit (Finish) marks OUT_OF_DATE every writable cell of a
+//    touched partition that did not vote, before the commit can complete
+//    (semantics rule 8), and refuses a commit that would leave a touched
+//    partition without a readable cell that voted.
+//  - Each OUT_OF_DATE cell has a catch-up requirement: `needed_tid`, the
+//    highest tid of a transaction the cell may have missed (raised by
+//    every commit it does not vote for, or fails to lock), and
+//    `known_tid`, below which it is known to be complete. ReportReplication
+//    marks it UP_TO_DATE once the storage proves it holds everything up to
+//    needed_tid; since rule 8 runs under the same mutex, a transaction
+//    that misses the cell later re-marks it OUT_OF_DATE.
+//
 // Thread-safe. Lock order: ClusterManager::mu_ before EventHub's.
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
@@ -34,6 +55,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "protos/cellar/v1/master.pb.h"
 #include "services/common/clock.h"
 #include "services/common/partition_table.h"
@@ -59,6 +81,22 @@ struct ClusterOptions {
   uint32_t master_node_id = 0x01000001;
   // Software version/track of this master (for NodeInfo).
   std::string version = "0.1.0";
+  // A connected storage that sends no Heartbeat (nor registers) for this
+  // long is treated as gone. Zero disables the check. Default 10 s.
+  absl::Duration heartbeat_timeout = absl::Seconds(10);
+};
+
+// What PrepareCommit decided for one Finish.
+struct CommitPlan {
+  // The voters to lock (connected ones), in the order given.
+  std::vector<StorageTarget> voters;
+  // Connected storages with a writable cell of a touched partition that did
+  // not vote (their cells are now OUT_OF_DATE); they may hold temporary
+  // records of the transaction to abort.
+  std::vector<StorageTarget> non_voters;
+  // The table version that includes those changes: storages lock only
+  // once they hold it (LockTransactionRequest.min_ptid).
+  uint64_t ptid = 0;
 };
 
 class ClusterManager {
@@ -68,7 +106,10 @@ class ClusterManager {
   using ClientGoneCallback = std::function<void(uint32_t node_id)>;
   // Called (outside the mutex) in VERIFYING with the ttids storages hold
   // voted but not locked, and the storages to resolve them on; then with
-  // the recovered last tid. Returns when they are resolved.
+  // the recovered last tid. Returns when they are resolved. Also called
+  // when a storage registers while RUNNING with voted ttids (a node that
+  // was gone, or failed a lock): then with that storage only and last_tid
+  // 0.
   using VerifyCallback = std::function<void(const std::vector<uint64_t>& in_doubt,
                                             const std::vector<StorageTarget>& storages,
                                             uint64_t last_tid)>;
@@ -87,9 +128,38 @@ class ClusterManager {
   // snapshot. NOT_FOUND for an unknown node id.
   absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> Watch(uint32_t node_id);
 
-  // The node's stream ended: storages go DOWN, clients are forgotten and
-  // their transactions aborted.
+  // The node's stream ended: storages go DOWN (cells as in the class
+  // comment), clients are forgotten and their transactions aborted. A
+  // stream replaced by a newer registration of the node changes nothing.
   void WatchEnded(uint32_t node_id, const std::shared_ptr<EventHub::Subscriber>& sub);
+
+  // A storage's heartbeat. NOT_FOUND unless the node is connected.
+  absl::Status Heartbeat(uint32_t node_id);
+  // Treats connected storages silent for longer than heartbeat_timeout as
+  // gone. Cheap; called often (every Watch stream polls it).
+  void ExpireSilentNodes();
+
+  // Rule 8 for a transaction that got final tid `tid`: see the class
+  // comment. FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) unless RUNNING;
+  // INVALID_ARGUMENT for an unknown voter or partition; UNAVAILABLE if a
+  // touched partition has no readable cell among the connected voters.
+  absl::StatusOr<CommitPlan> PrepareCommit(uint64_t tid,
+                                           const std::vector<uint32_t>& voters,
+                                           const std::vector<uint32_t>& partitions);
+  // Voters in `failed` could not lock transaction `tid` while others did:
+  // they may miss it. Their cells of `partitions` must catch up past
+  // `tid`, and each of them is treated as gone (it registers again and
+  // its vote is resolved then).
+  void LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
+                  const std::vector<uint32_t>& partitions);
+
+  // A storage reports replication progress of one of its cells (see
+  // master.proto).
+  absl::StatusOr<cellar::v1::ReportReplicationResponse> ReportReplication(
+      const cellar::v1::ReportReplicationRequest& request);
+
+  // True if `node_id` is registered and connected.
+  bool IsConnected(uint32_t node_id) const;
 
   // Operator start (see class comment).
   absl::StatusOr<cellar::v1::ClusterState> Start();
@@ -120,7 +190,17 @@ class ClusterManager {
     bool connected = false;
     // Storages: what they reported at registration.
     std::vector<uint64_t> voted_ttids;
+    // The Watch stream of the current registration (null before Watch).
+    std::shared_ptr<EventHub::Subscriber> subscriber;
+    // Last heartbeat (or registration).
+    absl::Time last_heartbeat;
   };
+  // Catch-up requirement of one OUT_OF_DATE cell (class comment).
+  struct CatchUp {
+    uint64_t needed_tid = 0;
+    uint64_t known_tid = 0;
+  };
+  using CellKey = std::pair<uint32_t, uint32_t>;  // (partition, node id)
 
   cellar::v1::ClusterSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::flat_hash_set<uint32_t> ConnectedStoragesLocked() const
@@ -133,6 +213,27 @@ class ClusterManager {
   // Runs verification outside the lock, then moves to RUNNING.
   void Verify();
   void RefreshStorageStatesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks `ids` gone (DOWN, stream closed) and, when RUNNING, their cells
+  // as in the class comment; may go back to RECOVERING.
+  void NodesLostLocked(const std::vector<uint32_t>& ids, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Readable cells of nodes that are not connected become OUT_OF_DATE
+  // where another readable cell of the partition is on a connected node.
+  // Adds the changes to `delta`.
+  void MarkDisconnectedCellsLocked(cellar::v1::PartitionTableDelta* delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets a cell's state in pt_ and records the change in `delta`.
+  void SetCellLocked(uint32_t partition, uint32_t node_id, common::CellState state,
+                     cellar::v1::PartitionTableDelta* delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Bumps the ptid and broadcasts `delta` if it has changes.
+  void PublishDeltaLocked(cellar::v1::PartitionTableDelta* delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The catch-up entry of a cell, created if missing (needed = last tid).
+  CatchUp& CatchUpLocked(uint32_t partition, uint32_t node_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasOtherConnectedReadableLocked(uint32_t partition, uint32_t node_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ClusterOptions options_;
   const common::Clock* clock_;
@@ -152,6 +253,8 @@ class ClusterManager {
   // Highest tid storages reported (recovery).
   uint64_t recovered_last_tid_ ABSL_GUARDED_BY(mu_) = 0;
   bool verifying_ ABSL_GUARDED_BY(mu_) = false;
+  absl::btree_map<CellKey, CatchUp> catch_up_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_expiry_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace cellar::master

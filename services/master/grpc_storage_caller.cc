@@ -60,7 +60,7 @@ cellar::v1::Storage::Stub* GrpcStorageCaller::StubFor(const std::string& address
 
 std::vector<absl::Status> GrpcStorageCaller::LockAll(
     const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid,
-    uint64_t tid) {
+    uint64_t tid, uint64_t min_ptid) {
   std::vector<absl::Status> results(targets.size());
   std::vector<std::unique_ptr<Call<cellar::v1::LockTransactionRequest,
                                    cellar::v1::LockTransactionResponse>>>
@@ -73,6 +73,7 @@ std::vector<absl::Status> GrpcStorageCaller::LockAll(
     call->request.set_epoch(epoch);
     call->request.set_ttid(ttid);
     call->request.set_tid(tid);
+    call->request.set_min_ptid(min_ptid);
     StubFor(targets[i].address)
         ->async()
         ->LockTransaction(&call->context, &call->request, &call->response,
@@ -89,7 +90,8 @@ std::vector<absl::Status> GrpcStorageCaller::LockAll(
 }
 
 void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
-                                    uint64_t epoch, uint64_t ttid, uint64_t tid) {
+                                    uint64_t epoch, uint64_t ttid, uint64_t tid,
+                                    bool forget_lock) {
   for (const StorageTarget& target : targets) {
     auto* call = new Call<cellar::v1::UnlockTransactionRequest,
                           cellar::v1::UnlockTransactionResponse>();
@@ -97,6 +99,7 @@ void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
     call->request.set_epoch(epoch);
     call->request.set_ttid(ttid);
     call->request.set_tid(tid);
+    call->request.set_forget_lock(forget_lock);
     {
       absl::MutexLock l(&mu_);
       ++pending_;
@@ -139,6 +142,88 @@ std::vector<absl::Status> GrpcStorageCaller::AbortAll(
                              results[i] = common::FromGrpcStatus(s);
                              latch.CountDown();
                            });
+    calls.push_back(std::move(call));
+  }
+  latch.Wait();
+  return results;
+}
+
+void GrpcStorageCaller::AbortAsync(const std::vector<StorageTarget>& targets,
+                                   uint64_t epoch, uint64_t ttid) {
+  (void)epoch;  // AbortTransaction carries no epoch.
+  for (const StorageTarget& target : targets) {
+    auto* call = new Call<cellar::v1::AbortTransactionRequest,
+                          cellar::v1::AbortTransactionResponse>();
+    common::SetDeadline(&call->context, timeout_);
+    call->request.set_ttid(ttid);
+    {
+      absl::MutexLock l(&mu_);
+      ++pending_;
+    }
+    const uint32_t node_id = target.node_id;
+    StubFor(target.address)
+        ->async()
+        ->AbortTransaction(&call->context, &call->request, &call->response,
+                           [this, call, node_id, ttid](grpc::Status s) {
+                             if (!s.ok()) {
+                               CELLAR_LOG(INFO)
+                                   << "abort of ttid " << common::TidHex(ttid) << " on S"
+                                   << node_id << " failed: " << s.error_message();
+                             }
+                             delete call;
+                             absl::MutexLock l(&mu_);
+                             --pending_;
+                           });
+  }
+}
+
+std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
+    const std::vector<StorageTarget>& targets, uint64_t ttid) {
+  std::vector<absl::StatusOr<StorageOutcome>> results(targets.size(),
+                                                      absl::UnknownError("no answer"));
+  std::vector<std::unique_ptr<Call<cellar::v1::GetTransactionOutcomeRequest,
+                                   cellar::v1::GetTransactionOutcomeResponse>>>
+      calls;
+  Latch latch(static_cast<int>(targets.size()));
+  for (size_t i = 0; i < targets.size(); ++i) {
+    auto call = std::make_unique<Call<cellar::v1::GetTransactionOutcomeRequest,
+                                      cellar::v1::GetTransactionOutcomeResponse>>();
+    common::SetDeadline(&call->context, timeout_);
+    call->request.set_ttid(ttid);
+    auto* raw = call.get();
+    StubFor(targets[i].address)
+        ->async()
+        ->GetTransactionOutcome(
+            &call->context, &call->request, &call->response,
+            [&results, &latch, i, &targets, raw](grpc::Status s) {
+              if (!s.ok()) {
+                results[i] = common::Annotate(
+                    common::FromGrpcStatus(s),
+                    absl::StrCat("outcome on S", targets[i].node_id));
+              } else {
+                StorageOutcome outcome;
+                switch (raw->response.state()) {
+                  case cellar::v1::STORAGE_TRANSACTION_STORING:
+                    outcome.state = StorageOutcome::State::kStoring;
+                    break;
+                  case cellar::v1::STORAGE_TRANSACTION_VOTED:
+                    outcome.state = StorageOutcome::State::kVoted;
+                    break;
+                  case cellar::v1::STORAGE_TRANSACTION_LOCKED:
+                    outcome.state = StorageOutcome::State::kLocked;
+                    outcome.tid = raw->response.tid();
+                    break;
+                  case cellar::v1::STORAGE_TRANSACTION_ABORTED:
+                    outcome.state = StorageOutcome::State::kAborted;
+                    break;
+                  default:
+                    outcome.state = StorageOutcome::State::kUnknown;
+                    break;
+                }
+                results[i] = outcome;
+              }
+              latch.CountDown();
+            });
     calls.push_back(std::move(call));
   }
   latch.Wait();

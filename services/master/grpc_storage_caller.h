@@ -23,12 +23,16 @@ class GrpcStorageCaller final : public StorageCaller {
   ~GrpcStorageCaller() override;
 
   std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
-                                    uint64_t epoch, uint64_t ttid,
-                                    uint64_t tid) override;
+                                    uint64_t epoch, uint64_t ttid, uint64_t tid,
+                                    uint64_t min_ptid) override;
   void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t epoch,
-                   uint64_t ttid, uint64_t tid) override;
+                   uint64_t ttid, uint64_t tid, bool forget_lock) override;
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets,
                                      uint64_t epoch, uint64_t ttid) override;
+  void AbortAsync(const std::vector<StorageTarget>& targets, uint64_t epoch,
+                  uint64_t ttid) override;
+  std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
+      const std::vector<StorageTarget>& targets, uint64_t ttid) override;
 
  private:
   cellar::v1::Storage::Stub* StubFor(const std::string& address);
@@ -37,7 +41,7 @@ class GrpcStorageCaller final : public StorageCaller {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<cellar::v1::Storage::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
-  // Unlocks in flight; the destructor waits for them.
+  // Unlocks and aborts in flight; the destructor waits for them.
   int pending_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -1,7 +1,9 @@
 // ClusterManager + TransactionCoordinator + EventHub, with a fake
 // StorageCaller: registration rules, cluster start, recovery, commit order,
 // invalidations, aborts.
+#include <map>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -11,6 +13,7 @@
 #include "services/common/errors.h"
 #include "services/common/fake_clock.h"
 #include "services/common/ids.h"
+#include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
@@ -24,40 +27,100 @@ using common::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
-// Records calls; a lock of `blocked_ttid` waits for `release`.
+// Records calls; a lock of `blocked_ttid` waits for `release`. Lock
+// results are `lock_result`, or per node from `lock_results`; outcomes
+// (GetTransactionOutcome) come from `outcomes`, UNKNOWN by default.
 class FakeStorageCaller : public StorageCaller {
  public:
+  struct LockCall {
+    uint64_t ttid, tid, min_ptid;
+    std::vector<uint32_t> nodes;
+  };
+  struct UnlockCall {
+    uint64_t ttid;
+    std::vector<uint32_t> nodes;
+    bool forget;
+  };
+
   std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                    uint64_t ttid, uint64_t tid) override {
+                                    uint64_t ttid, uint64_t tid, uint64_t min_ptid) override {
+    std::vector<absl::Status> out;
     {
       absl::MutexLock l(&mu_);
-      locks_.push_back({ttid, tid});
+      locks_.push_back({ttid, tid, min_ptid, Ids(targets)});
+      for (const StorageTarget& t : targets) {
+        auto it = lock_results_.find(t.node_id);
+        out.push_back(it != lock_results_.end() ? it->second : lock_result);
+      }
     }
     if (ttid == blocked_ttid) {
       entered.Notify();
       release.WaitForNotification();
     }
     if (ttid == notify_ttid) locked.Notify();
-    return std::vector<absl::Status>(targets.size(), lock_result);
+    return out;
   }
-  void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t ttid,
-                   uint64_t) override {
+  void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t, uint64_t ttid,
+                   uint64_t, bool forget) override {
     absl::MutexLock l(&mu_);
     unlocks_.push_back(ttid);
+    unlock_calls_.push_back({ttid, Ids(targets), forget});
   }
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets, uint64_t,
                                      uint64_t ttid) override {
     absl::MutexLock l(&mu_);
     aborts_.push_back(ttid);
+    for (const StorageTarget& t : targets) aborted_on_[ttid].push_back(t.node_id);
     return std::vector<absl::Status>(targets.size(), absl::OkStatus());
+  }
+  void AbortAsync(const std::vector<StorageTarget>& targets, uint64_t,
+                  uint64_t ttid) override {
+    absl::MutexLock l(&mu_);
+    for (const StorageTarget& t : targets) async_aborted_on_[ttid].push_back(t.node_id);
+  }
+  std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
+      const std::vector<StorageTarget>& targets, uint64_t ttid) override {
+    absl::MutexLock l(&mu_);
+    std::vector<absl::StatusOr<StorageOutcome>> out;
+    for (const StorageTarget& t : targets) {
+      auto it = outcomes_.find({t.node_id, ttid});
+      out.push_back(it != outcomes_.end() ? it->second : StorageOutcome{});
+    }
+    return out;
+  }
+
+  void SetLockResult(uint32_t node_id, absl::Status status) {
+    absl::MutexLock l(&mu_);
+    lock_results_[node_id] = std::move(status);
+  }
+  void SetOutcome(uint32_t node_id, uint64_t ttid, StorageOutcome::State state,
+                  uint64_t tid = 0) {
+    absl::MutexLock l(&mu_);
+    outcomes_[{node_id, ttid}] = StorageOutcome{state, tid};
   }
   std::vector<uint64_t> aborts() {
     absl::MutexLock l(&mu_);
     return aborts_;
   }
+  std::vector<uint32_t> aborted_on(uint64_t ttid) {
+    absl::MutexLock l(&mu_);
+    return aborted_on_[ttid];
+  }
+  std::vector<uint32_t> async_aborted_on(uint64_t ttid) {
+    absl::MutexLock l(&mu_);
+    return async_aborted_on_[ttid];
+  }
   std::vector<uint64_t> unlocks() {
     absl::MutexLock l(&mu_);
     return unlocks_;
+  }
+  std::vector<UnlockCall> unlock_calls() {
+    absl::MutexLock l(&mu_);
+    return unlock_calls_;
+  }
+  std::vector<LockCall> locks() {
+    absl::MutexLock l(&mu_);
+    return locks_;
   }
 
   absl::Status lock_result;
@@ -68,10 +131,21 @@ class FakeStorageCaller : public StorageCaller {
   absl::Notification locked;
 
  private:
+  static std::vector<uint32_t> Ids(const std::vector<StorageTarget>& targets) {
+    std::vector<uint32_t> ids;
+    for (const StorageTarget& t : targets) ids.push_back(t.node_id);
+    return ids;
+  }
+
   absl::Mutex mu_;
-  std::vector<std::pair<uint64_t, uint64_t>> locks_;
+  std::map<uint32_t, absl::Status> lock_results_;
+  std::map<std::pair<uint32_t, uint64_t>, StorageOutcome> outcomes_;
+  std::vector<LockCall> locks_;
   std::vector<uint64_t> unlocks_;
+  std::vector<UnlockCall> unlock_calls_;
   std::vector<uint64_t> aborts_;
+  std::map<uint64_t, std::vector<uint32_t>> aborted_on_;
+  std::map<uint64_t, std::vector<uint32_t>> async_aborted_on_;
 };
 
 class MasterDomainTest : public ::testing::Test {
@@ -117,6 +191,76 @@ class MasterDomainTest : public ::testing::Test {
     return r->node_id();
   }
 
+  // 3 storages (S1..S3, each watching), `partitions` partitions, 1 replica,
+  // RUNNING.
+  void StartThree(uint32_t partitions = 6) {
+    Init(/*autostart=*/3, partitions, /*replicas=*/1);
+    for (int i = 0; i < 3; ++i) {
+      const uint32_t id = AddStorage(7200 + i);
+      storages_.push_back(id);
+      auto sub = cluster_->Watch(id);
+      ASSERT_TRUE(sub.ok()) << sub.status();
+      subs_[id] = *sub;
+    }
+    ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  }
+
+  // The storage's watch stream ends.
+  void Lose(uint32_t id) { cluster_->WatchEnded(id, subs_[id]); }
+
+  // Registers `id` again (same address) with `voted` ttids, and watches.
+  void Return(uint32_t id, int port, std::vector<uint64_t> voted = {}) {
+    auto r = Request(cellar::v1::NODE_ROLE_STORAGE, id, port);
+    for (uint64_t ttid : voted) r.add_voted_ttids(ttid);
+    ASSERT_TRUE(cluster_->RegisterNode(r).ok());
+    auto sub = cluster_->Watch(id);
+    ASSERT_TRUE(sub.ok()) << sub.status();
+    subs_[id] = *sub;
+  }
+
+  common::PartitionTable Pt() {
+    auto pt = common::PartitionTable::FromProto(cluster_->Info().partition_table());
+    EXPECT_TRUE(pt.ok()) << pt.status();
+    return *pt;
+  }
+
+  common::CellState StateOf(uint32_t partition, uint32_t node) {
+    return Pt().CellStateOf(partition, node);
+  }
+
+  // The first partition whose cells are exactly {a, b} (or, with b == 0,
+  // that has no cell on `a`).
+  uint32_t PartitionWith(uint32_t a, uint32_t b) {
+    const common::PartitionTable pt = Pt();
+    for (uint32_t p = 0; p < pt.num_partitions(); ++p) {
+      const bool has_a = pt.CellStateOf(p, a) != cellar::v1::CELL_STATE_UNSPECIFIED;
+      if (b == 0 && !has_a) return p;
+      if (b != 0 && has_a && pt.CellStateOf(p, b) != cellar::v1::CELL_STATE_UNSPECIFIED) {
+        return p;
+      }
+    }
+    ADD_FAILURE() << "no such partition";
+    return 0;
+  }
+
+  cellar::v1::NodeState NodeStateOf(uint32_t id) {
+    const cellar::v1::GetClusterInfoResponse info = cluster_->Info();
+    for (const auto& n : info.nodes()) {
+      if (n.node_id() == id) return n.state();
+    }
+    return cellar::v1::NODE_STATE_UNSPECIFIED;
+  }
+
+  absl::StatusOr<cellar::v1::ReportReplicationResponse> Report(uint32_t node,
+                                                               uint32_t partition,
+                                                               uint64_t tid) {
+    cellar::v1::ReportReplicationRequest r;
+    r.set_node_id(node);
+    r.set_partition(partition);
+    r.set_tid(tid);
+    return cluster_->ReportReplication(r);
+  }
+
   // Events queued for `sub`, without waiting.
   std::vector<cellar::v1::ClusterEvent> Drain(EventHub::Subscriber& sub) {
     std::vector<cellar::v1::ClusterEvent> out;
@@ -128,6 +272,8 @@ class MasterDomainTest : public ::testing::Test {
   common::FakeClock clock_;
   EventHub hub_;
   FakeStorageCaller caller_;
+  std::vector<uint32_t> storages_;
+  std::map<uint32_t, std::shared_ptr<EventHub::Subscriber>> subs_;
   std::unique_ptr<ClusterManager> cluster_;
   std::unique_ptr<TransactionCoordinator> coordinator_;
 };
@@ -349,6 +495,414 @@ TEST_F(MasterDomainTest, LosingTheLastReadableCellGoesBackToRecovering) {
   // It comes back: the cluster runs again.
   AddStorage(7200, s1);
   EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+}
+
+// --- Liveness and cell states (issue "Cluster lifecycle") ---
+
+TEST_F(MasterDomainTest, NodeLossMarksItsCellsOutOfDateExceptTheLastReadable) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  Drain(**watcher);
+  const uint64_t ptid = Pt().ptid();
+
+  Lose(s1);
+  EXPECT_TRUE(subs_[s1]->closed());
+  auto info = cluster_->Info();
+  EXPECT_EQ(info.cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  EXPECT_TRUE(info.operational());
+  EXPECT_EQ(NodeStateOf(s1), cellar::v1::NODE_DOWN);
+  common::PartitionTable pt = Pt();
+  EXPECT_EQ(pt.ptid(), ptid + 1);  // one change, one version
+  int s1_cells = 0;
+  for (uint32_t p = 0; p < pt.num_partitions(); ++p) {
+    for (const common::PtCell& cell : pt.Row(p)) {
+      if (cell.node_id == s1) {
+        ++s1_cells;
+        EXPECT_EQ(cell.state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
+      } else {
+        EXPECT_EQ(cell.state, cellar::v1::CELL_UP_TO_DATE) << "partition " << p;
+      }
+    }
+  }
+  // Clients learn it as one delta with ptid + 1.
+  int deltas = 0;
+  for (const auto& e : Drain(**watcher)) {
+    if (e.has_partition_table_delta()) {
+      ++deltas;
+      EXPECT_EQ(e.partition_table_delta().ptid(), ptid + 1);
+      EXPECT_EQ(e.partition_table_delta().changes_size(), s1_cells);
+    }
+  }
+  EXPECT_EQ(deltas, 1);
+
+  // Then S2: where S1's copy is stale, S2's is the last readable one and
+  // stays; the table is no longer operational.
+  const uint32_t shared = PartitionWith(s1, s2);
+  const uint32_t with_s3 = PartitionWith(s2, s3);
+  Lose(s2);
+  EXPECT_EQ(StateOf(shared, s2), cellar::v1::CELL_UP_TO_DATE);
+  EXPECT_EQ(StateOf(with_s3, s2), cellar::v1::CELL_OUT_OF_DATE);
+  info = cluster_->Info();
+  EXPECT_FALSE(info.operational());
+  EXPECT_EQ(info.cluster_state(), cellar::v1::CLUSTER_RECOVERING);
+  EXPECT_THAT(coordinator_->Begin(c), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(MasterDomainTest, AStreamReplacedByANewRegistrationChangesNothingWhenItEnds) {
+  StartThree();
+  const uint32_t s1 = storages_[0];
+  const auto old_sub = subs_[s1];
+  Return(s1, 7200);
+  EXPECT_TRUE(old_sub->closed());
+  const uint64_t ptid = Pt().ptid();
+  cluster_->WatchEnded(s1, old_sub);
+  EXPECT_EQ(NodeStateOf(s1), cellar::v1::NODE_RUNNING);
+  EXPECT_EQ(Pt().ptid(), ptid);
+  EXPECT_TRUE(cluster_->IsConnected(s1));
+}
+
+TEST_F(MasterDomainTest, SilentStorageIsTreatedAsGoneAfterTheHeartbeatTimeout) {
+  StartThree();  // heartbeat_timeout: default 10 s
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  clock_.Advance(absl::Seconds(6));
+  ASSERT_THAT(cluster_->Heartbeat(s2), IsOk());
+  ASSERT_THAT(cluster_->Heartbeat(s3), IsOk());
+  cluster_->ExpireSilentNodes();
+  EXPECT_TRUE(cluster_->IsConnected(s1));  // 6 s < 10 s
+  clock_.Advance(absl::Seconds(5));  // S1 silent for 11 s, the others 5 s
+  cluster_->ExpireSilentNodes();
+  EXPECT_FALSE(cluster_->IsConnected(s1));
+  EXPECT_TRUE(subs_[s1]->closed());  // its stream ends: it registers again
+  EXPECT_EQ(NodeStateOf(s1), cellar::v1::NODE_DOWN);
+  EXPECT_TRUE(cluster_->IsConnected(s2));
+  EXPECT_TRUE(cluster_->IsConnected(s3));
+  EXPECT_EQ(StateOf(PartitionWith(s1, s2), s1), cellar::v1::CELL_OUT_OF_DATE);
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  EXPECT_THAT(cluster_->Heartbeat(s1), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(MasterDomainTest, FinishMarksCellsThatDidNotVoteOutOfDateBeforeItCompletes) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  Drain(**watcher);
+  const uint64_t ptid = Pt().ptid();
+  const uint32_t p = PartitionWith(s1, s2);
+  const uint64_t oid = p;  // partition(oid) = oid % 6
+  const uint64_t ttid = *coordinator_->Begin(c);
+  const uint32_t ttid_partition = ttid % 6;
+
+  // S1 did not vote (the client could not reach it).
+  auto tid = coordinator_->Finish(c, ttid, {s2, s3}, {oid});
+  ASSERT_THAT(tid, IsOk());
+  common::PartitionTable pt = Pt();
+  EXPECT_EQ(pt.ptid(), ptid + 1);
+  for (uint32_t q = 0; q < 6; ++q) {
+    const bool touched = q == p || q == ttid_partition;
+    const common::CellState state = pt.CellStateOf(q, s1);
+    if (state == cellar::v1::CELL_STATE_UNSPECIFIED) continue;
+    EXPECT_EQ(state, touched ? cellar::v1::CELL_OUT_OF_DATE : cellar::v1::CELL_UP_TO_DATE)
+        << "partition " << q;
+  }
+  // The delta reaches clients before the commit's invalidation.
+  const auto events = Drain(**watcher);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].partition_table_delta().ptid(), ptid + 1);
+  EXPECT_EQ(events[1].invalidation().tid(), *tid);
+  // Locked on the voters once they hold that table; the non-voter drops
+  // whatever it may hold; every voter locked: lock records may go.
+  const auto locks = caller_.locks();
+  ASSERT_EQ(locks.size(), 1u);
+  EXPECT_THAT(locks[0].nodes, ElementsAre(s2, s3));
+  EXPECT_EQ(locks[0].min_ptid, ptid + 1);
+  EXPECT_THAT(caller_.async_aborted_on(ttid), ElementsAre(s1));
+  const auto unlocks = caller_.unlock_calls();
+  ASSERT_EQ(unlocks.size(), 1u);
+  EXPECT_TRUE(unlocks[0].forget);
+  EXPECT_THAT(unlocks[0].nodes, ElementsAre(s2, s3));
+}
+
+TEST_F(MasterDomainTest, FinishIsRefusedWhenATouchedPartitionKeepsNoReadableVoter) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  const uint64_t ptid = Pt().ptid();
+  // Only S1 voted, for an object of a partition S1 has no cell of.
+  const uint64_t oid = PartitionWith(s1, 0);
+  uint64_t ttid = *coordinator_->Begin(c);
+  EXPECT_THAT(coordinator_->Finish(c, ttid, {s1}, {oid}),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
+  EXPECT_TRUE(caller_.locks().empty());
+  EXPECT_EQ(Pt().ptid(), ptid);
+
+  // Only an OUT_OF_DATE cell voted for the object's partition: its readable
+  // cell would miss the commit.
+  Lose(s1);
+  Return(s1, 7200);
+  const uint32_t p = PartitionWith(s1, s2);
+  ASSERT_EQ(StateOf(p, s1), cellar::v1::CELL_OUT_OF_DATE);
+  ttid = *coordinator_->Begin(c);
+  EXPECT_THAT(coordinator_->Finish(c, ttid, {s1, s3}, {p}),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(caller_.locks().empty());
+  // An unknown voter is a bad request.
+  ttid = *coordinator_->Begin(c);
+  EXPECT_THAT(coordinator_->Finish(c, ttid, {s2, 12345}, {p}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(MasterDomainTest, AVoterThatIsGoneCountsAsANonVoter) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  Lose(s1);
+  const uint64_t ttid = *coordinator_->Begin(c);
+  ASSERT_THAT(coordinator_->Finish(c, ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5}), IsOk());
+  const auto locks = caller_.locks();
+  ASSERT_EQ(locks.size(), 1u);
+  EXPECT_THAT(locks[0].nodes, ElementsAre(s2, s3));
+}
+
+TEST_F(MasterDomainTest, CellBecomesUpToDateOnceReplicationCoversWhatItMissed) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  const uint64_t t0 = *coordinator_->Begin(c);
+  const uint64_t tid0 = *coordinator_->Finish(c, t0, {s1, s2, s3}, {0});
+  const uint32_t p = PartitionWith(s1, s2);
+  const uint32_t other = PartitionWith(s1, s3);
+
+  Lose(s1);  // S1 held everything up to tid0
+  // T1 touches p without S1.
+  const uint64_t t1 = *coordinator_->Begin(c);
+  const uint64_t tid1 = *coordinator_->Finish(c, t1, {s2, s3}, {p});
+  Return(s1, 7200);
+  ASSERT_EQ(StateOf(p, s1), cellar::v1::CELL_OUT_OF_DATE);
+
+  // Not caught up: copy (tid0, tid1] from S2.
+  auto r = Report(s1, p, 0);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->up_to_date());
+  EXPECT_EQ(r->min_tid(), tid0);
+  EXPECT_EQ(r->max_tid(), tid1);
+  ASSERT_EQ(r->sources_size(), 1);
+  EXPECT_EQ(r->sources(0).node_id(), s2);
+  EXPECT_EQ(r->sources(0).address(), "127.0.0.1:7201");
+  r = Report(s1, p, tid1 - 1);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->up_to_date());
+
+  const uint64_t ptid = Pt().ptid();
+  r = Report(s1, p, tid1);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->up_to_date());
+  EXPECT_EQ(StateOf(p, s1), cellar::v1::CELL_UP_TO_DATE);
+  EXPECT_EQ(Pt().ptid(), ptid + 1);
+  // Asking again is harmless.
+  r = Report(s1, p, 0);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->up_to_date());
+
+  // A cell nothing was committed to while S1 was away (unless T1's record
+  // went there) is complete at once: S1 held everything up to tid0.
+  if (other != t1 % 6) {
+    r = Report(s1, other, 0);
+    ASSERT_THAT(r, IsOk());
+    EXPECT_TRUE(r->up_to_date());
+  }
+  // Not for cells that are not OUT_OF_DATE, partitions out of range,
+  // nodes that are gone.
+  EXPECT_THAT(Report(s1, PartitionWith(s2, s3), 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Report(s1, 99, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Report(12345, p, 0), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(MasterDomainTest, ATransactionInFlightThatMissesTheCellDelaysUpToDate) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  const uint32_t p = PartitionWith(s1, s2);
+  Lose(s1);
+  Return(s1, 7200);  // OUT_OF_DATE, nothing missed yet
+
+  // T2 is past rule 8 (S1 did not vote) and locking when S1 reports.
+  const uint64_t t2 = *coordinator_->Begin(c);
+  caller_.blocked_ttid = t2;
+  absl::StatusOr<uint64_t> tid2;
+  std::thread finish([&] { tid2 = coordinator_->Finish(c, t2, {s2, s3}, {p}); });
+  ASSERT_TRUE(caller_.entered.WaitForNotificationWithTimeout(absl::Seconds(10)))
+      << "T2 never reached lock";
+  const uint64_t last = cluster_->Info().last_tid();
+  auto r = Report(s1, p, last);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->up_to_date()) << "T2 may be missing on S1";
+  EXPECT_EQ(r->max_tid(), last);  // T2 has not completed: not copyable yet
+  // A claim beyond the last completed tid does not count.
+  r = Report(s1, p, common::kMaxTid);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->up_to_date());
+  EXPECT_EQ(StateOf(p, s1), cellar::v1::CELL_OUT_OF_DATE);
+
+  caller_.release.Notify();
+  finish.join();
+  ASSERT_THAT(tid2, IsOk());
+  r = Report(s1, p, *tid2);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->up_to_date());
+
+  // Once readable again, a commit that misses it marks it stale again.
+  caller_.blocked_ttid = 0;
+  const uint64_t t3 = *coordinator_->Begin(c);
+  ASSERT_THAT(coordinator_->Finish(c, t3, {s2, s3}, {p}), IsOk());
+  EXPECT_EQ(StateOf(p, s1), cellar::v1::CELL_OUT_OF_DATE);
+}
+
+TEST_F(MasterDomainTest, VoterThatFailsToLockIsTreatedAsGoneAndResolvedWhenBack) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  caller_.SetLockResult(s1, absl::UnavailableError("disk trouble"));
+  const uint64_t ttid = *coordinator_->Begin(c);
+  auto tid = coordinator_->Finish(c, ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5});
+  ASSERT_THAT(tid, IsOk());  // S2 and S3 locked it: committed
+  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_COMMITTED);
+  EXPECT_EQ(coordinator_->stats().partial_lock_failures, 1u);
+  // S1 was retried, then treated as gone: it may miss the commit.
+  const auto locks = caller_.locks();
+  ASSERT_GE(locks.size(), 2u);
+  EXPECT_THAT(locks[0].nodes, ElementsAre(s1, s2, s3));
+  EXPECT_THAT(locks[1].nodes, ElementsAre(s1));
+  EXPECT_FALSE(cluster_->IsConnected(s1));
+  EXPECT_TRUE(subs_[s1]->closed());
+  const common::PartitionTable pt = Pt();
+  for (uint32_t p = 0; p < 6; ++p) {
+    const common::CellState state = pt.CellStateOf(p, s1);
+    if (state != cellar::v1::CELL_STATE_UNSPECIFIED) {
+      EXPECT_EQ(state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
+    }
+  }
+  // Not every voter locked: the lock records stay.
+  const auto unlocks = caller_.unlock_calls();
+  ASSERT_EQ(unlocks.size(), 1u);
+  EXPECT_FALSE(unlocks[0].forget);
+  EXPECT_THAT(unlocks[0].nodes, ElementsAre(s2, s3));
+
+  // S1 registers again with its vote in doubt: it is locked with the tid.
+  caller_.SetLockResult(s1, absl::OkStatus());
+  caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(s2, ttid, StorageOutcome::State::kLocked, *tid);
+  Return(s1, 7200, {ttid});
+  const auto after = caller_.locks();
+  ASSERT_EQ(after.size(), locks.size() + 1);
+  EXPECT_EQ(after.back().ttid, ttid);
+  EXPECT_EQ(after.back().tid, *tid);
+  EXPECT_THAT(after.back().nodes, ElementsAre(s1));
+  // Its cells stay OUT_OF_DATE until replication says otherwise.
+  EXPECT_EQ(StateOf(PartitionWith(s1, s2), s1), cellar::v1::CELL_OUT_OF_DATE);
+}
+
+TEST_F(MasterDomainTest, LastReadableVoterFailingToLockGoesThroughVerification) {
+  Init(/*autostart=*/2, /*partitions=*/4, /*replicas=*/0);
+  const uint32_t s1 = AddStorage(7200);
+  const uint32_t s2 = AddStorage(7201);
+  subs_[s1] = *cluster_->Watch(s1);
+  subs_[s2] = *cluster_->Watch(s2);
+  const uint32_t c = AddClient();
+  caller_.SetLockResult(s1, absl::UnavailableError("disk trouble"));
+  const uint64_t ttid = *coordinator_->Begin(c);
+  auto tid = coordinator_->Finish(c, ttid, {s1, s2}, {0, 1, 2, 3});
+  ASSERT_THAT(tid, IsOk());
+  // S1 holds the only copy of its partitions: they stay readable, and the
+  // cluster waits for S1 (no commit can miss them meanwhile).
+  EXPECT_EQ(StateOf(PartitionWith(s1, s1), s1), cellar::v1::CELL_UP_TO_DATE);
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RECOVERING);
+  // Back with the vote in doubt: verification locks it, then RUNNING.
+  caller_.SetLockResult(s1, absl::OkStatus());
+  caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
+  Return(s1, 7200, {ttid});
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  const auto locks = caller_.locks();
+  EXPECT_EQ(locks.back().ttid, ttid);
+  EXPECT_EQ(locks.back().tid, *tid);
+  EXPECT_THAT(locks.back().nodes, ElementsAre(s1));
+  EXPECT_EQ(coordinator_->stats().recovered_committed, 1u);
+}
+
+TEST_F(MasterDomainTest, VerificationCommitsWhatSomeStorageLockedAndDropsTheRest) {
+  Init(0);
+  auto pt = common::PartitionTable::MakeBalanced(4, 1, {1, 2});
+  ASSERT_THAT(pt, IsOk());
+  pt->set_ptid(5);
+  const uint64_t base = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  const uint64_t t_locked = base + 4;       // locked on S2 only (crash mid-lock)
+  const uint64_t tid_locked = base + 8;     // same partition as t_locked (mod 4)
+  const uint64_t t_dropped = base + 5;      // nobody locked it
+  caller_.SetOutcome(1, t_locked, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(2, t_locked, StorageOutcome::State::kLocked, tid_locked);
+  caller_.SetOutcome(1, t_dropped, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(2, t_dropped, StorageOutcome::State::kVoted);
+  auto r1 = Request(cellar::v1::NODE_ROLE_STORAGE, 1, 7200);
+  *r1.mutable_partition_table() = pt->ToProto();
+  r1.set_last_tid(base);
+  r1.add_voted_ttids(t_locked);
+  r1.add_voted_ttids(t_dropped);
+  ASSERT_THAT(cluster_->RegisterNode(r1), IsOk());
+  auto r2 = Request(cellar::v1::NODE_ROLE_STORAGE, 2, 7201);
+  *r2.mutable_partition_table() = pt->ToProto();
+  r2.set_last_tid(tid_locked);  // objects moved into place at lock
+  r2.add_voted_ttids(t_dropped);
+  ASSERT_THAT(cluster_->RegisterNode(r2), IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+
+  // The transaction S2 locked is committed on S1 with S2's tid...
+  const auto locks = caller_.locks();
+  ASSERT_EQ(locks.size(), 1u);
+  EXPECT_EQ(locks[0].ttid, t_locked);
+  EXPECT_EQ(locks[0].tid, tid_locked);
+  EXPECT_THAT(locks[0].nodes, ElementsAre(1));
+  const auto unlocks = caller_.unlock_calls();
+  ASSERT_EQ(unlocks.size(), 1u);
+  EXPECT_THAT(unlocks[0].nodes, UnorderedElementsAre(1, 2));
+  EXPECT_TRUE(unlocks[0].forget);
+  EXPECT_EQ(coordinator_->Status(t_locked).outcome(), cellar::v1::TRANSACTION_COMMITTED);
+  EXPECT_EQ(coordinator_->Status(t_locked).tid(), tid_locked);
+  // ...the other is dropped everywhere.
+  EXPECT_THAT(caller_.aborts(), ElementsAre(t_dropped));
+  EXPECT_THAT(caller_.aborted_on(t_dropped), UnorderedElementsAre(1, 2));
+  EXPECT_EQ(coordinator_->Status(t_dropped).outcome(), cellar::v1::TRANSACTION_ABORTED);
+  EXPECT_EQ(cluster_->Info().last_tid(), tid_locked);
+  const uint32_t c = AddClient();
+  EXPECT_GT(*coordinator_->Begin(c), tid_locked);
+}
+
+TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
+  Init(0);
+  auto pt = common::PartitionTable::MakeBalanced(6, 1, {1, 2, 3});
+  ASSERT_THAT(pt, IsOk());
+  pt->set_ptid(3);
+  for (uint32_t id : {1u, 2u}) {
+    auto r = Request(cellar::v1::NODE_ROLE_STORAGE, id, 7199 + id);
+    *r.mutable_partition_table() = pt->ToProto();
+    ASSERT_THAT(cluster_->RegisterNode(r), IsOk());
+  }
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RECOVERING);
+  ASSERT_THAT(cluster_->Start(), IsOk());
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  const common::PartitionTable now = Pt();
+  EXPECT_EQ(now.ptid(), 4u);
+  for (uint32_t p = 0; p < 6; ++p) {
+    const common::CellState state = now.CellStateOf(p, 3);
+    if (state != cellar::v1::CELL_STATE_UNSPECIFIED) {
+      EXPECT_EQ(state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
+    }
+  }
 }
 
 TEST_F(MasterDomainTest, WatchOfUnknownNodeIsNotFound) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
+#include "services/common/ids.h"
 
 namespace cellar::master {
 namespace {
@@ -37,6 +38,7 @@ grpc::Status MasterService::Watch(grpc::ServerContext* context,
   grpc::Status result = grpc::Status::OK;
   cellar::v1::ClusterEvent event;
   while (true) {
+    cluster_->ExpireSilentNodes();
     if (context->IsCancelled()) {
       result = grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
       break;
@@ -90,8 +92,10 @@ grpc::Status MasterService::Finish(grpc::ServerContext*,
   const std::vector<uint32_t> voted(request->voted_node_ids().begin(),
                                     request->voted_node_ids().end());
   const std::vector<uint64_t> oids(request->oids().begin(), request->oids().end());
+  const std::vector<uint32_t> partitions(request->partitions().begin(),
+                                         request->partitions().end());
   absl::StatusOr<uint64_t> tid =
-      coordinator_->Finish(request->node_id(), request->ttid(), voted, oids);
+      coordinator_->Finish(request->node_id(), request->ttid(), voted, oids, partitions);
   if (!tid.ok()) return ToGrpcStatus(tid.status());
   response->set_tid(*tid);
   return grpc::Status::OK;
@@ -127,6 +131,27 @@ grpc::Status MasterService::StartCluster(grpc::ServerContext*,
   absl::StatusOr<cellar::v1::ClusterState> state = cluster_->Start();
   if (!state.ok()) return ToGrpcStatus(state.status());
   response->set_cluster_state(*state);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::Heartbeat(grpc::ServerContext*,
+                                      const cellar::v1::HeartbeatRequest* request,
+                                      cellar::v1::HeartbeatResponse*) {
+  if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  return ToGrpcStatus(cluster_->Heartbeat(request->node_id()));
+}
+
+grpc::Status MasterService::ReportReplication(
+    grpc::ServerContext*, const cellar::v1::ReportReplicationRequest* request,
+    cellar::v1::ReportReplicationResponse* response) {
+  if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  if (request->tid() > common::kMaxTid) {
+    return Invalid(absl::StrCat("tid: at most ", common::TidHex(common::kMaxTid)));
+  }
+  absl::StatusOr<cellar::v1::ReportReplicationResponse> r =
+      cluster_->ReportReplication(*request);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *response = *std::move(r);
   return grpc::Status::OK;
 }
 

@@ -4,7 +4,10 @@
 // cellar.v1.Master over the domain objects: validate -> call -> map status.
 // Uses gRPC's synchronous API: Watch streams hold one server thread each
 // (one per connected node), which suits clusters of tens to hundreds of
-// nodes and keeps blocking commit waits simple. Thread-safe.
+// nodes and keeps blocking commit waits simple. Each Watch stream wakes at
+// least every 200 ms and uses that to run the heartbeat check
+// (ClusterManager::ExpireSilentNodes), so no extra thread is needed.
+// Thread-safe.
 
 #include <grpcpp/grpcpp.h>
 
@@ -44,6 +47,12 @@ class MasterService final : public cellar::v1::Master::Service {
   grpc::Status StartCluster(grpc::ServerContext* context,
                             const cellar::v1::StartClusterRequest* request,
                             cellar::v1::StartClusterResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context,
+                         const cellar::v1::HeartbeatRequest* request,
+                         cellar::v1::HeartbeatResponse* response) override;
+  grpc::Status ReportReplication(grpc::ServerContext* context,
+                                 const cellar::v1::ReportReplicationRequest* request,
+                                 cellar::v1::ReportReplicationResponse* response) override;
 
  private:
   ClusterManager* cluster_;

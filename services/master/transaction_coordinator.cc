@@ -1,7 +1,11 @@
 #include "services/master/transaction_coordinator.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/time/clock.h"
 
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
@@ -40,13 +44,25 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id) {
 
 absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
     uint32_t node_id, uint64_t ttid, const std::vector<uint32_t>& voted_node_ids,
-    const std::vector<uint64_t>& oids) {
+    const std::vector<uint64_t>& oids, const std::vector<uint32_t>& partition_hint) {
   if (voted_node_ids.empty()) {
     return absl::InvalidArgumentError(
         "voted_node_ids: a transaction must vote on at least one storage");
   }
-  absl::StatusOr<std::vector<StorageTarget>> targets = cluster_->Targets(voted_node_ids);
-  const uint32_t partitions = cluster_->num_partitions();
+  const uint32_t num_partitions = std::max<uint32_t>(cluster_->num_partitions(), 1);
+  std::vector<uint32_t> partitions;
+  {
+    absl::flat_hash_set<uint32_t> seen;
+    auto add = [&](uint32_t p) {
+      if (seen.insert(p).second) partitions.push_back(p);
+    };
+    add(static_cast<uint32_t>(ttid % num_partitions));
+    for (uint64_t oid : oids) add(static_cast<uint32_t>(oid % num_partitions));
+    for (uint32_t p : partition_hint) {
+      if (p < num_partitions) add(p);
+    }
+    std::sort(partitions.begin(), partitions.end());
+  }
   std::shared_ptr<Pending> pending;
   {
     absl::MutexLock l(&mu_);
@@ -57,70 +73,115 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
           absl::StatusCode::kFailedPrecondition, common::kReasonUnknownTransaction,
           absl::StrCat("ttid ", common::TidHex(ttid), " is already finishing, committed or aborted"));
     }
-    if (!targets.ok()) {
-      // A voter is gone: nothing is locked yet, so the client may retry.
-      it->second.state = TxnState::kAborted;
-      --stats_.active;
-      ++stats_.aborted;
-    } else {
-      it->second.state = TxnState::kFinishing;
-      pending = std::make_shared<Pending>();
-      pending->ttid = ttid;
-      pending->tid = tids_.NextTid(ttid, std::max<uint32_t>(partitions, 1));
-      pending->oids = oids;
-      it->second.tid = pending->tid;
-      queue_.push_back(pending);
-    }
-  }
-  if (!targets.ok()) {
-    storages_->AbortAll(cluster_->RunningStorages(), cluster_->epoch(), ttid);
-    return common::Annotate(targets.status(), "finish aborted the transaction");
+    it->second.state = TxnState::kFinishing;
+    pending = std::make_shared<Pending>();
+    pending->ttid = ttid;
+    pending->tid = tids_.NextTid(ttid, num_partitions);
+    pending->oids = oids;
+    it->second.tid = pending->tid;
+    queue_.push_back(pending);
   }
 
-  const std::vector<absl::Status> results =
-      storages_->LockAll(*targets, cluster_->epoch(), ttid, pending->tid);
+  // Rule 8 before anything is locked: non-voting cells go OUT_OF_DATE now,
+  // so the commit can never complete while a replica that missed it is
+  // still readable.
+  absl::StatusOr<CommitPlan> plan =
+      cluster_->PrepareCommit(pending->tid, voted_node_ids, partitions);
+  if (!plan.ok()) {
+    FailPending(pending, /*lock_failure=*/false);
+    storages_->AbortAsync(cluster_->RunningStorages(), cluster_->epoch(), ttid);
+    return common::Annotate(plan.status(), "finish aborted the transaction");
+  }
+
   std::vector<StorageTarget> locked;
+  std::vector<StorageTarget> failed;
   absl::Status first_error;
-  for (size_t i = 0; i < results.size(); ++i) {
-    if (results[i].ok()) {
-      locked.push_back((*targets)[i]);
-    } else if (first_error.ok()) {
-      first_error = results[i];
+  auto lock = [&](const std::vector<StorageTarget>& targets) {
+    const std::vector<absl::Status> results =
+        storages_->LockAll(targets, cluster_->epoch(), ttid, pending->tid, plan->ptid);
+    std::vector<StorageTarget> still_failed;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok()) {
+        locked.push_back(targets[i]);
+      } else {
+        still_failed.push_back(targets[i]);
+        if (first_error.ok()) first_error = results[i];
+      }
     }
+    failed = std::move(still_failed);
+  };
+  lock(plan->voters);
+  // Committed as soon as one storage locked: give the others a few quick
+  // retries (a busy database, a dropped connection) before treating them
+  // as gone.
+  for (int attempt = 1; !locked.empty() && !failed.empty() && attempt <= 3; ++attempt) {
+    absl::SleepFor(absl::Milliseconds(50 * attempt));
+    std::vector<StorageTarget> retry, gone;
+    for (const StorageTarget& t : failed) {
+      (cluster_->IsConnected(t.node_id) ? retry : gone).push_back(t);
+    }
+    if (retry.empty()) break;
+    lock(retry);  // `failed` becomes what still fails
+    failed.insert(failed.end(), gone.begin(), gone.end());
   }
   if (!first_error.ok()) {
     CELLAR_LOG(WARNING) << "ttid " << common::TidHex(ttid) << ": " << first_error;
   }
 
-  {
-    absl::MutexLock l(&mu_);
-    if (locked.empty()) {
-      pending->failed = true;
-      ++stats_.lock_failures;
-    } else {
-      pending->locked = true;
-    }
-    DrainLocked();
-    mu_.Await(absl::Condition(&pending->done));
-    Txn& txn = txns_[ttid];
-    --stats_.active;
-    if (locked.empty()) {
-      txn.state = TxnState::kAborted;
-      ++stats_.aborted;
-    } else {
-      txn.state = TxnState::kCommitted;
-      ++stats_.committed;
-    }
-    finished_.push_back(ttid);
-    ForgetOldLocked();
-  }
   if (locked.empty()) {
-    storages_->AbortAll(*targets, cluster_->epoch(), ttid);
+    FailPending(pending, /*lock_failure=*/true);
+    storages_->AbortAll(plan->voters, cluster_->epoch(), ttid);
+    storages_->AbortAsync(plan->non_voters, cluster_->epoch(), ttid);
     return absl::UnavailableError(absl::StrCat(
         "no storage could lock the transaction, it was aborted: ", first_error.message()));
   }
-  storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid);
+  {
+    // Decided: whoever asks from now on learns it is committed.
+    absl::MutexLock l(&mu_);
+    Txn& txn = txns_[ttid];
+    txn.state = TxnState::kCommitted;
+    txn.tid = pending->tid;
+    stats_.partial_lock_failures += failed.size();
+  }
+  if (!failed.empty()) {
+    std::vector<uint32_t> ids;
+    for (const StorageTarget& t : failed) ids.push_back(t.node_id);
+    cluster_->LockFailed(pending->tid, ids, partitions);
+  }
+  {
+    absl::MutexLock l(&mu_);
+    pending->locked = true;
+    DrainLocked();
+    mu_.Await(absl::Condition(&pending->done));
+    --stats_.active;
+    ++stats_.committed;
+    finished_.push_back(ttid);
+    ForgetOldLocked();
+  }
+  storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid,
+                         /*forget_lock=*/failed.empty());
+  // Cells that did not vote may still hold the transaction's temporary
+  // records (a vote whose answer was lost): they get the data by
+  // replication; release what they hold.
+  if (!plan->non_voters.empty()) {
+    storages_->AbortAsync(plan->non_voters, cluster_->epoch(), ttid);
+  }
   return pending->tid;
+}
+
+void TransactionCoordinator::FailPending(const std::shared_ptr<Pending>& pending,
+                                         bool lock_failure) {
+  absl::MutexLock l(&mu_);
+  pending->failed = true;
+  if (lock_failure) ++stats_.lock_failures;
+  DrainLocked();
+  mu_.Await(absl::Condition(&pending->done));
+  Txn& txn = txns_[pending->ttid];
+  txn.state = TxnState::kAborted;
+  --stats_.active;
+  ++stats_.aborted;
+  finished_.push_back(pending->ttid);
+  ForgetOldLocked();
 }
 
 void TransactionCoordinator::DrainLocked() {
@@ -233,11 +294,135 @@ void TransactionCoordinator::Recover(const std::vector<uint64_t>& in_doubt,
     for (uint64_t ttid : in_doubt) tids_.AdvanceTo(ttid);
   }
   hub_->SetLastTid(last_tid);
-  for (uint64_t ttid : in_doubt) {
-    CELLAR_LOG(WARNING) << "verification: dropping voted, unlocked ttid "
-                        << common::TidHex(ttid);
-    storages_->AbortAll(storages, cluster_->epoch(), ttid);
+  for (uint64_t ttid : in_doubt) Resolve(ttid, storages);
+}
+
+void TransactionCoordinator::Resolve(uint64_t ttid,
+                                     const std::vector<StorageTarget>& reporters) {
+  // What this master knows first.
+  std::optional<uint64_t> known_tid;
+  bool known_aborted = false;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = txns_.find(ttid);
+    if (it != txns_.end()) {
+      switch (it->second.state) {
+        case TxnState::kActive:
+        case TxnState::kFinishing:
+          // Live: its client's Finish or Abort (or the client's departure)
+          // settles it on every storage that voted.
+          CELLAR_LOG(INFO) << "verification: ttid " << common::TidHex(ttid)
+                           << " is still in commit, left to it";
+          return;
+        case TxnState::kCommitted:
+          known_tid = it->second.tid;
+          break;
+        case TxnState::kAborted:
+          known_aborted = true;
+          break;
+      }
+    }
   }
+  // Who holds what: every connected storage (a node holding only objects
+  // of the transaction has a lock record, not the transaction record).
+  std::vector<StorageTarget> everyone = cluster_->RunningStorages();
+  for (const StorageTarget& r : reporters) {
+    if (std::none_of(everyone.begin(), everyone.end(),
+                     [&](const StorageTarget& t) { return t.node_id == r.node_id; })) {
+      everyone.push_back(r);
+    }
+  }
+  const std::vector<absl::StatusOr<StorageOutcome>> outcomes =
+      storages_->OutcomeAll(everyone, ttid);
+  std::vector<StorageTarget> voted;      // must lock (or drop) it
+  std::vector<StorageTarget> storing;    // never voted: can only drop it
+  std::vector<StorageTarget> holders;    // locked it already
+  std::optional<uint64_t> locked_tid;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    if (!outcomes[i].ok()) {
+      CELLAR_LOG(WARNING) << "verification of ttid " << common::TidHex(ttid) << ": "
+                          << outcomes[i].status();
+      continue;
+    }
+    switch (outcomes[i]->state) {
+      case StorageOutcome::State::kLocked:
+        holders.push_back(everyone[i]);
+        if (locked_tid.has_value() && *locked_tid != outcomes[i]->tid) {
+          CELLAR_LOG(ERROR) << "verification: ttid " << common::TidHex(ttid)
+                            << " is locked with two tids (" << common::TidHex(*locked_tid)
+                            << ", " << common::TidHex(outcomes[i]->tid) << ")";
+        }
+        locked_tid = outcomes[i]->tid;
+        break;
+      case StorageOutcome::State::kVoted:
+        voted.push_back(everyone[i]);
+        break;
+      case StorageOutcome::State::kStoring:
+        storing.push_back(everyone[i]);
+        break;
+      default:
+        break;
+    }
+  }
+  if (!known_tid.has_value() && !known_aborted) known_tid = locked_tid;
+  if (known_aborted && locked_tid.has_value()) {
+    // Cannot happen (an aborted transaction was never locked); locked wins.
+    CELLAR_LOG(ERROR) << "verification: ttid " << common::TidHex(ttid)
+                      << " was aborted here but a storage locked it";
+    known_tid = locked_tid;
+  }
+  if (known_tid.has_value()) {
+    std::vector<StorageTarget> to_lock;
+    for (const StorageTarget& t : voted) to_lock.push_back(t);
+    const std::vector<absl::Status> results =
+        storages_->LockAll(to_lock, cluster_->epoch(), ttid, *known_tid, /*min_ptid=*/0);
+    bool all = true;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!results[i].ok()) {
+        all = false;
+        CELLAR_LOG(WARNING) << "verification: locking ttid " << common::TidHex(ttid)
+                            << " on " << common::NodeName(to_lock[i].node_id) << ": "
+                            << results[i];
+      } else {
+        holders.push_back(to_lock[i]);
+      }
+    }
+    CELLAR_LOG(WARNING) << "verification: ttid " << common::TidHex(ttid)
+                        << " was locked somewhere: committed as "
+                        << common::TidHex(*known_tid) << " on " << to_lock.size()
+                        << " more storage(s)";
+    {
+      absl::MutexLock l(&mu_);
+      tids_.AdvanceTo(*known_tid);
+      Txn& txn = txns_[ttid];
+      if (txn.state != TxnState::kCommitted) {
+        txn.state = TxnState::kCommitted;
+        txn.tid = *known_tid;
+        finished_.push_back(ttid);
+        ForgetOldLocked();
+      }
+      ++stats_.recovered_committed;
+    }
+    // Release the object locks; keep the lock records unless every storage
+    // answered and now holds it (a missing one may still need them).
+    const bool everyone_answered = std::all_of(
+        outcomes.begin(), outcomes.end(), [](const auto& o) { return o.ok(); });
+    storages_->UnlockAsync(holders, cluster_->epoch(), ttid, *known_tid,
+                           /*forget_lock=*/all && everyone_answered);
+    storages_->AbortAsync(storing, cluster_->epoch(), ttid);
+    return;
+  }
+  CELLAR_LOG(WARNING) << "verification: dropping voted, unlocked ttid "
+                      << common::TidHex(ttid) << " (no storage locked it)";
+  storages_->AbortAll(everyone, cluster_->epoch(), ttid);
+  absl::MutexLock l(&mu_);
+  Txn& txn = txns_[ttid];
+  if (txn.state != TxnState::kAborted) {
+    txn.state = TxnState::kAborted;
+    finished_.push_back(ttid);
+    ForgetOldLocked();
+  }
+  ++stats_.recovered_aborted;
 }
 
 absl::Duration TransactionCoordinator::ClockLag() const {

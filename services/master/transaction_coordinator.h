@@ -8,10 +8,22 @@
 // tid order), publishes the invalidation, answers, and tells the storages
 // to unlock. Abort works until the final tid is picked.
 //
+// Before locking, ClusterManager::PrepareCommit applies semantics rule 8:
+// writable cells of touched partitions that did not vote go OUT_OF_DATE
+// (and must replicate past this tid), and the commit is refused if a
+// touched partition has no readable cell among the connected voters.
+//
 // If no storage could lock, the transaction is aborted everywhere and
 // Finish fails with UNAVAILABLE. If at least one locked, the transaction
-// is committed (a storage that locked has the final records; the ones that
-// failed catch up by replication).
+// is committed: voters that failed are retried briefly, then treated as
+// gone (ClusterManager::LockFailed: their cells catch up by replication,
+// and their vote is resolved when they register again).
+//
+// Verification (Recover) resolves in-doubt ttids (voted, not locked on
+// some storage): what this master knows first (committed with tid /
+// aborted / still active), otherwise every connected storage is asked
+// (GetTransactionOutcome): if one locked it, the storages that voted lock
+// it with that tid; if none did, it is aborted everywhere.
 //
 // Thread-safe. Finish blocks its caller until the transaction completes.
 
@@ -40,6 +52,11 @@ struct CoordinatorStats {
   uint64_t aborted = 0;
   uint64_t lock_failures = 0;
   uint32_t active = 0;
+  // Voters that failed to lock a transaction others locked (treated as gone).
+  uint64_t partial_lock_failures = 0;
+  // In-doubt transactions verification committed / aborted.
+  uint64_t recovered_committed = 0;
+  uint64_t recovered_aborted = 0;
 };
 
 class TransactionCoordinator {
@@ -53,9 +70,12 @@ class TransactionCoordinator {
   // See the class comment. NOT_FOUND (UNKNOWN_TRANSACTION) for a ttid this
   // master does not know or that is not the client's; FAILED_PRECONDITION
   // if it is already finishing/finished/aborted.
+  // `partitions`: what the client says it touched; the partitions of
+  // `oids` and of the ttid are always included.
   absl::StatusOr<uint64_t> Finish(uint32_t node_id, uint64_t ttid,
                                   const std::vector<uint32_t>& voted_node_ids,
-                                  const std::vector<uint64_t>& oids);
+                                  const std::vector<uint64_t>& oids,
+                                  const std::vector<uint32_t>& partitions = {});
 
   // Aborts `ttid` on `storage_node_ids` (all running storages if empty).
   // OK for unknown ttids; FAILED_PRECONDITION once the final tid is picked.
@@ -68,8 +88,9 @@ class TransactionCoordinator {
   // Outcome of a ttid.
   cellar::v1::GetTransactionStatusResponse Status(uint64_t ttid) const;
 
-  // Verification after recovery: aborts the in-doubt ttids on `storages`
-  // and raises the tid floor to `last_tid`.
+  // Verification: raises the tid floor to `last_tid` (and the in-doubt
+  // ttids), then resolves each in-doubt ttid (class comment). `storages`
+  // reported them; every connected storage may be asked.
   void Recover(const std::vector<uint64_t>& in_doubt,
                const std::vector<StorageTarget>& storages, uint64_t last_tid);
 
@@ -95,6 +116,11 @@ class TransactionCoordinator {
     bool done = false;
   };
 
+  // Resolves one in-doubt ttid (Recover).
+  void Resolve(uint64_t ttid, const std::vector<StorageTarget>& reporters);
+  // Marks a pending transaction failed, waits for its turn, counts it as
+  // aborted.
+  void FailPending(const std::shared_ptr<Pending>& pending, bool lock_failure);
   // Completes the transactions at the head of the queue that are ready.
   void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetOldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -107,6 +107,45 @@ absl::StatusOr<::cellar::v1::GetClusterInfoResponse> GrpcMasterLink::GetClusterI
   return response;
 }
 
+template <typename Request, typename Response, typename Method>
+absl::StatusOr<Response> GrpcMasterLink::Unary(const char* what, const Request& request,
+                                               Method method) {
+  if (addresses_.empty()) {
+    return absl::InvalidArgumentError("no master address configured");
+  }
+  size_t i;
+  {
+    absl::MutexLock l(&mu_);
+    i = current_;
+  }
+  grpc::ClientContext context;
+  common::SetDeadline(&context, rpc_timeout_);
+  if (!Track(&context)) return absl::CancelledError("storage node is shutting down");
+  Response response;
+  grpc::Status s = (Stub(i)->*method)(&context, request, &response);
+  Untrack(&context);
+  if (!s.ok()) {
+    return common::Annotate(common::FromGrpcStatus(s),
+                            absl::StrCat(what, " to master ", addresses_[i]));
+  }
+  return response;
+}
+
+absl::Status GrpcMasterLink::Heartbeat(uint32_t node_id) {
+  ::cellar::v1::HeartbeatRequest request;
+  request.set_node_id(node_id);
+  return Unary<::cellar::v1::HeartbeatRequest, ::cellar::v1::HeartbeatResponse>(
+             "heartbeat", request, &::cellar::v1::Master::Stub::Heartbeat)
+      .status();
+}
+
+absl::StatusOr<::cellar::v1::ReportReplicationResponse> GrpcMasterLink::ReportReplication(
+    const ::cellar::v1::ReportReplicationRequest& request) {
+  return Unary<::cellar::v1::ReportReplicationRequest,
+               ::cellar::v1::ReportReplicationResponse>(
+      "replication report", request, &::cellar::v1::Master::Stub::ReportReplication);
+}
+
 absl::Status GrpcMasterLink::Watch(
     uint32_t node_id,
     const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) {

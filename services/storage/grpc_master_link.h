@@ -34,9 +34,15 @@ class GrpcMasterLink final : public MasterLink {
   absl::Status Watch(
       uint32_t node_id,
       const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) override;
+  absl::Status Heartbeat(uint32_t node_id) override;
+  absl::StatusOr<::cellar::v1::ReportReplicationResponse> ReportReplication(
+      const ::cellar::v1::ReportReplicationRequest& request) override;
   void Cancel() override;
 
  private:
+  // A unary call to the current master with a deadline, tracked for Cancel.
+  template <typename Request, typename Response, typename Method>
+  absl::StatusOr<Response> Unary(const char* what, const Request& request, Method method);
   ::cellar::v1::Master::Stub* Stub(size_t index);
   // Registers `context` so Cancel() can cancel it; false if cancelled.
   bool Track(grpc::ClientContext* context);

@@ -37,6 +37,18 @@ ABSL_FLAG(int, writer_threads, 1,
           "Group-commit writer threads (1 for SQLite; a few for PostgreSQL)");
 ABSL_FLAG(absl::Duration, lock_wait_timeout, absl::Seconds(10),
           "Longest a store waits for an object lock");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),
+          "How often to tell the master this node is alive (the master's heartbeat timeout, "
+          "10 s by default, must be well above it)");
+ABSL_FLAG(uint64_t, replication_bytes_per_second, 8 << 20,
+          "Replication speed kept while clients are active (the minimum speed: replication "
+          "yields to client traffic down to this rate); 0 = no limit");
+ABSL_FLAG(uint64_t, replication_idle_bytes_per_second, 0,
+          "Replication speed without client traffic; 0 = no limit");
+ABSL_FLAG(uint32_t, replication_chunk_records, 1000,
+          "Records per replication chunk (1..10000): memory per chunk and resume granularity");
+ABSL_FLAG(uint64_t, replication_chunk_bytes, 4 << 20,
+          "Bytes per replication chunk (at most 32 MiB)");
 
 int main(int argc, char** argv) {
   cellar::common::BlockTerminationSignals();
@@ -55,6 +67,20 @@ int main(int argc, char** argv) {
   options.max_object_bytes = absl::GetFlag(FLAGS_max_object_bytes);
   options.writer_threads = absl::GetFlag(FLAGS_writer_threads);
   options.lock_wait_timeout = absl::GetFlag(FLAGS_lock_wait_timeout);
+  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.replication.busy_bytes_per_second = absl::GetFlag(FLAGS_replication_bytes_per_second);
+  options.replication.idle_bytes_per_second =
+      absl::GetFlag(FLAGS_replication_idle_bytes_per_second);
+  options.replication.chunk_records = absl::GetFlag(FLAGS_replication_chunk_records);
+  options.replication.chunk_bytes = absl::GetFlag(FLAGS_replication_chunk_bytes);
+  if (options.heartbeat_interval <= absl::ZeroDuration() ||
+      options.replication.chunk_records < 1 || options.replication.chunk_records > 10000 ||
+      options.replication.chunk_bytes < 1 || options.replication.chunk_bytes > (32u << 20)) {
+    std::cerr << "cellar-storage: --heartbeat_interval must be > 0, "
+                 "--replication_chunk_records in 1..10000 and --replication_chunk_bytes in "
+                 "1..33554432\n";
+    return 2;
+  }
   if (options.master_addresses.empty()) {
     std::cerr << "cellar-storage: --master: at least one master address is required\n";
     return 2;

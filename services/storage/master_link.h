@@ -37,6 +37,14 @@ class MasterLink {
       uint32_t node_id,
       const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) = 0;
 
+  // Master.Heartbeat: NOT_FOUND when the master does not count this node
+  // as connected (it will end the Watch stream; register again).
+  virtual absl::Status Heartbeat(uint32_t node_id) = 0;
+
+  // Master.ReportReplication (replication progress of one cell).
+  virtual absl::StatusOr<::cellar::v1::ReportReplicationResponse> ReportReplication(
+      const ::cellar::v1::ReportReplicationRequest& request) = 0;
+
   // Ends a Watch in progress and makes every later call fail with
   // CANCELLED (node shutdown). Idempotent.
   virtual void Cancel() = 0;

@@ -70,6 +70,25 @@ StorageMetrics::StorageMetrics(prometheus::Registry& registry,
                                "1 while registered with the primary master.", labels);
   node_up = MakeGauge(registry, "cellar_node_up", "1 while the node runs.",
                       with("role", "storage"));
+  replication_bytes = MakeCounter(registry, "cellar_storage_replication_bytes_total",
+                                  "Bytes of records imported by replication.", labels);
+  replication_chunks = MakeCounter(registry, "cellar_storage_replication_chunks_total",
+                                   "Replication chunks imported.", labels);
+  replication_checksum_failures = MakeCounter(
+      registry, "cellar_storage_replication_checksum_failures_total",
+      "Replicated objects whose checksum did not match (the chunk was refused).", labels);
+  replication_cells = MakeGauge(registry, "cellar_storage_replication_cells_replicating",
+                                "OUT_OF_DATE cells of this node being caught up.", labels);
+  replication_lag_seconds = MakeGauge(
+      registry, "cellar_storage_replication_lag_seconds",
+      "Largest distance, in TID time, between what a replicating cell holds and the "
+      "target of its current round.",
+      labels);
+  replication_lag_tids = MakeGauge(
+      registry, "cellar_storage_replication_lag_tids",
+      "Largest distance, in raw TID units (2^32 per minute), between what a "
+      "replicating cell holds and the target of its current round.",
+      labels);
 }
 
 }  // namespace cellar::storage

@@ -21,6 +21,12 @@
 //   cellar_storage_ptid                         partition table version held (gauge)
 //   cellar_storage_master_connected             1 while registered with the master
 //   cellar_node_up{role="storage"}              1 while the node runs
+//   cellar_storage_replication_bytes_total      bytes imported by replication
+//   cellar_storage_replication_chunks_total     replication chunks imported
+//   cellar_storage_replication_checksum_failures_total  bad replicated objects
+//   cellar_storage_replication_cells_replicating OUT_OF_DATE cells catching up
+//   cellar_storage_replication_lag_seconds      max (target - progress), TID time
+//   cellar_storage_replication_lag_tids         the same in raw TID units
 //
 // Nodes that share a registry share series (prometheus-cpp merges equal
 // families and labels); give each node its own registry to tell them apart.
@@ -61,6 +67,12 @@ struct StorageMetrics {
   prometheus::Gauge* ptid;
   prometheus::Gauge* master_connected;
   prometheus::Gauge* node_up;
+  prometheus::Counter* replication_bytes;
+  prometheus::Counter* replication_chunks;
+  prometheus::Counter* replication_checksum_failures;
+  prometheus::Gauge* replication_cells;
+  prometheus::Gauge* replication_lag_seconds;
+  prometheus::Gauge* replication_lag_tids;
 };
 
 }  // namespace cellar::storage

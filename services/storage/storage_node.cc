@@ -41,10 +41,26 @@ std::string ClusterStateName(ClusterState s) {
 
 }  // namespace
 
+namespace {
+
+// Replication disabled (no peers factory).
+class NoReplicationPeers final : public ReplicationPeers {
+ public:
+  absl::StatusOr<ReplicationTarget> Report(uint32_t, uint64_t) override {
+    return absl::UnimplementedError("this storage node was built without replication");
+  }
+  absl::Status Fetch(const std::string&, const FetchRequest&,
+                     const std::function<absl::Status(ReplicationChunk)>&) override {
+    return absl::UnimplementedError("this storage node was built without replication");
+  }
+};
+
+}  // namespace
+
 StorageNode::StorageNode(StorageNodeOptions options,
                          std::unique_ptr<StorageBackend> backend,
                          std::unique_ptr<MasterLink> master, common::Clock* clock,
-                         StorageMetrics* metrics)
+                         StorageMetrics* metrics, const PeersFactory& make_peers)
     : options_(std::move(options)),
       backend_(std::move(backend)),
       master_(std::move(master)),
@@ -64,17 +80,23 @@ StorageNode::StorageNode(StorageNodeOptions options,
   tm_options.max_object_bytes = options_.max_object_bytes;
   transactions_ = std::make_unique<TransactionManager>(backend_.get(), &locks_,
                                                        batcher_.get(), tm_options);
+  if (make_peers) peers_ = make_peers(master_.get(), [this] { return node_id(); });
+  if (peers_ == nullptr) peers_ = std::make_unique<NoReplicationPeers>();
+  replicator_ = std::make_unique<Replicator>(
+      backend_.get(), peers_.get(), options_.replication, metrics_,
+      [this] { return client_activity_.load(std::memory_order_relaxed); });
   if (metrics_ != nullptr) metrics_->node_up->Set(1);
 }
 
 absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Open(
     StorageNodeOptions options, std::unique_ptr<StorageBackend> backend,
     std::unique_ptr<MasterLink> master, common::Clock* clock,
-    StorageMetrics* metrics) {
+    StorageMetrics* metrics, PeersFactory make_peers) {
   if (backend == nullptr) return absl::InvalidArgumentError("no storage backend");
   if (master == nullptr) return absl::InvalidArgumentError("no master link");
-  std::unique_ptr<StorageNode> node(new StorageNode(
-      std::move(options), std::move(backend), std::move(master), clock, metrics));
+  std::unique_ptr<StorageNode> node(new StorageNode(std::move(options), std::move(backend),
+                                                    std::move(master), clock, metrics,
+                                                    make_peers));
   CELLAR_RETURN_IF_ERROR(node->LoadPersistedState());
   return node;
 }
@@ -158,6 +180,21 @@ void StorageNode::StartMasterLoop(const std::string& advertise_address) {
   advertise_address_ = advertise_address;
   master_thread_ = std::thread([this] { MasterLoop(); });
   stats_thread_ = std::thread([this] { StatsLoop(); });
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  replicator_->Start([this] { return CellsToReplicate(); });
+}
+
+std::vector<uint32_t> StorageNode::CellsToReplicate() const {
+  std::vector<uint32_t> out;
+  absl::MutexLock l(&mu_);
+  if (stopping_ || link_state_ != LinkState::kRegistered || node_id_ == 0 ||
+      cluster_state_ != ::cellar::v1::CLUSTER_RUNNING) {
+    return out;
+  }
+  for (uint32_t p = 0; p < pt_->num_partitions(); ++p) {
+    if (pt_->CellStateOf(p, node_id_) == ::cellar::v1::CELL_OUT_OF_DATE) out.push_back(p);
+  }
+  return out;
 }
 
 bool StorageNode::ServingLocked() const {
@@ -243,6 +280,7 @@ absl::Status StorageNode::Store(uint64_t ttid, uint32_t client_node_id,
                                 std::vector<StoreObject> objects, bool vote,
                                 const std::optional<TransactionMetadata>& metadata,
                                 absl::Time lock_deadline) {
+  NoteClientActivity();
   CELLAR_ASSIGN_OR_RETURN(CellView view, View());
   const size_t count = objects.size();
   size_t bytes = 0;
@@ -291,8 +329,22 @@ absl::Status StorageNode::Abort(uint64_t ttid) {
   return s;
 }
 
-absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid) {
+absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
+                               uint64_t min_ptid) {
   CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  if (min_ptid > partition_table()->ptid()) {
+    // The commit was decided on a newer table (cells that did not vote are
+    // OUT_OF_DATE in it): hold it durably before the transaction is
+    // committed here, so that a restarted master adopting the highest
+    // table never shows such a cell readable.
+    RefetchTable();
+    if (min_ptid > partition_table()->ptid()) {
+      return absl::UnavailableError(absl::StrCat(
+          "this node's partition table (ptid ", partition_table()->ptid(),
+          ") is older than the one the commit was decided on (ptid ", min_ptid,
+          ") and the master did not provide it"));
+    }
+  }
   const uint32_t num_partitions = partition_table()->num_partitions();
   if (num_partitions > 0 && tid % num_partitions != ttid % num_partitions) {
     // The transaction record lives in partition(ttid): its final tid must
@@ -310,12 +362,70 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid) {
   return s;
 }
 
-absl::Status StorageNode::Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid) {
+absl::Status StorageNode::Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid,
+                                 bool forget_lock) {
   CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
   (void)tid;  // the ttid names the transaction; tid is informative
   absl::Status s = transactions_->Unlock(ttid);
   UpdateOpenGauge();
+  if (s.ok() && forget_lock) {
+    bool flush;
+    {
+      absl::MutexLock l(&forget_mu_);
+      forget_.push_back(ttid);
+      flush = forget_.size() >= 256;
+    }
+    if (flush) FlushForgottenLocks();
+  }
   return s;
+}
+
+void StorageNode::FlushForgottenLocks() {
+  std::vector<uint64_t> batch;
+  {
+    absl::MutexLock l(&forget_mu_);
+    batch.swap(forget_);
+  }
+  if (batch.empty()) return;
+  // Best effort: a record left behind costs a few bytes and is only read
+  // by verification.
+  absl::Status s = backend_->ForgetLocks(batch);
+  if (!s.ok()) {
+    CELLAR_LOG(WARNING) << "cannot drop " << batch.size() << " lock record(s): " << s;
+  }
+}
+
+absl::StatusOr<TransactionManager::Known> StorageNode::TransactionOutcome(uint64_t ttid) {
+  {
+    absl::MutexLock l(&mu_);
+    if (closed_) return absl::UnavailableError("storage node is shut down");
+  }
+  TransactionManager::Known known = transactions_->KnownState(ttid);
+  if (known.kind != TransactionManager::Known::kNothing) return known;
+  CELLAR_ASSIGN_OR_RETURN(uint64_t locked, backend_->GetLockedTid(ttid));
+  if (locked == 0) {
+    CELLAR_ASSIGN_OR_RETURN(locked, backend_->FindCommittedTid(ttid));
+  }
+  if (locked != 0) {
+    known.kind = TransactionManager::Known::kLocked;
+    known.tid = locked;
+  }
+  return known;
+}
+
+absl::Status StorageNode::ServeReplication(
+    uint32_t partition, uint64_t min_tid, uint64_t max_tid, const ChunkLimits& limits,
+    const std::function<absl::Status(ReplicationChunk)>& emit) {
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  if (partition >= view.num_partitions()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partition: ", partition, " out of range (", view.num_partitions(), " partitions)"));
+  }
+  if (!view.Readable(partition)) {
+    return ErrorWithReason(absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+                           view.NoCellMessage("readable", partition));
+  }
+  return StreamPartition(*backend_, partition, min_tid, max_tid, limits, emit);
 }
 
 absl::Status StorageNode::ReadableCell(const CellView& view, uint64_t oid,
@@ -344,6 +454,7 @@ absl::StatusOr<T> StorageNode::CountLoad(absl::StatusOr<T> result) {
 }
 
 absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t before_tid) {
+  NoteClientActivity();
   auto view = View();
   if (!view.ok()) return CountLoad<LoadedObject>(view.status());
   uint32_t partition;
@@ -357,6 +468,7 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
 }
 
 absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t serial) {
+  NoteClientActivity();
   auto view = View();
   if (!view.ok()) return CountLoad<LoadedObject>(view.status());
   uint32_t partition;
@@ -371,6 +483,7 @@ absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t seri
 
 absl::StatusOr<std::vector<HistoryEntry>> StorageNode::History(uint64_t oid,
                                                                uint32_t limit) {
+  NoteClientActivity();
   CELLAR_ASSIGN_OR_RETURN(CellView view, View());
   uint32_t partition;
   CELLAR_RETURN_IF_ERROR(ReadableCell(view, oid, &partition));
@@ -426,6 +539,7 @@ absl::StatusOr<NodeStatus> StorageNode::Status() {
   status.transaction_count = stats.transaction_count;
   status.open_transactions =
       static_cast<uint32_t>(transactions_->open_transactions());
+  status.replication = replicator_->Status();
   if (metrics_ != nullptr) {
     metrics_->objects->Set(static_cast<double>(stats.object_count));
     metrics_->transactions->Set(static_cast<double>(stats.transaction_count));
@@ -495,6 +609,7 @@ void StorageNode::SetClusterState(ClusterState state) {
   }
   CELLAR_LOG(INFO) << "cluster state " << ClusterStateName(state);
   UpdateServing();
+  replicator_->Wake();
 }
 
 void StorageNode::InstallTable(PartitionTable table) {
@@ -522,6 +637,7 @@ void StorageNode::InstallTable(PartitionTable table) {
   }
   if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(ptid));
   UpdateServing();
+  replicator_->Wake();
 }
 
 void StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
@@ -698,6 +814,32 @@ void StorageNode::StatsLoop() {
   }
 }
 
+void StorageNode::HeartbeatLoop() {
+  absl::Status last = absl::OkStatus();
+  while (true) {
+    {
+      absl::MutexLock l(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.heartbeat_interval)) {
+        return;
+      }
+    }
+    FlushForgottenLocks();
+    const uint32_t id = node_id();
+    if (id == 0) continue;
+    absl::Status s = master_->Heartbeat(id);
+    if (s.ok() != last.ok() || (!s.ok() && s.code() != last.code())) {
+      if (s.ok()) {
+        CELLAR_LOG(INFO) << "heartbeats to the master go through again";
+      } else if (s.code() != absl::StatusCode::kUnimplemented) {
+        // NOT_FOUND: the master counts this node as gone and ends its watch
+        // stream; the master loop registers again.
+        CELLAR_LOG(WARNING) << "heartbeat: " << s;
+      }
+    }
+    last = s;
+  }
+}
+
 void StorageNode::BeginShutdown() {
   {
     absl::MutexLock l(&mu_);
@@ -705,8 +847,10 @@ void StorageNode::BeginShutdown() {
     stopping_ = true;
   }
   master_->Cancel();
+  replicator_->Stop();
   if (master_thread_.joinable()) master_thread_.join();
   if (stats_thread_.joinable()) stats_thread_.join();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   locks_.Shutdown();
   UpdateServing();
   if (metrics_ != nullptr) {
@@ -723,6 +867,7 @@ void StorageNode::Close() {
     closed_ = true;
   }
   batcher_->Shutdown();
+  FlushForgottenLocks();
   backend_.reset();
   CELLAR_LOG(INFO) << "storage node closed";
 }

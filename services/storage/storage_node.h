@@ -21,12 +21,24 @@
 // every data-path call is UNAVAILABLE. Lock/Unlock carry the master's epoch:
 // one below the highest seen is FAILED_PRECONDITION, reason STALE_EPOCH.
 //
+// Liveness: a heartbeat thread calls Master.Heartbeat every
+// heartbeat_interval (the master treats a silent node as gone). It also
+// flushes the lock records the master said can be forgotten
+// (UnlockTransaction forget_lock).
+//
+// Replication: a Replicator (replicator.h) catches this node's OUT_OF_DATE
+// cells up from readable cells while the node is registered and the
+// cluster RUNNING; ServeReplication is the source side (Storage.Replicate).
+// Lock carries the table version the commit was decided on: an older
+// local table is re-fetched (and persisted) first.
+//
 // Lifecycle: Open() (reads persisted state) -> StartMasterLoop() -> ...
 // -> BeginShutdown() (stops the loop, fails lock waits) -> [the gRPC server
 // stops] -> Close() (drains the writers, closes the backend).
 //
 // Thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +58,8 @@
 #include "services/storage/cell_view.h"
 #include "services/storage/lock_manager.h"
 #include "services/storage/master_link.h"
+#include "services/storage/replication_source.h"
+#include "services/storage/replicator.h"
 #include "services/storage/storage_metrics.h"
 #include "services/storage/transaction_manager.h"
 #include "services/storage/write_batcher.h"
@@ -72,6 +86,11 @@ struct StorageNodeOptions {
   absl::Duration refused_retry = absl::Seconds(5);
   // How often the object/transaction gauges are refreshed. Default 15 s.
   absl::Duration stats_interval = absl::Seconds(15);
+  // How often the node sends Master.Heartbeat (keep it well below the
+  // master's heartbeat timeout, default 10 s). Default 2 s.
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  // Replication of OUT_OF_DATE cells (chunk sizes, rates, test hooks).
+  ReplicatorOptions replication;
 };
 
 // What GetNodeStatus reports.
@@ -87,16 +106,25 @@ struct NodeStatus {
   ::cellar::v1::ClusterState cluster_state = ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
   // "registered", "connecting (<last error>)" or "refused: <error>".
   std::string master_link;
+  // Cells the replicator worked on since start.
+  std::vector<CellReplicationStatus> replication;
 };
 
 class StorageNode {
  public:
+  // Makes how the replicator reaches the master and other storages, given
+  // the node's master link and a function returning its node id.
+  using PeersFactory = std::function<std::unique_ptr<ReplicationPeers>(
+      MasterLink* master, std::function<uint32_t()> node_id)>;
+
   // Reads the persisted node id, partition table and voted transactions.
   // `metrics` may be null; `clock` and `metrics` must outlive the node.
+  // Without `make_peers` the node does not replicate (every round fails
+  // with UNIMPLEMENTED).
   static absl::StatusOr<std::unique_ptr<StorageNode>> Open(
       StorageNodeOptions options, std::unique_ptr<StorageBackend> backend,
       std::unique_ptr<MasterLink> master, common::Clock* clock,
-      StorageMetrics* metrics);
+      StorageMetrics* metrics, PeersFactory make_peers = nullptr);
 
   ~StorageNode();  // BeginShutdown() + Close()
 
@@ -133,8 +161,25 @@ class StorageNode {
   absl::Status Vote(uint64_t ttid, uint32_t client_node_id,
                     const std::optional<TransactionMetadata>& metadata);
   absl::Status Abort(uint64_t ttid);
-  absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid);
-  absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid);
+  // `min_ptid`: the table version the commit was decided on (0 = any).
+  // UNAVAILABLE if this node cannot get that table from the master.
+  absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0);
+  // `forget_lock`: every voter locked it, the ttid -> tid record can go.
+  absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid, bool forget_lock = false);
+
+  // What this node knows of a transaction (memory first, then the lock
+  // record and the transaction record in the database).
+  absl::StatusOr<TransactionManager::Known> TransactionOutcome(uint64_t ttid);
+
+  // Source side of replication: streams `partition` over [min_tid,
+  // max_tid] (replication_source.h). UNAVAILABLE (NOT_READABLE) unless
+  // this node holds a readable cell of it.
+  absl::Status ServeReplication(uint32_t partition, uint64_t min_tid, uint64_t max_tid,
+                                const ChunkLimits& limits,
+                                const std::function<absl::Status(ReplicationChunk)>& emit);
+
+  // The replicator (tests, status).
+  Replicator& replicator() { return *replicator_; }
 
   absl::StatusOr<LoadedObject> LoadBefore(uint64_t oid, uint64_t before_tid);
   absl::StatusOr<LoadedObject> LoadSerial(uint64_t oid, uint64_t serial);
@@ -158,7 +203,7 @@ class StorageNode {
 
   StorageNode(StorageNodeOptions options, std::unique_ptr<StorageBackend> backend,
               std::unique_ptr<MasterLink> master, common::Clock* clock,
-              StorageMetrics* metrics);
+              StorageMetrics* metrics, const PeersFactory& make_peers);
   absl::Status LoadPersistedState();
 
   // The current cells, or UNAVAILABLE without a table.
@@ -172,6 +217,11 @@ class StorageNode {
   // Master loop.
   void MasterLoop();
   void StatsLoop();
+  void HeartbeatLoop();
+  // This node's OUT_OF_DATE partitions while registered and RUNNING.
+  std::vector<uint32_t> CellsToReplicate() const;
+  void FlushForgottenLocks();
+  void NoteClientActivity() { client_activity_.fetch_add(1, std::memory_order_relaxed); }
   absl::Status RegisterAndWatch();
   void HandleEvent(const ::cellar::v1::ClusterEvent& event);
   // Adopts a full table from the master (persists it if it changed).
@@ -196,6 +246,11 @@ class StorageNode {
   LockManager locks_;
   std::unique_ptr<WriteBatcher> batcher_;
   std::unique_ptr<TransactionManager> transactions_;
+  std::unique_ptr<ReplicationPeers> peers_;
+  std::unique_ptr<Replicator> replicator_;
+  std::atomic<uint64_t> client_activity_{0};
+  absl::Mutex forget_mu_;
+  std::vector<uint64_t> forget_ ABSL_GUARDED_BY(forget_mu_);
 
   mutable absl::Mutex mu_;
   uint32_t node_id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -213,6 +268,7 @@ class StorageNode {
 
   std::thread master_thread_;
   std::thread stats_thread_;
+  std::thread heartbeat_thread_;
 };
 
 }  // namespace cellar::storage

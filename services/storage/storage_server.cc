@@ -8,6 +8,7 @@
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
 #include "services/storage/grpc_master_link.h"
+#include "services/storage/grpc_replication_peers.h"
 
 namespace cellar::storage {
 
@@ -43,12 +44,20 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   node_options.label = options.label;
   node_options.max_object_bytes = options.max_object_bytes;
   node_options.writer_threads = options.writer_threads;
+  node_options.heartbeat_interval = options.heartbeat_interval;
+  node_options.replication = options.replication;
+  const absl::Duration fetch_timeout = options.replication_fetch_timeout;
   CELLAR_ASSIGN_OR_RETURN(
       server->node_,
       StorageNode::Open(node_options, std::move(backend),
                         std::make_unique<GrpcMasterLink>(options.master_addresses,
                                                          options.master_rpc_timeout),
-                        clock, server->metrics_.get()));
+                        clock, server->metrics_.get(),
+                        [fetch_timeout](MasterLink* master, std::function<uint32_t()> node_id)
+                            -> std::unique_ptr<ReplicationPeers> {
+                          return std::make_unique<GrpcReplicationPeers>(
+                              master, std::move(node_id), fetch_timeout);
+                        }));
 
   StorageServiceOptions service_options;
   service_options.lock_wait_timeout = options.lock_wait_timeout;

@@ -60,6 +60,14 @@ struct StorageServerOptions {
   int writer_threads = 1;
   // Deadline of unary calls to the master. Default 5 s.
   absl::Duration master_rpc_timeout = absl::Seconds(5);
+  // Master.Heartbeat period (below the master's heartbeat timeout, 10 s by
+  // default). Default 2 s.
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  // Replication of OUT_OF_DATE cells: chunk sizes, the minimum speed kept
+  // under client traffic (busy_bytes_per_second), test hooks.
+  ReplicatorOptions replication;
+  // Deadline of one replication stream from a source. Default 10 min.
+  absl::Duration replication_fetch_timeout = absl::Minutes(10);
 };
 
 class StorageServer {

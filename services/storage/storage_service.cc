@@ -131,7 +131,8 @@ grpc::Status StorageService::LockTransaction(
   if (request->tid() < request->ttid()) {
     return Invalid("tid: the final tid cannot be smaller than the ttid");
   }
-  return ToGrpcStatus(node_->Lock(request->epoch(), request->ttid(), request->tid()));
+  return ToGrpcStatus(
+      node_->Lock(request->epoch(), request->ttid(), request->tid(), request->min_ptid()));
 }
 
 grpc::Status StorageService::UnlockTransaction(
@@ -140,7 +141,8 @@ grpc::Status StorageService::UnlockTransaction(
     ::cellar::v1::UnlockTransactionResponse* /*response*/) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
   if (BadTid(request->tid(), false)) return Invalid(TidRule("tid", false));
-  return ToGrpcStatus(node_->Unlock(request->epoch(), request->ttid(), request->tid()));
+  return ToGrpcStatus(node_->Unlock(request->epoch(), request->ttid(), request->tid(),
+                                    request->forget_lock()));
 }
 
 grpc::Status StorageService::Load(grpc::ServerContext* /*context*/,
@@ -234,6 +236,94 @@ grpc::Status StorageService::GetNodeStatus(
   response->set_open_transactions(status->open_transactions);
   response->set_cluster_state(status->cluster_state);
   response->set_master_link(status->master_link);
+  for (const CellReplicationStatus& r : status->replication) {
+    ::cellar::v1::CellReplication* out = response->add_replication();
+    out->set_partition(r.partition);
+    out->set_replicated_tid(r.replicated_tid);
+    out->set_target_tid(r.target_tid);
+    out->set_started_from_tid(r.started_from_tid);
+    out->set_chunks(r.chunks);
+    out->set_bytes(r.bytes);
+    out->set_active(r.active);
+    out->set_last_error(r.last_error);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::Replicate(
+    grpc::ServerContext* context, const ::cellar::v1::ReplicateRequest* request,
+    grpc::ServerWriter<::cellar::v1::ReplicateChunk>* writer) {
+  if (BadTid(request->max_tid(), true)) return Invalid(TidRule("max_tid", true));
+  if (request->min_tid() > request->max_tid()) {
+    return Invalid("min_tid: must not be above max_tid");
+  }
+  if (request->max_records() > kMaxReplicateRecords) {
+    return Invalid(absl::StrCat("max_records: at most ", kMaxReplicateRecords, ", got ",
+                                request->max_records()));
+  }
+  if (request->max_bytes() > kMaxReplicateBytes) {
+    return Invalid(absl::StrCat("max_bytes: at most ", kMaxReplicateBytes, ", got ",
+                                request->max_bytes()));
+  }
+  ChunkLimits limits;
+  limits.max_records =
+      request->max_records() == 0 ? kDefaultReplicateRecords : request->max_records();
+  limits.max_bytes = request->max_bytes() == 0 ? kDefaultReplicateBytes : request->max_bytes();
+  absl::Status s = node_->ServeReplication(
+      request->partition(), request->min_tid(), request->max_tid(), limits,
+      [&](ReplicationChunk chunk) -> absl::Status {
+        if (context->IsCancelled()) return absl::CancelledError("the replica went away");
+        ::cellar::v1::ReplicateChunk out;
+        out.set_complete_through(chunk.complete_through);
+        for (TransactionRecord& t : chunk.transactions) {
+          ::cellar::v1::TransactionInfo* info = out.add_transactions();
+          info->set_tid(t.tid);
+          info->set_ttid(t.ttid);
+          info->set_user(std::move(t.user));
+          info->set_description(std::move(t.description));
+          info->set_extension(std::move(t.extension));
+          for (uint64_t oid : t.oids) info->add_oids(oid);
+          info->set_packed(t.packed);
+        }
+        for (ObjectRecord& o : chunk.objects) {
+          ::cellar::v1::ReplicatedObject* obj = out.add_objects();
+          obj->set_oid(o.oid);
+          obj->set_serial(o.tid);
+          obj->set_data(std::move(o.data));
+          obj->set_checksum(std::move(o.checksum));
+          obj->set_data_serial(o.data_tid);
+        }
+        if (!writer->Write(out)) return absl::CancelledError("the replica went away");
+        return absl::OkStatus();
+      });
+  return ToGrpcStatus(s);
+}
+
+grpc::Status StorageService::GetTransactionOutcome(
+    grpc::ServerContext* /*context*/,
+    const ::cellar::v1::GetTransactionOutcomeRequest* request,
+    ::cellar::v1::GetTransactionOutcomeResponse* response) {
+  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  auto known = node_->TransactionOutcome(request->ttid());
+  if (!known.ok()) return ToGrpcStatus(known.status());
+  switch (known->kind) {
+    case TransactionManager::Known::kStoring:
+      response->set_state(::cellar::v1::STORAGE_TRANSACTION_STORING);
+      break;
+    case TransactionManager::Known::kVoted:
+      response->set_state(::cellar::v1::STORAGE_TRANSACTION_VOTED);
+      break;
+    case TransactionManager::Known::kLocked:
+      response->set_state(::cellar::v1::STORAGE_TRANSACTION_LOCKED);
+      response->set_tid(known->tid);
+      break;
+    case TransactionManager::Known::kAborted:
+      response->set_state(::cellar::v1::STORAGE_TRANSACTION_ABORTED);
+      break;
+    default:
+      response->set_state(::cellar::v1::STORAGE_TRANSACTION_UNKNOWN);
+      break;
+  }
   return grpc::Status::OK;
 }
 

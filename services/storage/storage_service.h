@@ -32,6 +32,10 @@ inline constexpr uint32_t kMaxHistoryLimit = 1000;
 inline constexpr uint32_t kDefaultHistoryLimit = 100;
 inline constexpr uint32_t kMaxLastTransactionsLimit = 1000;
 inline constexpr uint32_t kDefaultLastTransactionsLimit = 10;
+inline constexpr uint32_t kMaxReplicateRecords = 10000;
+inline constexpr uint32_t kDefaultReplicateRecords = 1000;
+inline constexpr uint64_t kMaxReplicateBytes = 32 << 20;
+inline constexpr uint64_t kDefaultReplicateBytes = 4 << 20;
 
 class StorageService final : public ::cellar::v1::Storage::Service {
  public:
@@ -65,6 +69,12 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status GetNodeStatus(grpc::ServerContext* context,
                              const ::cellar::v1::GetNodeStatusRequest* request,
                              ::cellar::v1::GetNodeStatusResponse* response) override;
+  grpc::Status Replicate(grpc::ServerContext* context,
+                         const ::cellar::v1::ReplicateRequest* request,
+                         grpc::ServerWriter<::cellar::v1::ReplicateChunk>* writer) override;
+  grpc::Status GetTransactionOutcome(
+      grpc::ServerContext* context, const ::cellar::v1::GetTransactionOutcomeRequest* request,
+      ::cellar::v1::GetTransactionOutcomeResponse* response) override;
 
  private:
   StorageNode* const node_;

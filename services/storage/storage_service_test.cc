@@ -112,6 +112,7 @@ class StorageServiceTest : public ::testing::Test {
     options.cluster_name = cluster_name;
     options.max_object_bytes = 1000;
     options.lock_wait_timeout = absl::Seconds(2);
+    options.heartbeat_interval = absl::Milliseconds(50);
     registry_ = std::make_shared<prometheus::Registry>();
     auto storage = StorageServer::Start(options, *std::move(backend), &clock_, registry_);
     ASSERT_THAT(storage, IsOk());
@@ -172,12 +173,39 @@ class StorageServiceTest : public ::testing::Test {
     r.set_tid(tid);
     return Call(&v1::Storage::Stub::LockTransaction, r);
   }
-  absl::Status Unlock(uint64_t ttid, uint64_t tid, uint64_t epoch = kEpoch) {
+  absl::Status Unlock(uint64_t ttid, uint64_t tid, uint64_t epoch = kEpoch,
+                      bool forget_lock = false) {
     v1::UnlockTransactionRequest r;
     r.set_epoch(epoch);
     r.set_ttid(ttid);
     r.set_tid(tid);
+    r.set_forget_lock(forget_lock);
     return Call(&v1::Storage::Stub::UnlockTransaction, r);
+  }
+  absl::Status LockAt(uint64_t ttid, uint64_t tid, uint64_t min_ptid) {
+    v1::LockTransactionRequest r;
+    r.set_epoch(kEpoch);
+    r.set_ttid(ttid);
+    r.set_tid(tid);
+    r.set_min_ptid(min_ptid);
+    return Call(&v1::Storage::Stub::LockTransaction, r);
+  }
+  v1::GetTransactionOutcomeResponse Outcome(uint64_t ttid) {
+    v1::GetTransactionOutcomeRequest r;
+    r.set_ttid(ttid);
+    v1::GetTransactionOutcomeResponse response;
+    EXPECT_THAT(Call(&v1::Storage::Stub::GetTransactionOutcome, r, &response), IsOk());
+    return response;
+  }
+  // Storage.Replicate into `chunks`; the stream's status.
+  absl::Status Replicate(const v1::ReplicateRequest& request,
+                         std::vector<v1::ReplicateChunk>* chunks) {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(20));
+    auto reader = stub_->Replicate(&context, request);
+    v1::ReplicateChunk chunk;
+    while (reader->Read(&chunk)) chunks->push_back(chunk);
+    return FromGrpcStatus(reader->Finish());
   }
   absl::Status Abort(uint64_t ttid) {
     v1::AbortTransactionRequest r;
@@ -639,6 +667,126 @@ TEST_F(StorageServiceTest, MetricsCountTheDataPath) {
   EXPECT_EQ(value("cellar_storage_ptid"), 3);
   EXPECT_EQ(value("cellar_storage_master_connected"), 1);
   EXPECT_EQ(value("cellar_node_up", "storage"), 1);
+}
+
+// --- Liveness, verification and replication ---
+
+TEST_F(StorageServiceTest, SendsHeartbeatsToTheMaster) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  const int before = master_->heartbeats();
+  EXPECT_TRUE(WaitFor([&] { return master_->heartbeats() >= before + 3; }))
+      << "no heartbeats (interval 50 ms)";
+}
+
+TEST_F(StorageServiceTest, TransactionOutcomeFollowsTheCommitAndSurvivesARestart) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  EXPECT_EQ(Outcome(100).state(), v1::STORAGE_TRANSACTION_UNKNOWN);
+  // Objects only (partition(ttid) = 100 % 4 = 0 lives here too, but no
+  // metadata is sent: this node holds no transaction record).
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
+  EXPECT_EQ(Outcome(100).state(), v1::STORAGE_TRANSACTION_STORING);
+  ASSERT_THAT(Vote(100, /*metadata=*/false), IsOk());
+  EXPECT_EQ(Outcome(100).state(), v1::STORAGE_TRANSACTION_VOTED);
+  ASSERT_THAT(Lock(100, 104), IsOk());
+  auto outcome = Outcome(100);
+  EXPECT_EQ(outcome.state(), v1::STORAGE_TRANSACTION_LOCKED);
+  EXPECT_EQ(outcome.tid(), 104u);
+  ASSERT_THAT(Unlock(100, 104), IsOk());
+  // An aborted one.
+  ASSERT_THAT(Store(200, {Obj(2, 0, "two")}), IsOk());
+  ASSERT_THAT(Abort(200), IsOk());
+  EXPECT_EQ(Outcome(200).state(), v1::STORAGE_TRANSACTION_ABORTED);
+
+  // After a restart only the database knows: the lock record says the
+  // objects-only transaction was locked with 104.
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  outcome = Outcome(100);
+  EXPECT_EQ(outcome.state(), v1::STORAGE_TRANSACTION_LOCKED);
+  EXPECT_EQ(outcome.tid(), 104u);
+  // Verification may lock it again (idempotent, from the lock record).
+  EXPECT_THAT(Lock(100, 104), IsOk());
+  EXPECT_THAT(Lock(100, 108), StatusIs(absl::StatusCode::kNotFound));
+  v1::GetTransactionOutcomeRequest bad;
+  EXPECT_THAT(Call(&v1::Storage::Stub::GetTransactionOutcome, bad),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(StorageServiceTest, ForgottenLockRecordsAreDropped) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
+  ASSERT_THAT(Vote(100, false), IsOk());
+  ASSERT_THAT(Lock(100, 104), IsOk());
+  ASSERT_THAT(Unlock(100, 104, kEpoch, /*forget_lock=*/true), IsOk());
+  // Flushed by the heartbeat thread (or at shutdown at the latest).
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  EXPECT_EQ(Outcome(100).state(), v1::STORAGE_TRANSACTION_UNKNOWN);
+  // The data stays.
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, 1000, &loaded), IsOk());
+  EXPECT_EQ(loaded.serial(), 104u);
+}
+
+TEST_F(StorageServiceTest, LockWaitsForTheTableTheCommitWasDecidedOn) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
+  ASSERT_THAT(Vote(100, true), IsOk());
+  // The master says ptid 3 (what the node has); a lock decided on ptid 4
+  // cannot be honoured until the master has it.
+  EXPECT_THAT(LockAt(100, 104, 4), StatusIs(absl::StatusCode::kUnavailable));
+  // The master moves to ptid 4 without pushing it (the delta is late): the
+  // node fetches and persists it before locking.
+  v1::PartitionTable pt = Table(4);
+  pt.mutable_rows(1)->mutable_cells(0)->set_state(v1::CELL_OUT_OF_DATE);
+  master_->SetPartitionTable(pt);
+  ASSERT_THAT(LockAt(100, 104, 4), IsOk());
+  EXPECT_EQ(NodeStatus().ptid(), 4u);
+  // Persisted: a restarted node reports it (before the master answers).
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  EXPECT_EQ(NodeStatus().ptid(), 4u);
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  EXPECT_EQ(master_->last_registration().partition_table().ptid(), 4u);
+}
+
+TEST_F(StorageServiceTest, ReplicateStreamsAReadableCell) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  // Partition 1: oids 1, 5, 9; ttids with ttid % 4 == 1.
+  ASSERT_NO_FATAL_FAILURE(Commit(101, 101, {Obj(1, 0, "a"), Obj(5, 0, "b")}));
+  ASSERT_NO_FATAL_FAILURE(Commit(105, 109, {Obj(9, 0, "c")}));
+  ASSERT_NO_FATAL_FAILURE(Commit(102, 102, {Obj(2, 0, "other partition")}));
+  v1::ReplicateRequest request;
+  request.set_partition(1);
+  request.set_min_tid(1);
+  request.set_max_tid(200);
+  request.set_max_records(1);
+  std::vector<v1::ReplicateChunk> chunks;
+  ASSERT_THAT(Replicate(request, &chunks), IsOk());
+  int transactions = 0, objects = 0;
+  for (const auto& c : chunks) {
+    transactions += c.transactions_size();
+    objects += c.objects_size();
+    for (const auto& o : c.objects()) EXPECT_EQ(o.checksum(), Checksum(o.data()));
+  }
+  EXPECT_EQ(transactions, 2);
+  EXPECT_EQ(objects, 3);
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks.back().complete_through(), 200u);
+  EXPECT_EQ(chunks.front().transactions(0).user(), "alice");
+
+  // Partition 3 is not readable here.
+  request.set_partition(3);
+  chunks.clear();
+  absl::Status s = Replicate(request, &chunks);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(ErrorReason(s), "NOT_READABLE");
+  request.set_partition(1);
+  request.set_min_tid(300);
+  EXPECT_THAT(Replicate(request, &chunks), StatusIs(absl::StatusCode::kInvalidArgument));
+  request.set_min_tid(1);
+  request.set_max_records(100000);
+  EXPECT_THAT(Replicate(request, &chunks), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

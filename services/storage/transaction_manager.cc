@@ -400,6 +400,40 @@ absl::Status TransactionManager::Abort(uint64_t ttid) {
   return absl::OkStatus();
 }
 
+TransactionManager::Known TransactionManager::KnownState(uint64_t ttid) const {
+  absl::MutexLock l(&mu_);
+  Known known;
+  auto it = txns_.find(ttid);
+  if (it != txns_.end()) {
+    switch (it->second.state) {
+      case State::kStoring:
+      case State::kVoteFailed:  // nothing durable
+        known.kind = Known::kStoring;
+        break;
+      case State::kVoting:
+      case State::kVoted:
+      case State::kLocking:
+        known.kind = Known::kVoted;
+        break;
+      case State::kLocked:
+        known.kind = Known::kLocked;
+        known.tid = it->second.tid;
+        break;
+    }
+    return known;
+  }
+  auto f = finished_.find(ttid);
+  if (f != finished_.end()) {
+    if (f->second.how == Finished::kCommitted) {
+      known.kind = Known::kLocked;
+      known.tid = f->second.tid;
+    } else {
+      known.kind = Known::kAborted;
+    }
+  }
+  return known;
+}
+
 size_t TransactionManager::open_transactions() const {
   absl::MutexLock l(&mu_);
   return txns_.size();

@@ -118,6 +118,15 @@ class TransactionManager {
   // FAILED_PRECONDITION once locked; OK for unknown ttids.
   absl::Status Abort(uint64_t ttid);
 
+  // What this manager knows of `ttid` (verification): in commit (storing,
+  // voted, locked with tid), or recently finished (committed with tid,
+  // aborted), or nothing.
+  struct Known {
+    enum Kind { kNothing, kStoring, kVoted, kLocked, kAborted } kind = kNothing;
+    uint64_t tid = 0;  // kLocked
+  };
+  Known KnownState(uint64_t ttid) const;
+
   // Transactions currently known (in commit).
   size_t open_transactions() const;
   // The state of `ttid`, or nullopt if not in commit here.

@@ -15,20 +15,11 @@
 // Needs root (mount -t tmpfs); skipped with a message otherwise. The
 // PostgreSQL variant needs the test server on this machine (CREATE
 // TABLESPACE on the tmpfs).
-#include <errno.h>
-#include <fcntl.h>
-#include <pwd.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/mount.h>
-#include <unistd.h>
-
 #include <iostream>
 #include <random>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <libpq-fe.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -36,8 +27,7 @@
 #include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
 #include "tests/fault/fault_support.h"
-#include "tools/pgserver/test_postgres.h"
-#include "tools/pgserver/throwaway_postgres.h"
+#include "tests/fault/full_disk.h"
 
 namespace cellar::fault {
 namespace {
@@ -46,156 +36,22 @@ using common::IsOk;
 
 constexpr size_t kBigObject = 1 << 20;
 
-// A tmpfs mounted on a fresh /tmp directory; unmounted (lazily) and removed
-// on destruction.
-class TmpfsMount {
- public:
-  // "" in *error when mounted.
-  TmpfsMount(const std::string& size, std::string* error) {
-    char templ[] = "/tmp/cellar-full-XXXXXX";
-    if (mkdtemp(templ) == nullptr) {
-      *error = absl::StrCat("mkdtemp: ", strerror(errno));
-      return;
-    }
-    dir_ = templ;
-    const std::string data = absl::StrCat("size=", size, ",mode=0777");
-    if (mount("tmpfs", dir_.c_str(), "tmpfs", 0, data.c_str()) != 0) {
-      *error = absl::StrCat("mount -t tmpfs -o ", data, " ", dir_, ": ", strerror(errno));
-      return;
-    }
-    mounted_ = true;
-  }
-  ~TmpfsMount() {
-    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
-    if (!dir_.empty()) rmdir(dir_.c_str());
-  }
-  const std::string& dir() const { return dir_; }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
-
-// Fills a file system up: writes a file until ENOSPC. Free() deletes it.
-class Filler {
- public:
-  explicit Filler(std::string path) : path_(std::move(path)) {}
-  ~Filler() { Free(); }
-  // Bytes written, or -errno on an error other than ENOSPC.
-  long Fill() {
-    const int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return -errno;
-    std::string chunk(64 << 10, 'x');
-    long total = 0;
-    for (size_t size = chunk.size(); size >= 512;) {
-      const ssize_t n = write(fd, chunk.data(), size);
-      if (n > 0) {
-        total += n;
-      } else if (n < 0 && errno == ENOSPC) {
-        size /= 2;  // fill the last bytes too
-      } else if (n < 0) {
-        const int e = errno;
-        close(fd);
-        return -e;
-      }
-    }
-    fsync(fd);
-    close(fd);
-    return total;
-  }
-  void Free() { unlink(path_.c_str()); }
-
- private:
-  std::string path_;
-};
-
-// Runs one SQL command on the server of `conninfo`.
-absl::Status Exec(const std::string& conninfo, const std::string& sql) {
-  PGconn* conn = PQconnectdb(conninfo.c_str());
-  absl::Status status;
-  if (PQstatus(conn) != CONNECTION_OK) {
-    status = absl::UnavailableError(PQerrorMessage(conn));
-  } else {
-    PGresult* r = PQexec(conn, sql.c_str());
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      status = absl::InternalError(absl::StrCat(sql, ": ", PQresultErrorMessage(r)));
-    }
-    PQclear(r);
-  }
-  PQfinish(conn);
-  return status;
-}
-
 class DiskFullTest : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() { common::SetMinLogSeverity(common::LogSeverity::kError); }
+  void TearDown() override { cluster_.reset(); }  // before ~FullDisk
 
-  void TearDown() override {
-    cluster_.reset();  // stop the processes before the tablespace goes
-    if (!database_.empty()) {
-      tools::DropPostgresDatabase(admin_conninfo_, database_).IgnoreError();
-    }
-    if (!tablespace_.empty()) {
-      Exec(admin_conninfo_, absl::StrCat("DROP TABLESPACE IF EXISTS ", tablespace_))
-          .IgnoreError();
-    }
-  }
-
-  // S3's backend URI on `dir` (a tmpfs).
-  absl::StatusOr<std::string> BackendOn(const std::string& dir) {
-    if (GetParam() == "sqlite") return absl::StrCat("sqlite://", dir, "/S3.db");
-    absl::StatusOr<std::string> admin = tools::TestPostgresConninfo();
-    if (!admin.ok()) return admin.status();
-    admin_conninfo_ = *admin;
-    const std::string location = dir + "/pg";
-    if (mkdir(location.c_str(), 0700) != 0) {
-      return absl::InternalError(absl::StrCat("mkdir ", location, ": ", strerror(errno)));
-    }
-    if (getuid() == 0) {
-      struct passwd* pw = getpwnam("postgres");
-      if (pw == nullptr || chown(location.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
-        return absl::InternalError(absl::StrCat("chown postgres ", location));
-      }
-    }
-    tablespace_ = absl::StrCat("fault_full_", getpid());
-    database_ = absl::StrCat("fault_full_", getpid(), "_s3");
-    if (absl::Status s = Exec(admin_conninfo_, absl::StrCat("CREATE TABLESPACE ", tablespace_,
-                                                            " LOCATION '", location, "'"));
-        !s.ok()) {
-      tablespace_.clear();
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot create a tablespace on the tmpfs (is the test PostgreSQL server on this "
-          "machine?): ",
-          s.message()));
-    }
-    tools::DropPostgresDatabase(admin_conninfo_, database_).IgnoreError();
-    if (absl::Status s = Exec(admin_conninfo_, absl::StrCat("CREATE DATABASE ", database_,
-                                                            " TABLESPACE ", tablespace_));
-        !s.ok()) {
-      return s;
-    }
-    return tools::ConninfoWithDatabase(admin_conninfo_, database_);
-  }
-
-  // Destroyed last: the processes and the tablespace go first (TearDown).
-  std::unique_ptr<TmpfsMount> disk_;
+  std::unique_ptr<FullDisk> disk_;
   std::unique_ptr<tools::ProcessCluster> cluster_;
-  std::string admin_conninfo_;
-  std::string tablespace_;
-  std::string database_;
 };
 
 TEST_P(DiskFullTest, VoteOnAFullDiskAbortsCleanlyAndTheNodeRecovers) {
-  std::string error;
-  disk_ = std::make_unique<TmpfsMount>("16m", &error);
-  if (!error.empty()) {
-    GTEST_SKIP() << "needs a tmpfs (root, CAP_SYS_ADMIN) and cannot mount one: " << error;
-  }
-  absl::StatusOr<std::string> backend = BackendOn(disk_->dir());
-  ASSERT_THAT(backend, IsOk());
+  std::string why;
+  disk_ = FullDisk::Create(GetParam(), "16m", &why);
+  if (disk_ == nullptr) GTEST_SKIP() << why;
   tools::ClusterTopology topology = DefaultTopology();
   topology.replicas = 0;  // one cell per partition: S3's cells have no other copy
-  topology.storage_backends = {"", "", *backend};
+  topology.storage_backends = {"", "", disk_->backend()};
   auto cluster = StartCluster(GetParam(), topology);
   ASSERT_THAT(cluster, IsOk());
   cluster_ = *std::move(cluster);
@@ -229,9 +85,7 @@ TEST_P(DiskFullTest, VoteOnAFullDiskAbortsCleanlyAndTheNodeRecovers) {
   }
   oids.push_back(off_s3.front());
 
-  Filler filler(disk_->dir() + "/filler");
-  const long filled = filler.Fill();
-  ASSERT_GT(filled, 0) << "filling the tmpfs failed: " << strerror(-filled);
+  ASSERT_THAT(disk_->Fill(), IsOk());
 
   // 3 MiB, 2 of them for S3 which has no room: the commit fails, nothing
   // of it stays, on S3 or elsewhere.
@@ -267,7 +121,7 @@ TEST_P(DiskFullTest, VoteOnAFullDiskAbortsCleanlyAndTheNodeRecovers) {
   EXPECT_EQ(report.failed_but_visible, 0u);
 
   // Space returns: S3 takes commits again, big ones included, no restart.
-  filler.Free();
+  disk_->Free();
   Objects again;
   for (uint64_t oid : oids) {
     again[oid] = UniqueValue(absl::StrCat("again-o", oid, ":"), kBigObject / 4, rng);

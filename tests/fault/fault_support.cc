@@ -567,6 +567,56 @@ VerifyReport Verify(const tools::ProcessCluster& cluster, const CommitLedger& le
   return report;
 }
 
+absl::Status WaitForAllCellsUpToDate(const tools::ProcessCluster& cluster,
+                                     absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last;
+  while (true) {
+    auto info = cluster.ClusterInfo();
+    if (!info.ok()) {
+      last = info.status().ToString();
+    } else {
+      std::vector<std::string> behind;
+      for (const v1::PartitionRow& row : info->partition_table().rows()) {
+        for (const v1::Cell& cell : row.cells()) {
+          if (cell.state() != v1::CELL_UP_TO_DATE) {
+            behind.push_back(absl::StrCat(row.partition(), "@", common::NodeName(cell.node_id()),
+                                          "=", v1::CellState_Name(cell.state())));
+          }
+        }
+      }
+      if (behind.empty()) return absl::OkStatus();
+      last = absl::StrCat("cells not UP_TO_DATE: ", absl::StrJoin(behind, " "));
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("not every cell UP_TO_DATE within ", absl::FormatDuration(timeout),
+                       ": ", last));
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
+absl::StatusOr<std::map<uint32_t, v1::CellState>> CellsOf(const tools::ProcessCluster& cluster,
+                                                           const std::string& name) {
+  auto info = cluster.ClusterInfo();
+  if (!info.ok()) return info.status();
+  uint32_t id = 0;
+  for (const v1::NodeInfo& n : info->nodes()) {
+    if (n.role() == v1::NODE_ROLE_STORAGE && n.address() == cluster.address(name)) {
+      id = n.node_id();
+    }
+  }
+  if (id == 0) id = cluster.node_id(name);
+  std::map<uint32_t, v1::CellState> out;
+  for (const v1::PartitionRow& row : info->partition_table().rows()) {
+    for (const v1::Cell& cell : row.cells()) {
+      if (cell.node_id() == id) out[row.partition()] = cell.state();
+    }
+  }
+  return out;
+}
+
 absl::Status CommitFresh(client::Client& client, CommitLedger& ledger, int count,
                          size_t value_bytes) {
   std::mt19937_64 rng(count * 31 + value_bytes);

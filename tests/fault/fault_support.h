@@ -202,6 +202,16 @@ VerifyReport Verify(const tools::ProcessCluster& cluster, const CommitLedger& le
                     const VerifyOptions& options = {},
                     absl::Duration timeout = absl::Seconds(60));
 
+// Waits until every cell of the partition table is UP_TO_DATE (a node
+// that missed commits caught up). DEADLINE_EXCEEDED listing the others.
+absl::Status WaitForAllCellsUpToDate(const tools::ProcessCluster& cluster,
+                                     absl::Duration timeout);
+
+// States of the cells of storage `name` (partition -> state), from the
+// master's partition table.
+absl::StatusOr<std::map<uint32_t, v1::CellState>> CellsOf(const tools::ProcessCluster& cluster,
+                                                           const std::string& name);
+
 // Commits `count` single-object transactions of fresh objects through
 // `client`, recording them; returns the first error.
 absl::Status CommitFresh(client::Client& client, CommitLedger& ledger, int count,

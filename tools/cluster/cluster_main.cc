@@ -133,6 +133,9 @@ int Status(ProcessCluster& cluster) {
     row.address = cluster.address(node.name());
     row.metrics = absl::StrCat(node.metrics_port());
     row.node = "-";
+    if (node.role() == "master" && probe.process == NodeProbe::Process::kRunning) {
+      row.node = probe.health == "SERVING" ? "primary" : "standby";
+    }
     if (info.ok() && node.role() == "storage") {
       for (const auto& n : info->nodes()) {
         if (n.address() == row.address) {

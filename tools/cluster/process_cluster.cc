@@ -375,8 +375,11 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Up(
   // Masters, storages one by one (so that Sk registers as node Sk), admin.
   for (int i = 0; s.ok() && i < c->file_.nodes_size(); ++i) {
     NodeProcess& node = *c->file_.mutable_nodes(i);
-    s = c->StartNode(node, /*first_start=*/true,
-                     /*wait_ready=*/node.role() != kStorage && topology.masters == 1);
+    if (node.role() == kStorage && topology.masters > 1 && !c->PrimaryMaster().ok()) {
+      s = c->WaitForPrimary(c->options_.ready_timeout).status();
+      if (!s.ok()) break;
+    }
+    s = c->StartNode(node, /*first_start=*/true, /*wait_ready=*/node.role() != kStorage);
   }
   const int autostart = topology.autostart < 0 ? topology.storages : topology.autostart;
   if (s.ok() && autostart > 0) s = c->WaitUntilRunning();
@@ -697,6 +700,9 @@ absl::Status ProcessCluster::WaitProcessUp(NodeProcess& node, absl::Time deadlin
 }
 
 absl::Status ProcessCluster::WaitServiceReady(NodeProcess& node, absl::Time deadline) {
+  if (node.role() == kMaster && master_addresses().size() > 1) {
+    return absl::OkStatus();  // a standby never serves cellar.v1.Master
+  }
   const std::string address = Loopback(node.port());
   const std::string service = HealthService(node.role());
   std::string last;
@@ -1022,6 +1028,33 @@ absl::Status ProcessCluster::WaitForNodeState(const std::string& name,
       return absl::DeadlineExceededError(absl::StrCat(
           "the master does not list ", name, " as ", ::cellar::v1::NodeState_Name(state),
           " within ", absl::FormatDuration(timeout), " (last: ", last, ")"));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+absl::StatusOr<std::string> ProcessCluster::PrimaryMaster() const {
+  for (const NodeProcess& node : file_.nodes()) {
+    if (node.role() == kMaster && node.pid() != 0 &&
+        CheckHealth(Loopback(node.port()), HealthService(kMaster), absl::Milliseconds(500)) ==
+            "SERVING") {
+      return node.name();
+    }
+  }
+  return absl::NotFoundError("no master serves cellar.v1.Master (no primary)");
+}
+
+absl::StatusOr<std::string> ProcessCluster::WaitForPrimary(absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    absl::StatusOr<std::string> primary = PrimaryMaster();
+    if (primary.ok() || absl::Now() > deadline) {
+      if (!primary.ok()) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "no primary master within ", absl::FormatDuration(timeout), " (logs in ", dir(),
+            ")"));
+      }
+      return primary;
     }
     absl::SleepFor(absl::Milliseconds(100));
   }

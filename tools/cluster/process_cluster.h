@@ -28,9 +28,10 @@
 //
 // Readiness is grpc.health.v1 with bounded waits: a process is up when
 // its overall health ("") is SERVING; a master is ready when
-// "cellar.v1.Master" is, an admin when "cellar.v1.Admin" is, a storage
-// when "cellar.v1.Storage" is (registered, holding a partition table, and
-// the cluster RUNNING). Every wait fails with DEADLINE_EXCEEDED naming what
+// "cellar.v1.Master" is (with several masters, only the primary's is: a
+// master is then ready once up, and Up() waits for a primary), an admin
+// when "cellar.v1.Admin" is, a storage when "cellar.v1.Storage" is
+// (registered, holding a partition table, and the cluster RUNNING). Every wait fails with DEADLINE_EXCEEDED naming what
 // was missing and the tail of the node's log; a process that exits while
 // waited for fails with its exit status and log tail.
 //
@@ -213,6 +214,12 @@ class ProcessCluster {
   // NODE_DOWN after a SIGSTOP: heartbeat timeout).
   absl::Status WaitForNodeState(const std::string& name, ::cellar::v1::NodeState state,
                                 absl::Duration timeout);
+
+  // The master whose "cellar.v1.Master" health is SERVING (the primary;
+  // standbys answer NOT_SERVING). NOT_FOUND if none is.
+  absl::StatusOr<std::string> PrimaryMaster() const;
+  // Polls PrimaryMaster() until one is found (DEADLINE_EXCEEDED).
+  absl::StatusOr<std::string> WaitForPrimary(absl::Duration timeout) const;
 
   // Process and health of a node.
   NodeProbe Probe(const std::string& name);

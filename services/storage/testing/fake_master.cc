@@ -56,6 +56,11 @@ int FakeMaster::registrations() const {
   return registrations_;
 }
 
+int FakeMaster::heartbeats() const {
+  absl::MutexLock l(&mu_);
+  return heartbeats_;
+}
+
 int FakeMaster::refusals() const {
   absl::MutexLock l(&mu_);
   return refusals_;
@@ -188,6 +193,17 @@ grpc::Status FakeMaster::GetClusterInfo(grpc::ServerContext* /*context*/,
   response->set_cluster_state(state_);
   *response->mutable_partition_table() = pt_;
   response->set_epoch(epoch_);
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeMaster::Heartbeat(grpc::ServerContext* /*context*/,
+                                   const ::cellar::v1::HeartbeatRequest* request,
+                                   ::cellar::v1::HeartbeatResponse* /*response*/) {
+  absl::MutexLock l(&mu_);
+  if (request->node_id() == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id: required");
+  }
+  ++heartbeats_;
   return grpc::Status::OK;
 }
 

@@ -3,7 +3,8 @@
 
 // A tiny cellar.v1.Master for storage-node tests (testonly): RegisterNode
 // (checks the cluster name and protocol, assigns storage ids S1, S2, ...),
-// Watch (a snapshot, then whatever the test pushes) and GetClusterInfo.
+// Watch (a snapshot, then whatever the test pushes), GetClusterInfo and
+// Heartbeat (counted).
 // The test sets the partition table, cluster state and epoch it answers
 // with, pushes events, and can end every open Watch stream (a master
 // restart, as the storage sees it).
@@ -48,6 +49,8 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   // Number of RegisterNode calls accepted / refused, and the last request.
   int registrations() const;
   int refusals() const;
+  // Heartbeat calls received.
+  int heartbeats() const;
   ::cellar::v1::RegisterNodeRequest last_registration() const;
   // Open Watch streams.
   int watchers() const;
@@ -66,6 +69,10 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   grpc::Status GetClusterInfo(grpc::ServerContext* context,
                               const ::cellar::v1::GetClusterInfoRequest* request,
                               ::cellar::v1::GetClusterInfoResponse* response) override;
+  // Counts the call (OK for any node id but 0).
+  grpc::Status Heartbeat(grpc::ServerContext* context,
+                         const ::cellar::v1::HeartbeatRequest* request,
+                         ::cellar::v1::HeartbeatResponse* response) override;
 
  private:
   struct Watcher {
@@ -84,6 +91,7 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   uint32_t next_index_ ABSL_GUARDED_BY(mu_) = 1;
   int registrations_ ABSL_GUARDED_BY(mu_) = 0;
   int refusals_ ABSL_GUARDED_BY(mu_) = 0;
+  int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
   ::cellar::v1::RegisterNodeRequest last_registration_ ABSL_GUARDED_BY(mu_);
   std::vector<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
