@@ -133,6 +133,18 @@ grpc::Status PrimaryGate::StartCluster(grpc::ServerContext* context,
   CELLAR_GATED(StartCluster(context, request, response));
 }
 
+grpc::Status PrimaryGate::Heartbeat(grpc::ServerContext* context,
+                                    const cellar::v1::HeartbeatRequest* request,
+                                    cellar::v1::HeartbeatResponse* response) {
+  CELLAR_GATED(Heartbeat(context, request, response));
+}
+
+grpc::Status PrimaryGate::ReportReplication(grpc::ServerContext* context,
+                                            const cellar::v1::ReportReplicationRequest* request,
+                                            cellar::v1::ReportReplicationResponse* response) {
+  CELLAR_GATED(ReportReplication(context, request, response));
+}
+
 #undef CELLAR_GATED
 
 }  // namespace cellar::master

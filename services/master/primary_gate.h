@@ -74,6 +74,12 @@ class PrimaryGate final : public cellar::v1::Master::Service {
   grpc::Status StartCluster(grpc::ServerContext* context,
                             const cellar::v1::StartClusterRequest* request,
                             cellar::v1::StartClusterResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context,
+                         const cellar::v1::HeartbeatRequest* request,
+                         cellar::v1::HeartbeatResponse* response) override;
+  grpc::Status ReportReplication(grpc::ServerContext* context,
+                                 const cellar::v1::ReportReplicationRequest* request,
+                                 cellar::v1::ReportReplicationResponse* response) override;
 
  private:
   class Call;
