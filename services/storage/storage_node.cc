@@ -337,7 +337,7 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
     // OUT_OF_DATE in it): hold it durably before the transaction is
     // committed here, so that a restarted master adopting the highest
     // table never shows such a cell readable.
-    RefetchTable();
+    RefetchTable(/*only_newer=*/true);
     if (min_ptid > partition_table()->ptid()) {
       return absl::UnavailableError(absl::StrCat(
           "this node's partition table (ptid ", partition_table()->ptid(),
@@ -612,7 +612,11 @@ void StorageNode::SetClusterState(ClusterState state) {
   replicator_->Wake();
 }
 
-void StorageNode::InstallTable(PartitionTable table) {
+void StorageNode::InstallTable(PartitionTable table, bool only_newer) {
+  // One install at a time (the watch thread and lock handlers may both
+  // bring tables): the persisted table is always the one in memory.
+  absl::MutexLock install(&install_mu_);
+  if (only_newer && table.ptid() < partition_table()->ptid()) return;  // raced a newer one
   // Persist first: after a restart the node reports what it last served.
   absl::Status s = backend_->SetConfig(kNumPartitionsKey, absl::StrCat(table.num_partitions()));
   if (s.ok()) s = backend_->SetConfig(kNumReplicasKey, absl::StrCat(table.num_replicas()));
@@ -641,7 +645,7 @@ void StorageNode::InstallTable(PartitionTable table) {
 }
 
 void StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
-                             const char* source) {
+                             const char* source, bool only_newer) {
   if (proto.ptid() == 0) return;  // the master has no table yet
   auto table = PartitionTable::FromProto(proto);
   if (!table.ok()) {
@@ -658,7 +662,7 @@ void StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
     return;
   }
   if (table->ptid() < current->ptid() &&
-      cluster_state() == ::cellar::v1::CLUSTER_RECOVERING) {
+      (only_newer || cluster_state() == ::cellar::v1::CLUSTER_RECOVERING)) {
     // During recovery the master adopts the highest table of all storages;
     // don't overwrite ours with an older one it may still show.
     return;
@@ -668,10 +672,10 @@ void StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
     return;
   }
   CELLAR_LOG(INFO) << "partition table " << table->ptid() << " (" << source << ")";
-  InstallTable(*std::move(table));
+  InstallTable(*std::move(table), only_newer);
 }
 
-void StorageNode::RefetchTable() {
+void StorageNode::RefetchTable(bool only_newer) {
   auto info = master_->GetClusterInfo();
   if (!info.ok()) {
     CELLAR_LOG(WARNING) << "cannot re-fetch the partition table: "
@@ -680,7 +684,7 @@ void StorageNode::RefetchTable() {
   }
   RaiseEpoch(info->epoch());
   SetClusterState(info->cluster_state());
-  AdoptTable(info->partition_table(), "re-fetched");
+  AdoptTable(info->partition_table(), "re-fetched", only_newer);
 }
 
 void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
@@ -700,7 +704,7 @@ void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
       PartitionTable next = *current;
       absl::Status s = next.ApplyDelta(delta);
       if (s.ok()) {
-        InstallTable(std::move(next));
+        InstallTable(std::move(next), /*only_newer=*/true);
       } else {
         CELLAR_LOG(WARNING) << "partition table delta " << delta.ptid()
                             << " not applicable (" << s.message()

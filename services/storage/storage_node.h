@@ -225,9 +225,14 @@ class StorageNode {
   absl::Status RegisterAndWatch();
   void HandleEvent(const ::cellar::v1::ClusterEvent& event);
   // Adopts a full table from the master (persists it if it changed).
-  void AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source);
-  void InstallTable(common::PartitionTable table);
-  void RefetchTable();
+  // `only_newer`: ignore a table older than the current one (a fetch that
+  // raced a newer delta).
+  void AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source,
+                  bool only_newer = false);
+  // Persists and installs `table`; with `only_newer`, not if a newer
+  // table got installed meanwhile.
+  void InstallTable(common::PartitionTable table, bool only_newer = false);
+  void RefetchTable(bool only_newer = false);
   void SetClusterState(::cellar::v1::ClusterState state);
   void RaiseEpoch(uint64_t epoch);
   void SetLink(LinkState state, const std::string& message);
@@ -265,6 +270,7 @@ class StorageNode {
   bool last_serving_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(bool)> serving_callback_ ABSL_GUARDED_BY(mu_);
   absl::Mutex callback_mu_;  // serializes serving callbacks, in order
+  absl::Mutex install_mu_;   // serializes InstallTable (persist + swap)
 
   std::thread master_thread_;
   std::thread stats_thread_;

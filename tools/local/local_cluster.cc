@@ -127,6 +127,7 @@ absl::StatusOr<std::unique_ptr<storage::StorageServer>> LocalCluster::StartStora
   options.master_addresses = {master_->address()};
   options.cluster_name = options_.cluster_name;
   options.writer_threads = options_.writer_threads;
+  if (options_.storage_options) options_.storage_options(i, &options);
   return storage::StorageServer::Start(std::move(options), *std::move(backend), clock_,
                                        storage_registries_[i]);
 }

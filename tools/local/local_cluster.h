@@ -12,6 +12,7 @@
 //
 // Thread-safe for the accessors; Start/Stop/Restart from one thread.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,9 @@ struct LocalClusterOptions {
   int writer_threads = 1;
   // Wait this long for the cluster to be RUNNING in Start. Default 30 s.
   absl::Duration start_timeout = absl::Seconds(30);
+  // Tests: adjusts storage i's options each time it (re)starts (replication
+  // chunk sizes, test hooks, heartbeat interval). Default: none.
+  std::function<void(int index, storage::StorageServerOptions* options)> storage_options;
 };
 
 class LocalCluster {
