@@ -7,6 +7,8 @@
 //    commit is read back from every cell, directly from each storage;
 //  - a storage stopped in the middle of replication resumes from its
 //    stored progress (tiny chunks and a pause hook);
+//  - a storage that stops sending heartbeats (connections open, like a
+//    SIGSTOPped process) is treated as gone after the heartbeat timeout;
 //  - verification after a crash commits a transaction that one storage had
 //    locked on every storage that voted it, and drops one nobody locked.
 #include <atomic>
@@ -33,6 +35,7 @@
 #include "services/common/logging.h"
 #include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
+#include "services/master/master_server.h"
 #include "tests/integration/test_backends.h"
 #include "tools/local/local_cluster.h"
 
@@ -103,8 +106,12 @@ class ReplicationTest : public ::testing::TestWithParam<std::string> {
     options.partitions = kPartitions;
     options.cluster_name = kCluster;
     options.storage_backends = (*backends_)->uris();
+    options.master_options = [this](master::MasterServerOptions* o) {
+      o->cluster.heartbeat_timeout = heartbeat_timeout_;
+    };
     options.storage_options = [this](int i, storage::StorageServerOptions* o) {
       o->heartbeat_interval = absl::Milliseconds(500);
+      if (i == 0 && silent_) o->heartbeat_interval = absl::Hours(1);
       o->replication.retry_delay = absl::Milliseconds(50);
       o->replication.chunk_records = chunk_records_;
       if (i == 0) o->replication.pause_after_chunks = pause_after_chunks_;
@@ -318,6 +325,8 @@ class ReplicationTest : public ::testing::TestWithParam<std::string> {
 
   int chunk_records_ = 1000;
   int pause_after_chunks_ = 0;
+  absl::Duration heartbeat_timeout_ = absl::Seconds(10);
+  bool silent_ = false;  // storage 0 sends no heartbeats
   absl::StatusOr<std::unique_ptr<testing_support::TestBackends>> backends_;
   std::unique_ptr<tools::LocalCluster> cluster_;
   std::unique_ptr<v1::Master::Stub> master_;
@@ -422,6 +431,37 @@ TEST_P(ReplicationTest, StorageStoppedMidReplicationResumesFromItsProgress) {
     EXPECT_EQ(r.started_from_tid(), it->second)
         << "partition " << r.partition() << " did not resume from its stored progress";
   }
+  ASSERT_NO_FATAL_FAILURE(CheckReplicas());
+}
+
+TEST_P(ReplicationTest, StorageThatStopsSendingHeartbeatsIsTreatedAsGone) {
+  // Like a SIGSTOPped process: its connections stay open, it just says
+  // nothing. The master's timeout is 3 s here (10 s by default).
+  cluster_->Shutdown();
+  cluster_.reset();
+  heartbeat_timeout_ = absl::Seconds(3);
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  const uint32_t s1 = node_ids_[0];
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  for (int n = 0; n < 5; ++n) CommitOne(*c, ledger_, n);
+  silent_ = true;
+  ASSERT_THAT(cluster_->RestartStorage(0), IsOk());
+  const absl::Time silent_since = absl::Now();
+  ASSERT_TRUE(WaitFor([&] { return AllCellsOf(s1, v1::CELL_OUT_OF_DATE); },
+                      absl::Seconds(30)))
+      << "the silent storage's cells did not go OUT_OF_DATE";
+  const absl::Duration detection = absl::Now() - silent_since;
+  EXPECT_GE(detection, absl::Seconds(2));
+  EXPECT_LE(detection, absl::Seconds(15));
+  EXPECT_EQ(Info().cluster_state(), v1::CLUSTER_RUNNING);
+  for (int n = 5; n < 15; ++n) CommitOne(*c, ledger_, n);
+  // Heartbeats again: it catches up.
+  silent_ = false;
+  ASSERT_THAT(cluster_->RestartStorage(0), IsOk());
+  ASSERT_TRUE(WaitFor([&] { return AllCellsOf(s1, v1::CELL_UP_TO_DATE); },
+                      absl::Seconds(60)))
+      << NodeStatus(0).ShortDebugString();
   ASSERT_NO_FATAL_FAILURE(CheckReplicas());
 }
 

@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
   master_options.cluster.num_replicas = options.replicas;
   master_options.cluster.autostart = static_cast<uint32_t>(options.storages);
   master_options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  if (options.master_options) options.master_options(&master_options);
   auto master = master::MasterServer::Start(master_options, cluster->clock_, master_registry);
   if (!master.ok()) return master.status();
   cluster->master_ = *std::move(master);

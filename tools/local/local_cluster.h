@@ -60,6 +60,9 @@ struct LocalClusterOptions {
   // Tests: adjusts storage i's options each time it (re)starts (replication
   // chunk sizes, test hooks, heartbeat interval). Default: none.
   std::function<void(int index, storage::StorageServerOptions* options)> storage_options;
+  // Tests: adjusts the master's options (e.g. cluster.heartbeat_timeout).
+  // Default: none.
+  std::function<void(master::MasterServerOptions* options)> master_options;
 };
 
 class LocalCluster {
