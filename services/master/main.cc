@@ -41,6 +41,9 @@ ABSL_FLAG(uint32_t, autostart, 0,
           "Start a new cluster once this many storages joined (0: wait for an operator's "
           "StartCluster)");
 ABSL_FLAG(std::string, track, "stable", "Deployment track: stable, canary or shadow");
+ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
+          "A storage silent (no Heartbeat) for longer is treated as gone: DOWN, its cells "
+          "OUT_OF_DATE (storages send one every --heartbeat_interval, 2 s); 0 disables");
 ABSL_FLAG(std::string, election_pg, "",
           "libpq connection string of a PostgreSQL database shared by every master of the "
           "cluster: masters elect a primary with a lease row there (table "
@@ -81,6 +84,7 @@ int main(int argc, char** argv) {
   options.cluster.num_partitions = absl::GetFlag(FLAGS_partitions);
   options.cluster.num_replicas = absl::GetFlag(FLAGS_replicas);
   options.cluster.autostart = absl::GetFlag(FLAGS_autostart);
+  options.cluster.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
   // Single master: grows across restarts, so storages accept a restarted
   // primary and refuse a deposed one. With an election the lease's epoch
   // is used instead.
