@@ -788,11 +788,13 @@ TEST_F(MasterDomainTest, VoterThatFailsToLockIsTreatedAsGoneAndResolvedWhenBack)
       EXPECT_EQ(state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
     }
   }
-  // Not every voter locked: the lock records stay.
+  // Not every voter locked: the lock records stay. S1 is asked to unlock
+  // too, in case its lock went through but the answer did not.
   const auto unlocks = caller_.unlock_calls();
-  ASSERT_EQ(unlocks.size(), 1u);
+  ASSERT_EQ(unlocks.size(), 2u);
   EXPECT_FALSE(unlocks[0].forget);
   EXPECT_THAT(unlocks[0].nodes, ElementsAre(s2, s3));
+  EXPECT_THAT(unlocks[1].nodes, ElementsAre(s1));
 
   // S1 registers again with its vote in doubt: it is locked with the tid.
   caller_.SetLockResult(s1, absl::OkStatus());

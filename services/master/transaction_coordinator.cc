@@ -160,6 +160,13 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
   }
   storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid,
                          /*forget_lock=*/failed.empty());
+  if (!failed.empty()) {
+    // A lock that timed out may have succeeded: release its object locks
+    // too (refused harmlessly where the transaction is only voted; that
+    // vote is resolved when the node registers again).
+    storages_->UnlockAsync(failed, cluster_->epoch(), ttid, pending->tid,
+                           /*forget_lock=*/false);
+  }
   // Cells that did not vote may still hold the transaction's temporary
   // records (a vote whose answer was lost): they get the data by
   // replication; release what they hold.

@@ -759,6 +759,11 @@ absl::Status StorageNode::RegisterAndWatch() {
     node_id_ = response.node_id();
   }
   RaiseEpoch(response.epoch());
+  // A new master session: Unlocks of the old one may never come.
+  if (const size_t released = transactions_->ReleaseLocked(); released > 0) {
+    CELLAR_LOG(INFO) << "released the object locks of " << released
+                     << " locked transaction(s) left by the previous master session";
+  }
   AdoptTable(response.partition_table(), "registration");
   SetClusterState(response.cluster_state());
   SetLink(LinkState::kRegistered,

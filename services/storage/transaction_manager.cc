@@ -375,6 +375,24 @@ absl::Status TransactionManager::Unlock(uint64_t ttid) {
   return absl::OkStatus();
 }
 
+size_t TransactionManager::ReleaseLocked() {
+  std::vector<uint64_t> released;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto it = txns_.begin(); it != txns_.end();) {
+      if (it->second.state == State::kLocked) {
+        RememberFinished(it->first, Finished::kCommitted, it->second.tid);
+        released.push_back(it->first);
+        txns_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (uint64_t ttid : released) locks_->Release(ttid);
+  return released.size();
+}
+
 absl::Status TransactionManager::Abort(uint64_t ttid) {
   bool drop_records = false;
   {

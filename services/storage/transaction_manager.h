@@ -114,6 +114,14 @@ class TransactionManager {
   // FAILED_PRECONDITION if it is known but not locked.
   absl::Status Unlock(uint64_t ttid);
 
+  // Forgets every LOCKED transaction (committed here) and releases its
+  // object locks, as Unlock would; returns how many. For a node that
+  // registers again: its master session changed and the Unlock may never
+  // come (a master that restarted, or one that counted the lock as
+  // failed). Releasing early is safe: the records are in place, so a later
+  // store sees the new serial in its conflict check.
+  size_t ReleaseLocked();
+
   // Drops the transaction: releases its locks and temporary records.
   // FAILED_PRECONDITION once locked; OK for unknown ttids.
   absl::Status Abort(uint64_t ttid);

@@ -325,6 +325,41 @@ TEST_F(TransactionManagerTest, RecoveredVotedTransactionsCanBeLocked) {
   EXPECT_THAT(backend_.LoadSerial(1, 1, 305), IsOk());
 }
 
+TEST_F(TransactionManagerTest, ReleaseLockedFreesObjectsWhoseUnlockNeverCame) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());
+  ASSERT_THAT(tm_.Lock(100, 104), IsOk());
+  ASSERT_THAT(Store(150, {Obj(2, 0, "voted only")}), IsOk());
+  ASSERT_THAT(tm_.Vote(150, 42, std::nullopt, view_), IsOk());
+  EXPECT_EQ(ErrorReason(Store(200, {Obj(1, 104, "y")})), "LOCK_CONTENTION");
+  EXPECT_EQ(tm_.ReleaseLocked(), 1u);  // the voted one stays in doubt
+  EXPECT_FALSE(tm_.StateOf(100).has_value());
+  EXPECT_EQ(tm_.StateOf(150), TransactionManager::State::kVoted);
+  const auto known = tm_.KnownState(100);
+  EXPECT_EQ(known.kind, TransactionManager::Known::kLocked);
+  EXPECT_EQ(known.tid, 104u);
+  // The object is free, and the committed serial is what conflicts see.
+  EXPECT_THAT(Store(200, {Obj(1, 104, "y")}), IsOk());
+  EXPECT_THAT(tm_.Unlock(100), IsOk());  // a late unlock is harmless
+  EXPECT_THAT(tm_.Lock(100, 104), IsOk());
+}
+
+TEST_F(TransactionManagerTest, KnownStateFollowsTheTransaction) {
+  EXPECT_EQ(tm_.KnownState(100).kind, TransactionManager::Known::kNothing);
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  EXPECT_EQ(tm_.KnownState(100).kind, TransactionManager::Known::kStoring);
+  ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());
+  EXPECT_EQ(tm_.KnownState(100).kind, TransactionManager::Known::kVoted);
+  ASSERT_THAT(tm_.Lock(100, 104), IsOk());
+  EXPECT_EQ(tm_.KnownState(100).kind, TransactionManager::Known::kLocked);
+  EXPECT_EQ(tm_.KnownState(100).tid, 104u);
+  ASSERT_THAT(tm_.Unlock(100), IsOk());
+  EXPECT_EQ(tm_.KnownState(100).kind, TransactionManager::Known::kLocked);
+  ASSERT_THAT(Store(200, {Obj(2, 0, "y")}), IsOk());
+  ASSERT_THAT(tm_.Abort(200), IsOk());
+  EXPECT_EQ(tm_.KnownState(200).kind, TransactionManager::Known::kAborted);
+}
+
 TEST_F(TransactionManagerTest, ClientTransactionsAreTracked) {
   ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
   EXPECT_THAT(tm_.TransactionsOfClient(42), ::testing::ElementsAre(100));
