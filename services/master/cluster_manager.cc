@@ -458,7 +458,19 @@ void ClusterManager::ExpireSilentNodes() {
   absl::MutexLock l(&mu_);
   const absl::Time now = clock_->Now();
   if (now - last_expiry_check_ < absl::Milliseconds(100)) return;
+  const absl::Time previous = last_expiry_check_;
   last_expiry_check_ = now;
+  if (previous != absl::InfinitePast() && now - previous > options_.heartbeat_timeout) {
+    // The checks themselves stalled (this process was paused, or nothing
+    // watched): heartbeats may be waiting to be processed. Start over
+    // rather than declare every storage gone at once.
+    CELLAR_LOG(WARNING) << "no heartbeat check for " << absl::FormatDuration(now - previous)
+                        << ": giving every storage a new heartbeat timeout";
+    for (auto& [id, node] : nodes_) {
+      if (node.connected) node.last_heartbeat = now;
+    }
+    return;
+  }
   std::vector<uint32_t> silent;
   for (const auto& [id, node] : nodes_) {
     if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage &&

@@ -136,7 +136,9 @@ class ClusterManager {
   // A storage's heartbeat. NOT_FOUND unless the node is connected.
   absl::Status Heartbeat(uint32_t node_id);
   // Treats connected storages silent for longer than heartbeat_timeout as
-  // gone. Cheap; called often (every Watch stream polls it).
+  // gone. Cheap; called often (every Watch stream polls it). If the checks
+  // themselves stopped for longer than the timeout (the master was
+  // paused), every storage gets a new timeout instead.
   void ExpireSilentNodes();
 
   // Rule 8 for a transaction that got final tid `tid`: see the class

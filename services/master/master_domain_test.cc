@@ -584,6 +584,22 @@ TEST_F(MasterDomainTest, SilentStorageIsTreatedAsGoneAfterTheHeartbeatTimeout) {
   EXPECT_THAT(cluster_->Heartbeat(s1), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(MasterDomainTest, APausedMasterDoesNotDeclareEveryStorageGone) {
+  StartThree();
+  cluster_->ExpireSilentNodes();
+  clock_.Advance(absl::Seconds(30));  // the master itself did not run
+  cluster_->ExpireSilentNodes();
+  for (uint32_t id : storages_) EXPECT_TRUE(cluster_->IsConnected(id));
+  clock_.Advance(absl::Seconds(6));
+  ASSERT_THAT(cluster_->Heartbeat(storages_[1]), IsOk());
+  ASSERT_THAT(cluster_->Heartbeat(storages_[2]), IsOk());
+  cluster_->ExpireSilentNodes();
+  clock_.Advance(absl::Seconds(5));
+  cluster_->ExpireSilentNodes();  // S1 silent for 11 s of running checks
+  EXPECT_FALSE(cluster_->IsConnected(storages_[0]));
+  EXPECT_TRUE(cluster_->IsConnected(storages_[1]));
+}
+
 TEST_F(MasterDomainTest, FinishMarksCellsThatDidNotVoteOutOfDateBeforeItCompletes) {
   StartThree();
   const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
