@@ -750,8 +750,16 @@ class PostgresBackend::Impl {
     for (PGconn* conn : idle_) PQfinish(conn);
     idle_.clear();
     absl::MutexLock owner_lock(&owner_mu_);
-    // Closing the session releases the advisory lock.
-    if (owner_ != nullptr) PQfinish(owner_);
+    if (owner_ != nullptr) {
+      // Closing the session releases the advisory lock, but the server
+      // notices the close asynchronously: unlock first, so that a node
+      // reopening the database right after (a restart) is not refused.
+      const std::string key = absl::StrCat(kOwnershipLockKey);
+      const char* params[] = {key.c_str()};
+      Result unlocked(PQexecParams(owner_, "SELECT pg_advisory_unlock($1::int8)", 1, nullptr,
+                                   params, nullptr, nullptr, 0));
+      PQfinish(owner_);
+    }
     owner_ = nullptr;
   }
 
