@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+
+#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -32,6 +35,58 @@ tools::ClusterTopology DefaultTopology() {
   return t;
 }
 
+namespace {
+
+// Copies the logs of the clusters a failed test started to
+// $TEST_UNDECLARED_OUTPUTS_DIR/<test>/<cluster dir>/ (Bazel keeps them in
+// bazel-testlogs/.../test.outputs/outputs.zip).
+class KeepLogsOnFailure : public ::testing::EmptyTestEventListener {
+ public:
+  void Add(const std::string& dir) {
+    absl::MutexLock l(&mu_);
+    dirs_.push_back(dir);
+  }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    std::vector<std::string> dirs;
+    {
+      absl::MutexLock l(&mu_);
+      dirs.swap(dirs_);
+    }
+    const char* out = getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+    if (!info.result()->Failed() || out == nullptr) return;
+    std::string test = absl::StrCat(info.test_suite_name(), ".", info.name());
+    std::replace(test.begin(), test.end(), '/', '_');
+    namespace fs = std::filesystem;
+    for (const std::string& dir : dirs) {
+      std::error_code ec;
+      const fs::path target = fs::path(out) / test / fs::path(dir).filename();
+      fs::create_directories(target, ec);
+      for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        const std::string ext = entry.path().extension();
+        if (ext == ".log" || ext == ".json") {
+          fs::copy_file(entry.path(), target / entry.path().filename(),
+                        fs::copy_options::overwrite_existing, ec);
+        }
+      }
+    }
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> dirs_ ABSL_GUARDED_BY(mu_);
+};
+
+KeepLogsOnFailure* LogKeeper() {
+  static KeepLogsOnFailure* keeper = [] {
+    auto* k = new KeepLogsOnFailure;
+    ::testing::UnitTest::GetInstance()->listeners().Append(k);  // owns it
+    return k;
+  }();
+  return keeper;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<tools::ProcessCluster>> StartCluster(
     const std::string& backend, tools::ClusterTopology topology) {
   static int counter = 0;
@@ -42,17 +97,20 @@ absl::StatusOr<std::unique_ptr<tools::ProcessCluster>> StartCluster(
   options.die_with_parent = true;
   options.ready_timeout = absl::Seconds(30);
   options.stop_timeout = absl::Seconds(15);
-  if (backend == "postgres") {
+  if (backend != "sqlite" && backend != "postgres") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend ", backend));
+  }
+  topology.postgres = backend == "postgres";
+  if (topology.postgres || topology.election_pg.value_or(topology.masters > 1)) {
+    // Storage databases and/or the masters' election lease.
     absl::StatusOr<std::string> conninfo = tools::TestPostgresConninfo();
     if (!conninfo.ok()) return conninfo.status();
     options.postgres_conninfo = *conninfo;
-    topology.postgres = true;
     options.database_prefix = absl::StrCat("fault_", getpid(), "_", counter);
-  } else if (backend != "sqlite") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown backend ", backend));
   }
   ++counter;
   options.topology = std::move(topology);
+  LogKeeper()->Add(options.dir);
   return tools::ProcessCluster::Up(std::move(options));
 }
 
@@ -125,7 +183,12 @@ std::string CommitLedger::FailureSummary(size_t max_messages) const {
   absl::MutexLock l(&mu_);
   std::string out = absl::StrCat(failed_.size(), " failed commit(s) {",
                                  absl::StrJoin(codes, ", "), "}");
-  for (size_t i = 0; i < failed_.size() && i < max_messages; ++i) {
+  // The first errors, and the first of each code after those.
+  std::set<absl::StatusCode> shown;
+  for (size_t i = 0; i < failed_.size(); ++i) {
+    const absl::StatusCode code = failed_[i].error.code();
+    if (i >= max_messages && shown.count(code) > 0) continue;
+    shown.insert(code);
     absl::StrAppend(&out, "\n  ", failed_[i].error.ToString());
   }
   return out;
@@ -472,8 +535,18 @@ VerifyReport Verify(const tools::ProcessCluster& cluster, const CommitLedger& le
         }
         continue;
       }
-      absl::StatusOr<Revisions> revs =
-          ReadReplica(*it->second, oid, deadline, &report.replica_reads);
+      // A storage learns a table change a moment after the master: a cell
+      // the master calls readable may still say NOT_READABLE briefly.
+      absl::StatusOr<Revisions> revs;
+      const absl::Time retry_until = std::min(deadline, absl::Now() + absl::Seconds(5));
+      while (true) {
+        revs = ReadReplica(*it->second, oid, deadline, &report.replica_reads);
+        if (revs.ok() || common::ErrorReason(revs.status()) != "NOT_READABLE" ||
+            absl::Now() > retry_until) {
+          break;
+        }
+        absl::SleepFor(absl::Milliseconds(50));
+      }
       if (!revs.ok()) {
         problem(absl::StrCat("oid ", oid, " on ", name, ": ", revs.status().ToString()));
         continue;
@@ -585,8 +658,31 @@ absl::Status WaitForAllCellsUpToDate(const tools::ProcessCluster& cluster,
           }
         }
       }
-      if (behind.empty()) return absl::OkStatus();
-      last = absl::StrCat("cells not UP_TO_DATE: ", absl::StrJoin(behind, " "));
+      if (behind.empty()) {
+        // The storages learn the table from the master a moment later:
+        // wait until every running one has it too.
+        const uint64_t ptid = info->partition_table().ptid();
+        std::vector<std::string> lagging;
+        for (const std::string& name : cluster.storage_names()) {
+          bool running = false;
+          for (const v1::NodeInfo& n : info->nodes()) {
+            running = running || (n.address() == cluster.address(name) &&
+                                  n.state() == v1::NODE_RUNNING);
+          }
+          if (!running) continue;
+          auto status = StorageStatus(cluster, name);
+          if (!status.ok() || status->ptid() < ptid) {
+            lagging.push_back(absl::StrCat(
+                name, status.ok() ? absl::StrCat(" at ptid ", status->ptid())
+                                  : absl::StrCat(": ", status.status().message())));
+          }
+        }
+        if (lagging.empty()) return absl::OkStatus();
+        last = absl::StrCat("every cell UP_TO_DATE at ptid ", ptid, " but ",
+                            absl::StrJoin(lagging, ", "));
+      } else {
+        last = absl::StrCat("cells not UP_TO_DATE: ", absl::StrJoin(behind, " "));
+      }
     }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(
@@ -615,6 +711,44 @@ absl::StatusOr<std::map<uint32_t, v1::CellState>> CellsOf(const tools::ProcessCl
     }
   }
   return out;
+}
+
+absl::Status WaitForCellsOf(const tools::ProcessCluster& cluster, const std::string& name,
+                            v1::CellState state, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last;
+  while (true) {
+    auto cells = CellsOf(cluster, name);
+    if (!cells.ok()) {
+      last = cells.status().ToString();
+    } else {
+      bool all = !cells->empty();
+      last.clear();
+      for (const auto& [p, s] : *cells) {
+        all = all && s == state;
+        absl::StrAppend(&last, p, "=", v1::CellState_Name(s), " ");
+      }
+      if (all) return absl::OkStatus();
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cells of ", name, " not all ", v1::CellState_Name(state), " within ",
+          absl::FormatDuration(timeout), ": ", last.empty() ? "none" : last));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+absl::StatusOr<v1::GetNodeStatusResponse> StorageStatus(const tools::ProcessCluster& cluster,
+                                                        const std::string& name) {
+  auto stub = v1::Storage::NewStub(common::MakeChannel(cluster.address(name)));
+  grpc::ClientContext context;
+  common::SetDeadline(&context, absl::Seconds(5));
+  v1::GetNodeStatusRequest request;
+  v1::GetNodeStatusResponse response;
+  absl::Status s = common::FromGrpcStatus(stub->GetNodeStatus(&context, request, &response));
+  if (!s.ok()) return common::Annotate(s, absl::StrCat("GetNodeStatus of ", name));
+  return response;
 }
 
 absl::Status CommitFresh(client::Client& client, CommitLedger& ledger, int count,

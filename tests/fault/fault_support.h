@@ -33,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "protos/cellar/v1/storage.pb.h"
 #include "tools/cluster/process_cluster.h"
 
 namespace cellar::fault {
@@ -47,6 +48,8 @@ tools::ClusterTopology DefaultTopology();
 // A cluster of real processes in a fresh directory under $TEST_TMPDIR, on
 // SQLite files or on databases of the test PostgreSQL server
 // ($CELLAR_TEST_PG, else a throwaway one). Children die with the test.
+// When the test fails, the cluster's logs (and cluster.json) are copied
+// to $TEST_UNDECLARED_OUTPUTS_DIR/<test>/ (Bazel: test.outputs/outputs.zip).
 absl::StatusOr<std::unique_ptr<tools::ProcessCluster>> StartCluster(
     const std::string& backend, tools::ClusterTopology topology);
 
@@ -87,7 +90,8 @@ class CommitLedger {
   // waiting for the finished holder. Tests tolerate it (the workload goes
   // on with the next commit) and count everything else.
   size_t failed_other_than_lock_contention() const;
-  // "N failed {CODE: n, ...}" and the first `max_messages` errors.
+  // "N failed {CODE: n, ...}", the first `max_messages` errors and the
+  // first error of every other code.
   std::string FailureSummary(size_t max_messages = 5) const;
   // Every oid written (acked or not).
   std::set<uint64_t> oids() const;
@@ -197,13 +201,15 @@ struct VerifyReport {
 };
 
 // The three checks (see the file comment), with a fresh client after a
-// Sync. Bounded by `timeout`.
+// Sync. Bounded by `timeout`. Call it with no workload running (a commit
+// made while it reads would show up as a problem).
 VerifyReport Verify(const tools::ProcessCluster& cluster, const CommitLedger& ledger,
                     const VerifyOptions& options = {},
                     absl::Duration timeout = absl::Seconds(60));
 
 // Waits until every cell of the partition table is UP_TO_DATE (a node
-// that missed commits caught up). DEADLINE_EXCEEDED listing the others.
+// that missed commits caught up) and every running storage holds that
+// table (Storage.GetNodeStatus ptid). DEADLINE_EXCEEDED saying what lags.
 absl::Status WaitForAllCellsUpToDate(const tools::ProcessCluster& cluster,
                                      absl::Duration timeout);
 
@@ -211,6 +217,15 @@ absl::Status WaitForAllCellsUpToDate(const tools::ProcessCluster& cluster,
 // master's partition table.
 absl::StatusOr<std::map<uint32_t, v1::CellState>> CellsOf(const tools::ProcessCluster& cluster,
                                                            const std::string& name);
+
+// Waits until every cell of storage `name` is in `state` (e.g.
+// OUT_OF_DATE after it missed commits). DEADLINE_EXCEEDED with the states.
+absl::Status WaitForCellsOf(const tools::ProcessCluster& cluster, const std::string& name,
+                            v1::CellState state, absl::Duration timeout);
+
+// Storage.GetNodeStatus of storage `name`.
+absl::StatusOr<v1::GetNodeStatusResponse> StorageStatus(const tools::ProcessCluster& cluster,
+                                                        const std::string& name);
 
 // Commits `count` single-object transactions of fresh objects through
 // `client`, recording them; returns the first error.

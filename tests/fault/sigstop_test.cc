@@ -1,20 +1,17 @@
 // (d) SIGSTOP a storage for longer than the heartbeat timeout, then SIGCONT.
 //
-// Today's heartbeat is gRPC keepalive on the master's side of the storage's
-// Watch stream (server keepalive 30 s + 10 s ping timeout): the master
-// declares the stopped node DOWN 30-40 s after SIGSTOP. Meanwhile clients
-// keep committing (stores to the stopped node time out, then fail fast once
-// the client's keepalive dropped the connection; the commit goes on without
-// that replica, semantics.md commit rule 8) and reading (a read that tries
-// the stopped node first fails over to the other replica after the
-// client's deadline, 3 s here). The checks run while it is still stopped.
-// After SIGCONT it re-registers and serves again.
-//
-// What this test can't assert yet: that the node then catches up. Today
-// nothing marks its cells OUT_OF_DATE, so once back it serves reads from
-// the partitions it missed commits on (stale serials, NOT_FOUND for new
-// objects). pending_test.cc (manual) has that half, for when replication
-// and OUT_OF_DATE/UP_TO_DATE marking land.
+// The master declares the stopped node DOWN when it misses heartbeats
+// (heartbeat timeout, 10 s by default; the test allows 45 s, the bound of
+// the gRPC keepalive that was the only detector before) and marks its
+// cells OUT_OF_DATE. Clients keep reading (a read that tries the stopped
+// node first fails over to the other replica when the client's deadline,
+// 3 s here, passes) and committing: commits that touch the stopped node
+// fail with DEADLINE_EXCEEDED until the client's connection to it drops
+// (15-30 s today: the client still writes to every writable cell, and
+// counts a store that timed out as a failure rather than as a replica that
+// did not vote), then go on without it. The checks run while it is still
+// stopped; after SIGCONT it re-registers, catches up while clients go on
+// (readers never see it stale) and the checks run again on every cell.
 #include <signal.h>
 
 #include <iostream>
@@ -54,18 +51,16 @@ TEST_P(SigstopTest, StoppedStorageIsDeclaredDownThenRejoins) {
 
   ASSERT_THAT(c.Stop("S2"), IsOk());
   const absl::Time stopped = absl::Now();
-  const size_t acked_at_stop = workload.acked();
-  const size_t failed_at_stop = workload.failed();
   ASSERT_THAT(c.WaitForNodeState("S2", v1::NODE_DOWN, absl::Seconds(50)), IsOk());
   const absl::Duration detection = absl::Now() - stopped;
-  std::cerr << "S2 declared DOWN " << absl::FormatDuration(detection) << " after SIGSTOP; "
-            << workload.acked() - acked_at_stop << " commits acked and "
-            << workload.failed() - failed_at_stop << " failed meanwhile\n";
   EXPECT_LE(detection, absl::Seconds(45));
-  // Clients kept committing while it was stopped, and still do.
-  EXPECT_GT(workload.acked(), acked_at_stop + 20);
-  ASSERT_THAT(workload.WaitForAcked(workload.acked() + 50, absl::Seconds(20)), IsOk())
+  // Clients keep (or go back to) committing while it is stopped.
+  const size_t acked_at_down = workload.acked();
+  ASSERT_THAT(workload.WaitForAcked(acked_at_down + 100, absl::Seconds(45)), IsOk())
       << ledger.FailureSummary();
+  std::cerr << "S2 declared DOWN " << absl::FormatDuration(detection)
+            << " after SIGSTOP; 100 more commits acknowledged "
+            << absl::FormatDuration(absl::Now() - stopped) << " after SIGSTOP\n";
   workload.Stop();
   reader.Stop();
   auto info = c.ClusterInfo();
@@ -91,10 +86,24 @@ TEST_P(SigstopTest, StoppedStorageIsDeclaredDownThenRejoins) {
   VerifyReport report = Verify(c, ledger, live);
   EXPECT_TRUE(report.ok()) << report.Summary();
 
-  // SIGCONT: it re-registers and serves again.
+  // SIGCONT: it re-registers, serves again and catches up while clients
+  // commit and read.
+  Workload after(client->get(), &ledger, options);
+  Reader reader_after(client->get(), &ledger);
+  after.Start();
+  reader_after.Start();
   ASSERT_THAT(c.Cont("S2"), IsOk());
   ASSERT_THAT(c.WaitForNodeState("S2", v1::NODE_RUNNING, absl::Seconds(15)), IsOk());
-  ASSERT_THAT(c.WaitUntilRunning(), IsOk());
+  ASSERT_THAT(WaitForAllCellsUpToDate(c, absl::Seconds(60)), IsOk());
+  ASSERT_THAT(after.WaitForAcked(100, absl::Seconds(30)), IsOk()) << ledger.FailureSummary();
+  after.Stop();
+  reader_after.Stop();
+  EXPECT_EQ(reader_after.failures(), 0u)
+      << ::testing::PrintToString(reader_after.failure_messages());
+  VerifyOptions all;
+  all.require_all_cells = true;
+  report = Verify(c, ledger, all);
+  EXPECT_TRUE(report.ok()) << report.Summary();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SigstopTest, ::testing::ValuesIn(Backends()),

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -253,6 +254,12 @@ ProcessCluster::~ProcessCluster() {
   if (options_.stop_on_destruction && !down_) {
     absl::Status s = Down();
     if (!s.ok() && options_.on_progress) options_.on_progress(absl::StrCat("down: ", s.ToString()));
+    // A server of ours in a /tmp directory of its own: nothing else will
+    // ever find it again.
+    if (file_.postgres().temporary_dir() && !file_.postgres().dir().empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(file_.postgres().dir(), ec);
+    }
   }
   if (lock_fd_ >= 0) close(lock_fd_);
 }
@@ -916,14 +923,16 @@ absl::Status ProcessCluster::Wipe(const std::string& name) {
 }
 
 absl::Status ProcessCluster::StopAll(int signal) {
-  std::vector<NodeProcess*> nodes;
-  // Admin first, masters last.
-  for (const char* role : {kAdmin, kStorage, kMaster}) {
-    for (NodeProcess& node : *file_.mutable_nodes()) {
-      if (node.role() == role) nodes.push_back(&node);
-    }
+  // Masters first: a master that watched the storages go one by one would
+  // mark their cells OUT_OF_DATE, and the next start would have to catch
+  // them up. Then the rest together.
+  std::vector<NodeProcess*> masters, others;
+  for (NodeProcess& node : *file_.mutable_nodes()) {
+    (node.role() == kMaster ? masters : others).push_back(&node);
   }
-  return SignalAndWait(nodes, signal);
+  absl::Status s = SignalAndWait(masters, signal);
+  absl::Status rest = SignalAndWait(others, signal);
+  return s.ok() ? rest : s;
 }
 
 absl::Status ProcessCluster::StartAll() {

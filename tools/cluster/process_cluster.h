@@ -131,7 +131,9 @@ struct ProcessClusterOptions {
   absl::Duration ready_timeout = absl::Seconds(30);
   // How long a SIGTERM may take before SIGKILL (default 15 s).
   absl::Duration stop_timeout = absl::Seconds(15);
-  // Down() in the destructor (default true: tests; the CLI turns it off).
+  // Down() in the destructor (default true: tests; the CLI turns it off);
+  // a PostgreSQL server the tool started in a /tmp directory is then
+  // deleted too.
   bool stop_on_destruction = true;
   // Children get PR_SET_PDEATHSIG(SIGKILL): they die with the thread that
   // started them, e.g. when a test binary is killed by a timeout (default
@@ -192,8 +194,10 @@ class ProcessCluster {
   // its database): it comes back as a new, empty node.
   absl::Status Wipe(const std::string& name);
 
-  // SIGTERM to every node (SIGKILL after stop_timeout), waiting until all
-  // are gone; keeps data and PostgreSQL.
+  // `signal` (SIGTERM) to the masters, then to every other node, waiting
+  // until each group is gone (SIGKILL after stop_timeout); keeps data and
+  // PostgreSQL. Masters go first so that they don't watch the storages
+  // leave one by one (and mark their cells OUT_OF_DATE).
   absl::Status StopAll(int signal = SIGTERM);
   // Starts every node that isn't running (masters, storages, admin) and
   // waits until the cluster is RUNNING and every storage serves.
