@@ -18,6 +18,8 @@ LockManager::TryResult LockManager::TryLock(uint64_t ttid, uint64_t oid) {
     return TryResult::kGranted;
   }
   if (it->second == ttid) return TryResult::kAlreadyHeld;
+  // A committed holder never waits again: waiting for it cannot deadlock.
+  if (committed_.contains(it->second)) return TryResult::kWait;
   // Wait-die: the older (smaller ttid) waits, the younger dies.
   return ttid < it->second ? TryResult::kWait : TryResult::kDie;
 }
@@ -105,8 +107,14 @@ void LockManager::Release(uint64_t ttid) {
     for (uint64_t oid : h->second) holders_.erase(oid);
     held_.erase(h);
   }
+  committed_.erase(ttid);
   if (waiting_.contains(ttid)) cancelled_.insert(ttid);
   released_.SignalAll();
+}
+
+void LockManager::MarkCommitted(uint64_t ttid) {
+  absl::MutexLock l(&mu_);
+  if (held_.contains(ttid)) committed_.insert(ttid);
 }
 
 uint64_t LockManager::Holder(uint64_t oid) const {

@@ -52,6 +52,13 @@ class LockManager {
   // Releases every lock of `ttid` and cancels its pending waits. Idempotent.
   void Release(uint64_t ttid);
 
+  // `ttid` is committed on this node (locked: its records are in place) and
+  // only awaits its unlock. It will never wait for a lock again, so any
+  // transaction, younger ones included, may wait for its locks without
+  // risking a deadlock (instead of dying with LOCK_CONTENTION). Cleared by
+  // Release.
+  void MarkCommitted(uint64_t ttid);
+
   // The ttid holding `oid`, 0 if none.
   uint64_t Holder(uint64_t oid) const;
 
@@ -78,6 +85,8 @@ class LockManager {
       ABSL_GUARDED_BY(mu_);
   // ttid -> number of its requests waiting right now.
   absl::flat_hash_map<uint64_t, int> waiting_ ABSL_GUARDED_BY(mu_);
+  // Holders that are committed (see MarkCommitted).
+  absl::flat_hash_set<uint64_t> committed_ ABSL_GUARDED_BY(mu_);
   // ttids released while some of their requests were waiting.
   absl::flat_hash_set<uint64_t> cancelled_ ABSL_GUARDED_BY(mu_);
   size_t total_waiting_ ABSL_GUARDED_BY(mu_) = 0;

@@ -81,6 +81,24 @@ TEST(LockManagerTest, ReleaseWakesOlderWaiter) {
   EXPECT_EQ(locks.Holder(7), 10u);
 }
 
+TEST(LockManagerTest, YoungerWaitsForACommittedHolderInsteadOfDying) {
+  LockManager locks;
+  ASSERT_THAT(locks.LockAll(10, {7}, Far()), IsOk());
+  locks.MarkCommitted(10);  // locked: it only awaits the master's unlock
+  absl::Status result;
+  std::thread waiter([&] { result = locks.LockAll(20, {7}, Far()); });
+  ASSERT_TRUE(WaitFor([&] { return locks.waiting_count() == 1; }))
+      << "the younger transaction should wait for a committed holder";
+  locks.Release(10);
+  waiter.join();
+  EXPECT_THAT(result, IsOk());
+  EXPECT_EQ(locks.Holder(7), 20u);
+  // Release cleared the mark: a new older holder is wait-die as usual.
+  locks.Release(20);
+  ASSERT_THAT(locks.LockAll(30, {8}, Far()), IsOk());
+  EXPECT_THAT(locks.LockAll(40, {8}, Far()), StatusIs(absl::StatusCode::kAborted));
+}
+
 TEST(LockManagerTest, FailedLockAllReleasesOnlyWhatItTook) {
   LockManager locks;
   ASSERT_THAT(locks.LockAll(10, {3}, Far()), IsOk());

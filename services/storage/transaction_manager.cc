@@ -350,6 +350,9 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
     if (status.ok()) {
       it->second.state = State::kLocked;
       it->second.tid = tid;
+      // Committed here: younger transactions may now wait for its object
+      // locks (released by the master's asynchronous unlock) instead of dying.
+      locks_->MarkCommitted(ttid);
     } else {
       it->second.state = State::kVoted;
     }
