@@ -150,8 +150,10 @@ TEST(PgLeaseOptionsTest, UnreachableDatabaseIsNotPrimary) {
 }
 
 TEST_F(PgLeaseTest, AcquireRenewAndRefuseOthers) {
-  auto a = Make("10.0.0.1:7100");
-  auto b = Make("10.0.0.2:7100");
+  // A 2 s lease: renewals every ~0.7 s survive a loaded 2-core machine (with
+  // 1 s, one renewal late by ~0.8 s correctly makes the holder step down).
+  auto a = Make("10.0.0.1:7100", absl::Seconds(2));
+  auto b = Make("10.0.0.2:7100", absl::Seconds(2));
   ASSERT_TRUE(a && b);
   absl::StatusOr<uint64_t> epoch = a->Campaign(absl::Seconds(10));
   ASSERT_THAT(epoch, IsOk());
@@ -169,8 +171,8 @@ TEST_F(PgLeaseTest, AcquireRenewAndRefuseOthers) {
             "10.0.0.1:7100");
   const absl::Time first_expiry = db.ExpiresAt("c1");
 
-  // Renewed for three lease lengths: still primary, same epoch, later expiry.
-  absl::SleepFor(absl::Seconds(3));
+  // Renewed for two lease lengths: still primary, same epoch, later expiry.
+  absl::SleepFor(absl::Seconds(4));
   EXPECT_TRUE(a->IsPrimary());
   EXPECT_EQ(a->epoch(), *epoch);
   EXPECT_GT(db.ExpiresAt("c1"), first_expiry + absl::Seconds(2));

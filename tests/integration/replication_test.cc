@@ -299,7 +299,11 @@ class ReplicationTest : public ::testing::TestWithParam<std::string> {
   // every cell of its partition (read directly from each storage); the
   // latest revisions and histories agree across replicas.
   void CheckReplicas() {
-    ASSERT_TRUE(EveryCellUpToDate()) << "compare replicas once every cell is UP_TO_DATE";
+    // A commit that missed a just-restarted storage (its clients were still
+    // reconnecting) correctly marks its cells OUT_OF_DATE again; with the
+    // writer stopped, replication brings them back.
+    ASSERT_TRUE(WaitFor([&] { return EveryCellUpToDate(); }, absl::Seconds(90)))
+        << "compare replicas once every cell is UP_TO_DATE";
     const auto pt = common::PartitionTable::FromProto(Info().partition_table());
     ASSERT_TRUE(pt.ok());
     // Storages apply table changes a moment after the master makes them
