@@ -877,15 +877,20 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
         absl::StrCat("Store on ", StorageName(call.node_id)));
   }
 
-  // 4. Decide: any refusal aborts; unreachable nodes are tolerated when
-  // every touched partition kept a voter (semantics rule 8).
+  // 4. Decide: any refusal aborts; unreachable or unresponsive nodes are
+  // tolerated when every touched partition kept a voter (semantics rule 8).
   std::set<uint32_t> voted;
   absl::Status failure;
   absl::Status unavailable;
   for (const auto& [node, status] : results) {
     if (status.ok()) {
       voted.insert(node);
-    } else if (status.code() == absl::StatusCode::kUnavailable) {
+    } else if (status.code() == absl::StatusCode::kUnavailable ||
+               status.code() == absl::StatusCode::kDeadlineExceeded) {
+      // Unreachable, or too slow to answer (a stopped process keeps its
+      // connections open): commit without it if every partition keeps a
+      // voter. The master then marks its cells OUT_OF_DATE and aborts
+      // whatever it may still store for this ttid (rule 8).
       unavailable = status;
     } else if (failure.ok() ||
                (status.code() == absl::StatusCode::kAborted &&

@@ -254,6 +254,21 @@ TEST_F(ClientTest, UnreachableReplicaToleratedWhenEveryPartitionVoted) {
   EXPECT_THAT(finish[0].voted_node_ids(), ElementsAre(1u));
 }
 
+// A stopped (SIGSTOP) storage keeps its connection: its Store times out
+// rather than failing. That node is a replica that did not vote, not a
+// refusal: the commit goes on with the other cell.
+TEST_F(ClientTest, UnresponsiveReplicaToleratedWhenEveryPartitionVoted) {
+  StartCluster();  // R = 1
+  cluster_->storage(2).SetStoreError(absl::DeadlineExceededError("Deadline Exceeded"));
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  absl::StatusOr<uint64_t> tid = Put(*client, 1, 0, "x");
+  ASSERT_THAT(tid, IsOk());
+  const auto finish = cluster_->master().finish_requests();
+  ASSERT_EQ(finish.size(), 1u);
+  EXPECT_THAT(finish[0].voted_node_ids(), ElementsAre(1u));
+}
+
 TEST_F(ClientTest, UnreachableOnlyReplicaAborts) {
   FakeClusterOptions options;
   options.num_replicas = 0;

@@ -5,12 +5,10 @@
 // the gRPC keepalive that was the only detector before) and marks its
 // cells OUT_OF_DATE. Clients keep reading (a read that tries the stopped
 // node first fails over to the other replica when the client's deadline,
-// 3 s here, passes) and committing: commits that touch the stopped node
-// fail with DEADLINE_EXCEEDED until the client's connection to it drops
-// (15-30 s today: the client still writes to every writable cell, and
-// counts a store that timed out as a failure rather than as a replica that
-// did not vote), then go on without it. The checks run while it is still
-// stopped; after SIGCONT it re-registers, catches up while clients go on
+// 3 s here, passes) and committing: a store on the stopped node times out
+// and counts as a replica that did not vote, so commits go on with the
+// other cells (the master marks the stopped node's cells OUT_OF_DATE).
+// The checks run while it is still stopped; after SIGCONT it re-registers, catches up while clients go on
 // (readers never see it stale) and the checks run again on every cell.
 #include <signal.h>
 
