@@ -216,6 +216,7 @@ void ClusterManager::WatchEnded(uint32_t node_id,
   bool client_gone = false;
   {
     absl::MutexLock l(&mu_);
+    if (shutting_down_) return;
     auto it = nodes_.find(node_id);
     if (it == nodes_.end()) return;
     const NodeKind kind = common::NodeKindOf(node_id);
@@ -231,6 +232,11 @@ void ClusterManager::WatchEnded(uint32_t node_id,
     }
   }
   if (client_gone && on_client_gone_) on_client_gone_(node_id);
+}
+
+void ClusterManager::BeginShutdown() {
+  absl::MutexLock l(&mu_);
+  shutting_down_ = true;
 }
 
 absl::StatusOr<ClusterState> ClusterManager::Start() {
@@ -456,6 +462,7 @@ absl::Status ClusterManager::Heartbeat(uint32_t node_id) {
 void ClusterManager::ExpireSilentNodes() {
   if (options_.heartbeat_timeout <= absl::ZeroDuration()) return;
   absl::MutexLock l(&mu_);
+  if (shutting_down_) return;
   const absl::Time now = clock_->Now();
   if (now - last_expiry_check_ < absl::Milliseconds(100)) return;
   const absl::Time previous = last_expiry_check_;
@@ -741,6 +748,7 @@ cellar::v1::GetClusterInfoResponse ClusterManager::Info() const {
   info.set_epoch(options_.epoch);
   info.set_master_node_id(options_.master_node_id);
   info.set_operational(pt_.IsOperational(ConnectedStoragesLocked()));
+  info.set_unix_time_ms(absl::ToUnixMillis(clock_->Now()));  // admin's clock-skew check
   return info;
 }
 

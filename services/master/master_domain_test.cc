@@ -89,6 +89,16 @@ class FakeStorageCaller : public StorageCaller {
     return out;
   }
 
+  absl::Status Shutdown(const StorageTarget& target, const std::string&) override {
+    absl::MutexLock l(&mu_);
+    shutdowns_.push_back(target.node_id);
+    return absl::OkStatus();
+  }
+  std::vector<uint32_t> shutdowns() {
+    absl::MutexLock l(&mu_);
+    return shutdowns_;
+  }
+
   void SetLockResult(uint32_t node_id, absl::Status status) {
     absl::MutexLock l(&mu_);
     lock_results_[node_id] = std::move(status);
@@ -144,6 +154,7 @@ class FakeStorageCaller : public StorageCaller {
   std::vector<uint64_t> unlocks_;
   std::vector<UnlockCall> unlock_calls_;
   std::vector<uint64_t> aborts_;
+  std::vector<uint32_t> shutdowns_;
   std::map<uint64_t, std::vector<uint32_t>> aborted_on_;
   std::map<uint64_t, std::vector<uint32_t>> async_aborted_on_;
 };
@@ -562,6 +573,23 @@ TEST_F(MasterDomainTest, AStreamReplacedByANewRegistrationChangesNothingWhenItEn
   EXPECT_EQ(NodeStateOf(s1), cellar::v1::NODE_RUNNING);
   EXPECT_EQ(Pt().ptid(), ptid);
   EXPECT_TRUE(cluster_->IsConnected(s1));
+}
+
+// A master shutting down closes every stream: that says nothing about the
+// storages, whose cells must keep their states for the next primary.
+TEST_F(MasterDomainTest, StreamsEndingDuringShutdownChangeNoCell) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1];
+  const uint64_t ptid = Pt().ptid();
+  cluster_->BeginShutdown();
+  Lose(s1);
+  Lose(s2);
+  clock_.Advance(absl::Seconds(30));
+  cluster_->ExpireSilentNodes();
+  EXPECT_EQ(Pt().ptid(), ptid);
+  EXPECT_EQ(StateOf(PartitionWith(s1, s2), s1), cellar::v1::CELL_UP_TO_DATE);
+  EXPECT_EQ(StateOf(PartitionWith(s1, s2), s2), cellar::v1::CELL_UP_TO_DATE);
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
 }
 
 TEST_F(MasterDomainTest, SilentStorageIsTreatedAsGoneAfterTheHeartbeatTimeout) {

@@ -325,7 +325,9 @@ void MasterServer::Shutdown() {
     absl::MutexLock sl(&shared_->mu);
     shared_->primary = false;
   }
-  // Stop acting, then hand the lease over.
+  // Stop acting, then hand the lease over. Streams closed by the shutdown
+  // must not mark the storages' cells OUT_OF_DATE.
+  if (ClusterManager* manager = cluster(); manager != nullptr) manager->BeginShutdown();
   gate_->Close("shutting down");
   if (grpc_) grpc_->Shutdown(absl::Milliseconds(500));
   if (election_) election_->Resign();
