@@ -133,6 +133,11 @@ class ClusterManager {
   // stream replaced by a newer registration of the node changes nothing.
   void WatchEnded(uint32_t node_id, const std::shared_ptr<EventHub::Subscriber>& sub);
 
+  // The master is shutting down: streams that end from now on say nothing
+  // about the nodes (their cells keep their states; the next primary
+  // recovers them), and silent nodes are no longer expired. Irreversible.
+  void BeginShutdown();
+
   // A storage's heartbeat. NOT_FOUND unless the node is connected.
   absl::Status Heartbeat(uint32_t node_id);
   // Treats connected storages silent for longer than heartbeat_timeout as
@@ -257,6 +262,10 @@ class ClusterManager {
   bool verifying_ ABSL_GUARDED_BY(mu_) = false;
   absl::btree_map<CellKey, CatchUp> catch_up_ ABSL_GUARDED_BY(mu_);
   absl::Time last_expiry_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Highest tid PrepareCommit accepted: a cell created now may miss every
+  // transaction up to it.
+  uint64_t max_prepared_tid_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace cellar::master
