@@ -428,6 +428,40 @@ absl::Status StorageNode::ServeReplication(
   return StreamPartition(*backend_, partition, min_tid, max_tid, limits, emit);
 }
 
+absl::StatusOr<CellCheckResult> StorageNode::CheckCell(uint64_t epoch,
+                                                       const CellCheckRequest& request) {
+  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  if (request.partition >= view.num_partitions()) {
+    return absl::InvalidArgumentError(absl::StrCat("partition: ", request.partition,
+                                                   " out of range (", view.num_partitions(),
+                                                   " partitions)"));
+  }
+  if (!view.Readable(request.partition)) {
+    return ErrorWithReason(absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+                           view.NoCellMessage("readable", request.partition));
+  }
+  return CellChecker(backend_.get()).Check(request);
+}
+
+absl::StatusOr<uint64_t> StorageNode::TruncateData(uint64_t epoch, uint64_t tid) {
+  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  const ClusterState state = cluster_state();
+  if (state != ::cellar::v1::CLUSTER_RECOVERING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cluster is ", ClusterStateName(state),
+                     " on this node: truncate only applies while RECOVERING"));
+  }
+  const size_t forgotten = transactions_->ForgetAll();
+  UpdateOpenGauge();
+  CELLAR_RETURN_IF_ERROR(backend_->Truncate(tid));
+  CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
+  CELLAR_LOG(INFO) << "truncated after tid " << TidHex(tid) << " (" << forgotten
+                   << " transaction(s) in commit forgotten); last tid now "
+                   << TidHex(ids.last_tid);
+  return ids.last_tid;
+}
+
 absl::Status StorageNode::ReadableCell(const CellView& view, uint64_t oid,
                                        uint32_t* partition) const {
   *partition = view.PartitionOf(oid);

@@ -55,6 +55,7 @@
 #include "services/common/clock.h"
 #include "services/common/partition_table.h"
 #include "services/storage/backend/storage_backend.h"
+#include "services/storage/cell_checker.h"
 #include "services/storage/cell_view.h"
 #include "services/storage/lock_manager.h"
 #include "services/storage/master_link.h"
@@ -180,6 +181,22 @@ class StorageNode {
 
   // The replicator (tests, status).
   Replicator& replicator() { return *replicator_; }
+
+  // --- Operator actions (check, truncate) ---
+
+  // Counts and hashes of `request.partition` (cell_checker.h) for the
+  // master's replica check. FAILED_PRECONDITION (STALE_EPOCH) on an old
+  // epoch; INVALID_ARGUMENT for a partition out of range or a bad range;
+  // UNAVAILABLE (NOT_READABLE) unless this node holds a readable cell of it.
+  absl::StatusOr<CellCheckResult> CheckCell(uint64_t epoch,
+                                            const CellCheckRequest& request);
+
+  // Truncate: forgets every transaction in commit here (their temporary
+  // records and object locks), then deletes every committed record with a
+  // tid above `tid` (backend Truncate, durable). Returns the node's last
+  // committed tid afterwards. Only while the cluster is RECOVERING
+  // (FAILED_PRECONDITION otherwise); STALE_EPOCH as for Lock.
+  absl::StatusOr<uint64_t> TruncateData(uint64_t epoch, uint64_t tid);
 
   absl::StatusOr<LoadedObject> LoadBefore(uint64_t oid, uint64_t before_tid);
   absl::StatusOr<LoadedObject> LoadSerial(uint64_t oid, uint64_t serial);

@@ -327,4 +327,41 @@ grpc::Status StorageService::GetTransactionOutcome(
   return grpc::Status::OK;
 }
 
+// ---- Operator actions: replica check and truncate (master only).
+
+grpc::Status StorageService::CheckCell(grpc::ServerContext* /*context*/,
+                                       const ::cellar::v1::CheckCellRequest* request,
+                                       ::cellar::v1::CheckCellResponse* response) {
+  if (request->min_tid() > request->max_tid()) {
+    return Invalid("min_tid: must not be above max_tid");
+  }
+  if (request->max_transactions() > kMaxCheckTransactions) {
+    return Invalid(absl::StrCat("max_transactions: at most ", kMaxCheckTransactions));
+  }
+  CellCheckRequest check;
+  check.partition = request->partition();
+  check.min_tid = request->min_tid();
+  check.max_tid = request->max_tid();
+  check.max_transactions = request->max_transactions();
+  check.with_data = request->with_data();
+  absl::StatusOr<CellCheckResult> result = node_->CheckCell(request->epoch(), check);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  response->set_transaction_count(result->transaction_count);
+  response->set_tid_hash(result->tid_hash);
+  response->set_object_count(result->object_count);
+  response->set_oid_hash(result->oid_hash);
+  response->set_data_hash(result->data_hash);
+  response->set_last_tid(result->last_tid);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::TruncateData(grpc::ServerContext* /*context*/,
+                                          const ::cellar::v1::TruncateDataRequest* request,
+                                          ::cellar::v1::TruncateDataResponse* response) {
+  absl::StatusOr<uint64_t> last_tid = node_->TruncateData(request->epoch(), request->tid());
+  if (!last_tid.ok()) return ToGrpcStatus(last_tid.status());
+  response->set_last_tid(*last_tid);
+  return grpc::Status::OK;
+}
+
 }  // namespace cellar::storage

@@ -75,6 +75,13 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status GetTransactionOutcome(
       grpc::ServerContext* context, const ::cellar::v1::GetTransactionOutcomeRequest* request,
       ::cellar::v1::GetTransactionOutcomeResponse* response) override;
+  // Operator actions (master only): replica check and truncate.
+  grpc::Status CheckCell(grpc::ServerContext* context,
+                         const ::cellar::v1::CheckCellRequest* request,
+                         ::cellar::v1::CheckCellResponse* response) override;
+  grpc::Status TruncateData(grpc::ServerContext* context,
+                            const ::cellar::v1::TruncateDataRequest* request,
+                            ::cellar::v1::TruncateDataResponse* response) override;
 
  private:
   StorageNode* const node_;

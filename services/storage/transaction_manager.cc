@@ -396,6 +396,21 @@ size_t TransactionManager::ReleaseLocked() {
   return released.size();
 }
 
+size_t TransactionManager::ForgetAll() {
+  std::vector<uint64_t> ttids;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [ttid, txn] : txns_) ttids.push_back(ttid);
+  }
+  size_t forgotten = 0;
+  for (uint64_t ttid : ttids) {
+    // Locked ones answer FAILED_PRECONDITION here and are released below;
+    // record-dropping failures do not matter (truncate drops them all).
+    if (Abort(ttid).ok()) ++forgotten;
+  }
+  return forgotten + ReleaseLocked();
+}
+
 absl::Status TransactionManager::Abort(uint64_t ttid) {
   bool drop_records = false;
   {

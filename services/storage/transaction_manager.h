@@ -122,6 +122,11 @@ class TransactionManager {
   // store sees the new serial in its conflict check.
   size_t ReleaseLocked();
 
+  // Truncate: forgets every transaction in commit (waiting for votes and
+  // locks in progress to settle): aborts the unlocked ones, releases the
+  // locked ones (ReleaseLocked). Returns how many it forgot.
+  size_t ForgetAll();
+
   // Drops the transaction: releases its locks and temporary records.
   // FAILED_PRECONDITION once locked; OK for unknown ttids.
   absl::Status Abort(uint64_t ttid);
