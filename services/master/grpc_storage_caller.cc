@@ -1,5 +1,6 @@
 #include "services/master/grpc_storage_caller.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -228,6 +229,55 @@ std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
   }
   latch.Wait();
   return results;
+}
+
+// ---- Operator actions: replica check and truncate (blocking unary calls;
+// the master runs them from its own background threads).
+
+absl::StatusOr<CellCheck> GrpcStorageCaller::CheckCell(const StorageTarget& target,
+                                                       uint64_t epoch,
+                                                       const CellCheckRange& range) {
+  grpc::ClientContext context;
+  // Hashing a chunk with data may take longer than a commit-path call.
+  common::SetDeadline(&context, std::max(timeout_, absl::Seconds(60)));
+  cellar::v1::CheckCellRequest request;
+  request.set_partition(range.partition);
+  request.set_min_tid(range.min_tid);
+  request.set_max_tid(range.max_tid);
+  request.set_max_transactions(range.max_transactions);
+  request.set_with_data(range.with_data);
+  request.set_epoch(epoch);
+  cellar::v1::CheckCellResponse response;
+  const grpc::Status s = StubFor(target.address)->CheckCell(&context, request, &response);
+  if (!s.ok()) {
+    return common::Annotate(common::FromGrpcStatus(s),
+                            absl::StrCat("check of partition ", range.partition, " on ",
+                                         common::NodeName(target.node_id)));
+  }
+  CellCheck check;
+  check.transaction_count = response.transaction_count();
+  check.tid_hash = response.tid_hash();
+  check.object_count = response.object_count();
+  check.oid_hash = response.oid_hash();
+  check.data_hash = response.data_hash();
+  check.last_tid = response.last_tid();
+  return check;
+}
+
+absl::StatusOr<uint64_t> GrpcStorageCaller::TruncateData(const StorageTarget& target,
+                                                         uint64_t epoch, uint64_t tid) {
+  grpc::ClientContext context;
+  common::SetDeadline(&context, std::max(timeout_, absl::Seconds(120)));
+  cellar::v1::TruncateDataRequest request;
+  request.set_tid(tid);
+  request.set_epoch(epoch);
+  cellar::v1::TruncateDataResponse response;
+  const grpc::Status s = StubFor(target.address)->TruncateData(&context, request, &response);
+  if (!s.ok()) {
+    return common::Annotate(common::FromGrpcStatus(s),
+                            absl::StrCat("truncate on ", common::NodeName(target.node_id)));
+  }
+  return response.last_tid();
 }
 
 }  // namespace cellar::master

@@ -15,6 +15,26 @@
 
 namespace cellar::master {
 
+// One chunk of a replica check (Storage.CheckCell), asked and answered.
+struct CellCheckRange {
+  uint32_t partition = 0;
+  // Inclusive.
+  uint64_t min_tid = 0;
+  uint64_t max_tid = 0;
+  // 1..100000 (0 = the storage's default, 10000).
+  uint32_t max_transactions = 0;
+  bool with_data = false;
+};
+struct CellCheck {
+  uint64_t transaction_count = 0;
+  std::string tid_hash;
+  uint64_t object_count = 0;
+  std::string oid_hash;
+  std::string data_hash;
+  // The covered range is [min_tid, last_tid].
+  uint64_t last_tid = 0;
+};
+
 // A storage node to call.
 struct StorageTarget {
   uint32_t node_id = 0;
@@ -59,6 +79,24 @@ class StorageCaller {
   // target (same order). Blocks until all answered or timed out.
   virtual std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
       const std::vector<StorageTarget>& targets, uint64_t ttid) = 0;
+
+  // ---- Operator actions: replica check and truncate.
+  // (Defaults answer UNIMPLEMENTED, for fakes that do not need them.)
+
+  // Storage.CheckCell on `target`; blocks until it answered or timed out.
+  // The storage's error otherwise (UNAVAILABLE NOT_READABLE, STALE_EPOCH, ...).
+  virtual absl::StatusOr<CellCheck> CheckCell(const StorageTarget& target, uint64_t epoch,
+                                              const CellCheckRange& range) {
+    return absl::UnimplementedError("CheckCell");
+  }
+
+  // Storage.TruncateData on `target`: the node's last committed tid
+  // afterwards. Blocks until it answered or timed out (a longer deadline
+  // than other calls: the deletion may be large).
+  virtual absl::StatusOr<uint64_t> TruncateData(const StorageTarget& target, uint64_t epoch,
+                                                uint64_t tid) {
+    return absl::UnimplementedError("TruncateData");
+  }
 };
 
 }  // namespace cellar::master
