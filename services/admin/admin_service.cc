@@ -13,6 +13,7 @@
 #include "services/common/channel.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/logging.h"
 
 namespace cellar::admin {
 namespace {
@@ -429,6 +430,371 @@ grpc::Status AdminService::DeleteAlert(grpc::ServerContext*,
                                        cellar::v1::DeleteAlertResponse*) {
   if (request->id().empty()) return Invalid("id: required (see ListAlerts)");
   return common::ToGrpcStatus(alerts_->Delete(request->id()));
+}
+
+// ---------------------------------------------------------------------------
+// Operator actions: validate, resolve node names, forward to the primary
+// master (StopNode: to the storage), pass refusals on as they came.
+
+namespace {
+
+// Partition-table changes and kills wait for the master to apply and
+// broadcast; a truncation waits for every storage.
+absl::Duration ActionTimeout(absl::Duration rpc_timeout) {
+  return std::max(rpc_timeout, absl::Seconds(30));
+}
+absl::Duration TruncateTimeout(absl::Duration rpc_timeout) {
+  return std::max(rpc_timeout, absl::Seconds(120));
+}
+
+// The node a request names by id (`id_field`) or by name (`name_field`):
+// exactly one. INVALID_ARGUMENT otherwise.
+absl::StatusOr<uint32_t> RequestNode(uint32_t node_id, const std::string& name,
+                                     absl::string_view id_field, absl::string_view name_field) {
+  if (node_id != 0 && !name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("give ", id_field, " or ", name_field, ", not both"));
+  }
+  if (node_id != 0) return node_id;
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(id_field, " or ", name_field, ": one is required"));
+  }
+  uint32_t id = 0;
+  if (!ParseNodeName(name, &id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name_field, ": \"", name, "\" is not a node name such as S1, M1, A1 or C1"));
+  }
+  return id;
+}
+
+// As RequestNode, and the node must be a storage.
+absl::StatusOr<uint32_t> RequestStorage(uint32_t node_id, const std::string& name,
+                                        absl::string_view id_field,
+                                        absl::string_view name_field) {
+  absl::StatusOr<uint32_t> id = RequestNode(node_id, name, id_field, name_field);
+  if (!id.ok()) return id;
+  if (common::NodeKindOf(*id) != common::NodeKind::kStorage) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name.empty() ? id_field : name_field, ": ", common::NodeName(*id), " (id ", *id,
+        ") is not a storage node"));
+  }
+  return id;
+}
+
+// A master that does not know the rpc (an older version) says so plainly;
+// every other answer is passed on as it came.
+absl::Status FromMaster(const absl::Status& status, absl::string_view rpc) {
+  if (status.code() != absl::StatusCode::kUnimplemented) return status;
+  return absl::UnimplementedError(absl::StrCat(
+      "the master does not implement Master.", rpc, " (an older version?)",
+      status.message().empty() ? "" : ": ", status.message()));
+}
+
+void SetUnixMillis(int64_t ms, google::protobuf::Timestamp* out) {
+  SetTime(absl::FromUnixMillis(ms), out);
+}
+
+}  // namespace
+
+grpc::Status AdminService::SetClusterState(grpc::ServerContext*,
+                                           const cellar::v1::AdminSetClusterStateRequest* request,
+                                           cellar::v1::AdminSetClusterStateResponse* response) {
+  if (request->state() != cellar::v1::CLUSTER_STOPPING &&
+      request->state() != cellar::v1::CLUSTER_RUNNING) {
+    return Invalid(absl::StrCat("state: ", cellar::v1::ClusterState_Name(request->state()),
+                                " cannot be set (CLUSTER_STOPPING or CLUSTER_RUNNING)"));
+  }
+  CELLAR_LOG(INFO) << "admin: SetClusterState " << cellar::v1::ClusterState_Name(request->state())
+                   << " (cluster \"" << request->cluster() << "\")";
+  cellar::v1::SetClusterStateRequest req;
+  req.set_state(request->state());
+  cellar::v1::SetClusterStateResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->SetClusterState(context, req, &resp);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "SetClusterState"));
+  response->set_cluster_state(resp.cluster_state());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ChangePartitionTable(
+    absl::string_view cluster, const cellar::v1::ChangePartitionTableRequest& request,
+    cellar::v1::PartitionTableChangeResponse* response) {
+  CELLAR_LOG(INFO) << "admin: ChangePartitionTable "
+                   << cellar::v1::PartitionTableOperation_Name(request.operation())
+                   << (request.dry_run() ? " (dry run)" : "") << " (cluster \"" << cluster
+                   << "\")";
+  cellar::v1::ChangePartitionTableResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      cluster,
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->ChangePartitionTable(context, request, &resp);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "ChangePartitionTable"));
+  response->set_plan(resp.plan());
+  *response->mutable_changes() = resp.changes();
+  for (const cellar::v1::CellChange& change : resp.changes()) {
+    cellar::v1::CellChangeSummary* line = response->add_listing();
+    line->set_partition(change.partition());
+    line->set_node(common::NodeName(change.node_id()));
+    line->set_state(change.state());
+  }
+  *response->mutable_warnings() = resp.warnings();
+  response->set_applied(resp.applied());
+  response->set_dry_run(request.dry_run());
+  response->set_ptid_before(resp.ptid_before());
+  response->set_ptid(resp.ptid());
+  response->set_num_replicas(resp.num_replicas());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::TweakPartitionTable(
+    grpc::ServerContext*, const cellar::v1::TweakPartitionTableRequest* request,
+    cellar::v1::PartitionTableChangeResponse* response) {
+  cellar::v1::ChangePartitionTableRequest req;
+  req.set_operation(cellar::v1::PT_TWEAK);
+  req.set_dry_run(request->dry_run());
+  return ChangePartitionTable(request->cluster(), req, response);
+}
+
+grpc::Status AdminService::AddStorages(grpc::ServerContext*,
+                                       const cellar::v1::AddStoragesRequest* request,
+                                       cellar::v1::PartitionTableChangeResponse* response) {
+  if (request->node_ids().empty() && request->names().empty()) {
+    return Invalid("node_ids or names: at least one storage is required");
+  }
+  cellar::v1::ChangePartitionTableRequest req;
+  req.set_operation(cellar::v1::PT_ADD);
+  req.set_dry_run(request->dry_run());
+  absl::flat_hash_set<uint32_t> seen;
+  for (uint32_t id : request->node_ids()) {
+    absl::StatusOr<uint32_t> node = RequestStorage(id, "", "node_ids", "names");
+    if (!node.ok()) return common::ToGrpcStatus(node.status());
+    if (seen.insert(*node).second) req.add_node_ids(*node);
+  }
+  for (const std::string& name : request->names()) {
+    absl::StatusOr<uint32_t> node = RequestStorage(0, name, "node_ids", "names");
+    if (!node.ok()) return common::ToGrpcStatus(node.status());
+    if (seen.insert(*node).second) req.add_node_ids(*node);
+  }
+  return ChangePartitionTable(request->cluster(), req, response);
+}
+
+grpc::Status AdminService::DropStorage(grpc::ServerContext*,
+                                       const cellar::v1::DropStorageRequest* request,
+                                       cellar::v1::PartitionTableChangeResponse* response) {
+  absl::StatusOr<uint32_t> node =
+      RequestStorage(request->node_id(), request->name(), "node_id", "name");
+  if (!node.ok()) return common::ToGrpcStatus(node.status());
+  cellar::v1::ChangePartitionTableRequest req;
+  req.set_operation(cellar::v1::PT_DROP);
+  req.add_node_ids(*node);
+  req.set_dry_run(request->dry_run());
+  return ChangePartitionTable(request->cluster(), req, response);
+}
+
+grpc::Status AdminService::SetReplicas(grpc::ServerContext*,
+                                       const cellar::v1::SetReplicasRequest* request,
+                                       cellar::v1::PartitionTableChangeResponse* response) {
+  if (request->replicas() > 64) return Invalid("replicas: must be at most 64");
+  cellar::v1::ChangePartitionTableRequest req;
+  req.set_operation(cellar::v1::PT_SET_REPLICAS);
+  req.set_replicas(request->replicas());
+  req.set_dry_run(request->dry_run());
+  return ChangePartitionTable(request->cluster(), req, response);
+}
+
+grpc::Status AdminService::KillNode(grpc::ServerContext*,
+                                    const cellar::v1::AdminKillNodeRequest* request,
+                                    cellar::v1::AdminKillNodeResponse* response) {
+  absl::StatusOr<uint32_t> node =
+      RequestNode(request->node_id(), request->name(), "node_id", "name");
+  if (!node.ok()) return common::ToGrpcStatus(node.status());
+  CELLAR_LOG(INFO) << "admin: KillNode " << common::NodeName(*node)
+                   << (request->stop() ? " (and stop it)" : "") << " (cluster \""
+                   << request->cluster() << "\")";
+  cellar::v1::KillNodeRequest req;
+  req.set_node_id(*node);
+  req.set_stop(request->stop());
+  cellar::v1::KillNodeResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->KillNode(context, req, &resp);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "KillNode"));
+  *response->mutable_node() = resp.node();
+  response->set_name(common::NodeName(*node));
+  response->set_stopped(resp.stopped());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CheckReplicas(grpc::ServerContext*,
+                                         const cellar::v1::AdminCheckReplicasRequest* request,
+                                         cellar::v1::AdminCheckReplicasResponse* response) {
+  if (request->max_tid() != 0 && request->min_tid() > request->max_tid()) {
+    return Invalid("min_tid: must be at most max_tid (or max_tid 0: the last tid)");
+  }
+  CELLAR_LOG(INFO) << "admin: CheckReplicas (cluster \"" << request->cluster() << "\")";
+  cellar::v1::CheckReplicasRequest req;
+  *req.mutable_partitions() = request->partitions();
+  req.set_min_tid(request->min_tid());
+  req.set_max_tid(request->max_tid());
+  req.set_with_data(request->with_data());
+  cellar::v1::CheckReplicasResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(), [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->CheckReplicas(context, req, &resp);
+      });
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "CheckReplicas"));
+  response->set_check_id(resp.check_id());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetCheckStatus(grpc::ServerContext*,
+                                          const cellar::v1::AdminGetCheckStatusRequest* request,
+                                          cellar::v1::AdminGetCheckStatusResponse* response) {
+  cellar::v1::GetCheckStatusRequest req;
+  req.set_check_id(request->check_id());
+  cellar::v1::GetCheckStatusResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(), [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->GetCheckStatus(context, req, &resp);
+      });
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "GetCheckStatus"));
+  response->set_check_id(resp.check_id());
+  response->set_running(resp.running());
+  response->set_partitions_done(resp.partitions_done());
+  response->set_partitions_total(resp.partitions_total());
+  response->set_transactions_checked(resp.transactions_checked());
+  response->set_min_tid(resp.min_tid());
+  response->set_max_tid(resp.max_tid());
+  response->set_min_tid_time(resp.min_tid() == 0 ? "" : common::TidTime(resp.min_tid()));
+  response->set_max_tid_time(resp.max_tid() == 0 ? "" : common::TidTime(resp.max_tid()));
+  for (const cellar::v1::CheckMismatch& m : resp.mismatches()) {
+    cellar::v1::CheckMismatchSummary* out = response->add_mismatches();
+    out->set_partition(m.partition());
+    out->set_node(common::NodeName(m.node_id()));
+    out->set_reference_node(common::NodeName(m.reference_node_id()));
+    out->set_node_id(m.node_id());
+    out->set_reference_node_id(m.reference_node_id());
+    out->set_min_tid(common::TidHex(m.min_tid()));
+    out->set_max_tid(common::TidHex(m.max_tid()));
+    out->set_detail(m.detail());
+  }
+  response->set_error(resp.error());
+  *response->mutable_skipped_partitions() = resp.skipped_partitions();
+  if (resp.started_unix_ms() > 0) {
+    SetUnixMillis(resp.started_unix_ms(), response->mutable_started_time());
+  }
+  if (resp.finished_unix_ms() > 0) {
+    SetUnixMillis(resp.finished_unix_ms(), response->mutable_finished_time());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::RepairCell(grpc::ServerContext*,
+                                      const cellar::v1::AdminRepairCellRequest* request,
+                                      cellar::v1::AdminRepairCellResponse* response) {
+  absl::StatusOr<uint32_t> node =
+      RequestStorage(request->node_id(), request->name(), "node_id", "name");
+  if (!node.ok()) return common::ToGrpcStatus(node.status());
+  absl::StatusOr<uint32_t> source = RequestStorage(
+      request->source_node_id(), request->source_name(), "source_node_id", "source_name");
+  if (!source.ok()) return common::ToGrpcStatus(source.status());
+  if (*node == *source) return Invalid("source: must differ from the cell to repair");
+  CELLAR_LOG(INFO) << "admin: RepairCell partition " << request->partition() << " on "
+                   << common::NodeName(*node) << " from " << common::NodeName(*source)
+                   << " (cluster \"" << request->cluster() << "\")";
+  cellar::v1::RepairCellRequest req;
+  req.set_partition(request->partition());
+  req.set_node_id(*node);
+  req.set_source_node_id(*source);
+  cellar::v1::RepairCellResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->RepairCell(context, req, &resp);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "RepairCell"));
+  response->set_ptid(resp.ptid());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::Truncate(grpc::ServerContext*,
+                                    const cellar::v1::AdminTruncateRequest* request,
+                                    cellar::v1::AdminTruncateResponse* response) {
+  if (request->tid() == 0) return Invalid("tid: required (transactions after it are deleted)");
+  if (request->tid() > common::kMaxTid) return Invalid("tid: past the largest TID");
+  CELLAR_LOG(WARNING) << "admin: Truncate after tid " << common::TidHex(request->tid())
+                      << " (cluster \"" << request->cluster() << "\")";
+  cellar::v1::TruncateRequest req;
+  req.set_tid(request->tid());
+  cellar::v1::TruncateResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->Truncate(context, req, &resp);
+      },
+      TruncateTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "Truncate"));
+  response->set_last_tid(resp.last_tid());
+  response->set_last_tid_time(resp.last_tid() == 0 ? "" : common::TidTime(resp.last_tid()));
+  response->set_cluster_state(resp.cluster_state());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::StopNode(grpc::ServerContext*,
+                                    const cellar::v1::StopNodeRequest* request,
+                                    cellar::v1::StopNodeResponse* response) {
+  absl::StatusOr<uint32_t> node =
+      RequestStorage(request->node_id(), request->name(), "node_id", "name");
+  if (!node.ok()) return common::ToGrpcStatus(node.status());
+  const std::string name = common::NodeName(*node);
+  auto info = clusters_->GetClusterInfo(request->cluster());
+  if (!info.ok()) return common::ToGrpcStatus(info.status());
+  const cellar::v1::NodeInfo* found = nullptr;
+  for (const auto& n : info->nodes()) {
+    if (n.node_id() == *node) found = &n;
+  }
+  if (found == nullptr) {
+    return grpc::Status(StatusCode::NOT_FOUND, absl::StrCat("the master knows no node ", name,
+                                                            " (id ", *node, "): see ListNodes"));
+  }
+  if (!Connected(*found) || found->address().empty()) {
+    return grpc::Status(
+        StatusCode::FAILED_PRECONDITION,
+        absl::StrCat(name, " is ", cellar::v1::NodeState_Name(found->state()),
+                     ": the master does not count it as connected (already stopped?)"));
+  }
+  const std::string reason = request->reason().empty()
+                                 ? std::string("stopped by an operator (admin StopNode)")
+                                 : request->reason();
+  CELLAR_LOG(INFO) << "admin: StopNode " << name << " at " << found->address() << ": "
+                   << reason;
+  grpc::ClientContext context;
+  common::SetDeadline(&context, clusters_->rpc_timeout());
+  cellar::v1::ShutdownRequest req;
+  req.set_reason(reason);
+  cellar::v1::ShutdownResponse resp;
+  grpc::Status s = clusters_->StorageStub(found->address())->Shutdown(&context, req, &resp);
+  if (!s.ok()) {
+    return grpc::Status(s.error_code(),
+                        absl::StrCat("storage ", name, " at ", found->address(), ": ",
+                                     s.error_message()),
+                        s.error_details());
+  }
+  response->set_name(name);
+  response->set_address(found->address());
+  response->set_stopped(true);
+  return grpc::Status::OK;
 }
 
 }  // namespace cellar::admin

@@ -3,8 +3,9 @@
 
 // cellar.v1.Admin: the operator API. A thin adapter: validates the
 // request, resolves its `cluster`, asks the cluster's primary master
-// (state, nodes, partition table, start) or storage nodes (transactions,
-// histories) through ClusterClients, or reads the AlertIndex, and maps
+// (state, nodes, partition table, start, and the operator actions: state
+// changes, partition-table changes, kill, check, repair, truncate) or
+// storage nodes (transactions, histories, StopNode) through ClusterClients, or reads the AlertIndex, and maps
 // absl::Status to grpc::Status (details kept). Every outbound call has a
 // deadline; a cluster whose masters do not answer is UNAVAILABLE.
 //
@@ -57,7 +58,46 @@ class AdminService final : public cellar::v1::Admin::Service {
                            const cellar::v1::DeleteAlertRequest* request,
                            cellar::v1::DeleteAlertResponse* response) override;
 
+  // ---- Operator actions (forwarded to the master; StopNode to the storage).
+  grpc::Status SetClusterState(grpc::ServerContext* context,
+                               const cellar::v1::AdminSetClusterStateRequest* request,
+                               cellar::v1::AdminSetClusterStateResponse* response) override;
+  grpc::Status TweakPartitionTable(grpc::ServerContext* context,
+                                   const cellar::v1::TweakPartitionTableRequest* request,
+                                   cellar::v1::PartitionTableChangeResponse* response) override;
+  grpc::Status AddStorages(grpc::ServerContext* context,
+                           const cellar::v1::AddStoragesRequest* request,
+                           cellar::v1::PartitionTableChangeResponse* response) override;
+  grpc::Status DropStorage(grpc::ServerContext* context,
+                           const cellar::v1::DropStorageRequest* request,
+                           cellar::v1::PartitionTableChangeResponse* response) override;
+  grpc::Status SetReplicas(grpc::ServerContext* context,
+                           const cellar::v1::SetReplicasRequest* request,
+                           cellar::v1::PartitionTableChangeResponse* response) override;
+  grpc::Status KillNode(grpc::ServerContext* context,
+                        const cellar::v1::AdminKillNodeRequest* request,
+                        cellar::v1::AdminKillNodeResponse* response) override;
+  grpc::Status CheckReplicas(grpc::ServerContext* context,
+                             const cellar::v1::AdminCheckReplicasRequest* request,
+                             cellar::v1::AdminCheckReplicasResponse* response) override;
+  grpc::Status GetCheckStatus(grpc::ServerContext* context,
+                              const cellar::v1::AdminGetCheckStatusRequest* request,
+                              cellar::v1::AdminGetCheckStatusResponse* response) override;
+  grpc::Status RepairCell(grpc::ServerContext* context,
+                          const cellar::v1::AdminRepairCellRequest* request,
+                          cellar::v1::AdminRepairCellResponse* response) override;
+  grpc::Status Truncate(grpc::ServerContext* context,
+                        const cellar::v1::AdminTruncateRequest* request,
+                        cellar::v1::AdminTruncateResponse* response) override;
+  grpc::Status StopNode(grpc::ServerContext* context, const cellar::v1::StopNodeRequest* request,
+                        cellar::v1::StopNodeResponse* response) override;
+
  private:
+  // Master.ChangePartitionTable with `request`, answered into `response`.
+  grpc::Status ChangePartitionTable(absl::string_view cluster,
+                                    const cellar::v1::ChangePartitionTableRequest& request,
+                                    cellar::v1::PartitionTableChangeResponse* response);
+
   ClusterClients* const clusters_;
   AlertIndex* const alerts_;
   const common::Clock* const clock_;

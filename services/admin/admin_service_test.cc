@@ -478,6 +478,334 @@ TEST_F(AdminServiceTest, AlertRequestsAreValidated) {
             StatusCode::INVALID_ARGUMENT);
 }
 
+// ---- Operator actions -------------------------------------------------------
+
+TEST_F(AdminServiceTest, PartitionTableChangesResolveNamesAndPassThePlanOn) {
+  cellar::v1::ChangePartitionTableResponse plan;
+  plan.set_plan("partition 1: S4 OUT_OF_DATE (replaces S1)\n");
+  auto* change = plan.add_changes();
+  change->set_partition(1);
+  change->set_node_id(S(4));
+  change->set_state(cellar::v1::CELL_OUT_OF_DATE);
+  plan.add_warnings("partition 1: replicas S1 and S4 share zone z1");
+  plan.set_ptid_before(3);
+  plan.set_ptid(3);
+  plan.set_num_replicas(1);
+  prod_->SetChangeResponse(plan);
+
+  cellar::v1::AddStoragesRequest add;
+  add.add_names("S4");
+  add.add_names("s5");
+  add.add_node_ids(S(4));  // the same storage twice: asked once
+  add.set_dry_run(true);
+  cellar::v1::PartitionTableChangeResponse resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::AddStorages, add, &resp).ok());
+  EXPECT_EQ(prod_->last_action(), "ChangePartitionTable");
+  auto sent = prod_->last_request<cellar::v1::ChangePartitionTableRequest>();
+  EXPECT_EQ(sent.operation(), cellar::v1::PT_ADD);
+  EXPECT_THAT(sent.node_ids(), ::testing::ElementsAre(S(4), S(5)));
+  EXPECT_TRUE(sent.dry_run());
+  EXPECT_TRUE(resp.dry_run());
+  EXPECT_FALSE(resp.applied());
+  EXPECT_EQ(resp.plan(), plan.plan());
+  ASSERT_EQ(resp.listing_size(), 1);
+  EXPECT_EQ(resp.listing(0).node(), "S4");
+  EXPECT_EQ(resp.listing(0).partition(), 1u);
+  EXPECT_EQ(resp.listing(0).state(), cellar::v1::CELL_OUT_OF_DATE);
+  ASSERT_EQ(resp.changes_size(), 1);
+  EXPECT_EQ(resp.warnings_size(), 1);
+  EXPECT_EQ(resp.ptid_before(), 3u);
+  EXPECT_EQ(resp.num_replicas(), 1u);
+
+  cellar::v1::TweakPartitionTableRequest tweak;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::TweakPartitionTable, tweak, &resp).ok());
+  sent = prod_->last_request<cellar::v1::ChangePartitionTableRequest>();
+  EXPECT_EQ(sent.operation(), cellar::v1::PT_TWEAK);
+  EXPECT_FALSE(sent.dry_run());
+  EXPECT_FALSE(resp.dry_run());
+
+  cellar::v1::DropStorageRequest drop;
+  drop.set_name("S3");
+  drop.set_dry_run(true);
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::DropStorage, drop, &resp).ok());
+  sent = prod_->last_request<cellar::v1::ChangePartitionTableRequest>();
+  EXPECT_EQ(sent.operation(), cellar::v1::PT_DROP);
+  EXPECT_THAT(sent.node_ids(), ::testing::ElementsAre(S(3)));
+
+  cellar::v1::SetReplicasRequest replicas;
+  replicas.set_replicas(2);
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::SetReplicas, replicas, &resp).ok());
+  sent = prod_->last_request<cellar::v1::ChangePartitionTableRequest>();
+  EXPECT_EQ(sent.operation(), cellar::v1::PT_SET_REPLICAS);
+  EXPECT_EQ(sent.replicas(), 2u);
+
+  // The named cluster's master is asked, not the default's.
+  cellar::v1::TweakPartitionTableRequest staging;
+  staging.set_cluster("staging");
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::TweakPartitionTable, staging, &resp).ok());
+  EXPECT_EQ(staging_->last_action(), "ChangePartitionTable");
+}
+
+TEST_F(AdminServiceTest, ActionRequestsAreValidatedBeforeTheMasterIsAsked) {
+  cellar::v1::PartitionTableChangeResponse resp;
+  cellar::v1::AddStoragesRequest add;
+  grpc::Status s = Call(&cellar::v1::Admin::Stub::AddStorages, add, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT);
+  add.add_names("M1");
+  s = Call(&cellar::v1::Admin::Stub::AddStorages, add, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("M1 (id 16777217) is not a storage node"));
+  cellar::v1::DropStorageRequest drop;
+  drop.set_name("S3");
+  drop.set_node_id(S(3));
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::DropStorage, drop, &resp).error_code(),
+            StatusCode::INVALID_ARGUMENT)
+      << "both id and name";
+  drop.Clear();
+  drop.set_name("Sx");
+  s = Call(&cellar::v1::Admin::Stub::DropStorage, drop, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("is not a node name"));
+  cellar::v1::SetReplicasRequest replicas;
+  replicas.set_replicas(65);
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::SetReplicas, replicas, &resp).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  cellar::v1::AdminSetClusterStateRequest state;
+  state.set_state(cellar::v1::CLUSTER_VERIFYING);
+  cellar::v1::AdminSetClusterStateResponse state_resp;
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::SetClusterState, state, &state_resp).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  cellar::v1::AdminKillNodeRequest kill;
+  cellar::v1::AdminKillNodeResponse kill_resp;
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::KillNode, kill, &kill_resp).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  cellar::v1::AdminTruncateRequest truncate;
+  cellar::v1::AdminTruncateResponse truncate_resp;
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::Truncate, truncate, &truncate_resp).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  cellar::v1::AdminRepairCellRequest repair;
+  repair.set_name("S2");
+  repair.set_source_node_id(S(2));
+  cellar::v1::AdminRepairCellResponse repair_resp;
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::RepairCell, repair, &repair_resp).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  cellar::v1::AdminCheckReplicasRequest check;
+  check.set_min_tid(10);
+  check.set_max_tid(5);
+  cellar::v1::AdminCheckReplicasResponse check_resp;
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::CheckReplicas, check, &check_resp).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(prod_->last_action(), "") << "nothing reached the master";
+  cellar::v1::TweakPartitionTableRequest tweak;
+  tweak.set_cluster("nope");
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::TweakPartitionTable, tweak, &resp).error_code(),
+            StatusCode::NOT_FOUND);
+  tweak.set_cluster("offline");
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::TweakPartitionTable, tweak, &resp).error_code(),
+            StatusCode::UNAVAILABLE);
+}
+
+TEST_F(AdminServiceTest, TheMastersRefusalsArePassedOnWithTheirDetails) {
+  prod_->SetActionError(common::ErrorWithReason(
+      absl::StatusCode::kFailedPrecondition, "CLUSTER_NOT_RUNNING",
+      "would drop the last readable cell of partition 7"));
+  auto expect_refused = [](const grpc::Status& s, const char* what) {
+    EXPECT_EQ(s.error_code(), StatusCode::FAILED_PRECONDITION) << what;
+    EXPECT_EQ(s.error_message(), "would drop the last readable cell of partition 7") << what;
+    EXPECT_EQ(common::ErrorReason(common::FromGrpcStatus(s)), "CLUSTER_NOT_RUNNING") << what;
+  };
+  cellar::v1::PartitionTableChangeResponse resp;
+  cellar::v1::DropStorageRequest drop;
+  drop.set_name("S3");
+  expect_refused(Call(&cellar::v1::Admin::Stub::DropStorage, drop, &resp), "drop");
+  cellar::v1::AdminSetClusterStateRequest state;
+  state.set_state(cellar::v1::CLUSTER_RUNNING);
+  cellar::v1::AdminSetClusterStateResponse state_resp;
+  expect_refused(Call(&cellar::v1::Admin::Stub::SetClusterState, state, &state_resp), "state");
+  cellar::v1::AdminKillNodeRequest kill;
+  kill.set_name("S2");
+  cellar::v1::AdminKillNodeResponse kill_resp;
+  expect_refused(Call(&cellar::v1::Admin::Stub::KillNode, kill, &kill_resp), "kill");
+  cellar::v1::AdminCheckReplicasRequest check;
+  cellar::v1::AdminCheckReplicasResponse check_resp;
+  expect_refused(Call(&cellar::v1::Admin::Stub::CheckReplicas, check, &check_resp), "check");
+  cellar::v1::AdminGetCheckStatusRequest status;
+  cellar::v1::AdminGetCheckStatusResponse status_resp;
+  expect_refused(Call(&cellar::v1::Admin::Stub::GetCheckStatus, status, &status_resp),
+                 "check status");
+  cellar::v1::AdminRepairCellRequest repair;
+  repair.set_partition(1);
+  repair.set_name("S2");
+  repair.set_source_name("S1");
+  cellar::v1::AdminRepairCellResponse repair_resp;
+  expect_refused(Call(&cellar::v1::Admin::Stub::RepairCell, repair, &repair_resp), "repair");
+  cellar::v1::AdminTruncateRequest truncate;
+  truncate.set_tid(0x1234);
+  cellar::v1::AdminTruncateResponse truncate_resp;
+  expect_refused(Call(&cellar::v1::Admin::Stub::Truncate, truncate, &truncate_resp),
+                 "truncate");
+
+  // A master without the rpc says so.
+  prod_->SetActionError(absl::UnimplementedError(""));
+  grpc::Status s = Call(&cellar::v1::Admin::Stub::Truncate, truncate, &truncate_resp);
+  EXPECT_EQ(s.error_code(), StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("does not implement Master.Truncate"));
+}
+
+TEST_F(AdminServiceTest, StateKillRepairTruncateForward) {
+  cellar::v1::AdminSetClusterStateRequest state;
+  state.set_state(cellar::v1::CLUSTER_STOPPING);
+  cellar::v1::AdminSetClusterStateResponse state_resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::SetClusterState, state, &state_resp).ok());
+  EXPECT_EQ(prod_->last_request<cellar::v1::SetClusterStateRequest>().state(),
+            cellar::v1::CLUSTER_STOPPING);
+  EXPECT_EQ(state_resp.cluster_state(), cellar::v1::CLUSTER_STOPPING);
+
+  cellar::v1::AdminKillNodeRequest kill;
+  kill.set_name("s2");
+  kill.set_stop(true);
+  cellar::v1::AdminKillNodeResponse kill_resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::KillNode, kill, &kill_resp).ok());
+  auto sent_kill = prod_->last_request<cellar::v1::KillNodeRequest>();
+  EXPECT_EQ(sent_kill.node_id(), S(2));
+  EXPECT_TRUE(sent_kill.stop());
+  EXPECT_EQ(kill_resp.name(), "S2");
+  EXPECT_EQ(kill_resp.node().state(), cellar::v1::NODE_DOWN);
+  EXPECT_TRUE(kill_resp.stopped());
+
+  cellar::v1::AdminRepairCellRequest repair;
+  repair.set_partition(3);
+  repair.set_name("S2");
+  repair.set_source_node_id(S(1));
+  cellar::v1::AdminRepairCellResponse repair_resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::RepairCell, repair, &repair_resp).ok());
+  auto sent_repair = prod_->last_request<cellar::v1::RepairCellRequest>();
+  EXPECT_EQ(sent_repair.partition(), 3u);
+  EXPECT_EQ(sent_repair.node_id(), S(2));
+  EXPECT_EQ(sent_repair.source_node_id(), S(1));
+  EXPECT_EQ(repair_resp.ptid(), 5u);
+
+  const uint64_t tid = common::TidFromTime(clock_.Now() - absl::Seconds(60));
+  cellar::v1::AdminTruncateRequest truncate;
+  truncate.set_tid(tid);
+  cellar::v1::AdminTruncateResponse truncate_resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::Truncate, truncate, &truncate_resp).ok());
+  EXPECT_EQ(prod_->last_request<cellar::v1::TruncateRequest>().tid(), tid);
+  EXPECT_EQ(truncate_resp.last_tid(), tid);
+  EXPECT_EQ(truncate_resp.last_tid_time(), common::TidTime(tid));
+  EXPECT_EQ(truncate_resp.cluster_state(), cellar::v1::CLUSTER_RUNNING);
+}
+
+TEST_F(AdminServiceTest, CheckReplicasAndItsStatusForPeople) {
+  cellar::v1::AdminCheckReplicasRequest check;
+  check.add_partitions(1);
+  check.add_partitions(2);
+  check.set_min_tid(100);
+  check.set_with_data(true);
+  cellar::v1::AdminCheckReplicasResponse check_resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::CheckReplicas, check, &check_resp).ok());
+  EXPECT_EQ(check_resp.check_id(), 7u);
+  auto sent = prod_->last_request<cellar::v1::CheckReplicasRequest>();
+  EXPECT_THAT(sent.partitions(), ::testing::ElementsAre(1u, 2u));
+  EXPECT_EQ(sent.min_tid(), 100u);
+  EXPECT_EQ(sent.max_tid(), 0u);
+  EXPECT_TRUE(sent.with_data());
+
+  const uint64_t max_tid = common::TidFromTime(clock_.Now());
+  cellar::v1::GetCheckStatusResponse master_status;
+  master_status.set_check_id(7);
+  master_status.set_partitions_done(2);
+  master_status.set_partitions_total(2);
+  master_status.set_transactions_checked(120);
+  master_status.set_max_tid(max_tid);
+  master_status.set_started_unix_ms(1795317128410);
+  master_status.set_finished_unix_ms(1795317129000);
+  auto* m = master_status.add_mismatches();
+  m->set_partition(2);
+  m->set_node_id(S(3));
+  m->set_reference_node_id(S(2));
+  m->set_min_tid(0x10);
+  m->set_max_tid(0x20);
+  m->set_detail("transactions: 120 vs 121");
+  master_status.add_skipped_partitions(1);
+  prod_->SetCheckStatus(master_status);
+  cellar::v1::AdminGetCheckStatusRequest req;
+  req.set_check_id(7);
+  cellar::v1::AdminGetCheckStatusResponse resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::GetCheckStatus, req, &resp).ok());
+  EXPECT_EQ(prod_->last_request<cellar::v1::GetCheckStatusRequest>().check_id(), 7u);
+  EXPECT_EQ(resp.check_id(), 7u);
+  EXPECT_FALSE(resp.running());
+  EXPECT_EQ(resp.partitions_done(), 2u);
+  EXPECT_EQ(resp.transactions_checked(), 120u);
+  EXPECT_EQ(resp.min_tid_time(), "");
+  EXPECT_EQ(resp.max_tid_time(), common::TidTime(max_tid));
+  ASSERT_EQ(resp.mismatches_size(), 1);
+  EXPECT_EQ(resp.mismatches(0).node(), "S3");
+  EXPECT_EQ(resp.mismatches(0).reference_node(), "S2");
+  EXPECT_EQ(resp.mismatches(0).min_tid(), common::TidHex(0x10));
+  EXPECT_EQ(resp.mismatches(0).detail(), "transactions: 120 vs 121");
+  EXPECT_THAT(resp.skipped_partitions(), ::testing::ElementsAre(1u));
+  EXPECT_EQ(resp.started_time().seconds(), 1795317128);
+  EXPECT_EQ(resp.started_time().nanos(), 410000000);
+  EXPECT_EQ(resp.finished_time().seconds(), 1795317129);
+}
+
+TEST_F(AdminServiceTest, StopNodeCallsTheStoragesShutdownAtItsAddress) {
+  auto s2 = FakeStorage::Start();
+  ASSERT_TRUE(s2.ok());
+  auto info = HealthyClusterInfo();
+  for (auto& n : *info.mutable_nodes()) {
+    if (n.node_id() == S(2)) n.set_address((*s2)->address());
+    if (n.node_id() == S(3)) n.set_state(cellar::v1::NODE_DOWN);
+  }
+  prod_->SetClusterInfo(info);
+
+  cellar::v1::StopNodeRequest req;
+  req.set_name("S2");
+  req.set_reason("maintenance");
+  cellar::v1::StopNodeResponse resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::StopNode, req, &resp).ok());
+  EXPECT_EQ(resp.name(), "S2");
+  EXPECT_EQ(resp.address(), (*s2)->address());
+  EXPECT_TRUE(resp.stopped());
+  EXPECT_THAT((*s2)->shutdown_reasons(), ::testing::ElementsAre("maintenance"));
+
+  // By id, with the default reason.
+  req.Clear();
+  req.set_node_id(S(2));
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::StopNode, req, &resp).ok());
+  ASSERT_EQ((*s2)->shutdown_reasons().size(), 2u);
+  EXPECT_THAT((*s2)->shutdown_reasons()[1], HasSubstr("admin StopNode"));
+
+  // The storage's refusal, with its code.
+  (*s2)->SetShutdownResult(absl::FailedPreconditionError("in `cellar local` nodes stop with the process"));
+  grpc::Status s = Call(&cellar::v1::Admin::Stub::StopNode, req, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("storage S2 at "));
+  EXPECT_THAT(s.error_message(), HasSubstr("nodes stop with the process"));
+
+  req.Clear();
+  req.set_name("S3");  // DOWN: no address to call
+  s = Call(&cellar::v1::Admin::Stub::StopNode, req, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("S3 is NODE_DOWN"));
+  req.set_name("S9");
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::StopNode, req, &resp).error_code(),
+            StatusCode::NOT_FOUND);
+  req.set_name("M1");
+  EXPECT_EQ(Call(&cellar::v1::Admin::Stub::StopNode, req, &resp).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+
+  // An unreachable storage: UNAVAILABLE naming it.
+  const std::string address = (*s2)->address();
+  (*s2)->Shutdown();
+  req.set_name("S2");
+  s = Call(&cellar::v1::Admin::Stub::StopNode, req, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr(address));
+}
+
 TEST(AdminServerTest, RefusesABadClusterList) {
   AdminServerOptions options;
   EXPECT_EQ(AdminServer::Start(options, nullptr).status().code(),

@@ -140,6 +140,29 @@ absl::StatusOr<cellar::v1::ClusterState> ClusterClients::StartCluster(absl::stri
                                              absl::StrJoin(errors, "; "), ")"));
 }
 
+absl::Status ClusterClients::CallMaster(
+    absl::string_view cluster,
+    const std::function<grpc::Status(cellar::v1::Master::Stub*, grpc::ClientContext*)>& call,
+    absl::Duration timeout) {
+  absl::StatusOr<size_t> i = Find(cluster);
+  if (!i.ok()) return i.status();
+  std::vector<std::string> errors;
+  for (size_t j = 0; j < masters_[*i].size(); ++j) {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, timeout > absl::ZeroDuration() ? timeout : rpc_timeout_);
+    grpc::Status s = call(masters_[*i][j].get(), &context);
+    if (s.ok()) return absl::OkStatus();
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return common::FromGrpcStatus(s);
+    }
+    errors.push_back(absl::StrCat(clusters_[*i].master_addresses[j], ": ", s.error_message()));
+  }
+  return absl::UnavailableError(absl::StrCat("cluster \"", clusters_[*i].name,
+                                             "\": no master answered (",
+                                             absl::StrJoin(errors, "; "), ")"));
+}
+
 cellar::v1::Storage::Stub* ClusterClients::StorageStub(const std::string& address) {
   absl::MutexLock l(&mu_);
   for (auto& [a, stub] : storages_) {

@@ -9,6 +9,7 @@
 //
 // Thread-safe.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -67,6 +68,16 @@ class ClusterClients final : public ClusterInfoSource {
   // Master.StartCluster on the first master that answers; the master's
   // refusal (e.g. FAILED_PRECONDITION) is returned as is, with details.
   absl::StatusOr<cellar::v1::ClusterState> StartCluster(absl::string_view cluster);
+
+  // Runs `call` on the cluster's masters in order until one answers (a
+  // status other than UNAVAILABLE / DEADLINE_EXCEEDED); that answer is
+  // returned as is, with its details (a refusal is the master's word).
+  // `call` gets a context with a deadline of `timeout` (0 = rpc_timeout).
+  // NOT_FOUND for an unknown cluster; UNAVAILABLE if no master answered.
+  absl::Status CallMaster(
+      absl::string_view cluster,
+      const std::function<grpc::Status(cellar::v1::Master::Stub*, grpc::ClientContext*)>& call,
+      absl::Duration timeout = absl::ZeroDuration());
 
   // A stub for the storage at `address` (cached).
   cellar::v1::Storage::Stub* StorageStub(const std::string& address);

@@ -67,6 +67,100 @@ grpc::Status FakeMaster::StartCluster(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+void FakeMaster::SetActionError(const absl::Status& status) {
+  absl::MutexLock l(&mu_);
+  action_error_ = status;
+}
+
+void FakeMaster::SetChangeResponse(const ::cellar::v1::ChangePartitionTableResponse& response) {
+  absl::MutexLock l(&mu_);
+  change_response_ = response;
+}
+
+void FakeMaster::SetCheckStatus(const ::cellar::v1::GetCheckStatusResponse& response) {
+  absl::MutexLock l(&mu_);
+  check_status_ = response;
+}
+
+std::string FakeMaster::last_action() const {
+  absl::MutexLock l(&mu_);
+  return last_action_;
+}
+
+grpc::Status FakeMaster::Action(const std::string& name,
+                                const google::protobuf::Message& request) {
+  absl::MutexLock l(&mu_);
+  last_action_ = name;
+  last_request_.reset(request.New());
+  last_request_->CopyFrom(request);
+  return common::ToGrpcStatus(action_error_);
+}
+
+grpc::Status FakeMaster::SetClusterState(grpc::ServerContext*,
+                                         const ::cellar::v1::SetClusterStateRequest* request,
+                                         ::cellar::v1::SetClusterStateResponse* response) {
+  grpc::Status s = Action("SetClusterState", *request);
+  if (s.ok()) response->set_cluster_state(request->state());
+  return s;
+}
+
+grpc::Status FakeMaster::ChangePartitionTable(
+    grpc::ServerContext*, const ::cellar::v1::ChangePartitionTableRequest* request,
+    ::cellar::v1::ChangePartitionTableResponse* response) {
+  grpc::Status s = Action("ChangePartitionTable", *request);
+  absl::MutexLock l(&mu_);
+  if (s.ok()) *response = change_response_;
+  return s;
+}
+
+grpc::Status FakeMaster::KillNode(grpc::ServerContext*,
+                                  const ::cellar::v1::KillNodeRequest* request,
+                                  ::cellar::v1::KillNodeResponse* response) {
+  grpc::Status s = Action("KillNode", *request);
+  if (s.ok()) {
+    response->mutable_node()->set_node_id(request->node_id());
+    response->mutable_node()->set_state(::cellar::v1::NODE_DOWN);
+    response->set_stopped(request->stop());
+  }
+  return s;
+}
+
+grpc::Status FakeMaster::CheckReplicas(grpc::ServerContext*,
+                                       const ::cellar::v1::CheckReplicasRequest* request,
+                                       ::cellar::v1::CheckReplicasResponse* response) {
+  grpc::Status s = Action("CheckReplicas", *request);
+  if (s.ok()) response->set_check_id(7);
+  return s;
+}
+
+grpc::Status FakeMaster::GetCheckStatus(grpc::ServerContext*,
+                                        const ::cellar::v1::GetCheckStatusRequest* request,
+                                        ::cellar::v1::GetCheckStatusResponse* response) {
+  grpc::Status s = Action("GetCheckStatus", *request);
+  absl::MutexLock l(&mu_);
+  if (s.ok()) *response = check_status_;
+  return s;
+}
+
+grpc::Status FakeMaster::RepairCell(grpc::ServerContext*,
+                                    const ::cellar::v1::RepairCellRequest* request,
+                                    ::cellar::v1::RepairCellResponse* response) {
+  grpc::Status s = Action("RepairCell", *request);
+  if (s.ok()) response->set_ptid(5);
+  return s;
+}
+
+grpc::Status FakeMaster::Truncate(grpc::ServerContext*,
+                                  const ::cellar::v1::TruncateRequest* request,
+                                  ::cellar::v1::TruncateResponse* response) {
+  grpc::Status s = Action("Truncate", *request);
+  if (s.ok()) {
+    response->set_last_tid(request->tid());
+    response->set_cluster_state(::cellar::v1::CLUSTER_RUNNING);
+  }
+  return s;
+}
+
 ::cellar::v1::GetClusterInfoResponse HealthyClusterInfo(int storages, int partitions,
                                                          int replicas,
                                                          int64_t registered_unix_ms) {

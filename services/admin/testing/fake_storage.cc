@@ -57,4 +57,22 @@ grpc::Status FakeStorage::History(grpc::ServerContext*, const ::cellar::v1::Hist
   return grpc::Status::OK;
 }
 
+void FakeStorage::SetShutdownResult(const absl::Status& status) {
+  absl::MutexLock l(&mu_);
+  shutdown_error_ = status;
+}
+
+std::vector<std::string> FakeStorage::shutdown_reasons() const {
+  absl::MutexLock l(&mu_);
+  return shutdown_reasons_;
+}
+
+grpc::Status FakeStorage::Shutdown(grpc::ServerContext*,
+                                   const ::cellar::v1::ShutdownRequest* request,
+                                   ::cellar::v1::ShutdownResponse*) {
+  absl::MutexLock l(&mu_);
+  shutdown_reasons_.push_back(request->reason());
+  return common::ToGrpcStatus(shutdown_error_);
+}
+
 }  // namespace cellar::admin::testing

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -33,6 +34,13 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
 
   void Shutdown();
 
+  // Storage.Shutdown fails with `status` if not OK (else answers OK);
+  // shutdown_reasons() lists the reasons of the calls so far.
+  void SetShutdownResult(const absl::Status& status);
+  std::vector<std::string> shutdown_reasons() const;
+  grpc::Status Shutdown(grpc::ServerContext* context, const ::cellar::v1::ShutdownRequest* request,
+                        ::cellar::v1::ShutdownResponse* response) override;
+
   grpc::Status LastTransactions(grpc::ServerContext* context,
                                 const ::cellar::v1::LastTransactionsRequest* request,
                                 ::cellar::v1::LastTransactionsResponse* response) override;
@@ -46,6 +54,8 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   ::cellar::v1::LastTransactionsResponse transactions_ ABSL_GUARDED_BY(mu_);
   ::cellar::v1::HistoryResponse history_ ABSL_GUARDED_BY(mu_);
   absl::Status history_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status shutdown_error_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> shutdown_reasons_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cellar::admin::testing
