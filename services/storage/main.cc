@@ -1,6 +1,9 @@
 // cellar-storage: a storage node of a cellar cluster.
 // Flags -> StorageServerOptions -> Start -> wait for SIGINT/SIGTERM.
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <iostream>
 #include <memory>
 #include <string>
@@ -109,6 +112,11 @@ int main(int argc, char** argv) {
     }
     metrics = *std::move(endpoint);
   }
+  // Storage.Shutdown (operator stop): the same clean path as SIGTERM.
+  options.on_shutdown_rpc = [](const std::string& reason) {
+    CELLAR_LOG(INFO) << "Storage.Shutdown: " << reason << ": stopping like on SIGTERM";
+    kill(getpid(), SIGTERM);
+  };
   auto storage = cellar::storage::StorageServer::Start(
       options, *std::move(backend), cellar::common::RealClock::Get(), registry);
   if (!storage.ok()) {

@@ -1,5 +1,6 @@
 #include "services/storage/storage_server.h"
 
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -64,6 +65,10 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   server->service_ = std::make_unique<StorageService>(server->node_.get(), service_options);
 
   common::GrpcServerOptions grpc_options;
+  StorageServer* self = server.get();
+  service_options.on_shutdown = [self](const std::string& reason) {
+    return self->RequestShutdown(reason);
+  };
   grpc_options.address = options.listen_address;
   grpc_options.services = {server->service_.get()};
   grpc_options.metrics_registry = registry;
@@ -91,7 +96,11 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   return server;
 }
 
-StorageServer::~StorageServer() { Shutdown(); }
+StorageServer::~StorageServer() {
+  Shutdown();
+  absl::MutexLock l(&stop_mu_);
+  if (stop_thread_.joinable()) stop_thread_.join();
+}
 
 int StorageServer::port() const { return grpc_->port(); }
 
@@ -117,3 +126,26 @@ void StorageServer::Shutdown() {
 }
 
 }  // namespace cellar::storage
+// ---- Operator stop (Storage.Shutdown).
+
+absl::Status StorageServer::RequestShutdown(const std::string& reason) {
+  CELLAR_LOG(INFO) << "storage " << common::NodeName(node_id()) << " (" << address_
+                   << "): stop requested: " << reason;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (options_.on_shutdown_rpc) {
+    options_.on_shutdown_rpc(reason);
+    return absl::OkStatus();
+  }
+  absl::MutexLock l(&stop_mu_);
+  if (stop_thread_.joinable()) return absl::OkStatus();  // already stopping
+  stop_thread_ = std::thread([this] {
+    // Let the rpc's answer leave first (Shutdown also waits for it).
+    absl::SleepFor(absl::Milliseconds(100));
+    Shutdown();
+    CELLAR_LOG(INFO) << "storage " << address_ << " stopped (Storage.Shutdown)";
+    std::fflush(stderr);
+  });
+  return absl::OkStatus();
+}
+

@@ -19,8 +19,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <prometheus/registry.h>
@@ -68,6 +70,12 @@ struct StorageServerOptions {
   ReplicatorOptions replication;
   // Deadline of one replication stream from a source. Default 10 min.
   absl::Duration replication_fetch_timeout = absl::Minutes(10);
+  // What Storage.Shutdown (an operator's stop) does once the reason is
+  // logged and stdout/stderr are flushed. Null (default): stop this
+  // server only, from a background thread, the way Shutdown() does (the
+  // process keeps running: `cellar local`, tests). cellar-storage sets it
+  // to end the process the SIGTERM way. Must not block.
+  std::function<void(const std::string& reason)> on_shutdown_rpc;
 };
 
 class StorageServer {
@@ -98,8 +106,13 @@ class StorageServer {
   absl::Status WaitUntilServing(absl::Duration timeout);
 
   // Stops the master loop, the gRPC server, the writers; closes the
-  // backend. Idempotent.
+  // backend (SQLite: closing checkpoints the WAL). Idempotent.
   void Shutdown();
+
+  // Storage.Shutdown's hook: logs `reason`, flushes stdout/stderr, then
+  // options.on_shutdown_rpc, or (default) Shutdown() from a background
+  // thread started here (joined by the destructor). Returns at once.
+  absl::Status RequestShutdown(const std::string& reason);
 
   // The domain object (for tests and the local launcher).
   StorageNode& node() { return *node_; }
@@ -116,6 +129,9 @@ class StorageServer {
   std::string address_;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  // The background stop of RequestShutdown (not joinable until then).
+  absl::Mutex stop_mu_;
+  std::thread stop_thread_ ABSL_GUARDED_BY(stop_mu_);
 };
 
 }  // namespace cellar::storage

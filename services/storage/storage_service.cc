@@ -365,3 +365,19 @@ grpc::Status StorageService::TruncateData(grpc::ServerContext* /*context*/,
 }
 
 }  // namespace cellar::storage
+// ---- Operator stop (Storage.Shutdown): the server decides what stopping
+// means (the process in cellar-storage, this node only in `cellar local`).
+
+grpc::Status StorageService::Shutdown(grpc::ServerContext* context,
+                                      const ::cellar::v1::ShutdownRequest* request,
+                                      ::cellar::v1::ShutdownResponse* /*response*/) {
+  if (request->reason().size() > 1000) return Invalid("reason: at most 1000 bytes");
+  if (!options_.on_shutdown) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this storage cannot be stopped by rpc (no stop hook)");
+  }
+  std::string reason = request->reason().empty() ? "no reason given" : request->reason();
+  absl::StrAppend(&reason, " (Storage.Shutdown from ", context->peer(), ")");
+  return ToGrpcStatus(options_.on_shutdown(reason));
+}
+

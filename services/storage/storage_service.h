@@ -12,8 +12,12 @@
 //
 // Thread-safe.
 
+#include <functional>
+#include <string>
+
 #include <grpcpp/grpcpp.h>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "protos/cellar/v1/storage.grpc.pb.h"
 #include "services/storage/storage_node.h"
@@ -24,6 +28,11 @@ struct StorageServiceOptions {
   // Longest a Store waits for an OID lock (the client's deadline may cut it
   // shorter). Default 10 s.
   absl::Duration lock_wait_timeout = absl::Seconds(10);
+  // Storage.Shutdown (operator stop): called with the reason after the
+  // request is validated; it must only start the stop (the rpc answers
+  // after it returns, then the node stops). Its error is the rpc's
+  // answer. Default: none (Shutdown answers FAILED_PRECONDITION).
+  std::function<absl::Status(const std::string& reason)> on_shutdown;
 };
 
 // Request limits (see storage.proto).
@@ -82,6 +91,11 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status TruncateData(grpc::ServerContext* context,
                             const ::cellar::v1::TruncateDataRequest* request,
                             ::cellar::v1::TruncateDataResponse* response) override;
+
+  // Operator stop (see StorageServiceOptions::on_shutdown).
+  grpc::Status Shutdown(grpc::ServerContext* context,
+                        const ::cellar::v1::ShutdownRequest* request,
+                        ::cellar::v1::ShutdownResponse* response) override;
 
  private:
   StorageNode* const node_;
