@@ -62,13 +62,13 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
 
   StorageServiceOptions service_options;
   service_options.lock_wait_timeout = options.lock_wait_timeout;
-  server->service_ = std::make_unique<StorageService>(server->node_.get(), service_options);
-
-  common::GrpcServerOptions grpc_options;
   StorageServer* self = server.get();
   service_options.on_shutdown = [self](const std::string& reason) {
     return self->RequestShutdown(reason);
   };
+  server->service_ = std::make_unique<StorageService>(server->node_.get(), service_options);
+
+  common::GrpcServerOptions grpc_options;
   grpc_options.address = options.listen_address;
   grpc_options.services = {server->service_.get()};
   grpc_options.metrics_registry = registry;
@@ -125,7 +125,6 @@ void StorageServer::Shutdown() {
   node_->Close();
 }
 
-}  // namespace cellar::storage
 // ---- Operator stop (Storage.Shutdown).
 
 absl::Status StorageServer::RequestShutdown(const std::string& reason) {
@@ -149,3 +148,4 @@ absl::Status StorageServer::RequestShutdown(const std::string& reason) {
   return absl::OkStatus();
 }
 
+}  // namespace cellar::storage

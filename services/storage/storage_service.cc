@@ -364,7 +364,6 @@ grpc::Status StorageService::TruncateData(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
-}  // namespace cellar::storage
 // ---- Operator stop (Storage.Shutdown): the server decides what stopping
 // means (the process in cellar-storage, this node only in `cellar local`).
 
@@ -381,3 +380,4 @@ grpc::Status StorageService::Shutdown(grpc::ServerContext* context,
   return ToGrpcStatus(options_.on_shutdown(reason));
 }
 
+}  // namespace cellar::storage
