@@ -5,6 +5,8 @@
 #include <tuple>
 #include <utility>
 
+#include "services/common/build_info.h"
+
 namespace cellar::admin {
 
 std::shared_ptr<prometheus::Collectable> MakeAdminCollector(
@@ -46,6 +48,7 @@ std::shared_ptr<prometheus::Collectable> MakeAdminCollector(
                   "Completed polls of every configured cluster.", {},
                   static_cast<double>(monitor->rounds()));
         m.Gauge("cellar_node_up", "1 while the process serves.", {{"role", "admin"}}, 1);
+        common::AddBuildInfo(m, common::kDefaultBuildId, "admin");
       });
 }
 

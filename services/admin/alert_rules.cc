@@ -305,10 +305,19 @@ AlertEvaluation ClusterAlertRules::Evaluate(const ClusterObservation& obs) {
   }
 
   // backend-errors and disk-almost-full.
-  if (!obs.storages.empty()) {
+  if (!obs.storages.empty() || !obs.storages_silent.empty()) {
     out.evaluated_kinds.push_back(kBackendErrors);
     out.evaluated_kinds.push_back(kDiskAlmostFull);
+    absl::flat_hash_map<uint32_t, std::vector<AlertSpec>> kept;
+    for (uint32_t node_id : obs.storages_silent) {
+      auto it = storage_alerts_.find(node_id);
+      if (it == storage_alerts_.end()) continue;
+      for (const AlertSpec& spec : it->second) out.alerts.push_back(spec);
+      kept[node_id] = it->second;
+    }
+    storage_alerts_ = std::move(kept);
     for (const StorageHealthSample& s : obs.storages) {
+      const size_t first_alert = out.alerts.size();
       const std::string name = common::NodeName(s.node_id);
       if (s.backend_errors_total.has_value()) {
         const uint64_t total = *s.backend_errors_total;
@@ -342,6 +351,9 @@ AlertEvaluation ClusterAlertRules::Evaluate(const ClusterObservation& obs) {
                            " MiB)"),
               kHelpDisk));
         }
+      }
+      for (size_t i = first_alert; i < out.alerts.size(); ++i) {
+        storage_alerts_[s.node_id].push_back(out.alerts[i]);
       }
     }
   }

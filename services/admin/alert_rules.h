@@ -20,9 +20,11 @@
 //   backend-errors           a storage's backend errors grew recently  critical
 //   disk-almost-full         a storage's free disk below 10% (critical 5%)
 //
-// Inputs that cellar's nodes do not report yet are optional fields of
-// ClusterObservation (see docs/admin.md, "Alerts: inputs"): the rules are
-// implemented and tested, and start firing once the monitor feeds them.
+// The monitor (cluster_monitor.h) feeds every input: the master's
+// GetClusterInfo, and each RUNNING storage's GetNodeStatus (health,
+// replication positions, clock); see docs/admin.md, "Alerts: inputs".
+// Inputs a poll could not measure are left out of the observation, and the
+// kinds that need them keep their alerts as they were.
 //
 // No gRPC types (protobuf messages only). Not thread-safe: one evaluator
 // per cluster, called from the monitor thread.
@@ -92,8 +94,8 @@ struct ClockSkewSample {
   std::string source;
 };
 
-// What a storage node says about its backend and disk (not reported by
-// Storage.GetNodeStatus yet: see docs/admin.md).
+// What a storage node says about its backend and disk
+// (Storage.GetNodeStatus; unset fields: the node does not know).
 struct StorageHealthSample {
   uint32_t node_id = 0;
   // Monotonic count of failed backend operations.
@@ -103,7 +105,8 @@ struct StorageHealthSample {
   absl::optional<uint64_t> disk_total_bytes;
 };
 
-// Replication position of one OUT_OF_DATE cell (not reported yet).
+// Replication position of one OUT_OF_DATE cell (Storage.GetNodeStatus
+// replication[].replicated_tid; 0 while the node has no entry for it).
 struct ReplicationSample {
   uint32_t partition = 0;
   uint32_t node_id = 0;
@@ -123,8 +126,11 @@ struct ClusterObservation {
   bool clock_measured = false;
   std::vector<ClockSkewSample> clock_skews;
   // Storage health; backend-errors / disk-almost-full are evaluated only
-  // when this is non-empty.
+  // when this or `storages_silent` is non-empty.
   std::vector<StorageHealthSample> storages;
+  // Storages that were asked and did not answer: their backend-errors and
+  // disk-almost-full alerts are kept as the last evaluation left them.
+  std::vector<uint32_t> storages_silent;
   // Replication positions; replication-stalled is evaluated only when
   // `replication_measured`.
   bool replication_measured = false;
@@ -161,6 +167,9 @@ class ClusterAlertRules {
   absl::flat_hash_map<uint32_t, std::pair<uint64_t, absl::Time>> backend_errors_;
   // replication-stalled: last position and since when, per "partition/node".
   absl::flat_hash_map<std::string, std::pair<uint64_t, absl::Time>> replication_;
+  // backend-errors / disk-almost-full alerts of the last evaluation, per
+  // node (re-raised for a storage that does not answer).
+  absl::flat_hash_map<uint32_t, std::vector<AlertSpec>> storage_alerts_;
 };
 
 }  // namespace cellar::admin

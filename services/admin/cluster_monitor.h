@@ -2,20 +2,31 @@
 #define CELLAR_SERVICES_ADMIN_CLUSTER_MONITOR_H_
 
 // Watches every configured cluster: each poll asks each cluster's master
-// for GetClusterInfo, turns the answer into a ClusterObservation, runs the
-// cluster's ClusterAlertRules and reconciles the AlertIndex with the
+// for GetClusterInfo and then every RUNNING storage of the cluster for
+// Storage.GetNodeStatus, turns the answers into a ClusterObservation, runs
+// the cluster's ClusterAlertRules and reconciles the AlertIndex with the
 // verdict. Start() runs Poll() at once and then every `period` on a
 // background thread; tests call Poll() themselves with a fake clock.
 //
-// What is measured today (GetClusterInfo only): reachability, cluster
-// state, operational, node states, cell states, and one clock signal: the
-// last TID's time ahead of the admin's clock (a master whose clock is
-// ahead, or went backwards, hands out TIDs from the future). Storage
-// health and replication progress are not reported by the nodes yet: the
-// rules exist (alert_rules.h) and see no samples.
+// What is measured:
+//  - GetClusterInfo: reachability, cluster state, operational, node
+//    states, cell states; the master's clock (unix_time_ms; from older
+//    masters only "the last TID is ahead of the admin's clock").
+//  - GetNodeStatus of each RUNNING storage (deadline
+//    `storage_status_timeout`): backend_errors_total and the disk figures
+//    (backend-errors, disk-almost-full), the replicated_tid of each
+//    OUT_OF_DATE cell (replication-stalled; a cell with no entry yet is
+//    at position 0), and the node's clock (clock-skew). A storage that
+//    does not answer is skipped (its earlier backend-errors and
+//    disk-almost-full alerts are kept as they were); it is not an error of
+//    the poll.
+// Clock skew = node time - the admin's time at the middle of the call
+// (admin time before + half the round trip). A call whose round trip is
+// longer than the clock-skew threshold measures nothing (too imprecise).
 //
 // Thread-safe. Clusters are polled one after the other; one poll of an
-// unreachable cluster costs at most the rpc timeout of each of its masters.
+// unreachable cluster costs at most the rpc timeout of each of its masters,
+// plus at most `storage_status_timeout` per storage.
 
 #include <cstdint>
 #include <memory>
@@ -41,6 +52,40 @@ struct ClusterMonitorOptions {
   absl::Duration period = absl::Seconds(2);
   // Thresholds of the rules.
   AlertRuleOptions rules;
+  // Deadline of each Storage.GetNodeStatus call. Default 1 s.
+  absl::Duration storage_status_timeout = absl::Seconds(1);
+};
+
+// Where the monitor gets each storage's Storage.GetNodeStatus (tests fake
+// it). Thread-compatible: called from the monitor's poll only.
+class StorageStatusSource {
+ public:
+  virtual ~StorageStatusSource() = default;
+  // GetNodeStatus of the storage at `address` (host:port), waiting at most
+  // `timeout`. Any error means "did not answer".
+  virtual absl::StatusOr<cellar::v1::GetNodeStatusResponse> GetNodeStatus(
+      const std::string& address, absl::Duration timeout) = 0;
+};
+
+// GetNodeStatus over gRPC through ClusterClients' cached storage stubs.
+class GrpcStorageStatusSource final : public StorageStatusSource {
+ public:
+  // `clients` must outlive this object.
+  explicit GrpcStorageStatusSource(ClusterClients* clients) : clients_(clients) {}
+  absl::StatusOr<cellar::v1::GetNodeStatusResponse> GetNodeStatus(
+      const std::string& address, absl::Duration timeout) override;
+
+ private:
+  ClusterClients* const clients_;
+};
+
+// One storage's answer, with the admin's clock around the call.
+struct StorageStatusAnswer {
+  uint32_t node_id = 0;
+  absl::StatusOr<cellar::v1::GetNodeStatusResponse> status;
+  // The admin's clock just before and just after the call.
+  absl::Time sent;
+  absl::Time received;
 };
 
 // The latest poll of one cluster.
@@ -56,7 +101,17 @@ struct ClusterPoll {
 
 class ClusterMonitor {
  public:
-  // `source`, `alerts` and `clock` must outlive the monitor.
+  // `source`, `storages`, `alerts` and `clock` must outlive the monitor.
+  // `storages` may be null: storages are not asked (their kinds are not
+  // evaluated).
+  ClusterMonitor(std::vector<std::string> clusters, ClusterInfoSource* source,
+                 StorageStatusSource* storages, AlertIndex* alerts,
+                 const common::Clock* clock, ClusterMonitorOptions options = {});
+  // The admin's wiring: masters and storages through `clients` (gRPC).
+  ClusterMonitor(std::vector<std::string> clusters, ClusterClients* clients,
+                 AlertIndex* alerts, const common::Clock* clock,
+                 ClusterMonitorOptions options = {});
+  // Masters only (storages are not asked).
   ClusterMonitor(std::vector<std::string> clusters, ClusterInfoSource* source,
                  AlertIndex* alerts, const common::Clock* clock,
                  ClusterMonitorOptions options = {});
@@ -79,15 +134,36 @@ class ClusterMonitor {
   int64_t rounds() const;
 
   // The observation a GetClusterInfo result makes at `now` (exposed for
-  // tests): reachability, the answer, and the clock signal.
+  // tests): reachability, the answer, and the clock signal. `sent` is the
+  // admin's clock when the call started (InfinitePast = unknown: `now`).
   static ClusterObservation Observe(
-      absl::Time now, const absl::StatusOr<cellar::v1::GetClusterInfoResponse>& info);
+      absl::Time now, const absl::StatusOr<cellar::v1::GetClusterInfoResponse>& info,
+      absl::Time sent = absl::InfinitePast(),
+      absl::Duration clock_skew_threshold = absl::Seconds(1));
+  // Adds what the storages answered to `obs` (exposed for tests): health,
+  // replication positions of the OUT_OF_DATE cells, clock skews. Answers
+  // with an error only mark the storage as not answering.
+  static void ObserveStorages(const std::vector<StorageStatusAnswer>& answers,
+                              absl::Duration clock_skew_threshold, ClusterObservation* obs);
+
+  // Clock skew of a node that said `node_time` during a call between `sent`
+  // and `received` (admin's clock); nullopt if the round trip is longer
+  // than `max_round_trip`.
+  static absl::optional<absl::Duration> Skew(absl::Time node_time, absl::Time sent,
+                                             absl::Time received,
+                                             absl::Duration max_round_trip);
 
  private:
   void Run();
 
+  // The RUNNING storages of `info`, asked one after the other.
+  std::vector<StorageStatusAnswer> AskStorages(const cellar::v1::GetClusterInfoResponse& info);
+
   const std::vector<std::string> clusters_;
   ClusterInfoSource* const source_;
+  // Owned when built from ClusterClients.
+  std::unique_ptr<StorageStatusSource> owned_storages_;
+  StorageStatusSource* storages_ = nullptr;
   AlertIndex* const alerts_;
   const common::Clock* const clock_;
   const ClusterMonitorOptions options_;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/build_info.h"
 #include "services/common/collector.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
@@ -142,6 +143,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
       common::MetricLabels{{"version", options.version}, {"track", options.track}},
       [weak](common::MetricsBuilder& m) {
         m.Gauge("cellar_node_up", "1 while the process serves.", {{"role", "master"}}, 1);
+        common::AddBuildInfo(m, common::kDefaultBuildId, "master");
         std::shared_ptr<Shared> shared = weak.lock();
         if (shared == nullptr) return;
         absl::MutexLock l(&shared->mu);

@@ -89,6 +89,17 @@ StorageMetrics::StorageMetrics(prometheus::Registry& registry,
       "Largest distance, in raw TID units (2^32 per minute), between what a "
       "replicating cell holds and the target of its current round.",
       labels);
+  backend_errors = MakeCounter(
+      registry, "cellar_storage_backend_errors_total",
+      "Backend operations that failed because the database did (UNAVAILABLE, INTERNAL, ...).",
+      labels);
+  auto& pool = prometheus::BuildGauge()
+                   .Name("cellar_storage_backend_pool_connections")
+                   .Help("Connections of the backend's pool by state (PostgreSQL: sessions; "
+                         "SQLite: reader connections), sampled with the storage stats.")
+                   .Register(registry);
+  backend_pool_in_use = &pool.Add(with("state", "in_use"));
+  backend_pool_idle = &pool.Add(with("state", "idle"));
 }
 
 }  // namespace cellar::storage

@@ -27,6 +27,9 @@
 //   cellar_storage_replication_cells_replicating OUT_OF_DATE cells catching up
 //   cellar_storage_replication_lag_seconds      max (target - progress), TID time
 //   cellar_storage_replication_lag_tids         the same in raw TID units
+//   cellar_storage_backend_errors_total         failed backend operations (database failures)
+//   cellar_storage_backend_pool_connections{state}  in_use | idle connections of the
+//                                               backend's pool (sampled with the stats)
 //
 // Nodes that share a registry share series (prometheus-cpp merges equal
 // families and labels); give each node its own registry to tell them apart.
@@ -73,6 +76,9 @@ struct StorageMetrics {
   prometheus::Gauge* replication_cells;
   prometheus::Gauge* replication_lag_seconds;
   prometheus::Gauge* replication_lag_tids;
+  prometheus::Counter* backend_errors;
+  prometheus::Gauge* backend_pool_in_use;
+  prometheus::Gauge* backend_pool_idle;
 };
 
 }  // namespace cellar::storage

@@ -94,9 +94,13 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Open(
     StorageMetrics* metrics, PeersFactory make_peers) {
   if (backend == nullptr) return absl::InvalidArgumentError("no storage backend");
   if (master == nullptr) return absl::InvalidArgumentError("no master link");
-  std::unique_ptr<StorageNode> node(new StorageNode(std::move(options), std::move(backend),
+  // Every backend call is counted (backend errors, pool use).
+  auto instrumented = std::make_unique<InstrumentedBackend>(std::move(backend), metrics);
+  InstrumentedBackend* const counting = instrumented.get();
+  std::unique_ptr<StorageNode> node(new StorageNode(std::move(options), std::move(instrumented),
                                                     std::move(master), clock, metrics,
                                                     make_peers));
+  node->instrumented_ = counting;
   CELLAR_RETURN_IF_ERROR(node->LoadPersistedState());
   return node;
 }
@@ -574,6 +578,9 @@ absl::StatusOr<NodeStatus> StorageNode::Status() {
   status.open_transactions =
       static_cast<uint32_t>(transactions_->open_transactions());
   status.replication = replicator_->Status();
+  status.backend_errors_total = instrumented_ != nullptr ? instrumented_->errors_total() : 0;
+  if (auto disk = backend_->GetDiskUsage(); disk.ok()) status.disk = *disk;
+  status.now = clock_->Now();
   if (metrics_ != nullptr) {
     metrics_->objects->Set(static_cast<double>(stats.object_count));
     metrics_->transactions->Set(static_cast<double>(stats.transaction_count));

@@ -57,6 +57,7 @@
 #include "services/storage/backend/storage_backend.h"
 #include "services/storage/cell_checker.h"
 #include "services/storage/cell_view.h"
+#include "services/storage/instrumented_backend.h"
 #include "services/storage/lock_manager.h"
 #include "services/storage/master_link.h"
 #include "services/storage/replication_source.h"
@@ -109,6 +110,12 @@ struct NodeStatus {
   std::string master_link;
   // Cells the replicator worked on since start.
   std::vector<CellReplicationStatus> replication;
+  // Health inputs of the admin's alerts: failed backend operations since
+  // start, the data volume (nullopt when the backend cannot know it), and
+  // the node's clock when answering.
+  uint64_t backend_errors_total = 0;
+  std::optional<DiskUsage> disk;
+  absl::Time now;
 };
 
 class StorageNode {
@@ -262,6 +269,8 @@ class StorageNode {
   const StorageNodeOptions options_;
   std::string advertise_address_;  // set once, before the master loop starts
   std::unique_ptr<StorageBackend> backend_;
+  // backend_ itself (Open wraps every backend): counts its errors.
+  InstrumentedBackend* instrumented_ = nullptr;
   std::unique_ptr<MasterLink> master_;
   common::Clock* const clock_;
   StorageMetrics* const metrics_;

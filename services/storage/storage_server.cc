@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "services/common/build_info.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
@@ -35,6 +36,8 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   if (registry != nullptr) {
     server->metrics_ =
         std::make_unique<StorageMetrics>(*registry, options.version, options.track);
+    common::RegisterBuildInfo(*registry, options.version, options.track, options.build_id,
+                              "storage");
   }
 
   StorageNodeOptions node_options;

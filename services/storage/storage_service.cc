@@ -216,6 +216,7 @@ grpc::Status StorageService::LastTransactions(
     info->set_extension(t.extension);
     for (uint64_t oid : t.oids) info->add_oids(oid);
     info->set_packed(t.packed);
+    info->set_size_bytes(t.size_bytes);
   }
   return grpc::Status::OK;
 }
@@ -247,6 +248,13 @@ grpc::Status StorageService::GetNodeStatus(
     out->set_active(r.active);
     out->set_last_error(r.last_error);
   }
+  // Health inputs of the admin's alerts.
+  response->set_backend_errors_total(status->backend_errors_total);
+  if (status->disk.has_value()) {
+    response->set_disk_free_bytes(status->disk->free_bytes);
+    response->set_disk_total_bytes(status->disk->total_bytes);
+  }
+  response->set_unix_time_ms(absl::ToUnixMillis(status->now));
   return grpc::Status::OK;
 }
 

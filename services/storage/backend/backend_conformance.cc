@@ -738,6 +738,42 @@ TEST_P(BackendConformanceTest, LastTransactionsNewestFirstWithPaging) {
               IsOkAndHolds(ElementsAre(HasTid(Tid(6)))));
 }
 
+static ::testing::Matcher<TransactionRecord> HasSize(uint64_t tid, uint64_t size_bytes) {
+  return AllOf(Field("tid", &TransactionRecord::tid, tid),
+               Field("size_bytes", &TransactionRecord::size_bytes, size_bytes));
+}
+
+TEST_P(BackendConformanceTest, LastTransactionsReportDataSizeOnThisNode) {
+  // Objects in several partitions: 10 + 3 + 250 bytes.
+  ASSERT_THAT(Commit(*backend_, Tid(1),
+                     {Obj(30, std::string(10, 'a')), Obj(31, "bcd"),
+                      Obj(32, std::string(250, '\0'))}),
+              IsOk());
+  // Undo and deletion have no data of their own: 0; plus 7 bytes.
+  ASSERT_THAT(Commit(*backend_, Tid(2),
+                     {Undo(30, Tid(1), Checksum(std::string(10, 'a'))), Deletion(31),
+                      Obj(33, "1234567")}),
+              IsOk());
+  // The record is here, its objects are on other nodes: 0.
+  ASSERT_THAT(backend_->StoreVotes({VoteRecord{Tid(3), {}, Txn(Tid(3), {40, 41})}}), IsOk());
+  ASSERT_THAT(backend_->LockTransactions({LockRecord{Tid(3), Tid(3)}}), IsOk());
+  // Objects only (the record is elsewhere): not listed, and not counted
+  // in another transaction.
+  ASSERT_THAT(backend_->StoreVotes({VoteObjectsOnly(Tid(4), {Obj(50, "elsewhere")})}), IsOk());
+  ASSERT_THAT(backend_->LockTransactions({LockRecord{Tid(4), Tid(4)}}), IsOk());
+  EXPECT_THAT(backend_->LastTransactions(10, kNoBound),
+              IsOkAndHolds(ElementsAre(HasSize(Tid(3), 0), HasSize(Tid(2), 7),
+                                       HasSize(Tid(1), 263))));
+  // Replicated records count the same.
+  TransactionRecord imported = Txn(Tid(5), {60});
+  imported.tid = Tid(5);
+  ObjectRecord object = Obj(60, std::string(42, 'r'));
+  object.tid = Tid(5);
+  ASSERT_THAT(backend_->ImportCommitted({imported}, {object}), IsOk());
+  EXPECT_THAT(backend_->LastTransactions(1, kNoBound),
+              IsOkAndHolds(ElementsAre(HasSize(Tid(5), 42))));
+}
+
 TEST_P(BackendConformanceTest, GetLastIds) {
   ASSERT_THAT(Commit(*backend_, Tid(2), {Obj(40, "a"), Obj(3, "b")}), IsOk());
   ASSERT_THAT(Commit(*backend_, Tid(5), {Obj(7, "c")}), IsOk());

@@ -68,6 +68,11 @@ struct TransactionRecord {
   std::string extension;
   std::vector<uint64_t> oids;
   bool packed = false;
+  // Bytes of object data of this transaction stored on this node (sum of
+  // the data sizes of its committed revisions, all partitions this node
+  // holds; undo revisions and deletions count 0). Filled by
+  // LastTransactions only (0 elsewhere); never written.
+  uint64_t size_bytes = 0;
 };
 
 // Everything one transaction writes on this node, made durable at vote.
@@ -126,6 +131,22 @@ struct LastIds {
   uint64_t last_oid = 0;
   // Highest ttid among temporary records, 0 if none.
   uint64_t last_ttid = 0;
+};
+
+// The volume holding a backend's data.
+struct DiskUsage {
+  // Bytes available to the node (statvfs f_bavail * f_frsize).
+  uint64_t free_bytes = 0;
+  // Size of the volume (f_blocks * f_frsize).
+  uint64_t total_bytes = 0;
+};
+
+// A backend's connection pool right now.
+struct PoolUsage {
+  // Connections serving a call.
+  int in_use = 0;
+  // Open connections waiting for a call.
+  int idle = 0;
 };
 
 // Counts for status output and metrics.
@@ -216,12 +237,23 @@ class StorageBackend {
                                                             uint64_t oid,
                                                             uint32_t limit) = 0;
   // Up to `limit` committed transaction records with tid < before_tid
-  // (0 = no bound), newest first, over all partitions of this node.
+  // (0 = no bound), newest first, over all partitions of this node, with
+  // size_bytes filled in.
   virtual absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
       uint32_t limit, uint64_t before_tid) = 0;
 
   virtual absl::StatusOr<LastIds> GetLastIds() = 0;
   virtual absl::StatusOr<BackendStats> GetStats() = 0;
+
+  // Free and total bytes of the volume holding the data, or nullopt when
+  // this backend cannot know them (the default; e.g. PostgreSQL, whose
+  // files live on the database server, or an in-memory database).
+  virtual absl::StatusOr<std::optional<DiskUsage>> GetDiskUsage() { return std::nullopt; }
+
+  // The connection pool's use (PostgreSQL: the pooled sessions; SQLite:
+  // the reader connections, not the single writer), or nullopt without a
+  // pool (the default). Cheap: no database round trip.
+  virtual std::optional<PoolUsage> GetPoolUsage() { return std::nullopt; }
 
   // --- Partition-level operations (replication, checks, truncate) ---
 

@@ -263,6 +263,11 @@ absl::StatusOr<std::vector<TransactionRecord>> MemoryBackend::LastTransactions(
        it != transactions_.rend() && out.size() < limit; ++it) {
     if (before_tid != 0 && it->first >= before_tid) continue;
     out.push_back(it->second);
+    // size_bytes: this transaction's object data (a scan: tests only).
+    for (const auto& [key, revs] : objects_) {
+      auto rev = revs.find(it->first);
+      if (rev != revs.end()) out.back().size_bytes += rev->second.data.size();
+    }
   }
   return out;
 }
@@ -283,6 +288,16 @@ absl::StatusOr<LastIds> MemoryBackend::GetLastIds() {
     for (const ObjectRecord& o : v.objects) ids.last_oid = std::max(ids.last_oid, o.oid);
   }
   return ids;
+}
+
+void MemoryBackend::set_disk_usage(std::optional<DiskUsage> usage) {
+  absl::MutexLock l(&mu_);
+  disk_usage_ = usage;
+}
+
+absl::StatusOr<std::optional<DiskUsage>> MemoryBackend::GetDiskUsage() {
+  absl::MutexLock l(&mu_);
+  return disk_usage_;
 }
 
 absl::StatusOr<BackendStats> MemoryBackend::GetStats() {

@@ -39,6 +39,8 @@ class MemoryBackend final : public StorageBackend {
 
   void set_store_votes_hook(StoreVotesHook hook);
   void set_lock_hook(LockHook hook);
+  // What GetDiskUsage answers (default nullopt: unknown).
+  void set_disk_usage(std::optional<DiskUsage> usage);
 
   // Number of StoreVotes / LockTransactions / GetLastSerials calls so far,
   // and the record count of each StoreVotes / LockTransactions call.
@@ -76,6 +78,7 @@ class MemoryBackend final : public StorageBackend {
       uint32_t limit, uint64_t before_tid) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
+  absl::StatusOr<std::optional<DiskUsage>> GetDiskUsage() override;
   absl::StatusOr<std::vector<TransactionRecord>> ListTransactions(
       uint32_t partition, uint64_t min_tid, uint64_t max_tid,
       uint32_t limit) override;
@@ -106,6 +109,7 @@ class MemoryBackend final : public StorageBackend {
   std::vector<size_t> store_votes_sizes_ ABSL_GUARDED_BY(mu_);
   std::vector<size_t> lock_sizes_ ABSL_GUARDED_BY(mu_);
 
+  std::optional<DiskUsage> disk_usage_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> config_ ABSL_GUARDED_BY(mu_);
   PartitionTableRecord pt_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, VoteRecord> temporary_ ABSL_GUARDED_BY(mu_);

@@ -265,10 +265,21 @@ const std::vector<StatementDef>& Statements() {
         "  AND d.tid = o.data_tid"
         " WHERE o.partition = $1::int4 AND o.oid = $2::int8"
         " ORDER BY o.tid DESC LIMIT $3::int8");
+    // size_bytes (column 8): the transaction's object data on this node,
+    // through obj (partition, tid, oid) for each partition present (a
+    // loose index scan finds them), not a scan of obj.
     def(kLastTransactions, "last_transactions",
-        "SELECT partition, tid, ttid, packed, \"user\", description,"
-        " extension, oids FROM trans WHERE tid <= $1::int8"
-        " ORDER BY tid DESC, partition LIMIT $2::int8");
+        "WITH RECURSIVE parts AS ("
+        "  SELECT (SELECT min(partition) FROM obj) AS p"
+        "  UNION ALL SELECT (SELECT min(partition) FROM obj"
+        "    WHERE partition > parts.p) FROM parts WHERE parts.p IS NOT NULL)"
+        " SELECT t.partition, t.tid, t.ttid, t.packed, t.\"user\", t.description,"
+        " t.extension, t.oids,"
+        " (SELECT COALESCE(sum(octet_length(o.data)), 0) FROM obj o"
+        "   WHERE o.partition IN (SELECT p FROM parts WHERE p IS NOT NULL)"
+        "   AND o.tid = t.tid)::int8"
+        " FROM trans t WHERE t.tid <= $1::int8"
+        " ORDER BY t.tid DESC, t.partition LIMIT $2::int8");
     // Per-partition maxima through the indexes (a loose index scan over
     // the partitions), not a scan of obj.
     def(kLastIds, "last_ids",
@@ -901,6 +912,15 @@ class PostgresBackend::Impl {
                      data_tid, " is too long or loops"));
   }
 
+  // Pool use right now (connections being opened count as in use).
+  PoolUsage Usage() {
+    absl::MutexLock lock(&mu_);
+    PoolUsage usage;
+    usage.idle = static_cast<int>(idle_.size());
+    usage.in_use = open_ - usage.idle;
+    return usage;
+  }
+
  private:
   absl::Status TakeOwnershipLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(owner_mu_) {
     if (owner_ != nullptr) {
@@ -1512,9 +1532,12 @@ PostgresBackend::LastTransactions(uint32_t limit, uint64_t before_tid) {
   std::vector<TransactionRecord> transactions;
   for (int row = 0; row < PQntuples(r.get()); ++row) {
     transactions.push_back(ReadTransaction(r.get(), row));
+    transactions.back().size_bytes = static_cast<uint64_t>(GetInt8(r.get(), row, 8));
   }
   return transactions;
 }
+
+std::optional<PoolUsage> PostgresBackend::GetPoolUsage() { return impl_->Usage(); }
 
 absl::StatusOr<LastIds> PostgresBackend::GetLastIds() {
   CELLAR_ASSIGN_OR_RETURN(Result r,

@@ -117,6 +117,11 @@ class PostgresBackend final : public StorageBackend {
       uint32_t limit, uint64_t before_tid) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
+  // GetDiskUsage: not overridden (nullopt): the data lives on the database
+  // server's volume, which this process cannot see; pg_database_size()
+  // would give the bytes used, not what is free.
+  // The pooled sessions (the ownership session is not counted).
+  std::optional<PoolUsage> GetPoolUsage() override;
 
   absl::StatusOr<std::vector<TransactionRecord>> ListTransactions(
       uint32_t partition, uint64_t min_tid, uint64_t max_tid,

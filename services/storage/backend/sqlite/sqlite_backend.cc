@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -529,6 +530,32 @@ SqliteBackend::~SqliteBackend() {
 
 std::string SqliteBackend::Kind() const { return "sqlite"; }
 
+absl::StatusOr<std::optional<DiskUsage>> SqliteBackend::GetDiskUsage() {
+  // The volume of the database's directory (the WAL and lock file live
+  // there too).
+  const size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? std::string(".")
+                          : slash == 0                ? std::string("/")
+                                                      : path_.substr(0, slash);
+  struct statvfs vfs;
+  if (statvfs(dir.c_str(), &vfs) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("statvfs(", dir, "): ", std::strerror(errno)));
+  }
+  DiskUsage usage;
+  usage.free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  usage.total_bytes = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+  return std::optional<DiskUsage>(usage);
+}
+
+std::optional<PoolUsage> SqliteBackend::GetPoolUsage() {
+  absl::MutexLock l(&pool_mu_);
+  PoolUsage usage;
+  usage.idle = static_cast<int>(free_readers_.size());
+  usage.in_use = static_cast<int>(readers_.size()) - usage.idle;
+  return usage;
+}
+
 // --- Connection use ---
 
 Connection* SqliteBackend::AcquireReader() {
@@ -996,14 +1023,26 @@ absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::LastTransactions(
       Read("LastTransactions", [&](Connection& c) -> absl::Status {
         CELLAR_ASSIGN_OR_RETURN(
             Statement s,
-            c.Prepare("SELECT part, tid, ttid, packed, user, description, "
-                      "extension, oids FROM trans WHERE tid <= ?1 "
-                      "ORDER BY tid DESC, part DESC LIMIT ?2"));
+            // size_bytes (column 8): the transaction's object data on
+            // this node, through obj_part_tid for each partition present
+            // (a loose index scan finds them), not a scan of obj.
+            c.Prepare("WITH RECURSIVE parts(p) AS ("
+                      "  SELECT (SELECT min(part) FROM obj)"
+                      "  UNION ALL SELECT (SELECT min(part) FROM obj"
+                      "    WHERE part > parts.p) FROM parts WHERE parts.p IS NOT NULL) "
+                      "SELECT t.part, t.tid, t.ttid, t.packed, t.user, t.description, "
+                      "t.extension, t.oids, "
+                      "(SELECT ifnull(sum(length(o.data)), 0) FROM obj o "
+                      "  WHERE o.part IN (SELECT p FROM parts WHERE p IS NOT NULL) "
+                      "  AND o.tid = t.tid) "
+                      "FROM trans t WHERE t.tid <= ?1 "
+                      "ORDER BY t.tid DESC, t.part DESC LIMIT ?2"));
         s.Bind(1, bound).Bind(2, limit);
         while (true) {
           CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
           if (!row) break;
           CELLAR_ASSIGN_OR_RETURN(TransactionRecord t, ReadTransaction(s));
+          t.size_bytes = s.U64(8);
           out.push_back(std::move(t));
         }
         return absl::OkStatus();

@@ -107,6 +107,10 @@ class SqliteBackend : public StorageBackend {
       uint32_t limit, uint64_t before_tid) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
+  // statvfs of the database file's directory.
+  absl::StatusOr<std::optional<DiskUsage>> GetDiskUsage() override;
+  // The reader connections (the writer is not pooled).
+  std::optional<PoolUsage> GetPoolUsage() override;
 
   absl::StatusOr<std::vector<TransactionRecord>> ListTransactions(
       uint32_t partition, uint64_t min_tid, uint64_t max_tid,
