@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -19,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/client.h"
+#include "protos/cellar/v1/admin.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/channel.h"
 #include "services/common/errors.h"
@@ -451,6 +453,12 @@ absl::StatusOr<CommandLine> ParseCommandLine(
       }
     } else if (name == "cluster") {
       CELLAR_ASSIGN_OR_RETURN(out.global.cluster, take_value());
+      out.global.cluster_given = true;
+    } else if (name == "admin") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.admin, take_value());
+      if (out.global.admin.empty()) {
+        return absl::InvalidArgumentError("--admin needs an address");
+      }
     } else if (name == "json") {
       if (has_value) return absl::InvalidArgumentError("--json takes no value");
       out.global.json = true;
@@ -490,19 +498,42 @@ commands:
                                   TID; --raw: the bytes exactly, no newline
   history OID [--limit N]         the object's revisions, newest first
   last-transactions [--limit N]   the last N transactions (default 10)
+  pt                              the partition table, one line per
+                                  partition ("partition 3: S1 U, S2 O")
   help                            this text
+
+operator actions (through the admin node, --admin; NODE is S2 or an id):
+  set-state STOPPING|RUNNING      STOPPING refuses new transactions;
+                                  RUNNING only from RECOVERING
+  tweak [--dry-run]               rebalance the partition table
+  add NODE [NODE..] [--dry-run]   give PENDING storages cells
+  drop NODE [--dry-run]           remove a dead storage for good
+  set-replicas N [--dry-run]      change R (copies = R + 1)
+  kill NODE [--stop]              treat a node as gone now (--stop: and
+                                  ask it to stop cleanly)
+  check [--partitions 1,2] [--min-tid T] [--max-tid T] [--data] [--wait]
+                                  compare replicas; --wait: poll until done
+                                  (progress on stderr), exit 7 on mismatches
+  check-status [--id N]           progress and findings of the last check
+  repair P NODE --from NODE       copy partition P's cell again from a good one
+  truncate TID --yes              delete every transaction after TID
+                                  (cluster-wide, for good: --yes required)
+  stop-node NODE [--reason TEXT]  flush a storage's logs and stop it cleanly
 
 global flags (anywhere on the line):
   --master=HOST:PORT[,...]  master addresses, tried in order (127.0.0.1:7100)
   --cluster=NAME            cluster name (cellar)
   --json                    one JSON document on stdout
   --timeout=DURATION        per-call deadline, e.g. 5s, 500ms (10s)
+  --admin=HOST:PORT         admin node for operator actions (127.0.0.1:7300)
 
-OIDs and TIDs: decimal (31) or hex with a 0x prefix (0x1f).
+OIDs and TIDs: decimal (31) or hex with a 0x prefix (0x1f). --cluster
+also names the cluster to the admin (without it: the admin's default).
 
 exit codes: 0 ok, 1 other error, 2 usage / INVALID_ARGUMENT, 3 NOT_FOUND,
   4 ABORTED (conflict: retry), 5 UNAVAILABLE / DEADLINE_EXCEEDED (retry
-  later), 6 FAILED_PRECONDITION (wrong cluster, not running), 7 DATA_LOSS,
+  later), 6 FAILED_PRECONDITION (wrong cluster, not running, refused by
+  the master), 7 DATA_LOSS (check: replicas differ),
   8 RESOURCE_EXHAUSTED. Errors print "error: CODE: message [reason: R]".
 
 examples:
@@ -515,6 +546,10 @@ examples:
   cellarctl get 0x1f --at 0x03f58e0000000005 --raw > old.bin
   cellarctl history 0x1f --limit 5
   cellarctl last-transactions --limit 20 --json
+  cellarctl pt
+  cellarctl add S4 --dry-run
+  cellarctl check --partitions 1,2 --data --wait
+  cellarctl truncate 0x040d2da025932acc --yes
 )";
 }
 
@@ -804,6 +839,563 @@ absl::Status RunLastTransactions(const GlobalOptions& global,
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------------------------
+// The partition table per row, and the operator actions (cellar.v1.Admin).
+
+namespace {
+
+using AdminStub = ::cellar::v1::Admin::Stub;
+
+char CellLetter(::cellar::v1::CellState state) {
+  switch (state) {
+    case ::cellar::v1::CELL_UP_TO_DATE:
+      return 'U';
+    case ::cellar::v1::CELL_OUT_OF_DATE:
+      return 'O';
+    case ::cellar::v1::CELL_FEEDING:
+      return 'F';
+    case ::cellar::v1::CELL_CORRUPTED:
+      return 'C';
+    case ::cellar::v1::CELL_DISCARDED:
+      return 'D';
+    default:
+      return '?';
+  }
+}
+
+// The admin's `cluster` field: the --cluster name only when it was given
+// (else the admin's default cluster).
+std::string AdminCluster(const GlobalOptions& global) {
+  return global.cluster_given ? global.cluster : "";
+}
+
+// Calls one Admin rpc with `request.cluster` set; the deadline is the
+// larger of --timeout and `min_deadline` (actions that wait for the
+// cluster). Refusals come back as the admin passed them on.
+template <typename Req, typename Resp>
+absl::Status CallAdmin(const GlobalOptions& global,
+                       grpc::Status (AdminStub::*method)(grpc::ClientContext*, const Req&,
+                                                         Resp*),
+                       Req request, Resp* response,
+                       absl::Duration min_deadline = absl::ZeroDuration()) {
+  request.set_cluster(AdminCluster(global));
+  auto stub = ::cellar::v1::Admin::NewStub(common::MakeChannel(global.admin));
+  grpc::ClientContext context;
+  common::SetDeadline(&context, std::max(global.timeout, min_deadline));
+  absl::Status status =
+      common::FromGrpcStatus((stub.get()->*method)(&context, request, response));
+  if (status.code() == absl::StatusCode::kUnavailable ||
+      status.code() == absl::StatusCode::kDeadlineExceeded) {
+    return common::Annotate(status, absl::StrCat("admin ", global.admin, " (see --admin)"));
+  }
+  return status;
+}
+
+// A node argument: a name ("S2", passed on for the admin to check) or an
+// id (decimal or 0x hex).
+struct NodeArg {
+  uint32_t id = 0;
+  std::string name;
+};
+
+absl::StatusOr<NodeArg> ParseNodeArg(absl::string_view text) {
+  NodeArg out;
+  if (!text.empty() && absl::ascii_isalpha(static_cast<unsigned char>(text[0]))) {
+    out.name = absl::AsciiStrToUpper(text);
+    return out;
+  }
+  uint64_t id;
+  if (!common::ParseUint64(text, &id) || id == 0 || id > 0xffffffffu) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad node '", text, "' (a name such as S2, or a node id)"));
+  }
+  out.id = static_cast<uint32_t>(id);
+  return out;
+}
+
+template <typename Req>
+void SetNode(const NodeArg& node, Req* request) {
+  if (node.id != 0) {
+    request->set_node_id(node.id);
+  } else {
+    request->set_name(node.name);
+  }
+}
+
+std::string TimestampText(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                          absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos()),
+                          absl::UTCTimeZone());
+}
+
+std::string JsonStrings(const std::vector<std::string>& items) {
+  std::vector<std::string> quoted;
+  for (const auto& item : items) quoted.push_back(JsonString(item));
+  return JsonArray(quoted);
+}
+
+absl::Status PrintPartitionChange(const ::cellar::v1::PartitionTableChangeResponse& r,
+                                  const GlobalOptions& global, Io io) {
+  if (global.json) {
+    std::vector<std::string> changes;
+    for (const auto& c : r.listing()) {
+      changes.push_back(JsonObject()
+                            .Num("partition", c.partition())
+                            .Str("node", c.node())
+                            .Str("state", CellStateName(c.state()))
+                            .Build());
+    }
+    io.out << JsonObject()
+                  .Bool("dry_run", r.dry_run())
+                  .Bool("applied", r.applied())
+                  .Num("ptid_before", r.ptid_before())
+                  .Num("ptid", r.ptid())
+                  .Num("num_replicas", r.num_replicas())
+                  .Str("plan", r.plan())
+                  .Raw("changes", JsonArray(changes))
+                  .Raw("warnings", JsonStrings({r.warnings().begin(), r.warnings().end()}))
+                  .Build()
+           << "\n";
+    return absl::OkStatus();
+  }
+  if (r.listing().empty()) {
+    io.out << "nothing to change (ptid " << r.ptid() << ", replicas " << r.num_replicas()
+           << ")\n";
+  } else {
+    std::vector<std::vector<std::string>> table = {{"PARTITION", "NODE", "NEW STATE"}};
+    for (const auto& c : r.listing()) {
+      table.push_back({absl::StrCat(c.partition()), c.node(), CellStateName(c.state())});
+    }
+    PrintTable(table, io.out);
+    if (!r.plan().empty()) {
+      io.out << "plan:\n";
+      for (absl::string_view line : absl::StrSplit(r.plan(), '\n', absl::SkipEmpty())) {
+        io.out << "  " << line << "\n";
+      }
+    }
+    if (r.applied()) {
+      io.out << "applied: ptid " << r.ptid_before() << " -> " << r.ptid() << ", replicas "
+             << r.num_replicas() << "\n";
+    } else {
+      io.out << (r.dry_run() ? "dry run: nothing changed" : "not applied") << " (ptid "
+             << r.ptid() << ", replicas " << r.num_replicas() << ")\n";
+    }
+  }
+  for (const auto& w : r.warnings()) io.out << "warning: " << w << "\n";
+  return absl::OkStatus();
+}
+
+void PrintCheckStatus(const ::cellar::v1::AdminGetCheckStatusResponse& r,
+                      const GlobalOptions& global, Io io) {
+  if (global.json) {
+    std::vector<std::string> mismatches;
+    for (const auto& m : r.mismatches()) {
+      mismatches.push_back(JsonObject()
+                               .Num("partition", m.partition())
+                               .Str("node", m.node())
+                               .Str("reference_node", m.reference_node())
+                               .Str("min_tid", m.min_tid())
+                               .Str("max_tid", m.max_tid())
+                               .Str("detail", m.detail())
+                               .Build());
+    }
+    std::vector<std::string> skipped;
+    for (uint32_t p : r.skipped_partitions()) skipped.push_back(absl::StrCat(p));
+    io.out << JsonObject()
+                  .Num("check_id", r.check_id())
+                  .Bool("running", r.running())
+                  .Num("partitions_done", r.partitions_done())
+                  .Num("partitions_total", r.partitions_total())
+                  .Num("transactions_checked", r.transactions_checked())
+                  .Raw("min_tid", TidJson(r.min_tid()))
+                  .Str("min_tid_time", r.min_tid_time())
+                  .Raw("max_tid", TidJson(r.max_tid()))
+                  .Str("max_tid_time", r.max_tid_time())
+                  .Raw("mismatches", JsonArray(mismatches))
+                  .Raw("skipped_partitions", JsonArray(skipped))
+                  .Str("error", r.error())
+                  .Str("started", TimestampText(r.started_time()))
+                  .Str("finished", TimestampText(r.finished_time()))
+                  .Build()
+           << "\n";
+    return;
+  }
+  io.out << "check       " << r.check_id() << (r.running() ? " (running)" : " (done)") << "\n"
+         << "partitions  " << r.partitions_done() << "/" << r.partitions_total() << " checked";
+  if (!r.skipped_partitions().empty()) {
+    io.out << ", skipped " << absl::StrJoin(r.skipped_partitions(), ",")
+           << " (fewer than two readable cells)";
+  }
+  io.out << "\n"
+         << "tids        " << (r.min_tid() == 0 ? "0" : common::FormatTid(r.min_tid()))
+         << " .. " << (r.max_tid() == 0 ? "last" : common::FormatTid(r.max_tid())) << "\n"
+         << "checked     " << r.transactions_checked() << " transaction(s)\n";
+  if (r.started_time().seconds() != 0) {
+    io.out << "started     " << TimestampText(r.started_time()) << "\n";
+  }
+  if (r.finished_time().seconds() != 0) {
+    io.out << "finished    " << TimestampText(r.finished_time()) << "\n";
+  }
+  if (!r.error().empty()) io.out << "error       " << r.error() << "\n";
+  if (r.mismatches().empty()) {
+    io.out << "mismatches  none" << (r.running() ? " so far" : "") << "\n";
+    return;
+  }
+  io.out << "mismatches  " << r.mismatches_size() << "\n";
+  std::vector<std::vector<std::string>> table = {
+      {"PARTITION", "NODE", "REFERENCE", "TIDS", "DETAIL"}};
+  for (const auto& m : r.mismatches()) {
+    table.push_back({absl::StrCat(m.partition()), m.node(), m.reference_node(),
+                     absl::StrCat(m.min_tid(), "..", m.max_tid()), m.detail()});
+  }
+  PrintTable(table, io.out);
+}
+
+absl::StatusOr<uint64_t> ParseTidArg(absl::string_view what, absl::string_view text) {
+  CELLAR_ASSIGN_OR_RETURN(uint64_t tid, ParseId(what, text));
+  if (tid > common::kMaxTid) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is past the largest TID"));
+  }
+  return tid;
+}
+
+}  // namespace
+
+absl::Status RunPartitionTable(const GlobalOptions& global,
+                               const std::vector<std::string>& raw_args, Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {}, {}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 0, "pt"));
+  CELLAR_ASSIGN_OR_RETURN(::cellar::v1::GetClusterInfoResponse info, FetchClusterInfo(global));
+  const auto& pt = info.partition_table();
+  if (global.json) {
+    std::vector<std::string> rows;
+    for (const auto& row : pt.rows()) {
+      std::vector<std::string> cells;
+      for (const auto& cell : row.cells()) {
+        cells.push_back(JsonObject()
+                            .Str("node", common::NodeName('S', cell.node_id()))
+                            .Str("state", CellStateName(cell.state()))
+                            .Build());
+      }
+      rows.push_back(
+          JsonObject().Num("partition", row.partition()).Raw("cells", JsonArray(cells)).Build());
+    }
+    io.out << JsonObject()
+                  .Num("ptid", pt.ptid())
+                  .Num("num_partitions", pt.num_partitions())
+                  .Num("num_replicas", pt.num_replicas())
+                  .Raw("rows", JsonArray(rows))
+                  .Build()
+           << "\n";
+    return absl::OkStatus();
+  }
+  if (pt.ptid() == 0) {
+    io.out << "partition table: none yet\n";
+    return absl::OkStatus();
+  }
+  io.out << "ptid " << pt.ptid() << ", " << pt.num_partitions() << " partitions, "
+         << pt.num_replicas() << " replicas\n";
+  for (const auto& row : pt.rows()) {
+    std::vector<std::string> cells;
+    for (const auto& cell : row.cells()) {
+      cells.push_back(
+          absl::StrCat(common::NodeName('S', cell.node_id()), " ", std::string(1, CellLetter(cell.state()))));
+    }
+    io.out << "partition " << row.partition() << ": "
+           << (cells.empty() ? std::string("(no cells)") : absl::StrJoin(cells, ", ")) << "\n";
+  }
+  io.out << "(U up to date, O out of date, F feeding, C corrupted)\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunSetState(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                         Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {}, {}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, "set-state STOPPING|RUNNING"));
+  std::string name = absl::AsciiStrToUpper(args.positional[0]);
+  if (!absl::StartsWith(name, "CLUSTER_")) name = "CLUSTER_" + name;
+  ::cellar::v1::AdminSetClusterStateRequest request;
+  if (name == "CLUSTER_STOPPING") {
+    request.set_state(::cellar::v1::CLUSTER_STOPPING);
+  } else if (name == "CLUSTER_RUNNING") {
+    request.set_state(::cellar::v1::CLUSTER_RUNNING);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad state '", args.positional[0], "' (STOPPING or RUNNING)"));
+  }
+  ::cellar::v1::AdminSetClusterStateResponse response;
+  CELLAR_RETURN_IF_ERROR(
+      CallAdmin(global, &AdminStub::SetClusterState, request, &response, absl::Seconds(35)));
+  if (global.json) {
+    io.out << JsonObject().Str("cluster_state", ClusterStateName(response.cluster_state())).Build()
+           << "\n";
+  } else {
+    io.out << "cluster state: " << ClusterStateName(response.cluster_state()) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunPartitionChange(const std::string& command, const GlobalOptions& global,
+                                const std::vector<std::string>& raw_args, Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {}, {"dry-run"}));
+  const bool dry_run = args.flags["dry-run"];
+  ::cellar::v1::PartitionTableChangeResponse response;
+  const absl::Duration wait = absl::Seconds(35);
+  if (command == "tweak") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 0, "tweak [--dry-run]"));
+    ::cellar::v1::TweakPartitionTableRequest request;
+    request.set_dry_run(dry_run);
+    CELLAR_RETURN_IF_ERROR(
+        CallAdmin(global, &AdminStub::TweakPartitionTable, request, &response, wait));
+  } else if (command == "add") {
+    if (args.positional.empty()) {
+      return absl::InvalidArgumentError("usage: cellarctl add S4 [S5 ...] [--dry-run]");
+    }
+    ::cellar::v1::AddStoragesRequest request;
+    request.set_dry_run(dry_run);
+    for (const std::string& text : args.positional) {
+      CELLAR_ASSIGN_OR_RETURN(NodeArg node, ParseNodeArg(text));
+      if (node.id != 0) {
+        request.add_node_ids(node.id);
+      } else {
+        request.add_names(node.name);
+      }
+    }
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::AddStorages, request, &response, wait));
+  } else if (command == "drop") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, "drop S3 [--dry-run]"));
+    CELLAR_ASSIGN_OR_RETURN(NodeArg node, ParseNodeArg(args.positional[0]));
+    ::cellar::v1::DropStorageRequest request;
+    SetNode(node, &request);
+    request.set_dry_run(dry_run);
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::DropStorage, request, &response, wait));
+  } else if (command == "set-replicas") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, "set-replicas N [--dry-run]"));
+    uint32_t replicas;
+    if (!absl::SimpleAtoi(args.positional[0], &replicas) || replicas > 64) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad replica count '", args.positional[0], "' (0..64)"));
+    }
+    ::cellar::v1::SetReplicasRequest request;
+    request.set_replicas(replicas);
+    request.set_dry_run(dry_run);
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::SetReplicas, request, &response, wait));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown command '", command, "'"));
+  }
+  return PrintPartitionChange(response, global, io);
+}
+
+absl::Status RunKill(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                     Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {}, {"stop"}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, "kill S2 [--stop]"));
+  CELLAR_ASSIGN_OR_RETURN(NodeArg node, ParseNodeArg(args.positional[0]));
+  ::cellar::v1::AdminKillNodeRequest request;
+  SetNode(node, &request);
+  request.set_stop(args.flags["stop"]);
+  ::cellar::v1::AdminKillNodeResponse response;
+  CELLAR_RETURN_IF_ERROR(
+      CallAdmin(global, &AdminStub::KillNode, request, &response, absl::Seconds(35)));
+  if (global.json) {
+    io.out << JsonObject()
+                  .Str("node", response.name())
+                  .Str("state", NodeStateName(response.node().state()))
+                  .Bool("stop_requested", request.stop())
+                  .Bool("stopped", response.stopped())
+                  .Build()
+           << "\n";
+    return absl::OkStatus();
+  }
+  io.out << response.name() << " killed: now " << NodeStateName(response.node().state()) << "\n";
+  if (request.stop()) {
+    io.out << (response.stopped() ? "stopped: the node acknowledged and stops\n"
+                                  : "stopped: no, the node did not acknowledge (unreachable?)\n");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunCheckStatus(const GlobalOptions& global,
+                            const std::vector<std::string>& raw_args, Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {"id"}, {}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 0, "check-status [--id N]"));
+  ::cellar::v1::AdminGetCheckStatusRequest request;
+  if (args.values.count("id")) {
+    CELLAR_ASSIGN_OR_RETURN(uint64_t id, ParseId("check id", args.values["id"]));
+    request.set_check_id(id);
+  }
+  ::cellar::v1::AdminGetCheckStatusResponse response;
+  CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::GetCheckStatus, request, &response));
+  PrintCheckStatus(response, global, io);
+  return absl::OkStatus();
+}
+
+absl::Status RunCheck(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                      Io io) {
+  CELLAR_ASSIGN_OR_RETURN(
+      CommandArgs args,
+      ParseCommandArgs(raw_args, {"partitions", "min-tid", "max-tid"}, {"data", "wait"}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(
+      args, 0, "check [--partitions 1,2] [--min-tid T] [--max-tid T] [--data] [--wait]"));
+  ::cellar::v1::AdminCheckReplicasRequest request;
+  if (args.values.count("partitions")) {
+    for (absl::string_view p :
+         absl::StrSplit(args.values["partitions"], ',', absl::SkipWhitespace())) {
+      uint32_t partition;
+      if (!absl::SimpleAtoi(p, &partition)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad --partitions '", args.values["partitions"], "' (e.g. 1,2,5)"));
+      }
+      request.add_partitions(partition);
+    }
+    if (request.partitions().empty()) {
+      return absl::InvalidArgumentError("--partitions needs at least one partition");
+    }
+  }
+  if (args.values.count("min-tid")) {
+    CELLAR_ASSIGN_OR_RETURN(uint64_t tid, ParseTidArg("--min-tid", args.values["min-tid"]));
+    request.set_min_tid(tid);
+  }
+  if (args.values.count("max-tid")) {
+    CELLAR_ASSIGN_OR_RETURN(uint64_t tid, ParseTidArg("--max-tid", args.values["max-tid"]));
+    request.set_max_tid(tid);
+  }
+  if (request.max_tid() != 0 && request.min_tid() > request.max_tid()) {
+    return absl::InvalidArgumentError("--min-tid is above --max-tid");
+  }
+  request.set_with_data(args.flags["data"]);
+  ::cellar::v1::AdminCheckReplicasResponse started;
+  CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::CheckReplicas, request, &started));
+  if (!args.flags["wait"]) {
+    if (global.json) {
+      io.out << JsonObject().Num("check_id", started.check_id()).Build() << "\n";
+    } else {
+      io.out << "check " << started.check_id()
+             << " started (cellarctl check-status shows its progress)\n";
+    }
+    return absl::OkStatus();
+  }
+  io.err << "check " << started.check_id() << " started\n";
+  ::cellar::v1::AdminGetCheckStatusRequest poll;
+  poll.set_check_id(started.check_id());
+  ::cellar::v1::AdminGetCheckStatusResponse status;
+  while (true) {
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::GetCheckStatus, poll, &status));
+    io.err << "check " << status.check_id() << ": " << status.partitions_done() << "/"
+           << status.partitions_total() << " partitions, " << status.transactions_checked()
+           << " transactions, " << status.mismatches_size() << " mismatch(es)"
+           << (status.running() ? "" : ", done") << "\n";
+    if (!status.running()) break;
+    absl::SleepFor(global.poll_interval);
+  }
+  PrintCheckStatus(status, global, io);
+  if (!status.mismatches().empty()) {
+    return absl::DataLossError(absl::StrCat("check ", status.check_id(), " found ",
+                                            status.mismatches_size(),
+                                            " cell(s) that differ from their reference"));
+  }
+  if (!status.error().empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("check ", status.check_id(), " stopped early: ", status.error()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunRepair(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                       Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {"from"}, {}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 2, "repair PARTITION S2 --from S1"));
+  if (!args.values.count("from")) {
+    return absl::InvalidArgumentError("usage: cellarctl repair PARTITION S2 --from S1");
+  }
+  uint32_t partition;
+  if (!absl::SimpleAtoi(args.positional[0], &partition)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad partition '", args.positional[0], "'"));
+  }
+  CELLAR_ASSIGN_OR_RETURN(NodeArg node, ParseNodeArg(args.positional[1]));
+  CELLAR_ASSIGN_OR_RETURN(NodeArg source, ParseNodeArg(args.values["from"]));
+  ::cellar::v1::AdminRepairCellRequest request;
+  request.set_partition(partition);
+  SetNode(node, &request);
+  if (source.id != 0) {
+    request.set_source_node_id(source.id);
+  } else {
+    request.set_source_name(source.name);
+  }
+  ::cellar::v1::AdminRepairCellResponse response;
+  CELLAR_RETURN_IF_ERROR(
+      CallAdmin(global, &AdminStub::RepairCell, request, &response, absl::Seconds(35)));
+  if (global.json) {
+    io.out << JsonObject().Num("partition", partition).Num("ptid", response.ptid()).Build()
+           << "\n";
+  } else {
+    io.out << "partition " << partition << " on " << args.positional[1]
+           << ": OUT_OF_DATE, copying again from " << args.values["from"] << " (ptid "
+           << response.ptid() << ")\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunTruncate(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                         Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {}, {"yes"}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, "truncate TID --yes"));
+  CELLAR_ASSIGN_OR_RETURN(uint64_t tid, ParseTidArg("TID", args.positional[0]));
+  if (tid == 0) return absl::InvalidArgumentError("TID 0 would delete everything: refused");
+  if (!args.flags["yes"]) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "truncate deletes every transaction after ", common::FormatTid(tid),
+        ", cluster-wide, for good: add --yes to confirm"));
+  }
+  ::cellar::v1::AdminTruncateRequest request;
+  request.set_tid(tid);
+  ::cellar::v1::AdminTruncateResponse response;
+  CELLAR_RETURN_IF_ERROR(
+      CallAdmin(global, &AdminStub::Truncate, request, &response, absl::Seconds(125)));
+  if (global.json) {
+    io.out << JsonObject()
+                  .Raw("last_tid", TidJson(response.last_tid()))
+                  .Str("last_tid_time", response.last_tid_time())
+                  .Str("cluster_state", ClusterStateName(response.cluster_state()))
+                  .Build()
+           << "\n";
+  } else {
+    io.out << "truncated: last tid " << TidOrNone(response.last_tid()) << "\n"
+           << "cluster state: " << ClusterStateName(response.cluster_state()) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunStopNode(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                         Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {"reason"}, {}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, "stop-node S2 [--reason TEXT]"));
+  CELLAR_ASSIGN_OR_RETURN(NodeArg node, ParseNodeArg(args.positional[0]));
+  ::cellar::v1::StopNodeRequest request;
+  SetNode(node, &request);
+  const char* user = std::getenv("USER");
+  request.set_reason(args.values.count("reason")
+                         ? args.values["reason"]
+                         : absl::StrCat("cellarctl stop-node (user ",
+                                        user != nullptr ? user : "?", ")"));
+  ::cellar::v1::StopNodeResponse response;
+  CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::StopNode, request, &response));
+  if (global.json) {
+    io.out << JsonObject()
+                  .Str("node", response.name())
+                  .Str("address", response.address())
+                  .Bool("stopped", response.stopped())
+                  .Build()
+           << "\n";
+  } else {
+    io.out << response.name() << " (" << response.address()
+           << ") acknowledged: it flushes its logs and stops\n";
+  }
+  return absl::OkStatus();
+}
+
 int Run(const CommandLine& command_line, Io io) {
   const std::string& command = command_line.command;
   if (command_line.help || command == "help") {
@@ -828,11 +1420,37 @@ int Run(const CommandLine& command_line, Io io) {
     status = RunHistory(global, args, io);
   } else if (command == "last-transactions") {
     status = RunLastTransactions(global, args, io);
+  } else if (command == "pt") {
+    status = RunPartitionTable(global, args, io);
+  } else if (command == "set-state") {
+    status = RunSetState(global, args, io);
+  } else if (command == "tweak" || command == "add" || command == "drop" ||
+             command == "set-replicas") {
+    status = RunPartitionChange(command, global, args, io);
+  } else if (command == "kill") {
+    status = RunKill(global, args, io);
+  } else if (command == "check") {
+    status = RunCheck(global, args, io);
+  } else if (command == "check-status") {
+    status = RunCheckStatus(global, args, io);
+  } else if (command == "repair") {
+    status = RunRepair(global, args, io);
+  } else if (command == "truncate") {
+    status = RunTruncate(global, args, io);
+  } else if (command == "stop-node") {
+    status = RunStopNode(global, args, io);
   } else {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown command '", command, "' (cellarctl help lists them)"));
   }
   if (status.ok()) return kExitOk;
+  if (command == "check" && status.code() == absl::StatusCode::kDataLoss) {
+    // The report (with its mismatches) is already the one JSON document.
+    GlobalOptions text_only = global;
+    text_only.json = false;
+    PrintError(status, text_only, io);
+    return ExitCodeFor(status);
+  }
   PrintError(status, global, io);
   return ExitCodeFor(status);
 }

@@ -10,6 +10,14 @@
 //   get OID [--at TID] [--raw]    print a revision's data
 //   history OID [--limit N]       revisions, newest first
 //   last-transactions [--limit N] the last transactions, newest first
+//   pt                            the partition table, one line per partition
+//
+// Operator actions, through the admin node's API (--admin, cellar.v1.Admin):
+//   set-state STOPPING|RUNNING, tweak [--dry-run], add S4 [S5..] [--dry-run],
+//   drop S3 [--dry-run], set-replicas N [--dry-run], kill S2 [--stop],
+//   check [--partitions 1,2] [--min-tid T] [--max-tid T] [--data] [--wait],
+//   check-status [--id N], repair P S2 --from S1, truncate TID --yes,
+//   stop-node S2 [--reason TEXT]
 //
 // Errors print "error: <GRPC_CODE>: <message> [reason: R]" on stderr (and,
 // with --json, {"error": {...}} on stdout) and map to exit codes by class
@@ -38,6 +46,13 @@ struct GlobalOptions {
   bool json = false;
   // --timeout: deadline of each call and of connecting. Default 10 s.
   absl::Duration timeout = absl::Seconds(10);
+  // --admin: the admin node (operator actions). Default 127.0.0.1:7300.
+  std::string admin = "127.0.0.1:7300";
+  // --cluster was given: operator actions name that cluster to the admin
+  // (otherwise they ask for the admin's default cluster). Default false.
+  bool cluster_given = false;
+  // check --wait: time between two GetCheckStatus polls. Default 1 s.
+  absl::Duration poll_interval = absl::Seconds(1);
 };
 
 // Exit codes, by error class.
@@ -104,6 +119,32 @@ absl::Status RunHistory(const GlobalOptions& global,
                         const std::vector<std::string>& args, Io io);
 absl::Status RunLastTransactions(const GlobalOptions& global,
                                  const std::vector<std::string>& args, Io io);
+// The partition table per row ("partition 3: S1 U, S2 O").
+absl::Status RunPartitionTable(const GlobalOptions& global,
+                               const std::vector<std::string>& args, Io io);
+
+// Operator actions (cellar.v1.Admin at global.admin). Node arguments are
+// names ("S2") or ids (2, 0x2).
+absl::Status RunSetState(const GlobalOptions& global,
+                         const std::vector<std::string>& args, Io io);
+// tweak, add, drop, set-replicas: `command` says which.
+absl::Status RunPartitionChange(const std::string& command, const GlobalOptions& global,
+                                const std::vector<std::string>& args, Io io);
+absl::Status RunKill(const GlobalOptions& global,
+                     const std::vector<std::string>& args, Io io);
+// With --wait, polls until the check ends (progress on io.err) and
+// returns DATA_LOSS if it found mismatches, UNAVAILABLE if it stopped early.
+absl::Status RunCheck(const GlobalOptions& global,
+                      const std::vector<std::string>& args, Io io);
+absl::Status RunCheckStatus(const GlobalOptions& global,
+                            const std::vector<std::string>& args, Io io);
+absl::Status RunRepair(const GlobalOptions& global,
+                       const std::vector<std::string>& args, Io io);
+// Refuses (INVALID_ARGUMENT) without --yes.
+absl::Status RunTruncate(const GlobalOptions& global,
+                         const std::vector<std::string>& args, Io io);
+absl::Status RunStopNode(const GlobalOptions& global,
+                         const std::vector<std::string>& args, Io io);
 
 }  // namespace cellar::cellarctl
 

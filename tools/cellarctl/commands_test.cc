@@ -1,6 +1,7 @@
 #include "tools/cellarctl/commands.h"
 
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -10,7 +11,12 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/mutex.h"
 #include "client/testing/fake_cluster.h"
+#include "protos/cellar/v1/admin.grpc.pb.h"
+#include "services/common/errors.h"
+#include "services/common/grpc_status.h"
+#include "services/common/ids.h"
 #include "services/common/status_matchers.h"
 
 namespace cellar::cellarctl {
@@ -274,6 +280,385 @@ TEST_F(CommandsTest, ErrorsHaveCodesAndExitStatus) {
   EXPECT_THAT(down.err, StartsWith("error: UNAVAILABLE: "));
   EXPECT_EQ(RunRaw({"--master", address, "--timeout=300ms", "get", "1"}).code,
             kExitUnavailable);
+}
+
+// ---- Operator actions against a canned cellar.v1.Admin --------------------
+
+// Records each request; answers canned values, or `error` when set.
+class FakeAdmin final : public ::cellar::v1::Admin::Service {
+ public:
+  FakeAdmin() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeAdmin() override { server_->Shutdown(); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  void SetError(const absl::Status& status) {
+    absl::MutexLock l(&mu_);
+    error_ = status;
+  }
+  void SetChange(const ::cellar::v1::PartitionTableChangeResponse& r) {
+    absl::MutexLock l(&mu_);
+    change_ = r;
+  }
+  // GetCheckStatus answers these in turn (the last one repeatedly).
+  void SetCheckStatuses(std::vector<::cellar::v1::AdminGetCheckStatusResponse> statuses) {
+    absl::MutexLock l(&mu_);
+    statuses_ = std::move(statuses);
+  }
+  // The last request (of any rpc) and its rpc name.
+  std::string last() const {
+    absl::MutexLock l(&mu_);
+    return last_;
+  }
+  template <typename T>
+  T request() const {
+    absl::MutexLock l(&mu_);
+    T out;
+    if (request_ && request_->GetDescriptor() == T::descriptor()) out.CopyFrom(*request_);
+    return out;
+  }
+  int calls() const {
+    absl::MutexLock l(&mu_);
+    return calls_;
+  }
+
+  grpc::Status SetClusterState(grpc::ServerContext*,
+                               const ::cellar::v1::AdminSetClusterStateRequest* req,
+                               ::cellar::v1::AdminSetClusterStateResponse* resp) override {
+    resp->set_cluster_state(req->state());
+    return Record("SetClusterState", *req);
+  }
+  grpc::Status TweakPartitionTable(grpc::ServerContext*,
+                                   const ::cellar::v1::TweakPartitionTableRequest* req,
+                                   ::cellar::v1::PartitionTableChangeResponse* resp) override {
+    return Change("TweakPartitionTable", *req, req->dry_run(), resp);
+  }
+  grpc::Status AddStorages(grpc::ServerContext*, const ::cellar::v1::AddStoragesRequest* req,
+                           ::cellar::v1::PartitionTableChangeResponse* resp) override {
+    return Change("AddStorages", *req, req->dry_run(), resp);
+  }
+  grpc::Status DropStorage(grpc::ServerContext*, const ::cellar::v1::DropStorageRequest* req,
+                           ::cellar::v1::PartitionTableChangeResponse* resp) override {
+    return Change("DropStorage", *req, req->dry_run(), resp);
+  }
+  grpc::Status SetReplicas(grpc::ServerContext*, const ::cellar::v1::SetReplicasRequest* req,
+                           ::cellar::v1::PartitionTableChangeResponse* resp) override {
+    return Change("SetReplicas", *req, req->dry_run(), resp);
+  }
+  grpc::Status KillNode(grpc::ServerContext*, const ::cellar::v1::AdminKillNodeRequest* req,
+                        ::cellar::v1::AdminKillNodeResponse* resp) override {
+    resp->set_name(req->name().empty() ? common::NodeName(req->node_id()) : req->name());
+    resp->mutable_node()->set_state(::cellar::v1::NODE_DOWN);
+    resp->set_stopped(req->stop());
+    return Record("KillNode", *req);
+  }
+  grpc::Status CheckReplicas(grpc::ServerContext*,
+                             const ::cellar::v1::AdminCheckReplicasRequest* req,
+                             ::cellar::v1::AdminCheckReplicasResponse* resp) override {
+    resp->set_check_id(7);
+    return Record("CheckReplicas", *req);
+  }
+  grpc::Status GetCheckStatus(grpc::ServerContext*,
+                              const ::cellar::v1::AdminGetCheckStatusRequest* req,
+                              ::cellar::v1::AdminGetCheckStatusResponse* resp) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (!statuses_.empty()) {
+        *resp = statuses_.front();
+        if (statuses_.size() > 1) statuses_.erase(statuses_.begin());
+      }
+    }
+    return Record("GetCheckStatus", *req);
+  }
+  grpc::Status RepairCell(grpc::ServerContext*, const ::cellar::v1::AdminRepairCellRequest* req,
+                          ::cellar::v1::AdminRepairCellResponse* resp) override {
+    resp->set_ptid(5);
+    return Record("RepairCell", *req);
+  }
+  grpc::Status Truncate(grpc::ServerContext*, const ::cellar::v1::AdminTruncateRequest* req,
+                        ::cellar::v1::AdminTruncateResponse* resp) override {
+    resp->set_last_tid(req->tid());
+    resp->set_last_tid_time(common::TidTime(req->tid()));
+    resp->set_cluster_state(::cellar::v1::CLUSTER_RUNNING);
+    return Record("Truncate", *req);
+  }
+  grpc::Status StopNode(grpc::ServerContext*, const ::cellar::v1::StopNodeRequest* req,
+                        ::cellar::v1::StopNodeResponse* resp) override {
+    resp->set_name(req->name());
+    resp->set_address("127.0.0.1:7201");
+    resp->set_stopped(true);
+    return Record("StopNode", *req);
+  }
+
+ private:
+  grpc::Status Record(const std::string& name, const google::protobuf::Message& req) {
+    absl::MutexLock l(&mu_);
+    ++calls_;
+    last_ = name;
+    request_.reset(req.New());
+    request_->CopyFrom(req);
+    return common::ToGrpcStatus(error_);
+  }
+  grpc::Status Change(const std::string& name, const google::protobuf::Message& req,
+                      bool dry_run, ::cellar::v1::PartitionTableChangeResponse* resp) {
+    {
+      absl::MutexLock l(&mu_);
+      *resp = change_;
+    }
+    resp->set_dry_run(dry_run);
+    return Record(name, req);
+  }
+
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  mutable absl::Mutex mu_;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  ::cellar::v1::PartitionTableChangeResponse change_ ABSL_GUARDED_BY(mu_);
+  std::vector<::cellar::v1::AdminGetCheckStatusResponse> statuses_ ABSL_GUARDED_BY(mu_);
+  std::string last_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<google::protobuf::Message> request_ ABSL_GUARDED_BY(mu_);
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class ActionsTest : public CommandsTest {
+ protected:
+  Result Ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--admin", admin_.address(), "--timeout=5s"});
+    return RunRaw(args);
+  }
+  FakeAdmin admin_;
+};
+
+TEST(ParseCommandLineTest, AdminAndClusterFlags) {
+  auto parsed = ParseCommandLine({"tweak", "--admin=10.0.0.1:7300", "--dry-run"});
+  ASSERT_THAT(parsed, IsOk());
+  EXPECT_EQ(parsed->global.admin, "10.0.0.1:7300");
+  EXPECT_FALSE(parsed->global.cluster_given);
+  EXPECT_THAT(parsed->args, ElementsAre("--dry-run"));
+  auto named = ParseCommandLine({"--cluster", "prod", "tweak"});
+  ASSERT_THAT(named, IsOk());
+  EXPECT_TRUE(named->global.cluster_given);
+  EXPECT_THAT(ParseCommandLine({"tweak", "--admin="}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(ActionsTest, PartitionTableChangesSendNamesIdsAndDryRun) {
+  ::cellar::v1::PartitionTableChangeResponse plan;
+  plan.set_plan("partition 1: S4 OUT_OF_DATE\npartition 5: S4 OUT_OF_DATE\n");
+  for (uint32_t p : {1u, 5u}) {
+    auto* line = plan.add_listing();
+    line->set_partition(p);
+    line->set_node("S4");
+    line->set_state(::cellar::v1::CELL_OUT_OF_DATE);
+  }
+  plan.add_warnings("partition 1: replicas S1 and S4 share zone z1");
+  plan.set_ptid_before(3);
+  plan.set_ptid(3);
+  plan.set_num_replicas(1);
+  admin_.SetChange(plan);
+
+  Result add = Ctl({"add", "S4", "s5", "6", "--dry-run"});
+  ASSERT_EQ(add.code, 0) << add.err;
+  EXPECT_EQ(admin_.last(), "AddStorages");
+  auto req = admin_.request<::cellar::v1::AddStoragesRequest>();
+  EXPECT_THAT(req.names(), ElementsAre("S4", "S5"));
+  EXPECT_THAT(req.node_ids(), ElementsAre(6u));
+  EXPECT_TRUE(req.dry_run());
+  EXPECT_EQ(req.cluster(), "") << "no --cluster: the admin's default";
+  EXPECT_THAT(add.out, HasSubstr("PARTITION  NODE  NEW STATE\n1          S4    OUT_OF_DATE\n"));
+  EXPECT_THAT(add.out, HasSubstr("  partition 5: S4 OUT_OF_DATE\n"));
+  EXPECT_THAT(add.out, HasSubstr("dry run: nothing changed (ptid 3, replicas 1)"));
+  EXPECT_THAT(add.out, HasSubstr("warning: partition 1: replicas S1 and S4 share zone z1"));
+
+  Result json = Ctl({"--json", "--cluster=prod", "drop", "S3"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto drop = admin_.request<::cellar::v1::DropStorageRequest>();
+  EXPECT_EQ(drop.name(), "S3");
+  EXPECT_FALSE(drop.dry_run());
+  EXPECT_EQ(drop.cluster(), "prod");
+  google::protobuf::Struct parsed = ParseJson(json.out);
+  EXPECT_FALSE(Field(parsed, "dry_run").bool_value());
+  EXPECT_EQ(Field(parsed, "ptid").number_value(), 3);
+  const auto& changes = Field(parsed, "changes").list_value();
+  ASSERT_EQ(changes.values_size(), 2);
+  EXPECT_EQ(Field(changes.values(1).struct_value(), "partition").number_value(), 5);
+  EXPECT_EQ(Field(changes.values(1).struct_value(), "node").string_value(), "S4");
+  EXPECT_EQ(Field(changes.values(1).struct_value(), "state").string_value(), "OUT_OF_DATE");
+
+  ASSERT_EQ(Ctl({"set-replicas", "2", "--dry-run"}).code, 0);
+  EXPECT_EQ(admin_.request<::cellar::v1::SetReplicasRequest>().replicas(), 2u);
+  ASSERT_EQ(Ctl({"tweak"}).code, 0);
+  EXPECT_EQ(admin_.last(), "TweakPartitionTable");
+
+  // Usage errors never reach the admin.
+  const int calls = admin_.calls();
+  EXPECT_EQ(Ctl({"add"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"add", "0"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"drop"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"set-replicas", "65"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"tweak", "--dry-run=yes"}).code, kExitUsage);
+  EXPECT_EQ(admin_.calls(), calls);
+
+  // An empty plan.
+  admin_.SetChange(::cellar::v1::PartitionTableChangeResponse());
+  Result empty = Ctl({"tweak", "--dry-run"});
+  ASSERT_EQ(empty.code, 0) << empty.err;
+  EXPECT_THAT(empty.out, HasSubstr("nothing to change"));
+}
+
+TEST_F(ActionsTest, RefusalsKeepTheirCodeAndExitStatus) {
+  admin_.SetError(common::ErrorWithReason(absl::StatusCode::kFailedPrecondition,
+                                          "CLUSTER_NOT_RUNNING",
+                                          "would drop the last readable cell of partition 7"));
+  Result r = Ctl({"drop", "S3"});
+  EXPECT_EQ(r.code, kExitFailedPrecondition);
+  EXPECT_EQ(r.err,
+            "error: FAILED_PRECONDITION: would drop the last readable cell of partition 7 "
+            "[reason: CLUSTER_NOT_RUNNING]\n");
+  Result json = Ctl({"--json", "kill", "S2"});
+  EXPECT_EQ(json.code, kExitFailedPrecondition);
+  EXPECT_EQ(Field(Field(ParseJson(json.out), "error").struct_value(), "code").string_value(),
+            "FAILED_PRECONDITION");
+  admin_.SetError(absl::NotFoundError("the master knows no node S9"));
+  EXPECT_EQ(Ctl({"stop-node", "S9"}).code, kExitNotFound);
+
+  // No admin there: UNAVAILABLE, naming the address and the flag.
+  Result down = RunRaw({"--admin", "127.0.0.1:1", "--timeout=300ms", "tweak"});
+  EXPECT_EQ(down.code, kExitUnavailable);
+  EXPECT_THAT(down.err, HasSubstr("admin 127.0.0.1:1 (see --admin)"));
+}
+
+TEST_F(ActionsTest, TruncateNeedsYesAndTakesHexOrDecimal) {
+  Result refused = Ctl({"truncate", "0x040d2da025932acc"});
+  EXPECT_EQ(refused.code, kExitUsage);
+  EXPECT_THAT(refused.err, HasSubstr("add --yes to confirm"));
+  EXPECT_THAT(refused.err, HasSubstr("0x040d2da025932acc (2026-11-22T03:12:08."));
+  EXPECT_EQ(admin_.calls(), 0);
+  EXPECT_EQ(Ctl({"truncate", "0", "--yes"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"truncate", "zz", "--yes"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"truncate", "0xffffffffffffffff", "--yes"}).code, kExitUsage);
+  EXPECT_EQ(admin_.calls(), 0);
+
+  Result hex = Ctl({"truncate", "0x040d2da025932acc", "--yes"});
+  ASSERT_EQ(hex.code, 0) << hex.err;
+  EXPECT_EQ(admin_.request<::cellar::v1::AdminTruncateRequest>().tid(), 0x040d2da025932accu);
+  EXPECT_EQ(hex.out,
+            "truncated: last tid 0x040d2da025932acc (2026-11-22T03:12:08.806611Z)\n"
+            "cluster state: RUNNING\n");
+  ASSERT_EQ(Ctl({"truncate", "291939716697369292", "--yes"}).code, 0);
+  EXPECT_EQ(admin_.request<::cellar::v1::AdminTruncateRequest>().tid(), 291939716697369292u);
+  Result json = Ctl({"--json", "truncate", "291939716697369292", "--yes"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(Field(ParseJson(json.out), "last_tid").string_value(), "0x040d2da025932acc");
+}
+
+TEST_F(ActionsTest, CheckWaitPollsShowsProgressAndFailsOnMismatches) {
+  ::cellar::v1::AdminGetCheckStatusResponse running;
+  running.set_check_id(7);
+  running.set_running(true);
+  running.set_partitions_done(1);
+  running.set_partitions_total(2);
+  ::cellar::v1::AdminGetCheckStatusResponse done = running;
+  done.set_running(false);
+  done.set_partitions_done(2);
+  done.set_transactions_checked(240);
+  auto* m = done.add_mismatches();
+  m->set_partition(2);
+  m->set_node("S3");
+  m->set_reference_node("S2");
+  m->set_min_tid("0x0000000000000010");
+  m->set_max_tid("0x0000000000000020");
+  m->set_detail("transactions: 120 vs 121");
+  admin_.SetCheckStatuses({running, done});
+
+  Result r = Ctl({"check", "--partitions", "1,2", "--min-tid", "0x10", "--max-tid", "300",
+                  "--data", "--wait"});
+  EXPECT_EQ(r.code, kExitDataLoss) << r.err;
+  auto req = admin_.request<::cellar::v1::AdminGetCheckStatusRequest>();
+  EXPECT_EQ(req.check_id(), 7u);
+  EXPECT_THAT(r.err, HasSubstr("check 7: 1/2 partitions, 0 transactions, 0 mismatch(es)\n"));
+  EXPECT_THAT(r.err, HasSubstr("check 7: 2/2 partitions, 240 transactions, 1 mismatch(es), done\n"));
+  EXPECT_THAT(r.err, HasSubstr("error: DATA_LOSS: check 7 found 1 cell(s)"));
+  EXPECT_THAT(r.out, HasSubstr("mismatches  1\n"));
+  EXPECT_THAT(r.out, HasSubstr("2          S3    S2         0x0000000000000010..0x0000000000000020  "
+                               "transactions: 120 vs 121"));
+
+  // The request the check started with.
+  admin_.SetCheckStatuses({done});
+  ASSERT_EQ(Ctl({"check", "--partitions", "1,2", "--min-tid", "0x10", "--data"}).code, 0);
+  auto start = admin_.request<::cellar::v1::AdminCheckReplicasRequest>();
+  EXPECT_THAT(start.partitions(), ElementsAre(1u, 2u));
+  EXPECT_EQ(start.min_tid(), 0x10u);
+  EXPECT_EQ(start.max_tid(), 0u);
+  EXPECT_TRUE(start.with_data());
+
+  // --json --wait: one document (the report), still exit 7.
+  Result json = Ctl({"--json", "check", "--wait"});
+  EXPECT_EQ(json.code, kExitDataLoss);
+  google::protobuf::Struct report = ParseJson(json.out);
+  EXPECT_EQ(Field(report, "mismatches").list_value().values_size(), 1);
+
+  // A clean check exits 0.
+  done.clear_mismatches();
+  admin_.SetCheckStatuses({done});
+  Result clean = Ctl({"check", "--wait"});
+  EXPECT_EQ(clean.code, 0) << clean.err;
+  EXPECT_THAT(clean.out, HasSubstr("mismatches  none\n"));
+  Result status = Ctl({"check-status"});
+  EXPECT_EQ(status.code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("check       7 (done)\n"));
+
+  EXPECT_EQ(Ctl({"check", "--partitions", "x"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"check", "--min-tid", "5", "--max-tid", "4"}).code, kExitUsage);
+}
+
+TEST_F(ActionsTest, StateKillRepairStopNode) {
+  Result state = Ctl({"set-state", "stopping"});
+  ASSERT_EQ(state.code, 0) << state.err;
+  EXPECT_EQ(admin_.request<::cellar::v1::AdminSetClusterStateRequest>().state(),
+            ::cellar::v1::CLUSTER_STOPPING);
+  EXPECT_EQ(state.out, "cluster state: STOPPING\n");
+  EXPECT_EQ(Ctl({"set-state", "VERIFYING"}).code, kExitUsage);
+
+  Result kill = Ctl({"kill", "S2", "--stop"});
+  ASSERT_EQ(kill.code, 0) << kill.err;
+  auto kill_req = admin_.request<::cellar::v1::AdminKillNodeRequest>();
+  EXPECT_EQ(kill_req.name(), "S2");
+  EXPECT_TRUE(kill_req.stop());
+  EXPECT_EQ(kill.out, "S2 killed: now DOWN\nstopped: the node acknowledged and stops\n");
+  ASSERT_EQ(Ctl({"kill", "0x2"}).code, 0);
+  EXPECT_EQ(admin_.request<::cellar::v1::AdminKillNodeRequest>().node_id(), 2u);
+
+  Result repair = Ctl({"repair", "3", "S2", "--from", "S1"});
+  ASSERT_EQ(repair.code, 0) << repair.err;
+  auto repair_req = admin_.request<::cellar::v1::AdminRepairCellRequest>();
+  EXPECT_EQ(repair_req.partition(), 3u);
+  EXPECT_EQ(repair_req.name(), "S2");
+  EXPECT_EQ(repair_req.source_name(), "S1");
+  EXPECT_THAT(repair.out, HasSubstr("ptid 5"));
+  EXPECT_EQ(Ctl({"repair", "3", "S2"}).code, kExitUsage) << "--from is required";
+
+  Result stop = Ctl({"stop-node", "S2", "--reason", "disk swap"});
+  ASSERT_EQ(stop.code, 0) << stop.err;
+  EXPECT_EQ(admin_.request<::cellar::v1::StopNodeRequest>().reason(), "disk swap");
+  EXPECT_EQ(stop.out, "S2 (127.0.0.1:7201) acknowledged: it flushes its logs and stops\n");
+}
+
+TEST_F(CommandsTest, PartitionTablePerRow) {
+  cluster_->master().SetCellState(3, 2, ::cellar::v1::CELL_OUT_OF_DATE);
+  Result r = Cellarctl({"pt"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("ptid 2, 4 partitions, 1 replicas\npartition 0: "));
+  EXPECT_THAT(r.out, HasSubstr("S2 O"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("partition 1: S[12] U, S[12] U\n"));
+  Result json = Cellarctl({"pt", "--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(Field(ParseJson(json.out), "rows").list_value().values_size(), 4);
+  EXPECT_EQ(Cellarctl({"pt", "extra"}).code, kExitUsage);
 }
 
 TEST(ExitCodeTest, Classes) {
