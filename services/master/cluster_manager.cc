@@ -247,6 +247,12 @@ absl::StatusOr<ClusterState> ClusterManager::Start() {
       return absl::FailedPreconditionError(absl::StrCat(
           "cluster is ", StateName(state_), ": start only applies while RECOVERING"));
     }
+    if (truncate_tid_ != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "a truncate to tid ", common::TidHex(truncate_tid_),
+          " did not finish: call Truncate again (the cluster must not run on partly "
+          "truncated data)"));
+    }
     if (ConnectedStoragesLocked().empty()) {
       return absl::FailedPreconditionError(
           "no storage node is connected: start at least one cellar-storage first");
@@ -265,6 +271,7 @@ absl::StatusOr<ClusterState> ClusterManager::Start() {
 
 bool ClusterManager::MaybeLeaveRecoveryLocked(bool operator_start) {
   if (state_ != cellar::v1::CLUSTER_RECOVERING || verifying_) return false;
+  if (truncate_tid_ != 0) return false;  // a truncate decides when (FinishTruncate)
   const absl::flat_hash_set<uint32_t> connected = ConnectedStoragesLocked();
   if (pt_.empty()) {
     if (!operator_start &&
@@ -618,6 +625,7 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
     cellar::v1::PartitionTableDelta delta;
     SetCellLocked(p, id, cellar::v1::CELL_UP_TO_DATE, &delta);
     catch_up_.erase(CellKey{p, id});
+    repair_sources_.erase(CellKey{p, id});
     CELLAR_LOG(INFO) << common::NodeName(id) << " caught up on partition " << p
                      << " (up to " << common::TidHex(reached) << ")";
     PublishDeltaLocked(&delta);
@@ -628,6 +636,8 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
   response.set_max_tid(last_tid);
   for (const common::PtCell& cell : pt_.Row(p)) {
     if (cell.node_id == id || !common::IsReadable(cell.state)) continue;
+    auto repair = repair_sources_.find(CellKey{p, id});  // RepairCell: that source only
+    if (repair != repair_sources_.end() && repair->second != cell.node_id) continue;
     auto it = nodes_.find(cell.node_id);
     if (it != nodes_.end() && it->second.connected) *response.add_sources() = it->second.info;
   }
@@ -750,6 +760,137 @@ cellar::v1::GetClusterInfoResponse ClusterManager::Info() const {
   info.set_operational(pt_.IsOperational(ConnectedStoragesLocked()));
   info.set_unix_time_ms(absl::ToUnixMillis(clock_->Now()));  // admin's clock-skew check
   return info;
+}
+
+// ---- Replica repair and truncate ----
+
+absl::StatusOr<uint64_t> ClusterManager::RepairCell(uint32_t partition, uint32_t node_id,
+                                                    uint32_t source_node_id) {
+  absl::MutexLock l(&mu_);
+  if (state_ != cellar::v1::CLUSTER_RUNNING) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+        absl::StrCat("cluster is ", StateName(state_), ": repair needs RUNNING"));
+  }
+  if (partition >= pt_.num_partitions()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partition: ", partition, " out of range (", pt_.num_partitions(), " partitions)"));
+  }
+  for (uint32_t id : {node_id, source_node_id}) {
+    if (id == 0 || common::NodeKindOf(id) != NodeKind::kStorage) {
+      return absl::InvalidArgumentError(absl::StrCat(id, " is not a storage node id"));
+    }
+  }
+  if (node_id == source_node_id) {
+    return absl::InvalidArgumentError("source_node_id: must differ from node_id");
+  }
+  auto source = nodes_.find(source_node_id);
+  if (!common::IsReadable(pt_.CellStateOf(partition, source_node_id)) ||
+      source == nodes_.end() || !source->second.connected) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        common::NodeName(source_node_id), " holds no readable cell of partition ", partition,
+        " on a connected node: choose another source"));
+  }
+  const common::CellState target = pt_.CellStateOf(partition, node_id);
+  if (target == cellar::v1::CELL_STATE_UNSPECIFIED || target == cellar::v1::CELL_DISCARDED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        common::NodeName(node_id), " holds no cell of partition ", partition));
+  }
+  if (common::IsReadable(target) && !HasOtherConnectedReadableLocked(partition, node_id)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the cell of ", common::NodeName(node_id), " is the last readable one of "
+                     "partition ", partition));
+  }
+  // Drop (the storage deletes the cell's data), then re-add from nothing:
+  // two deltas under one lock, so no commit sees the table in between.
+  cellar::v1::PartitionTableDelta drop;
+  SetCellLocked(partition, node_id, cellar::v1::CELL_DISCARDED, &drop);
+  PublishDeltaLocked(&drop);
+  cellar::v1::PartitionTableDelta add;
+  SetCellLocked(partition, node_id, cellar::v1::CELL_OUT_OF_DATE, &add);
+  const CellKey key{partition, node_id};
+  catch_up_.erase(key);
+  CatchUp& c = CatchUpLocked(partition, node_id);
+  c.known_tid = 0;
+  c.needed_tid = std::max(hub_->last_tid(), max_prepared_tid_);
+  repair_sources_[key] = source_node_id;
+  PublishDeltaLocked(&add);
+  CELLAR_LOG(WARNING) << "repair: the cell of " << common::NodeName(node_id) << " of partition "
+                      << partition << " is copied again from "
+                      << common::NodeName(source_node_id) << " (ptid " << pt_.ptid() << ")";
+  return pt_.ptid();
+}
+
+absl::StatusOr<std::vector<StorageTarget>> ClusterManager::BeginTruncate(uint64_t tid) {
+  if (tid == 0) return absl::InvalidArgumentError("tid: must not be 0");
+  absl::MutexLock l(&mu_);
+  if (truncating_) {
+    return absl::FailedPreconditionError("another truncate is running");
+  }
+  const bool retry = state_ == cellar::v1::CLUSTER_RECOVERING && truncate_tid_ != 0;
+  if (state_ != cellar::v1::CLUSTER_RUNNING && !retry) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+        absl::StrCat("cluster is ", StateName(state_), ": truncate needs RUNNING"));
+  }
+  const uint64_t last_tid = hub_->last_tid();
+  if (tid > last_tid) {
+    return absl::FailedPreconditionError(absl::StrCat("tid ", common::TidHex(tid),
+                                                      " is after the last committed tid ",
+                                                      common::TidHex(last_tid)));
+  }
+  std::vector<StorageTarget> targets;
+  for (uint32_t id : pt_.NodeIds()) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || !it->second.connected) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "storage ", common::NodeName(id),
+          " holds cells and is not connected: every such storage must truncate"));
+    }
+    targets.push_back({id, it->second.info.address()});
+  }
+  std::sort(targets.begin(), targets.end(),
+            [](const StorageTarget& a, const StorageTarget& b) { return a.node_id < b.node_id; });
+  truncating_ = true;
+  truncate_tid_ = tid;
+  CELLAR_LOG(WARNING) << "truncate: deleting every transaction after "
+                      << common::TidHex(tid) << " (last " << common::TidHex(last_tid)
+                      << "), cluster back to RECOVERING";
+  SetStateLocked(cellar::v1::CLUSTER_RECOVERING);
+  return targets;
+}
+
+cellar::v1::ClusterState ClusterManager::FinishTruncate(uint64_t tid) {
+  bool verify = false;
+  {
+    absl::MutexLock l(&mu_);
+    truncating_ = false;
+    truncate_tid_ = 0;
+    hub_->ResetLastTid(tid);
+    recovered_last_tid_ = tid;
+    for (auto& [key, c] : catch_up_) {
+      c.needed_tid = std::min(c.needed_tid, tid);
+      c.known_tid = std::min(c.known_tid, tid);
+    }
+    max_prepared_tid_ = std::min(max_prepared_tid_, tid);
+    for (auto& [id, node] : nodes_) {
+      // Their temporary records are gone (TruncateData dropped them).
+      node.voted_ttids.clear();
+      // Clients register again and get a snapshot at `tid`: their caches
+      // may hold revisions that no longer exist.
+      if (common::NodeKindOf(id) == NodeKind::kClient) hub_->Close(id);
+    }
+    CELLAR_LOG(WARNING) << "truncate: the last tid is now " << common::TidHex(tid);
+    verify = MaybeLeaveRecoveryLocked(/*operator_start=*/true);
+  }
+  if (verify) Verify();
+  absl::MutexLock l(&mu_);
+  return state_;
+}
+
+void ClusterManager::AbandonTruncate() {
+  absl::MutexLock l(&mu_);
+  truncating_ = false;  // truncate_tid_ stays: the cluster stays RECOVERING
 }
 
 }  // namespace cellar::master

@@ -191,6 +191,38 @@ class ClusterManager {
 
   cellar::v1::GetClusterInfoResponse Info() const;
 
+  // ---- Replica repair and truncate (operator actions, docs/operations.md) ----
+
+  // Repairs `node_id`'s cell of `partition` from `source_node_id`: one
+  // delta drops the cell (the storage deletes its data), the next re-adds
+  // it OUT_OF_DATE with a catch-up from tid 0, and until it is UP_TO_DATE
+  // ReportReplication offers only `source_node_id` as source. Returns the
+  // ptid with the cell OUT_OF_DATE. INVALID_ARGUMENT for a partition out
+  // of range, a non-storage id or source == target; FAILED_PRECONDITION
+  // unless RUNNING, if the source holds no readable cell of the partition
+  // or is not connected, if the target holds no cell of it, or if the
+  // target's cell is the last readable one.
+  absl::StatusOr<uint64_t> RepairCell(uint32_t partition, uint32_t node_id,
+                                      uint32_t source_node_id);
+
+  // Truncate, first step: checks the request and moves the cluster to
+  // RECOVERING (clients are refused from then on); returns the storages
+  // holding cells, to truncate. INVALID_ARGUMENT for tid 0;
+  // FAILED_PRECONDITION if tid is after the last committed tid, if a
+  // storage holding cells is not connected (named), while another truncate
+  // runs, or unless RUNNING (or RECOVERING after a truncate that did not
+  // finish: it may be retried). Until FinishTruncate the cluster does not
+  // leave RECOVERING (Start is refused).
+  absl::StatusOr<std::vector<StorageTarget>> BeginTruncate(uint64_t tid);
+  // Truncate, last step (every storage truncated): the last tid becomes
+  // `tid`, in-doubt votes and catch-up requirements above it are
+  // forgotten, clients' streams are closed (they register again and drop
+  // their caches), then VERIFYING -> RUNNING. Returns the state reached.
+  cellar::v1::ClusterState FinishTruncate(uint64_t tid);
+  // Truncate failed after BeginTruncate: the cluster stays RECOVERING and
+  // Truncate may be retried.
+  void AbandonTruncate();
+
  private:
   struct Node {
     cellar::v1::NodeInfo info;
@@ -262,6 +294,12 @@ class ClusterManager {
   bool verifying_ ABSL_GUARDED_BY(mu_) = false;
   absl::btree_map<CellKey, CatchUp> catch_up_ ABSL_GUARDED_BY(mu_);
   absl::Time last_expiry_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // RepairCell: cells that must replicate from one named source only.
+  absl::btree_map<CellKey, uint32_t> repair_sources_ ABSL_GUARDED_BY(mu_);
+  // Truncate: the tid of a truncation begun and not finished (0 = none),
+  // and whether one is running now.
+  uint64_t truncate_tid_ ABSL_GUARDED_BY(mu_) = 0;
+  bool truncating_ ABSL_GUARDED_BY(mu_) = false;
   // Highest tid PrepareCommit accepted: a cell created now may miss every
   // transaction up to it.
   uint64_t max_prepared_tid_ ABSL_GUARDED_BY(mu_) = 0;

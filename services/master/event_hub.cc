@@ -57,6 +57,11 @@ void EventHub::SetLastTid(uint64_t tid) {
   last_tid_ = std::max(last_tid_, tid);
 }
 
+void EventHub::ResetLastTid(uint64_t tid) {
+  absl::MutexLock l(&mu_);
+  last_tid_ = tid;
+}
+
 uint64_t EventHub::last_tid() const {
   absl::MutexLock l(&mu_);
   return last_tid_;

@@ -46,6 +46,9 @@ class EventHub {
 
   // Sets the last committed tid (recovery).
   void SetLastTid(uint64_t tid);
+  // Truncate: sets the last committed tid to `tid`, even below the current
+  // one (SetLastTid only raises it).
+  void ResetLastTid(uint64_t tid);
   uint64_t last_tid() const;
 
   // Closes the subscribers of `node_id` (their streams end).

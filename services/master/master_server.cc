@@ -81,6 +81,9 @@ struct MasterServer::Term {
   std::unique_ptr<ClusterManager> cluster;
   std::unique_ptr<GrpcStorageCaller> caller;
   std::unique_ptr<TransactionCoordinator> coordinator;
+  // Operator actions: replica checks and truncate.
+  std::unique_ptr<ReplicaChecker> checker;
+  std::unique_ptr<Truncator> truncator;
   std::unique_ptr<MasterService> service;
 };
 
@@ -220,6 +223,11 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   });
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
                                                   term->hub.get());
+  ClusterManager* cluster = term->cluster.get();
+  term->checker = std::make_unique<ReplicaChecker>([cluster] { return cluster->Info(); },
+                                                   term->caller.get(), clock_);
+  term->truncator = std::make_unique<Truncator>(cluster, coordinator, term->caller.get());
+  term->service->SetCheckAndTruncate(term->checker.get(), term->truncator.get());
   {
     absl::MutexLock l(&mu_);
     if (lost_ || shutting_down_ || term_ != nullptr) return;

@@ -155,4 +155,57 @@ grpc::Status MasterService::ReportReplication(
   return grpc::Status::OK;
 }
 
+// ---- Replica checks, repair and truncate ----
+
+grpc::Status MasterService::CheckReplicas(grpc::ServerContext*,
+                                          const cellar::v1::CheckReplicasRequest* request,
+                                          cellar::v1::CheckReplicasResponse* response) {
+  if (checker_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "checks are not set up");
+  }
+  absl::StatusOr<uint64_t> id = checker_->Start(*request);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  response->set_check_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::GetCheckStatus(grpc::ServerContext*,
+                                           const cellar::v1::GetCheckStatusRequest* request,
+                                           cellar::v1::GetCheckStatusResponse* response) {
+  if (checker_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "checks are not set up");
+  }
+  absl::StatusOr<cellar::v1::GetCheckStatusResponse> status =
+      checker_->Status(request->check_id());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  *response = *std::move(status);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::RepairCell(grpc::ServerContext*,
+                                       const cellar::v1::RepairCellRequest* request,
+                                       cellar::v1::RepairCellResponse* response) {
+  if (request->node_id() == 0) return Invalid("node_id: required");
+  if (request->source_node_id() == 0) return Invalid("source_node_id: required");
+  absl::StatusOr<uint64_t> ptid = cluster_->RepairCell(
+      request->partition(), request->node_id(), request->source_node_id());
+  if (!ptid.ok()) return ToGrpcStatus(ptid.status());
+  response->set_ptid(*ptid);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::Truncate(grpc::ServerContext*,
+                                     const cellar::v1::TruncateRequest* request,
+                                     cellar::v1::TruncateResponse* response) {
+  if (truncator_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "truncate is not set up");
+  }
+  if (request->tid() == 0) return Invalid("tid: must not be 0");
+  absl::StatusOr<cellar::v1::ClusterState> state = truncator_->Truncate(request->tid());
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  response->set_last_tid(request->tid());
+  response->set_cluster_state(*state);
+  return grpc::Status::OK;
+}
+
 }  // namespace cellar::master

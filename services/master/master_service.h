@@ -14,7 +14,9 @@
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
+#include "services/master/replica_checker.h"
 #include "services/master/transaction_coordinator.h"
+#include "services/master/truncator.h"
 
 namespace cellar::master {
 
@@ -54,7 +56,28 @@ class MasterService final : public cellar::v1::Master::Service {
                                  const cellar::v1::ReportReplicationRequest* request,
                                  cellar::v1::ReportReplicationResponse* response) override;
 
+  // ---- Replica checks, repair and truncate (docs/operations.md) ----
+  // Until set, CheckReplicas/GetCheckStatus/Truncate answer UNIMPLEMENTED.
+  // Call before the service serves; neither is owned.
+  void SetCheckAndTruncate(ReplicaChecker* checker, Truncator* truncator) {
+    checker_ = checker;
+    truncator_ = truncator;
+  }
+  grpc::Status CheckReplicas(grpc::ServerContext* context,
+                             const cellar::v1::CheckReplicasRequest* request,
+                             cellar::v1::CheckReplicasResponse* response) override;
+  grpc::Status GetCheckStatus(grpc::ServerContext* context,
+                              const cellar::v1::GetCheckStatusRequest* request,
+                              cellar::v1::GetCheckStatusResponse* response) override;
+  grpc::Status RepairCell(grpc::ServerContext* context,
+                          const cellar::v1::RepairCellRequest* request,
+                          cellar::v1::RepairCellResponse* response) override;
+  grpc::Status Truncate(grpc::ServerContext* context, const cellar::v1::TruncateRequest* request,
+                        cellar::v1::TruncateResponse* response) override;
+
  private:
+  ReplicaChecker* checker_ = nullptr;
+  Truncator* truncator_ = nullptr;
   ClusterManager* cluster_;
   TransactionCoordinator* coordinator_;
   EventHub* hub_;

@@ -145,6 +145,30 @@ grpc::Status PrimaryGate::ReportReplication(grpc::ServerContext* context,
   CELLAR_GATED(ReportReplication(context, request, response));
 }
 
+grpc::Status PrimaryGate::CheckReplicas(grpc::ServerContext* context,
+                                        const cellar::v1::CheckReplicasRequest* request,
+                                        cellar::v1::CheckReplicasResponse* response) {
+  CELLAR_GATED(CheckReplicas(context, request, response));
+}
+
+grpc::Status PrimaryGate::GetCheckStatus(grpc::ServerContext* context,
+                                         const cellar::v1::GetCheckStatusRequest* request,
+                                         cellar::v1::GetCheckStatusResponse* response) {
+  CELLAR_GATED(GetCheckStatus(context, request, response));
+}
+
+grpc::Status PrimaryGate::RepairCell(grpc::ServerContext* context,
+                                     const cellar::v1::RepairCellRequest* request,
+                                     cellar::v1::RepairCellResponse* response) {
+  CELLAR_GATED(RepairCell(context, request, response));
+}
+
+grpc::Status PrimaryGate::Truncate(grpc::ServerContext* context,
+                                   const cellar::v1::TruncateRequest* request,
+                                   cellar::v1::TruncateResponse* response) {
+  CELLAR_GATED(Truncate(context, request, response));
+}
+
 #undef CELLAR_GATED
 
 }  // namespace cellar::master

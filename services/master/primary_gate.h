@@ -80,6 +80,18 @@ class PrimaryGate final : public cellar::v1::Master::Service {
   grpc::Status ReportReplication(grpc::ServerContext* context,
                                  const cellar::v1::ReportReplicationRequest* request,
                                  cellar::v1::ReportReplicationResponse* response) override;
+  // Replica checks, repair and truncate.
+  grpc::Status CheckReplicas(grpc::ServerContext* context,
+                             const cellar::v1::CheckReplicasRequest* request,
+                             cellar::v1::CheckReplicasResponse* response) override;
+  grpc::Status GetCheckStatus(grpc::ServerContext* context,
+                              const cellar::v1::GetCheckStatusRequest* request,
+                              cellar::v1::GetCheckStatusResponse* response) override;
+  grpc::Status RepairCell(grpc::ServerContext* context,
+                          const cellar::v1::RepairCellRequest* request,
+                          cellar::v1::RepairCellResponse* response) override;
+  grpc::Status Truncate(grpc::ServerContext* context, const cellar::v1::TruncateRequest* request,
+                        cellar::v1::TruncateResponse* response) override;
 
  private:
   class Call;

@@ -432,6 +432,19 @@ void TransactionCoordinator::Resolve(uint64_t ttid,
   ++stats_.recovered_aborted;
 }
 
+absl::Status TransactionCoordinator::AwaitNoFinishing(absl::Duration timeout) {
+  absl::MutexLock l(&mu_);
+  if (mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](std::deque<std::shared_ptr<Pending>>* q) { return q->empty(); }, &queue_),
+          timeout)) {
+    return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(queue_.size(), " commit(s) still finishing after ",
+                   absl::FormatDuration(timeout)));
+}
+
 absl::Duration TransactionCoordinator::ClockLag() const {
   absl::MutexLock l(&mu_);
   return tids_.ClockLag();

@@ -94,6 +94,11 @@ class TransactionCoordinator {
   void Recover(const std::vector<uint64_t>& in_doubt,
                const std::vector<StorageTarget>& storages, uint64_t last_tid);
 
+  // Truncate: waits until no Finish is between tid allocation and
+  // completion (the cluster is RECOVERING, so new ones fail at once).
+  // DEADLINE_EXCEEDED after `timeout`, saying how many are left.
+  absl::Status AwaitNoFinishing(absl::Duration timeout);
+
   // How far the wall clock is behind the last tid (clock went backwards).
   absl::Duration ClockLag() const;
 
