@@ -959,21 +959,23 @@ absl::Status PrintPartitionChange(const ::cellar::v1::PartitionTableChangeRespon
            << "\n";
     return absl::OkStatus();
   }
-  if (r.listing().empty()) {
-    io.out << "nothing to change (ptid " << r.ptid() << ", replicas " << r.num_replicas()
-           << ")\n";
-  } else {
+  if (!r.listing().empty()) {
     std::vector<std::vector<std::string>> table = {{"PARTITION", "NODE", "NEW STATE"}};
     for (const auto& c : r.listing()) {
       table.push_back({absl::StrCat(c.partition()), c.node(), CellStateName(c.state())});
     }
     PrintTable(table, io.out);
-    if (!r.plan().empty()) {
-      io.out << "plan:\n";
-      for (absl::string_view line : absl::StrSplit(r.plan(), '\n', absl::SkipEmpty())) {
-        io.out << "  " << line << "\n";
-      }
+  }
+  if (!r.plan().empty()) {
+    io.out << "plan:\n";
+    for (absl::string_view line : absl::StrSplit(r.plan(), '\n', absl::SkipEmpty())) {
+      io.out << "  " << line << "\n";
     }
+  }
+  if (r.listing().empty()) {
+    io.out << "nothing to change (ptid " << r.ptid() << ", replicas " << r.num_replicas()
+           << ")\n";
+  } else {
     if (r.applied()) {
       io.out << "applied: ptid " << r.ptid_before() << " -> " << r.ptid() << ", replicas "
              << r.num_replicas() << "\n";
