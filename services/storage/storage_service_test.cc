@@ -365,6 +365,15 @@ TEST_F(StorageServiceTest, CommitThenRead) {
   EXPECT_EQ(status.open_transactions(), 0u);
   EXPECT_EQ(status.cluster_state(), v1::CLUSTER_RUNNING);
   EXPECT_EQ(status.master_link(), "registered");
+  // Health inputs of the admin's alerts: no backend error, the volume of
+  // the SQLite file (the test's temp dir), the node's (fake) clock.
+  ASSERT_TRUE(status.has_backend_errors_total());
+  EXPECT_EQ(status.backend_errors_total(), 0u);
+  ASSERT_TRUE(status.has_disk_total_bytes());
+  ASSERT_TRUE(status.has_disk_free_bytes());
+  EXPECT_GT(status.disk_total_bytes(), 0u);
+  EXPECT_LE(status.disk_free_bytes(), status.disk_total_bytes());
+  EXPECT_EQ(status.unix_time_ms(), absl::ToUnixMillis(clock_.Now()));
 }
 
 TEST_F(StorageServiceTest, ConflictDetailCrossesTheWire) {

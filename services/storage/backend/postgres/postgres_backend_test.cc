@@ -332,6 +332,21 @@ TEST_F(PostgresBackendTest, AFailedVoteRollsBackAsAWhole) {
   EXPECT_EQ(loaded->data, "first");
 }
 
+TEST_F(PostgresBackendTest, PoolUsageAndNoDiskFigures) {
+  auto backend = OpenOrDie();
+  ASSERT_NE(backend, nullptr);
+  // The server's volume is not visible from here: no figures.
+  auto disk = backend->GetDiskUsage();
+  ASSERT_THAT(disk, IsOk());
+  EXPECT_FALSE(disk->has_value());
+  // Sessions are opened on demand and go back to the pool after a call.
+  ASSERT_THAT(backend->SetConfig("k", "v"), IsOk());
+  const std::optional<PoolUsage> pool = backend->GetPoolUsage();
+  ASSERT_TRUE(pool.has_value());
+  EXPECT_EQ(pool->in_use, 0);
+  EXPECT_GE(pool->idle, 1);
+}
+
 TEST_F(PostgresBackendTest, SurvivesTerminatedPoolSessions) {
   auto backend = OpenOrDie();
   ASSERT_NE(backend, nullptr);

@@ -140,6 +140,25 @@ TEST(SqliteBackendTest, RejectsBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(SqliteBackendTest, DiskUsageIsTheDatabaseDirectorysVolume) {
+  auto backend = SqliteBackend::Open(OptionsFor(FreshPath("disk")));
+  ASSERT_THAT(backend, IsOk());
+  auto disk = (*backend)->GetDiskUsage();
+  ASSERT_THAT(disk, IsOk());
+  ASSERT_TRUE(disk->has_value());
+  EXPECT_GT((*disk)->total_bytes, 0u);
+  EXPECT_LE((*disk)->free_bytes, (*disk)->total_bytes);
+}
+
+TEST(SqliteBackendTest, PoolUsageCountsTheReaders) {
+  auto backend = SqliteBackend::Open(OptionsFor(FreshPath("pool"), /*read_connections=*/3));
+  ASSERT_THAT(backend, IsOk());
+  const std::optional<PoolUsage> pool = (*backend)->GetPoolUsage();
+  ASSERT_TRUE(pool.has_value());
+  EXPECT_EQ(pool->in_use, 0);
+  EXPECT_EQ(pool->idle, 3);
+}
+
 TEST(SqliteBackendTest, KindIsSqlite) {
   auto backend = SqliteBackend::Open(OptionsFor(FreshPath("kind")));
   ASSERT_THAT(backend, IsOk());
