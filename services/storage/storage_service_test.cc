@@ -2,8 +2,10 @@
 // backend, registered with a FakeMaster that the test drives.
 
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -102,6 +104,9 @@ class StorageServiceTest : public ::testing::Test {
     master_->Shutdown();
   }
 
+  // Operator stop tests: the StorageServerOptions::on_shutdown_rpc to use.
+  std::function<void(const std::string&)> on_shutdown_rpc_;
+
   void StartStorage(const std::string& cluster_name = "cellar") {
     SqliteBackend::Options backend_options;
     backend_options.path = db_path_;
@@ -113,6 +118,7 @@ class StorageServiceTest : public ::testing::Test {
     options.max_object_bytes = 1000;
     options.lock_wait_timeout = absl::Seconds(2);
     options.heartbeat_interval = absl::Milliseconds(50);
+    options.on_shutdown_rpc = on_shutdown_rpc_;  // Operator stop tests
     registry_ = std::make_shared<prometheus::Registry>();
     auto storage = StorageServer::Start(options, *std::move(backend), &clock_, registry_);
     ASSERT_THAT(storage, IsOk());
@@ -796,6 +802,49 @@ TEST_F(StorageServiceTest, ReplicateStreamsAReadableCell) {
   request.set_min_tid(1);
   request.set_max_records(100000);
   EXPECT_THAT(Replicate(request, &chunks), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// ---- Operator stop (Storage.Shutdown) -------------------------------------
+
+TEST_F(StorageServiceTest, ShutdownAnswersThenStopsThisServerAndClosesItsDatabase) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  v1::ShutdownRequest request;
+  request.set_reason("test: operator stop");
+  EXPECT_THAT(Call(&v1::Storage::Stub::Shutdown, request), IsOk());
+  // Without a hook, the server stops itself (in the background): calls
+  // then fail, and the database is closed (it opens again).
+  EXPECT_TRUE(WaitFor([&] {
+    return Call(&v1::Storage::Stub::GetNodeStatus, v1::GetNodeStatusRequest()).code() ==
+           absl::StatusCode::kUnavailable;
+  }));
+  SqliteBackend::Options backend_options;
+  backend_options.path = db_path_;
+  EXPECT_TRUE(WaitFor([&] { return SqliteBackend::Open(backend_options).ok(); }));
+  storage_.reset();  // joins the stop thread
+}
+
+TEST_F(StorageServiceTest, ShutdownCallsTheHookInsteadAndRefusesLongReasons) {
+  absl::Mutex mu;
+  std::vector<std::string> reasons;
+  on_shutdown_rpc_ = [&](const std::string& reason) {
+    absl::MutexLock l(&mu);
+    reasons.push_back(reason);
+  };
+  ASSERT_NO_FATAL_FAILURE(StartStorage());
+  v1::ShutdownRequest request;
+  request.set_reason(std::string(1001, 'x'));
+  EXPECT_THAT(Call(&v1::Storage::Stub::Shutdown, request),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  request.set_reason("disk swap");
+  EXPECT_THAT(Call(&v1::Storage::Stub::Shutdown, request), IsOk());
+  {
+    absl::MutexLock l(&mu);
+    ASSERT_EQ(reasons.size(), 1u);
+    EXPECT_THAT(reasons[0], ::testing::StartsWith("disk swap (Storage.Shutdown from "));
+  }
+  // The hook decides: the server still serves.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_THAT(Call(&v1::Storage::Stub::GetNodeStatus, v1::GetNodeStatusRequest()), IsOk());
 }
 
 }  // namespace
