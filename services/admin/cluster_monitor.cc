@@ -18,9 +18,10 @@ absl::StatusOr<cellar::v1::GetNodeStatusResponse> GrpcStorageStatusSource::GetNo
   cellar::v1::Storage::Stub* stub = clients_->StorageStub(address);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  cellar::v1::GetNodeStatusRequest request;
+  request.set_health_only(true);  // no database scan on every poll
   cellar::v1::GetNodeStatusResponse response;
-  const grpc::Status status =
-      stub->GetNodeStatus(&context, cellar::v1::GetNodeStatusRequest(), &response);
+  const grpc::Status status = stub->GetNodeStatus(&context, request, &response);
   if (!status.ok()) return common::FromGrpcStatus(status);
   return response;
 }

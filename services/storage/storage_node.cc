@@ -548,7 +548,7 @@ absl::StatusOr<std::vector<TransactionRecord>> StorageNode::LastTransactions(
   return records;
 }
 
-absl::StatusOr<NodeStatus> StorageNode::Status() {
+absl::StatusOr<NodeStatus> StorageNode::Status(bool with_counts) {
   NodeStatus status;
   {
     absl::MutexLock l(&mu_);
@@ -569,19 +569,22 @@ absl::StatusOr<NodeStatus> StorageNode::Status() {
     }
   }
   status.backend = backend_->Kind();
-  CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
-  status.last_tid = ids.last_tid;
-  status.last_oid = ids.last_oid;
-  CELLAR_ASSIGN_OR_RETURN(BackendStats stats, backend_->GetStats());
-  status.object_count = stats.object_count;
-  status.transaction_count = stats.transaction_count;
+  BackendStats stats;
+  if (with_counts) {
+    CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
+    status.last_tid = ids.last_tid;
+    status.last_oid = ids.last_oid;
+    CELLAR_ASSIGN_OR_RETURN(stats, backend_->GetStats());
+    status.object_count = stats.object_count;
+    status.transaction_count = stats.transaction_count;
+  }
   status.open_transactions =
       static_cast<uint32_t>(transactions_->open_transactions());
   status.replication = replicator_->Status();
   status.backend_errors_total = instrumented_ != nullptr ? instrumented_->errors_total() : 0;
   if (auto disk = backend_->GetDiskUsage(); disk.ok()) status.disk = *disk;
   status.now = clock_->Now();
-  if (metrics_ != nullptr) {
+  if (metrics_ != nullptr && with_counts) {
     metrics_->objects->Set(static_cast<double>(stats.object_count));
     metrics_->transactions->Set(static_cast<double>(stats.transaction_count));
     metrics_->data_bytes->Set(static_cast<double>(stats.data_bytes));

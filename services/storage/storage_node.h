@@ -213,7 +213,9 @@ class StorageNode {
   // than `limit` when some cells are not readable).
   absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
       uint32_t limit, uint64_t before_tid);
-  absl::StatusOr<NodeStatus> Status();
+  // `with_counts` false: last ids and object/transaction counts are left 0
+  // (they scan the database), for frequent health polls.
+  absl::StatusOr<NodeStatus> Status(bool with_counts = true);
 
   // Stops the master loop and the stats refresher, fails lock waits and
   // marks the node not serving. Idempotent.

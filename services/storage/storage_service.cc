@@ -223,9 +223,9 @@ grpc::Status StorageService::LastTransactions(
 
 grpc::Status StorageService::GetNodeStatus(
     grpc::ServerContext* /*context*/,
-    const ::cellar::v1::GetNodeStatusRequest* /*request*/,
+    const ::cellar::v1::GetNodeStatusRequest* request,
     ::cellar::v1::GetNodeStatusResponse* response) {
-  auto status = node_->Status();
+  auto status = node_->Status(/*with_counts=*/!request->health_only());
   if (!status.ok()) return ToGrpcStatus(status.status());
   response->set_node_id(status->node_id);
   response->set_ptid(status->ptid);

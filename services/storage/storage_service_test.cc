@@ -380,6 +380,17 @@ TEST_F(StorageServiceTest, CommitThenRead) {
   EXPECT_GT(status.disk_total_bytes(), 0u);
   EXPECT_LE(status.disk_free_bytes(), status.disk_total_bytes());
   EXPECT_EQ(status.unix_time_ms(), absl::ToUnixMillis(clock_.Now()));
+  // What the admin polls: the same without the counts (no scan).
+  v1::GetNodeStatusRequest health_only;
+  health_only.set_health_only(true);
+  v1::GetNodeStatusResponse health;
+  ASSERT_THAT(Call(&v1::Storage::Stub::GetNodeStatus, health_only, &health), IsOk());
+  EXPECT_EQ(health.node_id(), kS1);
+  EXPECT_EQ(health.object_count(), 0u);
+  EXPECT_EQ(health.last_tid(), 0u);
+  EXPECT_TRUE(health.has_backend_errors_total());
+  EXPECT_TRUE(health.has_disk_total_bytes());
+  EXPECT_EQ(health.unix_time_ms(), status.unix_time_ms());
 }
 
 TEST_F(StorageServiceTest, ConflictDetailCrossesTheWire) {
