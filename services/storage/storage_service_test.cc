@@ -858,5 +858,90 @@ TEST_F(StorageServiceTest, ShutdownCallsTheHookInsteadAndRefusesLongReasons) {
   EXPECT_THAT(Call(&v1::Storage::Stub::GetNodeStatus, v1::GetNodeStatusRequest()), IsOk());
 }
 
+// ---- Operator actions: CheckCell and TruncateData.
+
+TEST_F(StorageServiceTest, CheckCellCountsReadableCellsOnly) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(4, 0, "a"), Obj(8, 0, "b")});  // partition 0
+  Commit(2000, 2004, {Obj(4, 1004, "a2")});
+  v1::CheckCellRequest r;
+  r.set_partition(0);
+  r.set_max_tid(common::kMaxTid);
+  r.set_with_data(true);
+  r.set_epoch(kEpoch);
+  v1::CheckCellResponse all;
+  ASSERT_THAT(Call(&v1::Storage::Stub::CheckCell, r, &all), IsOk());
+  EXPECT_EQ(all.transaction_count(), 2u);
+  EXPECT_EQ(all.object_count(), 3u);
+  EXPECT_EQ(all.tid_hash().size(), 20u);
+  EXPECT_EQ(all.data_hash().size(), 20u);
+  EXPECT_EQ(all.last_tid(), common::kMaxTid);
+  // Capped at one transaction: the range ends at its tid.
+  r.set_max_transactions(1);
+  v1::CheckCellResponse first;
+  ASSERT_THAT(Call(&v1::Storage::Stub::CheckCell, r, &first), IsOk());
+  EXPECT_EQ(first.transaction_count(), 1u);
+  EXPECT_EQ(first.object_count(), 2u);
+  EXPECT_EQ(first.last_tid(), 1004u);
+  EXPECT_NE(first.oid_hash(), all.oid_hash());
+
+  r.set_partition(3);  // on S2 only
+  EXPECT_THAT(Call(&v1::Storage::Stub::CheckCell, r),
+              StatusIs(absl::StatusCode::kUnavailable));
+  r.set_partition(0);
+  r.set_epoch(kEpoch - 1);
+  absl::Status stale = Call(&v1::Storage::Stub::CheckCell, r);
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(stale), "STALE_EPOCH");
+  r.set_epoch(kEpoch);
+  r.set_min_tid(2000);
+  r.set_max_tid(1000);
+  EXPECT_THAT(Call(&v1::Storage::Stub::CheckCell, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.set_min_tid(0);
+  r.set_max_transactions(100001);
+  EXPECT_THAT(Call(&v1::Storage::Stub::CheckCell, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(StorageServiceTest, TruncateDataOnlyWhileRecovering) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "v1")});
+  Commit(2000, 2004, {Obj(1, 1004, "v2"), Obj(2, 0, "new")});
+  ASSERT_THAT(Store(3000, {Obj(5, 0, "voted")}), IsOk());
+  ASSERT_THAT(Vote(3000, true), IsOk());
+
+  v1::TruncateDataRequest r;
+  r.set_tid(1004);
+  r.set_epoch(kEpoch);
+  EXPECT_THAT(Call(&v1::Storage::Stub::TruncateData, r),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  v1::ClusterEvent recovering;
+  recovering.set_cluster_state(v1::CLUSTER_RECOVERING);
+  master_->Push(recovering);
+  ASSERT_TRUE(WaitFor([&] { return NodeStatus().cluster_state() == v1::CLUSTER_RECOVERING; }))
+      << "the node did not see RECOVERING";
+  r.set_epoch(kEpoch - 1);
+  EXPECT_THAT(Call(&v1::Storage::Stub::TruncateData, r),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  r.set_epoch(kEpoch);
+  v1::TruncateDataResponse truncated;
+  ASSERT_THAT(Call(&v1::Storage::Stub::TruncateData, r, &truncated), IsOk());
+  EXPECT_EQ(truncated.last_tid(), 1004u);
+
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "v1");
+  EXPECT_EQ(loaded.next_serial(), 0u);
+  EXPECT_THAT(LoadBefore(2, common::kMaxTid), StatusIs(absl::StatusCode::kNotFound));
+  // The voted transaction is forgotten, its records gone.
+  EXPECT_NE(Outcome(3000).state(), v1::STORAGE_TRANSACTION_VOTED);
+  EXPECT_THAT(Lock(3000, 3004), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("was aborted")));
+  EXPECT_EQ(NodeStatus().last_tid(), 1004u);
+}
+
 }  // namespace
 }  // namespace cellar::storage
