@@ -39,6 +39,13 @@ std::shared_ptr<prometheus::Collectable> MakeAdminCollector(
           m.Gauge("cellar_admin_cluster_operational",
                   "1 if the cluster was operational at the admin's last poll.",
                   {{"cluster", poll.cluster}}, poll.info.operational() ? 1 : 0);
+          for (const ClockSkewSample& skew : poll.clock_skews) {
+            m.Gauge("cellar_admin_clock_skew_seconds",
+                    "Node clock minus the admin's clock, measured by the admin's last poll "
+                    "(positive: the node is ahead).",
+                    {{"cluster", poll.cluster}, {"node", skew.subject}},
+                    absl::ToDoubleSeconds(skew.skew));
+          }
           m.Gauge("cellar_admin_cluster_running",
                   "1 if the cluster was RUNNING at the admin's last poll.",
                   {{"cluster", poll.cluster}},

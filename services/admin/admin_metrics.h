@@ -9,6 +9,9 @@
 //   cellar_admin_cluster_operational{cluster}    1 if the last poll saw it operational
 //   cellar_admin_cluster_running{cluster}        1 if the last poll saw it RUNNING
 //   cellar_admin_monitor_rounds_total            completed monitor rounds
+//   cellar_admin_clock_skew_seconds{cluster,node}  node clock - admin clock, as
+//       measured by the last poll (nodes measured then only)
+//   cellar_build_info{build_id,role="admin"}     always 1
 //   cellar_node_up{role="admin"}                 1 while the process serves
 //
 // Register the collector on the admin's MetricsEndpoint. Thread-safe.

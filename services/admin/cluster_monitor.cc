@@ -238,6 +238,7 @@ void ClusterMonitor::Poll() {
     last.polled_at = now;
     last.status = info.status();
     last.info = info.ok() ? *info : cellar::v1::GetClusterInfoResponse();
+    last.clock_skews = obs.clock_skews;
   }
   absl::MutexLock l(&mu_);
   ++rounds_;

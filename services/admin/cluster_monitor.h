@@ -97,6 +97,8 @@ struct ClusterPoll {
   absl::Status status = absl::UnavailableError("not polled yet");
   // The answer (when status is OK).
   cellar::v1::GetClusterInfoResponse info;
+  // Clock skews that poll measured (master and storages).
+  std::vector<ClockSkewSample> clock_skews;
 };
 
 class ClusterMonitor {

@@ -432,6 +432,19 @@ TEST_F(StorageInputsTest, NodeClocksGiveClockSkew) {
   EXPECT_THAT(index_.Get("prod/clock-skew/S3")->spec.summary,
               HasSubstr("S3: clock ahead by 15s"));
   EXPECT_EQ(index_.Get("prod/clock-skew/S3")->spec.severity, AlertSeverity::kCritical);
+  // Also a gauge per measured node.
+  auto index = std::shared_ptr<AlertIndex>(&index_, [](AlertIndex*) {});
+  auto shared = std::shared_ptr<ClusterMonitor>(&monitor, [](ClusterMonitor*) {});
+  const std::string text = prometheus::TextSerializer().Serialize(
+      MakeAdminCollector({{"version", "0.1.0"}}, index, shared)->Collect());
+  EXPECT_THAT(text, HasSubstr("cellar_admin_clock_skew_seconds{version=\"0.1.0\","
+                              "cluster=\"prod\",node=\"M1\"} -2"));
+  EXPECT_THAT(text, HasSubstr("cellar_admin_clock_skew_seconds{version=\"0.1.0\","
+                              "cluster=\"prod\",node=\"S3\"} 15"));
+  EXPECT_THAT(text, HasSubstr("cellar_admin_clock_skew_seconds{version=\"0.1.0\","
+                              "cluster=\"prod\",node=\"S1\"} 0.9"));
+  EXPECT_THAT(text, HasSubstr("cellar_build_info{version=\"0.1.0\",build_id=\"dev\","
+                              "role=\"admin\"} 1"));
 
   // Clocks fixed: cleared.
   info.set_unix_time_ms(absl::ToUnixMillis(clock_.Now()));
