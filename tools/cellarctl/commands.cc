@@ -504,7 +504,7 @@ commands:
 
 operator actions (through the admin node, --admin; NODE is S2 or an id):
   set-state STOPPING|RUNNING      STOPPING refuses new transactions;
-                                  RUNNING only from RECOVERING
+                                  RUNNING starts a RECOVERING cluster
   tweak [--dry-run]               rebalance the partition table
   add NODE [NODE..] [--dry-run]   give PENDING storages cells
   drop NODE [--dry-run]           remove a dead storage for good
