@@ -33,6 +33,9 @@ inline constexpr absl::string_view kReasonClusterNotRunning = "CLUSTER_NOT_RUNNI
 inline constexpr absl::string_view kReasonUnknownTransaction = "UNKNOWN_TRANSACTION";
 inline constexpr absl::string_view kReasonStaleEpoch = "STALE_EPOCH";
 inline constexpr absl::string_view kReasonTooLarge = "TOO_LARGE";
+// ReportReplication: the cell was (re-)created by a partition-table change
+// and must be filled from tid 0; the reported progress is from before.
+inline constexpr absl::string_view kReasonCellRecreated = "CELL_RECREATED";
 
 // The domain of every cellar ErrorInfo.
 inline constexpr absl::string_view kErrorDomain = "cellar.v1";

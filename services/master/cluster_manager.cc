@@ -508,11 +508,14 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
     uint64_t tid, const std::vector<uint32_t>& voters,
     const std::vector<uint32_t>& partitions) {
   absl::MutexLock l(&mu_);
-  if (state_ != cellar::v1::CLUSTER_RUNNING) {
+  // STOPPING: transactions already in Finish complete (new ones cannot
+  // Begin).
+  if (state_ != cellar::v1::CLUSTER_RUNNING && state_ != cellar::v1::CLUSTER_STOPPING) {
     return common::ErrorWithReason(
         absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
         absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
   }
+  max_prepared_tid_ = std::max(max_prepared_tid_, tid);
   CommitPlan plan;
   absl::flat_hash_set<uint32_t> voting;
   for (uint32_t id : voters) {
@@ -549,7 +552,14 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
   for (uint32_t p : partitions) {
     const std::vector<common::PtCell> row = pt_.Row(p);
     for (const common::PtCell& cell : row) {
-      if (!common::IsWritable(cell.state) || voting.contains(cell.node_id)) continue;
+      if (!common::IsWritable(cell.state)) continue;
+      if (voting.contains(cell.node_id)) {
+        auto created = catch_up_.find(CellKey{p, cell.node_id});
+        if (created != catch_up_.end() && created->second.created) {
+          created->second.needed_tid = std::max(created->second.needed_tid, tid);
+        }
+        continue;
+      }
       CatchUp& c = CatchUpLocked(p, cell.node_id);
       c.needed_tid = std::max(c.needed_tid, tid);
       if (common::IsReadable(cell.state)) {
@@ -618,6 +628,14 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
   }
   const uint64_t last_tid = hub_->last_tid();
   CatchUp& c = CatchUpLocked(p, id);
+  if (c.fresh && request.tid() != 0) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonCellRecreated,
+        absl::StrCat("the cell of ", common::NodeName(id), " of partition ", p,
+                     " was created anew at ptid <= ", pt_.ptid(),
+                     ": drop its data and replicate from tid 0"));
+  }
+  c.fresh = false;
   // Claims past the last completed tid cannot be checked (transactions
   // below them may still be locking): count only up to it.
   const uint64_t reached = std::max(std::min(request.tid(), last_tid), c.known_tid);
@@ -629,6 +647,7 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
     CELLAR_LOG(INFO) << common::NodeName(id) << " caught up on partition " << p
                      << " (up to " << common::TidHex(reached) << ")";
     PublishDeltaLocked(&delta);
+    FinishFeedingLocked();  // the cell may complete a data move
     response.set_up_to_date(true);
     return response;
   }
@@ -760,6 +779,235 @@ cellar::v1::GetClusterInfoResponse ClusterManager::Info() const {
   info.set_operational(pt_.IsOperational(ConnectedStoragesLocked()));
   info.set_unix_time_ms(absl::ToUnixMillis(clock_->Now()));  // admin's clock-skew check
   return info;
+}
+
+// ---- Operator actions ----
+
+absl::StatusOr<ClusterState> ClusterManager::SetClusterState(ClusterState state) {
+  if (state == cellar::v1::CLUSTER_STATE_UNSPECIFIED ||
+      !cellar::v1::ClusterState_IsValid(state)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state: must be CLUSTER_STOPPING or CLUSTER_RUNNING, got ",
+                     static_cast<int>(state)));
+  }
+  {
+    absl::MutexLock l(&mu_);
+    if (state == cellar::v1::CLUSTER_STOPPING) {
+      SetStateLocked(cellar::v1::CLUSTER_STOPPING);
+      return state_;
+    }
+    if (state == cellar::v1::CLUSTER_RUNNING && state_ == cellar::v1::CLUSTER_RUNNING) {
+      return state_;
+    }
+    if (state != cellar::v1::CLUSTER_RUNNING || state_ != cellar::v1::CLUSTER_RECOVERING) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cluster is ", StateName(state_), ": cannot go to ", StateName(state),
+          " (an operator may ask for STOPPING from any state, and RUNNING from "
+          "RECOVERING)"));
+    }
+  }
+  return Start();  // RECOVERING -> RUNNING; re-checks the state
+}
+
+absl::StatusOr<PtChangeResult> ClusterManager::ChangePartitionTable(
+    cellar::v1::PartitionTableOperation operation, const std::vector<uint32_t>& node_ids,
+    uint32_t replicas, bool dry_run) {
+  switch (operation) {
+    case cellar::v1::PT_TWEAK:
+    case cellar::v1::PT_SET_REPLICAS:
+      if (!node_ids.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "node_ids: ", cellar::v1::PartitionTableOperation_Name(operation),
+            " takes no node"));
+      }
+      break;
+    case cellar::v1::PT_ADD:
+      if (node_ids.empty()) {
+        return absl::InvalidArgumentError("node_ids: name at least one storage to add");
+      }
+      break;
+    case cellar::v1::PT_DROP:
+      if (node_ids.size() != 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("node_ids: drop takes exactly one storage, got ", node_ids.size()));
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "operation: must be PT_TWEAK, PT_ADD, PT_DROP or PT_SET_REPLICAS");
+  }
+  if (operation != cellar::v1::PT_SET_REPLICAS && replicas != 0) {
+    return absl::InvalidArgumentError("replicas: only for PT_SET_REPLICAS");
+  }
+  for (uint32_t id : node_ids) {
+    if (common::NodeKindOf(id) != NodeKind::kStorage) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node_ids: ", id, " is not a storage node id"));
+    }
+  }
+
+  absl::MutexLock l(&mu_);
+  if (state_ != cellar::v1::CLUSTER_RUNNING) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+        absl::StrCat("cluster is ", StateName(state_),
+                     ": the partition table changes only while RUNNING"));
+  }
+  const std::vector<StorageNode> nodes = PlannerNodesLocked();
+  PlanOptions options;
+  options.dry_run = dry_run;
+  PtPlanner planner;
+  absl::StatusOr<Plan> plan;
+  switch (operation) {
+    case cellar::v1::PT_TWEAK:
+      plan = planner.Tweak(pt_, nodes, options);
+      break;
+    case cellar::v1::PT_ADD:
+      plan = planner.Add(pt_, nodes, node_ids, options);
+      break;
+    case cellar::v1::PT_DROP:
+      plan = planner.Drop(pt_, nodes, node_ids[0], options);
+      break;
+    default:
+      plan = planner.SetReplicas(pt_, nodes, replicas, options);
+      break;
+  }
+  if (!plan.ok()) return plan.status();
+
+  PtChangeResult result;
+  result.ptid_before = pt_.ptid();
+  result.plan = *std::move(plan);
+  if (!dry_run && !result.plan.empty()) {
+    if (absl::Status s = ApplyPlanLocked(result.plan); !s.ok()) return s;
+    result.applied = true;
+  }
+  if (!dry_run && operation == cellar::v1::PT_DROP) {
+    // The dropped storage leaves the registry for good (see the header).
+    auto it = nodes_.find(node_ids[0]);
+    if (it != nodes_.end()) {
+      it->second.info.set_state(cellar::v1::NODE_UNKNOWN);
+      PublishNodeLocked(it->second);
+      if (it->second.subscriber != nullptr) hub_->Close(node_ids[0]);
+      nodes_.erase(it);
+    }
+    CELLAR_LOG(INFO) << common::NodeName(node_ids[0])
+                     << " dropped by an operator: forgotten";
+  }
+  result.ptid = pt_.ptid();
+  result.num_replicas = pt_.num_replicas();
+  return result;
+}
+
+std::vector<StorageNode> ClusterManager::PlannerNodesLocked() const {
+  std::vector<StorageNode> nodes;
+  absl::flat_hash_set<uint32_t> listed;
+  for (const auto& [id, node] : nodes_) {
+    if (common::NodeKindOf(id) != NodeKind::kStorage) continue;
+    StorageNode n;
+    n.node_id = id;
+    // RefreshStorageStatesLocked keeps it RUNNING/PENDING/DOWN.
+    n.state = node.info.state();
+    n.label = node.info.label();
+    nodes.push_back(std::move(n));
+    listed.insert(id);
+  }
+  for (uint32_t id : pt_.NodeIds()) {
+    if (listed.contains(id)) continue;
+    StorageNode n;  // in the table, never seen by this master
+    n.node_id = id;
+    n.state = cellar::v1::NODE_DOWN;
+    nodes.push_back(std::move(n));
+  }
+  return nodes;
+}
+
+absl::Status ClusterManager::ApplyPlanLocked(const Plan& plan) {
+  absl::StatusOr<common::PartitionTable> next = ApplyPlan(pt_, plan);
+  if (!next.ok()) return next.status();
+  // A new cell may miss every transaction committed or being committed.
+  const uint64_t needed = std::max(hub_->last_tid(), max_prepared_tid_);
+  for (const PlannedChange& c : plan.changes) {
+    catch_up_.erase(CellKey{c.partition, c.node_id});
+    if (c.state != cellar::v1::CELL_OUT_OF_DATE) continue;
+    CatchUp& entry = CatchUpLocked(c.partition, c.node_id);
+    entry.needed_tid = needed;
+    if (c.previous == cellar::v1::CELL_STATE_UNSPECIFIED ||
+        c.previous == cellar::v1::CELL_CORRUPTED) {
+      entry.known_tid = 0;  // a new (or re-added) cell starts from nothing
+      entry.fresh = true;   // and the storage resets it (storage_node.cc)
+      entry.created = true;
+    } else {
+      entry.known_tid = hub_->last_tid();  // it was readable until now
+    }
+  }
+  const bool whole_table = next->num_replicas() != pt_.num_replicas();
+  pt_ = *std::move(next);
+  CELLAR_LOG(INFO) << "partition table " << pt_.ptid() << ": " << plan.operation << ", "
+                   << plan.changes.size() << " cell change(s)"
+                   << (whole_table ? absl::StrCat(", replicas ", pt_.num_replicas()) : "");
+  cellar::v1::ClusterEvent event;
+  if (whole_table) {
+    // PartitionTableDelta has no field for R.
+    *event.mutable_partition_table() = pt_.ToProto();
+  } else {
+    *event.mutable_partition_table_delta() = plan.ToDelta(pt_.ptid());
+  }
+  hub_->Publish(event);
+  std::vector<std::pair<uint32_t, cellar::v1::NodeState>> before;
+  for (const auto& [id, node] : nodes_) before.emplace_back(id, node.info.state());
+  RefreshStorageStatesLocked();
+  for (const auto& [id, state] : before) {
+    const Node& node = nodes_[id];
+    if (node.info.state() != state) PublishNodeLocked(node);
+  }
+  return absl::OkStatus();
+}
+
+void ClusterManager::FinishFeedingLocked() {
+  absl::StatusOr<Plan> plan = PtPlanner().FinishFeeding(pt_, PlannerNodesLocked());
+  if (!plan.ok()) {
+    CELLAR_LOG(WARNING) << "cannot finish feeding cells: " << plan.status().message();
+    return;
+  }
+  if (plan->empty()) return;
+  if (absl::Status s = ApplyPlanLocked(*plan); !s.ok()) {
+    CELLAR_LOG(WARNING) << "cannot finish feeding cells: " << s.message();
+  }
+}
+
+absl::StatusOr<KilledNode> ClusterManager::KillNode(uint32_t node_id) {
+  if (node_id == options_.master_node_id ||
+      (node_id != 0 && common::NodeKindOf(node_id) == NodeKind::kMaster)) {
+    return absl::FailedPreconditionError(
+        "node_id: a master cannot be killed through the primary (stop its process)");
+  }
+  KilledNode killed;
+  bool client_gone = false;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("node_id: ", common::NodeName(node_id), " is not a known node"));
+    }
+    const NodeKind kind = common::NodeKindOf(node_id);
+    if (kind == NodeKind::kStorage) {
+      NodesLostLocked({node_id}, "killed by an operator");
+      killed.target = {node_id, it->second.info.address()};
+      killed.node = it->second.info;
+    } else {
+      // As when its stream ends (WatchEnded); that call becomes a no-op.
+      CELLAR_LOG(WARNING) << common::NodeName(node_id) << " is gone: killed by an operator";
+      it->second.info.set_state(cellar::v1::NODE_DOWN);
+      PublishNodeLocked(it->second);
+      if (it->second.subscriber != nullptr) hub_->Close(node_id);
+      killed.node = it->second.info;
+      nodes_.erase(it);
+      client_gone = kind == NodeKind::kClient;
+    }
+  }
+  if (client_gone && on_client_gone_) on_client_gone_(node_id);
+  return killed;
 }
 
 // ---- Replica repair and truncate ----

@@ -60,6 +60,7 @@
 #include "services/common/clock.h"
 #include "services/common/partition_table.h"
 #include "services/master/event_hub.h"
+#include "services/master/pt_planner.h"
 #include "services/master/storage_caller.h"
 
 namespace cellar::master {
@@ -97,6 +98,27 @@ struct CommitPlan {
   // The table version that includes those changes: storages lock only
   // once they hold it (LockTransactionRequest.min_ptid).
   uint64_t ptid = 0;
+};
+
+// What ChangePartitionTable planned and did.
+struct PtChangeResult {
+  // The plan (Plan::ToString() is the operator's report).
+  Plan plan;
+  // False for a dry run or an empty plan.
+  bool applied = false;
+  // The table version before, and after (= before unless applied).
+  uint64_t ptid_before = 0;
+  uint64_t ptid = 0;
+  // R after the change.
+  uint32_t num_replicas = 0;
+};
+
+// A node KillNode treated as gone.
+struct KilledNode {
+  // The node as the master now shows it.
+  cellar::v1::NodeInfo node;
+  // Storages: where to send Storage.Shutdown (empty address otherwise).
+  StorageTarget target;
 };
 
 class ClusterManager {
@@ -191,6 +213,43 @@ class ClusterManager {
 
   cellar::v1::GetClusterInfoResponse Info() const;
 
+  // ---- Operator actions (docs/rebalancing.md, docs/operations.md) ----
+
+  // STOPPING from any state (Begin and AllocateOids are refused from then
+  // on; a Finish already asked for still completes); RUNNING from
+  // RECOVERING (= Start; RUNNING when already RUNNING is a no-op).
+  // Returns the state after the call. INVALID_ARGUMENT for an unspecified
+  // or unknown state; FAILED_PRECONDITION for any other transition (the
+  // message gives the legal ones) or when Start refuses.
+  absl::StatusOr<cellar::v1::ClusterState> SetClusterState(cellar::v1::ClusterState state);
+
+  // Plans `operation` with PtPlanner over the registered storages (their
+  // state and label; storages in the table the master never saw count as
+  // DOWN) and, unless `dry_run` or the plan is empty, applies it under the
+  // mutex: ptid + 1, one PartitionTableDelta (the whole table when R
+  // changes). New OUT_OF_DATE cells must catch up from scratch (known tid
+  // 0) to everything committed or being committed; their storages then
+  // replicate them (ReportReplication), and once a partition has R+1
+  // UP_TO_DATE cells its FEEDING cells are dropped (another delta).
+  // PENDING storages given cells become RUNNING. PT_DROP also forgets the
+  // dropped storage: it is published as NODE_UNKNOWN and removed from the
+  // registry (if it comes back it registers as a new, PENDING storage and
+  // deletes the data of the cells it lost).
+  // `node_ids`: PT_ADD the storages to add (at least one), PT_DROP exactly
+  // one, none otherwise; `replicas`: the new R for PT_SET_REPLICAS.
+  // FAILED_PRECONDITION unless RUNNING or when a planner rule forbids the
+  // change (the message says why); INVALID_ARGUMENT for a bad request.
+  absl::StatusOr<PtChangeResult> ChangePartitionTable(
+      cellar::v1::PartitionTableOperation operation, const std::vector<uint32_t>& node_ids,
+      uint32_t replicas, bool dry_run);
+
+  // Treats `node_id` as gone now, "killed by an operator": a storage as
+  // when it misses its heartbeats (NodesLostLocked), a client or admin as
+  // when its stream ends (its transactions are aborted). A storage that
+  // is already DOWN is left as is. NOT_FOUND for an unknown node;
+  // FAILED_PRECONDITION for the master itself.
+  absl::StatusOr<KilledNode> KillNode(uint32_t node_id);
+
   // ---- Replica repair and truncate (operator actions, docs/operations.md) ----
 
   // Repairs `node_id`'s cell of `partition` from `source_node_id`: one
@@ -238,6 +297,17 @@ class ClusterManager {
   struct CatchUp {
     uint64_t needed_tid = 0;
     uint64_t known_tid = 0;
+    // Created by a partition-table change: progress reports count only
+    // once the storage reported 0 (it reset the cell); a higher one comes
+    // from a replication round of an earlier cell of the same partition.
+    bool fresh = false;
+    // Created by a partition-table change (until UP_TO_DATE): a client
+    // whose table predates the change stores nothing on it, yet its node
+    // may vote for the transaction's other objects. So every commit
+    // touching the partition raises needed_tid, voter or not. (The price:
+    // such a cell becomes UP_TO_DATE only once a replication round sees
+    // no commit of its partition in flight.)
+    bool created = false;
   };
   using CellKey = std::pair<uint32_t, uint32_t>;  // (partition, node id)
 
@@ -273,6 +343,16 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasOtherConnectedReadableLocked(uint32_t partition, uint32_t node_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // ---- Partition-table operations ----
+  // The storages as PtPlanner sees them (every node of the table included).
+  std::vector<StorageNode> PlannerNodesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies `plan` to pt_ (ptid + 1), resets the catch-up entries of the
+  // cells it touches, publishes it (delta, or the whole table when R
+  // changes) and refreshes the storages' states.
+  absl::Status ApplyPlanLocked(const Plan& plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the FEEDING cells whose replacements are UP_TO_DATE, if any.
+  void FinishFeedingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ClusterOptions options_;
   const common::Clock* clock_;

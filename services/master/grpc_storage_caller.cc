@@ -231,6 +231,21 @@ std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
   return results;
 }
 
+// --- Operator actions ---
+
+absl::Status GrpcStorageCaller::Shutdown(const StorageTarget& target,
+                                         const std::string& reason) {
+  grpc::ClientContext context;
+  common::SetDeadline(&context, timeout_);
+  cellar::v1::ShutdownRequest request;
+  request.set_reason(reason);
+  cellar::v1::ShutdownResponse response;
+  const grpc::Status s = StubFor(target.address)->Shutdown(&context, request, &response);
+  if (s.ok()) return absl::OkStatus();
+  return common::Annotate(common::FromGrpcStatus(s),
+                          absl::StrCat("shutdown of ", common::NodeName(target.node_id)));
+}
+
 // ---- Operator actions: replica check and truncate (blocking unary calls;
 // the master runs them from its own background threads).
 

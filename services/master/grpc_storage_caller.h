@@ -33,6 +33,7 @@ class GrpcStorageCaller final : public StorageCaller {
                   uint64_t ttid) override;
   std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
       const std::vector<StorageTarget>& targets, uint64_t ttid) override;
+  absl::Status Shutdown(const StorageTarget& target, const std::string& reason) override;
   absl::StatusOr<CellCheck> CheckCell(const StorageTarget& target, uint64_t epoch,
                                       const CellCheckRange& range) override;
   absl::StatusOr<uint64_t> TruncateData(const StorageTarget& target, uint64_t epoch,

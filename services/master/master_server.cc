@@ -222,7 +222,7 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
     }
   });
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
-                                                  term->hub.get());
+                                                  term->hub.get(), term->caller.get());
   ClusterManager* cluster = term->cluster.get();
   term->checker = std::make_unique<ReplicaChecker>([cluster] { return cluster->Info(); },
                                                    term->caller.get(), clock_);

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/logging.h"
 
 namespace cellar::master {
 namespace {
@@ -152,6 +153,70 @@ grpc::Status MasterService::ReportReplication(
       cluster_->ReportReplication(*request);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *response = *std::move(r);
+  return grpc::Status::OK;
+}
+
+// ---- Operator actions ----
+
+grpc::Status MasterService::SetClusterState(grpc::ServerContext*,
+                                            const cellar::v1::SetClusterStateRequest* request,
+                                            cellar::v1::SetClusterStateResponse* response) {
+  // ClusterManager refuses unspecified and unknown states (INVALID_ARGUMENT).
+  absl::StatusOr<cellar::v1::ClusterState> state = cluster_->SetClusterState(request->state());
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  response->set_cluster_state(*state);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::ChangePartitionTable(
+    grpc::ServerContext*, const cellar::v1::ChangePartitionTableRequest* request,
+    cellar::v1::ChangePartitionTableResponse* response) {
+  if (!cellar::v1::PartitionTableOperation_IsValid(request->operation()) ||
+      request->operation() == cellar::v1::PARTITION_TABLE_OPERATION_UNSPECIFIED) {
+    return Invalid("operation: must be PT_TWEAK, PT_ADD, PT_DROP or PT_SET_REPLICAS");
+  }
+  std::vector<uint32_t> node_ids;
+  for (uint32_t id : request->node_ids()) {
+    if (id == 0 || common::NodeKindOf(id) != common::NodeKind::kStorage) {
+      return Invalid(absl::StrCat("node_ids: ", id, " is not a storage node id"));
+    }
+    node_ids.push_back(id);
+  }
+  absl::StatusOr<PtChangeResult> r = cluster_->ChangePartitionTable(
+      request->operation(), node_ids, request->replicas(), request->dry_run());
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  response->set_plan(r->plan.ToString());
+  for (const PlannedChange& c : r->plan.changes) {
+    cellar::v1::CellChange* change = response->add_changes();
+    change->set_partition(c.partition);
+    change->set_node_id(c.node_id);
+    change->set_state(c.state);
+  }
+  for (const std::string& w : r->plan.warnings) response->add_warnings(w);
+  response->set_applied(r->applied);
+  response->set_ptid_before(r->ptid_before);
+  response->set_ptid(r->ptid);
+  // A dry run reports the R it would set.
+  response->set_num_replicas(r->applied ? r->num_replicas : r->plan.num_replicas);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::KillNode(grpc::ServerContext*,
+                                     const cellar::v1::KillNodeRequest* request,
+                                     cellar::v1::KillNodeResponse* response) {
+  if (request->node_id() == 0) return Invalid("node_id: required");
+  absl::StatusOr<KilledNode> killed = cluster_->KillNode(request->node_id());
+  if (!killed.ok()) return ToGrpcStatus(killed.status());
+  *response->mutable_node() = killed->node;
+  if (request->stop() && storages_ != nullptr && !killed->target.address.empty()) {
+    // Best effort: `stopped` says whether the node acknowledged.
+    const absl::Status s = storages_->Shutdown(killed->target, "killed by an operator");
+    if (!s.ok()) {
+      CELLAR_LOG(WARNING) << "could not stop " << common::NodeName(request->node_id())
+                          << ": " << s;
+    }
+    response->set_stopped(s.ok());
+  }
   return grpc::Status::OK;
 }
 

@@ -15,6 +15,7 @@
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
 #include "services/master/replica_checker.h"
+#include "services/master/storage_caller.h"
 #include "services/master/transaction_coordinator.h"
 #include "services/master/truncator.h"
 
@@ -22,9 +23,11 @@ namespace cellar::master {
 
 class MasterService final : public cellar::v1::Master::Service {
  public:
+  // `storages` (may be null: KillNode then cannot stop nodes) calls
+  // storages for operator actions.
   MasterService(ClusterManager* cluster, TransactionCoordinator* coordinator,
-                EventHub* hub)
-      : cluster_(cluster), coordinator_(coordinator), hub_(hub) {}
+                EventHub* hub, StorageCaller* storages = nullptr)
+      : cluster_(cluster), coordinator_(coordinator), hub_(hub), storages_(storages) {}
 
   grpc::Status RegisterNode(grpc::ServerContext* context,
                             const cellar::v1::RegisterNodeRequest* request,
@@ -75,12 +78,24 @@ class MasterService final : public cellar::v1::Master::Service {
   grpc::Status Truncate(grpc::ServerContext* context, const cellar::v1::TruncateRequest* request,
                         cellar::v1::TruncateResponse* response) override;
 
+  // ---- Operator actions (ClusterManager does the work) ----
+  grpc::Status SetClusterState(grpc::ServerContext* context,
+                               const cellar::v1::SetClusterStateRequest* request,
+                               cellar::v1::SetClusterStateResponse* response) override;
+  grpc::Status ChangePartitionTable(grpc::ServerContext* context,
+                                    const cellar::v1::ChangePartitionTableRequest* request,
+                                    cellar::v1::ChangePartitionTableResponse* response) override;
+  grpc::Status KillNode(grpc::ServerContext* context,
+                        const cellar::v1::KillNodeRequest* request,
+                        cellar::v1::KillNodeResponse* response) override;
+
  private:
   ReplicaChecker* checker_ = nullptr;
   Truncator* truncator_ = nullptr;
   ClusterManager* cluster_;
   TransactionCoordinator* coordinator_;
   EventHub* hub_;
+  StorageCaller* storages_;
 };
 
 }  // namespace cellar::master

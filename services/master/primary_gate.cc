@@ -169,6 +169,25 @@ grpc::Status PrimaryGate::Truncate(grpc::ServerContext* context,
   CELLAR_GATED(Truncate(context, request, response));
 }
 
+// Operator actions (partition table, cluster state, kill).
+grpc::Status PrimaryGate::SetClusterState(grpc::ServerContext* context,
+                                          const cellar::v1::SetClusterStateRequest* request,
+                                          cellar::v1::SetClusterStateResponse* response) {
+  CELLAR_GATED(SetClusterState(context, request, response));
+}
+
+grpc::Status PrimaryGate::ChangePartitionTable(
+    grpc::ServerContext* context, const cellar::v1::ChangePartitionTableRequest* request,
+    cellar::v1::ChangePartitionTableResponse* response) {
+  CELLAR_GATED(ChangePartitionTable(context, request, response));
+}
+
+grpc::Status PrimaryGate::KillNode(grpc::ServerContext* context,
+                                   const cellar::v1::KillNodeRequest* request,
+                                   cellar::v1::KillNodeResponse* response) {
+  CELLAR_GATED(KillNode(context, request, response));
+}
+
 #undef CELLAR_GATED
 
 }  // namespace cellar::master

@@ -92,6 +92,16 @@ class PrimaryGate final : public cellar::v1::Master::Service {
                           cellar::v1::RepairCellResponse* response) override;
   grpc::Status Truncate(grpc::ServerContext* context, const cellar::v1::TruncateRequest* request,
                         cellar::v1::TruncateResponse* response) override;
+  // Operator actions (partition table, cluster state, kill).
+  grpc::Status SetClusterState(grpc::ServerContext* context,
+                               const cellar::v1::SetClusterStateRequest* request,
+                               cellar::v1::SetClusterStateResponse* response) override;
+  grpc::Status ChangePartitionTable(grpc::ServerContext* context,
+                                    const cellar::v1::ChangePartitionTableRequest* request,
+                                    cellar::v1::ChangePartitionTableResponse* response) override;
+  grpc::Status KillNode(grpc::ServerContext* context,
+                        const cellar::v1::KillNodeRequest* request,
+                        cellar::v1::KillNodeResponse* response) override;
 
  private:
   class Call;

@@ -97,6 +97,12 @@ class StorageCaller {
                                                 uint64_t tid) {
     return absl::UnimplementedError("TruncateData");
   }
+
+  // Storage.Shutdown on `target` (operator KillNode with stop): asks the
+  // node to stop cleanly; blocks until it answered or timed out. OK once
+  // the node acknowledged; its error (UNAVAILABLE if unreachable,
+  // UNIMPLEMENTED if it cannot stop on request) otherwise.
+  virtual absl::Status Shutdown(const StorageTarget& target, const std::string& reason) = 0;
 };
 
 }  // namespace cellar::master

@@ -105,6 +105,29 @@ absl::Status Replicator::SaveProgress(uint32_t partition, uint64_t tid) {
   return absl::OkStatus();
 }
 
+uint64_t Replicator::Generation(uint32_t partition) const {
+  absl::MutexLock l(&mu_);
+  auto it = generations_.find(partition);
+  return it == generations_.end() ? 0 : it->second;
+}
+
+absl::Status Replicator::CheckGeneration(uint32_t partition, uint64_t generation) const {
+  if (Generation(partition) == generation) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat("the cell of partition ", partition,
+                                         " was discarded during replication"));
+}
+
+absl::Status Replicator::ForgetPartition(uint32_t partition) {
+  absl::MutexLock w(&write_mu_);
+  {
+    absl::MutexLock l(&mu_);
+    ++generations_[partition];
+    cells_.erase(partition);
+    UpdateGauges();
+  }
+  return backend_->SetConfig(ReplicationProgressKey(partition), "0");
+}
+
 std::vector<CellReplicationStatus> Replicator::Status() const {
   absl::MutexLock l(&mu_);
   std::vector<CellReplicationStatus> out;
@@ -145,8 +168,8 @@ void Replicator::Throttle(uint64_t bytes, absl::Time chunk_start) {
   mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
 }
 
-absl::Status Replicator::Apply(uint32_t partition, ReplicationChunk chunk,
-                               uint64_t* progress) {
+absl::Status Replicator::Apply(uint32_t partition, uint64_t generation,
+                               ReplicationChunk chunk, uint64_t* progress) {
   const absl::Time start = absl::Now();
   if (stopping()) return absl::CancelledError("storage node is stopping");
   if (absl::Status s = VerifyChunk(chunk); !s.ok()) {
@@ -156,12 +179,16 @@ absl::Status Replicator::Apply(uint32_t partition, ReplicationChunk chunk,
   for (TransactionRecord& t : chunk.transactions) t.partition = partition;
   for (ObjectRecord& o : chunk.objects) o.partition = partition;
   const uint64_t bytes = chunk.ByteSize();
-  if (!chunk.transactions.empty() || !chunk.objects.empty()) {
-    CELLAR_RETURN_IF_ERROR(backend_->ImportCommitted(chunk.transactions, chunk.objects));
-  }
-  if (chunk.complete_through > *progress) {
-    CELLAR_RETURN_IF_ERROR(SaveProgress(partition, chunk.complete_through));
-    *progress = chunk.complete_through;
+  {
+    absl::MutexLock w(&write_mu_);
+    CELLAR_RETURN_IF_ERROR(CheckGeneration(partition, generation));
+    if (!chunk.transactions.empty() || !chunk.objects.empty()) {
+      CELLAR_RETURN_IF_ERROR(backend_->ImportCommitted(chunk.transactions, chunk.objects));
+    }
+    if (chunk.complete_through > *progress) {
+      CELLAR_RETURN_IF_ERROR(SaveProgress(partition, chunk.complete_through));
+      *progress = chunk.complete_through;
+    }
   }
   if (metrics_ != nullptr) {
     metrics_->replication_chunks->Increment();
@@ -189,6 +216,7 @@ absl::Status Replicator::Apply(uint32_t partition, ReplicationChunk chunk,
 }
 
 absl::StatusOr<bool> Replicator::ReplicateOnce(uint32_t partition) {
+  const uint64_t generation = Generation(partition);  // before reading progress
   CELLAR_ASSIGN_OR_RETURN(uint64_t progress, Progress(partition));
   if (client_activity_) last_activity_ = client_activity_();
   {
@@ -217,11 +245,28 @@ absl::StatusOr<bool> Replicator::ReplicateOnce(uint32_t partition) {
   };
 
   absl::StatusOr<ReplicationTarget> target = peers_->Report(partition, progress);
+  if (!target.ok() && common::ErrorReason(target.status()) == common::kReasonCellRecreated) {
+    // The master re-created this cell (it was discarded, or dropped for
+    // repair, meanwhile): what is here is from before. Start over.
+    CELLAR_LOG(INFO) << "partition " << partition
+                     << ": the cell was created anew; deleting its data and "
+                        "replicating from the start";
+    absl::Status s = ForgetPartition(partition);
+    if (s.ok()) s = backend_->DeletePartition(partition);
+    if (!s.ok()) return finish(common::Annotate(s, "resetting a re-created cell"));
+    return finish(false);
+  }
   if (!target.ok()) return finish(common::Annotate(target.status(), "report to the master"));
   if (target->up_to_date) return finish(true);
   if (target->min_tid > progress) {
     // The master knows the cell was complete up to there.
-    if (absl::Status s = SaveProgress(partition, target->min_tid); !s.ok()) return finish(s);
+    absl::Status s;
+    {
+      absl::MutexLock w(&write_mu_);
+      s = CheckGeneration(partition, generation);
+      if (s.ok()) s = SaveProgress(partition, target->min_tid);
+    }
+    if (!s.ok()) return finish(s);
     progress = target->min_tid;
   }
   {
@@ -243,7 +288,7 @@ absl::StatusOr<bool> Replicator::ReplicateOnce(uint32_t partition) {
       request.limits.max_records = std::max<uint32_t>(options_.chunk_records, 1);
       request.limits.max_bytes = std::max<uint64_t>(options_.chunk_bytes, 1);
       last = peers_->Fetch(source.address, request, [&](ReplicationChunk chunk) {
-        return Apply(partition, std::move(chunk), &progress);
+        return Apply(partition, generation, std::move(chunk), &progress);
       });
       if (stopping()) return finish(absl::CancelledError("storage node is stopping"));
       if (last.ok() && progress >= target->max_tid) break;

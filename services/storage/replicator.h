@@ -145,6 +145,14 @@ class Replicator {
   // Durable progress of `partition` (0 if none).
   absl::StatusOr<uint64_t> Progress(uint32_t partition);
 
+  // This node's cell of `partition` was discarded (or is to be filled
+  // again from scratch): stores progress 0 and makes any round of it in
+  // progress stop before it writes anything more. Once this returns, no
+  // earlier round imports records or saves progress for `partition`, so
+  // the caller may delete the partition's data and a cell added later
+  // replicates from the start.
+  absl::Status ForgetPartition(uint32_t partition);
+
   // Every cell worked on since start.
   std::vector<CellReplicationStatus> Status() const;
   // Chunks imported since start (all cells).
@@ -153,8 +161,14 @@ class Replicator {
  private:
   void Loop(std::function<std::vector<uint32_t>()> cells);
   absl::Status SaveProgress(uint32_t partition, uint64_t tid);
-  // Imports one chunk (verified), saves progress; throttles.
-  absl::Status Apply(uint32_t partition, ReplicationChunk chunk, uint64_t* progress);
+  // ABORTED if ForgetPartition(partition) ran since `generation` was read.
+  absl::Status CheckGeneration(uint32_t partition, uint64_t generation) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  uint64_t Generation(uint32_t partition) const;
+  // Imports one chunk (verified), saves progress; throttles. Writes
+  // nothing if the partition was forgotten since `generation`.
+  absl::Status Apply(uint32_t partition, uint64_t generation, ReplicationChunk chunk,
+                     uint64_t* progress);
   void Throttle(uint64_t bytes, absl::Time chunk_start);
   bool stopping() const;
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -165,8 +179,13 @@ class Replicator {
   StorageMetrics* const metrics_;
   const std::function<uint64_t()> client_activity_;
 
+  // Held across a round's backend writes (import + progress) and by
+  // ForgetPartition, so that the two never interleave.
+  mutable absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Bumped by ForgetPartition.
+  std::map<uint32_t, uint64_t> generations_ ABSL_GUARDED_BY(mu_);
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::map<uint32_t, CellReplicationStatus> cells_ ABSL_GUARDED_BY(mu_);
   uint64_t total_chunks_ ABSL_GUARDED_BY(mu_) = 0;

@@ -57,6 +57,56 @@ class NoReplicationPeers final : public ReplicationPeers {
 
 }  // namespace
 
+// ---- Cells leaving and (re-)joining this node (docs/rebalancing.md) ----
+namespace {
+
+// How `next` changes the cells of `node_id` compared with `current`:
+//  - `gone`: cells `current` has and `next` does not (DISCARDED): their
+//    data goes once `next` is served;
+//  - `fresh`: OUT_OF_DATE cells of `next` that `current` lacks or holds
+//    CORRUPTED (a cell added, or re-added for repair): whatever this node
+//    still has of the partition is from before, so it goes before `next`
+//    is served and the cell replicates from tid 0 (the master expects
+//    that: the cell's first progress report must be 0).
+void ClassifyCellChanges(const PartitionTable& current, const PartitionTable& next,
+                         uint32_t node_id, std::vector<uint32_t>* gone,
+                         std::vector<uint32_t>* fresh) {
+  if (node_id == 0 || current.num_partitions() != next.num_partitions()) return;
+  for (uint32_t p = 0; p < next.num_partitions(); ++p) {
+    const ::cellar::v1::CellState before = current.CellStateOf(p, node_id);
+    const ::cellar::v1::CellState after = next.CellStateOf(p, node_id);
+    if (before != ::cellar::v1::CELL_STATE_UNSPECIFIED &&
+        after == ::cellar::v1::CELL_STATE_UNSPECIFIED) {
+      gone->push_back(p);
+    } else if (after == ::cellar::v1::CELL_OUT_OF_DATE &&
+               (before == ::cellar::v1::CELL_STATE_UNSPECIFIED ||
+                before == ::cellar::v1::CELL_CORRUPTED)) {
+      fresh->push_back(p);
+    }
+  }
+}
+
+// Deletes the data of `partitions` and their replication progress (the
+// replicator first, so that no round in progress writes after the
+// deletion). Errors are logged: the cell's data stays, and a re-created
+// cell is reset again when the master answers CELL_RECREATED.
+void ResetCells(StorageBackend* backend, Replicator* replicator,
+                const std::vector<uint32_t>& partitions, uint64_t ptid, const char* why) {
+  for (uint32_t p : partitions) {
+    absl::Status s = replicator->ForgetPartition(p);
+    if (s.ok()) s = backend->DeletePartition(p);
+    if (s.ok()) {
+      CELLAR_LOG(INFO) << "partition " << p << ": cell " << why << " (ptid " << ptid
+                       << "): its data and replication progress were deleted";
+    } else {
+      CELLAR_LOG(ERROR) << "partition " << p << ": cell " << why << " (ptid " << ptid
+                        << "), but deleting its data failed: " << s.message();
+    }
+  }
+}
+
+}  // namespace
+
 StorageNode::StorageNode(StorageNodeOptions options,
                          std::unique_ptr<StorageBackend> backend,
                          std::unique_ptr<MasterLink> master, common::Clock* clock,
@@ -363,6 +413,7 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
       *before != TransactionManager::State::kLocked) {
     metrics_->commits->Increment();
   }
+  if (s.ok()) DeleteLateLockedRecords(ttid);
   return s;
 }
 
@@ -656,6 +707,59 @@ void StorageNode::SetClusterState(ClusterState state) {
   replicator_->Wake();
 }
 
+void StorageNode::WatchLateLocks(const std::vector<uint32_t>& gone_partitions) {
+  if (gone_partitions.empty()) return;
+  const std::vector<uint64_t> open = transactions_->OpenTransactionIds();
+  absl::MutexLock l(&late_lock_mu_);
+  for (uint32_t p : gone_partitions) {
+    if (open.empty()) {
+      late_locks_.erase(p);
+    } else {
+      late_locks_[p].insert(open.begin(), open.end());
+    }
+  }
+}
+
+void StorageNode::DeleteLateLockedRecords(uint64_t ttid) {
+  std::vector<uint32_t> partitions;
+  {
+    absl::MutexLock l(&late_lock_mu_);
+    if (late_locks_.empty()) return;
+    for (auto it = late_locks_.begin(); it != late_locks_.end();) {
+      auto& ttids = it->second;
+      if (ttids.erase(ttid) > 0) partitions.push_back(it->first);
+      // Transactions no longer in commit (aborted, forgotten) cannot lock.
+      for (auto t = ttids.begin(); t != ttids.end();) {
+        auto next = std::next(t);
+        if (!transactions_->StateOf(*t).has_value()) ttids.erase(t);
+        t = next;
+      }
+      if (ttids.empty()) {
+        late_locks_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (partitions.empty()) return;
+  // Under install_mu_: the table cannot give the cell back meanwhile.
+  absl::MutexLock install(&install_mu_);
+  const std::shared_ptr<const PartitionTable> pt = partition_table();
+  const uint32_t me = node_id();
+  for (uint32_t p : partitions) {
+    if (pt->CellStateOf(p, me) != ::cellar::v1::CELL_STATE_UNSPECIFIED) continue;
+    absl::Status s = backend_->DeletePartition(p);
+    if (s.ok()) {
+      CELLAR_LOG(INFO) << "partition " << p << ": deleted what transaction " << TidHex(ttid)
+                       << " committed here after this node's cell was discarded";
+    } else {
+      CELLAR_LOG(ERROR) << "partition " << p << ": cannot delete what transaction "
+                        << TidHex(ttid) << " committed after the cell was discarded: "
+                        << s.message();
+    }
+  }
+}
+
 void StorageNode::InstallTable(PartitionTable table, bool only_newer) {
   // One install at a time (the watch thread and lock handlers may both
   // bring tables): the persisted table is always the one in memory.
@@ -679,10 +783,17 @@ void StorageNode::InstallTable(PartitionTable table, bool only_newer) {
                       << s.message();
   }
   const uint64_t ptid = table.ptid();
+  std::vector<uint32_t> gone, fresh;
+  ClassifyCellChanges(*partition_table(), table, node_id(), &gone, &fresh);
+  // Not served yet (the previous table lacks them or holds them CORRUPTED).
+  ResetCells(backend_.get(), replicator_.get(), fresh, ptid, "created anew");
   {
     absl::MutexLock l(&mu_);
     pt_ = std::make_shared<const PartitionTable>(std::move(table));
   }
+  // No longer served.
+  WatchLateLocks(gone);
+  ResetCells(backend_.get(), replicator_.get(), gone, ptid, "discarded");
   if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(ptid));
   UpdateServing();
   replicator_->Wake();
@@ -748,6 +859,19 @@ void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
       PartitionTable next = *current;
       absl::Status s = next.ApplyDelta(delta);
       if (s.ok()) {
+        // A cell of this node discarded and re-added by the same delta
+        // (repair) must lose its data: install the table without it first.
+        PartitionTable without = next;
+        bool split = false;
+        for (const auto& c : delta.changes()) {
+          if (c.node_id() == node_id() && c.state() == ::cellar::v1::CELL_DISCARDED &&
+              next.CellStateOf(c.partition(), c.node_id()) !=
+                  ::cellar::v1::CELL_STATE_UNSPECIFIED) {
+            without.SetCell(c.partition(), c.node_id(), ::cellar::v1::CELL_DISCARDED);
+            split = true;
+          }
+        }
+        if (split) InstallTable(std::move(without), /*only_newer=*/true);
         InstallTable(std::move(next), /*only_newer=*/true);
       } else {
         CELLAR_LOG(WARNING) << "partition table delta " << delta.ptid()

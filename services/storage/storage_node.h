@@ -41,12 +41,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -267,6 +269,13 @@ class StorageNode {
   bool Stopping() const;
   void RefreshStats();
   void UpdateOpenGauge();
+  // Cells this node lost (storage_node.cc, "Cells leaving"): a transaction
+  // in commit when its cell of `partition` was discarded may still lock
+  // (write its records) afterwards; remember it so the records go too.
+  void WatchLateLocks(const std::vector<uint32_t>& gone_partitions);
+  // After `ttid` locked: deletes again the data of watched partitions this
+  // node still holds no cell of.
+  void DeleteLateLockedRecords(uint64_t ttid);
 
   const StorageNodeOptions options_;
   std::string advertise_address_;  // set once, before the master loop starts
@@ -299,6 +308,10 @@ class StorageNode {
   std::function<void(bool)> serving_callback_ ABSL_GUARDED_BY(mu_);
   absl::Mutex callback_mu_;  // serializes serving callbacks, in order
   absl::Mutex install_mu_;   // serializes InstallTable (persist + swap)
+  // Partition -> ttids in commit when this node's cell of it was discarded.
+  absl::Mutex late_lock_mu_;
+  std::map<uint32_t, absl::flat_hash_set<uint64_t>> late_locks_
+      ABSL_GUARDED_BY(late_lock_mu_);
 
   std::thread master_thread_;
   std::thread stats_thread_;

@@ -475,6 +475,14 @@ size_t TransactionManager::open_transactions() const {
   return txns_.size();
 }
 
+std::vector<uint64_t> TransactionManager::OpenTransactionIds() const {
+  absl::MutexLock l(&mu_);
+  std::vector<uint64_t> ttids;
+  ttids.reserve(txns_.size());
+  for (const auto& [ttid, txn] : txns_) ttids.push_back(ttid);
+  return ttids;
+}
+
 std::optional<TransactionManager::State> TransactionManager::StateOf(
     uint64_t ttid) const {
   absl::MutexLock l(&mu_);

@@ -142,6 +142,8 @@ class TransactionManager {
 
   // Transactions currently known (in commit).
   size_t open_transactions() const;
+  // Their ttids, in no particular order.
+  std::vector<uint64_t> OpenTransactionIds() const;
   // The state of `ttid`, or nullopt if not in commit here.
   std::optional<State> StateOf(uint64_t ttid) const;
   // ttids in commit for `client_node_id`.
