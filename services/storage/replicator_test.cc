@@ -339,5 +339,91 @@ TEST_F(ReplicatorTest, ClientTrafficSlowsItDownToTheMinimumSpeed) {
   EXPECT_EQ(Dump(dest_), Dump(source_a_));
 }
 
+// ---- Cells discarded or re-created (ForgetPartition, CELL_RECREATED) ----
+
+// Delegates to FakePeers; `before_chunk` runs before each chunk is applied,
+// and reports above tid 0 get CELL_RECREATED while `recreated` is set (a
+// report of 0 clears it).
+class HookedPeers : public ReplicationPeers {
+ public:
+  explicit HookedPeers(FakePeers* inner) : inner_(inner) {}
+  absl::StatusOr<ReplicationTarget> Report(uint32_t partition, uint64_t tid) override {
+    if (recreated && tid > 0) {
+      return common::ErrorWithReason(absl::StatusCode::kFailedPrecondition,
+                                     common::kReasonCellRecreated, "cell created anew");
+    }
+    if (tid == 0) recreated = false;  // as the master: a report of 0 resets it
+    return inner_->Report(partition, tid);
+  }
+  absl::Status Fetch(const std::string& address, const FetchRequest& request,
+                     const std::function<absl::Status(ReplicationChunk)>& on_chunk) override {
+    return inner_->Fetch(address, request, [&](ReplicationChunk c) {
+      if (before_chunk) before_chunk();
+      return on_chunk(std::move(c));
+    });
+  }
+  bool recreated = false;
+  std::function<void()> before_chunk;
+
+ private:
+  FakePeers* inner_;
+};
+
+TEST_F(ReplicatorTest, ForgetPartitionFencesARoundInProgress) {
+  Fill(source_a_, 20);
+  peers_.needed = peers_.last = Tid(20);
+  peers_.sources["a"] = {&source_a_};
+  peers_.order = {"a"};
+  HookedPeers hooked(&peers_);
+  ReplicatorOptions options;
+  options.chunk_records = 2;
+  Replicator replicator(&dest_, &hooked, options, &metrics_, nullptr);
+  int chunks = 0;
+  hooked.before_chunk = [&] {
+    if (++chunks == 3) {
+      // The cell is discarded while the round runs; its data goes.
+      ASSERT_THAT(replicator.ForgetPartition(kPartition), IsOk());
+      ASSERT_THAT(dest_.DeletePartition(kPartition), IsOk());
+    }
+  };
+  auto done = replicator.ReplicateOnce(kPartition);
+  EXPECT_THAT(done, StatusIs(absl::StatusCode::kAborted));
+  // Nothing was written after the reset: no records, progress 0.
+  EXPECT_EQ(Dump(dest_), "");
+  ASSERT_THAT(replicator.Progress(kPartition), IsOk());
+  EXPECT_EQ(*replicator.Progress(kPartition), 0u);
+  // The next round (the cell added again) starts from the beginning.
+  hooked.before_chunk = nullptr;
+  peers_.fetches.clear();
+  done = replicator.ReplicateOnce(kPartition);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_TRUE(*done);
+  ASSERT_THAT(peers_.fetches, SizeIs(1));
+  EXPECT_EQ(peers_.fetches[0].second, 1u);
+  EXPECT_EQ(Dump(dest_), Dump(source_a_));
+}
+
+TEST_F(ReplicatorTest, CellRecreatedAnswerDeletesTheCellAndStartsOver) {
+  Fill(source_a_, 10);
+  Fill(dest_, 4);  // left from an earlier cell of the partition
+  ASSERT_THAT(dest_.SetConfig(ReplicationProgressKey(kPartition), absl::StrCat(Tid(4))),
+              IsOk());
+  peers_.needed = peers_.last = Tid(10);
+  peers_.sources["a"] = {&source_a_};
+  peers_.order = {"a"};
+  HookedPeers hooked(&peers_);
+  hooked.recreated = true;  // the master re-created the cell
+  Replicator replicator(&dest_, &hooked, ReplicatorOptions{}, &metrics_, nullptr);
+  auto done = replicator.ReplicateOnce(kPartition);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_FALSE(*done);
+  EXPECT_EQ(Dump(dest_), "");
+  EXPECT_EQ(*replicator.Progress(kPartition), 0u);
+  done = replicator.ReplicateOnce(kPartition);  // reports 0: accepted
+  ASSERT_THAT(done, IsOk());
+  EXPECT_TRUE(*done);
+  EXPECT_EQ(Dump(dest_), Dump(source_a_));
+}
+
 }  // namespace
 }  // namespace cellar::storage
