@@ -1061,6 +1061,9 @@ absl::StatusOr<uint64_t> ClusterManager::RepairCell(uint32_t partition, uint32_t
   CatchUp& c = CatchUpLocked(partition, node_id);
   c.known_tid = 0;
   c.needed_tid = std::max(hub_->last_tid(), max_prepared_tid_);
+  // A storage that did not see the drop (it got a whole table) still has
+  // the damaged data: its first report above 0 gets CELL_RECREATED.
+  c.fresh = true;
   repair_sources_[key] = source_node_id;
   PublishDeltaLocked(&add);
   CELLAR_LOG(WARNING) << "repair: the cell of " << common::NodeName(node_id) << " of partition "

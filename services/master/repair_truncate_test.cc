@@ -181,6 +181,9 @@ TEST_F(RepairTruncateTest, RepairDropsAndReAddsTheCellAndCopiesFromTheSourceOnly
   EXPECT_EQ(r->sources(0).node_id(), s1);
   // Other cells still get every source.
   ASSERT_THAT(cluster_->RepairCell(2, s3, s2).status(), IsOk());
+  // A storage reporting progress (it missed the drop) must reset first.
+  EXPECT_THAT(Report(s3, 2, 500).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("anew")));
   r = Report(s3, 2, 0);
   ASSERT_THAT(r.status(), IsOk());
   ASSERT_EQ(r->sources_size(), 1);
