@@ -224,6 +224,11 @@ absl::Status ReplicaChecker::CheckPartition(const Plan& plan, uint32_t partition
     // A storage that went away (or was killed) ends the check, even if it
     // still answers.
     const cellar::v1::GetClusterInfoResponse info = view_();
+    if (info.cluster_state() != cellar::v1::CLUSTER_RUNNING) {  // e.g. a truncate began
+      return absl::FailedPreconditionError(
+          absl::StrCat("partition ", partition, ": the cluster left RUNNING (",
+                       cellar::v1::ClusterState_Name(info.cluster_state()), ")"));
+    }
     for (const StorageTarget* t : AllOf(cells.reference, others)) {
       bool connected = false;
       for (const cellar::v1::NodeInfo& n : info.nodes()) {

@@ -19,7 +19,8 @@
 //               further; the walk goes on with the others from
 //               last_tid + 1 until max_tid.
 // A failing CheckCell (a storage went away, a cell stopped being
-// readable, a deposed master) ends the whole check with `error` set.
+// readable, a deposed master), or the cluster leaving RUNNING (e.g. for a
+// truncate), ends the whole check with `error` set.
 // Progress (partitions done, transactions compared on reference cells)
 // is visible while it runs.
 //

@@ -269,6 +269,24 @@ TEST_F(ReplicaCheckerTest, ANodeGoingAwayEndsTheCheck) {
   EXPECT_EQ(status->partitions_done(), 0u);
 }
 
+TEST_F(ReplicaCheckerTest, LeavingRunningEndsTheCheck) {
+  auto checker = MakeChecker(/*chunk=*/3);
+  cells_.block_ = true;
+  ASSERT_THAT(checker->Start({}).status(), IsOk());
+  ASSERT_TRUE(cells_.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)))
+      << "the check never called CheckCell";
+  cells_.block_ = false;
+  {
+    absl::MutexLock l(&mu_);
+    info_.set_cluster_state(cellar::v1::CLUSTER_RECOVERING);
+  }
+  cells_.release_.Notify();
+  ASSERT_TRUE(checker->WaitIdle(absl::Seconds(30))) << "the check did not end within 30 s";
+  absl::StatusOr<cellar::v1::GetCheckStatusResponse> status = checker->Status(0);
+  ASSERT_THAT(status.status(), IsOk());
+  EXPECT_THAT(status->error(), HasSubstr("left RUNNING"));
+}
+
 TEST_F(ReplicaCheckerTest, DownNodesAreNotCompared) {
   {
     absl::MutexLock l(&mu_);
