@@ -880,6 +880,7 @@ absl::StatusOr<PtChangeResult> ClusterManager::ChangePartitionTable(
   if (!dry_run && !result.plan.empty()) {
     if (absl::Status s = ApplyPlanLocked(result.plan); !s.ok()) return s;
     result.applied = true;
+    FinishFeedingLocked();  // a plan may complete moves (e.g. fewer replicas)
   }
   if (!dry_run && operation == cellar::v1::PT_DROP) {
     // The dropped storage leaves the registry for good (see the header).

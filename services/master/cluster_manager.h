@@ -231,7 +231,9 @@ class ClusterManager {
   // 0) to everything committed or being committed; their storages then
   // replicate them (ReportReplication), and once a partition has R+1
   // UP_TO_DATE cells its FEEDING cells are dropped (another delta).
-  // PENDING storages given cells become RUNNING. PT_DROP also forgets the
+  // PENDING storages given cells become RUNNING. If the new table lets
+  // FEEDING cells go, that follows at once (a second delta). PT_DROP also
+  // forgets the
   // dropped storage: it is published as NODE_UNKNOWN and removed from the
   // registry (if it comes back it registers as a new, PENDING storage and
   // deletes the data of the cells it lost).

@@ -10,7 +10,9 @@
 //  - PT_SET_REPLICAS up: the new cells catch up and every node holds every
 //    partition's data;
 //  - Master.KillNode (stop) then PT_DROP of that storage: the table no longer
-//    mentions it, the cluster stays RUNNING and every object still loads.
+//    mentions it, the cluster stays RUNNING and every object still loads;
+//  - bad requests (INVALID_ARGUMENT, NOT_FOUND), and SetClusterState
+//    STOPPING: new transactions and table changes are refused.
 #include <map>
 #include <memory>
 #include <set>
@@ -454,6 +456,50 @@ TEST_P(RebalanceTest, SetReplicasThenKillAndDropAStorage) {
   auto refused = Change(v1::PT_DROP, {node_ids_[0]});
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("RUNNING"));
+}
+
+TEST_P(RebalanceTest, BadRequestsAndStopping) {
+  ASSERT_NO_FATAL_FAILURE(Commit(2));
+  EXPECT_EQ(Change(v1::PARTITION_TABLE_OPERATION_UNSPECIFIED, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto zero = Change(v1::PT_ADD, {0});
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(zero.status().message(), HasSubstr("node_ids"));
+  EXPECT_EQ(Change(v1::PT_DROP, {node_ids_[0], node_ids_[1]}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto tweak = Change(v1::PT_TWEAK, {});
+  ASSERT_THAT(tweak, IsOk());
+  EXPECT_FALSE(tweak->applied()) << "a balanced table needs no change:\n" << tweak->plan();
+  {
+    v1::KillNodeRequest kill;
+    kill.set_node_id(common::MakeNodeId(common::NodeKind::kStorage, 77));
+    v1::KillNodeResponse killed;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    EXPECT_EQ(master_->KillNode(&context, kill, &killed).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  auto set_state = [&](v1::ClusterState state) {
+    v1::SetClusterStateRequest request;
+    request.set_state(state);
+    v1::SetClusterStateResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    return master_->SetClusterState(&context, request, &response);
+  };
+  EXPECT_EQ(set_state(v1::CLUSTER_STATE_UNSPECIFIED).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(set_state(v1::CLUSTER_VERIFYING).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(set_state(v1::CLUSTER_STOPPING).ok());
+  EXPECT_EQ(Info().cluster_state(), v1::CLUSTER_STOPPING);
+  // New transactions are refused.
+  auto txn = client_->NewTransaction();
+  txn->Store(latest_.begin()->first, latest_.begin()->second.first, "after stop");
+  absl::StatusOr<uint64_t> tid = txn->Commit();
+  EXPECT_EQ(tid.status().code(), absl::StatusCode::kFailedPrecondition) << tid.status();
+  EXPECT_EQ(set_state(v1::CLUSTER_RUNNING).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Change(v1::PT_TWEAK, {}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RebalanceTest,
