@@ -935,6 +935,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     for (uint32_t node : voted) request.add_voted_node_ids(node);
     for (const StagedObject& object : data.objects) request.add_oids(object.oid);
     for (uint32_t partition : partitions) request.add_partitions(partition);
+    request.set_ptid(table->ptid());
     ::cellar::v1::FinishResponse response;
     grpc::ClientContext context;
     common::SetDeadline(&context, options_.rpc_timeout);

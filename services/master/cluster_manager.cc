@@ -506,7 +506,7 @@ bool ClusterManager::IsConnected(uint32_t node_id) const {
 
 absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
     uint64_t tid, const std::vector<uint32_t>& voters,
-    const std::vector<uint32_t>& partitions) {
+    const std::vector<uint32_t>& partitions, uint64_t client_ptid) {
   absl::MutexLock l(&mu_);
   // STOPPING: transactions already in Finish complete (new ones cannot
   // Begin).
@@ -555,7 +555,7 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
       if (!common::IsWritable(cell.state)) continue;
       if (voting.contains(cell.node_id)) {
         auto created = catch_up_.find(CellKey{p, cell.node_id});
-        if (created != catch_up_.end() && created->second.created) {
+        if (created != catch_up_.end() && created->second.created_ptid > client_ptid) {
           created->second.needed_tid = std::max(created->second.needed_tid, tid);
         }
         continue;
@@ -936,7 +936,7 @@ absl::Status ClusterManager::ApplyPlanLocked(const Plan& plan) {
         c.previous == cellar::v1::CELL_CORRUPTED) {
       entry.known_tid = 0;  // a new (or re-added) cell starts from nothing
       entry.fresh = true;   // and the storage resets it (storage_node.cc)
-      entry.created = true;
+      entry.created_ptid = next->ptid();
     } else {
       entry.known_tid = hub_->last_tid();  // it was readable until now
     }
@@ -1067,6 +1067,9 @@ absl::StatusOr<uint64_t> ClusterManager::RepairCell(uint32_t partition, uint32_t
   c.fresh = true;
   repair_sources_[key] = source_node_id;
   PublishDeltaLocked(&add);
+  // Clients still on an older table may vote on this node without
+  // writing to the (reset) cell.
+  c.created_ptid = pt_.ptid();
   CELLAR_LOG(WARNING) << "repair: the cell of " << common::NodeName(node_id) << " of partition "
                       << partition << " is copied again from "
                       << common::NodeName(source_node_id) << " (ptid " << pt_.ptid() << ")";

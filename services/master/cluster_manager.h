@@ -172,9 +172,13 @@ class ClusterManager {
   // comment. FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) unless RUNNING;
   // INVALID_ARGUMENT for an unknown voter or partition; UNAVAILABLE if a
   // touched partition has no readable cell among the connected voters.
+  // `client_ptid`: the table version the client stored with (0 = unknown):
+  // cells created by a later table change missed the transaction even
+  // where their node voted.
   absl::StatusOr<CommitPlan> PrepareCommit(uint64_t tid,
                                            const std::vector<uint32_t>& voters,
-                                           const std::vector<uint32_t>& partitions);
+                                           const std::vector<uint32_t>& partitions,
+                                           uint64_t client_ptid = 0);
   // Voters in `failed` could not lock transaction `tid` while others did:
   // they may miss it. Their cells of `partitions` must catch up past
   // `tid`, and each of them is treated as gone (it registers again and
@@ -303,13 +307,12 @@ class ClusterManager {
     // once the storage reported 0 (it reset the cell); a higher one comes
     // from a replication round of an earlier cell of the same partition.
     bool fresh = false;
-    // Created by a partition-table change (until UP_TO_DATE): a client
-    // whose table predates the change stores nothing on it, yet its node
-    // may vote for the transaction's other objects. So every commit
-    // touching the partition raises needed_tid, voter or not. (The price:
-    // such a cell becomes UP_TO_DATE only once a replication round sees
-    // no commit of its partition in flight.)
-    bool created = false;
+    // Non-zero for a cell created by a partition-table change (until
+    // UP_TO_DATE): the ptid that created it. A client whose table predates
+    // it stores nothing on the cell, yet its node may vote for the
+    // transaction's other objects: such a commit raises needed_tid, voter
+    // or not. Clients that know the cell write to it.
+    uint64_t created_ptid = 0;
   };
   using CellKey = std::pair<uint32_t, uint32_t>;  // (partition, node id)
 

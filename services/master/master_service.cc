@@ -96,7 +96,8 @@ grpc::Status MasterService::Finish(grpc::ServerContext*,
   const std::vector<uint32_t> partitions(request->partitions().begin(),
                                          request->partitions().end());
   absl::StatusOr<uint64_t> tid =
-      coordinator_->Finish(request->node_id(), request->ttid(), voted, oids, partitions);
+      coordinator_->Finish(request->node_id(), request->ttid(), voted, oids, partitions,
+                           request->ptid());
   if (!tid.ok()) return ToGrpcStatus(tid.status());
   response->set_tid(*tid);
   return grpc::Status::OK;

@@ -244,6 +244,25 @@ TEST_F(PtOperationsTest, NewCellMissesTransactionsBeingCommitted) {
   EXPECT_TRUE(r->up_to_date());
 }
 
+// A client that planned with the table holding the new cell wrote to it:
+// its commit does not push the cell's catch-up further.
+TEST_F(PtOperationsTest, CommitsPlannedWithTheNewCellDoNotDelayIt) {
+  Start(2);
+  hub_.SetLastTid(1000);
+  const uint32_t s3 = AddStorage();
+  auto change = cluster_->ChangePartitionTable(cellar::v1::PT_ADD, {s3}, 0, false);
+  ASSERT_THAT(change, IsOk());
+  uint32_t p = 0;
+  while (Pt().CellStateOf(p, s3) != cellar::v1::CELL_OUT_OF_DATE) ++p;
+  ASSERT_THAT(cluster_->PrepareCommit(3000, {storages_[0], storages_[1], s3}, {p}, Pt().ptid()),
+              IsOk());
+  hub_.SetLastTid(3000);
+  ASSERT_THAT(Report(s3, p, 0), IsOk());
+  auto r = Report(s3, p, 1000);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->up_to_date()) << "the new cell voted for tid 3000 with a table that has it";
+}
+
 TEST_F(PtOperationsTest, NewCellCatchesUpPastCommitsItsNodeVotedFor) {
   Start(2);
   hub_.SetLastTid(1000);

@@ -100,7 +100,10 @@ absl::StatusOr<uint64_t> ReplicaChecker::Start(
   plan.partitions.erase(std::unique(plan.partitions.begin(), plan.partitions.end()),
                         plan.partitions.end());
   plan.min_tid = request.min_tid();
-  plan.max_tid = request.max_tid() == 0 ? info.last_tid() : request.max_tid();
+  // Only completed transactions are compared: every cell has them all
+  // (one still in commit may be locked on some cells and not yet others).
+  plan.max_tid = request.max_tid() == 0 ? info.last_tid()
+                                        : std::min<uint64_t>(request.max_tid(), info.last_tid());
   plan.with_data = request.with_data();
   if (plan.min_tid > plan.max_tid) {
     return absl::InvalidArgumentError(

@@ -44,7 +44,8 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id) {
 
 absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
     uint32_t node_id, uint64_t ttid, const std::vector<uint32_t>& voted_node_ids,
-    const std::vector<uint64_t>& oids, const std::vector<uint32_t>& partition_hint) {
+    const std::vector<uint64_t>& oids, const std::vector<uint32_t>& partition_hint,
+    uint64_t client_ptid) {
   if (voted_node_ids.empty()) {
     return absl::InvalidArgumentError(
         "voted_node_ids: a transaction must vote on at least one storage");
@@ -86,7 +87,7 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
   // so the commit can never complete while a replica that missed it is
   // still readable.
   absl::StatusOr<CommitPlan> plan =
-      cluster_->PrepareCommit(pending->tid, voted_node_ids, partitions);
+      cluster_->PrepareCommit(pending->tid, voted_node_ids, partitions, client_ptid);
   if (!plan.ok()) {
     FailPending(pending, /*lock_failure=*/false);
     storages_->AbortAsync(cluster_->RunningStorages(), cluster_->epoch(), ttid);

@@ -75,7 +75,8 @@ class TransactionCoordinator {
   absl::StatusOr<uint64_t> Finish(uint32_t node_id, uint64_t ttid,
                                   const std::vector<uint32_t>& voted_node_ids,
                                   const std::vector<uint64_t>& oids,
-                                  const std::vector<uint32_t>& partitions = {});
+                                  const std::vector<uint32_t>& partitions = {},
+                                  uint64_t client_ptid = 0);
 
   // Aborts `ttid` on `storage_node_ids` (all running storages if empty).
   // OK for unknown ttids; FAILED_PRECONDITION once the final tid is picked.
