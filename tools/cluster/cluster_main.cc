@@ -8,6 +8,7 @@
 //   cellar-cluster restart --dir D S2
 //   cellar-cluster start --dir D S2
 //   cellar-cluster wipe --dir D S2
+//   cellar-cluster add-storage --dir D [--label z/h/d]
 //   cellar-cluster down --dir D [--wipe]
 //
 // Exit status: 0 done, 1 failed, 2 bad usage.
@@ -49,6 +50,7 @@ ABSL_FLAG(std::string, master_flags, "", "up: extra flags for every master, spac
 ABSL_FLAG(std::string, storage_flags, "", "up: extra flags for every storage, space-separated");
 ABSL_FLAG(std::string, signal, "KILL", "kill: KILL, TERM, STOP, CONT, INT, HUP or a number");
 ABSL_FLAG(bool, wait, true, "restart/start: wait until the node is ready");
+ABSL_FLAG(std::string, label, "", "add-storage: the new storage's zone/host/device label");
 ABSL_FLAG(bool, wipe, false, "down: also delete the cluster directory and databases");
 ABSL_FLAG(bool, json, false, "status: print JSON");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Bound on each readiness wait");
@@ -68,6 +70,8 @@ constexpr char kUsage[] =
     "  cellar-cluster restart --dir D NODE [--wait=false]\n"
     "  cellar-cluster start --dir D NODE [--wait=false]\n"
     "  cellar-cluster wipe --dir D NODE      (a stopped storage: delete its data)\n"
+    "  cellar-cluster add-storage --dir D [--label z/h/d]   (joins PENDING; then\n"
+    "                    `cellarctl add S<N>` gives it cells)\n"
     "  cellar-cluster down --dir D [--wipe]\n"
     "Nodes are M1..M3, S1..SN, A1; logs are D/<node>.log; state is D/cluster.json.";
 
@@ -259,6 +263,15 @@ int main(int argc, char** argv) {
   if (command == "wipe") {
     absl::Status s = c.Wipe(node);
     return s.ok() ? 0 : Fail(s);
+  }
+  if (command == "add-storage") {
+    absl::StatusOr<std::string> name = c.AddStorage(absl::GetFlag(FLAGS_label));
+    if (!name.ok()) return Fail(name.status());
+    std::cerr << "cellar-cluster: " << *name << " joined as node "
+              << cellar::common::NodeName(c.node_id(*name))
+              << " (PENDING: no cells yet); give it cells with: tools/cellarctl/run add "
+              << cellar::common::NodeName(c.node_id(*name)) << " --dry-run\n";
+    return 0;
   }
   if (command == "down") {
     absl::Status s = c.Down();

@@ -808,6 +808,75 @@ absl::Status ProcessCluster::Start(const std::string& name, bool wait_ready) {
   return StartNode(*node, /*first_start=*/false, wait_ready);
 }
 
+absl::StatusOr<std::string> ProcessCluster::AddStorage(const std::string& label) {
+  const NodeProcess* model = nullptr;
+  int count = 0;
+  int last_storage_index = -1;
+  for (int i = 0; i < file_.nodes_size(); ++i) {
+    if (file_.nodes(i).role() != kStorage) continue;
+    if (model == nullptr) model = &file_.nodes(i);
+    ++count;
+    last_storage_index = i;
+  }
+  if (model == nullptr) {
+    return absl::FailedPreconditionError("the cluster has no storage to model a new one on");
+  }
+  const std::string name = absl::StrCat("S", count + 1);
+  if (Find(name) != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("a node named ", name, " exists already"));
+  }
+  NodeProcess node;
+  node.set_name(name);
+  node.set_role(kStorage);
+  node.set_label(label);
+  node.set_port(PickPort());
+  node.set_metrics_port(PickPort());
+  node.set_log(absl::StrCat(file_.dir(), "/", name, ".log"));
+  if (!model->database().empty()) {
+    // Same server and naming as the others: <prefix>_s<k>.
+    std::string database = model->database();
+    const size_t cut = database.rfind("_s");
+    database = absl::StrCat(cut == std::string::npos ? database : database.substr(0, cut), "_s",
+                            count + 1);
+    CELLAR_ASSIGN_OR_RETURN(std::string conninfo,
+                            CreatePostgresDatabase(file_.postgres().conninfo(), database));
+    node.set_backend(conninfo);
+    node.set_database(database);
+  } else {
+    node.set_backend(absl::StrCat("sqlite://", file_.dir(), "/", name, ".db"));
+  }
+  // The model's command line with this node's own listen addresses, data
+  // and label (flags given at `up` are kept).
+  std::vector<std::string> argv;
+  for (const std::string& arg : model->argv()) {
+    if (absl::StartsWith(arg, "--listen=") || absl::StartsWith(arg, "--advertise=") ||
+        absl::StartsWith(arg, "--metrics_listen=") || absl::StartsWith(arg, "--backend=") ||
+        absl::StartsWith(arg, "--label=")) {
+      continue;
+    }
+    argv.push_back(arg);
+  }
+  argv.push_back("--listen=" + Loopback(node.port()));
+  argv.push_back("--advertise=" + Loopback(node.port()));
+  argv.push_back("--metrics_listen=" + Loopback(node.metrics_port()));
+  argv.push_back("--backend=" + node.backend());
+  if (!label.empty()) argv.push_back("--label=" + label);
+  node.mutable_argv()->Assign(argv.begin(), argv.end());
+  // Keep the file's order: masters, storages, admin.
+  *file_.add_nodes() = std::move(node);
+  for (int i = file_.nodes_size() - 1; i > last_storage_index + 1; --i) {
+    file_.mutable_nodes()->SwapElements(i, i - 1);
+  }
+  NodeProcess* added = Find(name);
+  CELLAR_RETURN_IF_ERROR(Save());
+  CELLAR_RETURN_IF_ERROR(StartNode(*added, /*first_start=*/false, /*wait_ready=*/false));
+  // StartNode waits for registration only on a first start or when ready
+  // is asked; a new storage is never "ready" (it holds no cells).
+  CELLAR_RETURN_IF_ERROR(WaitRegistered(*added, absl::Now() + options_.ready_timeout));
+  CELLAR_RETURN_IF_ERROR(Save());
+  return name;
+}
+
 absl::Status ProcessCluster::Restart(const std::string& name, bool wait_ready) {
   NodeProcess* node = Find(name);
   if (node == nullptr) return absl::NotFoundError(absl::StrCat("no node named ", name));

@@ -190,6 +190,14 @@ class ProcessCluster {
   // SIGTERM (if running, else nothing) then Start.
   absl::Status Restart(const std::string& name, bool wait_ready = true);
 
+  // Adds storage S<N+1> to the cluster: the command line of the first
+  // storage with its own ports, its own data (a new SQLite file, or a new
+  // database on the cluster's PostgreSQL server) and `label`; starts it and
+  // waits until the master registered it. It joins PENDING, holding no
+  // cells until an operator adds it (`cellarctl add S<N+1>`). Returns its
+  // name. FAILED_PRECONDITION if the cluster has no storage to copy from.
+  absl::StatusOr<std::string> AddStorage(const std::string& label = "");
+
   // Deletes a stopped storage's data (SQLite files, or drop + create of
   // its database): it comes back as a new, empty node.
   absl::Status Wipe(const std::string& name);
