@@ -972,7 +972,7 @@ absl::Status PrintPartitionChange(const ::cellar::v1::PartitionTableChangeRespon
       io.out << "  " << line << "\n";
     }
   }
-  if (r.listing().empty()) {
+  if (r.listing().empty() && !r.applied()) {
     io.out << "nothing to change (ptid " << r.ptid() << ", replicas " << r.num_replicas()
            << ")\n";
   } else {

@@ -27,6 +27,7 @@ using ::cellar::common::IsOk;
 using ::cellar::common::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 struct Result {
@@ -508,6 +509,18 @@ TEST_F(ActionsTest, PartitionTableChangesSendNamesIdsAndDryRun) {
   Result empty = Ctl({"tweak", "--dry-run"});
   ASSERT_EQ(empty.code, 0) << empty.err;
   EXPECT_THAT(empty.out, HasSubstr("nothing to change"));
+
+  // A change of R alone (no cell moves) is still applied.
+  ::cellar::v1::PartitionTableChangeResponse replicas_only;
+  replicas_only.set_applied(true);
+  replicas_only.set_ptid_before(39);
+  replicas_only.set_ptid(40);
+  replicas_only.set_num_replicas(1);
+  admin_.SetChange(replicas_only);
+  Result lowered = Ctl({"set-replicas", "1"});
+  ASSERT_EQ(lowered.code, 0) << lowered.err;
+  EXPECT_THAT(lowered.out, HasSubstr("applied: ptid 39 -> 40, replicas 1"));
+  EXPECT_THAT(lowered.out, Not(HasSubstr("nothing to change")));
 }
 
 TEST_F(ActionsTest, RefusalsKeepTheirCodeAndExitStatus) {
