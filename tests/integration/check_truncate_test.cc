@@ -29,6 +29,7 @@
 #include "services/common/status_matchers.h"
 #include "services/storage/backend/backend_uri.h"
 #include "services/storage/backend/storage_backend.h"
+#include "tests/integration/cluster_helpers.h"
 #include "tests/integration/test_backends.h"
 #include "tools/local/local_cluster.h"
 
@@ -44,15 +45,7 @@ constexpr uint32_t kPartitions = 4;
 constexpr char kCluster[] = "ctest";
 constexpr uint64_t kAnyTid = ~uint64_t{0} >> 1;
 
-template <typename Pred>
-bool WaitFor(Pred pred, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!pred()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return true;
-}
+using testing_support::WaitFor;
 
 class CheckTruncateTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -90,22 +83,10 @@ class CheckTruncateTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<client::Client> Connect() {
-    client::ClientOptions options;
-    options.master_addresses = {cluster_->master_address()};
-    options.cluster_name = kCluster;
-    auto c = client::Client::Connect(options);
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
+    return testing_support::ConnectClient(cluster_->master_address(), kCluster);
   }
 
-  v1::GetClusterInfoResponse Info() {
-    v1::GetClusterInfoResponse info;
-    grpc::ClientContext context;
-    common::SetDeadline(&context, absl::Seconds(10));
-    grpc::Status s = master_->GetClusterInfo(&context, v1::GetClusterInfoRequest(), &info);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return info;
-  }
+  v1::GetClusterInfoResponse Info() { return testing_support::ClusterInfo(*master_); }
 
   v1::CellState CellState(uint32_t partition, uint32_t node_id) {
     const v1::GetClusterInfoResponse info = Info();

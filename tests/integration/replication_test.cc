@@ -36,6 +36,7 @@
 #include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
 #include "services/master/master_server.h"
+#include "tests/integration/cluster_helpers.h"
 #include "tests/integration/test_backends.h"
 #include "tools/local/local_cluster.h"
 
@@ -49,16 +50,7 @@ constexpr int kStorages = 3;
 constexpr uint32_t kPartitions = 6;
 constexpr char kCluster[] = "rtest";
 
-// Polls `pred` until it holds or `timeout` passes.
-template <typename Pred>
-bool WaitFor(Pred pred, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!pred()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
-}
+using testing_support::WaitFor;
 
 // What a writer got acknowledged.
 struct Ledger {
@@ -177,22 +169,10 @@ class ReplicationTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<client::Client> Connect() {
-    client::ClientOptions options;
-    options.master_addresses = {cluster_->master_address()};
-    options.cluster_name = kCluster;
-    auto c = client::Client::Connect(options);
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
+    return testing_support::ConnectClient(cluster_->master_address(), kCluster);
   }
 
-  v1::GetClusterInfoResponse Info() {
-    v1::GetClusterInfoResponse info;
-    grpc::ClientContext context;
-    common::SetDeadline(&context, absl::Seconds(10));
-    grpc::Status s = master_->GetClusterInfo(&context, v1::GetClusterInfoRequest(), &info);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return info;
-  }
+  v1::GetClusterInfoResponse Info() { return testing_support::ClusterInfo(*master_); }
 
   // The state of every cell of storage `node_id` (partition -> state).
   std::map<uint32_t, v1::CellState> CellsOf(uint32_t node_id) {

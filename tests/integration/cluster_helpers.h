@@ -1,0 +1,39 @@
+#ifndef CELLAR_TESTS_INTEGRATION_CLUSTER_HELPERS_H_
+#define CELLAR_TESTS_INTEGRATION_CLUSTER_HELPERS_H_
+
+// Small helpers shared by the in-process cluster tests (testonly).
+
+#include <memory>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "protos/cellar/v1/master.grpc.pb.h"
+
+namespace cellar::testing_support {
+
+// Polls `pred` every 50 ms until it holds (true) or `timeout` passes
+// (false).
+template <typename Pred>
+bool WaitFor(Pred pred, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!pred()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return true;
+}
+
+// A client of the cluster whose master is `master_address`; null (with a
+// test failure recorded) if it cannot connect.
+std::unique_ptr<client::Client> ConnectClient(const std::string& master_address,
+                                              const std::string& cluster_name);
+
+// Master.GetClusterInfo (10 s deadline); a failure is recorded as a test
+// failure and an empty answer returned.
+::cellar::v1::GetClusterInfoResponse ClusterInfo(::cellar::v1::Master::StubInterface& master);
+
+}  // namespace cellar::testing_support
+
+#endif  // CELLAR_TESTS_INTEGRATION_CLUSTER_HELPERS_H_
