@@ -846,23 +846,6 @@ namespace {
 
 using AdminStub = ::cellar::v1::Admin::Stub;
 
-char CellLetter(::cellar::v1::CellState state) {
-  switch (state) {
-    case ::cellar::v1::CELL_UP_TO_DATE:
-      return 'U';
-    case ::cellar::v1::CELL_OUT_OF_DATE:
-      return 'O';
-    case ::cellar::v1::CELL_FEEDING:
-      return 'F';
-    case ::cellar::v1::CELL_CORRUPTED:
-      return 'C';
-    case ::cellar::v1::CELL_DISCARDED:
-      return 'D';
-    default:
-      return '?';
-  }
-}
-
 // The admin's `cluster` field: the --cluster name only when it was given
 // (else the admin's default cluster).
 std::string AdminCluster(const GlobalOptions& global) {
@@ -1102,7 +1085,8 @@ absl::Status RunPartitionTable(const GlobalOptions& global,
     std::vector<std::string> cells;
     for (const auto& cell : row.cells()) {
       cells.push_back(
-          absl::StrCat(common::NodeName('S', cell.node_id()), " ", std::string(1, CellLetter(cell.state()))));
+          absl::StrCat(common::NodeName('S', cell.node_id()), " ",
+                       std::string(1, common::CellStateLetter(cell.state()))));
     }
     io.out << "partition " << row.partition() << ": "
            << (cells.empty() ? std::string("(no cells)") : absl::StrJoin(cells, ", ")) << "\n";
