@@ -813,10 +813,14 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
   metadata.set_extension(data.extension);
   std::vector<std::string> checksums;
   checksums.reserve(data.objects.size());
+  uint64_t size_bytes = 0;
   for (const StagedObject& object : data.objects) {
     metadata.add_oids(object.oid);
     checksums.push_back(common::Checksum(object.data));
+    size_bytes += object.data.size();
   }
+  // Kept with the transaction record, for LastTransactions' SIZE.
+  metadata.set_size_bytes(size_bytes);
   auto round = std::make_shared<StoreRound>();
   round->timeout = options_.rpc_timeout;
   std::map<uint32_t, absl::Status> results;

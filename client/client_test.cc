@@ -171,6 +171,8 @@ TEST_F(ClientTest, CommitThenLoadReadsOwnWrites) {
     EXPECT_TRUE(requests[0].has_metadata());  // both hold every partition
     EXPECT_EQ(requests[0].metadata().user(), "alice");
     EXPECT_THAT(requests[0].metadata().oids(), ElementsAre(0u, 5u));
+    // All the transaction's data: "root" + "five".
+    EXPECT_EQ(requests[0].metadata().size_bytes(), 8u);
   }
 }
 
@@ -575,6 +577,7 @@ TEST_F(ClientTest, HistoryAndLastTransactions) {
   ASSERT_EQ(last->size(), 2u);
   EXPECT_EQ((*last)[0].tid(), tids[2]);
   EXPECT_EQ((*last)[0].user(), "u2");
+  EXPECT_EQ((*last)[0].size_bytes(), 4u);  // "rev2", as the client sent it
   EXPECT_EQ((*last)[1].tid(), tids[1]);
 
   cluster_->storage(1).SetAllCallsError(absl::UnavailableError("down"));

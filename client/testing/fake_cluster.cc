@@ -73,10 +73,8 @@ void FakeStorage::CommitTransaction(uint64_t ttid, uint64_t tid) {
   absl::MutexLock lock(&mu_);
   auto it = pending_.find(ttid);
   if (it == pending_.end()) return;
-  uint64_t size = 0;
   for (const auto& object : it->second.objects) {
     objects_[object.oid()][tid] = Revision{object.data(), object.checksum()};
-    size += object.data().size();
   }
   if (it->second.has_metadata) {
     ::cellar::v1::TransactionInfo& info = transactions_[tid];
@@ -86,7 +84,7 @@ void FakeStorage::CommitTransaction(uint64_t ttid, uint64_t tid) {
     info.set_description(it->second.metadata.description());
     info.set_extension(it->second.metadata.extension());
     *info.mutable_oids() = it->second.metadata.oids();
-    info.set_size_bytes(size);
+    info.set_size_bytes(it->second.metadata.size_bytes());
   }
   pending_.erase(it);
 }

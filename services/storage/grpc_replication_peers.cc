@@ -86,6 +86,7 @@ absl::Status GrpcReplicationPeers::Fetch(
       record.description = std::move(*t.mutable_description());
       record.extension = std::move(*t.mutable_extension());
       record.oids.assign(t.oids().begin(), t.oids().end());
+      record.size_bytes = t.size_bytes();
       record.packed = t.packed();
       out.transactions.push_back(std::move(record));
     }

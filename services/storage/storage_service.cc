@@ -38,6 +38,7 @@ TransactionMetadata ToMetadata(const ::cellar::v1::TransactionMetadata& m) {
   out.description = m.description();
   out.extension = m.extension();
   out.oids.assign(m.oids().begin(), m.oids().end());
+  out.size_bytes = m.size_bytes();
   return out;
 }
 
@@ -291,6 +292,7 @@ grpc::Status StorageService::Replicate(
           info->set_description(std::move(t.description));
           info->set_extension(std::move(t.extension));
           for (uint64_t oid : t.oids) info->add_oids(oid);
+          info->set_size_bytes(t.size_bytes);
           info->set_packed(t.packed);
         }
         for (ObjectRecord& o : chunk.objects) {

@@ -169,6 +169,7 @@ class StorageServiceTest : public ::testing::Test {
     if (metadata) {
       r.mutable_metadata()->set_user("alice");
       r.mutable_metadata()->set_description("a test");
+      r.mutable_metadata()->set_size_bytes(ttid * 10);
     }
     return Call(&v1::Storage::Stub::Vote, r);
   }
@@ -313,6 +314,7 @@ TEST_F(StorageServiceTest, CommitThenRead) {
   store.mutable_metadata()->set_user("bob");
   store.mutable_metadata()->add_oids(1);
   store.mutable_metadata()->add_oids(2);
+  store.mutable_metadata()->set_size_bytes(6);
   v1::StoreResponse store_response;
   ASSERT_THAT(Call(&v1::Storage::Stub::Store, store, &store_response), IsOk());
   EXPECT_TRUE(store_response.voted());
@@ -356,6 +358,7 @@ TEST_F(StorageServiceTest, CommitThenRead) {
   EXPECT_EQ(l.transactions(1).tid(), tid);
   EXPECT_EQ(l.transactions(1).ttid(), ttid);
   EXPECT_EQ(l.transactions(1).user(), "bob");
+  EXPECT_EQ(l.transactions(1).size_bytes(), 6u);  // as the vote said
   last.set_before_tid(2005);
   ASSERT_THAT(Call(&v1::Storage::Stub::LastTransactions, last, &l), IsOk());
   ASSERT_EQ(l.transactions_size(), 1);
@@ -800,6 +803,8 @@ TEST_F(StorageServiceTest, ReplicateStreamsAReadableCell) {
   ASSERT_FALSE(chunks.empty());
   EXPECT_EQ(chunks.back().complete_through(), 200u);
   EXPECT_EQ(chunks.front().transactions(0).user(), "alice");
+  // The size the vote carried travels with the record.
+  EXPECT_EQ(chunks.front().transactions(0).size_bytes(), 1010u);
 
   // Partition 3 is not readable here.
   request.set_partition(3);

@@ -284,6 +284,7 @@ absl::Status TransactionManager::Vote(
     t.description = metadata->description;
     t.extension = metadata->extension;
     t.oids = metadata->oids;
+    t.size_bytes = metadata->size_bytes;
     record.transaction = std::move(t);
   }
   absl::Status status = batcher_->StoreVote(std::move(record));

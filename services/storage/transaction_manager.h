@@ -67,6 +67,9 @@ struct TransactionMetadata {
   std::string extension;
   // Every oid the transaction stores (all partitions).
   std::vector<uint64_t> oids;
+  // Total bytes of object data the transaction stores, all partitions, as
+  // the client says (informational: stored with the record, not checked).
+  uint64_t size_bytes = 0;
 };
 
 struct TransactionManagerOptions {

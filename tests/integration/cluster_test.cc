@@ -119,6 +119,26 @@ TEST_P(ClusterTest, CommitAndReadBack) {
   EXPECT_EQ(txns->front().user(), "alice");
   EXPECT_EQ(txns->front().description(), "first commit");
   EXPECT_EQ(txns->front().oids_size(), 2);
+  // All its data (11 + 4 bytes), whichever storages hold the objects.
+  EXPECT_EQ(txns->front().size_bytes(), 15u);
+
+  // Single-object commits: each record says its own size, though the
+  // object is usually on other storages than the record.
+  std::vector<uint64_t> tids;
+  for (int i = 0; i < 5; ++i) {
+    auto put_oid = c->NewOid();
+    ASSERT_THAT(put_oid, IsOk());
+    auto put = Put(*c, *put_oid, 0, std::string(7 + i, 'x'));
+    ASSERT_THAT(put, IsOk());
+    tids.push_back(*put);
+  }
+  txns = other->LastTransactions(5);
+  ASSERT_THAT(txns, IsOk());
+  ASSERT_EQ(txns->size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ((*txns)[i].tid(), tids[4 - i]);
+    EXPECT_EQ((*txns)[i].size_bytes(), 7u + (4 - i)) << "transaction " << i;
+  }
 
   auto history = other->History(*oid);
   ASSERT_THAT(history, IsOk());

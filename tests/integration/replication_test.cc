@@ -353,6 +353,42 @@ class ReplicationTest : public ::testing::TestWithParam<std::string> {
       }
       EXPECT_EQ(histories[0], histories[1]) << "histories of oid " << oid << " differ";
     }
+    // Every cell of partition(ttid) holds each acknowledged transaction's
+    // record with its total size, replicated records included.
+    std::map<uint64_t, uint64_t> expected_size;  // tid -> bytes
+    for (const auto& r : revisions) expected_size[r.serial] += r.data.size();
+    std::vector<std::map<uint64_t, v1::TransactionInfo>> records(kStorages);
+    for (int i = 0; i < kStorages; ++i) {
+      uint64_t before = 0;
+      while (true) {
+        v1::LastTransactionsRequest request;
+        request.set_limit(1000);
+        request.set_before_tid(before);
+        v1::LastTransactionsResponse response;
+        grpc::ClientContext context;
+        common::SetDeadline(&context, absl::Seconds(10));
+        ASSERT_TRUE(storage_stubs_[i]->LastTransactions(&context, request, &response).ok());
+        if (response.transactions().empty()) break;
+        for (const auto& t : response.transactions()) records[i][t.tid()] = t;
+        before = response.transactions(response.transactions_size() - 1).tid();
+      }
+    }
+    for (const auto& [tid, size] : expected_size) {
+      uint64_t ttid = 0;
+      for (const auto& by_tid : records) {
+        auto it = by_tid.find(tid);
+        if (it != by_tid.end()) ttid = it->second.ttid();
+      }
+      ASSERT_NE(ttid, 0u) << "no record of transaction " << common::TidHex(tid);
+      for (const common::PtCell& cell : pt->Row(pt->PartitionOf(ttid))) {
+        const auto& by_tid = records[index_of[cell.node_id]];
+        auto it = by_tid.find(tid);
+        ASSERT_NE(it, by_tid.end()) << "transaction " << common::TidHex(tid) << " missing on "
+                                    << common::NodeName(cell.node_id);
+        EXPECT_EQ(it->second.size_bytes(), size)
+            << "transaction " << common::TidHex(tid) << " on " << common::NodeName(cell.node_id);
+      }
+    }
     std::cerr << "compared " << revisions.size() << " acknowledged revisions (" << loads
               << " loads) and " << latest.size() << " latest revisions across replicas\n";
   }

@@ -39,6 +39,7 @@ using ::cellar::common::kReasonNoSuchRevision;
 using ::cellar::common::StatusIs;
 using ::testing::AllOf;
 using ::testing::AnyOf;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::Eq;
@@ -743,35 +744,71 @@ static ::testing::Matcher<TransactionRecord> HasSize(uint64_t tid, uint64_t size
                Field("size_bytes", &TransactionRecord::size_bytes, size_bytes));
 }
 
-TEST_P(BackendConformanceTest, LastTransactionsReportDataSizeOnThisNode) {
-  // Objects in several partitions: 10 + 3 + 250 bytes.
-  ASSERT_THAT(Commit(*backend_, Tid(1),
-                     {Obj(30, std::string(10, 'a')), Obj(31, "bcd"),
-                      Obj(32, std::string(250, '\0'))}),
+// A transaction record whose client said the transaction stores `size`
+// bytes of object data (all partitions).
+TransactionRecord SizedTxn(uint64_t ttid, std::vector<uint64_t> oids,
+                           uint64_t size) {
+  TransactionRecord t = Txn(ttid, std::move(oids));
+  t.size_bytes = size;
+  return t;
+}
+
+TEST_P(BackendConformanceTest, TransactionSizeIsStoredWithTheRecord) {
+  // The size the client sent, not the data held here: 10 bytes here, the
+  // rest of its 1000 bytes on other nodes.
+  ASSERT_THAT(backend_->StoreVotes({VoteRecord{
+                  Tid(1), {Obj(30, std::string(10, 'a'))},
+                  SizedTxn(Tid(1), {30, 40, 41}, 1000)}}),
               IsOk());
-  // Undo and deletion have no data of their own: 0; plus 7 bytes.
-  ASSERT_THAT(Commit(*backend_, Tid(2),
-                     {Undo(30, Tid(1), Checksum(std::string(10, 'a'))), Deletion(31),
-                      Obj(33, "1234567")}),
+  // The record is here, its objects are elsewhere.
+  ASSERT_THAT(backend_->StoreVotes({VoteRecord{Tid(2), {}, SizedTxn(Tid(2), {42}, 7)}}),
               IsOk());
-  // The record is here, its objects are on other nodes: 0.
-  ASSERT_THAT(backend_->StoreVotes({VoteRecord{Tid(3), {}, Txn(Tid(3), {40, 41})}}), IsOk());
-  ASSERT_THAT(backend_->LockTransactions({LockRecord{Tid(3), Tid(3)}}), IsOk());
-  // Objects only (the record is elsewhere): not listed, and not counted
-  // in another transaction.
-  ASSERT_THAT(backend_->StoreVotes({VoteObjectsOnly(Tid(4), {Obj(50, "elsewhere")})}), IsOk());
-  ASSERT_THAT(backend_->LockTransactions({LockRecord{Tid(4), Tid(4)}}), IsOk());
-  EXPECT_THAT(backend_->LastTransactions(10, kNoBound),
-              IsOkAndHolds(ElementsAre(HasSize(Tid(3), 0), HasSize(Tid(2), 7),
-                                       HasSize(Tid(1), 263))));
-  // Replicated records count the same.
-  TransactionRecord imported = Txn(Tid(5), {60});
-  imported.tid = Tid(5);
+  // Objects here but a record that says 0 (an older client): 0, not
+  // computed from the rows.
+  ASSERT_THAT(backend_->StoreVotes({VoteRecord{
+                  Tid(3), {Obj(31, "bcd")}, SizedTxn(Tid(3), {31}, 0)}}),
+              IsOk());
+  // Objects only (the record is elsewhere): not listed.
+  ASSERT_THAT(backend_->StoreVotes({VoteObjectsOnly(Tid(4), {Obj(50, "elsewhere")})}),
+              IsOk());
+  // A re-vote replaces the size; any value is kept as sent.
+  ASSERT_THAT(backend_->StoreVotes({VoteRecord{Tid(5), {}, SizedTxn(Tid(5), {43}, 5)}}),
+              IsOk());
+  ASSERT_THAT(backend_->StoreVotes({VoteRecord{
+                  Tid(5), {}, SizedTxn(Tid(5), {43}, std::numeric_limits<uint64_t>::max())}}),
+              IsOk());
+  // Voted, not locked yet: the size survives a restart in the temporary
+  // record.
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  ASSERT_THAT(backend_->LockTransactions({{Tid(1), Tid(1)}, {Tid(2), Tid(2)},
+                                          {Tid(3), Tid(3)}, {Tid(4), Tid(4)},
+                                          {Tid(5), Tid(6)}}),
+              IsOk());
+  const auto listed = ElementsAre(
+      HasSize(Tid(6), std::numeric_limits<uint64_t>::max()), HasSize(Tid(3), 0),
+      HasSize(Tid(2), 7), HasSize(Tid(1), 1000));
+  EXPECT_THAT(backend_->LastTransactions(10, kNoBound), IsOkAndHolds(listed));
+  // Replication reads it with the record.
+  EXPECT_THAT(backend_->ListTransactions(PartitionOf(Tid(2)), 0, kMaxTid, 10),
+              IsOkAndHolds(Contains(HasSize(Tid(2), 7))));
+
+  // Imported records keep the size they carry, whichever objects come
+  // (or not) with them.
+  TransactionRecord imported = SizedTxn(Tid(7), {60, 61}, 4242);
+  imported.tid = Tid(8);
   ObjectRecord object = Obj(60, std::string(42, 'r'));
-  object.tid = Tid(5);
+  object.tid = Tid(8);
   ASSERT_THAT(backend_->ImportCommitted({imported}, {object}), IsOk());
   EXPECT_THAT(backend_->LastTransactions(1, kNoBound),
-              IsOkAndHolds(ElementsAre(HasSize(Tid(5), 42))));
+              IsOkAndHolds(ElementsAre(HasSize(Tid(8), 4242))));
+  EXPECT_THAT(backend_->ListTransactions(PartitionOf(Tid(7)), Tid(8), Tid(8), 10),
+              IsOkAndHolds(ElementsAre(HasSize(Tid(8), 4242))));
+
+  // All of it is durable.
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(backend_->LastTransactions(10, Tid(8)), IsOkAndHolds(listed));
+  EXPECT_THAT(backend_->LastTransactions(1, kNoBound),
+              IsOkAndHolds(ElementsAre(HasSize(Tid(8), 4242))));
 }
 
 TEST_P(BackendConformanceTest, GetLastIds) {

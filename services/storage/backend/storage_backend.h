@@ -43,7 +43,9 @@ namespace cellar::storage {
 // The schema version this build writes. Open() migrates older schemas and
 // refuses newer ones with FAILED_PRECONDITION.
 // Version 2 added the `tlock` table (ttid -> tid of locked transactions).
-inline constexpr int kSchemaVersion = 2;
+// Version 3 added `size` (TransactionRecord::size_bytes, default 0) to the
+// committed and temporary transaction tables.
+inline constexpr int kSchemaVersion = 3;
 
 // One object revision. For temporary records `tid` is 0.
 struct ObjectRecord {
@@ -68,10 +70,11 @@ struct TransactionRecord {
   std::string extension;
   std::vector<uint64_t> oids;
   bool packed = false;
-  // Bytes of object data of this transaction stored on this node (sum of
-  // the data sizes of its committed revisions, all partitions this node
-  // holds; undo revisions and deletions count 0). Filled by
-  // LastTransactions only (0 elsewhere); never written.
+  // Total bytes of object data the transaction stores, all partitions (the
+  // client's TransactionMetadata.size_bytes). A stored field: written by
+  // StoreVotes, kept by LockTransactions, imported by ImportCommitted and
+  // returned by LastTransactions and ListTransactions, whichever objects
+  // this node holds. 0 for records written before schema version 3.
   uint64_t size_bytes = 0;
 };
 
@@ -237,8 +240,7 @@ class StorageBackend {
                                                             uint64_t oid,
                                                             uint32_t limit) = 0;
   // Up to `limit` committed transaction records with tid < before_tid
-  // (0 = no bound), newest first, over all partitions of this node, with
-  // size_bytes filled in.
+  // (0 = no bound), newest first, over all partitions of this node.
   virtual absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
       uint32_t limit, uint64_t before_tid) = 0;
 

@@ -104,6 +104,15 @@ const std::vector<std::vector<const char*>>& MigrationSteps() {
           " ttid bigint PRIMARY KEY,"
           " tid bigint NOT NULL)",
       },
+      // 2 -> 3: `size` becomes the transaction's total object data, as its
+      // client sent it (TransactionRecord::size_bytes), stored with the
+      // record; it replaces the generated metadata size, which nothing
+      // read. Rows written before keep 0.
+      {
+          "ALTER TABLE trans DROP COLUMN size",
+          "ALTER TABLE trans ADD COLUMN size bigint NOT NULL DEFAULT 0",
+          "ALTER TABLE ttrans ADD COLUMN size bigint NOT NULL DEFAULT 0",
+      },
   };
   return *steps;
 }
@@ -211,8 +220,8 @@ const std::vector<StatementDef>& Statements() {
         " $4::int8[], $5::bytea[], $6::bytea[])");
     def(kInsertTtrans, "insert_ttrans",
         "INSERT INTO ttrans (ttid, partition, \"user\", description,"
-        " extension, oids) SELECT * FROM unnest($1::int8[], $2::int4[],"
-        " $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[])");
+        " extension, oids, size) SELECT * FROM unnest($1::int8[], $2::int4[],"
+        " $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::int8[])");
     // Moves temporary records into place with their final tid: one
     // statement (atomic). Rows already in place (a lock replayed after a
     // re-vote, or rows imported by replication) are kept. The ttid -> tid
@@ -230,13 +239,13 @@ const std::vector<StatementDef>& Statements() {
         "   t.data),"
         " tr AS (DELETE FROM ttrans t USING l WHERE t.ttid = l.ttid"
         "   RETURNING t.partition, l.tid, t.ttid, t.\"user\", t.description,"
-        "   t.extension, t.oids),"
+        "   t.extension, t.oids, t.size),"
         " io AS (INSERT INTO obj (partition, oid, tid, data_tid, checksum,"
         "   data) SELECT * FROM o ON CONFLICT DO NOTHING)"
         " INSERT INTO trans (partition, tid, ttid, packed, \"user\","
-        " description, extension, oids)"
+        " description, extension, oids, size)"
         " SELECT partition, tid, ttid, false, \"user\", description,"
-        " extension, oids FROM tr ON CONFLICT DO NOTHING");
+        " extension, oids, size FROM tr ON CONFLICT DO NOTHING");
     def(kSyncCommitOff, "sync_commit_off",
         "SELECT set_config('synchronous_commit', 'off', true)");
     def(kAbortTobj, "abort_tobj", "DELETE FROM tobj WHERE ttid = $1::int8");
@@ -265,21 +274,10 @@ const std::vector<StatementDef>& Statements() {
         "  AND d.tid = o.data_tid"
         " WHERE o.partition = $1::int4 AND o.oid = $2::int8"
         " ORDER BY o.tid DESC LIMIT $3::int8");
-    // size_bytes (column 8): the transaction's object data on this node,
-    // through obj (partition, tid, oid) for each partition present (a
-    // loose index scan finds them), not a scan of obj.
     def(kLastTransactions, "last_transactions",
-        "WITH RECURSIVE parts AS ("
-        "  SELECT (SELECT min(partition) FROM obj) AS p"
-        "  UNION ALL SELECT (SELECT min(partition) FROM obj"
-        "    WHERE partition > parts.p) FROM parts WHERE parts.p IS NOT NULL)"
-        " SELECT t.partition, t.tid, t.ttid, t.packed, t.\"user\", t.description,"
-        " t.extension, t.oids,"
-        " (SELECT COALESCE(sum(octet_length(o.data)), 0) FROM obj o"
-        "   WHERE o.partition IN (SELECT p FROM parts WHERE p IS NOT NULL)"
-        "   AND o.tid = t.tid)::int8"
-        " FROM trans t WHERE t.tid <= $1::int8"
-        " ORDER BY t.tid DESC, t.partition LIMIT $2::int8");
+        "SELECT partition, tid, ttid, packed, \"user\", description,"
+        " extension, oids, size FROM trans WHERE tid <= $1::int8"
+        " ORDER BY tid DESC, partition LIMIT $2::int8");
     // Per-partition maxima through the indexes (a loose index scan over
     // the partitions), not a scan of obj.
     def(kLastIds, "last_ids",
@@ -304,7 +302,7 @@ const std::vector<StatementDef>& Statements() {
         " (SELECT COALESCE(sum(octet_length(data)), 0) FROM obj)::int8");
     def(kListTransactions, "list_transactions",
         "SELECT partition, tid, ttid, packed, \"user\", description,"
-        " extension, oids FROM trans WHERE partition = $1::int4"
+        " extension, oids, size FROM trans WHERE partition = $1::int4"
         " AND tid >= $2::int8 AND tid <= $3::int8 ORDER BY tid"
         " LIMIT $4::int8");
     def(kListObjects, "list_objects",
@@ -320,9 +318,10 @@ const std::vector<StatementDef>& Statements() {
         "DELETE FROM tlock WHERE ttid = ANY($1::int8[])");
     def(kImportTrans, "import_trans",
         "INSERT INTO trans (partition, tid, ttid, packed, \"user\","
-        " description, extension, oids) SELECT * FROM unnest($1::int4[],"
-        " $2::int8[], $3::int8[], $4::bool[], $5::bytea[], $6::bytea[],"
-        " $7::bytea[], $8::bytea[]) ON CONFLICT DO NOTHING");
+        " description, extension, oids, size) SELECT * FROM unnest("
+        " $1::int4[], $2::int8[], $3::int8[], $4::bool[], $5::bytea[],"
+        " $6::bytea[], $7::bytea[], $8::bytea[], $9::int8[])"
+        " ON CONFLICT DO NOTHING");
     def(kImportObj, "import_obj",
         "INSERT INTO obj (partition, oid, tid, data_tid, checksum, data)"
         " SELECT * FROM unnest($1::int4[], $2::int8[], $3::int8[],"
@@ -744,6 +743,7 @@ TransactionRecord ReadTransaction(const PGresult* r, int row) {
   t.description = GetBytes(r, row, 5);
   t.extension = GetBytes(r, row, 6);
   t.oids = DecodeOids(GetBytes(r, row, 7));
+  t.size_bytes = static_cast<uint64_t>(GetInt8(r, row, 8));
   return t;
 }
 
@@ -1197,6 +1197,7 @@ absl::Status PostgresBackend::StoreVotes(const std::vector<VoteRecord>& votes) {
   std::vector<int64_t> t_ttids;
   std::vector<int32_t> t_partitions;
   std::vector<absl::string_view> t_users, t_descriptions, t_extensions, t_oids;
+  std::vector<int64_t> t_sizes;
   std::deque<std::string> encoded_oids;
   for (const VoteRecord& vote : votes) {
     CELLAR_RETURN_IF_ERROR(CheckTid(vote.ttid, "ttid"));
@@ -1226,6 +1227,7 @@ absl::Status PostgresBackend::StoreVotes(const std::vector<VoteRecord>& votes) {
       t_extensions.push_back(t.extension);
       encoded_oids.push_back(EncodeOids(t.oids));
       t_oids.push_back(encoded_oids.back());
+      t_sizes.push_back(static_cast<int64_t>(t.size_bytes));
     }
   }
 
@@ -1283,7 +1285,8 @@ absl::Status PostgresBackend::StoreVotes(const std::vector<VoteRecord>& votes) {
         .ByteaArray(t_users)
         .ByteaArray(t_descriptions)
         .ByteaArray(t_extensions)
-        .ByteaArray(t_oids);
+        .ByteaArray(t_oids)
+        .Int8Array(t_sizes);
     calls.push_back(Call{kInsertTtrans, std::move(p)});
   }
   return impl_->Run(calls, true).status();
@@ -1532,7 +1535,6 @@ PostgresBackend::LastTransactions(uint32_t limit, uint64_t before_tid) {
   std::vector<TransactionRecord> transactions;
   for (int row = 0; row < PQntuples(r.get()); ++row) {
     transactions.push_back(ReadTransaction(r.get(), row));
-    transactions.back().size_bytes = static_cast<uint64_t>(GetInt8(r.get(), row, 8));
   }
   return transactions;
 }
@@ -1647,7 +1649,7 @@ absl::Status PostgresBackend::ImportCommitted(
   std::deque<std::string> encoded_oids;
   {
     std::vector<int32_t> partitions;
-    std::vector<int64_t> tids, ttids;
+    std::vector<int64_t> tids, ttids, sizes;
     std::vector<bool> packed;
     std::vector<absl::string_view> users, descriptions, extensions, oids;
     size_t batch_bytes = 0;
@@ -1661,11 +1663,13 @@ absl::Status PostgresBackend::ImportCommitted(
           .ByteaArray(users)
           .ByteaArray(descriptions)
           .ByteaArray(extensions)
-          .ByteaArray(oids);
+          .ByteaArray(oids)
+          .Int8Array(sizes);
       calls.push_back(Call{kImportTrans, std::move(p)});
       partitions.clear();
       tids.clear();
       ttids.clear();
+      sizes.clear();
       packed.clear();
       users.clear();
       descriptions.clear();
@@ -1689,6 +1693,7 @@ absl::Status PostgresBackend::ImportCommitted(
       descriptions.push_back(t.description);
       extensions.push_back(t.extension);
       oids.push_back(encoded_oids.back());
+      sizes.push_back(static_cast<int64_t>(t.size_bytes));
       batch_bytes += bytes;
     }
     flush();

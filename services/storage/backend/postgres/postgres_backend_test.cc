@@ -86,6 +86,22 @@ absl::Status SetSchemaVersion(const std::string& conninfo, int version) {
       .status();
 }
 
+// Turns a database of this build back into the layout of schema version 2:
+// trans.size was generated (the metadata's bytes), ttrans had none. The
+// caller sets the version.
+absl::Status RestoreVersion2Size(const std::string& conninfo) {
+  for (const char* sql :
+       {"ALTER TABLE trans DROP COLUMN size",
+        "ALTER TABLE trans ADD COLUMN size bigint GENERATED ALWAYS AS"
+        " (octet_length(\"user\") + octet_length(description)"
+        " + octet_length(extension) + octet_length(oids)) STORED",
+        "ALTER TABLE ttrans DROP COLUMN size"}) {
+    absl::Status s = RawQuery(conninfo, sql).status();
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 // One fresh PostgreSQL database per conformance test case, dropped at the
 // end (so an external CELLAR_TEST_PG server doesn't fill up).
 class PostgresConformanceStore : public ConformanceStore {
@@ -192,8 +208,9 @@ TEST_F(PostgresBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
     vote.objects.push_back(Obj(1, 1, "v"));
     ASSERT_THAT(backend->StoreVotes({vote}), IsOk());
   }
-  // What a version-1 build left: no tlock table.
+  // What a version-1 build left: no tlock table, the old size columns.
   ASSERT_THAT(RawQuery(db_.conninfo, "DROP TABLE tlock"), IsOk());
+  ASSERT_THAT(RestoreVersion2Size(db_.conninfo), IsOk());
   ASSERT_THAT(SetSchemaVersion(db_.conninfo, 1), IsOk());
   auto backend = OpenOrDie();
   ASSERT_NE(backend, nullptr);
@@ -203,6 +220,54 @@ TEST_F(PostgresBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
               IsOkAndHolds(absl::StrCat(kSchemaVersion)));
   ASSERT_THAT(backend->LockTransactions({{5, 7}}), IsOk());
   EXPECT_THAT(backend->GetLockedTid(5), IsOkAndHolds(uint64_t{7}));
+}
+
+TEST_F(PostgresBackendTest, MigratesAVersion2DatabaseToStoredTransactionSizes) {
+  TransactionRecord t;
+  t.partition = 1;
+  t.user = "u";
+  t.oids = {1};
+  t.size_bytes = 99;  // dropped with the column below
+  {
+    auto backend = OpenOrDie();
+    ASSERT_NE(backend, nullptr);
+    // One committed record, one voted (temporary) record.
+    t.ttid = 4;
+    ASSERT_THAT(backend->StoreVotes({VoteRecord{4, {}, t}}), IsOk());
+    ASSERT_THAT(backend->LockTransactions({{4, 5}}), IsOk());
+    t.ttid = 7;
+    ASSERT_THAT(backend->StoreVotes({VoteRecord{7, {}, t}}), IsOk());
+  }
+  // What a version-2 build left: a generated trans.size (metadata bytes,
+  // here 1 + 8 = 9), none in ttrans.
+  ASSERT_THAT(RestoreVersion2Size(db_.conninfo), IsOk());
+  ASSERT_THAT(SetSchemaVersion(db_.conninfo, 2), IsOk());
+  auto backend = OpenOrDie();
+  ASSERT_NE(backend, nullptr);
+  EXPECT_THAT(RawQuery(db_.conninfo,
+                       "SELECT convert_from(value, 'UTF8') FROM config"
+                       " WHERE name = 'schema_version'"),
+              IsOkAndHolds(absl::StrCat(kSchemaVersion)));
+  // Older records read 0, committed or locked after the upgrade; new
+  // votes keep their size.
+  ASSERT_THAT(backend->LockTransactions({{7, 8}}), IsOk());
+  t.ttid = 10;
+  t.size_bytes = 12;
+  ASSERT_THAT(backend->StoreVotes({VoteRecord{10, {}, t}}), IsOk());
+  ASSERT_THAT(backend->LockTransactions({{10, 11}}), IsOk());
+  auto last = backend->LastTransactions(10, 0);
+  ASSERT_THAT(last, IsOk());
+  ASSERT_EQ(last->size(), 3u);
+  EXPECT_EQ((*last)[0].tid, 11u);
+  EXPECT_EQ((*last)[0].size_bytes, 12u);
+  EXPECT_EQ((*last)[1].tid, 8u);
+  EXPECT_EQ((*last)[1].size_bytes, 0u);
+  EXPECT_EQ((*last)[2].tid, 5u);
+  EXPECT_EQ((*last)[2].size_bytes, 0u);
+  EXPECT_THAT(RawQuery(db_.conninfo,
+                       "SELECT attgenerated FROM pg_attribute"
+                       " WHERE attrelid = 'trans'::regclass AND attname = 'size'"),
+              IsOkAndHolds(std::string("")));
 }
 
 TEST_F(PostgresBackendTest, SecondNodeOnTheSameDatabaseIsRefused) {

@@ -292,6 +292,11 @@ constexpr Migration kMigrations[] = {
      "CREATE TABLE tlock ("
      "  ttid INTEGER PRIMARY KEY NOT NULL,"
      "  tid INTEGER NOT NULL);"},
+    // The transaction's total data size, stored with its record (rows of
+    // older versions keep 0).
+    {3,
+     "ALTER TABLE trans ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE ttrans ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration step per schema version");
@@ -348,7 +353,7 @@ absl::Status CheckDataTid(const ObjectRecord& o) {
 }
 
 // Reads a TransactionRecord from columns part, tid, ttid, packed, user,
-// description, extension, oids.
+// description, extension, oids, size.
 absl::StatusOr<TransactionRecord> ReadTransaction(const Statement& s) {
   TransactionRecord t;
   t.partition = static_cast<uint32_t>(s.U64(0));
@@ -359,6 +364,7 @@ absl::StatusOr<TransactionRecord> ReadTransaction(const Statement& s) {
   t.description = s.Blob(5);
   t.extension = s.Blob(6);
   CELLAR_ASSIGN_OR_RETURN(t.oids, UnpackOids(s.Blob(7)));
+  t.size_bytes = s.U64(8);
   return t;
 }
 
@@ -715,14 +721,15 @@ absl::Status SqliteBackend::StoreVotes(const std::vector<VoteRecord>& votes) {
         CELLAR_ASSIGN_OR_RETURN(
             Statement s,
             c.Prepare("INSERT OR REPLACE INTO ttrans "
-                      "(ttid, part, user, description, extension, oids) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+                      "(ttid, part, user, description, extension, oids, size) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
         s.BindU64(1, vote.ttid)
             .Bind(2, t.partition)
             .BindBlob(3, t.user)
             .BindBlob(4, t.description)
             .BindBlob(5, t.extension)
-            .BindBlob(6, oids);
+            .BindBlob(6, oids)
+            .BindU64(7, t.size_bytes);
         CELLAR_RETURN_IF_ERROR(s.Run());
       }
     }
@@ -750,9 +757,10 @@ absl::Status SqliteBackend::LockTransactions(
             "SELECT part, oid, ?2, data_tid, checksum, data "
             "FROM tobj WHERE ttid = ?1",
             "INSERT OR REPLACE INTO trans "
-            "(part, tid, ttid, packed, user, description, extension, oids) "
-            "SELECT part, ?2, ttid, 0, user, description, extension, oids "
-            "FROM ttrans WHERE ttid = ?1"}) {
+            "(part, tid, ttid, packed, user, description, extension, oids, "
+            "size) "
+            "SELECT part, ?2, ttid, 0, user, description, extension, oids, "
+            "size FROM ttrans WHERE ttid = ?1"}) {
         CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
         CELLAR_RETURN_IF_ERROR(s.BindU64(1, lock.ttid).BindU64(2, lock.tid).Run());
       }
@@ -1023,26 +1031,15 @@ absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::LastTransactions(
       Read("LastTransactions", [&](Connection& c) -> absl::Status {
         CELLAR_ASSIGN_OR_RETURN(
             Statement s,
-            // size_bytes (column 8): the transaction's object data on
-            // this node, through obj_part_tid for each partition present
-            // (a loose index scan finds them), not a scan of obj.
-            c.Prepare("WITH RECURSIVE parts(p) AS ("
-                      "  SELECT (SELECT min(part) FROM obj)"
-                      "  UNION ALL SELECT (SELECT min(part) FROM obj"
-                      "    WHERE part > parts.p) FROM parts WHERE parts.p IS NOT NULL) "
-                      "SELECT t.part, t.tid, t.ttid, t.packed, t.user, t.description, "
-                      "t.extension, t.oids, "
-                      "(SELECT ifnull(sum(length(o.data)), 0) FROM obj o "
-                      "  WHERE o.part IN (SELECT p FROM parts WHERE p IS NOT NULL) "
-                      "  AND o.tid = t.tid) "
-                      "FROM trans t WHERE t.tid <= ?1 "
-                      "ORDER BY t.tid DESC, t.part DESC LIMIT ?2"));
+            c.Prepare("SELECT part, tid, ttid, packed, user, description, "
+                      "extension, oids, size "
+                      "FROM trans WHERE tid <= ?1 "
+                      "ORDER BY tid DESC, part DESC LIMIT ?2"));
         s.Bind(1, bound).Bind(2, limit);
         while (true) {
           CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
           if (!row) break;
           CELLAR_ASSIGN_OR_RETURN(TransactionRecord t, ReadTransaction(s));
-          t.size_bytes = s.U64(8);
           out.push_back(std::move(t));
         }
         return absl::OkStatus();
@@ -1103,7 +1100,7 @@ absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::ListTransactions(
         CELLAR_ASSIGN_OR_RETURN(
             Statement s,
             c.Prepare("SELECT part, tid, ttid, packed, user, description, "
-                      "extension, oids FROM trans WHERE part = ?1 AND "
+                      "extension, oids, size FROM trans WHERE part = ?1 AND "
                       "tid >= ?2 AND tid <= ?3 ORDER BY tid LIMIT ?4"));
         s.Bind(1, partition).BindU64(2, min_tid).BindU64(3, max_tid).Bind(4,
                                                                           limit);
@@ -1201,8 +1198,8 @@ absl::Status SqliteBackend::ImportCommitted(
       CELLAR_ASSIGN_OR_RETURN(
           Statement s,
           c.Prepare("INSERT OR IGNORE INTO trans (part, tid, ttid, packed, "
-                    "user, description, extension, oids) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+                    "user, description, extension, oids, size) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
       s.Bind(1, t.partition)
           .BindU64(2, t.tid)
           .BindU64(3, t.ttid)
@@ -1210,7 +1207,8 @@ absl::Status SqliteBackend::ImportCommitted(
           .BindBlob(5, t.user)
           .BindBlob(6, t.description)
           .BindBlob(7, t.extension)
-          .BindBlob(8, oids);
+          .BindBlob(8, oids)
+          .BindU64(9, t.size_bytes);
       CELLAR_RETURN_IF_ERROR(s.Run());
     }
     for (const ObjectRecord& o : objects) {

@@ -10,13 +10,15 @@
 //   config(name TEXT PRIMARY KEY, value BLOB)
 //   pt(part, node_id, state)                     + config "ptid"
 //   obj(part, oid, tid, data_tid, checksum, data)  committed revisions
-//   trans(part, tid, ttid, packed, user, description, extension, oids)
+//   trans(part, tid, ttid, packed, user, description, extension, oids, size)
 //   tobj / ttrans: the same keyed by ttid         temporary (voted) records
+//   tlock(ttid, tid)                              locked ttids (verification)
 // 64-bit ids are stored in INTEGER columns as their signed bit pattern:
 // tids are <= kMaxTid (2^63 - 1) so they sort correctly; oids are expected
 // to stay below 2^63 as well (a larger oid round-trips but sorts before
 // smaller ones in ListObjects and GetLastIds). `trans.oids` is the oid list
-// packed as little-endian uint64s.
+// packed as little-endian uint64s; `size` is TransactionRecord::size_bytes
+// (schema version 3; rows written before it hold 0).
 //
 // Durability: the writer connection runs with synchronous=FULL, so every
 // write method (StoreVotes, LockTransactions, SetConfig, ...) has fsync'ed

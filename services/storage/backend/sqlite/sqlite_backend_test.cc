@@ -76,6 +76,17 @@ absl::Status SetSchemaVersion(const std::string& path, int version) {
                  version);
 }
 
+// Turns a database of this build back into the layout of schema version 2
+// (no `size` in trans / ttrans); the caller sets the version.
+absl::Status DropSizeColumns(const std::string& path) {
+  for (const char* sql : {"ALTER TABLE trans DROP COLUMN size",
+                          "ALTER TABLE ttrans DROP COLUMN size"}) {
+    absl::Status s = RawExec(path, sql, 0);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 class SqliteConformanceStore : public ConformanceStore {
  public:
   explicit SqliteConformanceStore(int read_connections)
@@ -216,8 +227,9 @@ TEST(SqliteBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
     vote.objects.push_back(o);
     ASSERT_THAT((*backend)->StoreVotes({vote}), IsOk());
   }
-  // What a version-1 build left: no tlock table.
+  // What a version-1 build left: no tlock table, no size columns.
   ASSERT_THAT(RawExec(path, "DROP TABLE tlock", 0), IsOk());
+  ASSERT_THAT(DropSizeColumns(path), IsOk());
   ASSERT_THAT(SetSchemaVersion(path, 1), IsOk());
   auto backend = SqliteBackend::Open(OptionsFor(path));
   ASSERT_THAT(backend, IsOk());
@@ -228,6 +240,49 @@ TEST(SqliteBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
   auto locked = (*backend)->GetLockedTid(5);
   ASSERT_THAT(locked, IsOk());
   EXPECT_EQ(*locked, 7u);
+}
+
+TEST(SqliteBackendTest, MigratesAVersion2DatabaseToStoredTransactionSizes) {
+  const std::string path = FreshPath("v2");
+  TransactionRecord t;
+  t.partition = 1;
+  t.user = "u";
+  t.oids = {1};
+  t.size_bytes = 99;  // dropped with the column below
+  {
+    auto backend = SqliteBackend::Open(OptionsFor(path));
+    ASSERT_THAT(backend, IsOk());
+    // One committed record, one voted (temporary) record.
+    t.ttid = 4;
+    ASSERT_THAT((*backend)->StoreVotes({VoteRecord{4, {}, t}}), IsOk());
+    ASSERT_THAT((*backend)->LockTransactions({{4, 5}}), IsOk());
+    t.ttid = 7;
+    ASSERT_THAT((*backend)->StoreVotes({VoteRecord{7, {}, t}}), IsOk());
+  }
+  // What a version-2 build left: no size columns.
+  ASSERT_THAT(DropSizeColumns(path), IsOk());
+  ASSERT_THAT(SetSchemaVersion(path, 2), IsOk());
+  auto backend = SqliteBackend::Open(OptionsFor(path));
+  ASSERT_THAT(backend, IsOk());
+  auto version = (*backend)->GetConfig("schema_version");
+  ASSERT_THAT(version, IsOk());
+  EXPECT_EQ(*version, absl::StrCat(kSchemaVersion));
+  // Older records read 0, committed or locked after the upgrade; new
+  // votes keep their size.
+  ASSERT_THAT((*backend)->LockTransactions({{7, 8}}), IsOk());
+  t.ttid = 10;
+  t.size_bytes = 12;
+  ASSERT_THAT((*backend)->StoreVotes({VoteRecord{10, {}, t}}), IsOk());
+  ASSERT_THAT((*backend)->LockTransactions({{10, 11}}), IsOk());
+  auto last = (*backend)->LastTransactions(10, 0);
+  ASSERT_THAT(last, IsOk());
+  ASSERT_EQ(last->size(), 3u);
+  EXPECT_EQ((*last)[0].tid, 11u);
+  EXPECT_EQ((*last)[0].size_bytes, 12u);
+  EXPECT_EQ((*last)[1].tid, 8u);
+  EXPECT_EQ((*last)[1].size_bytes, 0u);
+  EXPECT_EQ((*last)[2].tid, 5u);
+  EXPECT_EQ((*last)[2].size_bytes, 0u);
 }
 
 TEST(SqliteBackendTest, RecordsSchemaVersionAndWalMode) {
