@@ -125,7 +125,6 @@ void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
 
 std::vector<absl::Status> GrpcStorageCaller::AbortAll(
     const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid) {
-  (void)epoch;  // AbortTransaction carries no epoch: it is idempotent and safe.
   std::vector<absl::Status> results(targets.size());
   std::vector<std::unique_ptr<Call<cellar::v1::AbortTransactionRequest,
                                    cellar::v1::AbortTransactionResponse>>>
@@ -136,6 +135,7 @@ std::vector<absl::Status> GrpcStorageCaller::AbortAll(
                                       cellar::v1::AbortTransactionResponse>>();
     common::SetDeadline(&call->context, timeout_);
     call->request.set_ttid(ttid);
+    call->request.set_epoch(epoch);
     StubFor(targets[i].address)
         ->async()
         ->AbortTransaction(&call->context, &call->request, &call->response,
@@ -151,12 +151,12 @@ std::vector<absl::Status> GrpcStorageCaller::AbortAll(
 
 void GrpcStorageCaller::AbortAsync(const std::vector<StorageTarget>& targets,
                                    uint64_t epoch, uint64_t ttid) {
-  (void)epoch;  // AbortTransaction carries no epoch.
   for (const StorageTarget& target : targets) {
     auto* call = new Call<cellar::v1::AbortTransactionRequest,
                           cellar::v1::AbortTransactionResponse>();
     common::SetDeadline(&call->context, timeout_);
     call->request.set_ttid(ttid);
+    call->request.set_epoch(epoch);
     {
       absl::MutexLock l(&mu_);
       ++pending_;

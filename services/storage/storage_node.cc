@@ -371,8 +371,10 @@ absl::Status StorageNode::Vote(uint64_t ttid, uint32_t client_node_id,
   return s;
 }
 
-absl::Status StorageNode::Abort(uint64_t ttid) {
-  {
+absl::Status StorageNode::Abort(uint64_t ttid, uint64_t epoch) {
+  if (epoch != 0) {
+    CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  } else {
     absl::MutexLock l(&mu_);
     if (closed_) return absl::UnavailableError("storage node is shut down");
   }

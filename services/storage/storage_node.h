@@ -170,7 +170,9 @@ class StorageNode {
                      absl::Time lock_deadline);
   absl::Status Vote(uint64_t ttid, uint32_t client_node_id,
                     const std::optional<TransactionMetadata>& metadata);
-  absl::Status Abort(uint64_t ttid);
+  // `epoch` 0: not fenced; otherwise FAILED_PRECONDITION (STALE_EPOCH)
+  // below the highest epoch seen.
+  absl::Status Abort(uint64_t ttid, uint64_t epoch = 0);
   // `min_ptid`: the table version the commit was decided on (0 = any).
   // UNAVAILABLE if this node cannot get that table from the master.
   absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0);

@@ -120,7 +120,7 @@ grpc::Status StorageService::AbortTransaction(
     const ::cellar::v1::AbortTransactionRequest* request,
     ::cellar::v1::AbortTransactionResponse* /*response*/) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
-  return ToGrpcStatus(node_->Abort(request->ttid()));
+  return ToGrpcStatus(node_->Abort(request->ttid(), request->epoch()));
 }
 
 grpc::Status StorageService::LockTransaction(

@@ -214,9 +214,10 @@ class StorageServiceTest : public ::testing::Test {
     while (reader->Read(&chunk)) chunks->push_back(chunk);
     return FromGrpcStatus(reader->Finish());
   }
-  absl::Status Abort(uint64_t ttid) {
+  absl::Status Abort(uint64_t ttid, uint64_t epoch = 0) {
     v1::AbortTransactionRequest r;
     r.set_ttid(ttid);
+    r.set_epoch(epoch);
     return Call(&v1::Storage::Stub::AbortTransaction, r);
   }
   absl::Status LoadBefore(uint64_t oid, uint64_t before, v1::LoadResponse* out = nullptr) {
@@ -534,6 +535,20 @@ TEST_F(StorageServiceTest, StaleEpochIsRefused) {
   ASSERT_THAT(Lock(1000, 1004, kEpoch + 1), IsOk());
   EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch)), "STALE_EPOCH");
   EXPECT_THAT(Unlock(1000, 1004, kEpoch + 1), IsOk());
+
+  // Aborts are fenced too (a deposed primary cannot drop a vote the new
+  // one may still commit); epoch 0 is an unfenced abort.
+  ASSERT_THAT(Store(2000, {Obj(2, 0, "y")}), IsOk());
+  ASSERT_THAT(Vote(2000, true), IsOk());
+  absl::Status stale = Abort(2000, kEpoch);
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(stale), "STALE_EPOCH");
+  ASSERT_THAT(Lock(2000, 2004, kEpoch + 1), IsOk()) << "the stale abort dropped the vote";
+  ASSERT_THAT(Unlock(2000, 2004, kEpoch + 1), IsOk());
+  ASSERT_THAT(Store(3000, {Obj(2, 2004, "z")}), IsOk());
+  EXPECT_THAT(Abort(3000, kEpoch + 1), IsOk());
+  ASSERT_THAT(Store(3008, {Obj(2, 2004, "w")}), IsOk());
+  EXPECT_THAT(Abort(3008), IsOk());
 }
 
 TEST_F(StorageServiceTest, InvalidArguments) {
