@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "services/common/channel.h"
 #include "services/common/checksum.h"
 #include "services/common/errors.h"
@@ -724,6 +725,32 @@ uint64_t Client::CommittedTid(MasterStub* master, uint64_t ttid) {
   return response.tid();
 }
 
+uint64_t Client::CommittedTidAfterReconnect(uint64_t session, uint64_t ttid) {
+  // Bounded by rpc_timeout: the new session, then the question.
+  const absl::Time deadline = absl::Now() + options_.rpc_timeout;
+  if (!AwaitSession(session + 1, options_.rpc_timeout).ok()) return 0;
+  std::shared_ptr<MasterStub> stub = master();
+  if (stub == nullptr) return 0;
+  const absl::Duration left = deadline - absl::Now();
+  if (left <= absl::ZeroDuration()) return 0;
+  // A master that never saw the ttid asks the storages whether one locked
+  // it (Master.GetTransactionStatus); UNKNOWN is left unknown (no abort:
+  // a storage holding the lock may be down).
+  ::cellar::v1::GetTransactionStatusRequest request;
+  request.set_ttid(ttid);
+  ::cellar::v1::GetTransactionStatusResponse response;
+  grpc::ClientContext context;
+  common::SetDeadline(&context, left);
+  if (!stub->GetTransactionStatus(&context, request, &response).ok() ||
+      response.outcome() != ::cellar::v1::TRANSACTION_COMMITTED) {
+    return 0;
+  }
+  CELLAR_LOG(INFO) << "ttid " << common::TidHex(ttid)
+                   << " whose Finish answer was lost committed as "
+                   << common::TidHex(response.tid()) << " (asked the new master)";
+  return response.tid();
+}
+
 absl::StatusOr<uint64_t> Client::CommitTransaction(const TransactionData& data) {
   absl::StatusOr<uint64_t> tid = RunCommit(data);
   if (tid.ok()) {
@@ -952,12 +979,16 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
       // abort refused with FAILED_PRECONDITION means a final tid was
       // picked meanwhile: ask again.
       if (IsTransportError(status)) tid = CommittedTid(master.get(), ttid);
+      absl::Status aborted;
       if (tid == 0) {
-        absl::Status aborted =
-            AbortOnMaster(master.get(), node_id, ttid, involved);
+        aborted = AbortOnMaster(master.get(), node_id, ttid, involved);
         if (aborted.code() == absl::StatusCode::kFailedPrecondition) {
           tid = CommittedTid(master.get(), ttid);
         }
+      }
+      if (tid == 0 && IsTransportError(status) && IsTransportError(aborted)) {
+        // That master cannot tell (gone in a failover?): ask the next one.
+        tid = CommittedTidAfterReconnect(session, ttid);
       }
       if (tid == 0) return common::Annotate(status, "Finish");
     }

@@ -296,6 +296,44 @@ TEST_F(ClientTest, LostFinishAnswerIsRecovered) {
   EXPECT_TRUE(cluster_->master().abort_requests().empty());
 }
 
+TEST_F(ClientTest, FinishAnswerLostInAFailoverIsAskedOfTheNewMaster) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(client->AwaitSession(1, absl::Seconds(5)), IsOk());
+  cluster_->master().SetFailOverOnFinish(true);
+  absl::StatusOr<uint64_t> tid = Put(*client, 1, 0, "x");
+  ASSERT_THAT(tid, IsOk());
+  EXPECT_EQ(*tid, cluster_->master().last_tid());
+  // Asked after reconnecting; the snapshot of the new session covers it.
+  EXPECT_GE(client->session_count(), 2u);
+  EXPECT_GE(client->snapshot(), *tid);
+  // The old master refused the abort; nothing was aborted.
+  EXPECT_EQ(cluster_->master().refused_while_down(), 1);
+  EXPECT_TRUE(cluster_->master().abort_requests().empty());
+  auto loaded = client->Load(1);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->data, "x");
+  EXPECT_EQ(loaded->serial, *tid);
+}
+
+TEST_F(ClientTest, FinishLostInAFailoverAndUnknownToTheNewMasterFails) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(client->AwaitSession(1, absl::Seconds(5)), IsOk());
+  const uint64_t before = cluster_->master().last_tid();
+  cluster_->master().SetFailOverOnFinish(true, /*commit=*/false);
+  EXPECT_THAT(Put(*client, 1, 0, "x"), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(cluster_->master().last_tid(), before);
+  EXPECT_EQ(cluster_->master().refused_while_down(), 1);
+  // Outcome unknown: the new master is not asked to abort it.
+  EXPECT_TRUE(cluster_->master().abort_requests().empty());
+  // The client works on in its new session.
+  ASSERT_THAT(client->AwaitSession(2, absl::Seconds(5)), IsOk());
+  EXPECT_THAT(Put(*client, 2, 0, "y"), IsOk());
+}
+
 TEST_F(ClientTest, MissingInvalidationTimesOut) {
   StartCluster();
   cluster_->master().SetSuppressInvalidations(true);

@@ -461,6 +461,17 @@ void FakeMaster::SetLoseFinishAnswer(bool lose) {
   lose_finish_answer_ = lose;
 }
 
+void FakeMaster::SetFailOverOnFinish(bool enabled, bool commit) {
+  absl::MutexLock lock(&mu_);
+  fail_over_on_finish_ = enabled;
+  fail_over_commits_ = commit;
+}
+
+int FakeMaster::refused_while_down() const {
+  absl::MutexLock lock(&mu_);
+  return refused_while_down_;
+}
+
 void FakeMaster::SetSuppressInvalidations(bool suppress) {
   absl::MutexLock lock(&mu_);
   suppress_invalidations_ = suppress;
@@ -514,6 +525,7 @@ grpc::Status FakeMaster::RegisterNode(
     ::cellar::v1::RegisterNodeResponse* response) {
   absl::MutexLock lock(&mu_);
   ++register_calls_;
+  if (down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "master down");
   if (!register_error_.ok()) return ToGrpc(register_error_);
   if (request->cluster_name() != cluster_name_) {
     return ToGrpc(common::ErrorWithReason(
@@ -620,6 +632,7 @@ grpc::Status FakeMaster::Begin(grpc::ServerContext*,
                                ::cellar::v1::BeginResponse* response) {
   absl::MutexLock lock(&mu_);
   ++begin_calls_;
+  if (down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "master down");
   if (state_ != ::cellar::v1::CLUSTER_RUNNING) {
     return ToGrpc(common::ErrorWithReason(absl::StatusCode::kFailedPrecondition,
                                           common::kReasonClusterNotRunning,
@@ -658,6 +671,24 @@ grpc::Status FakeMaster::Finish(grpc::ServerContext*,
                           "a partition has no voted cell");
     }
   }
+  if (fail_over_on_finish_) {
+    fail_over_on_finish_ = false;
+    if (fail_over_commits_) {
+      const uint64_t tid = NextTidLocked(request->ttid());
+      for (uint32_t node : voted) {
+        auto storage = storages_.find(node);
+        if (storage != storages_.end()) {
+          storage->second->CommitTransaction(request->ttid(), tid);
+        }
+      }
+      last_tid_ = tid;
+      locked_on_storages_[request->ttid()] = tid;
+    }
+    txns_.erase(txn);
+    down_ = true;
+    for (auto& stream : streams_) stream->end = true;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "master failed over");
+  }
   const uint64_t tid = NextTidLocked(request->ttid());
   for (uint32_t node : voted) {
     auto storage = storages_.find(node);
@@ -685,6 +716,12 @@ grpc::Status FakeMaster::Abort(grpc::ServerContext*,
                                const ::cellar::v1::AbortRequest* request,
                                ::cellar::v1::AbortResponse*) {
   absl::MutexLock lock(&mu_);
+  if (down_) {
+    // The client's last word to the old primary: the new one takes over.
+    ++refused_while_down_;
+    down_ = false;
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "master down");
+  }
   abort_requests_.push_back(*request);
   auto txn = txns_.find(request->ttid());
   if (txn != txns_.end()) {
@@ -708,8 +745,14 @@ grpc::Status FakeMaster::GetTransactionStatus(
     const ::cellar::v1::GetTransactionStatusRequest* request,
     ::cellar::v1::GetTransactionStatusResponse* response) {
   absl::MutexLock lock(&mu_);
+  if (down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "master down");
   auto txn = txns_.find(request->ttid());
-  if (txn == txns_.end()) {
+  auto locked = locked_on_storages_.find(request->ttid());
+  if (txn == txns_.end() && locked != locked_on_storages_.end()) {
+    // Unknown here, locked on a storage (Master.GetTransactionStatus).
+    response->set_outcome(::cellar::v1::TRANSACTION_COMMITTED);
+    response->set_tid(locked->second);
+  } else if (txn == txns_.end()) {
     response->set_outcome(::cellar::v1::TRANSACTION_UNKNOWN);
   } else {
     response->set_outcome(txn->second.outcome);

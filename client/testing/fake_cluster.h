@@ -177,6 +177,18 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   void SetRegisterError(absl::Status status);
   // Finish commits but answers UNAVAILABLE (the answer is "lost").
   void SetLoseFinishAnswer(bool lose);
+  // A failover during Finish: Finish commits (unless `commit` is false),
+  // pushes no invalidation, answers UNAVAILABLE, forgets the transaction
+  // (as a new primary would: only "the storages" know it was locked) and
+  // ends every Watch stream. The master is then "down" (RegisterNode,
+  // Begin, Abort and GetTransactionStatus answer UNAVAILABLE) until a
+  // client sends Abort (its last call to the old primary), after which it
+  // answers as the new primary: GetTransactionStatus of a forgotten
+  // committed ttid is COMMITTED with its tid (what a storage that locked it
+  // reports). One Finish only (the setting clears itself).
+  void SetFailOverOnFinish(bool enabled, bool commit = true);
+  // Abort requests refused while "down" (SetFailOverOnFinish).
+  int refused_while_down() const;
   // Finish commits without pushing invalidations.
   void SetSuppressInvalidations(bool suppress);
 
@@ -258,6 +270,12 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status register_error_ ABSL_GUARDED_BY(mu_);
   bool lose_finish_answer_ ABSL_GUARDED_BY(mu_) = false;
+  bool fail_over_on_finish_ ABSL_GUARDED_BY(mu_) = false;
+  bool fail_over_commits_ ABSL_GUARDED_BY(mu_) = true;
+  bool down_ ABSL_GUARDED_BY(mu_) = false;
+  int refused_while_down_ ABSL_GUARDED_BY(mu_) = 0;
+  // ttid -> tid of committed transactions forgotten in a failover.
+  std::map<uint64_t, uint64_t> locked_on_storages_ ABSL_GUARDED_BY(mu_);
   bool suppress_invalidations_ ABSL_GUARDED_BY(mu_) = false;
   int register_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int begin_calls_ ABSL_GUARDED_BY(mu_) = 0;

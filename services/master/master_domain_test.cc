@@ -928,6 +928,37 @@ TEST_F(MasterDomainTest, VerificationCommitsWhatSomeStorageLockedAndDropsTheRest
   EXPECT_GT(*coordinator_->Begin(c), tid_locked);
 }
 
+TEST_F(MasterDomainTest, StatusOfAnUnknownTtidAsksTheStoragesWhenRunning) {
+  Init(/*autostart=*/0);
+  const uint32_t s1 = AddStorage(7200);
+  const uint32_t s2 = AddStorage(7201);
+  const uint64_t base = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  const uint64_t t_locked = base + 4;    // begun under a previous primary
+  const uint64_t tid_locked = base + 8;
+  const uint64_t t_voted = base + 5;     // voted, nobody here locked it
+  const uint64_t t_nowhere = base + 6;   // known to no storage
+  caller_.SetOutcome(s1, t_locked, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(s2, t_locked, StorageOutcome::State::kLocked, tid_locked);
+  caller_.SetOutcome(s1, t_voted, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(s2, t_voted, StorageOutcome::State::kAborted);
+
+  // Before RUNNING the storages are not asked.
+  EXPECT_EQ(coordinator_->Status(t_locked).outcome(), cellar::v1::TRANSACTION_UNKNOWN);
+  ASSERT_THAT(cluster_->Start(), IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+
+  const auto locked = coordinator_->Status(t_locked);
+  EXPECT_EQ(locked.outcome(), cellar::v1::TRANSACTION_COMMITTED);
+  EXPECT_EQ(locked.tid(), tid_locked);
+  // Nobody holding the lock proves nothing (a holder may be down).
+  EXPECT_EQ(coordinator_->Status(t_voted).outcome(), cellar::v1::TRANSACTION_UNKNOWN);
+  EXPECT_EQ(coordinator_->Status(t_nowhere).outcome(), cellar::v1::TRANSACTION_UNKNOWN);
+  EXPECT_EQ(coordinator_->Status(t_nowhere).tid(), 0u);
+  // Asking changes nothing on the storages.
+  EXPECT_TRUE(caller_.locks().empty());
+  EXPECT_TRUE(caller_.aborts().empty());
+}
+
 TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
   Init(0);
   auto pt = common::PartitionTable::MakeBalanced(6, 1, {1, 2, 3});

@@ -271,24 +271,43 @@ void TransactionCoordinator::AbortClientTransactions(uint32_t node_id) {
 cellar::v1::GetTransactionStatusResponse TransactionCoordinator::Status(
     uint64_t ttid) const {
   cellar::v1::GetTransactionStatusResponse out;
-  absl::MutexLock l(&mu_);
-  auto it = txns_.find(ttid);
-  if (it == txns_.end()) {
-    out.set_outcome(cellar::v1::TRANSACTION_UNKNOWN);
-    return out;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = txns_.find(ttid);
+    if (it != txns_.end()) {
+      switch (it->second.state) {
+        case TxnState::kActive:
+        case TxnState::kFinishing:
+          out.set_outcome(cellar::v1::TRANSACTION_ACTIVE);
+          break;
+        case TxnState::kCommitted:
+          out.set_outcome(cellar::v1::TRANSACTION_COMMITTED);
+          out.set_tid(it->second.tid);
+          break;
+        case TxnState::kAborted:
+          out.set_outcome(cellar::v1::TRANSACTION_ABORTED);
+          break;
+      }
+      return out;
+    }
   }
-  switch (it->second.state) {
-    case TxnState::kActive:
-    case TxnState::kFinishing:
-      out.set_outcome(cellar::v1::TRANSACTION_ACTIVE);
-      break;
-    case TxnState::kCommitted:
+  // Not known here (begun under another primary, or forgotten): a storage
+  // that locked it knows its final tid. Nobody locking it proves nothing
+  // (a storage holding the lock may be down), so that stays UNKNOWN.
+  out.set_outcome(cellar::v1::TRANSACTION_UNKNOWN);
+  if (!cluster_->CheckRunning().ok()) return out;
+  const std::vector<StorageTarget> everyone = cluster_->RunningStorages();
+  if (everyone.empty()) return out;
+  // OutcomeAll is bounded by the storage caller's deadline.
+  const std::vector<absl::StatusOr<StorageOutcome>> outcomes =
+      storages_->OutcomeAll(everyone, ttid);
+  for (const absl::StatusOr<StorageOutcome>& outcome : outcomes) {
+    if (outcome.ok() && outcome->state == StorageOutcome::State::kLocked &&
+        outcome->tid != 0) {
       out.set_outcome(cellar::v1::TRANSACTION_COMMITTED);
-      out.set_tid(it->second.tid);
+      out.set_tid(outcome->tid);
       break;
-    case TxnState::kAborted:
-      out.set_outcome(cellar::v1::TRANSACTION_ABORTED);
-      break;
+    }
   }
   return out;
 }

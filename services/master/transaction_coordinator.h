@@ -86,7 +86,9 @@ class TransactionCoordinator {
   // Aborts every unfinished transaction of a client that went away.
   void AbortClientTransactions(uint32_t node_id);
 
-  // Outcome of a ttid.
+  // Outcome of a ttid. For a ttid this master does not know, when RUNNING,
+  // asks every connected storage (bounded): COMMITTED with the tid if one
+  // locked it, UNKNOWN otherwise (never ABORTED: a holder may be down).
   cellar::v1::GetTransactionStatusResponse Status(uint64_t ttid) const;
 
   // Verification: raises the tid floor to `last_tid` (and the in-doubt
