@@ -309,9 +309,12 @@ void Client::HandleEvent(const ClusterEvent& event) {
     case ClusterEvent::kNode:
       view_.UpdateNode(event.node());
       break;
-    case ClusterEvent::kClusterState:
+    case ClusterEvent::kClusterState: {
       view_.SetClusterState(event.cluster_state());
+      // Wakes waiters on the state (CommittedTidAfterReconnect).
+      absl::MutexLock lock(&mu_);
       break;
+    }
     case ClusterEvent::kInvalidation: {
       const uint64_t tid = event.invalidation().tid();
       std::vector<uint64_t> oids(event.invalidation().oids().begin(),
@@ -729,6 +732,16 @@ uint64_t Client::CommittedTidAfterReconnect(uint64_t session, uint64_t ttid) {
   // Bounded by rpc_timeout: the new session, then the question.
   const absl::Time deadline = absl::Now() + options_.rpc_timeout;
   if (!AwaitSession(session + 1, options_.rpc_timeout).ok()) return 0;
+  {
+    // A new primary verifies (resolves in-doubt ttids) before RUNNING, and
+    // asks the storages only once RUNNING: ask it then.
+    absl::MutexLock lock(&mu_);
+    auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return closing_ || !connected_ ||
+             view_.cluster_state() == ::cellar::v1::CLUSTER_RUNNING;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
+  }
   std::shared_ptr<MasterStub> stub = master();
   if (stub == nullptr) return 0;
   const absl::Duration left = deadline - absl::Now();

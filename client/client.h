@@ -196,7 +196,8 @@ class Client : private TransactionCommitter {
   uint64_t CommittedTid(MasterStub* master, uint64_t ttid);
   // After the master of session `session` could not tell (transport
   // errors): waits for a newer session, then asks its master (which asks
-  // the storages for a ttid it never saw). The final tid if committed,
+  // the storages for a ttid it never saw) once the cluster is RUNNING
+  // (after its verification). The final tid if committed,
   // else 0 (no session in time, or not known to be committed). Bounded by
   // options_.rpc_timeout.
   uint64_t CommittedTidAfterReconnect(uint64_t session, uint64_t ttid);

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "client/testing/fake_cluster.h"
 #include "services/common/errors.h"
 #include "services/common/status_matchers.h"
@@ -315,6 +316,28 @@ TEST_F(ClientTest, FinishAnswerLostInAFailoverIsAskedOfTheNewMaster) {
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->data, "x");
   EXPECT_EQ(loaded->serial, *tid);
+}
+
+TEST_F(ClientTest, AfterAFailoverTheClientAsksOnceTheNewMasterRuns) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(client->AwaitSession(1, absl::Seconds(5)), IsOk());
+  // The new primary verifies (RECOVERING) before it can answer.
+  cluster_->master().SetFailOverOnFinish(true, /*commit=*/true,
+                                         /*recovering=*/true);
+  absl::StatusOr<uint64_t> tid;
+  std::thread commit([&] { tid = Put(*client, 1, 0, "x"); });
+  ASSERT_THAT(client->AwaitSession(2, absl::Seconds(5)), IsOk());
+  // Gives a client that asks at once (UNKNOWN while RECOVERING) the time to
+  // do so; the outcome with a correct client does not depend on it.
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(client->cluster_state(), ::cellar::v1::CLUSTER_RECOVERING);
+  cluster_->master().SetClusterState(::cellar::v1::CLUSTER_RUNNING);
+  commit.join();
+  ASSERT_THAT(tid, IsOk());
+  EXPECT_EQ(*tid, cluster_->master().last_tid());
+  EXPECT_TRUE(cluster_->master().abort_requests().empty());
 }
 
 TEST_F(ClientTest, FinishLostInAFailoverAndUnknownToTheNewMasterFails) {

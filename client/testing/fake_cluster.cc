@@ -461,10 +461,12 @@ void FakeMaster::SetLoseFinishAnswer(bool lose) {
   lose_finish_answer_ = lose;
 }
 
-void FakeMaster::SetFailOverOnFinish(bool enabled, bool commit) {
+void FakeMaster::SetFailOverOnFinish(bool enabled, bool commit,
+                                     bool recovering) {
   absl::MutexLock lock(&mu_);
   fail_over_on_finish_ = enabled;
   fail_over_commits_ = commit;
+  fail_over_recovering_ = recovering;
 }
 
 int FakeMaster::refused_while_down() const {
@@ -720,6 +722,7 @@ grpc::Status FakeMaster::Abort(grpc::ServerContext*,
     // The client's last word to the old primary: the new one takes over.
     ++refused_while_down_;
     down_ = false;
+    if (fail_over_recovering_) state_ = ::cellar::v1::CLUSTER_RECOVERING;
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "master down");
   }
   abort_requests_.push_back(*request);
@@ -748,7 +751,8 @@ grpc::Status FakeMaster::GetTransactionStatus(
   if (down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "master down");
   auto txn = txns_.find(request->ttid());
   auto locked = locked_on_storages_.find(request->ttid());
-  if (txn == txns_.end() && locked != locked_on_storages_.end()) {
+  if (txn == txns_.end() && locked != locked_on_storages_.end() &&
+      state_ == ::cellar::v1::CLUSTER_RUNNING) {
     // Unknown here, locked on a storage (Master.GetTransactionStatus).
     response->set_outcome(::cellar::v1::TRANSACTION_COMMITTED);
     response->set_tid(locked->second);

@@ -185,8 +185,11 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   // client sends Abort (its last call to the old primary), after which it
   // answers as the new primary: GetTransactionStatus of a forgotten
   // committed ttid is COMMITTED with its tid (what a storage that locked it
-  // reports). One Finish only (the setting clears itself).
-  void SetFailOverOnFinish(bool enabled, bool commit = true);
+  // reports) while RUNNING. `recovering`: the new primary starts in
+  // RECOVERING (until SetClusterState). One Finish only (the setting
+  // clears itself).
+  void SetFailOverOnFinish(bool enabled, bool commit = true,
+                           bool recovering = false);
   // Abort requests refused while "down" (SetFailOverOnFinish).
   int refused_while_down() const;
   // Finish commits without pushing invalidations.
@@ -272,6 +275,7 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   bool lose_finish_answer_ ABSL_GUARDED_BY(mu_) = false;
   bool fail_over_on_finish_ ABSL_GUARDED_BY(mu_) = false;
   bool fail_over_commits_ ABSL_GUARDED_BY(mu_) = true;
+  bool fail_over_recovering_ ABSL_GUARDED_BY(mu_) = false;
   bool down_ ABSL_GUARDED_BY(mu_) = false;
   int refused_while_down_ ABSL_GUARDED_BY(mu_) = 0;
   // ttid -> tid of committed transactions forgotten in a failover.
