@@ -338,11 +338,26 @@ absl::Status StorageNode::Store(uint64_t ttid, uint32_t client_node_id,
   CELLAR_ASSIGN_OR_RETURN(CellView view, View());
   const size_t count = objects.size();
   size_t bytes = 0;
-  for (const StoreObject& o : objects) bytes += o.data.size();
+  std::vector<uint32_t> partitions;
+  for (const StoreObject& o : objects) {
+    bytes += o.data.size();
+    partitions.push_back(view.PartitionOf(o.oid));
+  }
   absl::Status s = absl::OkStatus();
   if (count > 0 || !vote) {
     s = transactions_->Store(ttid, client_node_id, std::move(objects), view,
                              lock_deadline);
+  }
+  if (ErrorReason(s) == common::kReasonConflict) {
+    // Judged on `view`: a cell dropped meanwhile may have answered from
+    // data being deleted.
+    for (uint32_t p : partitions) {
+      absl::Status dropped = DroppedCellError(p, /*readable=*/false, "store");
+      if (!dropped.ok()) {
+        s = dropped;
+        break;
+      }
+    }
   }
   if (metrics_ != nullptr) {
     if (s.ok()) {
@@ -544,6 +559,18 @@ absl::StatusOr<T> StorageNode::CountLoad(absl::StatusOr<T> result) {
   return result;
 }
 
+absl::Status StorageNode::DroppedCellError(uint32_t partition, bool readable,
+                                           const char* what) const {
+  absl::StatusOr<CellView> now = View();
+  if (now.ok() && (readable ? now->Readable(partition) : now->Writable(partition))) {
+    return absl::OkStatus();
+  }
+  return ErrorWithReason(absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+                         absl::StrCat("the cell of partition ", partition,
+                                      " was dropped from this node during the ", what,
+                                      ": use another cell"));
+}
+
 absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t before_tid) {
   NoteClientActivity();
   auto view = View();
@@ -551,7 +578,12 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
   uint32_t partition;
   absl::Status s = ReadableCell(*view, oid, &partition);
   if (!s.ok()) return CountLoad<LoadedObject>(s);
-  auto result = CountLoad(backend_->LoadBefore(partition, oid, before_tid));
+  absl::StatusOr<LoadedObject> loaded = backend_->LoadBefore(partition, oid, before_tid);
+  if (loaded.status().code() == absl::StatusCode::kNotFound) {
+    absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
+    if (!dropped.ok()) loaded = dropped;
+  }
+  auto result = CountLoad(std::move(loaded));
   if (result.ok() && metrics_ != nullptr) {
     metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
   }
@@ -565,7 +597,12 @@ absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t seri
   uint32_t partition;
   absl::Status s = ReadableCell(*view, oid, &partition);
   if (!s.ok()) return CountLoad<LoadedObject>(s);
-  auto result = CountLoad(backend_->LoadSerial(partition, oid, serial));
+  absl::StatusOr<LoadedObject> loaded = backend_->LoadSerial(partition, oid, serial);
+  if (loaded.status().code() == absl::StatusCode::kNotFound) {
+    absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
+    if (!dropped.ok()) loaded = dropped;
+  }
+  auto result = CountLoad(std::move(loaded));
   if (result.ok() && metrics_ != nullptr) {
     metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
   }
@@ -581,6 +618,7 @@ absl::StatusOr<std::vector<HistoryEntry>> StorageNode::History(uint64_t oid,
   CELLAR_ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries,
                           backend_->History(partition, oid, limit));
   if (entries.empty()) {
+    CELLAR_RETURN_IF_ERROR(DroppedCellError(partition, /*readable=*/true, "history read"));
     return ErrorWithReason(absl::StatusCode::kNotFound, common::kReasonNoSuchObject,
                            absl::StrCat("object ", common::FormatOid(oid),
                                         " has no committed revision"));

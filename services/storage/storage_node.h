@@ -239,6 +239,11 @@ class StorageNode {
   // The current cells, or UNAVAILABLE without a table.
   absl::StatusOr<CellView> View() const;
   absl::Status CheckEpoch(uint64_t epoch);
+  // OK while this node still holds a readable (or, for stores, writable)
+  // cell of `partition`; else UNAVAILABLE (NOT_READABLE). A NOT_FOUND or a
+  // conflict judged on a table whose cell was dropped meanwhile (its data
+  // is deleted once the new table is in use) is no verdict.
+  absl::Status DroppedCellError(uint32_t partition, bool readable, const char* what) const;
   absl::Status ReadableCell(const CellView& view, uint64_t oid,
                             uint32_t* partition) const;
   template <typename T>
