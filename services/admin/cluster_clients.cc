@@ -119,25 +119,13 @@ absl::StatusOr<cellar::v1::GetClusterInfoResponse> ClusterClients::GetClusterInf
 }
 
 absl::StatusOr<cellar::v1::ClusterState> ClusterClients::StartCluster(absl::string_view cluster) {
-  absl::StatusOr<size_t> i = Find(cluster);
-  if (!i.ok()) return i.status();
-  std::vector<std::string> errors;
-  for (size_t j = 0; j < masters_[*i].size(); ++j) {
-    grpc::ClientContext context;
-    common::SetDeadline(&context, rpc_timeout_);
-    cellar::v1::StartClusterResponse response;
-    grpc::Status s = masters_[*i][j]->StartCluster(&context, {}, &response);
-    if (s.ok()) return response.cluster_state();
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-      // The master answered and refused: say why, as it said it.
-      return common::FromGrpcStatus(s);
-    }
-    errors.push_back(absl::StrCat(clusters_[*i].master_addresses[j], ": ", s.error_message()));
-  }
-  return absl::UnavailableError(absl::StrCat("cluster \"", clusters_[*i].name,
-                                             "\": no master answered (",
-                                             absl::StrJoin(errors, "; "), ")"));
+  cellar::v1::StartClusterResponse response;
+  absl::Status s = CallMaster(cluster, [&](cellar::v1::Master::Stub* master,
+                                           grpc::ClientContext* context) {
+    return master->StartCluster(context, {}, &response);
+  });
+  if (!s.ok()) return s;
+  return response.cluster_state();
 }
 
 absl::Status ClusterClients::CallMaster(

@@ -204,6 +204,23 @@ std::string TidJson(uint64_t tid) {
   return tid == 0 ? "null" : JsonString(common::TidHex(tid));
 }
 
+// One JSON object per partition: {"partition": P, "cells": [{"node", "state"}]}.
+std::vector<std::string> PartitionRowsJson(const ::cellar::v1::PartitionTable& pt) {
+  std::vector<std::string> rows;
+  for (const auto& row : pt.rows()) {
+    std::vector<std::string> cells;
+    for (const auto& cell : row.cells()) {
+      cells.push_back(JsonObject()
+                          .Str("node", common::NodeName('S', cell.node_id()))
+                          .Str("state", CellStateName(cell.state()))
+                          .Build());
+    }
+    rows.push_back(
+        JsonObject().Num("partition", row.partition()).Raw("cells", JsonArray(cells)).Build());
+  }
+  return rows;
+}
+
 // ---------------------------------------------------------------------------
 // Command arguments.
 
@@ -579,20 +596,7 @@ absl::Status RunStatus(const GlobalOptions& global, Io io) {
               .Str("label", node.label())
               .Build());
     }
-    std::vector<std::string> rows;
-    for (const auto& row : pt.rows()) {
-      std::vector<std::string> cells;
-      for (const auto& cell : row.cells()) {
-        cells.push_back(JsonObject()
-                            .Str("node", common::NodeName('S', cell.node_id()))
-                            .Str("state", CellStateName(cell.state()))
-                            .Build());
-      }
-      rows.push_back(JsonObject()
-                         .Num("partition", row.partition())
-                         .Raw("cells", JsonArray(cells))
-                         .Build());
-    }
+    const std::vector<std::string> rows = PartitionRowsJson(pt);
     io.out << JsonObject()
                   .Str("cluster_name", info.cluster_name())
                   .Str("cluster_state", ClusterStateName(info.cluster_state()))
@@ -1054,18 +1058,7 @@ absl::Status RunPartitionTable(const GlobalOptions& global,
   CELLAR_ASSIGN_OR_RETURN(::cellar::v1::GetClusterInfoResponse info, FetchClusterInfo(global));
   const auto& pt = info.partition_table();
   if (global.json) {
-    std::vector<std::string> rows;
-    for (const auto& row : pt.rows()) {
-      std::vector<std::string> cells;
-      for (const auto& cell : row.cells()) {
-        cells.push_back(JsonObject()
-                            .Str("node", common::NodeName('S', cell.node_id()))
-                            .Str("state", CellStateName(cell.state()))
-                            .Build());
-      }
-      rows.push_back(
-          JsonObject().Num("partition", row.partition()).Raw("cells", JsonArray(cells)).Build());
-    }
+    const std::vector<std::string> rows = PartitionRowsJson(pt);
     io.out << JsonObject()
                   .Num("ptid", pt.ptid())
                   .Num("num_partitions", pt.num_partitions())
