@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <cmath>
 #include <thread>
 #include <utility>
@@ -19,17 +21,24 @@ using SteadyClock = std::chrono::steady_clock;
 
 // What one thread saw.
 struct ThreadResult {
-  std::vector<double> latencies_ms;  // measured ops only
+  // Operations that started inside the window: latency and end time (the
+  // window's end is decided later; those ending after it are dropped).
+  std::vector<double> latencies_ms;
+  std::vector<SteadyClock::time_point> ends;
   uint64_t errors = 0;
   std::string first_error;
 };
 
+// Runs operations until `stop`. For those that started at or after
+// `measure_start`, keeps `first_end` (steady-clock ticks) at the earliest
+// end time.
 void RunThread(Worker* worker, SteadyClock::time_point measure_start,
-               SteadyClock::time_point measure_end, ThreadResult* out) {
+               const std::atomic<bool>* stop, std::atomic<SteadyClock::rep>* first_end,
+               ThreadResult* out) {
   out->latencies_ms.reserve(4096);
-  while (true) {
+  out->ends.reserve(4096);
+  while (!stop->load()) {
     const SteadyClock::time_point start = SteadyClock::now();
-    if (start >= measure_end) break;
     const absl::Status status = worker->Op();
     const SteadyClock::time_point end = SteadyClock::now();
     if (!status.ok()) {
@@ -38,9 +47,14 @@ void RunThread(Worker* worker, SteadyClock::time_point measure_start,
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
       continue;
     }
-    if (start >= measure_start && end <= measure_end) {
+    if (start >= measure_start) {
       out->latencies_ms.push_back(
           std::chrono::duration<double, std::milli>(end - start).count());
+      out->ends.push_back(end);
+      SteadyClock::rep seen = first_end->load();
+      const SteadyClock::rep mine = end.time_since_epoch().count();
+      while (mine < seen && !first_end->compare_exchange_weak(seen, mine)) {
+      }
     }
   }
 }
@@ -107,8 +121,12 @@ absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
       measure_start + absl::ToChronoNanoseconds(spec.duration);
   std::vector<ThreadResult> results(workers.size());
   std::vector<std::thread> threads;
+  std::atomic<bool> stop{false};
+  // No measured operation has ended yet.
+  constexpr SteadyClock::rep kNone = std::numeric_limits<SteadyClock::rep>::max();
+  std::atomic<SteadyClock::rep> first_end{kNone};
   for (size_t i = 0; i < workers.size(); ++i) {
-    threads.emplace_back(RunThread, workers[i].get(), measure_start, measure_end,
+    threads.emplace_back(RunThread, workers[i].get(), measure_start, &stop, &first_end,
                          &results[i]);
   }
   // Resource use over the measured window only.
@@ -116,8 +134,24 @@ absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
   const double cpu_start = ProcessCpuSeconds();
   const CpuTimes machine_start = MachineCpuTimes();
   std::this_thread::sleep_until(measure_end);
+  // Nothing fitted yet: stretch the window until one operation has.
+  const SteadyClock::time_point stretch_limit =
+      measure_end +
+      std::max(10 * absl::ToChronoNanoseconds(spec.duration),
+               std::chrono::nanoseconds(std::chrono::seconds(10)));
+  while (first_end.load() == kNone && SteadyClock::now() < stretch_limit) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // The configured end, or the end of the first operation if none fitted.
+  SteadyClock::time_point window_end = measure_end;
+  if (const SteadyClock::rep first = first_end.load(); first != kNone) {
+    window_end = std::max(measure_end, SteadyClock::time_point(SteadyClock::duration(first)));
+  } else {
+    window_end = SteadyClock::now();  // gave up: nothing ever finished
+  }
   const double cpu_end = ProcessCpuSeconds();
   const CpuTimes machine_end = MachineCpuTimes();
+  stop = true;
   for (std::thread& t : threads) t.join();
   workers.clear();
 
@@ -129,13 +163,15 @@ absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
   }
   std::vector<double> all;
   for (ThreadResult& r : results) {
-    all.insert(all.end(), r.latencies_ms.begin(), r.latencies_ms.end());
+    for (size_t k = 0; k < r.latencies_ms.size(); ++k) {
+      if (r.ends[k] <= window_end) all.push_back(r.latencies_ms[k]);
+    }
     m.errors += r.errors;
     if (m.first_error.empty()) m.first_error = r.first_error;
   }
   m.ops = all.size();
   m.items = m.ops * spec.items_per_op;
-  m.seconds = absl::ToDoubleSeconds(spec.duration);
+  m.seconds = std::chrono::duration<double>(window_end - measure_start).count();
   m.items_per_s = m.seconds > 0 ? m.items / m.seconds : 0;
   m.p50_ms = Percentile(all, 0.50);
   m.p99_ms = Percentile(all, 0.99);

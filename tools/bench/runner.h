@@ -12,7 +12,10 @@
 //   });
 //
 // Throughput counts the items of operations that started and finished inside
-// the measured window: ops_per_s = items / seconds. Latency percentiles are
+// the measured window: ops_per_s = items / seconds. The window is the
+// configured duration, stretched (by at most max(10 x duration, 10 s)) until
+// at least one operation fits in it, so a very short run of slow operations
+// (bulk commits on a loaded machine) still measures one instead of 0/s. Latency percentiles are
 // per operation (a bulk transaction of 100 objects is one operation).
 //
 // Thread-safety: RunScenario blocks; each Worker is used by one thread.
@@ -61,7 +64,8 @@ struct Measurement {
   uint64_t errors = 0;
   // The first failure's message ("" if none).
   std::string first_error;
-  // The measured window (the configured duration).
+  // The measured window: the configured duration, or longer when no
+  // operation had fitted in it (see the file comment).
   double seconds = 0;
   double items_per_s = 0;
   // Per-operation latency percentiles in milliseconds (0 with no ops).
