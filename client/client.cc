@@ -676,6 +676,36 @@ struct StoreRound {
   absl::Duration timeout;
 };
 
+// The conflict checks one storage's store batches report (semantics rule
+// 2): a partition counts when every batch holding its objects checked it,
+// at the oldest table version any of them used.
+void AddConflictChecks(const StoreCall& call, uint32_t num_partitions,
+                       ::cellar::v1::FinishRequest* request) {
+  std::map<uint32_t, uint64_t> checked;  // partition -> oldest ptid
+  std::set<uint32_t> unchecked;
+  for (size_t b = 0; b < call.batches.size() && b < call.responses.size(); ++b) {
+    const ::cellar::v1::StoreResponse& response = call.responses[b];
+    const std::set<uint32_t> said(response.checked_partitions().begin(),
+                                  response.checked_partitions().end());
+    for (const ::cellar::v1::ObjectToStore& object : call.batches[b].objects()) {
+      const uint32_t p = static_cast<uint32_t>(object.oid() % num_partitions);
+      if (!said.count(p)) {
+        unchecked.insert(p);
+        continue;
+      }
+      auto [it, inserted] = checked.try_emplace(p, response.checked_ptid());
+      if (!inserted) it->second = std::min(it->second, response.checked_ptid());
+    }
+  }
+  for (const auto& [p, ptid] : checked) {
+    if (unchecked.count(p)) continue;
+    ::cellar::v1::ConflictCheck* check = request->add_conflict_checks();
+    check->set_partition(p);
+    check->set_node_id(call.node_id);
+    check->set_ptid(ptid);
+  }
+}
+
 void IssueNextBatch(const std::shared_ptr<StoreRound>& round, size_t index) {
   StoreCall& call = round->calls[index];
   const size_t batch = call.next;
@@ -980,6 +1010,24 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     for (const StagedObject& object : data.objects) request.add_oids(object.oid);
     for (uint32_t partition : partitions) request.add_partitions(partition);
     request.set_ptid(table->ptid());
+    // Votes count per partition: a storage votes for the partitions whose
+    // part it received, nothing else.
+    std::map<uint32_t, std::set<uint32_t>> voters;
+    for (uint32_t node : voted) {
+      const NodePlan& node_plan = plan[node];
+      for (size_t index : node_plan.objects) {
+        voters[table->PartitionOf(data.objects[index].oid)].insert(node);
+      }
+      if (node_plan.metadata) voters[ttid_partition].insert(node);
+    }
+    for (const auto& [partition, nodes] : voters) {
+      ::cellar::v1::PartitionVoters* entry = request.add_partition_voters();
+      entry->set_partition(partition);
+      for (uint32_t node : nodes) entry->add_node_ids(node);
+    }
+    for (const StoreCall& call : round->calls) {
+      if (voted.count(call.node_id)) AddConflictChecks(call, num_partitions, &request);
+    }
     ::cellar::v1::FinishResponse response;
     grpc::ClientContext context;
     common::SetDeadline(&context, options_.rpc_timeout);

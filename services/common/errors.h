@@ -33,6 +33,13 @@ inline constexpr absl::string_view kReasonClusterNotRunning = "CLUSTER_NOT_RUNNI
 inline constexpr absl::string_view kReasonUnknownTransaction = "UNKNOWN_TRANSACTION";
 inline constexpr absl::string_view kReasonStaleEpoch = "STALE_EPOCH";
 inline constexpr absl::string_view kReasonTooLarge = "TOO_LARGE";
+// Finish: a partition's stores were not conflict-checked by a cell that
+// is still known readable (a table change raced the stores): ABORTED,
+// retry the transaction.
+inline constexpr absl::string_view kReasonNotChecked = "NOT_CHECKED";
+// Finish: whether the transaction committed is not known yet (UNAVAILABLE):
+// ask GetTransactionStatus; never to be taken as committed or aborted.
+inline constexpr absl::string_view kReasonOutcomeUnknown = "OUTCOME_UNKNOWN";
 // ReportReplication: the cell was (re-)created by a partition-table change
 // and must be filled from tid 0; the reported progress is from before.
 inline constexpr absl::string_view kReasonCellRecreated = "CELL_RECREATED";

@@ -425,6 +425,10 @@ void ClusterManager::MarkDisconnectedCellsLocked(cellar::v1::PartitionTableDelta
 void ClusterManager::SetCellLocked(uint32_t partition, uint32_t node_id,
                                    common::CellState state,
                                    cellar::v1::PartitionTableDelta* delta) {
+  if (common::IsReadable(state) && !common::IsReadable(pt_.CellStateOf(partition, node_id))) {
+    // Readable from the delta's version on (PublishDeltaLocked: ptid + 1).
+    readable_since_[CellKey{partition, node_id}] = pt_.ptid() + 1;
+  }
   pt_.SetCell(partition, node_id, state);
   cellar::v1::CellChange* change = delta->add_changes();
   change->set_partition(partition);
@@ -505,8 +509,7 @@ bool ClusterManager::IsConnected(uint32_t node_id) const {
 }
 
 absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
-    uint64_t tid, const std::vector<uint32_t>& voters,
-    const std::vector<uint32_t>& partitions, uint64_t client_ptid) {
+    uint64_t tid, const CommitVotes& votes, const std::vector<uint32_t>& partitions) {
   absl::MutexLock l(&mu_);
   // STOPPING: transactions already in Finish complete (new ones cannot
   // Begin).
@@ -515,47 +518,94 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
         absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
         absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
   }
-  max_prepared_tid_ = std::max(max_prepared_tid_, tid);
-  CommitPlan plan;
-  absl::flat_hash_set<uint32_t> voting;
-  for (uint32_t id : voters) {
-    auto it = nodes_.find(id);
-    if (it == nodes_.end() || common::NodeKindOf(id) != NodeKind::kStorage) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("node ", id, " is not a known storage node"));
-    }
-    // A voter that is gone now is a non-voter: its lock would fail anyway.
-    if (it->second.connected && voting.insert(id).second) {
-      plan.voters.push_back({id, it->second.info.address()});
-    }
-  }
   for (uint32_t p : partitions) {
     if (p >= pt_.num_partitions()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "partition ", p, " out of range (", pt_.num_partitions(), " partitions)"));
     }
-    bool readable_voter = false;
-    for (uint32_t id : pt_.ReadableNodes(p)) readable_voter |= voting.contains(id);
-    if (!readable_voter) {
+  }
+  // Voters per partition: connected storages with a writable cell of it (a
+  // voter that is gone now is a non-voter: its lock would fail anyway).
+  CommitPlan plan;
+  absl::flat_hash_set<uint32_t> voting_nodes, readable_nodes;
+  for (const auto& [p, ids] : votes.voters) {
+    if (p >= pt_.num_partitions()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "partition_voters: partition ", p, " out of range (", pt_.num_partitions(),
+          " partitions)"));
+    }
+    for (uint32_t id : ids) {
+      auto it = nodes_.find(id);
+      if (it == nodes_.end() || common::NodeKindOf(id) != NodeKind::kStorage) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("node ", id, " is not a known storage node"));
+      }
+      const common::CellState state = pt_.CellStateOf(p, id);
+      if (!it->second.connected || !common::IsWritable(state)) continue;
+      std::vector<uint32_t>& voters = plan.voters_by_partition[p];
+      if (std::find(voters.begin(), voters.end(), id) != voters.end()) continue;
+      voters.push_back(id);
+      voting_nodes.insert(id);
+      if (common::IsReadable(state)) {
+        plan.readable_by_partition[p].push_back(id);
+        readable_nodes.insert(id);
+      }
+    }
+  }
+  for (uint32_t p : partitions) {
+    if (plan.readable_by_partition[p].empty()) {
       std::vector<std::string> names;
       for (uint32_t id : pt_.ReadableNodes(p)) names.push_back(common::NodeName(id));
       return absl::UnavailableError(absl::StrCat(
           "partition ", p, ": none of its readable cells (",
           names.empty() ? "none" : absl::StrJoin(names, ", "),
-          ") voted on a connected storage: committing would leave it stale"));
+          ") voted for it on a connected storage: committing would leave it stale"));
     }
   }
-  // Rule 8: a writable cell that did not vote misses this commit.
+  // Rule 2: every partition holding a stored object was checked for
+  // conflicts by a cell readable at the checked table version and ever
+  // since (a storage with a stale table may have skipped the check).
+  absl::flat_hash_set<uint32_t> object_partitions;
+  for (uint64_t oid : votes.oids) {
+    object_partitions.insert(static_cast<uint32_t>(oid % pt_.num_partitions()));
+  }
+  for (uint32_t p : object_partitions) {
+    const std::vector<uint32_t>& readable = plan.readable_by_partition[p];
+    const bool checked = std::any_of(
+        votes.conflict_checks.begin(), votes.conflict_checks.end(),
+        [&](const ConflictCheckReport& c) {
+          if (c.partition != p || c.ptid > pt_.ptid()) return false;
+          if (std::find(readable.begin(), readable.end(), c.node_id) == readable.end()) {
+            return false;
+          }
+          auto since = readable_since_.find(CellKey{p, c.node_id});
+          const uint64_t from = std::max(
+              readable_base_ptid_, since == readable_since_.end() ? 0 : since->second);
+          return c.ptid >= from;
+        });
+    if (!checked) {
+      return common::ErrorWithReason(
+          absl::StatusCode::kAborted, common::kReasonNotChecked,
+          absl::StrCat("partition ", p,
+                       ": no readable cell checked this transaction's stores for "
+                       "conflicts at a table version still valid (ptid ",
+                       pt_.ptid(), "): retry the transaction"));
+    }
+  }
+  max_prepared_tid_ = std::max(max_prepared_tid_, tid);
+  // Rule 8: a writable cell that did not vote for its partition misses
+  // this commit.
   const uint64_t last_tid = hub_->last_tid();
   cellar::v1::PartitionTableDelta delta;
   absl::flat_hash_set<uint32_t> non_voters;
   for (uint32_t p : partitions) {
+    const std::vector<uint32_t>& voters = plan.voters_by_partition[p];
     const std::vector<common::PtCell> row = pt_.Row(p);
     for (const common::PtCell& cell : row) {
       if (!common::IsWritable(cell.state)) continue;
-      if (voting.contains(cell.node_id)) {
+      if (std::find(voters.begin(), voters.end(), cell.node_id) != voters.end()) {
         auto created = catch_up_.find(CellKey{p, cell.node_id});
-        if (created != catch_up_.end() && created->second.created_ptid > client_ptid) {
+        if (created != catch_up_.end() && created->second.created_ptid > votes.client_ptid) {
           created->second.needed_tid = std::max(created->second.needed_tid, tid);
         }
         continue;
@@ -566,12 +616,20 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
         c.known_tid = std::max(c.known_tid, last_tid);
         SetCellLocked(p, cell.node_id, cellar::v1::CELL_OUT_OF_DATE, &delta);
       }
-      non_voters.insert(cell.node_id);
+      if (!voting_nodes.contains(cell.node_id)) non_voters.insert(cell.node_id);
     }
   }
   PublishDeltaLocked(&delta);
   plan.ptid = pt_.ptid();
-  for (uint32_t id : non_voters) {
+  std::vector<uint32_t> ordered(voting_nodes.begin(), voting_nodes.end());
+  std::sort(ordered.begin(), ordered.end());
+  for (uint32_t id : ordered) {
+    const StorageTarget target{id, nodes_[id].info.address()};
+    (readable_nodes.contains(id) ? plan.readable_voters : plan.other_voters).push_back(target);
+  }
+  ordered.assign(non_voters.begin(), non_voters.end());
+  std::sort(ordered.begin(), ordered.end());
+  for (uint32_t id : ordered) {
     auto it = nodes_.find(id);
     if (it != nodes_.end() && it->second.connected) {
       plan.non_voters.push_back({id, it->second.info.address()});
@@ -581,16 +639,25 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
 }
 
 void ClusterManager::LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
-                                const std::vector<uint32_t>& partitions) {
+                                const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted) {
   absl::MutexLock l(&mu_);
+  const uint64_t last_tid = hub_->last_tid();
+  cellar::v1::PartitionTableDelta delta;
   for (uint32_t id : failed) {
-    for (uint32_t p : partitions) {
-      if (p < pt_.num_partitions() && common::IsWritable(pt_.CellStateOf(p, id))) {
-        CatchUp& c = CatchUpLocked(p, id);
-        c.needed_tid = std::max(c.needed_tid, tid);
+    for (const auto& [p, voters] : voted) {
+      if (std::find(voters.begin(), voters.end(), id) == voters.end()) continue;
+      const common::CellState state = pt_.CellStateOf(p, id);
+      if (!common::IsWritable(state)) continue;
+      CatchUp& c = CatchUpLocked(p, id);
+      c.needed_tid = std::max(c.needed_tid, tid);
+      if (common::IsReadable(state)) {
+        // It held everything that completed before this commit.
+        c.known_tid = std::max(c.known_tid, last_tid);
+        SetCellLocked(p, id, cellar::v1::CELL_OUT_OF_DATE, &delta);
       }
     }
   }
+  PublishDeltaLocked(&delta);
   NodesLostLocked(failed, absl::StrCat("it could not lock tid ", common::TidHex(tid),
                                        " that other storages locked"));
 }
@@ -667,6 +734,11 @@ void ClusterManager::SetStateLocked(ClusterState state) {
   if (state_ == state) return;
   CELLAR_LOG(INFO) << "cluster state " << StateName(state_) << " -> " << StateName(state);
   state_ = state;
+  if (state == cellar::v1::CLUSTER_RUNNING) {
+    // Conflict checks count from the table this run starts with.
+    readable_base_ptid_ = pt_.ptid();
+    readable_since_.clear();
+  }
   RefreshStorageStatesLocked();
   cellar::v1::ClusterEvent event;
   event.set_cluster_state(state);
@@ -929,6 +1001,11 @@ absl::Status ClusterManager::ApplyPlanLocked(const Plan& plan) {
   const uint64_t needed = std::max(hub_->last_tid(), max_prepared_tid_);
   for (const PlannedChange& c : plan.changes) {
     catch_up_.erase(CellKey{c.partition, c.node_id});
+    if (!common::IsReadable(c.state)) {
+      readable_since_.erase(CellKey{c.partition, c.node_id});
+    } else if (!common::IsReadable(c.previous)) {
+      readable_since_[CellKey{c.partition, c.node_id}] = next->ptid();
+    }
     if (c.state != cellar::v1::CELL_OUT_OF_DATE) continue;
     CatchUp& entry = CatchUpLocked(c.partition, c.node_id);
     entry.needed_tid = needed;

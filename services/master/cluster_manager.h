@@ -87,10 +87,42 @@ struct ClusterOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(10);
 };
 
+// A storage's conflict check of one partition's stores in a transaction
+// (StoreResponse.checked_ptid / checked_partitions, as the client reports
+// them with Finish).
+struct ConflictCheckReport {
+  uint32_t partition = 0;
+  uint32_t node_id = 0;
+  // The table version the storage checked with.
+  uint64_t ptid = 0;
+};
+
+// What a client says of its transaction when it asks to finish it.
+struct CommitVotes {
+  // Every oid the transaction stored (for invalidations).
+  std::vector<uint64_t> oids;
+  // Partition -> the storages that received that partition's part of the
+  // transaction (objects; the record for partition(ttid)) and voted. A
+  // vote counts only for the partitions it is listed under.
+  absl::btree_map<uint32_t, std::vector<uint32_t>> voters;
+  // The conflict checks the stores reported.
+  std::vector<ConflictCheckReport> conflict_checks;
+  // The table version the client planned its stores with (0 = unknown).
+  uint64_t client_ptid = 0;
+};
+
 // What PrepareCommit decided for one Finish.
 struct CommitPlan {
-  // The voters to lock (connected ones), in the order given.
-  std::vector<StorageTarget> voters;
+  // Voters with a readable cell among the partitions they voted for
+  // (connected): they lock first, and the commit counts once every touched
+  // partition has one of its readable cells locked (semantics rule 1).
+  std::vector<StorageTarget> readable_voters;
+  // The other voters (OUT_OF_DATE cells catching up), locked after.
+  std::vector<StorageTarget> other_voters;
+  // Touched partition -> ids of its readable cells that voted.
+  absl::btree_map<uint32_t, std::vector<uint32_t>> readable_by_partition;
+  // Touched partition -> ids of every connected voter of it.
+  absl::btree_map<uint32_t, std::vector<uint32_t>> voters_by_partition;
   // Connected storages with a writable cell of a touched partition that did
   // not vote (their cells are now OUT_OF_DATE); they may hold temporary
   // records of the transaction to abort.
@@ -175,16 +207,26 @@ class ClusterManager {
   // `client_ptid`: the table version the client stored with (0 = unknown):
   // cells created by a later table change missed the transaction even
   // where their node voted.
-  absl::StatusOr<CommitPlan> PrepareCommit(uint64_t tid,
-                                           const std::vector<uint32_t>& voters,
-                                           const std::vector<uint32_t>& partitions,
-                                           uint64_t client_ptid = 0);
-  // Voters in `failed` could not lock transaction `tid` while others did:
-  // they may miss it. Their cells of `partitions` must catch up past
-  // `tid`, and each of them is treated as gone (it registers again and
-  // its vote is resolved then).
+  //
+  // Votes count per partition (CommitVotes::voters), never per node: a
+  // node's vote for one partition says nothing of its cells of another.
+  // Every partition holding a stored object also needs a conflict check
+  // (semantics rule 2) reported by a voter whose cell of it is readable
+  // now and has been readable without interruption since the table
+  // version the check used; otherwise ABORTED, reason NOT_CHECKED (the
+  // client retries the transaction with fresh stores).
+  absl::StatusOr<CommitPlan> PrepareCommit(uint64_t tid, const CommitVotes& votes,
+                                           const std::vector<uint32_t>& partitions);
+  // Voters in `failed` could not lock transaction `tid` while it is
+  // committed (a readable cell of every touched partition locked it):
+  // their cells of the partitions in `voted` (partition -> voters) miss
+  // it. Those cells go OUT_OF_DATE (they serve no read until replication
+  // brings the transaction, semantics rule 3; another readable cell of the
+  // partition has it) and must catch up past `tid`, and each node is
+  // treated as gone (it registers again and its vote is resolved then).
+  // Called before the commit is published.
   void LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
-                  const std::vector<uint32_t>& partitions);
+                  const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted);
 
   // A storage reports replication progress of one of its cells (see
   // master.proto).
@@ -388,6 +430,12 @@ class ClusterManager {
   // Highest tid PrepareCommit accepted: a cell created now may miss every
   // transaction up to it.
   uint64_t max_prepared_tid_ ABSL_GUARDED_BY(mu_) = 0;
+  // Conflict checks (PrepareCommit): the table version since which a cell
+  // has been readable without interruption. Cells not listed have been
+  // readable since `readable_base_ptid_` (the table version this master
+  // started serving with: it cannot vouch for anything older).
+  absl::btree_map<CellKey, uint64_t> readable_since_ ABSL_GUARDED_BY(mu_);
+  uint64_t readable_base_ptid_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 

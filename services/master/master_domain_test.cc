@@ -1,7 +1,9 @@
 // ClusterManager + TransactionCoordinator + EventHub, with a fake
 // StorageCaller: registration rules, cluster start, recovery, commit order,
 // invalidations, aborts.
+#include <algorithm>
 #include <map>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -83,6 +85,10 @@ class FakeStorageCaller : public StorageCaller {
     absl::MutexLock l(&mu_);
     std::vector<absl::StatusOr<StorageOutcome>> out;
     for (const StorageTarget& t : targets) {
+      if (unreachable_.count(t.node_id)) {
+        out.push_back(absl::UnavailableError("connection refused"));
+        continue;
+      }
       auto it = outcomes_.find({t.node_id, ttid});
       out.push_back(it != outcomes_.end() ? it->second : StorageOutcome{});
     }
@@ -102,6 +108,11 @@ class FakeStorageCaller : public StorageCaller {
   void SetLockResult(uint32_t node_id, absl::Status status) {
     absl::MutexLock l(&mu_);
     lock_results_[node_id] = std::move(status);
+  }
+  // GetTransactionOutcome calls to `node_id` fail (UNAVAILABLE).
+  void SetUnreachable(uint32_t node_id) {
+    absl::MutexLock l(&mu_);
+    unreachable_.insert(node_id);
   }
   void SetOutcome(uint32_t node_id, uint64_t ttid, StorageOutcome::State state,
                   uint64_t tid = 0) {
@@ -149,6 +160,7 @@ class FakeStorageCaller : public StorageCaller {
 
   absl::Mutex mu_;
   std::map<uint32_t, absl::Status> lock_results_;
+  std::set<uint32_t> unreachable_;
   std::map<std::pair<uint32_t, uint64_t>, StorageOutcome> outcomes_;
   std::vector<LockCall> locks_;
   std::vector<uint64_t> unlocks_;
@@ -168,8 +180,8 @@ class MasterDomainTest : public ::testing::Test {
     options.num_replicas = replicas;
     options.autostart = autostart;
     cluster_ = std::make_unique<ClusterManager>(options, &clock_, &hub_);
-    coordinator_ =
-        std::make_unique<TransactionCoordinator>(&clock_, cluster_.get(), &caller_, &hub_);
+    coordinator_ = std::make_unique<TransactionCoordinator>(&clock_, cluster_.get(), &caller_,
+                                                            &hub_, coordinator_options_);
     cluster_->set_on_client_gone(
         [this](uint32_t id) { coordinator_->AbortClientTransactions(id); });
     cluster_->set_on_verify([this](const std::vector<uint64_t>& in_doubt,
@@ -177,6 +189,65 @@ class MasterDomainTest : public ::testing::Test {
                                    uint64_t last_tid) {
       coordinator_->Recover(in_doubt, storages, last_tid);
     });
+  }
+
+  // What an up-to-date client reports at Finish: each of `nodes` voted for
+  // every touched partition (the ttid's and the oids') it holds a writable
+  // cell of, and its readable cells of the oids' partitions checked their
+  // stores at the current table. A node with no such cell is listed under
+  // partition(ttid) (the master ignores it, or refuses an unknown one).
+  CommitVotes Votes(uint64_t ttid, const std::vector<uint32_t>& nodes,
+                    const std::vector<uint64_t>& oids) {
+    const common::PartitionTable pt = Pt();
+    const uint32_t n = std::max<uint32_t>(pt.num_partitions(), 1);
+    CommitVotes votes;
+    votes.oids = oids;
+    votes.client_ptid = pt.ptid();
+    std::set<uint32_t> object_partitions;
+    for (uint64_t oid : oids) object_partitions.insert(static_cast<uint32_t>(oid % n));
+    std::set<uint32_t> touched = object_partitions;
+    touched.insert(static_cast<uint32_t>(ttid % n));
+    for (uint32_t node : nodes) {
+      bool listed = false;
+      for (uint32_t p : touched) {
+        const common::CellState state = pt.CellStateOf(p, node);
+        if (!common::IsWritable(state)) continue;
+        votes.voters[p].push_back(node);
+        listed = true;
+        if (common::IsReadable(state) && object_partitions.count(p)) {
+          votes.conflict_checks.push_back({p, node, pt.ptid()});
+        }
+      }
+      if (!listed) votes.voters[static_cast<uint32_t>(ttid % n)].push_back(node);
+    }
+    return votes;
+  }
+
+  // The storages among `nodes` that Votes() lists as voters (a writable
+  // cell of a touched partition), by id.
+  std::vector<uint32_t> VotingNodes(uint64_t ttid, const std::vector<uint32_t>& nodes,
+                                    const std::vector<uint64_t>& oids) {
+    const CommitVotes votes = Votes(ttid, nodes, oids);
+    const common::PartitionTable pt = Pt();
+    std::set<uint32_t> out;
+    for (const auto& [p, ids] : votes.voters) {
+      for (uint32_t id : ids) {
+        if (common::IsWritable(pt.CellStateOf(p, id))) out.insert(id);
+      }
+    }
+    return std::vector<uint32_t>(out.begin(), out.end());
+  }
+
+  // Begins transactions of `client` until one's record falls in
+  // `partition` (of `partitions`).
+  uint64_t BeginIn(uint32_t client, uint32_t partition, uint32_t partitions) {
+    for (int i = 0; i < 1000; ++i) {
+      absl::StatusOr<uint64_t> ttid = coordinator_->Begin(client);
+      EXPECT_THAT(ttid, IsOk());
+      if (!ttid.ok() || *ttid % partitions == partition) return ttid.ok() ? *ttid : 0;
+    }
+    ADD_FAILURE() << "no ttid in partition " << partition;
+    return 0;
   }
 
   cellar::v1::RegisterNodeRequest Request(cellar::v1::NodeRole role, uint32_t id = 0,
@@ -283,6 +354,7 @@ class MasterDomainTest : public ::testing::Test {
   common::FakeClock clock_;
   EventHub hub_;
   FakeStorageCaller caller_;
+  CoordinatorOptions coordinator_options_;
   std::vector<uint32_t> storages_;
   std::map<uint32_t, std::shared_ptr<EventHub::Subscriber>> subs_;
   std::unique_ptr<ClusterManager> cluster_;
@@ -378,7 +450,7 @@ TEST_F(MasterDomainTest, CommitPicksTidInTtidPartitionAndInvalidatesInOrder) {
   EXPECT_THAT(coordinator_->Begin(12345), StatusIs(absl::StatusCode::kNotFound));
   auto ttid = coordinator_->Begin(c1);
   ASSERT_THAT(ttid, IsOk());
-  auto tid = coordinator_->Finish(c1, *ttid, {s1, s2}, {3, 4});
+  auto tid = coordinator_->Finish(c1, *ttid, Votes(*ttid, {s1, s2}, {3, 4}));
   ASSERT_THAT(tid, IsOk());
   EXPECT_GT(*tid, *ttid);
   EXPECT_EQ(*tid % 7, *ttid % 7);
@@ -393,7 +465,7 @@ TEST_F(MasterDomainTest, CommitPicksTidInTtidPartitionAndInvalidatesInOrder) {
   const auto status = coordinator_->Status(*ttid);
   EXPECT_EQ(status.outcome(), cellar::v1::TRANSACTION_COMMITTED);
   EXPECT_EQ(status.tid(), *tid);
-  EXPECT_THAT(coordinator_->Finish(c1, *ttid, {s1}, {}),
+  EXPECT_THAT(coordinator_->Finish(c1, *ttid, Votes(*ttid, {s1}, {})),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(coordinator_->Abort(c1, *ttid, {}),
               StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -412,11 +484,11 @@ TEST_F(MasterDomainTest, CommitsCompleteInTidOrder) {
   caller_.blocked_ttid = t1;   // T1's lock answers late
   caller_.notify_ttid = t2;
   absl::StatusOr<uint64_t> tid1, tid2;
-  std::thread a([&] { tid1 = coordinator_->Finish(c1, t1, {s1}, {1}); });
+  std::thread a([&] { tid1 = coordinator_->Finish(c1, t1, Votes(t1, {s1}, {1})); });
   // T1 has its tid (it is locking) before T2 asks for one.
   ASSERT_TRUE(caller_.entered.WaitForNotificationWithTimeout(absl::Seconds(10)))
       << "T1 never reached lock";
-  std::thread b([&] { tid2 = coordinator_->Finish(c1, t2, {s1}, {2}); });
+  std::thread b([&] { tid2 = coordinator_->Finish(c1, t2, Votes(t2, {s1}, {2})); });
   ASSERT_TRUE(caller_.locked.WaitForNotificationWithTimeout(absl::Seconds(10)))
       << "T2 never locked";
   // T2 is locked but must wait for T1: nothing is published yet.
@@ -438,14 +510,14 @@ TEST_F(MasterDomainTest, LockFailureEverywhereAbortsWithUnavailable) {
   const uint32_t c1 = AddClient();
   caller_.lock_result = absl::UnavailableError("disk full");
   const uint64_t ttid = *coordinator_->Begin(c1);
-  EXPECT_THAT(coordinator_->Finish(c1, ttid, {s1}, {1}),
+  EXPECT_THAT(coordinator_->Finish(c1, ttid, Votes(ttid, {s1}, {1})),
               StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(caller_.aborts(), ElementsAre(ttid));
   EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
   // The next transaction is not stuck behind the failed one.
   caller_.lock_result = absl::OkStatus();
   const uint64_t next = *coordinator_->Begin(c1);
-  EXPECT_THAT(coordinator_->Finish(c1, next, {s1}, {1}), IsOk());
+  EXPECT_THAT(coordinator_->Finish(c1, next, Votes(next, {s1}, {1})), IsOk());
 }
 
 TEST_F(MasterDomainTest, DepartedClientHasItsTransactionsAborted) {
@@ -642,7 +714,7 @@ TEST_F(MasterDomainTest, FinishMarksCellsThatDidNotVoteOutOfDateBeforeItComplete
   const uint32_t ttid_partition = ttid % 6;
 
   // S1 did not vote (the client could not reach it).
-  auto tid = coordinator_->Finish(c, ttid, {s2, s3}, {oid});
+  auto tid = coordinator_->Finish(c, ttid, Votes(ttid, {s2, s3}, {oid}));
   ASSERT_THAT(tid, IsOk());
   common::PartitionTable pt = Pt();
   EXPECT_EQ(pt.ptid(), ptid + 1);
@@ -660,15 +732,18 @@ TEST_F(MasterDomainTest, FinishMarksCellsThatDidNotVoteOutOfDateBeforeItComplete
   EXPECT_EQ(events[1].invalidation().tid(), *tid);
   // Locked on the voters once they hold that table; the non-voter drops
   // whatever it may hold; every voter locked: lock records may go.
+  // (Votes count per partition: S3 votes only if it holds a cell of p or
+  // of the ttid's partition.)
+  const std::vector<uint32_t> voters = VotingNodes(ttid, {s2, s3}, {oid});
   const auto locks = caller_.locks();
   ASSERT_EQ(locks.size(), 1u);
-  EXPECT_THAT(locks[0].nodes, ElementsAre(s2, s3));
+  EXPECT_THAT(locks[0].nodes, ::testing::ElementsAreArray(voters));
   EXPECT_EQ(locks[0].min_ptid, ptid + 1);
   EXPECT_THAT(caller_.async_aborted_on(ttid), ElementsAre(s1));
   const auto unlocks = caller_.unlock_calls();
   ASSERT_EQ(unlocks.size(), 1u);
   EXPECT_TRUE(unlocks[0].forget);
-  EXPECT_THAT(unlocks[0].nodes, ElementsAre(s2, s3));
+  EXPECT_THAT(unlocks[0].nodes, ::testing::ElementsAreArray(voters));
 }
 
 TEST_F(MasterDomainTest, FinishIsRefusedWhenATouchedPartitionKeepsNoReadableVoter) {
@@ -679,7 +754,7 @@ TEST_F(MasterDomainTest, FinishIsRefusedWhenATouchedPartitionKeepsNoReadableVote
   // Only S1 voted, for an object of a partition S1 has no cell of.
   const uint64_t oid = PartitionWith(s1, 0);
   uint64_t ttid = *coordinator_->Begin(c);
-  EXPECT_THAT(coordinator_->Finish(c, ttid, {s1}, {oid}),
+  EXPECT_THAT(coordinator_->Finish(c, ttid, Votes(ttid, {s1}, {oid})),
               StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
   EXPECT_TRUE(caller_.locks().empty());
@@ -692,12 +767,12 @@ TEST_F(MasterDomainTest, FinishIsRefusedWhenATouchedPartitionKeepsNoReadableVote
   const uint32_t p = PartitionWith(s1, s2);
   ASSERT_EQ(StateOf(p, s1), cellar::v1::CELL_OUT_OF_DATE);
   ttid = *coordinator_->Begin(c);
-  EXPECT_THAT(coordinator_->Finish(c, ttid, {s1, s3}, {p}),
+  EXPECT_THAT(coordinator_->Finish(c, ttid, Votes(ttid, {s1, s3}, {p})),
               StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_TRUE(caller_.locks().empty());
   // An unknown voter is a bad request.
   ttid = *coordinator_->Begin(c);
-  EXPECT_THAT(coordinator_->Finish(c, ttid, {s2, 12345}, {p}),
+  EXPECT_THAT(coordinator_->Finish(c, ttid, Votes(ttid, {s2, 12345}, {p})),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -707,7 +782,7 @@ TEST_F(MasterDomainTest, AVoterThatIsGoneCountsAsANonVoter) {
   const uint32_t c = AddClient();
   Lose(s1);
   const uint64_t ttid = *coordinator_->Begin(c);
-  ASSERT_THAT(coordinator_->Finish(c, ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5}), IsOk());
+  ASSERT_THAT(coordinator_->Finish(c, ttid, Votes(ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5})), IsOk());
   const auto locks = caller_.locks();
   ASSERT_EQ(locks.size(), 1u);
   EXPECT_THAT(locks[0].nodes, ElementsAre(s2, s3));
@@ -718,14 +793,14 @@ TEST_F(MasterDomainTest, CellBecomesUpToDateOnceReplicationCoversWhatItMissed) {
   const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
   const uint32_t c = AddClient();
   const uint64_t t0 = *coordinator_->Begin(c);
-  const uint64_t tid0 = *coordinator_->Finish(c, t0, {s1, s2, s3}, {0});
+  const uint64_t tid0 = *coordinator_->Finish(c, t0, Votes(t0, {s1, s2, s3}, {0}));
   const uint32_t p = PartitionWith(s1, s2);
   const uint32_t other = PartitionWith(s1, s3);
 
   Lose(s1);  // S1 held everything up to tid0
   // T1 touches p without S1.
   const uint64_t t1 = *coordinator_->Begin(c);
-  const uint64_t tid1 = *coordinator_->Finish(c, t1, {s2, s3}, {p});
+  const uint64_t tid1 = *coordinator_->Finish(c, t1, Votes(t1, {s2, s3}, {p}));
   Return(s1, 7200);
   ASSERT_EQ(StateOf(p, s1), cellar::v1::CELL_OUT_OF_DATE);
 
@@ -780,7 +855,7 @@ TEST_F(MasterDomainTest, ATransactionInFlightThatMissesTheCellDelaysUpToDate) {
   const uint64_t t2 = *coordinator_->Begin(c);
   caller_.blocked_ttid = t2;
   absl::StatusOr<uint64_t> tid2;
-  std::thread finish([&] { tid2 = coordinator_->Finish(c, t2, {s2, s3}, {p}); });
+  std::thread finish([&] { tid2 = coordinator_->Finish(c, t2, Votes(t2, {s2, s3}, {p})); });
   ASSERT_TRUE(caller_.entered.WaitForNotificationWithTimeout(absl::Seconds(10)))
       << "T2 never reached lock";
   const uint64_t last = cluster_->Info().last_tid();
@@ -804,7 +879,7 @@ TEST_F(MasterDomainTest, ATransactionInFlightThatMissesTheCellDelaysUpToDate) {
   // Once readable again, a commit that misses it marks it stale again.
   caller_.blocked_ttid = 0;
   const uint64_t t3 = *coordinator_->Begin(c);
-  ASSERT_THAT(coordinator_->Finish(c, t3, {s2, s3}, {p}), IsOk());
+  ASSERT_THAT(coordinator_->Finish(c, t3, Votes(t3, {s2, s3}, {p})), IsOk());
   EXPECT_EQ(StateOf(p, s1), cellar::v1::CELL_OUT_OF_DATE);
 }
 
@@ -814,7 +889,7 @@ TEST_F(MasterDomainTest, VoterThatFailsToLockIsTreatedAsGoneAndResolvedWhenBack)
   const uint32_t c = AddClient();
   caller_.SetLockResult(s1, absl::UnavailableError("disk trouble"));
   const uint64_t ttid = *coordinator_->Begin(c);
-  auto tid = coordinator_->Finish(c, ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5});
+  auto tid = coordinator_->Finish(c, ttid, Votes(ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5}));
   ASSERT_THAT(tid, IsOk());  // S2 and S3 locked it: committed
   EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_COMMITTED);
   EXPECT_EQ(coordinator_->stats().partial_lock_failures, 1u);
@@ -855,6 +930,7 @@ TEST_F(MasterDomainTest, VoterThatFailsToLockIsTreatedAsGoneAndResolvedWhenBack)
 }
 
 TEST_F(MasterDomainTest, LastReadableVoterFailingToLockGoesThroughVerification) {
+  coordinator_options_.partial_lock_retry = absl::Milliseconds(100);
   Init(/*autostart=*/2, /*partitions=*/4, /*replicas=*/0);
   const uint32_t s1 = AddStorage(7200);
   const uint32_t s2 = AddStorage(7201);
@@ -863,8 +939,15 @@ TEST_F(MasterDomainTest, LastReadableVoterFailingToLockGoesThroughVerification) 
   const uint32_t c = AddClient();
   caller_.SetLockResult(s1, absl::UnavailableError("disk trouble"));
   const uint64_t ttid = *coordinator_->Begin(c);
-  auto tid = coordinator_->Finish(c, ttid, {s1, s2}, {0, 1, 2, 3});
-  ASSERT_THAT(tid, IsOk());
+  auto finish = coordinator_->Finish(c, ttid, Votes(ttid, {s1, s2}, {0, 1, 2, 3}));
+  // Locked on S2 (committed) but on no readable cell of S1's partitions:
+  // not visible, and the client is told so.
+  EXPECT_THAT(finish, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(common::ErrorReason(finish.status()), common::kReasonOutcomeUnknown);
+  const auto status = coordinator_->Status(ttid);
+  ASSERT_EQ(status.outcome(), cellar::v1::TRANSACTION_COMMITTED);
+  const uint64_t committed_tid = status.tid();
+  const uint64_t* tid = &committed_tid;
   // S1 holds the only copy of its partitions: they stay readable, and the
   // cluster waits for S1 (no commit can miss them meanwhile).
   EXPECT_EQ(StateOf(PartitionWith(s1, s1), s1), cellar::v1::CELL_UP_TO_DATE);
@@ -985,6 +1068,228 @@ TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
 TEST_F(MasterDomainTest, WatchOfUnknownNodeIsNotFound) {
   Init(0);
   EXPECT_THAT(cluster_->Watch(99), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// ---- The commit point (semantics rules 1-3) ----
+
+// Two storages, two partitions, no replica: S1 holds partition 0, S2
+// partition 1 (or the other way round: `OwnerOf`).
+class CommitPointTest : public MasterDomainTest {
+ protected:
+  void SetUp() override {
+    coordinator_options_.partial_lock_retry = absl::Milliseconds(100);
+  }
+  uint32_t OwnerOf(uint32_t partition) {
+    for (uint32_t id : storages_) {
+      if (Pt().CellStateOf(partition, id) != cellar::v1::CELL_STATE_UNSPECIFIED) return id;
+    }
+    ADD_FAILURE() << "partition " << partition << " has no cell";
+    return 0;
+  }
+  // An oid of `partition` (of `partitions`).
+  static uint64_t OidIn(uint32_t partition, uint32_t partitions) {
+    return 100 * partitions + partition;
+  }
+};
+
+// Rule 5 of the review: a node's vote for one partition is no vote for
+// another. The node's cell of a partition whose objects it never got must
+// go OUT_OF_DATE, whatever else that node voted for.
+TEST_F(MasterDomainTest, VotesCountPerPartitionNotPerNode) {
+  StartThree(6);
+  const uint32_t c = AddClient();
+  const uint64_t ttid = *coordinator_->Begin(c);
+  const common::PartitionTable pt = Pt();
+  const uint32_t tp = static_cast<uint32_t>(ttid % 6);
+  const std::vector<uint32_t> record_cells = pt.WritableNodes(tp);
+  ASSERT_EQ(record_cells.size(), 2u);
+  const uint32_t a = record_cells[0];
+  // A partition with a cell on `a` and one on another node `x`.
+  uint32_t p = 0, x = 0;
+  for (; p < 6; ++p) {
+    if (p == tp || !common::IsReadable(pt.CellStateOf(p, a))) continue;
+    for (uint32_t id : pt.WritableNodes(p)) {
+      if (id != a) x = id;
+    }
+    if (x != 0) break;
+  }
+  ASSERT_LT(p, 6u);
+  const uint64_t oid = 6 * 10 + p;
+  // The client's (older) table had p on `x` only: `a` got the record, not
+  // the object.
+  CommitVotes votes;
+  votes.oids = {oid};
+  votes.voters[tp] = record_cells;
+  votes.voters[p] = {x};
+  votes.conflict_checks.push_back({p, x, pt.ptid()});
+  ASSERT_THAT(coordinator_->Finish(c, ttid, votes), IsOk());
+  EXPECT_EQ(StateOf(p, a), cellar::v1::CELL_OUT_OF_DATE)
+      << "S" << (a & 0xffffff) << " voted for partition " << tp << " only";
+  EXPECT_EQ(StateOf(p, x), cellar::v1::CELL_UP_TO_DATE);
+  EXPECT_EQ(StateOf(tp, a), cellar::v1::CELL_UP_TO_DATE);
+}
+
+// Rule 2: a partition's stores must have been checked for conflicts by a
+// cell readable at the checked table version and ever since.
+TEST_F(MasterDomainTest, FinishWithoutAValidConflictCheckIsAborted) {
+  StartThree(6);
+  const uint32_t c = AddClient();
+  const uint64_t oid = 6 * 10 + 1;
+  const uint32_t p = 1;
+
+  // No check at all.
+  uint64_t ttid = *coordinator_->Begin(c);
+  CommitVotes votes = Votes(ttid, storages_, {oid});
+  votes.conflict_checks.clear();
+  absl::StatusOr<uint64_t> tid = coordinator_->Finish(c, ttid, votes);
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(common::ErrorReason(tid.status()), common::kReasonNotChecked);
+  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
+
+  // A check by a cell that stopped being readable after it checked, then
+  // became readable again: it may have missed a commit in between.
+  const std::vector<uint32_t> cells = Pt().ReadableNodes(p);
+  ASSERT_EQ(cells.size(), 2u);
+  const uint32_t gone = cells[0];
+  const uint64_t old_ptid = Pt().ptid();
+  Lose(gone);
+  ASSERT_EQ(StateOf(p, gone), cellar::v1::CELL_OUT_OF_DATE);
+  Return(gone, 7200 + static_cast<int>(std::find(storages_.begin(), storages_.end(), gone) -
+                                       storages_.begin()));
+  for (uint32_t q = 0; q < 6; ++q) {
+    if (StateOf(q, gone) == cellar::v1::CELL_OUT_OF_DATE) {
+      ASSERT_THAT(Report(gone, q, 0), IsOk());
+    }
+  }
+  ASSERT_EQ(StateOf(p, gone), cellar::v1::CELL_UP_TO_DATE);
+  ttid = *coordinator_->Begin(c);
+  votes = Votes(ttid, storages_, {oid});
+  votes.conflict_checks = {{p, gone, old_ptid}};
+  EXPECT_THAT(coordinator_->Finish(c, ttid, votes), StatusIs(absl::StatusCode::kAborted));
+
+  // A check by a cell that does not exist, or a table version from the
+  // future, counts for nothing either.
+  ttid = *coordinator_->Begin(c);
+  votes = Votes(ttid, storages_, {oid});
+  votes.conflict_checks = {{p, cells[1], Pt().ptid() + 1}};
+  EXPECT_THAT(coordinator_->Finish(c, ttid, votes), StatusIs(absl::StatusCode::kAborted));
+
+  // A check at the current table by a readable voter: committed.
+  ttid = *coordinator_->Begin(c);
+  votes = Votes(ttid, storages_, {oid});
+  votes.conflict_checks = {{p, gone, Pt().ptid()}};
+  EXPECT_THAT(coordinator_->Finish(c, ttid, votes), IsOk());
+}
+
+// Rule 1: readable cells lock first, and a lock by an OUT_OF_DATE cell is
+// no commit point: when the readable cells cannot lock, the transaction is
+// aborted and nothing was locked anywhere.
+TEST_F(MasterDomainTest, OutOfDateLockerIsNoCommitPoint) {
+  StartThree(6);
+  const uint32_t c = AddClient();
+  const uint32_t p = 1;
+  const std::vector<uint32_t> cells = Pt().ReadableNodes(p);
+  ASSERT_EQ(cells.size(), 2u);
+  // `stale` has an OUT_OF_DATE cell of p (it was gone for a while).
+  const uint32_t stale = cells[0], good = cells[1];
+  Lose(stale);
+  Return(stale, 7200 + static_cast<int>(std::find(storages_.begin(), storages_.end(), stale) -
+                                        storages_.begin()));
+  ASSERT_EQ(StateOf(p, stale), cellar::v1::CELL_OUT_OF_DATE);
+  caller_.SetLockResult(good, absl::ResourceExhaustedError("disk full"));
+  const uint64_t ttid = BeginIn(c, p, 6);
+  const uint64_t oid = 6 * 10 + p;
+  CommitVotes votes = Votes(ttid, {stale, good}, {oid});
+  EXPECT_THAT(coordinator_->Finish(c, ttid, votes), StatusIs(absl::StatusCode::kUnavailable));
+  for (const auto& call : caller_.locks()) {
+    if (call.ttid != ttid) continue;
+    EXPECT_THAT(call.nodes, ::testing::Not(::testing::Contains(stale)))
+        << "an OUT_OF_DATE cell was asked to lock before the readable ones did";
+  }
+  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
+  EXPECT_THAT(caller_.aborted_on(ttid), ::testing::Contains(stale));
+}
+
+// Rule 3: a readable cell that fails to lock a committed transaction is
+// OUT_OF_DATE before anyone can see the commit (its delta precedes the
+// invalidation on every stream).
+TEST_F(MasterDomainTest, ReadableCellThatMissedTheLockServesNoReads) {
+  StartThree(6);
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  Drain(**watcher);
+  const uint32_t p = 1;
+  const std::vector<uint32_t> cells = Pt().ReadableNodes(p);
+  ASSERT_EQ(cells.size(), 2u);
+  caller_.SetLockResult(cells[1], absl::ResourceExhaustedError("disk full"));
+  const uint64_t ttid = BeginIn(c, p, 6);
+  auto tid = coordinator_->Finish(c, ttid, Votes(ttid, cells, {6 * 10 + p}));
+  ASSERT_THAT(tid, IsOk());
+  EXPECT_EQ(StateOf(p, cells[1]), cellar::v1::CELL_OUT_OF_DATE);
+  bool stale_marked = false, published = false;
+  for (const auto& e : Drain(**watcher)) {
+    if (e.has_partition_table_delta()) {
+      for (const auto& change : e.partition_table_delta().changes()) {
+        if (change.partition() == p && change.node_id() == cells[1] &&
+            change.state() == cellar::v1::CELL_OUT_OF_DATE) {
+          EXPECT_FALSE(published) << "the commit was visible before the stale cell went";
+          stale_marked = true;
+        }
+      }
+    }
+    if (e.has_invalidation() && e.invalidation().tid() == *tid) published = true;
+  }
+  EXPECT_TRUE(stale_marked);
+  EXPECT_TRUE(published);
+}
+
+// Rule 1, the partial case: locked on partition 0's only cell, not on
+// partition 1's. It is committed (locked somewhere) but must not become
+// visible: no invalidation, and the client is told the outcome is not
+// known yet rather than "committed" or "aborted".
+TEST_F(CommitPointTest, CommitWithoutAReadableLockerInEveryPartitionIsNotPublished) {
+  Init(/*autostart=*/2, /*partitions=*/2, /*replicas=*/0);
+  for (int i = 0; i < 2; ++i) {
+    const uint32_t id = AddStorage(7200 + i);
+    storages_.push_back(id);
+    subs_[id] = *cluster_->Watch(id);
+  }
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  Drain(**watcher);
+  caller_.SetLockResult(OwnerOf(1), absl::ResourceExhaustedError("disk full"));
+  const uint64_t ttid = *coordinator_->Begin(c);
+  auto tid = coordinator_->Finish(c, ttid, Votes(ttid, storages_, {OidIn(0, 2), OidIn(1, 2)}));
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(common::ErrorReason(tid.status()), common::kReasonOutcomeUnknown);
+  for (const auto& e : Drain(**watcher)) {
+    EXPECT_FALSE(e.has_invalidation()) << "published without a readable locker of partition 1";
+  }
+  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_COMMITTED);
+  EXPECT_THAT(caller_.aborts(), ::testing::Not(::testing::Contains(ttid)));
+}
+
+// A lock whose answer was lost may have succeeded: with nobody confirming
+// a lock and a storage that cannot tell, nothing is aborted and the
+// outcome is unknown (never "aborted": that storage may hold it locked).
+TEST_F(CommitPointTest, UnconfirmedLockLeavesTheOutcomeUnknown) {
+  Init(/*autostart=*/1, /*partitions=*/2, /*replicas=*/0);
+  const uint32_t s1 = AddStorage(7200);
+  storages_.push_back(s1);
+  subs_[s1] = *cluster_->Watch(s1);
+  const uint32_t c = AddClient();
+  caller_.SetLockResult(s1, absl::DeadlineExceededError("no answer"));
+  caller_.SetUnreachable(s1);
+  const uint64_t ttid = *coordinator_->Begin(c);
+  auto tid = coordinator_->Finish(c, ttid, Votes(ttid, {s1}, {OidIn(0, 2)}));
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(common::ErrorReason(tid.status()), common::kReasonOutcomeUnknown);
+  EXPECT_THAT(caller_.aborts(), ::testing::Not(::testing::Contains(ttid)));
+  EXPECT_THAT(coordinator_->Abort(c, ttid, {}), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
 }
 
 }  // namespace

@@ -84,20 +84,34 @@ grpc::Status MasterService::Finish(grpc::ServerContext*,
                                    cellar::v1::FinishResponse* response) {
   if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
   if (request->ttid() == 0) return Invalid("ttid: required (from Begin)");
-  if (request->voted_node_ids_size() == 0) {
-    return Invalid("voted_node_ids: at least one storage must have voted");
+  if (request->partition_voters_size() == 0) {
+    return Invalid(
+        "partition_voters: required (which storages voted for each touched partition)");
   }
   if (request->oids_size() > kMaxOidsPerFinish) {
     return Invalid(absl::StrCat("oids: at most ", kMaxOidsPerFinish, " per transaction"));
   }
-  const std::vector<uint32_t> voted(request->voted_node_ids().begin(),
-                                    request->voted_node_ids().end());
-  const std::vector<uint64_t> oids(request->oids().begin(), request->oids().end());
-  const std::vector<uint32_t> partitions(request->partitions().begin(),
-                                         request->partitions().end());
+  if (request->partition_voters_size() > kMaxOidsPerFinish ||
+      request->conflict_checks_size() > kMaxOidsPerFinish) {
+    return Invalid(absl::StrCat("partition_voters, conflict_checks: at most ",
+                                kMaxOidsPerFinish, " entries"));
+  }
+  CommitVotes votes;
+  votes.oids.assign(request->oids().begin(), request->oids().end());
+  votes.client_ptid = request->ptid();
+  for (const cellar::v1::PartitionVoters& v : request->partition_voters()) {
+    if (v.node_ids_size() == 0) {
+      return Invalid(absl::StrCat("partition_voters: partition ", v.partition(),
+                                  " lists no storage"));
+    }
+    std::vector<uint32_t>& ids = votes.voters[v.partition()];
+    ids.insert(ids.end(), v.node_ids().begin(), v.node_ids().end());
+  }
+  for (const cellar::v1::ConflictCheck& c : request->conflict_checks()) {
+    votes.conflict_checks.push_back({c.partition(), c.node_id(), c.ptid()});
+  }
   absl::StatusOr<uint64_t> tid =
-      coordinator_->Finish(request->node_id(), request->ttid(), voted, oids, partitions,
-                           request->ptid());
+      coordinator_->Finish(request->node_id(), request->ttid(), votes);
   if (!tid.ok()) return ToGrpcStatus(tid.status());
   response->set_tid(*tid);
   return grpc::Status::OK;

@@ -27,6 +27,15 @@ using ::testing::HasSubstr;
 
 class PtOperationsTest : public ::testing::Test {
  protected:
+  // Finish's votes: partition -> the storages that voted for it.
+  static CommitVotes Votes(absl::btree_map<uint32_t, std::vector<uint32_t>> voters,
+                           uint64_t client_ptid = 0) {
+    CommitVotes votes;
+    votes.voters = std::move(voters);
+    votes.client_ptid = client_ptid;
+    return votes;
+  }
+
   // `n` storages (S1..Sn, watching), `partitions` partitions, R = `replicas`,
   // RUNNING.
   void Start(int n, uint32_t partitions = 6, uint32_t replicas = 1) {
@@ -229,7 +238,7 @@ TEST_F(PtOperationsTest, NewCellMissesTransactionsBeingCommitted) {
   Start(2);
   hub_.SetLastTid(1000);
   // A transaction got tid 2000 (PrepareCommit) but has not completed.
-  ASSERT_THAT(cluster_->PrepareCommit(2000, {storages_[0], storages_[1]}, {0}), IsOk());
+  ASSERT_THAT(cluster_->PrepareCommit(2000, Votes({{0, {storages_[0], storages_[1]}}}), {0}), IsOk());
   const uint32_t s3 = AddStorage();
   ASSERT_THAT(cluster_->ChangePartitionTable(cellar::v1::PT_ADD, {s3}, 0, false), IsOk());
   uint32_t p = 0;
@@ -254,7 +263,8 @@ TEST_F(PtOperationsTest, CommitsPlannedWithTheNewCellDoNotDelayIt) {
   ASSERT_THAT(change, IsOk());
   uint32_t p = 0;
   while (Pt().CellStateOf(p, s3) != cellar::v1::CELL_OUT_OF_DATE) ++p;
-  ASSERT_THAT(cluster_->PrepareCommit(3000, {storages_[0], storages_[1], s3}, {p}, Pt().ptid()),
+  ASSERT_THAT(cluster_->PrepareCommit(
+                  3000, Votes({{p, {storages_[0], storages_[1], s3}}}, Pt().ptid()), {p}),
               IsOk());
   hub_.SetLastTid(3000);
   ASSERT_THAT(Report(s3, p, 0), IsOk());
@@ -271,8 +281,9 @@ TEST_F(PtOperationsTest, NewCellCatchesUpPastCommitsItsNodeVotedFor) {
   uint32_t p = 0;
   while (Pt().CellStateOf(p, s3) != cellar::v1::CELL_OUT_OF_DATE) ++p;
   // A client with the table before the change stored p's objects on S1 and
-  // S2 only, and other objects on S3: S3 voted, its new cell did not get them.
-  ASSERT_THAT(cluster_->PrepareCommit(3000, {storages_[0], storages_[1], s3}, {p}), IsOk());
+  // S2 only: the new cell did not get them (votes count per partition).
+  ASSERT_THAT(cluster_->PrepareCommit(3000, Votes({{p, {storages_[0], storages_[1]}}}), {p}),
+              IsOk());
   hub_.SetLastTid(3000);
   ASSERT_THAT(Report(s3, p, 0), IsOk());
   auto r = Report(s3, p, 1000);
@@ -409,7 +420,7 @@ TEST_F(PtOperationsTest, StoppingRefusesNewWorkButLetsFinishComplete) {
   EXPECT_THAT(cluster_->CheckRunning(), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(cluster_->AllocateOids(10), StatusIs(absl::StatusCode::kFailedPrecondition));
   // A Finish already asked for completes.
-  EXPECT_THAT(cluster_->PrepareCommit(5000, {storages_[0], storages_[1]}, {0}), IsOk());
+  EXPECT_THAT(cluster_->PrepareCommit(5000, Votes({{0, {storages_[0], storages_[1]}}}), {0}), IsOk());
   // STOPPING again is fine; RUNNING from STOPPING is not.
   EXPECT_THAT(cluster_->SetClusterState(cellar::v1::CLUSTER_STOPPING), IsOk());
   auto running = cluster_->SetClusterState(cellar::v1::CLUSTER_RUNNING);

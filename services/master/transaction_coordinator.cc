@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "services/common/errors.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
@@ -28,8 +29,14 @@ absl::Status UnknownTransaction(uint64_t ttid) {
 
 TransactionCoordinator::TransactionCoordinator(const common::Clock* clock,
                                                ClusterManager* cluster,
-                                               StorageCaller* storages, EventHub* hub)
-    : clock_(clock), cluster_(cluster), storages_(storages), hub_(hub), tids_(clock) {}
+                                               StorageCaller* storages, EventHub* hub,
+                                               CoordinatorOptions options)
+    : clock_(clock),
+      cluster_(cluster),
+      storages_(storages),
+      hub_(hub),
+      options_(options),
+      tids_(clock) {}
 
 absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id) {
   if (absl::Status s = cluster_->CheckRunning(); !s.ok()) return s;
@@ -42,13 +49,62 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id) {
   return ttid;
 }
 
-absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
-    uint32_t node_id, uint64_t ttid, const std::vector<uint32_t>& voted_node_ids,
-    const std::vector<uint64_t>& oids, const std::vector<uint32_t>& partition_hint,
-    uint64_t client_ptid) {
-  if (voted_node_ids.empty()) {
+namespace {
+
+// Lock errors after which the storage may have locked all the same (the
+// answer, not the request, may be what got lost).
+bool MayHaveLocked(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDeadlineExceeded ||
+         s.code() == absl::StatusCode::kCancelled || s.code() == absl::StatusCode::kUnknown ||
+         s.code() == absl::StatusCode::kInternal;
+}
+
+bool Contains(const std::vector<StorageTarget>& targets, uint32_t id) {
+  return std::any_of(targets.begin(), targets.end(),
+                     [&](const StorageTarget& t) { return t.node_id == id; });
+}
+
+}  // namespace
+
+TransactionCoordinator::LockRound TransactionCoordinator::LockWithRetries(
+    const std::vector<StorageTarget>& targets, uint64_t ttid, uint64_t tid, uint64_t ptid,
+    absl::Duration retry_for) {
+  LockRound round;
+  std::vector<StorageTarget> pending = targets;
+  const absl::Time give_up = absl::Now() + retry_for;
+  for (int attempt = 0; !pending.empty(); ++attempt) {
+    if (attempt > 0) {
+      // A busy database, a dropped connection, a storage restarting: pause
+      // and retry the ones still connected.
+      absl::SleepFor(std::min(absl::Milliseconds(50) * attempt, absl::Milliseconds(500)));
+    }
+    const std::vector<absl::Status> results =
+        storages_->LockAll(pending, cluster_->epoch(), ttid, tid, ptid);
+    std::vector<StorageTarget> retry;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok()) {
+        round.locked.push_back(pending[i]);
+        round.errors.erase(pending[i].node_id);
+        continue;
+      }
+      round.errors[pending[i].node_id] = results[i];
+      if (absl::Now() < give_up && cluster_->IsConnected(pending[i].node_id)) {
+        retry.push_back(pending[i]);
+      } else {
+        round.failed.push_back(pending[i]);
+      }
+    }
+    pending = std::move(retry);
+  }
+  return round;
+}
+
+absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64_t ttid,
+                                                        const CommitVotes& votes) {
+  if (votes.voters.empty()) {
     return absl::InvalidArgumentError(
-        "voted_node_ids: a transaction must vote on at least one storage");
+        "partition_voters: a transaction must vote on at least one storage");
   }
   const uint32_t num_partitions = std::max<uint32_t>(cluster_->num_partitions(), 1);
   std::vector<uint32_t> partitions;
@@ -58,8 +114,8 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
       if (seen.insert(p).second) partitions.push_back(p);
     };
     add(static_cast<uint32_t>(ttid % num_partitions));
-    for (uint64_t oid : oids) add(static_cast<uint32_t>(oid % num_partitions));
-    for (uint32_t p : partition_hint) {
+    for (uint64_t oid : votes.oids) add(static_cast<uint32_t>(oid % num_partitions));
+    for (const auto& [p, unused] : votes.voters) {
       if (p < num_partitions) add(p);
     }
     std::sort(partitions.begin(), partitions.end());
@@ -78,76 +134,147 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
     pending = std::make_shared<Pending>();
     pending->ttid = ttid;
     pending->tid = tids_.NextTid(ttid, num_partitions);
-    pending->oids = oids;
+    pending->oids = votes.oids;
     it->second.tid = pending->tid;
     queue_.push_back(pending);
   }
 
-  // Rule 8 before anything is locked: non-voting cells go OUT_OF_DATE now,
-  // so the commit can never complete while a replica that missed it is
-  // still readable.
-  absl::StatusOr<CommitPlan> plan =
-      cluster_->PrepareCommit(pending->tid, voted_node_ids, partitions, client_ptid);
+  // Rules 2 and 8 before anything is locked: the stores were checked by
+  // cells that are still readable, and cells that did not vote go
+  // OUT_OF_DATE now, so the commit can never complete while a replica that
+  // missed it is still readable.
+  absl::StatusOr<CommitPlan> plan = cluster_->PrepareCommit(pending->tid, votes, partitions);
   if (!plan.ok()) {
-    FailPending(pending, /*lock_failure=*/false);
+    FailPending(pending, TxnState::kAborted, /*lock_failure=*/false);
     storages_->AbortAsync(cluster_->RunningStorages(), cluster_->epoch(), ttid);
     return common::Annotate(plan.status(), "finish aborted the transaction");
   }
 
-  std::vector<StorageTarget> locked;
-  std::vector<StorageTarget> failed;
-  absl::Status first_error;
-  auto lock = [&](const std::vector<StorageTarget>& targets) {
-    const std::vector<absl::Status> results =
-        storages_->LockAll(targets, cluster_->epoch(), ttid, pending->tid, plan->ptid);
-    std::vector<StorageTarget> still_failed;
-    for (size_t i = 0; i < results.size(); ++i) {
-      if (results[i].ok()) {
-        locked.push_back(targets[i]);
-      } else {
-        still_failed.push_back(targets[i]);
-        if (first_error.ok()) first_error = results[i];
+  // Rule 1: readable cells lock first; the transaction is committed once a
+  // readable cell of every touched partition locked it. Until one of them
+  // locks, nothing is locked anywhere and the transaction can still be
+  // aborted.
+  LockRound round = LockWithRetries(plan->readable_voters, ttid, pending->tid, plan->ptid,
+                                    absl::Milliseconds(300));
+  if (round.locked.empty()) {
+    // A storage whose answer was lost may have locked: ask before deciding.
+    std::vector<StorageTarget> unsure;
+    for (const StorageTarget& t : round.failed) {
+      if (MayHaveLocked(round.errors[t.node_id])) unsure.push_back(t);
+    }
+    const std::vector<absl::StatusOr<StorageOutcome>> outcomes =
+        storages_->OutcomeAll(unsure, ttid);
+    bool in_doubt = false;
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      if (!outcomes[i].ok()) {
+        in_doubt = true;
+      } else if (outcomes[i]->state == StorageOutcome::State::kLocked) {
+        round.locked.push_back(unsure[i]);
       }
     }
-    failed = std::move(still_failed);
-  };
-  lock(plan->voters);
-  // Committed as soon as one storage locked: give the others a few quick
-  // retries (a busy database, a dropped connection) before treating them
-  // as gone.
-  for (int attempt = 1; !locked.empty() && !failed.empty() && attempt <= 3; ++attempt) {
-    absl::SleepFor(absl::Milliseconds(50 * attempt));
-    std::vector<StorageTarget> retry, gone;
-    for (const StorageTarget& t : failed) {
-      (cluster_->IsConnected(t.node_id) ? retry : gone).push_back(t);
+    if (round.locked.empty() && in_doubt) {
+      // Nobody is known to have locked it and somebody cannot tell: the
+      // outcome is unknown. Nothing is aborted (that could split a
+      // transaction a silent storage committed); the silent storages are
+      // treated as gone, and their votes are resolved when they register
+      // again (locked anywhere = committed, else aborted).
+      std::vector<uint32_t> silent;
+      for (size_t i = 0; i < outcomes.size(); ++i) {
+        if (!outcomes[i].ok()) silent.push_back(unsure[i].node_id);
+      }
+      FailPending(pending, TxnState::kInDoubt, /*lock_failure=*/true);
+      cluster_->LockFailed(pending->tid, silent, {});
+      return common::ErrorWithReason(
+          absl::StatusCode::kUnavailable, common::kReasonOutcomeUnknown,
+          absl::StrCat("ttid ", common::TidHex(ttid),
+                       ": no storage confirmed the lock and some cannot be reached; the "
+                       "outcome is decided when they come back (ask GetTransactionStatus)"));
     }
-    if (retry.empty()) break;
-    lock(retry);  // `failed` becomes what still fails
-    failed.insert(failed.end(), gone.begin(), gone.end());
+    if (round.locked.empty()) {
+      FailPending(pending, TxnState::kAborted, /*lock_failure=*/true);
+      std::vector<StorageTarget> voters = plan->readable_voters;
+      voters.insert(voters.end(), plan->other_voters.begin(), plan->other_voters.end());
+      storages_->AbortAll(voters, cluster_->epoch(), ttid);
+      storages_->AbortAsync(plan->non_voters, cluster_->epoch(), ttid);
+      const absl::Status& first = round.errors.begin()->second;
+      return absl::UnavailableError(absl::StrCat(
+          "no storage could lock the transaction, it was aborted: ", first.message()));
+    }
   }
-  if (!first_error.ok()) {
-    CELLAR_LOG(WARNING) << "ttid " << common::TidHex(ttid) << ": " << first_error;
-  }
-
-  if (locked.empty()) {
-    FailPending(pending, /*lock_failure=*/true);
-    storages_->AbortAll(plan->voters, cluster_->epoch(), ttid);
-    storages_->AbortAsync(plan->non_voters, cluster_->epoch(), ttid);
-    return absl::UnavailableError(absl::StrCat(
-        "no storage could lock the transaction, it was aborted: ", first_error.message()));
-  }
+  // Committed: something locked it (semantics: locked anywhere = committed).
   {
-    // Decided: whoever asks from now on learns it is committed.
     absl::MutexLock l(&mu_);
     Txn& txn = txns_[ttid];
     txn.state = TxnState::kCommitted;
     txn.tid = pending->tid;
+  }
+  // A partition none of whose readable cells locked yet gets more time: it
+  // must not be published before one of them holds the transaction.
+  auto partitions_without_locker = [&]() {
+    std::vector<uint32_t> missing;
+    for (const auto& [p, readable] : plan->readable_by_partition) {
+      if (std::none_of(readable.begin(), readable.end(),
+                       [&](uint32_t id) { return Contains(round.locked, id); })) {
+        missing.push_back(p);
+      }
+    }
+    return missing;
+  };
+  if (!partitions_without_locker().empty()) {
+    std::vector<StorageTarget> again;
+    for (const StorageTarget& t : round.failed) {
+      if (cluster_->IsConnected(t.node_id)) again.push_back(t);
+    }
+    LockRound late = LockWithRetries(again, ttid, pending->tid, plan->ptid,
+                                     options_.partial_lock_retry);
+    round.locked.insert(round.locked.end(), late.locked.begin(), late.locked.end());
+    round.failed.erase(std::remove_if(round.failed.begin(), round.failed.end(),
+                                      [&](const StorageTarget& t) {
+                                        return Contains(late.locked, t.node_id);
+                                      }),
+                       round.failed.end());
+  }
+  // The cells that could not come along: the other voters (OUT_OF_DATE
+  // cells) lock now; whoever failed misses the transaction.
+  LockRound others = LockWithRetries(plan->other_voters, ttid, pending->tid, plan->ptid,
+                                     absl::Milliseconds(300));
+  std::vector<StorageTarget> locked = round.locked;
+  locked.insert(locked.end(), others.locked.begin(), others.locked.end());
+  std::vector<StorageTarget> failed = round.failed;
+  failed.insert(failed.end(), others.failed.begin(), others.failed.end());
+  const std::vector<uint32_t> unpublishable = partitions_without_locker();
+  {
+    absl::MutexLock l(&mu_);
     stats_.partial_lock_failures += failed.size();
+  }
+  if (!unpublishable.empty()) {
+    // Committed on some storages, but partition(s) `unpublishable` have no
+    // readable cell holding it: it must not become visible (its readers
+    // would get the old revisions). The failed storages are treated as gone;
+    // the transaction is completed everywhere by resolution when they
+    // register again, and published then.
+    CELLAR_LOG(ERROR) << "ttid " << common::TidHex(ttid) << " committed as "
+                      << common::TidHex(pending->tid) << " but no readable cell of partition(s) "
+                      << absl::StrJoin(unpublishable, ",") << " could lock it";
+    std::vector<uint32_t> ids;
+    for (const StorageTarget& t : failed) ids.push_back(t.node_id);
+    FailPending(pending, TxnState::kCommitted, /*lock_failure=*/true);
+    cluster_->LockFailed(pending->tid, ids, {});
+    storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid, /*forget_lock=*/false);
+    return common::ErrorWithReason(
+        absl::StatusCode::kUnavailable, common::kReasonOutcomeUnknown,
+        absl::StrCat("ttid ", common::TidHex(ttid), " is locked as ",
+                     common::TidHex(pending->tid), " on ", locked.size(),
+                     " storage(s) but no readable cell of partition ", unpublishable.front(),
+                     " could lock it yet: it becomes visible once they do"));
   }
   if (!failed.empty()) {
     std::vector<uint32_t> ids;
     for (const StorageTarget& t : failed) ids.push_back(t.node_id);
-    cluster_->LockFailed(pending->tid, ids, partitions);
+    CELLAR_LOG(WARNING) << "ttid " << common::TidHex(ttid) << ": " << failed.size()
+                        << " voter(s) could not lock: "
+                        << (round.errors.empty() ? others.errors : round.errors).begin()->second;
+    cluster_->LockFailed(pending->tid, ids, plan->voters_by_partition);
   }
   {
     absl::MutexLock l(&mu_);
@@ -178,16 +305,16 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(
 }
 
 void TransactionCoordinator::FailPending(const std::shared_ptr<Pending>& pending,
-                                         bool lock_failure) {
+                                         TxnState state, bool lock_failure) {
   absl::MutexLock l(&mu_);
   pending->failed = true;
   if (lock_failure) ++stats_.lock_failures;
   DrainLocked();
   mu_.Await(absl::Condition(&pending->done));
   Txn& txn = txns_[pending->ttid];
-  txn.state = TxnState::kAborted;
+  txn.state = state;
   --stats_.active;
-  ++stats_.aborted;
+  if (state == TxnState::kAborted) ++stats_.aborted;
   finished_.push_back(pending->ttid);
   ForgetOldLocked();
 }
@@ -216,7 +343,8 @@ absl::Status TransactionCoordinator::Abort(uint32_t node_id, uint64_t ttid,
     if (it != txns_.end()) {
       if (it->second.node_id != node_id) return UnknownTransaction(ttid);
       if (it->second.state == TxnState::kFinishing ||
-          it->second.state == TxnState::kCommitted) {
+          it->second.state == TxnState::kCommitted ||
+          it->second.state == TxnState::kInDoubt) {
         return absl::FailedPreconditionError(absl::StrCat(
             "ttid ", common::TidHex(ttid), " already has its final tid ",
             common::TidHex(it->second.tid), ": it cannot be aborted"));
@@ -287,8 +415,10 @@ cellar::v1::GetTransactionStatusResponse TransactionCoordinator::Status(
         case TxnState::kAborted:
           out.set_outcome(cellar::v1::TRANSACTION_ABORTED);
           break;
+        case TxnState::kInDoubt:
+          break;  // the storages tell (below)
       }
-      return out;
+      if (it->second.state != TxnState::kInDoubt) return out;
     }
   }
   // Not known here (begun under another primary, or forgotten): a storage
@@ -347,6 +477,8 @@ void TransactionCoordinator::Resolve(uint64_t ttid,
         case TxnState::kAborted:
           known_aborted = true;
           break;
+        case TxnState::kInDoubt:
+          break;  // the storages tell
       }
     }
   }

@@ -59,24 +59,33 @@ struct CoordinatorStats {
   uint64_t recovered_aborted = 0;
 };
 
+struct CoordinatorOptions {
+  // How long Finish keeps retrying the lock on the readable cells of a
+  // partition none of whose readable cells locked yet, once the
+  // transaction is committed elsewhere (it cannot be published before).
+  // Default 5 s.
+  absl::Duration partial_lock_retry = absl::Seconds(5);
+};
+
 class TransactionCoordinator {
  public:
   TransactionCoordinator(const common::Clock* clock, ClusterManager* cluster,
-                         StorageCaller* storages, EventHub* hub);
+                         StorageCaller* storages, EventHub* hub,
+                         CoordinatorOptions options = {});
 
   // A new ttid for client `node_id`. FAILED_PRECONDITION unless RUNNING.
   absl::StatusOr<uint64_t> Begin(uint32_t node_id);
 
   // See the class comment. NOT_FOUND (UNKNOWN_TRANSACTION) for a ttid this
   // master does not know or that is not the client's; FAILED_PRECONDITION
-  // if it is already finishing/finished/aborted.
-  // `partitions`: what the client says it touched; the partitions of
-  // `oids` and of the ttid are always included.
-  absl::StatusOr<uint64_t> Finish(uint32_t node_id, uint64_t ttid,
-                                  const std::vector<uint32_t>& voted_node_ids,
-                                  const std::vector<uint64_t>& oids,
-                                  const std::vector<uint32_t>& partitions = {},
-                                  uint64_t client_ptid = 0);
+  // if it is already finishing/finished/aborted; INVALID_ARGUMENT without
+  // voters; ABORTED (NOT_CHECKED) or UNAVAILABLE when PrepareCommit refuses
+  // (the transaction is aborted); UNAVAILABLE when no storage could lock
+  // it (aborted); UNAVAILABLE with reason OUTCOME_UNKNOWN when it cannot
+  // tell (a storage that may have locked cannot be reached) or when it is
+  // committed but not yet visible (no readable cell of some partition
+  // could lock it): GetTransactionStatus tells later.
+  absl::StatusOr<uint64_t> Finish(uint32_t node_id, uint64_t ttid, const CommitVotes& votes);
 
   // Aborts `ttid` on `storage_node_ids` (all running storages if empty).
   // OK for unknown ttids; FAILED_PRECONDITION once the final tid is picked.
@@ -108,7 +117,9 @@ class TransactionCoordinator {
   CoordinatorStats stats() const;
 
  private:
-  enum class TxnState { kActive, kFinishing, kCommitted, kAborted };
+  // kInDoubt: Finish could not tell whether a storage locked it; the
+  // storages decide (locked anywhere = committed).
+  enum class TxnState { kActive, kFinishing, kCommitted, kAborted, kInDoubt };
   struct Txn {
     uint32_t node_id = 0;
     TxnState state = TxnState::kActive;
@@ -124,11 +135,21 @@ class TransactionCoordinator {
     bool done = false;
   };
 
+  // Finish's lock rounds: who locked, who failed (with the last error of
+  // each); failures of connected storages are retried for `retry_for`.
+  struct LockRound {
+    std::vector<StorageTarget> locked;
+    std::vector<StorageTarget> failed;
+    absl::flat_hash_map<uint32_t, absl::Status> errors;
+  };
+  LockRound LockWithRetries(const std::vector<StorageTarget>& targets, uint64_t ttid,
+                            uint64_t tid, uint64_t ptid, absl::Duration retry_for);
   // Resolves one in-doubt ttid (Recover).
   void Resolve(uint64_t ttid, const std::vector<StorageTarget>& reporters);
-  // Marks a pending transaction failed, waits for its turn, counts it as
-  // aborted.
-  void FailPending(const std::shared_ptr<Pending>& pending, bool lock_failure);
+  // Marks a pending transaction failed (completed without invalidation),
+  // waits for its turn, and records `state` for it.
+  void FailPending(const std::shared_ptr<Pending>& pending, TxnState state,
+                   bool lock_failure);
   // Completes the transactions at the head of the queue that are ready.
   void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetOldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -137,6 +158,7 @@ class TransactionCoordinator {
   ClusterManager* cluster_;
   StorageCaller* storages_;
   EventHub* hub_;
+  const CoordinatorOptions options_;
 
   mutable absl::Mutex mu_;
   TidAllocator tids_ ABSL_GUARDED_BY(mu_);

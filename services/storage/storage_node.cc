@@ -333,7 +333,7 @@ void StorageNode::UpdateOpenGauge() {
 absl::Status StorageNode::Store(uint64_t ttid, uint32_t client_node_id,
                                 std::vector<StoreObject> objects, bool vote,
                                 const std::optional<TransactionMetadata>& metadata,
-                                absl::Time lock_deadline) {
+                                absl::Time lock_deadline, StoreReceipt* receipt) {
   NoteClientActivity();
   CELLAR_ASSIGN_OR_RETURN(CellView view, View());
   const size_t count = objects.size();
@@ -372,6 +372,16 @@ absl::Status StorageNode::Store(uint64_t ttid, uint32_t client_node_id,
   if (s.ok() && vote) {
     s = transactions_->Vote(ttid, client_node_id, metadata, view);
     if (s.ok() && metrics_ != nullptr) metrics_->votes->Increment();
+  }
+  if (s.ok() && receipt != nullptr) {
+    // TransactionManager::Store checked exactly the objects of `view`'s
+    // readable cells.
+    receipt->checked_ptid = view.ptid();
+    std::sort(partitions.begin(), partitions.end());
+    partitions.erase(std::unique(partitions.begin(), partitions.end()), partitions.end());
+    for (uint32_t p : partitions) {
+      if (view.Readable(p)) receipt->checked_partitions.push_back(p);
+    }
   }
   UpdateOpenGauge();
   return s;

@@ -163,11 +163,21 @@ class StorageNode {
 
   // --- Data path (see TransactionManager for the commit rules) ---
 
-  // Stores objects; with `vote`, also votes with `metadata`.
+  // What a successful Store checked (StoreResponse.checked_ptid and
+  // checked_partitions): the table version it used and the partitions of
+  // its objects whose cells here are readable in it (their base serials
+  // were checked for conflicts). The master requires such a check for
+  // every partition a transaction stores in (semantics rule 2).
+  struct StoreReceipt {
+    uint64_t checked_ptid = 0;
+    std::vector<uint32_t> checked_partitions;
+  };
+  // Stores objects; with `vote`, also votes with `metadata`. On success,
+  // fills `receipt` if given.
   absl::Status Store(uint64_t ttid, uint32_t client_node_id,
                      std::vector<StoreObject> objects, bool vote,
                      const std::optional<TransactionMetadata>& metadata,
-                     absl::Time lock_deadline);
+                     absl::Time lock_deadline, StoreReceipt* receipt = nullptr);
   absl::Status Vote(uint64_t ttid, uint32_t client_node_id,
                     const std::optional<TransactionMetadata>& metadata);
   // `epoch` 0: not fenced; otherwise FAILED_PRECONDITION (STALE_EPOCH)

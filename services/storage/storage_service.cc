@@ -100,9 +100,15 @@ grpc::Status StorageService::Store(grpc::ServerContext* context,
   const absl::Time client_deadline = absl::FromChrono(context->deadline());
   if (client_deadline < deadline) deadline = client_deadline;
 
+  StorageNode::StoreReceipt receipt;
   absl::Status s = node_->Store(request->ttid(), request->client_node_id(),
-                                std::move(objects), request->vote(), metadata, deadline);
-  if (s.ok()) response->set_voted(request->vote());
+                                std::move(objects), request->vote(), metadata, deadline,
+                                &receipt);
+  if (s.ok()) {
+    response->set_voted(request->vote());
+    response->set_checked_ptid(receipt.checked_ptid);
+    for (uint32_t p : receipt.checked_partitions) response->add_checked_partitions(p);
+  }
   return ToGrpcStatus(s);
 }
 

@@ -963,5 +963,25 @@ TEST_F(StorageServiceTest, TruncateDataOnlyWhileRecovering) {
   EXPECT_EQ(NodeStatus().last_tid(), 1004u);
 }
 
+// Semantics rule 2: a store says which partitions it checked for
+// conflicts (those its table shows readable here) and with which table,
+// so the master can tell a check made on a stale table.
+TEST_F(StorageServiceTest, StoreReportsWhichPartitionsItCheckedWithWhichTable) {
+  v1::PartitionTable pt = Table(3);
+  pt.mutable_rows(1)->mutable_cells(0)->set_state(v1::CELL_OUT_OF_DATE);
+  master_->SetPartitionTable(pt);
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  v1::StoreRequest r;
+  r.set_ttid(1000);
+  r.set_client_node_id(common::MakeNodeId(common::NodeKind::kClient, 1));
+  *r.add_objects() = Obj(kPartitions * 10 + 0, 0, "readable cell");
+  *r.add_objects() = Obj(kPartitions * 10 + 1, 0, "catching-up cell");
+  *r.add_objects() = Obj(kPartitions * 11 + 0, 0, "readable cell again");
+  v1::StoreResponse response;
+  ASSERT_THAT(Call(&v1::Storage::Stub::Store, r, &response), IsOk());
+  EXPECT_EQ(response.checked_ptid(), 3u);
+  EXPECT_THAT(response.checked_partitions(), ::testing::ElementsAre(0u));
+}
+
 }  // namespace
 }  // namespace cellar::storage
