@@ -128,8 +128,9 @@ StorageNode::StorageNode(StorageNodeOptions options,
   batcher_ = std::make_unique<WriteBatcher>(backend_.get(), batcher_options);
   TransactionManagerOptions tm_options;
   tm_options.max_object_bytes = options_.max_object_bytes;
-  transactions_ = std::make_unique<TransactionManager>(backend_.get(), &locks_,
-                                                       batcher_.get(), tm_options);
+  tm_options.unvoted_timeout = options_.unvoted_timeout;
+  transactions_ = std::make_unique<TransactionManager>(
+      backend_.get(), &locks_, batcher_.get(), tm_options, clock_);
   if (make_peers) peers_ = make_peers(master_.get(), [this] { return node_id(); });
   if (peers_ == nullptr) peers_ = std::make_unique<NoReplicationPeers>();
   replicator_ = std::make_unique<Replicator>(
@@ -204,7 +205,9 @@ absl::Status StorageNode::LoadPersistedState() {
       }
     }
   }
-  CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
+  // In doubt: they hold their object locks again until the cluster
+  // decides (lock or abort).
+  CELLAR_ASSIGN_OR_RETURN(std::vector<VotedTransaction> voted, backend_->ListVotedObjects());
   transactions_->RecoverVoted(voted);
   {
     absl::MutexLock l(&mu_);
@@ -394,7 +397,8 @@ absl::Status StorageNode::Abort(uint64_t ttid, uint64_t epoch) {
     if (closed_) return absl::UnavailableError("storage node is shut down");
   }
   const bool known = transactions_->StateOf(ttid).has_value();
-  absl::Status s = transactions_->Abort(ttid);
+  // Epoch 0 (a client): only a transaction not voted here.
+  absl::Status s = transactions_->Abort(ttid, /*drop_voted=*/epoch != 0);
   if (s.ok() && known && metrics_ != nullptr) metrics_->aborts->Increment();
   UpdateOpenGauge();
   return s;
@@ -1041,6 +1045,7 @@ void StorageNode::HeartbeatLoop() {
       }
     }
     FlushForgottenLocks();
+    ExpireUnvoted();
     const uint32_t id = node_id();
     if (id == 0) continue;
     absl::Status s = master_->Heartbeat(id);
@@ -1055,6 +1060,22 @@ void StorageNode::HeartbeatLoop() {
     }
     last = s;
   }
+}
+
+size_t StorageNode::ExpireUnvoted() {
+  const std::vector<uint64_t> expired = transactions_->ExpireUnvoted();
+  for (uint64_t ttid : expired) {
+    CELLAR_LOG(WARNING) << "transaction " << TidHex(ttid) << " stored here but did not vote for "
+                        << absl::FormatDuration(options_.unvoted_timeout)
+                        << ": aborted (its object locks are released)";
+  }
+  if (!expired.empty()) {
+    if (metrics_ != nullptr) {
+      metrics_->unvoted_expired->Increment(static_cast<double>(expired.size()));
+    }
+    UpdateOpenGauge();
+  }
+  return expired.size();
 }
 
 void StorageNode::BeginShutdown() {

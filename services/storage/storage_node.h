@@ -91,8 +91,12 @@ struct StorageNodeOptions {
   // How often the object/transaction gauges are refreshed. Default 15 s.
   absl::Duration stats_interval = absl::Seconds(15);
   // How often the node sends Master.Heartbeat (keep it well below the
-  // master's heartbeat timeout, default 10 s). Default 2 s.
+  // master's heartbeat timeout, default 10 s). Default 2 s. The same
+  // thread expires unvoted transactions, at this period.
   absl::Duration heartbeat_interval = absl::Seconds(2);
+  // A transaction still storing (no vote) with no store for this long is
+  // aborted by the node, by `clock`. Zero or less: never. Default 60 s.
+  absl::Duration unvoted_timeout = absl::Seconds(60);
   // Replication of OUT_OF_DATE cells (chunk sizes, rates, test hooks).
   ReplicatorOptions replication;
 };
@@ -170,11 +174,14 @@ class StorageNode {
                      absl::Time lock_deadline);
   absl::Status Vote(uint64_t ttid, uint32_t client_node_id,
                     const std::optional<TransactionMetadata>& metadata);
-  // `epoch` 0: not fenced; otherwise FAILED_PRECONDITION (STALE_EPOCH)
-  // below the highest epoch seen.
+  // `epoch` 0: a client's own abort, not fenced, of a transaction not
+  // voted here (a voted one: FAILED_PRECONDITION, it is aborted through
+  // the master); otherwise FAILED_PRECONDITION (STALE_EPOCH) below the
+  // highest epoch seen.
   absl::Status Abort(uint64_t ttid, uint64_t epoch = 0);
   // `min_ptid`: the table version the commit was decided on (0 = any).
-  // UNAVAILABLE if this node cannot get that table from the master.
+  // UNAVAILABLE if this node cannot get that table from the master, or
+  // cannot persist it.
   absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0);
   // `forget_lock`: every voter locked it, the ttid -> tid record can go.
   absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid, bool forget_lock = false);
@@ -220,6 +227,11 @@ class StorageNode {
   // `with_counts` false: last ids and object/transaction counts are left 0
   // (they scan the database), for frequent health polls.
   absl::StatusOr<NodeStatus> Status(bool with_counts = true);
+
+  // Aborts the transactions still storing with no store for
+  // unvoted_timeout (TransactionManager::ExpireUnvoted); logged and
+  // counted. Returns how many. The heartbeat thread calls it.
+  size_t ExpireUnvoted();
 
   // Stops the master loop and the stats refresher, fails lock waits and
   // marks the node not serving. Idempotent.

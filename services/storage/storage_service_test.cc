@@ -259,6 +259,22 @@ class StorageServiceTest : public ::testing::Test {
     return response;
   }
 
+  // The value of counter or gauge `name` (with a label of value
+  // `label_value`, if given), -1 if none.
+  double MetricValue(const std::string& name, const std::string& label_value = "") {
+    for (const auto& family : registry_->Collect()) {
+      if (family.name != name) continue;
+      for (const auto& m : family.metric) {
+        bool match = label_value.empty();
+        for (const auto& l : m.label) match = match || l.value == label_value;
+        if (!match) continue;
+        if (family.type == prometheus::MetricType::Counter) return m.counter.value;
+        if (family.type == prometheus::MetricType::Gauge) return m.gauge.value;
+      }
+    }
+    return -1.0;
+  }
+
   common::FakeClock clock_;
   std::unique_ptr<FakeMaster> master_;
   std::string db_path_;
@@ -653,6 +669,70 @@ TEST_F(StorageServiceTest, RestartKeepsIdTableAndVotes) {
   EXPECT_EQ(loaded.data(), "voted");
 }
 
+TEST_F(StorageServiceTest, RestartKeepsTheObjectLocksOfVotes) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "v1")});
+  ASSERT_THAT(Store(2000, {Obj(1, 1004, "voted")}), IsOk());
+  ASSERT_THAT(Vote(2000, true), IsOk());
+  ASSERT_THAT(Store(2008, {Obj(2, 0, "voted, then aborted")}), IsOk());
+  ASSERT_THAT(Vote(2008, true), IsOk());
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+
+  // Another transaction on the same base serial must not get past the
+  // votes' object locks: younger ones die, older ones wait (and time out).
+  absl::Status s = Store(3000, {Obj(1, 1004, "lost update")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION");
+  EXPECT_THAT(Store(1500, {Obj(1, 1004, "older")}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(ErrorReason(Store(3000, {Obj(2, 0, "same oid")})), "LOCK_CONTENTION");
+
+  // Verification commits the first vote: the other one now conflicts.
+  ASSERT_THAT(Lock(2000, 2004), IsOk());
+  ASSERT_THAT(Unlock(2000, 2004), IsOk());
+  s = Store(3000, {Obj(1, 1004, "lost update")});
+  EXPECT_EQ(ErrorReason(s), "CONFLICT");
+  auto conflict = GetConflict(s);
+  ASSERT_TRUE(conflict.has_value());
+  EXPECT_EQ(conflict->current_serial, 2004u);
+  // ... and aborts the second: its object is free again.
+  ASSERT_THAT(Abort(2008, kEpoch), IsOk());
+  EXPECT_THAT(Store(3000, {Obj(2, 0, "now free")}), IsOk());
+}
+
+TEST_F(StorageServiceTest, AClientsAbortCannotDropAVote) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  EXPECT_THAT(Abort(1000), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("through the master")));
+  ASSERT_THAT(Lock(1000, 1004), IsOk()) << "the vote was dropped";
+  ASSERT_THAT(Unlock(1000, 1004), IsOk());
+  // Unvoted: the client's own abort is fine.
+  ASSERT_THAT(Store(2000, {Obj(1, 1004, "y")}), IsOk());
+  EXPECT_THAT(Abort(2000), IsOk());
+  EXPECT_THAT(Store(3000, {Obj(1, 1004, "z")}), IsOk()) << "the lock was released";
+}
+
+TEST_F(StorageServiceTest, UnvotedTransactionsExpireByTheNodesClock) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "abandoned")}), IsOk());
+  ASSERT_THAT(Store(2000, {Obj(2, 0, "voted")}), IsOk());
+  ASSERT_THAT(Vote(2000, true), IsOk());
+  EXPECT_EQ(NodeStatus().open_transactions(), 2u);
+  clock_.Advance(absl::Seconds(61));  // the default unvoted_timeout is 60 s
+  // The heartbeat thread sweeps (every 50 ms here).
+  ASSERT_TRUE(WaitFor([&] { return NodeStatus().open_transactions() == 1; }))
+      << "the abandoned transaction was not expired";
+  EXPECT_EQ(MetricValue("cellar_storage_unvoted_expired_total"), 1);
+  absl::Status s = Store(1000, {Obj(6, 0, "late")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expired")));
+  EXPECT_EQ(ErrorReason(s), "UNKNOWN_TRANSACTION");
+  EXPECT_THAT(Store(3000, {Obj(1, 0, "free again")}), IsOk());
+  EXPECT_THAT(Lock(2000, 2004), IsOk()) << "a vote never expires";
+}
+
 TEST_F(StorageServiceTest, WrongClusterNameIsReportedAndRetried) {
   ASSERT_NO_FATAL_FAILURE(StartStorage("other"));
   ASSERT_TRUE(WaitFor([&] {
@@ -690,17 +770,7 @@ TEST_F(StorageServiceTest, MetricsCountTheDataPath) {
   ASSERT_THAT(LoadBefore(1, common::kMaxTid), IsOk());
   EXPECT_THAT(LoadBefore(2, common::kMaxTid), StatusIs(absl::StatusCode::kNotFound));
   auto value = [&](const std::string& name, const std::string& label_value = "") {
-    for (const auto& family : registry_->Collect()) {
-      if (family.name != name) continue;
-      for (const auto& m : family.metric) {
-        bool match = label_value.empty();
-        for (const auto& l : m.label) match = match || l.value == label_value;
-        if (!match) continue;
-        if (family.type == prometheus::MetricType::Counter) return m.counter.value;
-        if (family.type == prometheus::MetricType::Gauge) return m.gauge.value;
-      }
-    }
-    return -1.0;
+    return MetricValue(name, label_value);
   };
   EXPECT_EQ(value("cellar_storage_stores_total"), 1);
   EXPECT_EQ(value("cellar_storage_votes_total"), 1);
