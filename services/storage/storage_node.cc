@@ -530,6 +530,9 @@ absl::StatusOr<uint64_t> StorageNode::TruncateData(uint64_t epoch, uint64_t tid)
   }
   const size_t forgotten = transactions_->ForgetAll();
   UpdateOpenGauge();
+  // Before the data: a catch-up must not skip what is re-committed above.
+  CELLAR_RETURN_IF_ERROR(
+      replicator_->TruncateProgress(partition_table()->num_partitions(), tid));
   CELLAR_RETURN_IF_ERROR(backend_->Truncate(tid));
   CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
   CELLAR_LOG(INFO) << "truncated after tid " << TidHex(tid) << " (" << forgotten

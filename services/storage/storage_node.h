@@ -210,8 +210,9 @@ class StorageNode {
                                             const CellCheckRequest& request);
 
   // Truncate: forgets every transaction in commit here (their temporary
-  // records and object locks), then deletes every committed record with a
-  // tid above `tid` (backend Truncate, durable). Returns the node's last
+  // records and object locks), lowers the replication progress of cells
+  // above `tid` to `tid`, then deletes every committed record with a tid
+  // above `tid` (backend Truncate, durable). Returns the node's last
   // committed tid afterwards. Only while the cluster is RECOVERING
   // (FAILED_PRECONDITION otherwise); STALE_EPOCH as for Lock.
   absl::StatusOr<uint64_t> TruncateData(uint64_t epoch, uint64_t tid);

@@ -27,6 +27,7 @@
 #include "services/common/status_matchers.h"
 #include "services/storage/backend/sqlite/sqlite_backend.h"
 #include "services/storage/storage_server.h"
+#include "services/storage/replicator.h"
 #include "services/storage/testing/fake_master.h"
 
 namespace cellar::storage {
@@ -107,10 +108,18 @@ class StorageServiceTest : public ::testing::Test {
   // Operator stop tests: the StorageServerOptions::on_shutdown_rpc to use.
   std::function<void(const std::string&)> on_shutdown_rpc_;
 
-  void StartStorage(const std::string& cluster_name = "cellar") {
-    SqliteBackend::Options backend_options;
-    backend_options.path = db_path_;
-    auto backend = SqliteBackend::Open(backend_options);
+  // The test's database file (what StartStorage opens by default).
+  SqliteBackend::Options SqliteOptions() const {
+    SqliteBackend::Options options;
+    options.path = db_path_;
+    return options;
+  }
+
+  // With no `memory` backend, a SQLite backend on db_path_.
+  void StartStorage(const std::string& cluster_name = "cellar",
+                    std::unique_ptr<StorageBackend> memory = nullptr) {
+    absl::StatusOr<std::unique_ptr<StorageBackend>> backend = std::move(memory);
+    if (*backend == nullptr) backend = SqliteBackend::Open(SqliteOptions());
     ASSERT_THAT(backend, IsOk());
     StorageServerOptions options;
     options.master_addresses = {master_->address()};
@@ -1031,6 +1040,41 @@ TEST_F(StorageServiceTest, TruncateDataOnlyWhileRecovering) {
   EXPECT_THAT(Lock(3000, 3004), StatusIs(absl::StatusCode::kFailedPrecondition,
                                          HasSubstr("was aborted")));
   EXPECT_EQ(NodeStatus().last_tid(), 1004u);
+}
+
+TEST_F(StorageServiceTest, TruncateLowersReplicationProgress) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "v1")});
+  Commit(2000, 2004, {Obj(1, 1004, "v2")});
+  storage_->Shutdown();
+  storage_.reset();
+  // Progress of a catch-up: partition 0 reached 2004, partition 1 500.
+  {
+    auto backend = SqliteBackend::Open(SqliteOptions());
+    ASSERT_THAT(backend, IsOk());
+    ASSERT_THAT((*backend)->SetConfig(ReplicationProgressKey(0), "2004"), IsOk());
+    ASSERT_THAT((*backend)->SetConfig(ReplicationProgressKey(1), "500"), IsOk());
+  }
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(StartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  ASSERT_TRUE(WaitFor([&] { return NodeStatus().cluster_state() == v1::CLUSTER_RECOVERING; }));
+  v1::TruncateDataRequest r;
+  r.set_tid(1004);
+  r.set_epoch(kEpoch);
+  ASSERT_THAT(Call(&v1::Storage::Stub::TruncateData, r), IsOk());
+  storage_->Shutdown();
+  storage_.reset();
+  auto backend = SqliteBackend::Open(SqliteOptions());
+  ASSERT_THAT(backend, IsOk());
+  // A catch-up after the truncate must fetch what is re-committed above
+  // 1004: the progress past it is lowered to the truncation point.
+  auto p0 = (*backend)->GetConfig(ReplicationProgressKey(0));
+  ASSERT_THAT(p0, IsOk());
+  EXPECT_EQ(p0->value_or("0"), "1004");
+  auto p1 = (*backend)->GetConfig(ReplicationProgressKey(1));
+  ASSERT_THAT(p1, IsOk());
+  EXPECT_EQ(p1->value_or("0"), "500");
 }
 
 }  // namespace
