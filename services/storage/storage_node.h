@@ -13,13 +13,25 @@
 //   name, which an operator must fix) until shutdown.
 //
 // Every table change is persisted (SavePartitionTable + config keys
-// "num_partitions" / "num_replicas"). While the master is unreachable the
-// node keeps serving reads of its readable cells with the last table.
+// "num_partitions" / "num_replicas") before it is used: a table that
+// cannot be persisted is not installed (the node keeps the previous one).
+// While the master is unreachable the node keeps serving reads of its
+// readable cells with the last table.
 //
 // Data path rules: loads need a READABLE cell of partition(oid), stores a
 // WRITABLE one (else UNAVAILABLE, reason NOT_READABLE); with no table yet
-// every data-path call is UNAVAILABLE. Lock/Unlock carry the master's epoch:
-// one below the highest seen is FAILED_PRECONDITION, reason STALE_EPOCH.
+// every data-path call is UNAVAILABLE. Lock/Unlock/Abort/CheckCell/
+// TruncateData carry the master's epoch: one below the highest seen is
+// FAILED_PRECONDITION, reason STALE_EPOCH. The highest epoch is persisted
+// (config key "master_epoch") whenever it rises, before the call that
+// raised it is acted on (UNAVAILABLE if it cannot be written), loaded at
+// Open and reported at registration (highest_epoch): a restart does not
+// let a deposed primary back in.
+//
+// Restarts: the voted transactions come back with their object locks
+// (TransactionManager::RecoverVoted); transactions still storing, with no
+// store for unvoted_timeout, are aborted by the node (ExpireUnvoted, run
+// by the heartbeat thread).
 //
 // Liveness: a heartbeat thread calls Master.Heartbeat every
 // heartbeat_interval (the master treats a silent node as gone). It also
@@ -252,6 +264,11 @@ class StorageNode {
   // The current cells, or UNAVAILABLE without a table.
   absl::StatusOr<CellView> View() const;
   absl::Status CheckEpoch(uint64_t epoch);
+  // Raises the highest epoch seen to `epoch` and persists it if it is
+  // above the persisted one (UNAVAILABLE if that fails; the epoch in
+  // memory is raised anyway). With `fence`, STALE_EPOCH if a higher one
+  // was seen meanwhile.
+  absl::Status RaiseAndPersistEpoch(uint64_t epoch, bool fence);
   // OK while this node still holds a readable (or, for stores, writable)
   // cell of `partition`; else UNAVAILABLE (NOT_READABLE). A NOT_FOUND or a
   // conflict judged on a table whose cell was dropped meanwhile (its data
@@ -274,15 +291,17 @@ class StorageNode {
   void HandleEvent(const ::cellar::v1::ClusterEvent& event);
   // Adopts a full table from the master (persists it if it changed).
   // `only_newer`: ignore a table older than the current one (a fetch that
-  // raced a newer delta).
-  void AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source,
-                  bool only_newer = false);
+  // raced a newer delta). The error if it could not be persisted (logged).
+  absl::Status AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source,
+                          bool only_newer = false);
   // Persists and installs `table`; with `only_newer`, not if a newer
-  // table got installed meanwhile.
-  void InstallTable(common::PartitionTable table, bool only_newer = false);
-  void RefetchTable(bool only_newer = false);
+  // table got installed meanwhile. Not installed if it cannot be
+  // persisted (the error, logged).
+  absl::Status InstallTable(common::PartitionTable table, bool only_newer = false);
+  absl::Status RefetchTable(bool only_newer = false);
   void SetClusterState(::cellar::v1::ClusterState state);
-  void RaiseEpoch(uint64_t epoch);
+  // RaiseAndPersistEpoch without fencing (an epoch from the master).
+  absl::Status RaiseEpoch(uint64_t epoch);
   void SetLink(LinkState state, const std::string& message);
   void UpdateServing() ABSL_LOCKS_EXCLUDED(mu_);
   bool ServingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -316,7 +335,10 @@ class StorageNode {
 
   mutable absl::Mutex mu_;
   uint32_t node_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // Highest master epoch seen, and the highest one persisted (<= epoch_).
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t persisted_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Mutex epoch_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serializes epoch writes
   ::cellar::v1::ClusterState cluster_state_ ABSL_GUARDED_BY(mu_) =
       ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
   std::shared_ptr<const common::PartitionTable> pt_ ABSL_GUARDED_BY(mu_);

@@ -29,6 +29,7 @@
 #include "services/storage/storage_server.h"
 #include "services/storage/replicator.h"
 #include "services/storage/testing/fake_master.h"
+#include "services/storage/testing/memory_backend.h"
 
 namespace cellar::storage {
 namespace {
@@ -40,6 +41,7 @@ using ::cellar::common::GetConflict;
 using ::cellar::common::IsOk;
 using ::cellar::common::StatusIs;
 using ::cellar::storage::testing::FakeMaster;
+using ::cellar::storage::testing::MemoryBackend;
 using ::testing::HasSubstr;
 namespace v1 = ::cellar::v1;
 
@@ -708,6 +710,66 @@ TEST_F(StorageServiceTest, RestartKeepsTheObjectLocksOfVotes) {
   // ... and aborts the second: its object is free again.
   ASSERT_THAT(Abort(2008, kEpoch), IsOk());
   EXPECT_THAT(Store(3000, {Obj(2, 0, "now free")}), IsOk());
+}
+
+TEST_F(StorageServiceTest, TheHighestEpochSurvivesARestart) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  // The master the node registers with after the restart is an old,
+  // paused primary (epoch 1): the node still fences on epoch 5.
+  master_->SetEpoch(1);
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  EXPECT_EQ(master_->last_registration().highest_epoch(), kEpoch);
+  absl::Status s = Lock(1000, 1004, kEpoch - 1);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(s), "STALE_EPOCH");
+  // A newer epoch seen in a call is persisted too (before it is acted on).
+  ASSERT_THAT(Lock(1000, 1004, kEpoch + 2), IsOk());
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(3, kWait));
+  EXPECT_EQ(master_->last_registration().highest_epoch(), kEpoch + 2);
+  EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch + 1)), "STALE_EPOCH");
+  EXPECT_THAT(Unlock(1000, 1004, kEpoch + 2), IsOk());
+}
+
+TEST_F(StorageServiceTest, AnEpochThatCannotBePersistedFailsTheCall) {
+  auto memory = std::make_unique<MemoryBackend>();
+  MemoryBackend* backend = memory.get();
+  ASSERT_NO_FATAL_FAILURE(StartStorage("cellar", std::move(memory)));
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  backend->set_set_config_hook([](absl::string_view, absl::string_view) {
+    return absl::InternalError("disk full");
+  });
+  EXPECT_THAT(Lock(1000, 1004, kEpoch + 1), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(Outcome(1000).state(), v1::STORAGE_TRANSACTION_LOCKED);
+  backend->set_set_config_hook(nullptr);
+  ASSERT_THAT(Lock(1000, 1004, kEpoch + 1), IsOk());
+  EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch)), "STALE_EPOCH");
+}
+
+TEST_F(StorageServiceTest, ALockIsRefusedWhenTheNewerTableCannotBePersisted) {
+  auto memory = std::make_unique<MemoryBackend>();
+  MemoryBackend* backend = memory.get();
+  ASSERT_NO_FATAL_FAILURE(StartStorage("cellar", std::move(memory)));
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
+  ASSERT_THAT(Vote(100, true), IsOk());
+  backend->set_save_partition_table_hook(
+      [](const PartitionTableRecord&) { return absl::InternalError("disk full"); });
+  v1::PartitionTable pt = Table(4);
+  pt.mutable_rows(1)->mutable_cells(0)->set_state(v1::CELL_OUT_OF_DATE);
+  master_->SetPartitionTable(pt);
+  EXPECT_THAT(LockAt(100, 104, 4), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(Outcome(100).state(), v1::STORAGE_TRANSACTION_LOCKED);
+  backend->set_save_partition_table_hook(nullptr);
+  ASSERT_THAT(LockAt(100, 104, 4), IsOk());
+  auto saved = backend->LoadPartitionTable();
+  ASSERT_THAT(saved, IsOk());
+  EXPECT_EQ(saved->ptid, 4u);
 }
 
 TEST_F(StorageServiceTest, AClientsAbortCannotDropAVote) {
