@@ -330,46 +330,6 @@ TEST_F(TransactionManagerTest, RecoveredVotedTransactionsCanBeLocked) {
   EXPECT_THAT(backend_.LoadSerial(1, 1, 305), IsOk());
 }
 
-TEST_F(TransactionManagerTest, RecoveredVotedTransactionsHoldTheirObjectLocks) {
-  Commit(100, 104, {Obj(1, 0, "v1")});
-  ASSERT_THAT(Store(200, {Obj(1, 104, "voted"), Obj(2, 0, "b")}), IsOk());
-  ASSERT_THAT(tm_.Vote(200, 42, Meta({1, 2}), view_), IsOk());
-  ASSERT_THAT(Store(250, {Obj(6, 0, "voted, then aborted")}), IsOk());
-  ASSERT_THAT(tm_.Vote(250, 42, std::nullopt, view_), IsOk());
-
-  // A restart: new managers over the same database.
-  LockManager locks;
-  WriteBatcher batcher(&backend_, {});
-  TransactionManager tm(&backend_, &locks, &batcher, Options(), &clock_);
-  auto voted = backend_.ListVotedObjects();
-  ASSERT_THAT(voted, IsOk());
-  EXPECT_THAT(*voted, ElementsAre(VotedTransaction{200, {1, 2}}, VotedTransaction{250, {6}}));
-  EXPECT_EQ(tm.RecoverVoted(*voted), 0u);
-  EXPECT_EQ(locks.Holder(1), 200u);
-  EXPECT_EQ(locks.Holder(6), 250u);
-
-  // The same object on the same base serial: a younger transaction dies,
-  // an older one waits (here until its deadline).
-  absl::Status s = tm.Store(300, 43, {Obj(1, 104, "lost update")}, view_, Deadline());
-  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
-  EXPECT_EQ(ErrorReason(s), common::kReasonLockContention);
-  EXPECT_THAT(tm.Store(150, 43, {Obj(1, 104, "older")}, view_,
-                       absl::Now() + absl::Milliseconds(20)),
-              StatusIs(absl::StatusCode::kDeadlineExceeded));
-  // Committed by verification: the other transaction now conflicts.
-  ASSERT_THAT(tm.Lock(200, 205), IsOk());
-  ASSERT_THAT(tm.Unlock(200), IsOk());
-  s = tm.Store(300, 43, {Obj(1, 104, "lost update")}, view_, Deadline());
-  auto conflict = GetConflict(s);
-  ASSERT_TRUE(conflict.has_value()) << s;
-  EXPECT_EQ(conflict->current_serial, 205u);
-  // Aborted by verification: the object is free.
-  EXPECT_EQ(ErrorReason(tm.Store(300, 43, {Obj(6, 0, "x")}, view_, Deadline())),
-            common::kReasonLockContention);
-  ASSERT_THAT(tm.Abort(250), IsOk());
-  EXPECT_THAT(tm.Store(300, 43, {Obj(6, 0, "x")}, view_, Deadline()), IsOk());
-}
-
 TEST_F(TransactionManagerTest, AnUnfencedAbortOnlyDropsUnvotedTransactions) {
   ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
   ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());
