@@ -75,6 +75,10 @@ absl::StatusOr<std::vector<uint64_t>> InstrumentedBackend::ListVotedTransactions
   return Count(backend_->ListVotedTransactions());
 }
 
+absl::StatusOr<std::vector<VotedTransaction>> InstrumentedBackend::ListVotedObjects() {
+  return Count(backend_->ListVotedObjects());
+}
+
 absl::StatusOr<uint64_t> InstrumentedBackend::FindCommittedTid(uint64_t ttid) {
   return Count(backend_->FindCommittedTid(ttid));
 }

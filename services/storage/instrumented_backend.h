@@ -62,6 +62,7 @@ class InstrumentedBackend final : public StorageBackend {
   absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
   absl::Status AbortTransaction(uint64_t ttid) override;
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;
+  absl::StatusOr<std::vector<VotedTransaction>> ListVotedObjects() override;
   absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) override;
   absl::StatusOr<std::vector<uint64_t>> GetLastSerials(
       uint32_t num_partitions, const std::vector<uint64_t>& oids) override;

@@ -40,6 +40,9 @@ ABSL_FLAG(int, writer_threads, 1,
           "Group-commit writer threads (1 for SQLite; a few for PostgreSQL)");
 ABSL_FLAG(absl::Duration, lock_wait_timeout, absl::Seconds(10),
           "Longest a store waits for an object lock");
+ABSL_FLAG(absl::Duration, unvoted_timeout, absl::Seconds(60),
+          "A transaction that stored objects but has not voted, idle this long, is "
+          "aborted by this node (its object locks released); must be > 0");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),
           "How often to tell the master this node is alive (the master's heartbeat timeout, "
           "10 s by default, must be well above it)");
@@ -71,11 +74,16 @@ int main(int argc, char** argv) {
   options.writer_threads = absl::GetFlag(FLAGS_writer_threads);
   options.lock_wait_timeout = absl::GetFlag(FLAGS_lock_wait_timeout);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.unvoted_timeout = absl::GetFlag(FLAGS_unvoted_timeout);
   options.replication.busy_bytes_per_second = absl::GetFlag(FLAGS_replication_bytes_per_second);
   options.replication.idle_bytes_per_second =
       absl::GetFlag(FLAGS_replication_idle_bytes_per_second);
   options.replication.chunk_records = absl::GetFlag(FLAGS_replication_chunk_records);
   options.replication.chunk_bytes = absl::GetFlag(FLAGS_replication_chunk_bytes);
+  if (options.unvoted_timeout <= absl::ZeroDuration()) {
+    std::cerr << "cellar-storage: --unvoted_timeout must be > 0\n";
+    return 2;
+  }
   if (options.heartbeat_interval <= absl::ZeroDuration() ||
       options.replication.chunk_records < 1 || options.replication.chunk_records > 10000 ||
       options.replication.chunk_bytes < 1 || options.replication.chunk_bytes > (32u << 20)) {

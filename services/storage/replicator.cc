@@ -128,6 +128,26 @@ absl::Status Replicator::ForgetPartition(uint32_t partition) {
   return backend_->SetConfig(ReplicationProgressKey(partition), "0");
 }
 
+absl::Status Replicator::TruncateProgress(uint32_t num_partitions, uint64_t tid) {
+  absl::MutexLock w(&write_mu_);
+  {
+    absl::MutexLock l(&mu_);
+    for (uint32_t p = 0; p < num_partitions; ++p) ++generations_[p];
+  }
+  for (uint32_t p = 0; p < num_partitions; ++p) {
+    CELLAR_ASSIGN_OR_RETURN(uint64_t progress, Progress(p));
+    if (progress <= tid) continue;
+    CELLAR_RETURN_IF_ERROR(backend_->SetConfig(ReplicationProgressKey(p), absl::StrCat(tid)));
+    {
+      absl::MutexLock l(&mu_);
+      if (auto it = cells_.find(p); it != cells_.end()) it->second.replicated_tid = tid;
+    }
+    CELLAR_LOG(INFO) << "partition " << p << ": replication progress lowered from "
+                     << TidHex(progress) << " to the truncation point " << TidHex(tid);
+  }
+  return absl::OkStatus();
+}
+
 std::vector<CellReplicationStatus> Replicator::Status() const {
   absl::MutexLock l(&mu_);
   std::vector<CellReplicationStatus> out;

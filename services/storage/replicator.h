@@ -153,6 +153,13 @@ class Replicator {
   // replicates from the start.
   absl::Status ForgetPartition(uint32_t partition);
 
+  // Truncate to `tid`: the stored progress of every partition below
+  // `num_partitions` that is above `tid` is lowered to `tid` (what is
+  // re-committed above it must be fetched again), and rounds in progress
+  // stop before they write more (as ForgetPartition). Progress at or below
+  // `tid` is kept.
+  absl::Status TruncateProgress(uint32_t num_partitions, uint64_t tid);
+
   // Every cell worked on since start.
   std::vector<CellReplicationStatus> Status() const;
   // Chunks imported since start (all cells).

@@ -39,6 +39,10 @@ StorageMetrics::StorageMetrics(prometheus::Registry& registry,
                         "Transactions locked with their final tid on this node.", labels);
   aborts = MakeCounter(registry, "cellar_storage_aborts_total",
                        "Transactions aborted on this node.", labels);
+  unvoted_expired = MakeCounter(
+      registry, "cellar_storage_unvoted_expired_total",
+      "Transactions aborted by this node: still storing, idle for unvoted_timeout.",
+      labels);
   auto& loads = prometheus::BuildCounter()
                     .Name("cellar_storage_loads_total")
                     .Help("Object loads by result.")

@@ -11,6 +11,8 @@
 //   cellar_storage_votes_total                  successful votes
 //   cellar_storage_commits_total                transactions locked (committed)
 //   cellar_storage_aborts_total                 transactions aborted
+//   cellar_storage_unvoted_expired_total        transactions aborted by this node:
+//                                               no store or vote for unvoted_timeout
 //   cellar_storage_loads_total{result}          ok | not_found | unavailable | error
 //   cellar_storage_load_bytes_total             bytes returned by loads
 //   cellar_storage_open_transactions            transactions in commit (gauge)
@@ -57,6 +59,7 @@ struct StorageMetrics {
   prometheus::Counter* votes;
   prometheus::Counter* commits;
   prometheus::Counter* aborts;
+  prometheus::Counter* unvoted_expired;
   prometheus::Counter* loads_ok;
   prometheus::Counter* loads_not_found;
   prometheus::Counter* loads_unavailable;

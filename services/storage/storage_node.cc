@@ -25,6 +25,8 @@ namespace {
 constexpr char kNodeIdKey[] = "node_id";
 constexpr char kNumPartitionsKey[] = "num_partitions";
 constexpr char kNumReplicasKey[] = "num_replicas";
+// The highest master epoch this node has seen (decimal).
+constexpr char kMasterEpochKey[] = "master_epoch";
 
 // The master refused this node for what it is (an operator must fix it),
 // as opposed to a transient failure.
@@ -128,8 +130,9 @@ StorageNode::StorageNode(StorageNodeOptions options,
   batcher_ = std::make_unique<WriteBatcher>(backend_.get(), batcher_options);
   TransactionManagerOptions tm_options;
   tm_options.max_object_bytes = options_.max_object_bytes;
-  transactions_ = std::make_unique<TransactionManager>(backend_.get(), &locks_,
-                                                       batcher_.get(), tm_options);
+  tm_options.unvoted_timeout = options_.unvoted_timeout;
+  transactions_ = std::make_unique<TransactionManager>(
+      backend_.get(), &locks_, batcher_.get(), tm_options, clock_);
   if (make_peers) peers_ = make_peers(master_.get(), [this] { return node_id(); });
   if (peers_ == nullptr) peers_ = std::make_unique<NoReplicationPeers>();
   replicator_ = std::make_unique<Replicator>(
@@ -166,6 +169,12 @@ absl::Status StorageNode::LoadPersistedState() {
   if (id.has_value() && !absl::SimpleAtoi(*id, &node_id)) {
     return absl::FailedPreconditionError(
         absl::StrCat("the database has a malformed node id \"", *id, "\""));
+  }
+  CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> e, backend_->GetConfig(kMasterEpochKey));
+  uint64_t epoch = 0;
+  if (e.has_value() && !absl::SimpleAtoi(*e, &epoch)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the database has a malformed master epoch \"", *e, "\""));
   }
   CELLAR_ASSIGN_OR_RETURN(PartitionTableRecord record, backend_->LoadPartitionTable());
   std::shared_ptr<const PartitionTable> table = std::make_shared<const PartitionTable>();
@@ -204,18 +213,21 @@ absl::Status StorageNode::LoadPersistedState() {
       }
     }
   }
-  CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
+  // In doubt: they hold their object locks again until the cluster
+  // decides (lock or abort).
+  CELLAR_ASSIGN_OR_RETURN(std::vector<VotedTransaction> voted, backend_->ListVotedObjects());
   transactions_->RecoverVoted(voted);
   {
     absl::MutexLock l(&mu_);
     node_id_ = node_id;
+    epoch_ = persisted_epoch_ = epoch;
     pt_ = table;
   }
   if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(table->ptid()));
   CELLAR_LOG(INFO) << "storage node opened (" << backend_->Kind() << "): "
                    << (node_id != 0 ? NodeName(node_id) : std::string("no node id yet"))
-                   << ", ptid " << table->ptid() << ", " << voted.size()
-                   << " voted transaction(s) in doubt";
+                   << ", ptid " << table->ptid() << ", master epoch " << epoch << ", "
+                   << voted.size() << " voted transaction(s) in doubt";
   return absl::OkStatus();
 }
 
@@ -310,16 +322,45 @@ absl::StatusOr<CellView> StorageNode::View() const {
   return CellView(node_id_, pt_);
 }
 
+namespace {
+
+absl::Status StaleEpoch(uint64_t epoch, uint64_t seen) {
+  return ErrorWithReason(
+      absl::StatusCode::kFailedPrecondition, common::kReasonStaleEpoch,
+      absl::StrCat("call carries master epoch ", epoch, " but this node has seen epoch ",
+                   seen, " (a deposed primary?)"));
+}
+
+}  // namespace
+
 absl::Status StorageNode::CheckEpoch(uint64_t epoch) {
-  absl::MutexLock l(&mu_);
-  if (closed_) return absl::UnavailableError("storage node is shut down");
-  if (epoch < epoch_) {
-    return ErrorWithReason(
-        absl::StatusCode::kFailedPrecondition, common::kReasonStaleEpoch,
-        absl::StrCat("call carries master epoch ", epoch, " but this node has seen epoch ",
-                     epoch_, " (a deposed primary?)"));
+  {
+    absl::MutexLock l(&mu_);
+    if (closed_) return absl::UnavailableError("storage node is shut down");
+    if (epoch < epoch_) return StaleEpoch(epoch, epoch_);
+    if (epoch <= persisted_epoch_) return absl::OkStatus();  // the usual case
   }
-  epoch_ = epoch;
+  return RaiseAndPersistEpoch(epoch, /*fence=*/true);
+}
+
+absl::Status StorageNode::RaiseAndPersistEpoch(uint64_t epoch, bool fence) {
+  absl::MutexLock w(&epoch_mu_);
+  uint64_t target;
+  {
+    absl::MutexLock l(&mu_);
+    if (fence && epoch < epoch_) return StaleEpoch(epoch, epoch_);
+    epoch_ = std::max(epoch_, epoch);
+    if (epoch_ <= persisted_epoch_) return absl::OkStatus();
+    target = epoch_;
+  }
+  absl::Status s = backend_->SetConfig(kMasterEpochKey, absl::StrCat(target));
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot persist master epoch ", target, " (fencing must survive a restart): ",
+        s.message()));
+  }
+  absl::MutexLock l(&mu_);
+  persisted_epoch_ = std::max(persisted_epoch_, target);
   return absl::OkStatus();
 }
 
@@ -404,7 +445,8 @@ absl::Status StorageNode::Abort(uint64_t ttid, uint64_t epoch) {
     if (closed_) return absl::UnavailableError("storage node is shut down");
   }
   const bool known = transactions_->StateOf(ttid).has_value();
-  absl::Status s = transactions_->Abort(ttid);
+  // Epoch 0 (a client): only a transaction not voted here.
+  absl::Status s = transactions_->Abort(ttid, /*drop_voted=*/epoch != 0);
   if (s.ok() && known && metrics_ != nullptr) metrics_->aborts->Increment();
   UpdateOpenGauge();
   return s;
@@ -418,12 +460,13 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
     // OUT_OF_DATE in it): hold it durably before the transaction is
     // committed here, so that a restarted master adopting the highest
     // table never shows such a cell readable.
-    RefetchTable(/*only_newer=*/true);
+    absl::Status fetched = RefetchTable(/*only_newer=*/true);
     if (min_ptid > partition_table()->ptid()) {
       return absl::UnavailableError(absl::StrCat(
           "this node's partition table (ptid ", partition_table()->ptid(),
-          ") is older than the one the commit was decided on (ptid ", min_ptid,
-          ") and the master did not provide it"));
+          ") is older than the one the commit was decided on (ptid ", min_ptid, ") and ",
+          fetched.ok() ? std::string("the master did not provide it")
+                       : absl::StrCat("re-fetching it failed: ", fetched.message())));
     }
   }
   const uint32_t num_partitions = partition_table()->num_partitions();
@@ -536,6 +579,9 @@ absl::StatusOr<uint64_t> StorageNode::TruncateData(uint64_t epoch, uint64_t tid)
   }
   const size_t forgotten = transactions_->ForgetAll();
   UpdateOpenGauge();
+  // Before the data: a catch-up must not skip what is re-committed above.
+  CELLAR_RETURN_IF_ERROR(
+      replicator_->TruncateProgress(partition_table()->num_partitions(), tid));
   CELLAR_RETURN_IF_ERROR(backend_->Truncate(tid));
   CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
   CELLAR_LOG(INFO) << "truncated after tid " << TidHex(tid) << " (" << forgotten
@@ -741,9 +787,10 @@ void StorageNode::UpdateServing() {
   if (callback) callback(now);
 }
 
-void StorageNode::RaiseEpoch(uint64_t epoch) {
-  absl::MutexLock l(&mu_);
-  epoch_ = std::max(epoch_, epoch);
+absl::Status StorageNode::RaiseEpoch(uint64_t epoch) {
+  absl::Status s = RaiseAndPersistEpoch(epoch, /*fence=*/false);
+  if (!s.ok()) CELLAR_LOG(ERROR) << s.message();
+  return s;
 }
 
 void StorageNode::SetClusterState(ClusterState state) {
@@ -810,11 +857,13 @@ void StorageNode::DeleteLateLockedRecords(uint64_t ttid) {
   }
 }
 
-void StorageNode::InstallTable(PartitionTable table, bool only_newer) {
+absl::Status StorageNode::InstallTable(PartitionTable table, bool only_newer) {
   // One install at a time (the watch thread and lock handlers may both
   // bring tables): the persisted table is always the one in memory.
   absl::MutexLock install(&install_mu_);
-  if (only_newer && table.ptid() < partition_table()->ptid()) return;  // raced a newer one
+  if (only_newer && table.ptid() < partition_table()->ptid()) {
+    return absl::OkStatus();  // raced a newer one
+  }
   // Persist first: after a restart the node reports what it last served.
   absl::Status s = backend_->SetConfig(kNumPartitionsKey, absl::StrCat(table.num_partitions()));
   if (s.ok()) s = backend_->SetConfig(kNumReplicasKey, absl::StrCat(table.num_replicas()));
@@ -829,8 +878,13 @@ void StorageNode::InstallTable(PartitionTable table, bool only_newer) {
     s = backend_->SavePartitionTable(record);
   }
   if (!s.ok()) {
-    CELLAR_LOG(ERROR) << "cannot persist partition table " << table.ptid() << ": "
-                      << s.message();
+    // Not used unpersisted: a restarted node would report an older table
+    // than the one it locked transactions on.
+    s = absl::UnavailableError(absl::StrCat("cannot persist partition table ",
+                                            table.ptid(), ": ", s.message()));
+    CELLAR_LOG(ERROR) << s.message() << " (keeping ptid " << partition_table()->ptid()
+                      << ")";
+    return s;
   }
   const uint64_t ptid = table.ptid();
   std::vector<uint32_t> gone, fresh;
@@ -847,16 +901,17 @@ void StorageNode::InstallTable(PartitionTable table, bool only_newer) {
   if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(ptid));
   UpdateServing();
   replicator_->Wake();
+  return absl::OkStatus();
 }
 
-void StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
-                             const char* source, bool only_newer) {
-  if (proto.ptid() == 0) return;  // the master has no table yet
+absl::Status StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
+                                     const char* source, bool only_newer) {
+  if (proto.ptid() == 0) return absl::OkStatus();  // the master has no table yet
   auto table = PartitionTable::FromProto(proto);
   if (!table.ok()) {
     CELLAR_LOG(ERROR) << "malformed partition table from the master (" << source
                       << "): " << table.status().message();
-    return;
+    return absl::OkStatus();
   }
   std::shared_ptr<const PartitionTable> current = partition_table();
   if (current->ptid() > 0 && current->num_partitions() != table->num_partitions()) {
@@ -864,41 +919,41 @@ void StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
                       << " partitions but this node's database was written with "
                       << current->num_partitions()
                       << ": refusing it (wrong database for this cluster?)";
-    return;
+    return absl::OkStatus();
   }
   if (table->ptid() < current->ptid() &&
       (only_newer || cluster_state() == ::cellar::v1::CLUSTER_RECOVERING)) {
     // During recovery the master adopts the highest table of all storages;
     // don't overwrite ours with an older one it may still show.
-    return;
+    return absl::OkStatus();
   }
   if (table->ptid() == current->ptid() &&
       table->ToProto().SerializeAsString() == current->ToProto().SerializeAsString()) {
-    return;
+    return absl::OkStatus();
   }
   CELLAR_LOG(INFO) << "partition table " << table->ptid() << " (" << source << ")";
-  InstallTable(*std::move(table), only_newer);
+  return InstallTable(*std::move(table), only_newer);
 }
 
-void StorageNode::RefetchTable(bool only_newer) {
+absl::Status StorageNode::RefetchTable(bool only_newer) {
   auto info = master_->GetClusterInfo();
   if (!info.ok()) {
     CELLAR_LOG(WARNING) << "cannot re-fetch the partition table: "
                         << info.status().message();
-    return;
+    return info.status();
   }
-  RaiseEpoch(info->epoch());
+  CELLAR_RETURN_IF_ERROR(RaiseEpoch(info->epoch()));
   SetClusterState(info->cluster_state());
-  AdoptTable(info->partition_table(), "re-fetched", only_newer);
+  return AdoptTable(info->partition_table(), "re-fetched", only_newer);
 }
 
 void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
   switch (event.event_case()) {
     case ::cellar::v1::ClusterEvent::kSnapshot: {
       const auto& snapshot = event.snapshot();
-      RaiseEpoch(snapshot.epoch());
+      (void)RaiseEpoch(snapshot.epoch());  // logged; calls stay fenced in memory
       // Table before state: RUNNING with the right table, never the old one.
-      AdoptTable(snapshot.partition_table(), "snapshot");
+      (void)AdoptTable(snapshot.partition_table(), "snapshot");  // logged
       SetClusterState(snapshot.cluster_state());
       break;
     }
@@ -921,18 +976,19 @@ void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
             split = true;
           }
         }
-        if (split) InstallTable(std::move(without), /*only_newer=*/true);
-        InstallTable(std::move(next), /*only_newer=*/true);
+        // Failures are logged; the next delta shows a gap and re-fetches.
+        if (split && !InstallTable(std::move(without), /*only_newer=*/true).ok()) break;
+        (void)InstallTable(std::move(next), /*only_newer=*/true);
       } else {
         CELLAR_LOG(WARNING) << "partition table delta " << delta.ptid()
                             << " not applicable (" << s.message()
                             << "): fetching the whole table";
-        RefetchTable();
+        (void)RefetchTable();
       }
       break;
     }
     case ::cellar::v1::ClusterEvent::kPartitionTable:
-      AdoptTable(event.partition_table(), "update");
+      (void)AdoptTable(event.partition_table(), "update");
       break;
     case ::cellar::v1::ClusterEvent::kClusterState:
       SetClusterState(event.cluster_state());
@@ -957,6 +1013,7 @@ absl::Status StorageNode::RegisterAndWatch() {
     absl::MutexLock l(&mu_);
     old_id = node_id_;
     *request.mutable_partition_table() = pt_->ToProto();
+    request.set_highest_epoch(epoch_);
   }
   request.set_node_id(old_id);
   CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
@@ -976,13 +1033,13 @@ absl::Status StorageNode::RegisterAndWatch() {
     absl::MutexLock l(&mu_);
     node_id_ = response.node_id();
   }
-  RaiseEpoch(response.epoch());
+  CELLAR_RETURN_IF_ERROR(RaiseEpoch(response.epoch()));
   // A new master session: Unlocks of the old one may never come.
   if (const size_t released = transactions_->ReleaseLocked(); released > 0) {
     CELLAR_LOG(INFO) << "released the object locks of " << released
                      << " locked transaction(s) left by the previous master session";
   }
-  AdoptTable(response.partition_table(), "registration");
+  (void)AdoptTable(response.partition_table(), "registration");  // logged
   SetClusterState(response.cluster_state());
   SetLink(LinkState::kRegistered,
           absl::StrCat("registered as ", NodeName(response.node_id()),
@@ -1051,6 +1108,7 @@ void StorageNode::HeartbeatLoop() {
       }
     }
     FlushForgottenLocks();
+    ExpireUnvoted();
     const uint32_t id = node_id();
     if (id == 0) continue;
     absl::Status s = master_->Heartbeat(id);
@@ -1065,6 +1123,22 @@ void StorageNode::HeartbeatLoop() {
     }
     last = s;
   }
+}
+
+size_t StorageNode::ExpireUnvoted() {
+  const std::vector<uint64_t> expired = transactions_->ExpireUnvoted();
+  for (uint64_t ttid : expired) {
+    CELLAR_LOG(WARNING) << "transaction " << TidHex(ttid) << " stored here but did not vote for "
+                        << absl::FormatDuration(options_.unvoted_timeout)
+                        << ": aborted (its object locks are released)";
+  }
+  if (!expired.empty()) {
+    if (metrics_ != nullptr) {
+      metrics_->unvoted_expired->Increment(static_cast<double>(expired.size()));
+    }
+    UpdateOpenGauge();
+  }
+  return expired.size();
 }
 
 void StorageNode::BeginShutdown() {

@@ -13,13 +13,25 @@
 //   name, which an operator must fix) until shutdown.
 //
 // Every table change is persisted (SavePartitionTable + config keys
-// "num_partitions" / "num_replicas"). While the master is unreachable the
-// node keeps serving reads of its readable cells with the last table.
+// "num_partitions" / "num_replicas") before it is used: a table that
+// cannot be persisted is not installed (the node keeps the previous one).
+// While the master is unreachable the node keeps serving reads of its
+// readable cells with the last table.
 //
 // Data path rules: loads need a READABLE cell of partition(oid), stores a
 // WRITABLE one (else UNAVAILABLE, reason NOT_READABLE); with no table yet
-// every data-path call is UNAVAILABLE. Lock/Unlock carry the master's epoch:
-// one below the highest seen is FAILED_PRECONDITION, reason STALE_EPOCH.
+// every data-path call is UNAVAILABLE. Lock/Unlock/Abort/CheckCell/
+// TruncateData carry the master's epoch: one below the highest seen is
+// FAILED_PRECONDITION, reason STALE_EPOCH. The highest epoch is persisted
+// (config key "master_epoch") whenever it rises, before the call that
+// raised it is acted on (UNAVAILABLE if it cannot be written), loaded at
+// Open and reported at registration (highest_epoch): a restart does not
+// let a deposed primary back in.
+//
+// Restarts: the voted transactions come back with their object locks
+// (TransactionManager::RecoverVoted); transactions still storing, with no
+// store for unvoted_timeout, are aborted by the node (ExpireUnvoted, run
+// by the heartbeat thread).
 //
 // Liveness: a heartbeat thread calls Master.Heartbeat every
 // heartbeat_interval (the master treats a silent node as gone). It also
@@ -91,8 +103,12 @@ struct StorageNodeOptions {
   // How often the object/transaction gauges are refreshed. Default 15 s.
   absl::Duration stats_interval = absl::Seconds(15);
   // How often the node sends Master.Heartbeat (keep it well below the
-  // master's heartbeat timeout, default 10 s). Default 2 s.
+  // master's heartbeat timeout, default 10 s). Default 2 s. The same
+  // thread expires unvoted transactions, at this period.
   absl::Duration heartbeat_interval = absl::Seconds(2);
+  // A transaction still storing (no vote) with no store for this long is
+  // aborted by the node, by `clock`. Zero or less: never. Default 60 s.
+  absl::Duration unvoted_timeout = absl::Seconds(60);
   // Replication of OUT_OF_DATE cells (chunk sizes, rates, test hooks).
   ReplicatorOptions replication;
 };
@@ -180,11 +196,14 @@ class StorageNode {
                      absl::Time lock_deadline, StoreReceipt* receipt = nullptr);
   absl::Status Vote(uint64_t ttid, uint32_t client_node_id,
                     const std::optional<TransactionMetadata>& metadata);
-  // `epoch` 0: not fenced; otherwise FAILED_PRECONDITION (STALE_EPOCH)
-  // below the highest epoch seen.
+  // `epoch` 0: a client's own abort, not fenced, of a transaction not
+  // voted here (a voted one: FAILED_PRECONDITION, it is aborted through
+  // the master); otherwise FAILED_PRECONDITION (STALE_EPOCH) below the
+  // highest epoch seen.
   absl::Status Abort(uint64_t ttid, uint64_t epoch = 0);
   // `min_ptid`: the table version the commit was decided on (0 = any).
-  // UNAVAILABLE if this node cannot get that table from the master.
+  // UNAVAILABLE if this node cannot get that table from the master, or
+  // cannot persist it.
   absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0);
   // `forget_lock`: every voter locked it, the ttid -> tid record can go.
   absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid, bool forget_lock = false);
@@ -213,8 +232,9 @@ class StorageNode {
                                             const CellCheckRequest& request);
 
   // Truncate: forgets every transaction in commit here (their temporary
-  // records and object locks), then deletes every committed record with a
-  // tid above `tid` (backend Truncate, durable). Returns the node's last
+  // records and object locks), lowers the replication progress of cells
+  // above `tid` to `tid`, then deletes every committed record with a tid
+  // above `tid` (backend Truncate, durable). Returns the node's last
   // committed tid afterwards. Only while the cluster is RECOVERING
   // (FAILED_PRECONDITION otherwise); STALE_EPOCH as for Lock.
   absl::StatusOr<uint64_t> TruncateData(uint64_t epoch, uint64_t tid);
@@ -230,6 +250,11 @@ class StorageNode {
   // `with_counts` false: last ids and object/transaction counts are left 0
   // (they scan the database), for frequent health polls.
   absl::StatusOr<NodeStatus> Status(bool with_counts = true);
+
+  // Aborts the transactions still storing with no store for
+  // unvoted_timeout (TransactionManager::ExpireUnvoted); logged and
+  // counted. Returns how many. The heartbeat thread calls it.
+  size_t ExpireUnvoted();
 
   // Stops the master loop and the stats refresher, fails lock waits and
   // marks the node not serving. Idempotent.
@@ -249,6 +274,11 @@ class StorageNode {
   // The current cells, or UNAVAILABLE without a table.
   absl::StatusOr<CellView> View() const;
   absl::Status CheckEpoch(uint64_t epoch);
+  // Raises the highest epoch seen to `epoch` and persists it if it is
+  // above the persisted one (UNAVAILABLE if that fails; the epoch in
+  // memory is raised anyway). With `fence`, STALE_EPOCH if a higher one
+  // was seen meanwhile.
+  absl::Status RaiseAndPersistEpoch(uint64_t epoch, bool fence);
   // OK while this node still holds a readable (or, for stores, writable)
   // cell of `partition`; else UNAVAILABLE (NOT_READABLE). A NOT_FOUND or a
   // conflict judged on a table whose cell was dropped meanwhile (its data
@@ -271,15 +301,17 @@ class StorageNode {
   void HandleEvent(const ::cellar::v1::ClusterEvent& event);
   // Adopts a full table from the master (persists it if it changed).
   // `only_newer`: ignore a table older than the current one (a fetch that
-  // raced a newer delta).
-  void AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source,
-                  bool only_newer = false);
+  // raced a newer delta). The error if it could not be persisted (logged).
+  absl::Status AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source,
+                          bool only_newer = false);
   // Persists and installs `table`; with `only_newer`, not if a newer
-  // table got installed meanwhile.
-  void InstallTable(common::PartitionTable table, bool only_newer = false);
-  void RefetchTable(bool only_newer = false);
+  // table got installed meanwhile. Not installed if it cannot be
+  // persisted (the error, logged).
+  absl::Status InstallTable(common::PartitionTable table, bool only_newer = false);
+  absl::Status RefetchTable(bool only_newer = false);
   void SetClusterState(::cellar::v1::ClusterState state);
-  void RaiseEpoch(uint64_t epoch);
+  // RaiseAndPersistEpoch without fencing (an epoch from the master).
+  absl::Status RaiseEpoch(uint64_t epoch);
   void SetLink(LinkState state, const std::string& message);
   void UpdateServing() ABSL_LOCKS_EXCLUDED(mu_);
   bool ServingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -313,7 +345,10 @@ class StorageNode {
 
   mutable absl::Mutex mu_;
   uint32_t node_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // Highest master epoch seen, and the highest one persisted (<= epoch_).
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t persisted_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Mutex epoch_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serializes epoch writes
   ::cellar::v1::ClusterState cluster_state_ ABSL_GUARDED_BY(mu_) =
       ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
   std::shared_ptr<const common::PartitionTable> pt_ ABSL_GUARDED_BY(mu_);

@@ -58,6 +58,9 @@ struct StorageServerOptions {
   size_t max_object_bytes = 16 << 20;
   // Longest a store waits for an OID lock. Default 10 s.
   absl::Duration lock_wait_timeout = absl::Seconds(10);
+  // A transaction that stored but has not voted, with no store for this
+  // long, is aborted by the node (its object locks released). Default 60 s.
+  absl::Duration unvoted_timeout = absl::Seconds(60);
   // Group-commit writer threads (PostgreSQL: more). Default 1.
   int writer_threads = 1;
   // Deadline of unary calls to the master. Default 5 s.

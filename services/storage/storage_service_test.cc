@@ -27,7 +27,9 @@
 #include "services/common/status_matchers.h"
 #include "services/storage/backend/sqlite/sqlite_backend.h"
 #include "services/storage/storage_server.h"
+#include "services/storage/replicator.h"
 #include "services/storage/testing/fake_master.h"
+#include "services/storage/testing/memory_backend.h"
 
 namespace cellar::storage {
 namespace {
@@ -39,6 +41,7 @@ using ::cellar::common::GetConflict;
 using ::cellar::common::IsOk;
 using ::cellar::common::StatusIs;
 using ::cellar::storage::testing::FakeMaster;
+using ::cellar::storage::testing::MemoryBackend;
 using ::testing::HasSubstr;
 namespace v1 = ::cellar::v1;
 
@@ -107,10 +110,18 @@ class StorageServiceTest : public ::testing::Test {
   // Operator stop tests: the StorageServerOptions::on_shutdown_rpc to use.
   std::function<void(const std::string&)> on_shutdown_rpc_;
 
-  void StartStorage(const std::string& cluster_name = "cellar") {
-    SqliteBackend::Options backend_options;
-    backend_options.path = db_path_;
-    auto backend = SqliteBackend::Open(backend_options);
+  // The test's database file (what StartStorage opens by default).
+  SqliteBackend::Options SqliteOptions() const {
+    SqliteBackend::Options options;
+    options.path = db_path_;
+    return options;
+  }
+
+  // With no `memory` backend, a SQLite backend on db_path_.
+  void StartStorage(const std::string& cluster_name = "cellar",
+                    std::unique_ptr<StorageBackend> memory = nullptr) {
+    absl::StatusOr<std::unique_ptr<StorageBackend>> backend = std::move(memory);
+    if (*backend == nullptr) backend = SqliteBackend::Open(SqliteOptions());
     ASSERT_THAT(backend, IsOk());
     StorageServerOptions options;
     options.master_addresses = {master_->address()};
@@ -257,6 +268,22 @@ class StorageServiceTest : public ::testing::Test {
                      &response),
                 IsOk());
     return response;
+  }
+
+  // The value of counter or gauge `name` (with a label of value
+  // `label_value`, if given), -1 if none.
+  double MetricValue(const std::string& name, const std::string& label_value = "") {
+    for (const auto& family : registry_->Collect()) {
+      if (family.name != name) continue;
+      for (const auto& m : family.metric) {
+        bool match = label_value.empty();
+        for (const auto& l : m.label) match = match || l.value == label_value;
+        if (!match) continue;
+        if (family.type == prometheus::MetricType::Counter) return m.counter.value;
+        if (family.type == prometheus::MetricType::Gauge) return m.gauge.value;
+      }
+    }
+    return -1.0;
   }
 
   common::FakeClock clock_;
@@ -653,6 +680,130 @@ TEST_F(StorageServiceTest, RestartKeepsIdTableAndVotes) {
   EXPECT_EQ(loaded.data(), "voted");
 }
 
+TEST_F(StorageServiceTest, RestartKeepsTheObjectLocksOfVotes) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "v1")});
+  ASSERT_THAT(Store(2000, {Obj(1, 1004, "voted")}), IsOk());
+  ASSERT_THAT(Vote(2000, true), IsOk());
+  ASSERT_THAT(Store(2008, {Obj(2, 0, "voted, then aborted")}), IsOk());
+  ASSERT_THAT(Vote(2008, true), IsOk());
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+
+  // Another transaction on the same base serial must not get past the
+  // votes' object locks: younger ones die, older ones wait (and time out).
+  absl::Status s = Store(3000, {Obj(1, 1004, "lost update")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION");
+  EXPECT_THAT(Store(1500, {Obj(1, 1004, "older")}),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(ErrorReason(Store(3000, {Obj(2, 0, "same oid")})), "LOCK_CONTENTION");
+
+  // Verification commits the first vote: the other one now conflicts.
+  ASSERT_THAT(Lock(2000, 2004), IsOk());
+  ASSERT_THAT(Unlock(2000, 2004), IsOk());
+  s = Store(3000, {Obj(1, 1004, "lost update")});
+  EXPECT_EQ(ErrorReason(s), "CONFLICT");
+  auto conflict = GetConflict(s);
+  ASSERT_TRUE(conflict.has_value());
+  EXPECT_EQ(conflict->current_serial, 2004u);
+  // ... and aborts the second: its object is free again.
+  ASSERT_THAT(Abort(2008, kEpoch), IsOk());
+  EXPECT_THAT(Store(3000, {Obj(2, 0, "now free")}), IsOk());
+}
+
+TEST_F(StorageServiceTest, TheHighestEpochSurvivesARestart) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  // The master the node registers with after the restart is an old,
+  // paused primary (epoch 1): the node still fences on epoch 5.
+  master_->SetEpoch(1);
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  EXPECT_EQ(master_->last_registration().highest_epoch(), kEpoch);
+  absl::Status s = Lock(1000, 1004, kEpoch - 1);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(s), "STALE_EPOCH");
+  // A newer epoch seen in a call is persisted too (before it is acted on).
+  ASSERT_THAT(Lock(1000, 1004, kEpoch + 2), IsOk());
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(3, kWait));
+  EXPECT_EQ(master_->last_registration().highest_epoch(), kEpoch + 2);
+  EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch + 1)), "STALE_EPOCH");
+  EXPECT_THAT(Unlock(1000, 1004, kEpoch + 2), IsOk());
+}
+
+TEST_F(StorageServiceTest, AnEpochThatCannotBePersistedFailsTheCall) {
+  auto memory = std::make_unique<MemoryBackend>();
+  MemoryBackend* backend = memory.get();
+  ASSERT_NO_FATAL_FAILURE(StartStorage("cellar", std::move(memory)));
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  backend->set_set_config_hook([](absl::string_view, absl::string_view) {
+    return absl::InternalError("disk full");
+  });
+  EXPECT_THAT(Lock(1000, 1004, kEpoch + 1), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(Outcome(1000).state(), v1::STORAGE_TRANSACTION_LOCKED);
+  backend->set_set_config_hook(nullptr);
+  ASSERT_THAT(Lock(1000, 1004, kEpoch + 1), IsOk());
+  EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch)), "STALE_EPOCH");
+}
+
+TEST_F(StorageServiceTest, ALockIsRefusedWhenTheNewerTableCannotBePersisted) {
+  auto memory = std::make_unique<MemoryBackend>();
+  MemoryBackend* backend = memory.get();
+  ASSERT_NO_FATAL_FAILURE(StartStorage("cellar", std::move(memory)));
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
+  ASSERT_THAT(Vote(100, true), IsOk());
+  backend->set_save_partition_table_hook(
+      [](const PartitionTableRecord&) { return absl::InternalError("disk full"); });
+  v1::PartitionTable pt = Table(4);
+  pt.mutable_rows(1)->mutable_cells(0)->set_state(v1::CELL_OUT_OF_DATE);
+  master_->SetPartitionTable(pt);
+  EXPECT_THAT(LockAt(100, 104, 4), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(Outcome(100).state(), v1::STORAGE_TRANSACTION_LOCKED);
+  backend->set_save_partition_table_hook(nullptr);
+  ASSERT_THAT(LockAt(100, 104, 4), IsOk());
+  auto saved = backend->LoadPartitionTable();
+  ASSERT_THAT(saved, IsOk());
+  EXPECT_EQ(saved->ptid, 4u);
+}
+
+TEST_F(StorageServiceTest, AClientsAbortCannotDropAVote) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  EXPECT_THAT(Abort(1000), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                    HasSubstr("through the master")));
+  ASSERT_THAT(Lock(1000, 1004), IsOk()) << "the vote was dropped";
+  ASSERT_THAT(Unlock(1000, 1004), IsOk());
+  // Unvoted: the client's own abort is fine.
+  ASSERT_THAT(Store(2000, {Obj(1, 1004, "y")}), IsOk());
+  EXPECT_THAT(Abort(2000), IsOk());
+  EXPECT_THAT(Store(3000, {Obj(1, 1004, "z")}), IsOk()) << "the lock was released";
+}
+
+TEST_F(StorageServiceTest, UnvotedTransactionsExpireByTheNodesClock) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "abandoned")}), IsOk());
+  ASSERT_THAT(Store(2000, {Obj(2, 0, "voted")}), IsOk());
+  ASSERT_THAT(Vote(2000, true), IsOk());
+  EXPECT_EQ(NodeStatus().open_transactions(), 2u);
+  clock_.Advance(absl::Seconds(61));  // the default unvoted_timeout is 60 s
+  // The heartbeat thread sweeps (every 50 ms here).
+  ASSERT_TRUE(WaitFor([&] { return NodeStatus().open_transactions() == 1; }))
+      << "the abandoned transaction was not expired";
+  EXPECT_EQ(MetricValue("cellar_storage_unvoted_expired_total"), 1);
+  absl::Status s = Store(1000, {Obj(6, 0, "late")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expired")));
+  EXPECT_EQ(ErrorReason(s), "UNKNOWN_TRANSACTION");
+  EXPECT_THAT(Store(3000, {Obj(1, 0, "free again")}), IsOk());
+  EXPECT_THAT(Lock(2000, 2004), IsOk()) << "a vote never expires";
+}
+
 TEST_F(StorageServiceTest, WrongClusterNameIsReportedAndRetried) {
   ASSERT_NO_FATAL_FAILURE(StartStorage("other"));
   ASSERT_TRUE(WaitFor([&] {
@@ -690,17 +841,7 @@ TEST_F(StorageServiceTest, MetricsCountTheDataPath) {
   ASSERT_THAT(LoadBefore(1, common::kMaxTid), IsOk());
   EXPECT_THAT(LoadBefore(2, common::kMaxTid), StatusIs(absl::StatusCode::kNotFound));
   auto value = [&](const std::string& name, const std::string& label_value = "") {
-    for (const auto& family : registry_->Collect()) {
-      if (family.name != name) continue;
-      for (const auto& m : family.metric) {
-        bool match = label_value.empty();
-        for (const auto& l : m.label) match = match || l.value == label_value;
-        if (!match) continue;
-        if (family.type == prometheus::MetricType::Counter) return m.counter.value;
-        if (family.type == prometheus::MetricType::Gauge) return m.gauge.value;
-      }
-    }
-    return -1.0;
+    return MetricValue(name, label_value);
   };
   EXPECT_EQ(value("cellar_storage_stores_total"), 1);
   EXPECT_EQ(value("cellar_storage_votes_total"), 1);
@@ -981,6 +1122,40 @@ TEST_F(StorageServiceTest, StoreReportsWhichPartitionsItCheckedWithWhichTable) {
   ASSERT_THAT(Call(&v1::Storage::Stub::Store, r, &response), IsOk());
   EXPECT_EQ(response.checked_ptid(), 3u);
   EXPECT_THAT(response.checked_partitions(), ::testing::ElementsAre(0u));
+
+TEST_F(StorageServiceTest, TruncateLowersReplicationProgress) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "v1")});
+  Commit(2000, 2004, {Obj(1, 1004, "v2")});
+  storage_->Shutdown();
+  storage_.reset();
+  // Progress of a catch-up: partition 0 reached 2004, partition 1 500.
+  {
+    auto backend = SqliteBackend::Open(SqliteOptions());
+    ASSERT_THAT(backend, IsOk());
+    ASSERT_THAT((*backend)->SetConfig(ReplicationProgressKey(0), "2004"), IsOk());
+    ASSERT_THAT((*backend)->SetConfig(ReplicationProgressKey(1), "500"), IsOk());
+  }
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(StartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  ASSERT_TRUE(WaitFor([&] { return NodeStatus().cluster_state() == v1::CLUSTER_RECOVERING; }));
+  v1::TruncateDataRequest r;
+  r.set_tid(1004);
+  r.set_epoch(kEpoch);
+  ASSERT_THAT(Call(&v1::Storage::Stub::TruncateData, r), IsOk());
+  storage_->Shutdown();
+  storage_.reset();
+  auto backend = SqliteBackend::Open(SqliteOptions());
+  ASSERT_THAT(backend, IsOk());
+  // A catch-up after the truncate must fetch what is re-committed above
+  // 1004: the progress past it is lowered to the truncation point.
+  auto p0 = (*backend)->GetConfig(ReplicationProgressKey(0));
+  ASSERT_THAT(p0, IsOk());
+  EXPECT_EQ(p0->value_or("0"), "1004");
+  auto p1 = (*backend)->GetConfig(ReplicationProgressKey(1));
+  ASSERT_THAT(p1, IsOk());
+  EXPECT_EQ(p1->value_or("0"), "500");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "services/common/checksum.h"
 #include "services/common/errors.h"
 #include "services/common/ids.h"
+#include "services/common/logging.h"
 #include "services/common/status_macros.h"
 
 namespace cellar::storage {
@@ -47,15 +48,52 @@ const char* StateName(TransactionManager::State s) {
 
 TransactionManager::TransactionManager(StorageBackend* backend, LockManager* locks,
                                        WriteBatcher* batcher,
-                                       TransactionManagerOptions options)
-    : backend_(backend), locks_(locks), batcher_(batcher), options_(options) {}
+                                       TransactionManagerOptions options,
+                                       common::Clock* clock)
+    : backend_(backend),
+      locks_(locks),
+      batcher_(batcher),
+      options_(options),
+      clock_(clock != nullptr ? clock : common::RealClock::Get()) {}
 
-void TransactionManager::RecoverVoted(const std::vector<uint64_t>& ttids) {
-  absl::MutexLock l(&mu_);
-  for (uint64_t ttid : ttids) {
-    Txn& txn = txns_[ttid];
-    txn.state = State::kVoted;
+size_t TransactionManager::RecoverVoted(const std::vector<VotedTransaction>& voted) {
+  size_t failed = 0;
+  for (const VotedTransaction& v : voted) {
+    {
+      absl::MutexLock l(&mu_);
+      txns_[v.ttid].state = State::kVoted;
+    }
+    // Nothing else runs yet: the locks are free (no wait).
+    absl::Status s = locks_->LockAll(v.ttid, v.oids, absl::InfinitePast());
+    for (size_t i = 0; !s.ok() && i < v.oids.size(); ++i) {
+      // Two votes on one oid (should not happen): lock what is free.
+      if (!locks_->LockAll(v.ttid, {v.oids[i]}, absl::InfinitePast()).ok()) {
+        ++failed;
+        CELLAR_LOG(ERROR) << "voted transaction " << TidHex(v.ttid)
+                          << ": cannot take the lock of oid " << FormatOid(v.oids[i])
+                          << " again, held by transaction "
+                          << TidHex(locks_->Holder(v.oids[i]));
+      }
+    }
   }
+  return failed;
+}
+
+absl::Status TransactionManager::FinishedError(uint64_t ttid, Finished how) const {
+  switch (how) {
+    case Finished::kAborted:
+      return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid, "was aborted");
+    case Finished::kCommitted:
+      return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
+                                "is already committed");
+    case Finished::kExpired:
+      break;
+  }
+  return UnknownTransaction(
+      absl::StatusCode::kFailedPrecondition, ttid,
+      absl::StrCat("expired: no store or vote for ",
+                   absl::FormatDuration(options_.unvoted_timeout),
+                   " (aborted by this storage; retry the whole transaction)"));
 }
 
 void TransactionManager::RememberFinished(uint64_t ttid, Finished how, uint64_t tid) {
@@ -167,12 +205,7 @@ absl::Status TransactionManager::Store(uint64_t ttid, uint32_t client_node_id,
   {
     absl::MutexLock l(&mu_);
     auto f = finished_.find(ttid);
-    if (f != finished_.end()) {
-      return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
-                                f->second.how == Finished::kAborted
-                                    ? "was aborted"
-                                    : "is already committed");
-    }
+    if (f != finished_.end()) return FinishedError(ttid, f->second.how);
     Txn& txn = txns_[ttid];
     if (txn.state != State::kStoring) {
       return absl::FailedPreconditionError(
@@ -181,6 +214,7 @@ absl::Status TransactionManager::Store(uint64_t ttid, uint32_t client_node_id,
     }
     if (client_node_id != 0) txn.client_node_id = client_node_id;
     ++txn.active_stores;
+    txn.last_activity = clock_->Now();
   }
 
   std::vector<uint64_t> oids;
@@ -192,7 +226,10 @@ absl::Status TransactionManager::Store(uint64_t ttid, uint32_t client_node_id,
 
   absl::MutexLock l(&mu_);
   auto it = txns_.find(ttid);
-  if (it != txns_.end()) --it->second.active_stores;
+  if (it != txns_.end()) {
+    --it->second.active_stores;
+    it->second.last_activity = clock_->Now();
+  }
   if (status.ok()) {
     if (it == txns_.end()) {
       status = UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
@@ -241,12 +278,7 @@ absl::Status TransactionManager::Vote(
     absl::MutexLock l(&mu_);
     AwaitSettled(ttid);
     auto f = finished_.find(ttid);
-    if (f != finished_.end()) {
-      return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
-                                f->second.how == Finished::kAborted
-                                    ? "was aborted"
-                                    : "is already committed");
-    }
+    if (f != finished_.end()) return FinishedError(ttid, f->second.how);
     auto it = txns_.find(ttid);
     if (it == txns_.end()) {
       if (!metadata.has_value()) {
@@ -313,10 +345,7 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
             absl::StrCat("transaction ", TidHex(ttid), " was committed with tid ",
                          TidHex(f->second.tid), ", not ", TidHex(tid)));
       }
-      if (f != finished_.end()) {
-        return UnknownTransaction(absl::StatusCode::kFailedPrecondition, ttid,
-                                  "was aborted");
-      }
+      if (f != finished_.end()) return FinishedError(ttid, f->second.how);
       check_database = true;
     } else {
       Txn& txn = it->second;
@@ -412,7 +441,7 @@ size_t TransactionManager::ForgetAll() {
   return forgotten + ReleaseLocked();
 }
 
-absl::Status TransactionManager::Abort(uint64_t ttid) {
+absl::Status TransactionManager::Abort(uint64_t ttid, bool drop_voted) {
   bool drop_records = false;
   {
     absl::MutexLock l(&mu_);
@@ -428,6 +457,12 @@ absl::Status TransactionManager::Abort(uint64_t ttid) {
     if (it != txns_.end()) {
       drop_records = it->second.state == State::kVoted ||
                      it->second.state == State::kVoteFailed;
+      if (drop_records && !drop_voted) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "transaction ", TidHex(ttid), " is ", StateName(it->second.state),
+            " on this node: a voted transaction is aborted through the master "
+            "(Master.Abort), with its epoch"));
+      }
       txns_.erase(it);
     }
     RememberFinished(ttid, Finished::kAborted, 0);
@@ -435,6 +470,30 @@ absl::Status TransactionManager::Abort(uint64_t ttid) {
   locks_->Release(ttid);
   if (drop_records) return backend_->AbortTransaction(ttid);
   return absl::OkStatus();
+}
+
+std::vector<uint64_t> TransactionManager::ExpireUnvoted() {
+  std::vector<uint64_t> expired;
+  if (options_.unvoted_timeout <= absl::ZeroDuration()) return expired;
+  const absl::Time now = clock_->Now();
+  {
+    absl::MutexLock l(&mu_);
+    for (auto it = txns_.begin(); it != txns_.end();) {
+      const Txn& txn = it->second;
+      // A store waiting for a lock, or a vote in progress, keeps it alive.
+      if (txn.state == State::kStoring && txn.active_stores == 0 &&
+          now - txn.last_activity >= options_.unvoted_timeout) {
+        expired.push_back(it->first);
+        RememberFinished(it->first, Finished::kExpired, 0);
+        txns_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Nothing durable to drop: its objects were only in memory.
+  for (uint64_t ttid : expired) locks_->Release(ttid);
+  return expired;
 }
 
 TransactionManager::Known TransactionManager::KnownState(uint64_t ttid) const {

@@ -12,14 +12,21 @@
 //                       (the transaction is committed on this node)
 //   Unlock  -> (gone)   object locks released
 //   Abort   -> (gone)   locks released, temporary records dropped;
-//                       refused once LOCKED
+//                       refused once LOCKED; a client's own abort
+//                       (unfenced) only before the vote
+//   ExpireUnvoted -> (gone)  a STORING transaction idle for
+//                       unvoted_timeout (its client went away): aborted
+//                       by the storage itself
+//
+// A restart keeps the votes and their object locks: RecoverVoted takes
+// the locks again from the stored temporary records.
 //
 // Errors (with ErrorInfo reasons, see services/common/errors.h):
 //   Store: RESOURCE_EXHAUSTED TOO_LARGE; INVALID_ARGUMENT CHECKSUM_MISMATCH
 //   or malformed object; UNAVAILABLE NOT_READABLE without a writable cell;
 //   ABORTED CONFLICT (ConflictDetail) / LOCK_CONTENTION; DEADLINE_EXCEEDED
 //   waiting for a lock; FAILED_PRECONDITION UNKNOWN_TRANSACTION after an
-//   abort, FAILED_PRECONDITION once voted. On any error nothing of that
+//   abort or an expiry, FAILED_PRECONDITION once voted. On any error nothing of that
 //   call is kept (locks it took are released), the transaction stays open.
 //   Vote: NOT_FOUND UNKNOWN_TRANSACTION for a ttid with no store and no
 //   metadata; a failed vote is final (abort the transaction).
@@ -40,6 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/common/clock.h"
 #include "services/storage/backend/storage_backend.h"
 #include "services/storage/cell_view.h"
 #include "services/storage/lock_manager.h"
@@ -78,23 +86,33 @@ struct TransactionManagerOptions {
   // How many finished (aborted / unlocked) ttids are remembered, so late
   // or repeated calls get the right answer. Default 100000.
   size_t remember_finished = 100000;
+  // A transaction still storing (no vote yet) with no Store call for this
+  // long is aborted by ExpireUnvoted: its object locks do not outlive a
+  // client that went away. Zero or less: never. Default 60 s.
+  absl::Duration unvoted_timeout = absl::Seconds(60);
 };
 
 class TransactionManager {
  public:
   enum class State { kStoring, kVoting, kVoted, kVoteFailed, kLocking, kLocked };
 
-  // None of the pointers is owned; all must outlive the manager.
+  // None of the pointers is owned; all must outlive the manager. `clock`
+  // (for unvoted_timeout) null = the real clock.
   TransactionManager(StorageBackend* backend, LockManager* locks,
-                     WriteBatcher* batcher, TransactionManagerOptions options);
+                     WriteBatcher* batcher, TransactionManagerOptions options,
+                     common::Clock* clock = nullptr);
 
   TransactionManager(const TransactionManager&) = delete;
   TransactionManager& operator=(const TransactionManager&) = delete;
 
   // Registers transactions found voted in the database at start (in doubt
-  // after a restart): they can be locked or aborted. They hold no object
-  // locks (the cluster verifies them before serving clients again).
-  void RecoverVoted(const std::vector<uint64_t>& ttids);
+  // after a restart): they can be locked or aborted, and they hold their
+  // object locks again, as before the restart, until then (a store of one
+  // of their objects by another transaction waits or dies by the lock
+  // rules instead of passing the conflict check on the old serial). Call
+  // before any Store. Returns how many object locks it could not take
+  // (logged; 0 unless two stored votes name the same oid).
+  size_t RecoverVoted(const std::vector<VotedTransaction>& voted);
 
   // Stores `objects` for `ttid` (see the class comment). Lock waits give up
   // at `lock_deadline`.
@@ -131,8 +149,18 @@ class TransactionManager {
   size_t ForgetAll();
 
   // Drops the transaction: releases its locks and temporary records.
-  // FAILED_PRECONDITION once locked; OK for unknown ttids.
-  absl::Status Abort(uint64_t ttid);
+  // FAILED_PRECONDITION once locked; OK for unknown ttids. Without
+  // `drop_voted` (a client's own, unfenced abort) also FAILED_PRECONDITION
+  // once voted: only the master decides about a vote.
+  absl::Status Abort(uint64_t ttid, bool drop_voted = true);
+
+  // Aborts every transaction still storing (no vote in progress or done,
+  // no Store call in progress) whose last Store call ended at least
+  // unvoted_timeout ago by the clock: releases its object locks and drops
+  // what it stored. A later Store or Vote of it is FAILED_PRECONDITION
+  // UNKNOWN_TRANSACTION ("expired"). Returns the expired ttids. Called
+  // periodically by the storage node, outside the data-path calls.
+  std::vector<uint64_t> ExpireUnvoted();
 
   // What this manager knows of `ttid` (verification): in commit (storing,
   // voted, locked with tid), or recently finished (committed with tid,
@@ -160,14 +188,19 @@ class TransactionManager {
     std::map<uint64_t, ObjectRecord> objects;
     // Store calls in progress (waiting for locks, checking conflicts).
     int active_stores = 0;
+    // When the last Store call began or ended (unvoted_timeout).
+    absl::Time last_activity;
     uint64_t tid = 0;
   };
-  enum class Finished { kAborted, kCommitted };
+  // kExpired: aborted by ExpireUnvoted.
+  enum class Finished { kAborted, kCommitted, kExpired };
   struct FinishedInfo {
     Finished how;
     uint64_t tid;
   };
 
+  // FAILED_PRECONDITION UNKNOWN_TRANSACTION for a finished `ttid`.
+  absl::Status FinishedError(uint64_t ttid, Finished how) const;
   absl::Status ValidateObjects(const std::vector<StoreObject>& objects,
                                const CellView& view) const;
   absl::Status CheckConflicts(const std::vector<StoreObject>& objects,
@@ -182,6 +215,7 @@ class TransactionManager {
   LockManager* const locks_;
   WriteBatcher* const batcher_;
   const TransactionManagerOptions options_;
+  common::Clock* const clock_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, Txn> txns_ ABSL_GUARDED_BY(mu_);

@@ -6,9 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "services/common/checksum.h"
 #include "services/common/errors.h"
+#include "services/common/fake_clock.h"
 #include "services/common/ids.h"
 #include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
@@ -24,6 +26,8 @@ using ::cellar::common::IsOk;
 using ::cellar::common::kMaxTid;
 using ::cellar::common::StatusIs;
 using ::cellar::storage::testing::MemoryBackend;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 constexpr uint32_t kNode = 1;
 constexpr uint32_t kPartitions = 5;
@@ -52,7 +56,7 @@ class TransactionManagerTest : public ::testing::Test {
  protected:
   TransactionManagerTest()
       : batcher_(&backend_, {}),
-        tm_(&backend_, &locks_, &batcher_, Options()),
+        tm_(&backend_, &locks_, &batcher_, Options(), &clock_),
         view_(kNode, MakeTable()) {}
 
   static TransactionManagerOptions Options() {
@@ -85,6 +89,7 @@ class TransactionManagerTest : public ::testing::Test {
     ASSERT_THAT(tm_.Unlock(ttid), IsOk());
   }
 
+  common::FakeClock clock_;
   MemoryBackend backend_;
   LockManager locks_;
   WriteBatcher batcher_;
@@ -318,11 +323,87 @@ TEST_F(TransactionManagerTest, RecoveredVotedTransactionsCanBeLocked) {
   o.checksum = Checksum("r");
   v.objects.push_back(o);
   ASSERT_THAT(backend_.StoreVotes({v}), IsOk());
-  tm_.RecoverVoted({300});
+  EXPECT_EQ(tm_.RecoverVoted({VotedTransaction{300, {1}}}), 0u);
   EXPECT_EQ(tm_.StateOf(300), TransactionManager::State::kVoted);
   ASSERT_THAT(tm_.Lock(300, 305), IsOk());
   ASSERT_THAT(tm_.Unlock(300), IsOk());
   EXPECT_THAT(backend_.LoadSerial(1, 1, 305), IsOk());
+}
+
+TEST_F(TransactionManagerTest, AnUnfencedAbortOnlyDropsUnvotedTransactions) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());
+  EXPECT_THAT(tm_.Abort(100, /*drop_voted=*/false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("through the master")));
+  EXPECT_EQ(tm_.StateOf(100), TransactionManager::State::kVoted);
+  EXPECT_EQ(backend_.temporary_count(), 1u);
+  EXPECT_EQ(locks_.Holder(1), 100u);
+  ASSERT_THAT(tm_.Abort(100), IsOk());  // the master's
+  EXPECT_EQ(backend_.temporary_count(), 0u);
+
+  ASSERT_THAT(Store(200, {Obj(1, 0, "y")}), IsOk());
+  EXPECT_THAT(tm_.Abort(200, /*drop_voted=*/false), IsOk());
+  EXPECT_EQ(locks_.Holder(1), 0u);
+}
+
+TEST_F(TransactionManagerTest, UnvotedTransactionsExpire) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Store(200, {Obj(2, 0, "y")}), IsOk());
+  ASSERT_THAT(tm_.Vote(200, 42, std::nullopt, view_), IsOk());
+  clock_.Advance(absl::Seconds(59));
+  EXPECT_THAT(tm_.ExpireUnvoted(), ::testing::IsEmpty());
+  ASSERT_THAT(Store(100, {Obj(3, 0, "z")}), IsOk());  // activity
+  clock_.Advance(absl::Seconds(59));
+  EXPECT_THAT(tm_.ExpireUnvoted(), ::testing::IsEmpty());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_THAT(tm_.ExpireUnvoted(), ElementsAre(100));
+  EXPECT_EQ(locks_.Holder(1), 0u);
+  EXPECT_EQ(locks_.Holder(3), 0u);
+  EXPECT_EQ(locks_.Holder(2), 200u) << "a voted transaction never expires";
+  EXPECT_EQ(tm_.StateOf(200), TransactionManager::State::kVoted);
+  EXPECT_EQ(tm_.KnownState(100).kind, TransactionManager::Known::kAborted);
+
+  for (absl::Status s : {Store(100, {Obj(5, 0, "late")}), tm_.Vote(100, 42, Meta({1}), view_),
+                         tm_.Vote(100, 42, std::nullopt, view_)}) {
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expired")));
+    EXPECT_EQ(ErrorReason(s), common::kReasonUnknownTransaction);
+  }
+  EXPECT_EQ(locks_.Holder(5), 0u);
+}
+
+TEST_F(TransactionManagerTest, WaitingStoresAndVotesInProgressDoNotExpire) {
+  ASSERT_THAT(Store(200, {Obj(1, 0, "young")}), IsOk());
+  // 100 (older) waits for 200's lock.
+  absl::Status waited;
+  std::thread store([&] { waited = Store(100, {Obj(1, 0, "old")}); });
+  const absl::Time limit = absl::Now() + absl::Seconds(10);
+  while (locks_.waiting_count() == 0 && absl::Now() < limit) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(locks_.waiting_count(), 1u) << "the older store never waited";
+  // A vote in progress (blocked in the backend).
+  ASSERT_THAT(Store(300, {Obj(2, 0, "voting")}), IsOk());
+  absl::Notification vote_entered, release_vote;
+  backend_.set_store_votes_hook([&](const std::vector<VoteRecord>&) {
+    vote_entered.Notify();
+    release_vote.WaitForNotification();
+    return absl::OkStatus();
+  });
+  absl::Status voted;
+  std::thread vote([&] { voted = tm_.Vote(300, 42, std::nullopt, view_); });
+  ASSERT_TRUE(vote_entered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+
+  clock_.Advance(absl::Minutes(2));
+  // Only the idle one goes; its lock passes to the waiting store.
+  EXPECT_THAT(tm_.ExpireUnvoted(), ElementsAre(200));
+  store.join();
+  EXPECT_THAT(waited, IsOk());
+  release_vote.Notify();
+  vote.join();
+  EXPECT_THAT(voted, IsOk());
+  EXPECT_EQ(tm_.StateOf(100), TransactionManager::State::kStoring);
+  EXPECT_EQ(tm_.StateOf(300), TransactionManager::State::kVoted);
+  EXPECT_THAT(tm_.ExpireUnvoted(), ::testing::IsEmpty()) << "100 just stored";
 }
 
 TEST_F(TransactionManagerTest, ReleaseLockedFreesObjectsWhoseUnlockNeverCame) {

@@ -561,6 +561,26 @@ TEST_P(BackendConformanceTest, ListVotedTransactions) {
   EXPECT_THAT(backend_->ListVotedTransactions(), IsOkAndHolds(ElementsAre(Tid(2))));
 }
 
+TEST_P(BackendConformanceTest, ListVotedObjectsGivesTheOidsOfEachVote) {
+  const uint64_t big = (uint64_t{1} << 62) + 4;  // partition 2 of 3
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(3), {Obj(7, "a"), Obj(1, "b"), Obj(big, "c")}),
+                                    VoteObjectsOnly(Tid(1), {Obj(2, "d")})}),
+              IsOk());
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(2), {})}), IsOk());
+  const auto all = ElementsAre(VotedTransaction{Tid(1), {2}}, VotedTransaction{Tid(2), {}},
+                               VotedTransaction{Tid(3), {1, 7, big}});
+  EXPECT_THAT(backend_->ListVotedObjects(), IsOkAndHolds(all));
+  // What a restarted node reads to take the object locks again.
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(backend_->ListVotedObjects(), IsOkAndHolds(all));
+  ASSERT_THAT(backend_->LockTransactions({{Tid(1), Tid(4)}}), IsOk());
+  ASSERT_THAT(backend_->AbortTransaction(Tid(2)), IsOk());
+  EXPECT_THAT(backend_->ListVotedObjects(),
+              IsOkAndHolds(ElementsAre(VotedTransaction{Tid(3), {1, 7, big}})));
+  ASSERT_THAT(backend_->Truncate(Tid(4)), IsOk());
+  EXPECT_THAT(backend_->ListVotedObjects(), IsOkAndHolds(IsEmpty()));
+}
+
 TEST_P(BackendConformanceTest, FindCommittedTid) {
   ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "a")}), IsOk());
   ASSERT_THAT(backend_->StoreVotes({Vote(Tid(2), {Obj(2, "b")}),

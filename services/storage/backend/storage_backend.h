@@ -29,9 +29,12 @@
 // loads; FAILED_PRECONDITION for schema/ownership problems; UNAVAILABLE or
 // INTERNAL when the database fails (the message says what it said).
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -85,6 +88,32 @@ struct VoteRecord {
   // Set only on the node(s) holding partition(ttid).
   std::optional<TransactionRecord> transaction;
 };
+
+// A transaction voted on this node (temporary records, not locked yet)
+// and the oids of its temporary object records: the object locks it held
+// before a restart (ListVotedObjects).
+struct VotedTransaction {
+  uint64_t ttid = 0;
+  // Ascending; empty when this node holds only its transaction record.
+  std::vector<uint64_t> oids;
+
+  friend bool operator==(const VotedTransaction& a, const VotedTransaction& b) {
+    return a.ttid == b.ttid && a.oids == b.oids;
+  }
+};
+
+// ttid -> oids (any order) as ListVotedObjects answers: by ttid, oids
+// sorted. For backend implementations.
+inline std::vector<VotedTransaction> SortedVotedTransactions(
+    std::map<uint64_t, std::vector<uint64_t>> voted) {
+  std::vector<VotedTransaction> out;
+  out.reserve(voted.size());
+  for (auto& [ttid, oids] : voted) {
+    std::sort(oids.begin(), oids.end());
+    out.push_back(VotedTransaction{ttid, std::move(oids)});
+  }
+  return out;
+}
 
 // A ttid and the final tid it gets at lock.
 struct LockRecord {
@@ -214,6 +243,10 @@ class StorageBackend {
   // ttids that have temporary records (voted, not locked): in doubt after
   // a restart.
   virtual absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() = 0;
+  // The same transactions (ascending ttid), each with the oids of its
+  // temporary object records, read in one snapshot: a restarted node takes
+  // their object locks again before it serves stores.
+  virtual absl::StatusOr<std::vector<VotedTransaction>> ListVotedObjects() = 0;
 
   // The committed tid of a transaction by its ttid, if this node holds its
   // trans record (0 if not).

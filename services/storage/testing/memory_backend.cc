@@ -19,6 +19,16 @@ void MemoryBackend::set_lock_hook(LockHook hook) {
   lock_hook_ = std::move(hook);
 }
 
+void MemoryBackend::set_set_config_hook(SetConfigHook hook) {
+  absl::MutexLock l(&mu_);
+  set_config_hook_ = std::move(hook);
+}
+
+void MemoryBackend::set_save_partition_table_hook(SavePartitionTableHook hook) {
+  absl::MutexLock l(&mu_);
+  save_partition_table_hook_ = std::move(hook);
+}
+
 int MemoryBackend::store_votes_calls() const {
   absl::MutexLock l(&mu_);
   return store_votes_calls_;
@@ -59,12 +69,30 @@ absl::StatusOr<std::optional<std::string>> MemoryBackend::GetConfig(
 
 absl::Status MemoryBackend::SetConfig(absl::string_view key,
                                       absl::string_view value) {
+  SetConfigHook hook;
+  {
+    absl::MutexLock l(&mu_);
+    hook = set_config_hook_;
+  }
+  if (hook) {
+    absl::Status s = hook(key, value);
+    if (!s.ok()) return s;
+  }
   absl::MutexLock l(&mu_);
   config_[std::string(key)] = std::string(value);
   return absl::OkStatus();
 }
 
 absl::Status MemoryBackend::SavePartitionTable(const PartitionTableRecord& table) {
+  SavePartitionTableHook hook;
+  {
+    absl::MutexLock l(&mu_);
+    hook = save_partition_table_hook_;
+  }
+  if (hook) {
+    absl::Status s = hook(table);
+    if (!s.ok()) return s;
+  }
   absl::MutexLock l(&mu_);
   pt_ = table;
   return absl::OkStatus();
@@ -138,6 +166,16 @@ absl::StatusOr<std::vector<uint64_t>> MemoryBackend::ListVotedTransactions() {
   std::vector<uint64_t> out;
   for (const auto& [ttid, v] : temporary_) out.push_back(ttid);
   return out;
+}
+
+absl::StatusOr<std::vector<VotedTransaction>> MemoryBackend::ListVotedObjects() {
+  absl::MutexLock l(&mu_);
+  std::map<uint64_t, std::vector<uint64_t>> voted;
+  for (const auto& [ttid, v] : temporary_) {
+    std::vector<uint64_t>& oids = voted[ttid];
+    for (const ObjectRecord& o : v.objects) oids.push_back(o.oid);
+  }
+  return SortedVotedTransactions(std::move(voted));
 }
 
 absl::StatusOr<uint64_t> MemoryBackend::FindCommittedTid(uint64_t ttid) {

@@ -34,11 +34,19 @@ class MemoryBackend final : public StorageBackend {
   using StoreVotesHook =
       std::function<absl::Status(const std::vector<VoteRecord>&)>;
   using LockHook = std::function<absl::Status(const std::vector<LockRecord>&)>;
+  // Called at the start of SetConfig / SavePartitionTable (fault
+  // injection: a failed persist); a non-OK status is returned instead.
+  using SetConfigHook =
+      std::function<absl::Status(absl::string_view key, absl::string_view value)>;
+  using SavePartitionTableHook =
+      std::function<absl::Status(const PartitionTableRecord&)>;
 
   MemoryBackend() = default;
 
   void set_store_votes_hook(StoreVotesHook hook);
   void set_lock_hook(LockHook hook);
+  void set_set_config_hook(SetConfigHook hook);
+  void set_save_partition_table_hook(SavePartitionTableHook hook);
   // What GetDiskUsage answers (default nullopt: unknown).
   void set_disk_usage(std::optional<DiskUsage> usage);
 
@@ -62,6 +70,7 @@ class MemoryBackend final : public StorageBackend {
   absl::Status LockTransactions(const std::vector<LockRecord>& locks) override;
   absl::Status AbortTransaction(uint64_t ttid) override;
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;
+  absl::StatusOr<std::vector<VotedTransaction>> ListVotedObjects() override;
   absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) override;
   absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) override;
   absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
@@ -103,6 +112,8 @@ class MemoryBackend final : public StorageBackend {
   mutable absl::Mutex mu_;
   StoreVotesHook store_votes_hook_ ABSL_GUARDED_BY(mu_);
   LockHook lock_hook_ ABSL_GUARDED_BY(mu_);
+  SetConfigHook set_config_hook_ ABSL_GUARDED_BY(mu_);
+  SavePartitionTableHook save_partition_table_hook_ ABSL_GUARDED_BY(mu_);
   int store_votes_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int lock_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int last_serials_calls_ ABSL_GUARDED_BY(mu_) = 0;

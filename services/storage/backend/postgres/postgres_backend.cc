@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -135,6 +136,7 @@ enum Stmt : int {
   kAbortTobj,
   kAbortTtrans,
   kListVoted,
+  kListVotedObjects,
   kFindCommitted,
   kLastSerials,
   kLoadBefore,
@@ -253,6 +255,10 @@ const std::vector<StatementDef>& Statements() {
         "DELETE FROM ttrans WHERE ttid = $1::int8");
     def(kListVoted, "list_voted",
         "SELECT ttid FROM ttrans UNION SELECT ttid FROM tobj ORDER BY 1");
+    // One statement, one snapshot; oid NULL: the transaction record.
+    def(kListVotedObjects, "list_voted_objects",
+        "SELECT ttid, NULL::int8 FROM ttrans UNION ALL"
+        " SELECT ttid, oid FROM tobj");
     def(kFindCommitted, "find_committed",
         "SELECT tid FROM trans WHERE ttid = $1::int8 ORDER BY tid LIMIT 1");
     def(kLastSerials, "last_serials",
@@ -1338,6 +1344,19 @@ absl::StatusOr<std::vector<uint64_t>> PostgresBackend::ListVotedTransactions() {
     ttids.push_back(static_cast<uint64_t>(GetInt8(r.get(), row, 0)));
   }
   return ttids;
+}
+
+absl::StatusOr<std::vector<VotedTransaction>> PostgresBackend::ListVotedObjects() {
+  CELLAR_ASSIGN_OR_RETURN(Result r,
+                          impl_->RunOne(Call{kListVotedObjects, Params()}, false));
+  std::map<uint64_t, std::vector<uint64_t>> voted;
+  for (int row = 0; row < PQntuples(r.get()); ++row) {
+    std::vector<uint64_t>& oids = voted[static_cast<uint64_t>(GetInt8(r.get(), row, 0))];
+    if (!IsNull(r.get(), row, 1)) {
+      oids.push_back(static_cast<uint64_t>(GetInt8(r.get(), row, 1)));
+    }
+  }
+  return SortedVotedTransactions(std::move(voted));
 }
 
 absl::StatusOr<uint64_t> PostgresBackend::FindCommittedTid(uint64_t ttid) {

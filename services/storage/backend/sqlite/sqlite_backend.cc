@@ -6,9 +6,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -800,6 +802,25 @@ absl::StatusOr<std::vector<uint64_t>> SqliteBackend::ListVotedTransactions() {
         return absl::OkStatus();
       }));
   return ttids;
+}
+
+absl::StatusOr<std::vector<VotedTransaction>> SqliteBackend::ListVotedObjects() {
+  std::map<uint64_t, std::vector<uint64_t>> voted;
+  CELLAR_RETURN_IF_ERROR(Read("ListVotedObjects", [&](Connection& c) -> absl::Status {
+    voted.clear();  // a retried read starts over
+    // One read transaction: both tables from the same snapshot.
+    CELLAR_ASSIGN_OR_RETURN(Statement s,
+                            c.Prepare("SELECT ttid, 0, 0 FROM ttrans UNION ALL "
+                                      "SELECT ttid, oid, 1 FROM tobj"));
+    while (true) {
+      CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      std::vector<uint64_t>& oids = voted[s.U64(0)];
+      if (s.U64(2) != 0) oids.push_back(s.U64(1));
+    }
+    return absl::OkStatus();
+  }));
+  return SortedVotedTransactions(std::move(voted));
 }
 
 absl::StatusOr<uint64_t> SqliteBackend::FindCommittedTid(uint64_t ttid) {

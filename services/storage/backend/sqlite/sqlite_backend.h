@@ -92,6 +92,7 @@ class SqliteBackend : public StorageBackend {
   absl::Status LockTransactions(const std::vector<LockRecord>& locks) override;
   absl::Status AbortTransaction(uint64_t ttid) override;
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;
+  absl::StatusOr<std::vector<VotedTransaction>> ListVotedObjects() override;
   absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) override;
   absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) override;
   absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
