@@ -38,7 +38,12 @@ bool ValidHostPort(const std::string& address) {
 
 ClusterManager::ClusterManager(ClusterOptions options, const common::Clock* clock,
                                EventHub* hub)
-    : options_(std::move(options)), clock_(clock), hub_(hub) {}
+    : options_(std::move(options)), clock_(clock), hub_(hub), epoch_(options_.epoch) {}
+
+uint64_t ClusterManager::epoch() const {
+  absl::MutexLock l(&mu_);
+  return epoch_;
+}
 
 absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     const cellar::v1::RegisterNodeRequest& request) {
@@ -124,6 +129,27 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
       next_storage_index_ = std::max(next_storage_index_, common::NodeIndex(id) + 1);
     }
 
+    if (kind == NodeKind::kStorage && request.highest_epoch() > epoch_) {
+      if (options_.epoch_is_durable || epoch_fixed_) {
+        // Its fencing would refuse every call of this term: never use it.
+        CELLAR_LOG(ERROR) << "storage " << common::NodeName(id) << " at "
+                          << request.address() << " has seen master epoch "
+                          << request.highest_epoch() << ", above this master's epoch "
+                          << epoch_ << ": refused (another primary, or an election "
+                          << "database that lost its lease row? docs/failover.md)";
+        return common::ErrorWithReason(
+            absl::StatusCode::kFailedPrecondition, common::kReasonStaleEpoch,
+            absl::StrCat("storage ", common::NodeName(id), " has seen master epoch ",
+                         request.highest_epoch(), ", above this master's epoch ", epoch_,
+                         ": it would refuse this master's calls (docs/failover.md)"));
+      }
+      // Provisional epoch: rise above everything a storage has seen.
+      epoch_ = request.highest_epoch() + 1;
+      CELLAR_LOG(INFO) << "epoch raised to " << epoch_ << " above the epoch "
+                       << request.highest_epoch() << " " << common::NodeName(id)
+                       << " has seen";
+    }
+
     Node& node = nodes_[id];
     if (node.subscriber != nullptr) {
       // A new registration replaces the old stream (the node saw it end,
@@ -177,7 +203,7 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
                      << (request.address().empty() ? "" : " from " + request.address());
 
     response.set_node_id(id);
-    response.set_epoch(options_.epoch);
+    response.set_epoch(epoch_);
     response.set_cluster_state(state_);
     *response.mutable_partition_table() = pt_.ToProto();
     response.set_master_node_id(options_.master_node_id);
@@ -302,6 +328,8 @@ bool ClusterManager::MaybeLeaveRecoveryLocked(bool operator_start) {
     if (!pt_.IsOperational(connected)) return false;
   }
   verifying_ = true;
+  // From here on calls carry the epoch: it must not change any more.
+  epoch_fixed_ = true;
   SetStateLocked(cellar::v1::CLUSTER_VERIFYING);
   return true;
 }
@@ -692,7 +720,7 @@ cellar::v1::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   snapshot.set_cluster_state(state_);
   *snapshot.mutable_partition_table() = pt_.ToProto();
   for (const auto& [id, node] : nodes_) *snapshot.add_nodes() = node.info;
-  snapshot.set_epoch(options_.epoch);
+  snapshot.set_epoch(epoch_);
   return snapshot;
 }
 
@@ -774,7 +802,7 @@ cellar::v1::GetClusterInfoResponse ClusterManager::Info() const {
   for (const auto& [id, node] : nodes_) *info.add_nodes() = node.info;
   info.set_last_tid(hub_->last_tid());
   info.set_last_oid(last_oid_);
-  info.set_epoch(options_.epoch);
+  info.set_epoch(epoch_);
   info.set_master_node_id(options_.master_node_id);
   info.set_operational(pt_.IsOperational(ConnectedStoragesLocked()));
   info.set_unix_time_ms(absl::ToUnixMillis(clock_->Now()));  // admin's clock-skew check

@@ -75,9 +75,19 @@ struct ClusterOptions {
   // Start a new cluster once this many storages are connected; 0 = wait
   // for an operator's Start. Default 0.
   uint32_t autostart = 0;
-  // This primary's epoch; storages refuse calls with an older one.
-  // Default 1; servers pass something that grows across restarts.
+  // This primary's epoch, or its provisional epoch (see
+  // `epoch_is_durable`); storages refuse calls with an older one. Default
+  // 1; servers pass something that grows across restarts.
   uint64_t epoch = 1;
+  // True when `epoch` comes from durable, monotonic state (the election's
+  // lease): it is the term's epoch as is, and a storage reporting a higher
+  // one at registration (RegisterNodeRequest.highest_epoch) is refused
+  // (FAILED_PRECONDITION, STALE_EPOCH, logged naming the node): this master
+  // cannot fence it. False (default; a single master, whose `epoch` is only
+  // its start time): `epoch` is provisional and the term's epoch becomes
+  // max(epoch, highest epoch any storage reported + 1), fixed when the
+  // cluster leaves RECOVERING the first time (before any epoch-fenced call).
+  bool epoch_is_durable = false;
   // The master's own node id (M1). Default MakeNodeId(kMaster, 1).
   uint32_t master_node_id = 0x01000001;
   // Software version/track of this master (for NodeInfo).
@@ -213,7 +223,11 @@ class ClusterManager {
   std::vector<StorageTarget> RunningStorages() const;
 
   uint32_t num_partitions() const;
-  uint64_t epoch() const { return options_.epoch; }
+  // The term's epoch: what registrations, Watch snapshots, GetClusterInfo
+  // and every epoch-fenced storage call carry. Without a durable epoch it
+  // may still rise while RECOVERING (see ClusterOptions::epoch_is_durable)
+  // and is fixed from the first VERIFYING on.
+  uint64_t epoch() const;
 
   cellar::v1::GetClusterInfoResponse Info() const;
 
@@ -389,6 +403,9 @@ class ClusterManager {
   // transaction up to it.
   uint64_t max_prepared_tid_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // The term's epoch (epoch()); fixed once `epoch_fixed_`.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_);
+  bool epoch_fixed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace cellar::master

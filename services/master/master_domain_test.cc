@@ -35,6 +35,7 @@ class FakeStorageCaller : public StorageCaller {
   struct LockCall {
     uint64_t ttid, tid, min_ptid;
     std::vector<uint32_t> nodes;
+    uint64_t epoch;
   };
   struct UnlockCall {
     uint64_t ttid;
@@ -42,12 +43,13 @@ class FakeStorageCaller : public StorageCaller {
     bool forget;
   };
 
-  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                    uint64_t ttid, uint64_t tid, uint64_t min_ptid) override {
+  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
+                                    uint64_t epoch, uint64_t ttid, uint64_t tid,
+                                    uint64_t min_ptid) override {
     std::vector<absl::Status> out;
     {
       absl::MutexLock l(&mu_);
-      locks_.push_back({ttid, tid, min_ptid, Ids(targets)});
+      locks_.push_back({ttid, tid, min_ptid, Ids(targets), epoch});
       for (const StorageTarget& t : targets) {
         auto it = lock_results_.find(t.node_id);
         out.push_back(it != lock_results_.end() ? it->second : lock_result);
@@ -161,12 +163,18 @@ class FakeStorageCaller : public StorageCaller {
 
 class MasterDomainTest : public ::testing::Test {
  protected:
+  // ClusterOptions::epoch and epoch_is_durable for Init.
+  uint64_t epoch_ = 1;
+  bool durable_epoch_ = false;
+
   void Init(uint32_t autostart, uint32_t partitions = 4, uint32_t replicas = 1) {
     ClusterOptions options;
     options.cluster_name = "test";
     options.num_partitions = partitions;
     options.num_replicas = replicas;
     options.autostart = autostart;
+    options.epoch = epoch_;
+    options.epoch_is_durable = durable_epoch_;
     cluster_ = std::make_unique<ClusterManager>(options, &clock_, &hub_);
     coordinator_ =
         std::make_unique<TransactionCoordinator>(&clock_, cluster_.get(), &caller_, &hub_);
@@ -980,6 +988,64 @@ TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
       EXPECT_EQ(state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
     }
   }
+}
+
+// --- Restart safety: epochs (semantics rule 5) ---
+
+TEST_F(MasterDomainTest, AProvisionalEpochRisesAboveTheEpochsStoragesReport) {
+  epoch_ = 1000;  // a single master whose clock went back
+  Init(/*autostart=*/2);
+  auto r1 = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+  r1.set_highest_epoch(5000);
+  ASSERT_THAT(cluster_->RegisterNode(r1), IsOk());
+  auto r2 = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7201);
+  r2.set_highest_epoch(7000);
+  auto registered = cluster_->RegisterNode(r2);
+  ASSERT_THAT(registered, IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  EXPECT_EQ(cluster_->epoch(), 7001u);
+  EXPECT_EQ(registered->epoch(), 7001u);
+  EXPECT_EQ(cluster_->Info().epoch(), 7001u);
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  const auto events = Drain(**watcher);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].snapshot().epoch(), 7001u);
+  // Every fenced call carries it.
+  const uint64_t ttid = *coordinator_->Begin(c);
+  ASSERT_THAT(coordinator_->Finish(c, ttid, {registered->node_id()}, {1}), IsOk());
+  ASSERT_FALSE(caller_.locks().empty());
+  for (const auto& lock : caller_.locks()) EXPECT_EQ(lock.epoch, 7001u);
+
+  // Fixed from now on: a storage that saw a newer epoch is refused, one
+  // that saw this term's is welcome.
+  auto newer = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7202);
+  newer.set_highest_epoch(9000);
+  auto refused = cluster_->RegisterNode(newer);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(common::ErrorReason(refused.status()), "STALE_EPOCH");
+  EXPECT_EQ(cluster_->epoch(), 7001u);
+  auto same = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7203);
+  same.set_highest_epoch(7001);
+  EXPECT_THAT(cluster_->RegisterNode(same), IsOk());
+}
+
+TEST_F(MasterDomainTest, ADurableEpochIsKeptAndAStorageThatSawAHigherOneIsRefused) {
+  epoch_ = 1000;  // the lease's
+  durable_epoch_ = true;
+  Init(/*autostart=*/1);
+  auto r = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+  r.set_highest_epoch(1500);
+  auto refused = cluster_->RegisterNode(r);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(common::ErrorReason(refused.status()), "STALE_EPOCH");
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RECOVERING);
+  r.set_highest_epoch(999);
+  auto ok = cluster_->RegisterNode(r);
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->epoch(), 1000u);
+  EXPECT_EQ(cluster_->epoch(), 1000u);
 }
 
 TEST_F(MasterDomainTest, WatchOfUnknownNodeIsNotFound) {
