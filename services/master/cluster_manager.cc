@@ -19,6 +19,9 @@ using common::NodeKind;
 namespace {
 
 constexpr uint32_t kMaxOidBatch = 1000;
+// How far past a batch the persisted OID high-water mark is set, so that
+// most batches need no round trip to the storages.
+constexpr uint64_t kOidReserve = 10000;
 
 const char* StateName(ClusterState s) {
   return cellar::v1::ClusterState_Name(s).c_str();
@@ -177,6 +180,19 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
         recovered_last_tid_ = std::max(recovered_last_tid_, ttid);
       }
       last_oid_ = std::max(last_oid_, request.last_oid());
+      // OIDs below its mark may have been handed out by an earlier master.
+      if (request.oid_high_water() > 0) {
+        last_oid_ = std::max(last_oid_, request.oid_high_water() - 1);
+      }
+      if (request.oid_high_water() > oid_high_water_) {
+        oid_high_water_ = request.oid_high_water();
+        oid_mark_on_.clear();  // the others hold a lower one
+      }
+      if (oid_high_water_ > 0 && request.oid_high_water() == oid_high_water_) {
+        oid_mark_on_.insert(id);
+      } else {
+        oid_mark_on_.erase(id);
+      }
       if (state_ == cellar::v1::CLUSTER_RECOVERING && request.has_partition_table() &&
           request.partition_table().ptid() > pt_.ptid()) {
         // Validated above.
@@ -729,15 +745,65 @@ absl::StatusOr<uint64_t> ClusterManager::AllocateOids(uint32_t count) {
     return absl::InvalidArgumentError(
         absl::StrCat("count: must be in [1, ", kMaxOidBatch, "], got ", count));
   }
-  absl::MutexLock l(&mu_);
-  if (state_ != cellar::v1::CLUSTER_RUNNING) {
-    return common::ErrorWithReason(
-        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
-        absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+  // A few rounds: a storage that connects while a mark is being saved
+  // needs it too.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<StorageTarget> targets;
+    uint64_t mark;
+    uint64_t epoch;
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](bool* saving) { return !*saving; }, &saving_oid_mark_));
+      if (state_ != cellar::v1::CLUSTER_RUNNING) {
+        return common::ErrorWithReason(
+            absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+            absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+      }
+      const uint64_t first = last_oid_ + 1;
+      bool everywhere = true;
+      for (const auto& [id, node] : nodes_) {
+        if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage &&
+            !oid_mark_on_.contains(id)) {
+          everywhere = false;
+          targets.push_back({id, node.info.address()});
+        }
+      }
+      if (everywhere && first + count <= oid_high_water_) {
+        last_oid_ += count;
+        return first;
+      }
+      // Persist a new mark first (on every connected storage when it
+      // rises, else on those that lack it).
+      mark = first + count <= oid_high_water_ ? oid_high_water_ : first + count + kOidReserve;
+      if (mark > oid_high_water_) targets = RunningStoragesLocked();
+      if (targets.empty()) {
+        return absl::UnavailableError("no storage is connected to persist the OID high-water mark");
+      }
+      if (storages_ == nullptr) {
+        return absl::UnavailableError("this master cannot persist the OID high-water mark");
+      }
+      epoch = epoch_;
+      saving_oid_mark_ = true;
+    }
+    const std::vector<absl::Status> results =
+        storages_->SaveMasterStateAll(targets, epoch, mark);
+    absl::MutexLock l(&mu_);
+    saving_oid_mark_ = false;
+    for (const absl::Status& s : results) {
+      if (!s.ok()) {
+        CELLAR_LOG(WARNING) << "OID high-water mark " << mark << " not persisted: " << s;
+        return absl::UnavailableError(absl::StrCat(
+            "cannot persist the OID high-water mark, no OID handed out (retry): ", s.message()));
+      }
+    }
+    if (mark > oid_high_water_) {
+      oid_high_water_ = mark;
+      oid_mark_on_.clear();
+    }
+    for (const StorageTarget& t : targets) oid_mark_on_.insert(t.node_id);
   }
-  const uint64_t first = last_oid_ + 1;
-  last_oid_ += count;
-  return first;
+  return absl::UnavailableError("the storages changed while persisting the OID high-water mark: retry");
 }
 
 absl::Status ClusterManager::CheckRunning() const {
@@ -779,6 +845,10 @@ absl::StatusOr<std::vector<StorageTarget>> ClusterManager::Targets(
 
 std::vector<StorageTarget> ClusterManager::RunningStorages() const {
   absl::MutexLock l(&mu_);
+  return RunningStoragesLocked();
+}
+
+std::vector<StorageTarget> ClusterManager::RunningStoragesLocked() const {
   std::vector<StorageTarget> targets;
   for (const auto& [id, node] : nodes_) {
     if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage) {

@@ -150,6 +150,10 @@ class ClusterManager {
 
   void set_on_client_gone(ClientGoneCallback cb) { on_client_gone_ = std::move(cb); }
   void set_on_verify(VerifyCallback cb) { on_verify_ = std::move(cb); }
+  // How AllocateOids persists the OID high-water mark on the storages
+  // (not owned; set before the cluster runs). Without one, AllocateOids
+  // answers UNAVAILABLE.
+  void set_storage_caller(StorageCaller* storages) { storages_ = storages; }
 
   // Registers a node. FAILED_PRECONDITION (WRONG_CLUSTER,
   // PROTOCOL_MISMATCH) or INVALID_ARGUMENT on a bad request.
@@ -207,7 +211,15 @@ class ClusterManager {
   // Operator start (see class comment).
   absl::StatusOr<cellar::v1::ClusterState> Start();
 
-  // OIDs [first, first + count). FAILED_PRECONDITION unless RUNNING.
+  // OIDs [first, first + count). Never hands out an OID twice, across
+  // restarts too (semantics rule 7): OIDs are handed out only below a
+  // high-water mark persisted first on every connected storage
+  // (Storage.SaveMasterState, outside the mutex; the mark is set
+  // kOidReserve past the batch, so most batches need no round trip), and
+  // recovery continues at max(highest stored oid, highest reported mark -
+  // 1) + 1. FAILED_PRECONDITION unless RUNNING; INVALID_ARGUMENT for a bad
+  // count; UNAVAILABLE (nothing handed out) if a storage could not persist
+  // the mark.
   absl::StatusOr<uint64_t> AllocateOids(uint32_t count);
 
   // OK when RUNNING; FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) otherwise.
@@ -333,6 +345,7 @@ class ClusterManager {
   cellar::v1::ClusterSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::flat_hash_set<uint32_t> ConnectedStoragesLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<StorageTarget> RunningStoragesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetStateLocked(cellar::v1::ClusterState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishNodeLocked(const Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides whether recovery can end; if so moves to VERIFYING and returns
@@ -378,6 +391,7 @@ class ClusterManager {
   EventHub* hub_;
   ClientGoneCallback on_client_gone_;
   VerifyCallback on_verify_;
+  StorageCaller* storages_ = nullptr;
 
   mutable absl::Mutex mu_;
   cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = cellar::v1::CLUSTER_RECOVERING;
@@ -388,6 +402,12 @@ class ClusterManager {
   uint32_t next_client_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint32_t next_admin_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t last_oid_ ABSL_GUARDED_BY(mu_) = 0;
+  // OIDs below this may have been handed out (the highest mark persisted
+  // or reported); the storages in oid_mark_on_ hold it.
+  uint64_t oid_high_water_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_set<uint32_t> oid_mark_on_ ABSL_GUARDED_BY(mu_);
+  // An AllocateOids is persisting a new mark (others wait for it).
+  bool saving_oid_mark_ ABSL_GUARDED_BY(mu_) = false;
   // Highest tid storages reported (recovery).
   uint64_t recovered_last_tid_ ABSL_GUARDED_BY(mu_) = 0;
   bool verifying_ ABSL_GUARDED_BY(mu_) = false;

@@ -91,6 +91,36 @@ class FakeStorageCaller : public StorageCaller {
     return out;
   }
 
+  std::vector<absl::Status> SaveMasterStateAll(const std::vector<StorageTarget>& targets,
+                                               uint64_t epoch, uint64_t mark) override {
+    absl::MutexLock l(&mu_);
+    std::vector<absl::Status> out;
+    for (const StorageTarget& t : targets) {
+      if (save_failures_ > 0) {
+        --save_failures_;
+        out.push_back(absl::UnavailableError("injected"));
+        continue;
+      }
+      oid_marks_[t.node_id] = std::max(oid_marks_[t.node_id], mark);
+      ++saves_;
+      out.push_back(absl::OkStatus());
+    }
+    return out;
+  }
+  // The OID high-water mark each storage holds (0 if none).
+  uint64_t oid_mark(uint32_t node_id) {
+    absl::MutexLock l(&mu_);
+    return oid_marks_[node_id];
+  }
+  int saves() {
+    absl::MutexLock l(&mu_);
+    return saves_;
+  }
+  void FailSaves(int n) {
+    absl::MutexLock l(&mu_);
+    save_failures_ = n;
+  }
+
   absl::Status Shutdown(const StorageTarget& target, const std::string&) override {
     absl::MutexLock l(&mu_);
     shutdowns_.push_back(target.node_id);
@@ -159,6 +189,9 @@ class FakeStorageCaller : public StorageCaller {
   std::vector<uint32_t> shutdowns_;
   std::map<uint64_t, std::vector<uint32_t>> aborted_on_;
   std::map<uint64_t, std::vector<uint32_t>> async_aborted_on_;
+  std::map<uint32_t, uint64_t> oid_marks_;
+  int saves_ = 0;
+  int save_failures_ = 0;
 };
 
 class MasterDomainTest : public ::testing::Test {
@@ -176,6 +209,7 @@ class MasterDomainTest : public ::testing::Test {
     options.epoch = epoch_;
     options.epoch_is_durable = durable_epoch_;
     cluster_ = std::make_unique<ClusterManager>(options, &clock_, &hub_);
+    cluster_->set_storage_caller(&caller_);
     coordinator_ =
         std::make_unique<TransactionCoordinator>(&clock_, cluster_.get(), &caller_, &hub_);
     cluster_->set_on_client_gone(
@@ -988,6 +1022,62 @@ TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
       EXPECT_EQ(state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
     }
   }
+}
+
+// --- Restart safety: OIDs (semantics rule 7) ---
+
+TEST_F(MasterDomainTest, OidsAreNotHandedOutTwiceAfterAMasterRestart) {
+  Init(/*autostart=*/2);
+  const uint32_t s1 = AddStorage(7200);
+  const uint32_t s2 = AddStorage(7201);
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  auto first = cluster_->AllocateOids(100);
+  ASSERT_THAT(first, IsOk());
+  auto second = cluster_->AllocateOids(100);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(*second, *first + 100);
+  // The mark was persisted on both before the first batch left, once.
+  EXPECT_GT(caller_.oid_mark(s1), *second + 99);
+  EXPECT_EQ(caller_.oid_mark(s1), caller_.oid_mark(s2));
+  EXPECT_EQ(caller_.saves(), 2);
+
+  // A new master recovers from the same storages, none of whose OIDs
+  // were stored: it continues above everything handed out.
+  auto pt = cluster_->Info().partition_table();
+  const uint64_t mark = caller_.oid_mark(s1);
+  EventHub hub2;
+  ClusterOptions options;
+  options.cluster_name = "test";
+  ClusterManager restarted(options, &clock_, &hub2);
+  restarted.set_storage_caller(&caller_);
+  for (uint32_t id : {s1, s2}) {
+    auto r = Request(cellar::v1::NODE_ROLE_STORAGE, id, id == s1 ? 7200 : 7201);
+    *r.mutable_partition_table() = pt;
+    r.set_oid_high_water(mark);
+    ASSERT_THAT(restarted.RegisterNode(r), IsOk());
+  }
+  ASSERT_EQ(restarted.Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  auto again = restarted.AllocateOids(100);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_GT(*again, *second + 99);
+  EXPECT_GT(caller_.oid_mark(s1), *again + 99);
+}
+
+TEST_F(MasterDomainTest, NoOidIsHandedOutUnlessEveryStoragePersistedTheMark) {
+  Init(/*autostart=*/2);
+  const uint32_t s1 = AddStorage(7200);
+  AddStorage(7201);
+  caller_.FailSaves(1);
+  EXPECT_THAT(cluster_->AllocateOids(10), StatusIs(absl::StatusCode::kUnavailable));
+  auto a = cluster_->AllocateOids(10);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(*a, 1u);
+  // A storage that joins later gets the mark before the next batch.
+  const int saves = caller_.saves();
+  const uint32_t s3 = AddStorage(7202);
+  ASSERT_THAT(cluster_->AllocateOids(10), IsOk());
+  EXPECT_EQ(caller_.saves(), saves + 1);
+  EXPECT_EQ(caller_.oid_mark(s3), caller_.oid_mark(s1));
 }
 
 // --- Restart safety: epochs (semantics rule 5) ---

@@ -202,6 +202,7 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->hub = std::make_unique<EventHub>();
   term->cluster = std::make_unique<ClusterManager>(cluster_options, clock_, term->hub.get());
   term->caller = std::make_unique<GrpcStorageCaller>(options_.storage_rpc_timeout);
+  term->cluster->set_storage_caller(term->caller.get());
   term->coordinator = std::make_unique<TransactionCoordinator>(
       clock_, term->cluster.get(), term->caller.get(), term->hub.get());
   TransactionCoordinator* coordinator = term->coordinator.get();

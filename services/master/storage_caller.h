@@ -80,6 +80,17 @@ class StorageCaller {
   virtual std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
       const std::vector<StorageTarget>& targets, uint64_t ttid) = 0;
 
+  // SaveMasterState on every target in parallel: persists the OID
+  // high-water mark (storage.proto); one status per target (same order).
+  // Blocks until all answered or timed out. (The default answers
+  // UNIMPLEMENTED, for fakes that allocate no OID.)
+  virtual std::vector<absl::Status> SaveMasterStateAll(const std::vector<StorageTarget>& targets,
+                                                       uint64_t epoch,
+                                                       uint64_t oid_high_water) {
+    return std::vector<absl::Status>(targets.size(),
+                                     absl::UnimplementedError("SaveMasterState"));
+  }
+
   // ---- Operator actions: replica check and truncate.
   // (Defaults answer UNIMPLEMENTED, for fakes that do not need them.)
 
