@@ -225,10 +225,14 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     response.set_master_node_id(options_.master_node_id);
   }
   if (verify) Verify();
-  if (!resolve_now.empty() && on_verify_) {
+  if (!resolve_now.empty()) {
     CELLAR_LOG(INFO) << common::NodeName(resolve_on.node_id) << " registered with "
                      << resolve_now.size() << " voted transaction(s) in doubt: resolving";
-    on_verify_(resolve_now, {resolve_on}, /*last_tid=*/0);
+    if (on_in_doubt_) {
+      on_in_doubt_(resolve_now, resolve_on);
+    } else if (on_verify_) {
+      on_verify_(resolve_now, {resolve_on}, /*last_tid=*/0);
+    }
   }
   return response;
 }
@@ -856,6 +860,14 @@ std::vector<StorageTarget> ClusterManager::RunningStoragesLocked() const {
     }
   }
   return targets;
+}
+
+std::vector<uint32_t> ClusterManager::NodesWithCellOf(uint32_t partition) const {
+  absl::MutexLock l(&mu_);
+  std::vector<uint32_t> ids;
+  if (partition >= pt_.num_partitions()) return ids;
+  for (const common::PtCell& cell : pt_.Row(partition)) ids.push_back(cell.node_id);
+  return ids;
 }
 
 uint32_t ClusterManager::num_partitions() const {

@@ -138,18 +138,25 @@ class ClusterManager {
   using ClientGoneCallback = std::function<void(uint32_t node_id)>;
   // Called (outside the mutex) in VERIFYING with the ttids storages hold
   // voted but not locked, and the storages to resolve them on; then with
-  // the recovered last tid. Returns when they are resolved. Also called
-  // when a storage registers while RUNNING with voted ttids (a node that
-  // was gone, or failed a lock): then with that storage only and last_tid
-  // 0.
+  // the recovered last tid. Returns when they are resolved (or left to
+  // retries). Also called when a storage registers while RUNNING with
+  // voted ttids and no InDoubtCallback is set: then with that storage
+  // only and last_tid 0.
   using VerifyCallback = std::function<void(const std::vector<uint64_t>& in_doubt,
                                             const std::vector<StorageTarget>& storages,
                                             uint64_t last_tid)>;
+  // Called (outside the mutex, on the registering rpc's thread) when a
+  // storage registers while RUNNING with voted ttids (a node that was
+  // gone, or failed a lock). Must not block: it queues the resolution
+  // (TransactionCoordinator::ResolveInBackground).
+  using InDoubtCallback =
+      std::function<void(const std::vector<uint64_t>& in_doubt, const StorageTarget& storage)>;
 
   ClusterManager(ClusterOptions options, const common::Clock* clock, EventHub* hub);
 
   void set_on_client_gone(ClientGoneCallback cb) { on_client_gone_ = std::move(cb); }
   void set_on_verify(VerifyCallback cb) { on_verify_ = std::move(cb); }
+  void set_on_in_doubt(InDoubtCallback cb) { on_in_doubt_ = std::move(cb); }
   // How AllocateOids persists the OID high-water mark on the storages
   // (not owned; set before the cluster runs). Without one, AllocateOids
   // answers UNAVAILABLE.
@@ -233,6 +240,9 @@ class ClusterManager {
       const std::vector<uint32_t>& node_ids) const;
   // Every connected storage.
   std::vector<StorageTarget> RunningStorages() const;
+  // Every storage holding a cell (any state) of `partition` in the
+  // current table, connected or not; empty for a partition out of range.
+  std::vector<uint32_t> NodesWithCellOf(uint32_t partition) const;
 
   uint32_t num_partitions() const;
   // The term's epoch: what registrations, Watch snapshots, GetClusterInfo
@@ -391,6 +401,7 @@ class ClusterManager {
   EventHub* hub_;
   ClientGoneCallback on_client_gone_;
   VerifyCallback on_verify_;
+  InDoubtCallback on_in_doubt_;
   StorageCaller* storages_ = nullptr;
 
   mutable absl::Mutex mu_;

@@ -213,6 +213,8 @@ std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
                   case cellar::v1::STORAGE_TRANSACTION_LOCKED:
                     outcome.state = StorageOutcome::State::kLocked;
                     outcome.tid = raw->response.tid();
+                    outcome.oids.assign(raw->response.oids().begin(),
+                                        raw->response.oids().end());
                     break;
                   case cellar::v1::STORAGE_TRANSACTION_ABORTED:
                     outcome.state = StorageOutcome::State::kAborted;

@@ -1,6 +1,7 @@
 // ClusterManager + TransactionCoordinator + EventHub, with a fake
 // StorageCaller: registration rules, cluster start, recovery, commit order,
 // invalidations, aborts.
+#include <functional>
 #include <map>
 #include <thread>
 #include <utility>
@@ -52,7 +53,9 @@ class FakeStorageCaller : public StorageCaller {
       locks_.push_back({ttid, tid, min_ptid, Ids(targets), epoch});
       for (const StorageTarget& t : targets) {
         auto it = lock_results_.find(t.node_id);
-        out.push_back(it != lock_results_.end() ? it->second : lock_result);
+        out.push_back(FailingLocked(t.node_id) ? absl::UnavailableError("injected")
+                      : it != lock_results_.end() ? it->second
+                                                  : lock_result);
       }
     }
     if (ttid == blocked_ttid) {
@@ -60,6 +63,7 @@ class FakeStorageCaller : public StorageCaller {
       release.WaitForNotification();
     }
     if (ttid == notify_ttid) locked.Notify();
+    if (on_lock) on_lock(ttid);
     return out;
   }
   void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t, uint64_t ttid,
@@ -83,12 +87,30 @@ class FakeStorageCaller : public StorageCaller {
   std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
       const std::vector<StorageTarget>& targets, uint64_t ttid) override {
     absl::MutexLock l(&mu_);
+    ++outcome_calls_[ttid];
     std::vector<absl::StatusOr<StorageOutcome>> out;
     for (const StorageTarget& t : targets) {
       auto it = outcomes_.find({t.node_id, ttid});
-      out.push_back(it != outcomes_.end() ? it->second : StorageOutcome{});
+      if (FailingLocked(t.node_id)) {
+        out.push_back(absl::UnavailableError("injected: channel reconnecting"));
+      } else {
+        out.push_back(it != outcomes_.end() ? it->second : StorageOutcome{});
+      }
     }
     return out;
+  }
+  // The next `n` calls (outcome or lock) to `node_id` fail with UNAVAILABLE.
+  void FailCalls(uint32_t node_id, int n) {
+    absl::MutexLock l(&mu_);
+    failing_[node_id] = n;
+  }
+  // Waits (bounded) until OutcomeAll was called `n` times for `ttid`.
+  bool AwaitOutcomeCalls(uint64_t ttid, int n) {
+    absl::MutexLock l(&mu_);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return outcome_calls_[ttid] >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(30));
   }
 
   std::vector<absl::Status> SaveMasterStateAll(const std::vector<StorageTarget>& targets,
@@ -136,9 +158,9 @@ class FakeStorageCaller : public StorageCaller {
     lock_results_[node_id] = std::move(status);
   }
   void SetOutcome(uint32_t node_id, uint64_t ttid, StorageOutcome::State state,
-                  uint64_t tid = 0) {
+                  uint64_t tid = 0, std::vector<uint64_t> oids = {}) {
     absl::MutexLock l(&mu_);
-    outcomes_[{node_id, ttid}] = StorageOutcome{state, tid};
+    outcomes_[{node_id, ttid}] = StorageOutcome{state, tid, std::move(oids)};
   }
   std::vector<uint64_t> aborts() {
     absl::MutexLock l(&mu_);
@@ -171,6 +193,8 @@ class FakeStorageCaller : public StorageCaller {
   absl::Notification entered;  // the blocked lock was asked for
   absl::Notification release;
   absl::Notification locked;
+  // Called (outside the fake's mutex) after each LockAll.
+  std::function<void(uint64_t ttid)> on_lock;
 
  private:
   static std::vector<uint32_t> Ids(const std::vector<StorageTarget>& targets) {
@@ -179,7 +203,16 @@ class FakeStorageCaller : public StorageCaller {
     return ids;
   }
 
+  bool FailingLocked(uint32_t node_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = failing_.find(node_id);
+    if (it == failing_.end() || it->second <= 0) return false;
+    --it->second;
+    return true;
+  }
+
   absl::Mutex mu_;
+  std::map<uint32_t, int> failing_;
+  std::map<uint64_t, int> outcome_calls_;
   std::map<uint32_t, absl::Status> lock_results_;
   std::map<std::pair<uint32_t, uint64_t>, StorageOutcome> outcomes_;
   std::vector<LockCall> locks_;
@@ -210,8 +243,11 @@ class MasterDomainTest : public ::testing::Test {
     options.epoch_is_durable = durable_epoch_;
     cluster_ = std::make_unique<ClusterManager>(options, &clock_, &hub_);
     cluster_->set_storage_caller(&caller_);
-    coordinator_ =
-        std::make_unique<TransactionCoordinator>(&clock_, cluster_.get(), &caller_, &hub_);
+    ResolverOptions resolver;  // quick retries: tests wait for them (AwaitResolved)
+    resolver.initial_backoff = absl::Milliseconds(1);
+    resolver.max_backoff = absl::Milliseconds(20);
+    coordinator_ = std::make_unique<TransactionCoordinator>(&clock_, cluster_.get(), &caller_,
+                                                            &hub_, resolver);
     cluster_->set_on_client_gone(
         [this](uint32_t id) { coordinator_->AbortClientTransactions(id); });
     cluster_->set_on_verify([this](const std::vector<uint64_t>& in_doubt,
@@ -219,6 +255,10 @@ class MasterDomainTest : public ::testing::Test {
                                    uint64_t last_tid) {
       coordinator_->Recover(in_doubt, storages, last_tid);
     });
+    cluster_->set_on_in_doubt(
+        [this](const std::vector<uint64_t>& in_doubt, const StorageTarget& storage) {
+          coordinator_->ResolveInBackground(in_doubt, {storage});
+        });
   }
 
   cellar::v1::RegisterNodeRequest Request(cellar::v1::NodeRole role, uint32_t id = 0,
@@ -887,6 +927,7 @@ TEST_F(MasterDomainTest, VoterThatFailsToLockIsTreatedAsGoneAndResolvedWhenBack)
   caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
   caller_.SetOutcome(s2, ttid, StorageOutcome::State::kLocked, *tid);
   Return(s1, 7200, {ttid});
+  ASSERT_THAT(coordinator_->AwaitResolved(absl::Seconds(30)), IsOk());
   const auto after = caller_.locks();
   ASSERT_EQ(after.size(), locks.size() + 1);
   EXPECT_EQ(after.back().ttid, ttid);
@@ -1022,6 +1063,147 @@ TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
       EXPECT_EQ(state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
     }
   }
+}
+
+// --- Restart safety: in-doubt transactions (semantics rules 4 and 6) ---
+
+TEST_F(MasterDomainTest, VerificationPublishesResolvedCommitsWithTheirOidsBeforeTheLastTid) {
+  Init(0);
+  auto pt = common::PartitionTable::MakeBalanced(4, 1, {1, 2});
+  ASSERT_THAT(pt, IsOk());
+  pt->set_ptid(5);
+  const uint64_t base = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  const uint64_t t_locked = base + 4;    // locked on S2 only (crash mid-lock)
+  const uint64_t tid_locked = base + 8;  // same partition as t_locked (mod 4)
+  caller_.SetOutcome(1, t_locked, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(2, t_locked, StorageOutcome::State::kLocked, tid_locked, {9, 7});
+  // A client connected while the master recovers...
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  Drain(**watcher);
+  // ...and one that connects while the in-doubt commit is being resolved:
+  // its snapshot must not include the commit yet.
+  uint64_t snapshot_during_resolution = 0;
+  caller_.on_lock = [&](uint64_t ttid) {
+    if (ttid != t_locked) return;
+    auto sub = hub_.Subscribe(99, true, {});
+    cellar::v1::ClusterEvent first;
+    ASSERT_TRUE(hub_.Next(*sub, &first, absl::ZeroDuration()));
+    snapshot_during_resolution = first.snapshot().last_tid();
+    hub_.Unsubscribe(sub);
+  };
+  auto r1 = Request(cellar::v1::NODE_ROLE_STORAGE, 1, 7200);
+  *r1.mutable_partition_table() = pt->ToProto();
+  r1.set_last_tid(base);
+  r1.add_voted_ttids(t_locked);
+  ASSERT_THAT(cluster_->RegisterNode(r1), IsOk());
+  auto r2 = Request(cellar::v1::NODE_ROLE_STORAGE, 2, 7201);
+  *r2.mutable_partition_table() = pt->ToProto();
+  r2.set_last_tid(tid_locked);  // objects moved into place at lock
+  ASSERT_THAT(cluster_->RegisterNode(r2), IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  caller_.on_lock = nullptr;
+
+  EXPECT_LT(snapshot_during_resolution, tid_locked);
+  // The early client is told which objects the resolved commit changed.
+  std::vector<cellar::v1::Invalidation> invalidations;
+  for (const auto& e : Drain(**watcher)) {
+    if (e.has_invalidation()) invalidations.push_back(e.invalidation());
+  }
+  ASSERT_FALSE(invalidations.empty());
+  EXPECT_EQ(invalidations[0].tid(), tid_locked);
+  EXPECT_THAT(invalidations[0].oids(), ElementsAre(7, 9));
+  EXPECT_EQ(cluster_->Info().last_tid(), tid_locked);
+}
+
+TEST_F(MasterDomainTest, AReturningStorageVoteIsResolvedWithRetriesAndReleased) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  caller_.SetLockResult(s1, absl::UnavailableError("killed"));
+  const uint64_t ttid = *coordinator_->Begin(c);
+  auto tid = coordinator_->Finish(c, ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5});
+  ASSERT_THAT(tid, IsOk());
+  ASSERT_FALSE(cluster_->IsConnected(s1));
+  caller_.SetLockResult(s1, absl::OkStatus());
+  caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(s2, ttid, StorageOutcome::State::kLocked, *tid);
+  // S1 restarted: the master's channel to it is still reconnecting, the
+  // first calls fail at once.
+  caller_.FailCalls(s1, 3);
+  Return(s1, 7200, {ttid});
+  ASSERT_THAT(coordinator_->AwaitResolved(absl::Seconds(30)), IsOk());
+  const auto locks = caller_.locks();
+  ASSERT_FALSE(locks.empty());
+  EXPECT_EQ(locks.back().ttid, ttid);
+  EXPECT_EQ(locks.back().tid, *tid);
+  EXPECT_THAT(locks.back().nodes, ElementsAre(s1));
+  // Its object locks are released.
+  const auto unlocks = caller_.unlock_calls();
+  ASSERT_FALSE(unlocks.empty());
+  EXPECT_EQ(unlocks.back().ttid, ttid);
+  EXPECT_THAT(unlocks.back().nodes, ::testing::Contains(s1));
+  EXPECT_TRUE(caller_.aborted_on(ttid).empty());
+}
+
+TEST_F(MasterDomainTest, AVoteIsNotDroppedWhileAStorageThatMayHaveLockedItIsDown) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t p = PartitionWith(s2, s3);
+  // Begun under an earlier primary, in partition p: S3 (DOWN) may have
+  // locked it.
+  uint64_t ttid = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  while (ttid % 6 != p) ++ttid;
+  const uint64_t tid = ttid + 6;
+  Lose(s3);
+  caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
+  Return(s1, 7200, {ttid});
+  ASSERT_TRUE(caller_.AwaitOutcomeCalls(ttid, 3)) << "the resolution was not retried";
+  EXPECT_TRUE(caller_.aborted_on(ttid).empty());
+  EXPECT_TRUE(caller_.async_aborted_on(ttid).empty());
+  EXPECT_NE(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
+  // S3 is back: it had locked it. S1 locks it too.
+  caller_.SetOutcome(s3, ttid, StorageOutcome::State::kLocked, tid);
+  Return(s3, 7202);
+  ASSERT_THAT(coordinator_->AwaitResolved(absl::Seconds(30)), IsOk());
+  const auto locks = caller_.locks();
+  ASSERT_FALSE(locks.empty());
+  EXPECT_EQ(locks.back().ttid, ttid);
+  EXPECT_EQ(locks.back().tid, tid);
+  EXPECT_THAT(locks.back().nodes, ElementsAre(s1));
+  EXPECT_TRUE(caller_.aborted_on(ttid).empty());
+}
+
+TEST_F(MasterDomainTest, AbortOfAnUnknownTtidAsksTheStoragesAndNeverDropsACommit) {
+  Init(/*autostart=*/0);
+  const uint32_t s1 = AddStorage(7200);
+  const uint32_t s2 = AddStorage(7201);
+  const uint32_t c = AddClient();
+  const uint64_t base = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  const uint64_t t_locked = base + 4;  // begun under an earlier primary
+  const uint64_t tid_locked = base + 8;
+  caller_.SetOutcome(s1, t_locked, StorageOutcome::State::kLocked, tid_locked);
+  caller_.SetOutcome(s2, t_locked, StorageOutcome::State::kVoted);
+  // Not RUNNING: the storages cannot all be asked.
+  EXPECT_THAT(coordinator_->Abort(c, t_locked, {}), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(cluster_->Start(), IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  // S1 locked it: committed, the abort is refused and S2 keeps its vote.
+  auto refused = coordinator_->Abort(c, t_locked, {s2});
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr(common::TidHex(tid_locked)));
+  EXPECT_TRUE(caller_.aborted_on(t_locked).empty());
+  // Locked nowhere, every storage answered: aborted.
+  const uint64_t t_voted = base + 5;
+  caller_.SetOutcome(s2, t_voted, StorageOutcome::State::kVoted);
+  EXPECT_THAT(coordinator_->Abort(c, t_voted, {}), IsOk());
+  EXPECT_THAT(caller_.aborted_on(t_voted), UnorderedElementsAre(s1, s2));
+  // A storage that may have locked it does not answer: retry later.
+  const uint64_t t_unsure = base + 6;
+  caller_.FailCalls(s1, 1);
+  EXPECT_THAT(coordinator_->Abort(c, t_unsure, {}), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(caller_.aborted_on(t_unsure).empty());
 }
 
 // --- Restart safety: OIDs (semantics rule 7) ---

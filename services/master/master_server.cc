@@ -225,6 +225,10 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
       hub->PublishInvalidation(hub->last_tid(), {});
     }
   });
+  term->cluster->set_on_in_doubt(
+      [coordinator](const std::vector<uint64_t>& in_doubt, const StorageTarget& storage) {
+        coordinator->ResolveInBackground(in_doubt, {storage});
+      });
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
                                                   term->hub.get(), term->caller.get());
   ClusterManager* cluster = term->cluster.get();

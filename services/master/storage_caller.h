@@ -47,6 +47,9 @@ struct StorageOutcome {
   State state = State::kUnknown;
   // The final tid when kLocked.
   uint64_t tid = 0;
+  // When kLocked: the transaction's oids as this storage knows them (from
+  // its transaction record; empty without it).
+  std::vector<uint64_t> oids;
 };
 
 class StorageCaller {
