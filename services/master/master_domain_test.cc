@@ -298,6 +298,14 @@ class MasterDomainTest : public ::testing::Test {
     ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
   }
 
+  // The table of a known cluster to recover: 4 partitions on S1 and S2
+  // (1 replica), ptid 5.
+  absl::StatusOr<common::PartitionTable> KnownTable() {
+    auto pt = common::PartitionTable::MakeBalanced(4, 1, {1, 2});
+    if (pt.ok()) pt->set_ptid(5);
+    return pt;
+  }
+
   // The storage's watch stream ends.
   void Lose(uint32_t id) { cluster_->WatchEnded(id, subs_[id]); }
 
@@ -1069,9 +1077,8 @@ TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
 
 TEST_F(MasterDomainTest, VerificationPublishesResolvedCommitsWithTheirOidsBeforeTheLastTid) {
   Init(0);
-  auto pt = common::PartitionTable::MakeBalanced(4, 1, {1, 2});
+  auto pt = KnownTable();
   ASSERT_THAT(pt, IsOk());
-  pt->set_ptid(5);
   const uint64_t base = common::TidFromTime(clock_.Now() + absl::Hours(1));
   const uint64_t t_locked = base + 4;    // locked on S2 only (crash mid-lock)
   const uint64_t tid_locked = base + 8;  // same partition as t_locked (mod 4)
