@@ -253,6 +253,11 @@ grpc::Status AdminService::LastTransactions(
   const uint32_t limit = request->limit() == 0 ? 10 : request->limit();
   auto info = clusters_->GetClusterInfo(request->cluster());
   if (!info.ok()) return common::ToGrpcStatus(info.status());
+  // Nothing past the last tid the master published: a storage may hold a
+  // commit that is still being finished (or, after a master restart, not
+  // yet verified), which no client snapshot includes.
+  const uint64_t published = info->last_tid();
+  if (published == 0) return grpc::Status::OK;
   std::vector<cellar::v1::TransactionInfo> all;
   absl::flat_hash_set<uint64_t> seen;
   int answered = 0;
@@ -266,6 +271,7 @@ grpc::Status AdminService::LastTransactions(
     common::SetDeadline(&context, clusters_->rpc_timeout());
     cellar::v1::LastTransactionsRequest req;
     req.set_limit(limit);
+    req.set_before_tid(published + 1);
     cellar::v1::LastTransactionsResponse resp;
     grpc::Status s = clusters_->StorageStub(node.address())->LastTransactions(&context, req, &resp);
     if (!s.ok()) {
@@ -274,7 +280,7 @@ grpc::Status AdminService::LastTransactions(
     }
     ++answered;
     for (const auto& txn : resp.transactions()) {
-      if (seen.insert(txn.tid()).second) all.push_back(txn);
+      if (txn.tid() <= published && seen.insert(txn.tid()).second) all.push_back(txn);
     }
   }
   if (answered == 0 && !last_error.ok()) {
@@ -333,7 +339,10 @@ grpc::Status AdminService::ObjectHistory(grpc::ServerContext*,
         last = clusters_->StorageStub(node.address())->History(&context, req, &resp);
         if (last.ok()) {
           response->set_oid(request->oid());
-          *response->mutable_revisions() = resp.revisions();
+          // Only revisions the master published (see LastTransactions).
+          for (const auto& revision : resp.revisions()) {
+            if (revision.serial() <= info->last_tid()) *response->add_revisions() = revision;
+          }
           return last;
         }
         if (last.error_code() == StatusCode::NOT_FOUND ||

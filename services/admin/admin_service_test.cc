@@ -277,7 +277,9 @@ TEST_F(AdminServiceTest, LastTransactionsMergesStoragesAndListsThemForPeople) {
     t.set_size_bytes(42);
     return t;
   };
+  const uint64_t t11 = t8 + 3;  // committed on S1, not yet published by the master
   cellar::v1::LastTransactionsResponse r1, r2;
+  *r1.add_transactions() = txn(t11, "carol", "not yet");
   *r1.add_transactions() = txn(t10, "alice", "ten");
   *r1.add_transactions() = txn(t8, "bob", std::string("bad \xff byte"));
   *r2.add_transactions() = txn(t10, "alice", "ten");
@@ -290,6 +292,7 @@ TEST_F(AdminServiceTest, LastTransactionsMergesStoragesAndListsThemForPeople) {
     if (n.node_id() == S(2)) n.set_address((*s2)->address());
     if (n.node_id() == S(3)) n.set_state(cellar::v1::NODE_DOWN);
   }
+  info.set_last_tid(t10);
   prod_->SetClusterInfo(info);
 
   cellar::v1::AdminLastTransactionsRequest req;
@@ -312,6 +315,7 @@ TEST_F(AdminServiceTest, LastTransactionsMergesStoragesAndListsThemForPeople) {
   // History of oid 5 (partition 1: cells on S3, down, and S1).
   cellar::v1::HistoryResponse history;
   history.set_oid(5);
+  history.add_revisions()->set_serial(t11);  // not published: left out
   history.add_revisions()->set_serial(t10);
   (*s1)->SetHistory(history, absl::OkStatus());
   cellar::v1::ObjectHistoryRequest hreq;

@@ -19,6 +19,9 @@ using common::NodeKind;
 namespace {
 
 constexpr uint32_t kMaxOidBatch = 1000;
+// How far past a batch the persisted OID high-water mark is set, so that
+// most batches need no round trip to the storages.
+constexpr uint64_t kOidReserve = 10000;
 
 const char* StateName(ClusterState s) {
   return cellar::v1::ClusterState_Name(s).c_str();
@@ -38,7 +41,12 @@ bool ValidHostPort(const std::string& address) {
 
 ClusterManager::ClusterManager(ClusterOptions options, const common::Clock* clock,
                                EventHub* hub)
-    : options_(std::move(options)), clock_(clock), hub_(hub) {}
+    : options_(std::move(options)), clock_(clock), hub_(hub), epoch_(options_.epoch) {}
+
+uint64_t ClusterManager::epoch() const {
+  absl::MutexLock l(&mu_);
+  return epoch_;
+}
 
 absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     const cellar::v1::RegisterNodeRequest& request) {
@@ -124,6 +132,27 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
       next_storage_index_ = std::max(next_storage_index_, common::NodeIndex(id) + 1);
     }
 
+    if (kind == NodeKind::kStorage && request.highest_epoch() > epoch_) {
+      if (options_.epoch_is_durable || epoch_fixed_) {
+        // Its fencing would refuse every call of this term: never use it.
+        CELLAR_LOG(ERROR) << "storage " << common::NodeName(id) << " at "
+                          << request.address() << " has seen master epoch "
+                          << request.highest_epoch() << ", above this master's epoch "
+                          << epoch_ << ": refused (another primary, or an election "
+                          << "database that lost its lease row? docs/failover.md)";
+        return common::ErrorWithReason(
+            absl::StatusCode::kFailedPrecondition, common::kReasonStaleEpoch,
+            absl::StrCat("storage ", common::NodeName(id), " has seen master epoch ",
+                         request.highest_epoch(), ", above this master's epoch ", epoch_,
+                         ": it would refuse this master's calls (docs/failover.md)"));
+      }
+      // Provisional epoch: rise above everything a storage has seen.
+      epoch_ = request.highest_epoch() + 1;
+      CELLAR_LOG(INFO) << "epoch raised to " << epoch_ << " above the epoch "
+                       << request.highest_epoch() << " " << common::NodeName(id)
+                       << " has seen";
+    }
+
     Node& node = nodes_[id];
     if (node.subscriber != nullptr) {
       // A new registration replaces the old stream (the node saw it end,
@@ -151,6 +180,19 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
         recovered_last_tid_ = std::max(recovered_last_tid_, ttid);
       }
       last_oid_ = std::max(last_oid_, request.last_oid());
+      // OIDs below its mark may have been handed out by an earlier master.
+      if (request.oid_high_water() > 0) {
+        last_oid_ = std::max(last_oid_, request.oid_high_water() - 1);
+      }
+      if (request.oid_high_water() > oid_high_water_) {
+        oid_high_water_ = request.oid_high_water();
+        oid_mark_on_.clear();  // the others hold a lower one
+      }
+      if (oid_high_water_ > 0 && request.oid_high_water() == oid_high_water_) {
+        oid_mark_on_.insert(id);
+      } else {
+        oid_mark_on_.erase(id);
+      }
       if (state_ == cellar::v1::CLUSTER_RECOVERING && request.has_partition_table() &&
           request.partition_table().ptid() > pt_.ptid()) {
         // Validated above.
@@ -177,16 +219,20 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
                      << (request.address().empty() ? "" : " from " + request.address());
 
     response.set_node_id(id);
-    response.set_epoch(options_.epoch);
+    response.set_epoch(epoch_);
     response.set_cluster_state(state_);
     *response.mutable_partition_table() = pt_.ToProto();
     response.set_master_node_id(options_.master_node_id);
   }
   if (verify) Verify();
-  if (!resolve_now.empty() && on_verify_) {
+  if (!resolve_now.empty()) {
     CELLAR_LOG(INFO) << common::NodeName(resolve_on.node_id) << " registered with "
                      << resolve_now.size() << " voted transaction(s) in doubt: resolving";
-    on_verify_(resolve_now, {resolve_on}, /*last_tid=*/0);
+    if (on_in_doubt_) {
+      on_in_doubt_(resolve_now, resolve_on);
+    } else if (on_verify_) {
+      on_verify_(resolve_now, {resolve_on}, /*last_tid=*/0);
+    }
   }
   return response;
 }
@@ -302,6 +348,8 @@ bool ClusterManager::MaybeLeaveRecoveryLocked(bool operator_start) {
     if (!pt_.IsOperational(connected)) return false;
   }
   verifying_ = true;
+  // From here on calls carry the epoch: it must not change any more.
+  epoch_fixed_ = true;
   SetStateLocked(cellar::v1::CLUSTER_VERIFYING);
   return true;
 }
@@ -764,7 +812,7 @@ cellar::v1::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   snapshot.set_cluster_state(state_);
   *snapshot.mutable_partition_table() = pt_.ToProto();
   for (const auto& [id, node] : nodes_) *snapshot.add_nodes() = node.info;
-  snapshot.set_epoch(options_.epoch);
+  snapshot.set_epoch(epoch_);
   return snapshot;
 }
 
@@ -773,15 +821,65 @@ absl::StatusOr<uint64_t> ClusterManager::AllocateOids(uint32_t count) {
     return absl::InvalidArgumentError(
         absl::StrCat("count: must be in [1, ", kMaxOidBatch, "], got ", count));
   }
-  absl::MutexLock l(&mu_);
-  if (state_ != cellar::v1::CLUSTER_RUNNING) {
-    return common::ErrorWithReason(
-        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
-        absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+  // A few rounds: a storage that connects while a mark is being saved
+  // needs it too.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<StorageTarget> targets;
+    uint64_t mark;
+    uint64_t epoch;
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](bool* saving) { return !*saving; }, &saving_oid_mark_));
+      if (state_ != cellar::v1::CLUSTER_RUNNING) {
+        return common::ErrorWithReason(
+            absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+            absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+      }
+      const uint64_t first = last_oid_ + 1;
+      bool everywhere = true;
+      for (const auto& [id, node] : nodes_) {
+        if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage &&
+            !oid_mark_on_.contains(id)) {
+          everywhere = false;
+          targets.push_back({id, node.info.address()});
+        }
+      }
+      if (everywhere && first + count <= oid_high_water_) {
+        last_oid_ += count;
+        return first;
+      }
+      // Persist a new mark first (on every connected storage when it
+      // rises, else on those that lack it).
+      mark = first + count <= oid_high_water_ ? oid_high_water_ : first + count + kOidReserve;
+      if (mark > oid_high_water_) targets = RunningStoragesLocked();
+      if (targets.empty()) {
+        return absl::UnavailableError("no storage is connected to persist the OID high-water mark");
+      }
+      if (storages_ == nullptr) {
+        return absl::UnavailableError("this master cannot persist the OID high-water mark");
+      }
+      epoch = epoch_;
+      saving_oid_mark_ = true;
+    }
+    const std::vector<absl::Status> results =
+        storages_->SaveMasterStateAll(targets, epoch, mark);
+    absl::MutexLock l(&mu_);
+    saving_oid_mark_ = false;
+    for (const absl::Status& s : results) {
+      if (!s.ok()) {
+        CELLAR_LOG(WARNING) << "OID high-water mark " << mark << " not persisted: " << s;
+        return absl::UnavailableError(absl::StrCat(
+            "cannot persist the OID high-water mark, no OID handed out (retry): ", s.message()));
+      }
+    }
+    if (mark > oid_high_water_) {
+      oid_high_water_ = mark;
+      oid_mark_on_.clear();
+    }
+    for (const StorageTarget& t : targets) oid_mark_on_.insert(t.node_id);
   }
-  const uint64_t first = last_oid_ + 1;
-  last_oid_ += count;
-  return first;
+  return absl::UnavailableError("the storages changed while persisting the OID high-water mark: retry");
 }
 
 absl::Status ClusterManager::CheckRunning() const {
@@ -823,6 +921,10 @@ absl::StatusOr<std::vector<StorageTarget>> ClusterManager::Targets(
 
 std::vector<StorageTarget> ClusterManager::RunningStorages() const {
   absl::MutexLock l(&mu_);
+  return RunningStoragesLocked();
+}
+
+std::vector<StorageTarget> ClusterManager::RunningStoragesLocked() const {
   std::vector<StorageTarget> targets;
   for (const auto& [id, node] : nodes_) {
     if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage) {
@@ -830,6 +932,14 @@ std::vector<StorageTarget> ClusterManager::RunningStorages() const {
     }
   }
   return targets;
+}
+
+std::vector<uint32_t> ClusterManager::NodesWithCellOf(uint32_t partition) const {
+  absl::MutexLock l(&mu_);
+  std::vector<uint32_t> ids;
+  if (partition >= pt_.num_partitions()) return ids;
+  for (const common::PtCell& cell : pt_.Row(partition)) ids.push_back(cell.node_id);
+  return ids;
 }
 
 uint32_t ClusterManager::num_partitions() const {
@@ -846,7 +956,7 @@ cellar::v1::GetClusterInfoResponse ClusterManager::Info() const {
   for (const auto& [id, node] : nodes_) *info.add_nodes() = node.info;
   info.set_last_tid(hub_->last_tid());
   info.set_last_oid(last_oid_);
-  info.set_epoch(options_.epoch);
+  info.set_epoch(epoch_);
   info.set_master_node_id(options_.master_node_id);
   info.set_operational(pt_.IsOperational(ConnectedStoragesLocked()));
   info.set_unix_time_ms(absl::ToUnixMillis(clock_->Now()));  // admin's clock-skew check

@@ -75,9 +75,19 @@ struct ClusterOptions {
   // Start a new cluster once this many storages are connected; 0 = wait
   // for an operator's Start. Default 0.
   uint32_t autostart = 0;
-  // This primary's epoch; storages refuse calls with an older one.
-  // Default 1; servers pass something that grows across restarts.
+  // This primary's epoch, or its provisional epoch (see
+  // `epoch_is_durable`); storages refuse calls with an older one. Default
+  // 1; servers pass something that grows across restarts.
   uint64_t epoch = 1;
+  // True when `epoch` comes from durable, monotonic state (the election's
+  // lease): it is the term's epoch as is, and a storage reporting a higher
+  // one at registration (RegisterNodeRequest.highest_epoch) is refused
+  // (FAILED_PRECONDITION, STALE_EPOCH, logged naming the node): this master
+  // cannot fence it. False (default; a single master, whose `epoch` is only
+  // its start time): `epoch` is provisional and the term's epoch becomes
+  // max(epoch, highest epoch any storage reported + 1), fixed when the
+  // cluster leaves RECOVERING the first time (before any epoch-fenced call).
+  bool epoch_is_durable = false;
   // The master's own node id (M1). Default MakeNodeId(kMaster, 1).
   uint32_t master_node_id = 0x01000001;
   // Software version/track of this master (for NodeInfo).
@@ -160,18 +170,29 @@ class ClusterManager {
   using ClientGoneCallback = std::function<void(uint32_t node_id)>;
   // Called (outside the mutex) in VERIFYING with the ttids storages hold
   // voted but not locked, and the storages to resolve them on; then with
-  // the recovered last tid. Returns when they are resolved. Also called
-  // when a storage registers while RUNNING with voted ttids (a node that
-  // was gone, or failed a lock): then with that storage only and last_tid
-  // 0.
+  // the recovered last tid. Returns when they are resolved (or left to
+  // retries). Also called when a storage registers while RUNNING with
+  // voted ttids and no InDoubtCallback is set: then with that storage
+  // only and last_tid 0.
   using VerifyCallback = std::function<void(const std::vector<uint64_t>& in_doubt,
                                             const std::vector<StorageTarget>& storages,
                                             uint64_t last_tid)>;
+  // Called (outside the mutex, on the registering rpc's thread) when a
+  // storage registers while RUNNING with voted ttids (a node that was
+  // gone, or failed a lock). Must not block: it queues the resolution
+  // (TransactionCoordinator::ResolveInBackground).
+  using InDoubtCallback =
+      std::function<void(const std::vector<uint64_t>& in_doubt, const StorageTarget& storage)>;
 
   ClusterManager(ClusterOptions options, const common::Clock* clock, EventHub* hub);
 
   void set_on_client_gone(ClientGoneCallback cb) { on_client_gone_ = std::move(cb); }
   void set_on_verify(VerifyCallback cb) { on_verify_ = std::move(cb); }
+  void set_on_in_doubt(InDoubtCallback cb) { on_in_doubt_ = std::move(cb); }
+  // How AllocateOids persists the OID high-water mark on the storages
+  // (not owned; set before the cluster runs). Without one, AllocateOids
+  // answers UNAVAILABLE.
+  void set_storage_caller(StorageCaller* storages) { storages_ = storages; }
 
   // Registers a node. FAILED_PRECONDITION (WRONG_CLUSTER,
   // PROTOCOL_MISMATCH) or INVALID_ARGUMENT on a bad request.
@@ -239,7 +260,15 @@ class ClusterManager {
   // Operator start (see class comment).
   absl::StatusOr<cellar::v1::ClusterState> Start();
 
-  // OIDs [first, first + count). FAILED_PRECONDITION unless RUNNING.
+  // OIDs [first, first + count). Never hands out an OID twice, across
+  // restarts too (semantics rule 7): OIDs are handed out only below a
+  // high-water mark persisted first on every connected storage
+  // (Storage.SaveMasterState, outside the mutex; the mark is set
+  // kOidReserve past the batch, so most batches need no round trip), and
+  // recovery continues at max(highest stored oid, highest reported mark -
+  // 1) + 1. FAILED_PRECONDITION unless RUNNING; INVALID_ARGUMENT for a bad
+  // count; UNAVAILABLE (nothing handed out) if a storage could not persist
+  // the mark.
   absl::StatusOr<uint64_t> AllocateOids(uint32_t count);
 
   // OK when RUNNING; FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) otherwise.
@@ -253,9 +282,16 @@ class ClusterManager {
       const std::vector<uint32_t>& node_ids) const;
   // Every connected storage.
   std::vector<StorageTarget> RunningStorages() const;
+  // Every storage holding a cell (any state) of `partition` in the
+  // current table, connected or not; empty for a partition out of range.
+  std::vector<uint32_t> NodesWithCellOf(uint32_t partition) const;
 
   uint32_t num_partitions() const;
-  uint64_t epoch() const { return options_.epoch; }
+  // The term's epoch: what registrations, Watch snapshots, GetClusterInfo
+  // and every epoch-fenced storage call carry. Without a durable epoch it
+  // may still rise while RECOVERING (see ClusterOptions::epoch_is_durable)
+  // and is fixed from the first VERIFYING on.
+  uint64_t epoch() const;
 
   cellar::v1::GetClusterInfoResponse Info() const;
 
@@ -361,6 +397,7 @@ class ClusterManager {
   cellar::v1::ClusterSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::flat_hash_set<uint32_t> ConnectedStoragesLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<StorageTarget> RunningStoragesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetStateLocked(cellar::v1::ClusterState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishNodeLocked(const Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides whether recovery can end; if so moves to VERIFYING and returns
@@ -406,6 +443,8 @@ class ClusterManager {
   EventHub* hub_;
   ClientGoneCallback on_client_gone_;
   VerifyCallback on_verify_;
+  InDoubtCallback on_in_doubt_;
+  StorageCaller* storages_ = nullptr;
 
   mutable absl::Mutex mu_;
   cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = cellar::v1::CLUSTER_RECOVERING;
@@ -416,6 +455,12 @@ class ClusterManager {
   uint32_t next_client_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint32_t next_admin_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t last_oid_ ABSL_GUARDED_BY(mu_) = 0;
+  // OIDs below this may have been handed out (the highest mark persisted
+  // or reported); the storages in oid_mark_on_ hold it.
+  uint64_t oid_high_water_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_set<uint32_t> oid_mark_on_ ABSL_GUARDED_BY(mu_);
+  // An AllocateOids is persisting a new mark (others wait for it).
+  bool saving_oid_mark_ ABSL_GUARDED_BY(mu_) = false;
   // Highest tid storages reported (recovery).
   uint64_t recovered_last_tid_ ABSL_GUARDED_BY(mu_) = 0;
   bool verifying_ ABSL_GUARDED_BY(mu_) = false;
@@ -437,6 +482,9 @@ class ClusterManager {
   absl::btree_map<CellKey, uint64_t> readable_since_ ABSL_GUARDED_BY(mu_);
   uint64_t readable_base_ptid_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // The term's epoch (epoch()); fixed once `epoch_fixed_`.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_);
+  bool epoch_fixed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace cellar::master

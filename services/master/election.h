@@ -58,6 +58,13 @@ class Election {
   // The epoch of the current term, or of the last one held (0 if none).
   virtual uint64_t epoch() const = 0;
 
+  // True when epoch() comes from durable, monotonic state shared by every
+  // master (a lease row), so it is the term's epoch as is. False when it
+  // is only a provisional value (SingleMasterElection: the start time):
+  // the term's epoch is then raised above every epoch the storages report
+  // (ClusterOptions::epoch_is_durable).
+  virtual bool EpochIsDurable() const { return true; }
+
   // The address of the primary as last seen ("" if unknown); this
   // master's own address while it is primary.
   virtual std::string PrimaryAddress() const = 0;
@@ -71,7 +78,10 @@ class Election {
 
 // The single-master case (SQLite clusters, `cellar local`, tests): always
 // primary. The epoch is fixed at construction, typically the start time in
-// milliseconds, which grows across restarts. Thread-safe.
+// milliseconds; it is provisional (EpochIsDurable() is false): the
+// ClusterManager raises the term's epoch above the highest epoch the
+// storages persisted, so a clock that went back does not wedge the
+// cluster. Thread-safe.
 class SingleMasterElection final : public Election {
  public:
   // `epoch` > 0; `address` is what PrimaryAddress() reports.
@@ -81,6 +91,9 @@ class SingleMasterElection final : public Election {
   absl::StatusOr<uint64_t> Campaign(absl::Duration timeout) override;
   bool IsPrimary() const override;
   uint64_t epoch() const override { return epoch_; }
+  // The start time is no durable state: a clock that went back gives a
+  // lower epoch after a restart.
+  bool EpochIsDurable() const override { return false; }
   std::string PrimaryAddress() const override;
   void Resign() override;
 

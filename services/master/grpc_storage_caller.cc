@@ -213,6 +213,8 @@ std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
                   case cellar::v1::STORAGE_TRANSACTION_LOCKED:
                     outcome.state = StorageOutcome::State::kLocked;
                     outcome.tid = raw->response.tid();
+                    outcome.oids.assign(raw->response.oids().begin(),
+                                        raw->response.oids().end());
                     break;
                   case cellar::v1::STORAGE_TRANSACTION_ABORTED:
                     outcome.state = StorageOutcome::State::kAborted;
@@ -225,6 +227,35 @@ std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
               }
               latch.CountDown();
             });
+    calls.push_back(std::move(call));
+  }
+  latch.Wait();
+  return results;
+}
+
+std::vector<absl::Status> GrpcStorageCaller::SaveMasterStateAll(
+    const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t oid_high_water) {
+  std::vector<absl::Status> results(targets.size());
+  std::vector<std::unique_ptr<Call<cellar::v1::SaveMasterStateRequest,
+                                   cellar::v1::SaveMasterStateResponse>>>
+      calls;
+  Latch latch(static_cast<int>(targets.size()));
+  for (size_t i = 0; i < targets.size(); ++i) {
+    auto call = std::make_unique<Call<cellar::v1::SaveMasterStateRequest,
+                                      cellar::v1::SaveMasterStateResponse>>();
+    common::SetDeadline(&call->context, timeout_);
+    call->request.set_epoch(epoch);
+    call->request.set_oid_high_water(oid_high_water);
+    StubFor(targets[i].address)
+        ->async()
+        ->SaveMasterState(&call->context, &call->request, &call->response,
+                          [&results, &latch, i, &targets](grpc::Status s) {
+                            results[i] = common::Annotate(
+                                common::FromGrpcStatus(s),
+                                absl::StrCat("saving the OID high-water mark on ",
+                                             common::NodeName(targets[i].node_id)));
+                            latch.CountDown();
+                          });
     calls.push_back(std::move(call));
   }
   latch.Wait();

@@ -33,6 +33,9 @@ class GrpcStorageCaller final : public StorageCaller {
                   uint64_t ttid) override;
   std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
       const std::vector<StorageTarget>& targets, uint64_t ttid) override;
+  std::vector<absl::Status> SaveMasterStateAll(const std::vector<StorageTarget>& targets,
+                                               uint64_t epoch,
+                                               uint64_t oid_high_water) override;
   absl::Status Shutdown(const StorageTarget& target, const std::string& reason) override;
   absl::StatusOr<CellCheck> CheckCell(const StorageTarget& target, uint64_t epoch,
                                       const CellCheckRange& range) override;

@@ -85,9 +85,10 @@ int main(int argc, char** argv) {
   options.cluster.num_replicas = absl::GetFlag(FLAGS_replicas);
   options.cluster.autostart = absl::GetFlag(FLAGS_autostart);
   options.cluster.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
-  // Single master: grows across restarts, so storages accept a restarted
-  // primary and refuse a deposed one. With an election the lease's epoch
-  // is used instead.
+  // Single master: a provisional epoch. The clock may be behind after a
+  // restart, so the cluster raises it above the highest epoch any storage
+  // persisted (ClusterOptions::epoch_is_durable) before the first fenced
+  // call. With an election the lease's (durable) epoch is used instead.
   options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
   options.track = absl::GetFlag(FLAGS_track);
   // Losing the term: wake main (SIGTERM to the process), which exits 3.

@@ -2,6 +2,7 @@
 // StorageCaller: registration rules, cluster start, recovery, commit order,
 // invalidations, aborts.
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -37,6 +38,7 @@ class FakeStorageCaller : public StorageCaller {
   struct LockCall {
     uint64_t ttid, tid, min_ptid;
     std::vector<uint32_t> nodes;
+    uint64_t epoch;
   };
   struct UnlockCall {
     uint64_t ttid;
@@ -44,15 +46,18 @@ class FakeStorageCaller : public StorageCaller {
     bool forget;
   };
 
-  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                    uint64_t ttid, uint64_t tid, uint64_t min_ptid) override {
+  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
+                                    uint64_t epoch, uint64_t ttid, uint64_t tid,
+                                    uint64_t min_ptid) override {
     std::vector<absl::Status> out;
     {
       absl::MutexLock l(&mu_);
-      locks_.push_back({ttid, tid, min_ptid, Ids(targets)});
+      locks_.push_back({ttid, tid, min_ptid, Ids(targets), epoch});
       for (const StorageTarget& t : targets) {
         auto it = lock_results_.find(t.node_id);
-        out.push_back(it != lock_results_.end() ? it->second : lock_result);
+        out.push_back(FailingLocked(t.node_id) ? absl::UnavailableError("injected")
+                      : it != lock_results_.end() ? it->second
+                                                  : lock_result);
       }
     }
     if (ttid == blocked_ttid) {
@@ -60,6 +65,7 @@ class FakeStorageCaller : public StorageCaller {
       release.WaitForNotification();
     }
     if (ttid == notify_ttid) locked.Notify();
+    if (on_lock) on_lock(ttid);
     return out;
   }
   void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t, uint64_t ttid,
@@ -83,6 +89,7 @@ class FakeStorageCaller : public StorageCaller {
   std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
       const std::vector<StorageTarget>& targets, uint64_t ttid) override {
     absl::MutexLock l(&mu_);
+    ++outcome_calls_[ttid];
     std::vector<absl::StatusOr<StorageOutcome>> out;
     for (const StorageTarget& t : targets) {
       if (unreachable_.count(t.node_id)) {
@@ -90,9 +97,56 @@ class FakeStorageCaller : public StorageCaller {
         continue;
       }
       auto it = outcomes_.find({t.node_id, ttid});
-      out.push_back(it != outcomes_.end() ? it->second : StorageOutcome{});
+      if (FailingLocked(t.node_id)) {
+        out.push_back(absl::UnavailableError("injected: channel reconnecting"));
+      } else {
+        out.push_back(it != outcomes_.end() ? it->second : StorageOutcome{});
+      }
     }
     return out;
+  }
+  // The next `n` calls (outcome or lock) to `node_id` fail with UNAVAILABLE.
+  void FailCalls(uint32_t node_id, int n) {
+    absl::MutexLock l(&mu_);
+    failing_[node_id] = n;
+  }
+  // Waits (bounded) until OutcomeAll was called `n` times for `ttid`.
+  bool AwaitOutcomeCalls(uint64_t ttid, int n) {
+    absl::MutexLock l(&mu_);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return outcome_calls_[ttid] >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(30));
+  }
+
+  std::vector<absl::Status> SaveMasterStateAll(const std::vector<StorageTarget>& targets,
+                                               uint64_t epoch, uint64_t mark) override {
+    absl::MutexLock l(&mu_);
+    std::vector<absl::Status> out;
+    for (const StorageTarget& t : targets) {
+      if (save_failures_ > 0) {
+        --save_failures_;
+        out.push_back(absl::UnavailableError("injected"));
+        continue;
+      }
+      oid_marks_[t.node_id] = std::max(oid_marks_[t.node_id], mark);
+      ++saves_;
+      out.push_back(absl::OkStatus());
+    }
+    return out;
+  }
+  // The OID high-water mark each storage holds (0 if none).
+  uint64_t oid_mark(uint32_t node_id) {
+    absl::MutexLock l(&mu_);
+    return oid_marks_[node_id];
+  }
+  int saves() {
+    absl::MutexLock l(&mu_);
+    return saves_;
+  }
+  void FailSaves(int n) {
+    absl::MutexLock l(&mu_);
+    save_failures_ = n;
   }
 
   absl::Status Shutdown(const StorageTarget& target, const std::string&) override {
@@ -115,9 +169,9 @@ class FakeStorageCaller : public StorageCaller {
     unreachable_.insert(node_id);
   }
   void SetOutcome(uint32_t node_id, uint64_t ttid, StorageOutcome::State state,
-                  uint64_t tid = 0) {
+                  uint64_t tid = 0, std::vector<uint64_t> oids = {}) {
     absl::MutexLock l(&mu_);
-    outcomes_[{node_id, ttid}] = StorageOutcome{state, tid};
+    outcomes_[{node_id, ttid}] = StorageOutcome{state, tid, std::move(oids)};
   }
   std::vector<uint64_t> aborts() {
     absl::MutexLock l(&mu_);
@@ -150,6 +204,8 @@ class FakeStorageCaller : public StorageCaller {
   absl::Notification entered;  // the blocked lock was asked for
   absl::Notification release;
   absl::Notification locked;
+  // Called (outside the fake's mutex) after each LockAll.
+  std::function<void(uint64_t ttid)> on_lock;
 
  private:
   static std::vector<uint32_t> Ids(const std::vector<StorageTarget>& targets) {
@@ -158,7 +214,16 @@ class FakeStorageCaller : public StorageCaller {
     return ids;
   }
 
+  bool FailingLocked(uint32_t node_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = failing_.find(node_id);
+    if (it == failing_.end() || it->second <= 0) return false;
+    --it->second;
+    return true;
+  }
+
   absl::Mutex mu_;
+  std::map<uint32_t, int> failing_;
+  std::map<uint64_t, int> outcome_calls_;
   std::map<uint32_t, absl::Status> lock_results_;
   std::set<uint32_t> unreachable_;
   std::map<std::pair<uint32_t, uint64_t>, StorageOutcome> outcomes_;
@@ -169,19 +234,32 @@ class FakeStorageCaller : public StorageCaller {
   std::vector<uint32_t> shutdowns_;
   std::map<uint64_t, std::vector<uint32_t>> aborted_on_;
   std::map<uint64_t, std::vector<uint32_t>> async_aborted_on_;
+  std::map<uint32_t, uint64_t> oid_marks_;
+  int saves_ = 0;
+  int save_failures_ = 0;
 };
 
 class MasterDomainTest : public ::testing::Test {
  protected:
+  // ClusterOptions::epoch and epoch_is_durable for Init.
+  uint64_t epoch_ = 1;
+  bool durable_epoch_ = false;
+
   void Init(uint32_t autostart, uint32_t partitions = 4, uint32_t replicas = 1) {
     ClusterOptions options;
     options.cluster_name = "test";
     options.num_partitions = partitions;
     options.num_replicas = replicas;
     options.autostart = autostart;
+    options.epoch = epoch_;
+    options.epoch_is_durable = durable_epoch_;
     cluster_ = std::make_unique<ClusterManager>(options, &clock_, &hub_);
-    coordinator_ = std::make_unique<TransactionCoordinator>(&clock_, cluster_.get(), &caller_,
-                                                            &hub_, coordinator_options_);
+    cluster_->set_storage_caller(&caller_);
+    ResolverOptions resolver;  // quick retries: tests wait for them (AwaitResolved)
+    resolver.initial_backoff = absl::Milliseconds(1);
+    resolver.max_backoff = absl::Milliseconds(20);
+    coordinator_ = std::make_unique<TransactionCoordinator>(
+        &clock_, cluster_.get(), &caller_, &hub_, resolver, coordinator_options_);
     cluster_->set_on_client_gone(
         [this](uint32_t id) { coordinator_->AbortClientTransactions(id); });
     cluster_->set_on_verify([this](const std::vector<uint64_t>& in_doubt,
@@ -189,6 +267,10 @@ class MasterDomainTest : public ::testing::Test {
                                    uint64_t last_tid) {
       coordinator_->Recover(in_doubt, storages, last_tid);
     });
+    cluster_->set_on_in_doubt(
+        [this](const std::vector<uint64_t>& in_doubt, const StorageTarget& storage) {
+          coordinator_->ResolveInBackground(in_doubt, {storage});
+        });
   }
 
   // What an up-to-date client reports at Finish: each of `nodes` voted for
@@ -285,6 +367,14 @@ class MasterDomainTest : public ::testing::Test {
       subs_[id] = *sub;
     }
     ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  }
+
+  // The table of a known cluster to recover: 4 partitions on S1 and S2
+  // (1 replica), ptid 5.
+  absl::StatusOr<common::PartitionTable> KnownTable() {
+    auto pt = common::PartitionTable::MakeBalanced(4, 1, {1, 2});
+    if (pt.ok()) pt->set_ptid(5);
+    return pt;
   }
 
   // The storage's watch stream ends.
@@ -920,6 +1010,7 @@ TEST_F(MasterDomainTest, VoterThatFailsToLockIsTreatedAsGoneAndResolvedWhenBack)
   caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
   caller_.SetOutcome(s2, ttid, StorageOutcome::State::kLocked, *tid);
   Return(s1, 7200, {ttid});
+  ASSERT_THAT(coordinator_->AwaitResolved(absl::Seconds(30)), IsOk());
   const auto after = caller_.locks();
   ASSERT_EQ(after.size(), locks.size() + 1);
   EXPECT_EQ(after.back().ttid, ttid);
@@ -1063,6 +1154,260 @@ TEST_F(MasterDomainTest, OperatorStartWithoutAStorageMarksItsCellsOutOfDate) {
       EXPECT_EQ(state, cellar::v1::CELL_OUT_OF_DATE) << "partition " << p;
     }
   }
+}
+
+// --- Restart safety: in-doubt transactions (semantics rules 4 and 6) ---
+
+TEST_F(MasterDomainTest, VerificationPublishesResolvedCommitsWithTheirOidsBeforeTheLastTid) {
+  Init(0);
+  auto pt = KnownTable();
+  ASSERT_THAT(pt, IsOk());
+  const uint64_t base = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  const uint64_t t_locked = base + 4;    // locked on S2 only (crash mid-lock)
+  const uint64_t tid_locked = base + 8;  // same partition as t_locked (mod 4)
+  caller_.SetOutcome(1, t_locked, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(2, t_locked, StorageOutcome::State::kLocked, tid_locked, {9, 7});
+  // A client connected while the master recovers...
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  Drain(**watcher);
+  // ...and one that connects while the in-doubt commit is being resolved:
+  // its snapshot must not include the commit yet.
+  uint64_t snapshot_during_resolution = 0;
+  caller_.on_lock = [&](uint64_t ttid) {
+    if (ttid != t_locked) return;
+    auto sub = hub_.Subscribe(99, true, {});
+    cellar::v1::ClusterEvent first;
+    ASSERT_TRUE(hub_.Next(*sub, &first, absl::ZeroDuration()));
+    snapshot_during_resolution = first.snapshot().last_tid();
+    hub_.Unsubscribe(sub);
+  };
+  auto r1 = Request(cellar::v1::NODE_ROLE_STORAGE, 1, 7200);
+  *r1.mutable_partition_table() = pt->ToProto();
+  r1.set_last_tid(base);
+  r1.add_voted_ttids(t_locked);
+  ASSERT_THAT(cluster_->RegisterNode(r1), IsOk());
+  auto r2 = Request(cellar::v1::NODE_ROLE_STORAGE, 2, 7201);
+  *r2.mutable_partition_table() = pt->ToProto();
+  r2.set_last_tid(tid_locked);  // objects moved into place at lock
+  ASSERT_THAT(cluster_->RegisterNode(r2), IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  caller_.on_lock = nullptr;
+
+  EXPECT_LT(snapshot_during_resolution, tid_locked);
+  // The early client is told which objects the resolved commit changed.
+  std::vector<cellar::v1::Invalidation> invalidations;
+  for (const auto& e : Drain(**watcher)) {
+    if (e.has_invalidation()) invalidations.push_back(e.invalidation());
+  }
+  ASSERT_FALSE(invalidations.empty());
+  EXPECT_EQ(invalidations[0].tid(), tid_locked);
+  EXPECT_THAT(invalidations[0].oids(), ElementsAre(7, 9));
+  EXPECT_EQ(cluster_->Info().last_tid(), tid_locked);
+}
+
+TEST_F(MasterDomainTest, AReturningStorageVoteIsResolvedWithRetriesAndReleased) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t c = AddClient();
+  caller_.SetLockResult(s1, absl::UnavailableError("killed"));
+  const uint64_t ttid = *coordinator_->Begin(c);
+  auto tid = coordinator_->Finish(c, ttid, Votes(ttid, {s1, s2, s3}, {0, 1, 2, 3, 4, 5}));
+  ASSERT_THAT(tid, IsOk());
+  ASSERT_FALSE(cluster_->IsConnected(s1));
+  caller_.SetLockResult(s1, absl::OkStatus());
+  caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
+  caller_.SetOutcome(s2, ttid, StorageOutcome::State::kLocked, *tid);
+  // S1 restarted: the master's channel to it is still reconnecting, the
+  // first calls fail at once.
+  caller_.FailCalls(s1, 3);
+  Return(s1, 7200, {ttid});
+  ASSERT_THAT(coordinator_->AwaitResolved(absl::Seconds(30)), IsOk());
+  const auto locks = caller_.locks();
+  ASSERT_FALSE(locks.empty());
+  EXPECT_EQ(locks.back().ttid, ttid);
+  EXPECT_EQ(locks.back().tid, *tid);
+  EXPECT_THAT(locks.back().nodes, ElementsAre(s1));
+  // Its object locks are released.
+  const auto unlocks = caller_.unlock_calls();
+  ASSERT_FALSE(unlocks.empty());
+  EXPECT_EQ(unlocks.back().ttid, ttid);
+  EXPECT_THAT(unlocks.back().nodes, ::testing::Contains(s1));
+  EXPECT_TRUE(caller_.aborted_on(ttid).empty());
+}
+
+TEST_F(MasterDomainTest, AVoteIsNotDroppedWhileAStorageThatMayHaveLockedItIsDown) {
+  StartThree();
+  const uint32_t s1 = storages_[0], s2 = storages_[1], s3 = storages_[2];
+  const uint32_t p = PartitionWith(s2, s3);
+  // Begun under an earlier primary, in partition p: S3 (DOWN) may have
+  // locked it.
+  uint64_t ttid = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  while (ttid % 6 != p) ++ttid;
+  const uint64_t tid = ttid + 6;
+  Lose(s3);
+  caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
+  Return(s1, 7200, {ttid});
+  ASSERT_TRUE(caller_.AwaitOutcomeCalls(ttid, 3)) << "the resolution was not retried";
+  EXPECT_TRUE(caller_.aborted_on(ttid).empty());
+  EXPECT_TRUE(caller_.async_aborted_on(ttid).empty());
+  EXPECT_NE(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
+  // S3 is back: it had locked it. S1 locks it too.
+  caller_.SetOutcome(s3, ttid, StorageOutcome::State::kLocked, tid);
+  Return(s3, 7202);
+  ASSERT_THAT(coordinator_->AwaitResolved(absl::Seconds(30)), IsOk());
+  const auto locks = caller_.locks();
+  ASSERT_FALSE(locks.empty());
+  EXPECT_EQ(locks.back().ttid, ttid);
+  EXPECT_EQ(locks.back().tid, tid);
+  EXPECT_THAT(locks.back().nodes, ElementsAre(s1));
+  EXPECT_TRUE(caller_.aborted_on(ttid).empty());
+}
+
+TEST_F(MasterDomainTest, AbortOfAnUnknownTtidAsksTheStoragesAndNeverDropsACommit) {
+  Init(/*autostart=*/0);
+  const uint32_t s1 = AddStorage(7200);
+  const uint32_t s2 = AddStorage(7201);
+  const uint32_t c = AddClient();
+  const uint64_t base = common::TidFromTime(clock_.Now() + absl::Hours(1));
+  const uint64_t t_locked = base + 4;  // begun under an earlier primary
+  const uint64_t tid_locked = base + 8;
+  caller_.SetOutcome(s1, t_locked, StorageOutcome::State::kLocked, tid_locked);
+  caller_.SetOutcome(s2, t_locked, StorageOutcome::State::kVoted);
+  // Not RUNNING: the storages cannot all be asked.
+  EXPECT_THAT(coordinator_->Abort(c, t_locked, {}), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_THAT(cluster_->Start(), IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  // S1 locked it: committed, the abort is refused and S2 keeps its vote.
+  auto refused = coordinator_->Abort(c, t_locked, {s2});
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr(common::TidHex(tid_locked)));
+  EXPECT_TRUE(caller_.aborted_on(t_locked).empty());
+  // Locked nowhere, every storage answered: aborted.
+  const uint64_t t_voted = base + 5;
+  caller_.SetOutcome(s2, t_voted, StorageOutcome::State::kVoted);
+  EXPECT_THAT(coordinator_->Abort(c, t_voted, {}), IsOk());
+  EXPECT_THAT(caller_.aborted_on(t_voted), UnorderedElementsAre(s1, s2));
+  // A storage that may have locked it does not answer: retry later.
+  const uint64_t t_unsure = base + 6;
+  caller_.FailCalls(s1, 1);
+  EXPECT_THAT(coordinator_->Abort(c, t_unsure, {}), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(caller_.aborted_on(t_unsure).empty());
+}
+
+// --- Restart safety: OIDs (semantics rule 7) ---
+
+TEST_F(MasterDomainTest, OidsAreNotHandedOutTwiceAfterAMasterRestart) {
+  Init(/*autostart=*/2);
+  const uint32_t s1 = AddStorage(7200);
+  const uint32_t s2 = AddStorage(7201);
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  auto first = cluster_->AllocateOids(100);
+  ASSERT_THAT(first, IsOk());
+  auto second = cluster_->AllocateOids(100);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(*second, *first + 100);
+  // The mark was persisted on both before the first batch left, once.
+  EXPECT_GT(caller_.oid_mark(s1), *second + 99);
+  EXPECT_EQ(caller_.oid_mark(s1), caller_.oid_mark(s2));
+  EXPECT_EQ(caller_.saves(), 2);
+
+  // A new master recovers from the same storages, none of whose OIDs
+  // were stored: it continues above everything handed out.
+  auto pt = cluster_->Info().partition_table();
+  const uint64_t mark = caller_.oid_mark(s1);
+  EventHub hub2;
+  ClusterOptions options;
+  options.cluster_name = "test";
+  ClusterManager restarted(options, &clock_, &hub2);
+  restarted.set_storage_caller(&caller_);
+  for (uint32_t id : {s1, s2}) {
+    auto r = Request(cellar::v1::NODE_ROLE_STORAGE, id, id == s1 ? 7200 : 7201);
+    *r.mutable_partition_table() = pt;
+    r.set_oid_high_water(mark);
+    ASSERT_THAT(restarted.RegisterNode(r), IsOk());
+  }
+  ASSERT_EQ(restarted.Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  auto again = restarted.AllocateOids(100);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_GT(*again, *second + 99);
+  EXPECT_GT(caller_.oid_mark(s1), *again + 99);
+}
+
+TEST_F(MasterDomainTest, NoOidIsHandedOutUnlessEveryStoragePersistedTheMark) {
+  Init(/*autostart=*/2);
+  const uint32_t s1 = AddStorage(7200);
+  AddStorage(7201);
+  caller_.FailSaves(1);
+  EXPECT_THAT(cluster_->AllocateOids(10), StatusIs(absl::StatusCode::kUnavailable));
+  auto a = cluster_->AllocateOids(10);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(*a, 1u);
+  // A storage that joins later gets the mark before the next batch.
+  const int saves = caller_.saves();
+  const uint32_t s3 = AddStorage(7202);
+  ASSERT_THAT(cluster_->AllocateOids(10), IsOk());
+  EXPECT_EQ(caller_.saves(), saves + 1);
+  EXPECT_EQ(caller_.oid_mark(s3), caller_.oid_mark(s1));
+}
+
+// --- Restart safety: epochs (semantics rule 5) ---
+
+TEST_F(MasterDomainTest, AProvisionalEpochRisesAboveTheEpochsStoragesReport) {
+  epoch_ = 1000;  // a single master whose clock went back
+  Init(/*autostart=*/2);
+  auto r1 = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+  r1.set_highest_epoch(5000);
+  ASSERT_THAT(cluster_->RegisterNode(r1), IsOk());
+  auto r2 = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7201);
+  r2.set_highest_epoch(7000);
+  auto registered = cluster_->RegisterNode(r2);
+  ASSERT_THAT(registered, IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  EXPECT_EQ(cluster_->epoch(), 7001u);
+  EXPECT_EQ(registered->epoch(), 7001u);
+  EXPECT_EQ(cluster_->Info().epoch(), 7001u);
+  const uint32_t c = AddClient();
+  auto watcher = cluster_->Watch(c);
+  ASSERT_THAT(watcher, IsOk());
+  const auto events = Drain(**watcher);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].snapshot().epoch(), 7001u);
+  // Every fenced call carries it.
+  const uint64_t ttid = *coordinator_->Begin(c);
+  ASSERT_THAT(coordinator_->Finish(c, ttid, Votes(ttid, {registered->node_id()}, {1})), IsOk());
+  ASSERT_FALSE(caller_.locks().empty());
+  for (const auto& lock : caller_.locks()) EXPECT_EQ(lock.epoch, 7001u);
+
+  // Fixed from now on: a storage that saw a newer epoch is refused, one
+  // that saw this term's is welcome.
+  auto newer = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7202);
+  newer.set_highest_epoch(9000);
+  auto refused = cluster_->RegisterNode(newer);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(common::ErrorReason(refused.status()), "STALE_EPOCH");
+  EXPECT_EQ(cluster_->epoch(), 7001u);
+  auto same = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7203);
+  same.set_highest_epoch(7001);
+  EXPECT_THAT(cluster_->RegisterNode(same), IsOk());
+}
+
+TEST_F(MasterDomainTest, ADurableEpochIsKeptAndAStorageThatSawAHigherOneIsRefused) {
+  epoch_ = 1000;  // the lease's
+  durable_epoch_ = true;
+  Init(/*autostart=*/1);
+  auto r = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+  r.set_highest_epoch(1500);
+  auto refused = cluster_->RegisterNode(r);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(common::ErrorReason(refused.status()), "STALE_EPOCH");
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RECOVERING);
+  r.set_highest_epoch(999);
+  auto ok = cluster_->RegisterNode(r);
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->epoch(), 1000u);
+  EXPECT_EQ(cluster_->epoch(), 1000u);
 }
 
 TEST_F(MasterDomainTest, WatchOfUnknownNodeIsNotFound) {

@@ -152,6 +152,8 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
         absl::MutexLock l(&shared->mu);
         m.Gauge("cellar_master_primary", "1 while this master is the primary, 0 as a standby.",
                 {}, shared->primary ? 1 : 0);
+        // The cluster may have raised a provisional epoch (ClusterManager::epoch()).
+        if (shared->term != nullptr) shared->epoch = shared->term->cluster->epoch();
         m.Gauge("cellar_master_epoch", "Epoch of this master's current or last term.", {},
                 static_cast<double>(shared->epoch));
         if (shared->primary && shared->term != nullptr) {
@@ -196,9 +198,11 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->epoch = epoch;
   ClusterOptions cluster_options = options_.cluster;
   cluster_options.epoch = epoch;
+  cluster_options.epoch_is_durable = election_->EpochIsDurable();
   term->hub = std::make_unique<EventHub>();
   term->cluster = std::make_unique<ClusterManager>(cluster_options, clock_, term->hub.get());
   term->caller = std::make_unique<GrpcStorageCaller>(options_.storage_rpc_timeout);
+  term->cluster->set_storage_caller(term->caller.get());
   term->coordinator = std::make_unique<TransactionCoordinator>(
       clock_, term->cluster.get(), term->caller.get(), term->hub.get());
   TransactionCoordinator* coordinator = term->coordinator.get();
@@ -221,6 +225,10 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
       hub->PublishInvalidation(hub->last_tid(), {});
     }
   });
+  term->cluster->set_on_in_doubt(
+      [coordinator](const std::vector<uint64_t>& in_doubt, const StorageTarget& storage) {
+        coordinator->ResolveInBackground(in_doubt, {storage});
+      });
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
                                                   term->hub.get(), term->caller.get());
   ClusterManager* cluster = term->cluster.get();
@@ -295,7 +303,8 @@ bool MasterServer::is_primary() const {
 
 uint64_t MasterServer::epoch() const {
   absl::MutexLock l(&mu_);
-  return term_ != nullptr ? term_->epoch : 0;
+  // The cluster's: a provisional epoch may have been raised above it.
+  return term_ != nullptr ? term_->cluster->epoch() : 0;
 }
 
 absl::Status MasterServer::AwaitPrimary(absl::Duration timeout) {

@@ -79,7 +79,8 @@ class MasterServer {
   using ElectionFactory = std::function<absl::StatusOr<std::unique_ptr<Election>>(
       const std::string& advertised_address)>;
 
-  // A single master: always primary, epoch = options.cluster.epoch;
+  // A single master: always primary, provisional epoch
+  // options.cluster.epoch (raised above the epochs storages report);
   // serving as primary when this returns. `clock` must outlive the
   // server. `registry` (may be null) receives the gRPC server metrics.
   static absl::StatusOr<std::unique_ptr<MasterServer>> Start(

@@ -47,6 +47,9 @@ struct StorageOutcome {
   State state = State::kUnknown;
   // The final tid when kLocked.
   uint64_t tid = 0;
+  // When kLocked: the transaction's oids as this storage knows them (from
+  // its transaction record; empty without it).
+  std::vector<uint64_t> oids;
 };
 
 class StorageCaller {
@@ -79,6 +82,17 @@ class StorageCaller {
   // target (same order). Blocks until all answered or timed out.
   virtual std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
       const std::vector<StorageTarget>& targets, uint64_t ttid) = 0;
+
+  // SaveMasterState on every target in parallel: persists the OID
+  // high-water mark (storage.proto); one status per target (same order).
+  // Blocks until all answered or timed out. (The default answers
+  // UNIMPLEMENTED, for fakes that allocate no OID.)
+  virtual std::vector<absl::Status> SaveMasterStateAll(const std::vector<StorageTarget>& targets,
+                                                       uint64_t epoch,
+                                                       uint64_t oid_high_water) {
+    return std::vector<absl::Status>(targets.size(),
+                                     absl::UnimplementedError("SaveMasterState"));
+  }
 
   // ---- Operator actions: replica check and truncate.
   // (Defaults answer UNIMPLEMENTED, for fakes that do not need them.)

@@ -30,13 +30,25 @@ absl::Status UnknownTransaction(uint64_t ttid) {
 TransactionCoordinator::TransactionCoordinator(const common::Clock* clock,
                                                ClusterManager* cluster,
                                                StorageCaller* storages, EventHub* hub,
+                                               ResolverOptions resolver,
                                                CoordinatorOptions options)
     : clock_(clock),
       cluster_(cluster),
       storages_(storages),
       hub_(hub),
       options_(options),
-      tids_(clock) {}
+      tids_(clock),
+      resolver_options_(resolver) {
+  resolver_ = std::thread([this] { ResolverLoop(); });
+}
+
+TransactionCoordinator::~TransactionCoordinator() {
+  {
+    absl::MutexLock l(&resolver_mu_);
+    stop_ = true;
+  }
+  resolver_.join();
+}
 
 absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id) {
   if (absl::Status s = cluster_->CheckRunning(); !s.ok()) return s;
@@ -259,6 +271,10 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
     std::vector<uint32_t> ids;
     for (const StorageTarget& t : failed) ids.push_back(t.node_id);
     FailPending(pending, TxnState::kCommitted, /*lock_failure=*/true);
+    {
+      absl::MutexLock l(&mu_);
+      txns_[ttid].unpublished = true;
+    }
     cluster_->LockFailed(pending->tid, ids, {});
     storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid, /*forget_lock=*/false);
     return common::ErrorWithReason(
@@ -337,10 +353,12 @@ void TransactionCoordinator::ForgetOldLocked() {
 
 absl::Status TransactionCoordinator::Abort(uint32_t node_id, uint64_t ttid,
                                            const std::vector<uint32_t>& storage_node_ids) {
+  bool known;
   {
     absl::MutexLock l(&mu_);
     auto it = txns_.find(ttid);
-    if (it != txns_.end()) {
+    known = it != txns_.end();
+    if (known) {
       if (it->second.node_id != node_id) return UnknownTransaction(ttid);
       if (it->second.state == TxnState::kFinishing ||
           it->second.state == TxnState::kCommitted ||
@@ -356,6 +374,29 @@ absl::Status TransactionCoordinator::Abort(uint32_t node_id, uint64_t ttid,
         finished_.push_back(ttid);
         ForgetOldLocked();
       }
+    }
+  }
+  if (!known) {
+    // Begun under another primary (or forgotten): its votes may belong to
+    // a transaction another storage locked (= committed). Decide as
+    // verification does, and never drop votes on a guess.
+    if (!cluster_->CheckRunning().ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "ttid ", common::TidHex(ttid),
+          " is unknown to this master and the cluster is not RUNNING: cannot ask every "
+          "storage whether it committed; retry later"));
+    }
+    const Survey survey = Ask(ttid, {});
+    if (survey.locked_tid.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "ttid ", common::TidHex(ttid), " committed with tid ",
+          common::TidHex(*survey.locked_tid), ": it cannot be aborted"));
+    }
+    if (!survey.possible_holders_answered) {
+      return absl::UnavailableError(absl::StrCat(
+          "ttid ", common::TidHex(ttid),
+          " is unknown to this master and a storage that may have locked it did not "
+          "answer: retry later"));
     }
   }
   std::vector<StorageTarget> targets;
@@ -450,19 +491,108 @@ void TransactionCoordinator::Recover(const std::vector<uint64_t>& in_doubt,
     tids_.AdvanceTo(last_tid);
     for (uint64_t ttid : in_doubt) tids_.AdvanceTo(ttid);
   }
+  // Resolve first: a client must not see a last tid (and cache revisions
+  // as current) below a commit it has no invalidation for.
+  std::vector<Resolution> learned;
+  std::vector<uint64_t> unsettled;
+  for (uint64_t ttid : in_doubt) {
+    Resolution r = Resolve(ttid, storages);
+    if (!r.settled) unsettled.push_back(ttid);
+    if (r.kind == Resolution::Kind::kCommitted && r.learned) learned.push_back(std::move(r));
+  }
+  std::sort(learned.begin(), learned.end(),
+            [](const Resolution& a, const Resolution& b) { return a.tid < b.tid; });
+  {
+    absl::MutexLock l(&mu_);
+    for (const Resolution& r : learned) PublishLearnedLocked(r.tid, r.oids);
+  }
   hub_->SetLastTid(last_tid);
-  for (uint64_t ttid : in_doubt) Resolve(ttid, storages);
+  if (!unsettled.empty()) ResolveInBackground(unsettled, storages);
 }
 
-void TransactionCoordinator::Resolve(uint64_t ttid,
-                                     const std::vector<StorageTarget>& reporters) {
+void TransactionCoordinator::PublishLearnedLocked(uint64_t tid,
+                                                  const std::vector<uint64_t>& oids) {
+  const uint64_t last = hub_->last_tid();
+  // Above the last tid only if no commit of this term below it is still
+  // to be published (invalidations go out in tid order).
+  const bool in_order = tid > last && (queue_.empty() || queue_.front()->tid > tid);
+  hub_->PublishInvalidation(in_order ? tid : last, oids);
+}
+
+TransactionCoordinator::Survey TransactionCoordinator::Ask(
+    uint64_t ttid, const std::vector<StorageTarget>& reporters) const {
+  Survey survey;
+  // Who holds what: every connected storage (a node holding only objects
+  // of the transaction has a lock record, not the transaction record).
+  survey.everyone = cluster_->RunningStorages();
+  for (const StorageTarget& r : reporters) {
+    if (std::none_of(survey.everyone.begin(), survey.everyone.end(),
+                     [&](const StorageTarget& t) { return t.node_id == r.node_id; })) {
+      survey.everyone.push_back(r);
+    }
+  }
+  const std::vector<absl::StatusOr<StorageOutcome>> outcomes =
+      storages_->OutcomeAll(survey.everyone, ttid);
+  absl::flat_hash_set<uint32_t> answered;
+  absl::flat_hash_set<uint64_t> oids;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    if (!outcomes[i].ok()) {
+      CELLAR_LOG(WARNING) << "outcome of ttid " << common::TidHex(ttid) << ": "
+                          << outcomes[i].status();
+      survey.all_answered = false;
+      continue;
+    }
+    answered.insert(survey.everyone[i].node_id);
+    switch (outcomes[i]->state) {
+      case StorageOutcome::State::kLocked:
+        survey.holders.push_back(survey.everyone[i]);
+        if (survey.locked_tid.has_value() && *survey.locked_tid != outcomes[i]->tid) {
+          CELLAR_LOG(ERROR) << "ttid " << common::TidHex(ttid) << " is locked with two tids ("
+                            << common::TidHex(*survey.locked_tid) << ", "
+                            << common::TidHex(outcomes[i]->tid) << ")";
+        }
+        survey.locked_tid = outcomes[i]->tid;
+        oids.insert(outcomes[i]->oids.begin(), outcomes[i]->oids.end());
+        break;
+      case StorageOutcome::State::kVoted:
+        survey.voted.push_back(survey.everyone[i]);
+        break;
+      case StorageOutcome::State::kStoring:
+        survey.storing.push_back(survey.everyone[i]);
+        break;
+      default:
+        break;
+    }
+  }
+  survey.oids.assign(oids.begin(), oids.end());
+  std::sort(survey.oids.begin(), survey.oids.end());
+  // A commit locks at least one cell of partition(ttid) (rule 1): if one
+  // of those nodes (or a reporter) did not answer, "nobody locked it"
+  // proves nothing.
+  const uint32_t num_partitions = cluster_->num_partitions();
+  std::vector<uint32_t> possible;
+  if (num_partitions > 0) {
+    possible = cluster_->NodesWithCellOf(static_cast<uint32_t>(ttid % num_partitions));
+  }
+  for (const StorageTarget& r : reporters) possible.push_back(r.node_id);
+  for (uint32_t id : possible) {
+    if (!answered.contains(id)) survey.possible_holders_answered = false;
+  }
+  return survey;
+}
+
+TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
+    uint64_t ttid, const std::vector<StorageTarget>& reporters) {
+  Resolution result;
   // What this master knows first.
   std::optional<uint64_t> known_tid;
   bool known_aborted = false;
+  bool unpublished = false;
   {
     absl::MutexLock l(&mu_);
     auto it = txns_.find(ttid);
     if (it != txns_.end()) {
+      unpublished = it->second.unpublished;
       switch (it->second.state) {
         case TxnState::kActive:
         case TxnState::kFinishing:
@@ -470,7 +600,9 @@ void TransactionCoordinator::Resolve(uint64_t ttid,
           // settles it on every storage that voted.
           CELLAR_LOG(INFO) << "verification: ttid " << common::TidHex(ttid)
                            << " is still in commit, left to it";
-          return;
+          result.kind = Resolution::Kind::kLeft;
+          result.settled = true;
+          return result;
         case TxnState::kCommitted:
           known_tid = it->second.tid;
           break;
@@ -482,78 +614,46 @@ void TransactionCoordinator::Resolve(uint64_t ttid,
       }
     }
   }
-  // Who holds what: every connected storage (a node holding only objects
-  // of the transaction has a lock record, not the transaction record).
-  std::vector<StorageTarget> everyone = cluster_->RunningStorages();
-  for (const StorageTarget& r : reporters) {
-    if (std::none_of(everyone.begin(), everyone.end(),
-                     [&](const StorageTarget& t) { return t.node_id == r.node_id; })) {
-      everyone.push_back(r);
-    }
-  }
-  const std::vector<absl::StatusOr<StorageOutcome>> outcomes =
-      storages_->OutcomeAll(everyone, ttid);
-  std::vector<StorageTarget> voted;      // must lock (or drop) it
-  std::vector<StorageTarget> storing;    // never voted: can only drop it
-  std::vector<StorageTarget> holders;    // locked it already
-  std::optional<uint64_t> locked_tid;
-  for (size_t i = 0; i < outcomes.size(); ++i) {
-    if (!outcomes[i].ok()) {
-      CELLAR_LOG(WARNING) << "verification of ttid " << common::TidHex(ttid) << ": "
-                          << outcomes[i].status();
-      continue;
-    }
-    switch (outcomes[i]->state) {
-      case StorageOutcome::State::kLocked:
-        holders.push_back(everyone[i]);
-        if (locked_tid.has_value() && *locked_tid != outcomes[i]->tid) {
-          CELLAR_LOG(ERROR) << "verification: ttid " << common::TidHex(ttid)
-                            << " is locked with two tids (" << common::TidHex(*locked_tid)
-                            << ", " << common::TidHex(outcomes[i]->tid) << ")";
-        }
-        locked_tid = outcomes[i]->tid;
-        break;
-      case StorageOutcome::State::kVoted:
-        voted.push_back(everyone[i]);
-        break;
-      case StorageOutcome::State::kStoring:
-        storing.push_back(everyone[i]);
-        break;
-      default:
-        break;
-    }
-  }
-  if (!known_tid.has_value() && !known_aborted) known_tid = locked_tid;
-  if (known_aborted && locked_tid.has_value()) {
+  const Survey survey = Ask(ttid, reporters);
+  std::vector<StorageTarget> holders = survey.holders;
+  // Learned from the storages, or committed by Finish but not published:
+  // its invalidation must go out now.
+  result.learned = !known_tid.has_value() || unpublished;
+  if (!known_tid.has_value() && !known_aborted) known_tid = survey.locked_tid;
+  if (known_aborted && survey.locked_tid.has_value()) {
     // Cannot happen (an aborted transaction was never locked); locked wins.
     CELLAR_LOG(ERROR) << "verification: ttid " << common::TidHex(ttid)
                       << " was aborted here but a storage locked it";
-    known_tid = locked_tid;
+    known_tid = survey.locked_tid;
   }
   if (known_tid.has_value()) {
-    std::vector<StorageTarget> to_lock;
-    for (const StorageTarget& t : voted) to_lock.push_back(t);
-    const std::vector<absl::Status> results =
-        storages_->LockAll(to_lock, cluster_->epoch(), ttid, *known_tid, /*min_ptid=*/0);
+    std::vector<absl::Status> results;
+    if (!survey.voted.empty()) {
+      results =
+          storages_->LockAll(survey.voted, cluster_->epoch(), ttid, *known_tid, /*min_ptid=*/0);
+    }
     bool all = true;
+    size_t locked = 0;
     for (size_t i = 0; i < results.size(); ++i) {
       if (!results[i].ok()) {
         all = false;
         CELLAR_LOG(WARNING) << "verification: locking ttid " << common::TidHex(ttid)
-                            << " on " << common::NodeName(to_lock[i].node_id) << ": "
+                            << " on " << common::NodeName(survey.voted[i].node_id) << ": "
                             << results[i];
       } else {
-        holders.push_back(to_lock[i]);
+        ++locked;
+        holders.push_back(survey.voted[i]);
       }
     }
     CELLAR_LOG(WARNING) << "verification: ttid " << common::TidHex(ttid)
                         << " was locked somewhere: committed as "
-                        << common::TidHex(*known_tid) << " on " << to_lock.size()
-                        << " more storage(s)";
+                        << common::TidHex(*known_tid) << " on " << locked << " more storage(s)"
+                        << (all ? "" : ", the others are retried");
     {
       absl::MutexLock l(&mu_);
       tids_.AdvanceTo(*known_tid);
       Txn& txn = txns_[ttid];
+      txn.unpublished = false;  // the caller publishes it
       if (txn.state != TxnState::kCommitted) {
         txn.state = TxnState::kCommitted;
         txn.tid = *known_tid;
@@ -564,24 +664,127 @@ void TransactionCoordinator::Resolve(uint64_t ttid,
     }
     // Release the object locks; keep the lock records unless every storage
     // answered and now holds it (a missing one may still need them).
-    const bool everyone_answered = std::all_of(
-        outcomes.begin(), outcomes.end(), [](const auto& o) { return o.ok(); });
     storages_->UnlockAsync(holders, cluster_->epoch(), ttid, *known_tid,
-                           /*forget_lock=*/all && everyone_answered);
-    storages_->AbortAsync(storing, cluster_->epoch(), ttid);
-    return;
+                           /*forget_lock=*/all && survey.all_answered);
+    storages_->AbortAsync(survey.storing, cluster_->epoch(), ttid);
+    result.kind = Resolution::Kind::kCommitted;
+    result.tid = *known_tid;
+    result.oids = survey.oids;
+    result.settled = all && survey.all_answered;
+    return result;
+  }
+  if (!survey.possible_holders_answered) {
+    // A storage that may have locked it is DOWN or did not answer: it may
+    // be committed. Keep the votes; retried later.
+    CELLAR_LOG(WARNING) << "verification: ttid " << common::TidHex(ttid)
+                        << " stays in doubt: a storage that may have locked it did not "
+                           "answer";
+    result.kind = Resolution::Kind::kInDoubt;
+    return result;
   }
   CELLAR_LOG(WARNING) << "verification: dropping voted, unlocked ttid "
                       << common::TidHex(ttid) << " (no storage locked it)";
-  storages_->AbortAll(everyone, cluster_->epoch(), ttid);
-  absl::MutexLock l(&mu_);
-  Txn& txn = txns_[ttid];
-  if (txn.state != TxnState::kAborted) {
-    txn.state = TxnState::kAborted;
-    finished_.push_back(ttid);
-    ForgetOldLocked();
+  const std::vector<absl::Status> aborted =
+      storages_->AbortAll(survey.everyone, cluster_->epoch(), ttid);
+  {
+    absl::MutexLock l(&mu_);
+    Txn& txn = txns_[ttid];
+    if (txn.state != TxnState::kAborted) {
+      txn.state = TxnState::kAborted;
+      finished_.push_back(ttid);
+      ForgetOldLocked();
+    }
+    ++stats_.recovered_aborted;
   }
-  ++stats_.recovered_aborted;
+  result.kind = Resolution::Kind::kAborted;
+  result.settled = std::all_of(aborted.begin(), aborted.end(),
+                               [](const absl::Status& s) { return s.ok(); });
+  return result;
+}
+
+void TransactionCoordinator::ResolveInBackground(const std::vector<uint64_t>& ttids,
+                                                 const std::vector<StorageTarget>& reporters) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock l(&resolver_mu_);
+  for (uint64_t ttid : ttids) {
+    Retry& retry = retries_[ttid];
+    for (const StorageTarget& r : reporters) {
+      if (std::none_of(retry.reporters.begin(), retry.reporters.end(),
+                       [&](const StorageTarget& t) { return t.node_id == r.node_id; })) {
+        retry.reporters.push_back(r);
+      }
+    }
+    retry.due = now;  // a (new) report: try at once
+    retry.backoff = resolver_options_.initial_backoff;
+  }
+  ++resolver_generation_;
+}
+
+void TransactionCoordinator::ResolverLoop() {
+  for (;;) {
+    uint64_t ttid = 0;
+    std::vector<StorageTarget> reporters;
+    {
+      absl::MutexLock l(&resolver_mu_);
+      resolving_ = 0;
+      // Sleep until the earliest retry is due (or new work, or stop).
+      for (;;) {
+        if (stop_) return;
+        absl::Time earliest = absl::InfiniteFuture();
+        for (const auto& [id, retry] : retries_) {
+          if (retry.due < earliest) {
+            earliest = retry.due;
+            ttid = id;
+          }
+        }
+        if (ttid != 0 && earliest <= absl::Now()) break;
+        ttid = 0;
+        const uint64_t generation = resolver_generation_;
+        auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(resolver_mu_) {
+          return stop_ || resolver_generation_ != generation;
+        };
+        resolver_mu_.AwaitWithDeadline(absl::Condition(&changed),
+                                       std::min(earliest, absl::Now() + absl::Seconds(1)));
+      }
+      resolving_ = ttid;
+      reporters = retries_[ttid].reporters;
+    }
+    // Only reporters still connected keep the votes reachable; one that is
+    // gone reports them again when it registers.
+    std::vector<StorageTarget> connected;
+    for (const StorageTarget& r : reporters) {
+      if (cluster_->IsConnected(r.node_id)) connected.push_back(r);
+    }
+    bool done = connected.empty();
+    if (!done && cluster_->CheckRunning().ok()) {
+      Resolution r = Resolve(ttid, connected);
+      done = r.settled;
+      if (r.kind == Resolution::Kind::kCommitted && r.learned) {
+        absl::MutexLock l(&mu_);
+        PublishLearnedLocked(r.tid, r.oids);
+      }
+    }
+    absl::MutexLock l(&resolver_mu_);
+    auto it = retries_.find(ttid);
+    if (it == retries_.end()) continue;
+    if (done) {
+      retries_.erase(it);
+    } else {
+      it->second.due = absl::Now() + it->second.backoff;
+      it->second.backoff = std::min(it->second.backoff * 2, resolver_options_.max_backoff);
+    }
+  }
+}
+
+absl::Status TransactionCoordinator::AwaitResolved(absl::Duration timeout) {
+  absl::MutexLock l(&resolver_mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(resolver_mu_) {
+    return retries_.empty() && resolving_ == 0;
+  };
+  if (resolver_mu_.AwaitWithTimeout(absl::Condition(&idle), timeout)) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat(
+      retries_.size(), " in-doubt transaction(s) still unresolved after ",
+      absl::FormatDuration(timeout)));
 }
 
 absl::Status TransactionCoordinator::AwaitNoFinishing(absl::Duration timeout) {

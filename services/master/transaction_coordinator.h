@@ -22,20 +22,37 @@
 // Verification (Recover) resolves in-doubt ttids (voted, not locked on
 // some storage): what this master knows first (committed with tid /
 // aborted / still active), otherwise every connected storage is asked
-// (GetTransactionOutcome): if one locked it, the storages that voted lock
-// it with that tid; if none did, it is aborted everywhere.
+// (GetTransactionOutcome): if one locked it (locked anywhere = committed),
+// the storages that voted lock it with that tid; if none did, and every
+// storage that may hold a lock answered (every node with a cell of
+// partition(ttid), where a commit must have locked, and the reporters), it
+// is aborted everywhere; otherwise it stays in doubt (never aborted
+// because a storage could not be reached). Recover resolves first, then
+// publishes the last tid, with an invalidation (tid, oids) for each
+// transaction it found committed that this master did not know.
+//
+// What a resolution leaves unsettled (a lock or an abort that failed, a
+// storage that did not answer, a possible holder that is DOWN) is retried
+// by a background thread, with a backoff (ResolverOptions), until every
+// involved storage has the outcome or no reporter of the ttid is
+// connected any more (it reports its votes again when it registers).
+// Storages that register while RUNNING with votes are resolved the same
+// way (ResolveInBackground), never on the registering rpc's thread.
 //
 // Thread-safe. Finish blocks its caller until the transaction completes.
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "protos/cellar/v1/master.pb.h"
 #include "services/common/clock.h"
 #include "services/master/cluster_manager.h"
@@ -59,6 +76,14 @@ struct CoordinatorStats {
   uint64_t recovered_aborted = 0;
 };
 
+// Retries of in-doubt ttids (class comment).
+struct ResolverOptions {
+  // Delay before the first retry; doubles on each failure. Default 200 ms.
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  // Longest delay between two retries. Default 10 s.
+  absl::Duration max_backoff = absl::Seconds(10);
+};
+
 struct CoordinatorOptions {
   // How long Finish keeps retrying the lock on the readable cells of a
   // partition none of whose readable cells locked yet, once the
@@ -69,9 +94,12 @@ struct CoordinatorOptions {
 
 class TransactionCoordinator {
  public:
+  // `cluster`, `storages` and `hub` must outlive the coordinator (its
+  // resolver thread uses them until the destructor joins it).
   TransactionCoordinator(const common::Clock* clock, ClusterManager* cluster,
                          StorageCaller* storages, EventHub* hub,
-                         CoordinatorOptions options = {});
+                         ResolverOptions resolver = {}, CoordinatorOptions options = {});
+  ~TransactionCoordinator();
 
   // A new ttid for client `node_id`. FAILED_PRECONDITION unless RUNNING.
   absl::StatusOr<uint64_t> Begin(uint32_t node_id);
@@ -88,7 +116,12 @@ class TransactionCoordinator {
   absl::StatusOr<uint64_t> Finish(uint32_t node_id, uint64_t ttid, const CommitVotes& votes);
 
   // Aborts `ttid` on `storage_node_ids` (all running storages if empty).
-  // OK for unknown ttids; FAILED_PRECONDITION once the final tid is picked.
+  // FAILED_PRECONDITION once the final tid is picked. A ttid this master
+  // does not know (begun under an earlier primary) is resolved as
+  // verification would: FAILED_PRECONDITION saying it committed with its
+  // tid if a storage locked it; UNAVAILABLE (retry later, nothing
+  // dropped) unless RUNNING or when a storage that may have locked it did
+  // not answer; otherwise aborted everywhere (OK).
   absl::Status Abort(uint32_t node_id, uint64_t ttid,
                      const std::vector<uint32_t>& storage_node_ids);
 
@@ -105,6 +138,14 @@ class TransactionCoordinator {
   // reported them; every connected storage may be asked.
   void Recover(const std::vector<uint64_t>& in_doubt,
                const std::vector<StorageTarget>& storages, uint64_t last_tid);
+
+  // Queues in-doubt `ttids` reported by `reporters` for the resolver
+  // thread (class comment); returns at once.
+  void ResolveInBackground(const std::vector<uint64_t>& ttids,
+                           const std::vector<StorageTarget>& reporters);
+  // Waits until the resolver has nothing left to retry. DEADLINE_EXCEEDED
+  // after `timeout`, saying how many ttids are left.
+  absl::Status AwaitResolved(absl::Duration timeout);
 
   // Truncate: waits until no Finish is between tid allocation and
   // completion (the cluster is RECOVERING, so new ones fail at once).
@@ -124,6 +165,9 @@ class TransactionCoordinator {
     uint32_t node_id = 0;
     TxnState state = TxnState::kActive;
     uint64_t tid = 0;
+    // kCommitted by Finish without its invalidation (no readable cell of a
+    // touched partition could lock it): resolution publishes it.
+    bool unpublished = false;
   };
   // A transaction between tid allocation and completion.
   struct Pending {
@@ -144,8 +188,39 @@ class TransactionCoordinator {
   };
   LockRound LockWithRetries(const std::vector<StorageTarget>& targets, uint64_t ttid,
                             uint64_t tid, uint64_t ptid, absl::Duration retry_for);
-  // Resolves one in-doubt ttid (Recover).
-  void Resolve(uint64_t ttid, const std::vector<StorageTarget>& reporters);
+  // What every connected storage (and the reporters) know of a ttid.
+  struct Survey {
+    std::vector<StorageTarget> everyone;  // asked
+    std::vector<StorageTarget> voted;     // must lock (or drop) it
+    std::vector<StorageTarget> storing;   // never voted: can only drop it
+    std::vector<StorageTarget> holders;   // locked it already
+    std::optional<uint64_t> locked_tid;
+    std::vector<uint64_t> oids;           // from the holders, merged
+    bool all_answered = true;
+    // Every storage that may hold a lock of it answered (class comment).
+    bool possible_holders_answered = true;
+  };
+  Survey Ask(uint64_t ttid, const std::vector<StorageTarget>& reporters) const;
+
+  // The result of one resolution attempt.
+  struct Resolution {
+    enum class Kind { kLeft, kCommitted, kAborted, kInDoubt } kind = Kind::kInDoubt;
+    uint64_t tid = 0;
+    // Committed, learned from the storages (this master had not committed
+    // it): its invalidation must be published.
+    bool learned = false;
+    std::vector<uint64_t> oids;
+    // Every involved storage has the outcome: nothing to retry.
+    bool settled = false;
+  };
+  // Resolves one in-doubt ttid (Recover, resolver thread).
+  Resolution Resolve(uint64_t ttid, const std::vector<StorageTarget>& reporters);
+  // Publishes the invalidation of a commit learned from the storages, in
+  // tid order with the commits of this term where it can, else at the
+  // last published tid.
+  void PublishLearnedLocked(uint64_t tid, const std::vector<uint64_t>& oids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResolverLoop();
   // Marks a pending transaction failed (completed without invalidation),
   // waits for its turn, and records `state` for it.
   void FailPending(const std::shared_ptr<Pending>& pending, TxnState state,
@@ -168,6 +243,22 @@ class TransactionCoordinator {
   // Transactions being finished, in tid order.
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
+
+  // The resolver's work: in-doubt ttid -> who reported it, when to try.
+  struct Retry {
+    std::vector<StorageTarget> reporters;
+    absl::Time due;
+    absl::Duration backoff;
+  };
+  const ResolverOptions resolver_options_;
+  mutable absl::Mutex resolver_mu_;
+  absl::flat_hash_map<uint64_t, Retry> retries_ ABSL_GUARDED_BY(resolver_mu_);
+  // A ttid being resolved by the resolver thread now (0 = none).
+  uint64_t resolving_ ABSL_GUARDED_BY(resolver_mu_) = 0;
+  // Bumped by ResolveInBackground: wakes the resolver.
+  uint64_t resolver_generation_ ABSL_GUARDED_BY(resolver_mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(resolver_mu_) = false;
+  std::thread resolver_;
 };
 
 }  // namespace cellar::master

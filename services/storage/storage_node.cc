@@ -27,6 +27,8 @@ constexpr char kNumPartitionsKey[] = "num_partitions";
 constexpr char kNumReplicasKey[] = "num_replicas";
 // The highest master epoch this node has seen (decimal).
 constexpr char kMasterEpochKey[] = "master_epoch";
+// The master's OID high-water mark (StorageNode::SaveMasterState).
+constexpr char kOidHighWaterKey[] = "oid_high_water";
 
 // The master refused this node for what it is (an operator must fix it),
 // as opposed to a transient failure.
@@ -538,6 +540,16 @@ absl::StatusOr<TransactionManager::Known> StorageNode::TransactionOutcome(uint64
   return known;
 }
 
+absl::StatusOr<std::vector<uint64_t>> StorageNode::CommittedOids(uint64_t tid) {
+  const uint32_t num_partitions = partition_table()->num_partitions();
+  if (num_partitions == 0 || tid == 0) return std::vector<uint64_t>{};
+  CELLAR_ASSIGN_OR_RETURN(
+      std::vector<TransactionRecord> records,
+      backend_->ListTransactions(static_cast<uint32_t>(tid % num_partitions), tid, tid, 1));
+  if (records.empty() || records.front().tid != tid) return std::vector<uint64_t>{};
+  return std::move(records.front().oids);
+}
+
 absl::Status StorageNode::ServeReplication(
     uint32_t partition, uint64_t min_tid, uint64_t max_tid, const ChunkLimits& limits,
     const std::function<absl::Status(ReplicationChunk)>& emit) {
@@ -588,6 +600,28 @@ absl::StatusOr<uint64_t> StorageNode::TruncateData(uint64_t epoch, uint64_t tid)
                    << " transaction(s) in commit forgotten); last tid now "
                    << TidHex(ids.last_tid);
   return ids.last_tid;
+}
+
+absl::Status StorageNode::SaveMasterState(uint64_t epoch, uint64_t oid_high_water) {
+  if (epoch == 0) return absl::InvalidArgumentError("epoch: must not be 0");
+  if (oid_high_water == 0) return absl::InvalidArgumentError("oid_high_water: must not be 0");
+  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  // One writer at a time, so that the mark only rises.
+  absl::MutexLock l(&master_state_mu_);
+  CELLAR_ASSIGN_OR_RETURN(uint64_t stored, OidHighWater());
+  if (oid_high_water <= stored) return absl::OkStatus();
+  return backend_->SetConfig(kOidHighWaterKey, absl::StrCat(oid_high_water));
+}
+
+absl::StatusOr<uint64_t> StorageNode::OidHighWater() {
+  CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                          backend_->GetConfig(kOidHighWaterKey));
+  uint64_t mark = 0;
+  if (value.has_value() && !absl::SimpleAtoi(*value, &mark)) {
+    return absl::DataLossError(
+        absl::StrCat("config ", kOidHighWaterKey, " is not a number: \"", *value, "\""));
+  }
+  return mark;
 }
 
 absl::Status StorageNode::ReadableCell(const CellView& view, uint64_t oid,
@@ -1019,6 +1053,8 @@ absl::Status StorageNode::RegisterAndWatch() {
   CELLAR_ASSIGN_OR_RETURN(LastIds ids, backend_->GetLastIds());
   request.set_last_tid(ids.last_tid);
   request.set_last_oid(ids.last_oid);
+  CELLAR_ASSIGN_OR_RETURN(uint64_t oid_high_water, OidHighWater());
+  request.set_oid_high_water(oid_high_water);
   CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
   for (uint64_t ttid : voted) request.add_voted_ttids(ttid);
 

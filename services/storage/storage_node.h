@@ -211,6 +211,9 @@ class StorageNode {
   // What this node knows of a transaction (memory first, then the lock
   // record and the transaction record in the database).
   absl::StatusOr<TransactionManager::Known> TransactionOutcome(uint64_t ttid);
+  // The oids of the committed transaction `tid` as its transaction record
+  // on this node lists them (empty if this node holds no such record).
+  absl::StatusOr<std::vector<uint64_t>> CommittedOids(uint64_t tid);
 
   // Source side of replication: streams `partition` over [min_tid,
   // max_tid] (replication_source.h). UNAVAILABLE (NOT_READABLE) unless
@@ -238,6 +241,15 @@ class StorageNode {
   // committed tid afterwards. Only while the cluster is RECOVERING
   // (FAILED_PRECONDITION otherwise); STALE_EPOCH as for Lock.
   absl::StatusOr<uint64_t> TruncateData(uint64_t epoch, uint64_t tid);
+
+  // Master only (Storage.SaveMasterState): stores the master's OID
+  // high-water mark durably in the backend config, only ever raising it;
+  // reported at registration (RegisterNodeRequest.oid_high_water).
+  // STALE_EPOCH as for Lock; INVALID_ARGUMENT for epoch 0 or mark 0;
+  // the backend's error if it could not be written.
+  absl::Status SaveMasterState(uint64_t epoch, uint64_t oid_high_water);
+  // The stored mark (0 if none).
+  absl::StatusOr<uint64_t> OidHighWater();
 
   absl::StatusOr<LoadedObject> LoadBefore(uint64_t oid, uint64_t before_tid);
   absl::StatusOr<LoadedObject> LoadSerial(uint64_t oid, uint64_t serial);
@@ -360,6 +372,7 @@ class StorageNode {
   std::function<void(bool)> serving_callback_ ABSL_GUARDED_BY(mu_);
   absl::Mutex callback_mu_;  // serializes serving callbacks, in order
   absl::Mutex install_mu_;   // serializes InstallTable (persist + swap)
+  absl::Mutex master_state_mu_;  // serializes SaveMasterState (the mark only rises)
   // Partition -> ttids in commit when this node's cell of it was discarded.
   absl::Mutex late_lock_mu_;
   std::map<uint32_t, absl::flat_hash_set<uint64_t>> late_locks_

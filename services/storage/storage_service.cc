@@ -329,10 +329,15 @@ grpc::Status StorageService::GetTransactionOutcome(
     case TransactionManager::Known::kVoted:
       response->set_state(::cellar::v1::STORAGE_TRANSACTION_VOTED);
       break;
-    case TransactionManager::Known::kLocked:
+    case TransactionManager::Known::kLocked: {
       response->set_state(::cellar::v1::STORAGE_TRANSACTION_LOCKED);
       response->set_tid(known->tid);
+      // For the master's invalidation of a transaction verification found
+      // committed; without them the answer still stands.
+      absl::StatusOr<std::vector<uint64_t>> oids = node_->CommittedOids(known->tid);
+      if (oids.ok()) response->mutable_oids()->Add(oids->begin(), oids->end());
       break;
+    }
     case TransactionManager::Known::kAborted:
       response->set_state(::cellar::v1::STORAGE_TRANSACTION_ABORTED);
       break;
@@ -378,6 +383,21 @@ grpc::Status StorageService::TruncateData(grpc::ServerContext* /*context*/,
   if (!last_tid.ok()) return ToGrpcStatus(last_tid.status());
   response->set_last_tid(*last_tid);
   return grpc::Status::OK;
+}
+
+grpc::Status StorageService::SaveMasterState(
+    grpc::ServerContext* /*context*/, const ::cellar::v1::SaveMasterStateRequest* request,
+    ::cellar::v1::SaveMasterStateResponse* /*response*/) {
+  if (request->epoch() == 0) return Invalid("epoch: must not be 0");
+  if (request->oid_high_water() == 0) return Invalid("oid_high_water: must not be 0");
+  absl::Status s = node_->SaveMasterState(request->epoch(), request->oid_high_water());
+  if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition &&
+      s.code() != absl::StatusCode::kInvalidArgument) {
+    // Not written: the master hands nothing out; it may retry.
+    s = absl::UnavailableError(absl::StrCat("cannot save the OID high-water mark: ",
+                                            s.message()));
+  }
+  return ToGrpcStatus(s);
 }
 
 // ---- Operator stop (Storage.Shutdown): the server decides what stopping

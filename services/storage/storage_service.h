@@ -93,6 +93,9 @@ class StorageService final : public ::cellar::v1::Storage::Service {
                             ::cellar::v1::TruncateDataResponse* response) override;
 
   // Operator stop (see StorageServiceOptions::on_shutdown).
+  grpc::Status SaveMasterState(grpc::ServerContext* context,
+                               const ::cellar::v1::SaveMasterStateRequest* request,
+                               ::cellar::v1::SaveMasterStateResponse* response) override;
   grpc::Status Shutdown(grpc::ServerContext* context,
                         const ::cellar::v1::ShutdownRequest* request,
                         ::cellar::v1::ShutdownResponse* response) override;

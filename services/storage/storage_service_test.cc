@@ -897,6 +897,50 @@ TEST_F(StorageServiceTest, TransactionOutcomeFollowsTheCommitAndSurvivesARestart
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST_F(StorageServiceTest, OutcomeOfALockedTransactionListsItsOids) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  // With metadata: this node holds the transaction record (partition 0),
+  // which lists every oid (7 lives on S2).
+  ASSERT_THAT(Store(100, {Obj(2, 0, "two"), Obj(1, 0, "one")}), IsOk());
+  v1::VoteRequest vote;
+  vote.set_ttid(100);
+  vote.mutable_metadata()->set_user("alice");
+  for (uint64_t oid : {1, 2, 7}) vote.mutable_metadata()->add_oids(oid);
+  ASSERT_THAT(Call(&v1::Storage::Stub::Vote, vote), IsOk());
+  EXPECT_TRUE(Outcome(100).oids().empty()) << "not locked yet";
+  ASSERT_THAT(Lock(100, 104), IsOk());
+  auto outcome = Outcome(100);
+  EXPECT_EQ(outcome.state(), v1::STORAGE_TRANSACTION_LOCKED);
+  EXPECT_THAT(outcome.oids(), ::testing::UnorderedElementsAre(1, 2, 7));
+  ASSERT_THAT(Unlock(100, 104), IsOk());
+  EXPECT_THAT(Outcome(100).oids(), ::testing::UnorderedElementsAre(1, 2, 7));
+}
+
+TEST_F(StorageServiceTest, SaveMasterStateKeepsTheHighestOidMarkAndReportsIt) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  v1::SaveMasterStateRequest r;
+  r.set_epoch(kEpoch);
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveMasterState, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));  // mark 0
+  r.set_oid_high_water(500);
+  r.set_epoch(0);
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveMasterState, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.set_epoch(kEpoch - 1);
+  absl::Status stale = Call(&v1::Storage::Stub::SaveMasterState, r);
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(stale), "STALE_EPOCH");
+  r.set_epoch(kEpoch);
+  ASSERT_THAT(Call(&v1::Storage::Stub::SaveMasterState, r), IsOk());
+  r.set_oid_high_water(300);  // lower: kept at 500
+  ASSERT_THAT(Call(&v1::Storage::Stub::SaveMasterState, r), IsOk());
+
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  EXPECT_EQ(master_->last_registration().oid_high_water(), 500u);
+}
+
 TEST_F(StorageServiceTest, ForgottenLockRecordsAreDropped) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
@@ -1122,6 +1166,7 @@ TEST_F(StorageServiceTest, StoreReportsWhichPartitionsItCheckedWithWhichTable) {
   ASSERT_THAT(Call(&v1::Storage::Stub::Store, r, &response), IsOk());
   EXPECT_EQ(response.checked_ptid(), 3u);
   EXPECT_THAT(response.checked_partitions(), ::testing::ElementsAre(0u));
+}
 
 TEST_F(StorageServiceTest, TruncateLowersReplicationProgress) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
