@@ -3,7 +3,8 @@
 
 // The primary master's view of the cluster: node registry, partition
 // table, cluster state machine and OID allocation. Masters keep no
-// precious state: the partition table and last ids are recovered from the
+// precious state: the partition table, last ids, OID high-water mark and
+// (without a durable election epoch) the epoch floor are recovered from the
 // storage nodes as they register.
 //
 // State machine: RECOVERING -> VERIFYING -> RUNNING; STOPPING from any

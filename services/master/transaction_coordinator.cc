@@ -716,6 +716,7 @@ void TransactionCoordinator::ResolveInBackground(const std::vector<uint64_t>& tt
     }
     retry.due = now;  // a (new) report: try at once
     retry.backoff = resolver_options_.initial_backoff;
+    ++retry.version;
   }
   ++resolver_generation_;
 }
@@ -723,6 +724,7 @@ void TransactionCoordinator::ResolveInBackground(const std::vector<uint64_t>& tt
 void TransactionCoordinator::ResolverLoop() {
   for (;;) {
     uint64_t ttid = 0;
+    uint64_t version = 0;
     std::vector<StorageTarget> reporters;
     {
       absl::MutexLock l(&resolver_mu_);
@@ -748,6 +750,7 @@ void TransactionCoordinator::ResolverLoop() {
       }
       resolving_ = ttid;
       reporters = retries_[ttid].reporters;
+      version = retries_[ttid].version;
     }
     // Only reporters still connected keep the votes reachable; one that is
     // gone reports them again when it registers.
@@ -766,7 +769,7 @@ void TransactionCoordinator::ResolverLoop() {
     }
     absl::MutexLock l(&resolver_mu_);
     auto it = retries_.find(ttid);
-    if (it == retries_.end()) continue;
+    if (it == retries_.end() || it->second.version != version) continue;  // reported again
     if (done) {
       retries_.erase(it);
     } else {

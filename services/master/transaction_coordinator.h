@@ -249,6 +249,9 @@ class TransactionCoordinator {
     std::vector<StorageTarget> reporters;
     absl::Time due;
     absl::Duration backoff;
+    // Bumped by each report: a resolution that began before a newer
+    // report does not settle it.
+    uint64_t version = 0;
   };
   const ResolverOptions resolver_options_;
   mutable absl::Mutex resolver_mu_;
