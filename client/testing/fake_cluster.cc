@@ -479,6 +479,21 @@ void FakeMaster::SetSuppressInvalidations(bool suppress) {
   suppress_invalidations_ = suppress;
 }
 
+void FakeMaster::SetFinishFault(FinishFault fault) {
+  absl::MutexLock lock(&mu_);
+  finish_fault_ = fault;
+}
+
+void FakeMaster::SetReportedLastTid(std::optional<uint64_t> last_tid) {
+  absl::MutexLock lock(&mu_);
+  reported_last_tid_ = last_tid;
+}
+
+void FakeMaster::SetEpoch(uint64_t epoch) {
+  absl::MutexLock lock(&mu_);
+  epoch_ = epoch;
+}
+
 uint64_t FakeMaster::last_tid() const {
   absl::MutexLock lock(&mu_);
   return last_tid_;
@@ -547,7 +562,7 @@ grpc::Status FakeMaster::RegisterNode(
   const uint32_t id = next_node_id_++;
   clients_.insert(id);
   response->set_node_id(id);
-  response->set_epoch(1);
+  response->set_epoch(epoch_);
   response->set_cluster_state(state_);
   *response->mutable_partition_table() = table_.ToProto();
   response->set_master_node_id(1);
@@ -569,8 +584,8 @@ grpc::Status FakeMaster::Watch(
     snapshot->set_cluster_state(state_);
     *snapshot->mutable_partition_table() = table_.ToProto();
     for (const NodeInfo& node : NodesLocked()) *snapshot->add_nodes() = node;
-    snapshot->set_last_tid(last_tid_);
-    snapshot->set_epoch(1);
+    snapshot->set_last_tid(reported_last_tid_.value_or(last_tid_));
+    snapshot->set_epoch(epoch_);
     stream->queue.push_back(std::move(first));
     streams_.push_back(stream);
   }
@@ -649,13 +664,13 @@ grpc::Status FakeMaster::Begin(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status FakeMaster::Finish(grpc::ServerContext*,
+grpc::Status FakeMaster::Finish(grpc::ServerContext* context,
                                 const ::cellar::v1::FinishRequest* request,
                                 ::cellar::v1::FinishResponse* response) {
   absl::MutexLock lock(&mu_);
   finish_requests_.push_back(*request);
   auto txn = txns_.find(request->ttid());
-  if (txn == txns_.end() ||
+  if (txn == txns_.end() || txn->second.finishing ||
       txn->second.outcome != ::cellar::v1::TRANSACTION_ACTIVE) {
     return ToGrpc(common::ErrorWithReason(absl::StatusCode::kNotFound,
                                           common::kReasonUnknownTransaction,
@@ -672,6 +687,21 @@ grpc::Status FakeMaster::Finish(grpc::ServerContext*,
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "a partition has no voted cell");
     }
+  }
+  if (finish_fault_ == FinishFault::kUnavailableBeforeLock) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no lock taken");
+  }
+  if (finish_fault_ != FinishFault::kNone) {
+    txn->second.finishing = true;
+    if (finish_fault_ == FinishFault::kUnavailableAfterLock) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "connection lost after the storages locked");
+    }
+    // Never answers: returns once the caller gave up.
+    while (!context->IsCancelled() && !shutdown_) {
+      mu_.AwaitWithTimeout(absl::Condition(&shutdown_), absl::Milliseconds(20));
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "never answered");
   }
   if (fail_over_on_finish_) {
     fail_over_on_finish_ = false;
@@ -728,7 +758,8 @@ grpc::Status FakeMaster::Abort(grpc::ServerContext*,
   abort_requests_.push_back(*request);
   auto txn = txns_.find(request->ttid());
   if (txn != txns_.end()) {
-    if (txn->second.outcome == ::cellar::v1::TRANSACTION_COMMITTED) {
+    if (txn->second.outcome == ::cellar::v1::TRANSACTION_COMMITTED ||
+        txn->second.finishing) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           "already committed");
     }
@@ -773,9 +804,9 @@ grpc::Status FakeMaster::GetClusterInfo(
   response->set_cluster_state(state_);
   *response->mutable_partition_table() = table_.ToProto();
   for (const NodeInfo& node : NodesLocked()) *response->add_nodes() = node;
-  response->set_last_tid(last_tid_);
+  response->set_last_tid(reported_last_tid_.value_or(last_tid_));
   response->set_last_oid(next_oid_ - 1);
-  response->set_epoch(1);
+  response->set_epoch(epoch_);
   response->set_master_node_id(1);
   absl::flat_hash_set<uint32_t> running;
   for (const auto& [id, state] : storage_states_) {

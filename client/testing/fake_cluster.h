@@ -22,6 +22,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -194,6 +195,28 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   int refused_while_down() const;
   // Finish commits without pushing invalidations.
   void SetSuppressInvalidations(bool suppress);
+  // Finish faults. The first two leave the outcome unknown to the client:
+  // the transaction stays "finishing" (GetTransactionStatus: ACTIVE;
+  // Abort: FAILED_PRECONDITION, a final tid was picked) and nothing
+  // commits.
+  enum class FinishFault {
+    kNone,
+    // Finish never answers (returns once the caller's deadline passed).
+    kNeverAnswer,
+    // The storages locked, then Finish fails with UNAVAILABLE.
+    kUnavailableAfterLock,
+    // Finish fails with UNAVAILABLE before any lock: the transaction stays
+    // active (the client's Abort aborts it).
+    kUnavailableBeforeLock,
+  };
+  void SetFinishFault(FinishFault fault);
+  // Watch snapshots and GetClusterInfo report `last_tid` instead of the
+  // real last tid (a new primary still RECOVERING reports 0 or less than
+  // it will recover); nullopt clears.
+  void SetReportedLastTid(std::optional<uint64_t> last_tid);
+  // The master epoch reported at registration, in snapshots and by
+  // GetClusterInfo (a failover raises it). Default 1.
+  void SetEpoch(uint64_t epoch);
 
   uint64_t last_tid() const;
   int register_calls() const;
@@ -246,6 +269,8 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
     uint32_t node_id = 0;
     ::cellar::v1::TransactionOutcome outcome = ::cellar::v1::TRANSACTION_ACTIVE;
     uint64_t tid = 0;
+    // A final tid was picked, the outcome is not known (FinishFault).
+    bool finishing = false;
   };
 
   void PushLocked(const ::cellar::v1::ClusterEvent& event)
@@ -281,6 +306,9 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   // ttid -> tid of committed transactions forgotten in a failover.
   std::map<uint64_t, uint64_t> locked_on_storages_ ABSL_GUARDED_BY(mu_);
   bool suppress_invalidations_ ABSL_GUARDED_BY(mu_) = false;
+  FinishFault finish_fault_ ABSL_GUARDED_BY(mu_) = FinishFault::kNone;
+  std::optional<uint64_t> reported_last_tid_ ABSL_GUARDED_BY(mu_);
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
   int register_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int begin_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<::cellar::v1::FinishRequest> finish_requests_ ABSL_GUARDED_BY(mu_);
