@@ -921,8 +921,9 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     session = sessions_;
   }
 
-  // 1. Begin.
+  // 1. Begin: the ttid and its token (storages refuse a ttid without it).
   uint64_t ttid;
+  std::string ttid_token;
   {
     ::cellar::v1::BeginRequest request;
     request.set_node_id(node_id);
@@ -933,6 +934,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
         common::FromGrpcStatus(master->Begin(&context, request, &response));
     if (!status.ok()) return common::Annotate(status, "Begin");
     ttid = response.ttid();
+    ttid_token = response.ttid_token();
   }
 
   // 2. Plan: every writable cell of each object's partition; the
@@ -1006,6 +1008,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     auto new_batch = [&]() {
       ::cellar::v1::StoreRequest& request = call.batches.emplace_back();
       request.set_ttid(ttid);
+      request.set_ttid_token(ttid_token);
       request.set_client_node_id(node_id);
     };
     new_batch();

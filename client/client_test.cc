@@ -15,6 +15,7 @@
 #include "client/testing/fake_cluster.h"
 #include "services/common/errors.h"
 #include "services/common/status_matchers.h"
+#include "services/common/ttid_token.h"
 
 namespace cellar::client {
 namespace {
@@ -672,6 +673,21 @@ TEST_F(ClientTest, ClusterInfoAndSync) {
   const uint64_t tid = cluster_->master().AdvanceTid();
   ASSERT_THAT(client->Sync(), IsOk());
   EXPECT_GE(client->snapshot(), tid);
+}
+
+// Storages refuse a ttid without the token Begin gave (the fake storages
+// check it as real ones do): the client sends it with every Store.
+TEST_F(ClientTest, StoresCarryTheTtidTokenOfBegin) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(Put(*client, 1, 0, "x"), IsOk());
+  for (int id = 1; id <= cluster_->num_storages(); ++id) {
+    for (const auto& request : cluster_->storage(id).store_requests()) {
+      EXPECT_EQ(request.ttid_token(),
+                common::TtidToken(cluster_->master().ttid_key(), request.ttid()));
+    }
+  }
 }
 
 // Semantics rule 6: a new primary still RECOVERING reports last tid 0 (or

@@ -8,6 +8,7 @@
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/ttid_token.h"
 
 namespace cellar::client::testing {
 namespace {
@@ -67,6 +68,11 @@ void FakeStorage::Shutdown() {
 
 std::string FakeStorage::address() const {
   return absl::StrCat("127.0.0.1:", port_);
+}
+
+void FakeStorage::SetTtidKey(std::string key) {
+  absl::MutexLock lock(&mu_);
+  ttid_key_ = std::move(key);
 }
 
 void FakeStorage::CommitTransaction(uint64_t ttid, uint64_t tid) {
@@ -158,6 +164,11 @@ grpc::Status FakeStorage::Store(grpc::ServerContext*,
     store_requests_.push_back(*request);
     if (!all_calls_error_.ok()) return ToGrpc(all_calls_error_);
     if (!store_error_.ok()) return ToGrpc(store_error_);
+    if (absl::Status s = common::CheckTtidToken(ttid_key_, request->ttid(),
+                                                request->ttid_token());
+        !s.ok()) {
+      return ToGrpc(s);
+    }
     barrier = barrier_;
   }
   if (barrier != nullptr && !barrier->Arrive()) {
@@ -199,6 +210,11 @@ grpc::Status FakeStorage::Vote(grpc::ServerContext*,
                                ::cellar::v1::VoteResponse*) {
   absl::MutexLock lock(&mu_);
   if (!all_calls_error_.ok()) return ToGrpc(all_calls_error_);
+  if (absl::Status s = common::CheckTtidToken(ttid_key_, request->ttid(),
+                                              request->ttid_token());
+      !s.ok()) {
+    return ToGrpc(s);
+  }
   Pending& pending = pending_[request->ttid()];
   pending.voted = true;
   if (request->has_metadata()) {
@@ -307,11 +323,13 @@ grpc::Status FakeStorage::LastTransactions(
 FakeMaster::FakeMaster(std::string cluster_name, common::PartitionTable table,
                        std::vector<FakeStorage*> storages)
     : cluster_name_(std::move(cluster_name)),
+      ttid_key_(common::NewTtidKey()),
       table_(std::move(table)),
       // A realistic TID (2024-01-01) so tools print sensible times.
       last_tid_(common::TidFromTime(absl::FromUnixSeconds(1704067200))),
       tid_counter_(last_tid_) {
   for (FakeStorage* storage : storages) {
+    storage->SetTtidKey(ttid_key_);
     storages_[storage->node_id()] = storage;
     storage_states_[storage->node_id()] = ::cellar::v1::NODE_RUNNING;
   }
@@ -661,6 +679,7 @@ grpc::Status FakeMaster::Begin(grpc::ServerContext*,
   const uint64_t ttid = NextTidLocked(tid_counter_ + 1);
   txns_[ttid] = Txn{request->node_id()};
   response->set_ttid(ttid);
+  response->set_ttid_token(common::TtidToken(ttid_key_, ttid));
   return grpc::Status::OK;
 }
 

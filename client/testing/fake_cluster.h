@@ -8,6 +8,9 @@
 // state events, invalidations pushed before Finish answers), OID/TID
 // allocation, Begin/Finish/Abort, Store with checksum and conflict checks
 // (vote included), MVCC Load, History, LastTransactions, GetClusterInfo.
+// Begin hands out ttid tokens (common/ttid_token.h) with the master's key,
+// which its storages hold: Store and Vote without the right token are
+// PERMISSION_DENIED (BAD_TTID_TOKEN), as on a real storage.
 // No locking between transactions, no durability, no replication.
 //
 // Fault injection: per-storage errors for all calls / Store / Load,
@@ -71,6 +74,7 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   std::string address() const;
 
   // Called by the fake master (in-process, not over gRPC).
+  void SetTtidKey(std::string key);
   void CommitTransaction(uint64_t ttid, uint64_t tid);
   void AbortTransactionLocal(uint64_t ttid);
   bool HasVote(uint64_t ttid) const;
@@ -139,6 +143,7 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   absl::Status load_error_ ABSL_GUARDED_BY(mu_);
   bool corrupt_loads_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<StoreBarrier> barrier_ ABSL_GUARDED_BY(mu_);
+  std::string ttid_key_ ABSL_GUARDED_BY(mu_);
   int load_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<::cellar::v1::StoreRequest> store_requests_ ABSL_GUARDED_BY(mu_);
 };
@@ -219,6 +224,8 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   void SetEpoch(uint64_t epoch);
 
   uint64_t last_tid() const;
+  // The key of the ttid tokens Begin hands out.
+  const std::string& ttid_key() const { return ttid_key_; }
   int register_calls() const;
   int begin_calls() const;
   int open_watch_streams() const;
@@ -280,6 +287,7 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   uint64_t NextTidLocked(uint64_t congruent_to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string cluster_name_;
+  const std::string ttid_key_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   mutable absl::Mutex mu_;

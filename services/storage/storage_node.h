@@ -51,6 +51,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "protos/cellar/v1/master.pb.h"
@@ -173,6 +174,12 @@ class StorageNode {
   // `epoch` 0: not fenced; otherwise FAILED_PRECONDITION (STALE_EPOCH)
   // below the highest epoch seen.
   absl::Status Abort(uint64_t ttid, uint64_t epoch = 0);
+  // Whether `token` proves that the primary master this node registered
+  // with issued `ttid` (common::CheckTtidToken with the key of its term,
+  // RegisterNodeResponse.ttid_key): PERMISSION_DENIED (BAD_TTID_TOKEN) if
+  // not, UNAVAILABLE before the first registration. The adapter checks it
+  // before Store, Vote and an unfenced (epoch 0) Abort.
+  absl::Status CheckTtidToken(uint64_t ttid, absl::string_view token) const;
   // `min_ptid`: the table version the commit was decided on (0 = any).
   // UNAVAILABLE if this node cannot get that table from the master.
   absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0);
@@ -304,6 +311,9 @@ class StorageNode {
   mutable absl::Mutex mu_;
   uint32_t node_id_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // The ttid key of the master term this node registered with (never
+  // persisted, logged or shown); replaced at each registration.
+  std::string ttid_key_ ABSL_GUARDED_BY(mu_);
   ::cellar::v1::ClusterState cluster_state_ ABSL_GUARDED_BY(mu_) =
       ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
   std::shared_ptr<const common::PartitionTable> pt_ ABSL_GUARDED_BY(mu_);
