@@ -242,8 +242,8 @@ void Client::TakeSnapshot(const ClusterSnapshot& snapshot) {
                        << common::TidHex(snapshot.last_tid())
                        << ", behind this client's snapshot "
                        << common::TidHex(snapshot_)
-                       << " (a new primary still recovering?): keeping the "
-                          "snapshot; loads and commits wait for the master";
+                       << " (a new primary still recovering, or a truncation):"
+                          " keeping the snapshot";
     }
     snapshot_ = std::max(snapshot_, snapshot.last_tid());
     kept = snapshot_;
@@ -460,17 +460,22 @@ bool Client::WaitForSnapshot(uint64_t tid, absl::Duration timeout) {
 
 absl::Status Client::AwaitMasterCaughtUp(uint64_t tid) {
   absl::MutexLock lock(&mu_);
+  // A RUNNING primary has resolved the in-doubt commits and published its
+  // last tid before it got there (in stream order): a lower one then is a
+  // truncation's, nothing to wait for.
   auto caught_up = [this, tid]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closing_ || master_last_tid_ >= tid;
+    return closing_ || master_last_tid_ >= tid ||
+           view_.cluster_state() == ::cellar::v1::CLUSTER_RUNNING;
   };
   mu_.AwaitWithTimeout(absl::Condition(&caught_up), options_.rpc_timeout);
   if (closing_) return absl::CancelledError("client closed");
-  if (master_last_tid_ >= tid) return absl::OkStatus();
+  if (caught_up()) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat(
       "the master's last tid ", common::TidHex(master_last_tid_),
       " is still behind this client's snapshot ", common::TidHex(tid),
       " after ", absl::FormatDuration(options_.rpc_timeout),
-      " (a new primary still recovering?): retry later"));
+      " and the cluster is not RUNNING (a new primary still recovering?): "
+      "retry later"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1096,6 +1101,15 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
       failure = absl::UnavailableError(
           "connection to the master lost during the commit");
     }
+  }
+  if (common::ErrorReason(failure) == common::kReasonBadTtidToken) {
+    // A storage registered with a newer primary since Begin: the
+    // transaction belongs to a past term. Retry it all.
+    failure = common::ErrorWithReason(
+        absl::StatusCode::kAborted, common::kReasonBadTtidToken,
+        absl::StrCat(failure.message(),
+                     " (begun under an earlier master term: retry the "
+                     "transaction)"));
   }
   if (!failure.ok()) {
     AbortOnMaster(master.get(), node_id, ttid, involved).IgnoreError();

@@ -28,12 +28,13 @@
 // RECOVERING reports 0) does not move it back, and the cache is cleared
 // at the client's snapshot, not at the master's. Until that master has
 // reported a last tid at least the snapshot (its snapshot or an
-// invalidation, which a new primary publishes once verified), Load() and
-// Commit() wait for it, at most rpc_timeout, then fail with UNAVAILABLE
-// ("master ... behind"); LoadBefore waits only for a before_tid it does
-// not yet cover. OIDs of a batch taken under an earlier master epoch are
-// never handed out: NewOid() drops the batch when the epoch changed
-// (semantics rule 7).
+// invalidation, which a new primary publishes once verified) or the
+// cluster is RUNNING (verified; a lower last tid then comes from a
+// Truncate), Load() and Commit() wait, at most rpc_timeout, then fail
+// with UNAVAILABLE ("... behind ..."); LoadBefore waits only for a
+// before_tid the master has not covered. OIDs of a batch taken under an
+// earlier master epoch are never handed out: NewOid() drops the batch
+// when the epoch changed (semantics rule 7).
 //
 // Reads: the snapshot is the last tid whose invalidations were applied;
 // Load() reads at it. A read goes to one readable cell of partition(oid)
@@ -242,8 +243,8 @@ class Client : private TransactionCommitter {
   // Waits until snapshot_ >= tid or `timeout`.
   bool WaitForSnapshot(uint64_t tid, absl::Duration timeout);
   // Waits (at most rpc_timeout) until the current master has reported a
-  // last tid >= `tid` (see the file comment). UNAVAILABLE after that,
-  // CANCELLED after Close().
+  // last tid >= `tid` or the cluster is RUNNING (see the file comment).
+  // UNAVAILABLE after that, CANCELLED after Close().
   absl::Status AwaitMasterCaughtUp(uint64_t tid);
   std::shared_ptr<MasterStub> master() const;
   uint64_t sessions() const;

@@ -690,9 +690,24 @@ TEST_F(ClientTest, StoresCarryTheTtidTokenOfBegin) {
   }
 }
 
+// A storage that took a newer primary's key refuses the transaction's
+// stores: the application retries the whole transaction (ABORTED).
+TEST_F(ClientTest, StoresRefusedForAnEarlierTermAbortTheTransaction) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  cluster_->storage(1).SetTtidKey(common::NewTtidKey());
+  absl::StatusOr<uint64_t> tid = Put(*client, 1, 0, "x");
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(common::ErrorReason(tid.status()), common::kReasonBadTtidToken);
+  EXPECT_TRUE(cluster_->master().finish_requests().empty());
+  EXPECT_EQ(cluster_->master().abort_requests().size(), 1u);
+}
+
 // Semantics rule 6: a new primary still RECOVERING reports last tid 0 (or
 // less than it will recover); the client keeps its snapshot and waits for
-// the master to catch up before reads and commits that depend on it.
+// the master to catch up (it publishes its recovered last tid, then runs)
+// before reads and commits that depend on it.
 TEST_F(ClientTest, SnapshotNeverGoesBackwardsOnReconnect) {
   StartCluster();
   auto client = Connect(ShortRpcTimeout());
@@ -706,6 +721,7 @@ TEST_F(ClientTest, SnapshotNeverGoesBackwardsOnReconnect) {
   for (uint64_t reported : {uint64_t{0}, snapshot - 1}) {
     SCOPED_TRACE(absl::StrCat("the new master reports last tid ", reported));
     const uint64_t sessions = client->session_count();
+    cluster_->master().SetClusterState(::cellar::v1::CLUSTER_RECOVERING);
     cluster_->master().SetReportedLastTid(reported);
     cluster_->master().EndWatchStreams();
     ASSERT_THAT(client->AwaitSession(sessions + 1, absl::Seconds(10)), IsOk());
@@ -726,12 +742,25 @@ TEST_F(ClientTest, SnapshotNeverGoesBackwardsOnReconnect) {
     std::thread load([&] { loaded = client->Load(5); });
     cluster_->master().SetReportedLastTid(std::nullopt);
     cluster_->master().PushInvalidation(cluster_->master().last_tid(), {});
+    cluster_->master().SetClusterState(::cellar::v1::CLUSTER_RUNNING);
     load.join();
     ASSERT_THAT(loaded, IsOk());
     EXPECT_EQ(loaded->data, "kept");
     EXPECT_EQ(loaded->serial, *tid);
     EXPECT_GE(client->snapshot(), snapshot);
   }
+
+  // After a Truncate the RUNNING master's last tid stays below the
+  // client's snapshot (until the next commit): the client keeps its
+  // snapshot, but neither loads nor commits wait for the master.
+  const uint64_t kept = client->snapshot();
+  cluster_->master().SetReportedLastTid(*tid - 1);
+  cluster_->master().EndWatchStreams();
+  ASSERT_THAT(client->AwaitSession(4, absl::Seconds(10)), IsOk());
+  EXPECT_EQ(client->snapshot(), kept);
+  absl::StatusOr<LoadResult> loaded = client->Load(5);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->data, "kept");
   EXPECT_THAT(Put(*client, 6, 0, "after"), IsOk());
 }
 

@@ -78,8 +78,9 @@ class Transaction {
 
   // Commits: returns the final tid once this client's snapshot includes
   // it (so the committer reads its own writes). Errors: ABORTED (CONFLICT
-  // with a ConflictDetail payload — common::GetConflict — or
-  // LOCK_CONTENTION: retry the whole transaction), UNAVAILABLE without a
+  // with a ConflictDetail payload — common::GetConflict —,
+  // LOCK_CONTENTION, or BAD_TTID_TOKEN: a storage took a newer primary's
+  // ttid key since Begin; retry the whole transaction), UNAVAILABLE without a
   // reason (not committed: not enough replicas reached, or the master
   // connection was lost before Finish; retry), FAILED_PRECONDITION
   // (cluster not RUNNING), RESOURCE_EXHAUSTED (object too large),
