@@ -71,6 +71,8 @@ struct Client::Session {
   size_t master_index = 0;
   std::shared_ptr<MasterStub> stub;
   uint32_t node_id = 0;
+  // RegisterNodeResponse.epoch (used if the snapshot carries none).
+  uint64_t epoch = 0;
   std::unique_ptr<grpc::ClientContext> context;
   std::unique_ptr<grpc::ClientReaderInterface<ClusterEvent>> reader;
 };
@@ -174,6 +176,7 @@ absl::StatusOr<std::unique_ptr<Client::Session>> Client::EstablishSession() {
       continue;
     }
     session->node_id = response.node_id();
+    session->epoch = response.epoch();
 
     session->context = std::make_unique<grpc::ClientContext>();
     {
@@ -215,13 +218,37 @@ void Client::InstallSession(const Session& session,
     CELLAR_LOG(WARNING) << "bad partition table in the master's snapshot: "
                         << status;
   }
-  cache_.Clear(snapshot.last_tid());
+  {
+    absl::MutexLock lock(&mu_);
+    master_ = session.stub;
+    node_id_ = session.node_id;
+    epoch_ = snapshot.epoch() != 0 ? snapshot.epoch() : session.epoch;
+  }
+  TakeSnapshot(snapshot);
   absl::MutexLock lock(&mu_);
-  master_ = session.stub;
-  node_id_ = session.node_id;
-  snapshot_ = snapshot.last_tid();
   ++sessions_;
   connected_ = true;
+}
+
+void Client::TakeSnapshot(const ClusterSnapshot& snapshot) {
+  // Invalidations may have been lost: clear the cache, at the client's
+  // snapshot, which never decreases (semantics rule 6).
+  uint64_t kept;
+  {
+    absl::MutexLock lock(&mu_);
+    master_last_tid_ = snapshot.last_tid();
+    if (snapshot.last_tid() < snapshot_) {
+      CELLAR_LOG(INFO) << "the master reports last tid "
+                       << common::TidHex(snapshot.last_tid())
+                       << ", behind this client's snapshot "
+                       << common::TidHex(snapshot_)
+                       << " (a new primary still recovering, or a truncation):"
+                          " keeping the snapshot";
+    }
+    snapshot_ = std::max(snapshot_, snapshot.last_tid());
+    kept = snapshot_;
+  }
+  cache_.Clear(kept);
 }
 
 void Client::WatchLoop() {
@@ -287,9 +314,11 @@ void Client::HandleEvent(const ClusterEvent& event) {
       if (!status.ok()) {
         CELLAR_LOG(WARNING) << "bad partition table in snapshot: " << status;
       }
-      cache_.Clear(event.snapshot().last_tid());
-      absl::MutexLock lock(&mu_);
-      snapshot_ = event.snapshot().last_tid();
+      if (event.snapshot().epoch() != 0) {
+        absl::MutexLock lock(&mu_);
+        epoch_ = event.snapshot().epoch();
+      }
+      TakeSnapshot(event.snapshot());
       break;
     }
     case ClusterEvent::kPartitionTableDelta: {
@@ -324,6 +353,7 @@ void Client::HandleEvent(const ClusterEvent& event) {
       {
         absl::MutexLock lock(&mu_);
         snapshot_ = std::max(snapshot_, tid);
+        master_last_tid_ = std::max(master_last_tid_, tid);
         listener = listener_;
       }
       if (listener != nullptr && *listener) (*listener)(tid, oids);
@@ -428,13 +458,47 @@ bool Client::WaitForSnapshot(uint64_t tid, absl::Duration timeout) {
   return snapshot_ >= tid;
 }
 
+absl::Status Client::AwaitMasterCaughtUp(uint64_t tid) {
+  absl::MutexLock lock(&mu_);
+  // A RUNNING primary has resolved the in-doubt commits and published its
+  // last tid before it got there (in stream order): a lower one then is a
+  // truncation's, nothing to wait for.
+  auto caught_up = [this, tid]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return closing_ || master_last_tid_ >= tid ||
+           view_.cluster_state() == ::cellar::v1::CLUSTER_RUNNING;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&caught_up), options_.rpc_timeout);
+  if (closing_) return absl::CancelledError("client closed");
+  if (caught_up()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "the master's last tid ", common::TidHex(master_last_tid_),
+      " is still behind this client's snapshot ", common::TidHex(tid),
+      " after ", absl::FormatDuration(options_.rpc_timeout),
+      " and the cluster is not RUNNING (a new primary still recovering?): "
+      "retry later"));
+}
+
 // ---------------------------------------------------------------------------
 // Master calls.
 
 absl::StatusOr<uint64_t> Client::NewOid() {
   absl::MutexLock lock(&oid_mu_);
+  std::shared_ptr<MasterStub> stub;
+  uint64_t epoch;
+  {
+    absl::MutexLock session_lock(&mu_);
+    stub = master_;
+    epoch = epoch_;
+  }
+  if (oids_left_ > 0 && oid_epoch_ != epoch) {
+    // Reserved under an earlier primary: a new one may hand them out
+    // again (semantics rule 7).
+    CELLAR_LOG(INFO) << "dropping " << oids_left_
+                     << " unused OIDs allocated under master epoch "
+                     << oid_epoch_ << " (now " << epoch << ")";
+    oids_left_ = 0;
+  }
   if (oids_left_ == 0) {
-    std::shared_ptr<MasterStub> stub = master();
     if (stub == nullptr) return absl::UnavailableError("not connected");
     ::cellar::v1::AllocateOidsRequest request;
     request.set_count(kOidBatch);
@@ -449,6 +513,7 @@ absl::StatusOr<uint64_t> Client::NewOid() {
     }
     next_oid_ = response.first_oid();
     oids_left_ = response.count();
+    oid_epoch_ = epoch;
   }
   --oids_left_;
   return next_oid_++;
@@ -495,6 +560,10 @@ absl::StatusOr<LoadResult> Client::LoadBefore(uint64_t oid,
     return LoadResult{oid, hit->serial, hit->next_serial, std::move(hit->data)};
   }
   cache_misses_.fetch_add(1, std::memory_order_relaxed);
+  // What the master has not published yet may not be readable everywhere
+  // (a new primary resolves in-doubt commits first).
+  CELLAR_RETURN_IF_ERROR(
+      AwaitMasterCaughtUp(std::min(before_tid - 1, snapshot())));
   ::cellar::v1::LoadRequest request;
   request.set_oid(oid);
   request.set_before_tid(before_tid);
@@ -745,17 +814,79 @@ absl::Status Client::AbortOnMaster(
   return status;
 }
 
-uint64_t Client::CommittedTid(MasterStub* master, uint64_t ttid) {
+absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> Client::AskOutcome(
+    MasterStub* master, uint64_t ttid, absl::Duration timeout) {
   ::cellar::v1::GetTransactionStatusRequest request;
   request.set_ttid(ttid);
   ::cellar::v1::GetTransactionStatusResponse response;
   grpc::ClientContext context;
-  common::SetDeadline(&context, options_.rpc_timeout);
-  if (!master->GetTransactionStatus(&context, request, &response).ok() ||
-      response.outcome() != ::cellar::v1::TRANSACTION_COMMITTED) {
-    return 0;
+  common::SetDeadline(&context, timeout);
+  absl::Status status = common::FromGrpcStatus(
+      master->GetTransactionStatus(&context, request, &response));
+  if (!status.ok()) return common::Annotate(status, "GetTransactionStatus");
+  return response;
+}
+
+absl::StatusOr<uint64_t> Client::ResolveFinishFailure(
+    MasterStub* master, uint32_t node_id, uint64_t session, uint64_t ttid,
+    const std::vector<uint32_t>& involved, const absl::Status& finish_error) {
+  using ::cellar::v1::TRANSACTION_ABORTED;
+  using ::cellar::v1::TRANSACTION_COMMITTED;
+  const absl::Status failed = common::Annotate(finish_error, "Finish");
+  // Without an answer, the commit may have gone through: ask first.
+  const bool no_answer = IsTransportError(finish_error);
+  if (no_answer) {
+    absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> outcome =
+        AskOutcome(master, ttid, options_.rpc_timeout);
+    if (outcome.ok() && outcome->outcome() == TRANSACTION_COMMITTED) {
+      return outcome->tid();
+    }
+    if (outcome.ok() && outcome->outcome() == TRANSACTION_ABORTED) {
+      return failed;
+    }
   }
-  return response.tid();
+  // An abort the primary accepts settles it; it refuses it with
+  // FAILED_PRECONDITION once a final tid was picked: the commit is then
+  // under way, ask until it settles (bounded).
+  const absl::Status aborted = AbortOnMaster(master, node_id, ttid, involved);
+  if (aborted.ok()) return failed;
+  bool lost_master = IsTransportError(aborted);
+  if (aborted.code() == absl::StatusCode::kFailedPrecondition) {
+    const absl::Time deadline = absl::Now() + options_.rpc_timeout;
+    absl::Duration pause = absl::Milliseconds(20);
+    while (true) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> outcome =
+          AskOutcome(master, ttid, left);
+      if (outcome.ok() && outcome->outcome() == TRANSACTION_COMMITTED) {
+        return outcome->tid();
+      }
+      if (outcome.ok() && outcome->outcome() == TRANSACTION_ABORTED) {
+        return failed;
+      }
+      if (!outcome.ok()) {
+        lost_master = IsTransportError(outcome.status());
+        break;
+      }
+      absl::SleepFor(std::min(pause, deadline - absl::Now()));
+      pause = std::min(pause * 2, absl::Milliseconds(500));
+    }
+  } else if (!no_answer) {
+    // The master answered Finish with a refusal: its verdict stands.
+    return failed;
+  }
+  if (lost_master) {
+    // That master cannot tell (gone in a failover?): ask the next one.
+    const uint64_t tid = CommittedTidAfterReconnect(session, ttid);
+    if (tid != 0) return tid;
+  }
+  return common::ErrorWithReason(
+      absl::StatusCode::kUnavailable, common::kReasonOutcomeUnknown,
+      absl::StrCat("the outcome of transaction ", common::TidHex(ttid),
+                   " is unknown: Finish failed (", finish_error.message(),
+                   ") and the primary could not tell whether it committed; "
+                   "it may have: read its objects before retrying"));
 }
 
 uint64_t Client::CommittedTidAfterReconnect(uint64_t session, uint64_t ttid) {
@@ -807,6 +938,9 @@ absl::StatusOr<uint64_t> Client::CommitTransaction(const TransactionData& data) 
 }
 
 absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
+  // The application read at the snapshot: commit through a master that
+  // knows it (semantics rule 6).
+  CELLAR_RETURN_IF_ERROR(AwaitMasterCaughtUp(snapshot()));
   std::shared_ptr<MasterStub> master;
   uint32_t node_id;
   uint64_t session;
@@ -822,8 +956,9 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     session = sessions_;
   }
 
-  // 1. Begin.
+  // 1. Begin: the ttid and its token (storages refuse a ttid without it).
   uint64_t ttid;
+  std::string ttid_token;
   {
     ::cellar::v1::BeginRequest request;
     request.set_node_id(node_id);
@@ -834,6 +969,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
         common::FromGrpcStatus(master->Begin(&context, request, &response));
     if (!status.ok()) return common::Annotate(status, "Begin");
     ttid = response.ttid();
+    ttid_token = response.ttid_token();
   }
 
   // 2. Plan: every writable cell of each object's partition; the
@@ -907,6 +1043,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     auto new_batch = [&]() {
       ::cellar::v1::StoreRequest& request = call.batches.emplace_back();
       request.set_ttid(ttid);
+      request.set_ttid_token(ttid_token);
       request.set_client_node_id(node_id);
     };
     new_batch();
@@ -995,6 +1132,15 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
           "connection to the master lost during the commit");
     }
   }
+  if (common::ErrorReason(failure) == common::kReasonBadTtidToken) {
+    // A storage registered with a newer primary since Begin: the
+    // transaction belongs to a past term. Retry it all.
+    failure = common::ErrorWithReason(
+        absl::StatusCode::kAborted, common::kReasonBadTtidToken,
+        absl::StrCat(failure.message(),
+                     " (begun under an earlier master term: retry the "
+                     "transaction)"));
+  }
   if (!failure.ok()) {
     AbortOnMaster(master.get(), node_id, ttid, involved).IgnoreError();
     return failure;
@@ -1036,22 +1182,9 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     if (status.ok()) {
       tid = response.tid();
     } else {
-      // The answer may be lost while the commit went through: ask. An
-      // abort refused with FAILED_PRECONDITION means a final tid was
-      // picked meanwhile: ask again.
-      if (IsTransportError(status)) tid = CommittedTid(master.get(), ttid);
-      absl::Status aborted;
-      if (tid == 0) {
-        aborted = AbortOnMaster(master.get(), node_id, ttid, involved);
-        if (aborted.code() == absl::StatusCode::kFailedPrecondition) {
-          tid = CommittedTid(master.get(), ttid);
-        }
-      }
-      if (tid == 0 && IsTransportError(status) && IsTransportError(aborted)) {
-        // That master cannot tell (gone in a failover?): ask the next one.
-        tid = CommittedTidAfterReconnect(session, ttid);
-      }
-      if (tid == 0) return common::Annotate(status, "Finish");
+      CELLAR_ASSIGN_OR_RETURN(tid, ResolveFinishFailure(master.get(), node_id,
+                                                        session, ttid, involved,
+                                                        status));
     }
   }
 

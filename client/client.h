@@ -21,7 +21,20 @@
 // (FAILED_PRECONDITION / UNAVAILABLE). When the stream breaks, the client
 // re-registers (new node id), clears its cache (invalidations may have
 // been lost) and takes the new snapshot; commits in flight fail with
-// UNAVAILABLE.
+// UNAVAILABLE, or OUTCOME_UNKNOWN (transaction.h) once Finish was sent.
+//
+// The snapshot never decreases (semantics rule 6): a new master that
+// reports a last tid below the client's snapshot (a new primary still
+// RECOVERING reports 0) does not move it back, and the cache is cleared
+// at the client's snapshot, not at the master's. Until that master has
+// reported a last tid at least the snapshot (its snapshot or an
+// invalidation, which a new primary publishes once verified) or the
+// cluster is RUNNING (verified; a lower last tid then comes from a
+// Truncate), Load() and Commit() wait, at most rpc_timeout, then fail
+// with UNAVAILABLE ("... behind ..."); LoadBefore waits only for a
+// before_tid the master has not covered. OIDs of a batch taken under an
+// earlier master epoch are never handed out: NewOid() drops the batch
+// when the epoch changed (semantics rule 7).
 //
 // Reads: the snapshot is the last tid whose invalidations were applied;
 // Load() reads at it. A read goes to one readable cell of partition(oid)
@@ -122,7 +135,8 @@ class Client : private TransactionCommitter {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // A new OID, from batches of 100 allocated by the master.
+  // A new OID, from batches of 100 allocated by the master. A batch
+  // allocated under an earlier master epoch is dropped, unused.
   absl::StatusOr<uint64_t> NewOid();
 
   // A new transaction committing through this client.
@@ -192,8 +206,16 @@ class Client : private TransactionCommitter {
   absl::Status AbortOnMaster(MasterStub* master, uint32_t node_id,
                              uint64_t ttid,
                              const std::vector<uint32_t>& storage_node_ids);
-  // Master.GetTransactionStatus: the final tid if committed, else 0.
-  uint64_t CommittedTid(MasterStub* master, uint64_t ttid);
+  // Finish failed with `finish_error`: what became of `ttid` (session
+  // `session`)? The final tid if it committed; the Finish error if the
+  // primary says it did not (or aborted it now, on `involved`);
+  // UNAVAILABLE with reason OUTCOME_UNKNOWN otherwise (transaction.h).
+  absl::StatusOr<uint64_t> ResolveFinishFailure(
+      MasterStub* master, uint32_t node_id, uint64_t session, uint64_t ttid,
+      const std::vector<uint32_t>& involved, const absl::Status& finish_error);
+  // Master.GetTransactionStatus of `ttid`, within `timeout`.
+  absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> AskOutcome(
+      MasterStub* master, uint64_t ttid, absl::Duration timeout);
   // After the master of session `session` could not tell (transport
   // errors): waits for a newer session, then asks its master (which asks
   // the storages for a ttid it never saw) once the cluster is RUNNING
@@ -209,6 +231,10 @@ class Client : private TransactionCommitter {
   absl::StatusOr<std::unique_ptr<Session>> EstablishSession();
   void InstallSession(const Session& session,
                       const ::cellar::v1::ClusterSnapshot& snapshot);
+  // Takes a snapshot of the master (at session start or mid-stream): the
+  // client's snapshot becomes max(its own, the master's last tid), the
+  // cache is cleared at it.
+  void TakeSnapshot(const ::cellar::v1::ClusterSnapshot& snapshot);
   void HandleEvent(const ::cellar::v1::ClusterEvent& event);
   void RefreshTable();
 
@@ -216,6 +242,10 @@ class Client : private TransactionCommitter {
       uint64_t oid, const ::cellar::v1::LoadRequest& request);
   // Waits until snapshot_ >= tid or `timeout`.
   bool WaitForSnapshot(uint64_t tid, absl::Duration timeout);
+  // Waits (at most rpc_timeout) until the current master has reported a
+  // last tid >= `tid` or the cluster is RUNNING (see the file comment).
+  // UNAVAILABLE after that, CANCELLED after Close().
+  absl::Status AwaitMasterCaughtUp(uint64_t tid);
   std::shared_ptr<MasterStub> master() const;
   uint64_t sessions() const;
 
@@ -229,6 +259,12 @@ class Client : private TransactionCommitter {
   std::shared_ptr<MasterStub> master_ ABSL_GUARDED_BY(mu_);
   uint32_t node_id_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t snapshot_ ABSL_GUARDED_BY(mu_) = 0;
+  // The highest last tid the current session's master reported (its
+  // snapshot, then invalidations); may be below snapshot_ after a
+  // reconnection.
+  uint64_t master_last_tid_ ABSL_GUARDED_BY(mu_) = 0;
+  // The master epoch of the current session.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sessions_ ABSL_GUARDED_BY(mu_) = 0;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
@@ -243,6 +279,8 @@ class Client : private TransactionCommitter {
   absl::Mutex oid_mu_;
   uint64_t next_oid_ ABSL_GUARDED_BY(oid_mu_) = 0;
   uint64_t oids_left_ ABSL_GUARDED_BY(oid_mu_) = 0;
+  // The master epoch the batch was allocated under.
+  uint64_t oid_epoch_ ABSL_GUARDED_BY(oid_mu_) = 0;
 
   std::atomic<uint64_t> cache_hits_{0};
   std::atomic<uint64_t> cache_misses_{0};

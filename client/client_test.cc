@@ -9,11 +9,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/testing/fake_cluster.h"
 #include "services/common/errors.h"
 #include "services/common/status_matchers.h"
+#include "services/common/ttid_token.h"
 
 namespace cellar::client {
 namespace {
@@ -26,6 +28,10 @@ using ::cellar::common::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
+
+MATCHER_P(Holds, value, "is OK and holds a value") {
+  return arg.ok() && *arg == value;
+}
 
 class ClientTest : public ::testing::Test {
  protected:
@@ -42,6 +48,13 @@ class ClientTest : public ::testing::Test {
     options.connect_timeout = absl::Seconds(5);
     options.commit_wait_timeout = absl::Seconds(5);
     options.max_reconnect_backoff = absl::Milliseconds(200);
+    return options;
+  }
+
+  // Bounded waits of half a second (tests that wait them out).
+  ClientOptions ShortRpcTimeout() const {
+    ClientOptions options = Options();
+    options.rpc_timeout = absl::Milliseconds(500);
     return options;
   }
 
@@ -347,7 +360,9 @@ TEST_F(ClientTest, FinishLostInAFailoverAndUnknownToTheNewMasterFails) {
   ASSERT_THAT(client->AwaitSession(1, absl::Seconds(5)), IsOk());
   const uint64_t before = cluster_->master().last_tid();
   cluster_->master().SetFailOverOnFinish(true, /*commit=*/false);
-  EXPECT_THAT(Put(*client, 1, 0, "x"), StatusIs(absl::StatusCode::kUnavailable));
+  absl::StatusOr<uint64_t> tid = Put(*client, 1, 0, "x");
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(common::ErrorReason(tid.status()), common::kReasonOutcomeUnknown);
   EXPECT_EQ(cluster_->master().last_tid(), before);
   EXPECT_EQ(cluster_->master().refused_while_down(), 1);
   // Outcome unknown: the new master is not asked to abort it.
@@ -658,6 +673,153 @@ TEST_F(ClientTest, ClusterInfoAndSync) {
   const uint64_t tid = cluster_->master().AdvanceTid();
   ASSERT_THAT(client->Sync(), IsOk());
   EXPECT_GE(client->snapshot(), tid);
+}
+
+// Storages refuse a ttid without the token Begin gave (the fake storages
+// check it as real ones do): the client sends it with every Store.
+TEST_F(ClientTest, StoresCarryTheTtidTokenOfBegin) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(Put(*client, 1, 0, "x"), IsOk());
+  for (int id = 1; id <= cluster_->num_storages(); ++id) {
+    for (const auto& request : cluster_->storage(id).store_requests()) {
+      EXPECT_EQ(request.ttid_token(),
+                common::TtidToken(cluster_->master().ttid_key(), request.ttid()));
+    }
+  }
+}
+
+// A storage that took a newer primary's key refuses the transaction's
+// stores: the application retries the whole transaction (ABORTED).
+TEST_F(ClientTest, StoresRefusedForAnEarlierTermAbortTheTransaction) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  cluster_->storage(1).SetTtidKey(common::NewTtidKey());
+  absl::StatusOr<uint64_t> tid = Put(*client, 1, 0, "x");
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(common::ErrorReason(tid.status()), common::kReasonBadTtidToken);
+  EXPECT_TRUE(cluster_->master().finish_requests().empty());
+  EXPECT_EQ(cluster_->master().abort_requests().size(), 1u);
+}
+
+// Semantics rule 6: a new primary still RECOVERING reports last tid 0 (or
+// less than it will recover); the client keeps its snapshot and waits for
+// the master to catch up (it publishes its recovered last tid, then runs)
+// before reads and commits that depend on it.
+TEST_F(ClientTest, SnapshotNeverGoesBackwardsOnReconnect) {
+  StartCluster();
+  auto client = Connect(ShortRpcTimeout());
+  ASSERT_NE(client, nullptr);
+  absl::StatusOr<uint64_t> tid = Put(*client, 5, 0, "kept");
+  ASSERT_THAT(tid, IsOk());
+  const uint64_t snapshot = client->snapshot();
+  ASSERT_GE(snapshot, *tid);
+  ASSERT_THAT(client->Load(5), IsOk());  // cached
+
+  for (uint64_t reported : {uint64_t{0}, snapshot - 1}) {
+    SCOPED_TRACE(absl::StrCat("the new master reports last tid ", reported));
+    const uint64_t sessions = client->session_count();
+    cluster_->master().SetClusterState(::cellar::v1::CLUSTER_RECOVERING);
+    cluster_->master().SetReportedLastTid(reported);
+    cluster_->master().EndWatchStreams();
+    ASSERT_THAT(client->AwaitSession(sessions + 1, absl::Seconds(10)), IsOk());
+    EXPECT_EQ(client->snapshot(), snapshot);
+    // While the master is behind: a load waits (bounded), never NOT_FOUND;
+    // a commit does not begin.
+    EXPECT_THAT(client->Load(5), StatusIs(absl::StatusCode::kUnavailable,
+                                          HasSubstr("behind")));
+    const int begins = cluster_->master().begin_calls();
+    EXPECT_THAT(Put(*client, 6, 0, "waits"),
+                StatusIs(absl::StatusCode::kUnavailable, HasSubstr("behind")));
+    EXPECT_EQ(cluster_->master().begin_calls(), begins);
+    EXPECT_EQ(client->snapshot(), snapshot);
+
+    // The master recovers: its last tid reaches the client as an
+    // invalidation of no object (as a new primary publishes it).
+    absl::StatusOr<LoadResult> loaded;
+    std::thread load([&] { loaded = client->Load(5); });
+    cluster_->master().SetReportedLastTid(std::nullopt);
+    cluster_->master().PushInvalidation(cluster_->master().last_tid(), {});
+    cluster_->master().SetClusterState(::cellar::v1::CLUSTER_RUNNING);
+    load.join();
+    ASSERT_THAT(loaded, IsOk());
+    EXPECT_EQ(loaded->data, "kept");
+    EXPECT_EQ(loaded->serial, *tid);
+    EXPECT_GE(client->snapshot(), snapshot);
+  }
+
+  // After a Truncate the RUNNING master's last tid stays below the
+  // client's snapshot (until the next commit): the client keeps its
+  // snapshot, but neither loads nor commits wait for the master.
+  const uint64_t kept = client->snapshot();
+  cluster_->master().SetReportedLastTid(*tid - 1);
+  cluster_->master().EndWatchStreams();
+  ASSERT_THAT(client->AwaitSession(4, absl::Seconds(10)), IsOk());
+  EXPECT_EQ(client->snapshot(), kept);
+  absl::StatusOr<LoadResult> loaded = client->Load(5);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->data, "kept");
+  EXPECT_THAT(Put(*client, 6, 0, "after"), IsOk());
+}
+
+// Semantics rule 7: OIDs reserved under an old master are not used after a
+// failover (a new epoch); a reconnection to the same master keeps them.
+TEST_F(ClientTest, OidBatchIsDroppedWhenTheMasterEpochChanges) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  EXPECT_THAT(client->NewOid(), Holds(1u));
+  EXPECT_THAT(client->NewOid(), Holds(2u));
+
+  cluster_->master().EndWatchStreams();
+  ASSERT_THAT(client->AwaitSession(2, absl::Seconds(10)), IsOk());
+  EXPECT_THAT(client->NewOid(), Holds(3u));
+
+  cluster_->master().SetEpoch(2);
+  cluster_->master().EndWatchStreams();
+  ASSERT_THAT(client->AwaitSession(3, absl::Seconds(10)), IsOk());
+  // A new batch from the new master (the fake hands out 101.. next).
+  EXPECT_THAT(client->NewOid(), Holds(101u));
+  EXPECT_THAT(client->NewOid(), Holds(102u));
+}
+
+// Semantics rule 8: an unknown commit outcome is its own answer. Finish
+// never answers, or fails UNAVAILABLE after the storages locked; the
+// primary, asked, cannot tell (its abort is refused: a final tid was
+// picked).
+TEST_F(ClientTest, FinishWithoutAVerdictIsOutcomeUnknown) {
+  StartCluster();
+  auto client = Connect(ShortRpcTimeout());
+  ASSERT_NE(client, nullptr);
+  size_t aborts = 0;
+  for (auto fault : {testing::FakeMaster::FinishFault::kNeverAnswer,
+                     testing::FakeMaster::FinishFault::kUnavailableAfterLock}) {
+    SCOPED_TRACE(static_cast<int>(fault));
+    cluster_->master().SetFinishFault(fault);
+    absl::StatusOr<uint64_t> tid = Put(*client, 1, 0, "x");
+    EXPECT_THAT(tid, StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(common::ErrorReason(tid.status()), common::kReasonOutcomeUnknown);
+    EXPECT_EQ(cluster_->master().abort_requests().size(), ++aborts);
+  }
+  EXPECT_EQ(client->stats().commits, 0u);
+  EXPECT_EQ(client->stats().conflicts, 0u);
+}
+
+// A Finish that failed before any lock, whose transaction the master then
+// aborts at the client's request, is a known failure (the error as is).
+TEST_F(ClientTest, FinishFailedBeforeTheLocksIsAKnownFailure) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  cluster_->master().SetFinishFault(
+      testing::FakeMaster::FinishFault::kUnavailableBeforeLock);
+  absl::StatusOr<uint64_t> tid = Put(*client, 1, 0, "x");
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(common::ErrorReason(tid.status()), "");
+  EXPECT_EQ(cluster_->master().abort_requests().size(), 1u);
+  EXPECT_TRUE(cluster_->storage(1).Revisions(1).empty());
 }
 
 }  // namespace

@@ -78,12 +78,25 @@ class Transaction {
 
   // Commits: returns the final tid once this client's snapshot includes
   // it (so the committer reads its own writes). Errors: ABORTED (CONFLICT
-  // with a ConflictDetail payload — common::GetConflict — or
-  // LOCK_CONTENTION: retry the whole transaction), UNAVAILABLE (not
-  // enough replicas reached, or the master connection was lost),
-  // FAILED_PRECONDITION (cluster not RUNNING), RESOURCE_EXHAUSTED (object
-  // too large), DEADLINE_EXCEEDED (committed, but the invalidation did
-  // not arrive in time; the message says so and carries the tid).
+  // with a ConflictDetail payload — common::GetConflict —,
+  // LOCK_CONTENTION, or BAD_TTID_TOKEN: a storage took a newer primary's
+  // ttid key since Begin; retry the whole transaction), UNAVAILABLE without a
+  // reason (not committed: not enough replicas reached, or the master
+  // connection was lost before Finish; retry), FAILED_PRECONDITION
+  // (cluster not RUNNING), RESOURCE_EXHAUSTED (object too large),
+  // DEADLINE_EXCEEDED (committed, but the invalidation did not arrive in
+  // time; the message says so and carries the tid).
+  //
+  // Unknown outcome: UNAVAILABLE with reason OUTCOME_UNKNOWN
+  // (common::kReasonOutcomeUnknown). Finish was sent and got no answer
+  // (deadline, connection lost, master failover) or failed after the
+  // storages may have locked, and the primary could not tell: Commit
+  // first asks it (Master.GetTransactionStatus; an Abort it refuses
+  // because a final tid was picked is followed by more questions, bounded
+  // by rpc_timeout; after a failover, the next primary once RUNNING). The
+  // transaction may have committed: do not report it as failed nor retry
+  // it blindly; read its objects to find out. Commit never answers OK or
+  // ABORTED for an outcome it does not know.
   absl::StatusOr<uint64_t> Commit();
 
   // Drops the buffered objects (local only).

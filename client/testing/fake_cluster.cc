@@ -8,6 +8,7 @@
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/ttid_token.h"
 
 namespace cellar::client::testing {
 namespace {
@@ -67,6 +68,11 @@ void FakeStorage::Shutdown() {
 
 std::string FakeStorage::address() const {
   return absl::StrCat("127.0.0.1:", port_);
+}
+
+void FakeStorage::SetTtidKey(std::string key) {
+  absl::MutexLock lock(&mu_);
+  ttid_key_ = std::move(key);
 }
 
 void FakeStorage::CommitTransaction(uint64_t ttid, uint64_t tid) {
@@ -158,6 +164,11 @@ grpc::Status FakeStorage::Store(grpc::ServerContext*,
     store_requests_.push_back(*request);
     if (!all_calls_error_.ok()) return ToGrpc(all_calls_error_);
     if (!store_error_.ok()) return ToGrpc(store_error_);
+    if (absl::Status s = common::CheckTtidToken(ttid_key_, request->ttid(),
+                                                request->ttid_token());
+        !s.ok()) {
+      return ToGrpc(s);
+    }
     barrier = barrier_;
   }
   if (barrier != nullptr && !barrier->Arrive()) {
@@ -199,6 +210,11 @@ grpc::Status FakeStorage::Vote(grpc::ServerContext*,
                                ::cellar::v1::VoteResponse*) {
   absl::MutexLock lock(&mu_);
   if (!all_calls_error_.ok()) return ToGrpc(all_calls_error_);
+  if (absl::Status s = common::CheckTtidToken(ttid_key_, request->ttid(),
+                                              request->ttid_token());
+      !s.ok()) {
+    return ToGrpc(s);
+  }
   Pending& pending = pending_[request->ttid()];
   pending.voted = true;
   if (request->has_metadata()) {
@@ -307,11 +323,13 @@ grpc::Status FakeStorage::LastTransactions(
 FakeMaster::FakeMaster(std::string cluster_name, common::PartitionTable table,
                        std::vector<FakeStorage*> storages)
     : cluster_name_(std::move(cluster_name)),
+      ttid_key_(common::NewTtidKey()),
       table_(std::move(table)),
       // A realistic TID (2024-01-01) so tools print sensible times.
       last_tid_(common::TidFromTime(absl::FromUnixSeconds(1704067200))),
       tid_counter_(last_tid_) {
   for (FakeStorage* storage : storages) {
+    storage->SetTtidKey(ttid_key_);
     storages_[storage->node_id()] = storage;
     storage_states_[storage->node_id()] = ::cellar::v1::NODE_RUNNING;
   }
@@ -479,6 +497,21 @@ void FakeMaster::SetSuppressInvalidations(bool suppress) {
   suppress_invalidations_ = suppress;
 }
 
+void FakeMaster::SetFinishFault(FinishFault fault) {
+  absl::MutexLock lock(&mu_);
+  finish_fault_ = fault;
+}
+
+void FakeMaster::SetReportedLastTid(std::optional<uint64_t> last_tid) {
+  absl::MutexLock lock(&mu_);
+  reported_last_tid_ = last_tid;
+}
+
+void FakeMaster::SetEpoch(uint64_t epoch) {
+  absl::MutexLock lock(&mu_);
+  epoch_ = epoch;
+}
+
 uint64_t FakeMaster::last_tid() const {
   absl::MutexLock lock(&mu_);
   return last_tid_;
@@ -547,7 +580,7 @@ grpc::Status FakeMaster::RegisterNode(
   const uint32_t id = next_node_id_++;
   clients_.insert(id);
   response->set_node_id(id);
-  response->set_epoch(1);
+  response->set_epoch(epoch_);
   response->set_cluster_state(state_);
   *response->mutable_partition_table() = table_.ToProto();
   response->set_master_node_id(1);
@@ -569,8 +602,8 @@ grpc::Status FakeMaster::Watch(
     snapshot->set_cluster_state(state_);
     *snapshot->mutable_partition_table() = table_.ToProto();
     for (const NodeInfo& node : NodesLocked()) *snapshot->add_nodes() = node;
-    snapshot->set_last_tid(last_tid_);
-    snapshot->set_epoch(1);
+    snapshot->set_last_tid(reported_last_tid_.value_or(last_tid_));
+    snapshot->set_epoch(epoch_);
     stream->queue.push_back(std::move(first));
     streams_.push_back(stream);
   }
@@ -646,16 +679,17 @@ grpc::Status FakeMaster::Begin(grpc::ServerContext*,
   const uint64_t ttid = NextTidLocked(tid_counter_ + 1);
   txns_[ttid] = Txn{request->node_id()};
   response->set_ttid(ttid);
+  response->set_ttid_token(common::TtidToken(ttid_key_, ttid));
   return grpc::Status::OK;
 }
 
-grpc::Status FakeMaster::Finish(grpc::ServerContext*,
+grpc::Status FakeMaster::Finish(grpc::ServerContext* context,
                                 const ::cellar::v1::FinishRequest* request,
                                 ::cellar::v1::FinishResponse* response) {
   absl::MutexLock lock(&mu_);
   finish_requests_.push_back(*request);
   auto txn = txns_.find(request->ttid());
-  if (txn == txns_.end() ||
+  if (txn == txns_.end() || txn->second.finishing ||
       txn->second.outcome != ::cellar::v1::TRANSACTION_ACTIVE) {
     return ToGrpc(common::ErrorWithReason(absl::StatusCode::kNotFound,
                                           common::kReasonUnknownTransaction,
@@ -672,6 +706,21 @@ grpc::Status FakeMaster::Finish(grpc::ServerContext*,
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "a partition has no voted cell");
     }
+  }
+  if (finish_fault_ == FinishFault::kUnavailableBeforeLock) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no lock taken");
+  }
+  if (finish_fault_ != FinishFault::kNone) {
+    txn->second.finishing = true;
+    if (finish_fault_ == FinishFault::kUnavailableAfterLock) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "connection lost after the storages locked");
+    }
+    // Never answers: returns once the caller gave up.
+    while (!context->IsCancelled() && !shutdown_) {
+      mu_.AwaitWithTimeout(absl::Condition(&shutdown_), absl::Milliseconds(20));
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "never answered");
   }
   if (fail_over_on_finish_) {
     fail_over_on_finish_ = false;
@@ -728,7 +777,8 @@ grpc::Status FakeMaster::Abort(grpc::ServerContext*,
   abort_requests_.push_back(*request);
   auto txn = txns_.find(request->ttid());
   if (txn != txns_.end()) {
-    if (txn->second.outcome == ::cellar::v1::TRANSACTION_COMMITTED) {
+    if (txn->second.outcome == ::cellar::v1::TRANSACTION_COMMITTED ||
+        txn->second.finishing) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           "already committed");
     }
@@ -773,9 +823,9 @@ grpc::Status FakeMaster::GetClusterInfo(
   response->set_cluster_state(state_);
   *response->mutable_partition_table() = table_.ToProto();
   for (const NodeInfo& node : NodesLocked()) *response->add_nodes() = node;
-  response->set_last_tid(last_tid_);
+  response->set_last_tid(reported_last_tid_.value_or(last_tid_));
   response->set_last_oid(next_oid_ - 1);
-  response->set_epoch(1);
+  response->set_epoch(epoch_);
   response->set_master_node_id(1);
   absl::flat_hash_set<uint32_t> running;
   for (const auto& [id, state] : storage_states_) {

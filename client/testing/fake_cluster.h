@@ -8,6 +8,9 @@
 // state events, invalidations pushed before Finish answers), OID/TID
 // allocation, Begin/Finish/Abort, Store with checksum and conflict checks
 // (vote included), MVCC Load, History, LastTransactions, GetClusterInfo.
+// Begin hands out ttid tokens (common/ttid_token.h) with the master's key,
+// which its storages hold: Store and Vote without the right token are
+// PERMISSION_DENIED (BAD_TTID_TOKEN), as on a real storage.
 // No locking between transactions, no durability, no replication.
 //
 // Fault injection: per-storage errors for all calls / Store / Load,
@@ -22,6 +25,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +74,7 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   std::string address() const;
 
   // Called by the fake master (in-process, not over gRPC).
+  void SetTtidKey(std::string key);
   void CommitTransaction(uint64_t ttid, uint64_t tid);
   void AbortTransactionLocal(uint64_t ttid);
   bool HasVote(uint64_t ttid) const;
@@ -138,6 +143,7 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   absl::Status load_error_ ABSL_GUARDED_BY(mu_);
   bool corrupt_loads_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<StoreBarrier> barrier_ ABSL_GUARDED_BY(mu_);
+  std::string ttid_key_ ABSL_GUARDED_BY(mu_);
   int load_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<::cellar::v1::StoreRequest> store_requests_ ABSL_GUARDED_BY(mu_);
 };
@@ -194,8 +200,32 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   int refused_while_down() const;
   // Finish commits without pushing invalidations.
   void SetSuppressInvalidations(bool suppress);
+  // Finish faults. The first two leave the outcome unknown to the client:
+  // the transaction stays "finishing" (GetTransactionStatus: ACTIVE;
+  // Abort: FAILED_PRECONDITION, a final tid was picked) and nothing
+  // commits.
+  enum class FinishFault {
+    kNone,
+    // Finish never answers (returns once the caller's deadline passed).
+    kNeverAnswer,
+    // The storages locked, then Finish fails with UNAVAILABLE.
+    kUnavailableAfterLock,
+    // Finish fails with UNAVAILABLE before any lock: the transaction stays
+    // active (the client's Abort aborts it).
+    kUnavailableBeforeLock,
+  };
+  void SetFinishFault(FinishFault fault);
+  // Watch snapshots and GetClusterInfo report `last_tid` instead of the
+  // real last tid (a new primary still RECOVERING reports 0 or less than
+  // it will recover); nullopt clears.
+  void SetReportedLastTid(std::optional<uint64_t> last_tid);
+  // The master epoch reported at registration, in snapshots and by
+  // GetClusterInfo (a failover raises it). Default 1.
+  void SetEpoch(uint64_t epoch);
 
   uint64_t last_tid() const;
+  // The key of the ttid tokens Begin hands out.
+  const std::string& ttid_key() const { return ttid_key_; }
   int register_calls() const;
   int begin_calls() const;
   int open_watch_streams() const;
@@ -246,6 +276,8 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
     uint32_t node_id = 0;
     ::cellar::v1::TransactionOutcome outcome = ::cellar::v1::TRANSACTION_ACTIVE;
     uint64_t tid = 0;
+    // A final tid was picked, the outcome is not known (FinishFault).
+    bool finishing = false;
   };
 
   void PushLocked(const ::cellar::v1::ClusterEvent& event)
@@ -255,6 +287,7 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   uint64_t NextTidLocked(uint64_t congruent_to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string cluster_name_;
+  const std::string ttid_key_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   mutable absl::Mutex mu_;
@@ -281,6 +314,9 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   // ttid -> tid of committed transactions forgotten in a failover.
   std::map<uint64_t, uint64_t> locked_on_storages_ ABSL_GUARDED_BY(mu_);
   bool suppress_invalidations_ ABSL_GUARDED_BY(mu_) = false;
+  FinishFault finish_fault_ ABSL_GUARDED_BY(mu_) = FinishFault::kNone;
+  std::optional<uint64_t> reported_last_tid_ ABSL_GUARDED_BY(mu_);
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
   int register_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int begin_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<::cellar::v1::FinishRequest> finish_requests_ ABSL_GUARDED_BY(mu_);

@@ -37,9 +37,14 @@ inline constexpr absl::string_view kReasonTooLarge = "TOO_LARGE";
 // is still known readable (a table change raced the stores): ABORTED,
 // retry the transaction.
 inline constexpr absl::string_view kReasonNotChecked = "NOT_CHECKED";
-// Finish: whether the transaction committed is not known yet (UNAVAILABLE):
-// ask GetTransactionStatus; never to be taken as committed or aborted.
+// UNAVAILABLE from Commit: the commit outcome is unknown (Finish got no
+// answer and the primary could not tell); the transaction may have
+// committed. Not a failure to retry blindly: read the objects to find out.
 inline constexpr absl::string_view kReasonOutcomeUnknown = "OUTCOME_UNKNOWN";
+// PERMISSION_DENIED: a Store/Vote/AbortTransaction whose ttid token
+// (BeginResponse.ttid_token) is missing or was not issued by the primary
+// of the storage's current master term.
+inline constexpr absl::string_view kReasonBadTtidToken = "BAD_TTID_TOKEN";
 // ReportReplication: the cell was (re-)created by a partition-table change
 // and must be filled from tid 0; the reported progress is from before.
 inline constexpr absl::string_view kReasonCellRecreated = "CELL_RECREATED";

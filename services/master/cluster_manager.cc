@@ -10,6 +10,7 @@
 #include "services/common/errors.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/ttid_token.h"
 
 namespace cellar::master {
 
@@ -37,11 +38,20 @@ bool ValidHostPort(const std::string& address) {
          port < 65536;
 }
 
+// A term's options with its ttid key: a new random one unless given.
+ClusterOptions WithTtidKey(ClusterOptions options) {
+  if (options.ttid_key.empty()) options.ttid_key = common::NewTtidKey();
+  return options;
+}
+
 }  // namespace
 
 ClusterManager::ClusterManager(ClusterOptions options, const common::Clock* clock,
                                EventHub* hub)
-    : options_(std::move(options)), clock_(clock), hub_(hub), epoch_(options_.epoch) {}
+    : options_(WithTtidKey(std::move(options))),
+      clock_(clock),
+      hub_(hub),
+      epoch_(options_.epoch) {}
 
 uint64_t ClusterManager::epoch() const {
   absl::MutexLock l(&mu_);
@@ -223,6 +233,8 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     response.set_cluster_state(state_);
     *response.mutable_partition_table() = pt_.ToProto();
     response.set_master_node_id(options_.master_node_id);
+    // Storages verify the ttid tokens of Store/Vote/Abort with it.
+    if (kind == NodeKind::kStorage) response.set_ttid_key(options_.ttid_key);
   }
   if (verify) Verify();
   if (!resolve_now.empty()) {

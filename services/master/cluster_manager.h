@@ -96,6 +96,10 @@ struct ClusterOptions {
   // A connected storage that sends no Heartbeat (nor registers) for this
   // long is treated as gone. Zero disables the check. Default 10 s.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
+  // The secret key of this term's ttid tokens (common/ttid_token.h), given
+  // to storages at registration (never to other roles). Default empty: a
+  // new random key when the manager (the primary's term) is created.
+  std::string ttid_key;
 };
 
 // A storage's conflict check of one partition's stores in a transaction
@@ -293,6 +297,8 @@ class ClusterManager {
   // may still rise while RECOVERING (see ClusterOptions::epoch_is_durable)
   // and is fixed from the first VERIFYING on.
   uint64_t epoch() const;
+  // The key of this term's ttid tokens (ClusterOptions::ttid_key).
+  const std::string& ttid_key() const { return options_.ttid_key; }
 
   cellar::v1::GetClusterInfoResponse Info() const;
 

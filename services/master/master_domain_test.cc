@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "services/common/errors.h"
 #include "services/common/fake_clock.h"
@@ -481,6 +482,35 @@ TEST_F(MasterDomainTest, NodeIdsCarryTheirRole) {
   EXPECT_EQ(common::NodeName(s), "S1");
   EXPECT_EQ(common::NodeName(c), "C1");
   EXPECT_NE(s, c);
+}
+
+// Ttid tokens: the term's key goes to storages only (they verify the
+// tokens of Begin), never to clients or admins nor into snapshots or
+// cluster info; each term (manager) has its own random key.
+TEST_F(MasterDomainTest, TtidKeyGoesToStoragesOnlyAndIsNewEveryTerm) {
+  Init(0);
+  const std::string key = cluster_->ttid_key();
+  EXPECT_EQ(key.size(), 32u);
+  auto storage = cluster_->RegisterNode(Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200));
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  EXPECT_EQ(storage->ttid_key(), key);
+  for (auto role : {cellar::v1::NODE_ROLE_CLIENT, cellar::v1::NODE_ROLE_ADMIN}) {
+    auto other = cluster_->RegisterNode(Request(role));
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_TRUE(other->ttid_key().empty()) << cellar::v1::NodeRole_Name(role);
+    auto sub = cluster_->Watch(other->node_id());
+    ASSERT_TRUE(sub.ok()) << sub.status();
+    cellar::v1::ClusterEvent first;
+    ASSERT_TRUE(hub_.Next(**sub, &first, absl::Seconds(1)));
+    EXPECT_FALSE(absl::StrContains(first.SerializeAsString(), key));
+  }
+  EXPECT_FALSE(absl::StrContains(cluster_->Info().SerializeAsString(), key));
+
+  ClusterOptions options;
+  options.cluster_name = "test";
+  ClusterManager next_term(options, &clock_, &hub_);
+  EXPECT_EQ(next_term.ttid_key().size(), 32u);
+  EXPECT_NE(next_term.ttid_key(), key);
 }
 
 TEST_F(MasterDomainTest, NewClusterWaitsForOperatorOrAutostart) {

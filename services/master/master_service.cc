@@ -6,6 +6,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/ttid_token.h"
 
 namespace cellar::master {
 namespace {
@@ -76,6 +77,7 @@ grpc::Status MasterService::Begin(grpc::ServerContext*, const cellar::v1::BeginR
   absl::StatusOr<uint64_t> ttid = coordinator_->Begin(request->node_id());
   if (!ttid.ok()) return ToGrpcStatus(ttid.status());
   response->set_ttid(*ttid);
+  response->set_ttid_token(common::TtidToken(cluster_->ttid_key(), *ttid));
   return grpc::Status::OK;
 }
 

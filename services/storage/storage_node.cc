@@ -10,6 +10,7 @@
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
+#include "services/common/ttid_token.h"
 
 namespace cellar::storage {
 
@@ -821,6 +822,12 @@ void StorageNode::UpdateServing() {
   if (callback) callback(now);
 }
 
+absl::Status StorageNode::CheckTtidToken(uint64_t ttid,
+                                         absl::string_view token) const {
+  absl::MutexLock l(&mu_);
+  return common::CheckTtidToken(ttid_key_, ttid, token);
+}
+
 absl::Status StorageNode::RaiseEpoch(uint64_t epoch) {
   absl::Status s = RaiseAndPersistEpoch(epoch, /*fence=*/false);
   if (!s.ok()) CELLAR_LOG(ERROR) << s.message();
@@ -1068,6 +1075,12 @@ absl::Status StorageNode::RegisterAndWatch() {
         backend_->SetConfig(kNodeIdKey, absl::StrCat(response.node_id())));
     absl::MutexLock l(&mu_);
     node_id_ = response.node_id();
+  }
+  {
+    // A new term's key: tokens of the previous one no longer pass. A
+    // deposed primary (older epoch) does not replace it.
+    absl::MutexLock l(&mu_);
+    if (response.epoch() >= epoch_) ttid_key_ = response.ttid_key();
   }
   CELLAR_RETURN_IF_ERROR(RaiseEpoch(response.epoch()));
   // A new master session: Unlocks of the old one may never come.

@@ -63,6 +63,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "protos/cellar/v1/master.pb.h"
@@ -201,6 +202,12 @@ class StorageNode {
   // the master); otherwise FAILED_PRECONDITION (STALE_EPOCH) below the
   // highest epoch seen.
   absl::Status Abort(uint64_t ttid, uint64_t epoch = 0);
+  // Whether `token` proves that the primary master this node registered
+  // with issued `ttid` (common::CheckTtidToken with the key of its term,
+  // RegisterNodeResponse.ttid_key): PERMISSION_DENIED (BAD_TTID_TOKEN) if
+  // not, UNAVAILABLE before the first registration. The adapter checks it
+  // before Store, Vote and an unfenced (epoch 0) Abort.
+  absl::Status CheckTtidToken(uint64_t ttid, absl::string_view token) const;
   // `min_ptid`: the table version the commit was decided on (0 = any).
   // UNAVAILABLE if this node cannot get that table from the master, or
   // cannot persist it.
@@ -361,6 +368,9 @@ class StorageNode {
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t persisted_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex epoch_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serializes epoch writes
+  // The ttid key of the master term this node registered with (never
+  // persisted, logged or shown); replaced at each registration.
+  std::string ttid_key_ ABSL_GUARDED_BY(mu_);
   ::cellar::v1::ClusterState cluster_state_ ABSL_GUARDED_BY(mu_) =
       ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
   std::shared_ptr<const common::PartitionTable> pt_ ABSL_GUARDED_BY(mu_);

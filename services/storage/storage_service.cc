@@ -51,6 +51,12 @@ grpc::Status StorageService::Store(grpc::ServerContext* context,
                                    const ::cellar::v1::StoreRequest* request,
                                    ::cellar::v1::StoreResponse* response) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  // Before anything else: no lock, no record for a ttid the primary did
+  // not issue.
+  if (absl::Status s = node_->CheckTtidToken(request->ttid(), request->ttid_token());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (request->objects_size() > kMaxObjectsPerStore) {
     return Invalid(absl::StrCat("objects: at most ", kMaxObjectsPerStore,
                                 " per call, got ", request->objects_size()));
@@ -116,6 +122,10 @@ grpc::Status StorageService::Vote(grpc::ServerContext* /*context*/,
                                   const ::cellar::v1::VoteRequest* request,
                                   ::cellar::v1::VoteResponse* /*response*/) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  if (absl::Status s = node_->CheckTtidToken(request->ttid(), request->ttid_token());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   std::optional<TransactionMetadata> metadata;
   if (request->has_metadata()) metadata = ToMetadata(request->metadata());
   return ToGrpcStatus(node_->Vote(request->ttid(), request->client_node_id(), metadata));
@@ -126,6 +136,14 @@ grpc::Status StorageService::AbortTransaction(
     const ::cellar::v1::AbortTransactionRequest* request,
     ::cellar::v1::AbortTransactionResponse* /*response*/) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
+  // The primary's aborts are fenced by its epoch; anyone else's need the
+  // ttid's token.
+  if (request->epoch() == 0) {
+    if (absl::Status s = node_->CheckTtidToken(request->ttid(), request->ttid_token());
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+  }
   return ToGrpcStatus(node_->Abort(request->ttid(), request->epoch()));
 }
 

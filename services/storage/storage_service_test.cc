@@ -25,6 +25,7 @@
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/status_matchers.h"
+#include "services/common/ttid_token.h"
 #include "services/storage/backend/sqlite/sqlite_backend.h"
 #include "services/storage/storage_server.h"
 #include "services/storage/replicator.h"
@@ -165,18 +166,33 @@ class StorageServiceTest : public ::testing::Test {
         ((*stub_).*method)(&context, request, response != nullptr ? response : &local));
   }
 
+  // The token the primary (the fake master's key) gives with `ttid`.
+  std::string Token(uint64_t ttid) const {
+    return common::TtidToken(master_->ttid_key(), ttid);
+  }
+
   absl::Status Store(uint64_t ttid, std::vector<v1::ObjectToStore> objects,
                      bool vote = false) {
+    return StoreWithToken(ttid, Token(ttid), std::move(objects), vote);
+  }
+  absl::Status StoreWithToken(uint64_t ttid, const std::string& token,
+                              std::vector<v1::ObjectToStore> objects,
+                              bool vote = false) {
     v1::StoreRequest r;
     r.set_ttid(ttid);
+    r.set_ttid_token(token);
     r.set_client_node_id(common::MakeNodeId(common::NodeKind::kClient, 1));
     for (auto& o : objects) *r.add_objects() = o;
     r.set_vote(vote);
     return Call(&v1::Storage::Stub::Store, r);
   }
   absl::Status Vote(uint64_t ttid, bool metadata) {
+    return VoteWithToken(ttid, Token(ttid), metadata);
+  }
+  absl::Status VoteWithToken(uint64_t ttid, const std::string& token, bool metadata) {
     v1::VoteRequest r;
     r.set_ttid(ttid);
+    r.set_ttid_token(token);
     if (metadata) {
       r.mutable_metadata()->set_user("alice");
       r.mutable_metadata()->set_description("a test");
@@ -225,10 +241,16 @@ class StorageServiceTest : public ::testing::Test {
     while (reader->Read(&chunk)) chunks->push_back(chunk);
     return FromGrpcStatus(reader->Finish());
   }
+  // A client's abort (epoch 0) carries the ttid's token.
   absl::Status Abort(uint64_t ttid, uint64_t epoch = 0) {
+    return AbortWithToken(ttid, epoch == 0 ? Token(ttid) : "", epoch);
+  }
+  absl::Status AbortWithToken(uint64_t ttid, const std::string& token,
+                              uint64_t epoch = 0) {
     v1::AbortTransactionRequest r;
     r.set_ttid(ttid);
     r.set_epoch(epoch);
+    r.set_ttid_token(token);
     return Call(&v1::Storage::Stub::AbortTransaction, r);
   }
   absl::Status LoadBefore(uint64_t oid, uint64_t before, v1::LoadResponse* out = nullptr) {
@@ -336,6 +358,7 @@ TEST_F(StorageServiceTest, CommitThenRead) {
   const uint64_t ttid = 1000, tid = 1004;  // same partition (0)
   v1::StoreRequest store;
   store.set_ttid(ttid);
+  store.set_ttid_token(Token(ttid));
   *store.add_objects() = Obj(1, 0, "one");
   *store.add_objects() = Obj(2, 0, "two");
   store.set_vote(true);
@@ -589,6 +612,7 @@ TEST_F(StorageServiceTest, InvalidArguments) {
   {
     v1::StoreRequest r;
     r.set_ttid(1000);
+    r.set_ttid_token(Token(1000));
     for (int i = 0; i < kMaxObjectsPerStore + 1; ++i) *r.add_objects() = Obj(i, 0, "");
     expect_invalid(Call(&v1::Storage::Stub::Store, r), "objects: at most 10000");
   }
@@ -609,6 +633,7 @@ TEST_F(StorageServiceTest, InvalidArguments) {
   {
     v1::StoreRequest r;
     r.set_ttid(1000);
+    r.set_ttid_token(Token(1000));
     *r.add_objects() = Obj(1, 0, "x");
     r.mutable_metadata()->set_user("u");
     expect_invalid(Call(&v1::Storage::Stub::Store, r), "metadata");
@@ -904,6 +929,7 @@ TEST_F(StorageServiceTest, OutcomeOfALockedTransactionListsItsOids) {
   ASSERT_THAT(Store(100, {Obj(2, 0, "two"), Obj(1, 0, "one")}), IsOk());
   v1::VoteRequest vote;
   vote.set_ttid(100);
+  vote.set_ttid_token(Token(100));
   vote.mutable_metadata()->set_user("alice");
   for (uint64_t oid : {1, 2, 7}) vote.mutable_metadata()->add_oids(oid);
   ASSERT_THAT(Call(&v1::Storage::Stub::Vote, vote), IsOk());
@@ -1158,6 +1184,7 @@ TEST_F(StorageServiceTest, StoreReportsWhichPartitionsItCheckedWithWhichTable) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   v1::StoreRequest r;
   r.set_ttid(1000);
+  r.set_ttid_token(Token(1000));
   r.set_client_node_id(common::MakeNodeId(common::NodeKind::kClient, 1));
   *r.add_objects() = Obj(kPartitions * 10 + 0, 0, "readable cell");
   *r.add_objects() = Obj(kPartitions * 10 + 1, 0, "catching-up cell");
@@ -1201,6 +1228,59 @@ TEST_F(StorageServiceTest, TruncateLowersReplicationProgress) {
   auto p1 = (*backend)->GetConfig(ReplicationProgressKey(1));
   ASSERT_THAT(p1, IsOk());
   EXPECT_EQ(p1->value_or("0"), "500");
+}
+
+// A Store, Vote or client Abort under a ttid the primary did not issue
+// (no token, a token of another key or of another ttid) is refused before
+// anything happens: no lock taken, nothing stored.
+TEST_F(StorageServiceTest, BadTtidTokenIsRefusedWithoutLockingAnything) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  const uint64_t forged = 1000, honest = 1004;  // forged is older (wait-die)
+  const std::string other_key = common::NewTtidKey();
+  for (const std::string& token :
+       {std::string(), common::TtidToken(other_key, forged), Token(honest)}) {
+    absl::Status s = StoreWithToken(forged, token, {Obj(1, 0, "forged")}, true);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kPermissionDenied));
+    EXPECT_EQ(ErrorReason(s), common::kReasonBadTtidToken);
+    s = VoteWithToken(forged, token, true);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kPermissionDenied));
+    EXPECT_EQ(ErrorReason(s), common::kReasonBadTtidToken);
+  }
+  EXPECT_EQ(NodeStatus().open_transactions(), 0u);
+  // Object 1 is not locked: another transaction stores and commits it at once.
+  ASSERT_THAT(Store(honest, {Obj(1, 0, "honest")}), IsOk());
+  // A client abort needs the token too; the primary's (fenced) does not.
+  EXPECT_THAT(AbortWithToken(honest, common::TtidToken(other_key, honest)),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(AbortWithToken(honest, ""), StatusIs(absl::StatusCode::kPermissionDenied));
+  ASSERT_THAT(Vote(honest, true), IsOk());
+  ASSERT_THAT(Lock(honest, honest + 4), IsOk());
+  ASSERT_THAT(Unlock(honest, honest + 4), IsOk());
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "honest");
+  EXPECT_THAT(AbortWithToken(2000, "", kEpoch), IsOk());
+}
+
+// A node that registers with a new primary takes its key: transactions
+// begun under the previous term fail their stores.
+TEST_F(StorageServiceTest, NewRegistrationReplacesTheTtidKey) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  const std::string old_key = master_->ttid_key();
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "old term")}), IsOk());
+  const std::string new_key = common::NewTtidKey();
+  master_->SetTtidKey(new_key);
+  master_->SetEpoch(kEpoch + 1);
+  master_->EndWatches();
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  // Once the node took the new key, a client abort under it passes.
+  ASSERT_TRUE(WaitFor([&] {
+    return AbortWithToken(9000, common::TtidToken(new_key, 9000)).ok();
+  }));
+  EXPECT_THAT(StoreWithToken(1004, common::TtidToken(old_key, 1004), {Obj(5, 0, "x")}),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(StoreWithToken(1008, common::TtidToken(new_key, 1008), {Obj(6, 0, "y")}),
+              IsOk());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -27,6 +28,7 @@
 #include "services/common/logging.h"
 #include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
+#include "services/common/ttid_token.h"
 #include "tests/integration/test_backends.h"
 #include "tools/local/local_cluster.h"
 
@@ -379,12 +381,15 @@ class RawClient {
     cellar::v1::BeginResponse resp;
     absl::Status s = common::FromGrpcStatus(master_->Begin(&ctx, req, &resp));
     if (!s.ok()) return s;
+    tokens_[resp.ttid()] = resp.ttid_token();
     return resp.ttid();
   }
 
-  // Stores (without voting) on every writable cell of partition(oid).
+  // Stores (without voting) on every writable cell of partition(oid), with
+  // the ttid token Begin gave (or `token` if set).
   absl::Status StoreEverywhere(uint64_t ttid, uint64_t oid, const std::string& data,
-                               const std::string& checksum) {
+                               const std::string& checksum,
+                               std::optional<std::string> token = std::nullopt) {
     auto pt = common::PartitionTable::FromProto(snapshot_.partition_table());
     if (!pt.ok()) return pt.status();
     for (uint32_t node : pt->WritableNodes(pt->PartitionOf(oid))) {
@@ -397,6 +402,7 @@ class RawClient {
       common::SetDeadline(&ctx, absl::Seconds(5));
       cellar::v1::StoreRequest req;
       req.set_ttid(ttid);
+      req.set_ttid_token(token.has_value() ? *token : tokens_[ttid]);
       req.set_client_node_id(node_id_);
       auto* obj = req.add_objects();
       obj->set_oid(oid);
@@ -415,6 +421,8 @@ class RawClient {
   std::unique_ptr<grpc::ClientContext> watch_ctx_;
   std::unique_ptr<grpc::ClientReader<cellar::v1::ClusterEvent>> reader_;
   cellar::v1::ClusterSnapshot snapshot_;
+  // ttid -> BeginResponse.ttid_token.
+  std::map<uint64_t, std::string> tokens_;
 };
 
 TEST_P(ClusterTest, ClientThatDisconnectsMidTransactionReleasesItsLocks) {
@@ -447,6 +455,38 @@ TEST_P(ClusterTest, ClientThatDisconnectsMidTransactionReleasesItsLocks) {
   auto loaded = c->Load(oid);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->data, "mine");
+}
+
+// Storages refuse a Store under a ttid the primary did not issue (checked
+// by its token, without asking the master): no lock taken, nothing stored.
+TEST_P(ClusterTest, StoreWithoutAValidTtidTokenIsRefused) {
+  RawClient raw(cluster_->master_address());
+  ASSERT_THAT(raw.Register(), IsOk());
+  auto ttid = raw.Begin();
+  ASSERT_THAT(ttid, IsOk());
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t oid = *c->NewOid();
+  const std::string checksum = common::Checksum("forged");
+  // A made-up (older) ttid, the real ttid with a token of another key, and
+  // the real ttid with no token.
+  const std::vector<std::pair<uint64_t, std::string>> forgeries = {
+      {*ttid - 1000, ""},
+      {*ttid, common::TtidToken(common::NewTtidKey(), *ttid)},
+      {*ttid, ""}};
+  for (const auto& [forged_ttid, token] : forgeries) {
+    absl::Status s = raw.StoreEverywhere(forged_ttid, oid, "forged", checksum, token);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kPermissionDenied));
+    EXPECT_EQ(common::ErrorReason(s), "BAD_TTID_TOKEN");
+  }
+  // The object is not locked: a younger transaction commits it at once.
+  auto tid = Put(*c, oid, 0, "mine");
+  ASSERT_THAT(tid, IsOk());
+  EXPECT_EQ(c->Load(oid)->data, "mine");
+  // The token Begin gave works (the object now has a newer serial: conflict).
+  EXPECT_THAT(raw.StoreEverywhere(*ttid, oid, "late", common::Checksum("late")),
+              StatusIs(absl::StatusCode::kAborted));
+  raw.Disconnect();
 }
 
 TEST_P(ClusterTest, CorruptedChecksumIsRejected) {

@@ -555,6 +555,7 @@ TEST_P(ReplicationTest, VerificationCommitsWhatOneStorageLockedAndDropsTheRest) 
     common::SetDeadline(&context, absl::Seconds(10));
     ASSERT_TRUE(master_->RegisterNode(&context, reg, &registered).ok());
   }
+  std::map<uint64_t, std::string> tokens;  // ttid -> BeginResponse.ttid_token
   auto begin = [&]() -> uint64_t {
     v1::BeginRequest request;
     request.set_node_id(registered.node_id());
@@ -562,6 +563,7 @@ TEST_P(ReplicationTest, VerificationCommitsWhatOneStorageLockedAndDropsTheRest) 
     grpc::ClientContext context;
     common::SetDeadline(&context, absl::Seconds(10));
     EXPECT_TRUE(master_->Begin(&context, request, &response).ok());
+    tokens[response.ttid()] = response.ttid_token();
     return response.ttid();
   };
   v1::AllocateOidsRequest alloc;
@@ -594,6 +596,7 @@ TEST_P(ReplicationTest, VerificationCommitsWhatOneStorageLockedAndDropsTheRest) 
     }
     for (auto& [i, r] : requests) {
       r.set_ttid(ttid);
+      r.set_ttid_token(tokens[ttid]);
       r.set_vote(true);
       r.set_client_node_id(registered.node_id());
       v1::StoreResponse response;

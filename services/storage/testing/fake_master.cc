@@ -41,6 +41,16 @@ void FakeMaster::SetEpoch(uint64_t epoch) {
   epoch_ = epoch;
 }
 
+void FakeMaster::SetTtidKey(std::string key) {
+  absl::MutexLock l(&mu_);
+  ttid_key_ = std::move(key);
+}
+
+std::string FakeMaster::ttid_key() const {
+  absl::MutexLock l(&mu_);
+  return ttid_key_;
+}
+
 void FakeMaster::Push(const ::cellar::v1::ClusterEvent& event) {
   absl::MutexLock l(&mu_);
   for (Watcher* w : watchers_) w->events.push_back(event);
@@ -138,6 +148,7 @@ grpc::Status FakeMaster::RegisterNode(grpc::ServerContext* /*context*/,
   if (id == 0) id = common::MakeNodeId(common::NodeKind::kStorage, next_index_++);
   response->set_node_id(id);
   response->set_epoch(epoch_);
+  response->set_ttid_key(ttid_key_);
   response->set_cluster_state(state_);
   *response->mutable_partition_table() = pt_;
   response->set_master_node_id(common::MakeNodeId(common::NodeKind::kMaster, 1));

@@ -40,6 +40,10 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   void SetPartitionTable(const ::cellar::v1::PartitionTable& pt);
   void SetClusterState(::cellar::v1::ClusterState state);
   void SetEpoch(uint64_t epoch);
+  // The ttid key given to storages at registration (a master term's key,
+  // common/ttid_token.h). Default: a fixed test key, ttid_key().
+  void SetTtidKey(std::string key);
+  std::string ttid_key() const;
 
   // Sends `event` on every open Watch stream.
   void Push(const ::cellar::v1::ClusterEvent& event);
@@ -88,6 +92,8 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   ::cellar::v1::PartitionTable pt_ ABSL_GUARDED_BY(mu_);
   ::cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = ::cellar::v1::CLUSTER_RUNNING;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  std::string ttid_key_ ABSL_GUARDED_BY(mu_) =
+      "storage fake master ttid key 32B";
   uint32_t next_index_ ABSL_GUARDED_BY(mu_) = 1;
   int registrations_ ABSL_GUARDED_BY(mu_) = 0;
   int refusals_ ABSL_GUARDED_BY(mu_) = 0;
