@@ -950,7 +950,7 @@ absl::Status StorageNode::RefetchTable(bool only_newer) {
                         << info.status().message();
     return info.status();
   }
-  CELLAR_RETURN_IF_ERROR(RaiseEpoch(info->epoch()));
+  (void)RaiseEpoch(info->epoch());  // logged; the table is needed anyway
   SetClusterState(info->cluster_state());
   return AdoptTable(info->partition_table(), "re-fetched", only_newer);
 }
@@ -1041,7 +1041,9 @@ absl::Status StorageNode::RegisterAndWatch() {
     absl::MutexLock l(&mu_);
     node_id_ = response.node_id();
   }
-  CELLAR_RETURN_IF_ERROR(RaiseEpoch(response.epoch()));
+  // A failed persist is logged; fenced calls carrying the epoch fail until
+  // it is persisted (they try again, so does the heartbeat thread).
+  (void)RaiseEpoch(response.epoch());
   // A new master session: Unlocks of the old one may never come.
   if (const size_t released = transactions_->ReleaseLocked(); released > 0) {
     CELLAR_LOG(INFO) << "released the object locks of " << released
@@ -1118,6 +1120,7 @@ void StorageNode::HeartbeatLoop() {
     FlushForgottenLocks();
     ExpireUnvoted();
     RetryTablePersist();
+    (void)RaiseAndPersistEpoch(epoch(), /*fence=*/false);  // a failed persist again
     const uint32_t id = node_id();
     if (id == 0) continue;
     absl::Status s = master_->Heartbeat(id);

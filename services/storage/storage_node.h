@@ -307,7 +307,8 @@ class StorageNode {
   void RetryTablePersist();
   absl::Status RefetchTable(bool only_newer = false);
   void SetClusterState(::cellar::v1::ClusterState state);
-  // RaiseAndPersistEpoch without fencing (an epoch from the master).
+  // RaiseAndPersistEpoch without fencing (an epoch from the master);
+  // a failed persist is logged (the heartbeat thread retries it).
   absl::Status RaiseEpoch(uint64_t epoch);
   void SetLink(LinkState state, const std::string& message);
   void UpdateServing() ABSL_LOCKS_EXCLUDED(mu_);
