@@ -225,6 +225,7 @@ absl::Status StorageNode::LoadPersistedState() {
     node_id_ = node_id;
     epoch_ = persisted_epoch_ = epoch;
     pt_ = table;
+    persisted_ptid_ = table->ptid();
   }
   if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(table->ptid()));
   CELLAR_LOG(INFO) << "storage node opened (" << backend_->Kind() << "): "
@@ -458,15 +459,15 @@ absl::Status StorageNode::Abort(uint64_t ttid, uint64_t epoch) {
 absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
                                uint64_t min_ptid) {
   CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
-  if (min_ptid > partition_table()->ptid()) {
+  if (min_ptid > persisted_ptid()) {
     // The commit was decided on a newer table (cells that did not vote are
     // OUT_OF_DATE in it): hold it durably before the transaction is
     // committed here, so that a restarted master adopting the highest
     // table never shows such a cell readable.
     absl::Status fetched = RefetchTable(/*only_newer=*/true);
-    if (min_ptid > partition_table()->ptid()) {
+    if (min_ptid > persisted_ptid()) {
       return absl::UnavailableError(absl::StrCat(
-          "this node's partition table (ptid ", partition_table()->ptid(),
+          "this node's persisted partition table (ptid ", persisted_ptid(),
           ") is older than the one the commit was decided on (ptid ", min_ptid, ") and ",
           fetched.ok() ? std::string("the master did not provide it")
                        : absl::StrCat("re-fetching it failed: ", fetched.message())));
@@ -919,13 +920,15 @@ absl::Status StorageNode::InstallTable(PartitionTable table, bool only_newer) {
     s = backend_->SavePartitionTable(record);
   }
   if (!s.ok()) {
-    // Not used unpersisted: a restarted node would report an older table
-    // than the one it locked transactions on.
+    // Used anyway (its cell states decide what this node may serve), but
+    // no lock relies on it until it is persisted (a restarted node would
+    // report an older table than the one it locked transactions on).
     s = absl::UnavailableError(absl::StrCat("cannot persist partition table ",
                                             table.ptid(), ": ", s.message()));
-    CELLAR_LOG(ERROR) << s.message() << " (keeping ptid " << partition_table()->ptid()
-                      << ")";
-    return s;
+    if (unpersisted_ptid_ != table.ptid()) {  // once per table, not per retry
+      CELLAR_LOG(ERROR) << s.message() << " (retried by the heartbeat thread)";
+    }
+    unpersisted_ptid_ = table.ptid();
   }
   const uint64_t ptid = table.ptid();
   std::vector<uint32_t> gone, fresh;
@@ -935,6 +938,7 @@ absl::Status StorageNode::InstallTable(PartitionTable table, bool only_newer) {
   {
     absl::MutexLock l(&mu_);
     pt_ = std::make_shared<const PartitionTable>(std::move(table));
+    if (s.ok()) persisted_ptid_ = ptid;
   }
   // No longer served.
   WatchLateLocks(gone);
@@ -942,7 +946,20 @@ absl::Status StorageNode::InstallTable(PartitionTable table, bool only_newer) {
   if (metrics_ != nullptr) metrics_->ptid->Set(static_cast<double>(ptid));
   UpdateServing();
   replicator_->Wake();
-  return absl::OkStatus();
+  return s;
+}
+
+uint64_t StorageNode::persisted_ptid() const {
+  absl::MutexLock l(&mu_);
+  return persisted_ptid_;
+}
+
+void StorageNode::RetryTablePersist() {
+  const std::shared_ptr<const PartitionTable> current = partition_table();
+  if (persisted_ptid() >= current->ptid()) return;
+  if (InstallTable(*current, /*only_newer=*/true).ok()) {
+    CELLAR_LOG(INFO) << "partition table " << current->ptid() << " persisted";
+  }
 }
 
 absl::Status StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
@@ -969,7 +986,8 @@ absl::Status StorageNode::AdoptTable(const ::cellar::v1::PartitionTable& proto,
     return absl::OkStatus();
   }
   if (table->ptid() == current->ptid() &&
-      table->ToProto().SerializeAsString() == current->ToProto().SerializeAsString()) {
+      table->ToProto().SerializeAsString() == current->ToProto().SerializeAsString() &&
+      persisted_ptid() >= current->ptid()) {
     return absl::OkStatus();
   }
   CELLAR_LOG(INFO) << "partition table " << table->ptid() << " (" << source << ")";
@@ -983,7 +1001,7 @@ absl::Status StorageNode::RefetchTable(bool only_newer) {
                         << info.status().message();
     return info.status();
   }
-  CELLAR_RETURN_IF_ERROR(RaiseEpoch(info->epoch()));
+  (void)RaiseEpoch(info->epoch());  // logged; the table is needed anyway
   SetClusterState(info->cluster_state());
   return AdoptTable(info->partition_table(), "re-fetched", only_newer);
 }
@@ -1017,8 +1035,8 @@ void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
             split = true;
           }
         }
-        // Failures are logged; the next delta shows a gap and re-fetches.
-        if (split && !InstallTable(std::move(without), /*only_newer=*/true).ok()) break;
+        // A failed persist is logged and retried (RetryTablePersist).
+        if (split) (void)InstallTable(std::move(without), /*only_newer=*/true);
         (void)InstallTable(std::move(next), /*only_newer=*/true);
       } else {
         CELLAR_LOG(WARNING) << "partition table delta " << delta.ptid()
@@ -1082,7 +1100,9 @@ absl::Status StorageNode::RegisterAndWatch() {
     absl::MutexLock l(&mu_);
     if (response.epoch() >= epoch_) ttid_key_ = response.ttid_key();
   }
-  CELLAR_RETURN_IF_ERROR(RaiseEpoch(response.epoch()));
+  // A failed persist is logged; fenced calls carrying the epoch fail until
+  // it is persisted (they try again, so does the heartbeat thread).
+  (void)RaiseEpoch(response.epoch());
   // A new master session: Unlocks of the old one may never come.
   if (const size_t released = transactions_->ReleaseLocked(); released > 0) {
     CELLAR_LOG(INFO) << "released the object locks of " << released
@@ -1158,6 +1178,8 @@ void StorageNode::HeartbeatLoop() {
     }
     FlushForgottenLocks();
     ExpireUnvoted();
+    RetryTablePersist();
+    (void)RaiseAndPersistEpoch(epoch(), /*fence=*/false);  // a failed persist again
     const uint32_t id = node_id();
     if (id == 0) continue;
     absl::Status s = master_->Heartbeat(id);

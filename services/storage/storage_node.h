@@ -13,8 +13,10 @@
 //   name, which an operator must fix) until shutdown.
 //
 // Every table change is persisted (SavePartitionTable + config keys
-// "num_partitions" / "num_replicas") before it is used: a table that
-// cannot be persisted is not installed (the node keeps the previous one).
+// "num_partitions" / "num_replicas") before it is used. A table that
+// cannot be persisted (a full disk) is still used, since its cell states
+// decide what this node may serve, and the heartbeat thread retries the
+// persist; a Lock that needs it (min_ptid) is UNAVAILABLE until then.
 // While the master is unreachable the node keeps serving reads of its
 // readable cells with the last table.
 //
@@ -320,16 +322,22 @@ class StorageNode {
   void HandleEvent(const ::cellar::v1::ClusterEvent& event);
   // Adopts a full table from the master (persists it if it changed).
   // `only_newer`: ignore a table older than the current one (a fetch that
-  // raced a newer delta). The error if it could not be persisted (logged).
+  // raced a newer delta). The same table again is persisted again if it
+  // was not. The error if it could not be persisted (logged).
   absl::Status AdoptTable(const ::cellar::v1::PartitionTable& proto, const char* source,
                           bool only_newer = false);
   // Persists and installs `table`; with `only_newer`, not if a newer
-  // table got installed meanwhile. Not installed if it cannot be
-  // persisted (the error, logged).
+  // table got installed meanwhile. Installed even if it cannot be
+  // persisted (UNAVAILABLE returned and logged; persisted_ptid_ stays).
   absl::Status InstallTable(common::PartitionTable table, bool only_newer = false);
+  // The ptid of the last table persisted (<= the current one).
+  uint64_t persisted_ptid() const;
+  // Persists the current table again if that failed before (heartbeat).
+  void RetryTablePersist();
   absl::Status RefetchTable(bool only_newer = false);
   void SetClusterState(::cellar::v1::ClusterState state);
-  // RaiseAndPersistEpoch without fencing (an epoch from the master).
+  // RaiseAndPersistEpoch without fencing (an epoch from the master);
+  // a failed persist is logged (the heartbeat thread retries it).
   absl::Status RaiseEpoch(uint64_t epoch);
   void SetLink(LinkState state, const std::string& message);
   void UpdateServing() ABSL_LOCKS_EXCLUDED(mu_);
@@ -367,6 +375,7 @@ class StorageNode {
   // Highest master epoch seen, and the highest one persisted (<= epoch_).
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t persisted_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t persisted_ptid_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex epoch_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serializes epoch writes
   // The ttid key of the master term this node registered with (never
   // persisted, logged or shown); replaced at each registration.
@@ -383,6 +392,8 @@ class StorageNode {
   absl::Mutex callback_mu_;  // serializes serving callbacks, in order
   absl::Mutex install_mu_;   // serializes InstallTable (persist + swap)
   absl::Mutex master_state_mu_;  // serializes SaveMasterState (the mark only rises)
+  // The last table whose persist failed (logged once).
+  uint64_t unpersisted_ptid_ ABSL_GUARDED_BY(install_mu_) = 0;
   // Partition -> ttids in commit when this node's cell of it was discarded.
   absl::Mutex late_lock_mu_;
   std::map<uint32_t, absl::flat_hash_set<uint64_t>> late_locks_

@@ -776,6 +776,29 @@ TEST_F(StorageServiceTest, AnEpochThatCannotBePersistedFailsTheCall) {
   EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch)), "STALE_EPOCH");
 }
 
+TEST_F(StorageServiceTest, AnEpochThatCannotBePersistedAtRegistrationIsRetried) {
+  auto memory = std::make_unique<MemoryBackend>();
+  MemoryBackend* backend = memory.get();
+  backend->set_set_config_hook([](absl::string_view key, absl::string_view) {
+    return key == "master_epoch" ? absl::InternalError("disk full") : absl::OkStatus();
+  });
+  // The node registers and serves anyway (it fences on the epoch in memory)...
+  ASSERT_NO_FATAL_FAILURE(StartStorage("cellar", std::move(memory)));
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  EXPECT_EQ(master_->last_registration().highest_epoch(), 0u);
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  EXPECT_EQ(ErrorReason(Lock(1000, 1004, kEpoch - 1)), "STALE_EPOCH");
+  // ... but accepts no fenced call until the epoch is durable.
+  EXPECT_THAT(Lock(1000, 1004), StatusIs(absl::StatusCode::kUnavailable));
+  backend->set_set_config_hook(nullptr);
+  ASSERT_TRUE(WaitFor([&] {
+    auto saved = backend->GetConfig("master_epoch");
+    return saved.ok() && saved->value_or("") == absl::StrCat(kEpoch);
+  })) << "the heartbeat thread did not persist the epoch";
+  EXPECT_THAT(Lock(1000, 1004), IsOk());
+}
+
 TEST_F(StorageServiceTest, ALockIsRefusedWhenTheNewerTableCannotBePersisted) {
   auto memory = std::make_unique<MemoryBackend>();
   MemoryBackend* backend = memory.get();
@@ -790,11 +813,17 @@ TEST_F(StorageServiceTest, ALockIsRefusedWhenTheNewerTableCannotBePersisted) {
   master_->SetPartitionTable(pt);
   EXPECT_THAT(LockAt(100, 104, 4), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_NE(Outcome(100).state(), v1::STORAGE_TRANSACTION_LOCKED);
+  // Used unpersisted (its cell states decide what the node may serve),
+  // but no lock relies on it.
+  EXPECT_EQ(NodeStatus().ptid(), 4u);
+  EXPECT_THAT(LockAt(100, 104, 4), StatusIs(absl::StatusCode::kUnavailable));
+  // Once the database takes writes again, the heartbeat thread persists it.
   backend->set_save_partition_table_hook(nullptr);
+  ASSERT_TRUE(WaitFor([&] {
+    auto saved = backend->LoadPartitionTable();
+    return saved.ok() && saved->ptid == 4;
+  })) << "the table was not persisted again";
   ASSERT_THAT(LockAt(100, 104, 4), IsOk());
-  auto saved = backend->LoadPartitionTable();
-  ASSERT_THAT(saved, IsOk());
-  EXPECT_EQ(saved->ptid, 4u);
 }
 
 TEST_F(StorageServiceTest, AClientsAbortCannotDropAVote) {
