@@ -334,6 +334,22 @@ Verdict Check(const CheckInput& input) {
         }
       }
     }
+    // Elements are oids from Client::NewOid: one given to two adds means an
+    // OID handed out twice (semantics rule 7).
+    absl::flat_hash_map<uint64_t, const Operation*> first_add;
+    absl::flat_hash_set<uint64_t> reused;
+    for (const Operation* op : ops) {
+      if (op->type != OpType::kAdd || op->element == 0) continue;
+      auto [it, inserted] = first_add.emplace(op->element, op);
+      if (!inserted) {
+        reused.insert(op->element);
+        ++verdict.invariant;
+        f.Add("invariant", op->id,
+              absl::StrCat(DescribeOp(*op), ": element (oid) ", op->element,
+                           " was already given to ", DescribeOp(*it->second),
+                           ": an OID handed out twice"));
+      }
+    }
     // The final lists: every acknowledged element present, no failed one.
     for (const Operation* op : ops) {
       if (op->type != OpType::kAdd || op->list < 0 ||
@@ -348,7 +364,7 @@ Verdict Check(const CheckInput& input) {
         f.Add("lost", op->id,
               absl::StrCat(DescribeOp(*op), ": element ", op->element,
                            " is not in the final list ", op->list));
-      } else if (op->outcome == Outcome::kFailed && present) {
+      } else if (op->outcome == Outcome::kFailed && present && !reused.count(op->element)) {
         ++verdict.invariant;
         f.Add("invariant", op->id,
               absl::StrCat(DescribeOp(*op), ": element ", op->element,
@@ -360,9 +376,10 @@ Verdict Check(const CheckInput& input) {
 
   CheckStale(ops, f, &verdict.stale);
 
-  for (uint64_t oid : fin.locked_oids) {
+  for (const auto& [oid, why] : fin.locked) {
     ++verdict.locked;
-    f.Add("locked", 0, absl::StrCat("oid ", common::FormatOid(oid), " could not be stored"));
+    f.Add("locked", 0,
+          absl::StrCat("oid ", common::FormatOid(oid), " could not be stored: ", why));
   }
   f.Finish();
   return verdict;

@@ -61,8 +61,9 @@ struct FinalState {
   std::map<std::pair<uint64_t, uint64_t>, std::string> revisions;
   // Lookups that failed with another error (reported, not counted lost).
   std::map<std::pair<uint64_t, uint64_t>, std::string> revision_errors;
-  // Objects that could not be stored within the bound at the end.
-  std::vector<uint64_t> locked_oids;
+  // Objects that could not be stored within the bound at the end, with the
+  // last error (which names the transaction holding the lock).
+  std::map<uint64_t, std::string> locked;
 };
 
 struct CheckInput {

@@ -153,10 +153,11 @@ TEST(CheckerTest, OlderRevisionThanAlreadySeenIsStale) {
 TEST(CheckerTest, LockedObjectsAreCounted) {
   std::vector<Operation> ops = CleanBank();
   FinalState fin = BankFinal(ops, 9, 35, 65);
-  fin.locked_oids = {kB};
+  fin.locked[kB] = "ABORTED: oid 0xb is locked by older transaction 0x5";
   Verdict v = Check(BankInput(ops, fin));
   EXPECT_EQ(v.locked, 1u);
   EXPECT_FALSE(v.ok());
+  EXPECT_THAT(v.FirstViolation(), HasSubstr("locked: oid 0xb could not be stored: ABORTED"));
 }
 
 TEST(CheckerTest, MissingFinalStateFails) {
@@ -261,6 +262,15 @@ TEST(CheckerTest, FailedAddVisibleIsAnInvariantViolation) {
   Verdict v = Check(SetInput(CleanSet(), {1, 3, 4, 2}, 7));
   EXPECT_EQ(v.invariant, 1u);
   EXPECT_THAT(v.FirstViolation(), HasSubstr("commit that failed"));
+}
+
+TEST(CheckerTest, ElementGivenTwiceIsAnInvariantViolation) {
+  std::vector<Operation> ops = CleanSet();
+  // Client 2's failed add got oid 1001 = element 1, which client 1 had.
+  ops[1].element = 1;
+  Verdict v = Check(SetInput(ops, {1, 3, 4}, 6));
+  EXPECT_EQ(v.invariant, 1u);
+  EXPECT_THAT(v.FirstViolation(), HasSubstr("an OID handed out twice"));
 }
 
 TEST(CheckerTest, ShorterListAfterOwnAppendIsAStaleRead) {

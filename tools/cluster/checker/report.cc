@@ -122,13 +122,14 @@ std::string HumanSummary(const RunReport& r) {
   for (const std::string& e : r.errors) absl::StrAppend(&out, "run error: ", e, "\n");
   if (!v.ok()) {
     absl::StrAppend(&out, "first violation: ", v.FirstViolation(), "\n");
-    size_t shown = 0;
+    // The first few of each kind.
+    std::map<std::string, size_t> shown;
     for (const Violation& x : v.violations) {
-      if (++shown > 10) break;
+      if (++shown[x.kind] > 3) continue;
       absl::StrAppend(&out, "  ", x.kind, ": ", x.message, "\n");
     }
-    if (v.violations.size() > 10) {
-      absl::StrAppend(&out, "  ... ", v.violations.size() - 10, " more\n");
+    for (const auto& [kind, n] : shown) {
+      if (n > 3) absl::StrAppend(&out, "  ... ", n - 3, " more ", kind, "\n");
     }
   }
   absl::StrAppend(&out, "verdict: ", r.ok() ? "PASS" : "FAIL", "\n");

@@ -259,11 +259,11 @@ FinalState Workload::Finish(absl::Duration timeout) {
   }
   for (std::thread& t : readers) t.join();
 
-  s.locked_oids = StoreEverything(c, std::vector<uint64_t>(all_oids.begin(), all_oids.end()));
+  s.locked = StoreEverything(c, std::vector<uint64_t>(all_oids.begin(), all_oids.end()));
   return s;
 }
 
-std::vector<uint64_t> Workload::StoreEverything(client::Client& c,
+std::map<uint64_t, std::string> Workload::StoreEverything(client::Client& c,
                                                 const std::vector<uint64_t>& oids) {
   // One commit storing `batch` on its current revisions, retried until
   // `deadline`.
@@ -297,7 +297,7 @@ std::vector<uint64_t> Workload::StoreEverything(client::Client& c,
     return last;
   };
   const absl::Time deadline = absl::Now() + options_.lock_bound;
-  std::vector<uint64_t> locked;
+  std::map<uint64_t, std::string> locked;
   for (size_t i = 0; i < oids.size(); i += kLockBatch) {
     std::vector<uint64_t> batch(oids.begin() + i,
                                 oids.begin() + std::min(oids.size(), i + kLockBatch));
@@ -310,7 +310,7 @@ std::vector<uint64_t> Workload::StoreEverything(client::Client& c,
       absl::Status one = store({oid}, absl::Now() + 2 * options_.client.rpc_timeout);
       if (!one.ok()) {
         CELLAR_LOG(WARNING) << "checker: oid " << oid << " still can't be stored: " << one;
-        locked.push_back(oid);
+        locked[oid] = one.ToString();
       }
     }
   }

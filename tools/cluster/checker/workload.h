@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -94,8 +95,8 @@ class Workload {
   Operation Add(client::Client& c, std::mt19937_64& rng);
   void Commit(client::Transaction& txn, Operation& op);
   // Stores every object once (see the file comment); returns those that
-  // could not be stored.
-  std::vector<uint64_t> StoreEverything(client::Client& c, const std::vector<uint64_t>& oids);
+  // could not be stored, with the last error.
+  std::map<uint64_t, std::string> StoreEverything(client::Client& c, const std::vector<uint64_t>& oids);
 
   const WorkloadOptions options_;
   History* const history_;
