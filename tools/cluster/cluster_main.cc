@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -258,6 +259,8 @@ int Check() {
     if (mkdtemp(tmpl) == nullptr) {
       return Fail(absl::InternalError(absl::StrCat("mkdtemp: ", strerror(errno))));
     }
+    // PostgreSQL (run as its own user) keeps its data in <dir>/pg.
+    chmod(tmpl, 0755);
     options.dir = tmpl;
   } else if (std::filesystem::exists(options.dir) &&
              !std::filesystem::is_empty(options.dir)) {
