@@ -10,10 +10,20 @@
 //   cellar-cluster wipe --dir D S2
 //   cellar-cluster add-storage --dir D [--label z/h/d]
 //   cellar-cluster down --dir D [--wipe]
+//   cellar-cluster check --workload bank|set --backend sqlite|postgresql
+//       [--duration 60s] [--clients 4] [--nemesis rolling,kill,pause,pg-restart|none]
+//       [--cycles 1] [--seed 1] [--json FILE] [--dir D]
 //
-// Exit status: 0 done, 1 failed, 2 bad usage.
+// Exit status: 0 done, 1 failed, 2 bad usage, 3 `check` found violations.
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -23,10 +33,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "services/common/ids.h"
+#include "services/common/logging.h"
+#include "tools/cluster/checker/check_run.h"
 #include "tools/cluster/process_cluster.h"
 #include "tools/pgserver/throwaway_postgres.h"
 
@@ -54,6 +67,17 @@ ABSL_FLAG(std::string, label, "", "add-storage: the new storage's zone/host/devi
 ABSL_FLAG(bool, wipe, false, "down: also delete the cluster directory and databases");
 ABSL_FLAG(bool, json, false, "status: print JSON");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Bound on each readiness wait");
+ABSL_FLAG(std::string, workload, "bank", "check: bank or set");
+ABSL_FLAG(std::string, backend, "sqlite", "check: storage backend, sqlite or postgresql");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(60),
+          "check: minimum workload time (it also lasts until the nemesis cycles end)");
+ABSL_FLAG(int, clients, 4, "check: concurrent clients");
+ABSL_FLAG(std::string, nemesis, "rolling,kill",
+          "check: faults of a cycle, comma-separated: rolling, kill, pause, pg-restart; or none");
+ABSL_FLAG(int, cycles, 1, "check: nemesis cycles");
+ABSL_FLAG(uint64_t, seed, 1, "check: seed of the clients' and the nemesis' random choices");
+ABSL_FLAG(std::string, report_json, "",
+          "check: also write the report as JSON to this file (spelled --json FILE)");
 
 namespace {
 
@@ -73,6 +97,11 @@ constexpr char kUsage[] =
     "  cellar-cluster add-storage --dir D [--label z/h/d]   (joins PENDING; then\n"
     "                    `cellarctl add S<N>` gives it cells)\n"
     "  cellar-cluster down --dir D [--wipe]\n"
+    "  cellar-cluster check --workload bank|set --backend sqlite|postgresql [--duration 60s]\n"
+    "                    [--clients 4] [--nemesis rolling,kill,pause,pg-restart|none]\n"
+    "                    [--cycles 1] [--seed 1] [--json FILE] [--dir D] [--storages 3]\n"
+    "                    [--masters 1] [--postgres_conninfo C]   (starts its own cluster;\n"
+    "                    exit 3 on a violation)\n"
     "Nodes are M1..M3, S1..SN, A1; logs are D/<node>.log; state is D/cluster.json.";
 
 int Fail(const absl::Status& status) {
@@ -105,20 +134,7 @@ const char* ProcessName(NodeProbe::Process p) {
   return "?";
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+using cellar::tools::checker::JsonString;
 
 int Status(ProcessCluster& cluster) {
   auto info = cluster.ClusterInfo();
@@ -194,17 +210,134 @@ int Status(ProcessCluster& cluster) {
   return 0;
 }
 
+// `check`: its own cluster (a new directory), the workload and the
+// nemesis, the checker; tears the cluster down at the end.
+int Check() {
+  namespace ck = cellar::tools::checker;
+  ck::CheckOptions check;
+  const std::string workload = absl::GetFlag(FLAGS_workload);
+  if (workload != "bank" && workload != "set") {
+    std::cerr << "cellar-cluster: --workload must be bank or set\n";
+    return 2;
+  }
+  check.workload.kind = workload == "bank" ? ck::WorkloadKind::kBank : ck::WorkloadKind::kSet;
+  std::string backend = absl::GetFlag(FLAGS_backend);
+  if (backend == "postgres") backend = "postgresql";
+  if (backend != "sqlite" && backend != "postgresql") {
+    std::cerr << "cellar-cluster: --backend must be sqlite or postgresql\n";
+    return 2;
+  }
+  check.backend = backend;
+  absl::StatusOr<std::vector<ck::Fault>> faults = ck::ParseFaults(absl::GetFlag(FLAGS_nemesis));
+  if (!faults.ok()) {
+    std::cerr << "cellar-cluster: " << faults.status().message() << "\n";
+    return 2;
+  }
+  check.nemesis.faults = *faults;
+  check.nemesis.cycles = absl::GetFlag(FLAGS_cycles);
+  check.nemesis.seed = absl::GetFlag(FLAGS_seed);
+  check.workload.seed = absl::GetFlag(FLAGS_seed);
+  check.workload.clients = absl::GetFlag(FLAGS_clients);
+  check.workload.client.rpc_timeout = absl::Seconds(5);
+  check.workload.client.cache_bytes = 0;
+  check.workload.client.connect_timeout = absl::Seconds(30);
+  check.duration = absl::GetFlag(FLAGS_duration);
+  if (check.workload.clients < 1 || check.nemesis.cycles < 0) {
+    std::cerr << "cellar-cluster: --clients must be >= 1 and --cycles >= 0\n";
+    return 2;
+  }
+  // The client library's warnings (a commit without some replicas, ...)
+  // would drown the progress lines; what matters ends in the report.
+  cellar::common::SetMinLogSeverity(cellar::common::LogSeverity::kError);
+  check.on_progress = [](const std::string& line) {
+    std::cerr << "check: " << line << std::endl;
+  };
+
+  ProcessClusterOptions options = BaseOptions();
+  if (options.dir.empty()) {
+    char tmpl[] = "/tmp/cellar-check-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      return Fail(absl::InternalError(absl::StrCat("mkdtemp: ", strerror(errno))));
+    }
+    // PostgreSQL (run as its own user) keeps its data in <dir>/pg.
+    chmod(tmpl, 0755);
+    options.dir = tmpl;
+  } else if (std::filesystem::exists(options.dir) &&
+             !std::filesystem::is_empty(options.dir)) {
+    std::cerr << "cellar-cluster: check needs a new (or empty) --dir; " << options.dir
+              << " is not empty\n";
+    return 2;
+  }
+  options.stop_on_destruction = true;
+  options.die_with_parent = true;
+  auto& t = options.topology;
+  t.storages = absl::GetFlag(FLAGS_storages);
+  t.replicas = static_cast<uint32_t>(absl::GetFlag(FLAGS_replicas));
+  t.partitions = static_cast<uint32_t>(absl::GetFlag(FLAGS_partitions));
+  t.masters = absl::GetFlag(FLAGS_masters);
+  t.postgres = backend == "postgresql";
+  t.cluster_name = "check";
+  options.postgres_conninfo = absl::GetFlag(FLAGS_postgres_conninfo);
+  std::cerr << "check: starting a cluster in " << options.dir << "\n";
+  auto cluster = ProcessCluster::Up(options);
+  if (!cluster.ok()) return Fail(cluster.status());
+  absl::StatusOr<ck::RunReport> report = ck::RunCheck(**cluster, check);
+  std::cerr << "check: stopping the cluster (logs stay in " << options.dir << ")\n";
+  absl::Status down = (*cluster)->Down();
+  cluster->reset();
+  if (!down.ok()) std::cerr << "cellar-cluster: down: " << down << "\n";
+  if (!report.ok()) return Fail(report.status());
+  std::cout << ck::HumanSummary(*report);
+  const std::string json = absl::GetFlag(FLAGS_report_json);
+  if (!json.empty()) {
+    std::ofstream out(json);
+    out << ck::ReportJson(*report);
+    if (!out) return Fail(absl::InternalError(absl::StrCat("cannot write ", json)));
+  }
+  return report->ok() ? 0 : 3;
+}
+
+// `check --json FILE` (status has a boolean --json): rewritten to
+// --report_json=FILE before the flags are parsed.
+std::vector<char*> CheckJsonArgs(int argc, char** argv, std::vector<std::string>& storage) {
+  std::vector<char*> out(argv, argv + argc);
+  if (std::find_if(out.begin() + 1, out.end(), [](char* a) {
+        return std::string(a) == "check";
+      }) == out.end()) {
+    return out;
+  }
+  storage.reserve(argc);
+  std::vector<char*> rewritten;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--json" || a == "-json") && i + 1 < argc && argv[i + 1][0] != '-') {
+      storage.push_back(absl::StrCat("--report_json=", argv[++i]));
+      rewritten.push_back(storage.back().data());
+    } else if (absl::StartsWith(a, "--json=")) {
+      storage.push_back(absl::StrCat("--report_json=", a.substr(7)));
+      rewritten.push_back(storage.back().data());
+    } else {
+      rewritten.push_back(argv[i]);
+    }
+  }
+  return rewritten;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> storage;
+  std::vector<char*> args = CheckJsonArgs(argc, argv, storage);
+  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(args.size()),
+                                                         args.data());
   if (positional.size() < 2) {
     std::cerr << kUsage << "\n";
     return 2;
   }
   const std::string command = positional[1];
   const std::string node = positional.size() > 2 ? positional[2] : "";
+  if (command == "check") return Check();
   if (absl::GetFlag(FLAGS_dir).empty()) {
     std::cerr << "cellar-cluster: --dir is required\n" << kUsage << "\n";
     return 2;
