@@ -519,14 +519,26 @@ ClusterManager::CatchUp& ClusterManager::CatchUpLocked(uint32_t partition,
   return it->second;
 }
 
-absl::Status ClusterManager::Heartbeat(uint32_t node_id) {
-  absl::MutexLock l(&mu_);
-  auto it = nodes_.find(node_id);
-  if (it == nodes_.end() || !it->second.connected) {
-    return absl::NotFoundError(absl::StrCat("node ", common::NodeName(node_id),
-                                            " is not connected: register again"));
+absl::Status ClusterManager::Heartbeat(uint32_t node_id,
+                                       const std::vector<uint64_t>& stale_votes) {
+  StorageTarget target;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it == nodes_.end() || !it->second.connected) {
+      return absl::NotFoundError(absl::StrCat("node ", common::NodeName(node_id),
+                                              " is not connected: register again"));
+    }
+    it->second.last_heartbeat = clock_->Now();
+    if (stale_votes.empty() || state_ != cellar::v1::CLUSTER_RUNNING ||
+        common::NodeKindOf(node_id) != NodeKind::kStorage) {
+      return absl::OkStatus();
+    }
+    target = {node_id, it->second.info.address()};
   }
-  it->second.last_heartbeat = clock_->Now();
+  CELLAR_LOG(INFO) << common::NodeName(node_id) << " reports " << stale_votes.size()
+                   << " vote(s) still in doubt: resolving";
+  if (on_in_doubt_) on_in_doubt_(stale_votes, target);
   return absl::OkStatus();
 }
 

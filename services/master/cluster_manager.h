@@ -219,7 +219,10 @@ class ClusterManager {
   void BeginShutdown();
 
   // A storage's heartbeat. NOT_FOUND unless the node is connected.
-  absl::Status Heartbeat(uint32_t node_id);
+  // `stale_votes`: ttids the storage voted long ago and still holds in
+  // doubt; while RUNNING they go to the in-doubt callback (resolved in the
+  // background), as at a registration.
+  absl::Status Heartbeat(uint32_t node_id, const std::vector<uint64_t>& stale_votes = {});
   // Treats connected storages silent for longer than heartbeat_timeout as
   // gone. Cheap; called often (every Watch stream polls it). If the checks
   // themselves stopped for longer than the timeout (the master was

@@ -1667,5 +1667,25 @@ TEST_F(CommitPointTest, UnconfirmedLockLeavesTheOutcomeUnknown) {
   EXPECT_NE(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
 }
 
+// A vote whose outcome never reached its storage (here: of a transaction
+// the master aborted while the node could not hear it) is reported in the
+// node's heartbeats, and the master settles it: its object locks go.
+TEST_F(MasterDomainTest, StaleVotesReportedInHeartbeatsAreResolved) {
+  StartThree();
+  const uint32_t s1 = storages_[0];
+  const uint32_t c = AddClient();
+  const uint64_t ttid = *coordinator_->Begin(c);
+  ASSERT_THAT(coordinator_->Abort(c, ttid, {}), IsOk());
+  caller_.SetOutcome(s1, ttid, StorageOutcome::State::kVoted);
+  const size_t aborts_before = caller_.aborted_on(ttid).size();
+  ASSERT_THAT(cluster_->Heartbeat(s1, {ttid}), IsOk());
+  ASSERT_THAT(coordinator_->AwaitResolved(absl::Seconds(30)), IsOk());
+  const std::vector<uint32_t> aborted = caller_.aborted_on(ttid);
+  ASSERT_GT(aborted.size(), aborts_before);
+  EXPECT_THAT(aborted, ::testing::Contains(s1));
+  // Unknown nodes still get NOT_FOUND; stale votes change nothing there.
+  EXPECT_THAT(cluster_->Heartbeat(12345, {ttid}), StatusIs(absl::StatusCode::kNotFound));
+}
+
 }  // namespace
 }  // namespace cellar::master

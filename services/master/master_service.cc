@@ -14,6 +14,7 @@ namespace {
 using common::ToGrpcStatus;
 
 constexpr int kMaxOidsPerFinish = 1000000;
+constexpr int kMaxStaleVotes = 10000;
 
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
@@ -156,7 +157,12 @@ grpc::Status MasterService::Heartbeat(grpc::ServerContext*,
                                       const cellar::v1::HeartbeatRequest* request,
                                       cellar::v1::HeartbeatResponse*) {
   if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
-  return ToGrpcStatus(cluster_->Heartbeat(request->node_id()));
+  if (request->stale_votes_size() > kMaxStaleVotes) {
+    return Invalid(absl::StrCat("stale_votes: at most ", kMaxStaleVotes, " per heartbeat"));
+  }
+  const std::vector<uint64_t> stale(request->stale_votes().begin(),
+                                    request->stale_votes().end());
+  return ToGrpcStatus(cluster_->Heartbeat(request->node_id(), stale));
 }
 
 grpc::Status MasterService::ReportReplication(

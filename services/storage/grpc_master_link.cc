@@ -131,9 +131,11 @@ absl::StatusOr<Response> GrpcMasterLink::Unary(const char* what, const Request& 
   return response;
 }
 
-absl::Status GrpcMasterLink::Heartbeat(uint32_t node_id) {
+absl::Status GrpcMasterLink::Heartbeat(uint32_t node_id,
+                                       const std::vector<uint64_t>& stale_votes) {
   ::cellar::v1::HeartbeatRequest request;
   request.set_node_id(node_id);
+  for (uint64_t ttid : stale_votes) request.add_stale_votes(ttid);
   return Unary<::cellar::v1::HeartbeatRequest, ::cellar::v1::HeartbeatResponse>(
              "heartbeat", request, &::cellar::v1::Master::Stub::Heartbeat)
       .status();

@@ -34,7 +34,7 @@ class GrpcMasterLink final : public MasterLink {
   absl::Status Watch(
       uint32_t node_id,
       const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) override;
-  absl::Status Heartbeat(uint32_t node_id) override;
+  absl::Status Heartbeat(uint32_t node_id, const std::vector<uint64_t>& stale_votes) override;
   absl::StatusOr<::cellar::v1::ReportReplicationResponse> ReportReplication(
       const ::cellar::v1::ReportReplicationRequest& request) override;
   void Cancel() override;

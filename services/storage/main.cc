@@ -43,6 +43,9 @@ ABSL_FLAG(absl::Duration, lock_wait_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, unvoted_timeout, absl::Seconds(60),
           "A transaction that stored objects but has not voted, idle this long, is "
           "aborted by this node (its object locks released); must be > 0");
+ABSL_FLAG(absl::Duration, report_votes_after, absl::Seconds(30),
+          "A vote neither locked nor aborted this long is reported to the master in "
+          "each heartbeat, which resolves it; must be > 0");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),
           "How often to tell the master this node is alive (the master's heartbeat timeout, "
           "10 s by default, must be well above it)");
@@ -75,11 +78,16 @@ int main(int argc, char** argv) {
   options.lock_wait_timeout = absl::GetFlag(FLAGS_lock_wait_timeout);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.unvoted_timeout = absl::GetFlag(FLAGS_unvoted_timeout);
+  options.report_votes_after = absl::GetFlag(FLAGS_report_votes_after);
   options.replication.busy_bytes_per_second = absl::GetFlag(FLAGS_replication_bytes_per_second);
   options.replication.idle_bytes_per_second =
       absl::GetFlag(FLAGS_replication_idle_bytes_per_second);
   options.replication.chunk_records = absl::GetFlag(FLAGS_replication_chunk_records);
   options.replication.chunk_bytes = absl::GetFlag(FLAGS_replication_chunk_bytes);
+  if (options.report_votes_after <= absl::ZeroDuration()) {
+    std::cerr << "cellar-storage: --report_votes_after must be > 0\n";
+    return 2;
+  }
   if (options.unvoted_timeout <= absl::ZeroDuration()) {
     std::cerr << "cellar-storage: --unvoted_timeout must be > 0\n";
     return 2;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -37,9 +38,12 @@ class MasterLink {
       uint32_t node_id,
       const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) = 0;
 
-  // Master.Heartbeat: NOT_FOUND when the master does not count this node
-  // as connected (it will end the Watch stream; register again).
-  virtual absl::Status Heartbeat(uint32_t node_id) = 0;
+  // Master.Heartbeat, with the votes the master should resolve
+  // (HeartbeatRequest.stale_votes): NOT_FOUND when the master does not
+  // count this node as connected (it will end the Watch stream; register
+  // again).
+  virtual absl::Status Heartbeat(uint32_t node_id,
+                                 const std::vector<uint64_t>& stale_votes) = 0;
 
   // Master.ReportReplication (replication progress of one cell).
   virtual absl::StatusOr<::cellar::v1::ReportReplicationResponse> ReportReplication(

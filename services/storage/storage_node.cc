@@ -31,6 +31,10 @@ constexpr char kMasterEpochKey[] = "master_epoch";
 // The master's OID high-water mark (StorageNode::SaveMasterState).
 constexpr char kOidHighWaterKey[] = "oid_high_water";
 
+// At most this many stale votes go with one heartbeat (the rest with the
+// next ones, as the first get settled).
+constexpr size_t kMaxStaleVotesPerHeartbeat = 1000;
+
 // The master refused this node for what it is (an operator must fix it),
 // as opposed to a transient failure.
 bool IsRefusal(const absl::Status& s) {
@@ -1182,7 +1186,11 @@ void StorageNode::HeartbeatLoop() {
     (void)RaiseAndPersistEpoch(epoch(), /*fence=*/false);  // a failed persist again
     const uint32_t id = node_id();
     if (id == 0) continue;
-    absl::Status s = master_->Heartbeat(id);
+    // Votes whose outcome never came (e.g. one that landed after this node
+    // registered again): the master resolves them.
+    const std::vector<uint64_t> stale =
+        transactions_->StaleVotes(options_.report_votes_after, kMaxStaleVotesPerHeartbeat);
+    absl::Status s = master_->Heartbeat(id, stale);
     if (s.ok() != last.ok() || (!s.ok() && s.code() != last.code())) {
       if (s.ok()) {
         CELLAR_LOG(INFO) << "heartbeats to the master go through again";

@@ -112,6 +112,10 @@ struct StorageNodeOptions {
   // A transaction still storing (no vote) with no store for this long is
   // aborted by the node, by `clock`. Zero or less: never. Default 60 s.
   absl::Duration unvoted_timeout = absl::Seconds(60);
+  // A vote neither locked nor aborted this long after it was made (or
+  // after the node restarted with it) is reported in every heartbeat until
+  // settled, and the master resolves it. Default 30 s.
+  absl::Duration report_votes_after = absl::Seconds(30);
   // Replication of OUT_OF_DATE cells (chunk sizes, rates, test hooks).
   ReplicatorOptions replication;
 };

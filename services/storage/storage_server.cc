@@ -50,6 +50,7 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   node_options.writer_threads = options.writer_threads;
   node_options.heartbeat_interval = options.heartbeat_interval;
   node_options.unvoted_timeout = options.unvoted_timeout;
+  node_options.report_votes_after = options.report_votes_after;
   node_options.replication = options.replication;
   const absl::Duration fetch_timeout = options.replication_fetch_timeout;
   CELLAR_ASSIGN_OR_RETURN(

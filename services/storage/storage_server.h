@@ -61,6 +61,9 @@ struct StorageServerOptions {
   // A transaction that stored but has not voted, with no store for this
   // long, is aborted by the node (its object locks released). Default 60 s.
   absl::Duration unvoted_timeout = absl::Seconds(60);
+  // A vote still unsettled this long is reported to the master in each
+  // heartbeat, which resolves it. Default 30 s.
+  absl::Duration report_votes_after = absl::Seconds(30);
   // Group-commit writer threads (PostgreSQL: more). Default 1.
   int writer_threads = 1;
   // Deadline of unary calls to the master. Default 5 s.

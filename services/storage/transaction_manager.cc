@@ -61,7 +61,9 @@ size_t TransactionManager::RecoverVoted(const std::vector<VotedTransaction>& vot
   for (const VotedTransaction& v : voted) {
     {
       absl::MutexLock l(&mu_);
-      txns_[v.ttid].state = State::kVoted;
+      Txn& txn = txns_[v.ttid];
+      txn.state = State::kVoted;
+      txn.last_activity = clock_->Now();
     }
     // Nothing else runs yet: the locks are free (no wait).
     absl::Status s = locks_->LockAll(v.ttid, v.oids, absl::InfinitePast());
@@ -324,6 +326,7 @@ absl::Status TransactionManager::Vote(
   auto it = txns_.find(ttid);
   if (it != txns_.end()) {
     it->second.state = status.ok() ? State::kVoted : State::kVoteFailed;
+    it->second.last_activity = clock_->Now();  // StaleVotes counts from here
   }
   return status;
 }
@@ -494,6 +497,17 @@ std::vector<uint64_t> TransactionManager::ExpireUnvoted() {
   // Nothing durable to drop: its objects were only in memory.
   for (uint64_t ttid : expired) locks_->Release(ttid);
   return expired;
+}
+
+std::vector<uint64_t> TransactionManager::StaleVotes(absl::Duration age, size_t limit) const {
+  std::vector<uint64_t> stale;
+  const absl::Time now = clock_->Now();
+  absl::MutexLock l(&mu_);
+  for (const auto& [ttid, txn] : txns_) {
+    if (stale.size() >= limit) break;
+    if (txn.state == State::kVoted && now - txn.last_activity >= age) stale.push_back(ttid);
+  }
+  return stale;
 }
 
 TransactionManager::Known TransactionManager::KnownState(uint64_t ttid) const {

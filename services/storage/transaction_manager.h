@@ -162,6 +162,12 @@ class TransactionManager {
   // periodically by the storage node, outside the data-path calls.
   std::vector<uint64_t> ExpireUnvoted();
 
+  // ttids VOTED here (not locking, locked or aborted) whose vote is at
+  // least `age` old by the clock (recovered votes count from the restart),
+  // at most `limit`: the master is asked to resolve them (the node's
+  // heartbeat), since their outcome may never reach this node otherwise.
+  std::vector<uint64_t> StaleVotes(absl::Duration age, size_t limit) const;
+
   // What this manager knows of `ttid` (verification): in commit (storing,
   // voted, locked with tid), or recently finished (committed with tid,
   // aborted), or nothing.

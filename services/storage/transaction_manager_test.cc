@@ -449,5 +449,23 @@ TEST_F(TransactionManagerTest, ClientTransactionsAreTracked) {
   EXPECT_TRUE(tm_.TransactionsOfClient(43).empty());
 }
 
+// A vote whose outcome never came is reported (the heartbeat asks the
+// master to resolve it) once it is old enough; locked or aborted ones are
+// settled and not reported.
+TEST_F(TransactionManagerTest, OldUnsettledVotesAreReported) {
+  for (uint64_t ttid : {100, 200, 300}) {
+    ASSERT_THAT(Store(ttid, {Obj(ttid, 0, "x")}), IsOk());
+    ASSERT_THAT(tm_.Vote(ttid, 42, std::nullopt, view_), IsOk());
+  }
+  ASSERT_THAT(Store(400, {Obj(400, 0, "not voted")}), IsOk());
+  clock_.Advance(absl::Seconds(29));
+  EXPECT_THAT(tm_.StaleVotes(absl::Seconds(30), 10), ::testing::IsEmpty());
+  ASSERT_THAT(tm_.Lock(200, 204), IsOk());
+  ASSERT_THAT(tm_.Abort(300), IsOk());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_THAT(tm_.StaleVotes(absl::Seconds(30), 10), ElementsAre(100));
+  EXPECT_THAT(tm_.StaleVotes(absl::Seconds(30), 0), ::testing::IsEmpty());
+}
+
 }  // namespace
 }  // namespace cellar::storage
