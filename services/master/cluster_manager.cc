@@ -710,28 +710,42 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
   return plan;
 }
 
-void ClusterManager::LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
-                                const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted) {
+std::vector<uint32_t> ClusterManager::LockFailed(
+    uint64_t tid, const std::vector<uint32_t>& failed,
+    const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted,
+    const std::vector<uint32_t>& locked) {
   absl::MutexLock l(&mu_);
   const uint64_t last_tid = hub_->last_tid();
   cellar::v1::PartitionTableDelta delta;
-  for (uint32_t id : failed) {
-    for (const auto& [p, voters] : voted) {
+  std::vector<uint32_t> unheld;
+  for (const auto& [p, voters] : voted) {
+    if (p >= pt_.num_partitions()) continue;
+    // A readable cell, on a connected node, that holds the commit.
+    const bool held = std::any_of(locked.begin(), locked.end(), [&](uint32_t id) {
+      auto node = nodes_.find(id);
+      return node != nodes_.end() && node->second.connected &&
+             common::IsReadable(pt_.CellStateOf(p, id));
+    });
+    bool missed = false;
+    for (uint32_t id : failed) {
       if (std::find(voters.begin(), voters.end(), id) == voters.end()) continue;
       const common::CellState state = pt_.CellStateOf(p, id);
       if (!common::IsWritable(state)) continue;
+      missed = true;
       CatchUp& c = CatchUpLocked(p, id);
       c.needed_tid = std::max(c.needed_tid, tid);
-      if (common::IsReadable(state)) {
+      if (common::IsReadable(state) && held) {
         // It held everything that completed before this commit.
         c.known_tid = std::max(c.known_tid, last_tid);
         SetCellLocked(p, id, cellar::v1::CELL_OUT_OF_DATE, &delta);
       }
     }
+    if (missed && !held) unheld.push_back(p);
   }
   PublishDeltaLocked(&delta);
   NodesLostLocked(failed, absl::StrCat("it could not lock tid ", common::TidHex(tid),
                                        " that other storages locked"));
+  return unheld;
 }
 
 absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportReplication(

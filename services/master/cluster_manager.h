@@ -246,16 +246,21 @@ class ClusterManager {
   // client retries the transaction with fresh stores).
   absl::StatusOr<CommitPlan> PrepareCommit(uint64_t tid, const CommitVotes& votes,
                                            const std::vector<uint32_t>& partitions);
-  // Voters in `failed` could not lock transaction `tid` while it is
-  // committed (a readable cell of every touched partition locked it):
-  // their cells of the partitions in `voted` (partition -> voters) miss
-  // it. Those cells go OUT_OF_DATE (they serve no read until replication
-  // brings the transaction, semantics rule 3; another readable cell of the
-  // partition has it) and must catch up past `tid`, and each node is
-  // treated as gone (it registers again and its vote is resolved then).
-  // Called before the commit is published.
-  void LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
-                  const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted);
+  // Voters in `failed` could not lock transaction `tid` while `locked`
+  // did: their cells of the partitions in `voted` (partition -> voters)
+  // miss it. Where a cell of that partition in `locked` is still readable
+  // on a connected node, the failed cells go OUT_OF_DATE (they serve no
+  // read until replication brings the transaction, semantics rule 3) and
+  // must catch up past `tid`. Where none is left (the locker went away
+  // meanwhile), the failed cells keep their state, since marking them
+  // could leave the partition with no readable cell at all, and the
+  // partition is returned: the commit must then not be published until
+  // resolution completes it. Each failed node is treated as gone (it
+  // registers again and its vote is resolved then). Called before the
+  // commit is published.
+  std::vector<uint32_t> LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
+                                   const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted,
+                                   const std::vector<uint32_t>& locked = {});
 
   // A storage reports replication progress of one of its cells (see
   // master.proto).

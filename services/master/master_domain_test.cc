@@ -1687,5 +1687,35 @@ TEST_F(MasterDomainTest, StaleVotesReportedInHeartbeatsAreResolved) {
   EXPECT_THAT(cluster_->Heartbeat(12345, {ttid}), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// Rule 3: a voter that failed to lock goes OUT_OF_DATE while a readable
+// cell that locked is still there (the commit can be published).
+TEST_F(MasterDomainTest, AFailedLockerGoesOutOfDateWhileTheLockerIsReadable) {
+  StartThree(6);
+  const uint32_t p = 1;
+  const std::vector<uint32_t> cells = Pt().ReadableNodes(p);
+  ASSERT_EQ(cells.size(), 2u);
+  EXPECT_THAT(cluster_->LockFailed(1000, {cells[1]}, {{p, cells}}, {cells[0]}),
+              ::testing::IsEmpty());
+  EXPECT_EQ(StateOf(p, cells[1]), cellar::v1::CELL_OUT_OF_DATE);
+}
+
+// ... but not once the locker went away meanwhile: the failed cell is then
+// the partition's last readable one. It keeps its state (the cluster waits
+// for the nodes rather than lose the partition for good) and the commit is
+// reported unpublishable. (Seen in a rolling restart: marking it left a
+// partition with no readable cell, and the cluster stuck in RECOVERING.)
+TEST_F(MasterDomainTest, AFailedLockerStaysReadableWhenTheLockerIsGone) {
+  StartThree(6);
+  const uint32_t p = 1;
+  const std::vector<uint32_t> cells = Pt().ReadableNodes(p);
+  ASSERT_EQ(cells.size(), 2u);
+  Lose(cells[0]);  // the locker's node goes away before the failure is handled
+  ASSERT_EQ(StateOf(p, cells[0]), cellar::v1::CELL_OUT_OF_DATE);
+  EXPECT_THAT(cluster_->LockFailed(2000, {cells[1]}, {{p, cells}}, {cells[0]}),
+              ElementsAre(p));
+  EXPECT_EQ(StateOf(p, cells[1]), cellar::v1::CELL_UP_TO_DATE)
+      << "the partition's last readable cell was marked stale";
+}
+
 }  // namespace
 }  // namespace cellar::master

@@ -285,12 +285,36 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
                      " could lock it yet: it becomes visible once they do"));
   }
   if (!failed.empty()) {
-    std::vector<uint32_t> ids;
+    std::vector<uint32_t> ids, locked_ids;
     for (const StorageTarget& t : failed) ids.push_back(t.node_id);
+    for (const StorageTarget& t : locked) locked_ids.push_back(t.node_id);
     CELLAR_LOG(WARNING) << "ttid " << common::TidHex(ttid) << ": " << failed.size()
                         << " voter(s) could not lock: "
                         << (round.errors.empty() ? others.errors : round.errors).begin()->second;
-    cluster_->LockFailed(pending->tid, ids, plan->voters_by_partition);
+    const std::vector<uint32_t> unheld =
+        cluster_->LockFailed(pending->tid, ids, plan->voters_by_partition, locked_ids);
+    if (!unheld.empty()) {
+      // The readable cells that locked it went away meanwhile: the failed
+      // ones stay readable (the last ones) and lack it, so it must not
+      // become visible before resolution completes it on them.
+      CELLAR_LOG(ERROR) << "ttid " << common::TidHex(ttid) << " committed as "
+                        << common::TidHex(pending->tid)
+                        << " but no readable cell holding it is left in partition(s) "
+                        << absl::StrJoin(unheld, ",");
+      FailPending(pending, TxnState::kCommitted, /*lock_failure=*/true);
+      {
+        absl::MutexLock l(&mu_);
+        txns_[ttid].unpublished = true;
+      }
+      storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid,
+                             /*forget_lock=*/false);
+      return common::ErrorWithReason(
+          absl::StatusCode::kUnavailable, common::kReasonOutcomeUnknown,
+          absl::StrCat("ttid ", common::TidHex(ttid), " is locked as ",
+                       common::TidHex(pending->tid), " but the readable cells holding it in ",
+                       "partition ", unheld.front(),
+                       " went away: it becomes visible once the others have it"));
+    }
   }
   {
     absl::MutexLock l(&mu_);
