@@ -710,6 +710,16 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
   return plan;
 }
 
+void ClusterManager::HoldPartitions(uint64_t tid, const std::vector<uint32_t>& partitions) {
+  absl::MutexLock l(&mu_);
+  holds_[tid] = partitions;
+}
+
+void ClusterManager::ReleaseHold(uint64_t tid) {
+  absl::MutexLock l(&mu_);
+  holds_.erase(tid);
+}
+
 std::vector<uint32_t> ClusterManager::LockFailed(
     uint64_t tid, const std::vector<uint32_t>& failed,
     const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted,
@@ -792,7 +802,10 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
   // Claims past the last completed tid cannot be checked (transactions
   // below them may still be locking): count only up to it.
   const uint64_t reached = std::max(std::min(request.tid(), last_tid), c.known_tid);
-  if (reached >= c.needed_tid) {
+  const bool held = std::any_of(holds_.begin(), holds_.end(), [&](const auto& hold) {
+    return std::find(hold.second.begin(), hold.second.end(), p) != hold.second.end();
+  });
+  if (reached >= c.needed_tid && !held) {
     cellar::v1::PartitionTableDelta delta;
     SetCellLocked(p, id, cellar::v1::CELL_UP_TO_DATE, &delta);
     catch_up_.erase(CellKey{p, id});

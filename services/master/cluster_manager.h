@@ -258,6 +258,13 @@ class ClusterManager {
   // resolution completes it. Each failed node is treated as gone (it
   // registers again and its vote is resolved then). Called before the
   // commit is published.
+  // A commit (`tid`) is locked somewhere but not published, since no
+  // readable cell of some partition holds it: until ReleaseHold(tid), no
+  // cell of `partitions` becomes UP_TO_DATE by replication (its sources may
+  // lack the commit; resolution completes it first).
+  void HoldPartitions(uint64_t tid, const std::vector<uint32_t>& partitions);
+  void ReleaseHold(uint64_t tid);
+
   std::vector<uint32_t> LockFailed(uint64_t tid, const std::vector<uint32_t>& failed,
                                    const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted,
                                    const std::vector<uint32_t>& locked = {});
@@ -497,6 +504,8 @@ class ClusterManager {
   absl::btree_map<CellKey, uint64_t> readable_since_ ABSL_GUARDED_BY(mu_);
   uint64_t readable_base_ptid_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // HoldPartitions: tid -> partitions whose cells may not become UP_TO_DATE.
+  absl::btree_map<uint64_t, std::vector<uint32_t>> holds_ ABSL_GUARDED_BY(mu_);
   // The term's epoch (epoch()); fixed once `epoch_fixed_`.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_);
   bool epoch_fixed_ ABSL_GUARDED_BY(mu_) = false;

@@ -1065,9 +1065,13 @@ TEST_F(MasterDomainTest, LastReadableVoterFailingToLockGoesThroughVerification) 
   // not visible, and the client is told so.
   EXPECT_THAT(finish, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(common::ErrorReason(finish.status()), common::kReasonOutcomeUnknown);
-  const auto status = coordinator_->Status(ttid);
-  ASSERT_EQ(status.outcome(), cellar::v1::TRANSACTION_COMMITTED);
-  const uint64_t committed_tid = status.tid();
+  // Not an outcome to act on before it is visible (semantics rule 8).
+  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ACTIVE);
+  uint64_t committed_tid = 0;
+  for (const auto& call : caller_.locks()) {
+    if (call.ttid == ttid) committed_tid = call.tid;
+  }
+  ASSERT_NE(committed_tid, 0u);
   const uint64_t* tid = &committed_tid;
   // S1 holds the only copy of its partitions: they stay readable, and the
   // cluster waits for S1 (no commit can miss them meanwhile).
@@ -1643,8 +1647,35 @@ TEST_F(CommitPointTest, CommitWithoutAReadableLockerInEveryPartitionIsNotPublish
   for (const auto& e : Drain(**watcher)) {
     EXPECT_FALSE(e.has_invalidation()) << "published without a readable locker of partition 1";
   }
-  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_COMMITTED);
+  // Locked somewhere but not visible: not reported committed (a client
+  // would acknowledge it) before resolution completes and publishes it.
+  EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ACTIVE);
   EXPECT_THAT(caller_.aborts(), ::testing::Not(::testing::Contains(ttid)));
+}
+
+// While a commit is unpublished, no cell of its partitions becomes
+// UP_TO_DATE by replication: its sources may lack the commit. (Seen in a
+// 20-cycle history check: a cell caught up past an unpublished commit from
+// a source without it, and an acknowledged commit was lost.)
+TEST_F(MasterDomainTest, NoCellOfAPartitionWithAnUnpublishedCommitCatchesUp) {
+  StartThree(6);
+  const uint32_t p = 1;
+  const std::vector<uint32_t> cells = Pt().ReadableNodes(p);
+  ASSERT_EQ(cells.size(), 2u);
+  const uint32_t back = cells[0];
+  Lose(back);
+  Return(back, 7200 + static_cast<int>(std::find(storages_.begin(), storages_.end(), back) -
+                                       storages_.begin()));
+  ASSERT_EQ(StateOf(p, back), cellar::v1::CELL_OUT_OF_DATE);
+  cluster_->HoldPartitions(5000, {p});
+  auto r = Report(back, p, 0);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->up_to_date()) << "caught up while a commit of its partition is unpublished";
+  EXPECT_EQ(StateOf(p, back), cellar::v1::CELL_OUT_OF_DATE);
+  cluster_->ReleaseHold(5000);
+  r = Report(back, p, 0);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->up_to_date());
 }
 
 // A lock whose answer was lost may have succeeded: with nobody confirming

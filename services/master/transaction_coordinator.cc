@@ -275,6 +275,7 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
       absl::MutexLock l(&mu_);
       txns_[ttid].unpublished = true;
     }
+    cluster_->HoldPartitions(pending->tid, partitions);
     cluster_->LockFailed(pending->tid, ids, {});
     storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid, /*forget_lock=*/false);
     return common::ErrorWithReason(
@@ -306,6 +307,7 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
         absl::MutexLock l(&mu_);
         txns_[ttid].unpublished = true;
       }
+      cluster_->HoldPartitions(pending->tid, partitions);
       storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid,
                              /*forget_lock=*/false);
       return common::ErrorWithReason(
@@ -474,6 +476,11 @@ cellar::v1::GetTransactionStatusResponse TransactionCoordinator::Status(
           out.set_outcome(cellar::v1::TRANSACTION_ACTIVE);
           break;
         case TxnState::kCommitted:
+          if (it->second.unpublished) {
+            // Locked somewhere, not visible yet: not an outcome to act on.
+            out.set_outcome(cellar::v1::TRANSACTION_ACTIVE);
+            break;
+          }
           out.set_outcome(cellar::v1::TRANSACTION_COMMITTED);
           out.set_tid(it->second.tid);
           break;
@@ -677,7 +684,13 @@ TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
       absl::MutexLock l(&mu_);
       tids_.AdvanceTo(*known_tid);
       Txn& txn = txns_[ttid];
-      txn.unpublished = false;  // the caller publishes it
+      if (unpublished && !(all && survey.all_answered)) {
+        // Published only once every storage that voted holds it (a failed
+        // readable voter may still serve the partition without it).
+        result.learned = false;
+      } else {
+        txn.unpublished = false;  // the caller publishes it
+      }
       if (txn.state != TxnState::kCommitted) {
         txn.state = TxnState::kCommitted;
         txn.tid = *known_tid;
@@ -691,6 +704,7 @@ TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
     storages_->UnlockAsync(holders, cluster_->epoch(), ttid, *known_tid,
                            /*forget_lock=*/all && survey.all_answered);
     storages_->AbortAsync(survey.storing, cluster_->epoch(), ttid);
+    if (unpublished && result.learned) cluster_->ReleaseHold(*known_tid);
     result.kind = Resolution::Kind::kCommitted;
     result.tid = *known_tid;
     result.oids = survey.oids;
