@@ -20,6 +20,9 @@ using common::NodeKind;
 namespace {
 
 constexpr uint32_t kMaxOidBatch = 1000;
+// OIDs stay below 2^63 (stored as signed 64-bit values); a batch past it
+// is refused, never wrapped onto OID 0 and the existing objects.
+constexpr uint64_t kMaxOid = (uint64_t{1} << 63) - 1;
 // How far past a batch the persisted OID high-water mark is set, so that
 // most batches need no round trip to the storages.
 constexpr uint64_t kOidReserve = 10000;
@@ -886,6 +889,12 @@ absl::StatusOr<uint64_t> ClusterManager::AllocateOids(uint32_t count) {
         return common::ErrorWithReason(
             absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
             absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
+      }
+      if (last_oid_ >= kMaxOid - count) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the OID space is exhausted: the last OID is ", last_oid_,
+            " (a storage reported it or an OID mark that high); no OID above ", kMaxOid,
+            " is handed out"));
       }
       const uint64_t first = last_oid_ + 1;
       bool everywhere = true;

@@ -3,6 +3,7 @@
 // invalidations, aborts.
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <thread>
@@ -1746,6 +1747,18 @@ TEST_F(MasterDomainTest, AFailedLockerStaysReadableWhenTheLockerIsGone) {
               ElementsAre(p));
   EXPECT_EQ(StateOf(p, cells[1]), cellar::v1::CELL_UP_TO_DATE)
       << "the partition's last readable cell was marked stale";
+}
+
+// A storage that reports a huge OID mark (a bug, or a stranger, until
+// authentication) must not make OID allocation wrap onto OID 0 and the
+// existing objects: the batch is refused.
+TEST_F(MasterDomainTest, AHugeReportedOidMarkIsRefusedNotWrapped) {
+  Init(/*autostart=*/1);
+  auto r = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+  r.set_oid_high_water(std::numeric_limits<uint64_t>::max());
+  ASSERT_THAT(cluster_->RegisterNode(r), IsOk());
+  ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+  EXPECT_THAT(cluster_->AllocateOids(10), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 }  // namespace
