@@ -82,8 +82,9 @@ struct ClientOptions {
   // How long Commit waits, after Finish, for its invalidation to reach the
   // snapshot. Default 5 s.
   absl::Duration commit_wait_timeout = absl::Seconds(5);
-  // Longest pause between two reconnection rounds. Default 2 s.
-  absl::Duration max_reconnect_backoff = absl::Seconds(2);
+  // Longest pause between two reconnection rounds. Default 500 ms (a
+  // restarted master is found within half a second).
+  absl::Duration max_reconnect_backoff = absl::Milliseconds(500);
   // Software version sent at registration. Default "0.1.0".
   std::string version = "0.1.0";
   // Deployment track sent at registration. Default "stable".

@@ -45,6 +45,10 @@ inline constexpr absl::string_view kReasonOutcomeUnknown = "OUTCOME_UNKNOWN";
 // (BeginResponse.ttid_token) is missing or was not issued by the primary
 // of the storage's current master term.
 inline constexpr absl::string_view kReasonBadTtidToken = "BAD_TTID_TOKEN";
+// UNAVAILABLE from a storage's Load / Replicate: a vote held here across a
+// change of master session (in doubt) may be a commit this cell lacks; the
+// read is refused until the master resolves it (semantics rule R11).
+inline constexpr absl::string_view kReasonInDoubt = "IN_DOUBT";
 // ReportReplication: the cell was (re-)created by a partition-table change
 // and must be filled from tid 0; the reported progress is from before.
 inline constexpr absl::string_view kReasonCellRecreated = "CELL_RECREATED";

@@ -17,6 +17,11 @@ using Tid = uint64_t;
 
 // The largest TID: fits a signed 64-bit SQL column.
 inline constexpr Tid kMaxTid = (uint64_t{1} << 63) - 1;
+// The largest master epoch a node accepts (epochs are milliseconds or
+// election terms, far below it): a larger one, from a bug or a forged
+// call, would wrap the next epoch (+1) to 0 or fence every real master
+// out for good. INVALID_ARGUMENT above it.
+inline constexpr uint64_t kMaxEpoch = uint64_t{1} << 62;
 // TID 0 means "none" on the wire (no next serial, no base serial).
 inline constexpr Tid kNoTid = 0;
 

@@ -95,6 +95,11 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
         "address: a storage must give the host:port it serves on, got \"",
         request.address(), "\""));
   }
+  if (request.highest_epoch() > common::kMaxEpoch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "highest_epoch: ", request.highest_epoch(), " is beyond any master epoch (at most ",
+        common::kMaxEpoch, ")"));
+  }
   if (request.node_id() != 0 && common::NodeKindOf(request.node_id()) != kind) {
     return absl::InvalidArgumentError(absl::StrCat(
         "node_id: ", request.node_id(), " is not an id of this node's role"));
@@ -238,6 +243,9 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     response.set_master_node_id(options_.master_node_id);
     // Storages verify the ttid tokens of Store/Vote/Abort with it.
     if (kind == NodeKind::kStorage) response.set_ttid_key(options_.ttid_key);
+  }
+  if (kind == NodeKind::kStorage && storages_ != nullptr && !request.address().empty()) {
+    storages_->Reconnect(request.address());
   }
   if (verify) Verify();
   if (!resolve_now.empty()) {
@@ -468,7 +476,6 @@ bool ClusterManager::HasOtherConnectedReadableLocked(uint32_t partition,
 }
 
 void ClusterManager::MarkDisconnectedCellsLocked(cellar::v1::PartitionTableDelta* delta) {
-  const uint64_t last_tid = hub_->last_tid();
   for (uint32_t p = 0; p < pt_.num_partitions(); ++p) {
     const std::vector<common::PtCell> row = pt_.Row(p);  // SetCell edits it
     for (const common::PtCell& cell : row) {
@@ -479,8 +486,8 @@ void ClusterManager::MarkDisconnectedCellsLocked(cellar::v1::PartitionTableDelta
       SetCellLocked(p, cell.node_id, cellar::v1::CELL_OUT_OF_DATE, delta);
       // It was readable: it holds every transaction that completed so far.
       CatchUp& c = CatchUpLocked(p, cell.node_id);
-      c.known_tid = std::max(c.known_tid, last_tid);
-      c.needed_tid = std::max(c.needed_tid, last_tid);
+      c.known_tid = std::max(c.known_tid, CompleteTidLocked(p));
+      c.needed_tid = std::max(c.needed_tid, hub_->last_tid());
     }
   }
 }
@@ -670,7 +677,6 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
   max_prepared_tid_ = std::max(max_prepared_tid_, tid);
   // Rule 8: a writable cell that did not vote for its partition misses
   // this commit.
-  const uint64_t last_tid = hub_->last_tid();
   cellar::v1::PartitionTableDelta delta;
   absl::flat_hash_set<uint32_t> non_voters;
   for (uint32_t p : partitions) {
@@ -688,7 +694,7 @@ absl::StatusOr<CommitPlan> ClusterManager::PrepareCommit(
       CatchUp& c = CatchUpLocked(p, cell.node_id);
       c.needed_tid = std::max(c.needed_tid, tid);
       if (common::IsReadable(cell.state)) {
-        c.known_tid = std::max(c.known_tid, last_tid);
+        c.known_tid = std::max(c.known_tid, CompleteTidLocked(p));
         SetCellLocked(p, cell.node_id, cellar::v1::CELL_OUT_OF_DATE, &delta);
       }
       if (!voting_nodes.contains(cell.node_id)) non_voters.insert(cell.node_id);
@@ -723,12 +729,28 @@ void ClusterManager::ReleaseHold(uint64_t tid) {
   holds_.erase(tid);
 }
 
+bool ClusterManager::HeldLocked(uint32_t partition) const {
+  return std::any_of(holds_.begin(), holds_.end(), [&](const auto& hold) {
+    return std::find(hold.second.begin(), hold.second.end(), partition) != hold.second.end();
+  });
+}
+
+uint64_t ClusterManager::CompleteTidLocked(uint32_t partition) const {
+  uint64_t complete = hub_->last_tid();
+  for (const auto& [tid, partitions] : holds_) {  // ascending tids
+    if (tid <= complete &&
+        std::find(partitions.begin(), partitions.end(), partition) != partitions.end()) {
+      return tid - 1;
+    }
+  }
+  return complete;
+}
+
 std::vector<uint32_t> ClusterManager::LockFailed(
     uint64_t tid, const std::vector<uint32_t>& failed,
     const absl::btree_map<uint32_t, std::vector<uint32_t>>& voted,
     const std::vector<uint32_t>& locked) {
   absl::MutexLock l(&mu_);
-  const uint64_t last_tid = hub_->last_tid();
   cellar::v1::PartitionTableDelta delta;
   std::vector<uint32_t> unheld;
   for (const auto& [p, voters] : voted) {
@@ -749,7 +771,7 @@ std::vector<uint32_t> ClusterManager::LockFailed(
       c.needed_tid = std::max(c.needed_tid, tid);
       if (common::IsReadable(state) && held) {
         // It held everything that completed before this commit.
-        c.known_tid = std::max(c.known_tid, last_tid);
+        c.known_tid = std::max(c.known_tid, CompleteTidLocked(p));
         SetCellLocked(p, id, cellar::v1::CELL_OUT_OF_DATE, &delta);
       }
     }
@@ -792,7 +814,9 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
         common::NodeName(id), " holds no OUT_OF_DATE cell of partition ", p, " (ptid ",
         pt_.ptid(), ")"));
   }
-  const uint64_t last_tid = hub_->last_tid();
+  // Commits held unpublished in this partition are not complete anywhere
+  // yet: neither a claim nor a replication target goes past them.
+  const uint64_t complete = CompleteTidLocked(p);
   CatchUp& c = CatchUpLocked(p, id);
   if (c.fresh && request.tid() != 0) {
     return common::ErrorWithReason(
@@ -804,11 +828,8 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
   c.fresh = false;
   // Claims past the last completed tid cannot be checked (transactions
   // below them may still be locking): count only up to it.
-  const uint64_t reached = std::max(std::min(request.tid(), last_tid), c.known_tid);
-  const bool held = std::any_of(holds_.begin(), holds_.end(), [&](const auto& hold) {
-    return std::find(hold.second.begin(), hold.second.end(), p) != hold.second.end();
-  });
-  if (reached >= c.needed_tid && !held) {
+  const uint64_t reached = std::max(std::min(request.tid(), complete), c.known_tid);
+  if (reached >= c.needed_tid && !HeldLocked(p)) {
     cellar::v1::PartitionTableDelta delta;
     SetCellLocked(p, id, cellar::v1::CELL_UP_TO_DATE, &delta);
     catch_up_.erase(CellKey{p, id});
@@ -820,8 +841,8 @@ absl::StatusOr<cellar::v1::ReportReplicationResponse> ClusterManager::ReportRepl
     response.set_up_to_date(true);
     return response;
   }
-  response.set_min_tid(c.known_tid);
-  response.set_max_tid(last_tid);
+  response.set_min_tid(std::min(c.known_tid, complete));
+  response.set_max_tid(complete);
   for (const common::PtCell& cell : pt_.Row(p)) {
     if (cell.node_id == id || !common::IsReadable(cell.state)) continue;
     auto repair = repair_sources_.find(CellKey{p, id});  // RepairCell: that source only
@@ -1185,7 +1206,7 @@ absl::Status ClusterManager::ApplyPlanLocked(const Plan& plan) {
       entry.fresh = true;   // and the storage resets it (storage_node.cc)
       entry.created_ptid = next->ptid();
     } else {
-      entry.known_tid = hub_->last_tid();  // it was readable until now
+      entry.known_tid = CompleteTidLocked(c.partition);  // it was readable until now
     }
   }
   const bool whole_table = next->num_replicas() != pt_.num_replicas();

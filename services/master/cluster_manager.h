@@ -262,6 +262,8 @@ class ClusterManager {
   // readable cell of some partition holds it: until ReleaseHold(tid), no
   // cell of `partitions` becomes UP_TO_DATE by replication (its sources may
   // lack the commit; resolution completes it first).
+  // While held, the partitions' completeness (CompleteTidLocked) stops
+  // below `tid`: no cell is told, or claims, that it holds it.
   void HoldPartitions(uint64_t tid, const std::vector<uint32_t>& partitions);
   void ReleaseHold(uint64_t tid);
 
@@ -424,6 +426,13 @@ class ClusterManager {
   void PublishNodeLocked(const Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides whether recovery can end; if so moves to VERIFYING and returns
   // the work to do outside the lock.
+  // True if an unpublished commit holds `partition` (HoldPartitions).
+  bool HeldLocked(uint32_t partition) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The tid through which every readable cell of `partition` holds every
+  // commit: the last published tid, but below the lowest commit of the
+  // partition held unpublished (its readable cells may lack it; a later,
+  // published tid does not mean they hold it).
+  uint64_t CompleteTidLocked(uint32_t partition) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool MaybeLeaveRecoveryLocked(bool operator_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs verification outside the lock, then moves to RUNNING.
   void Verify();

@@ -50,13 +50,19 @@ GrpcStorageCaller::~GrpcStorageCaller() {
                        absl::Seconds(5));
 }
 
-cellar::v1::Storage::Stub* GrpcStorageCaller::StubFor(const std::string& address) {
+std::shared_ptr<cellar::v1::Storage::Stub> GrpcStorageCaller::StubFor(
+    const std::string& address) {
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[address];
   if (stub == nullptr) {
     stub = cellar::v1::Storage::NewStub(common::MakeChannel(address));
   }
-  return stub.get();
+  return stub;
+}
+
+void GrpcStorageCaller::Reconnect(const std::string& address) {
+  absl::MutexLock l(&mu_);
+  stubs_.erase(address);  // calls in flight keep their own reference
 }
 
 std::vector<absl::Status> GrpcStorageCaller::LockAll(

@@ -22,6 +22,8 @@ class GrpcStorageCaller final : public StorageCaller {
   explicit GrpcStorageCaller(absl::Duration timeout = absl::Seconds(10));
   ~GrpcStorageCaller() override;
 
+  void Reconnect(const std::string& address) override;
+
   std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
                                     uint64_t epoch, uint64_t ttid, uint64_t tid,
                                     uint64_t min_ptid) override;
@@ -43,11 +45,12 @@ class GrpcStorageCaller final : public StorageCaller {
                                         uint64_t tid) override;
 
  private:
-  cellar::v1::Storage::Stub* StubFor(const std::string& address);
+  // Shared: Reconnect may drop the map's reference while a call uses it.
+  std::shared_ptr<cellar::v1::Storage::Stub> StubFor(const std::string& address);
 
   const absl::Duration timeout_;
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<cellar::v1::Storage::Stub>> stubs_
+  absl::flat_hash_map<std::string, std::shared_ptr<cellar::v1::Storage::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
   // Unlocks and aborts in flight; the destructor waits for them.
   int pending_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1679,6 +1679,39 @@ TEST_F(MasterDomainTest, NoCellOfAPartitionWithAnUnpublishedCommitCatchesUp) {
   EXPECT_TRUE(r->up_to_date());
 }
 
+// Later commits can be published while an earlier one is held
+// unpublished: the partition is complete only below the held one. A cell
+// going OUT_OF_DATE then is not told it holds everything up to the last
+// published tid (it may lack the held commit), and replication targets
+// stop below it. (Seen in the short history check: a cell's progress
+// jumped past an unpublished commit it lacked.)
+TEST_F(MasterDomainTest, AHeldCommitBoundsWhatCatchUpMayClaim) {
+  StartThree(6);
+  const uint32_t p = 1;
+  const std::vector<uint32_t> cells = Pt().ReadableNodes(p);
+  ASSERT_EQ(cells.size(), 2u);
+  cluster_->HoldPartitions(5000, {p});
+  hub_.SetLastTid(9000);  // published after the held commit
+  const uint32_t back = cells[0];
+  Lose(back);
+  Return(back, 7200 + static_cast<int>(std::find(storages_.begin(), storages_.end(), back) -
+                                       storages_.begin()));
+  ASSERT_EQ(StateOf(p, back), cellar::v1::CELL_OUT_OF_DATE);
+  auto r = Report(back, p, 0);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->up_to_date());
+  EXPECT_LT(r->min_tid(), 5000u) << "the cell was told it holds the held commit";
+  EXPECT_LT(r->max_tid(), 5000u) << "replication would claim past the held commit";
+  // A claim past it does not count either.
+  r = Report(back, p, 9000);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->up_to_date());
+  cluster_->ReleaseHold(5000);
+  r = Report(back, p, 9000);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->up_to_date());
+}
+
 // A lock whose answer was lost may have succeeded: with nobody confirming
 // a lock and a storage that cannot tell, nothing is aborted and the
 // outcome is unknown (never "aborted": that storage may hold it locked).
@@ -1759,6 +1792,25 @@ TEST_F(MasterDomainTest, AHugeReportedOidMarkIsRefusedNotWrapped) {
   ASSERT_THAT(cluster_->RegisterNode(r), IsOk());
   ASSERT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
   EXPECT_THAT(cluster_->AllocateOids(10), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+
+// A storage reporting a huge highest epoch (a bug, or a stranger) must not
+// make a lone master's provisional epoch wrap to 0 (highest + 1): every
+// storage would then refuse it as stale. Refused, and the epoch is kept.
+TEST_F(MasterDomainTest, AHugeReportedEpochIsRefusedNotWrapped) {
+  Init(/*autostart=*/1);
+  const uint64_t before = cluster_->epoch();
+  for (uint64_t huge : {std::numeric_limits<uint64_t>::max(), common::kMaxEpoch + 1}) {
+    auto r = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+    r.set_highest_epoch(huge);
+    EXPECT_THAT(cluster_->RegisterNode(r), StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_EQ(cluster_->epoch(), before);
+  }
+  auto r = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+  r.set_highest_epoch(before + 10);
+  ASSERT_THAT(cluster_->RegisterNode(r), IsOk());
+  EXPECT_GT(cluster_->epoch(), before + 10);
 }
 
 }  // namespace

@@ -56,6 +56,11 @@ class StorageCaller {
  public:
   virtual ~StorageCaller() = default;
 
+  // A storage (re-)registered from `address`: calls to it start on a fresh
+  // connection instead of failing fast through a reconnect backoff left
+  // from its previous life (a restarted storage is reachable at once).
+  virtual void Reconnect(const std::string& address) {}
+
   // LockTransaction on every target in parallel; one status per target
   // (same order). Blocks until all answered or timed out. `min_ptid`: the
   // storages must hold at least this table version before locking.

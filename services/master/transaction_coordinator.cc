@@ -270,16 +270,8 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
                       << absl::StrJoin(unpublishable, ",") << " could lock it";
     std::vector<uint32_t> ids;
     for (const StorageTarget& t : failed) ids.push_back(t.node_id);
-    FailPending(pending, TxnState::kCommitted, /*lock_failure=*/true);
-    {
-      absl::MutexLock l(&mu_);
-      txns_[ttid].unpublished = true;
-    }
-    cluster_->HoldPartitions(pending->tid, partitions);
-    cluster_->LockFailed(pending->tid, ids, {});
-    storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid, /*forget_lock=*/false);
-    return common::ErrorWithReason(
-        absl::StatusCode::kUnavailable, common::kReasonOutcomeUnknown,
+    return KeepUnpublished(
+        pending, partitions, locked, ids,
         absl::StrCat("ttid ", common::TidHex(ttid), " is locked as ",
                      common::TidHex(pending->tid), " on ", locked.size(),
                      " storage(s) but no readable cell of partition ", unpublishable.front(),
@@ -302,16 +294,8 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
                         << common::TidHex(pending->tid)
                         << " but no readable cell holding it is left in partition(s) "
                         << absl::StrJoin(unheld, ",");
-      FailPending(pending, TxnState::kCommitted, /*lock_failure=*/true);
-      {
-        absl::MutexLock l(&mu_);
-        txns_[ttid].unpublished = true;
-      }
-      cluster_->HoldPartitions(pending->tid, partitions);
-      storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid,
-                             /*forget_lock=*/false);
-      return common::ErrorWithReason(
-          absl::StatusCode::kUnavailable, common::kReasonOutcomeUnknown,
+      return KeepUnpublished(
+          pending, partitions, locked, /*failed=*/{},
           absl::StrCat("ttid ", common::TidHex(ttid), " is locked as ",
                        common::TidHex(pending->tid), " but the readable cells holding it in ",
                        "partition ", unheld.front(),
@@ -344,6 +328,27 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
     storages_->AbortAsync(plan->non_voters, cluster_->epoch(), ttid);
   }
   return pending->tid;
+}
+
+absl::Status TransactionCoordinator::KeepUnpublished(
+    const std::shared_ptr<Pending>& pending, const std::vector<uint32_t>& partitions,
+    const std::vector<StorageTarget>& locked, const std::vector<uint32_t>& failed,
+    const std::string& message) {
+  // Held before anything later can be published: no cell is told it is
+  // complete past this commit (ClusterManager::CompleteTidLocked).
+  cluster_->HoldPartitions(pending->tid, partitions);
+  {
+    absl::MutexLock l(&mu_);
+    txns_[pending->ttid].unpublished = true;
+  }
+  FailPending(pending, TxnState::kCommitted, /*lock_failure=*/true);
+  // The failed storages are treated as gone: they register again, report
+  // the vote, and resolution completes and publishes the commit.
+  if (!failed.empty()) cluster_->LockFailed(pending->tid, failed, {});
+  storages_->UnlockAsync(locked, cluster_->epoch(), pending->ttid, pending->tid,
+                         /*forget_lock=*/false);
+  return common::ErrorWithReason(absl::StatusCode::kUnavailable,
+                                 common::kReasonOutcomeUnknown, message);
 }
 
 void TransactionCoordinator::FailPending(const std::shared_ptr<Pending>& pending,
@@ -628,11 +633,13 @@ TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
         case TxnState::kActive:
         case TxnState::kFinishing:
           // Live: its client's Finish or Abort (or the client's departure)
-          // settles it on every storage that voted.
+          // settles it on every storage that voted. A Finish may still
+          // leave it unpublished (a storage it counted as failed registers
+          // again before Finish returns): asked again later.
           CELLAR_LOG(INFO) << "verification: ttid " << common::TidHex(ttid)
                            << " is still in commit, left to it";
           result.kind = Resolution::Kind::kLeft;
-          result.settled = true;
+          result.settled = it->second.state == TxnState::kActive;
           return result;
         case TxnState::kCommitted:
           known_tid = it->second.tid;

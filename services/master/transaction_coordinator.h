@@ -223,6 +223,15 @@ class TransactionCoordinator {
   void ResolverLoop();
   // Marks a pending transaction failed (completed without invalidation),
   // waits for its turn, and records `state` for it.
+  // Finish's exit for a commit locked somewhere that no readable cell of
+  // some partition holds: held (ClusterManager::HoldPartitions), marked
+  // unpublished, out of the queue; `failed` storages are treated as gone.
+  // Returns UNAVAILABLE, OUTCOME_UNKNOWN with `message`.
+  absl::Status KeepUnpublished(const std::shared_ptr<Pending>& pending,
+                               const std::vector<uint32_t>& partitions,
+                               const std::vector<StorageTarget>& locked,
+                               const std::vector<uint32_t>& failed,
+                               const std::string& message);
   void FailPending(const std::shared_ptr<Pending>& pending, TxnState state,
                    bool lock_failure);
   // Completes the transactions at the head of the queue that are ready.

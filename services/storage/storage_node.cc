@@ -352,6 +352,10 @@ absl::Status StorageNode::CheckEpoch(uint64_t epoch) {
 }
 
 absl::Status StorageNode::RaiseAndPersistEpoch(uint64_t epoch, bool fence) {
+  if (epoch > common::kMaxEpoch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "epoch: ", epoch, " is beyond any master epoch (at most ", common::kMaxEpoch, ")"));
+  }
   absl::MutexLock w(&epoch_mu_);
   uint64_t target;
   {
@@ -568,7 +572,28 @@ absl::Status StorageNode::ServeReplication(
     return ErrorWithReason(absl::StatusCode::kUnavailable, common::kReasonNotReadable,
                            view.NoCellMessage("readable", partition));
   }
+  // Rule R11: an in-doubt vote may be a commit with a tid above its ttid
+  // that this cell lacks; completeness is claimed only below it.
+  if (const uint64_t v = transactions_->LowestInDoubtVote(partition, view.num_partitions());
+      v != 0 && v <= max_tid) {
+    if (v <= min_tid) {
+      return ErrorWithReason(
+          absl::StatusCode::kUnavailable, common::kReasonInDoubt,
+          absl::StrCat("partition ", partition, " has a vote in doubt here (ttid ",
+                       TidHex(v), ") until the master resolves it: use another source "
+                       "or retry"));
+    }
+    max_tid = v - 1;
+  }
   return StreamPartition(*backend_, partition, min_tid, max_tid, limits, emit);
+}
+
+absl::Status StorageNode::InDoubtError(uint64_t oid, uint64_t ttid) const {
+  return ErrorWithReason(
+      absl::StatusCode::kUnavailable, common::kReasonInDoubt,
+      absl::StrCat("oid ", common::FormatOid(oid), " has a vote in doubt here (ttid ", TidHex(ttid),
+                   ", it may have committed elsewhere) until the master resolves it: "
+                   "read another replica or retry"));
 }
 
 absl::StatusOr<CellCheckResult> StorageNode::CheckCell(uint64_t epoch,
@@ -674,6 +699,9 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
   uint32_t partition;
   absl::Status s = ReadableCell(*view, oid, &partition);
   if (!s.ok()) return CountLoad<LoadedObject>(s);
+  if (const uint64_t v = transactions_->InDoubtVoteOn(oid); v != 0 && before_tid > v) {
+    return CountLoad<LoadedObject>(InDoubtError(oid, v));
+  }
   absl::StatusOr<LoadedObject> loaded = backend_->LoadBefore(partition, oid, before_tid);
   if (loaded.status().code() == absl::StatusCode::kNotFound) {
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
@@ -697,6 +725,12 @@ absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t seri
   if (loaded.status().code() == absl::StatusCode::kNotFound) {
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
     if (!dropped.ok()) loaded = dropped;
+  }
+  if (loaded.status().code() == absl::StatusCode::kNotFound) {
+    // The serial may be the tid an in-doubt vote committed with elsewhere.
+    if (const uint64_t v = transactions_->InDoubtVoteOn(oid); v != 0 && serial > v) {
+      loaded = InDoubtError(oid, v);
+    }
   }
   auto result = CountLoad(std::move(loaded));
   if (result.ok() && metrics_ != nullptr) {
@@ -1086,6 +1120,12 @@ absl::Status StorageNode::RegisterAndWatch() {
   request.set_oid_high_water(oid_high_water);
   CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
   for (uint64_t ttid : voted) request.add_voted_ttids(ttid);
+  // A new master session decides these votes (rule R11): until then they
+  // are in doubt here.
+  if (const size_t in_doubt = transactions_->MarkVotesInDoubt(); in_doubt > 0) {
+    CELLAR_LOG(INFO) << in_doubt << " vote(s) in doubt until the master resolves them: "
+                     << "no read past them of their objects or partitions";
+  }
 
   CELLAR_ASSIGN_OR_RETURN(::cellar::v1::RegisterNodeResponse response,
                           master_->RegisterNode(request));

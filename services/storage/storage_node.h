@@ -9,7 +9,7 @@
 //   register (RegisterNode with the persisted table, last ids and voted
 //   ttids) -> persist the node id -> Watch: snapshot, then table deltas /
 //   tables / cluster states -> on end or failure, retry with backoff
-//   (100 ms doubling to 2 s; 5 s after a refusal such as a wrong cluster
+//   (100 ms doubling to 500 ms; 5 s after a refusal such as a wrong cluster
 //   name, which an operator must fix) until shutdown.
 //
 // Every table change is persisted (SavePartitionTable + config keys
@@ -97,9 +97,11 @@ struct StorageNodeOptions {
   size_t max_object_bytes = 16 << 20;
   // Group-commit writer threads. Default 1.
   int writer_threads = 1;
-  // Master-loop retry backoff: first and longest delay. Default 100 ms, 2 s.
+  // Master-loop retry backoff: first and longest delay. Default 100 ms,
+  // 500 ms (a restarted master is found within half a second: a planned
+  // master restart should cost at most about a second of commits).
   absl::Duration retry_min = absl::Milliseconds(100);
-  absl::Duration retry_max = absl::Seconds(2);
+  absl::Duration retry_max = absl::Milliseconds(500);
   // Retry delay after the master refused this node (WRONG_CLUSTER,
   // PROTOCOL_MISMATCH or INVALID_ARGUMENT). Default 5 s.
   absl::Duration refused_retry = absl::Seconds(5);
@@ -230,7 +232,10 @@ class StorageNode {
 
   // Source side of replication: streams `partition` over [min_tid,
   // max_tid] (replication_source.h). UNAVAILABLE (NOT_READABLE) unless
-  // this node holds a readable cell of it.
+  // this node holds a readable cell of it. Completeness stops below the
+  // lowest in-doubt vote of the partition (TransactionManager, rule R11):
+  // the stream then ends before max_tid, or, if that is below min_tid,
+  // UNAVAILABLE (IN_DOUBT).
   absl::Status ServeReplication(uint32_t partition, uint64_t min_tid, uint64_t max_tid,
                                 const ChunkLimits& limits,
                                 const std::function<absl::Status(ReplicationChunk)>& emit);
@@ -264,6 +269,9 @@ class StorageNode {
   // The stored mark (0 if none).
   absl::StatusOr<uint64_t> OidHighWater();
 
+  // UNAVAILABLE (IN_DOUBT) for an object held by an in-doubt vote whose
+  // commit the read could include (rule R11): a snapshot past its ttid, or
+  // a serial this node lacks above it.
   absl::StatusOr<LoadedObject> LoadBefore(uint64_t oid, uint64_t before_tid);
   absl::StatusOr<LoadedObject> LoadSerial(uint64_t oid, uint64_t serial);
   // NOT_FOUND (NO_SUCH_OBJECT) if the object has no revision.
@@ -308,6 +316,8 @@ class StorageNode {
   // cell of `partition`; else UNAVAILABLE (NOT_READABLE). A NOT_FOUND or a
   // conflict judged on a table whose cell was dropped meanwhile (its data
   // is deleted once the new table is in use) is no verdict.
+  // UNAVAILABLE, reason IN_DOUBT: `oid` is held by in-doubt vote `ttid`.
+  absl::Status InDoubtError(uint64_t oid, uint64_t ttid) const;
   absl::Status DroppedCellError(uint32_t partition, bool readable, const char* what) const;
   absl::Status ReadableCell(const CellView& view, uint64_t oid,
                             uint32_t* partition) const;

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -231,6 +232,16 @@ class StorageServiceTest : public ::testing::Test {
     EXPECT_THAT(Call(&v1::Storage::Stub::GetTransactionOutcome, r, &response), IsOk());
     return response;
   }
+  static v1::ReplicateRequest ReplicateRequest(uint32_t partition, uint64_t min_tid,
+                                               uint64_t max_tid, uint32_t max_records) {
+    v1::ReplicateRequest request;
+    request.set_partition(partition);
+    request.set_min_tid(min_tid);
+    request.set_max_tid(max_tid);
+    request.set_max_records(max_records);
+    return request;
+  }
+
   // Storage.Replicate into `chunks`; the stream's status.
   absl::Status Replicate(const v1::ReplicateRequest& request,
                          std::vector<v1::ReplicateChunk>* chunks) {
@@ -737,6 +748,73 @@ TEST_F(StorageServiceTest, RestartKeepsTheObjectLocksOfVotes) {
   EXPECT_THAT(Store(3000, {Obj(2, 0, "now free")}), IsOk());
 }
 
+// Rule R11: a vote held across a change of master session may be a
+// commit (tid above its ttid) decided without this node; until the master
+// resolves it, no read that commit could change is answered here.
+TEST_F(StorageServiceTest, AVoteInDoubtBlocksTheReadsItsCommitCouldChange) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  // Partition 1: oids 1 and 5.
+  ASSERT_NO_FATAL_FAILURE(Commit(101, 101, {Obj(1, 0, "v1"), Obj(5, 0, "w1")}));
+  ASSERT_THAT(Store(2001, {Obj(1, 101, "voted")}), IsOk());
+  ASSERT_THAT(Vote(2001, true), IsOk());
+  // In the master session it was voted in: reads go on (the master
+  // publishes its commit only once this cell locked it).
+  EXPECT_THAT(LoadBefore(1, common::kMaxTid), IsOk());
+
+  // The watch ends: the node registers again, the vote is now in doubt.
+  master_->EndWatches();
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  ASSERT_TRUE(WaitFor([&] { return LoadBefore(1, common::kMaxTid).code() ==
+                                   absl::StatusCode::kUnavailable; }));
+  absl::Status s = LoadBefore(1, common::kMaxTid);
+  EXPECT_EQ(ErrorReason(s), "IN_DOUBT") << s;
+  EXPECT_EQ(ErrorReason(LoadSerial(1, 2005)), "IN_DOUBT");
+  // Snapshots up to its ttid cannot include its commit; other objects are
+  // not held.
+  v1::LoadResponse before;
+  ASSERT_THAT(LoadBefore(1, 2001, &before), IsOk());
+  EXPECT_EQ(before.serial(), 101u);
+  EXPECT_THAT(LoadSerial(1, 101), IsOk());
+  EXPECT_THAT(LoadBefore(5, common::kMaxTid), IsOk());
+  // Replication claims completeness only below it.
+  v1::ReplicateRequest request = ReplicateRequest(1, 1, 5000, 100);
+  std::vector<v1::ReplicateChunk> chunks;
+  ASSERT_THAT(Replicate(request, &chunks), IsOk());
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks.back().complete_through(), 2000u);
+  request.set_min_tid(2001);
+  chunks.clear();
+  s = Replicate(request, &chunks);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(ErrorReason(s), "IN_DOUBT");
+
+  // The master resolves it (committed as 2005): everything is readable.
+  ASSERT_THAT(Lock(2001, 2005), IsOk());
+  ASSERT_THAT(Unlock(2001, 2005), IsOk());
+  v1::LoadResponse now;
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &now), IsOk());
+  EXPECT_EQ(now.serial(), 2005u);
+  request.set_min_tid(1);
+  chunks.clear();
+  ASSERT_THAT(Replicate(request, &chunks), IsOk());
+  EXPECT_EQ(chunks.back().complete_through(), 5000u);
+}
+
+TEST_F(StorageServiceTest, RecoveredVotesAreInDoubt) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_NO_FATAL_FAILURE(Commit(101, 101, {Obj(1, 0, "v1")}));
+  ASSERT_THAT(Store(2001, {Obj(1, 101, "voted")}), IsOk());
+  ASSERT_THAT(Vote(2001, true), IsOk());
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  EXPECT_EQ(ErrorReason(LoadBefore(1, common::kMaxTid)), "IN_DOUBT");
+  // Aborted by the master: readable again, at the old revision.
+  ASSERT_THAT(Abort(2001, kEpoch), IsOk());
+  v1::LoadResponse now;
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &now), IsOk());
+  EXPECT_EQ(now.serial(), 101u);
+}
+
 TEST_F(StorageServiceTest, TheHighestEpochSurvivesARestart) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
@@ -757,6 +835,20 @@ TEST_F(StorageServiceTest, TheHighestEpochSurvivesARestart) {
   EXPECT_EQ(master_->last_registration().highest_epoch(), kEpoch + 2);
   EXPECT_EQ(ErrorReason(Unlock(1000, 1004, kEpoch + 1)), "STALE_EPOCH");
   EXPECT_THAT(Unlock(1000, 1004, kEpoch + 2), IsOk());
+}
+
+// A call with a huge epoch (a bug, or a forged call) must not fence every
+// real master out for good: refused, nothing raised.
+TEST_F(StorageServiceTest, AHugeEpochIsRefusedNotAdopted) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "x")}), IsOk());
+  ASSERT_THAT(Vote(1000, true), IsOk());
+  for (uint64_t huge : {std::numeric_limits<uint64_t>::max(), common::kMaxEpoch + 1}) {
+    EXPECT_THAT(Lock(1000, 1004, huge), StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(Abort(1000, huge), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  EXPECT_THAT(Lock(1000, 1004, kEpoch), IsOk()) << "a huge epoch was adopted";
+  EXPECT_THAT(Unlock(1000, 1004, kEpoch), IsOk());
 }
 
 TEST_F(StorageServiceTest, AnEpochThatCannotBePersistedFailsTheCall) {
@@ -1040,11 +1132,7 @@ TEST_F(StorageServiceTest, ReplicateStreamsAReadableCell) {
   ASSERT_NO_FATAL_FAILURE(Commit(101, 101, {Obj(1, 0, "a"), Obj(5, 0, "b")}));
   ASSERT_NO_FATAL_FAILURE(Commit(105, 109, {Obj(9, 0, "c")}));
   ASSERT_NO_FATAL_FAILURE(Commit(102, 102, {Obj(2, 0, "other partition")}));
-  v1::ReplicateRequest request;
-  request.set_partition(1);
-  request.set_min_tid(1);
-  request.set_max_tid(200);
-  request.set_max_records(1);
+  v1::ReplicateRequest request = ReplicateRequest(1, 1, 200, 1);
   std::vector<v1::ReplicateChunk> chunks;
   ASSERT_THAT(Replicate(request, &chunks), IsOk());
   int transactions = 0, objects = 0;

@@ -1,5 +1,6 @@
 #include "services/storage/transaction_manager.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -64,6 +65,8 @@ size_t TransactionManager::RecoverVoted(const std::vector<VotedTransaction>& vot
       Txn& txn = txns_[v.ttid];
       txn.state = State::kVoted;
       txn.last_activity = clock_->Now();
+      txn.voted_oids = v.oids;
+      txn.in_doubt = true;  // its outcome was decided (or not) without this node
     }
     // Nothing else runs yet: the locks are free (no wait).
     absl::Status s = locks_->LockAll(v.ttid, v.oids, absl::InfinitePast());
@@ -307,7 +310,11 @@ absl::Status TransactionManager::Vote(
     }
     txn.state = State::kVoting;
     record.objects.reserve(txn.objects.size());
-    for (auto& [oid, rec] : txn.objects) record.objects.push_back(std::move(rec));
+    txn.voted_oids.clear();
+    for (auto& [oid, rec] : txn.objects) {
+      txn.voted_oids.push_back(oid);
+      record.objects.push_back(std::move(rec));
+    }
     txn.objects.clear();
   }
   if (metadata.has_value()) {
@@ -497,6 +504,46 @@ std::vector<uint64_t> TransactionManager::ExpireUnvoted() {
   // Nothing durable to drop: its objects were only in memory.
   for (uint64_t ttid : expired) locks_->Release(ttid);
   return expired;
+}
+
+size_t TransactionManager::MarkVotesInDoubt() {
+  absl::MutexLock l(&mu_);
+  size_t marked = 0;
+  for (auto& [ttid, txn] : txns_) {
+    if (txn.state != State::kVoted && txn.state != State::kLocking) continue;
+    if (!txn.in_doubt) ++marked;
+    txn.in_doubt = true;
+  }
+  return marked;
+}
+
+uint64_t TransactionManager::InDoubtVoteOn(uint64_t oid) const {
+  const uint64_t holder = locks_->Holder(oid);  // outside mu_ (lock order)
+  if (holder == 0) return 0;
+  absl::MutexLock l(&mu_);
+  auto it = txns_.find(holder);
+  if (it == txns_.end() || !it->second.in_doubt) return 0;
+  if (it->second.state != State::kVoted && it->second.state != State::kLocking) return 0;
+  return holder;
+}
+
+uint64_t TransactionManager::LowestInDoubtVote(uint32_t partition,
+                                               uint32_t num_partitions) const {
+  if (num_partitions == 0) return 0;
+  absl::MutexLock l(&mu_);
+  uint64_t lowest = 0;
+  for (const auto& [ttid, txn] : txns_) {
+    if (!txn.in_doubt || (txn.state != State::kVoted && txn.state != State::kLocking)) {
+      continue;
+    }
+    if (lowest != 0 && ttid >= lowest) continue;
+    const bool touches =
+        ttid % num_partitions == partition ||
+        std::any_of(txn.voted_oids.begin(), txn.voted_oids.end(),
+                    [&](uint64_t oid) { return oid % num_partitions == partition; });
+    if (touches) lowest = ttid;
+  }
+  return lowest;
 }
 
 std::vector<uint64_t> TransactionManager::StaleVotes(absl::Duration age, size_t limit) const {

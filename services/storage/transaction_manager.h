@@ -168,6 +168,24 @@ class TransactionManager {
   // heartbeat), since their outcome may never reach this node otherwise.
   std::vector<uint64_t> StaleVotes(absl::Duration age, size_t limit) const;
 
+  // In-doubt votes (semantics rule R11): a vote this node holds across a
+  // change of master session (a restart, or a registration with a master:
+  // a new primary, or one that counted this node's lock as failed) may
+  // belong to a transaction that committed elsewhere, with a tid above its
+  // ttid, that this node does not hold yet. Until the master locks or
+  // aborts it, this node answers no read that such a commit could change:
+  // no load of its objects at a snapshot past its ttid, and no replication
+  // claim past its ttid in its partitions.
+  //
+  // Marks every vote held now (voted or locking) in doubt; returns how
+  // many. Called before each registration.
+  size_t MarkVotesInDoubt();
+  // The ttid of the in-doubt vote holding `oid`, or 0.
+  uint64_t InDoubtVoteOn(uint64_t oid) const;
+  // The lowest ttid of an in-doubt vote touching `partition` (an object of
+  // it, or its transaction record, partition ttid % num_partitions), or 0.
+  uint64_t LowestInDoubtVote(uint32_t partition, uint32_t num_partitions) const;
+
   // What this manager knows of `ttid` (verification): in commit (storing,
   // voted, locked with tid), or recently finished (committed with tid,
   // aborted), or nothing.
@@ -197,6 +215,10 @@ class TransactionManager {
     // When the last Store call began or ended (unvoted_timeout).
     absl::Time last_activity;
     uint64_t tid = 0;
+    // Set once voted: the voted objects (LowestInDoubtVote).
+    std::vector<uint64_t> voted_oids;
+    // MarkVotesInDoubt (recovered votes too).
+    bool in_doubt = false;
   };
   // kExpired: aborted by ExpireUnvoted.
   enum class Finished { kAborted, kCommitted, kExpired };

@@ -467,5 +467,42 @@ TEST_F(TransactionManagerTest, OldUnsettledVotesAreReported) {
   EXPECT_THAT(tm_.StaleVotes(absl::Seconds(30), 0), ::testing::IsEmpty());
 }
 
+TEST_F(TransactionManagerTest, VotesBecomeInDoubtWhenMarkedAndStopBeingSoOnceDecided) {
+  // Partitions counted with P = 4; ttids 101 and 202 vote, 303 stores only.
+  ASSERT_THAT(Store(101, {Obj(1, 0, "a"), Obj(6, 0, "b")}), IsOk());
+  ASSERT_THAT(tm_.Vote(101, 42, std::nullopt, view_), IsOk());
+  ASSERT_THAT(Store(202, {Obj(5, 0, "c")}), IsOk());
+  ASSERT_THAT(tm_.Vote(202, 42, std::nullopt, view_), IsOk());
+  ASSERT_THAT(Store(303, {Obj(3, 0, "d")}), IsOk());
+  EXPECT_EQ(tm_.InDoubtVoteOn(1), 0u) << "a vote of this master session is not in doubt";
+  EXPECT_EQ(tm_.LowestInDoubtVote(1, 4), 0u);
+
+  EXPECT_EQ(tm_.MarkVotesInDoubt(), 2u);
+  EXPECT_EQ(tm_.MarkVotesInDoubt(), 0u) << "counted once";
+  EXPECT_EQ(tm_.InDoubtVoteOn(1), 101u);
+  EXPECT_EQ(tm_.InDoubtVoteOn(6), 101u);
+  EXPECT_EQ(tm_.InDoubtVoteOn(5), 202u);
+  EXPECT_EQ(tm_.InDoubtVoteOn(3), 0u) << "not voted";
+  EXPECT_EQ(tm_.InDoubtVoteOn(2), 0u) << "not held";
+  EXPECT_EQ(tm_.LowestInDoubtVote(1, 4), 101u);  // oids 1 and 5 (and ttid 101)
+  EXPECT_EQ(tm_.LowestInDoubtVote(2, 4), 101u);  // oid 6, ttid 202
+  EXPECT_EQ(tm_.LowestInDoubtVote(3, 4), 0u);
+  EXPECT_EQ(tm_.LowestInDoubtVote(1, 0), 0u);
+
+  ASSERT_THAT(tm_.Lock(101, 105), IsOk());
+  EXPECT_EQ(tm_.InDoubtVoteOn(1), 0u) << "locked: its data is here";
+  EXPECT_EQ(tm_.LowestInDoubtVote(1, 4), 202u);
+  ASSERT_THAT(tm_.Abort(202), IsOk());
+  EXPECT_EQ(tm_.InDoubtVoteOn(5), 0u);
+  EXPECT_EQ(tm_.LowestInDoubtVote(1, 4), 0u);
+  EXPECT_EQ(tm_.LowestInDoubtVote(2, 4), 0u);
+}
+
+TEST_F(TransactionManagerTest, RecoveredVotesAreInDoubt) {
+  EXPECT_EQ(tm_.RecoverVoted({VotedTransaction{300, {1}}}), 0u);
+  EXPECT_EQ(tm_.InDoubtVoteOn(1), 300u);
+  EXPECT_EQ(tm_.LowestInDoubtVote(1, 4), 300u);
+}
+
 }  // namespace
 }  // namespace cellar::storage

@@ -94,6 +94,33 @@ absl::Status Nemesis::WaitHealed() {
                                        std::max(absl::Seconds(1), deadline - absl::Now()));
 }
 
+absl::Status Nemesis::WaitCaughtUp() {
+  const absl::Time deadline = absl::Now() + options_.heal_timeout;
+  std::string last = "no answer";
+  while (absl::Now() < deadline) {
+    absl::StatusOr<::cellar::v1::GetClusterInfoResponse> info = cluster_->ClusterInfo();
+    if (info.ok()) {
+      int behind = 0;
+      for (const auto& row : info->partition_table().rows()) {
+        for (const auto& cell : row.cells()) {
+          if (cell.state() == ::cellar::v1::CELL_OUT_OF_DATE) ++behind;
+        }
+      }
+      if (behind == 0 && info->cluster_state() == ::cellar::v1::CLUSTER_RUNNING) {
+        return absl::OkStatus();
+      }
+      last = absl::StrCat(behind, " cell(s) OUT_OF_DATE, cluster ",
+                          ::cellar::v1::ClusterState_Name(info->cluster_state()));
+    } else {
+      last = info.status().ToString();
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("the cells did not catch up within ",
+                   absl::FormatDuration(options_.heal_timeout), " (", last, ")"));
+}
+
 absl::Status Nemesis::Hit(const std::string& kind, const std::string& name, int signal,
                           bool planned) {
   NemesisEvent event;
@@ -106,6 +133,10 @@ absl::Status Nemesis::Hit(const std::string& kind, const std::string& name, int 
   absl::Status s = cluster_->Kill(name, signal);
   if (s.ok()) s = cluster_->Start(name, /*wait_ready=*/true);
   if (s.ok()) s = WaitHealed();
+  // A rolling update moves on only once the restarted storage is ready,
+  // and a storage is ready once its cells caught up: restarting the next
+  // one earlier could take the last readable cell of a partition away.
+  if (s.ok() && planned) s = WaitCaughtUp();
   Record(std::move(event), s);
   return s;
 }

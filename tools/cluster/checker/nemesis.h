@@ -85,6 +85,9 @@ class Nemesis {
   absl::Status Hit(const std::string& kind, const std::string& name, int signal, bool planned);
   // Waits until the cluster runs, every running storage serves and a
   // primary answers.
+  // Until every cell is UP_TO_DATE and the cluster RUNNING (a storage's
+  // readiness in a rolling update), at most heal_timeout.
+  absl::Status WaitCaughtUp();
   absl::Status WaitHealed();
   void Progress(const std::string& line);
   void Record(NemesisEvent event, const absl::Status& status);
