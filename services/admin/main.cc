@@ -84,5 +84,5 @@ int main(int argc, char** argv) {
   std::cout << std::endl;
   cellar::common::WaitForTerminationSignal();
   (*admin)->Shutdown();
-  return 0;
+  cellar::common::ExitAfterShutdown(0);
 }

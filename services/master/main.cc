@@ -169,5 +169,5 @@ int main(int argc, char** argv) {
   }
   CELLAR_LOG(INFO) << "signal " << sig << ": shutting down";
   (*master)->Shutdown();
-  return 0;
+  cellar::common::ExitAfterShutdown(0);
 }

@@ -149,6 +149,6 @@ int main(int argc, char** argv) {
 
   const int sig = cellar::common::WaitForTerminationSignal();
   CELLAR_LOG(INFO) << "signal " << sig << ": shutting down";
-  (*storage)->Shutdown();
-  return 0;
+  (*storage)->Shutdown();  // the database is closed
+  cellar::common::ExitAfterShutdown(0);
 }
