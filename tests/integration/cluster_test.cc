@@ -341,6 +341,8 @@ class RawClient {
   explicit RawClient(const std::string& master)
       : master_(cellar::v1::Master::NewStub(common::MakeChannel(master))) {}
 
+  uint32_t node_id() const { return node_id_; }
+
   absl::Status Register() {
     grpc::ClientContext ctx;
     common::SetDeadline(&ctx, absl::Seconds(5));
@@ -486,6 +488,58 @@ TEST_P(ClusterTest, StoreWithoutAValidTtidTokenIsRefused) {
   // The token Begin gave works (the object now has a newer serial: conflict).
   EXPECT_THAT(raw.StoreEverywhere(*ttid, oid, "late", common::Checksum("late")),
               StatusIs(absl::StatusCode::kAborted));
+  raw.Disconnect();
+}
+
+// Requests past the documented limits are refused whole, with the field
+// named, before anything is decided or held (the transaction stays open).
+TEST_P(ClusterTest, OversizedFinishAndHeartbeatAreRefused) {
+  RawClient raw(cluster_->master_address());
+  ASSERT_THAT(raw.Register(), IsOk());
+  auto ttid = raw.Begin();
+  ASSERT_THAT(ttid, IsOk());
+  auto master = cellar::v1::Master::NewStub(common::MakeChannel(cluster_->master_address()));
+  auto call = [&](auto method, const auto& request, auto* response) {
+    grpc::ClientContext ctx;
+    common::SetDeadline(&ctx, absl::Seconds(20));
+    return common::FromGrpcStatus(((*master).*method)(&ctx, request, response));
+  };
+  cellar::v1::FinishRequest finish;
+  finish.set_node_id(raw.node_id());
+  finish.set_ttid(*ttid);
+  finish.add_partition_voters()->set_partition(0);
+  for (int i = 0; i < 1000001; ++i) finish.add_oids(static_cast<uint64_t>(i) + 1);
+  cellar::v1::FinishResponse finished;
+  absl::Status s = call(&cellar::v1::Master::Stub::Finish, finish, &finished);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("oids"));
+  finish.clear_oids();
+  for (int i = 0; i < 1000001; ++i) finish.add_partition_voters()->set_partition(0);
+  s = call(&cellar::v1::Master::Stub::Finish, finish, &finished);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  // Still open: the client can abort it.
+  cellar::v1::AbortRequest abort;
+  abort.set_node_id(raw.node_id());
+  abort.set_ttid(*ttid);
+  cellar::v1::AbortResponse aborted;
+  EXPECT_THAT(call(&cellar::v1::Master::Stub::Abort, abort, &aborted), IsOk());
+
+  uint32_t storage = 0;
+  cellar::v1::GetClusterInfoResponse info;
+  ASSERT_THAT(call(&cellar::v1::Master::Stub::GetClusterInfo,
+                   cellar::v1::GetClusterInfoRequest(), &info),
+              IsOk());
+  for (const auto& node : info.nodes()) {
+    if (node.role() == cellar::v1::NODE_ROLE_STORAGE) storage = node.node_id();
+  }
+  ASSERT_NE(storage, 0u);
+  cellar::v1::HeartbeatRequest beat;
+  beat.set_node_id(storage);
+  for (int i = 0; i < 10001; ++i) beat.add_stale_votes(static_cast<uint64_t>(i) + 1);
+  cellar::v1::HeartbeatResponse beaten;
+  s = call(&cellar::v1::Master::Stub::Heartbeat, beat, &beaten);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("stale_votes"));
   raw.Disconnect();
 }
 
