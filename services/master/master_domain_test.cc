@@ -257,11 +257,11 @@ class MasterDomainTest : public ::testing::Test {
     options.epoch_is_durable = durable_epoch_;
     cluster_ = std::make_unique<ClusterManager>(options, &clock_, &hub_);
     cluster_->set_storage_caller(&caller_);
-    ResolverOptions resolver;  // quick retries: tests wait for them (AwaitResolved)
-    resolver.initial_backoff = absl::Milliseconds(1);
-    resolver.max_backoff = absl::Milliseconds(20);
+    // Quick retries: tests wait for them (AwaitResolved).
+    coordinator_options_.resolve_initial_backoff = absl::Milliseconds(1);
+    coordinator_options_.resolve_max_backoff = absl::Milliseconds(20);
     coordinator_ = std::make_unique<TransactionCoordinator>(
-        &clock_, cluster_.get(), &caller_, &hub_, resolver, coordinator_options_);
+        &clock_, cluster_.get(), &caller_, &hub_, coordinator_options_);
     cluster_->set_on_client_gone(
         [this](uint32_t id) { coordinator_->AbortClientTransactions(id); });
     cluster_->set_on_verify([this](const std::vector<uint64_t>& in_doubt,

@@ -30,15 +30,13 @@ absl::Status UnknownTransaction(uint64_t ttid) {
 TransactionCoordinator::TransactionCoordinator(const common::Clock* clock,
                                                ClusterManager* cluster,
                                                StorageCaller* storages, EventHub* hub,
-                                               ResolverOptions resolver,
                                                CoordinatorOptions options)
     : clock_(clock),
       cluster_(cluster),
       storages_(storages),
       hub_(hub),
       options_(options),
-      tids_(clock),
-      resolver_options_(resolver) {
+      tids_(clock) {
   resolver_ = std::thread([this] { ResolverLoop(); });
 }
 
@@ -760,7 +758,7 @@ void TransactionCoordinator::ResolveInBackground(const std::vector<uint64_t>& tt
       }
     }
     retry.due = now;  // a (new) report: try at once
-    retry.backoff = resolver_options_.initial_backoff;
+    retry.backoff = options_.resolve_initial_backoff;
     ++retry.version;
   }
   ++resolver_generation_;
@@ -819,7 +817,7 @@ void TransactionCoordinator::ResolverLoop() {
       retries_.erase(it);
     } else {
       it->second.due = absl::Now() + it->second.backoff;
-      it->second.backoff = std::min(it->second.backoff * 2, resolver_options_.max_backoff);
+      it->second.backoff = std::min(it->second.backoff * 2, options_.resolve_max_backoff);
     }
   }
 }

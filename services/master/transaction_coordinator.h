@@ -33,7 +33,7 @@
 //
 // What a resolution leaves unsettled (a lock or an abort that failed, a
 // storage that did not answer, a possible holder that is DOWN) is retried
-// by a background thread, with a backoff (ResolverOptions), until every
+// by a background thread, with a backoff (CoordinatorOptions), until every
 // involved storage has the outcome or no reporter of the ttid is
 // connected any more (it reports its votes again when it registers).
 // Storages that register while RUNNING with votes are resolved the same
@@ -77,19 +77,17 @@ struct CoordinatorStats {
 };
 
 // Retries of in-doubt ttids (class comment).
-struct ResolverOptions {
-  // Delay before the first retry; doubles on each failure. Default 200 ms.
-  absl::Duration initial_backoff = absl::Milliseconds(200);
-  // Longest delay between two retries. Default 10 s.
-  absl::Duration max_backoff = absl::Seconds(10);
-};
-
 struct CoordinatorOptions {
   // How long Finish keeps retrying the lock on the readable cells of a
   // partition none of whose readable cells locked yet, once the
   // transaction is committed elsewhere (it cannot be published before).
   // Default 5 s.
   absl::Duration partial_lock_retry = absl::Seconds(5);
+  // Resolution retries (the resolver thread): delay before the first
+  // retry, doubling on each failure up to the longest. Default 200 ms,
+  // 10 s.
+  absl::Duration resolve_initial_backoff = absl::Milliseconds(200);
+  absl::Duration resolve_max_backoff = absl::Seconds(10);
 };
 
 class TransactionCoordinator {
@@ -98,7 +96,7 @@ class TransactionCoordinator {
   // resolver thread uses them until the destructor joins it).
   TransactionCoordinator(const common::Clock* clock, ClusterManager* cluster,
                          StorageCaller* storages, EventHub* hub,
-                         ResolverOptions resolver = {}, CoordinatorOptions options = {});
+                         CoordinatorOptions options = {});
   ~TransactionCoordinator();
 
   // A new ttid for client `node_id`. FAILED_PRECONDITION unless RUNNING.
@@ -262,7 +260,6 @@ class TransactionCoordinator {
     // report does not settle it.
     uint64_t version = 0;
   };
-  const ResolverOptions resolver_options_;
   mutable absl::Mutex resolver_mu_;
   absl::flat_hash_map<uint64_t, Retry> retries_ ABSL_GUARDED_BY(resolver_mu_);
   // A ttid being resolved by the resolver thread now (0 = none).
