@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/common/errors.h"
 
 namespace cellar::tools::checker {
 namespace {
@@ -295,6 +296,14 @@ TEST(CheckerTest, ClassifiesCommitErrors) {
             Outcome::kUnknown);
   EXPECT_EQ(ClassifyCommitError(absl::AbortedError("Finish: refused"), &tid),
             Outcome::kFailed);
+  // The client's own "it may have committed", whatever its message (seen
+  // misclassified as failed after a kill -9 of the primary).
+  EXPECT_EQ(ClassifyCommitError(
+                common::ErrorWithReason(absl::StatusCode::kUnavailable,
+                                        common::kReasonOutcomeUnknown,
+                                        "the outcome of transaction 0x1 is unknown"),
+                &tid),
+            Outcome::kUnknown);
   EXPECT_EQ(tid, 0u);
   EXPECT_EQ(ClassifyCommitError(
                 absl::DeadlineExceededError(

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
+#include "services/common/errors.h"
 #include "services/common/ids.h"
 
 namespace cellar::tools::checker {
@@ -81,6 +82,9 @@ Outcome ClassifyCommitError(const absl::Status& status, uint64_t* tid) {
     }
   }
   if (status.code() == absl::StatusCode::kAborted) return Outcome::kFailed;
+  // The client library's own verdict "it may have committed" (semantics
+  // rule R8), whatever the message says.
+  if (common::ErrorReason(status) == common::kReasonOutcomeUnknown) return Outcome::kUnknown;
   // Client::Commit annotates the Finish error with "Finish: "; anything
   // else happened before Finish was sent.
   if (absl::StartsWith(message, "Finish")) return Outcome::kUnknown;
