@@ -99,6 +99,8 @@ std::string NodeBearer(absl::string_view cluster_secret) {
       absl::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
+std::string NewClusterSecret() { return RandomHex(32); }
+
 absl::StatusOr<std::string> ReadClusterSecret(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {

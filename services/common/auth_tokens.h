@@ -54,6 +54,9 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 // "cellar-node-v1"). Every process holding the secret derives the same.
 std::string NodeBearer(absl::string_view cluster_secret);
 
+// A new cluster secret: 32 bytes from the OpenSSL CSPRNG as 64 hex chars.
+std::string NewClusterSecret();
+
 // Reads a cluster secret file: its contents without surrounding whitespace.
 // INVALID_ARGUMENT if shorter than 16 bytes (too weak to be a secret),
 // NOT_FOUND / PERMISSION_DENIED if it cannot be read.

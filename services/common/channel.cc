@@ -61,6 +61,12 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   // second; attempts to a refused port are cheap).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
+  return MakeChannelWithArgs(address, args, bearer_token);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
+                                                   const grpc::ChannelArguments& args,
+                                                   const std::string& bearer_token) {
   if (bearer_token.empty()) {
     return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   }

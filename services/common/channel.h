@@ -20,6 +20,12 @@ namespace cellar::common {
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
                                            const std::string& bearer_token = "");
 
+// The same bearer handling on a channel with the caller's own `args`
+// (e.g. a local subchannel pool for polling tools).
+std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
+                                                   const grpc::ChannelArguments& args,
+                                                   const std::string& bearer_token);
+
 // `context` with a deadline `timeout` from now.
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout);
 
