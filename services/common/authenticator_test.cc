@@ -96,6 +96,19 @@ TEST_F(AuthenticatorTest, HealthIsOpenReflectionNeedsACaller) {
   EXPECT_THAT(auth_->Authorize(reflection, Bearer(client_.token)), IsOk());
 }
 
+TEST(AuthenticatorReflectionTest, OpenWithTheReflectionFlag) {
+  AuthenticatorOptions options;
+  options.cluster_secret = kSecret;
+  options.open_reflection = true;
+  auto auth = Authenticator::Create(options);
+  ASSERT_THAT(auth, IsOk());
+  EXPECT_THAT((*auth)->Authorize(
+                  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", ""),
+              IsOk());
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Begin", ""),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
 TEST_F(AuthenticatorTest, RemovingALineRevokesTheTokenAtTheNextReload) {
   Write(admin_.line);
   ASSERT_THAT(auth_->ReloadIfChanged(), IsOk());
