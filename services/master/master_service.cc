@@ -47,6 +47,22 @@ grpc::Status MasterService::Watch(grpc::ServerContext* context,
                                   const cellar::v1::WatchRequest* request,
                                   grpc::ServerWriter<cellar::v1::ClusterEvent>* writer) {
   if (request->node_id() == 0) return Invalid("node_id: required");
+  // The stream is the node's liveness: ending a storage's would take it
+  // DOWN. Only a node may watch as a storage or an admin.
+  if (authenticator_ != nullptr) {
+    const cellar::v1::GetClusterInfoResponse info = cluster_->Info();
+    for (const cellar::v1::NodeInfo& node : info.nodes()) {
+      if (node.node_id() != request->node_id() || node.role() == cellar::v1::NODE_ROLE_CLIENT) {
+        continue;
+      }
+      if (absl::Status s = common::RequireNodeRole(
+              *context, authenticator_,
+              absl::StrCat("Watch as ", cellar::v1::NodeRole_Name(node.role())));
+          !s.ok()) {
+        return ToGrpcStatus(s);
+      }
+    }
+  }
   absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> sub =
       cluster_->Watch(request->node_id());
   if (!sub.ok()) return ToGrpcStatus(sub.status());

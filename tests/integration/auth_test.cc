@@ -269,6 +269,21 @@ TEST_F(AuthTest, OnlyNodesAbortWithAMasterEpoch) {
             grpc::StatusCode::PERMISSION_DENIED);
 }
 
+TEST_F(AuthTest, OnlyNodesWatchAsAStorage) {
+  auto stub = cellar::v1::Master::NewStub(
+      common::MakeChannel(cluster_->master_address(), tokens_->at(common::Role::kClient)));
+  grpc::ClientContext context;
+  common::SetDeadline(&context, absl::Seconds(5));
+  cellar::v1::WatchRequest request;
+  request.set_node_id(cluster_->storage_node_id(0));
+  auto reader = stub->Watch(&context, request);
+  cellar::v1::ClusterEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("Watch as NODE_ROLE_STORAGE needs role node"));
+}
+
 // Last: it ends with Storage.Shutdown, which stops the storage.
 TEST_F(AuthTest, EveryRpcLetsAnAllowedRoleThrough) {
   // Storage.Shutdown really stops the storage: called last, below.
