@@ -78,10 +78,15 @@ struct Client::Session {
 };
 
 Client::Client(ClientOptions options)
-    : options_(std::move(options)), cache_(options_.cache_bytes) {
+    : options_(std::move(options)),
+      view_([token = options_.token](const std::string& address) {
+        return std::shared_ptr<ClusterView::StorageStub>(
+            ::cellar::v1::Storage::NewStub(common::MakeChannel(address, token)));
+      }),
+      cache_(options_.cache_bytes) {
   for (const std::string& address : options_.master_addresses) {
     master_stubs_.push_back(std::shared_ptr<MasterStub>(
-        ::cellar::v1::Master::NewStub(common::MakeChannel(address))));
+        ::cellar::v1::Master::NewStub(common::MakeChannel(address, options_.token))));
   }
 }
 

@@ -89,6 +89,10 @@ struct ClientOptions {
   std::string version = "0.1.0";
   // Deployment track sent at registration. Default "stable".
   std::string track = "stable";
+  // Bearer token sent on every call to masters and storages: a token of
+  // role `client` when the cluster runs with authentication
+  // (docs/security.md). Default "": none.
+  std::string token;
 };
 
 // One revision of an object.

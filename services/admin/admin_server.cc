@@ -18,7 +18,8 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
     }
     clusters.push_back({options.admin.cluster_name, options.admin.master_addresses});
   }
-  auto clients = ClusterClients::Create(clusters, options.admin.rpc_timeout);
+  auto clients =
+      ClusterClients::Create(clusters, options.admin.rpc_timeout, options.auth.node_bearer);
   if (!clients.ok()) return clients.status();
 
   auto server = std::unique_ptr<AdminServer>(new AdminServer);
@@ -39,6 +40,8 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   grpc_options.services = {server->service_.get()};
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
+  grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.insecure = options.auth.insecure;
   auto grpc = common::GrpcServer::Start(std::move(grpc_options));
   if (!grpc.ok()) return grpc.status();
   server->grpc_ = *std::move(grpc);

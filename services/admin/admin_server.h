@@ -28,6 +28,7 @@
 #include "services/admin/cluster_clients.h"
 #include "services/admin/cluster_monitor.h"
 #include "services/common/clock.h"
+#include "services/common/authenticator.h"
 #include "services/common/grpc_server.h"
 
 namespace cellar::admin {
@@ -58,6 +59,10 @@ struct AdminServerOptions {
   // Metric labels. Defaults "0.1.0" and "stable".
   std::string version = "0.1.0";
   std::string track = "stable";
+  // Authentication of the gRPC port, and the node bearer sent to masters
+  // and storages (docs/security.md). Default: off (loopback listeners
+  // only).
+  common::AuthSetup auth;
 };
 
 class AdminServer {

@@ -46,7 +46,8 @@ absl::StatusOr<std::vector<ClusterTarget>> ParseClusterList(absl::string_view te
 }
 
 absl::StatusOr<std::unique_ptr<ClusterClients>> ClusterClients::Create(
-    std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout) {
+    std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
+    std::string node_bearer) {
   if (clusters.empty()) {
     return absl::InvalidArgumentError("clusters: at least one cluster is required");
   }
@@ -70,15 +71,20 @@ absl::StatusOr<std::unique_ptr<ClusterClients>> ClusterClients::Create(
       }
     }
   }
-  return std::unique_ptr<ClusterClients>(new ClusterClients(std::move(clusters), rpc_timeout));
+  return std::unique_ptr<ClusterClients>(
+      new ClusterClients(std::move(clusters), rpc_timeout, std::move(node_bearer)));
 }
 
-ClusterClients::ClusterClients(std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout)
-    : clusters_(std::move(clusters)), rpc_timeout_(rpc_timeout) {
+ClusterClients::ClusterClients(std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
+                               std::string node_bearer)
+    : clusters_(std::move(clusters)),
+      rpc_timeout_(rpc_timeout),
+      node_bearer_(std::move(node_bearer)) {
   for (const ClusterTarget& c : clusters_) {
     masters_.emplace_back();
     for (const std::string& address : c.master_addresses) {
-      masters_.back().push_back(cellar::v1::Master::NewStub(common::MakeChannel(address)));
+      masters_.back().push_back(
+          cellar::v1::Master::NewStub(common::MakeChannel(address, node_bearer_)));
     }
   }
 }
@@ -156,7 +162,8 @@ cellar::v1::Storage::Stub* ClusterClients::StorageStub(const std::string& addres
   for (auto& [a, stub] : storages_) {
     if (a == address) return stub.get();
   }
-  storages_.emplace_back(address, cellar::v1::Storage::NewStub(common::MakeChannel(address)));
+  storages_.emplace_back(address,
+                         cellar::v1::Storage::NewStub(common::MakeChannel(address, node_bearer_)));
   return storages_.back().second.get();
 }
 

@@ -50,9 +50,11 @@ class ClusterInfoSource {
 class ClusterClients final : public ClusterInfoSource {
  public:
   // INVALID_ARGUMENT if `clusters` is empty, a name is malformed or
-  // repeated, or a cluster has no master address.
+  // repeated, or a cluster has no master address. `node_bearer`
+  // (NodeBearer of the cluster secret; empty = none) is sent on every call.
   static absl::StatusOr<std::unique_ptr<ClusterClients>> Create(
-      std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout);
+      std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
+      std::string node_bearer = "");
 
   // In configuration order; the first is the default.
   const std::vector<ClusterTarget>& clusters() const { return clusters_; }
@@ -85,12 +87,14 @@ class ClusterClients final : public ClusterInfoSource {
   absl::Duration rpc_timeout() const { return rpc_timeout_; }
 
  private:
-  ClusterClients(std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout);
+  ClusterClients(std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
+                 std::string node_bearer);
   // Index of `cluster` in clusters_, or NOT_FOUND.
   absl::StatusOr<size_t> Find(absl::string_view cluster) const;
 
   const std::vector<ClusterTarget> clusters_;
   const absl::Duration rpc_timeout_;
+  const std::string node_bearer_;
   // masters_[i][j]: stub of clusters_[i].master_addresses[j]. Immutable.
   std::vector<std::vector<std::unique_ptr<cellar::v1::Master::Stub>>> masters_;
   absl::Mutex mu_;

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "services/admin/admin_server.h"
 #include "services/admin/cluster_clients.h"
+#include "services/common/auth_flags.h"
 #include "services/common/metrics_endpoint.h"
 #include "services/common/signals.h"
 
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   options.admin.monitor.rules.out_of_date_threshold = absl::GetFlag(FLAGS_out_of_date_threshold);
   options.admin.monitor.rules.clock_skew_threshold = absl::GetFlag(FLAGS_clock_skew_threshold);
   options.track = absl::GetFlag(FLAGS_track);
+  options.auth = cellar::common::AuthSetupFromFlagsOrExit("cellar-admin");
   auto registry = std::make_shared<prometheus::Registry>();
   auto admin = cellar::admin::AdminServer::Start(options, registry);
   if (!admin.ok()) {

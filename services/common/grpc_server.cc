@@ -3,13 +3,74 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
+#include "services/common/logging.h"
+#include "services/common/server_auth.h"
 #include "services/common/server_metrics.h"
 
 namespace cellar::common {
+namespace {
+
+// Credentials for the listening port: plaintext either way (TLS is a later
+// issue); with an authenticator, every call is decided before its handler.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
+    const GrpcServerOptions& options) {
+  prometheus::Registry* registry = options.metrics_registry.get();
+  if (options.authenticator != nullptr) {
+    AuthRefusalCounters counters;
+    if (registry != nullptr) {
+      auto& refused = prometheus::BuildCounter()
+                          .Name("cellar_auth_refused_total")
+                          .Help("gRPC calls refused before their handler, by reason.")
+                          .Register(*registry);
+      counters.unauthenticated = &refused.Add({{"reason", "unauthenticated"}});
+      counters.permission_denied = &refused.Add({{"reason", "permission_denied"}});
+    }
+    return AuthenticatingServerCredentials(options.authenticator, counters);
+  }
+  const bool loopback = IsLoopbackAddress(options.address);
+  if (!loopback && !options.insecure) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing to listen on ", options.address,
+        " without authentication: anyone who reaches it could register a storage, "
+        "write or truncate data. Give --auth_tokens_file and/or "
+        "--cluster_secret_file (docs/security.md), listen on loopback, or pass "
+        "--insecure to accept the risk"));
+  }
+  if (!loopback) {
+    CELLAR_LOG(WARNING) << "INSECURE: listening on " << options.address
+                        << " WITHOUT AUTHENTICATION (--insecure): any process that "
+                           "reaches this port can do anything to the cluster";
+  }
+  if (registry != nullptr) {
+    prometheus::BuildGauge()
+        .Name("cellar_insecure_mode")
+        .Help("1 if this process serves a non-loopback gRPC port without authentication.")
+        .Register(*registry)
+        .Add({})
+        .Set(loopback ? 0 : 1);
+  }
+  return grpc::InsecureServerCredentials();
+}
+
+}  // namespace
+
+bool IsLoopbackAddress(const std::string& address) {
+  if (absl::StartsWith(address, "unix:")) return true;
+  absl::string_view host = address;
+  const size_t colon = host.rfind(':');
+  if (colon != absl::string_view::npos) host = host.substr(0, colon);
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     GrpcServerOptions options) {
@@ -19,10 +80,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ListenCredentials(options);
+  if (!credentials.ok()) return credentials.status();
   auto server = std::unique_ptr<GrpcServer>(new GrpcServer);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.address, *credentials, &server->port_);
   for (grpc::Service* service : options.services) builder.RegisterService(service);
   // Handlers block (group commit, lock waits), so many calls run at once.
   // gRPC's sync server keeps at most MAX_POLLERS idle threads (default 2)

@@ -2,8 +2,10 @@
 #define CELLAR_SERVICES_COMMON_GRPC_SERVER_H_
 
 // The server harness every cellar process uses: a gRPC server with
-// grpc.health.v1 and reflection, keepalive, message-size limits and the
-// gRPC server metrics interceptor. Services are owned by the caller.
+// grpc.health.v1 and reflection, keepalive, message-size limits, the gRPC
+// server metrics interceptor and, with an authenticator, a role check of
+// every call before its handler (server_auth.h, docs/security.md).
+// Services are owned by the caller.
 //
 //   CELLAR_ASSIGN_OR_RETURN(auto server, GrpcServer::Start(options));
 //   server->SetServing("cellar.v1.Storage", true);
@@ -20,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/authenticator.h"
 
 namespace cellar::common {
 
@@ -40,11 +43,22 @@ struct GrpcServerOptions {
   int max_send_message_bytes = 64 << 20;
   // Server keepalive ping period. Default 30 s.
   absl::Duration keepalive_time = absl::Seconds(30);
+  // Decides every call (refusals counted in cellar_auth_refused_total on
+  // metrics_registry). Null: auth off, every call runs. Default null.
+  std::shared_ptr<const Authenticator> authenticator;
+  // Without an authenticator, an address that is not loopback is refused
+  // (FAILED_PRECONDITION) unless this is true; then a warning is logged and
+  // cellar_insecure_mode is 1. Default false.
+  bool insecure = false;
 };
+
+// True for 127.0.0.0/8, ::1, localhost and unix: addresses (host:port).
+bool IsLoopbackAddress(const std::string& address);
 
 class GrpcServer {
  public:
-  // Builds and starts the server. UNAVAILABLE if it cannot listen.
+  // Builds and starts the server. UNAVAILABLE if it cannot listen;
+  // FAILED_PRECONDITION for a non-loopback address without auth or insecure.
   // Every health service name starts NOT_SERVING except "" (overall),
   // which is SERVING: call SetServing once a service is ready.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(

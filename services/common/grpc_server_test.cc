@@ -1,10 +1,13 @@
 #include "services/common/grpc_server.h"
 
+#include <grpcpp/impl/codegen/client_unary_call.h>
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "services/common/auth_tokens.h"
+#include "services/common/authenticator.h"
 #include "services/common/channel.h"
 
 namespace cellar::common {
@@ -63,6 +66,85 @@ TEST(GrpcServerTest, RefusesAnAddressInUse) {
   options.address = absl::StrCat("127.0.0.1:", (*first)->port());
   auto second = GrpcServer::Start(std::move(options));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(GrpcServerTest, RefusesANonLoopbackAddressWithoutAuthUnlessInsecure) {
+  EXPECT_TRUE(IsLoopbackAddress("127.0.0.1:7100"));
+  EXPECT_TRUE(IsLoopbackAddress("[::1]:7100"));
+  EXPECT_TRUE(IsLoopbackAddress("localhost:7100"));
+  EXPECT_FALSE(IsLoopbackAddress("0.0.0.0:7100"));
+  EXPECT_FALSE(IsLoopbackAddress("[::]:7100"));
+  EXPECT_FALSE(IsLoopbackAddress("10.1.2.3:7100"));
+
+  GrpcServerOptions options;
+  options.address = "0.0.0.0:0";
+  auto refused = GrpcServer::Start(options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("--insecure"), absl::string_view::npos);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  options.metrics_registry = registry;
+  options.insecure = true;
+  auto server = GrpcServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_NE(Scrape(*registry).find("cellar_insecure_mode 1"), std::string::npos)
+      << Scrape(*registry);
+}
+
+// The refusal happens before any handler, even for a method the server
+// does not serve, and is counted.
+TEST(GrpcServerTest, WithAuthRefusesCallsBeforeTheHandlerAndCountsThem) {
+  AuthenticatorOptions auth_options;
+  auth_options.cluster_secret = "grpc-server-test-secret";
+  auto authenticator = Authenticator::Create(auth_options);
+  ASSERT_TRUE(authenticator.ok()) << authenticator.status();
+  auto registry = std::make_shared<prometheus::Registry>();
+  GrpcServerOptions options;
+  options.address = "0.0.0.0:0";  // fine with auth
+  options.metrics_registry = registry;
+  options.authenticator = *std::move(authenticator);
+  auto server = GrpcServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
+
+  auto check = [&](const std::string& bearer) {
+    auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address, bearer));
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Seconds(5));
+    grpc::health::v1::HealthCheckResponse resp;
+    return stub->Check(&ctx, {}, &resp);
+  };
+  EXPECT_TRUE(check("").ok()) << "health is open";
+
+  // Health's stub on another path: a method of a cellar service.
+  auto call = [&](const std::string& bearer, const char* path) {
+    auto channel = MakeChannel(address, bearer);
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Seconds(5));
+    grpc::health::v1::HealthCheckResponse resp;
+    return grpc::internal::BlockingUnaryCall<grpc::health::v1::HealthCheckRequest,
+                                             grpc::health::v1::HealthCheckResponse>(
+        channel.get(), grpc::internal::RpcMethod(path, grpc::internal::RpcMethod::NORMAL_RPC),
+        &ctx, grpc::health::v1::HealthCheckRequest(), &resp);
+  };
+  EXPECT_EQ(call("", "/cellar.v1.Master/Begin").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::Status denied = call(NodeBearer("grpc-server-test-secret"), "/cellar.v1.Master/Begin");
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(denied.error_message(),
+            "/cellar.v1.Master/Begin needs role client; the caller has role node");
+  // Allowed: reaches the server, which has no such service.
+  EXPECT_EQ(call(NodeBearer("grpc-server-test-secret"), "/cellar.v1.Master/Heartbeat")
+                .error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+
+  const std::string text = Scrape(*registry);
+  EXPECT_NE(text.find("cellar_auth_refused_total{reason=\"unauthenticated\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("cellar_auth_refused_total{reason=\"permission_denied\"} 1"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

@@ -41,7 +41,8 @@ struct Call {
 
 }  // namespace
 
-GrpcStorageCaller::GrpcStorageCaller(absl::Duration timeout) : timeout_(timeout) {}
+GrpcStorageCaller::GrpcStorageCaller(absl::Duration timeout, std::string node_bearer)
+    : timeout_(timeout), node_bearer_(std::move(node_bearer)) {}
 
 GrpcStorageCaller::~GrpcStorageCaller() {
   absl::MutexLock l(&mu_);
@@ -55,7 +56,7 @@ std::shared_ptr<cellar::v1::Storage::Stub> GrpcStorageCaller::StubFor(
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[address];
   if (stub == nullptr) {
-    stub = cellar::v1::Storage::NewStub(common::MakeChannel(address));
+    stub = cellar::v1::Storage::NewStub(common::MakeChannel(address, node_bearer_));
   }
   return stub;
 }

@@ -19,7 +19,10 @@ namespace cellar::master {
 class GrpcStorageCaller final : public StorageCaller {
  public:
   // `timeout`: deadline of each call (default 10 s).
-  explicit GrpcStorageCaller(absl::Duration timeout = absl::Seconds(10));
+  // `node_bearer` (NodeBearer of the cluster secret; empty = none) is sent
+  // on every call.
+  explicit GrpcStorageCaller(absl::Duration timeout = absl::Seconds(10),
+                             std::string node_bearer = "");
   ~GrpcStorageCaller() override;
 
   void Reconnect(const std::string& address) override;
@@ -49,6 +52,7 @@ class GrpcStorageCaller final : public StorageCaller {
   std::shared_ptr<cellar::v1::Storage::Stub> StubFor(const std::string& address);
 
   const absl::Duration timeout_;
+  const std::string node_bearer_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<cellar::v1::Storage::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

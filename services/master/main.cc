@@ -19,6 +19,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/common/auth_flags.h"
 #include "services/common/clock.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_endpoint.h"
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
   // call. With an election the lease's (durable) epoch is used instead.
   options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
   options.track = absl::GetFlag(FLAGS_track);
+  options.auth = cellar::common::AuthSetupFromFlagsOrExit("cellar-master");
   // Losing the term: wake main (SIGTERM to the process), which exits 3.
   options.on_lost = [](const absl::Status&) { ::kill(::getpid(), SIGTERM); };
   if (options.cluster.num_partitions == 0) {

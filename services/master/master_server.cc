@@ -131,6 +131,8 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   grpc_options.services = {s->gate_.get()};
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
+  grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.insecure = options.auth.insecure;
   absl::StatusOr<std::unique_ptr<common::GrpcServer>> grpc =
       common::GrpcServer::Start(std::move(grpc_options));
   if (!grpc.ok()) return grpc.status();
@@ -201,7 +203,8 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   cluster_options.epoch_is_durable = election_->EpochIsDurable();
   term->hub = std::make_unique<EventHub>();
   term->cluster = std::make_unique<ClusterManager>(cluster_options, clock_, term->hub.get());
-  term->caller = std::make_unique<GrpcStorageCaller>(options_.storage_rpc_timeout);
+  term->caller = std::make_unique<GrpcStorageCaller>(options_.storage_rpc_timeout,
+                                                     options_.auth.node_bearer);
   term->cluster->set_storage_caller(term->caller.get());
   term->coordinator = std::make_unique<TransactionCoordinator>(
       clock_, term->cluster.get(), term->caller.get(), term->hub.get());
@@ -230,7 +233,8 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
         coordinator->ResolveInBackground(in_doubt, {storage});
       });
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
-                                                  term->hub.get(), term->caller.get());
+                                                  term->hub.get(), term->caller.get(),
+                                                  options_.auth.authenticator.get());
   ClusterManager* cluster = term->cluster.get();
   term->checker = std::make_unique<ReplicaChecker>([cluster] { return cluster->Info(); },
                                                    term->caller.get(), clock_);

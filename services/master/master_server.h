@@ -42,6 +42,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/common/clock.h"
+#include "services/common/authenticator.h"
 #include "services/common/grpc_server.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/election.h"
@@ -70,6 +71,9 @@ struct MasterServerOptions {
   // and stopped serving (not after Shutdown()). Default none. main()
   // exits the process from here (docs/failover.md).
   std::function<void(const absl::Status& why)> on_lost;
+  // Authentication of the gRPC port, and the node bearer sent to storages
+  // (docs/security.md). Default: off (loopback listeners only).
+  common::AuthSetup auth;
 };
 
 class MasterServer {

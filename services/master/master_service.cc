@@ -6,6 +6,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/server_auth.h"
 #include "services/common/ttid_token.h"
 
 namespace cellar::master {
@@ -22,9 +23,20 @@ grpc::Status Invalid(const std::string& message) {
 
 }  // namespace
 
-grpc::Status MasterService::RegisterNode(grpc::ServerContext*,
+grpc::Status MasterService::RegisterNode(grpc::ServerContext* context,
                                          const cellar::v1::RegisterNodeRequest* request,
                                          cellar::v1::RegisterNodeResponse* response) {
+  // The method table lets clients register; a storage or an admin receives
+  // the ttid key and the storage role's powers, so only a holder of the
+  // cluster secret may register as one (docs/security.md).
+  if (request->role() != cellar::v1::NODE_ROLE_CLIENT) {
+    if (absl::Status s = common::RequireNodeRole(
+            *context, authenticator_,
+            absl::StrCat("RegisterNode as ", cellar::v1::NodeRole_Name(request->role())));
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+  }
   absl::StatusOr<cellar::v1::RegisterNodeResponse> r = cluster_->RegisterNode(*request);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *response = *std::move(r);
@@ -35,6 +47,22 @@ grpc::Status MasterService::Watch(grpc::ServerContext* context,
                                   const cellar::v1::WatchRequest* request,
                                   grpc::ServerWriter<cellar::v1::ClusterEvent>* writer) {
   if (request->node_id() == 0) return Invalid("node_id: required");
+  // The stream is the node's liveness: ending a storage's would take it
+  // DOWN. Only a node may watch as a storage or an admin.
+  if (authenticator_ != nullptr) {
+    const cellar::v1::GetClusterInfoResponse info = cluster_->Info();
+    for (const cellar::v1::NodeInfo& node : info.nodes()) {
+      if (node.node_id() != request->node_id() || node.role() == cellar::v1::NODE_ROLE_CLIENT) {
+        continue;
+      }
+      if (absl::Status s = common::RequireNodeRole(
+              *context, authenticator_,
+              absl::StrCat("Watch as ", cellar::v1::NodeRole_Name(node.role())));
+          !s.ok()) {
+        return ToGrpcStatus(s);
+      }
+    }
+  }
   absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> sub =
       cluster_->Watch(request->node_id());
   if (!sub.ok()) return ToGrpcStatus(sub.status());

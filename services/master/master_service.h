@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/common/authenticator.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
 #include "services/master/replica_checker.h"
@@ -24,10 +25,16 @@ namespace cellar::master {
 class MasterService final : public cellar::v1::Master::Service {
  public:
   // `storages` (may be null: KillNode then cannot stop nodes) calls
-  // storages for operator actions.
+  // storages for operator actions. `authenticator` (null = auth off, not
+  // owned) lets RegisterNode require the node role for storages and admins.
   MasterService(ClusterManager* cluster, TransactionCoordinator* coordinator,
-                EventHub* hub, StorageCaller* storages = nullptr)
-      : cluster_(cluster), coordinator_(coordinator), hub_(hub), storages_(storages) {}
+                EventHub* hub, StorageCaller* storages = nullptr,
+                const common::Authenticator* authenticator = nullptr)
+      : cluster_(cluster),
+        coordinator_(coordinator),
+        hub_(hub),
+        storages_(storages),
+        authenticator_(authenticator) {}
 
   grpc::Status RegisterNode(grpc::ServerContext* context,
                             const cellar::v1::RegisterNodeRequest* request,
@@ -96,6 +103,7 @@ class MasterService final : public cellar::v1::Master::Service {
   TransactionCoordinator* coordinator_;
   EventHub* hub_;
   StorageCaller* storages_;
+  const common::Authenticator* authenticator_;
 };
 
 }  // namespace cellar::master

@@ -11,8 +11,10 @@
 namespace cellar::storage {
 
 GrpcMasterLink::GrpcMasterLink(std::vector<std::string> addresses,
-                               absl::Duration rpc_timeout)
-    : addresses_(std::move(addresses)), rpc_timeout_(rpc_timeout) {
+                               absl::Duration rpc_timeout, std::string node_bearer)
+    : addresses_(std::move(addresses)),
+      rpc_timeout_(rpc_timeout),
+      node_bearer_(std::move(node_bearer)) {
   absl::MutexLock l(&mu_);
   stubs_.resize(addresses_.size());
 }
@@ -23,7 +25,7 @@ GrpcMasterLink::~GrpcMasterLink() { Cancel(); }
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[index];
   if (stub == nullptr) {
-    stub = ::cellar::v1::Master::NewStub(common::MakeChannel(addresses_[index]));
+    stub = ::cellar::v1::Master::NewStub(common::MakeChannel(addresses_[index], node_bearer_));
   }
   return stub.get();
 }

@@ -24,8 +24,10 @@ namespace cellar::storage {
 
 class GrpcMasterLink final : public MasterLink {
  public:
-  // `addresses`: host:port of each master (at least one).
-  GrpcMasterLink(std::vector<std::string> addresses, absl::Duration rpc_timeout);
+  // `addresses`: host:port of each master (at least one). `node_bearer`
+  // (NodeBearer of the cluster secret; empty = none) is sent on every call.
+  GrpcMasterLink(std::vector<std::string> addresses, absl::Duration rpc_timeout,
+                 std::string node_bearer = "");
   ~GrpcMasterLink() override;
 
   absl::StatusOr<::cellar::v1::RegisterNodeResponse> RegisterNode(
@@ -50,6 +52,7 @@ class GrpcMasterLink final : public MasterLink {
 
   const std::vector<std::string> addresses_;
   const absl::Duration rpc_timeout_;
+  const std::string node_bearer_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<::cellar::v1::Master::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;

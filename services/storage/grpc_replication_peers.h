@@ -27,9 +27,10 @@ namespace cellar::storage {
 class GrpcReplicationPeers final : public ReplicationPeers {
  public:
   // `master` is not owned and must outlive this object; `node_id` returns
-  // this node's id (0 before registration).
+  // this node's id (0 before registration). `node_bearer` (NodeBearer of
+  // the cluster secret; empty = none) is sent to the sources.
   GrpcReplicationPeers(MasterLink* master, std::function<uint32_t()> node_id,
-                       absl::Duration fetch_timeout);
+                       absl::Duration fetch_timeout, std::string node_bearer = "");
 
   absl::StatusOr<ReplicationTarget> Report(uint32_t partition, uint64_t tid) override;
   absl::Status Fetch(const std::string& address, const FetchRequest& request,
@@ -43,6 +44,7 @@ class GrpcReplicationPeers final : public ReplicationPeers {
   MasterLink* const master_;
   const std::function<uint32_t()> node_id_;
   const absl::Duration fetch_timeout_;
+  const std::string node_bearer_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<::cellar::v1::Storage::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "services/common/auth_flags.h"
 #include "services/common/clock.h"
 #include "services/common/logging.h"
 #include "services/common/metrics_endpoint.h"
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
   options.cluster_name = absl::GetFlag(FLAGS_cluster_name);
   options.label = absl::GetFlag(FLAGS_label);
   options.track = absl::GetFlag(FLAGS_track);
+  options.auth = cellar::common::AuthSetupFromFlagsOrExit("cellar-storage");
   options.build_id = absl::GetFlag(FLAGS_build_id);
   options.max_object_bytes = absl::GetFlag(FLAGS_max_object_bytes);
   options.writer_threads = absl::GetFlag(FLAGS_writer_threads);

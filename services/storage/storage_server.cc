@@ -57,16 +57,19 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
       server->node_,
       StorageNode::Open(node_options, std::move(backend),
                         std::make_unique<GrpcMasterLink>(options.master_addresses,
-                                                         options.master_rpc_timeout),
+                                                         options.master_rpc_timeout,
+                                                         options.auth.node_bearer),
                         clock, server->metrics_.get(),
-                        [fetch_timeout](MasterLink* master, std::function<uint32_t()> node_id)
+                        [fetch_timeout, bearer = options.auth.node_bearer](
+                            MasterLink* master, std::function<uint32_t()> node_id)
                             -> std::unique_ptr<ReplicationPeers> {
                           return std::make_unique<GrpcReplicationPeers>(
-                              master, std::move(node_id), fetch_timeout);
+                              master, std::move(node_id), fetch_timeout, bearer);
                         }));
 
   StorageServiceOptions service_options;
   service_options.lock_wait_timeout = options.lock_wait_timeout;
+  service_options.authenticator = options.auth.authenticator;
   StorageServer* self = server.get();
   service_options.on_shutdown = [self](const std::string& reason) {
     return self->RequestShutdown(reason);
@@ -78,6 +81,8 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   grpc_options.services = {server->service_.get()};
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
+  grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.insecure = options.auth.insecure;
   // Room for a full Store (10000 objects) is not the point: one object of
   // max_object_bytes plus overhead must always fit.
   const size_t min_message = options.max_object_bytes + (1 << 20);

@@ -32,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/common/clock.h"
+#include "services/common/authenticator.h"
 #include "services/common/grpc_server.h"
 #include "services/storage/backend/storage_backend.h"
 #include "services/storage/storage_metrics.h"
@@ -82,6 +83,10 @@ struct StorageServerOptions {
   // process keeps running: `cellar local`, tests). cellar-storage sets it
   // to end the process the SIGTERM way. Must not block.
   std::function<void(const std::string& reason)> on_shutdown_rpc;
+  // Authentication of the gRPC port, and the node bearer sent to masters
+  // and replication sources (docs/security.md). Default: off (loopback
+  // listeners only).
+  common::AuthSetup auth;
 };
 
 class StorageServer {

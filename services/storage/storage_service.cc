@@ -10,6 +10,7 @@
 #include "services/common/checksum.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/server_auth.h"
 
 namespace cellar::storage {
 
@@ -132,13 +133,20 @@ grpc::Status StorageService::Vote(grpc::ServerContext* /*context*/,
 }
 
 grpc::Status StorageService::AbortTransaction(
-    grpc::ServerContext* /*context*/,
+    grpc::ServerContext* context,
     const ::cellar::v1::AbortTransactionRequest* request,
     ::cellar::v1::AbortTransactionResponse* /*response*/) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
   // The primary's aborts are fenced by its epoch; anyone else's need the
-  // ttid's token.
-  if (request->epoch() == 0) {
+  // ttid's token. An epoch abort needs no token, so it needs the cluster
+  // secret (a client could otherwise abort anyone's transaction).
+  if (request->epoch() != 0) {
+    if (absl::Status s = common::RequireNodeRole(*context, options_.authenticator.get(),
+                                                 "AbortTransaction with an epoch");
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+  } else {
     if (absl::Status s = node_->CheckTtidToken(request->ttid(), request->ttid_token());
         !s.ok()) {
       return ToGrpcStatus(s);

@@ -13,6 +13,7 @@
 // Thread-safe.
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -20,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/common/authenticator.h"
 #include "services/storage/storage_node.h"
 
 namespace cellar::storage {
@@ -33,6 +35,9 @@ struct StorageServiceOptions {
   // after it returns, then the node stops). Its error is the rpc's
   // answer. Default: none (Shutdown answers FAILED_PRECONDITION).
   std::function<absl::Status(const std::string& reason)> on_shutdown;
+  // The server's authenticator (null = auth off): an AbortTransaction with
+  // a master epoch needs the node role. Default null.
+  std::shared_ptr<const common::Authenticator> authenticator;
 };
 
 // Request limits (see storage.proto).

@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<client::Client>> Connect(const tools::ProcessClus
   client::ClientOptions options;
   options.master_addresses = cluster.master_addresses();
   options.cluster_name = cluster.cluster_name();
+  options.token = cluster.client_token();
   options.rpc_timeout = rpc_timeout;
   options.cache_bytes = cache_bytes;
   options.connect_timeout = absl::Seconds(15);

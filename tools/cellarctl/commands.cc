@@ -22,6 +22,7 @@
 #include "client/client.h"
 #include "protos/cellar/v1/admin.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/common/auth_tokens.h"
 #include "services/common/channel.h"
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
@@ -318,6 +319,7 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(
   options.connect_timeout = global.timeout;
   options.commit_wait_timeout = global.timeout;
   options.cache_bytes = 1 << 20;
+  options.token = global.token;
   return Client::Connect(std::move(options));
 }
 
@@ -327,7 +329,7 @@ absl::StatusOr<::cellar::v1::GetClusterInfoResponse> FetchClusterInfo(
     const GlobalOptions& global) {
   absl::Status last_error = absl::InvalidArgumentError("no --master given");
   for (const std::string& address : global.masters) {
-    auto stub = ::cellar::v1::Master::NewStub(common::MakeChannel(address));
+    auto stub = ::cellar::v1::Master::NewStub(common::MakeChannel(address, global.token));
     grpc::ClientContext context;
     common::SetDeadline(&context, global.timeout);
     ::cellar::v1::GetClusterInfoResponse response;
@@ -476,6 +478,16 @@ absl::StatusOr<CommandLine> ParseCommandLine(
       if (out.global.admin.empty()) {
         return absl::InvalidArgumentError("--admin needs an address");
       }
+    } else if (name == "token-file") {
+      CELLAR_ASSIGN_OR_RETURN(std::string path, take_value());
+      std::ifstream in(path);
+      std::stringstream contents;
+      if (in) contents << in.rdbuf();
+      out.global.token = std::string(absl::StripAsciiWhitespace(contents.str()));
+      if (!in || out.global.token.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--token-file: cannot read a token from '", path, "'"));
+      }
     } else if (name == "json") {
       if (has_value) return absl::InvalidArgumentError("--json takes no value");
       out.global.json = true;
@@ -537,12 +549,19 @@ operator actions (through the admin node, --admin; NODE is S2 or an id):
                                   (cluster-wide, for good: --yes required)
   stop-node NODE [--reason TEXT]  flush a storage's logs and stop it cleanly
 
+tokens (no cluster call; docs/security.md):
+  token new --role R --name N [--file F]
+                                  make a token of role client, readonly or
+                                  admin; print it once and append its hashed
+                                  line to the tokens file F
+
 global flags (anywhere on the line):
   --master=HOST:PORT[,...]  master addresses, tried in order (127.0.0.1:7100)
   --cluster=NAME            cluster name (cellar)
   --json                    one JSON document on stdout
   --timeout=DURATION        per-call deadline, e.g. 5s, 500ms (10s)
   --admin=HOST:PORT         admin node for operator actions (127.0.0.1:7300)
+  --token-file=PATH         bearer token to send (default: $CELLAR_TOKEN)
 
 OIDs and TIDs: decimal (31) or hex with a 0x prefix (0x1f). --cluster
 also names the cluster to the admin (without it: the admin's default).
@@ -866,7 +885,7 @@ absl::Status CallAdmin(const GlobalOptions& global,
                        Req request, Resp* response,
                        absl::Duration min_deadline = absl::ZeroDuration()) {
   request.set_cluster(AdminCluster(global));
-  auto stub = ::cellar::v1::Admin::NewStub(common::MakeChannel(global.admin));
+  auto stub = ::cellar::v1::Admin::NewStub(common::MakeChannel(global.admin, global.token));
   grpc::ClientContext context;
   common::SetDeadline(&context, std::max(global.timeout, min_deadline));
   absl::Status status =
@@ -1375,6 +1394,37 @@ absl::Status RunStopNode(const GlobalOptions& global, const std::vector<std::str
   return absl::OkStatus();
 }
 
+absl::Status RunToken(const std::vector<std::string>& raw_args, Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args,
+                          ParseCommandArgs(raw_args, {"role", "name", "file"}, {}));
+  static constexpr absl::string_view kUsage =
+      "token new --role client|readonly|admin --name NAME [--file TOKENS_FILE]";
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
+  if (args.positional[0] != "new" || !args.values.count("role") ||
+      !args.values.count("name")) {
+    return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+  }
+  CELLAR_ASSIGN_OR_RETURN(common::Role role, common::ParseRole(args.values["role"]));
+  CELLAR_ASSIGN_OR_RETURN(common::NewToken token,
+                          common::MakeToken(role, args.values["name"]));
+  if (args.values.count("file")) {
+    // Append only: the servers re-read the file when it changes.
+    std::ofstream file(args.values["file"], std::ios::app);
+    file << token.line;
+    file.flush();
+    if (!file) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--file: cannot append to '", args.values["file"], "'"));
+    }
+    io.err << "appended to " << args.values["file"] << ": " << token.line;
+  } else {
+    io.err << "add this line to the tokens file (--auth_tokens_file):\n" << token.line;
+  }
+  io.err << "the token is shown once; keep it secret\n";
+  io.out << token.token << "\n";
+  return absl::OkStatus();
+}
+
 int Run(const CommandLine& command_line, Io io) {
   const std::string& command = command_line.command;
   if (command_line.help || command == "help") {
@@ -1418,6 +1468,8 @@ int Run(const CommandLine& command_line, Io io) {
     status = RunTruncate(global, args, io);
   } else if (command == "stop-node") {
     status = RunStopNode(global, args, io);
+  } else if (command == "token") {
+    status = RunToken(args, io);
   } else {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown command '", command, "' (cellarctl help lists them)"));

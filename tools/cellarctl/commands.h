@@ -53,6 +53,9 @@ struct GlobalOptions {
   bool cluster_given = false;
   // check --wait: time between two GetCheckStatus polls. Default 1 s.
   absl::Duration poll_interval = absl::Seconds(1);
+  // Bearer token sent on every call (docs/security.md): the contents of
+  // --token-file, else $CELLAR_TOKEN (set by main). Default "": none.
+  std::string token;
 };
 
 // Exit codes, by error class.
@@ -90,8 +93,9 @@ struct CommandLine {
 
 // Parses argv (without the program name). Global flags may appear
 // anywhere: --master=A,B | --master A,B, --cluster, --json, --timeout=5s
-// (or seconds), --help/-h. "--" ends flag parsing. INVALID_ARGUMENT on a
-// bad global flag value.
+// (or seconds), --token-file=PATH (read here), --help/-h. "--" ends flag
+// parsing. INVALID_ARGUMENT on a bad global flag value or an unreadable
+// token file.
 absl::StatusOr<CommandLine> ParseCommandLine(
     const std::vector<std::string>& argv);
 
@@ -138,6 +142,10 @@ absl::Status RunCheck(const GlobalOptions& global,
                       const std::vector<std::string>& args, Io io);
 absl::Status RunCheckStatus(const GlobalOptions& global,
                             const std::vector<std::string>& args, Io io);
+// token new --role R --name N [--file F]: makes a token, prints it once on
+// io.out and appends its hashed line to F (or prints the line on io.err).
+// No cluster call.
+absl::Status RunToken(const std::vector<std::string>& args, Io io);
 absl::Status RunRepair(const GlobalOptions& global,
                        const std::vector<std::string>& args, Io io);
 // Refuses (INVALID_ARGUMENT) without --yes.

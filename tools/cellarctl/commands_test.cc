@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/testing/fake_cluster.h"
 #include "protos/cellar/v1/admin.grpc.pb.h"
+#include "services/common/auth_tokens.h"
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
@@ -445,6 +446,43 @@ TEST(ParseCommandLineTest, AdminAndClusterFlags) {
   EXPECT_TRUE(named->global.cluster_given);
   EXPECT_THAT(ParseCommandLine({"tweak", "--admin="}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ParseCommandLineTest, TokenFileIsRead) {
+  const std::string path = ::testing::TempDir() + "/cellarctl_token";
+  std::ofstream(path) << "cellar_0123abcd_secret\n";
+  auto parsed = ParseCommandLine({"status", "--token-file", path});
+  ASSERT_THAT(parsed, IsOk());
+  EXPECT_EQ(parsed->global.token, "cellar_0123abcd_secret");
+  EXPECT_THAT(ParseCommandLine({"status", "--token-file=/nonexistent/token"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(TokenCommandTest, NewPrintsTheTokenOnceAndAppendsItsHashedLine) {
+  const std::string file = ::testing::TempDir() + "/cellarctl_tokens";
+  std::ofstream(file) << "# tokens\n";
+  auto parsed = ParseCommandLine(
+      {"token", "new", "--role", "readonly", "--name", "grafana", "--file", file});
+  ASSERT_THAT(parsed, IsOk());
+  std::istringstream in;
+  std::ostringstream out;
+  std::ostringstream err;
+  ASSERT_EQ(cellarctl::Run(*parsed, Io{in, out, err}), kExitOk) << err.str();
+  const std::string token = out.str().substr(0, out.str().size() - 1);
+  auto split = common::ParseToken(token);
+  ASSERT_THAT(split, IsOk());
+  std::stringstream contents;
+  contents << std::ifstream(file).rdbuf();
+  auto table = common::ParseTokensFile(contents.str());
+  ASSERT_THAT(table, IsOk());
+  ASSERT_EQ(table->size(), 1u);
+  EXPECT_EQ(table->at(split->id).role, common::Role::kReadonly);
+  EXPECT_EQ(table->at(split->id).secret_sha256, common::Sha256Hex(split->secret));
+  EXPECT_THAT(contents.str(), Not(HasSubstr(split->secret)));
+
+  parsed = ParseCommandLine({"token", "new", "--role", "node", "--name", "x"});
+  ASSERT_THAT(parsed, IsOk());
+  EXPECT_EQ(cellarctl::Run(*parsed, Io{in, out, err}), kExitUsage);
 }
 
 TEST_F(ActionsTest, PartitionTableChangesSendNamesIdsAndDryRun) {

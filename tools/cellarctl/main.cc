@@ -1,5 +1,6 @@
 // cellarctl: parses the command line and runs one command (commands.h).
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -15,6 +16,9 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << command_line.status().message()
               << "\n(cellarctl help prints the usage)\n";
     return cellar::cellarctl::kExitUsage;
+  }
+  if (command_line->global.token.empty()) {
+    if (const char* token = std::getenv("CELLAR_TOKEN")) command_line->global.token = token;
   }
   return cellar::cellarctl::Run(
       *command_line, cellar::cellarctl::Io{std::cin, std::cout, std::cerr});

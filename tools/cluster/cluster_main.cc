@@ -56,6 +56,9 @@ ABSL_FLAG(std::string, postgres_conninfo, "",
 ABSL_FLAG(std::string, labels, "",
           "up: comma-separated zone/host/device labels of S1, S2, ... (replica placement)");
 ABSL_FLAG(bool, admin, true, "up: start an admin node A1");
+ABSL_FLAG(bool, auth, false,
+          "up: start with authentication: a cluster secret and a tokens file in --dir, "
+          "tokens in <dir>/{client,readonly,admin}.token (docs/security.md)");
 ABSL_FLAG(std::string, cluster_name, "cellar", "up: --cluster_name of every node");
 ABSL_FLAG(int, autostart, -1,
           "up: --autostart of the masters (-1: the number of storages; 0: operator start)");
@@ -360,6 +363,7 @@ int main(int argc, char** argv) {
     t.admin = absl::GetFlag(FLAGS_admin);
     t.cluster_name = absl::GetFlag(FLAGS_cluster_name);
     t.autostart = absl::GetFlag(FLAGS_autostart);
+    t.auth = absl::GetFlag(FLAGS_auth);
     if (!absl::GetFlag(FLAGS_labels).empty()) {
       t.labels = absl::StrSplit(absl::GetFlag(FLAGS_labels), ',');
     }
@@ -370,7 +374,9 @@ int main(int argc, char** argv) {
     auto cluster = ProcessCluster::Up(options);
     if (!cluster.ok()) return Fail(cluster.status());
     std::cerr << "cellar-cluster: up; try tools/cellarctl/run --master="
-              << absl::StrJoin((*cluster)->master_addresses(), ",") << " status\n";
+              << absl::StrJoin((*cluster)->master_addresses(), ",")
+              << (t.auth ? " --token-file=" + (*cluster)->dir() + "/client.token" : "")
+              << " status\n";
     return Status(**cluster);
   }
 

@@ -34,6 +34,7 @@
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/common/auth_tokens.h"
 #include "services/common/channel.h"
 #include "services/common/status_macros.h"
 #include "tools/pgserver/throwaway_postgres.h"
@@ -149,11 +150,12 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
 // A fresh channel with its own subchannel: polls of a process that is
 // (re)starting must not wait out the reconnect backoff of an earlier,
 // refused connection attempt (shared subchannels keep it for seconds).
-std::shared_ptr<grpc::Channel> FreshChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> FreshChannel(const std::string& address,
+                                            const std::string& bearer = "") {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return common::MakeChannelWithArgs(address, args, bearer);
 }
 
 // grpc.health.v1 status of `service` at `address` ("" if no answer).
@@ -316,6 +318,7 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Attach(
     c->ProcessState(node);
   }
   if (!c->options_.stop_on_destruction) c->down_ = true;
+  CELLAR_RETURN_IF_ERROR(c->LoadAuthFiles());
   CELLAR_RETURN_IF_ERROR(c->Save());
   return c;
 }
@@ -376,7 +379,9 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Up(
   c->file_.set_cluster_name(topology.cluster_name);
   c->file_.set_partitions(topology.partitions);
   c->file_.set_replicas(topology.replicas);
-  absl::Status s = c->StartPostgresIfNeeded();
+  absl::Status s = topology.auth ? c->CreateAuthFiles() : absl::OkStatus();
+  if (s.ok()) s = c->LoadAuthFiles();
+  if (s.ok()) s = c->StartPostgresIfNeeded();
   if (s.ok()) s = c->CreateNodes();
   if (s.ok()) s = c->Save();
   // Masters, storages one by one (so that Sk registers as node Sk), admin.
@@ -395,6 +400,39 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Up(
     return s;
   }
   return c;
+}
+
+absl::Status ProcessCluster::CreateAuthFiles() {
+  const std::string& dir = options_.dir;
+  std::string tokens = "# written by tools/cluster (docs/security.md): id role sha256 name\n";
+  auto write_secret = [](const std::string& path, const std::string& text) {
+    // Secrets: readable by the owner only, from the start.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", path));
+    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    return ok ? absl::OkStatus() : absl::InternalError(absl::StrCat("cannot write ", path));
+  };
+  for (common::Role role : {common::Role::kClient, common::Role::kReadonly, common::Role::kAdmin}) {
+    CELLAR_ASSIGN_OR_RETURN(
+        common::NewToken token,
+        common::MakeToken(role, absl::StrCat("tools/cluster ", common::RoleName(role))));
+    tokens += token.line;
+    CELLAR_RETURN_IF_ERROR(write_secret(
+        absl::StrCat(dir, "/", common::RoleName(role), ".token"), token.token + "\n"));
+  }
+  CELLAR_RETURN_IF_ERROR(write_secret(dir + "/cluster-secret", common::NewClusterSecret()));
+  return write_secret(dir + "/tokens", tokens);
+}
+
+absl::Status ProcessCluster::LoadAuthFiles() {
+  const std::string secret_file = options_.dir + "/cluster-secret";
+  if (access(secret_file.c_str(), F_OK) != 0) return absl::OkStatus();
+  CELLAR_ASSIGN_OR_RETURN(std::string secret, common::ReadClusterSecret(secret_file));
+  node_bearer_ = common::NodeBearer(secret);
+  absl::StatusOr<std::string> token = ReadFile(options_.dir + "/client.token");
+  if (token.ok()) client_token_ = std::string(absl::StripAsciiWhitespace(*token));
+  return absl::OkStatus();
 }
 
 absl::Status ProcessCluster::StartPostgresIfNeeded() {
@@ -528,6 +566,10 @@ std::vector<std::string> ProcessCluster::BuildArgv(const NodeProcess& node) cons
     argv = {binaries_.admin, "--listen=" + listen, "--metrics_listen=" + metrics,
             "--master=" + masters};
     argv.insert(argv.end(), t.admin_flags.begin(), t.admin_flags.end());
+  }
+  if (!node_bearer_.empty()) {
+    argv.push_back("--cluster_secret_file=" + options_.dir + "/cluster-secret");
+    argv.push_back("--auth_tokens_file=" + options_.dir + "/tokens");
   }
   return argv;
 }
@@ -1033,7 +1075,7 @@ absl::Status ProcessCluster::Down() {
 absl::StatusOr<::cellar::v1::GetClusterInfoResponse> ProcessCluster::ClusterInfo() const {
   absl::Status last = absl::UnavailableError("no master");
   for (const std::string& address : master_addresses()) {
-    auto stub = ::cellar::v1::Master::NewStub(FreshChannel(address));
+    auto stub = ::cellar::v1::Master::NewStub(FreshChannel(address, node_bearer_));
     grpc::ClientContext context;
     common::SetDeadline(&context, absl::Seconds(2));
     ::cellar::v1::GetClusterInfoRequest request;

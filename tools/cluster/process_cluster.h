@@ -95,6 +95,12 @@ struct ClusterTopology {
   std::vector<std::string> master_flags;
   std::vector<std::string> storage_flags;
   std::vector<std::string> admin_flags;
+  // Start with authentication (docs/security.md): Up() writes
+  // <dir>/cluster-secret, <dir>/tokens and one token per role in
+  // <dir>/{client,readonly,admin}.token (mode 0600), and passes
+  // --cluster_secret_file and --auth_tokens_file to every process. The
+  // tool's own calls use the cluster secret (default false).
+  bool auth = false;
 };
 
 // Where the three binaries are.
@@ -248,6 +254,9 @@ class ProcessCluster {
   uint32_t node_id(const std::string& name) const;
   pid_t pid(const std::string& name) const;
   std::string log_path(const std::string& name) const;
+  // The token of role client for clients of this cluster ("" without
+  // auth); the admin token is in <dir>/admin.token.
+  const std::string& client_token() const { return client_token_; }
   // The last `lines` lines of the node's log.
   std::string LogTail(const std::string& name, int lines = 20) const;
   // The storage whose node id (from the master) is `node_id`, or "".
@@ -279,12 +288,20 @@ class ProcessCluster {
   absl::Status SignalAndWait(std::vector<cluster::NodeProcess*> nodes, int signal);
   int PickPort();
 
+  // auth: writes the secret, the tokens file and the token files.
+  absl::Status CreateAuthFiles();
+  // Reads what CreateAuthFiles wrote, if anything.
+  absl::Status LoadAuthFiles();
+
   ProcessClusterOptions options_;
   ClusterBinaries binaries_;
   cluster::ClusterFile file_;
   int lock_fd_ = -1;
   bool down_ = false;
   std::vector<int> used_ports_;
+  // From <dir>/cluster-secret and <dir>/client.token; empty without auth.
+  std::string node_bearer_;
+  std::string client_token_;
 };
 
 // Parses "KILL", "SIGKILL", "9", "TERM", "STOP", "CONT", "INT", "HUP".

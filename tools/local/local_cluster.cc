@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
   master_options.cluster.num_replicas = options.replicas;
   master_options.cluster.autostart = static_cast<uint32_t>(options.storages);
   master_options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  master_options.auth = options.auth;
   if (options.master_options) options.master_options(&master_options);
   auto master = master::MasterServer::Start(master_options, cluster->clock_, master_registry);
   if (!master.ok()) return master.status();
@@ -94,6 +95,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
   admin_options.listen_address = options.admin_listen;
   admin_options.admin.master_addresses = {cluster->master_->address()};
   admin_options.admin.cluster_name = options.cluster_name;
+  admin_options.auth = options.auth;
   auto admin = admin::AdminServer::Start(admin_options, admin_registry);
   if (!admin.ok()) return admin.status();
   cluster->admin_ = *std::move(admin);
@@ -128,6 +130,7 @@ absl::StatusOr<std::unique_ptr<storage::StorageServer>> LocalCluster::StartStora
   options.master_addresses = {master_->address()};
   options.cluster_name = options_.cluster_name;
   options.writer_threads = options_.writer_threads;
+  options.auth = options_.auth;
   if (options_.storage_options) options_.storage_options(i, &options);
   return storage::StorageServer::Start(std::move(options), *std::move(backend), clock_,
                                        storage_registries_[i]);

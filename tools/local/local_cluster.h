@@ -63,6 +63,10 @@ struct LocalClusterOptions {
   // Tests: adjusts the master's options (e.g. cluster.heartbeat_timeout).
   // Default: none.
   std::function<void(master::MasterServerOptions* options)> master_options;
+  // Authentication of every node (the same authenticator and node bearer
+  // for all, as if they shared the tokens file and cluster secret).
+  // Default: off.
+  common::AuthSetup auth;
 };
 
 class LocalCluster {

@@ -21,6 +21,7 @@ absl::StatusOr<RunReport> RunCheck(ProcessCluster& cluster, CheckOptions options
   History history;
   options.workload.client.master_addresses = cluster.master_addresses();
   options.workload.client.cluster_name = cluster.cluster_name();
+  options.workload.client.token = cluster.client_token();
   absl::StatusOr<std::unique_ptr<Workload>> workload =
       Workload::Create(options.workload, &history);
   if (!workload.ok()) return workload.status();

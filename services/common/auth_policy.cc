@@ -1,0 +1,100 @@
+#include "services/common/auth_policy.h"
+
+#include "absl/strings/match.h"
+
+namespace cellar::common {
+namespace {
+
+constexpr RoleSet kClient = Roles(Role::kClient);
+constexpr RoleSet kReadonly = Roles(Role::kReadonly);
+constexpr RoleSet kAdmin = Roles(Role::kAdmin);
+constexpr RoleSet kNode = Roles(Role::kNode);
+
+}  // namespace
+
+const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
+  // The admin process calls masters and storages with the cluster secret
+  // (node), so operator rpcs of Master/Storage allow node as well as admin
+  // tokens used directly. Data-path rpcs that a node also makes (the admin
+  // reads history, storages read the cluster info) allow both.
+  static const auto* const kTable = new absl::flat_hash_map<std::string, RoleSet>{
+      // ---- cellar.v1.Master
+      // A storage or admin registration additionally needs node: checked by
+      // the handler (RequireNodeRole), the role is in the request.
+      {"/cellar.v1.Master/RegisterNode", kClient | kNode},
+      {"/cellar.v1.Master/Watch", kClient | kNode},
+      {"/cellar.v1.Master/AllocateOids", kClient},
+      {"/cellar.v1.Master/Begin", kClient},
+      {"/cellar.v1.Master/Finish", kClient},
+      {"/cellar.v1.Master/Abort", kClient},
+      {"/cellar.v1.Master/GetTransactionStatus", kClient},
+      {"/cellar.v1.Master/GetClusterInfo", kClient | kReadonly | kNode},
+      {"/cellar.v1.Master/StartCluster", kAdmin | kNode},
+      {"/cellar.v1.Master/Heartbeat", kNode},
+      {"/cellar.v1.Master/ReportReplication", kNode},
+      {"/cellar.v1.Master/SetClusterState", kAdmin | kNode},
+      {"/cellar.v1.Master/ChangePartitionTable", kAdmin | kNode},
+      {"/cellar.v1.Master/KillNode", kAdmin | kNode},
+      {"/cellar.v1.Master/CheckReplicas", kAdmin | kNode},
+      {"/cellar.v1.Master/GetCheckStatus", kReadonly | kNode},
+      {"/cellar.v1.Master/RepairCell", kAdmin | kNode},
+      {"/cellar.v1.Master/Truncate", kAdmin | kNode},
+      // ---- cellar.v1.Storage
+      {"/cellar.v1.Storage/Store", kClient},
+      {"/cellar.v1.Storage/Vote", kClient},
+      // With an epoch (the master's abort) the handler requires node.
+      {"/cellar.v1.Storage/AbortTransaction", kClient | kNode},
+      {"/cellar.v1.Storage/LockTransaction", kNode},
+      {"/cellar.v1.Storage/UnlockTransaction", kNode},
+      {"/cellar.v1.Storage/Load", kClient | kNode},
+      {"/cellar.v1.Storage/History", kClient | kNode},
+      {"/cellar.v1.Storage/LastTransactions", kClient | kNode},
+      {"/cellar.v1.Storage/GetNodeStatus", kReadonly | kNode},
+      {"/cellar.v1.Storage/Replicate", kNode},
+      {"/cellar.v1.Storage/GetTransactionOutcome", kNode},
+      {"/cellar.v1.Storage/CheckCell", kNode},
+      {"/cellar.v1.Storage/TruncateData", kNode},
+      {"/cellar.v1.Storage/Shutdown", kAdmin | kNode},
+      {"/cellar.v1.Storage/SaveMasterState", kNode},
+      // ---- cellar.v1.Admin (operators; never node: no process calls it)
+      {"/cellar.v1.Admin/GetClusterStatus", kReadonly},
+      {"/cellar.v1.Admin/ListNodes", kReadonly},
+      {"/cellar.v1.Admin/GetNode", kReadonly},
+      {"/cellar.v1.Admin/GetPartitionTable", kReadonly},
+      {"/cellar.v1.Admin/StartCluster", kAdmin},
+      {"/cellar.v1.Admin/LastTransactions", kReadonly},
+      {"/cellar.v1.Admin/ObjectHistory", kReadonly},
+      {"/cellar.v1.Admin/ListClusters", kReadonly},
+      {"/cellar.v1.Admin/ListAlerts", kReadonly},
+      {"/cellar.v1.Admin/AcknowledgeAlert", kAdmin},
+      {"/cellar.v1.Admin/DeleteAlert", kAdmin},
+      {"/cellar.v1.Admin/SetClusterState", kAdmin},
+      {"/cellar.v1.Admin/TweakPartitionTable", kAdmin},
+      {"/cellar.v1.Admin/AddStorages", kAdmin},
+      {"/cellar.v1.Admin/DropStorage", kAdmin},
+      {"/cellar.v1.Admin/SetReplicas", kAdmin},
+      {"/cellar.v1.Admin/KillNode", kAdmin},
+      {"/cellar.v1.Admin/CheckReplicas", kAdmin},
+      {"/cellar.v1.Admin/GetCheckStatus", kReadonly},
+      {"/cellar.v1.Admin/RepairCell", kAdmin},
+      {"/cellar.v1.Admin/Truncate", kAdmin},
+      {"/cellar.v1.Admin/StopNode", kAdmin},
+  };
+  return *kTable;
+}
+
+bool HasRole(Role role, RoleSet allowed) {
+  RoleSet held = Roles(role);
+  if (role == Role::kAdmin) held |= kReadonly;
+  return (held & allowed) != 0;
+}
+
+bool IsHealthMethod(absl::string_view full_method) {
+  return absl::StartsWith(full_method, "/grpc.health.v1.Health/");
+}
+
+bool IsReflectionMethod(absl::string_view full_method) {
+  return absl::StartsWith(full_method, "/grpc.reflection.");
+}
+
+}  // namespace cellar::common

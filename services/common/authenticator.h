@@ -1,0 +1,109 @@
+#ifndef CELLAR_SERVICES_COMMON_AUTHENTICATOR_H_
+#define CELLAR_SERVICES_COMMON_AUTHENTICATOR_H_
+
+// Decides whether a call may run: who is calling (the bearer token in the
+// `authorization` metadata) and whether that role may call the method
+// (auth_policy's table). No gRPC types: server_auth.h plugs it into the
+// server, before any handler runs.
+//
+//   no or unknown credentials          -> UNAUTHENTICATED
+//   known caller, role not allowed     -> PERMISSION_DENIED naming the roles
+//   grpc.health.v1.*                   -> open
+//   reflection                         -> open with open_reflection, else
+//                                         any authenticated caller
+//
+// The tokens file is re-read when its mtime or size changes (a polling
+// thread, every reload_interval), so a token is revoked by deleting its
+// line. A file that does not parse keeps the last good table (the error is
+// logged once per change). Secrets are compared in constant time.
+//
+// Thread-safe.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "services/common/auth_tokens.h"
+
+namespace cellar::common {
+
+struct AuthenticatorOptions {
+  // Path of the tokens file (auth_tokens.h). Empty: no tokens (only the
+  // node role, from the cluster secret). Default empty.
+  std::string tokens_file;
+  // The cluster secret itself (not a path). Empty: nobody has the node
+  // role. Default empty.
+  std::string cluster_secret;
+  // Serve reflection without credentials. Default false.
+  bool open_reflection = false;
+  // How often the tokens file's mtime is polled; zero: no polling thread
+  // (tests call ReloadIfChanged). Default 1 s.
+  absl::Duration reload_interval = absl::Seconds(1);
+};
+
+class Authenticator {
+ public:
+  // INVALID_ARGUMENT if neither tokens nor a secret is given (auth would
+  // refuse everything) or if the tokens file does not parse at start;
+  // NOT_FOUND if it cannot be read.
+  static absl::StatusOr<std::unique_ptr<Authenticator>> Create(
+      AuthenticatorOptions options);
+
+  ~Authenticator();
+
+  // The caller's role for a call of `full_method` ("/pkg.Service/Method")
+  // carrying `authorization` (the metadata value, "" if absent), or the
+  // refusal (UNAUTHENTICATED / PERMISSION_DENIED with a message for the
+  // caller; it never contains a secret). nullopt for an open method.
+  absl::StatusOr<std::optional<Role>> Authorize(
+      absl::string_view full_method, absl::string_view authorization) const;
+
+  // The caller's role from an `authorization` metadata value, without a
+  // method: UNAUTHENTICATED if missing or unknown.
+  absl::StatusOr<Role> Identify(absl::string_view authorization) const;
+
+  // Re-reads the tokens file if it changed since the last read. The error
+  // of a bad or unreadable file (the previous table stays).
+  absl::Status ReloadIfChanged();
+
+  // Tokens currently loaded.
+  size_t token_count() const;
+
+ private:
+  explicit Authenticator(AuthenticatorOptions options);
+  void PollLoop();
+
+  const AuthenticatorOptions options_;
+  const std::string node_bearer_;  // empty without a cluster secret
+  mutable absl::Mutex mu_;
+  TokenTable tokens_ ABSL_GUARDED_BY(mu_);
+  // Identity of the file last read: (mtime ns, size, inode).
+  std::string file_stamp_ ABSL_GUARDED_BY(mu_);
+  absl::Notification stop_;
+  std::thread poller_;
+};
+
+// A process's authentication: what its server checks and what it sends.
+// Default: auth off, nothing sent.
+struct AuthSetup {
+  // Decides every call of the process's gRPC server; null: auth off.
+  std::shared_ptr<const Authenticator> authenticator;
+  // NodeBearer(cluster secret), sent on the process's calls to other
+  // nodes; empty: none.
+  std::string node_bearer;
+  // Allow a non-loopback listener without an authenticator
+  // (GrpcServerOptions::insecure).
+  bool insecure = false;
+};
+
+}  // namespace cellar::common
+
+#endif  // CELLAR_SERVICES_COMMON_AUTHENTICATOR_H_

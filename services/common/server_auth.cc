@@ -1,0 +1,108 @@
+#include "services/common/server_auth.h"
+
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace cellar::common {
+namespace {
+
+absl::string_view SliceView(const grpc_slice& slice) {
+  return absl::string_view(reinterpret_cast<const char*>(GRPC_SLICE_START_PTR(slice)),
+                           GRPC_SLICE_LENGTH(slice));
+}
+
+struct ProcessorState {
+  std::shared_ptr<const Authenticator> authenticator;
+  AuthRefusalCounters counters;
+};
+
+void Process(void* state, grpc_auth_context* /*context*/, const grpc_metadata* md,
+             size_t num_md, grpc_process_auth_metadata_done_cb cb, void* user_data) {
+  const auto* s = static_cast<const ProcessorState*>(state);
+  absl::string_view path;
+  absl::string_view authorization;
+  for (size_t i = 0; i < num_md; ++i) {
+    const absl::string_view key = SliceView(md[i].key);
+    if (key == ":path") {
+      path = SliceView(md[i].value);
+    } else if (key == "authorization") {
+      authorization = SliceView(md[i].value);
+    }
+  }
+  absl::StatusOr<std::optional<Role>> decision =
+      path.empty() ? absl::PermissionDeniedError("no :path in the call's metadata")
+                   : s->authenticator->Authorize(path, authorization);
+  if (!decision.ok()) {
+    prometheus::Counter* counter =
+        decision.status().code() == absl::StatusCode::kUnauthenticated
+            ? s->counters.unauthenticated
+            : s->counters.permission_denied;
+    if (counter != nullptr) counter->Increment();
+    const std::string message(decision.status().message());
+    cb(user_data, nullptr, 0, nullptr, 0,
+       static_cast<grpc_status_code>(decision.status().code()), message.c_str());
+    return;
+  }
+  // Nothing is added to `context`: it is the connection's (see the header).
+  // The bearer is not consumed: RequireNodeRole reads it again.
+  cb(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
+}
+
+void Destroy(void* state) { delete static_cast<ProcessorState*>(state); }
+
+class AuthenticatingCredentials final : public grpc::ServerCredentials {
+ public:
+  AuthenticatingCredentials(std::shared_ptr<const Authenticator> authenticator,
+                            AuthRefusalCounters counters)
+      : authenticator_(std::move(authenticator)), counters_(counters) {}
+
+  void SetAuthMetadataProcessor(
+      const std::shared_ptr<grpc::AuthMetadataProcessor>&) override {
+    // Ours is fixed at construction; nothing else may replace it.
+  }
+
+ private:
+  int AddPortToServer(const std::string& addr, grpc_server* server) override {
+    grpc_server_credentials* creds = grpc_insecure_server_credentials_create();
+    grpc_auth_metadata_processor processor;
+    processor.process = &Process;
+    processor.destroy = &Destroy;
+    processor.state = new ProcessorState{authenticator_, counters_};
+    grpc_server_credentials_set_auth_metadata_processor(creds, processor);
+    const int port = grpc_server_add_http2_port(server, addr.c_str(), creds);
+    grpc_server_credentials_release(creds);
+    return port;
+  }
+
+  std::shared_ptr<const Authenticator> authenticator_;
+  AuthRefusalCounters counters_;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::ServerCredentials> AuthenticatingServerCredentials(
+    std::shared_ptr<const Authenticator> authenticator, AuthRefusalCounters counters) {
+  return std::make_shared<AuthenticatingCredentials>(std::move(authenticator), counters);
+}
+
+absl::Status RequireNodeRole(const grpc::ServerContext& context,
+                             const Authenticator* authenticator, absl::string_view what) {
+  if (authenticator == nullptr) return absl::OkStatus();
+  absl::string_view authorization;
+  auto it = context.client_metadata().find("authorization");
+  if (it != context.client_metadata().end()) {
+    authorization = absl::string_view(it->second.data(), it->second.size());
+  }
+  absl::StatusOr<Role> role = authenticator->Identify(authorization);
+  if (role.ok() && *role == Role::kNode) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      what, " needs role node (the cluster secret); the caller has role ",
+      role.ok() ? RoleName(*role) : "none"));
+}
+
+}  // namespace cellar::common
