@@ -610,6 +610,10 @@ grpc::Status AdminService::DropStorage(grpc::ServerContext*,
 grpc::Status AdminService::SetReplicas(grpc::ServerContext*,
                                        const cellar::v1::SetReplicasRequest* request,
                                        cellar::v1::PartitionTableChangeResponse* response) {
+  if (!request->has_replicas()) {
+    return Invalid("replicas: required (the new R, 0..64; 0 keeps a single copy of each "
+                   "partition and must be asked for explicitly)");
+  }
   if (request->replicas() > 64) return Invalid("replicas: must be at most 64");
   cellar::v1::ChangePartitionTableRequest req;
   req.set_operation(cellar::v1::PT_SET_REPLICAS);

@@ -574,6 +574,12 @@ TEST_F(AdminServiceTest, ActionRequestsAreValidatedBeforeTheMasterIsAsked) {
   replicas.set_replicas(65);
   EXPECT_EQ(Call(&cellar::v1::Admin::Stub::SetReplicas, replicas, &resp).error_code(),
             StatusCode::INVALID_ARGUMENT);
+  // An empty request is not "R = 0" (that would drop every copy but one).
+  replicas.Clear();
+  replicas.set_dry_run(false);
+  s = Call(&cellar::v1::Admin::Stub::SetReplicas, replicas, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("replicas: required"));
   cellar::v1::AdminSetClusterStateRequest state;
   state.set_state(cellar::v1::CLUSTER_VERIFYING);
   cellar::v1::AdminSetClusterStateResponse state_resp;

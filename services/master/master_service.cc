@@ -226,6 +226,9 @@ grpc::Status MasterService::ChangePartitionTable(
       request->operation() == cellar::v1::PARTITION_TABLE_OPERATION_UNSPECIFIED) {
     return Invalid("operation: must be PT_TWEAK, PT_ADD, PT_DROP or PT_SET_REPLICAS");
   }
+  if (request->operation() == cellar::v1::PT_SET_REPLICAS && !request->has_replicas()) {
+    return Invalid("replicas: required for PT_SET_REPLICAS (the new R, 0..64)");
+  }
   std::vector<uint32_t> node_ids;
   for (uint32_t id : request->node_ids()) {
     if (id == 0 || common::NodeKindOf(id) != common::NodeKind::kStorage) {

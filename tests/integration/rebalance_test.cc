@@ -15,6 +15,7 @@
 //    STOPPING: new transactions and table changes are refused.
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -142,12 +143,12 @@ class RebalanceTest : public ::testing::TestWithParam<std::string> {
   }
 
   absl::StatusOr<v1::ChangePartitionTableResponse> Change(
-      v1::PartitionTableOperation op, std::vector<uint32_t> ids, uint32_t replicas = 0,
-      bool dry_run = false) {
+      v1::PartitionTableOperation op, std::vector<uint32_t> ids,
+      std::optional<uint32_t> replicas = std::nullopt, bool dry_run = false) {
     v1::ChangePartitionTableRequest request;
     request.set_operation(op);
     for (uint32_t id : ids) request.add_node_ids(id);
-    request.set_replicas(replicas);
+    if (replicas.has_value()) request.set_replicas(*replicas);
     request.set_dry_run(dry_run);
     v1::ChangePartitionTableResponse response;
     grpc::ClientContext context;
@@ -447,6 +448,12 @@ TEST_P(RebalanceTest, BadRequestsAndStopping) {
   EXPECT_THAT(zero.status().message(), HasSubstr("node_ids"));
   EXPECT_EQ(Change(v1::PT_DROP, {node_ids_[0], node_ids_[1]}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // An empty SetReplicas is not "R = 0" (every copy but one dropped).
+  const uint32_t replicas_before = Info().partition_table().num_replicas();
+  auto empty = Change(v1::PT_SET_REPLICAS, {});
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(empty.status().message(), HasSubstr("replicas: required"));
+  EXPECT_EQ(Info().partition_table().num_replicas(), replicas_before);
   auto tweak = Change(v1::PT_TWEAK, {});
   ASSERT_THAT(tweak, IsOk());
   EXPECT_FALSE(tweak->applied()) << "a balanced table needs no change:\n" << tweak->plan();
