@@ -26,6 +26,8 @@ constexpr uint64_t kMaxOid = (uint64_t{1} << 63) - 1;
 // How far past a batch the persisted OID high-water mark is set, so that
 // most batches need no round trip to the storages.
 constexpr uint64_t kOidReserve = 10000;
+// How far ahead of the master's clock a tid a storage reports may be.
+constexpr absl::Duration kTidHorizon = absl::Hours(24 * 366);
 
 const char* StateName(ClusterState s) {
   return cellar::v1::ClusterState_Name(s).c_str();
@@ -94,6 +96,23 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     return absl::InvalidArgumentError(absl::StrCat(
         "address: a storage must give the host:port it serves on, got \"",
         request.address(), "\""));
+  }
+  {
+    // TIDs come from clocks: one far ahead of this master's clock is a bug
+    // or a forgery, and adopting it would push the TID allocator towards
+    // the end of TID space (every later commit refused, across restarts).
+    const uint64_t horizon = common::TidFromTime(clock_->Now() + kTidHorizon);
+    auto too_far = [&](const char* field, uint64_t tid) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": ", common::TidHex(tid), " is more than ",
+          absl::FormatDuration(kTidHorizon), " ahead of this master's clock (",
+          common::TidHex(horizon), " at most); refused (a forged registration, or a clock "
+          "far off)"));
+    };
+    if (request.last_tid() > horizon) return too_far("last_tid", request.last_tid());
+    for (uint64_t ttid : request.voted_ttids()) {
+      if (ttid > horizon) return too_far("voted_ttids", ttid);
+    }
   }
   if (request.highest_epoch() > common::kMaxEpoch) {
     return absl::InvalidArgumentError(absl::StrCat(

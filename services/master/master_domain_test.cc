@@ -1813,5 +1813,30 @@ TEST_F(MasterDomainTest, AHugeReportedEpochIsRefusedNotWrapped) {
   EXPECT_GT(cluster_->epoch(), before + 10);
 }
 
+
+// A registration reporting a tid far ahead of the master's clock (a bug,
+// or a forgery) must not push the TID allocator to the end of TID space:
+// refused, nothing adopted.
+TEST_F(MasterDomainTest, ATidFarAheadOfTheClockIsRefusedAtRegistration) {
+  Init(/*autostart=*/1);
+  const uint64_t far = common::TidFromTime(clock_.Now() + absl::Hours(24 * 400));
+  for (int field = 0; field < 2; ++field) {
+    auto r = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+    if (field == 0) r.set_last_tid(far);
+    if (field == 1) r.add_voted_ttids(common::kMaxTid - 1);
+    absl::StatusOr<cellar::v1::RegisterNodeResponse> refused = cluster_->RegisterNode(r);
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(refused.status().message(),
+                ::testing::HasSubstr(field == 0 ? "last_tid" : "voted_ttids"));
+  }
+  EXPECT_NE(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING)
+      << "a refused registration must not count";
+  // A tid a day ahead (a clock somewhat off) is accepted.
+  auto r = Request(cellar::v1::NODE_ROLE_STORAGE, 0, 7200);
+  r.set_last_tid(common::TidFromTime(clock_.Now() + absl::Hours(24)));
+  ASSERT_THAT(cluster_->RegisterNode(r), IsOk());
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
+}
+
 }  // namespace
 }  // namespace cellar::master
