@@ -573,33 +573,55 @@ absl::Status ClusterManager::Heartbeat(uint32_t node_id,
 
 void ClusterManager::ExpireSilentNodes() {
   if (options_.heartbeat_timeout <= absl::ZeroDuration()) return;
-  absl::MutexLock l(&mu_);
-  if (shutting_down_) return;
-  const absl::Time now = clock_->Now();
-  if (now - last_expiry_check_ < absl::Milliseconds(100)) return;
-  const absl::Time previous = last_expiry_check_;
-  last_expiry_check_ = now;
-  if (previous != absl::InfinitePast() && now - previous > options_.heartbeat_timeout) {
-    // The checks themselves stalled (this process was paused, or nothing
-    // watched): heartbeats may be waiting to be processed. Start over
-    // rather than declare every storage gone at once.
-    CELLAR_LOG(WARNING) << "no heartbeat check for " << absl::FormatDuration(now - previous)
-                        << ": giving every storage a new heartbeat timeout";
-    for (auto& [id, node] : nodes_) {
-      if (node.connected) node.last_heartbeat = now;
+  std::vector<uint32_t> gone_clients;
+  {
+    absl::MutexLock l(&mu_);
+    if (shutting_down_) return;
+    const absl::Time now = clock_->Now();
+    if (now - last_expiry_check_ < absl::Milliseconds(100)) return;
+    const absl::Time previous = last_expiry_check_;
+    last_expiry_check_ = now;
+    if (previous != absl::InfinitePast() && now - previous > options_.heartbeat_timeout) {
+      // The checks themselves stalled (this process was paused, or nothing
+      // watched): heartbeats may be waiting to be processed. Start over
+      // rather than declare every storage gone at once.
+      CELLAR_LOG(WARNING) << "no heartbeat check for " << absl::FormatDuration(now - previous)
+                          << ": giving every storage a new heartbeat timeout";
+      for (auto& [id, node] : nodes_) {
+        if (node.connected) node.last_heartbeat = now;
+      }
+      return;
     }
-    return;
-  }
-  std::vector<uint32_t> silent;
-  for (const auto& [id, node] : nodes_) {
-    if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage &&
-        now - node.last_heartbeat > options_.heartbeat_timeout) {
-      silent.push_back(id);
+    std::vector<uint32_t> silent;
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      const uint32_t id = it->first;
+      Node& node = it->second;
+      const bool late = now - node.last_heartbeat > options_.heartbeat_timeout;
+      if (node.connected && common::NodeKindOf(id) == NodeKind::kStorage && late) {
+        silent.push_back(id);
+      } else if (common::NodeKindOf(id) != NodeKind::kStorage && node.subscriber == nullptr &&
+                 late) {
+        // A client or admin that registered but never watched within the
+        // heartbeat timeout: forgotten (it registers again), so that
+        // registrations alone cannot grow the node list without bound.
+        CELLAR_LOG(INFO) << common::NodeName(id) << " registered but did not watch within "
+                         << absl::FormatDuration(options_.heartbeat_timeout)
+                         << ": forgotten";
+        node.info.set_state(cellar::v1::NODE_DOWN);
+        PublishNodeLocked(node);
+        if (common::NodeKindOf(id) == NodeKind::kClient) gone_clients.push_back(id);
+        it = nodes_.erase(it);
+        continue;
+      }
+      ++it;
+    }
+    if (!silent.empty()) {
+      NodesLostLocked(silent, absl::StrCat("no heartbeat for more than ",
+                                           absl::FormatDuration(options_.heartbeat_timeout)));
     }
   }
-  if (!silent.empty()) {
-    NodesLostLocked(silent, absl::StrCat("no heartbeat for more than ",
-                                         absl::FormatDuration(options_.heartbeat_timeout)));
+  if (on_client_gone_) {
+    for (uint32_t id : gone_clients) on_client_gone_(id);
   }
 }
 

@@ -226,7 +226,9 @@ class ClusterManager {
   // Treats connected storages silent for longer than heartbeat_timeout as
   // gone. Cheap; called often (every Watch stream polls it). If the checks
   // themselves stopped for longer than the timeout (the master was
-  // paused), every storage gets a new timeout instead.
+  // paused), every storage gets a new timeout instead. A client or admin
+  // that registered but opened no Watch within the timeout is forgotten
+  // (a client's open transactions are aborted, as when its stream ends).
   void ExpireSilentNodes();
 
   // Rule 8 for a transaction that got final tid `tid`: see the class

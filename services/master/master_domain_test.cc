@@ -1838,5 +1838,31 @@ TEST_F(MasterDomainTest, ATidFarAheadOfTheClockIsRefusedAtRegistration) {
   EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_RUNNING);
 }
 
+
+// Registrations alone must not grow the node list without bound (a probe
+// registered clients that never watched until the cluster info was 3 MB):
+// a client or admin without a Watch is forgotten after the heartbeat
+// timeout; one that watches stays.
+TEST_F(MasterDomainTest, AClientThatNeverWatchesIsForgotten) {
+  StartThree();  // heartbeat_timeout: default 10 s
+  const uint32_t idle = AddClient();
+  const uint32_t watching = AddClient();
+  auto sub = cluster_->Watch(watching);
+  ASSERT_THAT(sub, IsOk());
+  const int nodes = cluster_->Info().nodes_size();
+  cluster_->ExpireSilentNodes();
+  clock_.Advance(absl::Seconds(6));
+  for (uint32_t id : storages_) ASSERT_THAT(cluster_->Heartbeat(id), IsOk());
+  cluster_->ExpireSilentNodes();
+  EXPECT_THAT(cluster_->CheckClient(idle), IsOk()) << "6 s < 10 s";
+  clock_.Advance(absl::Seconds(5));
+  for (uint32_t id : storages_) ASSERT_THAT(cluster_->Heartbeat(id), IsOk());
+  cluster_->ExpireSilentNodes();
+  EXPECT_FALSE(cluster_->CheckClient(idle).ok());
+  EXPECT_THAT(cluster_->CheckClient(watching), IsOk());
+  EXPECT_EQ(cluster_->Info().nodes_size(), nodes - 1);
+  for (uint32_t id : storages_) EXPECT_TRUE(cluster_->IsConnected(id));
+}
+
 }  // namespace
 }  // namespace cellar::master
