@@ -26,6 +26,8 @@ constexpr uint64_t kMaxOid = (uint64_t{1} << 63) - 1;
 // How far past a batch the persisted OID high-water mark is set, so that
 // most batches need no round trip to the storages.
 constexpr uint64_t kOidReserve = 10000;
+// Longest string field of a registration (names, addresses, versions).
+constexpr size_t kMaxRegistrationString = 256;
 // How far ahead of the master's clock a tid a storage reports may be.
 constexpr absl::Duration kTidHorizon = absl::Hours(24 * 366);
 
@@ -65,6 +67,21 @@ uint64_t ClusterManager::epoch() const {
 
 absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     const cellar::v1::RegisterNodeRequest& request) {
+  // Bounded before anything echoes or keeps them (a 40 MB version string
+  // once broke the cluster info, Watch and the admin).
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"cluster_name", &request.cluster_name()},
+        {"address", &request.address()},
+        {"version", &request.version()},
+        {"build_id", &request.build_id()},
+        {"track", &request.track()},
+        {"label", &request.label()}}) {
+    if (value->size() > kMaxRegistrationString) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": at most ",
+                                                     kMaxRegistrationString, " bytes, got ",
+                                                     value->size()));
+    }
+  }
   if (request.cluster_name() != options_.cluster_name) {
     return common::ErrorWithReason(
         absl::StatusCode::kFailedPrecondition, common::kReasonWrongCluster,

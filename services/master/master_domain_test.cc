@@ -1864,5 +1864,24 @@ TEST_F(MasterDomainTest, AClientThatNeverWatchesIsForgotten) {
   for (uint32_t id : storages_) EXPECT_TRUE(cluster_->IsConnected(id));
 }
 
+
+TEST_F(MasterDomainTest, OversizedRegistrationStringsAreRefused) {
+  Init(/*autostart=*/1);
+  for (int field = 0; field < 3; ++field) {
+    auto r = Request(cellar::v1::NODE_ROLE_CLIENT);
+    const std::string big(257, 'x');
+    if (field == 0) r.set_version(big);
+    if (field == 1) r.set_label(big);
+    if (field == 2) r.set_cluster_name(big);
+    absl::StatusOr<cellar::v1::RegisterNodeResponse> refused = cluster_->RegisterNode(r);
+    EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("at most 256 bytes"));
+    EXPECT_LT(refused.status().message().size(), 200u) << "the value was echoed";
+  }
+  auto r = Request(cellar::v1::NODE_ROLE_CLIENT);
+  r.set_version(std::string(256, 'v'));
+  EXPECT_THAT(cluster_->RegisterNode(r), IsOk());
+}
+
 }  // namespace
 }  // namespace cellar::master
