@@ -686,6 +686,11 @@ Client::LastTransactions(uint32_t limit) {
   }
   ::cellar::v1::LastTransactionsRequest request;
   request.set_limit(limit);
+  // Nothing past this client's snapshot: a storage may hold a commit the
+  // master has not published yet (semantics rule R6).
+  if (const uint64_t snap = snapshot(); snap != 0 && snap < common::kMaxTid) {
+    request.set_before_tid(snap + 1);
+  }
   std::map<uint64_t, ::cellar::v1::TransactionInfo, std::greater<uint64_t>>
       merged;
   absl::Status last_error;

@@ -157,9 +157,10 @@ class Client : private TransactionCommitter {
   // Revisions of `oid`, newest first (at most `limit`, 0 = server default).
   absl::StatusOr<std::vector<::cellar::v1::Revision>> History(
       uint64_t oid, uint32_t limit = 100);
-  // The last `limit` committed transactions cluster-wide, newest first:
-  // every running storage is asked, answers are merged by tid. Fails only
-  // if no storage answered.
+  // The last `limit` committed transactions cluster-wide, newest first, up
+  // to this client's snapshot (a storage may already hold a commit the
+  // master has not published): every running storage is asked, answers
+  // are merged by tid. Fails only if no storage answered.
   absl::StatusOr<std::vector<::cellar::v1::TransactionInfo>> LastTransactions(
       uint32_t limit = 10);
   // Master.GetClusterInfo.

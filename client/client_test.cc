@@ -656,6 +656,14 @@ TEST_F(ClientTest, HistoryAndLastTransactions) {
   EXPECT_EQ((*last)[0].size_bytes(), 4u);  // "rev2", as the client sent it
   EXPECT_EQ((*last)[1].tid(), tids[1]);
 
+  // A record past the client's snapshot (locked on a storage, not yet
+  // published) is not listed.
+  cluster_->storage(1).AddTransactionRecord(client->snapshot() + 1000, "unpublished");
+  last = client->LastTransactions(2);
+  ASSERT_THAT(last, IsOk());
+  ASSERT_EQ(last->size(), 2u);
+  EXPECT_EQ((*last)[0].tid(), tids[2]);
+
   cluster_->storage(1).SetAllCallsError(absl::UnavailableError("down"));
   auto partial = client->LastTransactions(10);
   ASSERT_THAT(partial, IsOk());

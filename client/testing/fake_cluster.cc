@@ -299,6 +299,13 @@ grpc::Status FakeStorage::History(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+void FakeStorage::AddTransactionRecord(uint64_t tid, const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  ::cellar::v1::TransactionInfo& info = transactions_[tid];
+  info.set_tid(tid);
+  info.set_user(user);
+}
+
 grpc::Status FakeStorage::LastTransactions(
     grpc::ServerContext*, const ::cellar::v1::LastTransactionsRequest* request,
     ::cellar::v1::LastTransactionsResponse* response) {

@@ -76,6 +76,9 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   // Called by the fake master (in-process, not over gRPC).
   void SetTtidKey(std::string key);
   void CommitTransaction(uint64_t ttid, uint64_t tid);
+  // A transaction record as LastTransactions lists it, with no objects
+  // (e.g. one locked here but not yet published by the master).
+  void AddTransactionRecord(uint64_t tid, const std::string& user);
   void AbortTransactionLocal(uint64_t ttid);
   bool HasVote(uint64_t ttid) const;
 
