@@ -250,6 +250,17 @@ void StorageNode::SetServingCallback(std::function<void(bool)> callback) {
   if (callback) callback(serving);
 }
 
+void StorageNode::SetReadyCallback(std::function<void(bool)> callback) {
+  absl::MutexLock c(&callback_mu_);
+  bool ready;
+  {
+    absl::MutexLock l(&mu_);
+    ready_callback_ = callback;
+    ready = last_ready_;
+  }
+  if (callback) callback(ready);
+}
+
 void StorageNode::StartMasterLoop(const std::string& advertise_address) {
   advertise_address_ = advertise_address;
   master_thread_ = std::thread([this] { MasterLoop(); });
@@ -274,6 +285,14 @@ std::vector<uint32_t> StorageNode::CellsToReplicate() const {
 bool StorageNode::ServingLocked() const {
   return !stopping_ && link_state_ == LinkState::kRegistered && pt_->ptid() > 0 &&
          cluster_state_ == ::cellar::v1::CLUSTER_RUNNING;
+}
+
+bool StorageNode::ReadyLocked() const {
+  if (!ServingLocked()) return false;
+  for (uint32_t p = 0; p < pt_->num_partitions(); ++p) {
+    if (pt_->CellStateOf(p, node_id_) == ::cellar::v1::CELL_OUT_OF_DATE) return false;
+  }
+  return true;
 }
 
 bool StorageNode::serving() const {
@@ -848,17 +867,24 @@ void StorageNode::SetLink(LinkState state, const std::string& message) {
 
 void StorageNode::UpdateServing() {
   absl::MutexLock c(&callback_mu_);
-  bool now;
-  std::function<void(bool)> callback;
+  bool serving, ready, serving_changed, ready_changed;
+  std::function<void(bool)> serving_callback, ready_callback;
   {
     absl::MutexLock l(&mu_);
-    now = ServingLocked();
-    if (now == last_serving_) return;
-    last_serving_ = now;
-    callback = serving_callback_;
+    serving = ServingLocked();
+    ready = ReadyLocked();
+    serving_changed = serving != last_serving_;
+    ready_changed = ready != last_ready_;
+    last_serving_ = serving;
+    last_ready_ = ready;
+    serving_callback = serving_callback_;
+    ready_callback = ready_callback_;
   }
-  CELLAR_LOG(INFO) << "storage node " << (now ? "serving" : "not serving");
-  if (callback) callback(now);
+  if (serving_changed) {
+    CELLAR_LOG(INFO) << "storage node " << (serving ? "serving" : "not serving");
+    if (serving_callback) serving_callback(serving);
+  }
+  if (ready_changed && ready_callback) ready_callback(ready);
 }
 
 absl::Status StorageNode::CheckTtidToken(uint64_t ttid,

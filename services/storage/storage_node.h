@@ -174,6 +174,11 @@ class StorageNode {
   // Called with true/false whenever serving() changes (and once at once
   // with the current value). Set before StartMasterLoop().
   void SetServingCallback(std::function<void(bool)> callback);
+  // The same for ready(): serving, and none of this node's cells
+  // OUT_OF_DATE (caught up). A rolling update (a StatefulSet's readiness
+  // probe) must wait for it before restarting the next storage, or it can
+  // take away the last readable cell of a partition.
+  void SetReadyCallback(std::function<void(bool)> callback);
 
   // Registered with the master, holding a partition table, cluster RUNNING.
   bool serving() const;
@@ -355,6 +360,7 @@ class StorageNode {
   absl::Status RaiseEpoch(uint64_t epoch);
   void SetLink(LinkState state, const std::string& message);
   void UpdateServing() ABSL_LOCKS_EXCLUDED(mu_);
+  bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ServingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Stopping() const;
   void RefreshStats();
@@ -403,6 +409,8 @@ class StorageNode {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool last_serving_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(bool)> serving_callback_ ABSL_GUARDED_BY(mu_);
+  bool last_ready_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(bool)> ready_callback_ ABSL_GUARDED_BY(mu_);
   absl::Mutex callback_mu_;  // serializes serving callbacks, in order
   absl::Mutex install_mu_;   // serializes InstallTable (persist + swap)
   absl::Mutex master_state_mu_;  // serializes SaveMasterState (the mark only rises)

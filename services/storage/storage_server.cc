@@ -16,6 +16,8 @@ namespace cellar::storage {
 
 namespace {
 constexpr char kHealthService[] = "cellar.v1.Storage";
+// Readiness for rolling updates: serving and every cell caught up.
+constexpr char kReadyHealthService[] = "cellar.v1.Storage.Ready";
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
@@ -99,6 +101,8 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   common::GrpcServer* grpc = server->grpc_.get();
   server->node_->SetServingCallback(
       [grpc](bool serving) { grpc->SetServing(kHealthService, serving); });
+  server->node_->SetReadyCallback(
+      [grpc](bool ready) { grpc->SetServing(kReadyHealthService, ready); });
   server->node_->StartMasterLoop(server->address_);
   CELLAR_LOG(INFO) << "cellar-storage listening on port " << server->grpc_->port()
                    << ", advertised as " << server->address_ << ", masters "

@@ -284,11 +284,12 @@ class StorageServiceTest : public ::testing::Test {
     ASSERT_THAT(Unlock(ttid, tid), IsOk());
   }
 
-  grpc::health::v1::HealthCheckResponse::ServingStatus Health() {
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health(
+      const std::string& service = "cellar.v1.Storage") {
     grpc::ClientContext context;
     common::SetDeadline(&context, absl::Seconds(10));
     grpc::health::v1::HealthCheckRequest request;
-    request.set_service("cellar.v1.Storage");
+    request.set_service(service);
     grpc::health::v1::HealthCheckResponse response;
     grpc::Status s = health_->Check(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -341,13 +342,42 @@ TEST_F(StorageServiceTest, ServesOnlyOnceTheClusterRuns) {
   running.set_cluster_state(v1::CLUSTER_RUNNING);
   master_->Push(running);
   ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
-  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+  // The health follows the node's state right after it changes.
+  EXPECT_TRUE(
+      WaitFor([&] { return Health() == grpc::health::v1::HealthCheckResponse::SERVING; }));
 
   v1::ClusterEvent recovering;
   recovering.set_cluster_state(v1::CLUSTER_RECOVERING);
   master_->Push(recovering);
   EXPECT_TRUE(WaitFor([&] {
     return Health() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  }));
+}
+
+// Readiness for rolling updates: serving and every cell of this node
+// caught up. A storage with an OUT_OF_DATE cell serves but is not ready.
+TEST_F(StorageServiceTest, ReadyMeansServingWithEveryCellCaughtUp) {
+  using grpc::health::v1::HealthCheckResponse;
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  EXPECT_TRUE(WaitFor([&] {
+    return Health("cellar.v1.Storage.Ready") == HealthCheckResponse::SERVING;
+  }));
+  v1::PartitionTable behind = Table(4);
+  behind.mutable_rows(1)->mutable_cells(0)->set_state(v1::CELL_OUT_OF_DATE);
+  master_->SetPartitionTable(behind);
+  v1::ClusterEvent event;
+  *event.mutable_partition_table() = behind;
+  master_->Push(event);
+  EXPECT_TRUE(WaitFor([&] {
+    return Health("cellar.v1.Storage.Ready") == HealthCheckResponse::NOT_SERVING;
+  }));
+  EXPECT_EQ(Health(), HealthCheckResponse::SERVING);
+  v1::PartitionTable caught_up = Table(5);
+  master_->SetPartitionTable(caught_up);
+  *event.mutable_partition_table() = caught_up;
+  master_->Push(event);
+  EXPECT_TRUE(WaitFor([&] {
+    return Health("cellar.v1.Storage.Ready") == HealthCheckResponse::SERVING;
   }));
 }
 
