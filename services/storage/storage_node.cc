@@ -240,25 +240,23 @@ absl::Status StorageNode::LoadPersistedState() {
 }
 
 void StorageNode::SetServingCallback(std::function<void(bool)> callback) {
-  absl::MutexLock c(&callback_mu_);
-  bool serving;
-  {
-    absl::MutexLock l(&mu_);
-    serving_callback_ = callback;
-    serving = last_serving_;
-  }
-  if (callback) callback(serving);
+  InstallStateCallback(&serving_callback_, &last_serving_, std::move(callback));
 }
 
 void StorageNode::SetReadyCallback(std::function<void(bool)> callback) {
+  InstallStateCallback(&ready_callback_, &last_ready_, std::move(callback));
+}
+
+void StorageNode::InstallStateCallback(std::function<void(bool)>* slot, const bool* last,
+                                       std::function<void(bool)> callback) {
   absl::MutexLock c(&callback_mu_);
-  bool ready;
+  bool now;
   {
     absl::MutexLock l(&mu_);
-    ready_callback_ = callback;
-    ready = last_ready_;
+    *slot = callback;
+    now = *last;
   }
-  if (callback) callback(ready);
+  if (callback) callback(now);
 }
 
 void StorageNode::StartMasterLoop(const std::string& advertise_address) {

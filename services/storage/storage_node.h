@@ -360,6 +360,10 @@ class StorageNode {
   absl::Status RaiseEpoch(uint64_t epoch);
   void SetLink(LinkState state, const std::string& message);
   void UpdateServing() ABSL_LOCKS_EXCLUDED(mu_);
+  // Sets `*slot` (serving_callback_ or ready_callback_) and calls it with
+  // `*last`, the state it follows.
+  void InstallStateCallback(std::function<void(bool)>* slot, const bool* last,
+                            std::function<void(bool)> callback);
   bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ServingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Stopping() const;
