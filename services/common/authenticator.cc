@@ -103,6 +103,13 @@ size_t Authenticator::token_count() const {
 }
 
 absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization) const {
+  absl::StatusOr<Caller> caller = IdentifyCaller(authorization);
+  if (!caller.ok()) return caller.status();
+  return caller->role;
+}
+
+absl::StatusOr<Authenticator::Caller> Authenticator::IdentifyCaller(
+    absl::string_view authorization) const {
   if (authorization.empty()) {
     return absl::UnauthenticatedError(
         "no credentials: this server requires 'authorization: Bearer <token>' "
@@ -117,7 +124,7 @@ absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization) co
   const absl::string_view bearer =
       absl::StripAsciiWhitespace(authorization.substr(kScheme.size()));
   if (!node_bearer_.empty() && ConstantTimeEquals(bearer, node_bearer_)) {
-    return Role::kNode;
+    return Caller{Role::kNode, "node"};
   }
   absl::StatusOr<ParsedToken> token = ParseToken(bearer);
   if (!token.ok()) {
@@ -134,7 +141,7 @@ absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization) co
     return absl::UnauthenticatedError(
         absl::StrCat("authorization: token ", token->id, " is unknown or revoked"));
   }
-  return it->second.role;
+  return Caller{it->second.role, std::string(token->id)};
 }
 
 absl::StatusOr<std::optional<Role>> Authenticator::Authorize(

@@ -70,6 +70,14 @@ class Authenticator {
   // method: UNAUTHENTICATED if missing or unknown.
   absl::StatusOr<Role> Identify(absl::string_view authorization) const;
 
+  // Who the caller is: its role and a stable principal id (the token's id,
+  // "node" for the cluster secret's bearer). UNAUTHENTICATED as Identify.
+  struct Caller {
+    Role role;
+    std::string principal;
+  };
+  absl::StatusOr<Caller> IdentifyCaller(absl::string_view authorization) const;
+
   // Re-reads the tokens file if it changed since the last read. The error
   // of a bad or unreadable file (the previous table stays).
   absl::Status ReloadIfChanged();

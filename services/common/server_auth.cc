@@ -90,15 +90,28 @@ std::shared_ptr<grpc::ServerCredentials> AuthenticatingServerCredentials(
   return std::make_shared<AuthenticatingCredentials>(std::move(authenticator), counters);
 }
 
+namespace {
+
+absl::string_view AuthorizationOf(const grpc::ServerContext& context) {
+  auto it = context.client_metadata().find("authorization");
+  if (it == context.client_metadata().end()) return {};
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
+}  // namespace
+
+std::string CallerPrincipal(const grpc::ServerContext& context,
+                            const Authenticator* authenticator) {
+  if (authenticator == nullptr) return "";
+  absl::StatusOr<Authenticator::Caller> caller =
+      authenticator->IdentifyCaller(AuthorizationOf(context));
+  return caller.ok() ? caller->principal : "";
+}
+
 absl::Status RequireNodeRole(const grpc::ServerContext& context,
                              const Authenticator* authenticator, absl::string_view what) {
   if (authenticator == nullptr) return absl::OkStatus();
-  absl::string_view authorization;
-  auto it = context.client_metadata().find("authorization");
-  if (it != context.client_metadata().end()) {
-    authorization = absl::string_view(it->second.data(), it->second.size());
-  }
-  absl::StatusOr<Role> role = authenticator->Identify(authorization);
+  absl::StatusOr<Role> role = authenticator->Identify(AuthorizationOf(context));
   if (role.ok() && *role == Role::kNode) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(
       what, " needs role node (the cluster secret); the caller has role ",

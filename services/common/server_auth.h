@@ -53,6 +53,11 @@ std::shared_ptr<grpc::ServerCredentials> AuthenticatingServerCredentials(
 // OK when `authenticator` is null (auth off) or the call's bearer is the
 // node credential; otherwise PERMISSION_DENIED saying that `what` needs the
 // cluster secret.
+// The caller's principal (Authenticator::IdentifyCaller), "" without an
+// authenticator (auth off) or without valid credentials.
+std::string CallerPrincipal(const grpc::ServerContext& context,
+                            const Authenticator* authenticator);
+
 absl::Status RequireNodeRole(const grpc::ServerContext& context,
                              const Authenticator* authenticator, absl::string_view what);
 

@@ -1,5 +1,7 @@
 #include "services/master/master_service.h"
 
+#include <algorithm>
+
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -39,8 +41,40 @@ grpc::Status MasterService::RegisterNode(grpc::ServerContext* context,
   }
   absl::StatusOr<cellar::v1::RegisterNodeResponse> r = cluster_->RegisterNode(*request);
   if (!r.ok()) return ToGrpcStatus(r.status());
+  if (request->role() == cellar::v1::NODE_ROLE_CLIENT && authenticator_ != nullptr) {
+    RecordOwner(r->node_id(), common::CallerPrincipal(*context, authenticator_));
+  }
   *response = *std::move(r);
   return grpc::Status::OK;
+}
+
+void MasterService::RecordOwner(uint32_t node_id, std::string principal) {
+  absl::MutexLock l(&owners_mu_);
+  owners_[node_id] = std::move(principal);
+  if (owners_.size() < prune_owners_at_) return;
+  // Forget departed clients (amortized: the bound doubles with what stays).
+  for (auto it = owners_.begin(); it != owners_.end();) {
+    if (cluster_->CheckClient(it->first).ok()) {
+      ++it;
+    } else {
+      owners_.erase(it++);
+    }
+  }
+  prune_owners_at_ = std::max<size_t>(kMinOwnerPrune, 2 * owners_.size());
+}
+
+absl::Status MasterService::CheckOwner(const grpc::ServerContext& context,
+                                       uint32_t node_id) const {
+  if (authenticator_ == nullptr) return absl::OkStatus();
+  const std::string caller = common::CallerPrincipal(context, authenticator_);
+  if (caller == "node") return absl::OkStatus();  // cluster components
+  absl::MutexLock l(&owners_mu_);
+  auto it = owners_.find(node_id);
+  if (it == owners_.end() || it->second == caller) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "node_id: ", common::NodeName(node_id),
+      " was registered with other credentials: a client acts only for the node ids it "
+      "registered itself"));
 }
 
 grpc::Status MasterService::Watch(grpc::ServerContext* context,
@@ -62,6 +96,10 @@ grpc::Status MasterService::Watch(grpc::ServerContext* context,
         return ToGrpcStatus(s);
       }
     }
+  }
+  // Ending another client's stream would end its session.
+  if (absl::Status s = CheckOwner(*context, request->node_id()); !s.ok()) {
+    return ToGrpcStatus(s);
   }
   absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> sub =
       cluster_->Watch(request->node_id());
@@ -100,9 +138,13 @@ grpc::Status MasterService::AllocateOids(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status MasterService::Begin(grpc::ServerContext*, const cellar::v1::BeginRequest* request,
+grpc::Status MasterService::Begin(grpc::ServerContext* context,
+                                  const cellar::v1::BeginRequest* request,
                                   cellar::v1::BeginResponse* response) {
   if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  if (absl::Status s = CheckOwner(*context, request->node_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   absl::StatusOr<uint64_t> ttid = coordinator_->Begin(request->node_id());
   if (!ttid.ok()) return ToGrpcStatus(ttid.status());
   response->set_ttid(*ttid);
@@ -110,10 +152,13 @@ grpc::Status MasterService::Begin(grpc::ServerContext*, const cellar::v1::BeginR
   return grpc::Status::OK;
 }
 
-grpc::Status MasterService::Finish(grpc::ServerContext*,
+grpc::Status MasterService::Finish(grpc::ServerContext* context,
                                    const cellar::v1::FinishRequest* request,
                                    cellar::v1::FinishResponse* response) {
   if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  if (absl::Status s = CheckOwner(*context, request->node_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (request->ttid() == 0) return Invalid("ttid: required (from Begin)");
   if (request->partition_voters_size() == 0) {
     return Invalid(
@@ -148,9 +193,13 @@ grpc::Status MasterService::Finish(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status MasterService::Abort(grpc::ServerContext*, const cellar::v1::AbortRequest* request,
+grpc::Status MasterService::Abort(grpc::ServerContext* context,
+                                  const cellar::v1::AbortRequest* request,
                                   cellar::v1::AbortResponse*) {
   if (request->node_id() == 0) return Invalid("node_id: required (from RegisterNode)");
+  if (absl::Status s = CheckOwner(*context, request->node_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (request->ttid() == 0) return Invalid("ttid: required");
   const std::vector<uint32_t> storages(request->storage_node_ids().begin(),
                                        request->storage_node_ids().end());

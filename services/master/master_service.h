@@ -9,7 +9,13 @@
 // (ClusterManager::ExpireSilentNodes), so no extra thread is needed.
 // Thread-safe.
 
+#include <cstdint>
+#include <string>
+
 #include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/authenticator.h"
@@ -104,6 +110,18 @@ class MasterService final : public cellar::v1::Master::Service {
   EventHub* hub_;
   StorageCaller* storages_;
   const common::Authenticator* authenticator_;
+
+  // With auth on: which principal registered each client node id, so that
+  // a client cannot begin, finish, abort or watch as another one.
+  void RecordOwner(uint32_t node_id, std::string principal);
+  // PERMISSION_DENIED if `node_id` was registered by another principal
+  // (the node role acts for anyone; unknown ids are the cluster's to
+  // refuse).
+  absl::Status CheckOwner(const grpc::ServerContext& context, uint32_t node_id) const;
+  static constexpr size_t kMinOwnerPrune = 1024;
+  mutable absl::Mutex owners_mu_;
+  absl::flat_hash_map<uint32_t, std::string> owners_ ABSL_GUARDED_BY(owners_mu_);
+  size_t prune_owners_at_ ABSL_GUARDED_BY(owners_mu_) = kMinOwnerPrune;
 };
 
 }  // namespace cellar::master

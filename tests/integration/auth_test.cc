@@ -57,6 +57,10 @@ class AuthTest : public ::testing::Test {
       file += made->line;
     }
     (*tokens_)[common::Role::kNode] = common::NodeBearer(kSecret);
+    auto other = common::MakeToken(common::Role::kClient, "test another client");
+    ASSERT_THAT(other, common::IsOk());
+    other_client_token_ = new std::string(other->token);
+    file += other->line;
     tokens_file_ = new std::string(dir + ".tokens");
     std::ofstream(*tokens_file_) << file;
 
@@ -156,11 +160,13 @@ class AuthTest : public ::testing::Test {
   static tools::LocalCluster* cluster_;
   static std::map<common::Role, std::string>* tokens_;
   static std::string* tokens_file_;
+  static std::string* other_client_token_;
 };
 
 tools::LocalCluster* AuthTest::cluster_ = nullptr;
 std::map<common::Role, std::string>* AuthTest::tokens_ = nullptr;
 std::string* AuthTest::tokens_file_ = nullptr;
+std::string* AuthTest::other_client_token_ = nullptr;
 
 TEST_F(AuthTest, EveryRpcRefusesCallersWithoutCredentials) {
   for (const auto* method : AllMethods()) {
@@ -267,6 +273,72 @@ TEST_F(AuthTest, OnlyNodesAbortWithAMasterEpoch) {
   EXPECT_THAT(s.error_message(), HasSubstr("AbortTransaction with an epoch needs role node"));
   EXPECT_NE(abort_as(tokens_->at(common::Role::kNode)).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// A client acts only for the node ids it registered itself: another
+// client's token cannot begin, finish, abort or watch as that node (a
+// probe killed other clients' transactions with their listed ids).
+TEST_F(AuthTest, AClientCannotActAsAnotherClientsNodeId) {
+  auto master_as = [](const std::string& bearer) {
+    return cellar::v1::Master::NewStub(
+        common::MakeChannel(cluster_->master_address(), bearer));
+  };
+  auto owner = master_as(tokens_->at(common::Role::kClient));
+  auto stranger = master_as(*other_client_token_);
+  cellar::v1::RegisterNodeRequest reg;
+  reg.set_cluster_name(tools::LocalClusterOptions().cluster_name);
+  reg.set_protocol_version(cellar::v1::PROTOCOL_VERSION_1);
+  reg.set_role(cellar::v1::NODE_ROLE_CLIENT);
+  cellar::v1::RegisterNodeResponse registered;
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    ASSERT_TRUE(owner->RegisterNode(&context, reg, &registered).ok());
+  }
+  const uint32_t id = registered.node_id();
+  cellar::v1::BeginRequest begin;
+  begin.set_node_id(id);
+  cellar::v1::BeginResponse begun;
+  grpc::Status s;
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    s = stranger->Begin(&context, begin, &begun);
+  }
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("registered with other credentials"));
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    s = owner->Begin(&context, begin, &begun);
+  }
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  cellar::v1::AbortRequest abort;
+  abort.set_node_id(id);
+  abort.set_ttid(begun.ttid());
+  cellar::v1::AbortResponse aborted;
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    s = stranger->Abort(&context, abort, &aborted);
+  }
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    cellar::v1::WatchRequest watch;
+    watch.set_node_id(id);
+    auto reader = stranger->Watch(&context, watch);
+    cellar::v1::ClusterEvent event;
+    EXPECT_FALSE(reader->Read(&event));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    s = owner->Abort(&context, abort, &aborted);
+  }
+  EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
 TEST_F(AuthTest, OnlyNodesWatchAsAStorage) {
