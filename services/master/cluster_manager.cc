@@ -330,9 +330,7 @@ void ClusterManager::WatchEnded(uint32_t node_id,
       if (it->second.subscriber != sub) return;
       NodesLostLocked({node_id}, "its watch stream ended");
     } else {
-      it->second.info.set_state(cellar::v1::NODE_DOWN);
-      PublishNodeLocked(it->second);
-      nodes_.erase(it);
+      ForgetNodeLocked(it);
       client_gone = kind == NodeKind::kClient;
     }
   }
@@ -624,10 +622,8 @@ void ClusterManager::ExpireSilentNodes() {
         CELLAR_LOG(INFO) << common::NodeName(id) << " registered but did not watch within "
                          << absl::FormatDuration(options_.heartbeat_timeout)
                          << ": forgotten";
-        node.info.set_state(cellar::v1::NODE_DOWN);
-        PublishNodeLocked(node);
         if (common::NodeKindOf(id) == NodeKind::kClient) gone_clients.push_back(id);
-        it = nodes_.erase(it);
+        it = ForgetNodeLocked(it);
         continue;
       }
       ++it;
@@ -640,6 +636,12 @@ void ClusterManager::ExpireSilentNodes() {
   if (on_client_gone_) {
     for (uint32_t id : gone_clients) on_client_gone_(id);
   }
+}
+
+ClusterManager::NodeMap::iterator ClusterManager::ForgetNodeLocked(NodeMap::iterator it) {
+  it->second.info.set_state(cellar::v1::NODE_DOWN);
+  PublishNodeLocked(it->second);
+  return nodes_.erase(it);
 }
 
 bool ClusterManager::IsConnected(uint32_t node_id) const {

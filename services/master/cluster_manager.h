@@ -419,6 +419,10 @@ class ClusterManager {
     uint64_t created_ptid = 0;
   };
   using CellKey = std::pair<uint32_t, uint32_t>;  // (partition, node id)
+  using NodeMap = absl::btree_map<uint32_t, Node>;
+  // A client or admin leaves the registry: published as DOWN, erased.
+  // Returns the next entry.
+  NodeMap::iterator ForgetNodeLocked(NodeMap::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   cellar::v1::ClusterSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::flat_hash_set<uint32_t> ConnectedStoragesLocked() const
@@ -483,7 +487,7 @@ class ClusterManager {
   cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = cellar::v1::CLUSTER_RECOVERING;
   common::PartitionTable pt_ ABSL_GUARDED_BY(mu_);
   // Keyed by node id (role in the top byte).
-  absl::btree_map<uint32_t, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  NodeMap nodes_ ABSL_GUARDED_BY(mu_);
   uint32_t next_storage_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint32_t next_client_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint32_t next_admin_index_ ABSL_GUARDED_BY(mu_) = 1;
