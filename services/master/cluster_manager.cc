@@ -815,8 +815,10 @@ std::vector<uint32_t> ClusterManager::LockFailed(
   std::vector<uint32_t> unheld;
   for (const auto& [p, voters] : voted) {
     if (p >= pt_.num_partitions()) continue;
-    // A readable cell, on a connected node, that holds the commit.
-    const bool held = std::any_of(locked.begin(), locked.end(), [&](uint32_t id) {
+    // A readable cell, on a connected node, that holds the commit. (p is
+    // captured by copy: C++17 lambdas cannot capture a structured binding,
+    // which clang enforces.)
+    const bool held = std::any_of(locked.begin(), locked.end(), [&, p = p](uint32_t id) {
       auto node = nodes_.find(id);
       return node != nodes_.end() && node->second.connected &&
              common::IsReadable(pt_.CellStateOf(p, id));
