@@ -67,6 +67,10 @@ absl::StatusOr<PartitionTable> PartitionTable::MakeBalanced(
 
 absl::StatusOr<PartitionTable> PartitionTable::FromProto(
     const ::cellar::v1::PartitionTable& proto) {
+  if (proto.num_partitions() > kMaxPartitions) {
+    return absl::InvalidArgumentError(absl::StrCat("partition table has ", proto.num_partitions(),
+                                                   " partitions (at most ", kMaxPartitions, ")"));
+  }
   PartitionTable pt(proto.num_partitions(), proto.num_replicas());
   pt.ptid_ = proto.ptid();
   if (proto.rows_size() > static_cast<int>(proto.num_partitions())) {

@@ -32,6 +32,11 @@ bool IsWritable(CellState state);
 // One letter per state, for the grid: U O F C D.
 char CellStateLetter(CellState state);
 
+// Most partitions a table may have. FromProto refuses more before
+// allocating (a peer's num_partitions alone must not make a process
+// allocate gigabytes: found by fuzzing, docs/fuzzing.md).
+inline constexpr uint32_t kMaxPartitions = 1 << 20;
+
 class PartitionTable {
  public:
   PartitionTable() = default;
@@ -46,7 +51,8 @@ class PartitionTable {
       const std::vector<uint32_t>& node_ids);
 
   // INVALID_ARGUMENT if the proto is malformed (rows out of order, a
-  // partition out of range, a node twice in one row, bad states).
+  // partition out of range, a node twice in one row, bad states, more
+  // than kMaxPartitions partitions).
   static absl::StatusOr<PartitionTable> FromProto(const ::cellar::v1::PartitionTable& proto);
   ::cellar::v1::PartitionTable ToProto() const;
 

@@ -58,6 +58,19 @@ TEST(PartitionTableTest, ProtoRoundTripAndValidation) {
   EXPECT_THAT(PartitionTable::FromProto(bad), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Found by fuzz/client_events: a table claiming 3.5e9 partitions made the
+// client (and the master, from a registering storage) allocate ~80 GB.
+TEST(PartitionTableTest, HugePartitionCountIsRefusedBeforeAllocating) {
+  ::cellar::v1::PartitionTable huge;
+  huge.set_ptid(7);
+  huge.set_num_partitions(0xfffffff0);
+  EXPECT_THAT(PartitionTable::FromProto(huge), StatusIs(absl::StatusCode::kInvalidArgument));
+  huge.set_num_partitions(kMaxPartitions + 1);
+  EXPECT_THAT(PartitionTable::FromProto(huge), StatusIs(absl::StatusCode::kInvalidArgument));
+  huge.set_num_partitions(kMaxPartitions);
+  EXPECT_TRUE(PartitionTable::FromProto(huge).ok());
+}
+
 TEST(PartitionTableTest, DeltasApplyInOrderAndGapsAreRefused) {
   auto pt = PartitionTable::MakeBalanced(2, 1, {1, 2});
   ASSERT_TRUE(pt.ok());
