@@ -9,9 +9,9 @@ For `name` (say "storage_service") it declares
   :<name>_corpus_test     (normal `bazel test //...`) replays every file
                           of corpus/<name>/ (the seeds and each crash found,
                           kept as regressions);
-  :<name>_fuzz_test       (tagged manual; run by tools/fuzz --test and
-                          tools/test under --config=fuzz) runs the libFuzzer
-                          binary for a few seconds from the corpus.
+  :<name>_fuzz_test       (tagged manual; tools/test runs them with
+                          --config=fuzz) runs the libFuzzer binary for
+                          `seconds` from the corpus; fails on a crash.
 """
 
 load("@rules_cc//cc:defs.bzl", "cc_binary", "cc_test")
