@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.audit_log_file = options.auth.audit_log_file;
   grpc_options.insecure = options.auth.insecure;
   auto grpc = common::GrpcServer::Start(std::move(grpc_options));
   if (!grpc.ok()) return grpc.status();

@@ -20,11 +20,16 @@ ABSL_FLAG(bool, insecure, false,
           "Allow listening on a non-loopback address without authentication (logs a "
           "warning and sets cellar_insecure_mode 1)");
 
+ABSL_FLAG(std::string, audit_log_file, "",
+          "Append one JSON line per admin action (who, what, when, outcome) to this "
+          "file; they always go to the log too (docs/security.md)");
+
 namespace cellar::common {
 
 absl::StatusOr<AuthSetup> AuthSetupFromFlags() {
   AuthSetup setup;
   setup.insecure = absl::GetFlag(FLAGS_insecure);
+  setup.audit_log_file = absl::GetFlag(FLAGS_audit_log_file);
   AuthenticatorOptions options;
   options.tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   options.open_reflection = absl::GetFlag(FLAGS_reflection);

@@ -110,6 +110,9 @@ struct AuthSetup {
   // Allow a non-loopback listener without an authenticator
   // (GrpcServerOptions::insecure).
   bool insecure = false;
+  // Where admin actions are appended (GrpcServerOptions::audit_log_file);
+  // empty: the process log only.
+  std::string audit_log_file;
 };
 
 }  // namespace cellar::common

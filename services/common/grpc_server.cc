@@ -106,15 +106,22 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   // would silently share it. A port conflict must be an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   server->metrics_registry_ = options.metrics_registry;
+  server->authenticator_ = options.authenticator;
+  absl::StatusOr<std::unique_ptr<AuditLog>> audit_log =
+      AuditLog::Open(options.audit_log_file, options.metrics_registry.get());
+  if (!audit_log.ok()) return audit_log.status();
+  server->audit_log_ = *std::move(audit_log);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      creators;
   if (options.metrics_registry != nullptr) {
     prometheus::Labels labels;
     for (const auto& [k, v] : options.metrics_labels) labels[k] = v;
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        creators;
     creators.push_back(std::make_unique<ServerMetricsInterceptorFactory>(
         *options.metrics_registry, labels));
-    builder.experimental().SetInterceptorCreators(std::move(creators));
   }
+  creators.push_back(std::make_unique<AuditInterceptorFactory>(
+      server->audit_log_.get(), server->authenticator_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

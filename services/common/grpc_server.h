@@ -3,8 +3,9 @@
 
 // The server harness every cellar process uses: a gRPC server with
 // grpc.health.v1 and reflection, keepalive, message-size limits, the gRPC
-// server metrics interceptor and, with an authenticator, a role check of
-// every call before its handler (server_auth.h, docs/security.md).
+// server metrics interceptor, the audit log of admin actions (audit_log.h)
+// and, with an authenticator, a role check of every call before its
+// handler (server_auth.h, docs/security.md).
 // Services are owned by the caller.
 //
 //   CELLAR_ASSIGN_OR_RETURN(auto server, GrpcServer::Start(options));
@@ -22,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/audit_log.h"
 #include "services/common/authenticator.h"
 
 namespace cellar::common {
@@ -50,6 +52,9 @@ struct GrpcServerOptions {
   // (FAILED_PRECONDITION) unless this is true; then a warning is logged and
   // cellar_insecure_mode is 1. Default false.
   bool insecure = false;
+  // Admin actions are written to the audit log (audit_log.h): always to the
+  // process log, and appended to this file when set. Default empty.
+  std::string audit_log_file;
 };
 
 // True for 127.0.0.0/8, ::1, localhost and unix: addresses (host:port).
@@ -83,6 +88,8 @@ class GrpcServer {
   GrpcServer() = default;
   // Declared before server_: the interceptors use it until the server is gone.
   std::shared_ptr<prometheus::Registry> metrics_registry_;
+  std::shared_ptr<const Authenticator> authenticator_;
+  std::unique_ptr<AuditLog> audit_log_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -132,6 +132,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.audit_log_file = options.auth.audit_log_file;
   grpc_options.insecure = options.auth.insecure;
   absl::StatusOr<std::unique_ptr<common::GrpcServer>> grpc =
       common::GrpcServer::Start(std::move(grpc_options));

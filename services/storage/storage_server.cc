@@ -84,6 +84,7 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.audit_log_file = options.auth.audit_log_file;
   grpc_options.insecure = options.auth.insecure;
   // Room for a full Store (10000 objects) is not the point: one object of
   // max_object_bytes plus overhead must always fit.

@@ -78,6 +78,8 @@ class AuthTest : public ::testing::Test {
     options.partitions = 2;
     options.auth.authenticator = *std::move(authenticator);
     options.auth.node_bearer = common::NodeBearer(kSecret);
+    audit_file_ = new std::string(dir + ".audit");
+    options.auth.audit_log_file = *audit_file_;
     auto cluster = tools::LocalCluster::Start(options);
     ASSERT_THAT(cluster, common::IsOk());
     cluster_ = cluster->release();
@@ -161,12 +163,14 @@ class AuthTest : public ::testing::Test {
   static std::map<common::Role, std::string>* tokens_;
   static std::string* tokens_file_;
   static std::string* other_client_token_;
+  static std::string* audit_file_;
 };
 
 tools::LocalCluster* AuthTest::cluster_ = nullptr;
 std::map<common::Role, std::string>* AuthTest::tokens_ = nullptr;
 std::string* AuthTest::tokens_file_ = nullptr;
 std::string* AuthTest::other_client_token_ = nullptr;
+std::string* AuthTest::audit_file_ = nullptr;
 
 TEST_F(AuthTest, EveryRpcRefusesCallersWithoutCredentials) {
   for (const auto* method : AllMethods()) {
@@ -354,6 +358,49 @@ TEST_F(AuthTest, OnlyNodesWatchAsAStorage) {
   grpc::Status s = reader->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("Watch as NODE_ROLE_STORAGE needs role node"));
+}
+
+TEST_F(AuthTest, AdminActionsAreAuditedWithWhoWhatAndOutcome) {
+  auto admin = common::ParseToken(tokens_->at(common::Role::kAdmin));
+  ASSERT_THAT(admin, common::IsOk());
+  // An admin action (refused by its handler: replicas is required) and a
+  // read, through the admin node; a string field carrying a forged line.
+  {
+    auto stub = cellar::v1::Admin::NewStub(
+        common::MakeChannel(cluster_->admin_address(), tokens_->at(common::Role::kAdmin)));
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    cellar::v1::AcknowledgeAlertRequest request;
+    request.set_id("no-such-alert");
+    request.set_by("x\n{\"forged\":1}");
+    cellar::v1::AcknowledgeAlertResponse response;
+    stub->AcknowledgeAlert(&context, request, &response);
+  }
+  {
+    auto stub = cellar::v1::Admin::NewStub(
+        common::MakeChannel(cluster_->admin_address(), tokens_->at(common::Role::kAdmin)));
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    cellar::v1::GetClusterStatusRequest request;
+    cellar::v1::GetClusterStatusResponse response;
+    ASSERT_TRUE(stub->GetClusterStatus(&context, request, &response).ok());
+  }
+  std::ifstream in(*audit_file_);
+  std::string line;
+  int acknowledged = 0;
+  while (std::getline(in, line)) {
+    EXPECT_EQ(line.find("GetClusterStatus"), std::string::npos) << "reads are not audited";
+    EXPECT_EQ(line.find("\"forged\":1}"), std::string::npos) << "unescaped: " << line;
+    if (!absl::StrContains(line, "/cellar.v1.Admin/AcknowledgeAlert")) continue;
+    if (!absl::StrContains(line, "no-such-alert")) continue;
+    ++acknowledged;
+    EXPECT_THAT(line, HasSubstr(absl::StrCat("\"principal\":\"token ", admin->id, "\"")));
+    EXPECT_THAT(line, HasSubstr("\"role\":\"admin\""));
+    EXPECT_THAT(line, HasSubstr("\"code\":\"NOT_FOUND\""));
+    EXPECT_THAT(line, HasSubstr("\"time\":\"20"));
+    EXPECT_THAT(line, HasSubstr("\"peer\":\"ipv"));
+  }
+  EXPECT_EQ(acknowledged, 1) << "in " << *audit_file_;
 }
 
 // Last: it ends with Storage.Shutdown, which stops the storage.

@@ -27,6 +27,7 @@
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/json.h"
 #include "services/common/partition_table.h"
 #include "services/common/status_macros.h"
 
@@ -36,69 +37,11 @@ namespace {
 using ::cellar::client::Client;
 using ::cellar::client::ClientOptions;
 using ::cellar::client::LoadResult;
+using ::cellar::common::IsValidUtf8;
+using ::cellar::common::JsonString;
 
 // ---------------------------------------------------------------------------
 // Small JSON writer (no dependency; output is one compact document).
-
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    int extra;
-    if (c < 0x80) {
-      extra = 0;
-    } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
-      extra = 1;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-    } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
-      extra = 3;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size() && extra > 0) return false;
-    for (int k = 1; k <= extra; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
-
-// A JSON string literal. Bytes that are not valid UTF-8 are read as
-// Latin-1 (lossy but valid JSON); use base64 where exactness matters.
-std::string JsonString(absl::string_view s) {
-  const bool utf8 = IsValidUtf8(s);
-  std::string out = "\"";
-  for (char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f || (!utf8 && c >= 0x80)) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
 
 // Builds {"k": v, ...} in insertion order.
 class JsonObject {
