@@ -45,6 +45,11 @@ ABSL_FLAG(std::string, track, "stable", "Deployment track: stable, canary or sha
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
           "A storage silent (no Heartbeat) for longer is treated as gone: DOWN, its cells "
           "OUT_OF_DATE (storages send one every --heartbeat_interval, 2 s); 0 disables");
+ABSL_FLAG(uint32_t, max_watch_streams, 1024,
+          "Concurrent Watch streams (one per node session, each holding a server thread); "
+          "more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint32_t, max_watch_streams_per_caller, 256,
+          "Concurrent Watch streams per token (or for the cluster secret)");
 ABSL_FLAG(std::string, election_pg, "",
           "libpq connection string of a PostgreSQL database shared by every master of the "
           "cluster: masters elect a primary with a lease row there (table "
@@ -92,9 +97,16 @@ int main(int argc, char** argv) {
   // call. With an election the lease's (durable) epoch is used instead.
   options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
   options.track = absl::GetFlag(FLAGS_track);
+  options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
+  options.max_watch_streams_per_caller = absl::GetFlag(FLAGS_max_watch_streams_per_caller);
   options.auth = cellar::common::AuthSetupFromFlagsOrExit("cellar-master");
   // Losing the term: wake main (SIGTERM to the process), which exits 3.
   options.on_lost = [](const absl::Status&) { ::kill(::getpid(), SIGTERM); };
+  if (options.max_watch_streams == 0 || options.max_watch_streams_per_caller == 0) {
+    std::cerr << "cellar-master: --max_watch_streams and --max_watch_streams_per_caller "
+                 "must be at least 1 (0 would refuse every node)\n";
+    return 2;
+  }
   if (options.cluster.num_partitions == 0) {
     std::cerr << "cellar-master: --partitions must be at least 1\n";
     return 2;

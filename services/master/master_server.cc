@@ -236,6 +236,8 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
                                                   term->hub.get(), term->caller.get(),
                                                   options_.auth.authenticator.get());
+  term->service->SetWatchLimits(options_.max_watch_streams,
+                                options_.max_watch_streams_per_caller);
   ClusterManager* cluster = term->cluster.get();
   term->checker = std::make_unique<ReplicaChecker>([cluster] { return cluster->Info(); },
                                                    term->caller.get(), clock_);
