@@ -31,6 +31,7 @@
 #include "services/common/logging.h"
 #include "services/common/status_matchers.h"
 #include "services/storage/backend/backend_uri.h"
+#include "tests/integration/cluster_helpers.h"
 #include "tools/local/local_cluster.h"
 
 namespace cellar {
@@ -64,20 +65,15 @@ class AuthTest : public ::testing::Test {
     tokens_file_ = new std::string(dir + ".tokens");
     std::ofstream(*tokens_file_) << file;
 
-    common::AuthenticatorOptions auth_options;
-    auth_options.tokens_file = *tokens_file_;
-    auth_options.cluster_secret = kSecret;
-    auth_options.reload_interval = absl::ZeroDuration();
-    auto authenticator = common::Authenticator::Create(auth_options);
-    ASSERT_THAT(authenticator, common::IsOk());
+    auto auth = testing_support::TestAuthSetup(*tokens_file_, kSecret);
+    ASSERT_THAT(auth, common::IsOk());
 
     tools::LocalClusterOptions options;
     options.data_dir = dir;
     options.storages = 1;
     options.replicas = 0;
     options.partitions = 2;
-    options.auth.authenticator = *std::move(authenticator);
-    options.auth.node_bearer = common::NodeBearer(kSecret);
+    options.auth = *std::move(auth);
     audit_file_ = new std::string(dir + ".audit");
     options.auth.audit_log_file = *audit_file_;
     auto cluster = tools::LocalCluster::Start(options);

@@ -22,6 +22,7 @@
 #include "services/common/channel.h"
 #include "services/common/logging.h"
 #include "services/common/status_matchers.h"
+#include "tests/integration/cluster_helpers.h"
 #include "tools/local/local_cluster.h"
 
 namespace cellar {
@@ -45,19 +46,14 @@ class LimitsTest : public ::testing::Test {
       file += made->line;
     }
     std::ofstream(dir + ".tokens") << file;
-    common::AuthenticatorOptions auth_options;
-    auth_options.tokens_file = dir + ".tokens";
-    auth_options.cluster_secret = kSecret;
-    auth_options.reload_interval = absl::ZeroDuration();
-    auto authenticator = common::Authenticator::Create(auth_options);
-    ASSERT_THAT(authenticator, common::IsOk());
+    auto auth = testing_support::TestAuthSetup(dir + ".tokens", kSecret);
+    ASSERT_THAT(auth, common::IsOk());
     tools::LocalClusterOptions options;
     options.data_dir = dir;
     options.storages = 1;
     options.replicas = 0;
     options.partitions = 2;
-    options.auth.authenticator = *std::move(authenticator);
-    options.auth.node_bearer = common::NodeBearer(kSecret);
+    options.auth = *std::move(auth);
     options.master_options = [](master::MasterServerOptions* m) {
       m->max_watch_streams_per_caller = kPerCaller;
     };
