@@ -79,7 +79,9 @@ class KubernetesLeaseElection::Api {
   }
 
   // NOT_FOUND when there is no Lease.
-  absl::StatusOr<LeaseRecord> Get() { return Call("GET", absl::StrCat(collection_, "/", name_), nullptr); }
+  absl::StatusOr<LeaseRecord> Get() {
+    return Call("GET", absl::StrCat(collection_, "/", name_), nullptr);
+  }
   // ABORTED (AlreadyExists) when another master created it first.
   absl::StatusOr<LeaseRecord> Create(const std::string& body) {
     return Call("POST", collection_, &body);
@@ -126,7 +128,9 @@ class KubernetesLeaseElection::Api {
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &AppendBody);
     curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
     curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "https,http");
-    if (!options_.ca_file.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, options_.ca_file.c_str());
+    if (!options_.ca_file.empty()) {
+      curl_easy_setopt(curl_, CURLOPT_CAINFO, options_.ca_file.c_str());
+    }
     const CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(headers);
     if (rc != CURLE_OK) {
@@ -195,10 +199,14 @@ absl::StatusOr<std::unique_ptr<KubernetesLeaseElection>> KubernetesLeaseElection
   if (options.lease <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("election: the lease must be positive");
   }
-  if (options.renew_deadline == absl::ZeroDuration()) options.renew_deadline = options.lease * 2 / 3;
+  if (options.renew_deadline == absl::ZeroDuration()) {
+    options.renew_deadline = options.lease * 2 / 3;
+  }
   if (options.renew_interval == absl::ZeroDuration()) options.renew_interval = options.lease / 5;
   if (options.retry_interval == absl::ZeroDuration()) options.retry_interval = options.lease / 5;
-  if (options.http_timeout == absl::ZeroDuration()) options.http_timeout = options.renew_deadline / 2;
+  if (options.http_timeout == absl::ZeroDuration()) {
+    options.http_timeout = options.renew_deadline / 2;
+  }
   if (options.renew_deadline <= absl::ZeroDuration() || options.renew_deadline >= options.lease) {
     return absl::InvalidArgumentError(absl::StrCat(
         "election: the renew deadline (", absl::FormatDuration(options.renew_deadline),
@@ -253,6 +261,8 @@ absl::StatusOr<uint64_t> KubernetesLeaseElection::Campaign(absl::Duration timeou
     return absl::FailedPreconditionError("election: already the primary");
   }
   ++waiters_;
+  // A new Campaign() tries at once, then at the worker's pace.
+  next_attempt_ = absl::InfinitePast();
   const uint64_t start_attempts = attempts_;
   const absl::Time end =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : MonoNow() + timeout;
@@ -354,7 +364,6 @@ void KubernetesLeaseElection::RecordError(const absl::Status& status) {
 
 void KubernetesLeaseElection::WorkerLoop() {
   enum class Action { kAttempt, kRenew, kRelease, kExit };
-  absl::Time next_attempt = absl::InfinitePast();
   while (true) {
     Action action;
     uint64_t release_epoch = 0;
@@ -379,11 +388,13 @@ void KubernetesLeaseElection::WorkerLoop() {
           }
           wait = next_renew_ - now;
         } else if (state_ == State::kStandby && !stopping_ && waiters_ > 0) {
-          if (now >= next_attempt) {
+          if (now >= next_attempt_) {
             action = Action::kAttempt;
+            // The next one a retry interval after this one started.
+            next_attempt_ = now + options_.retry_interval;
             break;
           }
-          wait = next_attempt - now;
+          wait = next_attempt_ - now;
         }
         if (wait == absl::InfiniteDuration()) {
           cv_.Wait(&mu_);
@@ -401,12 +412,9 @@ void KubernetesLeaseElection::WorkerLoop() {
       case Action::kRenew:
         Renew();
         break;
-      case Action::kAttempt: {
-        const absl::Time started = MonoNow();
+      case Action::kAttempt:
         Attempt();
-        next_attempt = started + options_.retry_interval;
         break;
-      }
     }
   }
 }

@@ -181,6 +181,8 @@ class KubernetesLeaseElection final : public Election {
   absl::Time deadline_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // When the worker renews next.
   absl::Time next_renew_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // When a standby attempts next (a new Campaign() makes it now).
+  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // A held term to give back (after Resign or a lost term).
   bool release_pending_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t release_epoch_ ABSL_GUARDED_BY(mu_) = 0;
