@@ -393,7 +393,8 @@ TEST(K8sLeaseOptionsTest, InClusterDefaults) {
   ::setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
   ::setenv("KUBERNETES_SERVICE_PORT", "443", 1);
   const std::string dir = Env("TEST_TMPDIR").empty() ? "/tmp" : Env("TEST_TMPDIR");
-  options.namespace_file = dir + "/k8s_lease_test_namespace";
+  options.namespace_file = absl::StrCat(dir, "/k8s_lease_test_namespace_", ::getpid());
+  std::remove(options.namespace_file.c_str());
   EXPECT_THAT(KubernetesLeaseElection::Create(options),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(options.namespace_file)));
   std::ofstream(options.namespace_file) << "prod\n";
@@ -403,6 +404,7 @@ TEST(K8sLeaseOptionsTest, InClusterDefaults) {
   EXPECT_EQ((*e)->options().ns, "prod");
   EXPECT_EQ((*e)->options().token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
   EXPECT_EQ((*e)->options().ca_file, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+  std::remove(options.namespace_file.c_str());
   ::unsetenv("KUBERNETES_SERVICE_HOST");
   if (!saved_host.empty()) ::setenv("KUBERNETES_SERVICE_HOST", saved_host.c_str(), 1);
 }
