@@ -187,6 +187,27 @@ def main():
         if not ok:
             fail(f"{name}: expected {what}")
 
+    # The pods' checksum/auth is the hash of the generated Secret's data (the
+    # same render), so new credentials roll the pods and an upgrade that keeps
+    # them does not.
+    auth_secrets = [d for d in kinds.get("Secret", []) if d["metadata"]["name"].endswith("-auth")]
+    if auth_secrets:
+        import base64, hashlib
+        data = {k: base64.b64decode(v).decode() for k, v in auth_secrets[0]["data"].items()}
+        want = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        for d in kinds.get("StatefulSet", []):
+            got = d["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/auth")
+            if got is not None and got != want:
+                fail(f"StatefulSet/{d['metadata']['name']}: checksum/auth {got} is not the hash of the auth Secret's data {want}")
+        tokens = data["tokens"]
+        for role in ("admin", "client"):
+            _, tid, secret = data[f"{role}-token"].split("_")
+            line = f"{tid} {role} {hashlib.sha256(secret.encode()).hexdigest()} helm-{role}"
+            if line not in tokens.splitlines():
+                fail(f"auth Secret: the tokens file has no line {line!r} for the {role} token")
+            if not re.fullmatch(r"[0-9a-f]{8}", tid) or not re.fullmatch(r"[0-9a-f]{64}", secret):
+                fail(f"auth Secret: the {role} token is not cellar_<8 hex>_<64 hex>")
+
     summary = ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items()))
     if errors:
         for e in errors:

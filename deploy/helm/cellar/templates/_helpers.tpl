@@ -126,10 +126,38 @@ podAntiAffinity:
             {{- include "cellar.selectorLabels" . | nindent 12 }}
 {{- end -}}
 
-{{/* Checksum of the auth material: a new secret rolls every pod. */}}
+{{/*
+The generated auth material as JSON: the cluster secret and two tokens
+(admin, client), generated once and kept across upgrades (an existing
+Secret's values are reused through lookup; with `helm template` they are new
+on every render). Computed once per render and memoized in .Values, so the
+Secret and the pods' checksum/auth annotation see the same values.
+Token: cellar_<8 hex id>_<64 hex secret>; the tokens file holds the SHA-256
+of the secret part only (docs/security.md).
+*/}}
+{{- define "cellar.authData" -}}
+{{- if not (hasKey .Values "_cellarAuthData") -}}
+{{- $old := (lookup "v1" "Secret" .Release.Namespace (include "cellar.authSecret" .)).data | default dict -}}
+{{- $d := dict -}}
+{{- if and (hasKey $old "cluster-secret") (hasKey $old "admin-token") (hasKey $old "client-token") (hasKey $old "tokens") -}}
+{{- range $k, $v := $old }}{{ $_ := set $d $k (b64dec $v) }}{{ end -}}
+{{- else -}}
+{{- $admin := list (randAlphaNum 32 | sha256sum | trunc 8) (randAlphaNum 64 | sha256sum) -}}
+{{- $client := list (randAlphaNum 32 | sha256sum | trunc 8) (randAlphaNum 64 | sha256sum) -}}
+{{- $_ := set $d "cluster-secret" (randAlphaNum 64 | sha256sum) -}}
+{{- $_ := set $d "admin-token" (printf "cellar_%s_%s" (index $admin 0) (index $admin 1)) -}}
+{{- $_ := set $d "client-token" (printf "cellar_%s_%s" (index $client 0) (index $client 1)) -}}
+{{- $_ := set $d "tokens" (printf "# id role sha256(secret) name  (cellarctl token new --file appends here)\n%s admin %s helm-admin\n%s client %s helm-client\n" (index $admin 0) (index $admin 1 | sha256sum) (index $client 0) (index $client 1 | sha256sum)) -}}
+{{- end -}}
+{{- $_ := set .Values "_cellarAuthData" $d -}}
+{{- end -}}
+{{- .Values._cellarAuthData | toJson -}}
+{{- end -}}
+
+{{/* Checksum of the auth material: new credentials roll every pod. */}}
 {{- define "cellar.authChecksum" -}}
 {{- if and .Values.auth.enabled (not .Values.auth.existingSecret) -}}
-{{- include (print .Template.BasePath "/secret-auth.yaml") . | sha256sum -}}
+{{- include "cellar.authData" . | sha256sum -}}
 {{- else -}}
 {{- .Values.auth | toJson | sha256sum -}}
 {{- end -}}
