@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
@@ -62,6 +63,9 @@ ABSL_FLAG(std::string, pg, "",
 ABSL_FLAG(int, pg_writer_threads, 4, "Group-commit writer threads per PostgreSQL storage");
 ABSL_FLAG(std::string, tmp_dir, "", "Parent of the temporary SQLite directory ($TMPDIR)");
 ABSL_FLAG(bool, verbose, false, "Show the cluster's INFO logs");
+ABSL_FLAG(bool, absl_deadlock_detection, true,
+          "Leave Abseil's mutex deadlock detection as the library has it (on in Debian's "
+          "build, as in every cellar binary); false: turn it off, to measure what it costs");
 
 namespace {
 
@@ -232,6 +236,9 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   if (!absl::GetFlag(FLAGS_verbose)) {
     cellar::common::SetMinLogSeverity(cellar::common::LogSeverity::kWarning);
+  }
+  if (!absl::GetFlag(FLAGS_absl_deadlock_detection)) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   }
   const std::string op = absl::GetFlag(FLAGS_op);
   if (op != "tiny_commit" && op != "bulk_commit" && op != "load_uncached") {
