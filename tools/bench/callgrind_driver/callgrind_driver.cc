@@ -16,6 +16,9 @@
 //   bulk_commit    a transaction of --bulk_objects new objects
 //   load_uncached  Load() of a random object (seeded) of --load_objects
 //                  written before (client cache disabled), checked
+//   idle           1 s of sleep (N seconds in all): the background work
+//                  (heartbeats, timers, replication loops) per second,
+//                  which every run also counts for as long as it lasts
 // Outside valgrind the instrumentation macros do nothing: the driver then
 // just runs the loop and prints its wall time.
 //
@@ -48,7 +51,8 @@
 #include "tools/local/local_cluster.h"
 #include "tools/pgserver/throwaway_postgres.h"
 
-ABSL_FLAG(std::string, op, "tiny_commit", "tiny_commit, bulk_commit or load_uncached");
+ABSL_FLAG(std::string, op, "tiny_commit",
+          "tiny_commit, bulk_commit, load_uncached, or idle (--n seconds of background work)");
 ABSL_FLAG(int, n, 100, "Measured operations");
 ABSL_FLAG(int, warmup, 50, "Operations of the same kind before the measured ones");
 ABSL_FLAG(int, storages, 2, "Storage nodes");
@@ -188,11 +192,12 @@ absl::Status Run(const std::string& op, int n, int warmup) {
     Driver driver(client->get(), object_bytes);
 
     std::function<absl::Status()> one;
+    std::function<absl::Status()> warm;  // the warm-up operation
     if (op == "tiny_commit") {
       one = [&] { return driver.Commit(1); };
     } else if (op == "bulk_commit") {
       one = [&] { return driver.Commit(bulk_objects); };
-    } else {
+    } else if (op == "load_uncached") {
       const int load_objects = std::max(1, absl::GetFlag(FLAGS_load_objects));
       std::cerr << "[callgrind_driver] writing " << load_objects << " objects to load"
                 << std::endl;
@@ -202,8 +207,20 @@ absl::Status Run(const std::string& op, int n, int warmup) {
       driver.PrepareLoads();
       one = [&] { return driver.Load(); };
     }
-    std::cerr << "[callgrind_driver] warm-up: " << warmup << " x " << op << std::endl;
-    for (int i = 0; i < warmup; ++i) DRIVER_RETURN_IF_ERROR(one());
+    if (op == "idle") {
+      // Background work only (heartbeats, timers): 1 s per "operation",
+      // after tiny commits as warm-up.
+      one = [] {
+        absl::SleepFor(absl::Seconds(1));
+        return absl::OkStatus();
+      };
+      warm = [&] { return driver.Commit(1); };
+    } else {
+      warm = one;
+    }
+    std::cerr << "[callgrind_driver] warm-up: " << warmup << " x "
+              << (op == "idle" ? "tiny_commit" : op) << std::endl;
+    for (int i = 0; i < warmup; ++i) DRIVER_RETURN_IF_ERROR(warm());
 
     std::cerr << "[callgrind_driver] measured: " << n << " x " << op << std::endl;
     const absl::Time start = absl::Now();
@@ -213,7 +230,9 @@ absl::Status Run(const std::string& op, int n, int warmup) {
     CALLGRIND_STOP_INSTRUMENTATION;
     const absl::Duration elapsed = absl::Now() - start;
     DRIVER_RETURN_IF_ERROR(loop);
-    std::cerr << "[callgrind_driver] " << n << " x " << op << " in " << elapsed << " ("
+    // tools/bench/callgrind reads the seconds from this line.
+    std::cerr << "[callgrind_driver] " << n << " x " << op << " in "
+              << absl::ToDoubleSeconds(elapsed) << " s ("
               << (RUNNING_ON_VALGRIND ? "under valgrind" : "native") << ")" << std::endl;
     (*client)->Close();
     (*cluster)->Shutdown();
@@ -241,7 +260,7 @@ int main(int argc, char** argv) {
     absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   }
   const std::string op = absl::GetFlag(FLAGS_op);
-  if (op != "tiny_commit" && op != "bulk_commit" && op != "load_uncached") {
+  if (op != "tiny_commit" && op != "bulk_commit" && op != "load_uncached" && op != "idle") {
     std::cerr << "callgrind_driver: unknown --op=" << op << std::endl;
     return 1;
   }
