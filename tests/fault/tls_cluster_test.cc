@@ -1,0 +1,166 @@
+// A multi-process cluster (tools/cluster) started with TLS and mTLS: every
+// process serves TLS with the harness's throwaway node certificate,
+// verifies client certificates against the cluster CA, and dials the
+// others over TLS presenting its certificate (docs/security.md, "TLS and
+// mTLS"). What a cluster must do over TLS (register, replicate, commit,
+// read, restart) works; what a stranger tries is refused.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/time/clock.h"
+#include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/common/channel.h"
+#include "services/common/logging.h"
+#include "services/common/status_matchers.h"
+#include "services/common/tls_config.h"
+#include "services/common/tls_files.h"
+#include "tests/fault/fault_support.h"
+
+namespace cellar::fault {
+namespace {
+
+using common::IsOk;
+
+// A certificate of another CA (with the node identity: it must not help).
+common::CertificateFiles StrangerCertificate(const std::string& dir) {
+  auto ca = common::MakeCertificateAuthority(dir, "other-ca");
+  EXPECT_THAT(ca, IsOk());
+  auto cert = common::IssueCertificate(
+      *ca, dir, "stranger",
+      {"IP:127.0.0.1", absl::StrCat("URI:", common::kNodeIdentityUri)});
+  EXPECT_THAT(cert, IsOk());
+  return cert.ok() ? *cert : common::CertificateFiles{};
+}
+
+// Master.GetClusterInfo at `address` over a channel of its own.
+grpc::Status ClusterInfo(const std::string& address, const common::ChannelSecurity& security) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto master = v1::Master::NewStub(common::MakeChannelWithArgs(address, args, security));
+  grpc::ClientContext context;
+  common::SetDeadline(&context, absl::Seconds(5));
+  v1::GetClusterInfoResponse info;
+  return master->GetClusterInfo(&context, {}, &info);
+}
+
+common::ChannelSecurity Security(const std::string& bearer,
+                                 std::optional<common::TlsClientConfig> tls) {
+  auto security = common::MakeChannelSecurity(bearer, tls);
+  EXPECT_THAT(security, IsOk());
+  return security.ok() ? *security : common::ChannelSecurity{};
+}
+
+// TLS with tokens and the cluster secret; client certificates optional.
+TEST(TlsClusterTest, CommitsReadsAndReplicatesOverTlsAndRefusesStrangers) {
+  common::SetMinLogSeverity(common::LogSeverity::kError);
+  tools::ClusterTopology topology = DefaultTopology();
+  topology.storages = 2;
+  topology.replicas = 2;
+  topology.partitions = 4;
+  topology.auth = true;
+  topology.tls = true;
+  auto cluster = StartCluster("sqlite", topology);
+  ASSERT_THAT(cluster, IsOk());
+  tools::ProcessCluster& c = **cluster;
+  ASSERT_TRUE(c.client_tls().has_value());
+
+  // RUNNING (Up waited): storage -> master over TLS. A commit goes client
+  // -> master -> storages (lock/unlock over TLS), client -> storages.
+  auto client = Connect(c);
+  ASSERT_THAT(client, IsOk());
+  CommitLedger ledger;
+  ASSERT_THAT(CommitFresh(**client, ledger, 10), IsOk()) << ledger.FailureSummary();
+  {
+    Reader reader(client->get(), &ledger);
+    reader.Start();
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (reader.reads() < 20 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+    reader.Stop();
+    EXPECT_GE(reader.reads(), 20u);
+    EXPECT_EQ(reader.failures(), 0u);
+  }
+
+  const std::string master = c.master_addresses().front();
+  const std::string token = c.client_token();
+  common::TlsClientConfig ca_only = *c.client_tls();
+  ca_only.cert_file.clear();
+  ca_only.key_file.clear();
+  EXPECT_TRUE(ClusterInfo(master, Security(token, ca_only)).ok()) << "token, no certificate";
+  // Plaintext: refused (the handshake fails).
+  EXPECT_EQ(ClusterInfo(master, Security(token, std::nullopt)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // A client trusting another CA refuses the cluster's certificate.
+  const common::CertificateFiles stranger = StrangerCertificate(c.dir());
+  common::TlsClientConfig other_ca;
+  other_ca.ca_file = c.dir() + "/other-ca.pem";
+  EXPECT_EQ(ClusterInfo(master, Security(token, other_ca)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // A client certificate of another CA is refused, token or not.
+  common::TlsClientConfig with_stranger = ca_only;
+  with_stranger.cert_file = stranger.cert_file;
+  with_stranger.key_file = stranger.key_file;
+  EXPECT_EQ(ClusterInfo(master, Security(token, with_stranger)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  // The admin (admin -> master over TLS) answers an admin token.
+  v1::ListNodesResponse nodes;
+  grpc::Status listed = AdminListNodes(
+      c.address("A1"), Security(ReadTokenFile(c.dir() + "/admin.token"), ca_only), &nodes);
+  EXPECT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_GE(nodes.nodes_size(), 3);
+
+  // A storage that missed commits catches up from its peer (storage ->
+  // storage replication over TLS), with its TLS flags on restart.
+  ASSERT_THAT(c.Kill("S1", SIGKILL), IsOk());
+  ASSERT_THAT(CommitFresh(**client, ledger, 5), IsOk()) << ledger.FailureSummary();
+  ASSERT_THAT(c.Restart("S1"), IsOk());
+  ASSERT_THAT(WaitForAllCellsUpToDate(c, absl::Seconds(60)), IsOk());
+  ASSERT_THAT(CommitFresh(**client, ledger, 5), IsOk()) << ledger.FailureSummary();
+}
+
+// mTLS without a cluster secret or tokens: the node certificate is the
+// only node proof, and client certificates are required.
+TEST(TlsClusterTest, NodeCertificatesAloneRunTheClusterAndClientCertificatesAreRequired) {
+  common::SetMinLogSeverity(common::LogSeverity::kError);
+  tools::ClusterTopology topology = DefaultTopology();
+  topology.storages = 2;
+  topology.partitions = 4;
+  topology.tls = true;
+  for (auto* flags : {&topology.master_flags, &topology.storage_flags, &topology.admin_flags}) {
+    flags->push_back("--tls_require_client_cert");
+  }
+  // Up waits for RUNNING: the storages registered as nodes by certificate.
+  auto cluster = StartCluster("sqlite", topology);
+  ASSERT_THAT(cluster, IsOk());
+  tools::ProcessCluster& c = **cluster;
+  ASSERT_TRUE(c.client_token().empty());
+  const std::string master = c.master_addresses().front();
+
+  common::TlsClientConfig node = *c.client_tls();
+  node.cert_file = c.dir() + "/tls/node.pem";
+  node.key_file = c.dir() + "/tls/node.key";
+  EXPECT_TRUE(ClusterInfo(master, Security("", node)).ok());
+  // A certificate of the cluster CA without the node identity: no role.
+  EXPECT_EQ(ClusterInfo(master, Security("", c.client_tls())).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // No certificate: refused in the handshake.
+  common::TlsClientConfig ca_only = node;
+  ca_only.cert_file.clear();
+  ca_only.key_file.clear();
+  EXPECT_EQ(ClusterInfo(master, Security("", ca_only)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // Another CA's certificate, node identity and all: refused.
+  const common::CertificateFiles stranger = StrangerCertificate(c.dir());
+  common::TlsClientConfig with_stranger = ca_only;
+  with_stranger.cert_file = stranger.cert_file;
+  with_stranger.key_file = stranger.key_file;
+  EXPECT_EQ(ClusterInfo(master, Security("", with_stranger)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // And on a storage's port too.
+  EXPECT_EQ(ClusterInfo(c.address("S1"), Security("", with_stranger)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace cellar::fault
