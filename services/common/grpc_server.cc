@@ -47,9 +47,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
     return absl::FailedPreconditionError(absl::StrCat(
         "refusing to listen on ", options.address,
         " without authentication: anyone who reaches it could register a storage, "
-        "write or truncate data. Give --auth_tokens_file and/or "
-        "--cluster_secret_file (docs/security.md), listen on loopback, or pass "
-        "--insecure to accept the risk"));
+        "write or truncate data. Give --auth_tokens_file, --cluster_secret_file "
+        "and/or --tls_client_ca_file (docs/security.md; TLS alone does not "
+        "authenticate), listen on loopback, or pass --insecure to accept the risk"));
   }
   if (!loopback) {
     CELLAR_LOG(WARNING) << "INSECURE: listening on " << options.address

@@ -20,10 +20,9 @@ std::shared_ptr<grpc::experimental::FileWatcherCertificateProvider> ServerProvid
       RefreshSeconds(config.reload_interval));
 }
 
-// The properties a certificate's URI SANs land in: "peer_uri" (one per
-// URI) and, with every other SAN, "x509_subject_alternative_name".
-constexpr const char* kUriProperties[] = {GRPC_PEER_URI_PROPERTY_NAME,
-                                          GRPC_X509_SAN_PROPERTY_NAME};
+// The property a certificate's URI SANs land in, one per URI (DNS, IP and
+// email SANs have others: a DNS name spelled like the URI does not count).
+constexpr const char* kUriProperties[] = {GRPC_PEER_URI_PROPERTY_NAME};
 
 }  // namespace
 
