@@ -7,8 +7,8 @@
 // The files are watched by gRPC (FileWatcherCertificateProvider): a
 // certificate or key replaced on disk is used for new connections within
 // `reload_interval`, no restart. Replace the key and the certificate
-// together (write both, then rename a directory or a symlink: gRPC reads
-// the pair and ignores a key that does not match its certificate).
+// together and atomically (a new directory behind a symlink), so that a
+// reload never reads a new key with an old certificate.
 //
 // Node identity (docs/security.md): a client certificate that chains to
 // the server's client CA and carries the URI SAN kNodeIdentityUri is a

@@ -5,6 +5,16 @@
 // mTLS"). What a cluster must do over TLS (register, replicate, commit,
 // read, restart) works; what a stranger tries is refused.
 
+#include <fcntl.h>
+#include <stdio.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -160,6 +170,110 @@ TEST(TlsClusterTest, NodeCertificatesAloneRunTheClusterAndClientCertificatesAreR
   // And on a storage's port too.
   EXPECT_EQ(ClusterInfo(c.address("S1"), Security("", with_stranger)).error_code(),
             grpc::StatusCode::UNAVAILABLE);
+}
+
+// Makes <cluster_dir>/tls hold `files` (name -> source path), in one
+// step: a new directory swapped with the old one (renameat2 exchange), so
+// that no process reads a new key with an old certificate.
+absl::Status SwapTlsDir(const std::string& cluster_dir,
+                        const std::map<std::string, std::string>& files) {
+  const std::string next = cluster_dir + "/tls.next";
+  std::error_code error;
+  std::filesystem::remove_all(next, error);
+  std::filesystem::create_directories(next, error);
+  for (const auto& [name, source] : files) {
+    if (!std::filesystem::copy_file(source, next + "/" + name, error)) {
+      return absl::InternalError(absl::StrCat("copy ", source, ": ", error.message()));
+    }
+  }
+  if (renameat2(AT_FDCWD, next.c_str(), AT_FDCWD, (cluster_dir + "/tls").c_str(),
+                RENAME_EXCHANGE) != 0) {
+    return absl::InternalError(absl::StrCat("renameat2: ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::stringstream contents;
+  contents << std::ifstream(path).rdbuf();
+  return contents.str();
+}
+
+// The CA change of docs/security.md ("Rotation"), on a live cluster and
+// without restarts: a bundle of both CAs everywhere, then certificates of
+// the new CA. New connections get the new certificates; old connections
+// keep working; a restarted storage joins with its new certificate.
+TEST(TlsClusterTest, ACaChangeIsPickedUpWithoutRestarts) {
+  common::SetMinLogSeverity(common::LogSeverity::kError);
+  tools::ClusterTopology topology = DefaultTopology();
+  topology.storages = 2;
+  topology.partitions = 4;
+  topology.auth = true;
+  topology.tls = true;
+  for (auto* flags : {&topology.master_flags, &topology.storage_flags, &topology.admin_flags}) {
+    flags->push_back("--tls_reload_interval=1s");
+  }
+  auto cluster = StartCluster("sqlite", topology);
+  ASSERT_THAT(cluster, IsOk());
+  tools::ProcessCluster& c = **cluster;
+  auto client = Connect(c);
+  ASSERT_THAT(client, IsOk());
+  CommitLedger ledger;
+  ASSERT_THAT(CommitFresh(**client, ledger, 5), IsOk()) << ledger.FailureSummary();
+
+  const std::string tls = c.dir() + "/tls";
+  const std::string next = c.dir() + "/ca2";
+  std::filesystem::create_directories(next);
+  auto ca2 = common::MakeCertificateAuthority(next, "ca");
+  ASSERT_THAT(ca2, IsOk());
+  auto node2 = common::IssueCertificate(
+      *ca2, next, "node",
+      {"IP:127.0.0.1", "DNS:localhost", absl::StrCat("URI:", common::kNodeIdentityUri)});
+  ASSERT_THAT(node2, IsOk());
+  auto client2 = common::IssueCertificate(*ca2, next, "client", {"DNS:cellar-client"});
+  ASSERT_THAT(client2, IsOk());
+  const std::string old_ca = next + "/old-ca.pem";
+  std::ofstream(old_ca) << ReadFileOrEmpty(tls + "/ca.pem");
+  const std::string bundle = next + "/bundle.pem";
+  std::ofstream(bundle) << ReadFileOrEmpty(old_ca) << ReadFileOrEmpty(ca2->cert_file);
+
+  // 1: every process trusts both CAs; 2: certificates of the new CA.
+  ASSERT_THAT(SwapTlsDir(c.dir(), {{"ca.pem", bundle},
+                                   {"node.pem", tls + "/node.pem"},
+                                   {"node.key", tls + "/node.key"},
+                                   {"client.pem", tls + "/client.pem"},
+                                   {"client.key", tls + "/client.key"}}),
+              IsOk());
+  absl::SleepFor(absl::Seconds(3));  // > the reload interval (1 s)
+  ASSERT_THAT(SwapTlsDir(c.dir(), {{"ca.pem", bundle},
+                                   {"node.pem", node2->cert_file},
+                                   {"node.key", node2->key_file},
+                                   {"client.pem", client2->cert_file},
+                                   {"client.key", client2->key_file}}),
+              IsOk());
+
+  const std::string master = c.master_addresses().front();
+  common::TlsClientConfig new_only;
+  new_only.ca_file = ca2->cert_file;
+  const common::ChannelSecurity trusts_new = Security(c.client_token(), new_only);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!ClusterInfo(master, trusts_new).ok() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_TRUE(ClusterInfo(master, trusts_new).ok()) << "the master serves the new certificate";
+  common::TlsClientConfig old_only;
+  old_only.ca_file = old_ca;
+  EXPECT_EQ(ClusterInfo(master, Security(c.client_token(), old_only)).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  // Established connections keep working; a restarted storage registers
+  // and is dialled with the new certificates.
+  ASSERT_THAT(CommitFresh(**client, ledger, 5), IsOk()) << ledger.FailureSummary();
+  ASSERT_THAT(c.Restart("S1"), IsOk());
+  ASSERT_THAT(c.WaitForClusterState(v1::CLUSTER_RUNNING, absl::Seconds(60)), IsOk());
+  auto fresh = Connect(c);
+  ASSERT_THAT(fresh, IsOk());
+  ASSERT_THAT(CommitFresh(**fresh, ledger, 10), IsOk()) << ledger.FailureSummary();
 }
 
 }  // namespace

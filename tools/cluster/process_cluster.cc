@@ -443,6 +443,8 @@ absl::Status ProcessCluster::LoadAuthFiles() {
   const std::string tls_dir = options_.dir + "/tls";
   if (access((tls_dir + "/ca.pem").c_str(), F_OK) == 0) {
     common::TlsClientConfig tls;
+    // Rotation tests replace the files: see them within a second.
+    tls.reload_interval = absl::Seconds(1);
     tls.ca_file = tls_dir + "/ca.pem";
     tls.cert_file = tls_dir + "/node.pem";
     tls.key_file = tls_dir + "/node.key";

@@ -109,7 +109,8 @@ struct ClusterTopology {
   // every process uses it) and client.{pem,key} (no node identity), and
   // passes --tls_cert_file, --tls_key_file, --tls_ca_file and
   // --tls_client_ca_file to every process. The tool's own calls present
-  // the node certificate (default false).
+  // the node certificate; it and client_tls() re-read the files every
+  // second (default false).
   bool tls = false;
 };
 
