@@ -61,15 +61,27 @@ common::ChannelSecurity Security(const std::string& bearer,
   return security.ok() ? *security : common::ChannelSecurity{};
 }
 
-// TLS with tokens and the cluster secret; client certificates optional.
-TEST(TlsClusterTest, CommitsReadsAndReplicatesOverTlsAndRefusesStrangers) {
+// Two storages, 4 partitions, TLS; `auth` adds the cluster secret and
+// tokens; `flag` (if not empty) is given to every process.
+tools::ClusterTopology TlsTopology(bool auth, const std::string& flag = "") {
   common::SetMinLogSeverity(common::LogSeverity::kError);
   tools::ClusterTopology topology = DefaultTopology();
   topology.storages = 2;
-  topology.replicas = 2;
   topology.partitions = 4;
-  topology.auth = true;
+  topology.auth = auth;
   topology.tls = true;
+  if (!flag.empty()) {
+    for (auto* flags : {&topology.master_flags, &topology.storage_flags, &topology.admin_flags}) {
+      flags->push_back(flag);
+    }
+  }
+  return topology;
+}
+
+// TLS with tokens and the cluster secret; client certificates optional.
+TEST(TlsClusterTest, CommitsReadsAndReplicatesOverTlsAndRefusesStrangers) {
+  tools::ClusterTopology topology = TlsTopology(/*auth=*/true);
+  topology.replicas = 2;
   auto cluster = StartCluster("sqlite", topology);
   ASSERT_THAT(cluster, IsOk());
   tools::ProcessCluster& c = **cluster;
@@ -132,16 +144,9 @@ TEST(TlsClusterTest, CommitsReadsAndReplicatesOverTlsAndRefusesStrangers) {
 // mTLS without a cluster secret or tokens: the node certificate is the
 // only node proof, and client certificates are required.
 TEST(TlsClusterTest, NodeCertificatesAloneRunTheClusterAndClientCertificatesAreRequired) {
-  common::SetMinLogSeverity(common::LogSeverity::kError);
-  tools::ClusterTopology topology = DefaultTopology();
-  topology.storages = 2;
-  topology.partitions = 4;
-  topology.tls = true;
-  for (auto* flags : {&topology.master_flags, &topology.storage_flags, &topology.admin_flags}) {
-    flags->push_back("--tls_require_client_cert");
-  }
   // Up waits for RUNNING: the storages registered as nodes by certificate.
-  auto cluster = StartCluster("sqlite", topology);
+  auto cluster =
+      StartCluster("sqlite", TlsTopology(/*auth=*/false, "--tls_require_client_cert"));
   ASSERT_THAT(cluster, IsOk());
   tools::ProcessCluster& c = **cluster;
   ASSERT_TRUE(c.client_token().empty());
@@ -204,16 +209,7 @@ std::string ReadFileOrEmpty(const std::string& path) {
 // the new CA. New connections get the new certificates; old connections
 // keep working; a restarted storage joins with its new certificate.
 TEST(TlsClusterTest, ACaChangeIsPickedUpWithoutRestarts) {
-  common::SetMinLogSeverity(common::LogSeverity::kError);
-  tools::ClusterTopology topology = DefaultTopology();
-  topology.storages = 2;
-  topology.partitions = 4;
-  topology.auth = true;
-  topology.tls = true;
-  for (auto* flags : {&topology.master_flags, &topology.storage_flags, &topology.admin_flags}) {
-    flags->push_back("--tls_reload_interval=1s");
-  }
-  auto cluster = StartCluster("sqlite", topology);
+  auto cluster = StartCluster("sqlite", TlsTopology(/*auth=*/true, "--tls_reload_interval=1s"));
   ASSERT_THAT(cluster, IsOk());
   tools::ProcessCluster& c = **cluster;
   auto client = Connect(c);
