@@ -15,6 +15,7 @@
 #include "services/common/auth_policy.h"
 #include "services/common/json.h"
 #include "services/common/logging.h"
+#include "services/common/tls_credentials.h"
 
 namespace cellar::common {
 namespace {
@@ -72,8 +73,9 @@ class AuditInterceptor final : public grpc::experimental::Interceptor {
       return;
     }
     if (context == nullptr) return;
-    absl::StatusOr<Authenticator::Caller> caller =
-        authenticator_->IdentifyCaller(AuthorizationOf(*context));
+    std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+    absl::StatusOr<Authenticator::Caller> caller = authenticator_->IdentifyCaller(
+        AuthorizationOf(*context), auth != nullptr && PeerHasNodeIdentity(*auth));
     if (!caller.ok()) {
       record_.principal = "unknown";
       return;

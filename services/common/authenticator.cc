@@ -33,9 +33,10 @@ Authenticator::Authenticator(AuthenticatorOptions options)
 
 absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(
     AuthenticatorOptions options) {
-  if (options.tokens_file.empty() && options.cluster_secret.empty()) {
+  if (options.tokens_file.empty() && options.cluster_secret.empty() &&
+      !options.node_certificates) {
     return absl::InvalidArgumentError(
-        "auth: needs a tokens file or a cluster secret (or both)");
+        "auth: needs a tokens file, a cluster secret or node certificates");
   }
   auto auth = std::unique_ptr<Authenticator>(new Authenticator(std::move(options)));
   if (!auth->options_.tokens_file.empty()) {
@@ -102,15 +103,17 @@ size_t Authenticator::token_count() const {
   return tokens_.size();
 }
 
-absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization) const {
-  absl::StatusOr<Caller> caller = IdentifyCaller(authorization);
+absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization,
+                                             bool node_certificate) const {
+  absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
   if (!caller.ok()) return caller.status();
   return caller->role;
 }
 
 absl::StatusOr<Authenticator::Caller> Authenticator::IdentifyCaller(
-    absl::string_view authorization) const {
+    absl::string_view authorization, bool node_certificate) const {
   if (authorization.empty()) {
+    if (node_certificate && options_.node_certificates) return Caller{Role::kNode, "node"};
     return absl::UnauthenticatedError(
         "no credentials: this server requires 'authorization: Bearer <token>' "
         "metadata (docs/security.md)");
@@ -145,11 +148,12 @@ absl::StatusOr<Authenticator::Caller> Authenticator::IdentifyCaller(
 }
 
 absl::StatusOr<std::optional<Role>> Authenticator::Authorize(
-    absl::string_view full_method, absl::string_view authorization) const {
+    absl::string_view full_method, absl::string_view authorization,
+    bool node_certificate) const {
   if (IsHealthMethod(full_method)) return std::optional<Role>();
   const bool reflection = IsReflectionMethod(full_method);
   if (reflection && options_.open_reflection) return std::optional<Role>();
-  absl::StatusOr<Role> role = Identify(authorization);
+  absl::StatusOr<Role> role = Identify(authorization, node_certificate);
   if (!role.ok()) return role.status();
   if (reflection) return std::optional<Role>(*role);
   const auto& table = MethodRoles();

@@ -127,6 +127,31 @@ TEST_F(AuthenticatorTest, ABadFileKeepsTheLastGoodTable) {
   EXPECT_THAT(auth_->ReloadIfChanged(), IsOk());
 }
 
+// A verified node certificate (the server says so) is node when no bearer
+// is sent, and only with node_certificates.
+TEST(AuthenticatorNodeCertificateTest, NodeWithoutABearerOnlyWhenEnabled) {
+  AuthenticatorOptions options;
+  options.node_certificates = true;
+  auto auth = Authenticator::Create(options);
+  ASSERT_THAT(auth, IsOk());
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Heartbeat", "", /*node_certificate=*/true),
+              IsOk());
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Heartbeat", ""),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Begin", "", true),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  // A bearer decides when sent.
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Heartbeat", "Bearer nope", true),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  AuthenticatorOptions off;
+  off.cluster_secret = kSecret;
+  auto without = Authenticator::Create(off);
+  ASSERT_THAT(without, IsOk());
+  EXPECT_THAT((*without)->Authorize("/cellar.v1.Master/Heartbeat", "", true),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
 TEST(AuthenticatorCreateTest, RefusesNothingToCheckAndABadFileAtStart) {
   EXPECT_THAT(Authenticator::Create({}), StatusIs(absl::StatusCode::kInvalidArgument));
   AuthenticatorOptions options;

@@ -15,15 +15,21 @@
 #include "services/common/logging.h"
 #include "services/common/server_auth.h"
 #include "services/common/server_metrics.h"
+#include "services/common/tls_credentials.h"
 
 namespace cellar::common {
 namespace {
 
-// Credentials for the listening port: plaintext either way (TLS is a later
-// issue); with an authenticator, every call is decided before its handler.
+// Credentials for the listening port: TLS with options.tls, else
+// plaintext; with an authenticator, every call is decided before its
+// handler.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
     const GrpcServerOptions& options) {
   prometheus::Registry* registry = options.metrics_registry.get();
+  std::shared_ptr<const TlsServerCredentialsSource> tls;
+  if (options.tls.has_value()) {
+    tls = std::make_shared<const TlsServerCredentialsSource>(*options.tls);
+  }
   if (options.authenticator != nullptr) {
     AuthRefusalCounters counters;
     if (registry != nullptr) {
@@ -34,16 +40,16 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
       counters.unauthenticated = &refused.Add({{"reason", "unauthenticated"}});
       counters.permission_denied = &refused.Add({{"reason", "permission_denied"}});
     }
-    return AuthenticatingServerCredentials(options.authenticator, counters);
+    return AuthenticatingServerCredentials(options.authenticator, counters, tls);
   }
   const bool loopback = IsLoopbackAddress(options.address);
   if (!loopback && !options.insecure) {
     return absl::FailedPreconditionError(absl::StrCat(
         "refusing to listen on ", options.address,
         " without authentication: anyone who reaches it could register a storage, "
-        "write or truncate data. Give --auth_tokens_file and/or "
-        "--cluster_secret_file (docs/security.md), listen on loopback, or pass "
-        "--insecure to accept the risk"));
+        "write or truncate data. Give --auth_tokens_file, --cluster_secret_file "
+        "and/or --tls_client_ca_file (docs/security.md; TLS alone does not "
+        "authenticate), listen on loopback, or pass --insecure to accept the risk"));
   }
   if (!loopback) {
     CELLAR_LOG(WARNING) << "INSECURE: listening on " << options.address
@@ -58,6 +64,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
         .Add({})
         .Set(loopback ? 0 : 1);
   }
+  if (tls != nullptr) return AuthenticatingServerCredentials(nullptr, {}, tls);
   return grpc::InsecureServerCredentials();
 }
 

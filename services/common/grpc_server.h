@@ -3,7 +3,8 @@
 
 // The server harness every cellar process uses: a gRPC server with
 // grpc.health.v1 and reflection, keepalive, message-size limits, the gRPC
-// server metrics interceptor, the audit log of admin actions (audit_log.h)
+// server metrics interceptor, the audit log of admin actions (audit_log.h),
+// TLS (optionally mTLS) with a TlsServerConfig,
 // and, with an authenticator, a role check of every call before its
 // handler (server_auth.h, docs/security.md).
 // Services are owned by the caller.
@@ -15,6 +16,7 @@
 // Thread-safe after Start.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,7 @@
 #include "absl/time/time.h"
 #include "services/common/audit_log.h"
 #include "services/common/authenticator.h"
+#include "services/common/tls_config.h"
 
 namespace cellar::common {
 
@@ -50,11 +53,18 @@ struct GrpcServerOptions {
   std::shared_ptr<const Authenticator> authenticator;
   // Without an authenticator, an address that is not loopback is refused
   // (FAILED_PRECONDITION) unless this is true; then a warning is logged and
-  // cellar_insecure_mode is 1. Default false.
+  // cellar_insecure_mode is 1. TLS does not count as authentication here.
+  // Default false.
   bool insecure = false;
   // Admin actions are written to the audit log (audit_log.h): always to the
   // process log, and appended to this file when set. Default empty.
   std::string audit_log_file;
+
+  // TLS on the listening port (certificates re-read every
+  // tls->reload_interval; with a client CA, client certificates are
+  // verified, and a node certificate is role node). nullopt: plaintext.
+  // Default nullopt.
+  std::optional<TlsServerConfig> tls;
 };
 
 // True for 127.0.0.0/8, ::1, localhost and unix: addresses (host:port).

@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "services/common/clock.h"
 #include "services/common/authenticator.h"
+#include "services/common/channel.h"
 #include "services/common/grpc_server.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/election.h"
@@ -151,6 +152,8 @@ class MasterServer {
   void OnLost();
 
   MasterServerOptions options_;
+  // How the master dials storages: the node bearer, TLS (options_.auth).
+  common::ChannelSecurity node_channel_;
   const common::Clock* clock_ = nullptr;
   std::shared_ptr<prometheus::Registry> registry_;
   std::string address_;

@@ -263,7 +263,17 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(
   options.commit_wait_timeout = global.timeout;
   options.cache_bytes = 1 << 20;
   options.token = global.token;
+  options.tls = TlsConfigOf(global);
   return Client::Connect(std::move(options));
+}
+
+// The bearer and transport of every call, files named by their flags.
+absl::StatusOr<common::ChannelSecurity> SecurityOf(const GlobalOptions& global) {
+  common::TlsFileNames names;
+  names.ca = "--tls-ca";
+  names.cert = "--tls-cert";
+  names.key = "--tls-key";
+  return common::MakeChannelSecurity(global.token, TlsConfigOf(global), names);
 }
 
 // Master.GetClusterInfo on the first master that answers (no
@@ -271,8 +281,9 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(
 absl::StatusOr<::cellar::v1::GetClusterInfoResponse> FetchClusterInfo(
     const GlobalOptions& global) {
   absl::Status last_error = absl::InvalidArgumentError("no --master given");
+  CELLAR_ASSIGN_OR_RETURN(common::ChannelSecurity security, SecurityOf(global));
   for (const std::string& address : global.masters) {
-    auto stub = ::cellar::v1::Master::NewStub(common::MakeChannel(address, global.token));
+    auto stub = ::cellar::v1::Master::NewStub(common::MakeChannel(address, security));
     grpc::ClientContext context;
     common::SetDeadline(&context, global.timeout);
     ::cellar::v1::GetClusterInfoResponse response;
@@ -359,6 +370,30 @@ int ExitCodeFor(const absl::Status& status) {
   }
 }
 
+std::optional<common::TlsClientConfig> TlsConfigOf(const GlobalOptions& global) {
+  if (global.tls_ca.empty() && global.tls_cert.empty() && global.tls_key.empty() &&
+      global.tls_server_name.empty()) {
+    return std::nullopt;
+  }
+  common::TlsClientConfig tls;
+  tls.ca_file = global.tls_ca;
+  tls.cert_file = global.tls_cert;
+  tls.key_file = global.tls_key;
+  tls.server_name = global.tls_server_name;
+  return tls;
+}
+
+void FillFromEnvironment(GlobalOptions& global) {
+  for (auto [value, variable] : {std::pair{&global.token, "CELLAR_TOKEN"},
+                                 std::pair{&global.tls_ca, "CELLAR_TLS_CA"},
+                                 std::pair{&global.tls_cert, "CELLAR_TLS_CERT"},
+                                 std::pair{&global.tls_key, "CELLAR_TLS_KEY"},
+                                 std::pair{&global.tls_server_name, "CELLAR_TLS_SERVER_NAME"}}) {
+    if (!value->empty()) continue;
+    if (const char* set = std::getenv(variable)) *value = set;
+  }
+}
+
 absl::StatusOr<CommandLine> ParseCommandLine(
     const std::vector<std::string>& argv) {
   CommandLine out;
@@ -431,6 +466,14 @@ absl::StatusOr<CommandLine> ParseCommandLine(
         return absl::InvalidArgumentError(
             absl::StrCat("--token-file: cannot read a token from '", path, "'"));
       }
+    } else if (name == "tls-ca") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_ca, take_value());
+    } else if (name == "tls-cert") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_cert, take_value());
+    } else if (name == "tls-key") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_key, take_value());
+    } else if (name == "tls-server-name") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_server_name, take_value());
     } else if (name == "json") {
       if (has_value) return absl::InvalidArgumentError("--json takes no value");
       out.global.json = true;
@@ -505,6 +548,11 @@ global flags (anywhere on the line):
   --timeout=DURATION        per-call deadline, e.g. 5s, 500ms (10s)
   --admin=HOST:PORT         admin node for operator actions (127.0.0.1:7300)
   --token-file=PATH         bearer token to send (default: $CELLAR_TOKEN)
+  --tls-ca=PATH             TLS: CA of the servers (default: $CELLAR_TLS_CA)
+  --tls-cert=PATH           TLS client certificate (default: $CELLAR_TLS_CERT)
+  --tls-key=PATH            its key (default: $CELLAR_TLS_KEY)
+  --tls-server-name=NAME    name the servers' certificates must carry instead
+                            of the dialled host ($CELLAR_TLS_SERVER_NAME)
 
 OIDs and TIDs: decimal (31) or hex with a 0x prefix (0x1f). --cluster
 also names the cluster to the admin (without it: the admin's default).
@@ -828,7 +876,8 @@ absl::Status CallAdmin(const GlobalOptions& global,
                        Req request, Resp* response,
                        absl::Duration min_deadline = absl::ZeroDuration()) {
   request.set_cluster(AdminCluster(global));
-  auto stub = ::cellar::v1::Admin::NewStub(common::MakeChannel(global.admin, global.token));
+  CELLAR_ASSIGN_OR_RETURN(common::ChannelSecurity security, SecurityOf(global));
+  auto stub = ::cellar::v1::Admin::NewStub(common::MakeChannel(global.admin, security));
   grpc::ClientContext context;
   common::SetDeadline(&context, std::max(global.timeout, min_deadline));
   absl::Status status =
