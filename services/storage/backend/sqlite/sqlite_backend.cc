@@ -447,6 +447,10 @@ absl::StatusOr<std::unique_ptr<StorageBackend>> SqliteBackend::Open(
     return absl::InvalidArgumentError(
         "sqlite backend: busy_timeout_ms must be >= 0");
   }
+  if (options.max_page_count < 0) {
+    return absl::InvalidArgumentError(
+        "sqlite backend: max_page_count must be >= 0");
+  }
 
   // Ownership: one backend per database, in this process or any other.
   const std::string lock_path = options.path + ".lock";
@@ -490,6 +494,12 @@ absl::StatusOr<std::unique_ptr<StorageBackend>> SqliteBackend::Open(
   // In WAL mode, FULL fsyncs the WAL at every commit: a write that
   // returned OK survives power loss.
   CELLAR_RETURN_IF_ERROR(writer->Exec("PRAGMA synchronous = FULL"));
+  if (options.max_page_count > 0) {
+    // A pragma takes no parameters: the number is formatted here.
+    const std::string cap =
+        absl::StrCat("PRAGMA max_page_count = ", options.max_page_count);
+    CELLAR_RETURN_IF_ERROR(writer->Exec(cap.c_str()));
+  }
   CELLAR_RETURN_IF_ERROR(writer->Exec("BEGIN IMMEDIATE"));
   absl::Status migrated = MigrateLocked(*writer, options.path);
   if (migrated.ok()) migrated = writer->Exec("COMMIT");

@@ -60,6 +60,10 @@ class SqliteBackend : public StorageBackend {
     // connection of this process (e.g. a checkpoint) before failing with
     // UNAVAILABLE. Default 5000 ms.
     int busy_timeout_ms = 5000;
+    // Caps the database at this many pages (PRAGMA max_page_count on the
+    // writer): a write that would grow it further fails with UNAVAILABLE,
+    // as on a full disk. 0 (default) keeps SQLite's limit. For tests.
+    int64_t max_page_count = 0;
   };
 
   // Takes the ownership lock on `options.path + ".lock"` (FAILED_PRECONDITION

@@ -149,6 +149,10 @@ TEST(SqliteBackendTest, RejectsBadOptions) {
   options.busy_timeout_ms = -1;
   EXPECT_THAT(SqliteBackend::Open(options),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  options.busy_timeout_ms = 0;
+  options.max_page_count = -1;
+  EXPECT_THAT(SqliteBackend::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(SqliteBackendTest, DiskUsageIsTheDatabaseDirectorysVolume) {
