@@ -37,26 +37,15 @@
 #include "absl/time/time.h"
 #include "services/common/status_matchers.h"
 #include "services/master/k8s_lease_record.h"
+#include "services/master/lease_election_test_util.h"
 
 namespace cellar::master {
 namespace {
 
 using ::cellar::common::IsOk;
 using ::cellar::common::StatusIs;
+using ::cellar::master::lease_testing::Eventually;
 using ::testing::HasSubstr;
-
-constexpr absl::Duration kWait = absl::Seconds(20);
-
-// Polls `pred` every 5 ms until it holds or `timeout` passes.
-template <typename Pred>
-bool Eventually(Pred pred, absl::Duration timeout = kWait) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!pred()) {
-    if (absl::Now() > end) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);

@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/common/status_matchers.h"
+#include "services/master/lease_election_test_util.h"
 #include "tools/pgserver/test_postgres.h"
 
 namespace cellar::master {
@@ -28,20 +29,8 @@ namespace {
 
 using ::cellar::common::IsOk;
 using ::cellar::common::StatusIs;
+using ::cellar::master::lease_testing::Eventually;
 using ::testing::HasSubstr;
-
-constexpr absl::Duration kWait = absl::Seconds(20);
-
-// Polls `pred` every 5 ms until it holds or `timeout` passes.
-template <typename Pred>
-bool Eventually(Pred pred, absl::Duration timeout = kWait) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!pred()) {
-    if (absl::Now() > end) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
 
 // A plain libpq session for looking at (and locking) the lease row.
 class Inspector {
