@@ -1,14 +1,11 @@
 #include "services/master/k8s_lease.h"
 
 #include <curl/curl.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
-#include <random>
 #include <sstream>
 #include <utility>
 
@@ -21,20 +18,6 @@
 
 namespace cellar::master {
 namespace {
-
-// A monotonic clock as absl::Time (never compared with wall-clock times):
-// lease deadlines and observations must not move when the wall clock is
-// stepped.
-absl::Time MonoNow() {
-  return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
-}
-
-std::string RandomHex() {
-  std::random_device device;
-  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device() ^
-                      static_cast<uint64_t>(::getpid()));
-  return absl::StrCat(absl::Hex(rng(), absl::kZeroPad16));
-}
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path, const char* what) {
   std::ifstream in(path);
@@ -61,11 +44,9 @@ size_t AppendBody(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-}  // namespace
-
 // The Lease's REST calls over one reused libcurl handle (keep-alive),
 // every call bounded by the timeout. Used by the worker thread only.
-class KubernetesLeaseElection::Api {
+class Api {
  public:
   Api(const KubernetesLeaseOptions& options, std::string name)
       : options_(options),
@@ -159,6 +140,161 @@ class KubernetesLeaseElection::Api {
   CURL* const curl_;
 };
 
+// The Lease's calls and the standby's expiry judgement (LeaseElection's
+// worker thread only).
+class K8sBackend final : public LeaseBackend {
+ public:
+  explicit K8sBackend(KubernetesLeaseOptions options)
+      : options_(std::move(options)),
+        name_(options_.cluster + "-master"),
+        api_(options_, name_) {}
+
+  Acquired Acquire() override {
+    Acquired out;
+    LeaseClaim claim{name_, options_.ns, options_.holder, options_.address, options_.lease,
+                     absl::Now()};
+    absl::StatusOr<LeaseRecord> current = api_.Get();
+    const absl::Time seen = LeaseMonoNow();
+    if (!current.ok() && absl::IsNotFound(current.status())) {
+      // No Lease yet: create it, holding it. A brand-new Lease's epoch is the
+      // current time in ms, above any single-master epoch of the past.
+      out.term_start = LeaseMonoNow();
+      claim.now = absl::Now();
+      absl::StatusOr<LeaseRecord> created = api_.Create(NewLeaseJson(claim));
+      if (created.ok()) {
+        out.epoch = created->epoch;
+        observed_version_ = created->resource_version;
+        observed_at_ = LeaseMonoNow();
+      } else if (absl::IsAborted(created.status())) {
+        // AlreadyExists: another master created it first.
+        CELLAR_LOG(INFO) << "election: another master won the race for the lease";
+      } else {
+        out.error = created.status();
+      }
+    } else if (!current.ok()) {
+      out.error = current.status();
+    } else {
+      // The expiry clock is ours: the time since this resourceVersion was
+      // first seen here. renewTime (another host's clock) is never used.
+      if (current->resource_version != observed_version_) {
+        observed_version_ = current->resource_version;
+        observed_at_ = seen;
+      }
+      const absl::Duration expiry =
+          std::max(options_.lease, absl::Seconds(current->lease_duration_seconds));
+      const bool free = current->holder.empty() || current->holder == options_.holder;
+      const absl::Duration unchanged = seen - observed_at_;
+      if (free || unchanged >= expiry) {
+        out.term_start = LeaseMonoNow();
+        claim.now = absl::Now();
+        absl::StatusOr<std::string> body = TakeoverJson(*current, claim);
+        absl::StatusOr<LeaseRecord> taken =
+            body.ok() ? api_.Update(*body) : absl::StatusOr<LeaseRecord>(body.status());
+        if (taken.ok()) {
+          out.epoch = taken->epoch;
+          observed_version_ = taken->resource_version;
+          observed_at_ = LeaseMonoNow();
+          if (!current->holder.empty() && current->holder != options_.holder) {
+            CELLAR_LOG(INFO) << "election: took over the lease of " << current->holder
+                             << " (no change seen for " << absl::FormatDuration(unchanged)
+                             << ")";
+          }
+        } else if (absl::IsAborted(taken.status())) {
+          // Conflict: another writer came first.
+          CELLAR_LOG(INFO) << "election: another master won the race for the lease";
+        } else {
+          out.error = taken.status();
+        }
+      } else {
+        out.primary_address = current->address;
+      }
+    }
+    return out;
+  }
+
+  Renewed Renew(uint64_t epoch) override {
+    Renewed out;
+    absl::StatusOr<LeaseRecord> current = api_.Get();
+    if (!current.ok()) {
+      if (absl::IsNotFound(current.status())) {
+        out.lost = "the Lease was deleted";
+      } else {
+        out.error = current.status();
+      }
+    } else if (current->holder != options_.holder || current->epoch != epoch) {
+      out.lost = "the Lease was taken over";
+      out.primary_address = current->holder.empty() ? std::string() : current->address;
+    } else {
+      absl::StatusOr<std::string> body = RenewJson(*current, absl::Now());
+      absl::StatusOr<LeaseRecord> put =
+          body.ok() ? api_.Update(*body) : absl::StatusOr<LeaseRecord>(body.status());
+      if (put.ok()) {
+        observed_version_ = put->resource_version;
+        observed_at_ = LeaseMonoNow();
+      } else {
+        // 409 included: someone wrote meanwhile; the next GET tells who.
+        out.error = put.status();
+      }
+    }
+    return out;
+  }
+
+  Released Release(uint64_t epoch) override {
+    Released out;
+    for (int tries = 0; tries < 2 && !out.released; ++tries) {
+      absl::StatusOr<LeaseRecord> current = api_.Get();
+      if (!current.ok()) {
+        out.error = current.status();
+        if (absl::IsNotFound(out.error)) out.error = absl::OkStatus();
+        break;
+      }
+      if (current->holder != options_.holder || current->epoch != epoch) break;  // not ours
+      absl::StatusOr<std::string> body = ReleaseJson(*current, absl::Now());
+      if (!body.ok()) {
+        out.error = body.status();
+        break;
+      }
+      absl::StatusOr<LeaseRecord> put = api_.Update(*body);
+      if (put.ok()) {
+        out.released = true;
+        out.error = absl::OkStatus();
+      } else {
+        out.error = put.status();
+        if (!absl::IsAborted(out.error)) break;  // 409: read again, once
+      }
+    }
+    return out;
+  }
+
+ private:
+  const KubernetesLeaseOptions options_;
+  const std::string name_;
+  Api api_;
+  // The Lease as last seen, and when (monotonic) its resourceVersion was
+  // first seen: the standby's expiry clock.
+  std::string observed_version_;
+  absl::Time observed_at_ = absl::InfinitePast();
+};
+
+// The state machine's timing: a term lasts renew_deadline from the start
+// of the write that won it or of the last successful renewal; a standby
+// waits a whole lease after it saw that write.
+LeaseTiming Timing(const KubernetesLeaseOptions& options) {
+  LeaseTiming t;
+  t.cluster = options.cluster;
+  t.description = absl::StrCat("Lease ", options.ns, "/", options.cluster, "-master, holder ",
+                               options.holder);
+  t.address = options.address;
+  t.term = options.renew_deadline;
+  t.renew_interval = options.renew_interval;
+  t.retry_interval = options.retry_interval;
+  // GET + PUT, and one retry after a conflict.
+  t.release_wait = 4 * options.http_timeout + absl::Seconds(1);
+  return t;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<KubernetesLeaseElection>> KubernetesLeaseElection::Create(
     KubernetesLeaseOptions options) {
   if (options.api_server.empty()) {
@@ -223,413 +359,18 @@ absl::StatusOr<std::unique_ptr<KubernetesLeaseElection>> KubernetesLeaseElection
     return absl::InvalidArgumentError("election: intervals must be positive");
   }
   if (options.holder.empty()) {
-    options.holder = absl::StrCat(options.address, "/", ::getpid(), "/", RandomHex());
+    options.holder = DefaultLeaseHolder(options.address);
   }
   static std::once_flag curl_init;
   std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  auto election =
-      std::unique_ptr<KubernetesLeaseElection>(new KubernetesLeaseElection(std::move(options)));
-  KubernetesLeaseElection* e = election.get();
-  e->worker_ = std::thread([e] { e->WorkerLoop(); });
-  e->watchdog_ = std::thread([e] { e->WatchdogLoop(); });
-  return election;
+  return std::unique_ptr<KubernetesLeaseElection>(
+      new KubernetesLeaseElection(std::move(options)));
 }
 
 KubernetesLeaseElection::KubernetesLeaseElection(KubernetesLeaseOptions options)
-    : options_(std::move(options)), api_(std::make_unique<Api>(options_, lease_name())) {}
+    : LeaseElection(Timing(options), std::make_unique<K8sBackend>(options)),
+      options_(std::move(options)) {}
 
-KubernetesLeaseElection::~KubernetesLeaseElection() {
-  Resign();
-  {
-    absl::MutexLock l(&mu_);
-    exit_ = true;
-    cv_.SignalAll();
-  }
-  if (worker_.joinable()) worker_.join();
-  if (watchdog_.joinable()) watchdog_.join();
-}
-
-void KubernetesLeaseElection::SetLostCallback(LostCallback callback) {
-  absl::MutexLock l(&mu_);
-  on_lost_ = std::move(callback);
-}
-
-absl::StatusOr<uint64_t> KubernetesLeaseElection::Campaign(absl::Duration timeout) {
-  absl::MutexLock l(&mu_);
-  if (stopping_) return absl::CancelledError("election: resigned");
-  if (state_ == State::kPrimary) {
-    return absl::FailedPreconditionError("election: already the primary");
-  }
-  ++waiters_;
-  // A new Campaign() tries at once, then at the worker's pace.
-  next_attempt_ = absl::InfinitePast();
-  const uint64_t start_attempts = attempts_;
-  const absl::Time end =
-      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : MonoNow() + timeout;
-  cv_.SignalAll();
-  while (state_ != State::kPrimary && !stopping_ &&
-         !(attempts_ > start_attempts && MonoNow() >= end)) {
-    if (attempts_ > start_attempts && end != absl::InfiniteFuture()) {
-      cv_.WaitWithTimeout(&mu_, std::max(end - MonoNow(), absl::Milliseconds(1)));
-    } else {
-      cv_.Wait(&mu_);
-    }
-  }
-  --waiters_;
-  if (state_ == State::kPrimary) return epoch_;
-  if (stopping_) return absl::CancelledError("election: resigned");
-  if (last_error_.empty() && !primary_address_.empty()) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "election: another master holds the lease (primary is ", primary_address_, ")"));
-  }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "election: not the primary after ", absl::FormatDuration(timeout),
-      primary_address_.empty() ? std::string()
-                               : absl::StrCat(" (primary is ", primary_address_, ")"),
-      last_error_.empty() ? std::string() : absl::StrCat(": ", last_error_)));
-}
-
-bool KubernetesLeaseElection::IsPrimary() const {
-  absl::MutexLock l(&mu_);
-  return state_ == State::kPrimary && MonoNow() < deadline_;
-}
-
-uint64_t KubernetesLeaseElection::epoch() const {
-  absl::MutexLock l(&mu_);
-  return epoch_;
-}
-
-std::string KubernetesLeaseElection::PrimaryAddress() const {
-  absl::MutexLock l(&mu_);
-  return primary_address_;
-}
-
-std::string KubernetesLeaseElection::last_error() const {
-  absl::MutexLock l(&mu_);
-  return last_error_;
-}
-
-void KubernetesLeaseElection::Resign() {
-  absl::MutexLock l(&mu_);
-  if (!stopping_) {
-    stopping_ = true;
-    if (state_ == State::kPrimary) {
-      CELLAR_LOG(INFO) << "election: resigning epoch " << epoch_;
-      if (release_on_stop_) {
-        release_pending_ = true;
-        release_epoch_ = epoch_;
-      }
-    }
-    state_ = State::kStopped;
-    cv_.SignalAll();
-  }
-  // Give the worker a bounded time to hand the Lease back (GET + PUT, and
-  // one retry after a conflict), so that a standby can take over at once.
-  const absl::Time end = MonoNow() + 4 * options_.http_timeout + absl::Seconds(1);
-  while (release_pending_ && !exit_ && MonoNow() < end) {
-    cv_.WaitWithTimeout(&mu_, std::max(end - MonoNow(), absl::Milliseconds(1)));
-  }
-}
-
-void KubernetesLeaseElection::Abandon() {
-  absl::MutexLock l(&mu_);
-  stopping_ = true;
-  release_on_stop_ = false;
-  release_pending_ = false;
-  cv_.SignalAll();
-}
-
-KubernetesLeaseElection::LostCallback KubernetesLeaseElection::EndTermLocked(uint64_t term,
-                                                                             const char* why) {
-  if (state_ != State::kPrimary || term_ != term) return nullptr;
-  CELLAR_LOG(WARNING) << "election: no longer the primary (epoch " << epoch_ << "): " << why;
-  state_ = stopping_ ? State::kStopped : State::kStandby;
-  if (release_on_stop_) {
-    // Our term is over whatever happens next; if the Lease is still ours,
-    // giving it back lets a standby take over before it expires.
-    release_pending_ = true;
-    release_epoch_ = epoch_;
-  }
-  cv_.SignalAll();
-  return on_lost_ ? on_lost_ : [] {};
-}
-
-void KubernetesLeaseElection::RecordError(const absl::Status& status) {
-  const std::string text(status.message());
-  if (text != last_error_) {
-    CELLAR_LOG(WARNING) << "election: " << text;
-  }
-  last_error_ = text;
-}
-
-void KubernetesLeaseElection::WorkerLoop() {
-  enum class Action { kAttempt, kRenew, kRelease, kExit };
-  while (true) {
-    Action action;
-    uint64_t release_epoch = 0;
-    {
-      absl::MutexLock l(&mu_);
-      while (true) {
-        const absl::Time now = MonoNow();
-        if (release_pending_) {
-          action = Action::kRelease;
-          release_epoch = release_epoch_;
-          break;
-        }
-        if (exit_) {
-          action = Action::kExit;
-          break;
-        }
-        absl::Duration wait = absl::InfiniteDuration();
-        if (state_ == State::kPrimary && !stopping_) {
-          if (now >= next_renew_) {
-            action = Action::kRenew;
-            break;
-          }
-          wait = next_renew_ - now;
-        } else if (state_ == State::kStandby && !stopping_ && waiters_ > 0) {
-          if (now >= next_attempt_) {
-            action = Action::kAttempt;
-            // The next one a retry interval after this one started.
-            next_attempt_ = now + options_.retry_interval;
-            break;
-          }
-          wait = next_attempt_ - now;
-        }
-        if (wait == absl::InfiniteDuration()) {
-          cv_.Wait(&mu_);
-        } else {
-          cv_.WaitWithTimeout(&mu_, wait);
-        }
-      }
-    }
-    switch (action) {
-      case Action::kExit:
-        return;
-      case Action::kRelease:
-        Release(release_epoch);
-        break;
-      case Action::kRenew:
-        Renew();
-        break;
-      case Action::kAttempt:
-        Attempt();
-        break;
-    }
-  }
-}
-
-void KubernetesLeaseElection::Release(uint64_t epoch) {
-  absl::Status error;
-  bool released = false;
-  for (int tries = 0; tries < 2 && !released; ++tries) {
-    absl::StatusOr<LeaseRecord> current = api_->Get();
-    if (!current.ok()) {
-      error = current.status();
-      if (absl::IsNotFound(error)) error = absl::OkStatus();
-      break;
-    }
-    if (current->holder != options_.holder || current->epoch != epoch) break;  // not ours
-    absl::StatusOr<std::string> body = ReleaseJson(*current, absl::Now());
-    if (!body.ok()) {
-      error = body.status();
-      break;
-    }
-    absl::StatusOr<LeaseRecord> put = api_->Update(*body);
-    if (put.ok()) {
-      released = true;
-      error = absl::OkStatus();
-    } else {
-      error = put.status();
-      if (!absl::IsAborted(error)) break;  // 409: read again, once
-    }
-  }
-  absl::MutexLock l(&mu_);
-  if (!error.ok()) {
-    RecordError(error);
-  } else if (released) {
-    CELLAR_LOG(INFO) << "election: lease of epoch " << epoch << " given back";
-  }
-  release_pending_ = false;
-  cv_.SignalAll();
-}
-
-void KubernetesLeaseElection::Attempt() {
-  LeaseClaim claim{lease_name(), options_.ns, options_.holder, options_.address, options_.lease,
-                   absl::Now()};
-  uint64_t won_epoch = 0;
-  absl::Time write_started = absl::InfinitePast();
-  absl::Status error;
-  std::string leader;
-  bool leader_known = false;
-  bool lost_race = false;
-
-  absl::StatusOr<LeaseRecord> current = api_->Get();
-  const absl::Time seen = MonoNow();
-  if (!current.ok() && absl::IsNotFound(current.status())) {
-    // No Lease yet: create it, holding it. A brand-new Lease's epoch is the
-    // current time in ms, above any single-master epoch of the past.
-    write_started = MonoNow();
-    claim.now = absl::Now();
-    absl::StatusOr<LeaseRecord> created = api_->Create(NewLeaseJson(claim));
-    if (created.ok()) {
-      won_epoch = created->epoch;
-      observed_version_ = created->resource_version;
-      observed_at_ = MonoNow();
-    } else if (absl::IsAborted(created.status())) {
-      lost_race = true;  // AlreadyExists: another master created it first
-    } else {
-      error = created.status();
-    }
-  } else if (!current.ok()) {
-    error = current.status();
-  } else {
-    // The expiry clock is ours: the time since this resourceVersion was
-    // first seen here. renewTime (another host's clock) is never used.
-    if (current->resource_version != observed_version_) {
-      observed_version_ = current->resource_version;
-      observed_at_ = seen;
-    }
-    const absl::Duration expiry =
-        std::max(options_.lease, absl::Seconds(current->lease_duration_seconds));
-    const bool free = current->holder.empty() || current->holder == options_.holder;
-    const absl::Duration unchanged = seen - observed_at_;
-    if (free || unchanged >= expiry) {
-      write_started = MonoNow();
-      claim.now = absl::Now();
-      absl::StatusOr<std::string> body = TakeoverJson(*current, claim);
-      absl::StatusOr<LeaseRecord> taken =
-          body.ok() ? api_->Update(*body) : absl::StatusOr<LeaseRecord>(body.status());
-      if (taken.ok()) {
-        won_epoch = taken->epoch;
-        observed_version_ = taken->resource_version;
-        observed_at_ = MonoNow();
-        if (!current->holder.empty() && current->holder != options_.holder) {
-          CELLAR_LOG(INFO) << "election: took over the lease of " << current->holder
-                           << " (no change seen for " << absl::FormatDuration(unchanged)
-                           << ")";
-        }
-      } else if (absl::IsAborted(taken.status())) {
-        lost_race = true;  // Conflict: another writer came first
-      } else {
-        error = taken.status();
-      }
-    } else {
-      leader_known = true;
-      leader = current->address;
-    }
-  }
-
-  absl::MutexLock l(&mu_);
-  ++attempts_;
-  cv_.SignalAll();
-  if (!error.ok()) {
-    RecordError(error);
-    return;
-  }
-  last_error_.clear();
-  if (won_epoch == 0) {
-    if (leader_known) primary_address_ = leader;
-    if (lost_race) CELLAR_LOG(INFO) << "election: another master won the race for the lease";
-    return;
-  }
-  const absl::Time deadline = write_started + options_.renew_deadline;
-  if (state_ != State::kStandby || stopping_ || waiters_ == 0 || MonoNow() >= deadline) {
-    // Nobody wants the term any more, or the call took so long that the
-    // term is over on arrival: give it back.
-    if (release_on_stop_ || !stopping_) {
-      release_pending_ = true;
-      release_epoch_ = won_epoch;
-    }
-    return;
-  }
-  state_ = State::kPrimary;
-  ++term_;
-  epoch_ = won_epoch;
-  deadline_ = deadline;
-  next_renew_ = write_started + options_.renew_interval;
-  primary_address_ = options_.address;
-  CELLAR_LOG(INFO) << "election: primary of cluster \"" << options_.cluster << "\" with epoch "
-                   << won_epoch << " (Lease " << options_.ns << "/" << lease_name() << ", holder "
-                   << options_.holder << ")";
-}
-
-void KubernetesLeaseElection::Renew() {
-  uint64_t term, epoch;
-  {
-    absl::MutexLock l(&mu_);
-    term = term_;
-    epoch = epoch_;
-  }
-  // The term is extended from the start of this renewal: the PUT that
-  // makes it count is written later than this.
-  const absl::Time started = MonoNow();
-  absl::StatusOr<LeaseRecord> current = api_->Get();
-  const char* taken = nullptr;
-  absl::Status error;
-  if (!current.ok()) {
-    if (absl::IsNotFound(current.status())) {
-      taken = "the Lease was deleted";
-    } else {
-      error = current.status();
-    }
-  } else if (current->holder != options_.holder || current->epoch != epoch) {
-    taken = "the Lease was taken over";
-  } else {
-    absl::StatusOr<std::string> body = RenewJson(*current, absl::Now());
-    absl::StatusOr<LeaseRecord> put =
-        body.ok() ? api_->Update(*body) : absl::StatusOr<LeaseRecord>(body.status());
-    if (put.ok()) {
-      observed_version_ = put->resource_version;
-      observed_at_ = MonoNow();
-    } else {
-      // 409 included: someone wrote meanwhile; the next GET tells who.
-      error = put.status();
-    }
-  }
-  LostCallback lost;
-  {
-    absl::MutexLock l(&mu_);
-    if (state_ != State::kPrimary || term_ != term) return;  // ended meanwhile
-    if (taken != nullptr) {
-      if (current.ok()) {
-        primary_address_ = current->holder.empty() ? std::string() : current->address;
-      }
-      lost = EndTermLocked(term, taken);
-    } else if (!error.ok()) {
-      RecordError(error);
-      // Keep trying; the watchdog ends the term at its deadline.
-      next_renew_ = MonoNow() + std::max(options_.renew_interval / 4, absl::Milliseconds(20));
-      return;
-    } else {
-      last_error_.clear();
-      deadline_ = std::max(deadline_, started + options_.renew_deadline);
-      next_renew_ = started + options_.renew_interval;
-      cv_.SignalAll();
-    }
-  }
-  if (lost) lost();
-}
-
-void KubernetesLeaseElection::WatchdogLoop() {
-  absl::MutexLock l(&mu_);
-  while (!exit_) {
-    if (state_ != State::kPrimary) {
-      cv_.Wait(&mu_);
-      continue;
-    }
-    const absl::Time now = MonoNow();
-    if (now < deadline_) {
-      cv_.WaitWithTimeout(&mu_, deadline_ - now);
-      continue;
-    }
-    LostCallback lost = EndTermLocked(term_, "the lease was not renewed in time");
-    if (lost) {
-      mu_.Unlock();
-      lost();
-      mu_.Lock();
-    }
-  }
-}
+KubernetesLeaseElection::~KubernetesLeaseElection() = default;
 
 }  // namespace cellar::master

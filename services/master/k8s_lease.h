@@ -42,18 +42,18 @@
 // The service account needs get, create and update on
 // leases.coordination.k8s.io in the namespace (a Role in docs/failover.md).
 //
-// Thread-safe. Owns two threads (HTTP worker and deadline watchdog).
+// Thread-safe. Owns two threads (HTTP worker and deadline watchdog): the
+// state machine is LeaseElection's (lease_election.h); this class holds
+// the HTTP/JSON calls and the standby's expiry judgement.
 
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "services/master/election.h"
 #include "services/master/k8s_lease_record.h"
+#include "services/master/lease_election.h"
 
 namespace cellar::master {
 
@@ -98,7 +98,7 @@ struct KubernetesLeaseOptions {
   absl::Duration http_timeout = absl::ZeroDuration();
 };
 
-class KubernetesLeaseElection final : public Election {
+class KubernetesLeaseElection final : public LeaseElection {
  public:
   // Fills in the defaults (in-cluster API server and namespace).
   // INVALID_ARGUMENT for bad options (no API server outside a pod, no
@@ -111,21 +111,8 @@ class KubernetesLeaseElection final : public Election {
   // Resign(), then stops the threads.
   ~KubernetesLeaseElection() override;
 
-  KubernetesLeaseElection(const KubernetesLeaseElection&) = delete;
-  KubernetesLeaseElection& operator=(const KubernetesLeaseElection&) = delete;
-
-  void SetLostCallback(LostCallback callback) override;
-  absl::StatusOr<uint64_t> Campaign(absl::Duration timeout) override;
-  bool IsPrimary() const override;
-  uint64_t epoch() const override;
-  std::string PrimaryAddress() const override;
-  void Resign() override;
-
-  // Stops renewing and campaigning without giving the Lease back, as if
-  // the process had died (tests of crash takeover): a held term still ends
-  // at its local deadline (lost callback), and a standby can take over a
-  // lease after that. Later Campaign() calls return CANCELLED.
-  void Abandon();
+  // Election, Abandon() and last_error() (of an HTTP call): see
+  // LeaseElection.
 
   // Effective options (defaults filled in) and this incarnation's holder.
   const KubernetesLeaseOptions& options() const { return options_; }
@@ -133,69 +120,10 @@ class KubernetesLeaseElection final : public Election {
   // "<cluster>-master".
   std::string lease_name() const { return options_.cluster + "-master"; }
 
-  // The last error of an HTTP call ("" if the last call succeeded): for
-  // logs and tests.
-  std::string last_error() const;
-
  private:
-  class Api;
-  enum class State { kStandby, kPrimary, kStopped };
-
   explicit KubernetesLeaseElection(KubernetesLeaseOptions options);
 
-  void WorkerLoop();
-  void WatchdogLoop();
-  // One acquire attempt (worker thread, mu_ not held).
-  void Attempt();
-  // One renewal (worker thread, mu_ not held).
-  void Renew();
-  // Gives term `epoch` back if the Lease is still ours (worker thread).
-  void Release(uint64_t epoch);
-  // Ends the current term `term` if it is still live; returns the
-  // callback to run outside mu_ (empty if nothing was ended).
-  LostCallback EndTermLocked(uint64_t term, const char* why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecordError(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  KubernetesLeaseOptions options_;
-  // Only the worker thread uses it.
-  std::unique_ptr<Api> api_;
-  // The Lease as last seen by the worker, and when (monotonic) its
-  // resourceVersion was first seen: the standby's expiry clock.
-  std::string observed_version_;
-  absl::Time observed_at_ = absl::InfinitePast();
-
-  mutable absl::Mutex mu_;
-  // Signalled on every change of the fields below.
-  absl::CondVar cv_;
-  State state_ ABSL_GUARDED_BY(mu_) = State::kStandby;
-  LostCallback on_lost_ ABSL_GUARDED_BY(mu_);
-  // Campaign() calls waiting; the worker only acquires while one waits.
-  int waiters_ ABSL_GUARDED_BY(mu_) = 0;
-  // Acquire attempts made (Campaign with a zero timeout waits for one).
-  uint64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
-  // Terms won by this object; `term_` identifies the current/last one.
-  uint64_t term_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  // Local monotonic deadline of the current term (step-down time).
-  absl::Time deadline_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // When the worker renews next.
-  absl::Time next_renew_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // When a standby attempts next (a new Campaign() makes it now).
-  absl::Time next_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // A held term to give back (after Resign or a lost term).
-  bool release_pending_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t release_epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  // Stop campaigning for good; `release_on_stop_` false after Abandon().
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool release_on_stop_ ABSL_GUARDED_BY(mu_) = true;
-  // Threads exit.
-  bool exit_ ABSL_GUARDED_BY(mu_) = false;
-  std::string primary_address_ ABSL_GUARDED_BY(mu_);
-  std::string last_error_ ABSL_GUARDED_BY(mu_);
-
-  std::thread worker_;
-  std::thread watchdog_;
+  const KubernetesLeaseOptions options_;
 };
 
 }  // namespace cellar::master

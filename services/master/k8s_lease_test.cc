@@ -37,26 +37,17 @@
 #include "absl/time/time.h"
 #include "services/common/status_matchers.h"
 #include "services/master/k8s_lease_record.h"
+#include "services/master/lease_election_test_util.h"
 
 namespace cellar::master {
 namespace {
 
 using ::cellar::common::IsOk;
 using ::cellar::common::StatusIs;
+using ::cellar::master::lease_testing::DualPrimaryWatcher;
+using ::cellar::master::lease_testing::Eventually;
+using ::cellar::master::lease_testing::LostRecorder;
 using ::testing::HasSubstr;
-
-constexpr absl::Duration kWait = absl::Seconds(20);
-
-// Polls `pred` every 5 ms until it holds or `timeout` passes.
-template <typename Pred>
-bool Eventually(Pred pred, absl::Duration timeout = kWait) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!pred()) {
-    if (absl::Now() > end) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
@@ -525,26 +516,16 @@ TEST_F(K8sLeaseTest, StandbyTakesOverOnlyAfterALeaseOnItsOwnClock) {
   auto a = Make("a:1", lease);
   auto b = Make("b:1", lease);
   ASSERT_TRUE(a && b);
-  absl::Mutex mu;
-  absl::Time a_lost_at = absl::InfiniteFuture();
-  std::atomic<int> a_lost{0};
-  a->SetLostCallback([&] {
-    absl::MutexLock l(&mu);
-    a_lost_at = absl::Now();
-    ++a_lost;
-  });
+  LostRecorder a_lost(*a);
   absl::StatusOr<uint64_t> ea = a->Campaign(absl::Seconds(10));
   ASSERT_THAT(ea, IsOk());
   const absl::Time a_won_at = absl::Now();
 
   a->Abandon();
-  ASSERT_TRUE(Eventually([&] { return a_lost.load() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return a_lost.count() == 1; }));
   EXPECT_FALSE(a->IsPrimary());
-  {
-    absl::MutexLock l(&mu);
-    // renew_deadline (2/3 of the lease) after its last renewal started.
-    EXPECT_LT(a_lost_at - a_won_at, lease) << "stepped down late";
-  }
+  // renew_deadline (2/3 of the lease) after its last renewal started.
+  EXPECT_LT(a_lost.at() - a_won_at, lease) << "stepped down late";
   Inspector k8s(server_);
   EXPECT_EQ(k8s.Lease(cluster_).holder, a->holder());  // not given back
   absl::SleepFor(lease + absl::Milliseconds(500));      // renewTime now older than a lease
@@ -559,9 +540,8 @@ TEST_F(K8sLeaseTest, StandbyTakesOverOnlyAfterALeaseOnItsOwnClock) {
   EXPECT_EQ(k8s.Lease(cluster_).holder, b->holder());
   EXPECT_EQ(k8s.Lease(cluster_).transitions, 1);
   EXPECT_EQ(b->PrimaryAddress(), "b:1");
-  absl::MutexLock l(&mu);
-  EXPECT_LT(a_lost_at, b_won_at);
-  EXPECT_EQ(a_lost.load(), 1);
+  EXPECT_LT(a_lost.at(), b_won_at);
+  EXPECT_EQ(a_lost.count(), 1);
 }
 
 // The primary is cut off from the API server (a relay in front of it stops
@@ -581,25 +561,11 @@ TEST_F(K8sLeaseTest, StalledPrimaryStepsDownBeforeTheStandbyWins) {
   auto a = Make(a_options);
   auto b = Make("b:1", lease);
   ASSERT_TRUE(a && b);
-  absl::Mutex mu;
-  absl::Time a_lost_at = absl::InfiniteFuture();
-  std::atomic<bool> a_lost{false};
-  a->SetLostCallback([&] {
-    absl::MutexLock l(&mu);
-    a_lost_at = absl::Now();
-    a_lost = true;
-  });
+  LostRecorder a_lost(*a);
   absl::StatusOr<uint64_t> ea = a->Campaign(absl::Seconds(10));
   ASSERT_THAT(ea, IsOk());
 
-  std::atomic<bool> stop{false};
-  std::atomic<int> both{0};
-  std::thread watcher([&] {
-    while (!stop) {
-      if (a->IsPrimary() && b->IsPrimary()) ++both;
-      absl::SleepFor(absl::Microseconds(200));
-    }
-  });
+  DualPrimaryWatcher watcher(*a, *b);
   absl::StatusOr<uint64_t> eb;
   absl::Time b_won_at;
   std::thread standby([&] {
@@ -612,24 +578,19 @@ TEST_F(K8sLeaseTest, StalledPrimaryStepsDownBeforeTheStandbyWins) {
   const absl::Time paused_at = absl::Now();
   proxy.set_paused(true);
 
-  ASSERT_TRUE(Eventually([&] { return a_lost.load(); }));
+  ASSERT_TRUE(Eventually([&] { return a_lost.count() > 0; }));
   EXPECT_FALSE(a->IsPrimary());
   standby.join();
   ASSERT_THAT(eb, IsOk());
   EXPECT_EQ(*eb, *ea + 1);
-  {
-    absl::MutexLock l(&mu);
-    EXPECT_LT(a_lost_at, b_won_at);
-    EXPECT_LT(a_lost_at - paused_at, lease) << "stepped down late";
-  }
+  EXPECT_LT(a_lost.at(), b_won_at);
+  EXPECT_LT(a_lost.at() - paused_at, lease) << "stepped down late";
   // A's last renewal was written before the pause (at most a renew
   // interval and a call before it) and B saw it after: B waited a whole
   // lease since.
   EXPECT_GE(b_won_at - paused_at,
             lease - a->options().renew_interval - absl::Milliseconds(500));
-  stop = true;
-  watcher.join();
-  EXPECT_EQ(both.load(), 0);
+  EXPECT_EQ(watcher.Stop(), 0);
 
   // Reconnected, the deposed primary finds B's live term and stays out.
   proxy.set_paused(false);
