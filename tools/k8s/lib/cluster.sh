@@ -305,12 +305,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "/usr/sbin/runc"
+        Root = "$c/runc"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$W/cni/net.d"
     max_conf_num = 1
 EOC
+  # containerd keeps its shims' sockets in /run/containerd/s whatever the config
+  [[ -e /run/containerd ]] || echo "run-containerd" >>"$W/made"
   start containerd /usr/bin/containerd --config "$c/config.toml"
   wait_for "containerd socket" 30 ctr --address "$c/containerd.sock" version \
     || { check_alive containerd; return 1; }
@@ -318,6 +321,9 @@ EOC
 
 kubelet_up() {
   local d=$W/kubelet
+  # kubelet's device-plugin socket path is fixed (/var/lib/kubelet/device-plugins);
+  # `down` removes what it made there, the whole folder if it made that too.
+  [[ -e /var/lib/kubelet ]] || echo "var-lib-kubelet" >>"$W/made"
   mkdir -p "$d/root" "$d/pod-logs" "$d/volume-plugins" "$d/pki"
   printf 'nameserver %s\noptions ndots:1\n' "$K8S_POD_GW" >"$W/resolv.conf"
   cat >"$d/config.yaml" <<EOC
@@ -500,6 +506,7 @@ cmd_down() {
   containers_down
   stop containerd
   shims_down
+  if grep -qx run-containerd "$W/made" 2>/dev/null; then rm -rf /run/containerd; fi
   stop kube-scheduler
   stop kube-controller-manager
   stop kube-apiserver
@@ -511,6 +518,11 @@ cmd_down() {
     [[ -L $f && $(readlink "$f") == "$W/"* ]] && rm -f "$f"
   done
   rmdir /var/log/containers 2>/dev/null || true
+  if grep -qx var-lib-kubelet "$W/made" 2>/dev/null; then
+    rm -rf /var/lib/kubelet
+  else
+    rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  fi
   if ip netns list 2>/dev/null | grep -qw "^$K8S_NETNS"; then
     say "down: network namespace $K8S_NETNS (its bridge, veth, iptables, ip_forward go with it)"
     ip netns delete "$K8S_NETNS"
