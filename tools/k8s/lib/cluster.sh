@@ -165,6 +165,9 @@ net_up() {
   if [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
     in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true
   fi
+  # The node itself reaches ClusterIPs (DNAT in OUTPUT re-routes to the pod);
+  # a ClusterIP without a rule goes nowhere.
+  in_ns ip route add "$K8S_SVC_CIDR" dev lo
   # The routes from the host to the pod and service ranges go through the node.
   ip route add "$K8S_POD_CIDR" via "$K8S_NODE_IP" dev "$K8S_HOST_IF"
   ip route add "$K8S_SVC_CIDR" via "$K8S_NODE_IP" dev "$K8S_HOST_IF"

@@ -79,6 +79,8 @@ cmd_smoke() {
   cmd_images >/dev/null
   load_archive "$K8S_IMAGES/smoke.tar"
   local m=$K8S_HERE/smoke.yaml
+  # the server validates objects in a namespace only once that namespace exists
+  k create namespace cellar-smoke --dry-run=client -o yaml | k apply -f - >&2
   say "smoke: kubectl apply --dry-run=server -f $m"
   k apply --dry-run=server -f "$m" >&2
   say "smoke: kubectl apply -f $m"
@@ -91,12 +93,33 @@ cmd_smoke() {
   k -n cellar-smoke get pod,svc -o wide >&2
   local ip body
   ip=$(k -n cellar-smoke get svc smoke -o 'jsonpath={.spec.clusterIP}')
-  say "smoke: GET http://$ip/ (ClusterIP, from the host)"
-  body=$(curl -fsS --max-time 10 "http://$ip/") || die "smoke: ClusterIP $ip unreachable"
-  [[ $body == "cellar-k8s smoke ok" ]] || die "smoke: unexpected body: $body"
-  say "smoke: GET http://$K8S_NODE_IP:30080/ (NodePort, from the host)"
-  body=$(curl -fsS --max-time 10 "http://$K8S_NODE_IP:30080/") || die "smoke: NodePort unreachable"
-  [[ $body == "cellar-k8s smoke ok" ]] || die "smoke: unexpected body: $body"
+  # get URL WHAT: retried for up to 30 s (kube-proxy programs the Service
+  # once the pod is Ready and its EndpointSlice updated)
+  get() {
+    say "smoke: GET $1 ($2)"
+    local i
+    for i in $(seq 60); do
+      body=$(curl -fsS --max-time 5 "$1" 2>/dev/null) && break
+      sleep 0.5
+    done
+    [[ $body == "cellar-k8s smoke ok" ]] || die "smoke: $2: $1 gave: ${body:-nothing}"
+  }
+  get "http://$ip/" "ClusterIP, from the host"
+  get "http://$K8S_NODE_IP:30080/" "NodePort, from the host"
+  say "smoke: GET http://$ip/ from another pod (pod -> ClusterIP -> pod, busybox nc)"
+  k -n cellar-smoke run client --image "$K8S_SMOKE_IMAGE" --image-pull-policy Never --restart Never \
+    --command -- /bin/busybox sh -c \
+    "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc $ip 80" >&2
+  local phase=""
+  for i in $(seq 60); do
+    phase=$(k -n cellar-smoke get pod client -o 'jsonpath={.status.phase}')
+    [[ $phase == Succeeded || $phase == Failed ]] && break
+    sleep 0.5
+  done
+  body=$(k -n cellar-smoke logs client)
+  [[ $phase == Succeeded && $body == *"cellar-k8s smoke ok"* ]] \
+    || die "smoke: pod -> Service failed (phase $phase): $body"
+  k -n cellar-smoke delete pod client --wait=false >&2
   say "smoke: kubectl port-forward svc/smoke 18080:80 (host loopback)"
   k -n cellar-smoke port-forward svc/smoke 18080:80 >"$W/logs/port-forward.log" 2>&1 &
   local pf=$!
@@ -109,6 +132,6 @@ cmd_smoke() {
   [[ $ok -eq 1 && $body == "cellar-k8s smoke ok" ]] || { cat "$W/logs/port-forward.log" >&2; die "smoke: port-forward failed"; }
   say "smoke: kubectl logs pod/smoke"
   k -n cellar-smoke logs smoke --tail=5 >&2 || true
-  k delete -f "$m" --wait=true >&2
+  k delete -f "$m" --wait=true >&2  # the namespace too
   say "smoke: passed in $((SECONDS - t0)) s"
 }
