@@ -5,7 +5,7 @@ K8S_PACKAGES=(containerd runc containernetworking-plugins etcd-server iptables i
 # Kernel settings kubelet changes on start (its "kernel tunables"); `up` records
 # them and `down` puts them back.
 K8S_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
-  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 W=$K8S_WORK
 kubectl_bin() { echo "$K8S_BIN/kubectl"; }
@@ -404,6 +404,7 @@ sysctls_save() {
   for s in "${K8S_SYSCTLS[@]}"; do
     echo "$s=$(sysctl -n "$s")" >>"$W/sysctls"
   done
+  sysctl -n net.ipv4.ip_forward >"$W/host-ip-forward"
 }
 
 sysctls_restore() {
@@ -416,6 +417,11 @@ sysctls_restore() {
       sysctl -qw "$name=$val" || say "sysctl: could not restore $name"
     fi
   done <"$W/sysctls"
+  # The host's ip_forward: `up` never changes it (the cluster forwards inside its
+  # own namespace only). Others on the machine may (podman does): only report.
+  if [[ -f $W/host-ip-forward && $(sysctl -n net.ipv4.ip_forward) != "$(<"$W/host-ip-forward")" ]]; then
+    say "note: the host's net.ipv4.ip_forward changed since up (not by tools/k8s): left as it is"
+  fi
 }
 
 cmd_up() {
@@ -445,6 +451,7 @@ cmd_up() {
     say "last lines of the kubelet log:"; tail -n 20 "$W/logs/kubelet.log" >&2
     return 1
   }
+  wait_for "service account default/default (controller-manager)" 60 k get serviceaccount default
   check_alive etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy
   trap - EXIT
   say "up: ready in $((SECONDS - t0)) s. Use: eval \"\$(tools/k8s/k8s env)\"; kubectl get nodes"
