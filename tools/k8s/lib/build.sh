@@ -37,6 +37,25 @@ build_etcd() {
   build_go_binary etcd go.etcd.io/etcd/server/v3 "$K8S_HERE/build" "-s -w"
 }
 
+# CoreDNS (cluster DNS): its own go.mod pins everything (no replace), so a
+# plain `go install MODULE@VERSION` builds it. v1.12.4 uses client-go v0.34.
+build_coredns() {
+  [[ $K8S_DNS == 1 ]] || return 0
+  local out=$K8S_CACHE/bin/coredns
+  if [[ -x $out ]]; then
+    say "build: coredns: cached ($out)"
+    return 0
+  fi
+  say "build: coredns: go install github.com/coredns/coredns@$K8S_COREDNS_VERSION (-p $K8S_BUILD_JOBS)"
+  local t0=$SECONDS tmp=$K8S_CACHE/coredns-gobin
+  rm -rf "$tmp"
+  CGO_ENABLED=0 GOBIN=$tmp GOFLAGS= go install -p "$K8S_BUILD_JOBS" -trimpath -ldflags "-s -w" \
+    "github.com/coredns/coredns@$K8S_COREDNS_VERSION"
+  mv "$tmp/coredns" "$out"
+  rmdir "$tmp"
+  say "build: coredns: done in $((SECONDS - t0)) s ($(du -h "$out" | cut -f1))"
+}
+
 cmd_build() {
   mkdir -p "$K8S_CACHE/bin"
   need_cmd go
@@ -48,5 +67,6 @@ cmd_build() {
     build_go_binary "$b" "k8s.io/kubernetes/cmd/$b" "$K8S_HERE/build" "$ld"
   done
   build_etcd
+  build_coredns
   say "build: all binaries present in $((SECONDS - t0)) s"
 }

@@ -8,7 +8,6 @@ K8S_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_o
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 W=$K8S_WORK
-kubectl_bin() { echo "$K8S_BIN/kubectl"; }
 k() { "$K8S_BIN/kubectl" --kubeconfig "$W/admin.kubeconfig" "$@"; }
 in_ns() { nsenter --net="/run/netns/$K8S_NETNS" -- "$@"; }
 
@@ -44,8 +43,7 @@ alive() {  # alive NAME: the recorded pid still runs the recorded program
   local f=$W/run/$1.pid pid exe
   [[ -s $f ]] || return 1
   pid=$(<"$f"); exe=$(<"$W/run/$1.exe")
-  [[ -r /proc/$pid/cmdline ]] || return 1
-  [[ $(tr '\0' '\n' </proc/"$pid"/cmdline | head -1) == "$exe" ]]
+  [[ $(tr '\0' '\n' 2>/dev/null </proc/"$pid"/cmdline | head -1) == "$exe" ]]
 }
 
 stop() {  # stop NAME: SIGTERM, up to 15 s, then SIGKILL
@@ -120,8 +118,9 @@ subjectAltName=IP:$K8S_NODE_IP,DNS:$K8S_NODE"
   cert controller-manager "/CN=system:kube-controller-manager" "$client"
   cert scheduler "/CN=system:kube-scheduler" "$client"
   cert kube-proxy "/CN=system:kube-proxy" "$client"
+  cert coredns "/CN=system:coredns" "$client"
   local n
-  for n in admin kubelet controller-manager scheduler kube-proxy; do
+  for n in admin kubelet controller-manager scheduler kube-proxy coredns; do
     cat >"$W/$n.kubeconfig" <<EOK
 apiVersion: v1
 kind: Config
@@ -322,13 +321,36 @@ EOC
     || { check_alive containerd; return 1; }
 }
 
+# Cluster DNS: CoreDNS as a process in the namespace, on the node address
+# (port 53), answering for cluster.local only: no upstream, nothing leaves.
+coredns_up() {
+  [[ $K8S_DNS == 1 ]] || { say "coredns: skipped (K8S_DNS=$K8S_DNS): pods get no cluster DNS"; return 0; }
+  k apply -f "$K8S_HERE/coredns-rbac.yaml" >&2
+  cat >"$W/Corefile" <<EOC
+.:53 {
+    bind $K8S_NODE_IP
+    errors
+    health 127.0.0.1:8081
+    ready 127.0.0.1:8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $W/coredns.kubeconfig cellar-k8s
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+EOC
+  start coredns "$K8S_BIN/coredns" -conf "$W/Corefile"
+  wait_for "coredns ready" 60 in_ns curl -fsS http://127.0.0.1:8181/ready || { check_alive coredns; return 1; }
+}
+
 kubelet_up() {
   local d=$W/kubelet
   # kubelet's device-plugin socket path is fixed (/var/lib/kubelet/device-plugins);
   # `down` removes what it made there, the whole folder if it made that too.
   [[ -e /var/lib/kubelet ]] || echo "var-lib-kubelet" >>"$W/made"
   mkdir -p "$d/root" "$d/pod-logs" "$d/volume-plugins" "$d/pki"
-  printf 'nameserver %s\noptions ndots:1\n' "$K8S_POD_GW" >"$W/resolv.conf"
+  printf 'nameserver %s\noptions ndots:1\n' "$K8S_NODE_IP" >"$W/resolv.conf"
   cat >"$d/config.yaml" <<EOC
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -352,6 +374,7 @@ protectKernelDefaults: false
 containerRuntimeEndpoint: unix://$W/containerd/containerd.sock
 podLogsDir: $d/pod-logs
 clusterDomain: cluster.local
+clusterDNS: [$( [[ $K8S_DNS == 1 ]] && echo "$K8S_NODE_IP" )]
 resolvConf: $W/resolv.conf
 maxPods: 60
 serializeImagePulls: false
@@ -442,6 +465,7 @@ cmd_up() {
   etcd_up
   apiserver_up
   controllers_up
+  coredns_up
   containerd_up
   load_archive "$K8S_IMAGES/pause.tar"
   kubelet_up
@@ -453,6 +477,7 @@ cmd_up() {
   }
   wait_for "service account default/default (controller-manager)" 60 k get serviceaccount default
   check_alive etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy
+  [[ $K8S_DNS != 1 ]] || check_alive coredns
   trap - EXIT
   say "up: ready in $((SECONDS - t0)) s. Use: eval \"\$(tools/k8s/k8s env)\"; kubectl get nodes"
 }
@@ -517,6 +542,7 @@ cmd_down() {
   stop containerd
   shims_down
   if grep -qx run-containerd "$W/made" 2>/dev/null; then rm -rf /run/containerd; fi
+  stop coredns
   stop kube-scheduler
   stop kube-controller-manager
   stop kube-apiserver
@@ -548,7 +574,7 @@ cmd_down() {
 
 cmd_status() {
   local n
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler coredns containerd kubelet kube-proxy; do
     if alive "$n"; then echo "$n: running (pid $(<"$W/run/$n.pid"))"; else echo "$n: not running"; fi
   done
   if [[ -f $W/admin.kubeconfig ]]; then k get nodes -o wide 2>&1 || true; fi

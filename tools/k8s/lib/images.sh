@@ -106,10 +106,10 @@ cmd_smoke() {
   }
   get "http://$ip/" "ClusterIP, from the host"
   get "http://$K8S_NODE_IP:30080/" "NodePort, from the host"
-  say "smoke: GET http://$ip/ from another pod (pod -> ClusterIP -> pod, busybox nc)"
+  say "smoke: from another pod: nslookup the Service, GET http://$ip/ (pod -> ClusterIP -> pod)"
   k -n cellar-smoke run client --image "$K8S_SMOKE_IMAGE" --image-pull-policy Never --restart Never \
     --command -- /bin/busybox sh -c \
-    "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc $ip 80" >&2
+    "/bin/busybox nslookup smoke.cellar-smoke.svc.cluster.local; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc $ip 80" >&2
   local phase=""
   for i in $(seq 60); do
     phase=$(k -n cellar-smoke get pod client -o 'jsonpath={.status.phase}')
@@ -119,6 +119,9 @@ cmd_smoke() {
   body=$(k -n cellar-smoke logs client)
   [[ $phase == Succeeded && $body == *"cellar-k8s smoke ok"* ]] \
     || die "smoke: pod -> Service failed (phase $phase): $body"
+  # cluster DNS (CoreDNS): the Service's name resolves to its ClusterIP
+  [[ $K8S_DNS != 1 || $body == *"Address: $ip"* ]] || die "smoke: DNS: smoke.cellar-smoke.svc.cluster.local did not resolve to $ip: $body"
+  [[ $K8S_DNS != 1 ]] || say "smoke: DNS smoke.cellar-smoke.svc.cluster.local -> $ip (CoreDNS)"
   k -n cellar-smoke delete pod client --wait=false >&2
   say "smoke: kubectl port-forward svc/smoke 18080:80 (host loopback)"
   k -n cellar-smoke port-forward svc/smoke 18080:80 >"$W/logs/port-forward.log" 2>&1 &
