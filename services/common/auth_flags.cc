@@ -21,6 +21,11 @@ ABSL_FLAG(bool, insecure, false,
           "Allow listening on a non-loopback address without authentication (logs a "
           "warning and sets cellar_insecure_mode 1)");
 
+ABSL_FLAG(double, rate_limit, 0,
+          "Calls per second each token may make (token bucket; the node role is never "
+          "limited); over it: RESOURCE_EXHAUSTED with a retry-after hint. 0: no limit");
+ABSL_FLAG(double, rate_limit_burst, 0,
+          "Calls a token may make in a burst above --rate_limit (0: twice the rate)");
 ABSL_FLAG(std::string, audit_log_file, "",
           "Append one JSON line per admin action (who, what, when, outcome) to this "
           "file; they always go to the log too (docs/security.md)");
@@ -112,6 +117,12 @@ absl::StatusOr<AuthSetup> AuthSetupFromFlags() {
       setup.tls_server.has_value() && !setup.tls_server->client_ca_file.empty();
   options.tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   options.open_reflection = absl::GetFlag(FLAGS_reflection);
+  options.rate_limit_per_second = absl::GetFlag(FLAGS_rate_limit);
+  options.rate_limit_burst = absl::GetFlag(FLAGS_rate_limit_burst);
+  if (!(options.rate_limit_per_second >= 0) || !(options.rate_limit_burst >= 0)) {
+    return absl::InvalidArgumentError(
+        "--rate_limit, --rate_limit_burst: must be 0 (no limit) or positive");
+  }
   const std::string secret_file = absl::GetFlag(FLAGS_cluster_secret_file);
   if (!secret_file.empty()) {
     absl::StatusOr<std::string> secret = ReadClusterSecret(secret_file);

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -29,7 +31,16 @@ absl::StatusOr<std::string> FileStamp(const std::string& path) {
 Authenticator::Authenticator(AuthenticatorOptions options)
     : options_(std::move(options)),
       node_bearer_(options_.cluster_secret.empty() ? ""
-                                                   : NodeBearer(options_.cluster_secret)) {}
+                                                   : NodeBearer(options_.cluster_secret)) {
+  if (options_.rate_limit_per_second > 0) {
+    const double burst = options_.rate_limit_burst > 0
+                             ? options_.rate_limit_burst
+                             : std::max(1.0, 2 * options_.rate_limit_per_second);
+    limiter_ = std::make_unique<RateLimiter>(
+        options_.rate_limit_per_second, burst,
+        options_.clock != nullptr ? options_.clock : RealClock::Get());
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(
     AuthenticatorOptions options) {
@@ -153,8 +164,14 @@ absl::StatusOr<std::optional<Role>> Authenticator::Authorize(
   if (IsHealthMethod(full_method)) return std::optional<Role>();
   const bool reflection = IsReflectionMethod(full_method);
   if (reflection && options_.open_reflection) return std::optional<Role>();
-  absl::StatusOr<Role> role = Identify(authorization, node_certificate);
-  if (!role.ok()) return role.status();
+  absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
+  if (!caller.ok()) return caller.status();
+  const absl::StatusOr<Role> role = caller->role;
+  if (limiter_ != nullptr && caller->role != Role::kNode) {
+    if (absl::Status admitted = limiter_->Admit(caller->principal); !admitted.ok()) {
+      return admitted;
+    }
+  }
   if (reflection) return std::optional<Role>(*role);
   const auto& table = MethodRoles();
   auto it = table.find(full_method);

@@ -33,6 +33,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "services/common/auth_tokens.h"
+#include "services/common/clock.h"
+#include "services/common/rate_limiter.h"
 #include "services/common/tls_config.h"
 
 namespace cellar::common {
@@ -54,6 +56,16 @@ struct AuthenticatorOptions {
   // How often the tokens file's mtime is polled; zero: no polling thread
   // (tests call ReloadIfChanged). Default 1 s.
   absl::Duration reload_interval = absl::Seconds(1);
+  // Calls per second each token may make (a token bucket per token; the
+  // node role is never limited: the cluster's own traffic must flow).
+  // Over it: RESOURCE_EXHAUSTED with a retry-after hint (rate_limiter.h).
+  // 0: no limit. Default 0.
+  double rate_limit_per_second = 0;
+  // The bucket's size (calls allowed in a burst). 0: 2 x the rate, at
+  // least 1. Default 0.
+  double rate_limit_burst = 0;
+  // The limiter's clock (not owned); null: the real clock. Default null.
+  const Clock* clock = nullptr;
 };
 
 class Authenticator {
@@ -105,6 +117,7 @@ class Authenticator {
 
   const AuthenticatorOptions options_;
   const std::string node_bearer_;  // empty without a cluster secret
+  std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
   mutable absl::Mutex mu_;
   TokenTable tokens_ ABSL_GUARDED_BY(mu_);
   // Identity of the file last read: (mtime ns, size, inode).

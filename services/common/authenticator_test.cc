@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/fake_clock.h"
 #include "services/common/status_matchers.h"
 
 namespace cellar::common {
@@ -157,6 +158,42 @@ TEST(AuthenticatorCreateTest, RefusesNothingToCheckAndABadFileAtStart) {
   AuthenticatorOptions options;
   options.tokens_file = "/nonexistent/tokens";
   EXPECT_THAT(Authenticator::Create(options), StatusIs(absl::StatusCode::kNotFound));
+}
+
+
+TEST_F(AuthenticatorTest, RateLimitsEachTokenButNeverTheNodes) {
+  FakeClock clock;
+  AuthenticatorOptions options;
+  options.tokens_file = path_;
+  options.cluster_secret = kSecret;
+  options.reload_interval = absl::ZeroDuration();
+  options.rate_limit_per_second = 5;
+  options.rate_limit_burst = 2;
+  options.clock = &clock;
+  auto limited = Authenticator::Create(options);
+  ASSERT_THAT(limited, IsOk());
+  const std::string begin = "/cellar.v1.Master/Begin";
+  EXPECT_THAT((*limited)->Authorize(begin, Bearer(client_.token)), IsOk());
+  EXPECT_THAT((*limited)->Authorize(begin, Bearer(client_.token)), IsOk());
+  auto refused = (*limited)->Authorize(begin, Bearer(client_.token));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("retry after 200 ms"));
+  // Another token has its own budget; the cluster's own calls are never
+  // limited; health needs no credentials and is not counted.
+  EXPECT_THAT((*limited)->Authorize("/cellar.v1.Admin/ListNodes", Bearer(admin_.token)),
+              IsOk());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_THAT((*limited)->Authorize("/cellar.v1.Master/Heartbeat",
+                                      Bearer(NodeBearer(kSecret))),
+                IsOk());
+    ASSERT_THAT((*limited)->Authorize("/grpc.health.v1.Health/Check", ""), IsOk());
+  }
+  clock.Advance(absl::Milliseconds(200));
+  EXPECT_THAT((*limited)->Authorize(begin, Bearer(client_.token)), IsOk());
+  // Without a limit (the default), nothing is refused for rate.
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_THAT(auth_->Authorize(begin, Bearer(client_.token)), IsOk());
+  }
 }
 
 }  // namespace

@@ -39,6 +39,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
                           .Register(*registry);
       counters.unauthenticated = &refused.Add({{"reason", "unauthenticated"}});
       counters.permission_denied = &refused.Add({{"reason", "permission_denied"}});
+      counters.rate_limited = &refused.Add({{"reason", "rate_limited"}});
     }
     return AuthenticatingServerCredentials(options.authenticator, counters, tls);
   }

@@ -39,10 +39,12 @@ void Process(void* state, grpc_auth_context* context, const grpc_metadata* md,
                    : s->authenticator->Authorize(path, authorization,
                                                  PeerHasNodeIdentity(context));
   if (!decision.ok()) {
-    prometheus::Counter* counter =
-        decision.status().code() == absl::StatusCode::kUnauthenticated
-            ? s->counters.unauthenticated
-            : s->counters.permission_denied;
+    const absl::StatusCode code = decision.status().code();
+    prometheus::Counter* counter = code == absl::StatusCode::kUnauthenticated
+                                       ? s->counters.unauthenticated
+                                   : code == absl::StatusCode::kResourceExhausted
+                                       ? s->counters.rate_limited
+                                       : s->counters.permission_denied;
     if (counter != nullptr) counter->Increment();
     const std::string message(decision.status().message());
     cb(user_data, nullptr, 0, nullptr, 0,

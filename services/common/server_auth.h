@@ -49,6 +49,7 @@ namespace cellar::common {
 struct AuthRefusalCounters {
   prometheus::Counter* unauthenticated = nullptr;
   prometheus::Counter* permission_denied = nullptr;
+  prometheus::Counter* rate_limited = nullptr;
 };
 
 // Server credentials whose every call is first decided by `authenticator`
