@@ -77,16 +77,16 @@ struct Client::Session {
   std::unique_ptr<grpc::ClientReaderInterface<ClusterEvent>> reader;
 };
 
-Client::Client(ClientOptions options)
+Client::Client(ClientOptions options, const common::ChannelSecurity& security)
     : options_(std::move(options)),
-      view_([token = options_.token](const std::string& address) {
+      view_([security](const std::string& address) {
         return std::shared_ptr<ClusterView::StorageStub>(
-            ::cellar::v1::Storage::NewStub(common::MakeChannel(address, token)));
+            ::cellar::v1::Storage::NewStub(common::MakeChannel(address, security)));
       }),
       cache_(options_.cache_bytes) {
   for (const std::string& address : options_.master_addresses) {
     master_stubs_.push_back(std::shared_ptr<MasterStub>(
-        ::cellar::v1::Master::NewStub(common::MakeChannel(address, options_.token))));
+        ::cellar::v1::Master::NewStub(common::MakeChannel(address, security))));
   }
 }
 
@@ -94,7 +94,14 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   if (options.master_addresses.empty()) {
     return absl::InvalidArgumentError("no master address given");
   }
-  std::unique_ptr<Client> client(new Client(std::move(options)));
+  common::TlsFileNames names;
+  names.ca = "tls.ca_file";
+  names.cert = "tls.cert_file";
+  names.key = "tls.key_file";
+  absl::StatusOr<common::ChannelSecurity> security =
+      common::MakeChannelSecurity(options.token, options.tls, names);
+  if (!security.ok()) return security.status();
+  std::unique_ptr<Client> client(new Client(std::move(options), *security));
   Client* c = client.get();
   c->watch_thread_ = std::thread([c] { c->WatchLoop(); });
   absl::Status error;

@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +66,8 @@
 #include "client/transaction.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "protos/cellar/v1/storage.pb.h"
+#include "services/common/channel.h"
+#include "services/common/tls_config.h"
 
 namespace cellar::client {
 
@@ -93,6 +96,13 @@ struct ClientOptions {
   // role `client` when the cluster runs with authentication
   // (docs/security.md). Default "": none.
   std::string token;
+  // TLS to masters and storages (docs/security.md, "TLS and mTLS"):
+  // ca_file verifies the servers, cert_file/key_file are presented when
+  // the cluster asks for client certificates, server_name replaces the
+  // dialled host in the name check. Connect fails with INVALID_ARGUMENT
+  // naming the field if a file cannot be read or does not parse.
+  // Default nullopt: plaintext.
+  std::optional<common::TlsClientConfig> tls;
 };
 
 // One revision of an object.
@@ -203,7 +213,7 @@ class Client : private TransactionCommitter {
   // Per-session state of the watch thread.
   struct Session;
 
-  explicit Client(ClientOptions options);
+  Client(ClientOptions options, const common::ChannelSecurity& security);
 
   absl::StatusOr<uint64_t> CommitTransaction(
       const TransactionData& data) override;

@@ -18,8 +18,11 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
     }
     clusters.push_back({options.admin.cluster_name, options.admin.master_addresses});
   }
+  absl::StatusOr<common::ChannelSecurity> node_channel =
+      common::MakeChannelSecurity(options.auth.node_bearer, options.auth.tls_client);
+  if (!node_channel.ok()) return node_channel.status();
   auto clients =
-      ClusterClients::Create(clusters, options.admin.rpc_timeout, options.auth.node_bearer);
+      ClusterClients::Create(clusters, options.admin.rpc_timeout, *std::move(node_channel));
   if (!clients.ok()) return clients.status();
 
   auto server = std::unique_ptr<AdminServer>(new AdminServer);
@@ -41,7 +44,9 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.audit_log_file = options.auth.audit_log_file;
   grpc_options.insecure = options.auth.insecure;
+  grpc_options.tls = options.auth.tls_server;
   auto grpc = common::GrpcServer::Start(std::move(grpc_options));
   if (!grpc.ok()) return grpc.status();
   server->grpc_ = *std::move(grpc);

@@ -47,7 +47,7 @@ absl::StatusOr<std::vector<ClusterTarget>> ParseClusterList(absl::string_view te
 
 absl::StatusOr<std::unique_ptr<ClusterClients>> ClusterClients::Create(
     std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
-    std::string node_bearer) {
+    common::ChannelSecurity node_channel) {
   if (clusters.empty()) {
     return absl::InvalidArgumentError("clusters: at least one cluster is required");
   }
@@ -72,19 +72,19 @@ absl::StatusOr<std::unique_ptr<ClusterClients>> ClusterClients::Create(
     }
   }
   return std::unique_ptr<ClusterClients>(
-      new ClusterClients(std::move(clusters), rpc_timeout, std::move(node_bearer)));
+      new ClusterClients(std::move(clusters), rpc_timeout, std::move(node_channel)));
 }
 
 ClusterClients::ClusterClients(std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
-                               std::string node_bearer)
+                               common::ChannelSecurity node_channel)
     : clusters_(std::move(clusters)),
       rpc_timeout_(rpc_timeout),
-      node_bearer_(std::move(node_bearer)) {
+      node_channel_(std::move(node_channel)) {
   for (const ClusterTarget& c : clusters_) {
     masters_.emplace_back();
     for (const std::string& address : c.master_addresses) {
       masters_.back().push_back(
-          cellar::v1::Master::NewStub(common::MakeChannel(address, node_bearer_)));
+          cellar::v1::Master::NewStub(common::MakeChannel(address, node_channel_)));
     }
   }
 }
@@ -163,7 +163,7 @@ cellar::v1::Storage::Stub* ClusterClients::StorageStub(const std::string& addres
     if (a == address) return stub.get();
   }
   storages_.emplace_back(address,
-                         cellar::v1::Storage::NewStub(common::MakeChannel(address, node_bearer_)));
+                         cellar::v1::Storage::NewStub(common::MakeChannel(address, node_channel_)));
   return storages_.back().second.get();
 }
 

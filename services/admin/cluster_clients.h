@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/common/channel.h"
 
 namespace cellar::admin {
 
@@ -50,11 +51,12 @@ class ClusterInfoSource {
 class ClusterClients final : public ClusterInfoSource {
  public:
   // INVALID_ARGUMENT if `clusters` is empty, a name is malformed or
-  // repeated, or a cluster has no master address. `node_bearer`
-  // (NodeBearer of the cluster secret; empty = none) is sent on every call.
+  // repeated, or a cluster has no master address. `node_channel`:
+  // the node bearer (NodeBearer of the cluster secret; empty = none) sent
+  // on every call, and the transport (TLS or plaintext; default plaintext).
   static absl::StatusOr<std::unique_ptr<ClusterClients>> Create(
       std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
-      std::string node_bearer = "");
+      common::ChannelSecurity node_channel = {});
 
   // In configuration order; the first is the default.
   const std::vector<ClusterTarget>& clusters() const { return clusters_; }
@@ -88,13 +90,13 @@ class ClusterClients final : public ClusterInfoSource {
 
  private:
   ClusterClients(std::vector<ClusterTarget> clusters, absl::Duration rpc_timeout,
-                 std::string node_bearer);
+                 common::ChannelSecurity node_channel);
   // Index of `cluster` in clusters_, or NOT_FOUND.
   absl::StatusOr<size_t> Find(absl::string_view cluster) const;
 
   const std::vector<ClusterTarget> clusters_;
   const absl::Duration rpc_timeout_;
-  const std::string node_bearer_;
+  const common::ChannelSecurity node_channel_;
   // masters_[i][j]: stub of clusters_[i].master_addresses[j]. Immutable.
   std::vector<std::vector<std::unique_ptr<cellar::v1::Master::Stub>>> masters_;
   absl::Mutex mu_;

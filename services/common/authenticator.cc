@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -29,13 +31,23 @@ absl::StatusOr<std::string> FileStamp(const std::string& path) {
 Authenticator::Authenticator(AuthenticatorOptions options)
     : options_(std::move(options)),
       node_bearer_(options_.cluster_secret.empty() ? ""
-                                                   : NodeBearer(options_.cluster_secret)) {}
+                                                   : NodeBearer(options_.cluster_secret)) {
+  if (options_.rate_limit_per_second > 0) {
+    const double burst = options_.rate_limit_burst > 0
+                             ? options_.rate_limit_burst
+                             : std::max(1.0, 2 * options_.rate_limit_per_second);
+    limiter_ = std::make_unique<RateLimiter>(
+        options_.rate_limit_per_second, burst,
+        options_.clock != nullptr ? options_.clock : RealClock::Get());
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(
     AuthenticatorOptions options) {
-  if (options.tokens_file.empty() && options.cluster_secret.empty()) {
+  if (options.tokens_file.empty() && options.cluster_secret.empty() &&
+      !options.node_certificates) {
     return absl::InvalidArgumentError(
-        "auth: needs a tokens file or a cluster secret (or both)");
+        "auth: needs a tokens file, a cluster secret or node certificates");
   }
   auto auth = std::unique_ptr<Authenticator>(new Authenticator(std::move(options)));
   if (!auth->options_.tokens_file.empty()) {
@@ -102,15 +114,17 @@ size_t Authenticator::token_count() const {
   return tokens_.size();
 }
 
-absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization) const {
-  absl::StatusOr<Caller> caller = IdentifyCaller(authorization);
+absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization,
+                                             bool node_certificate) const {
+  absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
   if (!caller.ok()) return caller.status();
   return caller->role;
 }
 
 absl::StatusOr<Authenticator::Caller> Authenticator::IdentifyCaller(
-    absl::string_view authorization) const {
+    absl::string_view authorization, bool node_certificate) const {
   if (authorization.empty()) {
+    if (node_certificate && options_.node_certificates) return Caller{Role::kNode, "node"};
     return absl::UnauthenticatedError(
         "no credentials: this server requires 'authorization: Bearer <token>' "
         "metadata (docs/security.md)");
@@ -145,12 +159,19 @@ absl::StatusOr<Authenticator::Caller> Authenticator::IdentifyCaller(
 }
 
 absl::StatusOr<std::optional<Role>> Authenticator::Authorize(
-    absl::string_view full_method, absl::string_view authorization) const {
+    absl::string_view full_method, absl::string_view authorization,
+    bool node_certificate) const {
   if (IsHealthMethod(full_method)) return std::optional<Role>();
   const bool reflection = IsReflectionMethod(full_method);
   if (reflection && options_.open_reflection) return std::optional<Role>();
-  absl::StatusOr<Role> role = Identify(authorization);
-  if (!role.ok()) return role.status();
+  absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
+  if (!caller.ok()) return caller.status();
+  const absl::StatusOr<Role> role = caller->role;
+  if (limiter_ != nullptr && caller->role != Role::kNode) {
+    if (absl::Status admitted = limiter_->Admit(caller->principal); !admitted.ok()) {
+      return admitted;
+    }
+  }
   if (reflection) return std::optional<Role>(*role);
   const auto& table = MethodRoles();
   auto it = table.find(full_method);

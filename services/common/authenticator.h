@@ -2,7 +2,8 @@
 #define CELLAR_SERVICES_COMMON_AUTHENTICATOR_H_
 
 // Decides whether a call may run: who is calling (the bearer token in the
-// `authorization` metadata) and whether that role may call the method
+// `authorization` metadata, or a node certificate: see node_certificates)
+// and whether that role may call the method
 // (auth_policy's table). No gRPC types: server_auth.h plugs it into the
 // server, before any handler runs.
 //
@@ -32,6 +33,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "services/common/auth_tokens.h"
+#include "services/common/clock.h"
+#include "services/common/rate_limiter.h"
+#include "services/common/tls_config.h"
 
 namespace cellar::common {
 
@@ -42,17 +46,32 @@ struct AuthenticatorOptions {
   // The cluster secret itself (not a path). Empty: nobody has the node
   // role. Default empty.
   std::string cluster_secret;
+  // A caller without a bearer whose verified client certificate carries
+  // the node identity (tls_config.h kNodeIdentityUri; the server decides
+  // the "verified" and tells Authorize) has role node. A bearer, when
+  // sent, decides instead. Default false.
+  bool node_certificates = false;
   // Serve reflection without credentials. Default false.
   bool open_reflection = false;
   // How often the tokens file's mtime is polled; zero: no polling thread
   // (tests call ReloadIfChanged). Default 1 s.
   absl::Duration reload_interval = absl::Seconds(1);
+  // Calls per second each token may make (a token bucket per token; the
+  // node role is never limited: the cluster's own traffic must flow).
+  // Over it: RESOURCE_EXHAUSTED with a retry-after hint (rate_limiter.h).
+  // 0: no limit. Default 0.
+  double rate_limit_per_second = 0;
+  // The bucket's size (calls allowed in a burst). 0: 2 x the rate, at
+  // least 1. Default 0.
+  double rate_limit_burst = 0;
+  // The limiter's clock (not owned); null: the real clock. Default null.
+  const Clock* clock = nullptr;
 };
 
 class Authenticator {
  public:
-  // INVALID_ARGUMENT if neither tokens nor a secret is given (auth would
-  // refuse everything) or if the tokens file does not parse at start;
+  // INVALID_ARGUMENT if neither tokens, a secret nor node certificates are
+  // given (auth would refuse everything) or if the tokens file does not parse at start;
   // NOT_FOUND if it cannot be read.
   static absl::StatusOr<std::unique_ptr<Authenticator>> Create(
       AuthenticatorOptions options);
@@ -63,20 +82,27 @@ class Authenticator {
   // carrying `authorization` (the metadata value, "" if absent), or the
   // refusal (UNAUTHENTICATED / PERMISSION_DENIED with a message for the
   // caller; it never contains a secret). nullopt for an open method.
-  absl::StatusOr<std::optional<Role>> Authorize(
-      absl::string_view full_method, absl::string_view authorization) const;
+  // `node_certificate`: the peer presented a verified node certificate
+  // (honoured with node_certificates).
+  absl::StatusOr<std::optional<Role>> Authorize(absl::string_view full_method,
+                                                absl::string_view authorization,
+                                                bool node_certificate = false) const;
 
-  // The caller's role from an `authorization` metadata value, without a
-  // method: UNAUTHENTICATED if missing or unknown.
-  absl::StatusOr<Role> Identify(absl::string_view authorization) const;
+  // The caller's role from an `authorization` metadata value (and
+  // `node_certificate`, as Authorize), without a method: UNAUTHENTICATED if
+  // missing or unknown.
+  absl::StatusOr<Role> Identify(absl::string_view authorization,
+                                bool node_certificate = false) const;
 
   // Who the caller is: its role and a stable principal id (the token's id,
-  // "node" for the cluster secret's bearer). UNAUTHENTICATED as Identify.
+  // "node" for the cluster secret's bearer or a node certificate).
+  // UNAUTHENTICATED as Identify.
   struct Caller {
     Role role;
     std::string principal;
   };
-  absl::StatusOr<Caller> IdentifyCaller(absl::string_view authorization) const;
+  absl::StatusOr<Caller> IdentifyCaller(absl::string_view authorization,
+                                        bool node_certificate = false) const;
 
   // Re-reads the tokens file if it changed since the last read. The error
   // of a bad or unreadable file (the previous table stays).
@@ -91,6 +117,7 @@ class Authenticator {
 
   const AuthenticatorOptions options_;
   const std::string node_bearer_;  // empty without a cluster secret
+  std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
   mutable absl::Mutex mu_;
   TokenTable tokens_ ABSL_GUARDED_BY(mu_);
   // Identity of the file last read: (mtime ns, size, inode).
@@ -110,6 +137,16 @@ struct AuthSetup {
   // Allow a non-loopback listener without an authenticator
   // (GrpcServerOptions::insecure).
   bool insecure = false;
+  // Where admin actions are appended (GrpcServerOptions::audit_log_file);
+  // empty: the process log only.
+  std::string audit_log_file;
+
+  // TLS of the process's gRPC server (GrpcServerOptions::tls); nullopt:
+  // plaintext. Default nullopt.
+  std::optional<TlsServerConfig> tls_server;
+  // TLS of the process's calls to other nodes (ChannelSecurity); nullopt:
+  // plaintext. Default nullopt.
+  std::optional<TlsClientConfig> tls_client;
 };
 
 }  // namespace cellar::common

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/fake_clock.h"
 #include "services/common/status_matchers.h"
 
 namespace cellar::common {
@@ -127,11 +128,72 @@ TEST_F(AuthenticatorTest, ABadFileKeepsTheLastGoodTable) {
   EXPECT_THAT(auth_->ReloadIfChanged(), IsOk());
 }
 
+// A verified node certificate (the server says so) is node when no bearer
+// is sent, and only with node_certificates.
+TEST(AuthenticatorNodeCertificateTest, NodeWithoutABearerOnlyWhenEnabled) {
+  AuthenticatorOptions options;
+  options.node_certificates = true;
+  auto auth = Authenticator::Create(options);
+  ASSERT_THAT(auth, IsOk());
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Heartbeat", "", /*node_certificate=*/true),
+              IsOk());
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Heartbeat", ""),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Begin", "", true),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  // A bearer decides when sent.
+  EXPECT_THAT((*auth)->Authorize("/cellar.v1.Master/Heartbeat", "Bearer nope", true),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  AuthenticatorOptions off;
+  off.cluster_secret = kSecret;
+  auto without = Authenticator::Create(off);
+  ASSERT_THAT(without, IsOk());
+  EXPECT_THAT((*without)->Authorize("/cellar.v1.Master/Heartbeat", "", true),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
 TEST(AuthenticatorCreateTest, RefusesNothingToCheckAndABadFileAtStart) {
   EXPECT_THAT(Authenticator::Create({}), StatusIs(absl::StatusCode::kInvalidArgument));
   AuthenticatorOptions options;
   options.tokens_file = "/nonexistent/tokens";
   EXPECT_THAT(Authenticator::Create(options), StatusIs(absl::StatusCode::kNotFound));
+}
+
+
+TEST_F(AuthenticatorTest, RateLimitsEachTokenButNeverTheNodes) {
+  FakeClock clock;
+  AuthenticatorOptions options;
+  options.tokens_file = path_;
+  options.cluster_secret = kSecret;
+  options.reload_interval = absl::ZeroDuration();
+  options.rate_limit_per_second = 5;
+  options.rate_limit_burst = 2;
+  options.clock = &clock;
+  auto limited = Authenticator::Create(options);
+  ASSERT_THAT(limited, IsOk());
+  const std::string begin = "/cellar.v1.Master/Begin";
+  EXPECT_THAT((*limited)->Authorize(begin, Bearer(client_.token)), IsOk());
+  EXPECT_THAT((*limited)->Authorize(begin, Bearer(client_.token)), IsOk());
+  auto refused = (*limited)->Authorize(begin, Bearer(client_.token));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("retry after 200 ms"));
+  // Another token has its own budget; the cluster's own calls are never
+  // limited; health needs no credentials and is not counted.
+  EXPECT_THAT((*limited)->Authorize("/cellar.v1.Admin/ListNodes", Bearer(admin_.token)),
+              IsOk());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_THAT((*limited)->Authorize("/cellar.v1.Master/Heartbeat",
+                                      Bearer(NodeBearer(kSecret))),
+                IsOk());
+    ASSERT_THAT((*limited)->Authorize("/grpc.health.v1.Health/Check", ""), IsOk());
+  }
+  clock.Advance(absl::Milliseconds(200));
+  EXPECT_THAT((*limited)->Authorize(begin, Bearer(client_.token)), IsOk());
+  // Without a limit (the default), nothing is refused for rate.
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_THAT(auth_->Authorize(begin, Bearer(client_.token)), IsOk());
+  }
 }
 
 }  // namespace

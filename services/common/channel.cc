@@ -7,14 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/common/tls_credentials.h"
 
 namespace cellar::common {
 namespace {
 
 // Adds the bearer to each call's initial metadata. An interceptor rather
 // than call credentials: gRPC refuses call credentials on a plaintext
-// channel (they need a secure transport), and our channels are plaintext
-// until TLS comes.
+// channel (they need a secure transport), and the same code serves both.
 class BearerInterceptor final : public grpc::experimental::Interceptor {
  public:
   explicit BearerInterceptor(const std::string* value) : value_(value) {}
@@ -48,8 +48,29 @@ class BearerInterceptorFactory final
 
 }  // namespace
 
+absl::StatusOr<ChannelSecurity> MakeChannelSecurity(std::string bearer_token,
+                                                    const std::optional<TlsClientConfig>& tls,
+                                                    const TlsFileNames& names) {
+  ChannelSecurity security;
+  security.bearer_token = std::move(bearer_token);
+  if (tls.has_value()) {
+    absl::Status checked = CheckTlsClientConfig(*tls, names);
+    if (!checked.ok()) return checked;
+    security.credentials = TlsChannelCredentials(*tls);
+    security.server_name = tls->server_name;
+  }
+  return security;
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
                                            const std::string& bearer_token) {
+  ChannelSecurity security;
+  security.bearer_token = bearer_token;
+  return MakeChannel(address, security);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const ChannelSecurity& security) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -61,20 +82,26 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   // second; attempts to a refused port are cheap).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
-  return MakeChannelWithArgs(address, args, bearer_token);
+  return MakeChannelWithArgs(address, std::move(args), security);
 }
 
 std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
-                                                   const grpc::ChannelArguments& args,
-                                                   const std::string& bearer_token) {
-  if (bearer_token.empty()) {
-    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+                                                   grpc::ChannelArguments args,
+                                                   const ChannelSecurity& security) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      security.credentials != nullptr ? security.credentials
+                                      : grpc::InsecureChannelCredentials();
+  if (security.credentials != nullptr && !security.server_name.empty()) {
+    args.SetSslTargetNameOverride(security.server_name);
+  }
+  if (security.bearer_token.empty()) {
+    return grpc::CreateCustomChannel(address, credentials, args);
   }
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
       interceptors;
-  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(bearer_token));
+  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(security.bearer_token));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address, grpc::InsecureChannelCredentials(), args, std::move(interceptors));
+      address, credentials, args, std::move(interceptors));
 }
 
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {

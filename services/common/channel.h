@@ -2,29 +2,57 @@
 #define CELLAR_SERVICES_COMMON_CHANNEL_H_
 
 // Client channels between cellar processes: keepalive on (long streams),
-// 64 MiB messages, plaintext for now (TLS is a later issue), and the
-// caller's bearer token on every call (docs/security.md).
+// 64 MiB messages, plaintext or TLS (ChannelSecurity), and the caller's
+// bearer token on every call (docs/security.md).
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/tls_config.h"
 
 namespace cellar::common {
+
+// How a process (or a client) dials cellar servers: which bearer it sends
+// and over which transport. Make one per process (or per client) with
+// MakeChannelSecurity and share it: the TLS credentials watch their files
+// with a thread of their own. Copyable; thread-safe.
+struct ChannelSecurity {
+  // Sent as "authorization: Bearer <bearer_token>" on every call; "" none.
+  std::string bearer_token;
+  // TLS credentials; null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // With TLS: the name the server's certificate must carry instead of the
+  // dialled host (TlsClientConfig::server_name); "" the host.
+  std::string server_name;
+};
+
+// `bearer_token` over TLS from `tls` (checked: CheckTlsClientConfig, files
+// named as `names`), or plaintext without it.
+absl::StatusOr<ChannelSecurity> MakeChannelSecurity(std::string bearer_token,
+                                                    const std::optional<TlsClientConfig>& tls,
+                                                    const TlsFileNames& names = {});
 
 // A channel to `address` (host:port). Never blocks. With a non-empty
 // `bearer_token` (a client token, or NodeBearer(cluster secret) between
 // nodes), every call carries "authorization: Bearer <bearer_token>".
+// Plaintext.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
                                            const std::string& bearer_token = "");
 
-// The same bearer handling on a channel with the caller's own `args`
-// (e.g. a local subchannel pool for polling tools).
+// The same with `security`'s bearer and transport.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const ChannelSecurity& security);
+
+// The same on a channel with the caller's own `args` (e.g. a local
+// subchannel pool for polling tools).
 std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
-                                                   const grpc::ChannelArguments& args,
-                                                   const std::string& bearer_token);
+                                                   grpc::ChannelArguments args,
+                                                   const ChannelSecurity& security);
 
 // `context` with a deadline `timeout` from now.
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout);

@@ -15,15 +15,21 @@
 #include "services/common/logging.h"
 #include "services/common/server_auth.h"
 #include "services/common/server_metrics.h"
+#include "services/common/tls_credentials.h"
 
 namespace cellar::common {
 namespace {
 
-// Credentials for the listening port: plaintext either way (TLS is a later
-// issue); with an authenticator, every call is decided before its handler.
+// Credentials for the listening port: TLS with options.tls, else
+// plaintext; with an authenticator, every call is decided before its
+// handler.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
     const GrpcServerOptions& options) {
   prometheus::Registry* registry = options.metrics_registry.get();
+  std::shared_ptr<const TlsServerCredentialsSource> tls;
+  if (options.tls.has_value()) {
+    tls = std::make_shared<const TlsServerCredentialsSource>(*options.tls);
+  }
   if (options.authenticator != nullptr) {
     AuthRefusalCounters counters;
     if (registry != nullptr) {
@@ -33,17 +39,18 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
                           .Register(*registry);
       counters.unauthenticated = &refused.Add({{"reason", "unauthenticated"}});
       counters.permission_denied = &refused.Add({{"reason", "permission_denied"}});
+      counters.rate_limited = &refused.Add({{"reason", "rate_limited"}});
     }
-    return AuthenticatingServerCredentials(options.authenticator, counters);
+    return AuthenticatingServerCredentials(options.authenticator, counters, tls);
   }
   const bool loopback = IsLoopbackAddress(options.address);
   if (!loopback && !options.insecure) {
     return absl::FailedPreconditionError(absl::StrCat(
         "refusing to listen on ", options.address,
         " without authentication: anyone who reaches it could register a storage, "
-        "write or truncate data. Give --auth_tokens_file and/or "
-        "--cluster_secret_file (docs/security.md), listen on loopback, or pass "
-        "--insecure to accept the risk"));
+        "write or truncate data. Give --auth_tokens_file, --cluster_secret_file "
+        "and/or --tls_client_ca_file (docs/security.md; TLS alone does not "
+        "authenticate), listen on loopback, or pass --insecure to accept the risk"));
   }
   if (!loopback) {
     CELLAR_LOG(WARNING) << "INSECURE: listening on " << options.address
@@ -58,6 +65,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
         .Add({})
         .Set(loopback ? 0 : 1);
   }
+  if (tls != nullptr) return AuthenticatingServerCredentials(nullptr, {}, tls);
   return grpc::InsecureServerCredentials();
 }
 
@@ -106,15 +114,22 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   // would silently share it. A port conflict must be an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   server->metrics_registry_ = options.metrics_registry;
+  server->authenticator_ = options.authenticator;
+  absl::StatusOr<std::unique_ptr<AuditLog>> audit_log =
+      AuditLog::Open(options.audit_log_file, options.metrics_registry.get());
+  if (!audit_log.ok()) return audit_log.status();
+  server->audit_log_ = *std::move(audit_log);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      creators;
   if (options.metrics_registry != nullptr) {
     prometheus::Labels labels;
     for (const auto& [k, v] : options.metrics_labels) labels[k] = v;
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        creators;
     creators.push_back(std::make_unique<ServerMetricsInterceptorFactory>(
         *options.metrics_registry, labels));
-    builder.experimental().SetInterceptorCreators(std::move(creators));
   }
+  creators.push_back(std::make_unique<AuditInterceptorFactory>(
+      server->audit_log_.get(), server->authenticator_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

@@ -3,8 +3,10 @@
 
 // The server harness every cellar process uses: a gRPC server with
 // grpc.health.v1 and reflection, keepalive, message-size limits, the gRPC
-// server metrics interceptor and, with an authenticator, a role check of
-// every call before its handler (server_auth.h, docs/security.md).
+// server metrics interceptor, the audit log of admin actions (audit_log.h),
+// TLS (optionally mTLS) with a TlsServerConfig,
+// and, with an authenticator, a role check of every call before its
+// handler (server_auth.h, docs/security.md).
 // Services are owned by the caller.
 //
 //   CELLAR_ASSIGN_OR_RETURN(auto server, GrpcServer::Start(options));
@@ -14,6 +16,7 @@
 // Thread-safe after Start.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +25,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/audit_log.h"
 #include "services/common/authenticator.h"
+#include "services/common/tls_config.h"
 
 namespace cellar::common {
 
@@ -48,8 +53,18 @@ struct GrpcServerOptions {
   std::shared_ptr<const Authenticator> authenticator;
   // Without an authenticator, an address that is not loopback is refused
   // (FAILED_PRECONDITION) unless this is true; then a warning is logged and
-  // cellar_insecure_mode is 1. Default false.
+  // cellar_insecure_mode is 1. TLS does not count as authentication here.
+  // Default false.
   bool insecure = false;
+  // Admin actions are written to the audit log (audit_log.h): always to the
+  // process log, and appended to this file when set. Default empty.
+  std::string audit_log_file;
+
+  // TLS on the listening port (certificates re-read every
+  // tls->reload_interval; with a client CA, client certificates are
+  // verified, and a node certificate is role node). nullopt: plaintext.
+  // Default nullopt.
+  std::optional<TlsServerConfig> tls;
 };
 
 // True for 127.0.0.0/8, ::1, localhost and unix: addresses (host:port).
@@ -83,6 +98,8 @@ class GrpcServer {
   GrpcServer() = default;
   // Declared before server_: the interceptors use it until the server is gone.
   std::shared_ptr<prometheus::Registry> metrics_registry_;
+  std::shared_ptr<const Authenticator> authenticator_;
+  std::unique_ptr<AuditLog> audit_log_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

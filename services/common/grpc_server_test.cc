@@ -1,6 +1,5 @@
 #include "services/common/grpc_server.h"
 
-#include <grpcpp/impl/codegen/client_unary_call.h>
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
@@ -9,6 +8,7 @@
 #include "services/common/auth_tokens.h"
 #include "services/common/authenticator.h"
 #include "services/common/channel.h"
+#include "services/common/raw_call.h"
 
 namespace cellar::common {
 namespace {
@@ -118,14 +118,7 @@ TEST(GrpcServerTest, WithAuthRefusesCallsBeforeTheHandlerAndCountsThem) {
 
   // Health's stub on another path: a method of a cellar service.
   auto call = [&](const std::string& bearer, const char* path) {
-    auto channel = MakeChannel(address, bearer);
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx, absl::Seconds(5));
-    grpc::health::v1::HealthCheckResponse resp;
-    return grpc::internal::BlockingUnaryCall<grpc::health::v1::HealthCheckRequest,
-                                             grpc::health::v1::HealthCheckResponse>(
-        channel.get(), grpc::internal::RpcMethod(path, grpc::internal::RpcMethod::NORMAL_RPC),
-        &ctx, grpc::health::v1::HealthCheckRequest(), &resp);
+    return RawUnaryCall(MakeChannel(address, bearer).get(), path);
   };
   EXPECT_EQ(call("", "/cellar.v1.Master/Begin").error_code(),
             grpc::StatusCode::UNAUTHENTICATED);

@@ -3,22 +3,24 @@
 #include <string>
 
 #include "absl/strings/cord.h"
+#include "services/common/logging.h"
 #include "third_party/googleapis/google/rpc/status.pb.h"
 
 namespace cellar::common {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
+  // A message may echo a caller's input: one line, bounded.
+  const std::string message = OneLine(status.message(), kMaxStatusMessageBytes);
   google::rpc::Status details;
   details.set_code(static_cast<int>(status.code()));
-  details.set_message(std::string(status.message()));
+  details.set_message(message);
   status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
     google::protobuf::Any* any = details.add_details();
     any->set_type_url(std::string(url));
     any->set_value(std::string(payload));
   });
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()),
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message,
                       details.details_size() > 0 ? details.SerializeAsString()
                                                  : std::string());
 }

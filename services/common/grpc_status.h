@@ -11,6 +11,10 @@
 
 namespace cellar::common {
 
+// Messages leave on one line and at most kMaxStatusMessageBytes (they may
+// echo a caller's input: logging.h OneLine).
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

@@ -2,9 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -30,6 +35,25 @@ char SeverityLetter(LogSeverity s) {
 
 }  // namespace
 
+std::string OneLine(absl::string_view message, size_t limit) {
+  std::string out;
+  out.reserve(std::min(message.size(), limit) + 16);
+  for (size_t i = 0; i < message.size() && i < limit; ++i) {
+    const unsigned char c = static_cast<unsigned char>(message[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20 || c == 0x7f) {
+      absl::StrAppendFormat(&out, "\\x%02x", c);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  if (message.size() > limit) {
+    absl::StrAppend(&out, "... (", message.size(), " bytes)");
+  }
+  return out;
+}
+
 void SetMinLogSeverity(LogSeverity severity) {
   min_severity.store(static_cast<int>(severity));
 }
@@ -40,13 +64,16 @@ LogMessage::LogMessage(LogSeverity severity, const char* file, int line)
   stream_ << SeverityLetter(severity)
           << absl::FormatTime("%m%d %H:%M:%E6S", absl::Now(), absl::UTCTimeZone())
           << " " << (base ? base + 1 : file) << ":" << line << "] ";
+  header_size_ = stream_.str().size();
 }
 
 LogMessage::~LogMessage() {
   if (static_cast<int>(severity_) >= min_severity.load() ||
       severity_ == LogSeverity::kFatal) {
-    stream_ << "\n";
-    const std::string line = stream_.str();
+    const std::string text = stream_.str();
+    const std::string line = absl::StrCat(
+        absl::string_view(text).substr(0, header_size_),
+        OneLine(absl::string_view(text).substr(header_size_), kMaxLogMessageBytes), "\n");
     (void)!::write(STDERR_FILENO, line.data(), line.size());
   }
   if (severity_ == LogSeverity::kFatal) std::abort();

@@ -5,14 +5,25 @@
 //   CELLAR_LOG(INFO) << "storage S1 joined";
 // Writes one line to stderr: "I1122 02:30:12.123456 file.cc:42] message".
 // FATAL aborts after logging. Thread-safe (one write(2) per line).
+// A message is one line whatever it holds: control characters are escaped
+// (\n, \xNN) and it is cut at kMaxLogMessageBytes, so a logged field from a
+// peer can neither forge a line nor flood the log.
 // Log an error once, at the boundary that handles it.
 
 #include <sstream>
 #include <string>
 
+#include "absl/strings/string_view.h"
+
 namespace cellar::common {
 
 enum class LogSeverity { kInfo, kWarning, kError, kFatal };
+
+inline constexpr size_t kMaxLogMessageBytes = 4096;
+
+// `message` on one line: '\n' as "\n", other control characters as "\xNN",
+// cut at `limit` bytes with the full size noted ("... (N bytes)").
+std::string OneLine(absl::string_view message, size_t limit);
 
 class LogMessage {
  public:
@@ -23,6 +34,7 @@ class LogMessage {
  private:
   LogSeverity severity_;
   std::ostringstream stream_;
+  size_t header_size_ = 0;
 };
 
 // Drops log lines below `severity` (default kInfo). For quiet tests/tools.

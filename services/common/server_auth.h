@@ -12,8 +12,14 @@
 // PERMISSION_DENIED and message) is what the client gets, the handler never
 // running. grpc::InsecureServerCredentials() refuses a processor (it
 // asserts), so these credentials are the core's insecure server
-// credentials — the same plaintext transport — with the processor set.
-// The processor answers synchronously (Authorize only reads memory).
+// credentials — the same plaintext transport — with the processor set;
+// with TLS, the core TLS credentials (tls_credentials.h) with the processor
+// set. The processor answers synchronously (Authorize only reads memory).
+//
+// With TLS and a client CA, a peer whose verified certificate carries the
+// node identity (kNodeIdentityUri) and sends no bearer is `node`: the
+// processor reads the connection's peer properties (they belong to the
+// connection, so sharing it is right for them).
 //
 // Handlers that need more than the per-method table (a storage
 // registration, an abort with a master epoch) call RequireNodeRole, which
@@ -35,6 +41,7 @@
 #include "absl/strings/string_view.h"
 #include "services/common/auth_tokens.h"
 #include "services/common/authenticator.h"
+#include "services/common/tls_credentials.h"
 
 namespace cellar::common {
 
@@ -42,13 +49,15 @@ namespace cellar::common {
 struct AuthRefusalCounters {
   prometheus::Counter* unauthenticated = nullptr;
   prometheus::Counter* permission_denied = nullptr;
+  prometheus::Counter* rate_limited = nullptr;
 };
 
-// Plaintext server credentials whose every call is first decided by
-// `authenticator`.
+// Server credentials whose every call is first decided by `authenticator`
+// (null: no decision, every call runs): plaintext when `tls` is null, else
+// TLS from it.
 std::shared_ptr<grpc::ServerCredentials> AuthenticatingServerCredentials(
-    std::shared_ptr<const Authenticator> authenticator,
-    AuthRefusalCounters counters);
+    std::shared_ptr<const Authenticator> authenticator, AuthRefusalCounters counters,
+    std::shared_ptr<const TlsServerCredentialsSource> tls = nullptr);
 
 // OK when `authenticator` is null (auth off) or the call's bearer is the
 // node credential; otherwise PERMISSION_DENIED saying that `what` needs the

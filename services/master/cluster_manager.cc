@@ -1124,11 +1124,23 @@ absl::StatusOr<ClusterState> ClusterManager::SetClusterState(ClusterState state)
     if (state == cellar::v1::CLUSTER_RUNNING && state_ == cellar::v1::CLUSTER_RUNNING) {
       return state_;
     }
+    if (state == cellar::v1::CLUSTER_RUNNING && state_ == cellar::v1::CLUSTER_STOPPING) {
+      // Resuming a stop: while STOPPING the table was not kept up to date
+      // with departing storages, so the way back is the one a restarted
+      // master takes: RECOVERING, then verification, then RUNNING.
+      if (pt_.empty() || !pt_.IsOperational(ConnectedStoragesLocked())) {
+        return absl::FailedPreconditionError(
+            "cluster stays STOPPING: the connected storages do not hold a readable cell "
+            "of every partition; bring the missing storages back, then ask for RUNNING");
+      }
+      CELLAR_LOG(WARNING) << "operator resumes a STOPPING cluster: recovering";
+      SetStateLocked(cellar::v1::CLUSTER_RECOVERING);
+    }
     if (state != cellar::v1::CLUSTER_RUNNING || state_ != cellar::v1::CLUSTER_RECOVERING) {
       return absl::FailedPreconditionError(absl::StrCat(
           "cluster is ", StateName(state_), ": cannot go to ", StateName(state),
           " (an operator may ask for STOPPING from any state, and RUNNING from "
-          "RECOVERING)"));
+          "RECOVERING or STOPPING)"));
     }
   }
   return Start();  // RECOVERING -> RUNNING; re-checks the state

@@ -41,8 +41,9 @@ struct Call {
 
 }  // namespace
 
-GrpcStorageCaller::GrpcStorageCaller(absl::Duration timeout, std::string node_bearer)
-    : timeout_(timeout), node_bearer_(std::move(node_bearer)) {}
+GrpcStorageCaller::GrpcStorageCaller(absl::Duration timeout,
+                                     common::ChannelSecurity node_channel)
+    : timeout_(timeout), node_channel_(std::move(node_channel)) {}
 
 GrpcStorageCaller::~GrpcStorageCaller() {
   absl::MutexLock l(&mu_);
@@ -56,7 +57,7 @@ std::shared_ptr<cellar::v1::Storage::Stub> GrpcStorageCaller::StubFor(
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[address];
   if (stub == nullptr) {
-    stub = cellar::v1::Storage::NewStub(common::MakeChannel(address, node_bearer_));
+    stub = cellar::v1::Storage::NewStub(common::MakeChannel(address, node_channel_));
   }
   return stub;
 }

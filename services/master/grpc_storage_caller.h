@@ -13,16 +13,18 @@
 #include "absl/time/time.h"
 #include "protos/cellar/v1/storage.grpc.pb.h"
 #include "services/master/storage_caller.h"
+#include "services/common/channel.h"
 
 namespace cellar::master {
 
 class GrpcStorageCaller final : public StorageCaller {
  public:
   // `timeout`: deadline of each call (default 10 s).
-  // `node_bearer` (NodeBearer of the cluster secret; empty = none) is sent
-  // on every call.
+  // `node_channel`: the node bearer (NodeBearer of the cluster secret;
+  // empty = none) sent on every call, and the transport (TLS or
+  // plaintext). Default: plaintext, no bearer.
   explicit GrpcStorageCaller(absl::Duration timeout = absl::Seconds(10),
-                             std::string node_bearer = "");
+                             common::ChannelSecurity node_channel = {});
   ~GrpcStorageCaller() override;
 
   void Reconnect(const std::string& address) override;
@@ -52,7 +54,7 @@ class GrpcStorageCaller final : public StorageCaller {
   std::shared_ptr<cellar::v1::Storage::Stub> StubFor(const std::string& address);
 
   const absl::Duration timeout_;
-  const std::string node_bearer_;
+  const common::ChannelSecurity node_channel_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<cellar::v1::Storage::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

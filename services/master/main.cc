@@ -16,6 +16,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -25,6 +26,7 @@
 #include "services/common/metrics_endpoint.h"
 #include "services/common/signals.h"
 #include "services/master/election.h"
+#include "services/master/k8s_lease.h"
 #include "services/master/master_server.h"
 #include "services/master/pg_lease.h"
 
@@ -45,16 +47,37 @@ ABSL_FLAG(std::string, track, "stable", "Deployment track: stable, canary or sha
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
           "A storage silent (no Heartbeat) for longer is treated as gone: DOWN, its cells "
           "OUT_OF_DATE (storages send one every --heartbeat_interval, 2 s); 0 disables");
+ABSL_FLAG(uint32_t, max_watch_streams, 1024,
+          "Concurrent Watch streams (one per node session, each holding a server thread); "
+          "more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint32_t, max_watch_streams_per_caller, 256,
+          "Concurrent Watch streams per token (or for the cluster secret)");
 ABSL_FLAG(std::string, election_pg, "",
           "libpq connection string of a PostgreSQL database shared by every master of the "
           "cluster: masters elect a primary with a lease row there (table "
-          "cellar_master_lease). Empty: a single master, always primary");
+          "cellar_master_lease). Empty (and no --election_k8s): a single master, always primary");
+ABSL_FLAG(std::string, election_k8s, "",
+          "Elect the primary with a Kubernetes Lease (coordination.k8s.io/v1) named "
+          "<cluster_name>-master: the namespace of the Lease, or \"in-cluster\" for the pod's "
+          "own namespace (service-account namespace file). The service account needs get, "
+          "create and update on leases. Empty: no Kubernetes election. Not with --election_pg");
+ABSL_FLAG(std::string, election_k8s_api, "",
+          "Kubernetes API server URL for --election_k8s; empty: in cluster, "
+          "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT");
+ABSL_FLAG(std::string, election_k8s_token_file, "",
+          "Bearer token file for --election_k8s (re-read on every call); empty: the pod's "
+          "service-account token");
+ABSL_FLAG(std::string, election_k8s_ca_file, "",
+          "CA bundle of the API server for --election_k8s; empty: the pod's service-account "
+          "ca.crt");
 ABSL_FLAG(absl::Duration, election_lease, absl::Seconds(10),
-          "Primary lease length (with --election_pg). A dead primary is replaced after at "
-          "most lease + lease/3");
+          "Primary lease length (with --election_pg or --election_k8s). A dead primary is "
+          "replaced at most lease + lease/3 (PostgreSQL) or lease + 2 * lease/5 "
+          "(Kubernetes) after its last renewal");
 ABSL_FLAG(absl::Duration, election_step_down_margin, absl::ZeroDuration(),
           "The primary stops serving this long before its lease may expire (covers clock-rate "
-          "drift and stopping time); 0: lease/5");
+          "drift and stopping time); 0: lease/5 with --election_pg, lease/3 with --election_k8s "
+          "(client-go's renew deadline of 2/3 of the lease)");
 
 namespace {
 
@@ -68,13 +91,38 @@ std::string AdvertisedAddress(const std::string& listen) {
   return absl::StrCat(name, listen.substr(colon));
 }
 
+// Checks the options of a lease election now (with its defaults filled
+// in, e.g. the in-cluster namespace read once), so that bad flags exit 2
+// before anything starts; returns the factory of one election per term,
+// each a new incarnation (holder) with the master's address.
+template <typename LeaseElection, typename LeaseOptions>
+absl::StatusOr<cellar::master::MasterServer::ElectionFactory> LeaseElectionFactory(
+    LeaseOptions lease) {
+  auto check = LeaseElection::Create(lease);
+  if (!check.ok()) return check.status();
+  lease = (*check)->options();
+  lease.holder.clear();
+  check->reset();
+  return [lease](const std::string& address) mutable
+             -> absl::StatusOr<std::unique_ptr<cellar::master::Election>> {
+    lease.address = address;
+    auto election = LeaseElection::Create(lease);
+    if (!election.ok()) return election.status();
+    return std::unique_ptr<cellar::master::Election>(*std::move(election));
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   cellar::common::BlockTerminationSignals();
   absl::SetProgramUsageMessage(
-      "cellar-master: a master of a cellar cluster (primary, or standby with --election_pg)");
+      "cellar-master: a master of a cellar cluster (primary, or standby with --election_pg or "
+      "--election_k8s)");
   absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil checks every Mutex operation for lock-order cycles:
+  // 12 % of a commit's instructions (docs/performance.md). Tests keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   cellar::master::MasterServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -92,9 +140,16 @@ int main(int argc, char** argv) {
   // call. With an election the lease's (durable) epoch is used instead.
   options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
   options.track = absl::GetFlag(FLAGS_track);
+  options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
+  options.max_watch_streams_per_caller = absl::GetFlag(FLAGS_max_watch_streams_per_caller);
   options.auth = cellar::common::AuthSetupFromFlagsOrExit("cellar-master");
   // Losing the term: wake main (SIGTERM to the process), which exits 3.
   options.on_lost = [](const absl::Status&) { ::kill(::getpid(), SIGTERM); };
+  if (options.max_watch_streams == 0 || options.max_watch_streams_per_caller == 0) {
+    std::cerr << "cellar-master: --max_watch_streams and --max_watch_streams_per_caller "
+                 "must be at least 1 (0 would refuse every node)\n";
+    return 2;
+  }
   if (options.cluster.num_partitions == 0) {
     std::cerr << "cellar-master: --partitions must be at least 1\n";
     return 2;
@@ -102,7 +157,42 @@ int main(int argc, char** argv) {
 
   cellar::master::MasterServer::ElectionFactory make_election;
   const std::string election_pg = absl::GetFlag(FLAGS_election_pg);
-  if (election_pg.empty()) {
+  const std::string election_k8s = absl::GetFlag(FLAGS_election_k8s);
+  if (!election_pg.empty() && !election_k8s.empty()) {
+    std::cerr << "cellar-master: --election_pg and --election_k8s are two different elections; "
+                 "give one (every master of a cluster must use the same)\n";
+    return 2;
+  }
+  if (election_k8s.empty() && (!absl::GetFlag(FLAGS_election_k8s_api).empty() ||
+                               !absl::GetFlag(FLAGS_election_k8s_token_file).empty() ||
+                               !absl::GetFlag(FLAGS_election_k8s_ca_file).empty())) {
+    std::cerr << "cellar-master: --election_k8s_api, --election_k8s_token_file and "
+                 "--election_k8s_ca_file need --election_k8s=<namespace>|in-cluster\n";
+    return 2;
+  }
+  if (!election_k8s.empty()) {
+    cellar::master::KubernetesLeaseOptions lease;
+    if (election_k8s != "in-cluster") lease.ns = election_k8s;
+    lease.api_server = absl::GetFlag(FLAGS_election_k8s_api);
+    if (!absl::GetFlag(FLAGS_election_k8s_token_file).empty()) {
+      lease.token_file = absl::GetFlag(FLAGS_election_k8s_token_file);
+    }
+    if (!absl::GetFlag(FLAGS_election_k8s_ca_file).empty()) {
+      lease.ca_file = absl::GetFlag(FLAGS_election_k8s_ca_file);
+    }
+    lease.cluster = options.cluster.cluster_name;
+    lease.lease = absl::GetFlag(FLAGS_election_lease);
+    if (absl::GetFlag(FLAGS_election_step_down_margin) != absl::ZeroDuration()) {
+      lease.renew_deadline = lease.lease - absl::GetFlag(FLAGS_election_step_down_margin);
+    }
+    lease.address = options.advertise_address;
+    auto factory = LeaseElectionFactory<cellar::master::KubernetesLeaseElection>(lease);
+    if (!factory.ok()) {
+      std::cerr << "cellar-master: " << factory.status().message() << "\n";
+      return 2;
+    }
+    make_election = *std::move(factory);
+  } else if (election_pg.empty()) {
     const uint64_t epoch = options.cluster.epoch;
     make_election = [epoch](const std::string& address)
         -> absl::StatusOr<std::unique_ptr<cellar::master::Election>> {
@@ -114,21 +204,13 @@ int main(int argc, char** argv) {
     lease.cluster = options.cluster.cluster_name;
     lease.lease = absl::GetFlag(FLAGS_election_lease);
     lease.step_down_margin = absl::GetFlag(FLAGS_election_step_down_margin);
-    // Checked now, so that bad flags exit 2 before anything starts.
     lease.address = options.advertise_address;
-    auto check = cellar::master::PostgresLeaseElection::Create(lease);
-    if (!check.ok()) {
-      std::cerr << "cellar-master: " << check.status().message() << "\n";
+    auto factory = LeaseElectionFactory<cellar::master::PostgresLeaseElection>(lease);
+    if (!factory.ok()) {
+      std::cerr << "cellar-master: " << factory.status().message() << "\n";
       return 2;
     }
-    check->reset();
-    make_election = [lease](const std::string& address) mutable
-        -> absl::StatusOr<std::unique_ptr<cellar::master::Election>> {
-      lease.address = address;
-      auto election = cellar::master::PostgresLeaseElection::Create(lease);
-      if (!election.ok()) return election.status();
-      return std::unique_ptr<cellar::master::Election>(*std::move(election));
-    };
+    make_election = *std::move(factory);
   }
 
   auto registry = std::make_shared<prometheus::Registry>();
@@ -156,6 +238,10 @@ int main(int argc, char** argv) {
   if (!election_pg.empty()) {
     std::cout << ", elected by a " << absl::FormatDuration(absl::GetFlag(FLAGS_election_lease))
               << " lease in PostgreSQL";
+  }
+  if (!election_k8s.empty()) {
+    std::cout << ", elected by a " << absl::FormatDuration(absl::GetFlag(FLAGS_election_lease))
+              << " Kubernetes Lease";
   }
   if (metrics) std::cout << " (metrics on port " << metrics->port() << ")";
   std::cout << std::endl;

@@ -113,6 +113,10 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   MasterServer* s = server.get();
   s->options_ = options;
   s->options_.cluster.version = options.version;
+  absl::StatusOr<common::ChannelSecurity> node_channel =
+      common::MakeChannelSecurity(options.auth.node_bearer, options.auth.tls_client);
+  if (!node_channel.ok()) return node_channel.status();
+  s->node_channel_ = *std::move(node_channel);
   s->clock_ = clock;
   s->registry_ = registry;
   s->shared_ = std::make_shared<Shared>();
@@ -132,7 +136,9 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.audit_log_file = options.auth.audit_log_file;
   grpc_options.insecure = options.auth.insecure;
+  grpc_options.tls = options.auth.tls_server;
   absl::StatusOr<std::unique_ptr<common::GrpcServer>> grpc =
       common::GrpcServer::Start(std::move(grpc_options));
   if (!grpc.ok()) return grpc.status();
@@ -204,7 +210,7 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->hub = std::make_unique<EventHub>();
   term->cluster = std::make_unique<ClusterManager>(cluster_options, clock_, term->hub.get());
   term->caller = std::make_unique<GrpcStorageCaller>(options_.storage_rpc_timeout,
-                                                     options_.auth.node_bearer);
+                                                     node_channel_);
   term->cluster->set_storage_caller(term->caller.get());
   term->coordinator = std::make_unique<TransactionCoordinator>(
       clock_, term->cluster.get(), term->caller.get(), term->hub.get());
@@ -235,6 +241,8 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
                                                   term->hub.get(), term->caller.get(),
                                                   options_.auth.authenticator.get());
+  term->service->SetWatchLimits(options_.max_watch_streams,
+                                options_.max_watch_streams_per_caller);
   ClusterManager* cluster = term->cluster.get();
   term->checker = std::make_unique<ReplicaChecker>([cluster] { return cluster->Info(); },
                                                    term->caller.get(), clock_);

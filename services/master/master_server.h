@@ -43,9 +43,11 @@
 #include "absl/time/time.h"
 #include "services/common/clock.h"
 #include "services/common/authenticator.h"
+#include "services/common/channel.h"
 #include "services/common/grpc_server.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/election.h"
+#include "services/master/master_service.h"
 #include "services/master/primary_gate.h"
 #include "services/master/transaction_coordinator.h"
 
@@ -64,6 +66,10 @@ struct MasterServerOptions {
   ClusterOptions cluster;
   // Deadline of master -> storage calls (lock, unlock, abort). Default 10 s.
   absl::Duration storage_rpc_timeout = absl::Seconds(10);
+  // Bounds on concurrent Watch streams, in all and per caller
+  // (MasterService::SetWatchLimits).
+  size_t max_watch_streams = MasterService::kDefaultMaxWatchStreams;
+  size_t max_watch_streams_per_caller = MasterService::kDefaultMaxWatchStreamsPerCaller;
   // Software version and track, as metric labels.
   std::string version = "0.1.0";
   std::string track = "stable";
@@ -146,6 +152,8 @@ class MasterServer {
   void OnLost();
 
   MasterServerOptions options_;
+  // How the master dials storages: the node bearer, TLS (options_.auth).
+  common::ChannelSecurity node_channel_;
   const common::Clock* clock_ = nullptr;
   std::shared_ptr<prometheus::Registry> registry_;
   std::string address_;

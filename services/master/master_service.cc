@@ -101,6 +101,10 @@ grpc::Status MasterService::Watch(grpc::ServerContext* context,
   if (absl::Status s = CheckOwner(*context, request->node_id()); !s.ok()) {
     return ToGrpcStatus(s);
   }
+  // Bounded before the stream takes its thread for good.
+  absl::StatusOr<common::StreamLimiter::Slot> slot =
+      watch_limiter_->Acquire(common::CallerPrincipal(*context, authenticator_));
+  if (!slot.ok()) return ToGrpcStatus(slot.status());
   absl::StatusOr<std::shared_ptr<EventHub::Subscriber>> sub =
       cluster_->Watch(request->node_id());
   if (!sub.ok()) return ToGrpcStatus(sub.status());

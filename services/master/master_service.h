@@ -10,6 +10,7 @@
 // Thread-safe.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -19,6 +20,7 @@
 
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/authenticator.h"
+#include "services/common/stream_limiter.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
 #include "services/master/replica_checker.h"
@@ -40,7 +42,18 @@ class MasterService final : public cellar::v1::Master::Service {
         coordinator_(coordinator),
         hub_(hub),
         storages_(storages),
-        authenticator_(authenticator) {}
+        authenticator_(authenticator),
+        watch_limiter_(std::make_unique<common::StreamLimiter>(
+            "Watch streams", kDefaultMaxWatchStreams, kDefaultMaxWatchStreamsPerCaller)) {}
+
+  // Bounds on concurrent Watch streams (each holds a server thread for the
+  // life of a node's session): in all, and per caller (token). Call before
+  // serving. Default kDefaultMaxWatchStreams / ...PerCaller.
+  static constexpr size_t kDefaultMaxWatchStreams = 1024;
+  static constexpr size_t kDefaultMaxWatchStreamsPerCaller = 256;
+  void SetWatchLimits(size_t total, size_t per_caller) {
+    watch_limiter_ = std::make_unique<common::StreamLimiter>("Watch streams", total, per_caller);
+  }
 
   grpc::Status RegisterNode(grpc::ServerContext* context,
                             const cellar::v1::RegisterNodeRequest* request,
@@ -110,6 +123,7 @@ class MasterService final : public cellar::v1::Master::Service {
   EventHub* hub_;
   StorageCaller* storages_;
   const common::Authenticator* authenticator_;
+  std::unique_ptr<common::StreamLimiter> watch_limiter_;
 
   // With auth on: which principal registered each client node id, so that
   // a client cannot begin, finish, abort or watch as another one.

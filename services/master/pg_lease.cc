@@ -2,11 +2,8 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -14,23 +11,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "services/common/logging.h"
 
 namespace cellar::master {
 namespace {
-
-// A monotonic clock as absl::Time (never compared with wall-clock times):
-// lease deadlines must not move when the wall clock is stepped.
-absl::Time MonoNow() {
-  return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
-}
-
-std::string RandomHex() {
-  std::random_device device;
-  std::mt19937_64 rng((static_cast<uint64_t>(device()) << 32) ^ device() ^
-                      static_cast<uint64_t>(::getpid()));
-  return absl::StrCat(absl::Hex(rng(), absl::kZeroPad16));
-}
 
 std::string Trim(const char* message) {
   return std::string(absl::StripTrailingAsciiWhitespace(message != nullptr ? message : ""));
@@ -100,11 +83,9 @@ constexpr Statement kLeader = {
 
 constexpr Statement kStatements[] = {kAcquire, kRenew, kRelease, kLeader};
 
-}  // namespace
-
 // One libpq connection, (re)opened on demand, with every wait bounded.
 // Used by the worker thread only.
-class PostgresLeaseElection::Db {
+class Db {
  public:
   Db(std::string conninfo, absl::Duration timeout)
       : conninfo_(std::move(conninfo)), timeout_(timeout) {}
@@ -118,7 +99,7 @@ class PostgresLeaseElection::Db {
     // The server's statement_timeout normally answers first (keeping the
     // session); the client-side bound is the backstop for a dead link.
     const absl::Time deadline =
-        MonoNow() + timeout_ + std::max(timeout_ / 2, absl::Milliseconds(200));
+        LeaseMonoNow() + timeout_ + std::max(timeout_ / 2, absl::Milliseconds(200));
     if (conn_ == nullptr) {
       absl::Status s = Open(deadline);
       if (!s.ok()) return s;
@@ -197,7 +178,7 @@ class PostgresLeaseElection::Db {
         return Fail(absl::StrCat(what, ": ", Trim(PQerrorMessage(conn_))));
       }
       if (flushed == 0 && !PQisBusy(conn_)) return absl::OkStatus();
-      const absl::Duration left = deadline - MonoNow();
+      const absl::Duration left = deadline - LeaseMonoNow();
       if (left <= absl::ZeroDuration()) {
         if (PGcancel* cancel = PQgetCancel(conn_)) {
           char error[256];
@@ -253,6 +234,88 @@ class PostgresLeaseElection::Db {
   PGconn* conn_ = nullptr;
 };
 
+// The lease row's statements (LeaseElection's worker thread only).
+class PgBackend final : public LeaseBackend {
+ public:
+  explicit PgBackend(PostgresLeaseOptions options)
+      : options_(std::move(options)), db_(options_.conninfo, options_.db_timeout) {}
+
+  Acquired Acquire() override {
+    Acquired out;
+    const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
+    // The term is counted from before the statement was sent: the server's
+    // now() (start of the lease) is later than this.
+    out.term_start = LeaseMonoNow();
+    absl::StatusOr<Result> r = db_.Exec(
+        kAcquire, {options_.cluster, options_.holder, options_.address, absl::StrCat(lease_ms)});
+    if (r.ok() && PQntuples(r->get()) == 1) {
+      if (!absl::SimpleAtoi(PQgetvalue(r->get(), 0, 0), &out.epoch) || out.epoch == 0) {
+        out.epoch = 0;
+        out.error = absl::InternalError("election: bad epoch in the lease row");
+      }
+    } else if (!r.ok()) {
+      out.error = r.status();
+    }
+    if (out.error.ok() && out.epoch == 0) {
+      absl::StatusOr<Result> who = db_.Exec(kLeader, {options_.cluster});
+      if (who.ok() && PQntuples(who->get()) == 1) {
+        out.primary_address =
+            std::string(PQgetvalue(who->get(), 0, 1)) == "t" ? PQgetvalue(who->get(), 0, 0) : "";
+      } else if (!who.ok()) {
+        out.error = who.status();
+      }
+    }
+    return out;
+  }
+
+  Renewed Renew(uint64_t epoch) override {
+    Renewed out;
+    absl::StatusOr<Result> r =
+        db_.Exec(kRenew, {options_.cluster, options_.holder, absl::StrCat(epoch),
+                          absl::StrCat(absl::ToInt64Milliseconds(options_.lease))});
+    if (!r.ok()) {
+      out.error = r.status();
+    } else if (PQntuples(r->get()) != 1) {
+      out.lost = "the lease expired or was taken over";
+    }
+    return out;
+  }
+
+  Released Release(uint64_t epoch) override {
+    absl::StatusOr<Result> r =
+        db_.Exec(kRelease, {options_.cluster, options_.holder, absl::StrCat(epoch)});
+    Released out;
+    if (!r.ok()) {
+      out.error = r.status();
+    } else {
+      out.released = true;
+    }
+    return out;
+  }
+
+  void Close() override { db_.Close(); }
+
+ private:
+  const PostgresLeaseOptions options_;
+  Db db_;
+};
+
+// The state machine's timing: a term lasts `lease - margin` from before
+// the statement that won or renewed it was sent.
+LeaseTiming Timing(const PostgresLeaseOptions& options) {
+  LeaseTiming t;
+  t.cluster = options.cluster;
+  t.description = absl::StrCat("holder ", options.holder);
+  t.address = options.address;
+  t.term = options.lease - options.step_down_margin;
+  t.renew_interval = options.renew_interval;
+  t.retry_interval = options.retry_interval;
+  t.release_wait = options.db_timeout + absl::Seconds(1);
+  return t;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<PostgresLeaseElection>> PostgresLeaseElection::Create(
     PostgresLeaseOptions options) {
   if (options.conninfo.empty()) {
@@ -286,329 +349,15 @@ absl::StatusOr<std::unique_ptr<PostgresLeaseElection>> PostgresLeaseElection::Cr
     return absl::InvalidArgumentError("election: intervals must be positive");
   }
   if (options.holder.empty()) {
-    options.holder = absl::StrCat(options.address, "/", ::getpid(), "/", RandomHex());
+    options.holder = DefaultLeaseHolder(options.address);
   }
-  auto election =
-      std::unique_ptr<PostgresLeaseElection>(new PostgresLeaseElection(std::move(options)));
-  PostgresLeaseElection* e = election.get();
-  e->worker_ = std::thread([e] { e->WorkerLoop(); });
-  e->watchdog_ = std::thread([e] { e->WatchdogLoop(); });
-  return election;
+  return std::unique_ptr<PostgresLeaseElection>(new PostgresLeaseElection(std::move(options)));
 }
 
 PostgresLeaseElection::PostgresLeaseElection(PostgresLeaseOptions options)
-    : options_(std::move(options)),
-      db_(std::make_unique<Db>(options_.conninfo, options_.db_timeout)) {}
+    : LeaseElection(Timing(options), std::make_unique<PgBackend>(options)),
+      options_(std::move(options)) {}
 
-PostgresLeaseElection::~PostgresLeaseElection() {
-  Resign();
-  {
-    absl::MutexLock l(&mu_);
-    exit_ = true;
-    cv_.SignalAll();
-  }
-  if (worker_.joinable()) worker_.join();
-  if (watchdog_.joinable()) watchdog_.join();
-}
-
-void PostgresLeaseElection::SetLostCallback(LostCallback callback) {
-  absl::MutexLock l(&mu_);
-  on_lost_ = std::move(callback);
-}
-
-absl::StatusOr<uint64_t> PostgresLeaseElection::Campaign(absl::Duration timeout) {
-  absl::MutexLock l(&mu_);
-  if (stopping_) return absl::CancelledError("election: resigned");
-  if (state_ == State::kPrimary) {
-    return absl::FailedPreconditionError("election: already the primary");
-  }
-  ++waiters_;
-  const uint64_t start_attempts = attempts_;
-  const absl::Time end =
-      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : MonoNow() + timeout;
-  cv_.SignalAll();
-  while (state_ != State::kPrimary && !stopping_ &&
-         !(attempts_ > start_attempts && MonoNow() >= end)) {
-    if (attempts_ > start_attempts && end != absl::InfiniteFuture()) {
-      cv_.WaitWithTimeout(&mu_, std::max(end - MonoNow(), absl::Milliseconds(1)));
-    } else {
-      cv_.Wait(&mu_);
-    }
-  }
-  --waiters_;
-  if (state_ == State::kPrimary) return epoch_;
-  if (stopping_) return absl::CancelledError("election: resigned");
-  if (last_error_.empty() && !primary_address_.empty()) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "election: another master holds the lease (primary is ", primary_address_, ")"));
-  }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "election: not the primary after ", absl::FormatDuration(timeout),
-      primary_address_.empty() ? std::string()
-                               : absl::StrCat(" (primary is ", primary_address_, ")"),
-      last_error_.empty() ? std::string() : absl::StrCat(": ", last_error_)));
-}
-
-bool PostgresLeaseElection::IsPrimary() const {
-  absl::MutexLock l(&mu_);
-  return state_ == State::kPrimary && MonoNow() < deadline_;
-}
-
-uint64_t PostgresLeaseElection::epoch() const {
-  absl::MutexLock l(&mu_);
-  return epoch_;
-}
-
-std::string PostgresLeaseElection::PrimaryAddress() const {
-  absl::MutexLock l(&mu_);
-  return primary_address_;
-}
-
-std::string PostgresLeaseElection::last_error() const {
-  absl::MutexLock l(&mu_);
-  return last_error_;
-}
-
-void PostgresLeaseElection::Resign() {
-  absl::MutexLock l(&mu_);
-  if (!stopping_) {
-    stopping_ = true;
-    if (state_ == State::kPrimary) {
-      CELLAR_LOG(INFO) << "election: resigning epoch " << epoch_;
-      if (release_on_stop_) {
-        release_pending_ = true;
-        release_epoch_ = epoch_;
-      }
-    }
-    state_ = State::kStopped;
-    cv_.SignalAll();
-  }
-  // Give the worker a bounded time to hand the lease back, so that a
-  // standby can take over at once.
-  const absl::Time end = MonoNow() + options_.db_timeout + absl::Seconds(1);
-  while (release_pending_ && !exit_ && MonoNow() < end) {
-    cv_.WaitWithTimeout(&mu_, std::max(end - MonoNow(), absl::Milliseconds(1)));
-  }
-}
-
-void PostgresLeaseElection::Abandon() {
-  absl::MutexLock l(&mu_);
-  stopping_ = true;
-  release_on_stop_ = false;
-  release_pending_ = false;
-  cv_.SignalAll();
-}
-
-PostgresLeaseElection::LostCallback PostgresLeaseElection::EndTermLocked(uint64_t term,
-                                                                         const char* why) {
-  if (state_ != State::kPrimary || term_ != term) return nullptr;
-  CELLAR_LOG(WARNING) << "election: no longer the primary (epoch " << epoch_ << "): " << why;
-  state_ = stopping_ ? State::kStopped : State::kStandby;
-  if (release_on_stop_) {
-    // Our term is over whatever happens next; if the row is still ours,
-    // giving it back lets a standby take over before it expires.
-    release_pending_ = true;
-    release_epoch_ = epoch_;
-  }
-  cv_.SignalAll();
-  return on_lost_ ? on_lost_ : [] {};
-}
-
-void PostgresLeaseElection::RecordError(const absl::Status& status) {
-  const std::string text(status.message());
-  if (text != last_error_) {
-    CELLAR_LOG(WARNING) << "election: " << text;
-  }
-  last_error_ = text;
-}
-
-void PostgresLeaseElection::WorkerLoop() {
-  enum class Action { kAttempt, kRenew, kRelease, kExit };
-  absl::Time next_attempt = absl::InfinitePast();
-  while (true) {
-    Action action;
-    {
-      absl::MutexLock l(&mu_);
-      while (true) {
-        const absl::Time now = MonoNow();
-        if (release_pending_) {
-          action = Action::kRelease;
-          break;
-        }
-        if (exit_) {
-          action = Action::kExit;
-          break;
-        }
-        absl::Duration wait = absl::InfiniteDuration();
-        if (state_ == State::kPrimary && !stopping_) {
-          if (now >= next_renew_) {
-            action = Action::kRenew;
-            break;
-          }
-          wait = next_renew_ - now;
-        } else if (state_ == State::kStandby && !stopping_ && waiters_ > 0) {
-          if (now >= next_attempt) {
-            action = Action::kAttempt;
-            break;
-          }
-          wait = next_attempt - now;
-        }
-        if (wait == absl::InfiniteDuration()) {
-          cv_.Wait(&mu_);
-        } else {
-          cv_.WaitWithTimeout(&mu_, wait);
-        }
-      }
-    }
-    switch (action) {
-      case Action::kExit:
-        db_->Close();
-        return;
-      case Action::kRelease: {
-        uint64_t epoch;
-        {
-          absl::MutexLock l(&mu_);
-          epoch = release_epoch_;
-        }
-        absl::StatusOr<Result> r = db_->Exec(
-            kRelease, {options_.cluster, options_.holder, absl::StrCat(epoch)});
-        absl::MutexLock l(&mu_);
-        if (!r.ok()) {
-          RecordError(r.status());
-        } else {
-          CELLAR_LOG(INFO) << "election: lease of epoch " << epoch << " given back";
-        }
-        release_pending_ = false;
-        cv_.SignalAll();
-        break;
-      }
-      case Action::kRenew:
-        Renew();
-        break;
-      case Action::kAttempt: {
-        const absl::Time started = MonoNow();
-        Attempt();
-        next_attempt = started + options_.retry_interval;
-        break;
-      }
-    }
-  }
-}
-
-void PostgresLeaseElection::Attempt() {
-  const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
-  // The term is counted from before the statement was sent: the server's
-  // now() (start of the lease) is later than this.
-  const absl::Time sent = MonoNow();
-  absl::StatusOr<Result> r = db_->Exec(
-      kAcquire, {options_.cluster, options_.holder, options_.address, absl::StrCat(lease_ms)});
-  uint64_t won_epoch = 0;
-  absl::Status error;
-  if (r.ok() && PQntuples(r->get()) == 1) {
-    if (!absl::SimpleAtoi(PQgetvalue(r->get(), 0, 0), &won_epoch) || won_epoch == 0) {
-      error = absl::InternalError("election: bad epoch in the lease row");
-    }
-  } else if (!r.ok()) {
-    error = r.status();
-  }
-  std::string leader;
-  bool leader_known = false;
-  if (error.ok() && won_epoch == 0) {
-    absl::StatusOr<Result> who = db_->Exec(kLeader, {options_.cluster});
-    if (who.ok() && PQntuples(who->get()) == 1) {
-      leader_known = true;
-      if (std::string(PQgetvalue(who->get(), 0, 1)) == "t") {
-        leader = PQgetvalue(who->get(), 0, 0);
-      }
-    } else if (!who.ok()) {
-      error = who.status();
-    }
-  }
-
-  absl::MutexLock l(&mu_);
-  ++attempts_;
-  cv_.SignalAll();
-  if (!error.ok()) {
-    RecordError(error);
-    return;
-  }
-  last_error_.clear();
-  if (won_epoch == 0) {
-    if (leader_known) primary_address_ = leader;
-    return;
-  }
-  const absl::Time deadline = sent + options_.lease - options_.step_down_margin;
-  if (state_ != State::kStandby || stopping_ || waiters_ == 0 || MonoNow() >= deadline) {
-    // Nobody wants the term any more, or the statement took so long that
-    // the term is over on arrival: give it back.
-    if (release_on_stop_ || !stopping_) {
-      release_pending_ = true;
-      release_epoch_ = won_epoch;
-    }
-    return;
-  }
-  state_ = State::kPrimary;
-  ++term_;
-  epoch_ = won_epoch;
-  deadline_ = deadline;
-  next_renew_ = sent + options_.renew_interval;
-  primary_address_ = options_.address;
-  CELLAR_LOG(INFO) << "election: primary of cluster \"" << options_.cluster << "\" with epoch "
-                   << won_epoch << " (holder " << options_.holder << ")";
-}
-
-void PostgresLeaseElection::Renew() {
-  uint64_t term, epoch;
-  {
-    absl::MutexLock l(&mu_);
-    term = term_;
-    epoch = epoch_;
-  }
-  const absl::Time sent = MonoNow();
-  absl::StatusOr<Result> r =
-      db_->Exec(kRenew, {options_.cluster, options_.holder, absl::StrCat(epoch),
-                         absl::StrCat(absl::ToInt64Milliseconds(options_.lease))});
-  LostCallback lost;
-  {
-    absl::MutexLock l(&mu_);
-    if (state_ != State::kPrimary || term_ != term) return;  // ended meanwhile
-    if (!r.ok()) {
-      RecordError(r.status());
-      // Keep trying; the watchdog ends the term at its deadline.
-      next_renew_ = MonoNow() + std::max(options_.renew_interval / 4, absl::Milliseconds(20));
-      return;
-    }
-    if (PQntuples(r->get()) != 1) {
-      lost = EndTermLocked(term, "the lease expired or was taken over");
-    } else {
-      last_error_.clear();
-      deadline_ = std::max(deadline_, sent + options_.lease - options_.step_down_margin);
-      next_renew_ = sent + options_.renew_interval;
-      cv_.SignalAll();
-    }
-  }
-  if (lost) lost();
-}
-
-void PostgresLeaseElection::WatchdogLoop() {
-  absl::MutexLock l(&mu_);
-  while (!exit_) {
-    if (state_ != State::kPrimary) {
-      cv_.Wait(&mu_);
-      continue;
-    }
-    const absl::Time now = MonoNow();
-    if (now < deadline_) {
-      cv_.WaitWithTimeout(&mu_, deadline_ - now);
-      continue;
-    }
-    LostCallback lost = EndTermLocked(term_, "the lease was not renewed in time");
-    if (lost) {
-      mu_.Unlock();
-      lost();
-      mu_.Lock();
-    }
-  }
-}
+PostgresLeaseElection::~PostgresLeaseElection() = default;
 
 }  // namespace cellar::master

@@ -32,17 +32,17 @@
 // random suffix by default): a restarted process is a new holder, so it
 // never inherits a previous process's term.
 //
-// Thread-safe. Owns two threads (database worker and deadline watchdog).
+// Thread-safe. Owns two threads (database worker and deadline watchdog):
+// the state machine is LeaseElection's (lease_election.h); this class
+// holds the SQL.
 
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "services/master/election.h"
+#include "services/master/lease_election.h"
 
 namespace cellar::master {
 
@@ -73,7 +73,7 @@ struct PostgresLeaseOptions {
   absl::Duration db_timeout = absl::ZeroDuration();
 };
 
-class PostgresLeaseElection final : public Election {
+class PostgresLeaseElection final : public LeaseElection {
  public:
   // INVALID_ARGUMENT for bad options (empty conninfo or cluster, lease not
   // positive, margin >= lease, renew_interval >= lease - margin). Does not
@@ -84,81 +84,17 @@ class PostgresLeaseElection final : public Election {
   // Resign(), then stops the threads.
   ~PostgresLeaseElection() override;
 
-  PostgresLeaseElection(const PostgresLeaseElection&) = delete;
-  PostgresLeaseElection& operator=(const PostgresLeaseElection&) = delete;
-
-  void SetLostCallback(LostCallback callback) override;
-  absl::StatusOr<uint64_t> Campaign(absl::Duration timeout) override;
-  bool IsPrimary() const override;
-  uint64_t epoch() const override;
-  std::string PrimaryAddress() const override;
-  void Resign() override;
-
-  // Stops renewing and campaigning without giving the lease back, as if
-  // the process had died (tests of crash takeover): a held term still
-  // ends at its local deadline (lost callback), and a standby can take
-  // over once the row expires. Later Campaign() calls return CANCELLED.
-  void Abandon();
+  // Election, Abandon() and last_error() (of a database call): see
+  // LeaseElection.
 
   // Effective options (defaults filled in) and this incarnation's holder.
   const PostgresLeaseOptions& options() const { return options_; }
   const std::string& holder() const { return options_.holder; }
 
-  // The last error of a database call ("" if the last call succeeded):
-  // for logs and tests.
-  std::string last_error() const;
-
  private:
-  class Db;
-  enum class State { kStandby, kPrimary, kStopped };
-
   explicit PostgresLeaseElection(PostgresLeaseOptions options);
 
-  void WorkerLoop();
-  void WatchdogLoop();
-  // One acquire attempt (worker thread, mu_ not held).
-  void Attempt();
-  // One renewal (worker thread, mu_ not held).
-  void Renew();
-  // Ends the current term `term` if it is still live; returns the
-  // callback to run outside mu_ (empty if nothing was ended).
-  LostCallback EndTermLocked(uint64_t term, const char* why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecordError(const absl::Status& status);
-
-  PostgresLeaseOptions options_;
-  // Only the worker thread uses the connection.
-  std::unique_ptr<Db> db_;
-
-  mutable absl::Mutex mu_;
-  // Signalled on every change of the fields below.
-  absl::CondVar cv_;
-  State state_ ABSL_GUARDED_BY(mu_) = State::kStandby;
-  LostCallback on_lost_ ABSL_GUARDED_BY(mu_);
-  // Campaign() calls waiting; the worker only acquires while one waits.
-  int waiters_ ABSL_GUARDED_BY(mu_) = 0;
-  // Acquire attempts made (Campaign with a zero timeout waits for one).
-  uint64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
-  // Terms won by this object; `term_` identifies the current/last one.
-  uint64_t term_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  // Local monotonic deadline of the current term (step-down time).
-  absl::Time deadline_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // When the worker renews next.
-  absl::Time next_renew_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // A held term to give back (after Resign or a lost term).
-  bool release_pending_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t release_epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  // Stop campaigning for good; `release_on_stop_` false after Abandon().
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool release_on_stop_ ABSL_GUARDED_BY(mu_) = true;
-  // Threads exit.
-  bool exit_ ABSL_GUARDED_BY(mu_) = false;
-  std::string primary_address_ ABSL_GUARDED_BY(mu_);
-  std::string last_error_ ABSL_GUARDED_BY(mu_);
-
-  std::thread worker_;
-  std::thread watchdog_;
+  const PostgresLeaseOptions options_;
 };
 
 }  // namespace cellar::master

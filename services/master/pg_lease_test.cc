@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/common/status_matchers.h"
+#include "services/master/lease_election_test_util.h"
 #include "tools/pgserver/test_postgres.h"
 
 namespace cellar::master {
@@ -28,20 +29,10 @@ namespace {
 
 using ::cellar::common::IsOk;
 using ::cellar::common::StatusIs;
+using ::cellar::master::lease_testing::DualPrimaryWatcher;
+using ::cellar::master::lease_testing::Eventually;
+using ::cellar::master::lease_testing::LostRecorder;
 using ::testing::HasSubstr;
-
-constexpr absl::Duration kWait = absl::Seconds(20);
-
-// Polls `pred` every 5 ms until it holds or `timeout` passes.
-template <typename Pred>
-bool Eventually(Pred pred, absl::Duration timeout = kWait) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!pred()) {
-    if (absl::Now() > end) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
 
 // A plain libpq session for looking at (and locking) the lease row.
 class Inspector {
@@ -206,14 +197,7 @@ TEST_F(PgLeaseTest, ExpiredLeaseIsTakenOverWithEpochPlusOne) {
   auto a = Make("a:1");
   auto b = Make("b:1");
   ASSERT_TRUE(a && b);
-  std::atomic<int> a_lost{0};
-  absl::Mutex mu;
-  absl::Time a_lost_at = absl::InfiniteFuture();
-  a->SetLostCallback([&] {
-    absl::MutexLock l(&mu);
-    a_lost_at = absl::Now();
-    ++a_lost;
-  });
+  LostRecorder a_lost(*a);
   absl::StatusOr<uint64_t> ea = a->Campaign(absl::Seconds(10));
   ASSERT_THAT(ea, IsOk());
   Inspector db(conninfo_);
@@ -221,15 +205,12 @@ TEST_F(PgLeaseTest, ExpiredLeaseIsTakenOverWithEpochPlusOne) {
 
   // The process "dies": no more renewals, nothing given back.
   a->Abandon();
-  ASSERT_TRUE(Eventually([&] { return a_lost.load() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return a_lost.count() == 1; }));
   EXPECT_FALSE(a->IsPrimary());
   const absl::Time expiry = db.ExpiresAt("c1");
   EXPECT_EQ(db.Holder("c1"), a->holder());
-  {
-    absl::MutexLock l(&mu);
-    // Stepped down before the lease could expire (margin = lease / 5).
-    EXPECT_LT(a_lost_at, expiry) << "stepped down " << (a_lost_at - expiry) << " late";
-  }
+  // Stepped down before the lease could expire (margin = lease / 5).
+  EXPECT_LT(a_lost.at(), expiry) << "stepped down " << (a_lost.at() - expiry) << " late";
 
   absl::StatusOr<uint64_t> eb = b->Campaign(absl::Seconds(10));
   ASSERT_THAT(eb, IsOk());
@@ -237,33 +218,19 @@ TEST_F(PgLeaseTest, ExpiredLeaseIsTakenOverWithEpochPlusOne) {
   EXPECT_EQ(*eb, *ea + 1);
   EXPECT_EQ(db.Holder("c1"), b->holder());
   EXPECT_EQ(b->PrimaryAddress(), "b:1");
-  EXPECT_EQ(a_lost.load(), 1);
+  EXPECT_EQ(a_lost.count(), 1);
 }
 
 TEST_F(PgLeaseTest, StalledHolderStepsDownBeforeStandbyTakesOver) {
   auto a = Make("a:1", absl::Seconds(2));
   auto b = Make("b:1", absl::Seconds(2));
   ASSERT_TRUE(a && b);
-  std::atomic<bool> a_lost{false};
-  absl::Mutex mu;
-  absl::Time a_lost_at = absl::InfiniteFuture();
-  a->SetLostCallback([&] {
-    absl::MutexLock l(&mu);
-    a_lost_at = absl::Now();
-    a_lost = true;
-  });
+  LostRecorder a_lost(*a);
   absl::StatusOr<uint64_t> ea = a->Campaign(absl::Seconds(10));
   ASSERT_THAT(ea, IsOk());
 
   // A watcher samples both sides all along: never two primaries.
-  std::atomic<bool> stop{false};
-  std::atomic<int> both{0};
-  std::thread watcher([&] {
-    while (!stop) {
-      if (a->IsPrimary() && b->IsPrimary()) ++both;
-      absl::SleepFor(absl::Microseconds(200));
-    }
-  });
+  DualPrimaryWatcher watcher(*a, *b);
 
   // The database stalls the holder: another session locks the lease row,
   // so renewals (and the standby's attempts) block until it lets go.
@@ -280,12 +247,9 @@ TEST_F(PgLeaseTest, StalledHolderStepsDownBeforeStandbyTakesOver) {
     b_won_at = absl::Now();
   });
 
-  ASSERT_TRUE(Eventually([&] { return a_lost.load(); }));
+  ASSERT_TRUE(Eventually([&] { return a_lost.count() > 0; }));
   EXPECT_FALSE(a->IsPrimary());
-  {
-    absl::MutexLock l(&mu);
-    EXPECT_LT(a_lost_at, expiry) << "stepped down " << (a_lost_at - expiry) << " late";
-  }
+  EXPECT_LT(a_lost.at(), expiry) << "stepped down " << (a_lost.at() - expiry) << " late";
   // Keep the row locked until past its expiry, then let go.
   while (absl::Now() < expiry + absl::Milliseconds(100)) absl::SleepFor(absl::Milliseconds(20));
   EXPECT_FALSE(b->IsPrimary());
@@ -295,9 +259,7 @@ TEST_F(PgLeaseTest, StalledHolderStepsDownBeforeStandbyTakesOver) {
   ASSERT_THAT(eb, IsOk());
   EXPECT_GT(b_won_at, expiry);
   EXPECT_EQ(*eb, *ea + 1);
-  stop = true;
-  watcher.join();
-  EXPECT_EQ(both.load(), 0);
+  EXPECT_EQ(watcher.Stop(), 0);
 
   // The deposed holder does not get its term back by renewing late: it
   // must campaign anew, and B holds a live lease.

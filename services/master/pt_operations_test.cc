@@ -421,11 +421,36 @@ TEST_F(PtOperationsTest, StoppingRefusesNewWorkButLetsFinishComplete) {
   EXPECT_THAT(cluster_->AllocateOids(10), StatusIs(absl::StatusCode::kFailedPrecondition));
   // A Finish already asked for completes.
   EXPECT_THAT(cluster_->PrepareCommit(5000, Votes({{0, {storages_[0], storages_[1]}}}), {0}), IsOk());
-  // STOPPING again is fine; RUNNING from STOPPING is not.
+  // STOPPING again is fine.
   EXPECT_THAT(cluster_->SetClusterState(cellar::v1::CLUSTER_STOPPING), IsOk());
+}
+
+TEST_F(PtOperationsTest, AStopCanBeResumedThroughRecovery) {
+  Start(2);
+  ASSERT_THAT(cluster_->SetClusterState(cellar::v1::CLUSTER_STOPPING), IsOk());
+  Drain(storages_[0]);
+  // The way back is a recovery with verification, as after a restart.
+  auto running = cluster_->SetClusterState(cellar::v1::CLUSTER_RUNNING);
+  ASSERT_THAT(running, IsOk());
+  EXPECT_EQ(*running, cellar::v1::CLUSTER_RUNNING);
+  std::vector<cellar::v1::ClusterState> seen;
+  for (const auto& e : Drain(storages_[0])) {
+    if (e.has_cluster_state()) seen.push_back(e.cluster_state());
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre(cellar::v1::CLUSTER_RECOVERING,
+                                           cellar::v1::CLUSTER_VERIFYING,
+                                           cellar::v1::CLUSTER_RUNNING));
+  EXPECT_THAT(cluster_->CheckRunning(), IsOk());
+}
+
+TEST_F(PtOperationsTest, AStopIsNotResumedWithoutEnoughStorages) {
+  Start(2);
+  ASSERT_THAT(cluster_->SetClusterState(cellar::v1::CLUSTER_STOPPING), IsOk());
+  for (uint32_t id : storages_) cluster_->WatchEnded(id, subs_[id]);
   auto running = cluster_->SetClusterState(cellar::v1::CLUSTER_RUNNING);
   EXPECT_THAT(running, StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(running.status().message(), HasSubstr("RUNNING from RECOVERING"));
+  EXPECT_THAT(running.status().message(), HasSubstr("cluster stays STOPPING"));
+  EXPECT_EQ(cluster_->Info().cluster_state(), cellar::v1::CLUSTER_STOPPING);
 }
 
 TEST_F(PtOperationsTest, IllegalTransitionsAreRefused) {

@@ -4,11 +4,15 @@
 //
 //   bazel run -c opt //services/storage:commit_bench -- \
 //       --backend=sqlite:///tmp/bench.db --threads=64 --seconds=5
+//   (--objects=10 --object_bytes=16384 --random_data: bulk, bytes that
+//   PostgreSQL cannot compress)
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -29,6 +33,9 @@ ABSL_FLAG(int, writer_threads, 1, "Group-commit writer threads");
 ABSL_FLAG(int, objects, 1, "Objects per transaction");
 ABSL_FLAG(int, object_bytes, 100, "Bytes per object");
 ABSL_FLAG(int, seconds, 5, "Duration");
+ABSL_FLAG(bool, random_data, false,
+          "Pseudo-random object bytes (PostgreSQL cannot compress them) "
+          "instead of 'x' repeated");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -59,7 +66,16 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> next_oid{(last.ok() ? last->last_oid : 0) + 1};
   std::atomic<uint64_t> commits{0}, failures{0};
   const absl::Time end = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_seconds));
-  const std::string data(absl::GetFlag(FLAGS_object_bytes), 'x');
+  std::string data(absl::GetFlag(FLAGS_object_bytes), 'x');
+  if (absl::GetFlag(FLAGS_random_data)) {
+    uint64_t x = 88172645463325252ull;  // xorshift: the same bytes every run
+    for (char& c : data) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+  }
   const std::string checksum = cellar::common::Checksum(data);
   std::vector<std::thread> threads;
   for (int t = 0; t < absl::GetFlag(FLAGS_threads); ++t) {

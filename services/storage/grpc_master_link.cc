@@ -11,10 +11,11 @@
 namespace cellar::storage {
 
 GrpcMasterLink::GrpcMasterLink(std::vector<std::string> addresses,
-                               absl::Duration rpc_timeout, std::string node_bearer)
+                               absl::Duration rpc_timeout,
+                               common::ChannelSecurity node_channel)
     : addresses_(std::move(addresses)),
       rpc_timeout_(rpc_timeout),
-      node_bearer_(std::move(node_bearer)) {
+      node_channel_(std::move(node_channel)) {
   absl::MutexLock l(&mu_);
   stubs_.resize(addresses_.size());
 }
@@ -25,7 +26,7 @@ GrpcMasterLink::~GrpcMasterLink() { Cancel(); }
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[index];
   if (stub == nullptr) {
-    stub = ::cellar::v1::Master::NewStub(common::MakeChannel(addresses_[index], node_bearer_));
+    stub = ::cellar::v1::Master::NewStub(common::MakeChannel(addresses_[index], node_channel_));
   }
   return stub.get();
 }

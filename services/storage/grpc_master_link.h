@@ -19,15 +19,17 @@
 #include "absl/time/time.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/storage/master_link.h"
+#include "services/common/channel.h"
 
 namespace cellar::storage {
 
 class GrpcMasterLink final : public MasterLink {
  public:
-  // `addresses`: host:port of each master (at least one). `node_bearer`
-  // (NodeBearer of the cluster secret; empty = none) is sent on every call.
+  // `addresses`: host:port of each master (at least one). `node_channel`:
+  // the node bearer (NodeBearer of the cluster secret; empty = none) sent
+  // on every call, and the transport (TLS or plaintext; default plaintext).
   GrpcMasterLink(std::vector<std::string> addresses, absl::Duration rpc_timeout,
-                 std::string node_bearer = "");
+                 common::ChannelSecurity node_channel = {});
   ~GrpcMasterLink() override;
 
   absl::StatusOr<::cellar::v1::RegisterNodeResponse> RegisterNode(
@@ -52,7 +54,7 @@ class GrpcMasterLink final : public MasterLink {
 
   const std::vector<std::string> addresses_;
   const absl::Duration rpc_timeout_;
-  const std::string node_bearer_;
+  const common::ChannelSecurity node_channel_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<::cellar::v1::Master::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;

@@ -13,16 +13,16 @@ namespace cellar::storage {
 GrpcReplicationPeers::GrpcReplicationPeers(MasterLink* master,
                                            std::function<uint32_t()> node_id,
                                            absl::Duration fetch_timeout,
-                                           std::string node_bearer)
+                                           common::ChannelSecurity node_channel)
     : master_(master),
       node_id_(std::move(node_id)),
       fetch_timeout_(fetch_timeout),
-      node_bearer_(std::move(node_bearer)) {}
+      node_channel_(std::move(node_channel)) {}
 
 ::cellar::v1::Storage::Stub* GrpcReplicationPeers::StubFor(const std::string& address) {
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[address];
-  if (stub == nullptr) stub = ::cellar::v1::Storage::NewStub(common::MakeChannel(address, node_bearer_));
+  if (stub == nullptr) stub = ::cellar::v1::Storage::NewStub(common::MakeChannel(address, node_channel_));
   return stub.get();
 }
 

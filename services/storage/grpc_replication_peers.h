@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "protos/cellar/v1/storage.grpc.pb.h"
+#include "services/common/channel.h"
 #include "services/storage/master_link.h"
 #include "services/storage/replicator.h"
 
@@ -27,10 +28,12 @@ namespace cellar::storage {
 class GrpcReplicationPeers final : public ReplicationPeers {
  public:
   // `master` is not owned and must outlive this object; `node_id` returns
-  // this node's id (0 before registration). `node_bearer` (NodeBearer of
-  // the cluster secret; empty = none) is sent to the sources.
+  // this node's id (0 before registration). `node_channel`: the node
+  // bearer (NodeBearer of the cluster secret; empty = none) sent to the
+  // sources, and the transport (TLS or plaintext; default plaintext).
   GrpcReplicationPeers(MasterLink* master, std::function<uint32_t()> node_id,
-                       absl::Duration fetch_timeout, std::string node_bearer = "");
+                       absl::Duration fetch_timeout,
+                       common::ChannelSecurity node_channel = {});
 
   absl::StatusOr<ReplicationTarget> Report(uint32_t partition, uint64_t tid) override;
   absl::Status Fetch(const std::string& address, const FetchRequest& request,
@@ -44,7 +47,7 @@ class GrpcReplicationPeers final : public ReplicationPeers {
   MasterLink* const master_;
   const std::function<uint32_t()> node_id_;
   const absl::Duration fetch_timeout_;
-  const std::string node_bearer_;
+  const common::ChannelSecurity node_channel_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<::cellar::v1::Storage::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/common/build_info.h"
+#include "services/common/channel.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
@@ -56,17 +57,20 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   node_options.replication = options.replication;
   const absl::Duration fetch_timeout = options.replication_fetch_timeout;
   CELLAR_ASSIGN_OR_RETURN(
+      common::ChannelSecurity node_channel,
+      common::MakeChannelSecurity(options.auth.node_bearer, options.auth.tls_client));
+  CELLAR_ASSIGN_OR_RETURN(
       server->node_,
       StorageNode::Open(node_options, std::move(backend),
                         std::make_unique<GrpcMasterLink>(options.master_addresses,
                                                          options.master_rpc_timeout,
-                                                         options.auth.node_bearer),
+                                                         node_channel),
                         clock, server->metrics_.get(),
-                        [fetch_timeout, bearer = options.auth.node_bearer](
+                        [fetch_timeout, node_channel](
                             MasterLink* master, std::function<uint32_t()> node_id)
                             -> std::unique_ptr<ReplicationPeers> {
                           return std::make_unique<GrpcReplicationPeers>(
-                              master, std::move(node_id), fetch_timeout, bearer);
+                              master, std::move(node_id), fetch_timeout, node_channel);
                         }));
 
   StorageServiceOptions service_options;
@@ -84,7 +88,9 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   grpc_options.metrics_registry = registry;
   grpc_options.metrics_labels = {{"version", options.version}, {"track", options.track}};
   grpc_options.authenticator = options.auth.authenticator;
+  grpc_options.audit_log_file = options.auth.audit_log_file;
   grpc_options.insecure = options.auth.insecure;
+  grpc_options.tls = options.auth.tls_server;
   // Room for a full Store (10000 objects) is not the point: one object of
   // max_object_bytes plus overhead must always fit.
   const size_t min_message = options.max_object_bytes + (1 << 20);

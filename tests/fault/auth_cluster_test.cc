@@ -5,14 +5,9 @@
 // credentials is refused, and a restarted storage comes back (its command
 // line keeps the auth flags).
 
-#include <fstream>
-#include <sstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "absl/strings/ascii.h"
-#include "protos/cellar/v1/admin.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/channel.h"
 #include "services/common/logging.h"
@@ -23,12 +18,6 @@ namespace cellar::fault {
 namespace {
 
 using common::IsOk;
-
-std::string ReadToken(const std::string& path) {
-  std::stringstream contents;
-  contents << std::ifstream(path).rdbuf();
-  return std::string(absl::StripAsciiWhitespace(contents.str()));
-}
 
 TEST(AuthClusterTest, ProcessesAuthenticateEachOtherAndRefuseStrangers) {
   common::SetMinLogSeverity(common::LogSeverity::kError);
@@ -56,12 +45,10 @@ TEST(AuthClusterTest, ProcessesAuthenticateEachOtherAndRefuseStrangers) {
             grpc::StatusCode::UNAUTHENTICATED);
 
   // The admin (admin -> master with the node bearer) answers an admin token.
-  auto admin = v1::Admin::NewStub(
-      common::MakeChannel(c.address("A1"), ReadToken(c.dir() + "/admin.token")));
-  grpc::ClientContext admin_context;
-  common::SetDeadline(&admin_context, absl::Seconds(5));
+  common::ChannelSecurity admin_token;
+  admin_token.bearer_token = ReadTokenFile(c.dir() + "/admin.token");
   v1::ListNodesResponse nodes;
-  grpc::Status listed = admin->ListNodes(&admin_context, {}, &nodes);
+  grpc::Status listed = AdminListNodes(c.address("A1"), admin_token, &nodes);
   EXPECT_TRUE(listed.ok()) << listed.error_message();
   EXPECT_GE(nodes.nodes_size(), 3);
 

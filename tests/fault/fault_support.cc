@@ -5,12 +5,16 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "protos/cellar/v1/admin.grpc.pb.h"
 #include "protos/cellar/v1/storage.grpc.pb.h"
 #include "services/common/channel.h"
 #include "services/common/checksum.h"
@@ -121,10 +125,26 @@ absl::StatusOr<std::unique_ptr<client::Client>> Connect(const tools::ProcessClus
   options.master_addresses = cluster.master_addresses();
   options.cluster_name = cluster.cluster_name();
   options.token = cluster.client_token();
+  options.tls = cluster.client_tls();
   options.rpc_timeout = rpc_timeout;
   options.cache_bytes = cache_bytes;
   options.connect_timeout = absl::Seconds(15);
   return client::Client::Connect(options);
+}
+
+std::string ReadTokenFile(const std::string& path) {
+  std::stringstream contents;
+  contents << std::ifstream(path).rdbuf();
+  return std::string(absl::StripAsciiWhitespace(contents.str()));
+}
+
+grpc::Status AdminListNodes(const std::string& admin_address,
+                            const common::ChannelSecurity& security,
+                            v1::ListNodesResponse* nodes) {
+  auto admin = v1::Admin::NewStub(common::MakeChannel(admin_address, security));
+  grpc::ClientContext context;
+  common::SetDeadline(&context, absl::Seconds(5));
+  return admin->ListNodes(&context, {}, nodes);
 }
 
 std::string UniqueValue(const std::string& prefix, size_t bytes, std::mt19937_64& rng) {
@@ -506,7 +526,7 @@ VerifyReport Verify(const tools::ProcessCluster& cluster, const CommitLedger& le
     }
     names[n.node_id()] = name;
     if (n.state() == ::cellar::v1::NODE_RUNNING) {
-      stubs[n.node_id()] = ::cellar::v1::Storage::NewStub(common::MakeChannel(n.address()));
+      stubs[n.node_id()] = ::cellar::v1::Storage::NewStub(common::MakeChannel(n.address(), cluster.node_channel()));
     }
   }
   for (const std::string& required : options.required_storages) {
@@ -742,7 +762,7 @@ absl::Status WaitForCellsOf(const tools::ProcessCluster& cluster, const std::str
 
 absl::StatusOr<v1::GetNodeStatusResponse> StorageStatus(const tools::ProcessCluster& cluster,
                                                         const std::string& name) {
-  auto stub = v1::Storage::NewStub(common::MakeChannel(cluster.address(name)));
+  auto stub = v1::Storage::NewStub(common::MakeChannel(cluster.address(name), cluster.node_channel()));
   grpc::ClientContext context;
   common::SetDeadline(&context, absl::Seconds(5));
   v1::GetNodeStatusRequest request;

@@ -33,7 +33,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "protos/cellar/v1/admin.pb.h"
 #include "protos/cellar/v1/storage.pb.h"
+#include "services/common/channel.h"
 #include "tools/cluster/process_cluster.h"
 
 namespace cellar::fault {
@@ -231,6 +233,15 @@ absl::StatusOr<v1::GetNodeStatusResponse> StorageStatus(const tools::ProcessClus
 // `client`, recording them; returns the first error.
 absl::Status CommitFresh(client::Client& client, CommitLedger& ledger, int count,
                          size_t value_bytes = 100);
+
+// The token in `path` (e.g. <dir>/admin.token), whitespace stripped; ""
+// if unreadable.
+std::string ReadTokenFile(const std::string& path);
+
+// Admin.ListNodes at `admin_address` with `security` (5 s deadline).
+grpc::Status AdminListNodes(const std::string& admin_address,
+                            const common::ChannelSecurity& security,
+                            v1::ListNodesResponse* nodes);
 
 // A value that can't be compressed, with a readable prefix.
 std::string UniqueValue(const std::string& prefix, size_t bytes, std::mt19937_64& rng);

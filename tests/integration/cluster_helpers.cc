@@ -25,4 +25,19 @@ std::unique_ptr<client::Client> ConnectClient(const std::string& master_address,
   return info;
 }
 
+absl::StatusOr<common::AuthSetup> TestAuthSetup(const std::string& tokens_file,
+                                                const std::string& cluster_secret) {
+  common::AuthenticatorOptions options;
+  options.tokens_file = tokens_file;
+  options.cluster_secret = cluster_secret;
+  options.reload_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<common::Authenticator>> authenticator =
+      common::Authenticator::Create(options);
+  if (!authenticator.ok()) return authenticator.status();
+  common::AuthSetup setup;
+  setup.authenticator = *std::move(authenticator);
+  setup.node_bearer = common::NodeBearer(cluster_secret);
+  return setup;
+}
+
 }  // namespace cellar::testing_support

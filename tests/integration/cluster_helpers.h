@@ -8,8 +8,10 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "absl/status/statusor.h"
 #include "client/client.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/common/authenticator.h"
 
 namespace cellar::testing_support {
 
@@ -29,6 +31,12 @@ bool WaitFor(Pred pred, absl::Duration timeout) {
 // test failure recorded) if it cannot connect.
 std::unique_ptr<client::Client> ConnectClient(const std::string& master_address,
                                               const std::string& cluster_name);
+
+// Authentication for an in-process cluster: the tokens file at
+// `tokens_file` (polled by hand: no reload thread) and `cluster_secret`
+// as the node credential.
+absl::StatusOr<common::AuthSetup> TestAuthSetup(const std::string& tokens_file,
+                                                const std::string& cluster_secret);
 
 // Master.GetClusterInfo (10 s deadline); a failure is recorded as a test
 // failure and an empty answer returned.

@@ -29,6 +29,7 @@
 #include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
 #include "services/common/ttid_token.h"
+#include "tests/integration/cluster_helpers.h"
 #include "tests/integration/test_backends.h"
 #include "tools/local/local_cluster.h"
 
@@ -134,6 +135,11 @@ TEST_P(ClusterTest, CommitAndReadBack) {
     ASSERT_THAT(put, IsOk());
     tids.push_back(*put);
   }
+  // `other` lists what its snapshot holds: wait for the invalidations of
+  // c's commits to reach it.
+  ASSERT_TRUE(testing_support::WaitFor([&] { return other->snapshot() >= tids.back(); },
+                                       absl::Seconds(10)))
+      << "the other client's snapshot did not reach the last commit within 10 s";
   txns = other->LastTransactions(5);
   ASSERT_THAT(txns, IsOk());
   ASSERT_EQ(txns->size(), 5u);

@@ -485,8 +485,28 @@ TEST_P(RebalanceTest, BadRequestsAndStopping) {
   txn->Store(latest_.begin()->first, latest_.begin()->second.first, "after stop");
   absl::StatusOr<uint64_t> tid = txn->Commit();
   EXPECT_EQ(tid.status().code(), absl::StatusCode::kFailedPrecondition) << tid.status();
-  EXPECT_EQ(set_state(v1::CLUSTER_RUNNING).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // Table changes are refused while stopping.
   EXPECT_EQ(Change(v1::PT_TWEAK, {}).status().code(), absl::StatusCode::kFailedPrecondition);
+  // An operator resumes: the cluster goes back to RUNNING through recovery
+  // and verification, and commits are accepted again.
+  ASSERT_TRUE(set_state(v1::CLUSTER_RUNNING).ok());
+  ASSERT_TRUE(WaitFor([&] { return Info().cluster_state() == v1::CLUSTER_RUNNING; },
+                      absl::Seconds(30)))
+      << "the cluster did not come back to RUNNING after a resume; it is "
+      << v1::ClusterState_Name(Info().cluster_state());
+  auto again = client_->NewTransaction();
+  again->Store(latest_.begin()->first, latest_.begin()->second.first, "after resume");
+  absl::StatusOr<uint64_t> resumed = absl::UnavailableError("not committed");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        resumed = again->Commit();
+        if (resumed.ok()) return true;
+        again = client_->NewTransaction();
+        again->Store(latest_.begin()->first, latest_.begin()->second.first, "after resume");
+        return false;
+      },
+      absl::Seconds(30)))
+      << "no commit succeeded after the resume: " << resumed.status();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RebalanceTest,

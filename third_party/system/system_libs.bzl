@@ -102,6 +102,23 @@ _LIBS = {
         includes = [],
         deps = [],
     ),
+    # HTTP client of the Kubernetes Lease election (services/master/k8s_lease).
+    # Debian puts <curl/curl.h> under the multiarch include directory.
+    "curl": struct(
+        pc = ["libcurl"],
+        libs = [],
+        hdrs = ["x86_64-linux-gnu/curl"],
+        includes = ["x86_64-linux-gnu"],
+        deps = [],
+    ),
+    # JSON (header-only) of the Kubernetes Lease election.
+    "nlohmann_json": struct(
+        pc = ["nlohmann_json"],
+        libs = [],
+        hdrs = ["nlohmann"],
+        includes = [],
+        deps = [],
+    ),
     "gtest": struct(
         pc = ["gtest"],
         libs = [],

@@ -27,6 +27,7 @@
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/json.h"
 #include "services/common/partition_table.h"
 #include "services/common/status_macros.h"
 
@@ -36,69 +37,11 @@ namespace {
 using ::cellar::client::Client;
 using ::cellar::client::ClientOptions;
 using ::cellar::client::LoadResult;
+using ::cellar::common::IsValidUtf8;
+using ::cellar::common::JsonString;
 
 // ---------------------------------------------------------------------------
 // Small JSON writer (no dependency; output is one compact document).
-
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    int extra;
-    if (c < 0x80) {
-      extra = 0;
-    } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
-      extra = 1;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-    } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
-      extra = 3;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size() && extra > 0) return false;
-    for (int k = 1; k <= extra; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
-
-// A JSON string literal. Bytes that are not valid UTF-8 are read as
-// Latin-1 (lossy but valid JSON); use base64 where exactness matters.
-std::string JsonString(absl::string_view s) {
-  const bool utf8 = IsValidUtf8(s);
-  std::string out = "\"";
-  for (char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f || (!utf8 && c >= 0x80)) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
 
 // Builds {"k": v, ...} in insertion order.
 class JsonObject {
@@ -320,7 +263,17 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(
   options.commit_wait_timeout = global.timeout;
   options.cache_bytes = 1 << 20;
   options.token = global.token;
+  options.tls = TlsConfigOf(global);
   return Client::Connect(std::move(options));
+}
+
+// The bearer and transport of every call, files named by their flags.
+absl::StatusOr<common::ChannelSecurity> SecurityOf(const GlobalOptions& global) {
+  common::TlsFileNames names;
+  names.ca = "--tls-ca";
+  names.cert = "--tls-cert";
+  names.key = "--tls-key";
+  return common::MakeChannelSecurity(global.token, TlsConfigOf(global), names);
 }
 
 // Master.GetClusterInfo on the first master that answers (no
@@ -328,8 +281,9 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(
 absl::StatusOr<::cellar::v1::GetClusterInfoResponse> FetchClusterInfo(
     const GlobalOptions& global) {
   absl::Status last_error = absl::InvalidArgumentError("no --master given");
+  CELLAR_ASSIGN_OR_RETURN(common::ChannelSecurity security, SecurityOf(global));
   for (const std::string& address : global.masters) {
-    auto stub = ::cellar::v1::Master::NewStub(common::MakeChannel(address, global.token));
+    auto stub = ::cellar::v1::Master::NewStub(common::MakeChannel(address, security));
     grpc::ClientContext context;
     common::SetDeadline(&context, global.timeout);
     ::cellar::v1::GetClusterInfoResponse response;
@@ -416,6 +370,30 @@ int ExitCodeFor(const absl::Status& status) {
   }
 }
 
+std::optional<common::TlsClientConfig> TlsConfigOf(const GlobalOptions& global) {
+  if (global.tls_ca.empty() && global.tls_cert.empty() && global.tls_key.empty() &&
+      global.tls_server_name.empty()) {
+    return std::nullopt;
+  }
+  common::TlsClientConfig tls;
+  tls.ca_file = global.tls_ca;
+  tls.cert_file = global.tls_cert;
+  tls.key_file = global.tls_key;
+  tls.server_name = global.tls_server_name;
+  return tls;
+}
+
+void FillFromEnvironment(GlobalOptions& global) {
+  for (auto [value, variable] : {std::pair{&global.token, "CELLAR_TOKEN"},
+                                 std::pair{&global.tls_ca, "CELLAR_TLS_CA"},
+                                 std::pair{&global.tls_cert, "CELLAR_TLS_CERT"},
+                                 std::pair{&global.tls_key, "CELLAR_TLS_KEY"},
+                                 std::pair{&global.tls_server_name, "CELLAR_TLS_SERVER_NAME"}}) {
+    if (!value->empty()) continue;
+    if (const char* set = std::getenv(variable)) *value = set;
+  }
+}
+
 absl::StatusOr<CommandLine> ParseCommandLine(
     const std::vector<std::string>& argv) {
   CommandLine out;
@@ -488,6 +466,14 @@ absl::StatusOr<CommandLine> ParseCommandLine(
         return absl::InvalidArgumentError(
             absl::StrCat("--token-file: cannot read a token from '", path, "'"));
       }
+    } else if (name == "tls-ca") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_ca, take_value());
+    } else if (name == "tls-cert") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_cert, take_value());
+    } else if (name == "tls-key") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_key, take_value());
+    } else if (name == "tls-server-name") {
+      CELLAR_ASSIGN_OR_RETURN(out.global.tls_server_name, take_value());
     } else if (name == "json") {
       if (has_value) return absl::InvalidArgumentError("--json takes no value");
       out.global.json = true;
@@ -562,6 +548,11 @@ global flags (anywhere on the line):
   --timeout=DURATION        per-call deadline, e.g. 5s, 500ms (10s)
   --admin=HOST:PORT         admin node for operator actions (127.0.0.1:7300)
   --token-file=PATH         bearer token to send (default: $CELLAR_TOKEN)
+  --tls-ca=PATH             TLS: CA of the servers (default: $CELLAR_TLS_CA)
+  --tls-cert=PATH           TLS client certificate (default: $CELLAR_TLS_CERT)
+  --tls-key=PATH            its key (default: $CELLAR_TLS_KEY)
+  --tls-server-name=NAME    name the servers' certificates must carry instead
+                            of the dialled host ($CELLAR_TLS_SERVER_NAME)
 
 OIDs and TIDs: decimal (31) or hex with a 0x prefix (0x1f). --cluster
 also names the cluster to the admin (without it: the admin's default).
@@ -885,7 +876,8 @@ absl::Status CallAdmin(const GlobalOptions& global,
                        Req request, Resp* response,
                        absl::Duration min_deadline = absl::ZeroDuration()) {
   request.set_cluster(AdminCluster(global));
-  auto stub = ::cellar::v1::Admin::NewStub(common::MakeChannel(global.admin, global.token));
+  CELLAR_ASSIGN_OR_RETURN(common::ChannelSecurity security, SecurityOf(global));
+  auto stub = ::cellar::v1::Admin::NewStub(common::MakeChannel(global.admin, security));
   grpc::ClientContext context;
   common::SetDeadline(&context, std::max(global.timeout, min_deadline));
   absl::Status status =

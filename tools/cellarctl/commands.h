@@ -26,6 +26,7 @@
 // Thread-compatible: each call is independent.
 
 #include <istream>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -33,6 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/tls_config.h"
 
 namespace cellar::cellarctl {
 
@@ -56,7 +58,23 @@ struct GlobalOptions {
   // Bearer token sent on every call (docs/security.md): the contents of
   // --token-file, else $CELLAR_TOKEN (set by main). Default "": none.
   std::string token;
+  // TLS (docs/security.md, "TLS and mTLS"), each from its flag, else its
+  // environment variable (set by main): --tls-ca / CELLAR_TLS_CA (the CA
+  // of the servers; TLS is on when any of the four is set),
+  // --tls-cert / CELLAR_TLS_CERT and --tls-key / CELLAR_TLS_KEY (client
+  // certificate), --tls-server-name / CELLAR_TLS_SERVER_NAME. Default "".
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
 };
+
+// The TLS settings of `global`; nullopt (plaintext) when none is set.
+std::optional<common::TlsClientConfig> TlsConfigOf(const GlobalOptions& global);
+
+// Fills the settings a flag left empty from the environment: CELLAR_TOKEN,
+// CELLAR_TLS_CA, CELLAR_TLS_CERT, CELLAR_TLS_KEY, CELLAR_TLS_SERVER_NAME.
+void FillFromEnvironment(GlobalOptions& global);
 
 // Exit codes, by error class.
 enum ExitCode : int {
@@ -93,7 +111,8 @@ struct CommandLine {
 
 // Parses argv (without the program name). Global flags may appear
 // anywhere: --master=A,B | --master A,B, --cluster, --json, --timeout=5s
-// (or seconds), --token-file=PATH (read here), --help/-h. "--" ends flag
+// (or seconds), --token-file=PATH (read here), --tls-ca, --tls-cert,
+// --tls-key, --tls-server-name (paths, read when used), --help/-h. "--" ends flag
 // parsing. INVALID_ARGUMENT on a bad global flag value or an unreadable
 // token file.
 absl::StatusOr<CommandLine> ParseCommandLine(

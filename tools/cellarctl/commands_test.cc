@@ -1,5 +1,6 @@
 #include "tools/cellarctl/commands.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -456,6 +457,38 @@ TEST(ParseCommandLineTest, TokenFileIsRead) {
   EXPECT_EQ(parsed->global.token, "cellar_0123abcd_secret");
   EXPECT_THAT(ParseCommandLine({"status", "--token-file=/nonexistent/token"}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ParseCommandLineTest, TlsFlagsAndTheirEnvironmentVariables) {
+  auto plain = ParseCommandLine({"status"});
+  ASSERT_THAT(plain, IsOk());
+  EXPECT_FALSE(TlsConfigOf(plain->global).has_value());
+
+  auto parsed = ParseCommandLine({"status", "--tls-ca=/etc/ca.pem", "--tls-cert", "/etc/c.pem",
+                                  "--tls-server-name=cellar.internal"});
+  ASSERT_THAT(parsed, IsOk());
+  setenv("CELLAR_TLS_CA", "/env/ca.pem", 1);
+  setenv("CELLAR_TLS_KEY", "/env/c.key", 1);
+  FillFromEnvironment(parsed->global);  // flags win, the key comes from the environment
+  unsetenv("CELLAR_TLS_CA");
+  unsetenv("CELLAR_TLS_KEY");
+  auto tls = TlsConfigOf(parsed->global);
+  ASSERT_TRUE(tls.has_value());
+  EXPECT_EQ(tls->ca_file, "/etc/ca.pem");
+  EXPECT_EQ(tls->cert_file, "/etc/c.pem");
+  EXPECT_EQ(tls->key_file, "/env/c.key");
+  EXPECT_EQ(tls->server_name, "cellar.internal");
+  EXPECT_THAT(ParseCommandLine({"status", "--tls-ca"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(StatusCommandTest, AnUnreadableTlsFileIsAUsageErrorNamingTheFlag) {
+  auto parsed = ParseCommandLine({"status", "--tls-ca=/nonexistent/ca.pem"});
+  ASSERT_THAT(parsed, IsOk());
+  std::istringstream in;
+  std::ostringstream out, err;
+  EXPECT_EQ(cellarctl::Run(*parsed, Io{in, out, err}), kExitUsage);
+  EXPECT_THAT(err.str(), ::testing::HasSubstr("--tls-ca: cannot read '/nonexistent/ca.pem'"));
 }
 
 TEST(TokenCommandTest, NewPrintsTheTokenOnceAndAppendsItsHashedLine) {

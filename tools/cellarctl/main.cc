@@ -17,9 +17,7 @@ int main(int argc, char** argv) {
               << "\n(cellarctl help prints the usage)\n";
     return cellar::cellarctl::kExitUsage;
   }
-  if (command_line->global.token.empty()) {
-    if (const char* token = std::getenv("CELLAR_TOKEN")) command_line->global.token = token;
-  }
+  cellar::cellarctl::FillFromEnvironment(command_line->global);
   return cellar::cellarctl::Run(
       *command_line, cellar::cellarctl::Io{std::cin, std::cout, std::cerr});
 }

@@ -59,6 +59,9 @@ ABSL_FLAG(bool, admin, true, "up: start an admin node A1");
 ABSL_FLAG(bool, auth, false,
           "up: start with authentication: a cluster secret and a tokens file in --dir, "
           "tokens in <dir>/{client,readonly,admin}.token (docs/security.md)");
+ABSL_FLAG(bool, tls, false,
+          "up: start with TLS and mTLS: a throwaway CA and certificates in <dir>/tls "
+          "(docs/security.md)");
 ABSL_FLAG(std::string, cluster_name, "cellar", "up: --cluster_name of every node");
 ABSL_FLAG(int, autostart, -1,
           "up: --autostart of the masters (-1: the number of storages; 0: operator start)");
@@ -138,6 +141,14 @@ const char* ProcessName(NodeProbe::Process p) {
 }
 
 using cellar::tools::checker::JsonString;
+
+// The cellarctl flags for a TLS cluster ("" without TLS).
+std::string TlsFlags(const ProcessCluster& cluster) {
+  if (!cluster.client_tls().has_value()) return "";
+  const auto& tls = *cluster.client_tls();
+  return absl::StrCat(" --tls-ca=", tls.ca_file, " --tls-cert=", tls.cert_file,
+                      " --tls-key=", tls.key_file);
+}
 
 int Status(ProcessCluster& cluster) {
   auto info = cluster.ClusterInfo();
@@ -364,6 +375,7 @@ int main(int argc, char** argv) {
     t.cluster_name = absl::GetFlag(FLAGS_cluster_name);
     t.autostart = absl::GetFlag(FLAGS_autostart);
     t.auth = absl::GetFlag(FLAGS_auth);
+    t.tls = absl::GetFlag(FLAGS_tls);
     if (!absl::GetFlag(FLAGS_labels).empty()) {
       t.labels = absl::StrSplit(absl::GetFlag(FLAGS_labels), ',');
     }
@@ -376,7 +388,7 @@ int main(int argc, char** argv) {
     std::cerr << "cellar-cluster: up; try tools/cellarctl/run --master="
               << absl::StrJoin((*cluster)->master_addresses(), ",")
               << (t.auth ? " --token-file=" + (*cluster)->dir() + "/client.token" : "")
-              << " status\n";
+              << TlsFlags(**cluster) << " status\n";
     return Status(**cluster);
   }
 

@@ -35,6 +35,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/auth_tokens.h"
+#include "services/common/tls_files.h"
 #include "services/common/channel.h"
 #include "services/common/status_macros.h"
 #include "tools/pgserver/throwaway_postgres.h"
@@ -151,17 +152,17 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
 // (re)starting must not wait out the reconnect backoff of an earlier,
 // refused connection attempt (shared subchannels keep it for seconds).
 std::shared_ptr<grpc::Channel> FreshChannel(const std::string& address,
-                                            const std::string& bearer = "") {
+                                            const common::ChannelSecurity& security) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(64 << 20);
-  return common::MakeChannelWithArgs(address, args, bearer);
+  return common::MakeChannelWithArgs(address, args, security);
 }
 
 // grpc.health.v1 status of `service` at `address` ("" if no answer).
-std::string CheckHealth(const std::string& address, const std::string& service,
-                        absl::Duration timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(FreshChannel(address));
+std::string CheckHealth(const common::ChannelSecurity& security, const std::string& address,
+                        const std::string& service, absl::Duration timeout) {
+  auto stub = grpc::health::v1::Health::NewStub(FreshChannel(address, security));
   grpc::ClientContext context;
   common::SetDeadline(&context, timeout);
   grpc::health::v1::HealthCheckRequest request;
@@ -380,6 +381,7 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Up(
   c->file_.set_partitions(topology.partitions);
   c->file_.set_replicas(topology.replicas);
   absl::Status s = topology.auth ? c->CreateAuthFiles() : absl::OkStatus();
+  if (s.ok() && topology.tls) s = c->CreateTlsFiles();
   if (s.ok()) s = c->LoadAuthFiles();
   if (s.ok()) s = c->StartPostgresIfNeeded();
   if (s.ok()) s = c->CreateNodes();
@@ -425,13 +427,40 @@ absl::Status ProcessCluster::CreateAuthFiles() {
   return write_secret(dir + "/tokens", tokens);
 }
 
+absl::Status ProcessCluster::CreateTlsFiles() {
+  const std::string dir = options_.dir + "/tls";
+  CELLAR_RETURN_IF_ERROR(MakeDirs(dir));
+  CELLAR_ASSIGN_OR_RETURN(common::CertificateFiles ca,
+                          common::MakeCertificateAuthority(dir, "ca"));
+  CELLAR_RETURN_IF_ERROR(common::IssueCertificate(ca, dir, "node",
+                                                  {"IP:127.0.0.1", "DNS:localhost",
+                                                   absl::StrCat("URI:", common::kNodeIdentityUri)})
+                             .status());
+  return common::IssueCertificate(ca, dir, "client", {"DNS:cellar-client"}).status();
+}
+
 absl::Status ProcessCluster::LoadAuthFiles() {
+  const std::string tls_dir = options_.dir + "/tls";
+  if (access((tls_dir + "/ca.pem").c_str(), F_OK) == 0) {
+    common::TlsClientConfig tls;
+    // Rotation tests replace the files: see them within a second.
+    tls.reload_interval = absl::Seconds(1);
+    tls.ca_file = tls_dir + "/ca.pem";
+    tls.cert_file = tls_dir + "/node.pem";
+    tls.key_file = tls_dir + "/node.key";
+    node_tls_ = tls;
+    tls.cert_file = tls_dir + "/client.pem";
+    tls.key_file = tls_dir + "/client.key";
+    client_tls_ = tls;
+  }
   const std::string secret_file = options_.dir + "/cluster-secret";
-  if (access(secret_file.c_str(), F_OK) != 0) return absl::OkStatus();
-  CELLAR_ASSIGN_OR_RETURN(std::string secret, common::ReadClusterSecret(secret_file));
-  node_bearer_ = common::NodeBearer(secret);
-  absl::StatusOr<std::string> token = ReadFile(options_.dir + "/client.token");
-  if (token.ok()) client_token_ = std::string(absl::StripAsciiWhitespace(*token));
+  if (access(secret_file.c_str(), F_OK) == 0) {
+    CELLAR_ASSIGN_OR_RETURN(std::string secret, common::ReadClusterSecret(secret_file));
+    node_bearer_ = common::NodeBearer(secret);
+    absl::StatusOr<std::string> token = ReadFile(options_.dir + "/client.token");
+    if (token.ok()) client_token_ = std::string(absl::StripAsciiWhitespace(*token));
+  }
+  CELLAR_ASSIGN_OR_RETURN(node_channel_, common::MakeChannelSecurity(node_bearer_, node_tls_));
   return absl::OkStatus();
 }
 
@@ -570,6 +599,12 @@ std::vector<std::string> ProcessCluster::BuildArgv(const NodeProcess& node) cons
   if (!node_bearer_.empty()) {
     argv.push_back("--cluster_secret_file=" + options_.dir + "/cluster-secret");
     argv.push_back("--auth_tokens_file=" + options_.dir + "/tokens");
+  }
+  if (node_tls_.has_value()) {
+    argv.push_back("--tls_cert_file=" + node_tls_->cert_file);
+    argv.push_back("--tls_key_file=" + node_tls_->key_file);
+    argv.push_back("--tls_ca_file=" + node_tls_->ca_file);
+    argv.push_back("--tls_client_ca_file=" + node_tls_->ca_file);
   }
   return argv;
 }
@@ -735,7 +770,7 @@ absl::Status ProcessCluster::WaitProcessUp(NodeProcess& node, absl::Time deadlin
     if (ProcessState(node, &status) == NodeProbe::Process::kDead) {
       return DiedError(node, status);
     }
-    if (CheckHealth(address, "", absl::Milliseconds(500)) == "SERVING") {
+    if (CheckHealth(node_channel_, address, "", absl::Milliseconds(500)) == "SERVING") {
       return absl::OkStatus();
     }
     if (absl::Now() > deadline) {
@@ -760,7 +795,7 @@ absl::Status ProcessCluster::WaitServiceReady(NodeProcess& node, absl::Time dead
     if (ProcessState(node, &status) == NodeProbe::Process::kDead) {
       return DiedError(node, status);
     }
-    last = CheckHealth(address, service, absl::Milliseconds(500));
+    last = CheckHealth(node_channel_, address, service, absl::Milliseconds(500));
     if (last == "SERVING") return absl::OkStatus();
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
@@ -1075,7 +1110,7 @@ absl::Status ProcessCluster::Down() {
 absl::StatusOr<::cellar::v1::GetClusterInfoResponse> ProcessCluster::ClusterInfo() const {
   absl::Status last = absl::UnavailableError("no master");
   for (const std::string& address : master_addresses()) {
-    auto stub = ::cellar::v1::Master::NewStub(FreshChannel(address, node_bearer_));
+    auto stub = ::cellar::v1::Master::NewStub(FreshChannel(address, node_channel_));
     grpc::ClientContext context;
     common::SetDeadline(&context, absl::Seconds(2));
     ::cellar::v1::GetClusterInfoRequest request;
@@ -1106,7 +1141,7 @@ absl::Status ProcessCluster::WaitForClusterState(::cellar::v1::ClusterState stat
         if (node.role() != kStorage || ProcessState(node) != NodeProbe::Process::kRunning) {
           continue;
         }
-        if (CheckHealth(Loopback(node.port()), HealthService(kStorage),
+        if (CheckHealth(node_channel_, Loopback(node.port()), HealthService(kStorage),
                         absl::Milliseconds(500)) != "SERVING") {
           not_serving.push_back(node.name());
         }
@@ -1156,8 +1191,8 @@ absl::Status ProcessCluster::WaitForNodeState(const std::string& name,
 absl::StatusOr<std::string> ProcessCluster::PrimaryMaster() const {
   for (const NodeProcess& node : file_.nodes()) {
     if (node.role() == kMaster && node.pid() != 0 &&
-        CheckHealth(Loopback(node.port()), HealthService(kMaster), absl::Milliseconds(500)) ==
-            "SERVING") {
+        CheckHealth(node_channel_, Loopback(node.port()), HealthService(kMaster),
+                    absl::Milliseconds(500)) == "SERVING") {
       return node.name();
     }
   }
@@ -1186,8 +1221,8 @@ NodeProbe ProcessCluster::Probe(const std::string& name) {
   if (node == nullptr) return probe;
   probe.process = ProcessState(*node);
   if (probe.process == NodeProbe::Process::kRunning) {
-    probe.health = CheckHealth(Loopback(node->port()), HealthService(node->role()),
-                               absl::Milliseconds(500));
+    probe.health = CheckHealth(node_channel_, Loopback(node->port()),
+                               HealthService(node->role()), absl::Milliseconds(500));
   }
   return probe;
 }

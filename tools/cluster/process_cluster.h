@@ -58,6 +58,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "protos/cellar/v1/master.pb.h"
+#include "services/common/channel.h"
+#include "services/common/tls_config.h"
 #include "tools/cluster/cluster_file.pb.h"
 
 namespace cellar::tools {
@@ -101,6 +103,15 @@ struct ClusterTopology {
   // --cluster_secret_file and --auth_tokens_file to every process. The
   // tool's own calls use the cluster secret (default false).
   bool auth = false;
+  // Start with TLS and mTLS (docs/security.md "TLS and mTLS"): Up() makes
+  // a throwaway CA and certificates with openssl in <dir>/tls: ca.pem,
+  // node.{pem,key} (IP:127.0.0.1, DNS:localhost and the node identity;
+  // every process uses it) and client.{pem,key} (no node identity), and
+  // passes --tls_cert_file, --tls_key_file, --tls_ca_file and
+  // --tls_client_ca_file to every process. The tool's own calls present
+  // the node certificate; it and client_tls() re-read the files every
+  // second (default false).
+  bool tls = false;
 };
 
 // Where the three binaries are.
@@ -257,6 +268,12 @@ class ProcessCluster {
   // The token of role client for clients of this cluster ("" without
   // auth); the admin token is in <dir>/admin.token.
   const std::string& client_token() const { return client_token_; }
+  // TLS for clients of this cluster (ca.pem and the client certificate
+  // of <dir>/tls); nullopt without TLS.
+  const std::optional<common::TlsClientConfig>& client_tls() const { return client_tls_; }
+  // How the tool dials the nodes: the node bearer (with auth) and TLS
+  // presenting the node certificate (with tls); plaintext otherwise.
+  const common::ChannelSecurity& node_channel() const { return node_channel_; }
   // The last `lines` lines of the node's log.
   std::string LogTail(const std::string& name, int lines = 20) const;
   // The storage whose node id (from the master) is `node_id`, or "".
@@ -290,7 +307,9 @@ class ProcessCluster {
 
   // auth: writes the secret, the tokens file and the token files.
   absl::Status CreateAuthFiles();
-  // Reads what CreateAuthFiles wrote, if anything.
+  // tls: writes the CA and the certificates in <dir>/tls.
+  absl::Status CreateTlsFiles();
+  // Reads what CreateAuthFiles and CreateTlsFiles wrote, if anything.
   absl::Status LoadAuthFiles();
 
   ProcessClusterOptions options_;
@@ -302,6 +321,11 @@ class ProcessCluster {
   // From <dir>/cluster-secret and <dir>/client.token; empty without auth.
   std::string node_bearer_;
   std::string client_token_;
+  // From <dir>/tls; nullopt without TLS.
+  std::optional<common::TlsClientConfig> node_tls_;
+  std::optional<common::TlsClientConfig> client_tls_;
+  // The tool's own calls: the node bearer and TLS as a node.
+  common::ChannelSecurity node_channel_;
 };
 
 // Parses "KILL", "SIGKILL", "9", "TERM", "STOP", "CONT", "INT", "HUP".

@@ -56,6 +56,14 @@ class ConformanceStore {
   // store may create the schema first (Open() once) if needed. Returning
   // UNIMPLEMENTED skips that test case (test it in the backend's own test).
   virtual absl::Status ForceSchemaVersion(int version) = 0;
+
+  // With no backend open, turns the store back into the layout of schema
+  // version kSchemaVersion - 1, keeping every record, and sets that
+  // version: the next Open() must migrate it. UNIMPLEMENTED (the default)
+  // skips the test cases that need it.
+  virtual absl::Status RestorePreviousSchema() {
+    return absl::UnimplementedError("RestorePreviousSchema");
+  }
 };
 
 // Makes a fresh, empty store for one test case (a new file / database on

@@ -7,10 +7,17 @@
 //
 // Data model. Committed object revisions live in `obj` rows keyed by
 // (partition, oid, tid); committed transaction records in `trans` rows
-// keyed by (partition, tid). A transaction in commit first has temporary
-// rows (written durably by StoreVotes), keyed by ttid; LockTransactions
-// moves them into place with their final tid in one durable step, after
-// which the transaction is committed on this node. There is no separate
+// keyed by (partition, tid). Object bytes live apart, in `data` rows that
+// object rows reference by id: they are written once, by StoreVotes (or
+// ImportCommitted), and never copied. A transaction in commit first has
+// temporary rows (written durably by StoreVotes), keyed by ttid;
+// LockTransactions moves them into place with their final tid in one
+// durable step, after which the transaction is committed on this node.
+// That step writes metadata only (object rows of fixed size, the
+// transaction record, `tlock`): a lock needs no database space for the
+// data its vote wrote, so a vote that fit is never followed by a lock
+// that does not. Whatever drops object rows (AbortTransaction, a re-vote,
+// Truncate, DeletePartition) drops the bytes only they referenced. There is no separate
 // "unlock" in the database: unlock only releases in-memory object locks.
 // LockTransactions also writes a small durable `ttid -> tid` record (table
 // `tlock`), so that a node holding only objects of a transaction (not its
@@ -48,7 +55,9 @@ namespace cellar::storage {
 // Version 2 added the `tlock` table (ttid -> tid of locked transactions).
 // Version 3 added `size` (TransactionRecord::size_bytes, default 0) to the
 // committed and temporary transaction tables.
-inline constexpr int kSchemaVersion = 3;
+// Version 4 moved object bytes out of `obj` / `tobj` into the `data` table
+// (written once at vote; the lock only moves metadata).
+inline constexpr int kSchemaVersion = 4;
 
 // One object revision. For temporary records `tid` is 0.
 struct ObjectRecord {
@@ -186,6 +195,10 @@ struct BackendStats {
   uint64_t object_count = 0;       // committed obj rows
   uint64_t transaction_count = 0;  // committed trans rows
   uint64_t data_bytes = 0;         // sum of committed data sizes
+  // Rows of the `data` table: one per committed or temporary object record
+  // with bytes, none other (a leftover would be leaked space). 0 for a
+  // backend without such a table.
+  uint64_t data_rows = 0;
 };
 
 class StorageBackend {

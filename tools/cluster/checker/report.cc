@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "services/common/json.h"
 
 namespace cellar::tools::checker {
 namespace {
@@ -75,20 +76,7 @@ void Measure(const std::vector<Operation>& ops, const std::vector<NemesisEvent>&
   }
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+std::string JsonString(const std::string& s) { return common::JsonString(s); }
 
 std::string HumanSummary(const RunReport& r) {
   std::string out;

@@ -114,6 +114,51 @@ const std::vector<std::vector<const char*>>& MigrationSteps() {
           "ALTER TABLE trans ADD COLUMN size bigint NOT NULL DEFAULT 0",
           "ALTER TABLE ttrans ADD COLUMN size bigint NOT NULL DEFAULT 0",
       },
+      // 3 -> 4: object bytes move to `data`, written once (by a vote or an
+      // import) and referenced by obj / tobj rows (data_id NULL: no
+      // bytes); the lock then moves metadata only. obj and tobj are
+      // rebuilt (rather than altered) so the old bytes are freed at once.
+      {
+          "CREATE SEQUENCE data_id_seq",
+          "CREATE TABLE data ("
+          " id bigint PRIMARY KEY,"
+          " data bytea NOT NULL)",
+          "ALTER SEQUENCE data_id_seq OWNED BY data.id",
+          "CREATE TABLE obj4 ("
+          " partition int NOT NULL,"
+          " oid bigint NOT NULL,"
+          " tid bigint NOT NULL,"
+          " data_tid bigint NOT NULL,"
+          " checksum bytea NOT NULL,"
+          " data_id bigint,"
+          " PRIMARY KEY (partition, oid, tid))",
+          "INSERT INTO obj4 SELECT partition, oid, tid, data_tid, checksum,"
+          " CASE WHEN octet_length(data) > 0 THEN nextval('data_id_seq') END"
+          " FROM obj",
+          "INSERT INTO data (id, data) SELECT n.data_id, o.data FROM obj o"
+          " JOIN obj4 n USING (partition, oid, tid)"
+          " WHERE n.data_id IS NOT NULL",
+          "DROP TABLE obj",
+          "ALTER TABLE obj4 RENAME TO obj",
+          "ALTER TABLE obj RENAME CONSTRAINT obj4_pkey TO obj_pkey",
+          "CREATE INDEX obj_partition_tid_oid ON obj (partition, tid, oid)",
+          "CREATE TABLE tobj4 ("
+          " ttid bigint NOT NULL,"
+          " partition int NOT NULL,"
+          " oid bigint NOT NULL,"
+          " data_tid bigint NOT NULL,"
+          " checksum bytea NOT NULL,"
+          " data_id bigint,"
+          " PRIMARY KEY (ttid, oid))",
+          "INSERT INTO tobj4 SELECT ttid, partition, oid, data_tid, checksum,"
+          " CASE WHEN octet_length(data) > 0 THEN nextval('data_id_seq') END"
+          " FROM tobj",
+          "INSERT INTO data (id, data) SELECT n.data_id, t.data FROM tobj t"
+          " JOIN tobj4 n USING (ttid, oid) WHERE n.data_id IS NOT NULL",
+          "DROP TABLE tobj",
+          "ALTER TABLE tobj4 RENAME TO tobj",
+          "ALTER TABLE tobj RENAME CONSTRAINT tobj4_pkey TO tobj_pkey",
+      },
   };
   return *steps;
 }
@@ -133,8 +178,6 @@ enum Stmt : int {
   kInsertTtrans,
   kLock,
   kSyncCommitOff,
-  kAbortTobj,
-  kAbortTtrans,
   kListVoted,
   kListVotedObjects,
   kFindCommitted,
@@ -168,6 +211,28 @@ struct StatementDef {
   std::string sql;
 };
 
+// Rows of `arrays` unnested AS v(`columns`, n) (n: the row's position),
+// and ids(n, id): a new data id for each row with bytes (v.data not '').
+// v is re-read by each use (cheap: the parameters), never materialized
+// with its bytes.
+std::string WithDataIds(absl::string_view arrays, absl::string_view columns) {
+  return absl::StrCat(
+      "WITH v AS NOT MATERIALIZED (SELECT * FROM unnest(", arrays,
+      ") WITH ORDINALITY AS v(", columns,
+      ", n)), ids AS MATERIALIZED (SELECT n, nextval('data_id_seq') AS id"
+      " FROM v WHERE octet_length(v.data) > 0)");
+}
+
+// Deletes the rows of `table` (obj or tobj) matching `condition` and the
+// bytes only they referenced: one statement.
+std::string DeleteWithData(absl::string_view table,
+                           absl::string_view condition) {
+  return absl::StrCat("WITH gone AS (DELETE FROM ", table, " WHERE ",
+                      condition,
+                      " RETURNING data_id) DELETE FROM data"
+                      " WHERE id IN (SELECT data_id FROM gone)");
+}
+
 // One load: always one row. Columns: tid, data_tid, checksum, data,
 // next_tid, then the back-pointer target d_tid, d_data_tid, d_checksum,
 // d_data (NULL if none), then `known` (the oid has any revision).
@@ -179,14 +244,16 @@ std::string LoadSql(absl::string_view tid_condition,
       " CASE WHEN r.tid IS NULL THEN EXISTS (SELECT 1 FROM obj"
       "   WHERE partition = $1::int4 AND oid = $2::int8) ELSE true END"
       " FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
-      "  SELECT o.tid, o.data_tid, o.checksum, o.data,"
+      "  SELECT o.tid, o.data_tid, o.checksum, od.data,"
       "   (SELECT min(n.tid) FROM obj n WHERE n.partition = o.partition"
       "     AND n.oid = o.oid AND n.tid > o.tid) AS next_tid,"
       "   d.tid AS d_tid, d.data_tid AS d_data_tid, d.checksum AS d_checksum,"
-      "   d.data AS d_data"
-      "  FROM obj o LEFT JOIN obj d ON o.data_tid <> 0"
+      "   dd.data AS d_data"
+      "  FROM obj o LEFT JOIN data od ON od.id = o.data_id"
+      "  LEFT JOIN obj d ON o.data_tid <> 0"
       "   AND d.partition = o.partition AND d.oid = o.oid"
       "   AND d.tid = o.data_tid"
+      "  LEFT JOIN data dd ON dd.id = d.data_id"
       "  WHERE o.partition = $1::int4 AND o.oid = $2::int8 AND ",
       tid_condition, order_by, " LIMIT 1) AS r ON true");
 }
@@ -213,22 +280,32 @@ const std::vector<StatementDef>& Statements() {
         " UNION ALL SELECT partition, node_id, state, NULL::bytea FROM pt"
         " ORDER BY 1, 2");
     def(kDeleteTobj, "delete_tobj",
-        "DELETE FROM tobj WHERE ttid = ANY($1::int8[])");
+        DeleteWithData("tobj", "ttid = ANY($1::int8[])"));
     def(kDeleteTtrans, "delete_ttrans",
         "DELETE FROM ttrans WHERE ttid = ANY($1::int8[])");
+    // The only write of the bytes: the lock moves metadata.
     def(kInsertTobj, "insert_tobj",
-        "INSERT INTO tobj (ttid, partition, oid, data_tid, checksum, data)"
-        " SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[],"
-        " $4::int8[], $5::bytea[], $6::bytea[])");
+        absl::StrCat(
+            WithDataIds("$1::int8[], $2::int4[], $3::int8[], $4::int8[],"
+                        " $5::bytea[], $6::bytea[]",
+                        "ttid, partition, oid, data_tid, checksum, data"),
+            ", d AS (INSERT INTO data (id, data)"
+            "   SELECT ids.id, v.data FROM v JOIN ids USING (n))"
+            " INSERT INTO tobj (ttid, partition, oid, data_tid, checksum,"
+            " data_id) SELECT v.ttid, v.partition, v.oid, v.data_tid,"
+            " v.checksum, ids.id FROM v LEFT JOIN ids USING (n)"));
     def(kInsertTtrans, "insert_ttrans",
         "INSERT INTO ttrans (ttid, partition, \"user\", description,"
         " extension, oids, size) SELECT * FROM unnest($1::int8[], $2::int4[],"
         " $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::int8[])");
     // Moves temporary records into place with their final tid: one
-    // statement (atomic). Rows already in place (a lock replayed after a
-    // re-vote, or rows imported by replication) are kept. The ttid -> tid
-    // record is written for ttids that had temporary rows (every part of
-    // the statement sees the snapshot from before the deletes).
+    // statement (atomic). Object rows take their bytes by reference
+    // (data_id): no data is written, so a lock needs no room its vote did
+    // not take. Rows already in place (a lock replayed after a re-vote, or
+    // rows imported by replication) are kept with their bytes, and the
+    // vote's copy goes. The ttid -> tid record is written for ttids that
+    // had temporary rows (every part of the statement sees the snapshot
+    // from before the deletes).
     def(kLock, "lock",
         "WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[])"
         "   AS l(ttid, tid)),"
@@ -238,21 +315,21 @@ const std::vector<StatementDef>& Statements() {
         "   ON CONFLICT (ttid) DO UPDATE SET tid = EXCLUDED.tid),"
         " o AS (DELETE FROM tobj t USING l WHERE t.ttid = l.ttid"
         "   RETURNING t.partition, t.oid, l.tid, t.data_tid, t.checksum,"
-        "   t.data),"
+        "   t.data_id),"
         " tr AS (DELETE FROM ttrans t USING l WHERE t.ttid = l.ttid"
         "   RETURNING t.partition, l.tid, t.ttid, t.\"user\", t.description,"
         "   t.extension, t.oids, t.size),"
         " io AS (INSERT INTO obj (partition, oid, tid, data_tid, checksum,"
-        "   data) SELECT * FROM o ON CONFLICT DO NOTHING)"
+        "   data_id) SELECT * FROM o ON CONFLICT DO NOTHING"
+        "   RETURNING data_id),"
+        " dd AS (DELETE FROM data WHERE id IN"
+        "   (SELECT data_id FROM o EXCEPT SELECT data_id FROM io))"
         " INSERT INTO trans (partition, tid, ttid, packed, \"user\","
         " description, extension, oids, size)"
         " SELECT partition, tid, ttid, false, \"user\", description,"
         " extension, oids, size FROM tr ON CONFLICT DO NOTHING");
     def(kSyncCommitOff, "sync_commit_off",
         "SELECT set_config('synchronous_commit', 'off', true)");
-    def(kAbortTobj, "abort_tobj", "DELETE FROM tobj WHERE ttid = $1::int8");
-    def(kAbortTtrans, "abort_ttrans",
-        "DELETE FROM ttrans WHERE ttid = $1::int8");
     def(kListVoted, "list_voted",
         "SELECT ttid FROM ttrans UNION SELECT ttid FROM tobj ORDER BY 1");
     // One statement, one snapshot; oid NULL: the transaction record.
@@ -270,14 +347,20 @@ const std::vector<StatementDef>& Statements() {
         LoadSql("o.tid <= $3::int8", " ORDER BY o.tid DESC"));
     def(kLoadSerial, "load_serial", LoadSql("o.tid = $3::int8", ""));
     def(kLoadData, "load_data",
-        "SELECT data_tid, checksum, data FROM obj"
-        " WHERE partition = $1::int4 AND oid = $2::int8 AND tid = $3::int8");
+        "SELECT o.data_tid, o.checksum, d.data FROM obj o"
+        " LEFT JOIN data d ON d.id = o.data_id"
+        " WHERE o.partition = $1::int4 AND o.oid = $2::int8"
+        " AND o.tid = $3::int8");
+    // Column 4 is NULL when the back-pointer's target is missing.
     def(kHistory, "history",
-        "SELECT o.tid, o.data_tid, octet_length(o.data)::int8,"
-        " d.data_tid, octet_length(d.data)::int8"
-        " FROM obj o LEFT JOIN obj d ON o.data_tid <> 0"
+        "SELECT o.tid, o.data_tid, COALESCE(octet_length(od.data), 0)::int8,"
+        " d.data_tid, CASE WHEN d.tid IS NOT NULL"
+        "  THEN COALESCE(octet_length(dd.data), 0) END::int8"
+        " FROM obj o LEFT JOIN data od ON od.id = o.data_id"
+        " LEFT JOIN obj d ON o.data_tid <> 0"
         "  AND d.partition = o.partition AND d.oid = o.oid"
         "  AND d.tid = o.data_tid"
+        " LEFT JOIN data dd ON dd.id = d.data_id"
         " WHERE o.partition = $1::int4 AND o.oid = $2::int8"
         " ORDER BY o.tid DESC LIMIT $3::int8");
     def(kLastTransactions, "last_transactions",
@@ -305,20 +388,25 @@ const std::vector<StatementDef>& Statements() {
     def(kStats, "stats",
         "SELECT (SELECT count(*) FROM obj)::int8,"
         " (SELECT count(*) FROM trans)::int8,"
-        " (SELECT COALESCE(sum(octet_length(data)), 0) FROM obj)::int8");
+        " (SELECT COALESCE(sum(octet_length(d.data)), 0)"
+        "   FROM obj o JOIN data d ON d.id = o.data_id)::int8,"
+        " (SELECT count(*) FROM data)::int8");
     def(kListTransactions, "list_transactions",
         "SELECT partition, tid, ttid, packed, \"user\", description,"
         " extension, oids, size FROM trans WHERE partition = $1::int4"
         " AND tid >= $2::int8 AND tid <= $3::int8 ORDER BY tid"
         " LIMIT $4::int8");
     def(kListObjects, "list_objects",
-        "SELECT partition, oid, tid, data_tid, checksum, data FROM obj"
-        " WHERE partition = $1::int4 AND tid >= $2::int8 AND tid <= $3::int8"
-        " ORDER BY tid, oid LIMIT $4::int8");
+        "SELECT o.partition, o.oid, o.tid, o.data_tid, o.checksum, d.data"
+        " FROM obj o LEFT JOIN data d ON d.id = o.data_id"
+        " WHERE o.partition = $1::int4 AND o.tid >= $2::int8"
+        " AND o.tid <= $3::int8 ORDER BY o.tid, o.oid LIMIT $4::int8");
     def(kListObjectsFrom, "list_objects_from",
-        "SELECT partition, oid, tid, data_tid, checksum, data FROM obj"
-        " WHERE partition = $1::int4 AND (tid, oid) >= ($2::int8, $3::int8)"
-        " AND tid <= $4::int8 ORDER BY tid, oid LIMIT $5::int8");
+        "SELECT o.partition, o.oid, o.tid, o.data_tid, o.checksum, d.data"
+        " FROM obj o LEFT JOIN data d ON d.id = o.data_id"
+        " WHERE o.partition = $1::int4"
+        " AND (o.tid, o.oid) >= ($2::int8, $3::int8)"
+        " AND o.tid <= $4::int8 ORDER BY o.tid, o.oid LIMIT $5::int8");
     def(kLockedTid, "locked_tid", "SELECT tid FROM tlock WHERE ttid = $1::int8");
     def(kForgetLocks, "forget_locks",
         "DELETE FROM tlock WHERE ttid = ANY($1::int8[])");
@@ -328,18 +416,29 @@ const std::vector<StatementDef>& Statements() {
         " $1::int4[], $2::int8[], $3::int8[], $4::bool[], $5::bytea[],"
         " $6::bytea[], $7::bytea[], $8::bytea[], $9::int8[])"
         " ON CONFLICT DO NOTHING");
+    // Rows already there are kept with their bytes: only the rows
+    // inserted get theirs.
     def(kImportObj, "import_obj",
-        "INSERT INTO obj (partition, oid, tid, data_tid, checksum, data)"
-        " SELECT * FROM unnest($1::int4[], $2::int8[], $3::int8[],"
-        " $4::int8[], $5::bytea[], $6::bytea[]) ON CONFLICT DO NOTHING");
+        absl::StrCat(
+            WithDataIds("$1::int4[], $2::int8[], $3::int8[], $4::int8[],"
+                        " $5::bytea[], $6::bytea[]",
+                        "partition, oid, tid, data_tid, checksum, data"),
+            ", io AS (INSERT INTO obj (partition, oid, tid, data_tid,"
+            "   checksum, data_id) SELECT v.partition, v.oid, v.tid,"
+            "   v.data_tid, v.checksum, ids.id FROM v LEFT JOIN ids USING (n)"
+            "   ON CONFLICT DO NOTHING RETURNING data_id)"
+            " INSERT INTO data (id, data) SELECT ids.id, v.data"
+            " FROM v JOIN ids USING (n)"
+            " WHERE ids.id IN (SELECT data_id FROM io)"));
     def(kDeletePartitionObj, "delete_partition_obj",
-        "DELETE FROM obj WHERE partition = $1::int4");
+        DeleteWithData("obj", "partition = $1::int4"));
     def(kDeletePartitionTrans, "delete_partition_trans",
         "DELETE FROM trans WHERE partition = $1::int4");
-    def(kTruncateObj, "truncate_obj", "DELETE FROM obj WHERE tid > $1::int8");
+    def(kTruncateObj, "truncate_obj",
+        DeleteWithData("obj", "tid > $1::int8"));
     def(kTruncateTrans, "truncate_trans",
         "DELETE FROM trans WHERE tid > $1::int8");
-    def(kTruncateTobj, "truncate_tobj", "DELETE FROM tobj");
+    def(kTruncateTobj, "truncate_tobj", DeleteWithData("tobj", "true"));
     def(kTruncateTtrans, "truncate_ttrans", "DELETE FROM ttrans");
     def(kTruncateTlock, "truncate_tlock",
         "DELETE FROM tlock WHERE tid > $1::int8");
@@ -1326,13 +1425,14 @@ absl::Status PostgresBackend::AbortTransaction(uint64_t ttid) {
   if (ttid > static_cast<uint64_t>(kMaxInt8)) return absl::OkStatus();
   // Not durable on purpose (see the header): one round trip, no fsync wait.
   std::vector<Call> calls;
+  // The same statements as a re-vote's: the vote's bytes go too.
   calls.push_back(Call{kSyncCommitOff, Params()});
   Params p;
-  p.Int8(static_cast<int64_t>(ttid));
-  calls.push_back(Call{kAbortTobj, std::move(p)});
+  p.Int8Array({static_cast<int64_t>(ttid)});
+  calls.push_back(Call{kDeleteTobj, std::move(p)});
   Params q;
-  q.Int8(static_cast<int64_t>(ttid));
-  calls.push_back(Call{kAbortTtrans, std::move(q)});
+  q.Int8Array({static_cast<int64_t>(ttid)});
+  calls.push_back(Call{kDeleteTtrans, std::move(q)});
   return impl_->Run(calls, true).status();
 }
 
@@ -1577,6 +1677,7 @@ absl::StatusOr<BackendStats> PostgresBackend::GetStats() {
   stats.object_count = static_cast<uint64_t>(GetInt8(r.get(), 0, 0));
   stats.transaction_count = static_cast<uint64_t>(GetInt8(r.get(), 0, 1));
   stats.data_bytes = static_cast<uint64_t>(GetInt8(r.get(), 0, 2));
+  stats.data_rows = static_cast<uint64_t>(GetInt8(r.get(), 0, 3));
   return stats;
 }
 

@@ -14,6 +14,11 @@
 // table). Multi-statement operations are sent as one libpq pipeline: one
 // round trip, one (implicit) database transaction, atomic.
 //
+// Object bytes (schema version 4) live in table `data` (id from sequence
+// data_id_seq), written once by the vote (or an import); obj / tobj rows
+// reference them by data_id (NULL: no bytes), so the lock moves metadata
+// only. See docs/storage-node.md.
+//
 // Durability: every write the StorageBackend contract calls durable
 // commits with synchronous_commit on. AbortTransaction alone commits with
 // synchronous_commit off: losing an abort in a crash only brings the

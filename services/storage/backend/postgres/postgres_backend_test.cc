@@ -102,6 +102,45 @@ absl::Status RestoreVersion2Size(const std::string& conninfo) {
   return absl::OkStatus();
 }
 
+// Turns a database of this build back into the layout of schema version 3
+// (the tables exactly as versions 1-3 created them): object bytes inline
+// in obj / tobj, no data table. The caller sets the version.
+absl::Status RestoreVersion3Layout(const std::string& conninfo) {
+  for (const char* sql :
+       {"CREATE TABLE obj3 ("
+        " partition int NOT NULL,"
+        " oid bigint NOT NULL,"
+        " tid bigint NOT NULL,"
+        " data_tid bigint NOT NULL,"
+        " checksum bytea NOT NULL,"
+        " data bytea NOT NULL,"
+        " PRIMARY KEY (partition, oid, tid))",
+        "INSERT INTO obj3 SELECT o.partition, o.oid, o.tid, o.data_tid,"
+        " o.checksum, COALESCE(d.data, ''::bytea)"
+        " FROM obj o LEFT JOIN data d ON d.id = o.data_id",
+        "CREATE TABLE tobj3 ("
+        " ttid bigint NOT NULL,"
+        " partition int NOT NULL,"
+        " oid bigint NOT NULL,"
+        " data_tid bigint NOT NULL,"
+        " checksum bytea NOT NULL,"
+        " data bytea NOT NULL,"
+        " PRIMARY KEY (ttid, oid))",
+        "INSERT INTO tobj3 SELECT t.ttid, t.partition, t.oid, t.data_tid,"
+        " t.checksum, COALESCE(d.data, ''::bytea)"
+        " FROM tobj t LEFT JOIN data d ON d.id = t.data_id",
+        "DROP TABLE obj", "DROP TABLE tobj", "DROP TABLE data",
+        "ALTER TABLE obj3 RENAME TO obj",
+        "ALTER TABLE obj RENAME CONSTRAINT obj3_pkey TO obj_pkey",
+        "CREATE INDEX obj_partition_tid_oid ON obj (partition, tid, oid)",
+        "ALTER TABLE tobj3 RENAME TO tobj",
+        "ALTER TABLE tobj RENAME CONSTRAINT tobj3_pkey TO tobj_pkey"}) {
+    absl::Status s = RawQuery(conninfo, sql).status();
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 // One fresh PostgreSQL database per conformance test case, dropped at the
 // end (so an external CELLAR_TEST_PG server doesn't fill up).
 class PostgresConformanceStore : public ConformanceStore {
@@ -124,6 +163,12 @@ class PostgresConformanceStore : public ConformanceStore {
       if (!backend.ok()) return backend.status();
     }
     return SetSchemaVersion(db_.conninfo, version);
+  }
+
+  absl::Status RestorePreviousSchema() override {
+    static_assert(kSchemaVersion == 4, "restore the layout of version 3");
+    absl::Status s = RestoreVersion3Layout(db_.conninfo);
+    return s.ok() ? SetSchemaVersion(db_.conninfo, 3) : s;
   }
 
  private:
@@ -196,7 +241,7 @@ TEST_F(PostgresBackendTest, CreatesTheSchemaAtTheCurrentVersion) {
   EXPECT_THAT(RawQuery(db_.conninfo,
                        "SELECT string_agg(tablename, ',' ORDER BY tablename)"
                        " FROM pg_tables WHERE schemaname = 'public'"),
-              IsOkAndHolds(std::string("config,obj,pt,tlock,tobj,trans,ttrans")));
+              IsOkAndHolds(std::string("config,data,obj,pt,tlock,tobj,trans,ttrans")));
 }
 
 TEST_F(PostgresBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
@@ -208,7 +253,9 @@ TEST_F(PostgresBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
     vote.objects.push_back(Obj(1, 1, "v"));
     ASSERT_THAT(backend->StoreVotes({vote}), IsOk());
   }
-  // What a version-1 build left: no tlock table, the old size columns.
+  // What a version-1 build left: no tlock table, the old size columns,
+  // bytes inline.
+  ASSERT_THAT(RestoreVersion3Layout(db_.conninfo), IsOk());
   ASSERT_THAT(RawQuery(db_.conninfo, "DROP TABLE tlock"), IsOk());
   ASSERT_THAT(RestoreVersion2Size(db_.conninfo), IsOk());
   ASSERT_THAT(SetSchemaVersion(db_.conninfo, 1), IsOk());
@@ -239,7 +286,8 @@ TEST_F(PostgresBackendTest, MigratesAVersion2DatabaseToStoredTransactionSizes) {
     ASSERT_THAT(backend->StoreVotes({VoteRecord{7, {}, t}}), IsOk());
   }
   // What a version-2 build left: a generated trans.size (metadata bytes,
-  // here 1 + 8 = 9), none in ttrans.
+  // here 1 + 8 = 9), none in ttrans, bytes inline.
+  ASSERT_THAT(RestoreVersion3Layout(db_.conninfo), IsOk());
   ASSERT_THAT(RestoreVersion2Size(db_.conninfo), IsOk());
   ASSERT_THAT(SetSchemaVersion(db_.conninfo, 2), IsOk());
   auto backend = OpenOrDie();
@@ -268,6 +316,59 @@ TEST_F(PostgresBackendTest, MigratesAVersion2DatabaseToStoredTransactionSizes) {
                        "SELECT attgenerated FROM pg_attribute"
                        " WHERE attrelid = 'trans'::regclass AND attname = 'size'"),
               IsOkAndHolds(std::string("")));
+}
+
+// `n` bytes PostgreSQL cannot compress (xorshift).
+std::string Incompressible(size_t n, uint64_t seed) {
+  std::string out(n, '\0');
+  uint64_t x = 88172645463325252ull ^ seed;
+  for (char& c : out) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return out;
+}
+
+// Semantics rule R3: the lock writes metadata only. Locking a vote of
+// 4 MiB grows the database by far less than 4 MiB. (Before schema version
+// 4 the lock copied the data from tobj to obj: it grew by the whole 4 MiB.)
+TEST_F(PostgresBackendTest, LockGrowsTheDatabaseByMetadataOnly) {
+  auto backend = OpenOrDie();
+  ASSERT_NE(backend, nullptr);
+  const auto vote = [](uint64_t ttid, std::vector<ObjectRecord> objects) {
+    TransactionRecord t;
+    t.partition = 0;
+    t.ttid = ttid;
+    for (const ObjectRecord& o : objects) t.oids.push_back(o.oid);
+    return VoteRecord{ttid, std::move(objects), t};
+  };
+  // Every table gets its first pages.
+  ASSERT_THAT(backend->StoreVotes({vote(2, {Obj(1, 1, "small")})}), IsOk());
+  ASSERT_THAT(backend->LockTransactions({{2, 3}}), IsOk());
+  constexpr size_t kObjectBytes = size_t{1} << 20;
+  std::vector<ObjectRecord> objects;
+  for (uint64_t oid = 10; oid < 14; ++oid) {
+    objects.push_back(Obj(oid % 2, oid, Incompressible(kObjectBytes, oid)));
+  }
+  ASSERT_THAT(backend->StoreVotes({vote(10, objects)}), IsOk());
+  const std::string size_sql = "SELECT pg_database_size(current_database())";
+  auto before = RawQuery(db_.conninfo, size_sql);
+  ASSERT_THAT(before, IsOk());
+
+  ASSERT_THAT(backend->LockTransactions({{10, 11}}), IsOk());
+
+  auto after = RawQuery(db_.conninfo, size_sql);
+  ASSERT_THAT(after, IsOk());
+  const int64_t growth = std::stoll(*after) - std::stoll(*before);
+  EXPECT_LT(growth, static_cast<int64_t>(objects.size() * kObjectBytes / 8))
+      << "the lock grew the database by " << growth << " bytes";
+  for (const ObjectRecord& o : objects) {
+    auto loaded = backend->LoadSerial(o.partition, o.oid, 11);
+    ASSERT_THAT(loaded, IsOk());
+    EXPECT_TRUE(loaded->data == o.data) << "oid " << o.oid;
+  }
 }
 
 TEST_F(PostgresBackendTest, SecondNodeOnTheSameDatabaseIsRefused) {

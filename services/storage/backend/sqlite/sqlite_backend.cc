@@ -103,6 +103,10 @@ class Statement {
     Check(sqlite3_bind_blob64(stmt_, index, p, bytes.size(), SQLITE_STATIC));
     return *this;
   }
+  Statement& BindNull(int index) {
+    Check(sqlite3_bind_null(stmt_, index));
+    return *this;
+  }
   Statement& BindText(int index, absl::string_view text) {
     const char* p = text.data() != nullptr ? text.data() : "";
     Check(sqlite3_bind_text64(stmt_, index, p, text.size(), SQLITE_STATIC,
@@ -205,6 +209,9 @@ class Connection {
     return Statement(db_, it->second);
   }
 
+  // The rowid of the last row inserted on this connection.
+  int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
+
   // Rolls back the open transaction, if any (after a failure).
   void RollbackQuietly() {
     if (!sqlite3_get_autocommit(db_)) {
@@ -299,6 +306,48 @@ constexpr Migration kMigrations[] = {
     {3,
      "ALTER TABLE trans ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE ttrans ADD COLUMN size INTEGER NOT NULL DEFAULT 0;"},
+    // Object bytes move to `data`, written once (by a vote or an import);
+    // obj / tobj rows reference them by data_id (NULL: no bytes) and lose
+    // their rowid (small rows, clustered by their key). Existing bytes get
+    // the id of their row: obj's rowid, tobj's above every obj rowid.
+    {4,
+     "CREATE TABLE data ("
+     "  id INTEGER PRIMARY KEY,"
+     "  data BLOB NOT NULL);"
+     "INSERT INTO data (id, data) "
+     "  SELECT rowid, data FROM obj WHERE length(data) > 0;"
+     "INSERT INTO data (id, data) "
+     "  SELECT rowid + (SELECT ifnull(max(rowid), 0) FROM obj), data "
+     "  FROM tobj WHERE length(data) > 0;"
+     "CREATE TABLE obj4 ("
+     "  part INTEGER NOT NULL,"
+     "  oid INTEGER NOT NULL,"
+     "  tid INTEGER NOT NULL,"
+     "  data_tid INTEGER NOT NULL,"
+     "  checksum BLOB NOT NULL,"
+     "  data_id INTEGER,"
+     "  PRIMARY KEY (part, oid, tid)) WITHOUT ROWID;"
+     "INSERT INTO obj4 (part, oid, tid, data_tid, checksum, data_id) "
+     "  SELECT part, oid, tid, data_tid, checksum, "
+     "    CASE WHEN length(data) > 0 THEN rowid END FROM obj;"
+     "CREATE TABLE tobj4 ("
+     "  ttid INTEGER NOT NULL,"
+     "  part INTEGER NOT NULL,"
+     "  oid INTEGER NOT NULL,"
+     "  data_tid INTEGER NOT NULL,"
+     "  checksum BLOB NOT NULL,"
+     "  data_id INTEGER,"
+     "  PRIMARY KEY (ttid, oid)) WITHOUT ROWID;"
+     "INSERT INTO tobj4 (ttid, part, oid, data_tid, checksum, data_id) "
+     "  SELECT ttid, part, oid, data_tid, checksum, "
+     "    CASE WHEN length(data) > 0 "
+     "      THEN rowid + (SELECT ifnull(max(rowid), 0) FROM obj) END "
+     "  FROM tobj;"
+     "DROP TABLE obj;"
+     "DROP TABLE tobj;"
+     "ALTER TABLE obj4 RENAME TO obj;"
+     "ALTER TABLE tobj4 RENAME TO tobj;"
+     "CREATE INDEX obj_part_tid ON obj (part, tid, oid);"},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration step per schema version");
@@ -388,6 +437,47 @@ absl::Status WriteConfig(Connection& c, absl::string_view key,
   return s.BindText(1, key).BindBlob(2, value).Run();
 }
 
+// Writes `bytes` as a new `data` row: its id, or nullopt (nothing
+// written) for no bytes (a deletion or an undo record).
+absl::StatusOr<std::optional<int64_t>> InsertData(Connection& c,
+                                                  absl::string_view bytes) {
+  if (bytes.empty()) return std::optional<int64_t>();
+  // Not RETURNING: SQLite buffers returned rows in a temporary table.
+  CELLAR_ASSIGN_OR_RETURN(Statement s,
+                          c.Prepare("INSERT INTO data (data) VALUES (?1)"));
+  CELLAR_RETURN_IF_ERROR(s.BindBlob(1, bytes).Run());
+  return std::optional<int64_t>(c.LastInsertRowid());
+}
+
+// Binds a data id (NULL for none) at `index`.
+Statement& BindDataId(Statement& s, int index, std::optional<int64_t> id) {
+  return id.has_value() ? s.Bind(index, *id) : s.BindNull(index);
+}
+
+// Whether `ttid` has temporary records (one probe: cheaper than the three
+// deletes of DropVoteLocked for a first vote).
+absl::StatusOr<bool> HasVoteLocked(Connection& c, uint64_t ttid) {
+  CELLAR_ASSIGN_OR_RETURN(
+      Statement s,
+      c.Prepare("SELECT EXISTS (SELECT 1 FROM tobj WHERE ttid = ?1) "
+                "OR EXISTS (SELECT 1 FROM ttrans WHERE ttid = ?1)"));
+  CELLAR_ASSIGN_OR_RETURN(bool row, s.BindU64(1, ttid).Step());
+  return row && s.Int(0) != 0;
+}
+
+// Drops the temporary records of `ttid` and the bytes only they held.
+absl::Status DropVoteLocked(Connection& c, uint64_t ttid) {
+  for (const char* sql :
+       {"DELETE FROM data WHERE id IN "
+        "(SELECT data_id FROM tobj WHERE ttid = ?1)",
+        "DELETE FROM tobj WHERE ttid = ?1",
+        "DELETE FROM ttrans WHERE ttid = ?1"}) {
+    CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
+    CELLAR_RETURN_IF_ERROR(s.BindU64(1, ttid).Run());
+  }
+  return absl::OkStatus();
+}
+
 // Creates or migrates the schema; refuses newer versions. Runs in one
 // write transaction on `c` (the writer).
 absl::Status MigrateLocked(Connection& c, const std::string& path) {
@@ -447,6 +537,10 @@ absl::StatusOr<std::unique_ptr<StorageBackend>> SqliteBackend::Open(
     return absl::InvalidArgumentError(
         "sqlite backend: busy_timeout_ms must be >= 0");
   }
+  if (options.max_page_count < 0) {
+    return absl::InvalidArgumentError(
+        "sqlite backend: max_page_count must be >= 0");
+  }
 
   // Ownership: one backend per database, in this process or any other.
   const std::string lock_path = options.path + ".lock";
@@ -490,6 +584,12 @@ absl::StatusOr<std::unique_ptr<StorageBackend>> SqliteBackend::Open(
   // In WAL mode, FULL fsyncs the WAL at every commit: a write that
   // returned OK survives power loss.
   CELLAR_RETURN_IF_ERROR(writer->Exec("PRAGMA synchronous = FULL"));
+  if (options.max_page_count > 0) {
+    // A pragma takes no parameters: the number is formatted here.
+    const std::string cap =
+        absl::StrCat("PRAGMA max_page_count = ", options.max_page_count);
+    CELLAR_RETURN_IF_ERROR(writer->Exec(cap.c_str()));
+  }
   CELLAR_RETURN_IF_ERROR(writer->Exec("BEGIN IMMEDIATE"));
   absl::Status migrated = MigrateLocked(*writer, options.path);
   if (migrated.ok()) migrated = writer->Exec("COMMIT");
@@ -693,29 +793,23 @@ absl::Status SqliteBackend::StoreVotes(const std::vector<VoteRecord>& votes) {
   return Write("StoreVotes", [&](Connection& c) -> absl::Status {
     for (const VoteRecord& vote : votes) {
       // A re-vote replaces whatever an earlier vote stored.
-      {
-        CELLAR_ASSIGN_OR_RETURN(Statement s,
-                                c.Prepare("DELETE FROM tobj WHERE ttid = ?1"));
-        CELLAR_RETURN_IF_ERROR(s.BindU64(1, vote.ttid).Run());
-      }
-      {
-        CELLAR_ASSIGN_OR_RETURN(
-            Statement s, c.Prepare("DELETE FROM ttrans WHERE ttid = ?1"));
-        CELLAR_RETURN_IF_ERROR(s.BindU64(1, vote.ttid).Run());
-      }
+      CELLAR_ASSIGN_OR_RETURN(bool revote, HasVoteLocked(c, vote.ttid));
+      if (revote) CELLAR_RETURN_IF_ERROR(DropVoteLocked(c, vote.ttid));
+      // The only write of the bytes: the lock moves metadata.
       for (const ObjectRecord& o : vote.objects) {
+        CELLAR_ASSIGN_OR_RETURN(std::optional<int64_t> data_id,
+                                InsertData(c, o.data));
         CELLAR_ASSIGN_OR_RETURN(
             Statement s,
-            c.Prepare("INSERT OR REPLACE INTO tobj "
-                      "(ttid, part, oid, data_tid, checksum, data) "
+            c.Prepare("INSERT INTO tobj "
+                      "(ttid, part, oid, data_tid, checksum, data_id) "
                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
         s.BindU64(1, vote.ttid)
             .Bind(2, o.partition)
             .BindU64(3, o.oid)
             .BindU64(4, o.data_tid)
-            .BindBlob(5, o.checksum)
-            .BindBlob(6, o.data);
-        CELLAR_RETURN_IF_ERROR(s.Run());
+            .BindBlob(5, o.checksum);
+        CELLAR_RETURN_IF_ERROR(BindDataId(s, 6, data_id).Run());
       }
       if (vote.transaction.has_value()) {
         const TransactionRecord& t = *vote.transaction;
@@ -750,13 +844,20 @@ absl::Status SqliteBackend::LockTransactions(
       // Whatever temporary rows exist move into place; none (already
       // locked, or nothing held here) is a no-op. The ttid -> tid record
       // first, while the temporary rows still tell whether we held any.
+      // Object rows take their bytes by reference (data_id): no data is
+      // written, so a lock needs no room its vote did not take. A row
+      // already in place (imported by replication) keeps its own bytes
+      // and the vote's copy goes.
       for (const char* sql :
            {"INSERT OR REPLACE INTO tlock (ttid, tid) SELECT ?1, ?2 "
             "WHERE EXISTS (SELECT 1 FROM tobj WHERE ttid = ?1) "
             "OR EXISTS (SELECT 1 FROM ttrans WHERE ttid = ?1)",
-            "INSERT OR REPLACE INTO obj "
-            "(part, oid, tid, data_tid, checksum, data) "
-            "SELECT part, oid, ?2, data_tid, checksum, data "
+            "DELETE FROM data WHERE id IN (SELECT t.data_id FROM tobj t "
+            "WHERE t.ttid = ?1 AND EXISTS (SELECT 1 FROM obj o "
+            "WHERE o.part = t.part AND o.oid = t.oid AND o.tid = ?2))",
+            "INSERT OR IGNORE INTO obj "
+            "(part, oid, tid, data_tid, checksum, data_id) "
+            "SELECT part, oid, ?2, data_tid, checksum, data_id "
             "FROM tobj WHERE ttid = ?1",
             "INSERT OR REPLACE INTO trans "
             "(part, tid, ttid, packed, user, description, extension, oids, "
@@ -777,14 +878,8 @@ absl::Status SqliteBackend::LockTransactions(
 }
 
 absl::Status SqliteBackend::AbortTransaction(uint64_t ttid) {
-  return Write("AbortTransaction", [&](Connection& c) -> absl::Status {
-    for (const char* sql : {"DELETE FROM tobj WHERE ttid = ?1",
-                            "DELETE FROM ttrans WHERE ttid = ?1"}) {
-      CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
-      CELLAR_RETURN_IF_ERROR(s.BindU64(1, ttid).Run());
-    }
-    return absl::OkStatus();
-  });
+  return Write("AbortTransaction",
+               [&](Connection& c) { return DropVoteLocked(c, ttid); });
 }
 
 absl::StatusOr<std::vector<uint64_t>> SqliteBackend::ListVotedTransactions() {
@@ -901,11 +996,13 @@ absl::StatusOr<LoadedObject> SqliteBackend::LoadRevision(Connection& c,
     // `exact`: revision `tid`; else the newest with tid < `tid`.
     CELLAR_ASSIGN_OR_RETURN(
         Statement s,
-        c.Prepare(exact ? "SELECT tid, data_tid, checksum, data FROM obj "
-                          "WHERE part = ?1 AND oid = ?2 AND tid = ?3"
-                        : "SELECT tid, data_tid, checksum, data FROM obj "
-                          "WHERE part = ?1 AND oid = ?2 AND tid <= ?3 "
-                          "ORDER BY tid DESC LIMIT 1"));
+        c.Prepare(exact ? "SELECT o.tid, o.data_tid, o.checksum, d.data "
+                          "FROM obj o LEFT JOIN data d ON d.id = o.data_id "
+                          "WHERE o.part = ?1 AND o.oid = ?2 AND o.tid = ?3"
+                        : "SELECT o.tid, o.data_tid, o.checksum, d.data "
+                          "FROM obj o LEFT JOIN data d ON d.id = o.data_id "
+                          "WHERE o.part = ?1 AND o.oid = ?2 AND o.tid <= ?3 "
+                          "ORDER BY o.tid DESC LIMIT 1"));
     s.Bind(1, partition).BindU64(2, oid);
     if (exact) {
       s.BindU64(3, tid);
@@ -961,8 +1058,9 @@ absl::StatusOr<LoadedObject> SqliteBackend::LoadRevision(Connection& c,
     }
     CELLAR_ASSIGN_OR_RETURN(
         Statement s,
-        c.Prepare("SELECT data_tid, checksum, data FROM obj "
-                  "WHERE part = ?1 AND oid = ?2 AND tid = ?3"));
+        c.Prepare("SELECT o.data_tid, o.checksum, d.data "
+                  "FROM obj o LEFT JOIN data d ON d.id = o.data_id "
+                  "WHERE o.part = ?1 AND o.oid = ?2 AND o.tid = ?3"));
     s.Bind(1, partition).BindU64(2, oid).BindU64(3, data_tid);
     CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) {
@@ -1008,8 +1106,9 @@ absl::StatusOr<std::vector<HistoryEntry>> SqliteBackend::History(
     {
       CELLAR_ASSIGN_OR_RETURN(
           Statement s,
-          c.Prepare("SELECT tid, data_tid, length(data) FROM obj "
-                    "WHERE part = ?1 AND oid = ?2 ORDER BY tid DESC "
+          c.Prepare("SELECT o.tid, o.data_tid, ifnull(length(d.data), 0) "
+                    "FROM obj o LEFT JOIN data d ON d.id = o.data_id "
+                    "WHERE o.part = ?1 AND o.oid = ?2 ORDER BY o.tid DESC "
                     "LIMIT ?3"));
       s.Bind(1, partition).BindU64(2, oid).Bind(3, limit);
       while (true) {
@@ -1029,8 +1128,9 @@ absl::StatusOr<std::vector<HistoryEntry>> SqliteBackend::History(
       for (int hops = 0; data_tid != 0 && hops < kMaxUndoChain; ++hops) {
         CELLAR_ASSIGN_OR_RETURN(
             Statement s,
-            c.Prepare("SELECT data_tid, length(data) FROM obj "
-                      "WHERE part = ?1 AND oid = ?2 AND tid = ?3"));
+            c.Prepare("SELECT o.data_tid, ifnull(length(d.data), 0) "
+                      "FROM obj o LEFT JOIN data d ON d.id = o.data_id "
+                      "WHERE o.part = ?1 AND o.oid = ?2 AND o.tid = ?3"));
         s.Bind(1, partition).BindU64(2, oid).BindU64(3, data_tid);
         CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
         if (!row) break;  // dangling: report the record's own size
@@ -1097,12 +1197,15 @@ absl::StatusOr<BackendStats> SqliteBackend::GetStats() {
         Statement s,
         c.Prepare("SELECT (SELECT count(*) FROM obj), "
                   "       (SELECT count(*) FROM trans), "
-                  "       (SELECT ifnull(sum(length(data)), 0) FROM obj)"));
+                  "       (SELECT ifnull(sum(length(d.data)), 0) "
+                  "        FROM obj o JOIN data d ON d.id = o.data_id), "
+                  "       (SELECT count(*) FROM data)"));
     CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
     if (row) {
       stats.object_count = s.U64(0);
       stats.transaction_count = s.U64(1);
       stats.data_bytes = s.U64(2);
+      stats.data_rows = s.U64(3);
     }
     return absl::OkStatus();
   }));
@@ -1144,9 +1247,10 @@ absl::StatusOr<std::vector<ObjectRecord>> SqliteBackend::ListObjects(
   CELLAR_RETURN_IF_ERROR(Read("ListObjects", [&](Connection& c) -> absl::Status {
     CELLAR_ASSIGN_OR_RETURN(
         Statement s,
-        c.Prepare("SELECT oid, tid, data_tid, checksum, data FROM obj "
-                  "WHERE part = ?1 AND tid >= ?2 AND tid <= ?3 "
-                  "ORDER BY tid, oid LIMIT ?4"));
+        c.Prepare("SELECT o.oid, o.tid, o.data_tid, o.checksum, d.data "
+                  "FROM obj o LEFT JOIN data d ON d.id = o.data_id "
+                  "WHERE o.part = ?1 AND o.tid >= ?2 AND o.tid <= ?3 "
+                  "ORDER BY o.tid, o.oid LIMIT ?4"));
     s.Bind(1, partition).BindU64(2, min_tid).BindU64(3, max_tid).Bind(4, limit);
     while (true) {
       CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -1176,10 +1280,11 @@ absl::StatusOr<std::vector<ObjectRecord>> SqliteBackend::ListObjectsFrom(
         // Same order as ListObjects (oids are signed 64-bit columns).
         CELLAR_ASSIGN_OR_RETURN(
             Statement s,
-            c.Prepare("SELECT oid, tid, data_tid, checksum, data FROM obj "
-                      "WHERE part = ?1 AND tid <= ?4 AND "
-                      "(tid > ?2 OR (tid = ?2 AND oid >= ?3)) "
-                      "ORDER BY tid, oid LIMIT ?5"));
+            c.Prepare("SELECT o.oid, o.tid, o.data_tid, o.checksum, d.data "
+                      "FROM obj o LEFT JOIN data d ON d.id = o.data_id "
+                      "WHERE o.part = ?1 AND o.tid <= ?4 AND "
+                      "(o.tid > ?2 OR (o.tid = ?2 AND o.oid >= ?3)) "
+                      "ORDER BY o.tid, o.oid LIMIT ?5"));
         s.Bind(1, partition)
             .BindU64(2, min_tid)
             .BindU64(3, min_oid)
@@ -1233,17 +1338,27 @@ absl::Status SqliteBackend::ImportCommitted(
       CELLAR_RETURN_IF_ERROR(s.Run());
     }
     for (const ObjectRecord& o : objects) {
+      {
+        // An existing row is kept (with its bytes): nothing to write.
+        CELLAR_ASSIGN_OR_RETURN(
+            Statement s, c.Prepare("SELECT 1 FROM obj WHERE part = ?1 AND "
+                                   "oid = ?2 AND tid = ?3"));
+        s.Bind(1, o.partition).BindU64(2, o.oid).BindU64(3, o.tid);
+        CELLAR_ASSIGN_OR_RETURN(bool exists, s.Step());
+        if (exists) continue;
+      }
+      CELLAR_ASSIGN_OR_RETURN(std::optional<int64_t> data_id,
+                              InsertData(c, o.data));
       CELLAR_ASSIGN_OR_RETURN(
           Statement s,
-          c.Prepare("INSERT OR IGNORE INTO obj (part, oid, tid, data_tid, "
-                    "checksum, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+          c.Prepare("INSERT INTO obj (part, oid, tid, data_tid, checksum, "
+                    "data_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
       s.Bind(1, o.partition)
           .BindU64(2, o.oid)
           .BindU64(3, o.tid)
           .BindU64(4, o.data_tid)
-          .BindBlob(5, o.checksum)
-          .BindBlob(6, o.data);
-      CELLAR_RETURN_IF_ERROR(s.Run());
+          .BindBlob(5, o.checksum);
+      CELLAR_RETURN_IF_ERROR(BindDataId(s, 6, data_id).Run());
     }
     return absl::OkStatus();
   });
@@ -1251,7 +1366,9 @@ absl::Status SqliteBackend::ImportCommitted(
 
 absl::Status SqliteBackend::DeletePartition(uint32_t partition) {
   return Write("DeletePartition", [&](Connection& c) -> absl::Status {
-    for (const char* sql : {"DELETE FROM obj WHERE part = ?1",
+    for (const char* sql : {"DELETE FROM data WHERE id IN "
+                            "(SELECT data_id FROM obj WHERE part = ?1)",
+                            "DELETE FROM obj WHERE part = ?1",
                             "DELETE FROM trans WHERE part = ?1"}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Bind(1, partition).Run());
@@ -1264,14 +1381,18 @@ absl::Status SqliteBackend::Truncate(uint64_t tid) {
   const int64_t bound =
       static_cast<int64_t>(tid > kMaxTid ? kMaxTid : tid);
   return Write("Truncate", [&](Connection& c) -> absl::Status {
-    for (const char* sql : {"DELETE FROM obj WHERE tid > ?1",
+    for (const char* sql : {"DELETE FROM data WHERE id IN "
+                            "(SELECT data_id FROM obj WHERE tid > ?1)",
+                            "DELETE FROM obj WHERE tid > ?1",
                             "DELETE FROM trans WHERE tid > ?1",
                             "DELETE FROM tlock WHERE tid > ?1"}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Bind(1, bound).Run());
     }
     // Every temporary record goes: votes in doubt are cancelled.
-    for (const char* sql : {"DELETE FROM tobj", "DELETE FROM ttrans"}) {
+    for (const char* sql : {"DELETE FROM data WHERE id IN "
+                            "(SELECT data_id FROM tobj)",
+                            "DELETE FROM tobj", "DELETE FROM ttrans"}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Run());
     }

@@ -9,10 +9,15 @@
 // kSchemaVersion, kept in config key "schema_version"):
 //   config(name TEXT PRIMARY KEY, value BLOB)
 //   pt(part, node_id, state)                     + config "ptid"
-//   obj(part, oid, tid, data_tid, checksum, data)  committed revisions
+//   data(id INTEGER PRIMARY KEY, data BLOB)      object bytes, written once
+//   obj(part, oid, tid, data_tid, checksum, data_id)  committed revisions
 //   trans(part, tid, ttid, packed, user, description, extension, oids, size)
 //   tobj / ttrans: the same keyed by ttid         temporary (voted) records
 //   tlock(ttid, tid)                              locked ttids (verification)
+// obj / tobj are WITHOUT ROWID tables; data_id is NULL for a record without
+// bytes (deletion, undo). A vote writes the bytes (data) and tobj rows; the
+// lock copies the tobj rows (metadata) into obj: no bytes are written
+// twice (schema version 4; see docs/storage-node.md).
 // 64-bit ids are stored in INTEGER columns as their signed bit pattern:
 // tids are <= kMaxTid (2^63 - 1) so they sort correctly; oids are expected
 // to stay below 2^63 as well (a larger oid round-trips but sorts before
@@ -60,6 +65,10 @@ class SqliteBackend : public StorageBackend {
     // connection of this process (e.g. a checkpoint) before failing with
     // UNAVAILABLE. Default 5000 ms.
     int busy_timeout_ms = 5000;
+    // Caps the database at this many pages (PRAGMA max_page_count on the
+    // writer): a write that would grow it further fails with UNAVAILABLE,
+    // as on a full disk. 0 (default) keeps SQLite's limit. For tests.
+    int64_t max_page_count = 0;
   };
 
   // Takes the ownership lock on `options.path + ".lock"` (FAILED_PRECONDITION

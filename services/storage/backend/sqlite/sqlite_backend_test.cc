@@ -68,12 +68,75 @@ absl::Status RawExec(const std::string& path, const char* sql,
   return status;
 }
 
+// The integer `sql` returns on a raw read-only connection to `path` (a
+// backend may be open on it: this reads the last committed state).
+absl::StatusOr<int64_t> RawInt(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* stmt = nullptr;
+  if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+  absl::StatusOr<int64_t> value =
+      rc == SQLITE_ROW ? absl::StatusOr<int64_t>(sqlite3_column_int64(stmt, 0))
+                       : absl::InternalError(absl::StrCat(
+                             "raw sqlite: ", sql, ": ", sqlite3_errmsg(db)));
+  sqlite3_finalize(stmt);
+  sqlite3_close_v2(db);
+  return value;
+}
+
 absl::Status SetSchemaVersion(const std::string& path, int version) {
   // Stored the way the backend stores it: decimal bytes.
   return RawExec(path,
                  "UPDATE config SET value = CAST(CAST(?1 AS TEXT) AS BLOB) "
                  "WHERE name = 'schema_version'",
                  version);
+}
+
+// Runs `script` (statements without parameters) on a raw connection to
+// `path` (no backend may be open on it).
+absl::Status RawScript(const std::string& path, const char* script) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, script, nullptr, nullptr, nullptr);
+  absl::Status status =
+      rc == SQLITE_OK ? absl::OkStatus()
+                      : absl::InternalError(absl::StrCat(
+                            "raw sqlite script: ", sqlite3_errmsg(db)));
+  sqlite3_close_v2(db);
+  return status;
+}
+
+// Turns a database of this build back into the layout of schema version 3
+// (the tables exactly as versions 1-3 created them): object bytes inline
+// in obj / tobj, no data table. The caller sets the version.
+absl::Status RestoreVersion3Layout(const std::string& path) {
+  return RawScript(
+      path,
+      "CREATE TABLE obj3 ("
+      "  part INTEGER NOT NULL,"
+      "  oid INTEGER NOT NULL,"
+      "  tid INTEGER NOT NULL,"
+      "  data_tid INTEGER NOT NULL,"
+      "  checksum BLOB NOT NULL,"
+      "  data BLOB NOT NULL,"
+      "  PRIMARY KEY (part, oid, tid));"
+      "INSERT INTO obj3 SELECT o.part, o.oid, o.tid, o.data_tid, o.checksum,"
+      "  ifnull(d.data, x'') FROM obj o LEFT JOIN data d ON d.id = o.data_id;"
+      "CREATE TABLE tobj3 ("
+      "  ttid INTEGER NOT NULL,"
+      "  part INTEGER NOT NULL,"
+      "  oid INTEGER NOT NULL,"
+      "  data_tid INTEGER NOT NULL,"
+      "  checksum BLOB NOT NULL,"
+      "  data BLOB NOT NULL,"
+      "  PRIMARY KEY (ttid, oid));"
+      "INSERT INTO tobj3 SELECT t.ttid, t.part, t.oid, t.data_tid, t.checksum,"
+      "  ifnull(d.data, x'') FROM tobj t LEFT JOIN data d ON d.id = t.data_id;"
+      "DROP TABLE obj; DROP TABLE tobj; DROP TABLE data;"
+      "ALTER TABLE obj3 RENAME TO obj;"
+      "ALTER TABLE tobj3 RENAME TO tobj;"
+      "CREATE INDEX obj_part_tid ON obj (part, tid, oid);");
 }
 
 // Turns a database of this build back into the layout of schema version 2
@@ -103,6 +166,12 @@ class SqliteConformanceStore : public ConformanceStore {
 
   absl::Status ForceSchemaVersion(int version) override {
     return SetSchemaVersion(path_, version);
+  }
+
+  absl::Status RestorePreviousSchema() override {
+    static_assert(kSchemaVersion == 4, "restore the layout of version 3");
+    absl::Status s = RestoreVersion3Layout(path_);
+    return s.ok() ? SetSchemaVersion(path_, 3) : s;
   }
 
  private:
@@ -147,6 +216,10 @@ TEST(SqliteBackendTest, RejectsBadOptions) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   options.read_connections = 1;
   options.busy_timeout_ms = -1;
+  EXPECT_THAT(SqliteBackend::Open(options),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  options.busy_timeout_ms = 0;
+  options.max_page_count = -1;
   EXPECT_THAT(SqliteBackend::Open(options),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
@@ -227,7 +300,9 @@ TEST(SqliteBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {
     vote.objects.push_back(o);
     ASSERT_THAT((*backend)->StoreVotes({vote}), IsOk());
   }
-  // What a version-1 build left: no tlock table, no size columns.
+  // What a version-1 build left: no tlock table, no size columns, bytes
+  // inline.
+  ASSERT_THAT(RestoreVersion3Layout(path), IsOk());
   ASSERT_THAT(RawExec(path, "DROP TABLE tlock", 0), IsOk());
   ASSERT_THAT(DropSizeColumns(path), IsOk());
   ASSERT_THAT(SetSchemaVersion(path, 1), IsOk());
@@ -259,7 +334,8 @@ TEST(SqliteBackendTest, MigratesAVersion2DatabaseToStoredTransactionSizes) {
     t.ttid = 7;
     ASSERT_THAT((*backend)->StoreVotes({VoteRecord{7, {}, t}}), IsOk());
   }
-  // What a version-2 build left: no size columns.
+  // What a version-2 build left: no size columns, bytes inline.
+  ASSERT_THAT(RestoreVersion3Layout(path), IsOk());
   ASSERT_THAT(DropSizeColumns(path), IsOk());
   ASSERT_THAT(SetSchemaVersion(path, 2), IsOk());
   auto backend = SqliteBackend::Open(OptionsFor(path));
@@ -283,6 +359,59 @@ TEST(SqliteBackendTest, MigratesAVersion2DatabaseToStoredTransactionSizes) {
   EXPECT_EQ((*last)[1].size_bytes, 0u);
   EXPECT_EQ((*last)[2].tid, 5u);
   EXPECT_EQ((*last)[2].size_bytes, 0u);
+}
+
+// Semantics rule R3: the lock writes metadata only, so a lock fits where
+// its vote did. The vote of a 1 MiB object leaves less than 1 MiB of room
+// (max_page_count plays the full disk); the lock still succeeds. (Before
+// schema version 4 the lock copied the data and failed: SQLITE_FULL.)
+TEST(SqliteBackendTest, LockNeedsNoRoomForTheDataItsVoteWrote) {
+  const std::string path = FreshPath("full");
+  const std::string big(size_t{1} << 20, 'b');
+  const auto vote = [](uint64_t ttid, uint64_t oid, const std::string& data) {
+    ObjectRecord o;
+    o.partition = oid % 2;
+    o.oid = oid;
+    o.data = data;
+    o.checksum = std::string(20, 'c');
+    TransactionRecord t;
+    t.partition = ttid % 2;
+    t.ttid = ttid;
+    t.oids = {oid};
+    return VoteRecord{ttid, {o}, t};
+  };
+  {
+    // Every table gets its first pages.
+    auto backend = SqliteBackend::Open(OptionsFor(path));
+    ASSERT_THAT(backend, IsOk());
+    ASSERT_THAT((*backend)->StoreVotes({vote(2, 1, "small")}), IsOk());
+    ASSERT_THAT((*backend)->LockTransactions({{2, 3}}), IsOk());
+  }
+  auto pages = RawInt(path, "PRAGMA page_count");
+  ASSERT_THAT(pages, IsOk());
+  auto page_size = RawInt(path, "PRAGMA page_size");
+  ASSERT_THAT(page_size, IsOk());
+  // Room for the vote (its data and a few pages of rows), not for a second
+  // copy of its data.
+  SqliteBackend::Options options = OptionsFor(path);
+  options.max_page_count =
+      *pages + static_cast<int64_t>(big.size()) / *page_size + 1 + 16;
+  auto backend = SqliteBackend::Open(options);
+  ASSERT_THAT(backend, IsOk());
+  ASSERT_THAT((*backend)->StoreVotes({vote(10, 2, big)}), IsOk());
+  auto voted_pages = RawInt(path, "PRAGMA page_count");
+  ASSERT_THAT(voted_pages, IsOk());
+  EXPECT_LT((options.max_page_count - *voted_pages) * *page_size,
+            static_cast<int64_t>(big.size()));
+
+  EXPECT_THAT((*backend)->LockTransactions({{10, 11}}), IsOk());
+  auto loaded = (*backend)->LoadBefore(0, 2, 100);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->serial, 11u);
+  EXPECT_EQ(loaded->data, big);
+  // The cap is real: another vote of that size does not fit.
+  EXPECT_THAT((*backend)->StoreVotes({vote(12, 4, big)}),
+              StatusIs(absl::StatusCode::kUnavailable));
 }
 
 TEST(SqliteBackendTest, RecordsSchemaVersionAndWalMode) {
