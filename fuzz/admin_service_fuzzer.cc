@@ -54,11 +54,6 @@ Admin* MakeAdmin() {
 }  // namespace
 }  // namespace cellar::fuzz
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  cellar::fuzz::QuietLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cellar::fuzz;  // NOLINT
   using cellar::admin::AdminService;

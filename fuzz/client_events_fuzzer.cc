@@ -52,11 +52,6 @@ void Query(const client::ClusterView& view, client::ObjectCache* cache, uint64_t
 }  // namespace
 }  // namespace cellar::fuzz
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  cellar::fuzz::QuietLogs();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cellar::fuzz;  // NOLINT
   namespace v1 = ::cellar::v1;

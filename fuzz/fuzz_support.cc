@@ -22,3 +22,10 @@ void TraceCall(absl::string_view rpc, const grpc::Status& status) {
 }
 
 }  // namespace cellar::fuzz
+
+// Every target's initialisation (libFuzzer and replay_main call it once):
+// quiet logs. In the library (alwayslink) so that no target repeats it.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  cellar::fuzz::QuietLogs();
+  return 0;
+}

@@ -10,8 +10,9 @@
 
 namespace cellar::fuzz {
 
-// Call from LLVMFuzzerInitialize: only fatal cellar logs, no protobuf
-// parse warnings ("invalid UTF-8" on every other input).
+// Only fatal cellar logs, no protobuf parse warnings ("invalid UTF-8" on
+// every other input). This library's LLVMFuzzerInitialize calls it for
+// every target.
 void QuietLogs();
 
 // With CELLAR_FUZZ_TRACE set in the environment, prints the call's answer

@@ -317,17 +317,18 @@ void SqliteSeeds() {
   }
   seed.Raw(6, Blob("node_id") + "1").Raw(6, Blob("num_partitions") + "4")
       .Raw(6, Blob("num_replicas") + "0").Raw(6, Blob("master_epoch") + "5");
-  // obj: part, oid, tid, data_tid, checksum, data.
-  seed.Raw(1, std::string(1, 1) + U64(1) + U64(kTid) + U64(0) +
+  // obj: part, oid, tid, data_tid, data_id (its bytes in `data`), checksum, data.
+  seed.Raw(1, std::string(1, 1) + U64(1) + U64(kTid) + U64(0) + std::string(1, 1) +
                   Blob(common::Checksum("hello")) + "hello");
-  seed.Raw(1, std::string(1, 1) + U64(5) + U64(kTid) + U64(0) +
+  seed.Raw(1, std::string(1, 1) + U64(5) + U64(kTid) + U64(0) + std::string(1, 2) +
                   Blob(common::Checksum("world")) + "world");
-  seed.Raw(1, std::string(1, 1) + U64(1) + U64(kTid + 0x200) + U64(kTid) + Blob("") + "");
+  seed.Raw(1, std::string(1, 1) + U64(1) + U64(kTid + 0x200) + U64(kTid) + std::string(1, 0) +
+                  Blob("") + "");
   // trans: part, tid, ttid, packed, size, user, description, extension, oids.
   seed.Raw(2, std::string(1, 1) + U64(kTid) + U64(kTtid) + std::string(1, 0) + U64(10) +
                   Blob("alice") + Blob("first commit") + Blob("") + U64(1) + U64(5));
   // tobj + ttrans (a vote), tlock (a lock).
-  seed.Raw(3, U64(kTtid + 0x300) + std::string(1, 2) + U64(6) + U64(0) +
+  seed.Raw(3, U64(kTtid + 0x300) + std::string(1, 2) + U64(6) + U64(0) + std::string(1, 3) +
                   Blob(common::Checksum("voted")) + "voted");
   seed.Raw(4, U64(kTtid + 0x300) + std::string(1, 2) + U64(5) + Blob("bob") + Blob("") +
                   Blob("") + U64(6));

@@ -3,7 +3,7 @@
 //
 // One SqliteBackend is opened per process on a scratch file. For every
 // input the rows of its tables (config, pt, obj, trans, tobj, ttrans,
-// tlock) are replaced, through a second sqlite3 connection, by rows made of
+// tlock, data) are replaced, through a second sqlite3 connection, by rows made of
 // the input's records (fuzz_input.h: the selector picks the table, the
 // payload gives the columns: 8-byte little-endian integers, then blobs cut
 // at the lengths that follow). Then every read of the StorageBackend
@@ -126,13 +126,16 @@ void Insert(sqlite3* raw, const char* sql, const std::vector<int64_t>& ints,
   sqlite3_finalize(s);
 }
 
+// The bytes of an obj or tobj row, in `data` under `id` (0: the row has
+// no data row, NULL; an id whose bytes are empty stays dangling: a damaged
+// database may have either).
+void InsertData(sqlite3* raw, int64_t id, absl::string_view bytes) {
+  if (id == 0 || bytes.empty()) return;
+  Insert(raw, "INSERT OR REPLACE INTO data (id, data) VALUES (?1, ?2)", {id}, {bytes});
+}
+
 }  // namespace
 }  // namespace cellar::fuzz
-
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  cellar::fuzz::QuietLogs();
-  return 0;
-}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cellar::fuzz;  // NOLINT
@@ -141,7 +144,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Exec(raw, "BEGIN IMMEDIATE");
   Exec(raw,
        "DELETE FROM config WHERE name NOT LIKE 'schema%'; DELETE FROM pt; DELETE FROM obj; "
-       "DELETE FROM trans; DELETE FROM tobj; DELETE FROM ttrans; DELETE FROM tlock;");
+       "DELETE FROM trans; DELETE FROM tobj; DELETE FROM ttrans; DELETE FROM tlock; "
+       "DELETE FROM data;");
   // What to read back: partitions, oids, tids and ttids the rows used.
   std::vector<uint32_t> partitions = {0, 1};
   std::vector<uint64_t> oids = {0}, tids = {1}, ttids = {1};
@@ -157,12 +161,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 1: {
-        const int64_t part = c.Small(), oid = c.Int(), tid = c.Int(), data_tid = c.Int();
+        const int64_t part = c.Small(), oid = c.Int(), tid = c.Int(), data_tid = c.Int(),
+                      data_id = c.Small();
         const absl::string_view checksum = c.Blob(), bytes = c.Rest();
+        InsertData(raw, data_id, bytes);
         Insert(raw,
-               "INSERT INTO obj (part, oid, tid, data_tid, checksum, data) "
-               "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-               {part, oid, tid, data_tid}, {checksum, bytes});
+               "INSERT INTO obj (part, oid, tid, data_tid, data_id, checksum) "
+               "VALUES (?1, ?2, ?3, ?4, NULLIF(?5, 0), ?6)",
+               {part, oid, tid, data_tid, data_id}, {checksum});
         partitions.push_back(static_cast<uint32_t>(part));
         oids.push_back(static_cast<uint64_t>(oid));
         tids.push_back(static_cast<uint64_t>(tid));
@@ -183,12 +189,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 3: {
-        const int64_t ttid = c.Int(), part = c.Small(), oid = c.Int(), data_tid = c.Int();
+        const int64_t ttid = c.Int(), part = c.Small(), oid = c.Int(), data_tid = c.Int(),
+                      data_id = c.Small();
         const absl::string_view checksum = c.Blob(), bytes = c.Rest();
+        InsertData(raw, data_id, bytes);
         Insert(raw,
-               "INSERT INTO tobj (ttid, part, oid, data_tid, checksum, data) "
-               "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-               {ttid, part, oid, data_tid}, {checksum, bytes});
+               "INSERT INTO tobj (ttid, part, oid, data_tid, data_id, checksum) "
+               "VALUES (?1, ?2, ?3, ?4, NULLIF(?5, 0), ?6)",
+               {ttid, part, oid, data_tid, data_id}, {checksum});
         ttids.push_back(static_cast<uint64_t>(ttid));
         oids.push_back(static_cast<uint64_t>(oid));
         break;
