@@ -26,6 +26,9 @@ ABSL_FLAG(double, rate_limit, 0,
           "limited); over it: RESOURCE_EXHAUSTED with a retry-after hint. 0: no limit");
 ABSL_FLAG(double, rate_limit_burst, 0,
           "Calls a token may make in a burst above --rate_limit (0: twice the rate)");
+ABSL_FLAG(bool, metrics_auth, false,
+          "The metrics port asks for HTTP basic auth: the password must be a token with role "
+          "readonly or admin (or the node bearer); needs authentication on");
 ABSL_FLAG(std::string, audit_log_file, "",
           "Append one JSON line per admin action (who, what, when, outcome) to this "
           "file; they always go to the log too (docs/security.md)");
@@ -130,8 +133,14 @@ absl::StatusOr<AuthSetup> AuthSetupFromFlags() {
     options.cluster_secret = *std::move(secret);
     setup.node_bearer = NodeBearer(options.cluster_secret);
   }
+  setup.metrics_auth = absl::GetFlag(FLAGS_metrics_auth);
   if (options.tokens_file.empty() && options.cluster_secret.empty() &&
       !options.node_certificates) {
+    if (setup.metrics_auth) {
+      return absl::InvalidArgumentError(
+          "--metrics_auth: needs authentication on (--auth_tokens_file or "
+          "--cluster_secret_file): the scrape's password is a token");
+    }
     return setup;
   }
   absl::StatusOr<std::unique_ptr<Authenticator>> auth =

@@ -16,6 +16,8 @@
 //   --tls_ca_file=PATH                CA of the servers this process dials
 //   --tls_server_name=NAME            name their certificates must carry
 //   --tls_reload_interval=60s         how often the files are re-read
+// and the metrics port's:
+//   --metrics_auth                    basic auth, a token as password
 // Auth is on when a tokens file, a cluster secret or a client CA is given
 // (docs/security.md).
 

@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/metrics_endpoint.h"
 #include "services/common/status_matchers.h"
 #include "services/common/tls_files.h"
 
@@ -22,6 +23,7 @@ ABSL_DECLARE_FLAG(std::string, tls_client_ca_file);
 ABSL_DECLARE_FLAG(bool, tls_require_client_cert);
 ABSL_DECLARE_FLAG(std::string, tls_ca_file);
 ABSL_DECLARE_FLAG(std::string, tls_server_name);
+ABSL_DECLARE_FLAG(bool, metrics_auth);
 
 namespace cellar::common {
 namespace {
@@ -149,6 +151,21 @@ TEST_F(AuthFlagsTest, FlagsThatNeedAnother) {
   absl::SetFlag(&FLAGS_tls_server_name, "x");
   EXPECT_THAT(AuthSetupFromFlags(), StatusIs(absl::StatusCode::kInvalidArgument,
                                              HasSubstr("--tls_server_name: needs --tls_ca_file")));
+}
+
+TEST_F(AuthFlagsTest, MetricsAuthNeedsAuthenticationOn) {
+  absl::SetFlag(&FLAGS_metrics_auth, true);
+  EXPECT_THAT(AuthSetupFromFlags(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("--metrics_auth: needs authentication")));
+  SetValidFlags();  // a client CA: auth on
+  auto setup = AuthSetupFromFlags();
+  ASSERT_THAT(setup, IsOk());
+  EXPECT_TRUE(setup->metrics_auth);
+  EXPECT_NE(MetricsOptionsFor("127.0.0.1:0", *setup).authenticator, nullptr);
+  absl::SetFlag(&FLAGS_metrics_auth, false);
+  setup = AuthSetupFromFlags();
+  ASSERT_THAT(setup, IsOk());
+  EXPECT_EQ(MetricsOptionsFor("127.0.0.1:0", *setup).authenticator, nullptr);
 }
 
 TEST_F(AuthFlagsTest, AMainExitsWithStatus2AndTheMessage) {

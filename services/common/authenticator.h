@@ -147,6 +147,10 @@ struct AuthSetup {
   // TLS of the process's calls to other nodes (ChannelSecurity); nullopt:
   // plaintext. Default nullopt.
   std::optional<TlsClientConfig> tls_client;
+
+  // The metrics port asks for basic auth with a token (MetricsOptionsFor;
+  // needs authenticator). Default false.
+  bool metrics_auth = false;
 };
 
 }  // namespace cellar::common

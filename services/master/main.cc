@@ -223,7 +223,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<cellar::common::MetricsEndpoint> metrics;
   if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
     auto endpoint =
-        cellar::common::MetricsEndpoint::Start(absl::GetFlag(FLAGS_metrics_listen), registry);
+        cellar::common::MetricsEndpoint::Start(
+            cellar::common::MetricsOptionsFor(absl::GetFlag(FLAGS_metrics_listen), options.auth),
+            registry);
     if (!endpoint.ok()) {
       std::cerr << "cellar-master: " << endpoint.status() << "\n";
       return 1;

@@ -75,8 +75,8 @@ _LIBS = {
     ),
     "prometheus_cpp": struct(
         pc = ["prometheus-cpp-pull", "prometheus-cpp-core"],
-        libs = [],
-        hdrs = ["prometheus"],
+        libs = ["-lcivetweb-cpp"],
+        hdrs = ["prometheus", "civetweb.h", "CivetServer.h"],  # civetweb: the exposer's log callback
         includes = [],
         deps = [],
     ),
