@@ -4,7 +4,6 @@
 
 #include "services/common/metrics_endpoint.h"
 
-#include <curl/curl.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -18,51 +17,21 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/auth_tokens.h"
 #include "services/common/authenticator.h"
+#include "services/common/http_get.h"
 
 namespace cellar::common {
 namespace {
 
 constexpr char kSecret[] = "metrics-test-cluster-secret-0123";
 
-struct Scrape {
-  long status = 0;     // HTTP status; 0: no answer (curl_error says why)
-  std::string body;
-  std::string curl_error;
-};
+using Scrape = HttpAnswer;
 
-size_t Append(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-// GET url; `password` non-empty: basic auth as "prometheus".
 Scrape Get(const std::string& url, const std::string& password = "") {
-  Scrape scrape;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Append);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &scrape.body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  if (!password.empty()) {
-    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(curl, CURLOPT_USERNAME, "prometheus");
-    curl_easy_setopt(curl, CURLOPT_PASSWORD, password.c_str());
-  }
-  const CURLcode rc = curl_easy_perform(curl);
-  if (rc == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &scrape.status);
-  } else {
-    scrape.curl_error = curl_easy_strerror(rc);
-  }
-  curl_easy_cleanup(curl);
-  return scrape;
+  return HttpGet(url, password);
 }
 
 class MetricsEndpointTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { curl_global_init(CURL_GLOBAL_DEFAULT); }
-
   void SetUp() override {
     registry_ = std::make_shared<prometheus::Registry>();
     prometheus::BuildCounter().Name("cellar_test_scrapes_total").Help("test")
@@ -92,7 +61,7 @@ TEST_F(MetricsEndpointTest, OpenByDefault) {
   auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", registry_);
   ASSERT_TRUE(endpoint.ok()) << endpoint.status();
   const Scrape scrape = Get(absl::StrCat("http://127.0.0.1:", (*endpoint)->port(), "/metrics"));
-  EXPECT_EQ(scrape.status, 200) << scrape.curl_error;
+  EXPECT_EQ(scrape.status, 200) << scrape.error;
   EXPECT_TRUE(absl::StrContains(scrape.body, "cellar_test_scrapes_total 1")) << scrape.body;
 }
 
@@ -108,7 +77,7 @@ TEST_F(MetricsEndpointTest, BasicAuthNeedsAReadonlyAdminOrNodeToken) {
   EXPECT_EQ(Get(url, client_.token).status, 401) << "the client role may not scrape";
   for (const std::string& token : {readonly_.token, admin_.token, NodeBearer(kSecret)}) {
     const Scrape scrape = Get(url, token);
-    EXPECT_EQ(scrape.status, 200) << scrape.curl_error;
+    EXPECT_EQ(scrape.status, 200) << scrape.error;
     EXPECT_TRUE(absl::StrContains(scrape.body, "cellar_test_scrapes_total")) << scrape.body;
   }
   EXPECT_FALSE(absl::StrContains(Get(url, client_.token).body, "cellar_test_scrapes_total"));

@@ -35,9 +35,9 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/auth_tokens.h"
-#include "services/common/tls_files.h"
 #include "services/common/channel.h"
 #include "services/common/status_macros.h"
+#include "tools/credentials/throwaway_credentials.h"
 #include "tools/pgserver/throwaway_postgres.h"
 
 namespace cellar::tools {
@@ -405,39 +405,10 @@ absl::StatusOr<std::unique_ptr<ProcessCluster>> ProcessCluster::Up(
 }
 
 absl::Status ProcessCluster::CreateAuthFiles() {
-  const std::string& dir = options_.dir;
-  std::string tokens = "# written by tools/cluster (docs/security.md): id role sha256 name\n";
-  auto write_secret = [](const std::string& path, const std::string& text) {
-    // Secrets: readable by the owner only, from the start.
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", path));
-    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    return ok ? absl::OkStatus() : absl::InternalError(absl::StrCat("cannot write ", path));
-  };
-  for (common::Role role : {common::Role::kClient, common::Role::kReadonly, common::Role::kAdmin}) {
-    CELLAR_ASSIGN_OR_RETURN(
-        common::NewToken token,
-        common::MakeToken(role, absl::StrCat("tools/cluster ", common::RoleName(role))));
-    tokens += token.line;
-    CELLAR_RETURN_IF_ERROR(write_secret(
-        absl::StrCat(dir, "/", common::RoleName(role), ".token"), token.token + "\n"));
-  }
-  CELLAR_RETURN_IF_ERROR(write_secret(dir + "/cluster-secret", common::NewClusterSecret()));
-  return write_secret(dir + "/tokens", tokens);
+  return WriteThrowawayAuth(options_.dir, "tools/cluster");
 }
 
-absl::Status ProcessCluster::CreateTlsFiles() {
-  const std::string dir = options_.dir + "/tls";
-  CELLAR_RETURN_IF_ERROR(MakeDirs(dir));
-  CELLAR_ASSIGN_OR_RETURN(common::CertificateFiles ca,
-                          common::MakeCertificateAuthority(dir, "ca"));
-  CELLAR_RETURN_IF_ERROR(common::IssueCertificate(ca, dir, "node",
-                                                  {"IP:127.0.0.1", "DNS:localhost",
-                                                   absl::StrCat("URI:", common::kNodeIdentityUri)})
-                             .status());
-  return common::IssueCertificate(ca, dir, "client", {"DNS:cellar-client"}).status();
-}
+absl::Status ProcessCluster::CreateTlsFiles() { return WriteThrowawayTls(options_.dir); }
 
 absl::Status ProcessCluster::LoadAuthFiles() {
   const std::string tls_dir = options_.dir + "/tls";

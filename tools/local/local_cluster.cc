@@ -62,7 +62,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
   cluster->master_ = *std::move(master);
   if (!options.master_metrics_listen.empty()) {
     auto endpoint =
-        common::MetricsEndpoint::Start(options.master_metrics_listen, master_registry);
+        common::MetricsEndpoint::Start(
+            common::MetricsOptionsFor(options.master_metrics_listen, options.auth),
+            master_registry);
     if (!endpoint.ok()) return endpoint.status();
     cluster->master_metrics_ = *std::move(endpoint);
     cluster->master_metrics_->Add(cluster->master_->collector());
@@ -83,7 +85,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
         absl::StrCat(options.storage_host, ":", cluster->storages_[i]->port());
     if (options.metrics_storage_base_port != 0) {
       auto endpoint = common::MetricsEndpoint::Start(
-          absl::StrCat(options.storage_host, ":", options.metrics_storage_base_port + i),
+          common::MetricsOptionsFor(
+              absl::StrCat(options.storage_host, ":", options.metrics_storage_base_port + i),
+              options.auth),
           cluster->storage_registries_[i]);
       if (!endpoint.ok()) return endpoint.status();
       cluster->storage_metrics_[i] = *std::move(endpoint);
@@ -100,7 +104,8 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
   if (!admin.ok()) return admin.status();
   cluster->admin_ = *std::move(admin);
   if (!options.admin_metrics_listen.empty()) {
-    auto endpoint = common::MetricsEndpoint::Start(options.admin_metrics_listen, admin_registry);
+    auto endpoint = common::MetricsEndpoint::Start(
+        common::MetricsOptionsFor(options.admin_metrics_listen, options.auth), admin_registry);
     if (!endpoint.ok()) return endpoint.status();
     cluster->admin_metrics_ = *std::move(endpoint);
     cluster->admin_metrics_->Add(cluster->admin_->collector());

@@ -3,16 +3,22 @@
 // until Ctrl-C. Started by `tools/cellar local`, which maps --data-dir
 // style flags to these.
 
+#include <arpa/inet.h>
+
+#include <cstdlib>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "services/common/logging.h"
 #include "services/common/signals.h"
+#include "tools/credentials/throwaway_credentials.h"
 #include "tools/local/local_cluster.h"
 
 ABSL_FLAG(std::string, data_dir, "./cellar-data",
@@ -31,6 +37,58 @@ ABSL_FLAG(int, admin_metrics_port, 9300, "Admin /metrics port (0: none)");
 ABSL_FLAG(std::string, postgres, "",
           "Comma-separated PostgreSQL conninfos, one per storage, instead of SQLite");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only");
+ABSL_FLAG(bool, secure, false,
+          "Tokens, cluster secret and TLS on every port, with throwaway credentials "
+          "made once under <data_dir>/secure (a CA, certificates, one token per role); "
+          "metrics need a readonly token as basic-auth password");
+
+namespace {
+
+// <data_dir>/secure with the throwaway credentials, made on the first
+// --secure start and kept (tokens stay valid across restarts).
+absl::StatusOr<std::string> PrepareSecureDir(const std::string& data_dir,
+                                             const std::string& host) {
+  const std::string dir = data_dir + "/secure";
+  if (std::system(("mkdir -p '" + dir + "' && chmod 700 '" + dir + "'").c_str()) != 0) {
+    return absl::InternalError("cannot create " + dir);
+  }
+  if (!cellar::tools::HasThrowawayAuth(dir)) {
+    std::cout << "cellar local: --secure: writing tokens and the cluster secret to " << dir
+              << std::endl;
+    absl::Status s = cellar::tools::WriteThrowawayAuth(dir, "cellar local");
+    if (!s.ok()) return s;
+  }
+  if (!cellar::tools::HasThrowawayTls(dir)) {
+    std::cout << "cellar local: --secure: making a CA and certificates in " << dir
+              << "/tls (openssl)" << std::endl;
+    std::vector<std::string> sans;
+    in_addr ip{};
+    if (host != "0.0.0.0" && inet_pton(AF_INET, host.c_str(), &ip) == 1) {
+      sans.push_back("IP:" + host);
+    }
+    absl::Status s = cellar::tools::WriteThrowawayTls(dir, sans);
+    if (!s.ok()) return s;
+  }
+  return dir;
+}
+
+void PrintSecureUsage(const std::string& dir, const std::string& master, const std::string& admin,
+                      const std::string& host, int master_metrics_port) {
+  std::cout << "Credentials in " << dir << " (tokens: client.token, readonly.token, admin.token;"
+            << " CA: tls/ca.pem):\n"
+            << "  tools/grpcurl -cacert " << dir << "/tls/ca.pem -H \"authorization: Bearer $(cat "
+            << dir << "/admin.token)\" -d '{}' " << admin
+            << " cellar.v1.Admin/GetClusterStatus\n"
+            << "  tools/cellarctl/run --master " << master << " --admin " << admin
+            << " --tls-ca " << dir
+            << "/tls/ca.pem --token-file " << dir << "/admin.token status\n";
+  if (master_metrics_port != 0) {
+    std::cout << "  curl -u \"prometheus:$(cat " << dir << "/readonly.token)\" http://" << host
+              << ":" << master_metrics_port << "/metrics\n";
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   cellar::common::BlockTerminationSignals();
@@ -65,6 +123,23 @@ int main(int argc, char** argv) {
     options.writer_threads = 4;
   }
 
+  std::string secure_dir;
+  if (absl::GetFlag(FLAGS_secure)) {
+    absl::StatusOr<std::string> dir = PrepareSecureDir(options.data_dir, host);
+    if (!dir.ok()) {
+      std::cerr << "cellar local: --secure: " << dir.status() << std::endl;
+      return 1;
+    }
+    secure_dir = *dir;
+    absl::StatusOr<cellar::common::AuthSetup> auth = cellar::tools::ThrowawayAuthSetup(secure_dir);
+    if (!auth.ok()) {
+      std::cerr << "cellar local: --secure: " << auth.status() << std::endl;
+      return 1;
+    }
+    options.auth = *std::move(auth);
+    options.auth.metrics_auth = true;
+  }
+
   std::cout << "cellar local: starting " << options.storages << " storages ("
             << (options.storage_backends.empty() ? "SQLite in " + options.data_dir
                                                  : std::string("PostgreSQL"))
@@ -76,7 +151,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto& c = **cluster;
-  std::cout << "cellar local: cluster \"" << options.cluster_name << "\" is RUNNING\n"
+  std::cout << "cellar local: cluster \"" << options.cluster_name << "\" is RUNNING"
+            << (secure_dir.empty() ? "" : " (secure: TLS and tokens on every port)") << "\n"
             << "  master   " << c.master_address();
   if (c.master_metrics_port()) std::cout << "   metrics http://" << host << ":" << c.master_metrics_port() << "/metrics";
   std::cout << "\n";
@@ -90,9 +166,16 @@ int main(int argc, char** argv) {
   }
   std::cout << "  admin    " << c.admin_address();
   if (c.admin_metrics_port()) std::cout << "   metrics http://" << host << ":" << c.admin_metrics_port() << "/metrics";
-  std::cout << "\n"
-            << "Try: tools/cellarctl/run status    (Ctrl-C stops the cluster; data stays in "
-            << options.data_dir << ")" << std::endl;
+  std::cout << "\n";
+  if (secure_dir.empty()) {
+    std::cout << "Try: tools/cellarctl/run status";
+  } else {
+    PrintSecureUsage(secure_dir, c.master_address(), c.admin_address(), host,
+                     c.master_metrics_port());
+    std::cout << "Try the commands above";
+  }
+  std::cout << "    (Ctrl-C stops the cluster; data stays in " << options.data_dir << ")"
+            << std::endl;
 
   cellar::common::WaitForTerminationSignal();
   std::cout << "cellar local: stopping..." << std::endl;
