@@ -364,7 +364,21 @@ class Client:
             return call, index
         raise fatal if fatal is not None else last_error
 
+    def _call_reset_listeners(self) -> None:
+        with self._cond:
+            listeners = list(self._reset_listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("cellar: reset listener failed")
+
     def _install_session(self, stub, response, snapshot) -> None:
+        with self._cond:
+            reconnection = self._sessions > 0
+        if reconnection:
+            # Before the new snapshot is visible (see add_reset_listener).
+            self._call_reset_listeners()
         with self._cond:
             self._reset_view(snapshot)
             self._master = stub
@@ -373,15 +387,7 @@ class Client:
             self._take_snapshot(snapshot)
             self._sessions += 1
             self._connected = True
-            sessions = self._sessions
-            listeners = list(self._reset_listeners)
             self._cond.notify_all()
-        if sessions > 1:
-            for listener in listeners:
-                try:
-                    listener()
-                except Exception:
-                    log.exception("cellar: reset listener failed")
 
     def _reset_view(self, snapshot) -> None:
         try:
@@ -452,16 +458,21 @@ class Client:
             tid = event.invalidation.tid
             oids = list(event.invalidation.oids)
             with self._cond:
-                self._snapshot = max(self._snapshot, tid)
-                self._master_last_tid = max(self._master_last_tid, tid)
                 listeners = list(self._invalidation_listeners)
-                self._cond.notify_all()
+            # Listeners first: whoever sees the new snapshot must find
+            # the invalidation delivered (ZODB polls lastTransaction()).
             for listener in listeners:
                 try:
                     listener(tid, oids)
                 except Exception:
                     log.exception("cellar: invalidation listener failed")
+            with self._cond:
+                self._snapshot = max(self._snapshot, tid)
+                self._master_last_tid = max(self._master_last_tid, tid)
+                self._cond.notify_all()
             return
+        if kind == "snapshot" and self.session_count > 0:
+            self._call_reset_listeners()
         refresh = False
         with self._cond:
             if kind == "snapshot":
@@ -490,12 +501,6 @@ class Client:
             elif kind == "cluster_state":
                 self._cluster_state = event.cluster_state
             self._cond.notify_all()
-        if kind == "snapshot" and self._sessions > 1:
-            for listener in list(self._reset_listeners):
-                try:
-                    listener()
-                except Exception:
-                    log.exception("cellar: reset listener failed")
         if refresh:
             self._refresh_table()
 
@@ -556,9 +561,11 @@ class Client:
             return self._table.partition_of(id_)
 
     def add_invalidation_listener(self, listener: Callable[[int, List[int]], None]) -> None:
-        """``listener(tid, oids)`` is called on the watch thread after each
+        """``listener(tid, oids)`` is called on the watch thread for each
         committed transaction (this client's own included), in tid order,
-        once the snapshot includes ``tid``. It must not block for long."""
+        just before the snapshot moves to ``tid`` (so that a reader who
+        sees the new snapshot finds the invalidation delivered). It must
+        not block for long nor wait for the snapshot."""
         with self._cond:
             self._invalidation_listeners.append(listener)
 
@@ -568,8 +575,10 @@ class Client:
                 self._invalidation_listeners.remove(listener)
 
     def add_reset_listener(self, listener: Callable[[], None]) -> None:
-        """``listener()`` is called after a new session replaced a broken
-        one: invalidations may have been lost, drop every cached object."""
+        """``listener()`` is called when a new session replaces a broken
+        one (or the master sends a new snapshot), before its snapshot is
+        taken: invalidations may have been lost, drop every cached
+        object."""
         with self._cond:
             self._reset_listeners.append(listener)
 
