@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 import grpc
 import pytest
@@ -89,3 +90,34 @@ def test_wrong_ca_fails_to_connect(secure_cluster, tmp_path):
     with pytest.raises(cellar.UnavailableError):
         cellar.Client(master, token_file=os.path.join(d, "client.token"),
                       tls_ca_file=str(other), connect_timeout=3, rpc_timeout=1)
+
+
+def test_master_restart_reconnects_and_resets(secure_cluster):
+    # Last in this module: the master is killed and started again. The
+    # client registers again (a new session), calls its reset listeners
+    # and commits afterwards; its snapshot never goes back.
+    master, d = secure_cluster
+    with cellar.Client(master, token_file=os.path.join(d, "client.token"), rpc_timeout=5,
+                       **tls(d)) as c:
+        resets = []
+        c.add_reset_listener(lambda: resets.append(c.snapshot))
+        oid = c.new_oid()
+        with c.transaction() as t:
+            t.store(oid, 0, b"before")
+        snapshot = c.snapshot
+        assert run("kill", "--dir", d, "M1", "--signal", "KILL", timeout=60).returncode == 0
+        started = run("start", "--dir", d, "M1", "--timeout", "60s", timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert c.await_session(2, 60), "no new session within 60 s"
+        assert resets and c.snapshot >= snapshot
+        for _ in range(100):  # the new primary may still be verifying
+            try:
+                with c.transaction() as t2:
+                    t2.store(oid, t.tid, b"after")
+                break
+            except cellar.CellarError as e:
+                if not (e.retryable or e.code == grpc.StatusCode.FAILED_PRECONDITION):
+                    raise
+                time.sleep(0.2)
+        assert c.load(oid).data == b"after"
+        assert t2.tid > t.tid
