@@ -1,0 +1,1243 @@
+"""cellar.Client: the Python client of a cellar cluster.
+
+It follows the C++ client (client/client.h) and the protocol in
+protos/cellar/v1:
+
+* Session: the constructor registers a client node at the first master
+  that answers (``Master.RegisterNode``), opens ``Master.Watch`` on a
+  background thread and returns once the first ClusterSnapshot arrived.
+  The stream carries the partition table, the nodes, the cluster state
+  and the invalidations of every commit, in tid order. When it breaks the
+  client registers again (the masters are tried in order) and calls the
+  reset listeners (invalidations may have been lost).
+* Snapshot: the last tid whose invalidation was applied; it never
+  decreases. ``load`` reads at it.
+* Reads go to a readable cell (UP_TO_DATE, FEEDING) of partition(oid) on
+  a reachable storage, rotating over replicas; a checksum mismatch,
+  UNAVAILABLE or DEADLINE_EXCEEDED moves on to the next replica.
+* Commits: ``Master.Begin`` (ttid + token), ``Storage.Store`` with
+  ``vote`` on every writable cell of each object's partition and the
+  transaction record on every writable cell of partition(ttid),
+  ``Master.Finish`` with the voters per partition and the conflict checks
+  the stores reported, then a wait until the snapshot includes the tid
+  (read-your-writes). A Finish without an answer is resolved with the
+  primary (``GetTransactionStatus`` / ``Abort``); when it cannot tell,
+  ``OutcomeUnknownError`` is raised.
+
+Thread-safe: any number of threads may load and commit at once. A
+Transaction is used by one thread.
+
+    client = cellar.Client("127.0.0.1:7100", cluster_name="cellar")
+    oid = client.new_oid()
+    with client.transaction(description=b"hello") as t:
+        t.store(oid, 0, b"bytes")
+    client.load(oid).data  # b"bytes"; t.tid is its serial
+"""
+import hashlib
+import itertools
+import logging
+import random
+import threading
+import time
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import grpc
+
+from cellar import errors
+from cellar.errors import (AbortedError, CellarError, CommitNotVisibleError, ConflictError,
+                           OutcomeUnknownError, UnavailableError)
+from cellar._pb import common_pb2, master_pb2, master_pb2_grpc, storage_pb2, storage_pb2_grpc
+
+log = logging.getLogger("cellar")
+
+__all__ = ["Client", "Transaction", "LoadResult", "HistoryEntry", "TransactionRecord",
+           "MAX_TID", "MAX_OBJECT_BYTES"]
+
+MAX_TID = (1 << 63) - 1
+# Largest object the storages accept by default (--max_object_bytes).
+MAX_OBJECT_BYTES = 16 << 20
+VERSION = "0.1.0"
+
+_OID_BATCH = 100
+_MAX_OBJECTS_PER_STORE = 10000
+_MAX_BYTES_PER_STORE = 32 << 20
+_MAX_MESSAGE_BYTES = 64 << 20
+
+_READABLE = (common_pb2.CELL_UP_TO_DATE, common_pb2.CELL_FEEDING)
+_WRITABLE = (common_pb2.CELL_UP_TO_DATE, common_pb2.CELL_OUT_OF_DATE, common_pb2.CELL_FEEDING)
+# A Finish that ended with one of these may have committed.
+_TRANSPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+              grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+_FATAL_REGISTRATION = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
+                       grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
+class LoadResult(NamedTuple):
+    """One revision of an object."""
+    oid: int
+    # The revision's tid.
+    serial: int
+    # Tid of the next revision; 0 if this one is current (as far as the
+    # answering storage knew).
+    next_serial: int
+    data: bytes
+
+
+class HistoryEntry(NamedTuple):
+    """One revision in an object's history (newest first)."""
+    serial: int
+    size: int
+    deleted: bool
+    # Undo records: the serial whose data the revision re-uses (0: none).
+    data_serial: int
+
+
+class TransactionRecord(NamedTuple):
+    """A committed transaction's record (Storage.LastTransactions)."""
+    tid: int
+    user: bytes
+    description: bytes
+    extension: bytes
+    oids: Tuple[int, ...]
+    size: int
+
+
+def tid_hex(tid: int) -> str:
+    return "0x%016x" % tid
+
+
+def _node_name(node_id: int) -> str:
+    return "S%d" % node_id
+
+
+def _checksum(data: bytes) -> bytes:
+    return hashlib.sha1(data).digest()
+
+
+class _Table:
+    """An immutable partition table."""
+
+    __slots__ = ("ptid", "num_partitions", "num_replicas", "rows")
+
+    def __init__(self, ptid: int = 0, num_partitions: int = 0, num_replicas: int = 0,
+                 rows: Sequence[Dict[int, int]] = ()):
+        self.ptid = ptid
+        self.num_partitions = num_partitions
+        self.num_replicas = num_replicas
+        self.rows = tuple(rows)  # partition -> {node_id: CellState}
+
+    @classmethod
+    def from_proto(cls, pt) -> "_Table":
+        rows = [dict() for _ in range(pt.num_partitions)]
+        for row in pt.rows:
+            if row.partition >= pt.num_partitions:
+                raise ValueError("partition %d out of range" % row.partition)
+            rows[row.partition] = {cell.node_id: cell.state for cell in row.cells}
+        return cls(pt.ptid, pt.num_partitions, pt.num_replicas, rows)
+
+    def apply(self, delta) -> "_Table":
+        rows = [dict(r) for r in self.rows]
+        for change in delta.changes:
+            if change.partition >= len(rows):
+                raise ValueError("partition %d out of range" % change.partition)
+            if change.state == common_pb2.CELL_DISCARDED:
+                rows[change.partition].pop(change.node_id, None)
+            else:
+                rows[change.partition][change.node_id] = change.state
+        return _Table(delta.ptid, self.num_partitions, self.num_replicas, rows)
+
+    def partition_of(self, id_: int) -> int:
+        return id_ % self.num_partitions if self.num_partitions else 0
+
+    def readable(self, partition: int) -> List[int]:
+        return sorted(n for n, s in self.rows[partition].items() if s in _READABLE)
+
+    def writable(self, partition: int) -> List[int]:
+        return sorted(n for n, s in self.rows[partition].items() if s in _WRITABLE)
+
+
+class Client:
+    """A connection to a cellar cluster (see the module documentation).
+
+    ``masters``: "host:port" or a list of them (or one comma-separated
+    string), tried in order. ``token``: a bearer token of role ``client``
+    when the cluster runs with authentication (``token_file`` reads it
+    from a file). ``tls_ca_file`` turns TLS on (the CA bundle the servers'
+    certificates must chain to); ``tls_cert_file``/``tls_key_file`` are
+    presented when the cluster asks for client certificates;
+    ``tls_server_name`` replaces the dialled host in the name check.
+    Timeouts are in seconds.
+
+    Raises CellarError (FAILED_PRECONDITION for a wrong cluster name or
+    protocol, UNAVAILABLE when no master gave a snapshot in time).
+    """
+
+    def __init__(self, masters: Union[str, Sequence[str]] = "127.0.0.1:7100",
+                 cluster_name: str = "cellar", *, token: Optional[str] = None,
+                 token_file: Optional[str] = None, tls_ca_file: Optional[str] = None,
+                 tls_cert_file: Optional[str] = None, tls_key_file: Optional[str] = None,
+                 tls_server_name: Optional[str] = None, rpc_timeout: float = 10.0,
+                 connect_timeout: float = 10.0, commit_wait_timeout: float = 5.0,
+                 max_reconnect_backoff: float = 0.5, version: str = VERSION,
+                 track: str = "stable"):
+        if isinstance(masters, str):
+            masters = [m.strip() for m in masters.split(",") if m.strip()]
+        self.masters = list(masters)
+        if not self.masters:
+            raise CellarError("no master address given", grpc.StatusCode.INVALID_ARGUMENT)
+        self.cluster_name = cluster_name
+        self.rpc_timeout = rpc_timeout
+        self.connect_timeout = connect_timeout
+        self.commit_wait_timeout = commit_wait_timeout
+        self.max_reconnect_backoff = max_reconnect_backoff
+        self.version = version
+        self.track = track
+        if token_file:
+            with open(token_file) as f:
+                token = f.read().strip()
+        self._metadata = (("authorization", "Bearer " + token),) if token else None
+        self._credentials = None
+        self._channel_options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
+        if tls_ca_file or tls_cert_file or tls_key_file:
+            def read(path, field):
+                if not path:
+                    return None
+                try:
+                    with open(path, "rb") as f:
+                        return f.read()
+                except OSError as e:
+                    raise CellarError("%s: cannot read '%s': %s" % (field, path, e),
+                                      grpc.StatusCode.INVALID_ARGUMENT)
+            if bool(tls_cert_file) != bool(tls_key_file):
+                raise CellarError("tls_cert_file and tls_key_file go together",
+                                  grpc.StatusCode.INVALID_ARGUMENT)
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=read(tls_ca_file, "tls_ca_file"),
+                private_key=read(tls_key_file, "tls_key_file"),
+                certificate_chain=read(tls_cert_file, "tls_cert_file"))
+            if tls_server_name:
+                self._channel_options.append(("grpc.ssl_target_name_override", tls_server_name))
+        self._channels: List[grpc.Channel] = []
+        self._master_stubs = []
+        for address in self.masters:
+            channel = self._make_channel(address)
+            self._channels.append(channel)
+            self._master_stubs.append(master_pb2_grpc.MasterStub(channel))
+        self._storage_stubs: Dict[str, storage_pb2_grpc.StorageStub] = {}
+
+        self._cond = threading.Condition(threading.RLock())
+        # Everything below is guarded by _cond.
+        self._master = None
+        self._node_id = 0
+        self._snapshot = 0
+        self._master_last_tid = 0
+        self._epoch = 0
+        self._sessions = 0
+        self._connected = False
+        self._closing = False
+        self._fatal_error: Optional[CellarError] = None
+        self._last_connect_error: Optional[CellarError] = None
+        self._watch_call = None
+        self._table = _Table()
+        self._nodes: Dict[int, common_pb2.NodeInfo] = {}
+        self._cluster_state = common_pb2.CLUSTER_STATE_UNSPECIFIED
+        self._invalidation_listeners: List[Callable[[int, List[int]], None]] = []
+        self._reset_listeners: List[Callable[[], None]] = []
+        self._round_robin = itertools.count(random.randrange(1 << 16))
+
+        self._oid_lock = threading.Lock()
+        self._next_oid = 0
+        self._oids_left = 0
+        self._oid_epoch = 0
+
+        self._thread = threading.Thread(target=self._watch_loop, name="cellar-watch",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + connect_timeout
+        with self._cond:
+            while not self._connected and self._fatal_error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            connected, error = self._connected, self._fatal_error
+            if not connected and error is None:
+                error = UnavailableError(
+                    "no master of cluster '%s' answered with a snapshot within %gs (tried %s)%s"
+                    % (cluster_name, connect_timeout, ", ".join(self.masters),
+                       ": %s" % self._last_connect_error if self._last_connect_error else ""),
+                    grpc.StatusCode.UNAVAILABLE)
+        if not connected:
+            self.close()
+            raise error
+
+    # ------------------------------------------------------------------
+    # Plumbing.
+
+    def _make_channel(self, address: str) -> grpc.Channel:
+        if self._credentials is not None:
+            return grpc.secure_channel(address, self._credentials, self._channel_options)
+        return grpc.insecure_channel(address, self._channel_options)
+
+    def _call(self, method, request, context: str, timeout: Optional[float] = None):
+        try:
+            return method(request, timeout=timeout or self.rpc_timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise errors.from_rpc_error(e, context) from None
+
+    def _storage_stub(self, node_id: int):
+        with self._cond:
+            node = self._nodes.get(node_id)
+            if node is None or not node.address:
+                return None
+            stub = self._storage_stubs.get(node.address)
+            if stub is None:
+                channel = self._make_channel(node.address)
+                self._channels.append(channel)
+                stub = storage_pb2_grpc.StorageStub(channel)
+                self._storage_stubs[node.address] = stub
+            return stub
+
+    def _reachable(self, node_id: int) -> bool:
+        node = self._nodes.get(node_id)
+        return (node is not None and bool(node.address)
+                and node.state not in (common_pb2.NODE_DOWN, common_pb2.NODE_UNKNOWN))
+
+    def _read_nodes(self, oid: int) -> List[int]:
+        with self._cond:
+            table = self._table
+            if table.num_partitions == 0:
+                return []
+            nodes = [n for n in table.readable(table.partition_of(oid)) if self._reachable(n)]
+        if len(nodes) > 1:
+            start = next(self._round_robin) % len(nodes)
+            nodes = nodes[start:] + nodes[:start]
+        return nodes
+
+    # ------------------------------------------------------------------
+    # Session and the Watch stream (background thread).
+
+    def _establish_session(self):
+        last_error: CellarError = UnavailableError("no master address")
+        fatal = None
+        for index, stub in enumerate(self._master_stubs):
+            address = self.masters[index]
+            request = master_pb2.RegisterNodeRequest(
+                cluster_name=self.cluster_name,
+                protocol_version=common_pb2.PROTOCOL_VERSION_1,
+                role=common_pb2.NODE_ROLE_CLIENT, version=self.version, build_id="python",
+                track=self.track)
+            with self._cond:
+                if self._closing:
+                    return None
+            try:
+                response = self._call(stub.RegisterNode, request, "master %s" % address,
+                                      min(self.rpc_timeout, self.connect_timeout))
+            except CellarError as e:
+                last_error = e
+                if e.code in _FATAL_REGISTRATION and fatal is None:
+                    fatal = e
+                continue
+            call = stub.Watch(master_pb2.WatchRequest(node_id=response.node_id),
+                              metadata=self._metadata)
+            with self._cond:
+                if self._closing:
+                    call.cancel()
+                    return None
+                self._watch_call = call
+            try:
+                first = next(call)
+            except grpc.RpcError as e:
+                last_error = errors.from_rpc_error(e, "master %s Watch" % address)
+                continue
+            except StopIteration:
+                last_error = UnavailableError("master %s Watch ended at once" % address,
+                                              grpc.StatusCode.UNAVAILABLE)
+                continue
+            if not first.HasField("snapshot"):
+                call.cancel()
+                last_error = UnavailableError("master %s: Watch did not start with a snapshot"
+                                              % address, grpc.StatusCode.UNAVAILABLE)
+                continue
+            self._install_session(stub, response, first.snapshot)
+            return call, index
+        raise fatal if fatal is not None else last_error
+
+    def _call_reset_listeners(self) -> None:
+        with self._cond:
+            listeners = list(self._reset_listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("cellar: reset listener failed")
+
+    def _install_session(self, stub, response, snapshot) -> None:
+        with self._cond:
+            reconnection = self._sessions > 0
+        if reconnection:
+            # Before the new snapshot is visible (see add_reset_listener).
+            self._call_reset_listeners()
+        with self._cond:
+            self._reset_view(snapshot)
+            self._master = stub
+            self._node_id = response.node_id
+            self._epoch = snapshot.epoch or response.epoch
+            self._take_snapshot(snapshot)
+            self._sessions += 1
+            self._connected = True
+            self._cond.notify_all()
+
+    def _reset_view(self, snapshot) -> None:
+        try:
+            self._table = _Table.from_proto(snapshot.partition_table)
+        except ValueError as e:
+            log.warning("cellar: bad partition table in the master's snapshot: %s", e)
+        self._nodes = {n.node_id: n for n in snapshot.nodes}
+        self._cluster_state = snapshot.cluster_state
+
+    def _take_snapshot(self, snapshot) -> None:
+        self._master_last_tid = snapshot.last_tid
+        if snapshot.last_tid < self._snapshot:
+            log.info("cellar: the master reports last tid %s, behind this client's snapshot %s:"
+                     " keeping the snapshot", tid_hex(snapshot.last_tid),
+                     tid_hex(self._snapshot))
+        self._snapshot = max(self._snapshot, snapshot.last_tid)
+
+    def _watch_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            with self._cond:
+                if self._closing:
+                    break
+            try:
+                session = self._establish_session()
+            except CellarError as e:
+                with self._cond:
+                    self._last_connect_error = e
+                    if self._closing:
+                        break
+                    if self._sessions == 0 and e.code in _FATAL_REGISTRATION:
+                        self._fatal_error = e
+                        self._cond.notify_all()
+                        break
+                    if self._sessions > 0:
+                        log.warning("cellar: reconnecting to the master: %s", e)
+                    self._cond.wait(backoff)
+                    backoff = min(backoff * 2, self.max_reconnect_backoff)
+                continue
+            if session is None:
+                break
+            backoff = 0.05
+            call, _ = session
+            end = None
+            try:
+                for event in call:
+                    self._handle_event(event)
+            except grpc.RpcError as e:
+                end = e
+            except Exception:
+                log.exception("cellar: error handling a cluster event")
+                call.cancel()
+            with self._cond:
+                self._watch_call = None
+                self._connected = False
+                closing = self._closing
+                self._cond.notify_all()
+            if not closing:
+                log.warning("cellar: master Watch stream ended (%s): registering again",
+                            end.code() if end is not None else "OK")
+        with self._cond:
+            self._connected = False
+            self._cond.notify_all()
+
+    def _handle_event(self, event) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "invalidation":
+            tid = event.invalidation.tid
+            oids = list(event.invalidation.oids)
+            with self._cond:
+                listeners = list(self._invalidation_listeners)
+            # Listeners first: whoever sees the new snapshot must find
+            # the invalidation delivered (ZODB polls lastTransaction()).
+            for listener in listeners:
+                try:
+                    listener(tid, oids)
+                except Exception:
+                    log.exception("cellar: invalidation listener failed")
+            with self._cond:
+                self._snapshot = max(self._snapshot, tid)
+                self._master_last_tid = max(self._master_last_tid, tid)
+                self._cond.notify_all()
+            return
+        if kind == "snapshot" and self.session_count > 0:
+            self._call_reset_listeners()
+        refresh = False
+        with self._cond:
+            if kind == "snapshot":
+                self._reset_view(event.snapshot)
+                if event.snapshot.epoch:
+                    self._epoch = event.snapshot.epoch
+                self._take_snapshot(event.snapshot)
+            elif kind == "partition_table_delta":
+                delta = event.partition_table_delta
+                if delta.ptid <= self._table.ptid:
+                    pass
+                elif delta.ptid != self._table.ptid + 1:
+                    refresh = True
+                else:
+                    try:
+                        self._table = self._table.apply(delta)
+                    except ValueError:
+                        refresh = True
+            elif kind == "partition_table":
+                try:
+                    self._table = _Table.from_proto(event.partition_table)
+                except ValueError:
+                    refresh = True
+            elif kind == "node":
+                self._nodes[event.node.node_id] = event.node
+            elif kind == "cluster_state":
+                self._cluster_state = event.cluster_state
+            self._cond.notify_all()
+        if refresh:
+            self._refresh_table()
+
+    def _refresh_table(self) -> None:
+        try:
+            info = self.cluster_info()
+        except CellarError as e:
+            log.warning("cellar: could not fetch the partition table: %s", e)
+            return
+        with self._cond:
+            try:
+                self._table = _Table.from_proto(info.partition_table)
+            except ValueError as e:
+                log.warning("cellar: bad partition table from GetClusterInfo: %s", e)
+            self._nodes = {n.node_id: n for n in info.nodes}
+            self._cluster_state = info.cluster_state
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------
+    # State.
+
+    @property
+    def snapshot(self) -> int:
+        """The last tid whose invalidations were applied."""
+        with self._cond:
+            return self._snapshot
+
+    @property
+    def node_id(self) -> int:
+        """This session's client node id (changes on reconnection)."""
+        with self._cond:
+            return self._node_id
+
+    @property
+    def cluster_state(self) -> int:
+        """The cluster state (cellar.v1.ClusterState) as last pushed."""
+        with self._cond:
+            return self._cluster_state
+
+    @property
+    def connected(self) -> bool:
+        with self._cond:
+            return self._connected
+
+    @property
+    def session_count(self) -> int:
+        with self._cond:
+            return self._sessions
+
+    @property
+    def num_partitions(self) -> int:
+        with self._cond:
+            return self._table.num_partitions
+
+    def partition_of(self, id_: int) -> int:
+        """partition(id) = id % P (an oid's, or a ttid's)."""
+        with self._cond:
+            return self._table.partition_of(id_)
+
+    def add_invalidation_listener(self, listener: Callable[[int, List[int]], None]) -> None:
+        """``listener(tid, oids)`` is called on the watch thread for each
+        committed transaction (this client's own included), in tid order,
+        just before the snapshot moves to ``tid`` (so that a reader who
+        sees the new snapshot finds the invalidation delivered). It must
+        not block for long nor wait for the snapshot."""
+        with self._cond:
+            self._invalidation_listeners.append(listener)
+
+    def remove_invalidation_listener(self, listener) -> None:
+        with self._cond:
+            if listener in self._invalidation_listeners:
+                self._invalidation_listeners.remove(listener)
+
+    def add_reset_listener(self, listener: Callable[[], None]) -> None:
+        """``listener()`` is called when a new session replaces a broken
+        one (or the master sends a new snapshot), before its snapshot is
+        taken: invalidations may have been lost, drop every cached
+        object."""
+        with self._cond:
+            self._reset_listeners.append(listener)
+
+    def await_session(self, min_sessions: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._closing and not (self._connected and self._sessions >= min_sessions):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return not self._closing
+
+    def _wait_for_snapshot(self, tid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._snapshot < tid and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._snapshot >= tid
+
+    def _await_master_caught_up(self, tid: int) -> None:
+        deadline = time.monotonic() + self.rpc_timeout
+        with self._cond:
+            while True:
+                if self._closing:
+                    raise CellarError("client closed", grpc.StatusCode.CANCELLED)
+                if (self._master_last_tid >= tid
+                        or self._cluster_state == common_pb2.CLUSTER_RUNNING):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UnavailableError(
+                        "the master's last tid %s is still behind this client's snapshot %s and"
+                        " the cluster is not RUNNING: retry later"
+                        % (tid_hex(self._master_last_tid), tid_hex(tid)),
+                        grpc.StatusCode.UNAVAILABLE)
+                self._cond.wait(left)
+
+    def _current_master(self):
+        with self._cond:
+            if self._closing:
+                raise CellarError("client closed", grpc.StatusCode.CANCELLED)
+            if self._master is None:
+                raise UnavailableError("not connected", grpc.StatusCode.UNAVAILABLE)
+            return self._master
+
+    def close(self) -> None:
+        """Closes the Watch stream (the master then treats the client as
+        gone) and the channels. Idempotent."""
+        with self._cond:
+            self._closing = True
+            call = self._watch_call
+            self._cond.notify_all()
+        if call is not None:
+            call.cancel()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(5)
+        for channel in self._channels:
+            channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------
+    # Master calls.
+
+    def new_oid(self) -> int:
+        """A new OID, from batches allocated by the master. A batch
+        allocated under an earlier master epoch is dropped unused."""
+        with self._oid_lock:
+            with self._cond:
+                epoch = self._epoch
+            if self._oids_left and self._oid_epoch != epoch:
+                self._oids_left = 0
+            if not self._oids_left:
+                response = self._call(self._current_master().AllocateOids,
+                                      master_pb2.AllocateOidsRequest(count=_OID_BATCH),
+                                      "AllocateOids")
+                if not response.count:
+                    raise CellarError("AllocateOids returned no OID", grpc.StatusCode.INTERNAL)
+                self._next_oid, self._oids_left, self._oid_epoch = (
+                    response.first_oid, response.count, epoch)
+            self._oids_left -= 1
+            self._next_oid += 1
+            return self._next_oid - 1
+
+    def cluster_info(self) -> master_pb2.GetClusterInfoResponse:
+        """Master.GetClusterInfo."""
+        return self._call(self._current_master().GetClusterInfo,
+                          master_pb2.GetClusterInfoRequest(), "GetClusterInfo")
+
+    def sync(self) -> None:
+        """Waits until the snapshot reaches the master's last tid (asked
+        now). CellarError DEADLINE_EXCEEDED after rpc_timeout."""
+        last_tid = self.cluster_info().last_tid
+        if not self._wait_for_snapshot(last_tid, self.rpc_timeout):
+            raise CellarError("snapshot %s did not reach the master's %s within %gs"
+                              % (tid_hex(self.snapshot), tid_hex(last_tid), self.rpc_timeout),
+                              grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    # ------------------------------------------------------------------
+    # Reads.
+
+    def load(self, oid: int) -> LoadResult:
+        """The revision of ``oid`` visible at the current snapshot.
+        NotFoundError (reason NO_SUCH_OBJECT) if it has none."""
+        return self.load_before(oid, min(self.snapshot + 1, MAX_TID))
+
+    def load_before(self, oid: int, before_tid: int) -> LoadResult:
+        """The newest revision with serial < before_tid (ZODB loadBefore).
+        NotFoundError with reason NO_SUCH_OBJECT or NO_EARLIER_REVISION."""
+        if before_tid <= 0:
+            raise CellarError("before_tid must be positive", grpc.StatusCode.INVALID_ARGUMENT)
+        self._await_master_caught_up(min(before_tid - 1, self.snapshot))
+        return self._load(oid, storage_pb2.LoadRequest(oid=oid, before_tid=before_tid))
+
+    def load_serial(self, oid: int, serial: int) -> LoadResult:
+        """Exactly the revision ``serial`` (ZODB loadSerial)."""
+        return self._load(oid, storage_pb2.LoadRequest(oid=oid, serial=serial))
+
+    def _load(self, oid: int, request) -> LoadResult:
+        nodes = self._read_nodes(oid)
+        last_error: Optional[CellarError] = None
+        only_checksum = True
+        for node_id in nodes:
+            stub = self._storage_stub(node_id)
+            if stub is None:
+                continue
+            try:
+                response = self._call(stub.Load, request, _node_name(node_id))
+            except CellarError as e:
+                if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                only_checksum = False
+                last_error = e
+                continue
+            if _checksum(response.data) != response.checksum:
+                log.warning("cellar: checksum mismatch loading oid 0x%x serial %s from %s:"
+                            " trying another replica", oid, tid_hex(response.serial),
+                            _node_name(node_id))
+                last_error = CellarError("checksum mismatch for oid 0x%x on %s"
+                                         % (oid, _node_name(node_id)),
+                                         grpc.StatusCode.DATA_LOSS, errors.CHECKSUM_MISMATCH)
+                continue
+            return LoadResult(oid, response.serial, response.next_serial, response.data)
+        if last_error is None:
+            raise UnavailableError("no readable cell for oid 0x%x" % oid,
+                                   grpc.StatusCode.UNAVAILABLE, errors.NOT_READABLE)
+        if not only_checksum and last_error.code == grpc.StatusCode.DATA_LOSS:
+            raise UnavailableError("no replica of oid 0x%x answered correctly (last: %s)"
+                                   % (oid, last_error.message), grpc.StatusCode.UNAVAILABLE)
+        raise last_error
+
+    def history(self, oid: int, limit: int = 100) -> List[HistoryEntry]:
+        """Revisions of ``oid``, newest first (at most ``limit``, 1..1000)."""
+        last_error: CellarError = UnavailableError(
+            "no readable cell for oid 0x%x" % oid, grpc.StatusCode.UNAVAILABLE, errors.NOT_READABLE)
+        for node_id in self._read_nodes(oid):
+            stub = self._storage_stub(node_id)
+            if stub is None:
+                continue
+            try:
+                response = self._call(stub.History,
+                                      storage_pb2.HistoryRequest(oid=oid, limit=limit),
+                                      _node_name(node_id))
+            except CellarError as e:
+                if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                last_error = e
+                continue
+            return [HistoryEntry(r.serial, r.size_bytes, r.deleted, r.data_serial)
+                    for r in response.revisions]
+        raise last_error
+
+    def last_transactions(self, limit: int = 10,
+                          before_tid: Optional[int] = None) -> List[TransactionRecord]:
+        """The last ``limit`` (1..1000) committed transactions cluster-wide,
+        newest first, up to this client's snapshot (or below
+        ``before_tid``): every running storage is asked, answers are
+        merged by tid. UnavailableError only if no storage answered."""
+        with self._cond:
+            nodes = [n.node_id for n in self._nodes.values()
+                     if n.role == common_pb2.NODE_ROLE_STORAGE
+                     and n.state == common_pb2.NODE_RUNNING and n.address]
+            snapshot = self._snapshot
+        if not nodes:
+            raise UnavailableError("no running storage node", grpc.StatusCode.UNAVAILABLE)
+        bound = snapshot + 1 if snapshot and snapshot < MAX_TID else 0
+        if before_tid:
+            bound = min(bound, before_tid) if bound else before_tid
+        request = storage_pb2.LastTransactionsRequest(limit=limit, before_tid=bound)
+        merged = {}
+        answered = 0
+        last_error = None
+        for node_id in sorted(nodes):
+            stub = self._storage_stub(node_id)
+            if stub is None:
+                continue
+            try:
+                response = self._call(stub.LastTransactions, request, _node_name(node_id))
+            except CellarError as e:
+                log.warning("cellar: LastTransactions on %s: %s", _node_name(node_id), e)
+                last_error = e
+                continue
+            answered += 1
+            for t in response.transactions:
+                merged.setdefault(t.tid, t)
+        if not answered:
+            raise last_error or UnavailableError("no storage answered",
+                                                 grpc.StatusCode.UNAVAILABLE)
+        out = []
+        for tid in sorted(merged, reverse=True)[:limit or 10]:
+            t = merged[tid]
+            out.append(TransactionRecord(t.tid, t.user, t.description, t.extension,
+                                         tuple(t.oids), t.size_bytes))
+        return out
+
+    # ------------------------------------------------------------------
+    # Commits.
+
+    def transaction(self, user: bytes = b"", description: bytes = b"",
+                    extension: bytes = b"") -> "Transaction":
+        """A new transaction. As a context manager it commits on a normal
+        exit and aborts on an exception:
+
+            with client.transaction() as t:
+                t.store(oid, serial_read, b"data")
+            t.tid  # the committed tid
+        """
+        return Transaction(self, user, description, extension)
+
+    def _abort_on_master(self, master, node_id: int, ttid: int, storages: Iterable[int]) -> None:
+        """Master.Abort; raises its error."""
+        self._call(master.Abort, master_pb2.AbortRequest(node_id=node_id, ttid=ttid,
+                                                         storage_node_ids=sorted(storages)),
+                   "Abort")
+
+    def _ask_outcome(self, master, ttid: int, timeout: float):
+        return self._call(master.GetTransactionStatus,
+                          master_pb2.GetTransactionStatusRequest(ttid=ttid),
+                          "GetTransactionStatus", max(timeout, 0.001))
+
+    def _resolve_finish_failure(self, master, node_id: int, session: int, ttid: int,
+                                involved: Iterable[int], finish_error: CellarError) -> int:
+        """Finish failed: the final tid if the transaction committed; the
+        Finish error if the primary says it did not; OutcomeUnknownError
+        otherwise (the C++ client's ResolveFinishFailure)."""
+        committed = master_pb2.TRANSACTION_COMMITTED
+        aborted_outcome = master_pb2.TRANSACTION_ABORTED
+        no_answer = finish_error.code in _TRANSPORT
+        if no_answer:
+            try:
+                outcome = self._ask_outcome(master, ttid, self.rpc_timeout)
+                if outcome.outcome == committed:
+                    return outcome.tid
+                if outcome.outcome == aborted_outcome:
+                    raise finish_error
+            except CellarError as e:
+                if e is finish_error:
+                    raise
+        lost_master = False
+        try:
+            self._abort_on_master(master, node_id, ttid, involved)
+            raise finish_error  # the abort settled it: not committed
+        except CellarError as e:
+            if e is finish_error:
+                raise
+            aborted = e
+        lost_master = aborted.code in _TRANSPORT
+        if aborted.code == grpc.StatusCode.FAILED_PRECONDITION:
+            # A final tid was picked: the commit is under way, ask until it
+            # settles (bounded).
+            deadline = time.monotonic() + self.rpc_timeout
+            pause = 0.02
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    outcome = self._ask_outcome(master, ttid, left)
+                except CellarError as e:
+                    lost_master = e.code in _TRANSPORT
+                    break
+                if outcome.outcome == committed:
+                    return outcome.tid
+                if outcome.outcome == aborted_outcome:
+                    raise finish_error
+                time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+                pause = min(pause * 2, 0.5)
+        elif not no_answer:
+            raise finish_error  # the master refused Finish: its verdict stands
+        if lost_master:
+            tid = self._committed_tid_after_reconnect(session, ttid)
+            if tid:
+                return tid
+        raise OutcomeUnknownError(
+            "the outcome of transaction %s is unknown: Finish failed (%s) and the primary could"
+            " not tell whether it committed; it may have: read its objects before retrying"
+            % (tid_hex(ttid), finish_error.message), ttid)
+
+    def _committed_tid_after_reconnect(self, session: int, ttid: int) -> int:
+        deadline = time.monotonic() + self.rpc_timeout
+        if not self.await_session(session + 1, self.rpc_timeout):
+            return 0
+        with self._cond:
+            while (not self._closing and self._connected
+                   and self._cluster_state != common_pb2.CLUSTER_RUNNING):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            master = self._master
+        left = deadline - time.monotonic()
+        if master is None or left <= 0:
+            return 0
+        try:
+            outcome = self._ask_outcome(master, ttid, left)
+        except CellarError:
+            return 0
+        if outcome.outcome == master_pb2.TRANSACTION_COMMITTED:
+            log.info("cellar: ttid %s whose Finish answer was lost committed as %s",
+                     tid_hex(ttid), tid_hex(outcome.tid))
+            return outcome.tid
+        return 0
+
+
+class _Staged:
+    __slots__ = ("oid", "base_serial", "data")
+
+    def __init__(self, oid: int, base_serial: int, data: bytes):
+        self.oid, self.base_serial, self.data = oid, base_serial, data
+
+
+# resolver(oid, current_serial, base_serial, data) -> resolved data, or
+# raise to give up (the ConflictError is then raised to the caller).
+Resolver = Callable[[int, int, int, bytes], bytes]
+
+
+class Transaction:
+    """A transaction: ``store`` buffers objects in memory, ``commit`` (or
+    ``vote`` then ``finish``, the two phases ZODB needs) runs the commit.
+
+    Rules (the C++ client's): storing the same oid twice keeps the last
+    call; oid 0 is valid (the ZODB root); base_serial 0 means a new
+    object; an object over MAX_OBJECT_BYTES fails the commit with
+    TOO_LARGE before contacting anyone; an empty transaction commits a
+    transaction record and gets a tid; after commit or abort the
+    transaction is finished. Not thread-safe.
+    """
+
+    def __init__(self, client: Client, user: bytes = b"", description: bytes = b"",
+                 extension: bytes = b""):
+        self._client = client
+        self.user = user
+        self.description = description
+        self.extension = extension
+        self._objects: Dict[int, _Staged] = {}
+        # The final tid once committed.
+        self.tid: Optional[int] = None
+        self.finished = False
+        self._voted = None  # the state of a voted commit
+        # Oids whose data a resolver replaced (ZODB's tpc_vote answer).
+        self.resolved: List[int] = []
+
+    def store(self, oid: int, base_serial: int, data: bytes) -> None:
+        """Buffers ``data`` as the new revision of ``oid``, written over
+        the revision ``base_serial`` the application read (0: new)."""
+        if self.finished or self._voted is not None:
+            raise CellarError("transaction already voted, committed or aborted",
+                              grpc.StatusCode.FAILED_PRECONDITION)
+        self._objects[oid] = _Staged(oid, base_serial, bytes(data))
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def commit(self, resolver: Optional[Resolver] = None) -> int:
+        """Votes and finishes; returns the final tid once this client's
+        snapshot includes it. Raises AbortedError (ConflictError with the
+        current serial, lock contention: retry the whole transaction),
+        UnavailableError (not committed; retry), OutcomeUnknownError
+        (Finish's outcome unknown: it may have committed),
+        CommitNotVisibleError (committed as ``tid``, invalidation late)."""
+        self.vote(resolver)
+        return self.finish()
+
+    def vote(self, resolver: Optional[Resolver] = None,
+             max_lock_retries: int = 50) -> List[int]:
+        """Phase one: Begin, then Store + vote on every writable cell.
+        With ``resolver``, a conflict on an object is resolved (its data
+        replaced, its base serial moved to the current serial) and the
+        transaction is started again; lock contention (a younger
+        transaction meeting an older one's lock) is retried after a short
+        pause. Returns the oids whose data a resolver replaced."""
+        if self.finished or self._voted is not None:
+            raise CellarError("transaction already voted, committed or aborted",
+                              grpc.StatusCode.FAILED_PRECONDITION)
+        for obj in self._objects.values():
+            if len(obj.data) > MAX_OBJECT_BYTES:
+                self.finished = True
+                raise CellarError("object 0x%x is %d bytes, over the %d-byte limit"
+                                  % (obj.oid, len(obj.data), MAX_OBJECT_BYTES),
+                                  grpc.StatusCode.RESOURCE_EXHAUSTED, errors.TOO_LARGE)
+        lock_retries = 0
+        resolutions = 0
+        pause = 0.005
+        while True:
+            try:
+                self._voted = self._store_and_vote()
+                return list(self.resolved)
+            except ConflictError as e:
+                obj = self._objects.get(e.oid)
+                if resolver is None or obj is None or resolutions > 10 * len(self._objects) + 10:
+                    self.finished = True
+                    raise
+                try:
+                    obj.data = bytes(resolver(e.oid, e.current_serial, obj.base_serial, obj.data))
+                except Exception:
+                    self.finished = True
+                    raise
+                obj.base_serial = e.current_serial
+                resolutions += 1
+                if e.oid not in self.resolved:
+                    self.resolved.append(e.oid)
+            except AbortedError as e:
+                if e.reason != errors.LOCK_CONTENTION or lock_retries >= max_lock_retries:
+                    self.finished = True
+                    raise
+                lock_retries += 1
+                time.sleep(pause * (0.5 + random.random()))
+                pause = min(pause * 2, 0.2)
+            except BaseException:
+                self.finished = True
+                raise
+
+    def _store_and_vote(self):
+        client = self._client
+        client._await_master_caught_up(client.snapshot)
+        with client._cond:
+            if client._closing:
+                raise CellarError("client closed", grpc.StatusCode.CANCELLED)
+            if not client._connected or client._master is None:
+                raise UnavailableError("not connected to the master (reconnecting)",
+                                       grpc.StatusCode.UNAVAILABLE)
+            master, node_id, session = client._master, client._node_id, client._sessions
+            table = client._table
+        begin = client._call(master.Begin, master_pb2.BeginRequest(node_id=node_id), "Begin")
+        ttid, token = begin.ttid, begin.ttid_token
+        # Plan: every writable cell of each object's partition; the record
+        # on every writable cell of partition(ttid).
+        objects = list(self._objects.values())
+        plan: Dict[int, List[int]] = {}  # node -> indexes into objects
+        record_nodes: List[int] = []
+        partitions = set()
+        plan_error = None
+        if table.num_partitions == 0:
+            plan_error = UnavailableError("no partition table yet", grpc.StatusCode.UNAVAILABLE)
+        else:
+            for i, obj in enumerate(objects):
+                p = table.partition_of(obj.oid)
+                partitions.add(p)
+                writable = table.writable(p)
+                if not writable and plan_error is None:
+                    plan_error = UnavailableError("partition %d has no writable cell" % p,
+                                                  grpc.StatusCode.UNAVAILABLE)
+                for n in writable:
+                    plan.setdefault(n, []).append(i)
+            ttid_partition = table.partition_of(ttid)
+            partitions.add(ttid_partition)
+            record_nodes = table.writable(ttid_partition)
+            if not record_nodes and plan_error is None:
+                plan_error = UnavailableError("partition %d has no writable cell" % ttid_partition,
+                                              grpc.StatusCode.UNAVAILABLE)
+            for n in record_nodes:
+                plan.setdefault(n, [])
+        involved = sorted(plan)
+        if plan_error is not None:
+            self._quiet_abort(master, node_id, ttid, involved)
+            raise plan_error
+        metadata = common_pb2.TransactionMetadata(
+            user=self.user, description=self.description, extension=self.extension,
+            oids=[o.oid for o in objects], size_bytes=sum(len(o.data) for o in objects))
+        checksums = [_checksum(o.data) for o in objects]
+
+        # Store + vote on every involved storage: in parallel across
+        # storages, batches of one storage in order (the last votes).
+        batches: Dict[int, List[storage_pb2.StoreRequest]] = {}
+        for n in involved:
+            node_batches = []
+            current = None
+            size = 0
+            for i in plan[n]:
+                obj = objects[i]
+                if current is None or (len(current.objects) and (
+                        len(current.objects) >= _MAX_OBJECTS_PER_STORE
+                        or size + len(obj.data) > _MAX_BYTES_PER_STORE)):
+                    current = storage_pb2.StoreRequest(ttid=ttid, ttid_token=token,
+                                                       client_node_id=node_id)
+                    node_batches.append(current)
+                    size = 0
+                current.objects.add(oid=obj.oid, base_serial=obj.base_serial, data=obj.data,
+                                    checksum=checksums[i])
+                size += len(obj.data)
+            if not node_batches:
+                node_batches.append(storage_pb2.StoreRequest(ttid=ttid, ttid_token=token,
+                                                             client_node_id=node_id))
+            node_batches[-1].vote = True
+            if n in record_nodes:
+                node_batches[-1].metadata.CopyFrom(metadata)
+            batches[n] = node_batches
+        responses: Dict[int, list] = {n: [] for n in involved}
+        results: Dict[int, Optional[CellarError]] = {}
+        active = []
+        for n in involved:
+            if client._storage_stub(n) is None:
+                results[n] = UnavailableError("%s has no known address" % _node_name(n),
+                                              grpc.StatusCode.UNAVAILABLE)
+            else:
+                active.append(n)
+        while active:
+            futures = {}
+            for n in active:
+                stub = client._storage_stub(n)
+                futures[n] = stub.Store.future(batches[n][len(responses[n])],
+                                               timeout=client.rpc_timeout,
+                                               metadata=client._metadata)
+            active = []
+            for n, future in futures.items():
+                try:
+                    responses[n].append(future.result())
+                except grpc.RpcError as e:
+                    results[n] = errors.from_rpc_error(e, "Store on %s" % _node_name(n))
+                    continue
+                if len(responses[n]) < len(batches[n]):
+                    active.append(n)
+                else:
+                    results[n] = None
+
+        # Decide: a refusal aborts; unreachable or slow nodes are tolerated
+        # when every touched partition kept a voter.
+        voted = {n for n, r in results.items() if r is None}
+        failure = None
+        unavailable = None
+        for n in involved:
+            r = results.get(n)
+            if r is None:
+                continue
+            if r.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                unavailable = r
+            elif failure is None or (r.code == grpc.StatusCode.ABORTED
+                                     and failure.code != grpc.StatusCode.ABORTED):
+                failure = r
+        if failure is None and unavailable is not None:
+            for p in sorted(partitions):
+                if not voted.intersection(table.writable(p)):
+                    failure = UnavailableError("no cell of partition %d voted (%s)"
+                                               % (p, unavailable.message),
+                                               grpc.StatusCode.UNAVAILABLE)
+                    break
+            if failure is None:
+                log.warning("cellar: committing ttid %s without some replicas: %s",
+                            tid_hex(ttid), unavailable)
+        if failure is None:
+            with client._cond:
+                if client._sessions != session or not client._connected:
+                    failure = UnavailableError("connection to the master lost during the commit",
+                                               grpc.StatusCode.UNAVAILABLE)
+        if failure is not None and failure.reason == errors.BAD_TTID_TOKEN:
+            failure = AbortedError(failure.message + " (begun under an earlier master term:"
+                                   " retry the transaction)", grpc.StatusCode.ABORTED,
+                                   errors.BAD_TTID_TOKEN)
+        if failure is not None:
+            self._quiet_abort(master, node_id, ttid, involved)
+            raise failure
+
+        # The Finish request, ready for phase two.
+        request = master_pb2.FinishRequest(node_id=node_id, ttid=ttid,
+                                           voted_node_ids=sorted(voted),
+                                           oids=[o.oid for o in objects],
+                                           partitions=sorted(partitions), ptid=table.ptid)
+        voters: Dict[int, set] = {}
+        for n in voted:
+            for i in plan[n]:
+                voters.setdefault(table.partition_of(objects[i].oid), set()).add(n)
+            if n in record_nodes:
+                voters.setdefault(table.partition_of(ttid), set()).add(n)
+        for p in sorted(voters):
+            request.partition_voters.add(partition=p, node_ids=sorted(voters[p]))
+        for n in sorted(voted):
+            checked: Dict[int, int] = {}
+            unchecked = set()
+            for batch, response in zip(batches[n], responses[n]):
+                said = set(response.checked_partitions)
+                for obj in batch.objects:
+                    p = table.partition_of(obj.oid)
+                    if p not in said:
+                        unchecked.add(p)
+                    else:
+                        checked[p] = min(checked.get(p, response.checked_ptid),
+                                         response.checked_ptid)
+            for p in sorted(checked):
+                if p not in unchecked:
+                    request.conflict_checks.add(partition=p, node_id=n, ptid=checked[p])
+        return {"master": master, "node_id": node_id, "session": session, "ttid": ttid,
+                "involved": involved, "finish": request}
+
+    def _quiet_abort(self, master, node_id, ttid, involved) -> None:
+        try:
+            self._client._abort_on_master(master, node_id, ttid, involved)
+        except CellarError as e:
+            log.warning("cellar: Abort of ttid %s failed: %s", tid_hex(ttid), e)
+
+    @property
+    def ttid(self) -> Optional[int]:
+        """The temporary tid of a voted transaction."""
+        return self._voted["ttid"] if self._voted else None
+
+    def finish(self) -> int:
+        """Phase two: Master.Finish; returns the final tid once this
+        client's snapshot includes it (see commit for the errors)."""
+        if self.finished or self._voted is None:
+            raise CellarError("transaction not voted, or already finished",
+                              grpc.StatusCode.FAILED_PRECONDITION)
+        self.finished = True
+        v = self._voted
+        client = self._client
+        try:
+            tid = client._call(v["master"].Finish, v["finish"], "Finish").tid
+        except CellarError as e:
+            tid = client._resolve_finish_failure(v["master"], v["node_id"], v["session"],
+                                                 v["ttid"], v["involved"], e)
+        self.tid = tid
+        if not client._wait_for_snapshot(tid, client.commit_wait_timeout):
+            raise CommitNotVisibleError(
+                "transaction committed as tid %s but its invalidation did not reach this client"
+                " within %gs" % (tid_hex(tid), client.commit_wait_timeout), tid)
+        return tid
+
+    def abort(self) -> None:
+        """Drops the buffered objects; a voted transaction is aborted on
+        the cluster (Master.Abort)."""
+        if self.finished:
+            return
+        self.finished = True
+        v, self._voted = self._voted, None
+        self._objects.clear()
+        if v is not None:
+            self._quiet_abort(v["master"], v["node_id"], v["ttid"], v["involved"])
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self.finished:
+            self.commit()

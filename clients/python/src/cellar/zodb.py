@@ -1,0 +1,361 @@
+"""cellar.zodb: a ZODB storage on a cellar cluster.
+
+    from cellar.zodb import CellarStorage, DB
+    storage = CellarStorage("127.0.0.1:7100", cluster_name="cellar")
+    db = ZODB.DB(storage)            # or: db = DB("127.0.0.1:7100")
+
+CellarStorage implements IStorage and IMultiCommitStorage (``store``
+buffers, ``tpc_vote`` runs the whole first phase — Begin, Store and vote
+on every writable cell — and returns the oids whose conflicts it
+resolved, ``tpc_finish`` returns the tid). It has no MVCC of its own: ZODB
+wraps it in its MVCCAdapter, which reads through ``loadBefore``.
+
+* Conflicts found by the storages' Store are resolved with ZODB's
+  ``tryToResolveConflict`` (the transaction is then started again with
+  the resolved data and the current serial as its base); unresolvable
+  ones raise ``ZODB.POSException.ConflictError`` with both serials.
+* Invalidations of every commit (this process's own too, harmless to
+  ZODB) reach ``DB.invalidate`` in tid order, on the client's watch
+  thread; after a reconnection ``DB.invalidateCache`` is called.
+* ``checkCurrentSerialInTransaction`` is checked by this client after the
+  vote, NOT atomically by the storages (the server has no read-current
+  check yet): a commit of the read object between that check and Finish
+  goes unnoticed. See docs/zodb.md.
+* Transaction metadata (user, description, extension bytes) is stored
+  with the transaction record as given.
+* Not supported yet: pack, undo, iteration, restore, blobs; ``__len__``
+  and ``getSize`` answer 0 (the server keeps no counts a client can ask).
+"""
+import logging
+import threading
+import time
+from pickle import dumps
+from typing import Dict, List, Optional, Sequence, Union
+
+import grpc
+import transaction.interfaces
+import zope.interface
+from persistent.TimeStamp import TimeStamp
+from ZODB import POSException
+from ZODB.ConflictResolution import ConflictResolvingStorage
+from ZODB.interfaces import IMultiCommitStorage, IStorage
+from ZODB.utils import p64, u64
+
+import cellar
+from cellar import errors
+
+log = logging.getLogger("cellar.zodb")
+
+__all__ = ["CellarStorage", "DB", "StorageUnavailable", "OutcomeUnknown"]
+
+
+class StorageUnavailable(POSException.StorageError, transaction.interfaces.TransientError):
+    """The cluster could not be reached or is not ready; nothing was
+    committed: the transaction may be retried."""
+
+
+class OutcomeUnknown(POSException.StorageError):
+    """tpc_finish could not learn whether the transaction committed
+    (cellar.OutcomeUnknownError): it may have. Do not retry blindly."""
+
+
+def _zodb_error(e: cellar.CellarError) -> Exception:
+    if isinstance(e, cellar.ConflictError):
+        return POSException.ConflictError(
+            str(e), oid=p64(e.oid), serials=(p64(e.current_serial), p64(e.base_serial)))
+    if isinstance(e, cellar.AbortedError):
+        return POSException.ConflictError(str(e))
+    if isinstance(e, cellar.OutcomeUnknownError):
+        return OutcomeUnknown(str(e))
+    if isinstance(e, cellar.UnavailableError) or e.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return StorageUnavailable(str(e))
+    return POSException.StorageError(str(e))
+
+
+class _TxnState:
+    __slots__ = ("txn", "read_current")
+
+    def __init__(self, txn: "cellar.Transaction"):
+        self.txn = txn
+        self.read_current: Dict[int, int] = {}
+
+
+@zope.interface.implementer(IStorage, IMultiCommitStorage)
+class CellarStorage(ConflictResolvingStorage):
+    """A ZODB storage on a cellar cluster.
+
+    ``masters``, ``cluster_name``, ``token``, ``token_file``, ``tls_*``
+    and the timeouts are cellar.Client's. ``client`` uses an existing
+    client instead (the storage then does not close it). ``name`` is the
+    storage name (default "cellar:<cluster>@<masters>"). ``read_only``
+    refuses writes with ReadOnlyError.
+    """
+
+    def __init__(self, masters: Union[str, Sequence[str]] = "127.0.0.1:7100",
+                 cluster_name: str = "cellar", *, name: Optional[str] = None,
+                 read_only: bool = False, client: Optional[cellar.Client] = None,
+                 **client_options):
+        if client is None:
+            try:
+                client = cellar.Client(masters, cluster_name, **client_options)
+            except cellar.CellarError as e:
+                raise _zodb_error(e) from e
+            self._own_client = True
+        else:
+            self._own_client = False
+        self._client = client
+        self._name = name or "cellar:%s@%s" % (client.cluster_name, ",".join(client.masters))
+        self._read_only = read_only
+        self._lock = threading.Lock()
+        self._transactions: Dict[object, _TxnState] = {}
+        self._db = None
+        self._closed = False
+
+    # ------------------------------------------------------------------
+    # Identity and state.
+
+    @property
+    def client(self) -> cellar.Client:
+        return self._client
+
+    def getName(self) -> str:
+        return self._name
+
+    def sortKey(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return "<CellarStorage %s>" % self._name
+
+    def isReadOnly(self) -> bool:
+        return self._read_only
+
+    def supportsUndo(self) -> bool:
+        return False
+
+    def lastTransaction(self) -> bytes:
+        return p64(self._client.snapshot)
+
+    def __len__(self) -> int:
+        # Not tracked by the server for clients (docs/zodb.md).
+        return 0
+
+    def getSize(self) -> int:
+        return 0
+
+    def registerDB(self, db) -> None:
+        super().registerDB(db)  # conflict resolution's record transforms
+        self._db = db
+
+        def invalidate(tid, oids):
+            db.invalidate(p64(tid), [p64(oid) for oid in oids])
+        self._client.add_invalidation_listener(invalidate)
+        self._client.add_reset_listener(db.invalidateCache)
+
+    def sync(self, force: bool = True) -> None:
+        """Catch up with the master's last tid (ZODB calls it at the start
+        of each transaction)."""
+        if not force:
+            return
+        try:
+            self._client.sync()
+        except cellar.CellarError as e:
+            log.warning("cellar: sync failed: %s", e)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._own_client:
+            self._client.close()
+
+    # ------------------------------------------------------------------
+    # Reads.
+
+    def new_oid(self) -> bytes:
+        if self._read_only:
+            raise POSException.ReadOnlyError()
+        try:
+            return p64(self._client.new_oid())
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+
+    def loadBefore(self, oid: bytes, tid: bytes):
+        """(data, serial, next serial or None), None when the object has no
+        revision before ``tid``; POSKeyError when it has none at all."""
+        if u64(tid) == 0:
+            # Nothing is before tid 0 (the server refuses before_tid 0):
+            # only whether the object exists matters.
+            try:
+                if self._client.history(u64(oid), 1):
+                    return None
+            except cellar.NotFoundError:
+                pass
+            except cellar.CellarError as e:
+                raise _zodb_error(e) from e
+            raise POSException.POSKeyError(oid)
+        try:
+            r = self._client.load_before(u64(oid), u64(tid))
+        except cellar.NotFoundError as e:
+            if e.reason == errors.NO_EARLIER_REVISION:
+                return None
+            raise POSException.POSKeyError(oid) from None
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+        if not r.data:  # a deletion record (undo of the creation)
+            raise POSException.POSKeyError(oid)
+        return r.data, p64(r.serial), p64(r.next_serial) if r.next_serial else None
+
+    def load(self, oid: bytes, version: str = ""):
+        r = self.loadBefore(oid, p64(cellar.MAX_TID))
+        if r is None:
+            raise POSException.POSKeyError(oid)
+        return r[:2]
+
+    def loadSerial(self, oid: bytes, serial: bytes) -> bytes:
+        try:
+            r = self._client.load_serial(u64(oid), u64(serial))
+        except cellar.NotFoundError:
+            raise POSException.POSKeyError(oid) from None
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+        return r.data
+
+    def prefetch(self, oids, tid) -> None:
+        """No-op: the server has no LoadMany yet."""
+
+    def history(self, oid: bytes, size: int = 1):
+        try:
+            entries = self._client.history(u64(oid), max(1, min(size, 1000)))
+        except cellar.NotFoundError:
+            raise POSException.POSKeyError(oid) from None
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+        if not entries:
+            raise POSException.POSKeyError(oid)
+        out = []
+        for entry in entries[:size]:
+            tid = p64(entry.serial)
+            d = {"tid": tid, "serial": tid, "time": TimeStamp(tid).timeTime(),
+                 "size": entry.size, "version": "", "user_name": b"", "description": b""}
+            # The transaction record by tid: no rpc for it yet, the
+            # newest record at or before the serial is it.
+            try:
+                records = self._client.last_transactions(1, before_tid=entry.serial + 1)
+            except cellar.CellarError:
+                records = []
+            if records and records[0].tid == entry.serial:
+                d["user_name"] = records[0].user
+                d["description"] = records[0].description
+            out.append(d)
+        return out
+
+    # ------------------------------------------------------------------
+    # Two-phase commit.
+
+    def _state(self, txn) -> _TxnState:
+        with self._lock:
+            state = self._transactions.get(txn)
+        if state is None:
+            raise POSException.StorageTransactionError(self, txn)
+        return state
+
+    def tpc_begin(self, txn, tid=None, status=" ") -> None:
+        if self._read_only:
+            raise POSException.ReadOnlyError()
+        if tid is not None:
+            raise POSException.StorageError("cellar: tpc_begin with a tid (restore) is not"
+                                            " supported")
+        ext = getattr(txn, "extension_bytes", None)
+        if ext is None:
+            extension = getattr(txn, "extension", None) or getattr(txn, "_extension", None)
+            ext = dumps(extension, 3) if extension else b""
+
+        def as_bytes(value):
+            if isinstance(value, str):
+                return value.encode("utf-8")
+            return bytes(value or b"")
+        c_txn = self._client.transaction(as_bytes(getattr(txn, "user", b"")),
+                                         as_bytes(getattr(txn, "description", b"")), ext)
+        with self._lock:
+            if txn in self._transactions:
+                raise POSException.StorageTransactionError(
+                    "tpc_begin called twice for the same transaction")
+            self._transactions[txn] = _TxnState(c_txn)
+
+    def store(self, oid: bytes, serial: bytes, data: bytes, version: str, txn) -> None:
+        if self._read_only:
+            raise POSException.ReadOnlyError()
+        if version:
+            raise POSException.Unsupported("versions are not supported")
+        state = self._state(txn)
+        state.txn.store(u64(oid), u64(serial) if serial else 0, data)
+
+    def checkCurrentSerialInTransaction(self, oid: bytes, serial: bytes, txn) -> None:
+        """Recorded and checked after the vote (not atomic: see the module
+        documentation)."""
+        self._state(txn).read_current[u64(oid)] = u64(serial)
+
+    def tpc_vote(self, txn) -> List[bytes]:
+        state = self._state(txn)
+
+        def resolve(oid, current, base, data):
+            return self.tryToResolveConflict(p64(oid), p64(current), p64(base), data)
+        try:
+            resolved = state.txn.vote(resolve)
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+        for oid, serial in state.read_current.items():
+            if oid in state.txn._objects:
+                continue  # stored too: the store's conflict check covers it
+            try:
+                current = self._client.load_before(oid, cellar.MAX_TID).serial
+            except cellar.NotFoundError:
+                current = 0
+            except cellar.CellarError as e:
+                state.txn.abort()
+                raise _zodb_error(e) from e
+            if current != serial:
+                state.txn.abort()
+                raise POSException.ReadConflictError(oid=p64(oid),
+                                                     serials=(p64(current), p64(serial)))
+        return [p64(oid) for oid in resolved]
+
+    def tpc_finish(self, txn, func=lambda tid: None) -> bytes:
+        state = self._state(txn)
+        try:
+            try:
+                tid = state.txn.finish()
+            except cellar.CommitNotVisibleError as e:
+                # Committed: never report it as failed.
+                log.warning("cellar: %s", e)
+                tid = e.tid
+            except cellar.CellarError as e:
+                raise _zodb_error(e) from e
+            ztid = p64(tid)
+            if func is not None:
+                func(ztid)
+            return ztid
+        finally:
+            with self._lock:
+                self._transactions.pop(txn, None)
+
+    def tpc_abort(self, txn) -> None:
+        with self._lock:
+            state = self._transactions.pop(txn, None)
+        if state is not None:
+            state.txn.abort()
+
+    def tpc_transaction(self):
+        return None
+
+    def pack(self, t, referencesf, gc=None):
+        raise POSException.StorageError("cellar: pack is not supported yet")
+
+
+def DB(masters: Union[str, Sequence[str]] = "127.0.0.1:7100", cluster_name: str = "cellar",
+       *, storage_options: Optional[dict] = None, **db_options):
+    """A ZODB.DB on a CellarStorage, for scripts."""
+    import ZODB
+    storage = CellarStorage(masters, cluster_name, **(storage_options or {}))
+    return ZODB.DB(storage, **db_options)

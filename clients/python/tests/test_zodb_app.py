@@ -1,0 +1,192 @@
+"""A small real ZODB program on CellarStorage: persistent objects, BTrees,
+two databases (two clients) seeing each other's commits, conflict
+resolution, concurrent writers with retries, metadata round trips."""
+import threading
+import time
+
+import BTrees.Length
+import persistent
+import pytest
+import transaction
+import ZODB
+from BTrees.OOBTree import OOBTree
+from persistent.mapping import PersistentMapping
+from ZODB.POSException import ConflictError
+from ZODB.utils import u64
+
+import cellar.zodb
+from cellar.zodb import CellarStorage
+
+
+class Item(persistent.Persistent):
+    def __init__(self, name, price):
+        self.name = name
+        self.price = price
+
+
+@pytest.fixture
+def cluster(fresh_cluster):
+    return fresh_cluster
+
+
+def open_db(cluster, **kw):
+    return ZODB.DB(CellarStorage(cluster.master, cluster.cluster_name), **kw)
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_catalogue_persists_and_is_seen_by_another_db(cluster):
+    db1 = open_db(cluster)
+    db2 = open_db(cluster)
+    try:
+        tm1 = transaction.TransactionManager()
+        c1 = db1.open(tm1)
+        root = c1.root()
+        root["catalogue"] = cat = OOBTree()
+        root["count"] = BTrees.Length.Length()
+        for i in range(500):
+            cat["item%04d" % i] = Item("item%04d" % i, i)
+            root["count"].change(1)
+        t = tm1.get()
+        t.note("load the catalogue")
+        t.setUser("alice")
+        t.setExtendedInfo("source", "test")
+        tm1.commit()
+        tid = c1._storage.lastTransaction()
+
+        # The committed transaction's metadata, as the storages keep it.
+        record = db1.storage.client.last_transactions(1)[0]
+        assert record.tid == u64(tid)
+        assert record.description == b"load the catalogue"
+        assert record.user == b"/ alice"  # transaction's "path user" form
+        assert b"source" in record.extension
+        assert len(record.oids) > 500
+
+        # Another database (another client) sees it all.
+        tm2 = transaction.TransactionManager()
+        c2 = db2.open(tm2)
+        assert wait_for(lambda: db2.storage.lastTransaction() >= tid)
+        tm2.begin()
+        cat2 = c2.root()["catalogue"]
+        assert len(cat2) == 500
+        assert cat2["item0042"].price == 42
+        assert c2.root()["count"].value == 500
+
+        # A change by db1 invalidates db2's copy.
+        cat["item0042"].price = 4200
+        tm1.commit()
+        tm2.begin()
+        assert cat2["item0042"].price == 4200
+
+        # History with the record's metadata (found by tid).
+        h = db1.history(cat["item0042"]._p_oid, size=5)
+        assert len(h) == 2
+        assert h[1]["description"] == "load the catalogue"  # DB.history decodes
+        c1.close()
+        c2.close()
+    finally:
+        db1.close()
+        db2.close()
+    # Reopened: everything is still there.
+    db3 = open_db(cluster)
+    try:
+        with db3.transaction() as conn:
+            assert conn.root()["catalogue"]["item0042"].price == 4200
+            assert len(conn.root()["catalogue"]) == 500
+    finally:
+        db3.close()
+
+
+def test_conflict_resolution_and_unresolvable_conflicts(cluster):
+    db1 = open_db(cluster)
+    db2 = open_db(cluster)
+    try:
+        with db1.transaction() as conn:
+            conn.root()["length"] = BTrees.Length.Length()
+            conn.root()["map"] = PersistentMapping()
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        c1, c2 = db1.open(tm1), db2.open(tm2)
+        assert wait_for(lambda: db2.storage.lastTransaction() >= db1.storage.lastTransaction())
+        tm1.begin()
+        tm2.begin()
+        # Both change the Length: resolved (BTrees.Length._p_resolveConflict).
+        c1.root()["length"].change(1)
+        c2.root()["length"].change(10)
+        tm1.commit()
+        tm2.commit()
+        with db1.transaction() as conn:
+            assert conn.root()["length"].value == 11
+        # Both change a PersistentMapping: not resolvable.
+        tm1.begin()
+        tm2.begin()
+        c1.root()["map"]["a"] = 1
+        c2.root()["map"]["b"] = 2
+        tm1.commit()
+        with pytest.raises(ConflictError):
+            tm2.commit()
+        tm2.abort()
+        tm2.begin()
+        assert dict(c2.root()["map"]) == {"a": 1}
+        c1.close()
+        c2.close()
+    finally:
+        db1.close()
+        db2.close()
+
+
+def test_concurrent_writers_with_retries(cluster):
+    db = open_db(cluster)
+    try:
+        with db.transaction() as conn:
+            conn.root()["tree"] = OOBTree()
+            conn.root()["total"] = PersistentMapping(value=0)
+        failures = []
+
+        def writer(n):
+            tm = transaction.TransactionManager()
+            conn = db.open(tm)
+            try:
+                for i in range(15):
+                    for attempt in tm.attempts(50):
+                        with attempt:
+                            root = conn.root()
+                            root["tree"]["w%d-%d" % (n, i)] = i
+                            root["total"]["value"] += 1
+            except Exception as e:  # pragma: no cover
+                failures.append(e)
+            finally:
+                conn.close()
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(180)
+        assert not failures
+        with db.transaction() as conn:
+            assert conn.root()["total"]["value"] == 60
+            assert len(conn.root()["tree"]) == 60
+    finally:
+        db.close()
+
+
+def test_db_helper_and_historical_connection(cluster):
+    db = cellar.zodb.DB(cluster.master, cluster.cluster_name)
+    try:
+        with db.transaction() as conn:
+            conn.root()["x"] = 1
+        t1 = db.storage.lastTransaction()
+        with db.transaction() as conn:
+            conn.root()["x"] = 2
+        conn = db.open(at=t1)
+        assert conn.root()["x"] == 1
+        conn.close()
+        assert db.storage.sortKey().startswith("cellar:")
+    finally:
+        db.close()

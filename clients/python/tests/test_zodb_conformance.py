@@ -1,0 +1,133 @@
+"""ZODB's own storage test classes against CellarStorage.
+
+Every test gets a fresh `cellar local` cluster (tests/cellar_cluster.py;
+about half a second to start and stop), so lastTransaction() starts at
+z64 and fixed oids are free. The pack, undo and iterator classes are the
+acceptance tests of the data-lifecycle issue: expected failures here.
+"""
+import os
+import unittest
+
+import pytest
+from ZODB.tests import (BasicStorage, ConflictResolution, HistoryStorage, IteratorStorage,
+                        MTStorage, PackableStorage, PersistentStorage, ReadOnlyStorage,
+                        RevisionStorage, StorageTestBase, Synchronization,
+                        TransactionalUndoStorage, racetest)
+
+from cellar.zodb import CellarStorage
+from cellar_cluster import LocalCluster
+
+
+class CellarStorageTestBase(StorageTestBase.StorageTestBase):
+
+    def setUp(self):
+        StorageTestBase.StorageTestBase.setUp(self)
+        self._cluster = LocalCluster()
+        self.open()
+
+    def open(self, read_only=False):
+        self._storage = CellarStorage(self._cluster.master, self._cluster.cluster_name,
+                                      read_only=read_only)
+
+    def _new_storage_client(self):
+        # Another client of the same cluster (racetest's external
+        # invalidation tests).
+        return CellarStorage(self._cluster.master, self._cluster.cluster_name)
+
+    def tearDown(self):
+        try:
+            StorageTestBase.StorageTestBase.tearDown(self)
+        finally:
+            self._cluster.stop()
+
+
+# Known failures that need server features (docs/zodb.md), by test name.
+NEEDS_ATOMIC_READ_CURRENT = (
+    "read-current is checked by the client after the vote, without a lock held until "
+    "Finish: a competing commit may land in between (needs the server's read-current check)")
+
+
+class BasicTests(CellarStorageTestBase, BasicStorage.BasicStorage):
+
+    def test_race_external_invalidate_vs_disconnect(self):
+        # 64 threads x 12 database opens: correct, but about 165 s on 2
+        # shared cores, over racetest's own 120 s wait. Run with
+        # CELLAR_ZODB_LONG=1 (the wait is then 900 s).
+        if not os.environ.get("CELLAR_ZODB_LONG"):
+            self.skipTest("long (~165 s on 2 cores): set CELLAR_ZODB_LONG=1")
+        wait = racetest.TestWorkGroup.wait
+        racetest.TestWorkGroup.wait = lambda group, timeout: wait(group, 900)
+        try:
+            BasicStorage.BasicStorage.test_race_external_invalidate_vs_disconnect(self)
+        finally:
+            racetest.TestWorkGroup.wait = wait
+
+    @unittest.expectedFailure
+    def test_checkCurrentSerialInTransaction(self):  # NEEDS_ATOMIC_READ_CURRENT
+        BasicStorage.BasicStorage.test_checkCurrentSerialInTransaction(self)
+
+
+class RevisionTests(CellarStorageTestBase, RevisionStorage.RevisionStorage):
+
+    @unittest.expectedFailure
+    def testLoadBeforeConsecutiveTids(self):  # tpc_begin(t, tid): restore, not supported
+        RevisionStorage.RevisionStorage.testLoadBeforeConsecutiveTids(self)
+
+    @unittest.expectedFailure
+    def testLoadBeforeUndo(self):  # undo (the data-lifecycle issue)
+        RevisionStorage.RevisionStorage.testLoadBeforeUndo(self)
+
+
+class HistoryTests(CellarStorageTestBase, HistoryStorage.HistoryStorage):
+    pass
+
+
+class SynchronizationTests(CellarStorageTestBase, Synchronization.SynchronizedStorage):
+    pass
+
+
+class ConflictResolutionTests(CellarStorageTestBase,
+                              ConflictResolution.ConflictResolvingStorage):
+    pass
+
+
+class PersistentTests(CellarStorageTestBase, PersistentStorage.PersistentStorage):
+    pass
+
+
+class MTTests(CellarStorageTestBase, MTStorage.MTStorage):
+    pass
+
+
+class ReadOnlyTests(CellarStorageTestBase, ReadOnlyStorage.ReadOnlyStorage):
+
+    @unittest.expectedFailure
+    def testWriteMethods(self):  # calls undo(), which is not there (data-lifecycle issue)
+        ReadOnlyStorage.ReadOnlyStorage.testWriteMethods(self)
+
+
+# --- Expected failures: the data-lifecycle issue (pack, undo, iteration).
+
+_LIFECYCLE = pytest.mark.xfail(reason="pack/undo/iteration: not in the server yet "
+                                      "(the data-lifecycle issue)", strict=False)
+
+
+@_LIFECYCLE
+class PackTests(CellarStorageTestBase, PackableStorage.PackableStorage):
+    pass
+
+
+@_LIFECYCLE
+class UndoTests(CellarStorageTestBase, TransactionalUndoStorage.TransactionalUndoStorage):
+    pass
+
+
+@_LIFECYCLE
+class IteratorTests(CellarStorageTestBase, IteratorStorage.IteratorStorage):
+    pass
+
+
+@_LIFECYCLE
+class ConflictResolutionUndoTests(CellarStorageTestBase,
+                                  ConflictResolution.ConflictResolvingTransUndoStorage):
+    pass
