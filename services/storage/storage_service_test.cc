@@ -936,8 +936,10 @@ TEST_F(StorageServiceTest, ALockIsRefusedWhenTheNewerTableCannotBePersisted) {
   EXPECT_THAT(LockAt(100, 104, 4), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_NE(Outcome(100).state(), v1::STORAGE_TRANSACTION_LOCKED);
   // Used unpersisted (its cell states decide what the node may serve),
-  // but no lock relies on it.
-  EXPECT_EQ(NodeStatus().ptid(), 4u);
+  // but no lock relies on it. (The lock made the node fetch table 4; the
+  // fetch may end after the lock's answer: wait for it.)
+  ASSERT_TRUE(WaitFor([&] { return NodeStatus().ptid() == 4u; }))
+      << "the node did not take table 4";
   EXPECT_THAT(LockAt(100, 104, 4), StatusIs(absl::StatusCode::kUnavailable));
   // Once the database takes writes again, the heartbeat thread persists it.
   backend->set_save_partition_table_hook(nullptr);

@@ -59,6 +59,19 @@ namespace cellar::storage {
 // (written once at vote; the lock only moves metadata).
 inline constexpr int kSchemaVersion = 4;
 
+// Config keys are names cellar's code chooses ("node_id", "name",
+// "replication/3"): 1 to 256 printable ASCII characters. Every backend
+// refuses any other key with INVALID_ARGUMENT, the same way (PostgreSQL
+// keeps keys as text, which cannot hold a NUL or invalid UTF-8). Values
+// are any bytes.
+inline absl::Status CheckConfigKey(absl::string_view key) {
+  bool printable = !key.empty() && key.size() <= 256;
+  for (char c : key) printable = printable && c >= 0x20 && c <= 0x7e;
+  if (printable) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "config key: must be 1 to 256 printable ASCII characters");
+}
+
 // One object revision. For temporary records `tid` is 0.
 struct ObjectRecord {
   uint32_t partition = 0;

@@ -1233,6 +1233,7 @@ PostgresBackend::~PostgresBackend() = default;
 
 absl::StatusOr<std::optional<std::string>> PostgresBackend::GetConfig(
     absl::string_view key) {
+  CELLAR_RETURN_IF_ERROR(CheckConfigKey(key));
   Params params;
   params.Text(key);
   CELLAR_ASSIGN_OR_RETURN(
@@ -1243,6 +1244,7 @@ absl::StatusOr<std::optional<std::string>> PostgresBackend::GetConfig(
 
 absl::Status PostgresBackend::SetConfig(absl::string_view key,
                                         absl::string_view value) {
+  CELLAR_RETURN_IF_ERROR(CheckConfigKey(key));
   Params params;
   params.Text(key).Bytea(value);
   return impl_->RunOne(Call{kSetConfig, std::move(params)}, true).status();

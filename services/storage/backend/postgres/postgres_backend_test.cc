@@ -433,15 +433,6 @@ TEST_F(PostgresBackendTest, OidsAndTidsAbove2To63AreRefused) {
   EXPECT_THAT(backend->ListVotedTransactions(), IsOkAndHolds(IsEmpty()));
 }
 
-TEST_F(PostgresBackendTest, ConfigKeysMustBeText) {
-  auto backend = OpenOrDie();
-  ASSERT_NE(backend, nullptr);
-  EXPECT_THAT(backend->SetConfig(std::string("a\0b", 3), "v"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(backend->SetConfig("\xff\xfe", "v"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
 TEST_F(PostgresBackendTest, BulkVoteIsOneStatementPerTable) {
   auto backend = OpenOrDie();
   ASSERT_NE(backend, nullptr);

@@ -716,6 +716,7 @@ absl::Status SqliteBackend::Read(absl::string_view what, Body body) {
 
 absl::StatusOr<std::optional<std::string>> SqliteBackend::GetConfig(
     absl::string_view key) {
+  CELLAR_RETURN_IF_ERROR(CheckConfigKey(key));
   std::optional<std::string> value;
   CELLAR_RETURN_IF_ERROR(Read("GetConfig", [&](Connection& c) -> absl::Status {
     CELLAR_ASSIGN_OR_RETURN(value, ReadConfig(c, key));
@@ -726,6 +727,7 @@ absl::StatusOr<std::optional<std::string>> SqliteBackend::GetConfig(
 
 absl::Status SqliteBackend::SetConfig(absl::string_view key,
                                       absl::string_view value) {
+  CELLAR_RETURN_IF_ERROR(CheckConfigKey(key));
   if (key == kSchemaVersionKey || key == kPtidKey) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key \"", key, "\" is reserved by the sqlite backend"));
