@@ -81,8 +81,10 @@ absl::StatusOr<TokenRegistry::Created> TokenRegistry::Create(
     if (!made.ok()) return made.status();
     absl::StatusOr<common::ParsedToken> parsed = common::ParseToken(made->token);
     if (!parsed.ok()) return parsed.status();
-    if (attempt < 16 && (Find(&next, parsed->id) != nullptr || (id_taken && id_taken(parsed->id)))) {
-      continue;  // 2^32 ids: a collision is rare, never reused
+    if (Find(&next, parsed->id) != nullptr || (id_taken && id_taken(parsed->id))) {
+      // 2^32 ids: a collision is rare; an id is never reused.
+      if (attempt < 16) continue;
+      return absl::InternalError("token: no free id found; retry");
     }
     created.token = made->token;
     created.entry.set_id(parsed->id);
