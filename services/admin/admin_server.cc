@@ -36,6 +36,26 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
                                        server->alerts_.get(), clock, options.admin.monitor);
   server->service_ = std::make_unique<AdminService>(server->clusters_.get(),
                                                     server->alerts_.get(), clock);
+  if (options.auth.authenticator != nullptr) {
+    // The admin accepts the tokens of its default cluster's table.
+    ClusterClients* clients = server->clusters_.get();
+    server->tokens_ = std::make_unique<TokenFollower>(
+        [clients](uint64_t known) -> absl::StatusOr<cellar::v1::GetTokenTableResponse> {
+          cellar::v1::GetTokenTableRequest request;
+          request.set_known_version(known);
+          cellar::v1::GetTokenTableResponse response;
+          absl::Status s = clients->CallMaster(
+              clients->default_cluster(),
+              [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+                return stub->GetTokenTable(context, request, &response);
+              });
+          if (!s.ok()) return s;
+          return response;
+        },
+        options.auth.authenticator->cluster_tokens());
+    TokenFollower* follower = server->tokens_.get();
+    server->service_->set_on_tokens_changed([follower] { (void)follower->Refresh(); });
+  }
   server->collector_ = MakeAdminCollector({{"version", options.version}, {"track", options.track}},
                                           server->alerts_, server->monitor_);
   common::GrpcServerOptions grpc_options;
@@ -52,6 +72,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
   server->grpc_ = *std::move(grpc);
   server->grpc_->SetServing("cellar.v1.Admin", true);
   server->monitor_->Start();
+  if (server->tokens_ != nullptr) server->tokens_->Start();
   return server;
 }
 
@@ -64,6 +85,7 @@ std::string AdminServer::address() const {
 
 void AdminServer::Shutdown() {
   if (monitor_) monitor_->Stop();
+  if (tokens_) tokens_->Stop();
   if (grpc_) grpc_->Shutdown(absl::Milliseconds(500));
 }
 

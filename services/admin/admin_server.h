@@ -26,6 +26,7 @@
 #include "services/admin/alert_index.h"
 #include "services/admin/alert_rules.h"
 #include "services/admin/cluster_clients.h"
+#include "services/admin/token_follower.h"
 #include "services/admin/cluster_monitor.h"
 #include "services/common/clock.h"
 #include "services/common/authenticator.h"
@@ -98,6 +99,8 @@ class AdminServer {
   std::unique_ptr<AdminService> service_;
   std::unique_ptr<common::GrpcServer> grpc_;
   std::shared_ptr<prometheus::Collectable> collector_;
+  // With auth on: follows the default cluster's token table.
+  std::unique_ptr<TokenFollower> tokens_;
 };
 
 }  // namespace cellar::admin

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/admin/alert_rules.h"
+#include "services/common/cluster_tokens.h"
 #include "services/common/channel.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
@@ -807,6 +808,63 @@ grpc::Status AdminService::StopNode(grpc::ServerContext*,
   response->set_name(name);
   response->set_address(found->address());
   response->set_stopped(true);
+  return grpc::Status::OK;
+}
+
+}  // namespace cellar::admin
+
+namespace cellar::admin {
+
+// ---- Tokens: validated here, then forwarded to the master.
+
+grpc::Status AdminService::CreateToken(grpc::ServerContext*,
+                                       const cellar::v1::AdminCreateTokenRequest* request,
+                                       cellar::v1::CreateTokenResponse* response) {
+  if (absl::Status s = common::TokenRoleFromProto(request->role()).status(); !s.ok()) {
+    return common::ToGrpcStatus(s);
+  }
+  if (absl::Status s = common::ValidateTokenName(request->name()); !s.ok()) {
+    return common::ToGrpcStatus(s);
+  }
+  cellar::v1::CreateTokenRequest req;
+  req.set_name(request->name());
+  req.set_role(request->role());
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->CreateToken(context, req, response);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "CreateToken"));
+  if (on_tokens_changed_) on_tokens_changed_();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListTokens(grpc::ServerContext*,
+                                      const cellar::v1::AdminListTokensRequest* request,
+                                      cellar::v1::ListTokensResponse* response) {
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(), [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->ListTokens(context, cellar::v1::ListTokensRequest(), response);
+      });
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "ListTokens"));
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::RevokeToken(grpc::ServerContext*,
+                                       const cellar::v1::AdminRevokeTokenRequest* request,
+                                       cellar::v1::RevokeTokenResponse* response) {
+  if (request->id().empty()) return Invalid("id: required (the token's id, from ListTokens)");
+  cellar::v1::RevokeTokenRequest req;
+  req.set_id(request->id());
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->RevokeToken(context, req, response);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "RevokeToken"));
+  if (on_tokens_changed_) on_tokens_changed_();
   return grpc::Status::OK;
 }
 

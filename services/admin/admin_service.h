@@ -11,6 +11,9 @@
 //
 // Thread-safe.
 
+#include <functional>
+#include <utility>
+
 #include <grpcpp/grpcpp.h>
 
 #include "protos/cellar/v1/admin.grpc.pb.h"
@@ -92,6 +95,22 @@ class AdminService final : public cellar::v1::Admin::Service {
   grpc::Status StopNode(grpc::ServerContext* context, const cellar::v1::StopNodeRequest* request,
                         cellar::v1::StopNodeResponse* response) override;
 
+  // ---- Tokens (forwarded to the master) ----
+  grpc::Status CreateToken(grpc::ServerContext* context,
+                           const cellar::v1::AdminCreateTokenRequest* request,
+                           cellar::v1::CreateTokenResponse* response) override;
+  grpc::Status ListTokens(grpc::ServerContext* context,
+                          const cellar::v1::AdminListTokensRequest* request,
+                          cellar::v1::ListTokensResponse* response) override;
+  grpc::Status RevokeToken(grpc::ServerContext* context,
+                           const cellar::v1::AdminRevokeTokenRequest* request,
+                           cellar::v1::RevokeTokenResponse* response) override;
+  // Called after CreateToken or RevokeToken changed the table (the admin
+  // then adopts it at once). Set before serving. Default none.
+  void set_on_tokens_changed(std::function<void()> callback) {
+    on_tokens_changed_ = std::move(callback);
+  }
+
  private:
   // Master.ChangePartitionTable with `request`, answered into `response`.
   grpc::Status ChangePartitionTable(absl::string_view cluster,
@@ -101,6 +120,7 @@ class AdminService final : public cellar::v1::Admin::Service {
   ClusterClients* const clusters_;
   AlertIndex* const alerts_;
   const common::Clock* const clock_;
+  std::function<void()> on_tokens_changed_;
 };
 
 }  // namespace cellar::admin

@@ -39,6 +39,11 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Master/GetCheckStatus", kReadonly | kNode},
       {"/cellar.v1.Master/RepairCell", kAdmin | kNode},
       {"/cellar.v1.Master/Truncate", kAdmin | kNode},
+      {"/cellar.v1.Master/CreateToken", kAdmin | kNode},
+      {"/cellar.v1.Master/ListTokens", kAdmin | kNode},
+      {"/cellar.v1.Master/RevokeToken", kAdmin | kNode},
+      // The table with hashes: for the nodes that follow it only.
+      {"/cellar.v1.Master/GetTokenTable", kNode},
       // ---- cellar.v1.Storage
       {"/cellar.v1.Storage/Store", kClient},
       {"/cellar.v1.Storage/Vote", kClient},
@@ -56,6 +61,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/TruncateData", kNode},
       {"/cellar.v1.Storage/Shutdown", kAdmin | kNode},
       {"/cellar.v1.Storage/SaveMasterState", kNode},
+      {"/cellar.v1.Storage/SaveTokenTable", kNode},
       // ---- cellar.v1.Admin (operators; never node: no process calls it)
       {"/cellar.v1.Admin/GetClusterStatus", kReadonly},
       {"/cellar.v1.Admin/ListNodes", kReadonly},
@@ -79,6 +85,11 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Admin/RepairCell", kAdmin},
       {"/cellar.v1.Admin/Truncate", kAdmin},
       {"/cellar.v1.Admin/StopNode", kAdmin},
+      // Admin only, ListTokens included: who holds which token is for
+      // operators who may change it (and every call is audited).
+      {"/cellar.v1.Admin/CreateToken", kAdmin},
+      {"/cellar.v1.Admin/ListTokens", kAdmin},
+      {"/cellar.v1.Admin/RevokeToken", kAdmin},
   };
   return *kTable;
 }

@@ -61,7 +61,8 @@ TEST(AuthPolicyTest, NodeOnlyRpcsAreNotOpenToTokens) {
         "/cellar.v1.Storage/LockTransaction", "/cellar.v1.Storage/UnlockTransaction",
         "/cellar.v1.Storage/TruncateData", "/cellar.v1.Storage/Replicate",
         "/cellar.v1.Storage/SaveMasterState", "/cellar.v1.Storage/CheckCell",
-        "/cellar.v1.Storage/GetTransactionOutcome"}) {
+        "/cellar.v1.Storage/GetTransactionOutcome", "/cellar.v1.Storage/SaveTokenTable",
+        "/cellar.v1.Master/GetTokenTable"}) {
     EXPECT_EQ(MethodRoles().at(path), Roles(Role::kNode)) << path;
   }
 }

@@ -114,6 +114,17 @@ size_t Authenticator::token_count() const {
   return tokens_.size();
 }
 
+std::vector<TokenEntry> Authenticator::FileTokens() const {
+  std::vector<TokenEntry> out;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, entry] : tokens_) out.push_back(entry);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const TokenEntry& a, const TokenEntry& b) { return a.id < b.id; });
+  return out;
+}
+
 absl::StatusOr<Role> Authenticator::Identify(absl::string_view authorization,
                                              bool node_certificate) const {
   absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
@@ -149,13 +160,25 @@ absl::StatusOr<Authenticator::Caller> Authenticator::IdentifyCaller(
   // Hash outside the lock; the id is not secret, the hash comparison is
   // constant-time.
   const std::string hash = Sha256Hex(token->secret);
-  absl::MutexLock lock(&mu_);
-  auto it = tokens_.find(token->id);
-  if (it == tokens_.end() || !ConstantTimeEquals(hash, it->second.secret_sha256)) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("authorization: token ", token->id, " is unknown or revoked"));
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tokens_.find(token->id);
+    if (it != tokens_.end() && ConstantTimeEquals(hash, it->second.secret_sha256)) {
+      return Caller{it->second.role, std::string(token->id)};
+    }
   }
-  return Caller{it->second.role, std::string(token->id)};
+  Role role;
+  switch (cluster_tokens_->Lookup(token->id, hash, &role)) {
+    case ClusterTokens::Match::kValid:
+      return Caller{role, std::string(token->id)};
+    case ClusterTokens::Match::kRevoked:
+      return absl::UnauthenticatedError(
+          absl::StrCat("authorization: token ", token->id, " was revoked"));
+    case ClusterTokens::Match::kUnknown:
+      break;
+  }
+  return absl::UnauthenticatedError(
+      absl::StrCat("authorization: token ", token->id, " is unknown or revoked"));
 }
 
 absl::StatusOr<std::optional<Role>> Authenticator::Authorize(

@@ -13,6 +13,11 @@
 //   reflection                         -> open with open_reflection, else
 //                                         any authenticated caller
 //
+// Tokens come from the tokens file and from the cluster token table
+// (cluster_tokens(), fed by the process: docs/security.md, "Cluster
+// tokens"); a token of the file is looked up first, a revoked cluster token
+// is refused.
+//
 // The tokens file is re-read when its mtime or size changes (a polling
 // thread, every reload_interval), so a token is revoked by deleting its
 // line. A file that does not parse keeps the last good table (the error is
@@ -24,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -34,6 +40,7 @@
 #include "absl/time/time.h"
 #include "services/common/auth_tokens.h"
 #include "services/common/clock.h"
+#include "services/common/cluster_tokens.h"
 #include "services/common/rate_limiter.h"
 #include "services/common/tls_config.h"
 
@@ -108,8 +115,16 @@ class Authenticator {
   // of a bad or unreadable file (the previous table stays).
   absl::Status ReloadIfChanged();
 
-  // Tokens currently loaded.
+  // Tokens currently loaded from the file.
   size_t token_count() const;
+
+  // The tokens of the file, sorted by id.
+  std::vector<TokenEntry> FileTokens() const;
+
+  // The cluster token table this process accepts (never null). The
+  // process keeps it current (the master from its own table, storages and
+  // the admin by following the master); it is consulted on every call.
+  const std::shared_ptr<ClusterTokens>& cluster_tokens() const { return cluster_tokens_; }
 
  private:
   explicit Authenticator(AuthenticatorOptions options);
@@ -118,6 +133,7 @@ class Authenticator {
   const AuthenticatorOptions options_;
   const std::string node_bearer_;  // empty without a cluster secret
   std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
+  const std::shared_ptr<ClusterTokens> cluster_tokens_ = std::make_shared<ClusterTokens>();
   mutable absl::Mutex mu_;
   TokenTable tokens_ ABSL_GUARDED_BY(mu_);
   // Identity of the file last read: (mtime ns, size, inode).

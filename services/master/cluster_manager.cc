@@ -238,6 +238,13 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
       if (request.oid_high_water() > 0) {
         last_oid_ = std::max(last_oid_, request.oid_high_water() - 1);
       }
+      if (request.has_token_table()) {
+        // Never refuse a storage for it: the table is the nodes' to keep.
+        if (absl::Status merged = tokens_.MergeReported(request.token_table()); !merged.ok()) {
+          CELLAR_LOG(WARNING) << "token table reported by " << common::NodeName(id)
+                              << " ignored: " << merged;
+        }
+      }
       if (request.oid_high_water() > oid_high_water_) {
         oid_high_water_ = request.oid_high_water();
         oid_mark_on_.clear();  // the others hold a lower one
@@ -1065,6 +1072,45 @@ absl::StatusOr<std::vector<StorageTarget>> ClusterManager::Targets(
 std::vector<StorageTarget> ClusterManager::RunningStorages() const {
   absl::MutexLock l(&mu_);
   return RunningStoragesLocked();
+}
+
+absl::Status ClusterManager::PersistTokenTable(const cellar::v1::ClusterTokenTable& table) {
+  std::vector<StorageTarget> targets;
+  uint64_t epoch;
+  {
+    absl::MutexLock l(&mu_);
+    targets = RunningStoragesLocked();
+    epoch = epoch_;
+  }
+  if (targets.empty()) {
+    return absl::FailedPreconditionError(
+        "no storage is connected: the token table cannot be persisted (start a storage, "
+        "then retry)");
+  }
+  if (storages_ == nullptr) {
+    return absl::UnavailableError("this master cannot persist the token table");
+  }
+  const std::vector<absl::Status> results = storages_->SaveTokenTableAll(targets, epoch, table);
+  absl::Status first_error = absl::OkStatus();
+  size_t saved = 0;
+  for (const absl::Status& s : results) {
+    if (s.ok()) {
+      ++saved;
+    } else if (first_error.ok()) {
+      first_error = s;
+    }
+  }
+  if (saved == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "no storage could persist the token table, nothing changed (retry): ",
+        first_error.message()));
+  }
+  if (!first_error.ok()) {
+    CELLAR_LOG(WARNING) << "token table version " << table.version() << " persisted on "
+                        << saved << " of " << results.size()
+                        << " storage(s); the others catch up: " << first_error;
+  }
+  return absl::OkStatus();
 }
 
 std::vector<StorageTarget> ClusterManager::RunningStoragesLocked() const {

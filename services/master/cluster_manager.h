@@ -63,6 +63,7 @@
 #include "services/master/event_hub.h"
 #include "services/master/pt_planner.h"
 #include "services/master/storage_caller.h"
+#include "services/master/token_registry.h"
 
 namespace cellar::master {
 
@@ -198,6 +199,21 @@ class ClusterManager {
   // (not owned; set before the cluster runs). Without one, AllocateOids
   // answers UNAVAILABLE.
   void set_storage_caller(StorageCaller* storages) { storages_ = storages; }
+
+  // The cluster token table (docs/security.md, "Cluster tokens"): storages'
+  // reports are merged into it at registration; changes are persisted with
+  // PersistTokenTable.
+  TokenRegistry& tokens() { return tokens_; }
+  // Called with the new table after every change of tokens() (e.g. to feed
+  // this master's Authenticator). Set before the cluster runs.
+  void set_token_listener(TokenRegistry::OnChange listener) {
+    token_listener_ = std::move(listener);
+  }
+  // Writes `table` on every connected storage (Storage.SaveTokenTable, in
+  // parallel, outside the mutex). OK once at least one storage holds it
+  // (the others catch up: they follow the master's table); UNAVAILABLE if
+  // none could; FAILED_PRECONDITION if no storage is connected.
+  absl::Status PersistTokenTable(const cellar::v1::ClusterTokenTable& table);
 
   // Registers a node. FAILED_PRECONDITION (WRONG_CLUSTER,
   // PROTOCOL_MISMATCH) or INVALID_ARGUMENT on a bad request.
@@ -482,6 +498,10 @@ class ClusterManager {
   VerifyCallback on_verify_;
   InDoubtCallback on_in_doubt_;
   StorageCaller* storages_ = nullptr;
+  TokenRegistry::OnChange token_listener_;
+  TokenRegistry tokens_{clock_, [this](const cellar::v1::ClusterTokenTable& table) {
+                          if (token_listener_) token_listener_(table);
+                        }};
 
   mutable absl::Mutex mu_;
   cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = cellar::v1::CLUSTER_RECOVERING;

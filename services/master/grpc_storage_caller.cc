@@ -241,33 +241,59 @@ std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
   return results;
 }
 
-std::vector<absl::Status> GrpcStorageCaller::SaveMasterStateAll(
-    const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t oid_high_water) {
+template <typename Request, typename Response, typename Start>
+std::vector<absl::Status> GrpcStorageCaller::CallAll(const std::vector<StorageTarget>& targets,
+                                                     const Request& request,
+                                                     absl::string_view what, Start start) {
   std::vector<absl::Status> results(targets.size());
-  std::vector<std::unique_ptr<Call<cellar::v1::SaveMasterStateRequest,
-                                   cellar::v1::SaveMasterStateResponse>>>
-      calls;
+  std::vector<std::unique_ptr<Call<Request, Response>>> calls;
   Latch latch(static_cast<int>(targets.size()));
   for (size_t i = 0; i < targets.size(); ++i) {
-    auto call = std::make_unique<Call<cellar::v1::SaveMasterStateRequest,
-                                      cellar::v1::SaveMasterStateResponse>>();
+    auto call = std::make_unique<Call<Request, Response>>();
     common::SetDeadline(&call->context, timeout_);
-    call->request.set_epoch(epoch);
-    call->request.set_oid_high_water(oid_high_water);
-    StubFor(targets[i].address)
-        ->async()
-        ->SaveMasterState(&call->context, &call->request, &call->response,
-                          [&results, &latch, i, &targets](grpc::Status s) {
-                            results[i] = common::Annotate(
-                                common::FromGrpcStatus(s),
-                                absl::StrCat("saving the OID high-water mark on ",
-                                             common::NodeName(targets[i].node_id)));
-                            latch.CountDown();
-                          });
+    call->request = request;
+    start(StubFor(targets[i].address)->async(), call.get(),
+          [&results, &latch, i, &targets, what](grpc::Status s) {
+            results[i] = common::Annotate(
+                common::FromGrpcStatus(s),
+                absl::StrCat(what, " on ", common::NodeName(targets[i].node_id)));
+            latch.CountDown();
+          });
     calls.push_back(std::move(call));
   }
   latch.Wait();
   return results;
+}
+
+std::vector<absl::Status> GrpcStorageCaller::SaveMasterStateAll(
+    const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t oid_high_water) {
+  using Request = cellar::v1::SaveMasterStateRequest;
+  using Response = cellar::v1::SaveMasterStateResponse;
+  Request request;
+  request.set_epoch(epoch);
+  request.set_oid_high_water(oid_high_water);
+  return CallAll<Request, Response>(
+      targets, request, "saving the OID high-water mark",
+      [](auto* async, Call<Request, Response>* call, std::function<void(grpc::Status)> done) {
+        async->SaveMasterState(&call->context, &call->request, &call->response,
+                               std::move(done));
+      });
+}
+
+std::vector<absl::Status> GrpcStorageCaller::SaveTokenTableAll(
+    const std::vector<StorageTarget>& targets, uint64_t epoch,
+    const cellar::v1::ClusterTokenTable& table) {
+  using Request = cellar::v1::SaveTokenTableRequest;
+  using Response = cellar::v1::SaveTokenTableResponse;
+  Request request;
+  request.set_epoch(epoch);
+  *request.mutable_table() = table;
+  return CallAll<Request, Response>(
+      targets, request, "saving the token table",
+      [](auto* async, Call<Request, Response>* call, std::function<void(grpc::Status)> done) {
+        async->SaveTokenTable(&call->context, &call->request, &call->response,
+                              std::move(done));
+      });
 }
 
 // --- Operator actions ---

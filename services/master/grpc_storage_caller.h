@@ -43,6 +43,9 @@ class GrpcStorageCaller final : public StorageCaller {
   std::vector<absl::Status> SaveMasterStateAll(const std::vector<StorageTarget>& targets,
                                                uint64_t epoch,
                                                uint64_t oid_high_water) override;
+  std::vector<absl::Status> SaveTokenTableAll(const std::vector<StorageTarget>& targets,
+                                              uint64_t epoch,
+                                              const cellar::v1::ClusterTokenTable& table) override;
   absl::Status Shutdown(const StorageTarget& target, const std::string& reason) override;
   absl::StatusOr<CellCheck> CheckCell(const StorageTarget& target, uint64_t epoch,
                                       const CellCheckRange& range) override;
@@ -50,6 +53,12 @@ class GrpcStorageCaller final : public StorageCaller {
                                         uint64_t tid) override;
 
  private:
+  // Starts `request` on every target in parallel (`start(async stub, call,
+  // done)`) and waits for every answer; errors annotated with `what`.
+  template <typename Request, typename Response, typename Start>
+  std::vector<absl::Status> CallAll(const std::vector<StorageTarget>& targets,
+                                    const Request& request, absl::string_view what,
+                                    Start start);
   // Shared: Reconnect may drop the map's reference while a call uses it.
   std::shared_ptr<cellar::v1::Storage::Stub> StubFor(const std::string& address);
 

@@ -241,6 +241,11 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->service = std::make_unique<MasterService>(term->cluster.get(), term->coordinator.get(),
                                                   term->hub.get(), term->caller.get(),
                                                   options_.auth.authenticator.get());
+  // This master accepts the cluster tokens as soon as its table changes.
+  term->cluster->set_token_listener(
+      [auth = options_.auth.authenticator](const cellar::v1::ClusterTokenTable& table) {
+        if (auth != nullptr) auth->cluster_tokens()->Replace(table);
+      });
   term->service->SetWatchLimits(options_.max_watch_streams,
                                 options_.max_watch_streams_per_caller);
   ClusterManager* cluster = term->cluster.get();

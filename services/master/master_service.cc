@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/cluster_tokens.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
@@ -377,6 +378,84 @@ grpc::Status MasterService::Truncate(grpc::ServerContext*,
   if (!state.ok()) return ToGrpcStatus(state.status());
   response->set_last_tid(request->tid());
   response->set_cluster_state(*state);
+  return grpc::Status::OK;
+}
+
+}  // namespace cellar::master
+
+namespace cellar::master {
+
+// ---- Cluster tokens ----
+
+grpc::Status MasterService::CreateToken(grpc::ServerContext* /*context*/,
+                                        const cellar::v1::CreateTokenRequest* request,
+                                        cellar::v1::CreateTokenResponse* response) {
+  // An id of this master's tokens file is not reused (the file is looked
+  // up first: the new token would never work here).
+  auto in_file = [this](absl::string_view id) {
+    if (authenticator_ == nullptr) return false;
+    for (const common::TokenEntry& entry : authenticator_->FileTokens()) {
+      if (entry.id == id) return true;
+    }
+    return false;
+  };
+  absl::StatusOr<TokenRegistry::Created> created = cluster_->tokens().Create(
+      request->name(), request->role(), in_file,
+      [this](const cellar::v1::ClusterTokenTable& t) { return cluster_->PersistTokenTable(t); });
+  if (!created.ok()) return ToGrpcStatus(created.status());
+  response->set_token(created->token);
+  *response->mutable_info() = common::ClusterTokenInfo(created->entry);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::ListTokens(grpc::ServerContext* /*context*/,
+                                       const cellar::v1::ListTokensRequest* /*request*/,
+                                       cellar::v1::ListTokensResponse* response) {
+  std::vector<cellar::v1::TokenInfo> tokens;
+  if (authenticator_ != nullptr) {
+    for (const common::TokenEntry& entry : authenticator_->FileTokens()) {
+      tokens.push_back(common::FileTokenInfo(entry));
+    }
+  }
+  const cellar::v1::ClusterTokenTable table = cluster_->tokens().Table();
+  for (const cellar::v1::ClusterToken& token : table.tokens()) {
+    tokens.push_back(common::ClusterTokenInfo(token));
+  }
+  std::stable_sort(tokens.begin(), tokens.end(),
+                   [](const cellar::v1::TokenInfo& a, const cellar::v1::TokenInfo& b) {
+                     return a.id() < b.id();
+                   });
+  for (cellar::v1::TokenInfo& info : tokens) *response->add_tokens() = std::move(info);
+  response->set_version(table.version());
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::RevokeToken(grpc::ServerContext* /*context*/,
+                                        const cellar::v1::RevokeTokenRequest* request,
+                                        cellar::v1::RevokeTokenResponse* response) {
+  if (authenticator_ != nullptr) {
+    for (const common::TokenEntry& entry : authenticator_->FileTokens()) {
+      if (entry.id != request->id()) continue;
+      return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+          "token ", entry.id, " is in the tokens file (--auth_tokens_file), not in the cluster "
+          "table: revoke it by deleting its line from the file on every process")));
+    }
+  }
+  absl::StatusOr<cellar::v1::ClusterToken> revoked = cluster_->tokens().Revoke(
+      request->id(),
+      [this](const cellar::v1::ClusterTokenTable& t) { return cluster_->PersistTokenTable(t); });
+  if (!revoked.ok()) return ToGrpcStatus(revoked.status());
+  *response->mutable_info() = common::ClusterTokenInfo(*revoked);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::GetTokenTable(grpc::ServerContext* /*context*/,
+                                          const cellar::v1::GetTokenTableRequest* request,
+                                          cellar::v1::GetTokenTableResponse* response) {
+  cellar::v1::ClusterTokenTable table = cluster_->tokens().Table();
+  if (table.version() == request->known_version()) return grpc::Status::OK;
+  response->set_changed(true);
+  *response->mutable_table() = std::move(table);
   return grpc::Status::OK;
 }
 

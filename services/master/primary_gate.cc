@@ -188,6 +188,31 @@ grpc::Status PrimaryGate::KillNode(grpc::ServerContext* context,
   CELLAR_GATED(KillNode(context, request, response));
 }
 
+// Cluster tokens.
+grpc::Status PrimaryGate::CreateToken(grpc::ServerContext* context,
+                                      const cellar::v1::CreateTokenRequest* request,
+                                      cellar::v1::CreateTokenResponse* response) {
+  CELLAR_GATED(CreateToken(context, request, response));
+}
+
+grpc::Status PrimaryGate::ListTokens(grpc::ServerContext* context,
+                                     const cellar::v1::ListTokensRequest* request,
+                                     cellar::v1::ListTokensResponse* response) {
+  CELLAR_GATED(ListTokens(context, request, response));
+}
+
+grpc::Status PrimaryGate::RevokeToken(grpc::ServerContext* context,
+                                      const cellar::v1::RevokeTokenRequest* request,
+                                      cellar::v1::RevokeTokenResponse* response) {
+  CELLAR_GATED(RevokeToken(context, request, response));
+}
+
+grpc::Status PrimaryGate::GetTokenTable(grpc::ServerContext* context,
+                                        const cellar::v1::GetTokenTableRequest* request,
+                                        cellar::v1::GetTokenTableResponse* response) {
+  CELLAR_GATED(GetTokenTable(context, request, response));
+}
+
 #undef CELLAR_GATED
 
 }  // namespace cellar::master

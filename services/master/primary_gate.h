@@ -102,6 +102,19 @@ class PrimaryGate final : public cellar::v1::Master::Service {
   grpc::Status KillNode(grpc::ServerContext* context,
                         const cellar::v1::KillNodeRequest* request,
                         cellar::v1::KillNodeResponse* response) override;
+  // Cluster tokens.
+  grpc::Status CreateToken(grpc::ServerContext* context,
+                           const cellar::v1::CreateTokenRequest* request,
+                           cellar::v1::CreateTokenResponse* response) override;
+  grpc::Status ListTokens(grpc::ServerContext* context,
+                          const cellar::v1::ListTokensRequest* request,
+                          cellar::v1::ListTokensResponse* response) override;
+  grpc::Status RevokeToken(grpc::ServerContext* context,
+                           const cellar::v1::RevokeTokenRequest* request,
+                           cellar::v1::RevokeTokenResponse* response) override;
+  grpc::Status GetTokenTable(grpc::ServerContext* context,
+                             const cellar::v1::GetTokenTableRequest* request,
+                             cellar::v1::GetTokenTableResponse* response) override;
 
  private:
   class Call;

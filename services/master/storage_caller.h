@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "protos/cellar/v1/common.pb.h"
 
 namespace cellar::master {
 
@@ -97,6 +98,16 @@ class StorageCaller {
                                                        uint64_t oid_high_water) {
     return std::vector<absl::Status>(targets.size(),
                                      absl::UnimplementedError("SaveMasterState"));
+  }
+
+  // SaveTokenTable on every target in parallel: persists the cluster token
+  // table (storage.proto); one status per target (same order). Blocks
+  // until all answered or timed out. (The default answers UNIMPLEMENTED.)
+  virtual std::vector<absl::Status> SaveTokenTableAll(
+      const std::vector<StorageTarget>& targets, uint64_t /*epoch*/,
+      const cellar::v1::ClusterTokenTable& /*table*/) {
+    return std::vector<absl::Status>(targets.size(),
+                                     absl::UnimplementedError("SaveTokenTable"));
   }
 
   // ---- Operator actions: replica check and truncate.

@@ -144,6 +144,14 @@ absl::Status GrpcMasterLink::Heartbeat(uint32_t node_id,
       .status();
 }
 
+absl::StatusOr<::cellar::v1::GetTokenTableResponse> GrpcMasterLink::GetTokenTable(
+    uint64_t known_version) {
+  ::cellar::v1::GetTokenTableRequest request;
+  request.set_known_version(known_version);
+  return Unary<::cellar::v1::GetTokenTableRequest, ::cellar::v1::GetTokenTableResponse>(
+      "token table", request, &::cellar::v1::Master::Stub::GetTokenTable);
+}
+
 absl::StatusOr<::cellar::v1::ReportReplicationResponse> GrpcMasterLink::ReportReplication(
     const ::cellar::v1::ReportReplicationRequest& request) {
   return Unary<::cellar::v1::ReportReplicationRequest,

@@ -49,6 +49,13 @@ class MasterLink {
   virtual absl::StatusOr<::cellar::v1::ReportReplicationResponse> ReportReplication(
       const ::cellar::v1::ReportReplicationRequest& request) = 0;
 
+  // Master.GetTokenTable: the cluster token table when its version is not
+  // `known_version`. (The default answers UNIMPLEMENTED, for fakes.)
+  virtual absl::StatusOr<::cellar::v1::GetTokenTableResponse> GetTokenTable(
+      uint64_t /*known_version*/) {
+    return absl::UnimplementedError("GetTokenTable");
+  }
+
   // Ends a Watch in progress and makes every later call fail with
   // CANCELLED (node shutdown). Idempotent.
   virtual void Cancel() = 0;

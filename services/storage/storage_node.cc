@@ -30,6 +30,8 @@ constexpr char kNumReplicasKey[] = "num_replicas";
 constexpr char kMasterEpochKey[] = "master_epoch";
 // The master's OID high-water mark (StorageNode::SaveMasterState).
 constexpr char kOidHighWaterKey[] = "oid_high_water";
+// The cluster token table (StorageNode::SaveTokenTable), base64 proto.
+constexpr char kTokenTableKey[] = "token_table";
 
 // At most this many stale votes go with one heartbeat (the rest with the
 // next ones, as the first get settled).
@@ -162,6 +164,16 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Open(
                                                     make_peers));
   node->instrumented_ = counting;
   CELLAR_RETURN_IF_ERROR(node->LoadPersistedState());
+  // Tokens of the cluster table work before the master is reached.
+  if (node->options_.cluster_tokens != nullptr) {
+    absl::StatusOr<::cellar::v1::ClusterTokenTable> tokens = node->StoredTokenTable();
+    if (tokens.ok() && common::ValidateTokenTable(*tokens).ok()) {
+      node->options_.cluster_tokens->Replace(*tokens);
+    } else {
+      CELLAR_LOG(WARNING) << "the stored token table is not usable: "
+                          << (tokens.ok() ? common::ValidateTokenTable(*tokens) : tokens.status());
+    }
+  }
   return node;
 }
 
@@ -661,6 +673,47 @@ absl::Status StorageNode::SaveMasterState(uint64_t epoch, uint64_t oid_high_wate
   return backend_->SetConfig(kOidHighWaterKey, absl::StrCat(oid_high_water));
 }
 
+absl::Status StorageNode::SaveTokenTable(uint64_t epoch,
+                                         const ::cellar::v1::ClusterTokenTable& table) {
+  if (epoch == 0) return absl::InvalidArgumentError("epoch: must not be 0");
+  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  return StoreTokenTable(table);
+}
+
+absl::Status StorageNode::StoreTokenTable(const ::cellar::v1::ClusterTokenTable& table) {
+  if (table.version() == 0) return absl::InvalidArgumentError("table.version: must not be 0");
+  CELLAR_RETURN_IF_ERROR(common::ValidateTokenTable(table));
+  {
+    // One writer at a time, so that the stored version only rises.
+    absl::MutexLock l(&token_table_mu_);
+    CELLAR_ASSIGN_OR_RETURN(::cellar::v1::ClusterTokenTable stored, StoredTokenTable());
+    if (table.version() <= stored.version()) return absl::OkStatus();
+    CELLAR_RETURN_IF_ERROR(backend_->SetConfig(kTokenTableKey, common::EncodeTokenTable(table)));
+  }
+  if (options_.cluster_tokens != nullptr) options_.cluster_tokens->Replace(table);
+  CELLAR_LOG(INFO) << "cluster token table version " << table.version() << " ("
+                   << table.tokens_size() << " token(s)) stored";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<::cellar::v1::ClusterTokenTable> StorageNode::StoredTokenTable() {
+  CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> value, backend_->GetConfig(kTokenTableKey));
+  if (!value.has_value()) return ::cellar::v1::ClusterTokenTable();
+  return common::DecodeTokenTable(*value);
+}
+
+void StorageNode::FollowTokenTable() {
+  absl::StatusOr<::cellar::v1::ClusterTokenTable> stored = StoredTokenTable();
+  if (!stored.ok()) return;
+  absl::StatusOr<::cellar::v1::GetTokenTableResponse> answer =
+      master_->GetTokenTable(stored->version());
+  if (!answer.ok() || !answer->changed()) return;
+  if (absl::Status s = StoreTokenTable(answer->table()); !s.ok()) {
+    CELLAR_LOG(WARNING) << "the master's token table (version " << answer->table().version()
+                        << ") not stored: " << s;
+  }
+}
+
 absl::StatusOr<uint64_t> StorageNode::OidHighWater() {
   CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> value,
                           backend_->GetConfig(kOidHighWaterKey));
@@ -1142,6 +1195,7 @@ absl::Status StorageNode::RegisterAndWatch() {
   request.set_last_oid(ids.last_oid);
   CELLAR_ASSIGN_OR_RETURN(uint64_t oid_high_water, OidHighWater());
   request.set_oid_high_water(oid_high_water);
+  CELLAR_ASSIGN_OR_RETURN(*request.mutable_token_table(), StoredTokenTable());
   CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
   for (uint64_t ttid : voted) request.add_voted_ttids(ttid);
   // A new master session decides these votes (rule R11): until then they
@@ -1255,6 +1309,7 @@ void StorageNode::HeartbeatLoop() {
     const std::vector<uint64_t> stale =
         transactions_->StaleVotes(options_.report_votes_after, kMaxStaleVotesPerHeartbeat);
     absl::Status s = master_->Heartbeat(id, stale);
+    if (s.ok()) FollowTokenTable();
     if (s.ok() != last.ok() || (!s.ok() && s.code() != last.code())) {
       if (s.ok()) {
         CELLAR_LOG(INFO) << "heartbeats to the master go through again";

@@ -76,6 +76,7 @@
 #include "services/storage/cell_view.h"
 #include "services/storage/instrumented_backend.h"
 #include "services/storage/lock_manager.h"
+#include "services/common/cluster_tokens.h"
 #include "services/storage/master_link.h"
 #include "services/storage/replication_source.h"
 #include "services/storage/replicator.h"
@@ -120,6 +121,10 @@ struct StorageNodeOptions {
   absl::Duration report_votes_after = absl::Seconds(30);
   // Replication of OUT_OF_DATE cells (chunk sizes, rates, test hooks).
   ReplicatorOptions replication;
+  // Where the cluster token table this node persists and follows is
+  // applied (the server's Authenticator::cluster_tokens()); null: the
+  // node keeps and reports the table but no one applies it. Default null.
+  std::shared_ptr<common::ClusterTokens> cluster_tokens;
 };
 
 // What GetNodeStatus reports.
@@ -274,6 +279,16 @@ class StorageNode {
   // The stored mark (0 if none).
   absl::StatusOr<uint64_t> OidHighWater();
 
+  // Master only (Storage.SaveTokenTable): stores the cluster token table
+  // durably in the backend config if its version is above the stored one,
+  // and applies it (options.cluster_tokens). STALE_EPOCH as for Lock;
+  // INVALID_ARGUMENT for epoch 0, version 0 or a malformed table; the
+  // backend's error if it could not be written. The heartbeat thread also
+  // follows the master's table (Master.GetTokenTable) the same way.
+  absl::Status SaveTokenTable(uint64_t epoch, const ::cellar::v1::ClusterTokenTable& table);
+  // The stored table (version 0 if none).
+  absl::StatusOr<::cellar::v1::ClusterTokenTable> StoredTokenTable();
+
   // UNAVAILABLE (IN_DOUBT) for an object held by an in-doubt vote whose
   // commit the read could include (rule R11): a snapshot past its ttid, or
   // a serial this node lacks above it.
@@ -308,6 +323,10 @@ class StorageNode {
               std::unique_ptr<MasterLink> master, common::Clock* clock,
               StorageMetrics* metrics, const PeersFactory& make_peers);
   absl::Status LoadPersistedState();
+  // Validates, persists (if above the stored version) and applies `table`.
+  absl::Status StoreTokenTable(const ::cellar::v1::ClusterTokenTable& table);
+  // Heartbeat thread: adopts the master's token table if it changed.
+  void FollowTokenTable();
 
   // The current cells, or UNAVAILABLE without a table.
   absl::StatusOr<CellView> View() const;
@@ -418,6 +437,7 @@ class StorageNode {
   absl::Mutex callback_mu_;  // serializes serving callbacks, in order
   absl::Mutex install_mu_;   // serializes InstallTable (persist + swap)
   absl::Mutex master_state_mu_;  // serializes SaveMasterState (the mark only rises)
+  absl::Mutex token_table_mu_;   // serializes StoreTokenTable (the version only rises)
   // The last table whose persist failed (logged once).
   uint64_t unpersisted_ptid_ ABSL_GUARDED_BY(install_mu_) = 0;
   // Partition -> ttids in commit when this node's cell of it was discarded.

@@ -55,6 +55,9 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   node_options.unvoted_timeout = options.unvoted_timeout;
   node_options.report_votes_after = options.report_votes_after;
   node_options.replication = options.replication;
+  if (options.auth.authenticator != nullptr) {
+    node_options.cluster_tokens = options.auth.authenticator->cluster_tokens();
+  }
   const absl::Duration fetch_timeout = options.replication_fetch_timeout;
   CELLAR_ASSIGN_OR_RETURN(
       common::ChannelSecurity node_channel,

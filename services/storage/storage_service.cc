@@ -426,6 +426,17 @@ grpc::Status StorageService::SaveMasterState(
   return ToGrpcStatus(s);
 }
 
+grpc::Status StorageService::SaveTokenTable(
+    grpc::ServerContext* /*context*/, const ::cellar::v1::SaveTokenTableRequest* request,
+    ::cellar::v1::SaveTokenTableResponse* /*response*/) {
+  absl::Status s = node_->SaveTokenTable(request->epoch(), request->table());
+  if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition &&
+      s.code() != absl::StatusCode::kInvalidArgument) {
+    s = absl::UnavailableError(absl::StrCat("cannot save the token table: ", s.message()));
+  }
+  return ToGrpcStatus(s);
+}
+
 // ---- Operator stop (Storage.Shutdown): the server decides what stopping
 // means (the process in cellar-storage, this node only in `cellar local`).
 

@@ -101,6 +101,9 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status SaveMasterState(grpc::ServerContext* context,
                                const ::cellar::v1::SaveMasterStateRequest* request,
                                ::cellar::v1::SaveMasterStateResponse* response) override;
+  grpc::Status SaveTokenTable(grpc::ServerContext* context,
+                              const ::cellar::v1::SaveTokenTableRequest* request,
+                              ::cellar::v1::SaveTokenTableResponse* response) override;
   grpc::Status Shutdown(grpc::ServerContext* context,
                         const ::cellar::v1::ShutdownRequest* request,
                         ::cellar::v1::ShutdownResponse* response) override;

@@ -365,6 +365,58 @@ TEST_F(FailoverTest, StandbyTakesOverFromACrashedPrimary) {
   }
 }
 
+// The cluster token table (docs/security.md, "Cluster tokens") lives on
+// the storages: a standby taking over from a crashed primary recovers it
+// from their registrations, revoked tokens still revoked, and changes go
+// on from there.
+TEST_F(FailoverTest, ClusterTokensSurviveAFailover) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  // One rpc of master m (10 s deadline).
+  auto call = [this](int m, auto method, const auto& request, auto* response) {
+    auto stub = v1::Master::NewStub(common::MakeChannel(masters_[m]->address()));
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    return common::FromGrpcStatus((stub.get()->*method)(&context, request, response));
+  };
+  auto create = [&](int m, const std::string& name) {
+    v1::CreateTokenRequest request;
+    request.set_name(name);
+    request.set_role(v1::TOKEN_ROLE_CLIENT);
+    v1::CreateTokenResponse response;
+    EXPECT_THAT(call(m, &v1::Master::Stub::CreateToken, request, &response), IsOk());
+    return response.info().id();
+  };
+  auto revoke = [&](int m, const std::string& id) {
+    v1::RevokeTokenRequest request;
+    request.set_id(id);
+    v1::RevokeTokenResponse response;
+    return call(m, &v1::Master::Stub::RevokeToken, request, &response);
+  };
+  // Token id -> revoked, as master m lists them.
+  auto list = [&](int m) {
+    v1::ListTokensResponse response;
+    EXPECT_THAT(call(m, &v1::Master::Stub::ListTokens, v1::ListTokensRequest(), &response),
+                IsOk());
+    std::map<std::string, bool> out;
+    for (const v1::TokenInfo& info : response.tokens()) out[info.id()] = info.revoked();
+    return out;
+  };
+  const std::string kept = create(0, "kept");
+  const std::string gone = create(0, "gone");
+  ASSERT_THAT(revoke(0, gone), IsOk());
+
+  const absl::Time crash = absl::Now();
+  elections_[0]->Abandon();
+  masters_[0]->Shutdown();
+  ASSERT_NO_FATAL_FAILURE(AwaitTakeover(1, crash));
+  EXPECT_EQ(list(1), (std::map<std::string, bool>{{kept, false}, {gone, true}}));
+
+  ASSERT_THAT(revoke(1, kept), IsOk());
+  EXPECT_THAT(revoke(1, "0badc0de"), StatusIs(absl::StatusCode::kNotFound));
+  const std::string late = create(1, "late");
+  EXPECT_EQ(list(1), (std::map<std::string, bool>{{kept, true}, {gone, true}, {late, false}}));
+}
+
 // The primary cannot renew (as if cut off from the lease database): it
 // steps down on its own before the lease expires — refusing calls, ending
 // its streams, reporting the loss — and the standby takes over.

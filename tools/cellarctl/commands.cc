@@ -535,11 +535,17 @@ operator actions (through the admin node, --admin; NODE is S2 or an id):
                                   (cluster-wide, for good: --yes required)
   stop-node NODE [--reason TEXT]  flush a storage's logs and stop it cleanly
 
-tokens (no cluster call; docs/security.md):
+tokens (docs/security.md):
   token new --role R --name N [--file F]
                                   make a token of role client, readonly or
                                   admin; print it once and append its hashed
-                                  line to the tokens file F
+                                  line to the tokens file F (no cluster call)
+  token create --role R --name N  create a cluster token through the admin
+                                  (valid on every node, no restart); print it
+                                  once
+  token list                      every token the master accepts (file and
+                                  cluster), never a secret
+  token revoke ID                 revoke a cluster token on every node
 
 global flags (anywhere on the line):
   --master=HOST:PORT[,...]  master addresses, tried in order (127.0.0.1:7100)
@@ -1386,15 +1392,42 @@ absl::Status RunStopNode(const GlobalOptions& global, const std::vector<std::str
   return absl::OkStatus();
 }
 
-absl::Status RunToken(const std::vector<std::string>& raw_args, Io io) {
-  CELLAR_ASSIGN_OR_RETURN(CommandArgs args,
-                          ParseCommandArgs(raw_args, {"role", "name", "file"}, {}));
-  static constexpr absl::string_view kUsage =
-      "token new --role client|readonly|admin --name NAME [--file TOKENS_FILE]";
-  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
-  if (args.positional[0] != "new" || !args.values.count("role") ||
-      !args.values.count("name")) {
-    return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+// "client" -> TOKEN_ROLE_CLIENT (the node role is refused by the master).
+absl::StatusOr<::cellar::v1::TokenRole> TokenRoleArg(absl::string_view text) {
+  ::cellar::v1::TokenRole role;
+  const std::string name = absl::StrCat("TOKEN_ROLE_", absl::AsciiStrToUpper(text));
+  if (!::cellar::v1::TokenRole_Parse(name, &role) ||
+      role == ::cellar::v1::TOKEN_ROLE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role: '", text, "' is not one of client, readonly, admin"));
+  }
+  return role;
+}
+
+std::string TokenRoleText(::cellar::v1::TokenRole role) {
+  absl::string_view name = ::cellar::v1::TokenRole_Name(role);
+  absl::ConsumePrefix(&name, "TOKEN_ROLE_");
+  return absl::AsciiStrToLower(name);
+}
+
+std::string TokenInfoJson(const ::cellar::v1::TokenInfo& info) {
+  JsonObject o;
+  o.Str("id", info.id())
+      .Str("name", info.name())
+      .Str("role", TokenRoleText(info.role()))
+      .Str("source", info.source() == ::cellar::v1::TOKEN_SOURCE_FILE ? "file" : "cluster")
+      .Bool("revoked", info.revoked());
+  if (info.has_created_time()) o.Str("created", TimestampText(info.created_time()));
+  if (info.has_revoked_time()) o.Str("revoked_at", TimestampText(info.revoked_time()));
+  return o.Build();
+}
+
+// token new: a tokens-file line, no cluster call.
+absl::Status RunTokenNew(CommandArgs& args, Io io) {
+  if (!args.values.count("role") || !args.values.count("name")) {
+    return absl::InvalidArgumentError(
+        "usage: cellarctl token new --role client|readonly|admin --name NAME "
+        "[--file TOKENS_FILE]");
   }
   CELLAR_ASSIGN_OR_RETURN(common::Role role, common::ParseRole(args.values["role"]));
   CELLAR_ASSIGN_OR_RETURN(common::NewToken token,
@@ -1415,6 +1448,84 @@ absl::Status RunToken(const std::vector<std::string>& raw_args, Io io) {
   io.err << "the token is shown once; keep it secret\n";
   io.out << token.token << "\n";
   return absl::OkStatus();
+}
+
+absl::Status RunToken(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                      Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args,
+                          ParseCommandArgs(raw_args, {"role", "name", "file"}, {}));
+  static constexpr absl::string_view kUsage =
+      "token new --role R --name N [--file F] | token create --role R --name N | "
+      "token list | token revoke ID";
+  if (args.positional.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+  }
+  const std::string& verb = args.positional[0];
+  if (verb == "new") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
+    return RunTokenNew(args, io);
+  }
+  if (verb == "create") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
+    if (!args.values.count("role") || !args.values.count("name")) {
+      return absl::InvalidArgumentError(
+          "usage: cellarctl token create --role client|readonly|admin --name NAME");
+    }
+    ::cellar::v1::AdminCreateTokenRequest request;
+    CELLAR_ASSIGN_OR_RETURN(::cellar::v1::TokenRole role, TokenRoleArg(args.values["role"]));
+    request.set_role(role);
+    request.set_name(args.values["name"]);
+    ::cellar::v1::CreateTokenResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::CreateToken, request, &response));
+    if (global.json) {
+      io.out << JsonObject().Str("token", response.token()).Raw("info", TokenInfoJson(response.info())).Build()
+             << "\n";
+    } else {
+      io.err << "token " << response.info().id() << " (" << TokenRoleText(response.info().role())
+             << ", \"" << response.info().name()
+             << "\") is valid on every node of the cluster; it is shown once: keep it secret\n";
+      io.out << response.token() << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "list") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
+    ::cellar::v1::ListTokensResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::ListTokens,
+                                     ::cellar::v1::AdminListTokensRequest(), &response));
+    if (global.json) {
+      std::vector<std::string> items;
+      for (const auto& info : response.tokens()) items.push_back(TokenInfoJson(info));
+      io.out << JsonObject().Num("version", response.version()).Raw("tokens", JsonArray(items)).Build()
+             << "\n";
+      return absl::OkStatus();
+    }
+    io.out << absl::StrFormat("%-8s  %-8s  %-7s  %-7s  %-24s  %s\n", "ID", "ROLE", "SOURCE",
+                              "STATE", "CREATED", "NAME");
+    for (const auto& info : response.tokens()) {
+      io.out << absl::StrFormat(
+          "%-8s  %-8s  %-7s  %-7s  %-24s  %s\n", info.id(), TokenRoleText(info.role()),
+          info.source() == ::cellar::v1::TOKEN_SOURCE_FILE ? "file" : "cluster",
+          info.revoked() ? "revoked" : "valid",
+          info.has_created_time() ? TimestampText(info.created_time()) : "-", info.name());
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "revoke") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 2, kUsage));
+    ::cellar::v1::AdminRevokeTokenRequest request;
+    request.set_id(args.positional[1]);
+    ::cellar::v1::RevokeTokenResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::RevokeToken, request, &response));
+    if (global.json) {
+      io.out << TokenInfoJson(response.info()) << "\n";
+    } else {
+      io.out << "token " << response.info().id() << " (\"" << response.info().name()
+             << "\") revoked: every node refuses it\n";
+    }
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
 }
 
 int Run(const CommandLine& command_line, Io io) {
@@ -1461,7 +1572,7 @@ int Run(const CommandLine& command_line, Io io) {
   } else if (command == "stop-node") {
     status = RunStopNode(global, args, io);
   } else if (command == "token") {
-    status = RunToken(args, io);
+    status = RunToken(global, args, io);
   } else {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown command '", command, "' (cellarctl help lists them)"));

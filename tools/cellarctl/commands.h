@@ -19,6 +19,10 @@
 //   check-status [--id N], repair P S2 --from S1, truncate TID --yes,
 //   stop-node S2 [--reason TEXT]
 //
+// Tokens (docs/security.md): token new (a tokens-file line, no call);
+//   token create --role R --name N, token list, token revoke ID (cluster
+//   tokens, through the admin node's API)
+//
 // Errors print "error: <GRPC_CODE>: <message> [reason: R]" on stderr (and,
 // with --json, {"error": {...}} on stdout) and map to exit codes by class
 // (ExitCode below).

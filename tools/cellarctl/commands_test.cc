@@ -396,6 +396,38 @@ class FakeAdmin final : public ::cellar::v1::Admin::Service {
     resp->set_stopped(true);
     return Record("StopNode", *req);
   }
+  grpc::Status CreateToken(grpc::ServerContext*, const ::cellar::v1::AdminCreateTokenRequest* req,
+                           ::cellar::v1::CreateTokenResponse* resp) override {
+    resp->set_token("cellar_0000beef_" + std::string(64, 'a'));
+    resp->mutable_info()->set_id("0000beef");
+    resp->mutable_info()->set_name(req->name());
+    resp->mutable_info()->set_role(req->role());
+    return Record("CreateToken", *req);
+  }
+  grpc::Status ListTokens(grpc::ServerContext*, const ::cellar::v1::AdminListTokensRequest* req,
+                          ::cellar::v1::ListTokensResponse* resp) override {
+    ::cellar::v1::TokenInfo* file = resp->add_tokens();
+    file->set_id("0000aaaa");
+    file->set_name("ops on-call");
+    file->set_role(::cellar::v1::TOKEN_ROLE_ADMIN);
+    file->set_source(::cellar::v1::TOKEN_SOURCE_FILE);
+    ::cellar::v1::TokenInfo* made = resp->add_tokens();
+    made->set_id("0000beef");
+    made->set_name("billing");
+    made->set_role(::cellar::v1::TOKEN_ROLE_CLIENT);
+    made->set_source(::cellar::v1::TOKEN_SOURCE_CLUSTER);
+    made->set_revoked(true);
+    made->mutable_created_time()->set_seconds(1800000000);
+    resp->set_version(3);
+    return Record("ListTokens", *req);
+  }
+  grpc::Status RevokeToken(grpc::ServerContext*, const ::cellar::v1::AdminRevokeTokenRequest* req,
+                           ::cellar::v1::RevokeTokenResponse* resp) override {
+    resp->mutable_info()->set_id(req->id());
+    resp->mutable_info()->set_name("billing");
+    resp->mutable_info()->set_revoked(true);
+    return Record("RevokeToken", *req);
+  }
 
  private:
   grpc::Status Record(const std::string& name, const google::protobuf::Message& req) {
@@ -730,6 +762,37 @@ TEST_F(ActionsTest, StateKillRepairStopNode) {
   ASSERT_EQ(stop.code, 0) << stop.err;
   EXPECT_EQ(admin_.request<::cellar::v1::StopNodeRequest>().reason(), "disk swap");
   EXPECT_EQ(stop.out, "S2 (127.0.0.1:7201) acknowledged: it flushes its logs and stops\n");
+}
+
+TEST_F(ActionsTest, TokenCreateListRevokeThroughTheAdmin) {
+  Result created = Ctl({"token", "create", "--role", "client", "--name", "billing"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  auto create_req = admin_.request<::cellar::v1::AdminCreateTokenRequest>();
+  EXPECT_EQ(create_req.role(), ::cellar::v1::TOKEN_ROLE_CLIENT);
+  EXPECT_EQ(create_req.name(), "billing");
+  // The secret alone on stdout (for `> file`), the rest on stderr.
+  EXPECT_EQ(created.out, "cellar_0000beef_" + std::string(64, 'a') + "\n");
+  EXPECT_THAT(created.err, HasSubstr("token 0000beef (client, \"billing\")"));
+  // A role must be given and be a real one: never a default.
+  EXPECT_EQ(Ctl({"token", "create", "--name", "x"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"token", "create", "--role", "unspecified", "--name", "x"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"token", "create", "--role", "wizard", "--name", "x"}).code, kExitUsage);
+
+  Result listed = Ctl({"token", "list"});
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("0000aaaa  admin     file     valid"));
+  EXPECT_THAT(listed.out, HasSubstr("0000beef  client    cluster  revoked  2027-01-15T08:00:00.000Z  billing"));
+  Result json = Ctl({"--json", "token", "list"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"version\":3"));
+  EXPECT_THAT(json.out, HasSubstr("\"source\":\"file\""));
+
+  Result revoked = Ctl({"token", "revoke", "0000beef"});
+  ASSERT_EQ(revoked.code, 0) << revoked.err;
+  EXPECT_EQ(admin_.request<::cellar::v1::AdminRevokeTokenRequest>().id(), "0000beef");
+  EXPECT_THAT(revoked.out, HasSubstr("revoked"));
+  EXPECT_EQ(Ctl({"token", "revoke"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"token", "frobnicate"}).code, kExitUsage);
 }
 
 TEST_F(CommandsTest, PartitionTablePerRow) {

@@ -47,24 +47,13 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
     if (absl::Status s = MakeDirs(options.data_dir); !s.ok()) return s;
   }
 
-  auto master_registry = std::make_shared<prometheus::Registry>();
-  master::MasterServerOptions master_options;
-  master_options.listen_address = options.master_listen;
-  master_options.cluster.cluster_name = options.cluster_name;
-  master_options.cluster.num_partitions = options.partitions;
-  master_options.cluster.num_replicas = options.replicas;
-  master_options.cluster.autostart = static_cast<uint32_t>(options.storages);
-  master_options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
-  master_options.auth = options.auth;
-  if (options.master_options) options.master_options(&master_options);
-  auto master = master::MasterServer::Start(master_options, cluster->clock_, master_registry);
-  if (!master.ok()) return master.status();
-  cluster->master_ = *std::move(master);
+  cluster->master_registry_ = std::make_shared<prometheus::Registry>();
+  if (absl::Status s = cluster->StartMaster(options.master_listen); !s.ok()) return s;
   if (!options.master_metrics_listen.empty()) {
     auto endpoint =
         common::MetricsEndpoint::Start(
             common::MetricsOptionsFor(options.master_metrics_listen, options.auth),
-            master_registry);
+            cluster->master_registry_);
     if (!endpoint.ok()) return endpoint.status();
     cluster->master_metrics_ = *std::move(endpoint);
     cluster->master_metrics_->Add(cluster->master_->collector());
@@ -99,7 +88,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
   admin_options.listen_address = options.admin_listen;
   admin_options.admin.master_addresses = {cluster->master_->address()};
   admin_options.admin.cluster_name = options.cluster_name;
-  admin_options.auth = options.auth;
+  admin_options.auth = cluster->NodeAuth();
   auto admin = admin::AdminServer::Start(admin_options, admin_registry);
   if (!admin.ok()) return admin.status();
   cluster->admin_ = *std::move(admin);
@@ -135,10 +124,48 @@ absl::StatusOr<std::unique_ptr<storage::StorageServer>> LocalCluster::StartStora
   options.master_addresses = {master_->address()};
   options.cluster_name = options_.cluster_name;
   options.writer_threads = options_.writer_threads;
-  options.auth = options_.auth;
+  options.auth = NodeAuth();
   if (options_.storage_options) options_.storage_options(i, &options);
   return storage::StorageServer::Start(std::move(options), *std::move(backend), clock_,
                                        storage_registries_[i]);
+}
+
+common::AuthSetup LocalCluster::NodeAuth() const {
+  return options_.make_auth ? options_.make_auth() : options_.auth;
+}
+
+absl::Status LocalCluster::StartMaster(const std::string& listen) {
+  master::MasterServerOptions master_options;
+  master_options.listen_address = listen;
+  master_options.cluster.cluster_name = options_.cluster_name;
+  master_options.cluster.num_partitions = options_.partitions;
+  master_options.cluster.num_replicas = options_.replicas;
+  master_options.cluster.autostart = static_cast<uint32_t>(options_.storages);
+  master_options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  master_options.auth = NodeAuth();
+  if (options_.master_options) options_.master_options(&master_options);
+  auto master = master::MasterServer::Start(master_options, clock_, master_registry_);
+  if (!master.ok()) return master.status();
+  master_ = *std::move(master);
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::RestartMaster(absl::Duration timeout) {
+  const std::string address = master_->address();
+  master_->Shutdown();
+  master_.reset();
+  // A fresh registry: the old master's metric families stay with it.
+  master_registry_ = std::make_shared<prometheus::Registry>();
+  if (absl::Status s = StartMaster(address); !s.ok()) return s;
+  const absl::Time end = absl::Now() + timeout;
+  while (master_->cluster() == nullptr ||
+         master_->cluster()->Info().cluster_state() != cellar::v1::CLUSTER_RUNNING) {
+    if (absl::Now() > end) {
+      return absl::DeadlineExceededError("the restarted master is not RUNNING");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::OkStatus();
 }
 
 LocalCluster::~LocalCluster() { Shutdown(); }

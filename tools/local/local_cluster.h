@@ -67,6 +67,11 @@ struct LocalClusterOptions {
   // for all, as if they shared the tokens file and cluster secret).
   // Default: off.
   common::AuthSetup auth;
+  // Tests: gives every node (the master and each storage at each start,
+  // the admin) its own authentication, as separate processes have (own
+  // Authenticator, own cluster token table). Overrides `auth`. Default:
+  // none.
+  std::function<common::AuthSetup()> make_auth;
 };
 
 class LocalCluster {
@@ -95,17 +100,25 @@ class LocalCluster {
   // serves (bounded).
   absl::Status RestartStorage(int i, absl::Duration timeout = absl::Seconds(30));
 
+  // Stops the master and starts a new one (a new term, with a new
+  // Authenticator under make_auth) on the same address; waits until the
+  // storages registered again and the cluster is RUNNING (bounded).
+  absl::Status RestartMaster(absl::Duration timeout = absl::Seconds(30));
+
   // Stops every node (storages, admin, master).
   void Shutdown();
 
  private:
   LocalCluster() = default;
   absl::StatusOr<std::unique_ptr<storage::StorageServer>> StartStorage(int i);
+  absl::Status StartMaster(const std::string& listen);
+  common::AuthSetup NodeAuth() const;
   std::string BackendUri(int i) const;
 
   LocalClusterOptions options_;
   common::Clock* clock_ = nullptr;
   std::unique_ptr<master::MasterServer> master_;
+  std::shared_ptr<prometheus::Registry> master_registry_;
   std::vector<std::unique_ptr<storage::StorageServer>> storages_;
   std::vector<std::string> storage_listen_;
   std::vector<std::shared_ptr<prometheus::Registry>> storage_registries_;
