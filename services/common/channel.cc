@@ -82,13 +82,12 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   // second; attempts to a refused port are cheap).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
-  // Follow a restarted peer to its new address within a second. A Kubernetes
-  // pod comes back under the same DNS name with a new IP; the channel only
-  // re-resolves when its connection fails, and gRPC's resolver does that at
-  // most once per 30 s by default: storages took 20-30 s to reach a master
-  // (and a replica) that restarted, measured on a real cluster
-  // (tools/k8s/e2e, helm upgrade), the cluster RECOVERING meanwhile.
-  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);
+  // Not set: GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS (gRPC's default
+  // 30 s). A Kubernetes pod comes back under its DNS name with a new IP, and
+  // storages took 20-30 s to reach a restarted master (tools/k8s/e2e); 1 s
+  // fixed that, but made //tests/fault:sigstop_test fail on both backends
+  // (commits crawl after a SIGSTOPped storage is declared down; reproduced
+  // with and without the line): not understood yet, so not set.
   return MakeChannelWithArgs(address, std::move(args), security);
 }
 
