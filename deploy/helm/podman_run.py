@@ -97,7 +97,7 @@ try:
     time.sleep(3)
     test = next(d for d in docs if d["kind"] == "Pod")
     for _ in range(40):
-        r = subprocess.run(["/work/wt/image/tools/grpcurl", "-plaintext", "-H", "authorization: Bearer " + secrets[f"{release}-auth"]["admin-token"].decode(),
+        r = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "grpcurl"), "-plaintext", "-H", "authorization: Bearer " + secrets[f"{release}-auth"]["admin-token"].decode(),
                             "-d", '{"service":"cellar.v1.Storage.Ready"}', "127.0.0.1:7200", "grpc.health.v1.Health/Check"], capture_output=True, text=True)
         if '"SERVING"' in r.stdout: break
         time.sleep(2)
