@@ -30,7 +30,7 @@
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
 #include "services/master/master_service.h"
-#include "services/master/storage_caller.h"
+#include "services/master/ok_storage_caller.h"
 #include "services/master/transaction_coordinator.h"
 
 namespace cellar::fuzz {
@@ -40,26 +40,9 @@ namespace v1 = ::cellar::v1;
 using master::MasterService;
 using master::StorageTarget;
 
-// Every storage answers at once: locks, unlocks and aborts succeed,
-// outcomes are unknown, shutdowns are refused.
-class OkStorageCaller final : public master::StorageCaller {
+// Every storage answers at once and succeeds, except shutdowns.
+class FuzzStorageCaller final : public master::OkStorageCaller {
  public:
-  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                    uint64_t, uint64_t, uint64_t) override {
-    return std::vector<absl::Status>(targets.size(), absl::OkStatus());
-  }
-  void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t,
-                   bool) override {}
-  std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                     uint64_t) override {
-    return std::vector<absl::Status>(targets.size(), absl::OkStatus());
-  }
-  void AbortAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t) override {}
-  std::vector<absl::StatusOr<master::StorageOutcome>> OutcomeAll(
-      const std::vector<StorageTarget>& targets, uint64_t) override {
-    return std::vector<absl::StatusOr<master::StorageOutcome>>(targets.size(),
-                                                               master::StorageOutcome{});
-  }
   absl::Status Shutdown(const StorageTarget&, const std::string&) override {
     return absl::UnavailableError("no storage (fuzzing)");
   }
@@ -131,7 +114,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cluster_options.autostart = 1;
   cluster_options.epoch = 5;
   cellar::master::ClusterManager cluster(cluster_options, &clock, &hub);
-  OkStorageCaller storages;
+  FuzzStorageCaller storages;
   cellar::master::CoordinatorOptions coordinator_options;
   coordinator_options.partial_lock_retry = absl::Milliseconds(1);
   cellar::master::TransactionCoordinator coordinator(&clock, &cluster, &storages, &hub,

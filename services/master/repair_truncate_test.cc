@@ -18,6 +18,7 @@
 #include "services/common/status_matchers.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
+#include "services/master/ok_storage_caller.h"
 #include "services/master/transaction_coordinator.h"
 #include "services/master/truncator.h"
 
@@ -29,26 +30,8 @@ using common::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class FakeStorages : public StorageCaller {
+class FakeStorages : public OkStorageCaller {
  public:
-  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                    uint64_t, uint64_t, uint64_t) override {
-    return std::vector<absl::Status>(targets.size(), absl::OkStatus());
-  }
-  void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t,
-                   bool) override {}
-  std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                     uint64_t) override {
-    return std::vector<absl::Status>(targets.size(), absl::OkStatus());
-  }
-  void AbortAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t) override {}
-  std::vector<absl::StatusOr<StorageOutcome>> OutcomeAll(
-      const std::vector<StorageTarget>& targets, uint64_t) override {
-    return std::vector<absl::StatusOr<StorageOutcome>>(targets.size(), StorageOutcome{});
-  }
-  // Storage.Shutdown (no `override`: builds with or without it in the interface).
-  absl::Status Shutdown(const StorageTarget&, const std::string&) { return absl::OkStatus(); }
-
   absl::StatusOr<uint64_t> TruncateData(const StorageTarget& target, uint64_t,
                                         uint64_t tid) override {
     absl::MutexLock l(&mu_);
