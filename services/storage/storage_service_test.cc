@@ -1120,6 +1120,52 @@ TEST_F(StorageServiceTest, SaveMasterStateKeepsTheHighestOidMarkAndReportsIt) {
   EXPECT_EQ(master_->last_registration().oid_high_water(), 500u);
 }
 
+TEST_F(StorageServiceTest, SaveTokenTableIsFencedValidatedAndOnlyRaisesTheVersion) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  v1::ClusterToken token;
+  token.set_id("0123abcd");
+  token.set_role(v1::TOKEN_ROLE_CLIENT);
+  token.set_secret_sha256(std::string(64, 'e'));
+  token.set_name("app");
+  v1::SaveTokenTableRequest r;  // empty: epoch 0
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveTokenTable, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.set_epoch(kEpoch);  // table version 0
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveTokenTable, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.mutable_table()->set_version(3);
+  *r.mutable_table()->add_tokens() = token;
+  r.set_epoch(common::kMaxEpoch + 1);  // maximal epoch: refused, not adopted
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveTokenTable, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.set_epoch(kEpoch - 1);
+  absl::Status stale = Call(&v1::Storage::Stub::SaveTokenTable, r);
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(stale), "STALE_EPOCH");
+  r.set_epoch(kEpoch);
+  r.mutable_table()->mutable_tokens(0)->set_role(v1::TOKEN_ROLE_UNSPECIFIED);
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveTokenTable, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.mutable_table()->mutable_tokens(0)->set_role(v1::TOKEN_ROLE_CLIENT);
+  *r.mutable_table()->add_tokens() = token;  // the same id twice
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveTokenTable, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.mutable_table()->mutable_tokens()->RemoveLast();
+  ASSERT_THAT(Call(&v1::Storage::Stub::SaveTokenTable, r), IsOk());
+  r.mutable_table()->set_version(2);  // older: accepted, not stored
+  r.mutable_table()->clear_tokens();
+  ASSERT_THAT(Call(&v1::Storage::Stub::SaveTokenTable, r), IsOk());
+
+  // The stored table (version 3, one token) is what the node reports at
+  // its next registration.
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  EXPECT_EQ(master_->last_registration().token_table().version(), 3u);
+  ASSERT_EQ(master_->last_registration().token_table().tokens_size(), 1);
+  EXPECT_EQ(master_->last_registration().token_table().tokens(0).id(), "0123abcd");
+}
+
 TEST_F(StorageServiceTest, ForgottenLockRecordsAreDropped) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   ASSERT_THAT(Store(100, {Obj(1, 0, "one")}), IsOk());
