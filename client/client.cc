@@ -594,6 +594,124 @@ absl::StatusOr<LoadResult> Client::LoadSerial(uint64_t oid, uint64_t serial) {
   return LoadFromStorage(oid, request);
 }
 
+std::vector<absl::StatusOr<LoadResult>> Client::LoadMany(
+    const std::vector<uint64_t>& oids) {
+  return LoadManyBefore(oids, snapshot() + 1);
+}
+
+std::vector<absl::StatusOr<LoadResult>> Client::LoadManyBefore(
+    const std::vector<uint64_t>& oids, uint64_t before_tid) {
+  std::vector<absl::StatusOr<LoadResult>> results(
+      oids.size(), absl::InvalidArgumentError("before_tid must be positive"));
+  if (before_tid == 0) return results;
+  std::vector<size_t> misses;
+  for (size_t i = 0; i < oids.size(); ++i) {
+    if (std::optional<CachedRevision> hit = cache_.LookupBefore(oids[i], before_tid)) {
+      cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      results[i] = LoadResult{oids[i], hit->serial, hit->next_serial, std::move(hit->data)};
+    } else {
+      cache_misses_.fetch_add(1, std::memory_order_relaxed);
+      misses.push_back(i);
+    }
+  }
+  if (misses.empty()) return results;
+  if (absl::Status caught_up = AwaitMasterCaughtUp(std::min(before_tid - 1, snapshot()));
+      !caught_up.ok()) {
+    for (size_t i : misses) results[i] = caught_up;
+    return results;
+  }
+  // Each miss goes to the first storage Load would try; what that storage
+  // cannot serve is loaded alone, trying every replica.
+  std::map<uint32_t, std::vector<size_t>> by_node;
+  std::vector<size_t> fallback;
+  for (size_t i : misses) {
+    const std::vector<uint32_t> nodes = view_.ReadNodesFor(oids[i]);
+    if (nodes.empty()) {
+      fallback.push_back(i);
+    } else {
+      by_node[nodes.front()].push_back(i);
+    }
+  }
+  for (const auto& [node_id, indexes] : by_node) {
+    LoadManyFrom(node_id, oids, indexes, before_tid, &results, &fallback);
+  }
+  for (size_t i : fallback) {
+    ::cellar::v1::LoadRequest request;
+    request.set_oid(oids[i]);
+    request.set_before_tid(before_tid);
+    results[i] = LoadFromStorage(oids[i], request);
+  }
+  return results;
+}
+
+void Client::LoadManyFrom(uint32_t node_id, const std::vector<uint64_t>& oids,
+                          const std::vector<size_t>& indexes, uint64_t before_tid,
+                          std::vector<absl::StatusOr<LoadResult>>* results,
+                          std::vector<size_t>* fallback) {
+  constexpr size_t kMaxOidsPerCall = 1000;  // Storage.LoadMany's limit
+  std::shared_ptr<ClusterView::StorageStub> stub = view_.Stub(node_id);
+  size_t next = 0;
+  while (stub != nullptr && next < indexes.size()) {
+    const size_t end = std::min(indexes.size(), next + kMaxOidsPerCall);
+    ::cellar::v1::LoadManyRequest request;
+    request.set_before_tid(before_tid);
+    std::vector<ObjectCache::LoadTicket> tickets;
+    for (size_t k = next; k < end; ++k) {
+      request.add_oids(oids[indexes[k]]);
+      tickets.push_back(cache_.BeginLoad(oids[indexes[k]]));
+    }
+    ::cellar::v1::LoadManyResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    const grpc::Status status = stub->LoadMany(&context, request, &response);
+    const size_t answered = static_cast<size_t>(response.results_size());
+    if (!status.ok() || answered == 0 || answered > end - next) {
+      // UNIMPLEMENTED (a storage of an older version), unreachable, or a
+      // malformed answer: load these one by one.
+      for (const ObjectCache::LoadTicket& t : tickets) cache_.CancelLoad(t);
+      break;
+    }
+    for (size_t j = 0; j < tickets.size(); ++j) {
+      const size_t i = indexes[next + j];
+      if (j >= answered) {  // over the answer's size budget: asked again
+        cache_.CancelLoad(tickets[j]);
+        continue;
+      }
+      ::cellar::v1::LoadManyResult* r = response.mutable_results(static_cast<int>(j));
+      if (r->code() != 0) {
+        cache_.CancelLoad(tickets[j]);
+        const absl::StatusCode code = r->code() <= 16 ? static_cast<absl::StatusCode>(r->code())
+                                                      : absl::StatusCode::kUnknown;
+        const absl::Status error = common::ErrorWithReason(code, r->reason(), r->message());
+        if (TryNextReplica(error)) {
+          fallback->push_back(i);
+        } else {
+          (*results)[i] = error;  // as Load answers it (NOT_FOUND, ...)
+        }
+        continue;
+      }
+      ::cellar::v1::LoadResponse* revision = r->mutable_revision();
+      if (revision->oid() != oids[i] ||
+          !common::ChecksumMatches(revision->data(), revision->checksum())) {
+        cache_.CancelLoad(tickets[j]);
+        checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+        CELLAR_LOG(WARNING) << "checksum or oid mismatch in LoadMany of oid "
+                            << common::FormatOid(oids[i]) << " from " << StorageName(node_id)
+                            << ": trying another replica";
+        fallback->push_back(i);
+        continue;
+      }
+      const uint64_t next_serial = cache_.EndLoad(tickets[j], revision->serial(),
+                                                  revision->next_serial(), revision->data());
+      (*results)[i] = LoadResult{oids[i], revision->serial(), next_serial,
+                                 std::move(*revision->mutable_data())};
+    }
+    next += answered;
+  }
+  fallback->insert(fallback->end(), indexes.begin() + static_cast<std::ptrdiff_t>(next),
+                   indexes.end());
+}
+
 absl::StatusOr<LoadResult> Client::LoadFromStorage(
     uint64_t oid, const ::cellar::v1::LoadRequest& request) {
   const std::vector<uint32_t> nodes = view_.ReadNodesFor(oid);
@@ -1137,9 +1255,11 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
         break;
       }
     }
-    if (failure.ok()) {
+    static common::LogRateLimit limit(absl::Seconds(10));
+    if (uint64_t dropped = 0; failure.ok() && limit.Allow(absl::Now(), &dropped)) {
       CELLAR_LOG(WARNING) << "committing ttid " << common::TidHex(ttid)
-                          << " without some replicas: " << unavailable;
+                          << " without some replicas: " << unavailable
+                          << common::Dropped(dropped);
     }
   }
   if (failure.ok()) {

@@ -163,6 +163,15 @@ class Client : private TransactionCommitter {
   absl::StatusOr<LoadResult> LoadBefore(uint64_t oid, uint64_t before_tid);
   // Exactly the revision `serial` (ZODB loadSerial).
   absl::StatusOr<LoadResult> LoadSerial(uint64_t oid, uint64_t serial);
+  // Many objects in one Storage.LoadMany call per storage (ZODB prefetch,
+  // cold reads): results[i] is what Load(oids[i]) / LoadBefore(oids[i],
+  // before_tid) returns. Cache hits come from the cache; an object a
+  // storage could not serve (UNAVAILABLE, checksum mismatch) and every
+  // object of a storage without LoadMany are loaded one by one as Load
+  // does, trying the other replicas.
+  std::vector<absl::StatusOr<LoadResult>> LoadMany(const std::vector<uint64_t>& oids);
+  std::vector<absl::StatusOr<LoadResult>> LoadManyBefore(const std::vector<uint64_t>& oids,
+                                                         uint64_t before_tid);
 
   // Revisions of `oid`, newest first (at most `limit`, 0 = server default).
   absl::StatusOr<std::vector<::cellar::v1::Revision>> History(
@@ -256,6 +265,12 @@ class Client : private TransactionCommitter {
 
   absl::StatusOr<LoadResult> LoadFromStorage(
       uint64_t oid, const ::cellar::v1::LoadRequest& request);
+  // One storage's share of LoadManyBefore: answers results[i] for each i
+  // of `indexes` it served, and appends the others to `fallback`.
+  void LoadManyFrom(uint32_t node_id, const std::vector<uint64_t>& oids,
+                    const std::vector<size_t>& indexes, uint64_t before_tid,
+                    std::vector<absl::StatusOr<LoadResult>>* results,
+                    std::vector<size_t>* fallback);
   // Waits until snapshot_ >= tid or `timeout`.
   bool WaitForSnapshot(uint64_t tid, absl::Duration timeout);
   // Waits (at most rpc_timeout) until the current master has reported a

@@ -448,6 +448,27 @@ TEST_F(ClientTest, LoadVariantsAndNotFound) {
   EXPECT_EQ(common::ErrorReason(too_early.status()), "NO_EARLIER_REVISION");
   auto no_revision = client->LoadSerial(4, *t1 + 1);
   EXPECT_EQ(common::ErrorReason(no_revision.status()), "NO_SUCH_REVISION");
+
+  // LoadMany answers the same. The fake storages have no LoadMany
+  // (UNIMPLEMENTED), like storages of an older version during a rolling
+  // upgrade: the client falls back to Load.
+  ASSERT_THAT(Put(*client, 5, 0, "five"), IsOk());
+  auto reader = Connect();
+  ASSERT_NE(reader, nullptr);
+  const auto many = reader->LoadMany({4, 12345, 5, 4});
+  ASSERT_EQ(many.size(), 4u);
+  EXPECT_EQ(many[0]->data, "two");
+  EXPECT_EQ(many[0]->serial, *t2);
+  EXPECT_THAT(many[1], StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(common::ErrorReason(many[1].status()), "NO_SUCH_OBJECT");
+  EXPECT_EQ(many[2]->data, "five");
+  EXPECT_EQ(many[3]->data, "two");
+  const auto many_before = reader->LoadManyBefore({4}, *t2);
+  ASSERT_THAT(many_before[0], IsOk());
+  EXPECT_EQ(many_before[0]->data, "one");
+  EXPECT_EQ(many_before[0]->next_serial, *t2);
+  EXPECT_THAT(reader->LoadManyBefore({4}, 0)[0], StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(reader->LoadMany({}).empty());
 }
 
 TEST_F(ClientTest, CacheHitsAndInvalidationsFromAnotherClient) {

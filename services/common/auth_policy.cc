@@ -52,6 +52,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/LockTransaction", kNode},
       {"/cellar.v1.Storage/UnlockTransaction", kNode},
       {"/cellar.v1.Storage/Load", kClient | kNode},
+      {"/cellar.v1.Storage/LoadMany", kClient | kNode},
       {"/cellar.v1.Storage/History", kClient | kNode},
       {"/cellar.v1.Storage/LastTransactions", kClient | kNode},
       {"/cellar.v1.Storage/GetNodeStatus", kReadonly | kNode},

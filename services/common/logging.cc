@@ -54,6 +54,24 @@ std::string OneLine(absl::string_view message, size_t limit) {
   return out;
 }
 
+bool LogRateLimit::Allow(absl::Time now, uint64_t* dropped) {
+  absl::MutexLock lock(&mu_);
+  if (now < next_) {
+    ++dropped_;
+    return false;
+  }
+  next_ = now + period_;
+  *dropped = dropped_;
+  dropped_ = 0;
+  return true;
+}
+
+std::string Dropped(uint64_t dropped) {
+  if (dropped == 0) return "";
+  return absl::StrCat(" (", dropped, " similar message", dropped == 1 ? "" : "s",
+                      " not logged)");
+}
+
 void SetMinLogSeverity(LogSeverity severity) {
   min_severity.store(static_cast<int>(severity));
 }

@@ -13,7 +13,10 @@
 #include <sstream>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace cellar::common {
 
@@ -39,6 +42,29 @@ class LogMessage {
 
 // Drops log lines below `severity` (default kInfo). For quiet tests/tools.
 void SetMinLogSeverity(LogSeverity severity);
+
+// Keeps a message that can repeat per request (a peer down, every commit
+// failing the same way) to one line per period, without losing the count:
+//   static common::LogRateLimit limit(absl::Seconds(10));
+//   if (uint64_t dropped = 0; limit.Allow(absl::Now(), &dropped)) {
+//     CELLAR_LOG(WARNING) << "..." << common::Dropped(dropped);
+//   }
+class LogRateLimit {
+ public:
+  explicit LogRateLimit(absl::Duration period) : period_(period) {}
+  // True for the first call and then once `period` has passed since the
+  // last true; *dropped = the calls answered false in between.
+  bool Allow(absl::Time now, uint64_t* dropped);
+
+ private:
+  const absl::Duration period_;
+  absl::Mutex mu_;
+  absl::Time next_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// " (N similar messages not logged)", or "" for 0.
+std::string Dropped(uint64_t dropped);
 
 }  // namespace cellar::common
 

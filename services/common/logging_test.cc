@@ -59,5 +59,22 @@ TEST(LoggingTest, AStatusMessageLeavesOnOneBoundedLine) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST(LogRateLimitTest, OneLinePerPeriodAndTheCountOfTheRest) {
+  LogRateLimit limit(absl::Seconds(10));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  uint64_t dropped = 99;
+  EXPECT_TRUE(limit.Allow(t0, &dropped));
+  EXPECT_EQ(dropped, 0u);
+  EXPECT_FALSE(limit.Allow(t0 + absl::Seconds(1), &dropped));
+  EXPECT_FALSE(limit.Allow(t0 + absl::Seconds(9), &dropped));
+  EXPECT_TRUE(limit.Allow(t0 + absl::Seconds(10), &dropped));
+  EXPECT_EQ(dropped, 2u);
+  EXPECT_EQ(Dropped(dropped), " (2 similar messages not logged)");
+  EXPECT_TRUE(limit.Allow(t0 + absl::Seconds(30), &dropped));
+  EXPECT_EQ(dropped, 0u);
+  EXPECT_EQ(Dropped(0), "");
+  EXPECT_EQ(Dropped(1), " (1 similar message not logged)");
+}
+
 }  // namespace
 }  // namespace cellar::common

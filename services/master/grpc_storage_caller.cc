@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "services/common/channel.h"
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
@@ -118,11 +119,14 @@ void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
         ->async()
         ->UnlockTransaction(&call->context, &call->request, &call->response,
                             [this, call, node_id, ttid](grpc::Status s) {
-                              if (!s.ok()) {
+                              static common::LogRateLimit limit(absl::Seconds(10));
+                              uint64_t dropped = 0;
+                              if (!s.ok() && limit.Allow(absl::Now(), &dropped)) {
                                 CELLAR_LOG(WARNING)
                                     << "unlock of ttid " << common::TidHex(ttid)
                                     << " on S" << node_id
-                                    << " failed: " << s.error_message();
+                                    << " failed: " << s.error_message()
+                                    << common::Dropped(dropped);
                               }
                               delete call;
                               absl::MutexLock l(&mu_);

@@ -784,6 +784,18 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
   return result;
 }
 
+std::vector<absl::StatusOr<LoadedObject>> StorageNode::LoadManyBefore(
+    const std::vector<uint64_t>& oids, uint64_t before_tid, uint64_t max_bytes) {
+  std::vector<absl::StatusOr<LoadedObject>> results;
+  uint64_t bytes = 0;
+  for (uint64_t oid : oids) {
+    if (bytes >= max_bytes) break;
+    results.push_back(LoadBefore(oid, before_tid));
+    if (results.back().ok()) bytes += results.back()->data.size();
+  }
+  return results;
+}
+
 absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t serial) {
   NoteClientActivity();
   auto view = View();

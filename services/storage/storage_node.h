@@ -294,6 +294,11 @@ class StorageNode {
   // a serial this node lacks above it.
   absl::StatusOr<LoadedObject> LoadBefore(uint64_t oid, uint64_t before_tid);
   absl::StatusOr<LoadedObject> LoadSerial(uint64_t oid, uint64_t serial);
+  // LoadBefore of each oid in order, stopping after the first result that
+  // brings the data loaded to `max_bytes` or more (so at least one result,
+  // and fewer than oids.size() when the budget ran out).
+  std::vector<absl::StatusOr<LoadedObject>> LoadManyBefore(
+      const std::vector<uint64_t>& oids, uint64_t before_tid, uint64_t max_bytes);
   // NOT_FOUND (NO_SUCH_OBJECT) if the object has no revision.
   absl::StatusOr<std::vector<HistoryEntry>> History(uint64_t oid, uint32_t limit);
   // Records of partitions readable here, newest first (may return fewer

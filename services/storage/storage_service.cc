@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/checksum.h"
+#include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/server_auth.h"
@@ -41,6 +42,15 @@ TransactionMetadata ToMetadata(const ::cellar::v1::TransactionMetadata& m) {
   out.oids.assign(m.oids().begin(), m.oids().end());
   out.size_bytes = m.size_bytes();
   return out;
+}
+
+void ToProto(LoadedObject loaded, ::cellar::v1::LoadResponse* response) {
+  response->set_oid(loaded.oid);
+  response->set_serial(loaded.serial);
+  response->set_next_serial(loaded.next_serial);
+  response->set_data(std::move(loaded.data));
+  response->set_checksum(std::move(loaded.checksum));
+  response->set_data_serial(loaded.data_tid);
 }
 
 }  // namespace
@@ -198,12 +208,33 @@ grpc::Status StorageService::Load(grpc::ServerContext* /*context*/,
       return Invalid("at: set before_tid or serial");
   }
   if (!loaded.ok()) return ToGrpcStatus(loaded.status());
-  response->set_oid(loaded->oid);
-  response->set_serial(loaded->serial);
-  response->set_next_serial(loaded->next_serial);
-  response->set_data(std::move(loaded->data));
-  response->set_checksum(std::move(loaded->checksum));
-  response->set_data_serial(loaded->data_tid);
+  ToProto(std::move(*loaded), response);
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::LoadMany(grpc::ServerContext* /*context*/,
+                                      const ::cellar::v1::LoadManyRequest* request,
+                                      ::cellar::v1::LoadManyResponse* response) {
+  if (request->oids().empty() || request->oids_size() > kMaxLoadManyOids) {
+    return Invalid(absl::StrCat("oids: 1..", kMaxLoadManyOids, " oids, got ",
+                                request->oids_size()));
+  }
+  if (request->before_tid() == 0) {
+    return Invalid("before_tid: must be > 0 (the newest revision is "
+                   "before_tid = last tid + 1)");
+  }
+  const std::vector<uint64_t> oids(request->oids().begin(), request->oids().end());
+  for (absl::StatusOr<LoadedObject>& loaded :
+       node_->LoadManyBefore(oids, request->before_tid(), kLoadManyBudgetBytes)) {
+    ::cellar::v1::LoadManyResult* result = response->add_results();
+    if (loaded.ok()) {
+      ToProto(std::move(*loaded), result->mutable_revision());
+      continue;
+    }
+    result->set_code(static_cast<uint32_t>(loaded.status().code()));
+    result->set_reason(common::ErrorReason(loaded.status()));
+    result->set_message(std::string(loaded.status().message()));
+  }
   return grpc::Status::OK;
 }
 

@@ -42,6 +42,8 @@ struct StorageServiceOptions {
 
 // Request limits (see storage.proto).
 inline constexpr int kMaxObjectsPerStore = 10000;
+inline constexpr int kMaxLoadManyOids = 1000;
+inline constexpr uint64_t kLoadManyBudgetBytes = 8 << 20;
 inline constexpr uint32_t kMaxHistoryLimit = 1000;
 inline constexpr uint32_t kDefaultHistoryLimit = 100;
 inline constexpr uint32_t kMaxLastTransactionsLimit = 1000;
@@ -74,6 +76,9 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status Load(grpc::ServerContext* context,
                     const ::cellar::v1::LoadRequest* request,
                     ::cellar::v1::LoadResponse* response) override;
+  grpc::Status LoadMany(grpc::ServerContext* context,
+                        const ::cellar::v1::LoadManyRequest* request,
+                        ::cellar::v1::LoadManyResponse* response) override;
   grpc::Status History(grpc::ServerContext* context,
                        const ::cellar::v1::HistoryRequest* request,
                        ::cellar::v1::HistoryResponse* response) override;

@@ -25,6 +25,7 @@
 #include "services/common/checksum.h"
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
+#include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
@@ -625,6 +626,98 @@ TEST_P(ClusterTest, ReadsSurviveTheLossOfOneReplica) {
     ASSERT_THAT(loaded, IsOk()) << "oid " << oids[i];
     EXPECT_EQ(loaded->data, absl::StrCat("r", i));
   }
+}
+
+TEST_P(ClusterTest, LoadManyAnswersWhatLoadAnswersForEachObject) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  std::vector<uint64_t> oids;
+  std::map<uint64_t, uint64_t> first_tid;
+  for (int i = 0; i < 40; ++i) {
+    const uint64_t oid = *c->NewOid();
+    auto tid = Put(*c, oid, 0, absl::StrCat("v1-", i));
+    ASSERT_THAT(tid, IsOk());
+    first_tid[oid] = *tid;
+    oids.push_back(oid);
+  }
+  // A second revision of every other object.
+  uint64_t last_tid = 0;
+  for (size_t i = 0; i < oids.size(); i += 2) {
+    auto tid = Put(*c, oids[i], first_tid[oids[i]], absl::StrCat("v2-", i));
+    ASSERT_THAT(tid, IsOk());
+    last_tid = *tid;
+  }
+  // Larger objects than one answer's 8 MiB budget holds, an unknown oid
+  // and a repeated one.
+  std::vector<uint64_t> big;
+  for (int i = 0; i < 3; ++i) {
+    big.push_back(*c->NewOid());
+    ASSERT_THAT(Put(*c, big.back(), 0, std::string(5 << 20, static_cast<char>('a' + i))),
+                IsOk());
+  }
+  std::vector<uint64_t> asked = oids;
+  asked.insert(asked.end(), big.begin(), big.end());
+  asked.push_back(0xdeadbeef);
+  asked.push_back(oids[3]);
+
+  auto reader = Connect();  // a cold cache: everything from the storages
+  ASSERT_NE(reader, nullptr);
+  const std::vector<absl::StatusOr<client::LoadResult>> many = reader->LoadMany(asked);
+  ASSERT_EQ(many.size(), asked.size());
+  for (size_t i = 0; i < asked.size(); ++i) {
+    auto one = c->Load(asked[i]);
+    ASSERT_EQ(many[i].status().code(), one.status().code()) << "oid " << asked[i];
+    if (!one.ok()) {
+      EXPECT_EQ(common::ErrorReason(many[i].status()), "NO_SUCH_OBJECT");
+      continue;
+    }
+    EXPECT_EQ(many[i]->oid, asked[i]);
+    EXPECT_EQ(many[i]->serial, one->serial) << "oid " << asked[i];
+    EXPECT_EQ(many[i]->data, one->data) << "oid " << asked[i];
+  }
+  EXPECT_EQ(reader->stats().checksum_failures, 0u);
+
+  // At an earlier tid: the first revisions, and next_serial says what
+  // replaced them.
+  const auto before = reader->LoadManyBefore(oids, last_tid);
+  ASSERT_EQ(before.size(), oids.size());
+  for (size_t i = 0; i < oids.size(); ++i) {
+    ASSERT_THAT(before[i], IsOk()) << "oid " << oids[i];
+    if (i + 2 >= oids.size() && i % 2 == 0) {
+      EXPECT_EQ(before[i]->data, absl::StrCat("v1-", i));  // the last update is at last_tid
+    } else {
+      EXPECT_EQ(before[i]->data, absl::StrCat(i % 2 == 0 ? "v2-" : "v1-", i));
+    }
+  }
+
+  // Without one storage, the objects it held come from their replicas.
+  cluster_->StopStorage(0);
+  auto after = Connect();
+  ASSERT_NE(after, nullptr);
+  const auto degraded = after->LoadMany(oids);
+  for (size_t i = 0; i < oids.size(); ++i) {
+    ASSERT_THAT(degraded[i], IsOk()) << "oid " << oids[i];
+    EXPECT_EQ(degraded[i]->data, absl::StrCat(i % 2 == 0 ? "v2-" : "v1-", i));
+  }
+}
+
+TEST_P(ClusterTest, LoadManyRefusesEmptyHugeAndUnboundedRequests) {
+  auto stub = cellar::v1::Storage::NewStub(common::MakeChannel(cluster_->storage_address(0)));
+  auto call = [&](const cellar::v1::LoadManyRequest& request) {
+    cellar::v1::LoadManyResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    return common::FromGrpcStatus(stub->LoadMany(&context, request, &response));
+  };
+  cellar::v1::LoadManyRequest request;
+  EXPECT_THAT(call(request), StatusIs(absl::StatusCode::kInvalidArgument));  // empty
+  request.add_oids(1);
+  EXPECT_THAT(call(request), StatusIs(absl::StatusCode::kInvalidArgument));  // before_tid 0
+  request.set_before_tid(common::kMaxTid);
+  for (int i = 0; i < 1000; ++i) request.add_oids(static_cast<uint64_t>(i));
+  const absl::Status too_many = call(request);
+  EXPECT_THAT(too_many, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(too_many.message()), ::testing::HasSubstr("oids"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ClusterTest,

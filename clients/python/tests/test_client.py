@@ -89,6 +89,32 @@ def test_store_load_history(client):
     assert [e.serial for e in client.history(oid, limit=1)] == [t2.tid]
 
 
+def test_load_many_answers_what_load_answers(client):
+    oids = [client.new_oid() for _ in range(30)]
+    with client.transaction() as t1:
+        for i, oid in enumerate(oids):
+            t1.store(oid, 0, b"v1-%d" % i)
+    with client.transaction() as t2:
+        for i, oid in enumerate(oids[::2]):
+            t2.store(oid, t1.tid, b"v2-%d" % (2 * i))
+    missing = client.new_oid()
+    asked = oids + [missing, oids[3]]
+    many = client.load_many(asked)
+    assert len(many) == len(asked)
+    for oid, r in zip(asked[:-2], many):
+        assert r == client.load(oid)
+    assert isinstance(many[-2], cellar.NotFoundError)
+    assert many[-2].reason == errors.NO_SUCH_OBJECT
+    assert many[-1] == client.load(oids[3])
+    before = client.load_many(oids, t2.tid)
+    assert [r.data for r in before] == [b"v1-%d" % i for i in range(30)]
+    assert [r.next_serial for r in before[::2]] == [t2.tid] * 15
+    assert client.load_many([]) == []
+    with pytest.raises(cellar.CellarError) as info:
+        client.load_many(oids, 0)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_missing_object(client):
     with pytest.raises(cellar.NotFoundError) as info:
         client.load(client.new_oid())

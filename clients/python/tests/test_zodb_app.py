@@ -190,3 +190,28 @@ def test_db_helper_and_historical_connection(cluster):
         assert db.storage.sortKey().startswith("cellar:")
     finally:
         db.close()
+
+
+def test_prefetch_loads_many_objects_in_one_call(cluster):
+    db = open_db(cluster)
+    try:
+        with db.transaction() as conn:
+            conn.root()["items"] = [Item("item-%d" % i, i) for i in range(50)]
+        other = open_db(cluster)  # a cold ZODB cache
+        try:
+            conn = other.open()
+            items = conn.root()["items"]
+            storage = other.storage
+            single = []
+            real_load_before = storage._client.load_before
+            storage._client.load_before = lambda *a: single.append(a) or real_load_before(*a)
+            conn.prefetch(items)
+            assert len(storage._prefetched) == 50
+            assert [item.price for item in items] == list(range(50))
+            assert single == []  # every object came from the prefetch
+            assert storage._prefetched == {}
+            conn.close()
+        finally:
+            other.close()
+    finally:
+        db.close()

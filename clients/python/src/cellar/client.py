@@ -54,6 +54,9 @@ __all__ = ["Client", "Transaction", "LoadResult", "HistoryEntry", "TransactionRe
            "MAX_TID", "MAX_OBJECT_BYTES"]
 
 MAX_TID = (1 << 63) - 1
+# Storage.LoadMany's limit per call.
+_MAX_LOAD_MANY_OIDS = 1000
+_STATUS_CODES = {c.value[0]: c for c in grpc.StatusCode}
 # Largest object the storages accept by default (--max_object_bytes).
 MAX_OBJECT_BYTES = 16 << 20
 VERSION = "0.1.0"
@@ -737,6 +740,78 @@ class Client:
             raise UnavailableError("no replica of oid 0x%x answered correctly (last: %s)"
                                    % (oid, last_error.message), grpc.StatusCode.UNAVAILABLE)
         raise last_error
+
+    def load_many(self, oids: Sequence[int],
+                  before_tid: Optional[int] = None) -> List[Union[LoadResult, CellarError]]:
+        """Many objects in one Storage.LoadMany call per storage (ZODB
+        prefetch, cold reads). Element i is what ``load_before(oids[i],
+        before_tid)`` returns, or the CellarError it would raise (for
+        example NotFoundError). ``before_tid`` defaults to the current
+        snapshot + 1 (what ``load`` reads). An object a storage could not
+        serve, and every object of a storage without LoadMany (an older
+        version), is loaded alone, trying the other replicas."""
+        if before_tid is None:
+            before_tid = min(self.snapshot + 1, MAX_TID)
+        if before_tid <= 0:
+            raise CellarError("before_tid must be positive", grpc.StatusCode.INVALID_ARGUMENT)
+        results: List[Union[LoadResult, CellarError, None]] = [None] * len(oids)
+        if not oids:
+            return []
+        self._await_master_caught_up(min(before_tid - 1, self.snapshot))
+        by_node: Dict[int, List[int]] = {}
+        fallback: List[int] = []
+        for i, oid in enumerate(oids):
+            nodes = self._read_nodes(oid)
+            if nodes:
+                by_node.setdefault(nodes[0], []).append(i)
+            else:
+                fallback.append(i)
+        for node_id, indexes in by_node.items():
+            fallback.extend(self._load_many_from(node_id, oids, indexes, before_tid, results))
+        for i in fallback:
+            try:
+                results[i] = self._load(oids[i], storage_pb2.LoadRequest(
+                    oid=oids[i], before_tid=before_tid))
+            except CellarError as e:
+                results[i] = e
+        return results  # type: ignore[return-value]
+
+    def _load_many_from(self, node_id: int, oids: Sequence[int], indexes: List[int],
+                        before_tid: int, results: list) -> List[int]:
+        """One storage's share of load_many; returns the indexes to load alone."""
+        stub = self._storage_stub(node_id)
+        fallback: List[int] = []
+        done = 0
+        while stub is not None and done < len(indexes):
+            batch = indexes[done:done + _MAX_LOAD_MANY_OIDS]
+            request = storage_pb2.LoadManyRequest(oids=[oids[i] for i in batch],
+                                                  before_tid=before_tid)
+            try:
+                response = self._call(stub.LoadMany, request, _node_name(node_id))
+            except CellarError:
+                break  # UNIMPLEMENTED (older storage), unreachable, ...
+            answered = len(response.results)
+            if answered == 0 or answered > len(batch):
+                break
+            for i, r in zip(batch, response.results):
+                if r.code != 0:
+                    e = errors.make_error(_STATUS_CODES.get(r.code, grpc.StatusCode.UNKNOWN),
+                                          r.message, r.reason)
+                    if e.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        fallback.append(i)
+                    else:
+                        results[i] = e
+                    continue
+                rev = r.revision
+                if rev.oid != oids[i] or _checksum(rev.data) != rev.checksum:
+                    log.warning("cellar: checksum or oid mismatch in LoadMany of oid 0x%x from %s:"
+                                " trying another replica", oids[i], _node_name(node_id))
+                    fallback.append(i)
+                    continue
+                results[i] = LoadResult(oids[i], rev.serial, rev.next_serial, rev.data)
+            done += answered
+        fallback.extend(indexes[done:])
+        return fallback
 
     def history(self, oid: int, limit: int = 100) -> List[HistoryEntry]:
         """Revisions of ``oid``, newest first (at most ``limit``, 1..1000)."""

@@ -48,6 +48,9 @@ log = logging.getLogger("cellar.zodb")
 
 __all__ = ["CellarStorage", "DB", "StorageUnavailable", "OutcomeUnknown"]
 
+# Most prefetched revisions kept waiting for their load.
+_PREFETCH_KEEP = 10000
+
 
 class StorageUnavailable(POSException.StorageError, transaction.interfaces.TransientError):
     """The cluster could not be reached or is not ready; nothing was
@@ -107,6 +110,10 @@ class CellarStorage(ConflictResolvingStorage):
         self._name = name or "cellar:%s@%s" % (client.cluster_name, ",".join(client.masters))
         self._read_only = read_only
         self._lock = threading.Lock()
+        # prefetch(): (oid, before tid) -> LoadResult, each used by one
+        # loadBefore; the oldest dropped past _PREFETCH_KEEP.
+        self._prefetched: Dict[tuple, "cellar.LoadResult"] = {}
+        self._prefetch_lock = threading.Lock()
         self._transactions: Dict[object, _TxnState] = {}
         self._db = None
         self._closed = False
@@ -166,6 +173,8 @@ class CellarStorage(ConflictResolvingStorage):
         if self._closed:
             return
         self._closed = True
+        with self._prefetch_lock:
+            self._prefetched.clear()
         if self._own_client:
             self._client.close()
 
@@ -194,8 +203,11 @@ class CellarStorage(ConflictResolvingStorage):
             except cellar.CellarError as e:
                 raise _zodb_error(e) from e
             raise POSException.POSKeyError(oid)
+        with self._prefetch_lock:
+            r = self._prefetched.pop((u64(oid), u64(tid)), None)
         try:
-            r = self._client.load_before(u64(oid), u64(tid))
+            if r is None:
+                r = self._client.load_before(u64(oid), u64(tid))
         except cellar.NotFoundError as e:
             if e.reason == errors.NO_EARLIER_REVISION:
                 return None
@@ -222,7 +234,25 @@ class CellarStorage(ConflictResolvingStorage):
         return r.data
 
     def prefetch(self, oids, tid) -> None:
-        """No-op: the server has no LoadMany yet."""
+        """Loads ``oids`` as of ``tid`` (ZODB's MVCC start) with one
+        Storage.LoadMany call per storage; the next ``loadBefore(oid, tid)``
+        of each is answered from what was fetched. Only a hint: errors
+        are left for the loads to meet. A revision before a tid the client
+        has seen is final, so what is kept cannot go stale."""
+        before = u64(tid)
+        wanted = [u64(oid) for oid in oids]
+        if not wanted or before == 0 or before > self._client.snapshot + 1:
+            return
+        try:
+            results = self._client.load_many(wanted, before)
+        except cellar.CellarError:
+            return
+        with self._prefetch_lock:
+            for oid, r in zip(wanted, results):
+                if isinstance(r, cellar.LoadResult):
+                    self._prefetched[(oid, before)] = r
+            while len(self._prefetched) > _PREFETCH_KEEP:
+                del self._prefetched[next(iter(self._prefetched))]
 
     def history(self, oid: bytes, size: int = 1):
         try:
