@@ -138,9 +138,15 @@ void StorageSeeds() {
   last.set_limit(10);
   v1::GetTransactionOutcomeRequest outcome;
   outcome.set_ttid(kTtid);
+  v1::LoadManyRequest load_many;
+  load_many.add_oids(1);
+  load_many.add_oids(5);
+  load_many.add_oids(1);
+  load_many.set_before_tid(~uint64_t{0});
   Seed()
       .Add(0, store).Add(1, vote).Add(3, lock).Add(4, unlock)
       .Add(5, load).Add(5, load_serial).Add(6, history).Add(7, last).Add(9, outcome)
+      .Add(14, load_many)
       .Write(t, "commit-and-read");
 
   v1::StoreRequest store_vote = store;

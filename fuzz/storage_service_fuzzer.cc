@@ -131,7 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RecordReader reader(data, size);
   Record r;
   while (reader.Next(&r)) {
-    switch (r.selector % 14) {
+    switch (r.selector % 15) {
       case 0: Call(r.payload, &service, &StorageService::Store); break;
       case 1: Call(r.payload, &service, &StorageService::Vote); break;
       case 2: Call(r.payload, &service, &StorageService::AbortTransaction); break;
@@ -146,6 +146,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 11: Call(r.payload, &service, &StorageService::TruncateData); break;
       case 12: Call(r.payload, &service, &StorageService::SaveMasterState); break;
       case 13: Call(r.payload, &service, &StorageService::Shutdown); break;
+      case 14: Call(r.payload, &service, &StorageService::LoadMany); break;
     }
   }
   return 0;

@@ -61,11 +61,17 @@ absl::Status LockManager::LockAll(uint64_t ttid, const std::vector<uint64_t>& oi
                          " must retry (deadlock avoidance)"));
         break;
       }
-      // kWait: bounded by the deadline.
+      // kWait: bounded by the deadline. Running out of patience is lock
+      // contention like wait-die's refusal (ABORTED, retry the
+      // transaction), not a sign that this node is unreachable: a client
+      // that took it for one would commit without this node and the
+      // master would mark its healthy cells OUT_OF_DATE.
       if (absl::Now() >= deadline) {
-        status = absl::DeadlineExceededError(absl::StrCat(
-            "timed out waiting for the lock of oid ", FormatOid(oid),
-            " held by transaction ", TidHex(holders_[oid])));
+        status = ErrorWithReason(
+            absl::StatusCode::kAborted, common::kReasonLockContention,
+            absl::StrCat("timed out waiting for the lock of oid ", FormatOid(oid),
+                         " held by younger transaction ", TidHex(holders_[oid]),
+                         "; transaction ", TidHex(ttid), " must retry"));
         break;
       }
       ++waiting_[ttid];

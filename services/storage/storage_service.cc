@@ -1,5 +1,6 @@
 #include "services/storage/storage_service.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -113,9 +114,16 @@ grpc::Status StorageService::Store(grpc::ServerContext* context,
   std::optional<TransactionMetadata> metadata;
   if (request->has_metadata()) metadata = ToMetadata(request->metadata());
 
-  absl::Time deadline = absl::Now() + options_.lock_wait_timeout;
+  // A lock wait ends before the client's deadline, so that the client
+  // hears "lock contention, retry" rather than a timeout it would take for
+  // an unreachable node.
+  const absl::Time now = absl::Now();
+  absl::Time deadline = now + options_.lock_wait_timeout;
   const absl::Time client_deadline = absl::FromChrono(context->deadline());
-  if (client_deadline < deadline) deadline = client_deadline;
+  if (client_deadline < absl::InfiniteFuture()) {
+    const absl::Duration left = client_deadline - now;
+    deadline = std::min(deadline, client_deadline - std::min(absl::Seconds(1), left / 5));
+  }
 
   StorageNode::StoreReceipt receipt;
   absl::Status s = node_->Store(request->ttid(), request->client_node_id(),

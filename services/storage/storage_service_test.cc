@@ -535,12 +535,28 @@ TEST_F(StorageServiceTest, CommitPathErrors) {
   EXPECT_THAT(Store(2000, {Obj(1, 0, "y")}), IsOk()) << "the abort released the lock";
 }
 
-TEST_F(StorageServiceTest, OlderStoreWaitsThenTimesOut) {
+TEST_F(StorageServiceTest, OlderStoreWaitsThenGivesUpAsLockContention) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   ASSERT_THAT(Store(2000, {Obj(1, 0, "young")}), IsOk());
-  // The older transaction waits (lock_wait_timeout is 2 s here).
-  EXPECT_THAT(Store(1000, {Obj(1, 0, "old")}),
-              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  // The older transaction waits (lock_wait_timeout is 2 s here), then is
+  // told to retry: ABORTED, not DEADLINE_EXCEEDED, which a client takes
+  // for an unreachable node (and commits without it).
+  absl::Status s = Store(1000, {Obj(1, 0, "old")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION");
+  // Also when the client's own deadline is the shorter one: the answer
+  // comes before it.
+  v1::StoreRequest r;
+  r.set_ttid(1000);
+  r.set_ttid_token(Token(1000));
+  r.set_client_node_id(common::MakeNodeId(common::NodeKind::kClient, 1));
+  *r.add_objects() = Obj(1, 0, "old");
+  grpc::ClientContext context;
+  common::SetDeadline(&context, absl::Milliseconds(500));
+  v1::StoreResponse response;
+  s = FromGrpcStatus(stub_->Store(&context, r, &response));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION");
 }
 
 TEST_F(StorageServiceTest, NotFoundReasons) {
