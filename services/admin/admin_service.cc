@@ -797,6 +797,7 @@ grpc::Status AdminService::StopNode(grpc::ServerContext*,
   common::SetDeadline(&context, clusters_->rpc_timeout());
   cellar::v1::ShutdownRequest req;
   req.set_reason(reason);
+  req.set_node_id(*node);
   cellar::v1::ShutdownResponse resp;
   grpc::Status s = clusters_->StorageStub(found->address())->Shutdown(&context, req, &resp);
   if (!s.ok()) {
