@@ -208,8 +208,8 @@ grpc::Status AdminService::GetNode(grpc::ServerContext*, const cellar::v1::GetNo
   if (node_id == 0) {
     if (request->name().empty()) return Invalid("node_id or name: one is required");
     if (!ParseNodeName(request->name(), &node_id)) {
-      return Invalid(absl::StrCat("name: \"", request->name(),
-                                  "\" is not a node name such as S1, M1, A1 or C1"));
+      return Invalid(absl::StrCat("name: ", common::Quoted(request->name()),
+                                  " is not a node name such as S1, M1, A1 or C1"));
     }
   }
   auto info = clusters_->GetClusterInfo(request->cluster());
@@ -413,8 +413,8 @@ grpc::Status AdminService::ListAlerts(grpc::ServerContext*,
   if (!request->kind().empty()) {
     const auto& kinds = AllAlertKinds();
     if (std::find(kinds.begin(), kinds.end(), request->kind()) == kinds.end()) {
-      return Invalid(absl::StrCat("kind: unknown kind \"", request->kind(),
-                                  "\" (known: ", absl::StrJoin(kinds, ", "), ")"));
+      return Invalid(absl::StrCat("kind: unknown kind ", common::Quoted(request->kind()),
+                                  " (known: ", absl::StrJoin(kinds, ", "), ")"));
     }
     filter.kind = request->kind();
   }
@@ -473,7 +473,7 @@ absl::StatusOr<uint32_t> RequestNode(uint32_t node_id, const std::string& name,
   uint32_t id = 0;
   if (!ParseNodeName(name, &id)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        name_field, ": \"", name, "\" is not a node name such as S1, M1, A1 or C1"));
+        name_field, ": ", common::Quoted(name), " is not a node name such as S1, M1, A1 or C1"));
   }
   return id;
 }
@@ -797,6 +797,7 @@ grpc::Status AdminService::StopNode(grpc::ServerContext*,
   common::SetDeadline(&context, clusters_->rpc_timeout());
   cellar::v1::ShutdownRequest req;
   req.set_reason(reason);
+  req.set_node_id(*node);
   cellar::v1::ShutdownResponse resp;
   grpc::Status s = clusters_->StorageStub(found->address())->Shutdown(&context, req, &resp);
   if (!s.ok()) {

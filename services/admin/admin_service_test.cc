@@ -780,6 +780,7 @@ TEST_F(AdminServiceTest, StopNodeCallsTheStoragesShutdownAtItsAddress) {
   EXPECT_EQ(resp.address(), (*s2)->address());
   EXPECT_TRUE(resp.stopped());
   EXPECT_THAT((*s2)->shutdown_reasons(), ::testing::ElementsAre("maintenance"));
+  EXPECT_THAT((*s2)->shutdown_node_ids(), ::testing::ElementsAre(S(2)));  // which node
 
   // By id, with the default reason.
   req.Clear();

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/logging.h"
 
 namespace cellar::admin {
 
@@ -122,7 +123,7 @@ absl::StatusOr<Alert> AlertIndex::Get(absl::string_view id) const {
   absl::MutexLock l(&mu_);
   auto it = alerts_.find(id);
   if (it == alerts_.end()) {
-    return absl::NotFoundError(absl::StrCat("no alert with id \"", id, "\""));
+    return absl::NotFoundError(absl::StrCat("id: no alert with id ", common::Quoted(id)));
   }
   return it->second;
 }
@@ -132,8 +133,8 @@ absl::StatusOr<Alert> AlertIndex::Acknowledge(absl::string_view id, absl::string
   absl::MutexLock l(&mu_);
   auto it = alerts_.find(id);
   if (it == alerts_.end()) {
-    return absl::NotFoundError(absl::StrCat("no alert with id \"", id,
-                                            "\" (it may have been deleted or expired)"));
+    return absl::NotFoundError(absl::StrCat("id: no alert with id ", common::Quoted(id),
+                                            " (it may have been deleted or expired)"));
   }
   Alert& alert = it->second;
   if (!alert.acknowledged) {
@@ -148,7 +149,7 @@ absl::Status AlertIndex::Delete(absl::string_view id) {
   absl::MutexLock l(&mu_);
   auto it = alerts_.find(id);
   if (it == alerts_.end()) {
-    return absl::NotFoundError(absl::StrCat("no alert with id \"", id, "\""));
+    return absl::NotFoundError(absl::StrCat("id: no alert with id ", common::Quoted(id)));
   }
   alerts_.erase(it);
   return absl::OkStatus();

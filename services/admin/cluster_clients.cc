@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "services/common/channel.h"
 #include "services/common/grpc_status.h"
+#include "services/common/logging.h"
 
 namespace cellar::admin {
 namespace {
@@ -96,8 +97,8 @@ absl::StatusOr<size_t> ClusterClients::Find(absl::string_view cluster) const {
   }
   std::vector<std::string> names;
   for (const ClusterTarget& c : clusters_) names.push_back(c.name);
-  return absl::NotFoundError(absl::StrCat("cluster: no cluster named \"", cluster,
-                                          "\" (configured: ", absl::StrJoin(names, ", "), ")"));
+  return absl::NotFoundError(absl::StrCat("cluster: no cluster named ", common::Quoted(cluster),
+                                          " (configured: ", absl::StrJoin(names, ", "), ")"));
 }
 
 absl::StatusOr<std::string> ClusterClients::Resolve(absl::string_view cluster) const {

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
+#include "services/common/bad_request_interceptor.h"
 #include "services/common/logging.h"
 #include "services/common/server_auth.h"
 #include "services/common/server_metrics.h"
@@ -121,6 +122,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   server->audit_log_ = *std::move(audit_log);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       creators;
+  // First: the others see INVALID_ARGUMENT for a request that did not parse.
+  creators.push_back(std::make_unique<BadRequestInterceptorFactory>());
   if (options.metrics_registry != nullptr) {
     prometheus::Labels labels;
     for (const auto& [k, v] : options.metrics_labels) labels[k] = v;

@@ -36,21 +36,35 @@ char SeverityLetter(LogSeverity s) {
 }  // namespace
 
 std::string OneLine(absl::string_view message, size_t limit) {
+  const std::string note = absl::StrCat("... (", message.size(), " bytes)");
+  // Escapes what it can within `budget`; true if all of `message` fit.
   std::string out;
-  out.reserve(std::min(message.size(), limit) + 16);
-  for (size_t i = 0; i < message.size() && i < limit; ++i) {
-    const unsigned char c = static_cast<unsigned char>(message[i]);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c == 0x7f) {
-      absl::StrAppendFormat(&out, "\\x%02x", c);
-    } else {
-      out.push_back(static_cast<char>(c));
+  auto escape = [&](size_t budget) {
+    out.clear();
+    for (const char ch : message) {
+      const unsigned char c = static_cast<unsigned char>(ch);
+      const size_t width = c == '\n' ? 2 : (c < 0x20 || c == 0x7f) ? 4 : 1;
+      if (out.size() + width > budget) return false;
+      if (c == '\n') {
+        out += "\\n";
+      } else if (width == 4) {
+        absl::StrAppendFormat(&out, "\\x%02x", c);
+      } else {
+        out.push_back(ch);
+      }
     }
-  }
-  if (message.size() > limit) {
-    absl::StrAppend(&out, "... (", message.size(), " bytes)");
-  }
+    return true;
+  };
+  if (escape(limit)) return out;
+  escape(limit > note.size() ? limit - note.size() : 0);
+  out += note;
+  return out;
+}
+
+std::string Quoted(absl::string_view input) {
+  std::string out = absl::StrCat(
+      "\"", OneLine(input.substr(0, kMaxQuotedBytes), 4 * kMaxQuotedBytes), "\"");
+  if (input.size() > kMaxQuotedBytes) absl::StrAppend(&out, "... (", input.size(), " bytes)");
   return out;
 }
 

@@ -25,8 +25,17 @@ enum class LogSeverity { kInfo, kWarning, kError, kFatal };
 inline constexpr size_t kMaxLogMessageBytes = 4096;
 
 // `message` on one line: '\n' as "\n", other control characters as "\xNN",
-// cut at `limit` bytes with the full size noted ("... (N bytes)").
+// at most `limit` bytes: if cut, the full size is noted ("... (N bytes)")
+// within the limit.
 std::string OneLine(absl::string_view message, size_t limit);
+
+// How much of a caller's input an error message quotes (Quoted).
+inline constexpr size_t kMaxQuotedBytes = 40;
+
+// A caller's input quoted for an error message, bounded: the first
+// kMaxQuotedBytes on one line, the full size noted if cut
+// ("\"abc...\"... (N bytes)"). An error must not echo unbounded input.
+std::string Quoted(absl::string_view input);
 
 class LogMessage {
  public:

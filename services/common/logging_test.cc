@@ -30,7 +30,18 @@ TEST(LoggingTest, OneLineEscapesWhatCouldForgeALine) {
 TEST(LoggingTest, OneLineIsBounded) {
   const std::string huge(1 << 20, 'v');
   const std::string line = OneLine(huge, 64);
-  EXPECT_EQ(line, absl::StrCat(std::string(64, 'v'), "... (1048576 bytes)"));
+  EXPECT_EQ(line, absl::StrCat(std::string(45, 'v'), "... (1048576 bytes)"));
+  EXPECT_EQ(line.size(), 64u);
+  // Escapes count too.
+  EXPECT_EQ(OneLine(std::string(100, '\n'), 64).size(), 64u - 1);
+  EXPECT_EQ(OneLine("short", 64), "short");
+}
+
+TEST(LoggingTest, QuotedInputIsBounded) {
+  EXPECT_EQ(Quoted("S1"), "\"S1\"");
+  EXPECT_EQ(Quoted("a\nb"), "\"a\\nb\"");
+  EXPECT_EQ(Quoted(std::string(1 << 20, 'v')),
+            absl::StrCat("\"", std::string(kMaxQuotedBytes, 'v'), "\"... (1048576 bytes)"));
 }
 
 TEST(LoggingTest, ALoggedFieldCannotForgeALine) {

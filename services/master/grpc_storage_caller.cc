@@ -308,6 +308,7 @@ absl::Status GrpcStorageCaller::Shutdown(const StorageTarget& target,
   common::SetDeadline(&context, timeout_);
   cellar::v1::ShutdownRequest request;
   request.set_reason(reason);
+  request.set_node_id(target.node_id);
   cellar::v1::ShutdownResponse response;
   const grpc::Status s = StubFor(target.address)->Shutdown(&context, request, &response);
   if (s.ok()) return absl::OkStatus();

@@ -444,6 +444,9 @@ grpc::Status StorageService::CheckCell(grpc::ServerContext* /*context*/,
 grpc::Status StorageService::TruncateData(grpc::ServerContext* /*context*/,
                                           const ::cellar::v1::TruncateDataRequest* request,
                                           ::cellar::v1::TruncateDataResponse* response) {
+  // tid 0 would delete every transaction: unset must not mean that.
+  if (BadTid(request->tid(), true)) return Invalid(TidRule("tid", true));
+  if (request->epoch() == 0) return Invalid("epoch: required (the primary's epoch)");
   absl::StatusOr<uint64_t> last_tid = node_->TruncateData(request->epoch(), request->tid());
   if (!last_tid.ok()) return ToGrpcStatus(last_tid.status());
   response->set_last_tid(*last_tid);
@@ -483,6 +486,12 @@ grpc::Status StorageService::Shutdown(grpc::ServerContext* context,
                                       const ::cellar::v1::ShutdownRequest* request,
                                       ::cellar::v1::ShutdownResponse* /*response*/) {
   if (request->reason().size() > 1000) return Invalid("reason: at most 1000 bytes");
+  if (request->node_id() == 0) return Invalid("node_id: required (the node to stop)");
+  if (request->node_id() != node_->node_id()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("node_id: this node is ", common::NodeName(node_->node_id()),
+                                     ", not ", common::NodeName(request->node_id())));
+  }
   if (!options_.on_shutdown) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "this storage cannot be stopped by rpc (no stop hook)");

@@ -1263,6 +1263,7 @@ TEST_F(StorageServiceTest, ShutdownAnswersThenStopsThisServerAndClosesItsDatabas
   ASSERT_NO_FATAL_FAILURE(StartServing());
   v1::ShutdownRequest request;
   request.set_reason("test: operator stop");
+  request.set_node_id(NodeStatus().node_id());
   EXPECT_THAT(Call(&v1::Storage::Stub::Shutdown, request), IsOk());
   // Without a hook, the server stops itself (in the background): calls
   // then fail, and the database is closed (it opens again).
@@ -1284,7 +1285,15 @@ TEST_F(StorageServiceTest, ShutdownCallsTheHookInsteadAndRefusesLongReasons) {
     reasons.push_back(reason);
   };
   ASSERT_NO_FATAL_FAILURE(StartStorage());
+  ASSERT_TRUE(WaitFor([&] { return NodeStatus().node_id() != 0; }));
+  // An empty request stops nothing; nor does one naming another node.
   v1::ShutdownRequest request;
+  EXPECT_THAT(Call(&v1::Storage::Stub::Shutdown, request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("node_id: required")));
+  request.set_node_id(NodeStatus().node_id() + 1);
+  EXPECT_THAT(Call(&v1::Storage::Stub::Shutdown, request),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("node_id: this node is")));
+  request.set_node_id(NodeStatus().node_id());
   request.set_reason(std::string(1001, 'x'));
   EXPECT_THAT(Call(&v1::Storage::Stub::Shutdown, request),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -1354,7 +1363,14 @@ TEST_F(StorageServiceTest, TruncateDataOnlyWhileRecovering) {
   ASSERT_THAT(Vote(3000, true), IsOk());
 
   v1::TruncateDataRequest r;
+  // Unset is not "everything": tid and epoch are required.
+  r.set_epoch(kEpoch);
+  EXPECT_THAT(Call(&v1::Storage::Stub::TruncateData, r),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tid: required")));
   r.set_tid(1004);
+  r.set_epoch(0);
+  EXPECT_THAT(Call(&v1::Storage::Stub::TruncateData, r),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("epoch: required")));
   r.set_epoch(kEpoch);
   EXPECT_THAT(Call(&v1::Storage::Stub::TruncateData, r),
               StatusIs(absl::StatusCode::kFailedPrecondition));

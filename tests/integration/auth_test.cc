@@ -14,8 +14,6 @@
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/impl/codegen/client_unary_call.h>
-#include <grpcpp/impl/codegen/sync_stream.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
@@ -29,6 +27,7 @@
 #include "services/common/authenticator.h"
 #include "services/common/channel.h"
 #include "services/common/logging.h"
+#include "services/common/raw_call.h"
 #include "services/common/status_matchers.h"
 #include "services/storage/backend/backend_uri.h"
 #include "tests/integration/cluster_helpers.h"
@@ -48,22 +47,13 @@ class AuthTest : public ::testing::Test {
   static void SetUpTestSuite() {
     common::SetMinLogSeverity(common::LogSeverity::kWarning);
     const std::string dir = absl::StrCat(::testing::TempDir(), "/auth_test.", getpid());
-    tokens_ = new std::map<common::Role, std::string>;
-    std::string file = "# test tokens\n";
-    for (common::Role role :
-         {common::Role::kClient, common::Role::kReadonly, common::Role::kAdmin}) {
-      auto made = common::MakeToken(role, absl::StrCat("test ", common::RoleName(role)));
-      ASSERT_THAT(made, common::IsOk());
-      (*tokens_)[role] = made->token;
-      file += made->line;
-    }
-    (*tokens_)[common::Role::kNode] = common::NodeBearer(kSecret);
     auto other = common::MakeToken(common::Role::kClient, "test another client");
     ASSERT_THAT(other, common::IsOk());
     other_client_token_ = new std::string(other->token);
-    file += other->line;
     tokens_file_ = new std::string(dir + ".tokens");
-    std::ofstream(*tokens_file_) << file;
+    auto tokens = testing_support::WriteRoleTokens(*tokens_file_, kSecret, other->line);
+    ASSERT_THAT(tokens, common::IsOk());
+    tokens_ = new std::map<common::Role, std::string>(*std::move(tokens));
 
     auto auth = testing_support::TestAuthSetup(*tokens_file_, kSecret);
     ASSERT_THAT(auth, common::IsOk());
@@ -88,46 +78,24 @@ class AuthTest : public ::testing::Test {
 
   // Calls `path` on `address` with an empty (or minimal) request, as
   // `bearer` ("" = no credentials), and returns the status.
+  // (A server stream let through is OK at its first message.)
   static grpc::Status Call(const std::string& address,
                            const google::protobuf::MethodDescriptor& method,
                            const std::string& bearer) {
     auto channel = common::MakeChannel(address, bearer);
     const std::string path =
         absl::StrCat("/", method.service()->full_name(), "/", method.name());
-    grpc::ClientContext context;
-    common::SetDeadline(&context, absl::Seconds(10));
-    grpc::ByteBuffer request = MinimalRequest(path);
-    if (method.server_streaming()) {
-      grpc::internal::RpcMethod rpc(path.c_str(), grpc::internal::RpcMethod::SERVER_STREAMING);
-      std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
-          grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
-              channel.get(), rpc, &context, request));
-      grpc::ByteBuffer response;
-      // One message is enough to know the call was let through (a Watch
-      // would go on forever).
-      if (reader->Read(&response)) {
-        context.TryCancel();
-        return grpc::Status::OK;
-      }
-      return reader->Finish();
-    }
-    grpc::internal::RpcMethod rpc(path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC);
-    grpc::ByteBuffer response;
-    return grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
-        channel.get(), rpc, &context, request, &response);
+    return common::RawBytesCall(channel.get(), method, MinimalRequest(path),
+                                absl::Seconds(10));
   }
 
   // Empty, except where an empty request would be refused by the handler
   // with PERMISSION_DENIED for a reason other than the role table.
-  static grpc::ByteBuffer MinimalRequest(const std::string& path) {
-    std::string bytes;
-    if (path == "/cellar.v1.Master/RegisterNode") {
-      cellar::v1::RegisterNodeRequest request;
-      request.set_role(cellar::v1::NODE_ROLE_CLIENT);  // other roles need node
-      request.SerializeToString(&bytes);
-    }
-    grpc::Slice slice(bytes);
-    return grpc::ByteBuffer(&slice, 1);
+  static std::string MinimalRequest(const std::string& path) {
+    if (path != "/cellar.v1.Master/RegisterNode") return "";
+    cellar::v1::RegisterNodeRequest request;
+    request.set_role(cellar::v1::NODE_ROLE_CLIENT);  // other roles need node
+    return request.SerializeAsString();
   }
 
   static std::string AddressOf(const google::protobuf::ServiceDescriptor& service) {

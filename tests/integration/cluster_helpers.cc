@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
 #include "services/common/channel.h"
 
 namespace cellar::testing_support {
@@ -38,6 +41,23 @@ absl::StatusOr<common::AuthSetup> TestAuthSetup(const std::string& tokens_file,
   setup.authenticator = *std::move(authenticator);
   setup.node_bearer = common::NodeBearer(cluster_secret);
   return setup;
+}
+
+absl::StatusOr<std::map<common::Role, std::string>> WriteRoleTokens(
+    const std::string& tokens_file, const std::string& cluster_secret,
+    const std::string& extra_lines) {
+  std::map<common::Role, std::string> bearers;
+  std::string file = "# test tokens\n";
+  for (common::Role role :
+       {common::Role::kClient, common::Role::kReadonly, common::Role::kAdmin}) {
+    auto made = common::MakeToken(role, absl::StrCat("test ", common::RoleName(role)));
+    if (!made.ok()) return made.status();
+    bearers[role] = made->token;
+    file += made->line;
+  }
+  bearers[common::Role::kNode] = common::NodeBearer(cluster_secret);
+  std::ofstream(tokens_file) << file << extra_lines;
+  return bearers;
 }
 
 }  // namespace cellar::testing_support

@@ -3,6 +3,7 @@
 
 // Small helpers shared by the in-process cluster tests (testonly).
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "client/client.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/common/auth_tokens.h"
 #include "services/common/authenticator.h"
 
 namespace cellar::testing_support {
@@ -37,6 +39,13 @@ std::unique_ptr<client::Client> ConnectClient(const std::string& master_address,
 // as the node credential.
 absl::StatusOr<common::AuthSetup> TestAuthSetup(const std::string& tokens_file,
                                                 const std::string& cluster_secret);
+
+// Writes a tokens file at `tokens_file` holding one new token per role
+// (client, readonly, admin) and then `extra_lines`; returns the bearer of
+// each role, the node role's made from `cluster_secret`.
+absl::StatusOr<std::map<common::Role, std::string>> WriteRoleTokens(
+    const std::string& tokens_file, const std::string& cluster_secret,
+    const std::string& extra_lines = "");
 
 // Master.GetClusterInfo (10 s deadline); a failure is recorded as a test
 // failure and an empty answer returned.

@@ -409,6 +409,7 @@ TEST_P(RebalanceTest, SetReplicasThenKillAndDropAStorage) {
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
   EXPECT_EQ(killed.node().node_id(), s3);
+  EXPECT_TRUE(killed.stopped()) << "Storage.Shutdown names the node it stops";
   // Storage.Shutdown may not stop an in-process server at once (or not be
   // there): make sure it is gone before dropping it.
   extra_->Shutdown();

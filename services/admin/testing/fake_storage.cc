@@ -67,11 +67,17 @@ std::vector<std::string> FakeStorage::shutdown_reasons() const {
   return shutdown_reasons_;
 }
 
+std::vector<uint32_t> FakeStorage::shutdown_node_ids() const {
+  absl::MutexLock l(&mu_);
+  return shutdown_node_ids_;
+}
+
 grpc::Status FakeStorage::Shutdown(grpc::ServerContext*,
                                    const ::cellar::v1::ShutdownRequest* request,
                                    ::cellar::v1::ShutdownResponse*) {
   absl::MutexLock l(&mu_);
   shutdown_reasons_.push_back(request->reason());
+  shutdown_node_ids_.push_back(request->node_id());
   return common::ToGrpcStatus(shutdown_error_);
 }
 

@@ -35,9 +35,11 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   void Shutdown();
 
   // Storage.Shutdown fails with `status` if not OK (else answers OK);
-  // shutdown_reasons() lists the reasons of the calls so far.
+  // shutdown_reasons() lists the reasons of the calls so far,
+  // shutdown_node_ids() the node ids they named.
   void SetShutdownResult(const absl::Status& status);
   std::vector<std::string> shutdown_reasons() const;
+  std::vector<uint32_t> shutdown_node_ids() const;
   grpc::Status Shutdown(grpc::ServerContext* context, const ::cellar::v1::ShutdownRequest* request,
                         ::cellar::v1::ShutdownResponse* response) override;
 
@@ -56,6 +58,7 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   absl::Status history_error_ ABSL_GUARDED_BY(mu_);
   absl::Status shutdown_error_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> shutdown_reasons_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> shutdown_node_ids_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cellar::admin::testing
