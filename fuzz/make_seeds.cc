@@ -189,6 +189,7 @@ void StorageSeeds() {
   truncate.set_epoch(kEpoch);
   v1::ShutdownRequest shutdown;
   shutdown.set_reason("maintenance");
+  shutdown.set_node_id(1);  // the fuzzed storage's own id
   Seed()
       .Add(0, store).Add(1, vote).Add(3, lock).Add(4, unlock)
       .Add(8, status).Add(10, check).Add(12, save).Add(11, truncate).Add(13, shutdown)
