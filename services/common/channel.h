@@ -54,6 +54,18 @@ std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
                                                    grpc::ChannelArguments args,
                                                    const ChannelSecurity& security);
 
+// Whether a caller whose call failed with `code` should drop its channel to
+// that peer and dial it on a new one next time: UNAVAILABLE, nothing took
+// the connection (refused, unreachable, name not resolved). A new channel
+// resolves the peer's name afresh: a restarted Kubernetes pod comes back
+// under its DNS name with a new IP, and a channel re-resolves at most every
+// 30 s by itself (GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, left at its
+// default: see MakeChannel). Not DEADLINE_EXCEEDED: a stopped process
+// accepts connections and never answers; its old channel fails fast once
+// a connection attempt has failed, where a new one waits for its own
+// attempt (20 s).
+bool RedialAfter(grpc::StatusCode code);
+
 // `context` with a deadline `timeout` from now.
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout);
 
