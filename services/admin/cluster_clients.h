@@ -5,7 +5,7 @@
 // the first being the default), and its gRPC connections to them: master
 // stubs per cluster (tried in order: the first that answers wins) and
 // storage stubs by address. A master is dialled on a new channel after a
-// call fails UNAVAILABLE (common::RedialAfter), a storage after it
+// call to it fails (common::RedialAfter), a storage after it
 // registered again: a fresh DNS resolution of its name. Every call has a
 // deadline. Master errors come back as absl::Status with their details
 // (google.rpc.Status payloads).

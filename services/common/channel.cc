@@ -85,7 +85,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   // Not set: GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS (gRPC's default
   // 30 s). A Kubernetes pod comes back under its DNS name with a new IP;
   // peers follow it by dialling a new channel instead, when the node
-  // registers again or a call to it fails UNAVAILABLE (RedialAfter). 1 s
+  // registers again or a session call to it fails (RedialAfter). 1 s
   // broke //tests/fault:sigstop_test: a stopped process's kernel accepts
   // the TCP connection and the HTTP/2 handshake never ends, so each attempt
   // lasts the 20 s minimum connect timeout. gRPC 1.51's pick_first makes
@@ -119,7 +119,9 @@ std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
       address, credentials, args, std::move(interceptors));
 }
 
-bool RedialAfter(grpc::StatusCode code) { return code == grpc::StatusCode::UNAVAILABLE; }
+bool RedialAfter(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
 
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));

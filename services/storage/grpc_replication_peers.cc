@@ -113,7 +113,9 @@ absl::Status GrpcReplicationPeers::Fetch(
     }
   }
   grpc::Status finish = reader->Finish();
-  if (common::RedialAfter(finish.error_code())) {
+  // UNAVAILABLE only (common::RedialAfter): a fetch's deadline also ends
+  // long streams that were going well.
+  if (finish.error_code() == grpc::StatusCode::UNAVAILABLE) {
     absl::MutexLock l(&mu_);
     if (stubs_[address] == stub) stubs_.erase(address);
   }

@@ -4,7 +4,8 @@
 // ReplicationPeers over gRPC: progress reports through the node's
 // MasterLink (Master.ReportReplication), fetches as Storage.Replicate
 // server streams to the source's address (one channel per address,
-// cached; made anew after a failed fetch, common::RedialAfter). A fetch has a deadline (`fetch_timeout`): a stream that outlives
+// cached; made anew after a fetch fails UNAVAILABLE: a fresh DNS
+// resolution, common::RedialAfter). A fetch has a deadline (`fetch_timeout`): a stream that outlives
 // it ends, and the next round resumes from the stored progress.
 //
 // Thread-safe.
