@@ -79,15 +79,20 @@ struct Client::Session {
 
 Client::Client(ClientOptions options, const common::ChannelSecurity& security)
     : options_(std::move(options)),
+      security_(security),
       view_([security](const std::string& address) {
         return std::shared_ptr<ClusterView::StorageStub>(
             ::cellar::v1::Storage::NewStub(common::MakeChannel(address, security)));
       }),
       cache_(options_.cache_bytes) {
-  for (const std::string& address : options_.master_addresses) {
-    master_stubs_.push_back(std::shared_ptr<MasterStub>(
-        ::cellar::v1::Master::NewStub(common::MakeChannel(address, security))));
+  for (size_t i = 0; i < options_.master_addresses.size(); ++i) {
+    master_stubs_.push_back(NewMasterStub(i));
   }
+}
+
+std::shared_ptr<Client::MasterStub> Client::NewMasterStub(size_t index) const {
+  return std::shared_ptr<MasterStub>(::cellar::v1::Master::NewStub(
+      common::MakeChannel(options_.master_addresses[index], security_)));
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
@@ -173,14 +178,16 @@ absl::StatusOr<std::unique_ptr<Client::Session>> Client::EstablishSession() {
       if (closing_) return absl::CancelledError("client closed");
       watch_context_ = &register_context;
     }
-    absl::Status status = common::FromGrpcStatus(
-        session->stub->RegisterNode(&register_context, request, &response));
+    const grpc::Status registered =
+        session->stub->RegisterNode(&register_context, request, &response);
+    absl::Status status = common::FromGrpcStatus(registered);
     {
       absl::MutexLock lock(&mu_);
       watch_context_ = nullptr;
     }
     if (!status.ok()) {
       last_error = common::Annotate(status, absl::StrCat("master ", address));
+      if (common::RedialAfter(registered.error_code())) master_stubs_[i] = NewMasterStub(i);
       if (IsFatalRegistrationError(status) && !any_fatal) {
         any_fatal = true;
         fatal = last_error;
@@ -305,6 +312,8 @@ void Client::WatchLoop() {
       closing = closing_;
     }
     if (!closing) {
+      // The master may be restarting: dial it afresh (a new DNS resolution).
+      master_stubs_[(*session)->master_index] = NewMasterStub((*session)->master_index);
       CELLAR_LOG(WARNING) << "master Watch stream ended ("
                           << (end.ok() ? std::string("OK") : end.ToString())
                           << "): re-registering, cache cleared";

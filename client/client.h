@@ -279,9 +279,14 @@ class Client : private TransactionCommitter {
   absl::Status AwaitMasterCaughtUp(uint64_t tid);
   std::shared_ptr<MasterStub> master() const;
   uint64_t sessions() const;
+  // A stub on a new channel to options_.master_addresses[index].
+  std::shared_ptr<MasterStub> NewMasterStub(size_t index) const;
 
   const ClientOptions options_;
-  // One stub per master address (same order as the options).
+  const common::ChannelSecurity security_;
+  // One stub per master address (same order as the options). Watch thread
+  // only. Made anew after the session on it is lost, or a registration on
+  // it fails (common::RedialAfter).
   std::vector<std::shared_ptr<MasterStub>> master_stubs_;
   ClusterView view_;
   ObjectCache cache_;

@@ -60,13 +60,37 @@ absl::Status ClusterView::ReplaceTable(
 
 void ClusterView::UpdateNode(const NodeInfo& node) {
   absl::MutexLock lock(&mu_);
-  nodes_[node.node_id()] = node;
+  SetNodeLocked(node);
 }
 
 void ClusterView::ReplaceNodes(const std::vector<NodeInfo>& nodes) {
   absl::MutexLock lock(&mu_);
-  nodes_.clear();
-  for (const NodeInfo& node : nodes) nodes_[node.node_id()] = node;
+  absl::flat_hash_map<uint32_t, NodeInfo> before;
+  before.swap(nodes_);
+  for (const NodeInfo& node : nodes) {
+    auto it = before.find(node.node_id());
+    if (it != before.end()) nodes_[node.node_id()] = std::move(it->second);
+    SetNodeLocked(node);
+  }
+}
+
+void ClusterView::SetNodeLocked(const NodeInfo& node) {
+  auto it = nodes_.find(node.node_id());
+  if (it != nodes_.end()) {
+    const NodeInfo& before = it->second;
+    // A new life of the node (it registered again, came back from DOWN, or
+    // moved): its stub goes, so the next call dials afresh (a new channel:
+    // a new DNS resolution, no reconnect backoff left from the old life).
+    // Not while it is DOWN: the old channel fails fast on a stopped node
+    // where a new one would wait for its connection attempt.
+    if (before.address() != node.address() ||
+        before.registered_unix_ms() != node.registered_unix_ms() ||
+        (before.state() == ::cellar::v1::NODE_DOWN &&
+         node.state() != ::cellar::v1::NODE_DOWN)) {
+      stubs_.erase(before.address());
+    }
+  }
+  nodes_[node.node_id()] = node;
 }
 
 void ClusterView::SetClusterState(::cellar::v1::ClusterState state) {

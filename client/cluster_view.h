@@ -3,8 +3,8 @@
 
 // The client's view of the cluster, fed by the master's Watch stream: the
 // partition table, the storage nodes (addresses, states) and the cluster
-// state, plus one gRPC stub per storage address (channels are shared and
-// created lazily).
+// state, plus one gRPC stub per storage address (channels are shared,
+// created lazily, and made anew when the node registers again).
 //
 // Routing rules:
 //   - reads go to readable cells (UP_TO_DATE, FEEDING) on storage nodes
@@ -56,9 +56,13 @@ class ClusterView {
   absl::Status ApplyDelta(const ::cellar::v1::PartitionTableDelta& delta);
   // Replaces the table. INVALID_ARGUMENT if malformed.
   absl::Status ReplaceTable(const ::cellar::v1::PartitionTable& table);
-  // Adds or updates a node (address, state, ...).
+  // Adds or updates a node (address, state, ...). A node that starts a new
+  // life (a new registration: registered_unix_ms changed; back from DOWN;
+  // a new address) gets a new stub on its next call: a new channel, so a
+  // fresh DNS resolution of its name (a restarted Kubernetes pod comes back
+  // under its name with a new IP) and no backoff left from the old life.
   void UpdateNode(const ::cellar::v1::NodeInfo& node);
-  // Replaces the whole node list.
+  // Replaces the whole node list (same rule for the nodes it keeps).
   void ReplaceNodes(const std::vector<::cellar::v1::NodeInfo>& nodes);
   void SetClusterState(::cellar::v1::ClusterState state);
 
@@ -80,6 +84,9 @@ class ClusterView {
 
  private:
   bool Reachable(const ::cellar::v1::NodeInfo& node) const;
+  // Stores `node`, dropping the stub of a node that starts a new life.
+  void SetNodeLocked(const ::cellar::v1::NodeInfo& node)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const StubFactory factory_;
   mutable std::atomic<uint64_t> round_robin_{0};
@@ -90,7 +97,8 @@ class ClusterView {
   ::cellar::v1::ClusterState cluster_state_ ABSL_GUARDED_BY(mu_) =
       ::cellar::v1::CLUSTER_STATE_UNSPECIFIED;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
-  // By address; kept across node updates so channels are reused.
+  // By address; kept across node updates so channels are reused, dropped
+  // when the node starts a new life (SetNodeLocked).
   mutable absl::flat_hash_map<std::string, std::shared_ptr<StorageStub>> stubs_
       ABSL_GUARDED_BY(mu_);
 };

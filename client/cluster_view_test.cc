@@ -1,8 +1,12 @@
 #include "client/cluster_view.h"
 
+#include <map>
+#include <memory>
 #include <set>
+#include <string>
 
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "services/common/status_matchers.h"
@@ -82,6 +86,75 @@ TEST(ClusterViewTest, DownNodesAreNotRead) {
   view.UpdateNode(node);
   EXPECT_THAT(view.ReadNodesFor(0), ElementsAre(1u));
   EXPECT_THAT(view.RunningStorageNodes(), ElementsAre(1u));
+}
+
+// A factory that counts the stubs (channels) it makes, per address.
+class CountingFactory {
+ public:
+  ClusterView::StubFactory factory() {
+    return [this](const std::string& address) {
+      ++made_[address];
+      // A lazy channel: nothing dials until a call.
+      return std::shared_ptr<ClusterView::StorageStub>(::cellar::v1::Storage::NewStub(
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials())));
+    };
+  }
+  int made(const std::string& address) const {
+    auto it = made_.find(address);
+    return it == made_.end() ? 0 : it->second;
+  }
+
+ private:
+  std::map<std::string, int> made_;
+};
+
+TEST(ClusterViewTest, ANodeThatRegistersAgainGetsANewChannel) {
+  CountingFactory stubs;
+  ClusterView view(stubs.factory());
+  ::cellar::v1::ClusterSnapshot snapshot = TwoNodeSnapshot();
+  snapshot.mutable_nodes(1)->set_registered_unix_ms(1000);
+  ASSERT_THAT(view.Reset(snapshot), IsOk());
+  const std::string address = snapshot.nodes(1).address();
+  std::shared_ptr<ClusterView::StorageStub> first = view.Stub(2);
+  ASSERT_NE(first, nullptr);
+  ::cellar::v1::NodeInfo node = snapshot.nodes(1);
+  // The same life: the channel stays, DOWN included (it fails fast on a
+  // stopped node, where a new one would wait for its connection attempt).
+  view.UpdateNode(node);
+  EXPECT_EQ(view.Stub(2), first);
+  node.set_state(::cellar::v1::NODE_DOWN);
+  view.UpdateNode(node);
+  EXPECT_EQ(view.Stub(2), first);
+  EXPECT_EQ(stubs.made(address), 1);
+  // Back from DOWN: a new channel (a new DNS resolution of its name).
+  node.set_state(::cellar::v1::NODE_RUNNING);
+  view.UpdateNode(node);
+  std::shared_ptr<ClusterView::StorageStub> second = view.Stub(2);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(stubs.made(address), 2);
+  EXPECT_EQ(view.Stub(2), second);
+  // Registered again (restarted) without being seen DOWN.
+  node.set_registered_unix_ms(2000);
+  view.UpdateNode(node);
+  std::shared_ptr<ClusterView::StorageStub> third = view.Stub(2);
+  EXPECT_NE(third, second);
+  EXPECT_EQ(stubs.made(address), 3);
+  // A new snapshot (a new master session) where it registered again.
+  snapshot.mutable_nodes(1)->set_registered_unix_ms(3000);
+  ASSERT_THAT(view.Reset(snapshot), IsOk());
+  EXPECT_NE(view.Stub(2), third);
+  EXPECT_EQ(stubs.made(address), 4);
+  // The other node kept its life through both snapshots: one channel.
+  ASSERT_NE(view.Stub(1), nullptr);
+  ASSERT_THAT(view.Reset(snapshot), IsOk());
+  ASSERT_NE(view.Stub(1), nullptr);
+  EXPECT_EQ(stubs.made(snapshot.nodes(0).address()), 1);
+  // A new address: a channel to it.
+  node.set_registered_unix_ms(3000);
+  node.set_address("127.0.0.1:2002");
+  view.UpdateNode(node);
+  ASSERT_NE(view.Stub(2), nullptr);
+  EXPECT_EQ(stubs.made("127.0.0.1:2002"), 1);
 }
 
 }  // namespace

@@ -81,12 +81,37 @@ ClusterClients::ClusterClients(std::vector<ClusterTarget> clusters, absl::Durati
     : clusters_(std::move(clusters)),
       rpc_timeout_(rpc_timeout),
       node_channel_(std::move(node_channel)) {
+  absl::MutexLock l(&mu_);
   for (const ClusterTarget& c : clusters_) {
     masters_.emplace_back();
     for (const std::string& address : c.master_addresses) {
       masters_.back().push_back(
           cellar::v1::Master::NewStub(common::MakeChannel(address, node_channel_)));
     }
+  }
+}
+
+std::shared_ptr<cellar::v1::Master::Stub> ClusterClients::MasterStub(size_t cluster,
+                                                                     size_t master) {
+  absl::MutexLock l(&mu_);
+  return masters_[cluster][master];
+}
+
+void ClusterClients::MasterCallFailed(size_t cluster, size_t master, const grpc::Status& status) {
+  if (!common::RedialAfter(status.error_code())) return;
+  absl::MutexLock l(&mu_);
+  masters_[cluster][master] = cellar::v1::Master::NewStub(
+      common::MakeChannel(clusters_[cluster].master_addresses[master], node_channel_));
+}
+
+void ClusterClients::ForgetRestartedStorages(const cellar::v1::GetClusterInfoResponse& info) {
+  absl::MutexLock l(&mu_);
+  for (const cellar::v1::NodeInfo& node : info.nodes()) {
+    if (node.role() != cellar::v1::NODE_ROLE_STORAGE || node.address().empty()) continue;
+    auto [it, added] = registered_.try_emplace(node.address(), node.registered_unix_ms());
+    if (added || it->second == node.registered_unix_ms()) continue;
+    it->second = node.registered_unix_ms();
+    storages_.erase(node.address());
   }
 }
 
@@ -116,8 +141,12 @@ absl::StatusOr<cellar::v1::GetClusterInfoResponse> ClusterClients::GetClusterInf
     grpc::ClientContext context;
     common::SetDeadline(&context, rpc_timeout_);
     cellar::v1::GetClusterInfoResponse info;
-    grpc::Status s = masters_[*i][j]->GetClusterInfo(&context, {}, &info);
-    if (s.ok()) return info;
+    grpc::Status s = MasterStub(*i, j)->GetClusterInfo(&context, {}, &info);
+    if (s.ok()) {
+      ForgetRestartedStorages(info);
+      return info;
+    }
+    MasterCallFailed(*i, j, s);
     errors.push_back(absl::StrCat(clusters_[*i].master_addresses[j], ": ", s.error_message()));
   }
   return absl::UnavailableError(absl::StrCat("cluster \"", clusters_[*i].name,
@@ -145,8 +174,9 @@ absl::Status ClusterClients::CallMaster(
   for (size_t j = 0; j < masters_[*i].size(); ++j) {
     grpc::ClientContext context;
     common::SetDeadline(&context, timeout > absl::ZeroDuration() ? timeout : rpc_timeout_);
-    grpc::Status s = call(masters_[*i][j].get(), &context);
+    grpc::Status s = call(MasterStub(*i, j).get(), &context);
     if (s.ok()) return absl::OkStatus();
+    MasterCallFailed(*i, j, s);
     if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
         s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
       return common::FromGrpcStatus(s);
@@ -158,14 +188,13 @@ absl::Status ClusterClients::CallMaster(
                                              absl::StrJoin(errors, "; "), ")"));
 }
 
-cellar::v1::Storage::Stub* ClusterClients::StorageStub(const std::string& address) {
+std::shared_ptr<cellar::v1::Storage::Stub> ClusterClients::StorageStub(const std::string& address) {
   absl::MutexLock l(&mu_);
-  for (auto& [a, stub] : storages_) {
-    if (a == address) return stub.get();
+  auto& stub = storages_[address];
+  if (stub == nullptr) {
+    stub = cellar::v1::Storage::NewStub(common::MakeChannel(address, node_channel_));
   }
-  storages_.emplace_back(address,
-                         cellar::v1::Storage::NewStub(common::MakeChannel(address, node_channel_)));
-  return storages_.back().second.get();
+  return stub;
 }
 
 }  // namespace cellar::admin

@@ -4,17 +4,22 @@
 // The clusters one admin process serves and watches (a configured list,
 // the first being the default), and its gRPC connections to them: master
 // stubs per cluster (tried in order: the first that answers wins) and
-// storage stubs by address. Every call has a deadline. Master errors come
-// back as absl::Status with their details (google.rpc.Status payloads).
+// storage stubs by address. A master is dialled on a new channel after a
+// call to it fails (common::RedialAfter), a storage after it
+// registered again: a fresh DNS resolution of its name. Every call has a
+// deadline. Master errors come back as absl::Status with their details
+// (google.rpc.Status payloads).
 //
 // Thread-safe.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -83,8 +88,9 @@ class ClusterClients final : public ClusterInfoSource {
       const std::function<grpc::Status(cellar::v1::Master::Stub*, grpc::ClientContext*)>& call,
       absl::Duration timeout = absl::ZeroDuration());
 
-  // A stub for the storage at `address` (cached).
-  cellar::v1::Storage::Stub* StorageStub(const std::string& address);
+  // A stub for the storage at `address` (cached; made anew once
+  // GetClusterInfo shows that the storage there registered again).
+  std::shared_ptr<cellar::v1::Storage::Stub> StorageStub(const std::string& address);
 
   absl::Duration rpc_timeout() const { return rpc_timeout_; }
 
@@ -93,15 +99,28 @@ class ClusterClients final : public ClusterInfoSource {
                  common::ChannelSecurity node_channel);
   // Index of `cluster` in clusters_, or NOT_FOUND.
   absl::StatusOr<size_t> Find(absl::string_view cluster) const;
+  // The stub of clusters_[cluster].master_addresses[master].
+  std::shared_ptr<cellar::v1::Master::Stub> MasterStub(size_t cluster, size_t master);
+  // After a failed call to that master: its next call dials on a new
+  // channel if common::RedialAfter says so (a fresh DNS resolution).
+  void MasterCallFailed(size_t cluster, size_t master, const grpc::Status& status);
+  // Drops the stubs of storages that registered again since the last
+  // GetClusterInfo (registered_unix_ms changed): a restarted pod comes back
+  // under its DNS name with a new IP, and a new channel resolves it afresh.
+  void ForgetRestartedStorages(const cellar::v1::GetClusterInfoResponse& info);
 
   const std::vector<ClusterTarget> clusters_;
   const absl::Duration rpc_timeout_;
   const common::ChannelSecurity node_channel_;
-  // masters_[i][j]: stub of clusters_[i].master_addresses[j]. Immutable.
-  std::vector<std::vector<std::unique_ptr<cellar::v1::Master::Stub>>> masters_;
   absl::Mutex mu_;
-  std::vector<std::pair<std::string, std::unique_ptr<cellar::v1::Storage::Stub>>> storages_
+  // masters_[i][j]: stub of clusters_[i].master_addresses[j].
+  std::vector<std::vector<std::shared_ptr<cellar::v1::Master::Stub>>> masters_
       ABSL_GUARDED_BY(mu_);
+  // By address.
+  absl::flat_hash_map<std::string, std::shared_ptr<cellar::v1::Storage::Stub>> storages_
+      ABSL_GUARDED_BY(mu_);
+  // Storage address -> registered_unix_ms last seen in GetClusterInfo.
+  absl::flat_hash_map<std::string, int64_t> registered_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cellar::admin

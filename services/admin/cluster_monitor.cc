@@ -15,7 +15,7 @@ namespace cellar::admin {
 
 absl::StatusOr<cellar::v1::GetNodeStatusResponse> GrpcStorageStatusSource::GetNodeStatus(
     const std::string& address, absl::Duration timeout) {
-  cellar::v1::Storage::Stub* stub = clients_->StorageStub(address);
+  std::shared_ptr<cellar::v1::Storage::Stub> stub = clients_->StorageStub(address);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   cellar::v1::GetNodeStatusRequest request;

@@ -83,11 +83,20 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
   // Not set: GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS (gRPC's default
-  // 30 s). A Kubernetes pod comes back under its DNS name with a new IP, and
-  // storages took 20-30 s to reach a restarted master (tools/k8s/e2e); 1 s
-  // fixed that, but made //tests/fault:sigstop_test fail on both backends
-  // (commits crawl after a SIGSTOPped storage is declared down; reproduced
-  // with and without the line): not understood yet, so not set.
+  // 30 s). A Kubernetes pod comes back under its DNS name with a new IP;
+  // peers follow it by dialling a new channel instead, when the node
+  // registers again or a session call to it fails (RedialAfter). 1 s
+  // broke //tests/fault:sigstop_test: a stopped process's kernel accepts
+  // the TCP connection and the HTTP/2 handshake never ends, so each attempt
+  // lasts the 20 s minimum connect timeout. gRPC 1.51's pick_first makes
+  // calls fail fast (UNAVAILABLE) once an attempt has failed ("sticky"
+  // TRANSIENT_FAILURE), but keeps that flag per address list: every
+  // resolver result starts a new list, whose next attempt is reported
+  // CONNECTING, and calls queue until their deadline. A failed attempt asks
+  // for a re-resolution; with 1 s it comes back at once, before the next
+  // attempt, so every attempt queued calls (commits waited 3 s on the
+  // stopped storage each); with 30 s it mostly lands during an attempt and
+  // the list goes on failing fast.
   return MakeChannelWithArgs(address, std::move(args), security);
 }
 
@@ -108,6 +117,10 @@ std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
   interceptors.push_back(std::make_unique<BearerInterceptorFactory>(security.bearer_token));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
       address, credentials, args, std::move(interceptors));
+}
+
+bool RedialAfter(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {

@@ -54,6 +54,21 @@ std::shared_ptr<grpc::Channel> MakeChannelWithArgs(const std::string& address,
                                                    grpc::ChannelArguments args,
                                                    const ChannelSecurity& security);
 
+// Whether a caller whose short call (a registration, cluster info: a live
+// peer answers well within the deadline) failed with `code` should drop its
+// channel to that peer and dial it on a new one next time: UNAVAILABLE
+// (refused, unreachable, name not resolved) or DEADLINE_EXCEEDED (e.g. a
+// connection to the old IP of a deleted pod that nothing answers). A new
+// channel resolves the peer's name afresh: a restarted Kubernetes pod
+// comes back under its DNS name with a new IP, and a channel re-resolves
+// at most every 30 s by itself (GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS,
+// left at its default: see MakeChannel). The price: on a stopped process
+// (whose kernel accepts connections that never answer) the old channel
+// would fail fast once one 20 s connection attempt had failed, where each
+// new one waits for the call's deadline; so the hot paths to storages
+// (client reads and commits) never use this, they follow registrations.
+bool RedialAfter(grpc::StatusCode code);
+
 // `context` with a deadline `timeout` from now.
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout);
 

@@ -22,13 +22,18 @@ GrpcMasterLink::GrpcMasterLink(std::vector<std::string> addresses,
 
 GrpcMasterLink::~GrpcMasterLink() { Cancel(); }
 
-::cellar::v1::Master::Stub* GrpcMasterLink::Stub(size_t index) {
+std::shared_ptr<::cellar::v1::Master::Stub> GrpcMasterLink::Stub(size_t index) {
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[index];
   if (stub == nullptr) {
     stub = ::cellar::v1::Master::NewStub(common::MakeChannel(addresses_[index], node_channel_));
   }
-  return stub.get();
+  return stub;
+}
+
+void GrpcMasterLink::Redial(size_t index) {
+  absl::MutexLock l(&mu_);
+  stubs_[index] = nullptr;  // calls in flight keep their own reference
 }
 
 bool GrpcMasterLink::Track(grpc::ClientContext* context) {
@@ -75,6 +80,7 @@ absl::StatusOr<::cellar::v1::RegisterNodeResponse> GrpcMasterLink::RegisterNode(
     }
     last = common::Annotate(common::FromGrpcStatus(s),
                             absl::StrCat("master ", addresses_[i]));
+    if (common::RedialAfter(s.error_code())) Redial(i);
     const std::string reason = common::ErrorReason(last);
     // A refusal on identity is the same everywhere: don't hide it behind
     // the next address's "unavailable".
@@ -125,7 +131,7 @@ absl::StatusOr<Response> GrpcMasterLink::Unary(const char* what, const Request& 
   common::SetDeadline(&context, rpc_timeout_);
   if (!Track(&context)) return absl::CancelledError("storage node is shutting down");
   Response response;
-  grpc::Status s = (Stub(i)->*method)(&context, request, &response);
+  grpc::Status s = (Stub(i).get()->*method)(&context, request, &response);
   Untrack(&context);
   if (!s.ok()) {
     return common::Annotate(common::FromGrpcStatus(s),
@@ -174,12 +180,16 @@ absl::Status GrpcMasterLink::Watch(
   if (!Track(&context)) return absl::CancelledError("storage node is shutting down");
   ::cellar::v1::WatchRequest request;
   request.set_node_id(node_id);
+  std::shared_ptr<::cellar::v1::Master::Stub> stub = Stub(i);  // for the whole stream
   std::unique_ptr<grpc::ClientReader<::cellar::v1::ClusterEvent>> reader =
-      Stub(i)->Watch(&context, request);
+      stub->Watch(&context, request);
   ::cellar::v1::ClusterEvent event;
   while (reader->Read(&event)) on_event(event);
   grpc::Status s = reader->Finish();
   Untrack(&context);
+  // The session is over (the node registers again): the master may be
+  // restarting, dial it afresh.
+  if (s.error_code() != grpc::StatusCode::CANCELLED) Redial(i);
   return common::Annotate(common::FromGrpcStatus(s),
                           absl::StrCat("watch stream from master ", addresses_[i]));
 }

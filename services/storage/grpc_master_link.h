@@ -5,7 +5,9 @@
 // them in turn starting with the last one that answered, and sticks to the
 // first that accepts (the primary); Watch and GetClusterInfo go to that one.
 // Every unary call has a deadline (rpc_timeout); the Watch stream has none
-// (keepalive detects a dead peer).
+// (keepalive detects a dead peer). A master is dialled on a new channel
+// after its Watch stream ends and after a registration on it fails
+// (common::RedialAfter).
 //
 // Thread-safe.
 
@@ -49,7 +51,11 @@ class GrpcMasterLink final : public MasterLink {
   // A unary call to the current master with a deadline, tracked for Cancel.
   template <typename Request, typename Response, typename Method>
   absl::StatusOr<Response> Unary(const char* what, const Request& request, Method method);
-  ::cellar::v1::Master::Stub* Stub(size_t index);
+  // Shared: Redial may drop the stub while a call uses it.
+  std::shared_ptr<::cellar::v1::Master::Stub> Stub(size_t index);
+  // The next call to master `index` dials on a new channel (a fresh DNS
+  // resolution of its name, common::RedialAfter).
+  void Redial(size_t index);
   // Registers `context` so Cancel() can cancel it; false if cancelled.
   bool Track(grpc::ClientContext* context);
   void Untrack(grpc::ClientContext* context);
@@ -58,7 +64,7 @@ class GrpcMasterLink final : public MasterLink {
   const absl::Duration rpc_timeout_;
   const common::ChannelSecurity node_channel_;
   absl::Mutex mu_;
-  std::vector<std::unique_ptr<::cellar::v1::Master::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<::cellar::v1::Master::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);

@@ -19,11 +19,12 @@ GrpcReplicationPeers::GrpcReplicationPeers(MasterLink* master,
       fetch_timeout_(fetch_timeout),
       node_channel_(std::move(node_channel)) {}
 
-::cellar::v1::Storage::Stub* GrpcReplicationPeers::StubFor(const std::string& address) {
+std::shared_ptr<::cellar::v1::Storage::Stub> GrpcReplicationPeers::StubFor(
+    const std::string& address) {
   absl::MutexLock l(&mu_);
   auto& stub = stubs_[address];
   if (stub == nullptr) stub = ::cellar::v1::Storage::NewStub(common::MakeChannel(address, node_channel_));
-  return stub.get();
+  return stub;
 }
 
 absl::StatusOr<ReplicationTarget> GrpcReplicationPeers::Report(uint32_t partition,
@@ -56,7 +57,7 @@ absl::Status GrpcReplicationPeers::Fetch(
   wire.set_max_records(request.limits.max_records);
   wire.set_max_bytes(request.limits.max_bytes);
   wire.set_node_id(node_id_());
-  ::cellar::v1::Storage::Stub* stub = StubFor(address);
+  std::shared_ptr<::cellar::v1::Storage::Stub> stub = StubFor(address);
   grpc::ClientContext context;
   common::SetDeadline(&context, fetch_timeout_);
   {
@@ -112,6 +113,12 @@ absl::Status GrpcReplicationPeers::Fetch(
     }
   }
   grpc::Status finish = reader->Finish();
+  // UNAVAILABLE only (common::RedialAfter): a fetch's deadline also ends
+  // long streams that were going well.
+  if (finish.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    absl::MutexLock l(&mu_);
+    if (stubs_[address] == stub) stubs_.erase(address);
+  }
   if (!status.ok()) return status;
   return common::Annotate(common::FromGrpcStatus(finish),
                           absl::StrCat("replication stream from ", address));

@@ -4,7 +4,8 @@
 // ReplicationPeers over gRPC: progress reports through the node's
 // MasterLink (Master.ReportReplication), fetches as Storage.Replicate
 // server streams to the source's address (one channel per address,
-// cached). A fetch has a deadline (`fetch_timeout`): a stream that outlives
+// cached; made anew after a fetch fails UNAVAILABLE: a fresh DNS
+// resolution, common::RedialAfter). A fetch has a deadline (`fetch_timeout`): a stream that outlives
 // it ends, and the next round resumes from the stored progress.
 //
 // Thread-safe.
@@ -42,14 +43,15 @@ class GrpcReplicationPeers final : public ReplicationPeers {
   void Cancel() override;
 
  private:
-  ::cellar::v1::Storage::Stub* StubFor(const std::string& address);
+  // Shared: a failed fetch may drop the map's stub while another uses it.
+  std::shared_ptr<::cellar::v1::Storage::Stub> StubFor(const std::string& address);
 
   MasterLink* const master_;
   const std::function<uint32_t()> node_id_;
   const absl::Duration fetch_timeout_;
   const common::ChannelSecurity node_channel_;
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<::cellar::v1::Storage::Stub>> stubs_
+  absl::flat_hash_map<std::string, std::shared_ptr<::cellar::v1::Storage::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
