@@ -4,7 +4,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -77,10 +76,19 @@ absl::StatusOr<Role> ParseRole(absl::string_view name) {
 }
 
 std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  // Every authenticated call hashes its token (twice on some master rpcs).
+  // OpenSSL 3's one-shot SHA256() looks the implementation up on every call
+  // (EVP_Q_digest), about as costly as the hash itself: fetch it once.
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (kSha256 == nullptr ||
+      EVP_Digest(data.data(), data.size(), digest, &length, kSha256, nullptr) != 1) {
+    // No safe fallback for a credential check.
+    CELLAR_LOG(FATAL) << "SHA-256 unavailable";
+  }
   return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+      absl::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {

@@ -67,9 +67,40 @@ absl::StatusOr<std::vector<BenchRow>> RunOnCluster(const BenchOptions& options,
   return rows;
 }
 
+absl::StatusOr<BenchResult> RunSecurityMode(const BenchOptions& options,
+                                            std::ostream& progress) {
+  CELLAR_ASSIGN_OR_RETURN(const std::string tmp, MakeTempDir(options.tmp_dir));
+  absl::Cleanup remove_tmp = [&tmp] {
+    std::error_code ignored;
+    std::filesystem::remove_all(tmp, ignored);
+  };
+  BenchClusterOptions shape;
+  shape.storages = options.storages;
+  shape.replicas = options.replicas;
+  shape.partitions = options.partitions;
+  shape.argv0 = options.argv0;
+  absl::StatusOr<SecurityReport> report =
+      options.mode == "security"
+          ? RunAuthTlsCost(shape, options.workload, options.security_rounds, tmp, progress)
+          : RunFlood(shape, options.workload, options.flood, tmp, progress);
+  CELLAR_RETURN_IF_ERROR(report.status());
+  BenchResult result;
+  result.rows = std::move(report->rows);
+  result.summary = std::move(report->summary);
+  for (const BenchRow& row : result.rows) result.errors += row.errors;
+  return result;
+}
+
 }  // namespace
 
 absl::StatusOr<BenchResult> RunBench(const BenchOptions& options, std::ostream& progress) {
+  if (options.mode == "security" || options.mode == "flood") {
+    return RunSecurityMode(options, progress);
+  }
+  if (options.mode != "perf") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown mode \"", options.mode, "\" (perf, security or flood)"));
+  }
   for (const std::string& backend : options.backends) {
     if (backend != "sqlite" && backend != "postgresql") {
       return absl::InvalidArgumentError(

@@ -15,6 +15,9 @@
 // cellar_bench_<pid>_* are created and dropped again).
 // SQLite: files in a temporary directory, removed at the end.
 //
+// --mode=security and --mode=flood run the security measurements instead
+// (security_bench.h), on SQLite only, without the raw baselines.
+//
 // Thread-safety: RunBench blocks; one at a time per process.
 
 #include <ostream>
@@ -24,10 +27,21 @@
 #include "absl/status/statusor.h"
 #include "tools/bench/report.h"
 #include "tools/bench/runner.h"
+#include "tools/bench/security_bench.h"
 
 namespace cellar::bench {
 
 struct BenchOptions {
+  // "perf" (default: the scenarios and baselines above), "security" (CPU
+  // of auth + TLS against plaintext) or "flood" (rate limits under a flood).
+  std::string mode = "perf";
+  // --mode=security: rounds of (plaintext, secured) runs. Default 2.
+  int security_rounds = 2;
+  // --mode=flood's shape.
+  FloodOptions flood;
+  // argv[0]: --mode=security and flood find the node binaries in its
+  // runfiles (or bazel-bin). Default "".
+  std::string argv0;
   // Storage backends to run the cellar scenarios on, in order
   // ("sqlite", "postgresql"). Default both.
   std::vector<std::string> backends = {"sqlite", "postgresql"};
@@ -62,6 +76,9 @@ struct BenchResult {
   // baseline's database couldn't be created), with the reason. The other
   // parts still ran.
   std::vector<std::string> failures;
+  // The readable result of --mode=security / flood ("" otherwise), printed
+  // after the rows.
+  std::string summary;
 };
 
 // Runs everything; progress lines ("[bench] ...") go to `progress`.

@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -20,11 +21,36 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "services/common/logging.h"
 #include "tools/bench/bench.h"
+#include "tools/bench/security_bench.h"
 
+ABSL_FLAG(std::string, mode, "perf",
+          "perf: cellar against raw PostgreSQL (the default); security: CPU per commit and "
+          "per load with TLS + tokens against plaintext without auth (SQLite); flood: a "
+          "client's p50/p99 while another token floods at a multiple of the rate limit "
+          "(SQLite). See docs/performance.md");
+ABSL_FLAG(std::string, flood_client_options, "",
+          "--mode=flood_client (started by --mode=flood, not by hand): client A's options file");
+ABSL_FLAG(int, security_rounds, 2,
+          "--mode=security: rounds of (plaintext, secured) runs, alternating order");
+ABSL_FLAG(double, rate_limit, 200, "--mode=flood: calls/s per token on every node");
+ABSL_FLAG(double, rate_limit_burst, 0, "--mode=flood: bucket size (0: 2 x --rate_limit)");
+ABSL_FLAG(double, flood_factor, 10,
+          "--mode=flood: client A offers this multiple of --rate_limit to every node");
+ABSL_FLAG(int, flood_clients, 32,
+          "--mode=flood: client A's concurrent clients, for loads and for commits each");
+ABSL_FLAG(std::string, flood_ops, "loads,commits",
+          "--mode=flood: what client A floods with (loads, commits or both)");
+ABSL_FLAG(int, flood_objects, 2000,
+          "--mode=flood: objects written (by client B, within its rate limit) for the loads");
+ABSL_FLAG(double, steady_loads, 50, "--mode=flood: client B's loads per second");
+ABSL_FLAG(double, steady_commits, 10, "--mode=flood: client B's commits per second");
+ABSL_FLAG(double, flood_seconds, 15,
+          "--mode=flood: measured seconds of each phase (A idle, A flooding)");
 ABSL_FLAG(std::string, backends, "sqlite,postgresql",
           "Comma-separated storage backends to benchmark (sqlite, postgresql)");
 ABSL_FLAG(int, storages, 2, "Storage nodes per cluster");
@@ -66,10 +92,34 @@ int main(int argc, char** argv) {
       "cellar benchmark: cellar on SQLite/PostgreSQL vs raw PostgreSQL on this machine");
   absl::ParseCommandLine(argc, argv);
   if (!absl::GetFlag(FLAGS_verbose)) {
-    cellar::common::SetMinLogSeverity(cellar::common::LogSeverity::kWarning);
+    // A flooding client logs a warning for each abort the limit refused.
+    cellar::common::SetMinLogSeverity(absl::GetFlag(FLAGS_mode) == "flood"
+                                          ? cellar::common::LogSeverity::kError
+                                          : cellar::common::LogSeverity::kWarning);
   }
 
+  if (absl::GetFlag(FLAGS_mode) == "flood_client") {
+    const absl::Status status =
+        cellar::bench::RunFloodClient(absl::GetFlag(FLAGS_flood_client_options), std::cout);
+    if (!status.ok()) std::cerr << "bench: flood client: " << status << std::endl;
+    return status.ok() ? 0 : 1;
+  }
   cellar::bench::BenchOptions options;
+  options.argv0 = std::filesystem::absolute(argv[0]).string();  // the nodes run elsewhere
+  options.mode = absl::GetFlag(FLAGS_mode);
+  options.security_rounds = absl::GetFlag(FLAGS_security_rounds);
+  cellar::bench::FloodOptions& flood = options.flood;
+  flood.rate_limit = absl::GetFlag(FLAGS_rate_limit);
+  flood.rate_limit_burst = absl::GetFlag(FLAGS_rate_limit_burst);
+  flood.factor = absl::GetFlag(FLAGS_flood_factor);
+  flood.flood_clients = absl::GetFlag(FLAGS_flood_clients);
+  flood.objects = absl::GetFlag(FLAGS_flood_objects);
+  flood.a_loads = absl::StrContains(absl::GetFlag(FLAGS_flood_ops), "loads");
+  flood.a_commits = absl::StrContains(absl::GetFlag(FLAGS_flood_ops), "commits");
+  flood.b_loads_per_s = absl::GetFlag(FLAGS_steady_loads);
+  flood.b_commits_per_s = absl::GetFlag(FLAGS_steady_commits);
+  flood.duration = absl::Seconds(absl::GetFlag(FLAGS_flood_seconds));
+  flood.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup));
   options.backends = absl::StrSplit(absl::GetFlag(FLAGS_backends), ',', absl::SkipEmpty());
   options.storages = absl::GetFlag(FLAGS_storages);
   options.replicas = absl::GetFlag(FLAGS_replicas);
@@ -107,6 +157,7 @@ int main(int argc, char** argv) {
             << " partitions; " << absl::GetFlag(FLAGS_seconds) << " s per scenario after "
             << absl::GetFlag(FLAGS_warmup) << " s warm-up\n\n";
   cellar::bench::PrintTable(result->rows, result->targets, std::cout);
+  if (!result->summary.empty()) std::cout << "\n" << result->summary;
   for (const std::string& failure : result->failures) {
     std::cout << "NOT RUN: " << failure << "\n";
   }

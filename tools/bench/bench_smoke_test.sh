@@ -2,7 +2,9 @@
 # Smoke test of //tools/bench:bench: a fraction of a second per scenario with
 # tiny sizes, on SQLite (and PostgreSQL when CELLAR_TEST_PG names a server).
 # Checks that every expected scenario ran (ops > 0) without errors and that
-# the JSON is valid and complete. No timing assertions.
+# the JSON is valid and complete; then that --mode=security and --mode=flood
+# run (clusters of processes) and print their rows and summaries. No timing
+# assertions.
 set -euo pipefail
 
 bench=tools/bench/bench
@@ -70,3 +72,48 @@ if failures:
     sys.exit(1)
 print(f"OK: {len(rows)} rows, all with ops > 0 and no errors")
 PY
+
+# check_rows JSON ROW...: each ROW ("name" or "name/backend") is in the
+# JSON with ops > 0 and no errors (and cpu us > 0 when it has a backend).
+check_rows() {
+  /usr/bin/python3 - "$@" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+failures = []
+for want in sys.argv[2:]:
+    name, _, backend = want.partition("/")
+    found = [r for r in rows if r["name"] == name and backend in ("", r["backend"])]
+    if not found:
+        failures.append(f"{want}: no row")
+    for r in found:
+        if not r["ops"] > 0 or r["errors"] != 0 or (backend and not r["cpu_us_per_op"] > 0):
+            failures.append(f"{want}: {r}")
+if failures:
+    print("FAILED:\n  " + "\n  ".join(failures))
+    sys.exit(1)
+print(f"OK: {len(sys.argv) - 2} rows as expected")
+PY
+}
+
+# --mode=security: both clusters, the four rows each, the cost summary.
+out="${TEST_TMPDIR:-$(mktemp -d)}/security.txt"
+json="${TEST_TMPDIR:-$(mktemp -d)}/security.json"
+args=(--mode=security --security_rounds=1 --seconds=0.3 --warmup=0.1 --clients=2
+      --load_objects=100 --verify_sample=10 --json="$json")
+echo "+ $bench ${args[*]}"
+"$bench" "${args[@]}" | tee "$out"
+grep -q "^auth + TLS cost" "$out" || { echo "FAILED: no auth + TLS cost summary"; exit 1; }
+check_rows "$json" {tiny_commit_c1,tiny_commit_c2,load_uncached_c1,load_uncached_c2}/{sqlite,sqlite+tls}
+
+# --mode=flood: B's rows in both phases without errors, A's rows, the
+# summary with A's refusals.
+out="${TEST_TMPDIR:-$(mktemp -d)}/flood.txt"
+json="${TEST_TMPDIR:-$(mktemp -d)}/flood.json"
+args=(--mode=flood --rate_limit=20 --flood_clients=2 --steady_loads=20 --steady_commits=5
+      --flood_seconds=0.5 --warmup=0.2 --flood_objects=100 --json="$json")
+echo "+ $bench ${args[*]}"
+"$bench" "${args[@]}" | tee "$out"
+for line in "^  B p99 flood/idle = " "^  A loads    offered " "^  A commits  offered "; do
+  grep -q "$line" "$out" || { echo "FAILED: no line matching '$line'"; exit 1; }
+done
+check_rows "$json" flood_b_{load,commit}_{idle,flood} flood_a_load flood_a_commit

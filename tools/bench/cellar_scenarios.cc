@@ -14,26 +14,13 @@
 namespace cellar::bench {
 namespace {
 
-// A committed object: what to read back.
-struct Committed {
-  uint64_t oid;
-  uint64_t tid;
-};
-
 struct CommitLog {
   absl::Mutex mu;
   std::vector<Committed> objects ABSL_GUARDED_BY(mu);
 };
 
-absl::StatusOr<std::unique_ptr<client::Client>> Connect(const CellarTarget& target) {
-  client::ClientOptions options;
-  options.master_addresses = target.master_addresses;
-  options.cluster_name = target.cluster_name;
-  options.cache_bytes = 0;  // every load goes to a storage
-  return client::Client::Connect(std::move(options));
-}
-
-// Commits transactions of `objects` new objects of `object_bytes` each.
+// Commits transactions of `objects` new objects of `object_bytes` each;
+// with a `log` (may be null), what it committed is added to it at the end.
 class CommitWorker : public Worker {
  public:
   CommitWorker(std::unique_ptr<client::Client> client, int objects, int object_bytes,
@@ -42,6 +29,7 @@ class CommitWorker : public Worker {
 
   ~CommitWorker() override {
     client_->Close();
+    if (log_ == nullptr) return;
     absl::MutexLock lock(&log_->mu);
     log_->objects.insert(log_->objects.end(), committed_.begin(), committed_.end());
   }
@@ -58,7 +46,9 @@ class CommitWorker : public Worker {
       txn->Store(oid, /*base_serial=*/0, ObjectData(oid, object_bytes_));
     }
     CELLAR_ASSIGN_OR_RETURN(uint64_t tid, txn->Commit());
-    for (uint64_t oid : oids_) committed_.push_back({oid, tid});
+    if (log_ != nullptr) {
+      for (uint64_t oid : oids_) committed_.push_back({oid, tid});
+    }
     return absl::OkStatus();
   }
 
@@ -131,7 +121,7 @@ void VerifyCommitted(const CellarTarget& target, std::vector<Committed> objects,
   std::mt19937_64 random(42);
   std::shuffle(objects.begin(), objects.end(), random);
   if (objects.size() > static_cast<size_t>(sample)) objects.resize(sample);
-  absl::StatusOr<std::unique_ptr<client::Client>> client = Connect(target);
+  absl::StatusOr<std::unique_ptr<client::Client>> client = ConnectClient(target);
   if (!client.ok()) return fail(client.status());
   if (absl::Status s = (*client)->Sync(); !s.ok()) return fail(s);
   for (const Committed& c : objects) {
@@ -148,10 +138,33 @@ void VerifyCommitted(const CellarTarget& target, std::vector<Committed> objects,
   (*client)->Close();
 }
 
-// Writes `count` objects in transactions of `per_txn`, from `threads`
-// clients; returns them.
-absl::StatusOr<std::vector<Committed>> Populate(const CellarTarget& target, int count,
-                                                int per_txn, int threads, int object_bytes) {
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<client::Client>> ConnectClient(const CellarTarget& target) {
+  client::ClientOptions options;
+  options.master_addresses = target.master_addresses;
+  options.cluster_name = target.cluster_name;
+  options.cache_bytes = 0;  // every load goes to a storage
+  options.token = target.token;
+  options.tls = target.tls;
+  return client::Client::Connect(std::move(options));
+}
+
+std::unique_ptr<Worker> NewCommitWorker(std::unique_ptr<client::Client> client, int objects,
+                                        int object_bytes) {
+  return std::make_unique<CommitWorker>(std::move(client), objects, object_bytes,
+                                        /*log=*/nullptr);
+}
+
+std::unique_ptr<Worker> NewLoadWorker(std::unique_ptr<client::Client> client, int seed,
+                                      const std::vector<Committed>* population,
+                                      int object_bytes) {
+  return std::make_unique<LoadWorker>(std::move(client), seed, population, object_bytes);
+}
+
+absl::StatusOr<std::vector<Committed>> WriteObjects(const CellarTarget& target, int count,
+                                                    int per_txn, int threads,
+                                                    int object_bytes) {
   per_txn = std::max(1, per_txn);
   const int txns = (count + per_txn - 1) / per_txn;
   CommitLog log;
@@ -161,7 +174,7 @@ absl::StatusOr<std::vector<Committed>> Populate(const CellarTarget& target, int 
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
-      absl::StatusOr<std::unique_ptr<client::Client>> client = Connect(target);
+      absl::StatusOr<std::unique_ptr<client::Client>> client = ConnectClient(target);
       if (!client.ok()) {
         absl::MutexLock lock(&mu);
         error.Update(client.status());
@@ -189,8 +202,6 @@ absl::StatusOr<std::vector<Committed>> Populate(const CellarTarget& target, int 
   return log.objects;
 }
 
-}  // namespace
-
 absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& target,
                                                          const WorkloadOptions& w,
                                                          std::ostream& progress) {
@@ -199,6 +210,7 @@ absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& tar
   RunSpec spec;
   spec.warmup = w.warmup;
   spec.duration = w.duration;
+  spec.other_cpu_seconds = target.cluster_cpu_seconds;
 
   auto run_commits = [&](const std::string& name, const std::string& kind,
                          const std::string& unit, int clients, int objects) -> absl::Status {
@@ -209,7 +221,7 @@ absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& tar
     spec.items_per_op = objects;
     CELLAR_ASSIGN_OR_RETURN(
         Measurement m, RunScenario(spec, [&](int) -> absl::StatusOr<std::unique_ptr<Worker>> {
-          CELLAR_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, Connect(target));
+          CELLAR_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, ConnectClient(target));
           return std::make_unique<CommitWorker>(std::move(client), objects, w.object_bytes,
                                                 &log);
         }));
@@ -227,12 +239,14 @@ absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& tar
       run_commits(TinyCommitName(w.low_clients), "commit", "txn/s", w.low_clients, 1));
   CELLAR_RETURN_IF_ERROR(
       run_commits(TinyCommitName(w.high_clients), "commit", "txn/s", w.high_clients, 1));
-  CELLAR_RETURN_IF_ERROR(run_commits(BulkName(w.bulk_objects, w.object_bytes, w.bulk_clients),
-                                     "bulk", "objects/s", w.bulk_clients, w.bulk_objects));
+  if (w.run_bulk) {
+    CELLAR_RETURN_IF_ERROR(run_commits(BulkName(w.bulk_objects, w.object_bytes, w.bulk_clients),
+                                       "bulk", "objects/s", w.bulk_clients, w.bulk_objects));
+  }
 
   progress << "[bench] cellar/" << backend << ": writing " << w.load_objects
            << " objects for the loads" << std::endl;
-  absl::StatusOr<std::vector<Committed>> written = Populate(
+  absl::StatusOr<std::vector<Committed>> written = WriteObjects(
       target, w.load_objects, w.bulk_objects, std::max(2, w.bulk_clients), w.object_bytes);
   if (written.ok() && written->empty()) {
     written = absl::InvalidArgumentError("load_objects must be positive");
@@ -255,7 +269,7 @@ absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& tar
     CELLAR_ASSIGN_OR_RETURN(
         Measurement m,
         RunScenario(spec, [&](int thread) -> absl::StatusOr<std::unique_ptr<Worker>> {
-          CELLAR_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, Connect(target));
+          CELLAR_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, ConnectClient(target));
           return std::make_unique<LoadWorker>(std::move(client), thread, &population,
                                               w.object_bytes);
         }));

@@ -201,8 +201,9 @@ void PrintTable(const std::vector<BenchRow>& rows, const std::vector<TargetCheck
     }
   }
   out << "(cpu us: CPU microseconds of this process per unit - client threads, and for\n"
-         " cellar rows the whole in-process cluster, not the PostgreSQL server; busy: share\n"
-         " of all the machine's CPUs in use during the window, by any process)\n";
+         " cellar rows the whole in-process cluster, or with --mode=security the cluster's\n"
+         " processes too; never the PostgreSQL server; busy: share of all the machine's\n"
+         " CPUs in use during the window, by any process)\n";
   if (!targets.empty()) {
     out << "\ntargets (from the issue; reported, not enforced):\n";
     for (const TargetCheck& c : targets) {

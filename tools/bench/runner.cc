@@ -59,19 +59,14 @@ void RunThread(Worker* worker, SteadyClock::time_point measure_start,
   }
 }
 
+}  // namespace
+
 double ProcessCpuSeconds() {
   rusage usage;
   if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
   return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
          usage.ru_stime.tv_usec / 1e6;
 }
-
-// Busy and total jiffies of all CPUs (the "cpu" line of /proc/stat).
-struct CpuTimes {
-  bool ok = false;
-  double busy = 0;
-  double total = 0;
-};
 
 CpuTimes MachineCpuTimes() {
   CpuTimes t;
@@ -86,8 +81,6 @@ CpuTimes MachineCpuTimes() {
   }
   return t;
 }
-
-}  // namespace
 
 double Percentile(std::vector<double>& values, double q) {
   if (values.empty()) return 0;
@@ -131,7 +124,10 @@ absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
   }
   // Resource use over the measured window only.
   std::this_thread::sleep_until(measure_start);
-  const double cpu_start = ProcessCpuSeconds();
+  auto cpu_now = [&spec] {
+    return ProcessCpuSeconds() + (spec.other_cpu_seconds ? spec.other_cpu_seconds() : 0);
+  };
+  const double cpu_start = cpu_now();
   const CpuTimes machine_start = MachineCpuTimes();
   std::this_thread::sleep_until(measure_end);
   // Nothing fitted yet: stretch the window until one operation has.
@@ -149,7 +145,7 @@ absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
   } else {
     window_end = SteadyClock::now();  // gave up: nothing ever finished
   }
-  const double cpu_end = ProcessCpuSeconds();
+  const double cpu_end = cpu_now();
   const CpuTimes machine_end = MachineCpuTimes();
   stop = true;
   for (std::thread& t : threads) t.join();

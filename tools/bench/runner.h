@@ -54,6 +54,10 @@ struct RunSpec {
   // Unmeasured warm-up, then the measured window.
   absl::Duration warmup = absl::Seconds(1);
   absl::Duration duration = absl::Seconds(5);
+  // CPU seconds used so far by other processes under test (a cluster of
+  // processes), counted with this process's in process_cpu_s. Default
+  // none.
+  std::function<double()> other_cpu_seconds;
 };
 
 struct Measurement {
@@ -73,7 +77,8 @@ struct Measurement {
   double p99_ms = 0;
   // CPU time (user + system) this process used during the measured
   // window: the client threads and, for cellar rows, the whole in-process
-  // cluster (a PostgreSQL server's own processes are not included).
+  // cluster (a PostgreSQL server's own processes are not included), plus
+  // RunSpec::other_cpu_seconds' processes.
   double process_cpu_s = 0;
   // Fraction (0..1) of all of the machine's CPUs that were busy during the
   // measured window, whoever used them (-1 if /proc/stat is unreadable).
@@ -97,6 +102,8 @@ struct WorkloadOptions {
   int low_clients = 1;
   int high_clients = 16;
   int bulk_clients = 2;
+  // Run the bulk scenario (default true; --mode=security skips it).
+  bool run_bulk = true;
   // After each write scenario, this many of the objects it wrote are read
   // back through a fresh connection and compared (default 200).
   int verify_sample = 200;
@@ -106,6 +113,19 @@ struct WorkloadOptions {
 // created; operation failures are counted in the Measurement instead.
 absl::StatusOr<Measurement> RunScenario(const RunSpec& spec,
                                         const WorkerFactory& factory);
+
+// CPU time (user + system) this process has used so far, in seconds.
+double ProcessCpuSeconds();
+
+// The machine's CPU time so far (the "cpu" line of /proc/stat, jiffies):
+// busy and total; ok false if unreadable. Busy share of a window:
+// (end.busy - start.busy) / (end.total - start.total).
+struct CpuTimes {
+  bool ok = false;
+  double busy = 0;
+  double total = 0;
+};
+CpuTimes MachineCpuTimes();
 
 // The q-quantile (0..1, nearest rank) of `values`; reorders them. 0 if empty.
 double Percentile(std::vector<double>& values, double q);

@@ -25,14 +25,19 @@
 // This file and its BUILD.bazel are self-contained (only public targets)
 // so that tools/bench/callgrind can copy them into a worktree of an older
 // commit and build the same driver there. Keep to APIs both have.
+// callgrind_driver_secure is the same file with CELLAR_CALLGRIND_SECURE:
+// its --secure runs the cluster with TLS, mTLS and tokens (the auth + TLS
+// cost, docs/performance.md); an older tree need not build it.
 
 #include <unistd.h>
 #include <valgrind/callgrind.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -48,6 +53,9 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "services/common/logging.h"
+#ifdef CELLAR_CALLGRIND_SECURE
+#include "tools/credentials/throwaway_credentials.h"
+#endif
 #include "tools/local/local_cluster.h"
 #include "tools/pgserver/throwaway_postgres.h"
 
@@ -67,6 +75,15 @@ ABSL_FLAG(std::string, pg, "",
 ABSL_FLAG(int, pg_writer_threads, 4, "Group-commit writer threads per PostgreSQL storage");
 ABSL_FLAG(std::string, tmp_dir, "", "Parent of the temporary SQLite directory ($TMPDIR)");
 ABSL_FLAG(bool, verbose, false, "Show the cluster's INFO logs");
+#ifdef CELLAR_CALLGRIND_SECURE
+ABSL_FLAG(bool, secure, false,
+          "Secure the cluster like `cellar local --secure`: TLS on every port, mTLS between "
+          "the nodes, tokens (each node its own authenticator); the client sends a token "
+          "over TLS");
+ABSL_FLAG(bool, secure_tls, true,
+          "With --secure: TLS and mTLS too (false: tokens and the cluster secret over "
+          "plaintext, to tell the cost of authentication from that of TLS)");
+#endif
 ABSL_FLAG(bool, absl_deadlock_detection, true,
           "Leave Abseil's mutex deadlock detection as the library has it (on in Debian's "
           "build, as in every cellar binary); false: turn it off, to measure what it costs");
@@ -175,10 +192,38 @@ absl::Status Run(const std::string& op, int n, int warmup) {
     }
   }
   options.data_dir = dir;
+  std::string token;
+  std::optional<cellar::common::TlsClientConfig> client_tls;
+#ifdef CELLAR_CALLGRIND_SECURE
+  if (absl::GetFlag(FLAGS_secure)) {
+    const std::string secure = dir + "/secure";
+    std::filesystem::create_directories(secure);
+    if (absl::Status s = cellar::tools::WriteThrowawayAuth(secure, "callgrind_driver"); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = cellar::tools::WriteThrowawayTls(secure); !s.ok()) return s;
+    if (absl::Status s = cellar::tools::ThrowawayAuthSetup(secure).status(); !s.ok()) return s;
+    const bool with_tls = absl::GetFlag(FLAGS_secure_tls);
+    options.make_auth = [secure, with_tls] {
+      cellar::common::AuthSetup setup = *cellar::tools::ThrowawayAuthSetup(secure);
+      if (!with_tls) {
+        setup.tls_server.reset();
+        setup.tls_client.reset();
+      }
+      return setup;
+    };
+    std::ifstream in(secure + "/client.token");
+    in >> token;
+    cellar::common::TlsClientConfig tls;
+    tls.ca_file = secure + "/tls/ca.pem";
+    if (with_tls) client_tls = tls;
+  }
+#endif
 
   std::cerr << "[callgrind_driver] starting a cluster (" << storages << " storages on "
             << (pg.empty() ? "SQLite" : "PostgreSQL") << ", " << options.replicas
-            << " replica(s), " << options.partitions << " partitions)" << std::endl;
+            << " replica(s), " << options.partitions << " partitions"
+            << (client_tls.has_value() ? ", TLS + tokens" : "") << ")" << std::endl;
   absl::Status status = [&]() -> absl::Status {
     absl::StatusOr<std::unique_ptr<cellar::tools::LocalCluster>> cluster =
         cellar::tools::LocalCluster::Start(options);
@@ -187,6 +232,8 @@ absl::Status Run(const std::string& op, int n, int warmup) {
     client_options.master_addresses = {(*cluster)->master_address()};
     client_options.cluster_name = options.cluster_name;
     client_options.cache_bytes = 0;  // every load goes to a storage
+    client_options.token = token;
+    client_options.tls = client_tls;
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(std::move(client_options));
     if (!client.ok()) return client.status();
     Driver driver(client->get(), object_bytes);
