@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/client.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "protos/cellar/v1/admin.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/auth_tokens.h"
@@ -515,6 +516,10 @@ commands:
   last-transactions [--limit N]   the last N transactions (default 10)
   pt                              the partition table, one line per
                                   partition ("partition 3: S1 U, S2 O")
+  health HOST:PORT [--service S]  grpc.health.v1 Check of one process (no
+                                  token needed; TLS flags apply): exit 0
+                                  when SERVING, 5 otherwise (a probe for
+                                  Kubernetes with TLS); S "" = the process
   help                            this text
 
 operator actions (through the admin node, --admin; NODE is S2 or an id):
@@ -580,6 +585,7 @@ examples:
   cellarctl history 0x1f --limit 5
   cellarctl last-transactions --limit 20 --json
   cellarctl pt
+  cellarctl health 127.0.0.1:7200 --service cellar.v1.Storage.Ready
   cellarctl add S4 --dry-run
   cellarctl check --partitions 1,2 --data --wait
   cellarctl truncate 0x040d2da025932acc --yes
@@ -1528,6 +1534,41 @@ absl::Status RunToken(const GlobalOptions& global, const std::vector<std::string
   return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
 }
 
+absl::Status RunHealth(const GlobalOptions& global,
+                       const std::vector<std::string>& args, Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs parsed, ParseCommandArgs(args, {"service"}, {}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(parsed, 1, "health HOST:PORT [--service NAME]"));
+  const std::string& address = parsed.positional[0];
+  const std::string service = parsed.values.count("service") ? parsed.values["service"] : "";
+  CELLAR_ASSIGN_OR_RETURN(common::ChannelSecurity security, SecurityOf(global));
+  auto stub = ::grpc::health::v1::Health::NewStub(common::MakeChannel(address, security));
+  grpc::ClientContext context;
+  common::SetDeadline(&context, global.timeout);
+  ::grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  ::grpc::health::v1::HealthCheckResponse response;
+  const std::string what =
+      absl::StrCat(address, " health of '", service, "'");
+  absl::Status status = common::FromGrpcStatus(stub->Check(&context, request, &response));
+  if (!status.ok()) return common::Annotate(status, what);
+  const std::string serving =
+      ::grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+  if (global.json) {
+    io.out << JsonObject()
+                  .Str("address", address)
+                  .Str("service", service)
+                  .Str("status", serving)
+                  .Build()
+           << "\n";
+  } else {
+    io.out << what << ": " << serving << "\n";
+  }
+  if (response.status() != ::grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::UnavailableError(absl::StrCat(what, " is ", serving));
+  }
+  return absl::OkStatus();
+}
+
 int Run(const CommandLine& command_line, Io io) {
   const std::string& command = command_line.command;
   if (command_line.help || command == "help") {
@@ -1554,6 +1595,8 @@ int Run(const CommandLine& command_line, Io io) {
     status = RunLastTransactions(global, args, io);
   } else if (command == "pt") {
     status = RunPartitionTable(global, args, io);
+  } else if (command == "health") {
+    status = RunHealth(global, args, io);
   } else if (command == "set-state") {
     status = RunSetState(global, args, io);
   } else if (command == "tweak" || command == "add" || command == "drop" ||

@@ -11,6 +11,7 @@
 //   history OID [--limit N]       revisions, newest first
 //   last-transactions [--limit N] the last transactions, newest first
 //   pt                            the partition table, one line per partition
+//   health HOST:PORT [--service S] grpc.health.v1 Check of one process
 //
 // Operator actions, through the admin node's API (--admin, cellar.v1.Admin):
 //   set-state STOPPING|RUNNING, tweak [--dry-run], add S4 [S5..] [--dry-run],
@@ -149,6 +150,14 @@ absl::Status RunLastTransactions(const GlobalOptions& global,
 // The partition table per row ("partition 3: S1 U, S2 O").
 absl::Status RunPartitionTable(const GlobalOptions& global,
                                const std::vector<std::string>& args, Io io);
+
+// health HOST:PORT [--service NAME]: grpc.health.v1.Health/Check of one
+// process (open without credentials; the TLS settings apply, so it is the
+// chart's probe when the gRPC ports serve TLS, which the kubelet's native
+// gRPC probe cannot speak). OK when SERVING; UNAVAILABLE when NOT_SERVING
+// or unreachable; NOT_FOUND for a service the process does not know.
+absl::Status RunHealth(const GlobalOptions& global,
+                       const std::vector<std::string>& args, Io io);
 
 // Operator actions (cellar.v1.Admin at global.admin). Node arguments are
 // names ("S2") or ids (2, 0x2).

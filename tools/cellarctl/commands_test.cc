@@ -10,6 +10,10 @@
 #include <gmock/gmock.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
@@ -521,6 +525,41 @@ TEST(StatusCommandTest, AnUnreadableTlsFileIsAUsageErrorNamingTheFlag) {
   std::ostringstream out, err;
   EXPECT_EQ(cellarctl::Run(*parsed, Io{in, out, err}), kExitUsage);
   EXPECT_THAT(err.str(), ::testing::HasSubstr("--tls-ca: cannot read '/nonexistent/ca.pem'"));
+}
+
+// The chart's exec probe with TLS: exit 0 on SERVING only.
+TEST(HealthCommandTest, ServingNotServingUnknownAndUnreachable) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  // A sync server needs one service of its own beside the health service.
+  ::cellar::v1::Admin::Service unimplemented;
+  builder.RegisterService(&unimplemented);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  server->GetHealthCheckService()->SetServingStatus("cellar.v1.Storage.Ready", false);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  auto run = [](std::vector<std::string> args, std::string* out = nullptr) {
+    auto parsed = ParseCommandLine(args);
+    EXPECT_THAT(parsed, IsOk());
+    std::istringstream in;
+    std::ostringstream o, err;
+    const int code = cellarctl::Run(*parsed, Io{in, o, err});
+    if (out != nullptr) *out = o.str() + err.str();
+    return code;
+  };
+  std::string out;
+  EXPECT_EQ(run({"health", address, "--timeout=5s"}, &out), kExitOk);
+  EXPECT_THAT(out, HasSubstr(": SERVING"));
+  EXPECT_EQ(run({"health", address, "--service", "cellar.v1.Storage.Ready"}, &out), kExitUnavailable);
+  EXPECT_THAT(out, HasSubstr("NOT_SERVING"));
+  EXPECT_EQ(run({"health", address, "--service=no.such.Service"}), kExitNotFound);
+  EXPECT_EQ(run({"--json", "health", address}, &out), kExitOk);
+  EXPECT_EQ(Field(ParseJson(out), "status").string_value(), "SERVING");
+  EXPECT_EQ(run({"health"}), kExitUsage);
+  server->Shutdown();
+  EXPECT_EQ(run({"health", address, "--timeout=500ms"}), kExitUnavailable);
 }
 
 TEST(TokenCommandTest, NewPrintsTheTokenOnceAndAppendsItsHashedLine) {
