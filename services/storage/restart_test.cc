@@ -52,10 +52,12 @@ struct Param {
 };
 
 absl::StatusOr<Database> MemoryDatabase() {
-  // Nothing to reopen: the same object is the database.
-  auto backend = std::make_shared<testing::MemoryBackend>();
-  return Database{[backend]() -> absl::StatusOr<std::shared_ptr<StorageBackend>> {
-    return std::shared_ptr<StorageBackend>(backend);
+  // A new backend on the same store: only what the store keeps survives.
+  auto store = std::make_shared<testing::MemoryStore>();
+  return Database{[store]() -> absl::StatusOr<std::shared_ptr<StorageBackend>> {
+    auto backend = testing::MemoryBackend::Open(store);
+    if (!backend.ok()) return backend.status();
+    return std::shared_ptr<StorageBackend>(*std::move(backend));
   }};
 }
 

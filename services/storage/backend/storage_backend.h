@@ -218,7 +218,7 @@ class StorageBackend {
  public:
   virtual ~StorageBackend() = default;
 
-  // "sqlite" or "postgresql".
+  // "sqlite" or "postgresql" ("memory" for the test fake).
   virtual std::string Kind() const = 0;
 
   // --- Configuration (node id, cluster name, partitions, ...) ---

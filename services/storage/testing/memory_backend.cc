@@ -1,13 +1,73 @@
 #include "services/storage/testing/memory_backend.h"
 
 #include <algorithm>
+#include <iterator>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
+#include "services/common/ids.h"
 
 namespace cellar::storage::testing {
 
 using ::cellar::common::ErrorWithReason;
+using ::cellar::common::kMaxTid;
+
+namespace {
+
+// Undo back-pointer chains longer than this are treated as corruption (as
+// the SQLite backend does).
+constexpr int kMaxUndoChain = 64;
+
+// Tids are 1..kMaxTid (what the databases' signed 64-bit columns hold).
+absl::Status CheckTid(uint64_t tid, absl::string_view what) {
+  if (tid == 0 || tid > kMaxTid) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " ", tid, " is not a valid tid (1..", kMaxTid, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDataTid(const ObjectRecord& o) {
+  if (o.data_tid > kMaxTid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oid ", o.oid, ": data_tid ", o.data_tid, " is not a valid tid"));
+  }
+  return absl::OkStatus();
+}
+
+// A record that has bytes of its own (a row of the real backends' `data`
+// table); deletions and undo records have none.
+bool HasData(const ObjectRecord& o) { return !o.data.empty(); }
+
+}  // namespace
+
+MemoryBackend::MemoryBackend() : MemoryBackend(std::make_shared<MemoryStore>()) {
+  absl::MutexLock l(&store_->mu_);
+  store_->open_ = true;
+}
+
+MemoryBackend::MemoryBackend(std::shared_ptr<MemoryStore> store)
+    : store_(std::move(store)) {}
+
+absl::StatusOr<std::unique_ptr<MemoryBackend>> MemoryBackend::Open(
+    std::shared_ptr<MemoryStore> store) {
+  if (store == nullptr) return absl::InvalidArgumentError("no MemoryStore");
+  {
+    absl::MutexLock l(&store->mu_);
+    if (store->open_) {
+      return absl::FailedPreconditionError(
+          "memory store: already open by another backend");
+    }
+    store->open_ = true;
+  }
+  return std::unique_ptr<MemoryBackend>(new MemoryBackend(std::move(store)));
+}
+
+MemoryBackend::~MemoryBackend() {
+  absl::MutexLock l(&store_->mu_);
+  store_->open_ = false;
+}
 
 void MemoryBackend::set_store_votes_hook(StoreVotesHook hook) {
   absl::MutexLock l(&mu_);
@@ -55,20 +115,24 @@ std::vector<size_t> MemoryBackend::lock_sizes() const {
 }
 
 size_t MemoryBackend::temporary_count() const {
-  absl::MutexLock l(&mu_);
-  return temporary_.size();
+  absl::MutexLock l(&store_->mu_);
+  return store_->temporary_.size();
 }
 
 absl::StatusOr<std::optional<std::string>> MemoryBackend::GetConfig(
     absl::string_view key) {
-  absl::MutexLock l(&mu_);
-  auto it = config_.find(std::string(key));
-  if (it == config_.end()) return std::optional<std::string>();
+  absl::Status key_ok = CheckConfigKey(key);
+  if (!key_ok.ok()) return key_ok;
+  absl::MutexLock l(&store_->mu_);
+  auto it = store_->config_.find(std::string(key));
+  if (it == store_->config_.end()) return std::optional<std::string>();
   return std::optional<std::string>(it->second);
 }
 
 absl::Status MemoryBackend::SetConfig(absl::string_view key,
                                       absl::string_view value) {
+  absl::Status key_ok = CheckConfigKey(key);
+  if (!key_ok.ok()) return key_ok;
   SetConfigHook hook;
   {
     absl::MutexLock l(&mu_);
@@ -78,8 +142,8 @@ absl::Status MemoryBackend::SetConfig(absl::string_view key,
     absl::Status s = hook(key, value);
     if (!s.ok()) return s;
   }
-  absl::MutexLock l(&mu_);
-  config_[std::string(key)] = std::string(value);
+  absl::MutexLock l(&store_->mu_);
+  store_->config_[std::string(key)] = std::string(value);
   return absl::OkStatus();
 }
 
@@ -93,14 +157,14 @@ absl::Status MemoryBackend::SavePartitionTable(const PartitionTableRecord& table
     absl::Status s = hook(table);
     if (!s.ok()) return s;
   }
-  absl::MutexLock l(&mu_);
-  pt_ = table;
+  absl::MutexLock l(&store_->mu_);
+  store_->pt_ = table;
   return absl::OkStatus();
 }
 
 absl::StatusOr<PartitionTableRecord> MemoryBackend::LoadPartitionTable() {
-  absl::MutexLock l(&mu_);
-  return pt_;
+  absl::MutexLock l(&store_->mu_);
+  return store_->pt_;
 }
 
 absl::Status MemoryBackend::StoreVotes(const std::vector<VoteRecord>& votes) {
@@ -115,11 +179,16 @@ absl::Status MemoryBackend::StoreVotes(const std::vector<VoteRecord>& votes) {
     absl::Status s = hook(votes);
     if (!s.ok()) return s;
   }
-  absl::MutexLock l(&mu_);
+  // All or nothing: check the whole batch first.
   for (const VoteRecord& v : votes) {
-    if (v.ttid == 0) return absl::InvalidArgumentError("vote with ttid 0");
+    absl::Status s = CheckTid(v.ttid, "ttid");
+    for (const ObjectRecord& o : v.objects) {
+      if (s.ok()) s = CheckDataTid(o);
+    }
+    if (!s.ok()) return s;
   }
-  for (const VoteRecord& v : votes) temporary_[v.ttid] = v;
+  absl::MutexLock l(&store_->mu_);
+  for (const VoteRecord& v : votes) store_->temporary_[v.ttid] = v;
   return absl::OkStatus();
 }
 
@@ -135,43 +204,50 @@ absl::Status MemoryBackend::LockTransactions(const std::vector<LockRecord>& lock
     absl::Status s = hook(locks);
     if (!s.ok()) return s;
   }
-  absl::MutexLock l(&mu_);
+  // All or nothing: a bad tid refuses the whole batch.
   for (const LockRecord& lock : locks) {
-    auto it = temporary_.find(lock.ttid);
-    if (it == temporary_.end()) continue;  // already locked, or nothing here
-    locked_[lock.ttid] = lock.tid;
+    absl::Status s = CheckTid(lock.tid, "tid");
+    if (!s.ok()) return s;
+  }
+  absl::MutexLock l(&store_->mu_);
+  for (const LockRecord& lock : locks) {
+    auto it = store_->temporary_.find(lock.ttid);
+    if (it == store_->temporary_.end()) continue;  // already locked, or nothing here
+    store_->locked_[lock.ttid] = lock.tid;
+    // Committed rows that already exist (imported by replication) are kept.
     for (ObjectRecord obj : it->second.objects) {
       obj.tid = lock.tid;
-      objects_[{obj.partition, obj.oid}][lock.tid] = std::move(obj);
+      store_->objects_[{obj.partition, obj.oid}].emplace(lock.tid, std::move(obj));
     }
     if (it->second.transaction.has_value()) {
       TransactionRecord t = *it->second.transaction;
       t.tid = lock.tid;
       t.ttid = lock.ttid;
-      transactions_[lock.tid] = std::move(t);
+      store_->transactions_.emplace(MemoryStore::TransKey{lock.tid, t.partition},
+                                    std::move(t));
     }
-    temporary_.erase(it);
+    store_->temporary_.erase(it);
   }
   return absl::OkStatus();
 }
 
 absl::Status MemoryBackend::AbortTransaction(uint64_t ttid) {
-  absl::MutexLock l(&mu_);
-  temporary_.erase(ttid);
+  absl::MutexLock l(&store_->mu_);
+  store_->temporary_.erase(ttid);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<uint64_t>> MemoryBackend::ListVotedTransactions() {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   std::vector<uint64_t> out;
-  for (const auto& [ttid, v] : temporary_) out.push_back(ttid);
+  for (const auto& [ttid, v] : store_->temporary_) out.push_back(ttid);
   return out;
 }
 
 absl::StatusOr<std::vector<VotedTransaction>> MemoryBackend::ListVotedObjects() {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   std::map<uint64_t, std::vector<uint64_t>> voted;
-  for (const auto& [ttid, v] : temporary_) {
+  for (const auto& [ttid, v] : store_->temporary_) {
     std::vector<uint64_t>& oids = voted[ttid];
     for (const ObjectRecord& o : v.objects) oids.push_back(o.oid);
   }
@@ -179,22 +255,22 @@ absl::StatusOr<std::vector<VotedTransaction>> MemoryBackend::ListVotedObjects() 
 }
 
 absl::StatusOr<uint64_t> MemoryBackend::FindCommittedTid(uint64_t ttid) {
-  absl::MutexLock l(&mu_);
-  for (const auto& [tid, t] : transactions_) {
-    if (t.ttid == ttid) return tid;
+  absl::MutexLock l(&store_->mu_);
+  for (const auto& [key, t] : store_->transactions_) {
+    if (t.ttid == ttid) return key.first;
   }
   return uint64_t{0};
 }
 
 absl::StatusOr<uint64_t> MemoryBackend::GetLockedTid(uint64_t ttid) {
-  absl::MutexLock l(&mu_);
-  auto it = locked_.find(ttid);
-  return it == locked_.end() ? uint64_t{0} : it->second;
+  absl::MutexLock l(&store_->mu_);
+  auto it = store_->locked_.find(ttid);
+  return it == store_->locked_.end() ? uint64_t{0} : it->second;
 }
 
 absl::Status MemoryBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {
-  absl::MutexLock l(&mu_);
-  for (uint64_t ttid : ttids) locked_.erase(ttid);
+  absl::MutexLock l(&store_->mu_);
+  for (uint64_t ttid : ttids) store_->locked_.erase(ttid);
   return absl::OkStatus();
 }
 
@@ -203,45 +279,59 @@ absl::StatusOr<std::vector<uint64_t>> MemoryBackend::GetLastSerials(
   if (num_partitions == 0) {
     return absl::InvalidArgumentError("num_partitions must be > 0");
   }
-  absl::MutexLock l(&mu_);
-  ++last_serials_calls_;
+  {
+    absl::MutexLock l(&mu_);
+    ++last_serials_calls_;
+  }
+  absl::MutexLock l(&store_->mu_);
   std::vector<uint64_t> out;
   out.reserve(oids.size());
   for (uint64_t oid : oids) {
-    auto it = objects_.find({static_cast<uint32_t>(oid % num_partitions), oid});
-    out.push_back(it == objects_.end() || it->second.empty()
+    auto it = store_->objects_.find({static_cast<uint32_t>(oid % num_partitions), oid});
+    out.push_back(it == store_->objects_.end() || it->second.empty()
                       ? 0
                       : it->second.rbegin()->first);
   }
   return out;
 }
 
-LoadedObject MemoryBackend::ToLoaded(const Revisions& revs,
-                                     Revisions::const_iterator it) const {
+const ObjectRecord* MemoryBackend::Resolve(const Revisions& revs,
+                                           Revisions::const_iterator it) const {
+  const ObjectRecord* rec = &it->second;
+  for (int hops = 0; rec->data_tid != 0; ++hops) {
+    auto src = revs.find(rec->data_tid);
+    if (src == revs.end() || hops == kMaxUndoChain) return nullptr;
+    rec = &src->second;
+  }
+  return rec;
+}
+
+absl::StatusOr<LoadedObject> MemoryBackend::ToLoaded(
+    const Revisions& revs, Revisions::const_iterator it) const {
   LoadedObject out;
   out.oid = it->second.oid;
   out.serial = it->first;
   auto next = std::next(it);
   out.next_serial = next == revs.end() ? 0 : next->first;
-  out.data = it->second.data;
-  out.checksum = it->second.checksum;
   out.data_tid = it->second.data_tid;
-  if (out.data_tid != 0) {
-    auto src = revs.find(out.data_tid);
-    if (src != revs.end()) {
-      out.data = src->second.data;
-      out.checksum = src->second.checksum;
-    }
+  // Undo: the data (and its checksum) come from the revision pointed at.
+  const ObjectRecord* rec = Resolve(revs, it);
+  if (rec == nullptr) {
+    return absl::InternalError(absl::StrCat(
+        "oid ", out.oid, " revision ", out.serial,
+        ": undo back-pointer to a missing revision (or a chain too long)"));
   }
+  out.data = rec->data;
+  out.checksum = rec->checksum;
   return out;
 }
 
 absl::StatusOr<LoadedObject> MemoryBackend::LoadBefore(uint32_t partition,
                                                        uint64_t oid,
                                                        uint64_t before_tid) {
-  absl::MutexLock l(&mu_);
-  auto it = objects_.find({partition, oid});
-  if (it == objects_.end() || it->second.empty()) {
+  absl::MutexLock l(&store_->mu_);
+  auto it = store_->objects_.find({partition, oid});
+  if (it == store_->objects_.end() || it->second.empty()) {
     return ErrorWithReason(absl::StatusCode::kNotFound,
                            common::kReasonNoSuchObject,
                            absl::StrCat("no object ", oid));
@@ -259,9 +349,9 @@ absl::StatusOr<LoadedObject> MemoryBackend::LoadBefore(uint32_t partition,
 absl::StatusOr<LoadedObject> MemoryBackend::LoadSerial(uint32_t partition,
                                                        uint64_t oid,
                                                        uint64_t serial) {
-  absl::MutexLock l(&mu_);
-  auto it = objects_.find({partition, oid});
-  if (it == objects_.end() || it->second.empty()) {
+  absl::MutexLock l(&store_->mu_);
+  auto it = store_->objects_.find({partition, oid});
+  if (it == store_->objects_.end() || it->second.empty()) {
     return ErrorWithReason(absl::StatusCode::kNotFound,
                            common::kReasonNoSuchObject,
                            absl::StrCat("no object ", oid));
@@ -277,17 +367,20 @@ absl::StatusOr<LoadedObject> MemoryBackend::LoadSerial(uint32_t partition,
 
 absl::StatusOr<std::vector<HistoryEntry>> MemoryBackend::History(
     uint32_t partition, uint64_t oid, uint32_t limit) {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   std::vector<HistoryEntry> out;
-  auto it = objects_.find({partition, oid});
-  if (it == objects_.end()) return out;
-  for (auto rev = it->second.rbegin();
-       rev != it->second.rend() && out.size() < limit; ++rev) {
+  auto it = store_->objects_.find({partition, oid});
+  if (it == store_->objects_.end()) return out;
+  const Revisions& revs = it->second;
+  for (auto rev = revs.rbegin(); rev != revs.rend() && out.size() < limit; ++rev) {
     HistoryEntry e;
     e.serial = rev->first;
-    e.size_bytes = rev->second.data.size();
     e.data_tid = rev->second.data_tid;
     e.deleted = rev->second.data.empty() && rev->second.data_tid == 0;
+    // Undo revisions report the size of the data they re-use (a dangling
+    // back-pointer: the record's own size, 0).
+    const ObjectRecord* rec = Resolve(revs, std::prev(rev.base()));
+    e.size_bytes = (rec != nullptr ? rec : &rev->second)->data.size();
     out.push_back(e);
   }
   return out;
@@ -295,28 +388,28 @@ absl::StatusOr<std::vector<HistoryEntry>> MemoryBackend::History(
 
 absl::StatusOr<std::vector<TransactionRecord>> MemoryBackend::LastTransactions(
     uint32_t limit, uint64_t before_tid) {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   std::vector<TransactionRecord> out;
-  for (auto it = transactions_.rbegin();
-       it != transactions_.rend() && out.size() < limit; ++it) {
-    if (before_tid != 0 && it->first >= before_tid) continue;
+  for (auto it = store_->transactions_.rbegin();
+       it != store_->transactions_.rend() && out.size() < limit; ++it) {
+    if (before_tid != 0 && it->first.first >= before_tid) continue;
     out.push_back(it->second);  // size_bytes as stored with the record
   }
   return out;
 }
 
 absl::StatusOr<LastIds> MemoryBackend::GetLastIds() {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   LastIds ids;
-  for (const auto& [key, revs] : objects_) {
+  for (const auto& [key, revs] : store_->objects_) {
     if (revs.empty()) continue;
     ids.last_oid = std::max(ids.last_oid, key.second);
     ids.last_tid = std::max(ids.last_tid, revs.rbegin()->first);
   }
-  if (!transactions_.empty()) {
-    ids.last_tid = std::max(ids.last_tid, transactions_.rbegin()->first);
+  if (!store_->transactions_.empty()) {
+    ids.last_tid = std::max(ids.last_tid, store_->transactions_.rbegin()->first.first);
   }
-  for (const auto& [ttid, v] : temporary_) {
+  for (const auto& [ttid, v] : store_->temporary_) {
     ids.last_ttid = std::max(ids.last_ttid, ttid);
     for (const ObjectRecord& o : v.objects) ids.last_oid = std::max(ids.last_oid, o.oid);
   }
@@ -334,51 +427,46 @@ absl::StatusOr<std::optional<DiskUsage>> MemoryBackend::GetDiskUsage() {
 }
 
 absl::StatusOr<BackendStats> MemoryBackend::GetStats() {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   BackendStats stats;
-  for (const auto& [key, revs] : objects_) {
+  for (const auto& [key, revs] : store_->objects_) {
     stats.object_count += revs.size();
-    for (const auto& [tid, rec] : revs) stats.data_bytes += rec.data.size();
+    for (const auto& [tid, rec] : revs) {
+      stats.data_bytes += rec.data.size();
+      stats.data_rows += HasData(rec) ? 1 : 0;
+    }
   }
-  stats.transaction_count = transactions_.size();
+  for (const auto& [ttid, v] : store_->temporary_) {
+    for (const ObjectRecord& o : v.objects) stats.data_rows += HasData(o) ? 1 : 0;
+  }
+  stats.transaction_count = store_->transactions_.size();
   return stats;
 }
 
 absl::StatusOr<std::vector<TransactionRecord>> MemoryBackend::ListTransactions(
     uint32_t partition, uint64_t min_tid, uint64_t max_tid, uint32_t limit) {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   std::vector<TransactionRecord> out;
-  for (auto it = transactions_.lower_bound(min_tid);
-       it != transactions_.end() && it->first <= max_tid && out.size() < limit;
+  for (auto it = store_->transactions_.lower_bound({min_tid, 0});
+       it != store_->transactions_.end() && it->first.first <= max_tid &&
+       out.size() < limit;
        ++it) {
-    if (it->second.partition == partition) out.push_back(it->second);
+    if (it->first.second == partition) out.push_back(it->second);
   }
   return out;
 }
 
 absl::StatusOr<std::vector<ObjectRecord>> MemoryBackend::ListObjects(
     uint32_t partition, uint64_t min_tid, uint64_t max_tid, uint32_t limit) {
-  absl::MutexLock l(&mu_);
-  std::vector<ObjectRecord> all;
-  for (const auto& [key, revs] : objects_) {
-    if (key.first != partition) continue;
-    for (const auto& [tid, rec] : revs) {
-      if (tid >= min_tid && tid <= max_tid) all.push_back(rec);
-    }
-  }
-  std::sort(all.begin(), all.end(), [](const ObjectRecord& a, const ObjectRecord& b) {
-    return std::make_pair(a.tid, a.oid) < std::make_pair(b.tid, b.oid);
-  });
-  if (all.size() > limit) all.resize(limit);
-  return all;
+  return ListObjectsFrom(partition, min_tid, 0, max_tid, limit);
 }
 
 absl::StatusOr<std::vector<ObjectRecord>> MemoryBackend::ListObjectsFrom(
     uint32_t partition, uint64_t min_tid, uint64_t min_oid, uint64_t max_tid,
     uint32_t limit) {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&store_->mu_);
   std::vector<ObjectRecord> all;
-  for (const auto& [key, revs] : objects_) {
+  for (const auto& [key, revs] : store_->objects_) {
     if (key.first != partition) continue;
     for (const auto& [tid, rec] : revs) {
       if (tid <= max_tid && std::make_pair(tid, rec.oid) >= std::make_pair(min_tid, min_oid)) {
@@ -396,30 +484,56 @@ absl::StatusOr<std::vector<ObjectRecord>> MemoryBackend::ListObjectsFrom(
 absl::Status MemoryBackend::ImportCommitted(
     const std::vector<TransactionRecord>& transactions,
     const std::vector<ObjectRecord>& objects) {
-  absl::MutexLock l(&mu_);
-  for (const TransactionRecord& t : transactions) transactions_[t.tid] = t;
-  for (const ObjectRecord& o : objects) objects_[{o.partition, o.oid}][o.tid] = o;
+  // All or nothing: check the whole batch first.
+  for (const TransactionRecord& t : transactions) {
+    absl::Status s = CheckTid(t.tid, "transaction tid");
+    if (!s.ok()) return s;
+  }
+  for (const ObjectRecord& o : objects) {
+    absl::Status s = CheckTid(o.tid, "object tid");
+    if (s.ok()) s = CheckDataTid(o);
+    if (!s.ok()) return s;
+  }
+  // Rows that already exist are kept (idempotent).
+  absl::MutexLock l(&store_->mu_);
+  for (const TransactionRecord& t : transactions) {
+    store_->transactions_.emplace(MemoryStore::TransKey{t.tid, t.partition}, t);
+  }
+  for (const ObjectRecord& o : objects) {
+    store_->objects_[{o.partition, o.oid}].emplace(o.tid, o);
+  }
   return absl::OkStatus();
 }
 
 absl::Status MemoryBackend::DeletePartition(uint32_t partition) {
-  absl::MutexLock l(&mu_);
-  for (auto it = objects_.begin(); it != objects_.end();) {
-    it = it->first.first == partition ? objects_.erase(it) : std::next(it);
+  absl::MutexLock l(&store_->mu_);
+  auto& objects = store_->objects_;
+  for (auto it = objects.begin(); it != objects.end();) {
+    it = it->first.first == partition ? objects.erase(it) : std::next(it);
   }
-  for (auto it = transactions_.begin(); it != transactions_.end();) {
-    it = it->second.partition == partition ? transactions_.erase(it) : std::next(it);
+  auto& transactions = store_->transactions_;
+  for (auto it = transactions.begin(); it != transactions.end();) {
+    it = it->first.second == partition ? transactions.erase(it) : std::next(it);
   }
   return absl::OkStatus();
 }
 
 absl::Status MemoryBackend::Truncate(uint64_t tid) {
-  absl::MutexLock l(&mu_);
-  for (auto& [key, revs] : objects_) revs.erase(revs.upper_bound(tid), revs.end());
-  transactions_.erase(transactions_.upper_bound(tid), transactions_.end());
-  temporary_.clear();
-  for (auto it = locked_.begin(); it != locked_.end();) {
-    it = it->second > tid ? locked_.erase(it) : std::next(it);
+  absl::MutexLock l(&store_->mu_);
+  auto& objects = store_->objects_;
+  for (auto it = objects.begin(); it != objects.end();) {
+    Revisions& revs = it->second;
+    revs.erase(revs.upper_bound(tid), revs.end());
+    it = revs.empty() ? objects.erase(it) : std::next(it);
+  }
+  auto& transactions = store_->transactions_;
+  transactions.erase(
+      transactions.upper_bound({tid, std::numeric_limits<uint32_t>::max()}),
+      transactions.end());
+  store_->temporary_.clear();
+  auto& locked = store_->locked_;
+  for (auto it = locked.begin(); it != locked.end();) {
+    it = it->second > tid ? locked.erase(it) : std::next(it);
   }
   return absl::OkStatus();
 }

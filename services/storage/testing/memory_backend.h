@@ -1,18 +1,25 @@
 #ifndef CELLAR_SERVICES_STORAGE_TESTING_MEMORY_BACKEND_H_
 #define CELLAR_SERVICES_STORAGE_TESTING_MEMORY_BACKEND_H_
 
-// An in-memory StorageBackend for unit tests of the storage node (testonly).
-// Follows the contract of storage_backend.h (atomic vector operations,
-// NOT_FOUND reasons on loads) without durability; counts calls and lets a
-// test hook the commit-path methods (to block them, make them fail, or see
-// their batch sizes).
+// An in-memory StorageBackend for unit tests of the storage node and the
+// fuzzers (testonly). Follows the contract of storage_backend.h and passes
+// the backend conformance suite (memory_backend_conformance_test); counts
+// calls and lets a test hook the commit-path methods (to block them, make
+// them fail, or see their batch sizes).
+//
+// Its records live in a MemoryStore: a backend made with MemoryBackend()
+// has a store of its own, one made with MemoryBackend::Open(store) keeps
+// its records there, so that a later backend opened on the same store sees
+// them (a node restart; hooks and counters belong to the backend and are
+// not kept).
 //
 // Thread-safe: every method may be called from several threads at once.
-// Hooks run outside the internal mutex, on the calling thread.
+// Hooks run outside the internal mutexes, on the calling thread.
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -26,6 +33,37 @@
 #include "services/storage/backend/storage_backend.h"
 
 namespace cellar::storage::testing {
+
+class MemoryBackend;
+
+// The durable state of MemoryBackends: everything a database would keep
+// (config, partition table, committed and temporary records, lock
+// records) and the ownership lock: one backend at a time is open on it.
+// Thread-safe.
+class MemoryStore {
+ public:
+  MemoryStore() = default;
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
+
+ private:
+  friend class MemoryBackend;
+
+  using ObjKey = std::pair<uint32_t, uint64_t>;  // (partition, oid)
+  using Revisions = std::map<uint64_t, ObjectRecord>;  // tid -> record
+  using TransKey = std::pair<uint64_t, uint32_t>;  // (tid, partition)
+
+  mutable absl::Mutex mu_;
+  // A backend is open on this store.
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::string> config_ ABSL_GUARDED_BY(mu_);
+  PartitionTableRecord pt_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, VoteRecord> temporary_ ABSL_GUARDED_BY(mu_);
+  std::map<ObjKey, Revisions> objects_ ABSL_GUARDED_BY(mu_);
+  std::map<TransKey, TransactionRecord> transactions_ ABSL_GUARDED_BY(mu_);
+  // ttid -> tid of locked transactions (the backend's tlock table).
+  std::map<uint64_t, uint64_t> locked_ ABSL_GUARDED_BY(mu_);
+};
 
 class MemoryBackend final : public StorageBackend {
  public:
@@ -41,7 +79,14 @@ class MemoryBackend final : public StorageBackend {
   using SavePartitionTableHook =
       std::function<absl::Status(const PartitionTableRecord&)>;
 
-  MemoryBackend() = default;
+  // A backend on a fresh store of its own.
+  MemoryBackend();
+  // A backend on `store`, which keeps its records after this backend is
+  // gone. FAILED_PRECONDITION while another backend is open on `store`.
+  static absl::StatusOr<std::unique_ptr<MemoryBackend>> Open(
+      std::shared_ptr<MemoryStore> store);
+  // Releases the store's ownership lock.
+  ~MemoryBackend() override;
 
   void set_store_votes_hook(StoreVotesHook hook);
   void set_lock_hook(LockHook hook);
@@ -103,12 +148,22 @@ class MemoryBackend final : public StorageBackend {
   absl::Status Truncate(uint64_t tid) override;
 
  private:
-  using ObjKey = std::pair<uint32_t, uint64_t>;  // (partition, oid)
-  using Revisions = std::map<uint64_t, ObjectRecord>;  // tid -> record
+  using Revisions = MemoryStore::Revisions;
 
-  LoadedObject ToLoaded(const Revisions& revs, Revisions::const_iterator it) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  explicit MemoryBackend(std::shared_ptr<MemoryStore> store);
 
+  // The revision whose bytes `it` has: itself, or the end of its undo
+  // chain; nullptr if a back-pointer dangles (or the chain is too long).
+  const ObjectRecord* Resolve(const Revisions& revs,
+                              Revisions::const_iterator it) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(store_->mu_);
+  absl::StatusOr<LoadedObject> ToLoaded(const Revisions& revs,
+                                        Revisions::const_iterator it) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(store_->mu_);
+
+  const std::shared_ptr<MemoryStore> store_;
+
+  // Hooks and counters of this backend (not kept by the store).
   mutable absl::Mutex mu_;
   StoreVotesHook store_votes_hook_ ABSL_GUARDED_BY(mu_);
   LockHook lock_hook_ ABSL_GUARDED_BY(mu_);
@@ -119,15 +174,7 @@ class MemoryBackend final : public StorageBackend {
   int last_serials_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<size_t> store_votes_sizes_ ABSL_GUARDED_BY(mu_);
   std::vector<size_t> lock_sizes_ ABSL_GUARDED_BY(mu_);
-
   std::optional<DiskUsage> disk_usage_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> config_ ABSL_GUARDED_BY(mu_);
-  PartitionTableRecord pt_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, VoteRecord> temporary_ ABSL_GUARDED_BY(mu_);
-  std::map<ObjKey, Revisions> objects_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, TransactionRecord> transactions_ ABSL_GUARDED_BY(mu_);
-  // ttid -> tid of locked transactions (the backend's tlock table).
-  std::map<uint64_t, uint64_t> locked_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cellar::storage::testing
