@@ -109,4 +109,9 @@ bool IsReflectionMethod(absl::string_view full_method) {
   return absl::StartsWith(full_method, "/grpc.reflection.");
 }
 
+bool ReleasesCallerState(absl::string_view full_method) {
+  return full_method == "/cellar.v1.Master/Abort" ||
+         full_method == "/cellar.v1.Storage/AbortTransaction";
+}
+
 }  // namespace cellar::common

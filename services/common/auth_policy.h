@@ -32,6 +32,12 @@ bool IsHealthMethod(absl::string_view full_method);
 // grpc.reflection.*/* (open only when auth is off or with --reflection).
 bool IsReflectionMethod(absl::string_view full_method);
 
+// Calls that only release what the caller holds (aborting its own
+// transaction): never refused for rate, or a client over its limit would
+// leave begun transactions and object locks behind for everyone else to
+// wait on.
+bool ReleasesCallerState(absl::string_view full_method);
+
 }  // namespace cellar::common
 
 #endif  // CELLAR_SERVICES_COMMON_AUTH_POLICY_H_

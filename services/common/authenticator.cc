@@ -190,7 +190,7 @@ absl::StatusOr<std::optional<Role>> Authenticator::Authorize(
   absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
   if (!caller.ok()) return caller.status();
   const absl::StatusOr<Role> role = caller->role;
-  if (limiter_ != nullptr && caller->role != Role::kNode) {
+  if (limiter_ != nullptr && caller->role != Role::kNode && !ReleasesCallerState(full_method)) {
     if (absl::Status admitted = limiter_->Admit(caller->principal); !admitted.ok()) {
       return admitted;
     }

@@ -178,6 +178,17 @@ TEST_F(AuthenticatorTest, RateLimitsEachTokenButNeverTheNodes) {
   auto refused = (*limited)->Authorize(begin, Bearer(client_.token));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("retry after 200 ms"));
+  // Over its limit, a client can still abort what it began (else its
+  // transactions and locks stay behind for everyone to wait on).
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_THAT((*limited)->Authorize("/cellar.v1.Master/Abort", Bearer(client_.token)), IsOk());
+    ASSERT_THAT((*limited)->Authorize("/cellar.v1.Storage/AbortTransaction",
+                                      Bearer(client_.token)),
+                IsOk());
+  }
+  EXPECT_EQ((*limited)->Authorize(begin, Bearer(client_.token)).status().code(),
+            absl::StatusCode::kResourceExhausted)
+      << "aborts take nothing from the budget, and give nothing back";
   // Another token has its own budget; the cluster's own calls are never
   // limited; health needs no credentials and is not counted.
   EXPECT_THAT((*limited)->Authorize("/cellar.v1.Admin/ListNodes", Bearer(admin_.token)),
