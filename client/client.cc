@@ -1165,8 +1165,9 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
   checksums.reserve(data.objects.size());
   uint64_t size_bytes = 0;
   for (const StagedObject& object : data.objects) {
+    checksums.push_back(object.check_only ? "" : common::Checksum(object.data));
+    if (object.check_only) continue;  // read, not written
     metadata.add_oids(object.oid);
-    checksums.push_back(common::Checksum(object.data));
     size_bytes += object.data.size();
   }
   // Kept with the transaction record, for LastTransactions' SIZE.
@@ -1205,6 +1206,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
       out->set_base_serial(object.base_serial);
       out->set_data(object.data);
       out->set_checksum(checksums[index]);
+      out->set_check_only(object.check_only);
       batch_bytes += object.data.size();
     }
     ::cellar::v1::StoreRequest& last = call.batches.back();
@@ -1299,7 +1301,9 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     request.set_node_id(node_id);
     request.set_ttid(ttid);
     for (uint32_t node : voted) request.add_voted_node_ids(node);
-    for (const StagedObject& object : data.objects) request.add_oids(object.oid);
+    for (const StagedObject& object : data.objects) {
+      if (!object.check_only) request.add_oids(object.oid);  // invalidated
+    }
     for (uint32_t partition : partitions) request.add_partitions(partition);
     request.set_ptid(table->ptid());
     // Votes count per partition: a storage votes for the partitions whose

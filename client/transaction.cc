@@ -26,6 +26,23 @@ void Transaction::Store(uint64_t oid, uint64_t base_serial, std::string data) {
     StagedObject& object = data_.objects[it->second];
     object.base_serial = base_serial;
     object.data = std::move(data);
+    if (object.check_only) --checks_;
+    object.check_only = false;
+  }
+}
+
+void Transaction::CheckCurrent(uint64_t oid, uint64_t serial) {
+  if (finished_) return;
+  if (serial == 0 && sticky_error_.ok()) {
+    sticky_error_ = absl::InvalidArgumentError(absl::StrCat(
+        "CheckCurrent of oid ", common::FormatOid(oid), " needs the serial that was read"));
+  }
+  auto [it, inserted] = index_.emplace(oid, data_.objects.size());
+  if (inserted) {
+    data_.objects.push_back(StagedObject{oid, serial, "", /*check_only=*/true});
+    ++checks_;
+  } else if (data_.objects[it->second].check_only) {
+    data_.objects[it->second].base_serial = serial;
   }
 }
 

@@ -42,6 +42,8 @@ struct StagedObject {
   uint64_t oid = 0;
   uint64_t base_serial = 0;
   std::string data;
+  // CheckCurrent: nothing stored, base_serial checked under the lock.
+  bool check_only = false;
 };
 
 // Everything a transaction commits.
@@ -72,6 +74,13 @@ class Transaction {
   // Buffers `data` as the new revision of `oid`, written over the revision
   // `base_serial` the application read (0 for a new object).
   void Store(uint64_t oid, uint64_t base_serial, std::string data);
+  // Read-current check (ZODB checkCurrentSerialInTransaction): the commit
+  // fails with ABORTED / CONFLICT (the current serial in the detail) unless
+  // `serial` is still the latest revision of `oid`, and no other
+  // transaction commits `oid` before this one ends (the storages hold its
+  // lock from the vote). Nothing is stored; a Store of the same oid, before
+  // or after, replaces the check (its own conflict check covers it).
+  void CheckCurrent(uint64_t oid, uint64_t serial);
   void SetUser(std::string user);
   void SetDescription(std::string description);
   void SetExtension(std::string extension);
@@ -104,12 +113,14 @@ class Transaction {
 
   // True once Commit() or Abort() was called.
   bool finished() const { return finished_; }
-  size_t object_count() const { return data_.objects.size(); }
+  // Objects stored (read-current checks not counted).
+  size_t object_count() const { return data_.objects.size() - checks_; }
 
  private:
   TransactionCommitter* const committer_;
   TransactionData data_;
   absl::flat_hash_map<uint64_t, size_t> index_;  // oid -> objects position
+  size_t checks_ = 0;  // check_only entries of data_.objects
   absl::Status sticky_error_;
   bool finished_ = false;
 };

@@ -50,6 +50,30 @@ TEST(TransactionTest, BuffersObjectsAndMetadata) {
   EXPECT_EQ(committer.calls, 1);
 }
 
+TEST(TransactionTest, CheckCurrentIsReplacedByAStoreOfTheSameOid) {
+  RecordingCommitter committer;
+  Transaction txn(&committer);
+  txn.CheckCurrent(1, 10);
+  txn.CheckCurrent(2, 20);
+  txn.CheckCurrent(2, 21);  // the last serial read wins
+  txn.Store(1, 10, "one");  // stored: its own conflict check covers it
+  txn.Store(3, 0, "three");
+  txn.CheckCurrent(3, 30);  // already stored: ignored
+  EXPECT_EQ(txn.object_count(), 2u);
+  ASSERT_THAT(txn.Commit(), common::IsOk());
+  ASSERT_EQ(committer.last.objects.size(), 3u);
+  EXPECT_FALSE(committer.last.objects[0].check_only);
+  EXPECT_EQ(committer.last.objects[0].data, "one");
+  EXPECT_TRUE(committer.last.objects[1].check_only);
+  EXPECT_EQ(committer.last.objects[1].base_serial, 21u);
+  EXPECT_FALSE(committer.last.objects[2].check_only);
+  EXPECT_EQ(committer.last.objects[2].base_serial, 0u);
+
+  Transaction zero(&committer);
+  zero.CheckCurrent(5, 0);  // a serial that was never read
+  EXPECT_THAT(zero.Commit(), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(TransactionTest, TooLargeFailsLocally) {
   RecordingCommitter committer;
   Transaction txn(&committer);

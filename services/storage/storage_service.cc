@@ -90,7 +90,13 @@ grpc::Status StorageService::Store(grpc::ServerContext* context,
       return Invalid(absl::StrCat(field, ".oid: ", common::FormatOid(o.oid()),
                                   " already appears in objects[", it->second, "]"));
     }
-    if (o.checksum().size() != common::kChecksumSize) {
+    if (o.check_only()) {
+      if (!o.data().empty() || !o.checksum().empty() || o.data_serial() != 0 ||
+          o.base_serial() == 0) {
+        return Invalid(absl::StrCat(field, ": check_only needs base_serial > 0 and no data, "
+                                           "checksum or data_serial"));
+      }
+    } else if (o.checksum().size() != common::kChecksumSize) {
       return Invalid(absl::StrCat(field, ".checksum: must be ", common::kChecksumSize,
                                   " bytes (SHA-1), got ", o.checksum().size()));
     }
@@ -109,6 +115,7 @@ grpc::Status StorageService::Store(grpc::ServerContext* context,
     object.data = o.data();
     object.checksum = o.checksum();
     object.data_serial = o.data_serial();
+    object.check_only = o.check_only();
     objects.push_back(std::move(object));
   }
   std::optional<TransactionMetadata> metadata;

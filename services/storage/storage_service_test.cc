@@ -559,6 +559,50 @@ TEST_F(StorageServiceTest, OlderStoreWaitsThenGivesUpAsLockContention) {
   EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION");
 }
 
+v1::ObjectToStore Check(uint64_t oid, uint64_t serial) {
+  v1::ObjectToStore o;
+  o.set_oid(oid);
+  o.set_base_serial(serial);
+  o.set_check_only(true);
+  return o;
+}
+
+TEST_F(StorageServiceTest, ReadCurrentCheckLocksUntilTheEndAndStoresNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "one")});
+  // A stale serial is a conflict naming the current one.
+  absl::Status s = Store(2000, {Check(1, 999)});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "CONFLICT");
+  ASSERT_THAT(Abort(2000), IsOk());
+  // Malformed checks change nothing.
+  v1::ObjectToStore with_data = Check(1, 1004);
+  with_data.set_data("x");
+  EXPECT_THAT(Store(2100, {with_data}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Store(2100, {Check(1, 0)}), StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(Abort(2100), IsOk());
+
+  // The current serial: checked and locked until the transaction ends.
+  ASSERT_THAT(Store(3000, {Check(1, 1004), Obj(2, 0, "two")}), IsOk());
+  ASSERT_THAT(Vote(3000, true), IsOk());
+  s = Store(4000, {Obj(1, 1004, "a younger writer")});
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(ErrorReason(s), "LOCK_CONTENTION") << "the check holds the object's lock";
+  ASSERT_THAT(Abort(4000), IsOk());
+  ASSERT_THAT(Lock(3000, 3004), IsOk());
+  ASSERT_THAT(Unlock(3000, 3004), IsOk());
+  // Nothing was written for the checked object; the stored one is there.
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.serial(), 1004u);
+  EXPECT_EQ(loaded.data(), "one");
+  EXPECT_THAT(LoadSerial(1, 3004, &loaded), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(LoadBefore(2, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.serial(), 3004u);
+  // The lock is released at the end: a writer on the current serial commits.
+  Commit(5000, 5004, {Obj(1, 1004, "after")});
+}
+
 TEST_F(StorageServiceTest, NotFoundReasons) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   absl::Status s = LoadBefore(1, common::kMaxTid);

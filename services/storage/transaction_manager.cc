@@ -127,6 +127,33 @@ void TransactionManager::AwaitSettled(uint64_t ttid) {
       &arg));
 }
 
+absl::Status TransactionManager::ValidateData(const StoreObject& o) const {
+  if (o.data.size() > options_.max_object_bytes) {
+    return ErrorWithReason(
+        absl::StatusCode::kResourceExhausted, common::kReasonTooLarge,
+        absl::StrCat("object ", FormatOid(o.oid), " has ", o.data.size(),
+                     " bytes, over this storage's limit of ", options_.max_object_bytes));
+  }
+  if (o.checksum.size() != common::kChecksumSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checksum of oid ", FormatOid(o.oid), " has ", o.checksum.size(),
+                     " bytes, want ", common::kChecksumSize, " (SHA-1)"));
+  }
+  if (o.data_serial != 0) {
+    if (!o.data.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "oid ", FormatOid(o.oid), ": data must be empty when data_serial is set"));
+    }
+  } else if (!ChecksumMatches(o.data, o.checksum)) {
+    return ErrorWithReason(
+        absl::StatusCode::kInvalidArgument, common::kReasonChecksumMismatch,
+        absl::StrCat("checksum of oid ", FormatOid(o.oid), " does not match its data (got ",
+                     common::HexBytes(o.checksum), ", data hashes to ",
+                     common::HexBytes(common::Checksum(o.data)), ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TransactionManager::ValidateObjects(
     const std::vector<StoreObject>& objects, const CellView& view) const {
   absl::flat_hash_set<uint64_t> seen;
@@ -135,32 +162,14 @@ absl::Status TransactionManager::ValidateObjects(
       return absl::InvalidArgumentError(
           absl::StrCat("oid ", FormatOid(o.oid), " appears twice in one store"));
     }
-    if (o.data.size() > options_.max_object_bytes) {
-      return ErrorWithReason(
-          absl::StatusCode::kResourceExhausted, common::kReasonTooLarge,
-          absl::StrCat("object ", FormatOid(o.oid), " has ", o.data.size(),
-                       " bytes, over this storage's limit of ",
-                       options_.max_object_bytes));
-    }
-    if (o.checksum.size() != common::kChecksumSize) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("checksum of oid ", FormatOid(o.oid), " has ",
-                       o.checksum.size(), " bytes, want ", common::kChecksumSize,
-                       " (SHA-1)"));
-    }
-    if (o.data_serial != 0) {
-      if (!o.data.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("oid ", FormatOid(o.oid),
-                         ": data must be empty when data_serial is set"));
+    if (o.check_only) {
+      if (!o.data.empty() || !o.checksum.empty() || o.data_serial != 0 || o.base_serial == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "oid ", FormatOid(o.oid),
+            ": a check_only object has a base_serial and no data, checksum or data_serial"));
       }
-    } else if (!ChecksumMatches(o.data, o.checksum)) {
-      return ErrorWithReason(
-          absl::StatusCode::kInvalidArgument, common::kReasonChecksumMismatch,
-          absl::StrCat("checksum of oid ", FormatOid(o.oid),
-                       " does not match its data (got ",
-                       common::HexBytes(o.checksum), ", data hashes to ",
-                       common::HexBytes(common::Checksum(o.data)), ")"));
+    } else {
+      CELLAR_RETURN_IF_ERROR(ValidateData(o));
     }
     const uint32_t partition = view.PartitionOf(o.oid);
     if (!view.Writable(partition)) {
@@ -252,6 +261,7 @@ absl::Status TransactionManager::Store(uint64_t ttid, uint32_t client_node_id,
   }
   const uint32_t num_partitions = view.num_partitions();
   for (StoreObject& o : objects) {
+    if (o.check_only) continue;  // locked and checked: that is all
     ObjectRecord rec;
     rec.partition = static_cast<uint32_t>(o.oid % num_partitions);
     rec.oid = o.oid;

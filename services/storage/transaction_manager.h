@@ -65,6 +65,9 @@ struct StoreObject {
   std::string checksum;
   // Undo: the revision whose data this one re-uses (data must be empty).
   uint64_t data_serial = 0;
+  // Read-current check: lock the oid and check base_serial, store nothing
+  // (data, checksum and data_serial empty; base_serial > 0).
+  bool check_only = false;
 };
 
 // The transaction record a client sends with its vote to the cells of
@@ -231,6 +234,8 @@ class TransactionManager {
   absl::Status FinishedError(uint64_t ttid, Finished how) const;
   absl::Status ValidateObjects(const std::vector<StoreObject>& objects,
                                const CellView& view) const;
+  // A stored object's size, checksum and undo rules.
+  absl::Status ValidateData(const StoreObject& o) const;
   absl::Status CheckConflicts(const std::vector<StoreObject>& objects,
                               const CellView& view);
   void RememberFinished(uint64_t ttid, Finished how, uint64_t tid)

@@ -701,6 +701,54 @@ TEST_P(ClusterTest, LoadManyAnswersWhatLoadAnswersForEachObject) {
   }
 }
 
+TEST_P(ClusterTest, CheckCurrentFailsOnAStaleReadAndWritesNothing) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t read = *c->NewOid();
+  auto t1 = Put(*c, read, 0, "v1");
+  ASSERT_THAT(t1, IsOk());
+  auto t2 = Put(*c, read, *t1, "v2");
+  ASSERT_THAT(t2, IsOk());
+
+  // Read at t1, written since: the commit fails with the current serial.
+  auto stale = c->NewTransaction();
+  stale->CheckCurrent(read, *t1);
+  stale->Store(*c->NewOid(), 0, "depends on v1");
+  auto refused = stale->Commit();
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(common::ErrorReason(refused.status()), "CONFLICT");
+  auto conflict = common::GetConflict(refused.status());
+  ASSERT_TRUE(conflict.has_value());
+  EXPECT_EQ(conflict->oid, read);
+  EXPECT_EQ(conflict->current_serial, *t2);
+  EXPECT_EQ(conflict->base_serial, *t1);
+
+  // Still current: commits, and the checked object is neither written nor
+  // invalidated.
+  const uint64_t written = *c->NewOid();
+  auto fresh = c->NewTransaction();
+  fresh->CheckCurrent(read, *t2);
+  fresh->Store(written, 0, "depends on v2");
+  auto t3 = fresh->Commit();
+  ASSERT_THAT(t3, IsOk());
+  auto reader = Connect();
+  ASSERT_NE(reader, nullptr);
+  auto loaded = reader->Load(read);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->serial, *t2);
+  EXPECT_EQ(loaded->data, "v2");
+  auto history = reader->History(read);
+  ASSERT_THAT(history, IsOk());
+  EXPECT_EQ(history->size(), 2u);
+  auto txns = reader->LastTransactions(1);
+  ASSERT_THAT(txns, IsOk());
+  ASSERT_EQ(txns->size(), 1u);
+  EXPECT_EQ(txns->front().tid(), *t3);
+  EXPECT_THAT(txns->front().oids(), ElementsAre(written));
+  // The lock was released: the checked object can be written again.
+  EXPECT_THAT(Put(*c, read, *t2, "v3"), IsOk());
+}
+
 TEST_P(ClusterTest, LoadManyRefusesEmptyHugeAndUnboundedRequests) {
   auto stub = cellar::v1::Storage::NewStub(common::MakeChannel(cluster_->storage_address(0)));
   auto call = [&](const cellar::v1::LoadManyRequest& request) {

@@ -41,12 +41,6 @@ class CellarStorageTestBase(StorageTestBase.StorageTestBase):
             self._cluster.stop()
 
 
-# Known failures that need server features (docs/zodb.md), by test name.
-NEEDS_ATOMIC_READ_CURRENT = (
-    "read-current is checked by the client after the vote, without a lock held until "
-    "Finish: a competing commit may land in between (needs the server's read-current check)")
-
-
 class BasicTests(CellarStorageTestBase, BasicStorage.BasicStorage):
 
     def test_race_external_invalidate_vs_disconnect(self):
@@ -61,10 +55,6 @@ class BasicTests(CellarStorageTestBase, BasicStorage.BasicStorage):
             BasicStorage.BasicStorage.test_race_external_invalidate_vs_disconnect(self)
         finally:
             racetest.TestWorkGroup.wait = wait
-
-    @unittest.expectedFailure
-    def test_checkCurrentSerialInTransaction(self):  # NEEDS_ATOMIC_READ_CURRENT
-        BasicStorage.BasicStorage.test_checkCurrentSerialInTransaction(self)
 
 
 class RevisionTests(CellarStorageTestBase, RevisionStorage.RevisionStorage):

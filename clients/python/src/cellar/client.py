@@ -987,10 +987,11 @@ class Client:
 
 
 class _Staged:
-    __slots__ = ("oid", "base_serial", "data")
+    __slots__ = ("oid", "base_serial", "data", "check_only")
 
-    def __init__(self, oid: int, base_serial: int, data: bytes):
+    def __init__(self, oid: int, base_serial: int, data: bytes, check_only: bool = False):
         self.oid, self.base_serial, self.data = oid, base_serial, data
+        self.check_only = check_only
 
 
 # resolver(oid, current_serial, base_serial, data) -> resolved data, or
@@ -1017,6 +1018,8 @@ class Transaction:
         self.description = description
         self.extension = extension
         self._objects: Dict[int, _Staged] = {}
+        # check_current(): oid -> the serial read (not stored).
+        self._checks: Dict[int, int] = {}
         # The final tid once committed.
         self.tid: Optional[int] = None
         self.finished = False
@@ -1031,6 +1034,20 @@ class Transaction:
             raise CellarError("transaction already voted, committed or aborted",
                               grpc.StatusCode.FAILED_PRECONDITION)
         self._objects[oid] = _Staged(oid, base_serial, bytes(data))
+
+    def check_current(self, oid: int, serial: int) -> None:
+        """Read-current check (ZODB checkCurrentSerialInTransaction): the
+        vote fails with a ConflictError (current serial) unless ``serial``
+        is still the latest revision of ``oid``, and no other transaction
+        can commit ``oid`` until this one ends. Nothing is stored; an
+        object also stored in this transaction is checked by its store."""
+        if self.finished or self._voted is not None:
+            raise CellarError("transaction already voted, committed or aborted",
+                              grpc.StatusCode.FAILED_PRECONDITION)
+        if serial <= 0:
+            raise CellarError("check_current needs the serial that was read",
+                              grpc.StatusCode.INVALID_ARGUMENT)
+        self._checks[oid] = serial
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -1109,7 +1126,10 @@ class Transaction:
         ttid, token = begin.ttid, begin.ttid_token
         # Plan: every writable cell of each object's partition; the record
         # on every writable cell of partition(ttid).
-        objects = list(self._objects.values())
+        stored = list(self._objects.values())
+        objects = stored + [_Staged(oid, serial, b"", check_only=True)
+                            for oid, serial in sorted(self._checks.items())
+                            if oid not in self._objects]
         plan: Dict[int, List[int]] = {}  # node -> indexes into objects
         record_nodes: List[int] = []
         partitions = set()
@@ -1140,8 +1160,8 @@ class Transaction:
             raise plan_error
         metadata = common_pb2.TransactionMetadata(
             user=self.user, description=self.description, extension=self.extension,
-            oids=[o.oid for o in objects], size_bytes=sum(len(o.data) for o in objects))
-        checksums = [_checksum(o.data) for o in objects]
+            oids=[o.oid for o in stored], size_bytes=sum(len(o.data) for o in stored))
+        checksums = [b"" if o.check_only else _checksum(o.data) for o in objects]
 
         # Store + vote on every involved storage: in parallel across
         # storages, batches of one storage in order (the last votes).
@@ -1160,7 +1180,7 @@ class Transaction:
                     node_batches.append(current)
                     size = 0
                 current.objects.add(oid=obj.oid, base_serial=obj.base_serial, data=obj.data,
-                                    checksum=checksums[i])
+                                    checksum=checksums[i], check_only=obj.check_only)
                 size += len(obj.data)
             if not node_batches:
                 node_batches.append(storage_pb2.StoreRequest(ttid=ttid, ttid_token=token,
@@ -1237,7 +1257,7 @@ class Transaction:
         # The Finish request, ready for phase two.
         request = master_pb2.FinishRequest(node_id=node_id, ttid=ttid,
                                            voted_node_ids=sorted(voted),
-                                           oids=[o.oid for o in objects],
+                                           oids=[o.oid for o in stored],
                                            partitions=sorted(partitions), ptid=table.ptid)
         voters: Dict[int, set] = {}
         for n in voted:

@@ -17,10 +17,10 @@ wraps it in its MVCCAdapter, which reads through ``loadBefore``.
 * Invalidations of every commit (this process's own too, harmless to
   ZODB) reach ``DB.invalidate`` in tid order, on the client's watch
   thread; after a reconnection ``DB.invalidateCache`` is called.
-* ``checkCurrentSerialInTransaction`` is checked by this client after the
-  vote, NOT atomically by the storages (the server has no read-current
-  check yet): a commit of the read object between that check and Finish
-  goes unnoticed. See docs/zodb.md.
+* ``checkCurrentSerialInTransaction`` is checked by the storages in the
+  vote (``Transaction.check_current``): the object's lock is held until
+  the transaction ends, so nobody commits it in between. A storage
+  restart between vote and finish forgets that lock (docs/zodb.md).
 * Transaction metadata (user, description, extension bytes) is stored
   with the transaction record as given.
 * Not supported yet: pack, undo, iteration, restore, blobs; ``__len__``
@@ -322,9 +322,14 @@ class CellarStorage(ConflictResolvingStorage):
         state.txn.store(u64(oid), u64(serial) if serial else 0, data)
 
     def checkCurrentSerialInTransaction(self, oid: bytes, serial: bytes, txn) -> None:
-        """Recorded and checked after the vote (not atomic: see the module
-        documentation)."""
-        self._state(txn).read_current[u64(oid)] = u64(serial)
+        """Checked by the storages in the vote, under the object's lock held
+        until the transaction ends (ReadConflictError if it moved)."""
+        state = self._state(txn)
+        state.read_current[u64(oid)] = u64(serial)
+        try:
+            state.txn.check_current(u64(oid), u64(serial))
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
 
     def tpc_vote(self, txn) -> List[bytes]:
         state = self._state(txn)
@@ -333,22 +338,14 @@ class CellarStorage(ConflictResolvingStorage):
             return self.tryToResolveConflict(p64(oid), p64(current), p64(base), data)
         try:
             resolved = state.txn.vote(resolve)
+        except cellar.ConflictError as e:
+            if e.oid in state.read_current and e.oid not in state.txn._objects:
+                # A read-current check failed (the storages' check_current).
+                raise POSException.ReadConflictError(
+                    oid=p64(e.oid), serials=(p64(e.current_serial), p64(e.base_serial))) from e
+            raise _zodb_error(e) from e
         except cellar.CellarError as e:
             raise _zodb_error(e) from e
-        for oid, serial in state.read_current.items():
-            if oid in state.txn._objects:
-                continue  # stored too: the store's conflict check covers it
-            try:
-                current = self._client.load_before(oid, cellar.MAX_TID).serial
-            except cellar.NotFoundError:
-                current = 0
-            except cellar.CellarError as e:
-                state.txn.abort()
-                raise _zodb_error(e) from e
-            if current != serial:
-                state.txn.abort()
-                raise POSException.ReadConflictError(oid=p64(oid),
-                                                     serials=(p64(current), p64(serial)))
         return [p64(oid) for oid in resolved]
 
     def tpc_finish(self, txn, func=lambda tid: None) -> bytes:
