@@ -40,7 +40,7 @@ for row in rows:
 
 backends = ["sqlite"] + (["postgresql"] if expect_pg else [])
 cellar = ["tiny_commit_c1", "tiny_commit_c3", "bulk_10x300_c2",
-          "load_uncached_c1", "load_uncached_c3"]
+          "load_uncached_c1", "load_uncached_c3", "load_many100_c1"]
 expected = [(n, b) for b in backends for n in cellar]
 raw_dbs = [("sqlite", "sqlite")] + ([("pg", "postgresql")] if expect_pg else [])
 for db, backend in raw_dbs:

@@ -62,34 +62,55 @@ class CommitWorker : public Worker {
 };
 
 // Loads random objects of `population` and checks them.
+// One operation: Load() of a random object, or with batch > 1 one
+// LoadMany() of `batch` random objects.
 class LoadWorker : public Worker {
  public:
   LoadWorker(std::unique_ptr<client::Client> client, int thread,
-             const std::vector<Committed>* population, int object_bytes)
+             const std::vector<Committed>* population, int object_bytes, int batch)
       : client_(std::move(client)),
         population_(population),
         random_(7000 + thread),
         pick_(0, population->size() - 1),
-        object_bytes_(object_bytes) {}
+        object_bytes_(object_bytes),
+        batch_(batch) {}
 
   ~LoadWorker() override { client_->Close(); }
 
   absl::Status Op() override {
-    const Committed& expected = (*population_)[pick_(random_)];
-    CELLAR_ASSIGN_OR_RETURN(client::LoadResult result, client_->Load(expected.oid));
-    if (result.serial != expected.tid) {
-      return absl::DataLossError(absl::StrCat("oid ", expected.oid, ": serial ", result.serial,
-                                              ", committed as ", expected.tid));
+    if (batch_ == 1) {
+      const Committed& expected = (*population_)[pick_(random_)];
+      return Check(expected, client_->Load(expected.oid));
     }
-    return CheckObjectData(expected.oid, object_bytes_, result.data);
+    std::vector<const Committed*> expected;
+    std::vector<uint64_t> oids;
+    for (int i = 0; i < batch_; ++i) {
+      expected.push_back(&(*population_)[pick_(random_)]);
+      oids.push_back(expected.back()->oid);
+    }
+    std::vector<absl::StatusOr<client::LoadResult>> results = client_->LoadMany(oids);
+    for (size_t i = 0; i < results.size(); ++i) {
+      CELLAR_RETURN_IF_ERROR(Check(*expected[i], std::move(results[i])));
+    }
+    return absl::OkStatus();
   }
 
  private:
+  absl::Status Check(const Committed& expected, absl::StatusOr<client::LoadResult> result) {
+    if (!result.ok()) return result.status();
+    if (result->serial != expected.tid) {
+      return absl::DataLossError(absl::StrCat("oid ", expected.oid, ": serial ", result->serial,
+                                              ", committed as ", expected.tid));
+    }
+    return CheckObjectData(expected.oid, object_bytes_, result->data);
+  }
+
   std::unique_ptr<client::Client> client_;
   const std::vector<Committed>* const population_;
   std::mt19937_64 random_;
   std::uniform_int_distribution<size_t> pick_;
   const int object_bytes_;
+  const int batch_;
 };
 
 BenchRow MakeRow(std::string name, const std::string& backend, std::string kind, std::string unit,
@@ -159,7 +180,8 @@ std::unique_ptr<Worker> NewCommitWorker(std::unique_ptr<client::Client> client, 
 std::unique_ptr<Worker> NewLoadWorker(std::unique_ptr<client::Client> client, int seed,
                                       const std::vector<Committed>* population,
                                       int object_bytes) {
-  return std::make_unique<LoadWorker>(std::move(client), seed, population, object_bytes);
+  return std::make_unique<LoadWorker>(std::move(client), seed, population, object_bytes,
+                                      /*batch=*/1);
 }
 
 absl::StatusOr<std::vector<Committed>> WriteObjects(const CellarTarget& target, int count,
@@ -251,11 +273,19 @@ absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& tar
   if (written.ok() && written->empty()) {
     written = absl::InvalidArgumentError("load_objects must be positive");
   }
-  for (int clients : {w.low_clients, w.high_clients}) {
-    const std::string name = LoadName(clients);
+  struct LoadRun {
+    int clients;
+    int batch;  // objects per call: 1 = Load, more = LoadMany
+  };
+  for (const LoadRun run : {LoadRun{w.low_clients, 1}, LoadRun{w.high_clients, 1},
+                            LoadRun{w.low_clients, kLoadManyBatch}}) {
+    const int clients = run.clients;
+    const std::string name =
+        run.batch == 1 ? LoadName(clients) : LoadManyName(run.batch, clients);
+    const char* unit = run.batch == 1 ? "loads/s" : "objects/s";
     if (!written.ok()) {
       // No data to read: report the scenario as failed, keep the other rows.
-      BenchRow row = MakeRow(name, backend, "load", "loads/s", clients, Measurement());
+      BenchRow row = MakeRow(name, backend, "load", unit, clients, Measurement());
       row.errors = 1;
       row.first_error = absl::StrCat("writing the objects to load: ", written.status().ToString());
       rows.push_back(std::move(row));
@@ -265,15 +295,15 @@ absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& tar
     progress << "[bench] cellar/" << backend << ": " << name << " (" << clients << (clients == 1 ? " client)" : " clients)")
              << std::endl;
     spec.threads = clients;
-    spec.items_per_op = 1;
+    spec.items_per_op = static_cast<uint64_t>(run.batch);
     CELLAR_ASSIGN_OR_RETURN(
         Measurement m,
         RunScenario(spec, [&](int thread) -> absl::StatusOr<std::unique_ptr<Worker>> {
           CELLAR_ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, ConnectClient(target));
           return std::make_unique<LoadWorker>(std::move(client), thread, &population,
-                                              w.object_bytes);
+                                              w.object_bytes, run.batch);
         }));
-    rows.push_back(MakeRow(name, backend, "load", "loads/s", clients, m));
+    rows.push_back(MakeRow(name, backend, "load", unit, clients, m));
     ReportRow(rows.back(), progress);
   }
   return rows;

@@ -8,6 +8,8 @@
 //   bulk_<B>x<S>_c<N>       transactions of B new objects  [objects/s]
 //   load_uncached_c<N>      Load() of random existing objects
 //                           (load_objects written first)  [loads/s]
+//   load_many100_c<N>       LoadMany() of 100 random existing objects per
+//                           call, at the low client count  [objects/s]
 // Every commit must succeed (new objects cannot conflict); every load is
 // compared with what was written; after each write scenario a sample of
 // the committed objects is read back through a fresh client and must have

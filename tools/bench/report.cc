@@ -77,6 +77,9 @@ std::string BulkName(int objects, int object_bytes, int clients) {
   return absl::StrCat("bulk_", objects, "x", object_bytes, "_c", clients);
 }
 std::string LoadName(int clients) { return absl::StrCat("load_uncached_c", clients); }
+std::string LoadManyName(int batch, int clients) {
+  return absl::StrCat("load_many", batch, "_c", clients);
+}
 std::string RawCommitName(const std::string& db, int clients) {
   return absl::StrCat("raw_", db, "_commit_c", clients);
 }

@@ -92,6 +92,10 @@ std::string ToJson(const std::vector<BenchRow>& rows);
 std::string TinyCommitName(int clients);
 std::string BulkName(int objects, int object_bytes, int clients);
 std::string LoadName(int clients);
+// "load_many<batch>_c<clients>": LoadMany of `batch` random objects per call.
+std::string LoadManyName(int batch, int clients);
+// Objects per call in the LoadMany row.
+inline constexpr int kLoadManyBatch = 100;
 std::string RawCommitName(const std::string& db, int clients);
 std::string RawBulkName(const std::string& db, int rows, int clients);
 std::string RawSelectName(const std::string& db, int clients);
