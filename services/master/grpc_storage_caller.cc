@@ -68,10 +68,10 @@ void GrpcStorageCaller::Reconnect(const std::string& address) {
   stubs_.erase(address);  // calls in flight keep their own reference
 }
 
-std::vector<absl::Status> GrpcStorageCaller::LockAll(
+std::vector<absl::StatusOr<LockedOids>> GrpcStorageCaller::LockAll(
     const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid,
     uint64_t tid, uint64_t min_ptid) {
-  std::vector<absl::Status> results(targets.size());
+  std::vector<absl::StatusOr<LockedOids>> results(targets.size());
   std::vector<std::unique_ptr<Call<cellar::v1::LockTransactionRequest,
                                    cellar::v1::LockTransactionResponse>>>
       calls;
@@ -87,10 +87,18 @@ std::vector<absl::Status> GrpcStorageCaller::LockAll(
     StubFor(targets[i].address)
         ->async()
         ->LockTransaction(&call->context, &call->request, &call->response,
-                          [&results, &latch, i, &targets](grpc::Status s) {
-                            results[i] = common::Annotate(
-                                common::FromGrpcStatus(s),
-                                absl::StrCat("lock on S", targets[i].node_id));
+                          [&results, &latch, i, &targets, c = call.get()](grpc::Status s) {
+                            if (s.ok()) {
+                              LockedOids answer;
+                              answer.known = c->response.stored_oids_known();
+                              answer.oids.assign(c->response.stored_oids().begin(),
+                                                 c->response.stored_oids().end());
+                              results[i] = std::move(answer);
+                            } else {
+                              results[i] = common::Annotate(
+                                  common::FromGrpcStatus(s),
+                                  absl::StrCat("lock on S", targets[i].node_id));
+                            }
                             latch.CountDown();
                           });
     calls.push_back(std::move(call));

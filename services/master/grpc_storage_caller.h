@@ -29,9 +29,9 @@ class GrpcStorageCaller final : public StorageCaller {
 
   void Reconnect(const std::string& address) override;
 
-  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
-                                    uint64_t epoch, uint64_t ttid, uint64_t tid,
-                                    uint64_t min_ptid) override;
+  std::vector<absl::StatusOr<LockedOids>> LockAll(
+      const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid, uint64_t tid,
+      uint64_t min_ptid) override;
   void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t epoch,
                    uint64_t ttid, uint64_t tid, bool forget_lock) override;
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets,

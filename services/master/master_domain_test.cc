@@ -48,18 +48,26 @@ class FakeStorageCaller : public StorageCaller {
     bool forget;
   };
 
-  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
-                                    uint64_t epoch, uint64_t ttid, uint64_t tid,
-                                    uint64_t min_ptid) override {
-    std::vector<absl::Status> out;
+  std::vector<absl::StatusOr<LockedOids>> LockAll(const std::vector<StorageTarget>& targets,
+                                                  uint64_t epoch, uint64_t ttid, uint64_t tid,
+                                                  uint64_t min_ptid) override {
+    std::vector<absl::StatusOr<LockedOids>> out;
     {
       absl::MutexLock l(&mu_);
       locks_.push_back({ttid, tid, min_ptid, Ids(targets), epoch});
       for (const StorageTarget& t : targets) {
         auto it = lock_results_.find(t.node_id);
-        out.push_back(FailingLocked(t.node_id) ? absl::UnavailableError("injected")
-                      : it != lock_results_.end() ? it->second
-                                                  : lock_result);
+        const absl::Status s = FailingLocked(t.node_id) ? absl::UnavailableError("injected")
+                               : it != lock_results_.end() ? it->second
+                                                           : lock_result;
+        auto stored = stored_oids_.find(t.node_id);
+        if (!s.ok()) {
+          out.push_back(s);
+        } else if (stored != stored_oids_.end()) {
+          out.push_back(LockedOids{true, stored->second});
+        } else {
+          out.push_back(LockedOids{});
+        }
       }
     }
     if (ttid == blocked_ttid) {
@@ -161,6 +169,16 @@ class FakeStorageCaller : public StorageCaller {
     return shutdowns_;
   }
 
+  // Node `node_id` answers its locks with these stored oids (known); by
+  // default a lock answer does not tell (as a storage of an older version).
+  void SetStoredOids(uint32_t node_id, std::vector<uint64_t> oids) {
+    absl::MutexLock l(&mu_);
+    stored_oids_[node_id] = std::move(oids);
+  }
+  void ClearStoredOids(uint32_t node_id) {
+    absl::MutexLock l(&mu_);
+    stored_oids_.erase(node_id);
+  }
   void SetLockResult(uint32_t node_id, absl::Status status) {
     absl::MutexLock l(&mu_);
     lock_results_[node_id] = std::move(status);
@@ -227,6 +245,7 @@ class FakeStorageCaller : public StorageCaller {
   std::map<uint32_t, int> failing_;
   std::map<uint64_t, int> outcome_calls_;
   std::map<uint32_t, absl::Status> lock_results_;
+  std::map<uint32_t, std::vector<uint64_t>> stored_oids_ ABSL_GUARDED_BY(mu_);
   std::set<uint32_t> unreachable_;
   std::map<std::pair<uint32_t, uint64_t>, StorageOutcome> outcomes_;
   std::vector<LockCall> locks_;
@@ -355,6 +374,27 @@ class MasterDomainTest : public ::testing::Test {
     auto r = cluster_->RegisterNode(Request(cellar::v1::NODE_ROLE_CLIENT));
     EXPECT_TRUE(r.ok()) << r.status();
     return r->node_id();
+  }
+
+  // Two storages holding every one of 7 partitions, a client that writes,
+  // and the event stream of another client (past its snapshot).
+  struct TwoStorages {
+    uint32_t s1 = 0, s2 = 0, c1 = 0;
+    std::shared_ptr<EventHub::Subscriber> watcher;
+  };
+  TwoStorages StartTwoAndWatch() {
+    Init(2, /*partitions=*/7);
+    TwoStorages out;
+    out.s1 = AddStorage(7200);
+    out.s2 = AddStorage(7201);
+    out.c1 = AddClient();
+    auto watcher = cluster_->Watch(AddClient());
+    EXPECT_THAT(watcher, IsOk());
+    if (watcher.ok()) {
+      out.watcher = *watcher;
+      Drain(*out.watcher);
+    }
+    return out;
   }
 
   // 3 storages (S1..S3, each watching), `partitions` partitions, 1 replica,
@@ -559,14 +599,8 @@ TEST_F(MasterDomainTest, OidBatches) {
 }
 
 TEST_F(MasterDomainTest, CommitPicksTidInTtidPartitionAndInvalidatesInOrder) {
-  Init(2, /*partitions=*/7);
-  const uint32_t s1 = AddStorage(7200);
-  const uint32_t s2 = AddStorage(7201);
-  const uint32_t c1 = AddClient();
-  const uint32_t c2 = AddClient();
-  auto watcher = cluster_->Watch(c2);
-  ASSERT_THAT(watcher, IsOk());
-  Drain(**watcher);
+  const auto [s1, s2, c1, watcher] = StartTwoAndWatch();
+  ASSERT_NE(watcher, nullptr);
 
   EXPECT_THAT(coordinator_->Begin(12345), StatusIs(absl::StatusCode::kNotFound));
   auto ttid = coordinator_->Begin(c1);
@@ -578,7 +612,7 @@ TEST_F(MasterDomainTest, CommitPicksTidInTtidPartitionAndInvalidatesInOrder) {
   EXPECT_THAT(caller_.unlocks(), ElementsAre(*ttid));
   EXPECT_EQ(cluster_->Info().last_tid(), *tid);
 
-  const auto events = Drain(**watcher);
+  const auto events = Drain(*watcher);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].invalidation().tid(), *tid);
   EXPECT_THAT(events[0].invalidation().oids(), ElementsAre(3, 4));
@@ -590,6 +624,49 @@ TEST_F(MasterDomainTest, CommitPicksTidInTtidPartitionAndInvalidatesInOrder) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(coordinator_->Abort(c1, *ttid, {}),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// A client that leaves an oid out of its Finish must not leave the other
+// clients' caches stale: the invalidation lists what the storages that
+// locked the commit stored; the client's list counts only for a partition
+// none of whose lockers could tell (a storage of an older version).
+TEST_F(MasterDomainTest, TheInvalidationListsWhatTheLockersStoredNotWhatTheClientSaid) {
+  const auto [s1, s2, c1, watcher] = StartTwoAndWatch();
+  ASSERT_NE(watcher, nullptr);
+
+  // Partition 3: both storages stored 3 and 10, the client names only 3.
+  caller_.SetStoredOids(s1, {3, 10});
+  caller_.SetStoredOids(s2, {3, 10});
+  auto ttid = coordinator_->Begin(c1);
+  ASSERT_THAT(ttid, IsOk());
+  auto tid = coordinator_->Finish(c1, *ttid, Votes(*ttid, {s1, s2}, {3}));
+  ASSERT_THAT(tid, IsOk());
+  auto events = Drain(*watcher);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].invalidation().tid(), *tid);
+  EXPECT_THAT(events[0].invalidation().oids(), ElementsAre(3, 10));
+
+  // One locker of the partition cannot tell, the other can: the one that
+  // can is believed (the client's 24 is not in it).
+  caller_.SetStoredOids(s1, {3, 17});
+  ttid = coordinator_->Begin(c1);
+  ASSERT_THAT(ttid, IsOk());
+  caller_.ClearStoredOids(s2);
+  tid = coordinator_->Finish(c1, *ttid, Votes(*ttid, {s1, s2}, {3, 24}));
+  ASSERT_THAT(tid, IsOk());
+  events = Drain(*watcher);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_THAT(events[0].invalidation().oids(), ElementsAre(3, 17));
+
+  // Nobody can tell: the client's list.
+  caller_.ClearStoredOids(s1);
+  ttid = coordinator_->Begin(c1);
+  ASSERT_THAT(ttid, IsOk());
+  tid = coordinator_->Finish(c1, *ttid, Votes(*ttid, {s1, s2}, {3, 24}));
+  ASSERT_THAT(tid, IsOk());
+  events = Drain(*watcher);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_THAT(events[0].invalidation().oids(), ElementsAre(3, 24));
 }
 
 TEST_F(MasterDomainTest, CommitsCompleteInTidOrder) {

@@ -16,9 +16,10 @@ namespace cellar::master {
 
 class OkStorageCaller : public StorageCaller {
  public:
-  std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets, uint64_t,
-                                    uint64_t, uint64_t, uint64_t) override {
-    return std::vector<absl::Status>(targets.size(), absl::OkStatus());
+  std::vector<absl::StatusOr<LockedOids>> LockAll(const std::vector<StorageTarget>& targets,
+                                                  uint64_t, uint64_t, uint64_t,
+                                                  uint64_t) override {
+    return std::vector<absl::StatusOr<LockedOids>>(targets.size(), LockedOids{});
   }
   void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t,
                    bool) override {}

@@ -53,6 +53,17 @@ struct StorageOutcome {
   std::vector<uint64_t> oids;
 };
 
+// What a storage answered when it locked a transaction.
+struct LockedOids {
+  // False when the storage could not tell (a storage of an older version,
+  // or one that found the transaction already locked or committed after a
+  // restart): `oids` is then empty and means nothing.
+  bool known = false;
+  // The oids the storage stored for the transaction (read-current checks
+  // excluded), in no particular order.
+  std::vector<uint64_t> oids;
+};
+
 class StorageCaller {
  public:
   virtual ~StorageCaller() = default;
@@ -62,12 +73,12 @@ class StorageCaller {
   // from its previous life (a restarted storage is reachable at once).
   virtual void Reconnect(const std::string& address) {}
 
-  // LockTransaction on every target in parallel; one status per target
+  // LockTransaction on every target in parallel; one answer per target
   // (same order). Blocks until all answered or timed out. `min_ptid`: the
   // storages must hold at least this table version before locking.
-  virtual std::vector<absl::Status> LockAll(const std::vector<StorageTarget>& targets,
-                                            uint64_t epoch, uint64_t ttid, uint64_t tid,
-                                            uint64_t min_ptid) = 0;
+  virtual std::vector<absl::StatusOr<LockedOids>> LockAll(
+      const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid, uint64_t tid,
+      uint64_t min_ptid) = 0;
 
   // UnlockTransaction on every target, without waiting (best effort:
   // failures are logged; storages also release on restart). `forget_lock`:

@@ -4,6 +4,8 @@
 #include <optional>
 #include <utility>
 
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/clock.h"
 
@@ -75,6 +77,35 @@ bool Contains(const std::vector<StorageTarget>& targets, uint32_t id) {
                      [&](const StorageTarget& t) { return t.node_id == id; });
 }
 
+// The oids a commit changed, to publish as its invalidation. Per touched
+// partition: what the storages that locked it there report having stored
+// (never only what the client claims: a client that left an oid out of its
+// Finish would otherwise leave other clients' caches stale); the client's
+// list only where none of them could tell (storages of an older version, or
+// one that found the lock already done after a restart).
+std::vector<uint64_t> CommittedOids(
+    const std::vector<uint64_t>& client_oids,
+    const absl::btree_map<uint32_t, std::vector<uint32_t>>& voters_by_partition,
+    const absl::flat_hash_map<uint32_t, std::vector<uint64_t>>& stored,
+    uint32_t num_partitions) {
+  absl::btree_set<uint64_t> oids;
+  absl::flat_hash_set<uint32_t> told;
+  for (const auto& [partition, voters] : voters_by_partition) {
+    for (uint32_t id : voters) {
+      auto it = stored.find(id);
+      if (it == stored.end()) continue;
+      told.insert(partition);
+      for (uint64_t oid : it->second) {
+        if (oid % num_partitions == partition) oids.insert(oid);
+      }
+    }
+  }
+  for (uint64_t oid : client_oids) {
+    if (!told.contains(static_cast<uint32_t>(oid % num_partitions))) oids.insert(oid);
+  }
+  return std::vector<uint64_t>(oids.begin(), oids.end());
+}
+
 }  // namespace
 
 TransactionCoordinator::LockRound TransactionCoordinator::LockWithRetries(
@@ -89,16 +120,17 @@ TransactionCoordinator::LockRound TransactionCoordinator::LockWithRetries(
       // and retry the ones still connected.
       absl::SleepFor(std::min(absl::Milliseconds(50) * attempt, absl::Milliseconds(500)));
     }
-    const std::vector<absl::Status> results =
+    std::vector<absl::StatusOr<LockedOids>> results =
         storages_->LockAll(pending, cluster_->epoch(), ttid, tid, ptid);
     std::vector<StorageTarget> retry;
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok()) {
         round.locked.push_back(pending[i]);
         round.errors.erase(pending[i].node_id);
+        if (results[i]->known) round.stored[pending[i].node_id] = std::move(results[i]->oids);
         continue;
       }
-      round.errors[pending[i].node_id] = results[i];
+      round.errors[pending[i].node_id] = results[i].status();
       if (absl::Now() < give_up && cluster_->IsConnected(pending[i].node_id)) {
         retry.push_back(pending[i]);
       } else {
@@ -238,6 +270,7 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
     LockRound late = LockWithRetries(again, ttid, pending->tid, plan->ptid,
                                      options_.partial_lock_retry);
     round.locked.insert(round.locked.end(), late.locked.begin(), late.locked.end());
+    round.stored.insert(late.stored.begin(), late.stored.end());
     round.failed.erase(std::remove_if(round.failed.begin(), round.failed.end(),
                                       [&](const StorageTarget& t) {
                                         return Contains(late.locked, t.node_id);
@@ -253,9 +286,13 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
   std::vector<StorageTarget> failed = round.failed;
   failed.insert(failed.end(), others.failed.begin(), others.failed.end());
   const std::vector<uint32_t> unpublishable = partitions_without_locker();
+  round.stored.insert(others.stored.begin(), others.stored.end());
+  std::vector<uint64_t> committed_oids =
+      CommittedOids(votes.oids, plan->voters_by_partition, round.stored, num_partitions);
   {
     absl::MutexLock l(&mu_);
     stats_.partial_lock_failures += failed.size();
+    pending->oids = std::move(committed_oids);
   }
   if (!unpublishable.empty()) {
     // Committed on some storages, but partition(s) `unpublishable` have no
@@ -650,7 +687,7 @@ TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
       }
     }
   }
-  const Survey survey = Ask(ttid, reporters);
+  Survey survey = Ask(ttid, reporters);
   std::vector<StorageTarget> holders = survey.holders;
   // Learned from the storages, or committed by Finish but not published:
   // its invalidation must go out now.
@@ -663,24 +700,27 @@ TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
     known_tid = survey.locked_tid;
   }
   if (known_tid.has_value()) {
-    std::vector<absl::Status> results;
+    std::vector<absl::StatusOr<LockedOids>> results;
     if (!survey.voted.empty()) {
       results =
           storages_->LockAll(survey.voted, cluster_->epoch(), ttid, *known_tid, /*min_ptid=*/0);
     }
     bool all = true;
     size_t locked = 0;
+    absl::btree_set<uint64_t> oids(survey.oids.begin(), survey.oids.end());
     for (size_t i = 0; i < results.size(); ++i) {
       if (!results[i].ok()) {
         all = false;
         CELLAR_LOG(WARNING) << "verification: locking ttid " << common::TidHex(ttid)
                             << " on " << common::NodeName(survey.voted[i].node_id) << ": "
-                            << results[i];
+                            << results[i].status();
       } else {
         ++locked;
         holders.push_back(survey.voted[i]);
+        oids.insert(results[i]->oids.begin(), results[i]->oids.end());
       }
     }
+    survey.oids.assign(oids.begin(), oids.end());
     CELLAR_LOG(WARNING) << "verification: ttid " << common::TidHex(ttid)
                         << " was locked somewhere: committed as "
                         << common::TidHex(*known_tid) << " on " << locked << " more storage(s)"

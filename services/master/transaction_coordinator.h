@@ -183,6 +183,8 @@ class TransactionCoordinator {
     std::vector<StorageTarget> locked;
     std::vector<StorageTarget> failed;
     absl::flat_hash_map<uint32_t, absl::Status> errors;
+    // Node -> the oids it stored, for the lockers that could tell.
+    absl::flat_hash_map<uint32_t, std::vector<uint64_t>> stored;
   };
   LockRound LockWithRetries(const std::vector<StorageTarget>& targets, uint64_t ttid,
                             uint64_t tid, uint64_t ptid, absl::Duration retry_for);

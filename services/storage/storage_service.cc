@@ -183,14 +183,20 @@ grpc::Status StorageService::AbortTransaction(
 grpc::Status StorageService::LockTransaction(
     grpc::ServerContext* /*context*/,
     const ::cellar::v1::LockTransactionRequest* request,
-    ::cellar::v1::LockTransactionResponse* /*response*/) {
+    ::cellar::v1::LockTransactionResponse* response) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
   if (BadTid(request->tid(), true)) return Invalid(TidRule("tid", true));
   if (request->tid() < request->ttid()) {
     return Invalid("tid: the final tid cannot be smaller than the ttid");
   }
-  return ToGrpcStatus(
-      node_->Lock(request->epoch(), request->ttid(), request->tid(), request->min_ptid()));
+  std::optional<std::vector<uint64_t>> stored_oids;
+  absl::Status s = node_->Lock(request->epoch(), request->ttid(), request->tid(),
+                               request->min_ptid(), &stored_oids);
+  if (s.ok() && stored_oids.has_value()) {
+    response->set_stored_oids_known(true);
+    response->mutable_stored_oids()->Add(stored_oids->begin(), stored_oids->end());
+  }
+  return ToGrpcStatus(s);
 }
 
 grpc::Status StorageService::UnlockTransaction(

@@ -348,10 +348,14 @@ absl::Status TransactionManager::Vote(
   return status;
 }
 
-absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
+absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
+                                      std::optional<std::vector<uint64_t>>* stored_oids) {
   if (ttid == 0 || tid == 0) {
     return absl::InvalidArgumentError("ttid and tid must not be 0");
   }
+  std::optional<std::vector<uint64_t>> unused;
+  if (stored_oids == nullptr) stored_oids = &unused;
+  stored_oids->reset();
   bool check_database = false;
   {
     absl::MutexLock l(&mu_);
@@ -370,7 +374,10 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
     } else {
       Txn& txn = it->second;
       if (txn.state == State::kLocked) {
-        if (txn.tid == tid) return absl::OkStatus();
+        if (txn.tid == tid) {
+          *stored_oids = txn.voted_oids;
+          return absl::OkStatus();
+        }
         return absl::FailedPreconditionError(
             absl::StrCat("transaction ", TidHex(ttid), " is locked with tid ",
                          TidHex(txn.tid), ", not ", TidHex(tid)));
@@ -381,6 +388,7 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
                          StateName(txn.state), ", not voted: cannot lock"));
       }
       txn.state = State::kLocking;
+      *stored_oids = txn.voted_oids;
     }
   }
   if (check_database) {
@@ -407,6 +415,7 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid) {
       it->second.state = State::kVoted;
     }
   }
+  if (!status.ok()) stored_oids->reset();
   return status;
 }
 

@@ -131,8 +131,12 @@ class TransactionManager {
                     const std::optional<TransactionMetadata>& metadata,
                     const CellView& view);
 
-  // Records the final tid durably (LockTransactions). Idempotent.
-  absl::Status Lock(uint64_t ttid, uint64_t tid);
+  // Records the final tid durably (LockTransactions). Idempotent. When
+  // `stored_oids` is given, it is set on success to the oids this node
+  // stored for the transaction (read-current checks excluded), or to
+  // nullopt when it cannot tell (locked or committed before a restart).
+  absl::Status Lock(uint64_t ttid, uint64_t tid,
+                    std::optional<std::vector<uint64_t>>* stored_oids = nullptr);
 
   // Releases the transaction's object locks and forgets it. Idempotent.
   // FAILED_PRECONDITION if it is known but not locked.

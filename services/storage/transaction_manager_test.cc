@@ -1,7 +1,9 @@
 #include "services/storage/transaction_manager.h"
 
 #include <memory>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -28,6 +30,7 @@ using ::cellar::common::StatusIs;
 using ::cellar::storage::testing::MemoryBackend;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
 
 constexpr uint32_t kNode = 1;
 constexpr uint32_t kPartitions = 5;
@@ -328,6 +331,31 @@ TEST_F(TransactionManagerTest, RecoveredVotedTransactionsCanBeLocked) {
   ASSERT_THAT(tm_.Lock(300, 305), IsOk());
   ASSERT_THAT(tm_.Unlock(300), IsOk());
   EXPECT_THAT(backend_.LoadSerial(1, 1, 305), IsOk());
+}
+
+// The master publishes, as the commit's invalidation, what the lockers say
+// they stored: read-current checks are no change, and a lock that finds the
+// transaction already committed (after a restart) cannot tell.
+TEST_F(TransactionManagerTest, LockReportsTheOidsStoredHere) {
+  Commit(100, 105, {Obj(5, 0, "v1")});
+  StoreObject check;
+  check.oid = 5;
+  check.base_serial = 105;
+  check.check_only = true;
+  ASSERT_THAT(Store(110, {Obj(1, 0, "one"), Obj(2, 0, "two"), check}), IsOk());
+  ASSERT_THAT(tm_.Vote(110, 42, Meta({1}), view_), IsOk());
+  std::optional<std::vector<uint64_t>> stored;
+  ASSERT_THAT(tm_.Lock(110, 115, &stored), IsOk());
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_THAT(*stored, UnorderedElementsAre(1, 2));  // not the client's {1}
+  ASSERT_THAT(tm_.Lock(110, 115, &stored), IsOk());  // a repeated lock
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_THAT(*stored, UnorderedElementsAre(1, 2));
+  ASSERT_THAT(tm_.Unlock(110), IsOk());
+  ASSERT_THAT(tm_.Lock(110, 115, &stored), IsOk());
+  EXPECT_FALSE(stored.has_value());
+  EXPECT_THAT(tm_.Lock(110, 120, &stored), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_FALSE(stored.has_value());
 }
 
 TEST_F(TransactionManagerTest, AnUnfencedAbortOnlyDropsUnvotedTransactions) {

@@ -424,7 +424,83 @@ class RawClient {
     return absl::OkStatus();
   }
 
+  // Commits `data` as `oid` (a new revision of `base_serial`) the way the
+  // client library does (store and vote on every writable cell, conflict
+  // checks, every touched partition's voters), except that the Finish and
+  // the transaction record name `claimed_oids` as what it changed.
+  absl::StatusOr<uint64_t> CommitClaiming(uint64_t ttid, uint64_t oid, uint64_t base_serial,
+                                          const std::string& data,
+                                          const std::vector<uint64_t>& claimed_oids) {
+    auto pt = common::PartitionTable::FromProto(snapshot_.partition_table());
+    if (!pt.ok()) return pt.status();
+    const uint32_t object_partition = pt->PartitionOf(oid);
+    const uint32_t record_partition = static_cast<uint32_t>(ttid % pt->num_partitions());
+    cellar::v1::FinishRequest finish;
+    finish.set_node_id(node_id_);
+    finish.set_ttid(ttid);
+    finish.set_ptid(pt->ptid());
+    finish.mutable_oids()->Add(claimed_oids.begin(), claimed_oids.end());
+    std::map<uint32_t, std::set<uint32_t>> voters;
+    std::set<uint32_t> nodes;
+    for (uint32_t p : {object_partition, record_partition}) {
+      for (uint32_t node : pt->WritableNodes(p)) {
+        nodes.insert(node);
+        voters[p].insert(node);
+      }
+    }
+    for (uint32_t node : nodes) {
+      const std::vector<uint32_t> object_nodes = pt->WritableNodes(object_partition);
+      const std::vector<uint32_t> record_nodes = pt->WritableNodes(record_partition);
+      cellar::v1::StoreRequest req;
+      req.set_ttid(ttid);
+      req.set_ttid_token(tokens_[ttid]);
+      req.set_client_node_id(node_id_);
+      req.set_vote(true);
+      if (std::count(object_nodes.begin(), object_nodes.end(), node) > 0) {
+        auto* obj = req.add_objects();
+        obj->set_oid(oid);
+        obj->set_base_serial(base_serial);
+        obj->set_data(data);
+        obj->set_checksum(common::Checksum(data));
+      }
+      if (std::count(record_nodes.begin(), record_nodes.end(), node) > 0) {
+        req.mutable_metadata()->mutable_oids()->Add(claimed_oids.begin(), claimed_oids.end());
+      }
+      grpc::ClientContext ctx;
+      common::SetDeadline(&ctx, absl::Seconds(5));
+      cellar::v1::StoreResponse resp;
+      absl::Status s = common::FromGrpcStatus(
+          cellar::v1::Storage::NewStub(common::MakeChannel(AddressOf(node)))
+              ->Store(&ctx, req, &resp));
+      if (!s.ok()) return s;
+      for (uint32_t p : resp.checked_partitions()) {
+        auto* check = finish.add_conflict_checks();
+        check->set_partition(p);
+        check->set_node_id(node);
+        check->set_ptid(resp.checked_ptid());
+      }
+    }
+    for (const auto& [p, ids] : voters) {
+      auto* v = finish.add_partition_voters();
+      v->set_partition(p);
+      v->mutable_node_ids()->Add(ids.begin(), ids.end());
+    }
+    grpc::ClientContext ctx;
+    common::SetDeadline(&ctx, absl::Seconds(20));
+    cellar::v1::FinishResponse finished;
+    absl::Status s = common::FromGrpcStatus(master_->Finish(&ctx, finish, &finished));
+    if (!s.ok()) return s;
+    return finished.tid();
+  }
+
  private:
+  std::string AddressOf(uint32_t node) const {
+    for (const auto& n : snapshot_.nodes()) {
+      if (n.node_id() == node) return n.address();
+    }
+    return "";
+  }
+
   std::unique_ptr<cellar::v1::Master::Stub> master_;
   uint32_t node_id_ = 0;
   std::unique_ptr<grpc::ClientContext> watch_ctx_;
@@ -433,6 +509,38 @@ class RawClient {
   // ttid -> BeginResponse.ttid_token.
   std::map<uint64_t, std::string> tokens_;
 };
+
+// A client that leaves an object it changed out of its Finish cannot leave
+// the other clients' caches stale: the invalidation lists what the storages
+// stored (docs/protocol.md, "Finish").
+TEST_P(ClusterTest, AnObjectLeftOutOfTheFinishIsInvalidatedAllTheSame) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t oid = *c->NewOid();
+  auto first = Put(*c, oid, 0, "v1");
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(c->Load(oid)->data, "v1");  // now in c's cache
+
+  RawClient raw(cluster_->master_address());
+  ASSERT_THAT(raw.Register(), IsOk());
+  auto ttid = raw.Begin();
+  ASSERT_THAT(ttid, IsOk());
+  auto tid = raw.CommitClaiming(*ttid, oid, *first, "v2", /*claimed_oids=*/{});
+  ASSERT_THAT(tid, IsOk());
+  raw.Disconnect();
+
+  // c learns of the commit (its snapshot passes tid) and drops its copy.
+  absl::StatusOr<client::LoadResult> loaded;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  do {
+    loaded = c->Load(oid);
+    ASSERT_THAT(loaded, IsOk());
+    if (loaded->serial == *tid) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  } while (absl::Now() < deadline);
+  EXPECT_EQ(loaded->serial, *tid) << "c still serves the revision the commit replaced";
+  EXPECT_EQ(loaded->data, "v2");
+}
 
 TEST_P(ClusterTest, ClientThatDisconnectsMidTransactionReleasesItsLocks) {
   auto c = Connect();
