@@ -80,6 +80,46 @@ def test_readonly_token_cannot_register_a_client(secure_cluster):
     assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_zconfig_and_zodburi_with_token_and_mutual_tls(secure_cluster):
+    # The token and TLS files reach the client from a zope.conf-style
+    # configuration and from a cellar:// URI.
+    import ZODB
+    import ZODB.config
+    import zodburi
+    from persistent.mapping import PersistentMapping
+    from ZODB import POSException
+
+    master, d = secure_cluster
+    files = dict(token=os.path.join(d, "client.token"), ca=os.path.join(d, "tls/ca.pem"),
+                 cert=os.path.join(d, "tls/client.pem"), key=os.path.join(d, "tls/client.key"))
+    db = ZODB.config.databaseFromString(
+        "%%import cellar\n<zodb>\n<cellar>\nmaster %s\ntoken-file %s\nca-file %s\n"
+        "cert-file %s\nkey-file %s\n</cellar>\n</zodb>\n"
+        % (master, files["token"], files["ca"], files["cert"], files["key"]))
+    try:
+        with db.transaction() as conn:
+            conn.root()["secure"] = PersistentMapping(via="zconfig")
+    finally:
+        db.close()
+    factory, dbkw = zodburi.resolve_uri(
+        "cellar://%s/cellar?token_file=%s&ca_file=%s&cert_file=%s&key_file=%s"
+        % (master, files["token"], files["ca"], files["cert"], files["key"]))
+    db = ZODB.DB(factory(), **dbkw)
+    try:
+        with db.transaction() as conn:
+            assert conn.root()["secure"]["via"] == "zconfig"
+    finally:
+        db.close()
+    # Without the token file the same URI is refused.
+    factory, _ = zodburi.resolve_uri("cellar://%s/cellar?ca_file=%s&cert_file=%s&key_file=%s"
+                                     "&connect_timeout=10" % (master, files["ca"],
+                                                              files["cert"], files["key"]))
+    with pytest.raises(POSException.StorageError) as info:
+        factory()
+    assert isinstance(info.value.__cause__, cellar.CellarError)
+    assert info.value.__cause__.code == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_wrong_ca_fails_to_connect(secure_cluster, tmp_path):
     master, d = secure_cluster
     # Another CA: the node certificate must not verify.

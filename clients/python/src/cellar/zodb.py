@@ -381,8 +381,39 @@ class CellarStorage(ConflictResolvingStorage):
 
 
 def DB(masters: Union[str, Sequence[str]] = "127.0.0.1:7100", cluster_name: str = "cellar",
-       *, storage_options: Optional[dict] = None, **db_options):
-    """A ZODB.DB on a CellarStorage, for scripts."""
+       **options):
+    """A ZODB.DB on a new CellarStorage, for scripts::
+
+        db = cellar.zodb.DB("m1:7100,m2:7100", "prod", token_file="client.token",
+                            cache_size=50000, database_name="main")
+
+    ``options`` holds CellarStorage's keywords (``read_only``, ``name``,
+    ``token_file``, ``tls_ca_file``, the timeouts, ...) and ZODB.DB's
+    (``pool_size``, ``cache_size``, ``database_name``, ``databases``, ...);
+    any other raises TypeError before connecting. ``db.close()`` closes the
+    storage too."""
     import ZODB
-    storage = CellarStorage(masters, cluster_name, **(storage_options or {}))
-    return ZODB.DB(storage, **db_options)
+    db_keywords = _keywords(ZODB.DB.__init__)
+    storage_keywords = (_keywords(CellarStorage.__init__) | _keywords(cellar.Client.__init__)) - {
+        "version", "track"}
+    unknown = sorted(set(options) - db_keywords - storage_keywords)
+    if unknown:
+        raise TypeError("cellar.zodb.DB: unknown option(s) %s; CellarStorage takes %s, "
+                        "ZODB.DB takes %s" % (", ".join(unknown), ", ".join(sorted(storage_keywords)),
+                                              ", ".join(sorted(db_keywords))))
+    storage = CellarStorage(masters, cluster_name,
+                            **{k: v for k, v in options.items() if k in storage_keywords})
+    try:
+        return ZODB.DB(storage, **{k: v for k, v in options.items() if k in db_keywords})
+    except BaseException:
+        storage.close()
+        raise
+
+
+def _keywords(function) -> set:
+    """The named parameters of ``function`` past its first two (self and
+    the storage or masters), without ``*args``/``**kwargs``."""
+    import inspect
+    parameters = list(inspect.signature(function).parameters.values())[2:]
+    return {p.name for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
