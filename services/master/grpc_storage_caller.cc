@@ -70,7 +70,7 @@ void GrpcStorageCaller::Reconnect(const std::string& address) {
 
 std::vector<absl::StatusOr<LockedOids>> GrpcStorageCaller::LockAll(
     const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid,
-    uint64_t tid, uint64_t min_ptid) {
+    uint64_t tid, uint64_t min_ptid, const std::vector<uint32_t>& partitions) {
   std::vector<absl::StatusOr<LockedOids>> results(targets.size());
   std::vector<std::unique_ptr<Call<cellar::v1::LockTransactionRequest,
                                    cellar::v1::LockTransactionResponse>>>
@@ -84,6 +84,7 @@ std::vector<absl::StatusOr<LockedOids>> GrpcStorageCaller::LockAll(
     call->request.set_ttid(ttid);
     call->request.set_tid(tid);
     call->request.set_min_ptid(min_ptid);
+    call->request.mutable_partitions()->Add(partitions.begin(), partitions.end());
     StubFor(targets[i].address)
         ->async()
         ->LockTransaction(&call->context, &call->request, &call->response,

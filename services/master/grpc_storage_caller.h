@@ -31,7 +31,7 @@ class GrpcStorageCaller final : public StorageCaller {
 
   std::vector<absl::StatusOr<LockedOids>> LockAll(
       const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid, uint64_t tid,
-      uint64_t min_ptid) override;
+      uint64_t min_ptid, const std::vector<uint32_t>& partitions) override;
   void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t epoch,
                    uint64_t ttid, uint64_t tid, bool forget_lock) override;
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets,

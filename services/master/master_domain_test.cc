@@ -41,6 +41,7 @@ class FakeStorageCaller : public StorageCaller {
     uint64_t ttid, tid, min_ptid;
     std::vector<uint32_t> nodes;
     uint64_t epoch;
+    std::vector<uint32_t> partitions;
   };
   struct UnlockCall {
     uint64_t ttid;
@@ -50,11 +51,12 @@ class FakeStorageCaller : public StorageCaller {
 
   std::vector<absl::StatusOr<LockedOids>> LockAll(const std::vector<StorageTarget>& targets,
                                                   uint64_t epoch, uint64_t ttid, uint64_t tid,
-                                                  uint64_t min_ptid) override {
+                                                  uint64_t min_ptid,
+                                                  const std::vector<uint32_t>& partitions) override {
     std::vector<absl::StatusOr<LockedOids>> out;
     {
       absl::MutexLock l(&mu_);
-      locks_.push_back({ttid, tid, min_ptid, Ids(targets), epoch});
+      locks_.push_back({ttid, tid, min_ptid, Ids(targets), epoch, partitions});
       for (const StorageTarget& t : targets) {
         auto it = lock_results_.find(t.node_id);
         const absl::Status s = FailingLocked(t.node_id) ? absl::UnavailableError("injected")
@@ -645,6 +647,11 @@ TEST_F(MasterDomainTest, TheInvalidationListsWhatTheLockersStoredNotWhatTheClien
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].invalidation().tid(), *tid);
   EXPECT_THAT(events[0].invalidation().oids(), ElementsAre(3, 10));
+  // The storages are told which partitions the commit touches (they commit
+  // nothing else).
+  ASSERT_FALSE(caller_.locks().empty());
+  EXPECT_THAT(caller_.locks().back().partitions,
+              UnorderedElementsAre(3u, static_cast<uint32_t>(*ttid % 7)));
 
   // One locker of the partition cannot tell, the other can: the one that
   // can is believed (the client's 24 is not in it).

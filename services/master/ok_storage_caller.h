@@ -17,8 +17,8 @@ namespace cellar::master {
 class OkStorageCaller : public StorageCaller {
  public:
   std::vector<absl::StatusOr<LockedOids>> LockAll(const std::vector<StorageTarget>& targets,
-                                                  uint64_t, uint64_t, uint64_t,
-                                                  uint64_t) override {
+                                                  uint64_t, uint64_t, uint64_t, uint64_t,
+                                                  const std::vector<uint32_t>&) override {
     return std::vector<absl::StatusOr<LockedOids>>(targets.size(), LockedOids{});
   }
   void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t,

@@ -28,7 +28,8 @@ constexpr uint32_t kS1 = 0x02000001, kS2 = 0x02000002, kS3 = 0x02000003;
 class FakeCells : public StorageCaller {
  public:
   std::vector<absl::StatusOr<LockedOids>> LockAll(const std::vector<StorageTarget>&, uint64_t,
-                                                  uint64_t, uint64_t, uint64_t) override {
+                                                  uint64_t, uint64_t, uint64_t,
+                                                  const std::vector<uint32_t>&) override {
     return {};
   }
   void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t,

@@ -76,9 +76,11 @@ class StorageCaller {
   // LockTransaction on every target in parallel; one answer per target
   // (same order). Blocks until all answered or timed out. `min_ptid`: the
   // storages must hold at least this table version before locking.
+  // `partitions`: the partitions the commit touches; the storages commit
+  // only their stored objects of these (empty: all).
   virtual std::vector<absl::StatusOr<LockedOids>> LockAll(
       const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid, uint64_t tid,
-      uint64_t min_ptid) = 0;
+      uint64_t min_ptid, const std::vector<uint32_t>& partitions) = 0;
 
   // UnlockTransaction on every target, without waiting (best effort:
   // failures are logged; storages also release on restart). `forget_lock`:

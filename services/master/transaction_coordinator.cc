@@ -110,7 +110,7 @@ std::vector<uint64_t> CommittedOids(
 
 TransactionCoordinator::LockRound TransactionCoordinator::LockWithRetries(
     const std::vector<StorageTarget>& targets, uint64_t ttid, uint64_t tid, uint64_t ptid,
-    absl::Duration retry_for) {
+    const std::vector<uint32_t>& partitions, absl::Duration retry_for) {
   LockRound round;
   std::vector<StorageTarget> pending = targets;
   const absl::Time give_up = absl::Now() + retry_for;
@@ -121,7 +121,7 @@ TransactionCoordinator::LockRound TransactionCoordinator::LockWithRetries(
       absl::SleepFor(std::min(absl::Milliseconds(50) * attempt, absl::Milliseconds(500)));
     }
     std::vector<absl::StatusOr<LockedOids>> results =
-        storages_->LockAll(pending, cluster_->epoch(), ttid, tid, ptid);
+        storages_->LockAll(pending, cluster_->epoch(), ttid, tid, ptid, partitions);
     std::vector<StorageTarget> retry;
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok()) {
@@ -197,7 +197,7 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
   // locks, nothing is locked anywhere and the transaction can still be
   // aborted.
   LockRound round = LockWithRetries(plan->readable_voters, ttid, pending->tid, plan->ptid,
-                                    absl::Milliseconds(300));
+                                    partitions, absl::Milliseconds(300));
   if (round.locked.empty()) {
     // A storage whose answer was lost may have locked: ask before deciding.
     std::vector<StorageTarget> unsure;
@@ -267,7 +267,7 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
     for (const StorageTarget& t : round.failed) {
       if (cluster_->IsConnected(t.node_id)) again.push_back(t);
     }
-    LockRound late = LockWithRetries(again, ttid, pending->tid, plan->ptid,
+    LockRound late = LockWithRetries(again, ttid, pending->tid, plan->ptid, partitions,
                                      options_.partial_lock_retry);
     round.locked.insert(round.locked.end(), late.locked.begin(), late.locked.end());
     round.stored.insert(late.stored.begin(), late.stored.end());
@@ -280,7 +280,7 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
   // The cells that could not come along: the other voters (OUT_OF_DATE
   // cells) lock now; whoever failed misses the transaction.
   LockRound others = LockWithRetries(plan->other_voters, ttid, pending->tid, plan->ptid,
-                                     absl::Milliseconds(300));
+                                     partitions, absl::Milliseconds(300));
   std::vector<StorageTarget> locked = round.locked;
   locked.insert(locked.end(), others.locked.begin(), others.locked.end());
   std::vector<StorageTarget> failed = round.failed;
@@ -703,7 +703,8 @@ TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
     std::vector<absl::StatusOr<LockedOids>> results;
     if (!survey.voted.empty()) {
       results =
-          storages_->LockAll(survey.voted, cluster_->epoch(), ttid, *known_tid, /*min_ptid=*/0);
+          storages_->LockAll(survey.voted, cluster_->epoch(), ttid, *known_tid, /*min_ptid=*/0,
+                             /*partitions=*/{});
     }
     bool all = true;
     size_t locked = 0;

@@ -187,7 +187,9 @@ class TransactionCoordinator {
     absl::flat_hash_map<uint32_t, std::vector<uint64_t>> stored;
   };
   LockRound LockWithRetries(const std::vector<StorageTarget>& targets, uint64_t ttid,
-                            uint64_t tid, uint64_t ptid, absl::Duration retry_for);
+                            uint64_t tid, uint64_t ptid,
+                            const std::vector<uint32_t>& partitions,
+                            absl::Duration retry_for);
   // What every connected storage (and the reporters) know of a ttid.
   struct Survey {
     std::vector<StorageTarget> everyone;  // asked

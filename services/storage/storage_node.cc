@@ -495,7 +495,8 @@ absl::Status StorageNode::Abort(uint64_t ttid, uint64_t epoch) {
 
 absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
                                uint64_t min_ptid,
-                               std::optional<std::vector<uint64_t>>* stored_oids) {
+                               std::optional<std::vector<uint64_t>>* stored_oids,
+                               const std::vector<uint32_t>& partitions) {
   CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
   if (min_ptid > persisted_ptid()) {
     // The commit was decided on a newer table (cells that did not vote are
@@ -520,7 +521,12 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
         " (", num_partitions, " partitions)"));
   }
   const auto before = transactions_->StateOf(ttid);
-  absl::Status s = transactions_->Lock(ttid, tid, stored_oids);
+  LockScope scope;
+  if (num_partitions > 0 && !partitions.empty()) {
+    scope.partitions = partitions;
+    scope.num_partitions = num_partitions;
+  }
+  absl::Status s = transactions_->Lock(ttid, tid, stored_oids, scope);
   if (s.ok() && metrics_ != nullptr && before.has_value() &&
       *before != TransactionManager::State::kLocked) {
     metrics_->commits->Increment();

@@ -228,9 +228,11 @@ class StorageNode {
   absl::Status CheckTtidToken(uint64_t ttid, absl::string_view token) const;
   // `min_ptid`: the table version the commit was decided on (0 = any).
   // UNAVAILABLE if this node cannot get that table from the master, or
-  // cannot persist it. `stored_oids`: as TransactionManager::Lock.
+  // cannot persist it. `stored_oids`: as TransactionManager::Lock;
+  // `partitions`: the commit's (LockTransactionRequest.partitions).
   absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0,
-                    std::optional<std::vector<uint64_t>>* stored_oids = nullptr);
+                    std::optional<std::vector<uint64_t>>* stored_oids = nullptr,
+                    const std::vector<uint32_t>& partitions = {});
   // `forget_lock`: every voter locked it, the ttid -> tid record can go.
   absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid, bool forget_lock = false);
 

@@ -190,8 +190,14 @@ grpc::Status StorageService::LockTransaction(
     return Invalid("tid: the final tid cannot be smaller than the ttid");
   }
   std::optional<std::vector<uint64_t>> stored_oids;
+  if (request->partitions_size() > kMaxLockPartitions) {
+    return Invalid(absl::StrCat("partitions: at most ", kMaxLockPartitions, ", got ",
+                                request->partitions_size()));
+  }
+  const std::vector<uint32_t> partitions(request->partitions().begin(),
+                                         request->partitions().end());
   absl::Status s = node_->Lock(request->epoch(), request->ttid(), request->tid(),
-                               request->min_ptid(), &stored_oids);
+                               request->min_ptid(), &stored_oids, partitions);
   if (s.ok() && stored_oids.has_value()) {
     response->set_stored_oids_known(true);
     response->mutable_stored_oids()->Add(stored_oids->begin(), stored_oids->end());

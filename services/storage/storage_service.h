@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "protos/cellar/v1/storage.grpc.pb.h"
 #include "services/common/authenticator.h"
+#include "services/common/partition_table.h"
 #include "services/storage/storage_node.h"
 
 namespace cellar::storage {
@@ -43,6 +44,7 @@ struct StorageServiceOptions {
 // Request limits (see storage.proto).
 inline constexpr int kMaxObjectsPerStore = 10000;
 inline constexpr int kMaxLoadManyOids = 1000;
+inline constexpr int kMaxLockPartitions = static_cast<int>(common::kMaxPartitions);
 inline constexpr uint64_t kLoadManyBudgetBytes = 8 << 20;
 inline constexpr uint32_t kMaxHistoryLimit = 1000;
 inline constexpr uint32_t kDefaultHistoryLimit = 100;

@@ -1,10 +1,12 @@
 #include "services/storage/transaction_manager.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "services/common/checksum.h"
 #include "services/common/errors.h"
 #include "services/common/ids.h"
@@ -349,7 +351,8 @@ absl::Status TransactionManager::Vote(
 }
 
 absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
-                                      std::optional<std::vector<uint64_t>>* stored_oids) {
+                                      std::optional<std::vector<uint64_t>>* stored_oids,
+                                      const LockScope& scope) {
   if (ttid == 0 || tid == 0) {
     return absl::InvalidArgumentError("ttid and tid must not be 0");
   }
@@ -391,6 +394,24 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
       *stored_oids = txn.voted_oids;
     }
   }
+  std::vector<uint64_t> left_out;
+  if (stored_oids->has_value() && !scope.partitions.empty() && scope.num_partitions > 0) {
+    std::vector<uint64_t>& oids = **stored_oids;
+    const absl::flat_hash_set<uint32_t> touched(scope.partitions.begin(),
+                                                scope.partitions.end());
+    auto outside = [&](uint64_t oid) {
+      return !touched.contains(static_cast<uint32_t>(oid % scope.num_partitions));
+    };
+    std::copy_if(oids.begin(), oids.end(), std::back_inserter(left_out), outside);
+    oids.erase(std::remove_if(oids.begin(), oids.end(), outside), oids.end());
+  }
+  static common::LogRateLimit limit(absl::Seconds(10));
+  if (uint64_t dropped = 0; !left_out.empty() && limit.Allow(absl::Now(), &dropped)) {
+    CELLAR_LOG(WARNING) << "transaction " << TidHex(ttid) << " stored " << left_out.size()
+                        << " object(s) here in partitions its commit leaves out (first: oid "
+                        << FormatOid(left_out.front()) << "): not committed"
+                        << common::Dropped(dropped);
+  }
   if (check_database) {
     // Committed before a restart (or never voted here). A node holding only
     // objects of the transaction has no trans record: its lock record says.
@@ -401,7 +422,9 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
     return UnknownTransaction(absl::StatusCode::kNotFound, ttid,
                               "has no vote on this node");
   }
-  absl::Status status = batcher_->Lock(LockRecord{ttid, tid});
+  LockRecord record{ttid, tid};
+  if (scope.num_partitions > 0) record.partitions = scope.partitions;
+  absl::Status status = batcher_->Lock(std::move(record));
   absl::MutexLock l(&mu_);
   auto it = txns_.find(ttid);
   if (it != txns_.end()) {

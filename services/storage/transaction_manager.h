@@ -95,6 +95,14 @@ struct TransactionManagerOptions {
   absl::Duration unvoted_timeout = absl::Seconds(60);
 };
 
+// Which stored objects a lock commits: those of `partitions` (the
+// partitions the commit touches, an oid's being oid % num_partitions); the
+// others are dropped (LockRecord::partitions). No partitions: all.
+struct LockScope {
+  std::vector<uint32_t> partitions;
+  uint32_t num_partitions = 0;
+};
+
 class TransactionManager {
  public:
   enum class State { kStoring, kVoting, kVoted, kVoteFailed, kLocking, kLocked };
@@ -133,10 +141,12 @@ class TransactionManager {
 
   // Records the final tid durably (LockTransactions). Idempotent. When
   // `stored_oids` is given, it is set on success to the oids this node
-  // stored for the transaction (read-current checks excluded), or to
-  // nullopt when it cannot tell (locked or committed before a restart).
+  // stored for the transaction and commits (read-current checks and
+  // objects outside `scope` excluded), or to nullopt when it cannot tell
+  // (locked or committed before a restart).
   absl::Status Lock(uint64_t ttid, uint64_t tid,
-                    std::optional<std::vector<uint64_t>>* stored_oids = nullptr);
+                    std::optional<std::vector<uint64_t>>* stored_oids = nullptr,
+                    const LockScope& scope = {});
 
   // Releases the transaction's object locks and forgets it. Idempotent.
   // FAILED_PRECONDITION if it is known but not locked.

@@ -358,6 +358,22 @@ TEST_F(TransactionManagerTest, LockReportsTheOidsStoredHere) {
   EXPECT_FALSE(stored.has_value());
 }
 
+// A client that stores objects for a partition it leaves out of its Finish:
+// the lock commits only the commit's partitions (the other replicas of the
+// left-out partition never see the transaction).
+TEST_F(TransactionManagerTest, LockCommitsOnlyTheCommitsPartitions) {
+  ASSERT_THAT(Store(100, {Obj(1, 0, "in"), Obj(2, 0, "left out")}), IsOk());
+  ASSERT_THAT(tm_.Vote(100, 42, Meta({1}), view_), IsOk());
+  std::optional<std::vector<uint64_t>> stored;
+  ASSERT_THAT(tm_.Lock(100, 105, &stored, {{0, 1}, kPartitions}), IsOk());
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_THAT(*stored, ElementsAre(1));
+  EXPECT_THAT(backend_.LoadBefore(1, 1, kMaxTid), IsOk());
+  EXPECT_THAT(backend_.LoadBefore(2, 2, kMaxTid), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(tm_.Unlock(100), IsOk());
+  EXPECT_EQ(locks_.Holder(2), 0u);
+}
+
 TEST_F(TransactionManagerTest, AnUnfencedAbortOnlyDropsUnvotedTransactions) {
   ASSERT_THAT(Store(100, {Obj(1, 0, "x")}), IsOk());
   ASSERT_THAT(tm_.Vote(100, 42, std::nullopt, view_), IsOk());

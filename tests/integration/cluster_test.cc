@@ -85,6 +85,22 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
     return txn->Commit();
   }
 
+  // c's current revision of `oid` once it is `serial` (bounded wait: the
+  // commit reaches c's snapshot through its Watch stream).
+  static absl::StatusOr<client::LoadResult> AwaitRevision(client::Client& c, uint64_t oid,
+                                                         uint64_t serial) {
+    absl::StatusOr<client::LoadResult> loaded;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    do {
+      loaded = c.Load(oid);
+      if (loaded.ok() && loaded->serial == serial) return loaded;
+      absl::SleepFor(absl::Milliseconds(20));
+    } while (absl::Now() < deadline);
+    if (!loaded.ok()) return loaded.status();
+    return absl::DeadlineExceededError(absl::StrCat("after 10 s, oid ", oid, " is at serial ",
+                                                    loaded->serial, ", not ", serial));
+  }
+
   absl::StatusOr<std::unique_ptr<testing_support::TestBackends>> backends_;
   std::unique_ptr<tools::LocalCluster> cluster_;
 };
@@ -424,14 +440,21 @@ class RawClient {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<common::PartitionTable> Table() const {
+    return common::PartitionTable::FromProto(snapshot_.partition_table());
+  }
+
   // Commits `data` as `oid` (a new revision of `base_serial`) the way the
   // client library does (store and vote on every writable cell, conflict
   // checks, every touched partition's voters), except that the Finish and
-  // the transaction record name `claimed_oids` as what it changed.
+  // the transaction record name `claimed_oids` as what it changed. With
+  // `stray_oid`, that new object is also stored on the voters that hold a
+  // writable cell of its partition, which the Finish leaves out.
   absl::StatusOr<uint64_t> CommitClaiming(uint64_t ttid, uint64_t oid, uint64_t base_serial,
                                           const std::string& data,
-                                          const std::vector<uint64_t>& claimed_oids) {
-    auto pt = common::PartitionTable::FromProto(snapshot_.partition_table());
+                                          const std::vector<uint64_t>& claimed_oids,
+                                          uint64_t stray_oid = 0) {
+    auto pt = Table();
     if (!pt.ok()) return pt.status();
     const uint32_t object_partition = pt->PartitionOf(oid);
     const uint32_t record_partition = static_cast<uint32_t>(ttid % pt->num_partitions());
@@ -466,6 +489,13 @@ class RawClient {
       if (std::count(record_nodes.begin(), record_nodes.end(), node) > 0) {
         req.mutable_metadata()->mutable_oids()->Add(claimed_oids.begin(), claimed_oids.end());
       }
+      const std::vector<uint32_t> stray_nodes = pt->WritableNodes(pt->PartitionOf(stray_oid));
+      if (stray_oid != 0 && std::count(stray_nodes.begin(), stray_nodes.end(), node) > 0) {
+        auto* obj = req.add_objects();
+        obj->set_oid(stray_oid);
+        obj->set_data("stray");
+        obj->set_checksum(common::Checksum("stray"));
+      }
       grpc::ClientContext ctx;
       common::SetDeadline(&ctx, absl::Seconds(5));
       cellar::v1::StoreResponse resp;
@@ -491,6 +521,19 @@ class RawClient {
     absl::Status s = common::FromGrpcStatus(master_->Finish(&ctx, finish, &finished));
     if (!s.ok()) return s;
     return finished.tid();
+  }
+
+  // Storage `node`'s answer to Load(oid) of its newest revision.
+  absl::Status LoadFrom(uint32_t node, uint64_t oid) {
+    grpc::ClientContext ctx;
+    common::SetDeadline(&ctx, absl::Seconds(5));
+    cellar::v1::LoadRequest req;
+    req.set_oid(oid);
+    req.set_before_tid(common::kMaxTid);
+    cellar::v1::LoadResponse resp;
+    return common::FromGrpcStatus(
+        cellar::v1::Storage::NewStub(common::MakeChannel(AddressOf(node)))
+            ->Load(&ctx, req, &resp));
   }
 
  private:
@@ -530,16 +573,50 @@ TEST_P(ClusterTest, AnObjectLeftOutOfTheFinishIsInvalidatedAllTheSame) {
   raw.Disconnect();
 
   // c learns of the commit (its snapshot passes tid) and drops its copy.
-  absl::StatusOr<client::LoadResult> loaded;
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  do {
-    loaded = c->Load(oid);
-    ASSERT_THAT(loaded, IsOk());
-    if (loaded->serial == *tid) break;
-    absl::SleepFor(absl::Milliseconds(20));
-  } while (absl::Now() < deadline);
-  EXPECT_EQ(loaded->serial, *tid) << "c still serves the revision the commit replaced";
+  auto loaded = AwaitRevision(*c, oid, *tid);
+  ASSERT_THAT(loaded, IsOk()) << "c still serves the revision the commit replaced";
   EXPECT_EQ(loaded->data, "v2");
+}
+
+// Objects a client stores for a partition it leaves out of its Finish are
+// not committed anywhere, not even on the storages that lock the commit for
+// the partitions it names: committed there alone, they would make those
+// replicas differ from the partition's other cells.
+TEST_P(ClusterTest, AnObjectOfAPartitionLeftOutOfTheFinishIsCommittedNowhere) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  RawClient raw(cluster_->master_address());
+  ASSERT_THAT(raw.Register(), IsOk());
+  auto pt = raw.Table();
+  ASSERT_THAT(pt, IsOk());
+  auto ttid = raw.Begin();
+  ASSERT_THAT(ttid, IsOk());
+  const uint64_t oid = *c->NewOid();
+  const uint32_t record_partition = static_cast<uint32_t>(*ttid % pt->num_partitions());
+  std::set<uint32_t> voters;
+  for (uint32_t p : {pt->PartitionOf(oid), record_partition}) {
+    for (uint32_t node : pt->WritableNodes(p)) voters.insert(node);
+  }
+  // A partition the commit does not touch, with a cell on one of its voters.
+  uint64_t stray = 0;
+  for (int i = 0; i < 1000 && stray == 0; ++i) {
+    const uint64_t candidate = *c->NewOid();
+    const uint32_t p = pt->PartitionOf(candidate);
+    if (p == pt->PartitionOf(oid) || p == record_partition) continue;
+    for (uint32_t node : pt->WritableNodes(p)) {
+      if (voters.count(node) > 0) stray = candidate;
+    }
+  }
+  ASSERT_NE(stray, 0u) << "no partition outside the commit shares a storage with it";
+
+  auto tid = raw.CommitClaiming(*ttid, oid, 0, "named", {oid}, stray);
+  ASSERT_THAT(tid, IsOk());
+  raw.Disconnect();
+  ASSERT_THAT(AwaitRevision(*c, oid, *tid), IsOk());
+  for (uint32_t node : pt->WritableNodes(pt->PartitionOf(stray))) {
+    EXPECT_THAT(raw.LoadFrom(node, stray), StatusIs(absl::StatusCode::kNotFound))
+        << "S" << node << " committed the object of the left-out partition";
+  }
 }
 
 TEST_P(ClusterTest, ClientThatDisconnectsMidTransactionReleasesItsLocks) {

@@ -560,6 +560,30 @@ TEST_P(BackendConformanceTest, ReVoteReplacesTheVotesData) {
               NotFoundWithReason(kReasonNoSuchObject));
 }
 
+// A lock naming the commit's partitions commits only the objects of those:
+// the others (stored for a partition the client's Finish left out) go with
+// their bytes, so that this replica does not differ from the others.
+TEST_P(BackendConformanceTest, LockCommitsOnlyTheNamedPartitions) {
+  ASSERT_NE(PartitionOf(1), PartitionOf(2));
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(1), {Obj(1, "in"), Obj(2, "left out")})}),
+              IsOk());
+  EXPECT_EQ(DataRows(*backend_), 2u);
+  LockRecord lock{Tid(1), Tid(2)};
+  lock.partitions = {PartitionOf(1), PartitionOf(Tid(1))};
+  ASSERT_THAT(backend_->LockTransactions({lock}), IsOk());
+  EXPECT_THAT(backend_->LoadBefore(PartitionOf(1), 1, kUnbounded),
+              IsOkAndHolds(IsRevision(1, Tid(2), 0, "in")));
+  EXPECT_THAT(backend_->LoadBefore(PartitionOf(2), 2, kUnbounded),
+              NotFoundWithReason(kReasonNoSuchObject));
+  EXPECT_EQ(DataRows(*backend_), 1u);
+  EXPECT_THAT(backend_->ListVotedTransactions(), IsOkAndHolds(::testing::IsEmpty()));
+  EXPECT_THAT(backend_->GetLockedTid(Tid(1)), IsOkAndHolds(Tid(2)));
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_EQ(DataRows(*backend_), 1u);
+  EXPECT_THAT(backend_->LoadBefore(PartitionOf(2), 2, kUnbounded),
+              NotFoundWithReason(kReasonNoSuchObject));
+}
+
 TEST_P(BackendConformanceTest, LockMovesNoDataAndLoadsReturnIt) {
   ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "first"), Obj(2, "two")}),
               IsOk());

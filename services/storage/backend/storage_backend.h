@@ -141,6 +141,10 @@ inline std::vector<VotedTransaction> SortedVotedTransactions(
 struct LockRecord {
   uint64_t ttid = 0;
   uint64_t tid = 0;
+  // The partitions the commit touches: temporary object records of other
+  // partitions are dropped with their bytes instead of committed (a client
+  // stored them for a partition its Finish left out). Empty: all.
+  std::vector<uint32_t> partitions;
 };
 
 // A revision as returned by loads. `data` is resolved through data_tid

@@ -216,6 +216,11 @@ absl::Status MemoryBackend::LockTransactions(const std::vector<LockRecord>& lock
     store_->locked_[lock.ttid] = lock.tid;
     // Committed rows that already exist (imported by replication) are kept.
     for (ObjectRecord obj : it->second.objects) {
+      if (!lock.partitions.empty() &&
+          std::find(lock.partitions.begin(), lock.partitions.end(), obj.partition) ==
+              lock.partitions.end()) {
+        continue;
+      }
       obj.tid = lock.tid;
       store_->objects_[{obj.partition, obj.oid}].emplace(lock.tid, std::move(obj));
     }

@@ -305,17 +305,24 @@ const std::vector<StatementDef>& Statements() {
     // rows imported by replication) are kept with their bytes, and the
     // vote's copy goes. The ttid -> tid record is written for ttids that
     // had temporary rows (every part of the statement sees the snapshot
-    // from before the deletes).
+    // from before the deletes). ($3, $4): (ttid, partition) pairs, the
+    // partitions each commit touches; a ttid with pairs commits only its
+    // object rows of those partitions, the others go with their bytes.
     def(kLock, "lock",
         "WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[])"
         "   AS l(ttid, tid)),"
+        " k AS (SELECT * FROM unnest($3::int8[], $4::int4[]) AS k(ttid, partition)),"
         " tl AS (INSERT INTO tlock (ttid, tid) SELECT l.ttid, l.tid FROM l"
         "   WHERE EXISTS (SELECT 1 FROM tobj t WHERE t.ttid = l.ttid)"
         "   OR EXISTS (SELECT 1 FROM ttrans t WHERE t.ttid = l.ttid)"
         "   ON CONFLICT (ttid) DO UPDATE SET tid = EXCLUDED.tid),"
-        " o AS (DELETE FROM tobj t USING l WHERE t.ttid = l.ttid"
-        "   RETURNING t.partition, t.oid, l.tid, t.data_tid, t.checksum,"
+        " a AS (DELETE FROM tobj t USING l WHERE t.ttid = l.ttid"
+        "   RETURNING t.ttid, t.partition, t.oid, l.tid, t.data_tid, t.checksum,"
         "   t.data_id),"
+        " o AS (SELECT partition, oid, tid, data_tid, checksum, data_id FROM a"
+        "   WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.ttid = a.ttid)"
+        "   OR EXISTS (SELECT 1 FROM k WHERE k.ttid = a.ttid"
+        "   AND k.partition = a.partition)),"
         " tr AS (DELETE FROM ttrans t USING l WHERE t.ttid = l.ttid"
         "   RETURNING t.partition, l.tid, t.ttid, t.\"user\", t.description,"
         "   t.extension, t.oids, t.size),"
@@ -323,7 +330,7 @@ const std::vector<StatementDef>& Statements() {
         "   data_id) SELECT * FROM o ON CONFLICT DO NOTHING"
         "   RETURNING data_id),"
         " dd AS (DELETE FROM data WHERE id IN"
-        "   (SELECT data_id FROM o EXCEPT SELECT data_id FROM io))"
+        "   (SELECT data_id FROM a EXCEPT SELECT data_id FROM io))"
         " INSERT INTO trans (partition, tid, ttid, packed, \"user\","
         " description, extension, oids, size)"
         " SELECT partition, tid, ttid, false, \"user\", description,"
@@ -1403,7 +1410,8 @@ absl::Status PostgresBackend::LockTransactions(
     const std::vector<LockRecord>& locks) {
   if (locks.empty()) return absl::OkStatus();
   absl::flat_hash_map<uint64_t, uint64_t> tid_of;
-  std::vector<int64_t> ttids, tids;
+  std::vector<int64_t> ttids, tids, kept_ttids;
+  std::vector<int32_t> kept_partitions;
   for (const LockRecord& lock : locks) {
     CELLAR_RETURN_IF_ERROR(CheckTid(lock.ttid, "ttid"));
     CELLAR_RETURN_IF_ERROR(CheckTid(lock.tid, "tid"));
@@ -1417,9 +1425,13 @@ absl::Status PostgresBackend::LockTransactions(
     }
     ttids.push_back(static_cast<int64_t>(lock.ttid));
     tids.push_back(static_cast<int64_t>(lock.tid));
+    for (uint32_t partition : lock.partitions) {
+      kept_ttids.push_back(static_cast<int64_t>(lock.ttid));
+      kept_partitions.push_back(static_cast<int32_t>(partition));
+    }
   }
   Params params;
-  params.Int8Array(ttids).Int8Array(tids);
+  params.Int8Array(ttids).Int8Array(tids).Int8Array(kept_ttids).Int4Array(kept_partitions);
   return impl_->RunOne(Call{kLock, std::move(params)}, true).status();
 }
 

@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/errors.h"
@@ -850,6 +851,19 @@ absl::Status SqliteBackend::LockTransactions(
       // written, so a lock needs no room its vote did not take. A row
       // already in place (imported by replication) keeps its own bytes
       // and the vote's copy goes.
+      if (!lock.partitions.empty()) {
+        // Object records of partitions the commit leaves out go, with the
+        // bytes only they held, before anything moves. (?2: a JSON array.)
+        const std::string kept = absl::StrCat("[", absl::StrJoin(lock.partitions, ","), "]");
+        for (const char* sql :
+             {"DELETE FROM data WHERE id IN (SELECT data_id FROM tobj WHERE ttid = ?1 "
+              "AND part NOT IN (SELECT value FROM json_each(?2)))",
+              "DELETE FROM tobj WHERE ttid = ?1 "
+              "AND part NOT IN (SELECT value FROM json_each(?2))"}) {
+          CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
+          CELLAR_RETURN_IF_ERROR(s.BindU64(1, lock.ttid).BindText(2, kept).Run());
+        }
+      }
       for (const char* sql :
            {"INSERT OR REPLACE INTO tlock (ttid, tid) SELECT ?1, ?2 "
             "WHERE EXISTS (SELECT 1 FROM tobj WHERE ttid = ?1) "
