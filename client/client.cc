@@ -479,6 +479,21 @@ bool Client::WaitForSnapshot(uint64_t tid, absl::Duration timeout) {
   return snapshot_ >= tid;
 }
 
+absl::Status Client::AwaitConnected() {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return closing_ || (connected_ && master_ != nullptr);
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), options_.rpc_timeout);
+  if (closing_) return absl::CancelledError("client closed");
+  if (ready()) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "not connected to the master (reconnecting for ",
+      absl::FormatDuration(options_.rpc_timeout), ")",
+      last_connect_error_.ok() ? std::string()
+                               : absl::StrCat(": ", last_connect_error_.ToString())));
+}
+
 absl::Status Client::AwaitMasterCaughtUp(uint64_t tid) {
   absl::MutexLock lock(&mu_);
   // A RUNNING primary has resolved the in-doubt commits and published its
@@ -504,6 +519,8 @@ absl::Status Client::AwaitMasterCaughtUp(uint64_t tid) {
 
 absl::StatusOr<uint64_t> Client::NewOid() {
   absl::MutexLock lock(&oid_mu_);
+  // A new batch needs a master: across a restart or failover, wait for it.
+  if (oids_left_ == 0) CELLAR_RETURN_IF_ERROR(AwaitConnected());
   std::shared_ptr<MasterStub> stub;
   uint64_t epoch;
   {
@@ -1082,6 +1099,8 @@ absl::StatusOr<uint64_t> Client::CommitTransaction(const TransactionData& data) 
 }
 
 absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
+  // Across a master restart or failover: wait for the next session.
+  CELLAR_RETURN_IF_ERROR(AwaitConnected());
   // The application read at the snapshot: commit through a master that
   // knows it (semantics rule 6).
   CELLAR_RETURN_IF_ERROR(AwaitMasterCaughtUp(snapshot()));

@@ -22,6 +22,9 @@
 // re-registers (new node id), clears its cache (invalidations may have
 // been lost) and takes the new snapshot; commits in flight fail with
 // UNAVAILABLE, or OUTCOME_UNKNOWN (transaction.h) once Finish was sent.
+// A Commit() or NewOid() issued while no session is open (a master
+// restarting, a failover) waits for the next one, at most rpc_timeout,
+// then fails with UNAVAILABLE ("not connected ...").
 //
 // The snapshot never decreases (semantics rule 6): a new master that
 // reports a last tid below the client's snapshot (a new primary still
@@ -277,6 +280,11 @@ class Client : private TransactionCommitter {
   // last tid >= `tid` or the cluster is RUNNING (see the file comment).
   // UNAVAILABLE after that, CANCELLED after Close().
   absl::Status AwaitMasterCaughtUp(uint64_t tid);
+  // Waits (at most rpc_timeout) until a session with a master is open:
+  // across a master restart or failover, master calls see latency rather
+  // than an error. UNAVAILABLE (with the last connection error) after
+  // that; CANCELLED once closed.
+  absl::Status AwaitConnected();
   std::shared_ptr<MasterStub> master() const;
   uint64_t sessions() const;
   // A stub on a new channel to options_.master_addresses[index].

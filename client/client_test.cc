@@ -605,6 +605,44 @@ TEST_F(ClientTest, ReconnectsAfterTheStreamEndsAndClearsTheCache) {
             client->node_id());
 }
 
+// Across a master restart or failover a commit waits for the next session
+// (at most rpc_timeout) instead of failing at once with "not connected".
+TEST_F(ClientTest, CommitWithoutASessionWaitsForTheNextOne) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  cluster_->master().SetRegisterError(absl::UnavailableError("master restarting"));
+  cluster_->master().EndWatchStreams();
+  for (int i = 0; i < 500 && client->connected(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_FALSE(client->connected());
+  std::atomic<bool> done{false};
+  absl::StatusOr<uint64_t> tid;
+  std::thread commit([&] {
+    tid = Put(*client, 1, 0, "x");
+    done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(done.load()) << "the commit did not wait for a session: " << tid.status();
+  cluster_->master().SetRegisterError(absl::OkStatus());
+  commit.join();
+  EXPECT_THAT(tid, IsOk());
+  EXPECT_EQ(client->stats().reconnects, 1u);
+}
+
+TEST_F(ClientTest, CommitWithoutASessionFailsAfterRpcTimeout) {
+  StartCluster();
+  auto client = Connect(ShortRpcTimeout());
+  ASSERT_NE(client, nullptr);
+  cluster_->master().SetRegisterError(absl::UnavailableError("master restarting"));
+  cluster_->master().EndWatchStreams();
+  for (int i = 0; i < 500 && client->connected(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_FALSE(client->connected());
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(Put(*client, 1, 0, "x"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("not connected")));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(400));
+}
+
 TEST_F(ClientTest, CloseEndsTheWatchStream) {
   StartCluster();
   auto client = Connect();

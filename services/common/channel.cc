@@ -2,6 +2,7 @@
 
 #include <grpcpp/support/client_interceptor.h>
 
+#include <chrono>
 #include <utility>
 #include <vector>
 
@@ -125,6 +126,12 @@ bool RedialAfter(grpc::StatusCode code) {
 
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::Time DeadlineOf(const grpc::ServerContext& context) {
+  const std::chrono::system_clock::time_point deadline = context.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(deadline);
 }
 
 }  // namespace cellar::common

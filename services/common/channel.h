@@ -72,6 +72,9 @@ bool RedialAfter(grpc::StatusCode code);
 // `context` with a deadline `timeout` from now.
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout);
 
+// The deadline of a call being served; InfiniteFuture if it has none.
+absl::Time DeadlineOf(const grpc::ServerContext& context);
+
 }  // namespace cellar::common
 
 #endif  // CELLAR_SERVICES_COMMON_CHANNEL_H_

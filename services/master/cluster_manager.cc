@@ -1040,6 +1040,24 @@ absl::Status ClusterManager::CheckRunning() const {
       absl::StrCat("cluster is ", StateName(state_), ", not RUNNING"));
 }
 
+ClusterManager::Readiness ClusterManager::AwaitRunning(
+    absl::Time until, const std::function<bool()>& stop) const {
+  constexpr absl::Duration kStopPoll = absl::Milliseconds(100);
+  absl::MutexLock l(&mu_);
+  auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return shutting_down_ || (state_ != cellar::v1::CLUSTER_RECOVERING &&
+                              state_ != cellar::v1::CLUSTER_VERIFYING);
+  };
+  while (!settled()) {
+    const absl::Time now = absl::Now();
+    if (now >= until) return Readiness::kTimedOut;
+    if (stop && stop()) return Readiness::kStopped;
+    mu_.AwaitWithDeadline(absl::Condition(&settled), std::min(until, now + kStopPoll));
+  }
+  if (shutting_down_) return Readiness::kShuttingDown;
+  return state_ == cellar::v1::CLUSTER_RUNNING ? Readiness::kRunning : Readiness::kNotOnTheWay;
+}
+
 absl::Status ClusterManager::CheckClient(uint32_t node_id) const {
   absl::MutexLock l(&mu_);
   auto it = nodes_.find(node_id);

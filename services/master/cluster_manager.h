@@ -313,6 +313,21 @@ class ClusterManager {
 
   // OK when RUNNING; FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) otherwise.
   absl::Status CheckRunning() const;
+
+  // How AwaitRunning ended.
+  enum class Readiness {
+    kRunning,       // the cluster is RUNNING
+    kNotOnTheWay,   // a state that does not lead to RUNNING by itself (STOPPING...)
+    kTimedOut,      // `until` passed while RECOVERING or VERIFYING
+    kStopped,       // `stop()` turned true
+    kShuttingDown,  // BeginShutdown() was called
+  };
+  // Waits while the cluster is RECOVERING or VERIFYING (on its way to
+  // RUNNING), at most until `until` (real time). `stop` is polled every
+  // 100 ms (a cancelled call); state changes and BeginShutdown() wake the
+  // wait at once. Delayed acceptance (call_holder.h): whoever waits still
+  // serves through the usual checks (CheckRunning), which may refuse again.
+  Readiness AwaitRunning(absl::Time until, const std::function<bool()>& stop) const;
   // OK if `node_id` is a registered client.
   absl::Status CheckClient(uint32_t node_id) const;
 

@@ -6,6 +6,7 @@
 // 3 this master lost its term as primary (it stopped serving before its
 // lease could expire; restart it and it comes back as a standby).
 
+#include <algorithm>
 #include <signal.h>
 #include <unistd.h>
 
@@ -52,6 +53,12 @@ ABSL_FLAG(uint32_t, max_watch_streams, 1024,
           "more are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(uint32_t, max_watch_streams_per_caller, 256,
           "Concurrent Watch streams per token (or for the cluster secret)");
+ABSL_FLAG(absl::Duration, max_hold, absl::Seconds(10),
+          "Longest a call is held, instead of refused, while the cluster is RECOVERING or "
+          "VERIFYING (Begin, AllocateOids) or while no master is primary (every rpc); each "
+          "hold also ends at the caller's deadline; 0 refuses at once");
+ABSL_FLAG(uint32_t, max_held_calls, 128,
+          "Calls held at once (each holds a server thread); more are refused at once");
 ABSL_FLAG(std::string, election_pg, "",
           "libpq connection string of a PostgreSQL database shared by every master of the "
           "cluster: masters elect a primary with a lease row there (table "
@@ -142,6 +149,13 @@ int main(int argc, char** argv) {
   options.track = absl::GetFlag(FLAGS_track);
   options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
   options.max_watch_streams_per_caller = absl::GetFlag(FLAGS_max_watch_streams_per_caller);
+  options.hold.max_hold = absl::GetFlag(FLAGS_max_hold);
+  options.hold.max_held = static_cast<int>(
+      std::min<uint32_t>(absl::GetFlag(FLAGS_max_held_calls), 1u << 20));
+  if (options.hold.max_hold < absl::ZeroDuration()) {
+    std::cerr << "cellar-master: --max_hold must not be negative\n";
+    return 2;
+  }
   options.auth = cellar::common::AuthSetupFromFlagsOrExit("cellar-master");
   // Losing the term: wake main (SIGTERM to the process), which exits 3.
   options.on_lost = [](const absl::Status&) { ::kill(::getpid(), SIGTERM); };

@@ -94,6 +94,8 @@ struct MasterServer::Shared {
   uint64_t epoch ABSL_GUARDED_BY(mu) = 0;
   // Set while primary; cleared before the term is destroyed.
   Term* term ABSL_GUARDED_BY(mu) = nullptr;
+  // Set once at Start.
+  std::shared_ptr<CallHolder> holder;
 };
 
 absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
@@ -120,6 +122,8 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   s->clock_ = clock;
   s->registry_ = registry;
   s->shared_ = std::make_shared<Shared>();
+  s->holder_ = std::make_shared<CallHolder>(options.hold);
+  s->shared_->holder = s->holder_;
   s->gate_ = std::make_unique<PrimaryGate>(
       [s] {
         Election* e = s->election_view_.load();
@@ -128,7 +132,8 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
       [s] {
         Election* e = s->election_view_.load();
         return e != nullptr ? e->PrimaryAddress() : std::string();
-      });
+      },
+      s->holder_.get());
 
   common::GrpcServerOptions grpc_options;
   grpc_options.address = options.listen_address;
@@ -158,6 +163,18 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
         std::shared_ptr<Shared> shared = weak.lock();
         if (shared == nullptr) return;
         absl::MutexLock l(&shared->mu);
+        const CallHolderStats held = shared->holder->stats();
+        m.Gauge("cellar_master_held_calls",
+                "Calls held now, waiting for the cluster to run or for a primary.", {},
+                held.held_now);
+        m.Counter("cellar_master_held_calls_total", "Calls held instead of refused.", {},
+                  static_cast<double>(held.held));
+        m.Counter("cellar_master_held_calls_expired_total",
+                  "Held calls answered unserved (their deadline or --max_hold came first).", {},
+                  static_cast<double>(held.expired));
+        m.Counter("cellar_master_held_calls_refused_total",
+                  "Calls refused at once because --max_held_calls were held already.", {},
+                  static_cast<double>(held.over_bound));
         m.Gauge("cellar_master_primary", "1 while this master is the primary, 0 as a standby.",
                 {}, shared->primary ? 1 : 0);
         // The cluster may have raised a provisional epoch (ClusterManager::epoch()).
@@ -246,6 +263,7 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
       [auth = options_.auth.authenticator](const cellar::v1::ClusterTokenTable& table) {
         if (auth != nullptr) auth->cluster_tokens()->Replace(table);
       });
+  term->service->SetCallHolder(holder_.get());
   term->service->SetWatchLimits(options_.max_watch_streams,
                                 options_.max_watch_streams_per_caller);
   ClusterManager* cluster = term->cluster.get();

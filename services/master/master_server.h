@@ -45,6 +45,7 @@
 #include "services/common/authenticator.h"
 #include "services/common/channel.h"
 #include "services/common/grpc_server.h"
+#include "services/master/call_holder.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/election.h"
 #include "services/master/master_service.h"
@@ -70,6 +71,10 @@ struct MasterServerOptions {
   // (MasterService::SetWatchLimits).
   size_t max_watch_streams = MasterService::kDefaultMaxWatchStreams;
   size_t max_watch_streams_per_caller = MasterService::kDefaultMaxWatchStreamsPerCaller;
+  // Delayed acceptance: how long and how many calls are held while the
+  // cluster is not RUNNING yet or no master is primary (call_holder.h;
+  // defaults there: 10 s, 128 calls).
+  CallHolderOptions hold;
   // Software version and track, as metric labels.
   std::string version = "0.1.0";
   std::string track = "stable";
@@ -157,6 +162,8 @@ class MasterServer {
   const common::Clock* clock_ = nullptr;
   std::shared_ptr<prometheus::Registry> registry_;
   std::string address_;
+  // Shared with the metrics collector, which may outlive the server.
+  std::shared_ptr<CallHolder> holder_;
   std::unique_ptr<PrimaryGate> gate_;
   std::unique_ptr<common::GrpcServer> grpc_;
   std::shared_ptr<Shared> shared_;

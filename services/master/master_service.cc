@@ -1,11 +1,14 @@
 #include "services/master/master_service.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/channel.h"
 #include "services/common/cluster_tokens.h"
+#include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
@@ -133,14 +136,48 @@ grpc::Status MasterService::Watch(grpc::ServerContext* context,
   return result;
 }
 
-grpc::Status MasterService::AllocateOids(grpc::ServerContext*,
+grpc::Status MasterService::AllocateOids(grpc::ServerContext* context,
                                          const cellar::v1::AllocateOidsRequest* request,
                                          cellar::v1::AllocateOidsResponse* response) {
-  absl::StatusOr<uint64_t> first = cluster_->AllocateOids(request->count());
+  absl::StatusOr<uint64_t> first = ServeWhenRunning(
+      *context, [&] { return cluster_->AllocateOids(request->count()); });
   if (!first.ok()) return ToGrpcStatus(first.status());
   response->set_first_oid(*first);
   response->set_count(request->count());
   return grpc::Status::OK;
+}
+
+absl::StatusOr<uint64_t> MasterService::ServeWhenRunning(
+    const grpc::ServerContext& context,
+    const std::function<absl::StatusOr<uint64_t>()>& serve) const {
+  absl::StatusOr<uint64_t> result = serve();
+  auto not_running = [](const absl::StatusOr<uint64_t>& r) {
+    return !r.ok() && common::ErrorReason(r.status()) == common::kReasonClusterNotRunning;
+  };
+  if (holder_ == nullptr || !not_running(result)) return result;
+  std::optional<CallHolder::Hold> hold =
+      holder_->TryHold(absl::Now(), common::DeadlineOf(context));
+  if (!hold.has_value()) return result;  // over the bound: refused at once, as before
+  while (true) {
+    switch (cluster_->AwaitRunning(hold->until(), [&context] { return context.IsCancelled(); })) {
+      case ClusterManager::Readiness::kRunning:
+        // Served through the usual checks: the state may have changed again.
+        result = serve();
+        if (!not_running(result)) return result;
+        if (absl::Now() >= hold->until()) return hold->Expired(result.status(), absl::Now());
+        break;
+      case ClusterManager::Readiness::kNotOnTheWay:
+        return serve();  // the refusal of that state (STOPPING ...)
+      case ClusterManager::Readiness::kTimedOut:
+        return hold->Expired(result.status(), absl::Now());
+      case ClusterManager::Readiness::kStopped:
+        return absl::CancelledError("call cancelled while held waiting for the cluster to run");
+      case ClusterManager::Readiness::kShuttingDown:
+        return absl::UnavailableError(
+            "the master is shutting down (the call was held waiting for the cluster to run): "
+            "retry with the next master");
+    }
+  }
 }
 
 grpc::Status MasterService::Begin(grpc::ServerContext* context,
@@ -150,7 +187,12 @@ grpc::Status MasterService::Begin(grpc::ServerContext* context,
   if (absl::Status s = CheckOwner(*context, request->node_id()); !s.ok()) {
     return ToGrpcStatus(s);
   }
-  absl::StatusOr<uint64_t> ttid = coordinator_->Begin(request->node_id());
+  // Only a registered client's Begin is worth holding.
+  if (absl::Status s = cluster_->CheckClient(request->node_id()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  absl::StatusOr<uint64_t> ttid =
+      ServeWhenRunning(*context, [&] { return coordinator_->Begin(request->node_id()); });
   if (!ttid.ok()) return ToGrpcStatus(ttid.status());
   response->set_ttid(*ttid);
   response->set_ttid_token(common::TtidToken(cluster_->ttid_key(), *ttid));

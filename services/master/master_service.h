@@ -10,6 +10,7 @@
 // Thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,7 @@
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/authenticator.h"
 #include "services/common/stream_limiter.h"
+#include "services/master/call_holder.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
 #include "services/master/replica_checker.h"
@@ -54,6 +56,12 @@ class MasterService final : public cellar::v1::Master::Service {
   void SetWatchLimits(size_t total, size_t per_caller) {
     watch_limiter_ = std::make_unique<common::StreamLimiter>("Watch streams", total, per_caller);
   }
+
+  // Delayed acceptance (call_holder.h): Begin and AllocateOids that
+  // arrive while the cluster is RECOVERING or VERIFYING wait (bounded by
+  // `holder`) for RUNNING instead of being refused. Null (the default):
+  // refused at once. Not owned; call before serving.
+  void SetCallHolder(CallHolder* holder) { holder_ = holder; }
 
   grpc::Status RegisterNode(grpc::ServerContext* context,
                             const cellar::v1::RegisterNodeRequest* request,
@@ -138,6 +146,15 @@ class MasterService final : public cellar::v1::Master::Service {
   StorageCaller* storages_;
   const common::Authenticator* authenticator_;
   std::unique_ptr<common::StreamLimiter> watch_limiter_;
+  CallHolder* holder_ = nullptr;
+
+  // Runs `serve`; while it refuses because the cluster is not RUNNING yet
+  // (CLUSTER_NOT_RUNNING while RECOVERING or VERIFYING), holds the call
+  // (holder_) until the cluster is RUNNING and runs `serve` again. See
+  // call_holder.h for the bounds and the answers of a hold that expires.
+  absl::StatusOr<uint64_t> ServeWhenRunning(
+      const grpc::ServerContext& context,
+      const std::function<absl::StatusOr<uint64_t>()>& serve) const;
 
   // With auth on: which principal registered each client node id, so that
   // a client cannot begin, finish, abort or watch as another one.

@@ -1,8 +1,12 @@
 #include "services/master/primary_gate.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "services/common/channel.h"
 
 namespace cellar::master {
 
@@ -25,8 +29,10 @@ class PrimaryGate::Call {
 };
 
 PrimaryGate::PrimaryGate(std::function<bool()> is_primary,
-                         std::function<std::string()> primary_address)
-    : is_primary_(std::move(is_primary)), primary_address_(std::move(primary_address)) {}
+                         std::function<std::string()> primary_address, CallHolder* holder)
+    : is_primary_(std::move(is_primary)),
+      primary_address_(std::move(primary_address)),
+      holder_(holder) {}
 
 void PrimaryGate::Open(cellar::v1::Master::Service* inner) {
   absl::MutexLock l(&mu_);
@@ -50,22 +56,58 @@ int PrimaryGate::calls_in_progress() const {
 
 cellar::v1::Master::Service* PrimaryGate::Enter(grpc::ServerContext* context,
                                                  grpc::Status* refusal) {
+  constexpr absl::Duration kPoll = absl::Milliseconds(100);
+  std::optional<CallHolder::Hold> hold;
+  bool expired = false;
   std::string reason;
-  {
-    absl::MutexLock l(&mu_);
-    if (inner_ != nullptr && is_primary_()) {
-      active_.insert(context);
-      return inner_;
+  std::string primary;
+  while (true) {
+    bool standby;
+    {
+      absl::MutexLock l(&mu_);
+      if (inner_ != nullptr && is_primary_()) {
+        active_.insert(context);
+        return inner_;
+      }
+      // Open but no longer primary: the lease ran out, Close() is coming.
+      standby = !closed_ && inner_ == nullptr;
+      reason = closed_ ? close_reason_ : std::string();
     }
-    reason = closed_ ? close_reason_ : std::string();
+    primary = primary_address_();
+    // Held only while no master is known to be primary.
+    if (!standby || holder_ == nullptr || !primary.empty()) break;
+    if (context->IsCancelled()) {
+      *refusal = grpc::Status(grpc::StatusCode::CANCELLED,
+                              "call cancelled while held waiting for a primary master");
+      return nullptr;
+    }
+    if (!hold.has_value()) {
+      hold = holder_->TryHold(absl::Now(), common::DeadlineOf(*context));
+      if (!hold.has_value()) break;  // over the bound: refused at once
+    }
+    const absl::Time now = absl::Now();
+    if (now >= hold->until()) {
+      expired = true;
+      break;
+    }
+    absl::MutexLock l(&mu_);
+    auto changed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return closed_ || inner_ != nullptr;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&changed), std::min(hold->until(), now + kPoll));
   }
-  const std::string primary = primary_address_();
-  *refusal = grpc::Status(
-      grpc::StatusCode::UNAVAILABLE,
-      absl::StrCat("not the primary",
-                   primary.empty() ? std::string(" (primary unknown: election in progress)")
-                                   : absl::StrCat(" (primary is ", primary, ")"),
-                   reason.empty() ? std::string() : absl::StrCat(": ", reason)));
+  const std::string message = absl::StrCat(
+      "not the primary",
+      primary.empty() ? std::string(" (primary unknown: election in progress)")
+                      : absl::StrCat(" (primary is ", primary, ")"),
+      reason.empty() ? std::string() : absl::StrCat(": ", reason));
+  if (expired) {
+    const absl::Status s =
+        hold->Expired(absl::UnavailableError(message), absl::Now());
+    *refusal = grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  } else {
+    *refusal = grpc::Status(grpc::StatusCode::UNAVAILABLE, message);
+  }
   return nullptr;
 }
 

@@ -11,6 +11,14 @@
 //    address; UNAVAILABLE is what they retry.
 //  - Each call also asks `is_primary` (the election) as it starts: a
 //    master whose lease ran out refuses even before its lost callback ran.
+//  - Delayed acceptance (call_holder.h): with a `holder`, a call that
+//    reaches a standby while no master is known to be primary (an
+//    election in progress, or this master starting) is held until this
+//    master opens (then forwarded), another master is known to be primary
+//    or the gate closes (then refused as above), or its hold ends (the
+//    refusal, or DEADLINE_EXCEEDED at the caller's deadline; see
+//    CallHolder::Hold::Expired). A standby that knows the primary refuses
+//    at once: the caller should go there.
 //  - Close() cancels the calls in progress: Watch streams end at once (the
 //    storages and clients then re-register with the next master), and a
 //    Finish waiting on storages is answered CANCELLED (the client asks the
@@ -30,6 +38,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
+#include "services/master/call_holder.h"
 
 namespace cellar::master {
 
@@ -37,7 +46,9 @@ class PrimaryGate final : public cellar::v1::Master::Service {
  public:
   // `is_primary`: asked at the start of every call. `primary_address`:
   // the primary's address as last known ("" if unknown), for refusals.
-  PrimaryGate(std::function<bool()> is_primary, std::function<std::string()> primary_address);
+  // `holder` (may be null: never hold; not owned) bounds the holds.
+  PrimaryGate(std::function<bool()> is_primary, std::function<std::string()> primary_address,
+              CallHolder* holder = nullptr);
 
   // Starts forwarding to `inner` (not owned; must outlive every call that
   // started while open). Ignored after Close().
@@ -126,6 +137,7 @@ class PrimaryGate final : public cellar::v1::Master::Service {
 
   const std::function<bool()> is_primary_;
   const std::function<std::string()> primary_address_;
+  CallHolder* const holder_;
   mutable absl::Mutex mu_;
   cellar::v1::Master::Service* inner_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "services/common/channel.h"
 #include "services/common/grpc_server.h"
+#include "services/master/call_holder.h"
 
 namespace cellar::master {
 namespace {
@@ -56,7 +57,8 @@ class PrimaryGateTest : public ::testing::Test {
                                           [this] {
                                             absl::MutexLock l(&mu_);
                                             return primary_address_;
-                                          });
+                                          },
+                                          holder());
     common::GrpcServerOptions options;
     options.services = {gate_.get()};
     auto server = common::GrpcServer::Start(options);
@@ -70,9 +72,13 @@ class PrimaryGateTest : public ::testing::Test {
     server_->Shutdown(absl::Milliseconds(100));
   }
 
-  grpc::Status CallInfo(cellar::v1::GetClusterInfoResponse* response) {
+  // The gate's holder: none (refuse at once) unless a test fixture says.
+  virtual CallHolder* holder() { return nullptr; }
+
+  grpc::Status CallInfo(cellar::v1::GetClusterInfoResponse* response,
+                        absl::Duration timeout = absl::Seconds(5)) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     cellar::v1::GetClusterInfoRequest request;
     return stub_->GetClusterInfo(&context, request, response);
   }
@@ -167,6 +173,86 @@ TEST_F(PrimaryGateTest, CloseEndsWatchStreamsAndRefusesForGood) {
   }
   EXPECT_EQ(fake_.watching.load(), 0);
   EXPECT_EQ(gate_->calls_in_progress(), 0);
+}
+
+// Delayed acceptance: a standby that knows no primary holds calls.
+class HoldingPrimaryGateTest : public PrimaryGateTest {
+ protected:
+  CallHolder* holder() override { return &holder_; }
+  // Waits (bounded) until `n` calls are held.
+  bool AwaitHeld(int n) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (holder_.stats().held_now != n) {
+      if (absl::Now() > give_up) return false;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return true;
+  }
+  CallHolder holder_;
+};
+
+TEST_F(HoldingPrimaryGateTest, HeldWhileNoPrimaryIsKnownThenForwarded) {
+  std::future<grpc::Status> call = std::async(std::launch::async, [this] {
+    cellar::v1::GetClusterInfoResponse response;
+    grpc::Status s = CallInfo(&response, absl::Seconds(20));
+    if (s.ok() && response.epoch() != 42) return grpc::Status(grpc::StatusCode::INTERNAL, "?");
+    return s;
+  });
+  ASSERT_TRUE(AwaitHeld(1)) << "the call was not held while no master is primary";
+  // This master wins the election.
+  primary_ = true;
+  gate_->Open(&fake_);
+  ASSERT_EQ(call.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  const grpc::Status s = call.get();
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(holder_.stats().held_now, 0);
+}
+
+TEST_F(HoldingPrimaryGateTest, HeldCallRefusedOnceAnotherMasterWins) {
+  std::future<grpc::Status> call = std::async(std::launch::async, [this] {
+    cellar::v1::GetClusterInfoResponse response;
+    return CallInfo(&response, absl::Seconds(20));
+  });
+  ASSERT_TRUE(AwaitHeld(1));
+  {
+    absl::MutexLock l(&mu_);
+    primary_address_ = "10.1.2.3:7100";
+  }
+  ASSERT_EQ(call.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  const grpc::Status s = call.get();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("not the primary (primary is 10.1.2.3:7100)"));
+}
+
+TEST_F(HoldingPrimaryGateTest, HoldEndsAtTheDeadlineAndKnownPrimaryIsNotHeld) {
+  cellar::v1::GetClusterInfoResponse response;
+  grpc::Status s = CallInfo(&response, absl::Milliseconds(400));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(s.error_message(), HasSubstr("election in progress"));
+  EXPECT_THAT(s.error_message(), HasSubstr("until this call's deadline"));
+  // A standby that knows the primary sends the caller there at once.
+  {
+    absl::MutexLock l(&mu_);
+    primary_address_ = "10.1.2.3:7100";
+  }
+  const absl::Time start = absl::Now();
+  s = CallInfo(&response, absl::Seconds(20));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST_F(HoldingPrimaryGateTest, CloseReleasesHeldCalls) {
+  std::future<grpc::Status> call = std::async(std::launch::async, [this] {
+    cellar::v1::GetClusterInfoResponse response;
+    return CallInfo(&response, absl::Seconds(20));
+  });
+  ASSERT_TRUE(AwaitHeld(1));
+  const absl::Time start = absl::Now();
+  gate_->Close("shutting down");
+  const grpc::Status s = call.get();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("shutting down"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
 }
 
 }  // namespace

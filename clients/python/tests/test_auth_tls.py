@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 import grpc
@@ -161,3 +162,40 @@ def test_master_restart_reconnects_and_resets(secure_cluster):
                 time.sleep(0.2)
         assert c.load(oid).data == b"after"
         assert t2.tid > t.tid
+
+
+def test_commit_waits_across_a_master_restart(secure_cluster):
+    # Also kills the master. A commit asked for while the client has no
+    # session (the master is down) waits for the next one, at most
+    # rpc_timeout, instead of failing at once with "not connected".
+    master, d = secure_cluster
+    with cellar.Client(master, token_file=os.path.join(d, "client.token"), rpc_timeout=60,
+                       **tls(d)) as c:
+        oid = c.new_oid()
+        with c.transaction() as t:
+            t.store(oid, 0, b"one")
+        assert run("kill", "--dir", d, "M1", "--signal", "KILL", timeout=60).returncode == 0
+        deadline = time.monotonic() + 30
+        while c.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not c.connected, "the client did not notice the master's death within 30 s"
+        result = {}
+
+        def commit():
+            try:
+                with c.transaction() as t2:
+                    t2.store(oid, t.tid, b"two")
+                result["tid"] = t2.tid
+            except Exception as e:  # reported by the assertions below
+                result["error"] = e
+
+        thread = threading.Thread(target=commit)
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive(), "the commit did not wait for a session: %r" % result
+        started = run("start", "--dir", d, "M1", "--timeout", "60s", timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        thread.join(90)
+        assert not thread.is_alive(), "the commit still waits 90 s after the restart"
+        assert result.get("tid", 0) > t.tid, result
+        assert c.load(oid).data == b"two"

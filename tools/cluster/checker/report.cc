@@ -37,6 +37,7 @@ void Measure(const std::vector<Operation>& ops, const std::vector<NemesisEvent>&
       case Outcome::kFailed:
         ++report.failed;
         ++report.failed_by_code[CodeOf(op.error)];
+        report.first_failure_by_code.emplace(CodeOf(op.error), op.error);
         break;
       case Outcome::kUnknown:
         ++report.unknown;
@@ -87,6 +88,9 @@ std::string HumanSummary(const RunReport& r) {
   for (const auto& [code, n] : r.failed_by_code) codes.push_back(absl::StrCat(code, " ", n));
   absl::StrAppend(&out, "commits: ", r.acknowledged, " acknowledged, ", r.failed, " failed (",
                   absl::StrJoin(codes, ", "), "), ", r.unknown, " unknown outcome\n");
+  for (const auto& [code, error] : r.first_failure_by_code) {
+    if (code != "ABORTED") absl::StrAppend(&out, "  first ", code, ": ", error, "\n");
+  }
   absl::StrAppend(&out, "reads: ", r.reads_ok, " ok, ", r.reads_failed, " failed\n");
   absl::StrAppend(&out, "commits/s: ", absl::StrJoin(r.commits_per_second, " "), "\n");
   absl::StrAppend(&out, "longest window with no commit: ", Seconds(r.longest_zero_window),

@@ -46,6 +46,8 @@ struct RunReport {
   size_t unknown = 0;
   // Failed commits by status code name (ABORTED, UNAVAILABLE, ...).
   std::map<std::string, size_t> failed_by_code;
+  // The first error of each code, to tell what failed.
+  std::map<std::string, std::string> first_failure_by_code;
   // Reads (snapshot reads, list reads).
   size_t reads_ok = 0;
   size_t reads_failed = 0;

@@ -43,6 +43,7 @@ TEST(ReportTest, MeasuresCountsBucketsAndZeroCommitWindows) {
   EXPECT_EQ(r.unknown, 1u);
   EXPECT_EQ(r.reads_failed, 1u);
   EXPECT_EQ(r.failed_by_code["ABORTED"], 1u);
+  EXPECT_EQ(r.first_failure_by_code["ABORTED"], "ABORTED: Store on S1: conflict");
   EXPECT_EQ(r.commits_per_second, (std::vector<int>{1, 1, 0, 0, 0, 0, 1, 0}));
   EXPECT_EQ(r.longest_zero_window, absl::Seconds(5.3));
   EXPECT_EQ(r.longest_zero_window_at, absl::Seconds(1.2));

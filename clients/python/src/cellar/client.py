@@ -605,6 +605,23 @@ class Client:
                 self._cond.wait(left)
             return self._snapshot >= tid
 
+    def _await_connected(self) -> None:
+        """Waits (at most rpc_timeout) for a session with a master: across a
+        master restart or failover, master calls see latency, not an error."""
+        deadline = time.monotonic() + self.rpc_timeout
+        with self._cond:
+            while True:
+                if self._closing:
+                    raise CellarError("client closed", grpc.StatusCode.CANCELLED)
+                if self._connected and self._master is not None:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UnavailableError(
+                        "not connected to the master (reconnecting for %gs)" % self.rpc_timeout,
+                        grpc.StatusCode.UNAVAILABLE)
+                self._cond.wait(left)
+
     def _await_master_caught_up(self, tid: int) -> None:
         deadline = time.monotonic() + self.rpc_timeout
         with self._cond:
@@ -658,6 +675,9 @@ class Client:
         """A new OID, from batches allocated by the master. A batch
         allocated under an earlier master epoch is dropped unused."""
         with self._oid_lock:
+            if not self._oids_left:
+                # A new batch needs a master: across a restart or failover, wait.
+                self._await_connected()
             with self._cond:
                 epoch = self._epoch
             if self._oids_left and self._oid_epoch != epoch:
@@ -1113,6 +1133,8 @@ class Transaction:
 
     def _store_and_vote(self):
         client = self._client
+        # Across a master restart or failover: wait for the next session.
+        client._await_connected()
         client._await_master_caught_up(client.snapshot)
         with client._cond:
             if client._closing:
