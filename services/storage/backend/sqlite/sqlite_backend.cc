@@ -243,6 +243,18 @@ constexpr char kPtidKey[] = "ptid";
 // Undo back-pointer chains longer than this are treated as corruption.
 constexpr int kMaxUndoChain = 64;
 
+// Recomputes `pstats` from `obj` (a scan: at migration and after a
+// truncate only; otherwise the trigger below keeps it up to date).
+#define CELLAR_SQLITE_FILL_PSTATS                                           \
+  "INSERT INTO pstats (part, objects, revisions, bytes) "                   \
+  "SELECT o.part, "                                                         \
+  "  sum((o.data_id IS NOT NULL OR o.data_tid <> 0) AND NOT EXISTS "        \
+  "    (SELECT 1 FROM obj n WHERE n.part = o.part AND n.oid = o.oid "       \
+  "     AND n.tid > o.tid)), "                                              \
+  "  count(*), "                                                            \
+  "  ifnull(sum((SELECT length(d.data) FROM data d WHERE d.id = o.data_id)), 0) " \
+  "FROM obj o GROUP BY o.part;"
+
 // Schema migrations: step i brings a database from version i to i + 1.
 // Later versions append steps here (never edit a released step).
 struct Migration {
@@ -348,6 +360,32 @@ constexpr Migration kMigrations[] = {
      "ALTER TABLE obj4 RENAME TO obj;"
      "ALTER TABLE tobj4 RENAME TO tobj;"
      "CREATE INDEX obj_part_tid ON obj (part, tid, oid);"},
+    // Per-partition counts, kept by a trigger on every committed object
+    // row inserted (a lock, an import): one row per partition; +1
+    // revision, + its bytes, and the change of "latest revision is not a
+    // deletion" of its oid (none when a newer revision exists already).
+    // Deletes (a dropped partition, a truncate) fix the counts themselves.
+    {5,
+     "CREATE TABLE pstats ("
+     "  part INTEGER PRIMARY KEY NOT NULL,"
+     "  objects INTEGER NOT NULL,"
+     "  revisions INTEGER NOT NULL,"
+     "  bytes INTEGER NOT NULL);"
+     CELLAR_SQLITE_FILL_PSTATS
+     "CREATE TRIGGER obj_pstats AFTER INSERT ON obj BEGIN "
+     "  INSERT INTO pstats (part, objects, revisions, bytes) "
+     "    VALUES (NEW.part, 0, 0, 0) ON CONFLICT (part) DO NOTHING;"
+     "  UPDATE pstats SET revisions = revisions + 1,"
+     "    bytes = bytes + "
+     "      ifnull((SELECT length(data) FROM data WHERE id = NEW.data_id), 0),"
+     "    objects = objects + CASE WHEN EXISTS (SELECT 1 FROM obj "
+     "      WHERE part = NEW.part AND oid = NEW.oid AND tid > NEW.tid) THEN 0 "
+     "      ELSE (NEW.data_id IS NOT NULL OR NEW.data_tid <> 0) - ifnull("
+     "        (SELECT data_id IS NOT NULL OR data_tid <> 0 FROM obj "
+     "         WHERE part = NEW.part AND oid = NEW.oid AND tid < NEW.tid "
+     "         ORDER BY tid DESC LIMIT 1), 0) END "
+     "  WHERE part = NEW.part;"
+     "END;"},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration step per schema version");
@@ -1214,6 +1252,42 @@ absl::StatusOr<BackendStats> SqliteBackend::GetStats() {
   return stats;
 }
 
+absl::StatusOr<std::optional<TransactionRecord>> SqliteBackend::GetTransaction(
+    uint64_t tid) {
+  CELLAR_RETURN_IF_ERROR(CheckTid(tid, "tid"));
+  std::optional<TransactionRecord> out;
+  CELLAR_RETURN_IF_ERROR(Read("GetTransaction", [&](Connection& c) -> absl::Status {
+    CELLAR_ASSIGN_OR_RETURN(
+        Statement s, c.Prepare("SELECT part, tid, ttid, packed, user, description, "
+                               "extension, oids, size FROM trans WHERE tid = ?1 "
+                               "ORDER BY part LIMIT 1"));
+    s.BindU64(1, tid);
+    CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) {
+      CELLAR_ASSIGN_OR_RETURN(out, ReadTransaction(s));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<PartitionStats>> SqliteBackend::GetPartitionStats() {
+  std::vector<PartitionStats> out;
+  CELLAR_RETURN_IF_ERROR(Read("GetPartitionStats", [&](Connection& c) -> absl::Status {
+    CELLAR_ASSIGN_OR_RETURN(
+        Statement s, c.Prepare("SELECT part, objects, revisions, bytes FROM pstats "
+                               "WHERE revisions > 0 ORDER BY part"));
+    while (true) {
+      CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back(PartitionStats{static_cast<uint32_t>(s.U64(0)), s.U64(1), s.U64(2),
+                                   s.U64(3)});
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 // --- Partition-level operations ---
 
 absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::ListTransactions(
@@ -1371,6 +1445,7 @@ absl::Status SqliteBackend::DeletePartition(uint32_t partition) {
     for (const char* sql : {"DELETE FROM data WHERE id IN "
                             "(SELECT data_id FROM obj WHERE part = ?1)",
                             "DELETE FROM obj WHERE part = ?1",
+                            "DELETE FROM pstats WHERE part = ?1",
                             "DELETE FROM trans WHERE part = ?1"}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Bind(1, partition).Run());
@@ -1391,10 +1466,12 @@ absl::Status SqliteBackend::Truncate(uint64_t tid) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Bind(1, bound).Run());
     }
-    // Every temporary record goes: votes in doubt are cancelled.
+    // Every temporary record goes: votes in doubt are cancelled. The
+    // counts are recomputed (a scan; truncation is rare and offline).
     for (const char* sql : {"DELETE FROM data WHERE id IN "
                             "(SELECT data_id FROM tobj)",
-                            "DELETE FROM tobj", "DELETE FROM ttrans"}) {
+                            "DELETE FROM tobj", "DELETE FROM ttrans",
+                            "DELETE FROM pstats", CELLAR_SQLITE_FILL_PSTATS}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Run());
     }
