@@ -222,6 +222,16 @@ absl::Status Commit(StorageBackend& backend, uint64_t tid,
                Field("state", &CellRecord::state, state));
 }
 
+}  // namespace
+
+// Readable failures of the PartitionStats expectations.
+void PrintTo(const PartitionStats& s, std::ostream* os) {
+  *os << "{partition " << s.partition << ", objects " << s.objects << ", revisions "
+      << s.revisions << ", bytes " << s.bytes << "}";
+}
+
+namespace {
+
 std::string AllByteValues() {
   std::string s;
   for (int i = 0; i < 256; ++i) s.push_back(static_cast<char>(i));
