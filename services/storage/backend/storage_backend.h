@@ -58,8 +58,7 @@ namespace cellar::storage {
 // Version 4 moved object bytes out of `obj` / `tobj` into the `data` table
 // (written once at vote; the lock only moves metadata).
 // Version 5 added per-partition counts (objects, revisions, bytes) kept up
-// to date by the database on every insert of a committed object row
-// (GetPartitionStats).
+// to date with every insert of committed object rows (GetPartitionStats).
 inline constexpr int kSchemaVersion = 5;
 
 // Config keys are names cellar's code chooses ("node_id", "name",

@@ -360,32 +360,20 @@ constexpr Migration kMigrations[] = {
      "ALTER TABLE obj4 RENAME TO obj;"
      "ALTER TABLE tobj4 RENAME TO tobj;"
      "CREATE INDEX obj_part_tid ON obj (part, tid, oid);"},
-    // Per-partition counts, kept by a trigger on every committed object
-    // row inserted (a lock, an import): one row per partition; +1
-    // revision, + its bytes, and the change of "latest revision is not a
-    // deletion" of its oid (none when a newer revision exists already).
-    // Deletes (a dropped partition, a truncate) fix the counts themselves.
+    // Per-partition counts, kept by the two writes that insert committed
+    // object rows (LockTransactions: one statement per lock, before its
+    // rows move; ImportCommitted: per row), in the same database
+    // transaction: +revisions, + their bytes, and the change of "latest
+    // revision is not a deletion" of each oid (none when a newer revision
+    // exists already). Deletes (a dropped partition, a truncate) fix the
+    // counts themselves.
     {5,
      "CREATE TABLE pstats ("
      "  part INTEGER PRIMARY KEY NOT NULL,"
      "  objects INTEGER NOT NULL,"
      "  revisions INTEGER NOT NULL,"
      "  bytes INTEGER NOT NULL);"
-     CELLAR_SQLITE_FILL_PSTATS
-     "CREATE TRIGGER obj_pstats AFTER INSERT ON obj BEGIN "
-     "  INSERT INTO pstats (part, objects, revisions, bytes) "
-     "    VALUES (NEW.part, 0, 0, 0) ON CONFLICT (part) DO NOTHING;"
-     "  UPDATE pstats SET revisions = revisions + 1,"
-     "    bytes = bytes + "
-     "      ifnull((SELECT length(data) FROM data WHERE id = NEW.data_id), 0),"
-     "    objects = objects + CASE WHEN EXISTS (SELECT 1 FROM obj "
-     "      WHERE part = NEW.part AND oid = NEW.oid AND tid > NEW.tid) THEN 0 "
-     "      ELSE (NEW.data_id IS NOT NULL OR NEW.data_tid <> 0) - ifnull("
-     "        (SELECT data_id IS NOT NULL OR data_tid <> 0 FROM obj "
-     "         WHERE part = NEW.part AND oid = NEW.oid AND tid < NEW.tid "
-     "         ORDER BY tid DESC LIMIT 1), 0) END "
-     "  WHERE part = NEW.part;"
-     "END;"},
+     CELLAR_SQLITE_FILL_PSTATS},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration step per schema version");
@@ -895,6 +883,24 @@ absl::Status SqliteBackend::LockTransactions(
             "DELETE FROM data WHERE id IN (SELECT t.data_id FROM tobj t "
             "WHERE t.ttid = ?1 AND EXISTS (SELECT 1 FROM obj o "
             "WHERE o.part = t.part AND o.oid = t.oid AND o.tid = ?2))",
+            // The counts of the rows about to move in (not those in
+            // place already), against the committed rows before them.
+            "INSERT INTO pstats (part, objects, revisions, bytes) "
+            "SELECT t.part, sum(CASE WHEN EXISTS (SELECT 1 FROM obj o "
+            "  WHERE o.part = t.part AND o.oid = t.oid AND o.tid > ?2) THEN 0 "
+            "  ELSE (t.data_id IS NOT NULL OR t.data_tid <> 0) - ifnull("
+            "   (SELECT o.data_id IS NOT NULL OR o.data_tid <> 0 FROM obj o "
+            "    WHERE o.part = t.part AND o.oid = t.oid AND o.tid < ?2 "
+            "    ORDER BY o.tid DESC LIMIT 1), 0) END), count(*), "
+            " ifnull(sum((SELECT length(d.data) FROM data d "
+            "  WHERE d.id = t.data_id)), 0) "
+            "FROM tobj t WHERE t.ttid = ?1 AND NOT EXISTS (SELECT 1 FROM obj o "
+            " WHERE o.part = t.part AND o.oid = t.oid AND o.tid = ?2) "
+            "GROUP BY t.part "
+            "ON CONFLICT (part) DO UPDATE SET "
+            " objects = objects + excluded.objects, "
+            " revisions = revisions + excluded.revisions, "
+            " bytes = bytes + excluded.bytes",
             "INSERT OR IGNORE INTO obj "
             "(part, oid, tid, data_tid, checksum, data_id) "
             "SELECT part, oid, ?2, data_tid, checksum, data_id "
@@ -1422,6 +1428,27 @@ absl::Status SqliteBackend::ImportCommitted(
         s.Bind(1, o.partition).BindU64(2, o.oid).BindU64(3, o.tid);
         CELLAR_ASSIGN_OR_RETURN(bool exists, s.Step());
         if (exists) continue;
+      }
+      {
+        // The counts, against the committed rows before this one.
+        CELLAR_ASSIGN_OR_RETURN(
+            Statement s,
+            c.Prepare("INSERT INTO pstats (part, objects, revisions, bytes) "
+                      "VALUES (?1, CASE WHEN EXISTS (SELECT 1 FROM obj "
+                      "  WHERE part = ?1 AND oid = ?2 AND tid > ?3) THEN 0 "
+                      "  ELSE ?4 - ifnull((SELECT data_id IS NOT NULL OR "
+                      "   data_tid <> 0 FROM obj WHERE part = ?1 AND oid = ?2 "
+                      "   AND tid < ?3 ORDER BY tid DESC LIMIT 1), 0) END, 1, ?5) "
+                      "ON CONFLICT (part) DO UPDATE SET "
+                      " objects = objects + excluded.objects, "
+                      " revisions = revisions + 1, bytes = bytes + excluded.bytes"));
+        const bool live = !o.data.empty() || o.data_tid != 0;
+        s.Bind(1, o.partition)
+            .BindU64(2, o.oid)
+            .BindU64(3, o.tid)
+            .Bind(4, live ? 1 : 0)
+            .BindU64(5, o.data.size());
+        CELLAR_RETURN_IF_ERROR(s.Run());
       }
       CELLAR_ASSIGN_OR_RETURN(std::optional<int64_t> data_id,
                               InsertData(c, o.data));

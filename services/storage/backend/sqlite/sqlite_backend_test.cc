@@ -113,7 +113,7 @@ absl::Status RawScript(const std::string& path, const char* script) {
 // Turns a database of this build back into the layout of schema version 4
 // (no per-partition counts); the caller sets the version.
 absl::Status RestoreVersion4Layout(const std::string& path) {
-  return RawScript(path, "DROP TRIGGER obj_pstats; DROP TABLE pstats;");
+  return RawScript(path, "DROP TABLE pstats;");
 }
 
 absl::Status RestoreVersion3Layout(const std::string& path) {
