@@ -802,31 +802,88 @@ absl::StatusOr<LoadResult> Client::LoadFromStorage(
   return last_error;
 }
 
-absl::StatusOr<std::vector<::cellar::v1::Revision>> Client::History(
-    uint64_t oid, uint32_t limit) {
-  const std::vector<uint32_t> nodes = view_.ReadNodesFor(oid);
+absl::Status Client::CallReadReplicas(
+    uint64_t id, const std::string& what,
+    const std::function<grpc::Status(ClusterView::StorageStub&, grpc::ClientContext*)>&
+        call) {
   absl::Status last_error = common::ErrorWithReason(
       absl::StatusCode::kUnavailable, common::kReasonNotReadable,
-      absl::StrCat("no readable cell for oid ", common::FormatOid(oid)));
-  ::cellar::v1::HistoryRequest request;
-  request.set_oid(oid);
-  request.set_limit(limit);
-  for (uint32_t node_id : nodes) {
+      absl::StrCat("no readable cell for ", what));
+  for (uint32_t node_id : view_.ReadNodesFor(id)) {
     std::shared_ptr<ClusterView::StorageStub> stub = view_.Stub(node_id);
     if (stub == nullptr) continue;
-    ::cellar::v1::HistoryResponse response;
     grpc::ClientContext context;
     common::SetDeadline(&context, options_.rpc_timeout);
-    absl::Status status =
-        common::FromGrpcStatus(stub->History(&context, request, &response));
-    if (status.ok()) {
-      return std::vector<::cellar::v1::Revision>(response.revisions().begin(),
-                                                 response.revisions().end());
-    }
+    absl::Status status = common::FromGrpcStatus(call(*stub, &context));
+    if (status.ok()) return status;
     if (!TryNextReplica(status)) return status;
     last_error = common::Annotate(status, StorageName(node_id));
   }
   return last_error;
+}
+
+absl::StatusOr<std::vector<::cellar::v1::Revision>> Client::History(
+    uint64_t oid, uint32_t limit) {
+  ::cellar::v1::HistoryRequest request;
+  request.set_oid(oid);
+  request.set_limit(limit);
+  ::cellar::v1::HistoryResponse response;
+  CELLAR_RETURN_IF_ERROR(CallReadReplicas(
+      oid, absl::StrCat("oid ", common::FormatOid(oid)),
+      [&](ClusterView::StorageStub& stub, grpc::ClientContext* context) {
+        return stub.History(context, request, &response);
+      }));
+  return std::vector<::cellar::v1::Revision>(response.revisions().begin(),
+                                             response.revisions().end());
+}
+
+absl::StatusOr<::cellar::v1::TransactionInfo> Client::GetTransaction(uint64_t tid) {
+  if (tid == 0 || tid > common::kMaxTid) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tid: required, at most ", common::TidHex(common::kMaxTid)));
+  }
+  // The record lives in partition(ttid), which is partition(tid).
+  ::cellar::v1::GetTransactionRequest request;
+  request.set_tid(tid);
+  ::cellar::v1::GetTransactionResponse response;
+  CELLAR_RETURN_IF_ERROR(CallReadReplicas(
+      tid, absl::StrCat("transaction ", common::TidHex(tid)),
+      [&](ClusterView::StorageStub& stub, grpc::ClientContext* context) {
+        return stub.GetTransaction(context, request, &response);
+      }));
+  return response.transaction();
+}
+
+absl::StatusOr<ClusterSize> Client::Size() {
+  const std::vector<uint32_t> nodes = view_.RunningStorageNodes();
+  ClusterSize size;
+  size.num_partitions = view_.table()->num_partitions();
+  std::set<uint32_t> counted;
+  absl::Status last_error = absl::UnavailableError("no running storage node");
+  bool answered = false;
+  for (uint32_t node_id : nodes) {
+    std::shared_ptr<ClusterView::StorageStub> stub = view_.Stub(node_id);
+    if (stub == nullptr) continue;
+    ::cellar::v1::GetPartitionStatsResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, options_.rpc_timeout);
+    absl::Status status = common::FromGrpcStatus(
+        stub->GetPartitionStats(&context, ::cellar::v1::GetPartitionStatsRequest(), &response));
+    if (!status.ok()) {
+      last_error = common::Annotate(status, StorageName(node_id));
+      continue;
+    }
+    answered = true;
+    for (const ::cellar::v1::PartitionStats& p : response.partitions()) {
+      if (!p.readable() || !counted.insert(p.partition()).second) continue;
+      size.objects += p.objects();
+      size.revisions += p.revisions();
+      size.bytes += p.bytes();
+    }
+  }
+  if (!answered) return last_error;
+  size.partitions = static_cast<uint32_t>(counted.size());
+  return size;
 }
 
 absl::StatusOr<std::vector<::cellar::v1::TransactionInfo>>

@@ -119,6 +119,21 @@ struct LoadResult {
   std::string data;
 };
 
+// The cluster's size (Client::Size), each partition counted once, from
+// one readable cell.
+struct ClusterSize {
+  // Oids whose latest revision is not a deletion.
+  uint64_t objects = 0;
+  // Committed object revisions, deletions included.
+  uint64_t revisions = 0;
+  // Bytes of object data of those revisions.
+  uint64_t bytes = 0;
+  // Partitions counted, of num_partitions: fewer when no storage with a
+  // readable cell of some partition answered (the counts are then low).
+  uint32_t partitions = 0;
+  uint32_t num_partitions = 0;
+};
+
 // Counters, since Connect.
 struct ClientStats {
   uint64_t cache_hits = 0;
@@ -185,6 +200,15 @@ class Client : private TransactionCommitter {
   // are merged by tid. Fails only if no storage answered.
   absl::StatusOr<std::vector<::cellar::v1::TransactionInfo>> LastTransactions(
       uint32_t limit = 10);
+  // The committed transaction `tid` (user, description, extension, the
+  // oids it wrote), read from a readable cell of partition(tid), trying
+  // the replicas as Load does. NOT_FOUND (NO_SUCH_TRANSACTION) if no
+  // transaction has that tid; INVALID_ARGUMENT for tid 0.
+  absl::StatusOr<::cellar::v1::TransactionInfo> GetTransaction(uint64_t tid);
+  // Objects, revisions and bytes of the cluster: Storage.GetPartitionStats
+  // of every running storage, each partition counted once from a readable
+  // cell. Fails (UNAVAILABLE) only if no storage answered.
+  absl::StatusOr<ClusterSize> Size();
   // Master.GetClusterInfo.
   absl::StatusOr<::cellar::v1::GetClusterInfoResponse> ClusterInfo();
   // Waits until the snapshot reaches the master's last tid (asked now).
@@ -266,6 +290,12 @@ class Client : private TransactionCommitter {
   void HandleEvent(const ::cellar::v1::ClusterEvent& event);
   void RefreshTable();
 
+  // Calls `call` on the storages with a readable cell of partition(id) in
+  // turn, until one answers or an error is not worth another replica.
+  absl::Status CallReadReplicas(
+      uint64_t id, const std::string& what,
+      const std::function<grpc::Status(ClusterView::StorageStub&, grpc::ClientContext*)>&
+          call);
   absl::StatusOr<LoadResult> LoadFromStorage(
       uint64_t oid, const ::cellar::v1::LoadRequest& request);
   // One storage's share of LoadManyBefore: answers results[i] for each i

@@ -55,6 +55,9 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/LoadMany", kClient | kNode},
       {"/cellar.v1.Storage/History", kClient | kNode},
       {"/cellar.v1.Storage/LastTransactions", kClient | kNode},
+      {"/cellar.v1.Storage/GetTransaction", kClient | kNode},
+      // Sizes, no data: also for monitoring with a readonly token.
+      {"/cellar.v1.Storage/GetPartitionStats", kClient | kReadonly | kNode},
       {"/cellar.v1.Storage/GetNodeStatus", kReadonly | kNode},
       {"/cellar.v1.Storage/Replicate", kNode},
       {"/cellar.v1.Storage/GetTransactionOutcome", kNode},

@@ -52,6 +52,10 @@ inline constexpr absl::string_view kReasonInDoubt = "IN_DOUBT";
 // ReportReplication: the cell was (re-)created by a partition-table change
 // and must be filled from tid 0; the reported progress is from before.
 inline constexpr absl::string_view kReasonCellRecreated = "CELL_RECREATED";
+// NOT_FOUND from a storage's Load / LoadMany: the revision is a deletion.
+inline constexpr absl::string_view kReasonObjectDeleted = "OBJECT_DELETED";
+// NOT_FOUND from a storage's GetTransaction: no transaction has that tid.
+inline constexpr absl::string_view kReasonNoSuchTransaction = "NO_SUCH_TRANSACTION";
 
 // The domain of every cellar ErrorInfo.
 inline constexpr absl::string_view kErrorDomain = "cellar.v1";

@@ -123,6 +123,15 @@ absl::StatusOr<BackendStats> InstrumentedBackend::GetStats() {
   return Count(backend_->GetStats());
 }
 
+absl::StatusOr<std::optional<TransactionRecord>> InstrumentedBackend::GetTransaction(
+    uint64_t tid) {
+  return Count(backend_->GetTransaction(tid));
+}
+
+absl::StatusOr<std::vector<PartitionStats>> InstrumentedBackend::GetPartitionStats() {
+  return Count(backend_->GetPartitionStats());
+}
+
 std::optional<PoolUsage> InstrumentedBackend::GetPoolUsage() { return backend_->GetPoolUsage(); }
 
 absl::StatusOr<std::optional<DiskUsage>> InstrumentedBackend::GetDiskUsage() {

@@ -76,6 +76,8 @@ class InstrumentedBackend final : public StorageBackend {
                                                                   uint64_t before_tid) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
+  absl::StatusOr<std::optional<TransactionRecord>> GetTransaction(uint64_t tid) override;
+  absl::StatusOr<std::vector<PartitionStats>> GetPartitionStats() override;
   absl::StatusOr<std::optional<DiskUsage>> GetDiskUsage() override;
   std::optional<PoolUsage> GetPoolUsage() override;
   absl::StatusOr<std::vector<TransactionRecord>> ListTransactions(uint32_t partition,

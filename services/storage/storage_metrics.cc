@@ -62,8 +62,20 @@ StorageMetrics::StorageMetrics(prometheus::Registry& registry,
            .Register(registry)
            .Add(labels, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64,
                                                                 128, 256, 512});
-  objects = MakeGauge(registry, "cellar_storage_objects",
-                      "Committed object revisions stored.", labels);
+  labels_ = labels;
+  objects_family_ = &prometheus::BuildGauge()
+                         .Name("cellar_storage_objects")
+                         .Help("Objects (oids whose latest revision is not a deletion) "
+                               "of each cell of this node.")
+                         .Register(registry);
+  revisions_family_ = &prometheus::BuildGauge()
+                           .Name("cellar_storage_revisions")
+                           .Help("Committed object revisions of each cell of this node.")
+                           .Register(registry);
+  bytes_family_ = &prometheus::BuildGauge()
+                       .Name("cellar_storage_bytes")
+                       .Help("Bytes of object data of each cell of this node.")
+                       .Register(registry);
   transactions = MakeGauge(registry, "cellar_storage_transactions",
                            "Committed transactions stored.", labels);
   data_bytes = MakeGauge(registry, "cellar_storage_data_bytes",
@@ -104,6 +116,33 @@ StorageMetrics::StorageMetrics(prometheus::Registry& registry,
                    .Register(registry);
   backend_pool_in_use = &pool.Add(with("state", "in_use"));
   backend_pool_idle = &pool.Add(with("state", "idle"));
+}
+
+void StorageMetrics::SetPartitionSizes(const std::vector<PartitionSizes>& cells) {
+  std::map<uint32_t, SizeGauges> now;
+  for (const PartitionSizes& c : cells) {
+    auto it = sizes_.find(c.partition);
+    SizeGauges g;
+    if (it != sizes_.end()) {
+      g = it->second;
+      sizes_.erase(it);
+    } else {
+      prometheus::Labels l = labels_;
+      l["partition"] = std::to_string(c.partition);
+      g = SizeGauges{&objects_family_->Add(l), &revisions_family_->Add(l),
+                     &bytes_family_->Add(l)};
+    }
+    g.objects->Set(static_cast<double>(c.objects));
+    g.revisions->Set(static_cast<double>(c.revisions));
+    g.bytes->Set(static_cast<double>(c.bytes));
+    now[c.partition] = g;
+  }
+  for (auto& [partition, g] : sizes_) {  // cells this node no longer holds
+    objects_family_->Remove(g.objects);
+    revisions_family_->Remove(g.revisions);
+    bytes_family_->Remove(g.bytes);
+  }
+  sizes_ = std::move(now);
 }
 
 }  // namespace cellar::storage

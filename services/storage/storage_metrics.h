@@ -17,7 +17,9 @@
 //   cellar_storage_load_bytes_total             bytes returned by loads
 //   cellar_storage_open_transactions            transactions in commit (gauge)
 //   cellar_storage_write_batch_size             records per backend write (histogram)
-//   cellar_storage_objects                      committed object revisions (gauge)
+//   cellar_storage_objects{partition}           current objects of each cell (gauge)
+//   cellar_storage_revisions{partition}         committed object revisions of each cell
+//   cellar_storage_bytes{partition}             data bytes of those revisions
 //   cellar_storage_transactions                 committed transactions (gauge)
 //   cellar_storage_data_bytes                   committed data bytes (gauge)
 //   cellar_storage_ptid                         partition table version held (gauge)
@@ -38,7 +40,10 @@
 //
 // Thread-safe (prometheus-cpp metrics are).
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -46,6 +51,14 @@
 #include <prometheus/registry.h>
 
 namespace cellar::storage {
+
+// The size of one cell, for the per-partition gauges.
+struct PartitionSizes {
+  uint32_t partition = 0;
+  uint64_t objects = 0;
+  uint64_t revisions = 0;
+  uint64_t bytes = 0;
+};
 
 struct StorageMetrics {
   // Registers the families on `registry` (must outlive this object).
@@ -67,7 +80,6 @@ struct StorageMetrics {
   prometheus::Counter* load_bytes;
   prometheus::Gauge* open_transactions;
   prometheus::Histogram* write_batch_size;
-  prometheus::Gauge* objects;
   prometheus::Gauge* transactions;
   prometheus::Gauge* data_bytes;
   prometheus::Gauge* ptid;
@@ -82,6 +94,23 @@ struct StorageMetrics {
   prometheus::Counter* backend_errors;
   prometheus::Gauge* backend_pool_in_use;
   prometheus::Gauge* backend_pool_idle;
+
+  // Sets cellar_storage_{objects,revisions,bytes}{partition} to `cells`
+  // (the cells this node holds): series of partitions not in it go.
+  // Called from one thread at a time (the node's stats refresher).
+  void SetPartitionSizes(const std::vector<PartitionSizes>& cells);
+
+ private:
+  struct SizeGauges {
+    prometheus::Gauge* objects;
+    prometheus::Gauge* revisions;
+    prometheus::Gauge* bytes;
+  };
+  prometheus::Labels labels_;
+  prometheus::Family<prometheus::Gauge>* objects_family_;
+  prometheus::Family<prometheus::Gauge>* revisions_family_;
+  prometheus::Family<prometheus::Gauge>* bytes_family_;
+  std::map<uint32_t, SizeGauges> sizes_;
 };
 
 }  // namespace cellar::storage

@@ -769,6 +769,19 @@ absl::Status StorageNode::DroppedCellError(uint32_t partition, bool readable,
                                       ": use another cell"));
 }
 
+namespace {
+
+// A deletion record (no data, after resolving undo back-pointers) is not
+// an object: NOT_FOUND (OBJECT_DELETED), naming the deleting serial.
+absl::StatusOr<LoadedObject> DeletionAsNotFound(absl::StatusOr<LoadedObject> loaded) {
+  if (!loaded.ok() || !loaded->data.empty()) return loaded;
+  return ErrorWithReason(absl::StatusCode::kNotFound, common::kReasonObjectDeleted,
+                         absl::StrCat("object ", common::FormatOid(loaded->oid),
+                                      " was deleted by transaction ", TidHex(loaded->serial)));
+}
+
+}  // namespace
+
 absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t before_tid) {
   NoteClientActivity();
   auto view = View();
@@ -779,7 +792,8 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
   if (const uint64_t v = transactions_->InDoubtVoteOn(oid); v != 0 && before_tid > v) {
     return CountLoad<LoadedObject>(InDoubtError(oid, v));
   }
-  absl::StatusOr<LoadedObject> loaded = backend_->LoadBefore(partition, oid, before_tid);
+  absl::StatusOr<LoadedObject> loaded =
+      DeletionAsNotFound(backend_->LoadBefore(partition, oid, before_tid));
   if (loaded.status().code() == absl::StatusCode::kNotFound) {
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
     if (!dropped.ok()) loaded = dropped;
@@ -810,12 +824,14 @@ absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t seri
   uint32_t partition;
   absl::Status s = ReadableCell(*view, oid, &partition);
   if (!s.ok()) return CountLoad<LoadedObject>(s);
-  absl::StatusOr<LoadedObject> loaded = backend_->LoadSerial(partition, oid, serial);
+  absl::StatusOr<LoadedObject> loaded =
+      DeletionAsNotFound(backend_->LoadSerial(partition, oid, serial));
   if (loaded.status().code() == absl::StatusCode::kNotFound) {
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
     if (!dropped.ok()) loaded = dropped;
   }
-  if (loaded.status().code() == absl::StatusCode::kNotFound) {
+  if (loaded.status().code() == absl::StatusCode::kNotFound &&
+      common::ErrorReason(loaded.status()) != common::kReasonObjectDeleted) {
     // The serial may be the tid an in-doubt vote committed with elsewhere.
     if (const uint64_t v = transactions_->InDoubtVoteOn(oid); v != 0 && serial > v) {
       loaded = InDoubtError(oid, v);
@@ -858,6 +874,45 @@ absl::StatusOr<std::vector<TransactionRecord>> StorageNode::LastTransactions(
   return records;
 }
 
+absl::StatusOr<TransactionRecord> StorageNode::GetTransaction(uint64_t tid) {
+  NoteClientActivity();
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  // The record lives in partition(ttid), which is partition(tid): the
+  // master gives every transaction a tid in its ttid's partition.
+  uint32_t partition;
+  CELLAR_RETURN_IF_ERROR(ReadableCell(view, tid, &partition));
+  CELLAR_ASSIGN_OR_RETURN(std::optional<TransactionRecord> record,
+                          backend_->GetTransaction(tid));
+  if (record.has_value() && record->partition == partition) return *std::move(record);
+  CELLAR_RETURN_IF_ERROR(DroppedCellError(partition, /*readable=*/true, "transaction read"));
+  return ErrorWithReason(absl::StatusCode::kNotFound, common::kReasonNoSuchTransaction,
+                         absl::StrCat("no committed transaction ", TidHex(tid),
+                                      " (its record would be in partition ", partition,
+                                      ", readable on node ", NodeName(view.node_id()), ")"));
+}
+
+absl::StatusOr<NodeCellStats> StorageNode::CellStatsNow() {
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  CELLAR_ASSIGN_OR_RETURN(std::vector<PartitionStats> stats, backend_->GetPartitionStats());
+  NodeCellStats out;
+  out.ptid = view.ptid();
+  auto it = stats.begin();
+  for (uint32_t p = 0; p < view.num_partitions(); ++p) {
+    while (it != stats.end() && it->partition < p) ++it;
+    if (view.StateOf(p) == ::cellar::v1::CELL_STATE_UNSPECIFIED) continue;
+    CellStats cell;
+    cell.partition = p;
+    cell.readable = view.Readable(p);
+    if (it != stats.end() && it->partition == p) {
+      cell.objects = it->objects;
+      cell.revisions = it->revisions;
+      cell.bytes = it->bytes;
+    }
+    out.cells.push_back(cell);
+  }
+  return out;
+}
+
 absl::StatusOr<NodeStatus> StorageNode::Status(bool with_counts) {
   NodeStatus status;
   {
@@ -895,7 +950,6 @@ absl::StatusOr<NodeStatus> StorageNode::Status(bool with_counts) {
   if (auto disk = backend_->GetDiskUsage(); disk.ok()) status.disk = *disk;
   status.now = clock_->Now();
   if (metrics_ != nullptr && with_counts) {
-    metrics_->objects->Set(static_cast<double>(stats.object_count));
     metrics_->transactions->Set(static_cast<double>(stats.transaction_count));
     metrics_->data_bytes->Set(static_cast<double>(stats.data_bytes));
   }
@@ -1288,9 +1342,16 @@ void StorageNode::MasterLoop() {
 }
 
 void StorageNode::RefreshStats() {
+  // Cheap (kept by the backend on every write): per cell sizes.
+  if (auto cells = CellStatsNow(); cells.ok() && metrics_ != nullptr) {
+    std::vector<PartitionSizes> sizes;
+    for (const CellStats& c : cells->cells) {
+      sizes.push_back(PartitionSizes{c.partition, c.objects, c.revisions, c.bytes});
+    }
+    metrics_->SetPartitionSizes(sizes);
+  }
   auto stats = backend_->GetStats();
   if (stats.ok() && metrics_ != nullptr) {
-    metrics_->objects->Set(static_cast<double>(stats->object_count));
     metrics_->transactions->Set(static_cast<double>(stats->transaction_count));
     metrics_->data_bytes->Set(static_cast<double>(stats->data_bytes));
   }

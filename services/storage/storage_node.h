@@ -127,6 +127,22 @@ struct StorageNodeOptions {
   std::shared_ptr<common::ClusterTokens> cluster_tokens;
 };
 
+// What one cell of this node holds (GetPartitionStats).
+struct CellStats {
+  uint32_t partition = 0;
+  // UP_TO_DATE or FEEDING: the counts are the whole partition's.
+  bool readable = false;
+  uint64_t objects = 0;
+  uint64_t revisions = 0;
+  uint64_t bytes = 0;
+};
+
+// The cells of this node in one partition table, ascending partition.
+struct NodeCellStats {
+  uint64_t ptid = 0;
+  std::vector<CellStats> cells;
+};
+
 // What GetNodeStatus reports.
 struct NodeStatus {
   uint32_t node_id = 0;
@@ -308,6 +324,13 @@ class StorageNode {
   // than `limit` when some cells are not readable).
   absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
       uint32_t limit, uint64_t before_tid);
+  // The committed record of transaction `tid` if a readable cell of this
+  // node holds it; NOT_FOUND (NO_SUCH_TRANSACTION) otherwise (the record
+  // lives in partition(ttid): another storage may hold it).
+  absl::StatusOr<TransactionRecord> GetTransaction(uint64_t tid);
+  // Counts of every cell this node is assigned in its partition table (0
+  // for a cell holding nothing yet). UNAVAILABLE without a table.
+  absl::StatusOr<NodeCellStats> CellStatsNow();
   // `with_counts` false: last ids and object/transaction counts are left 0
   // (they scan the database), for frequent health polls.
   absl::StatusOr<NodeStatus> Status(bool with_counts = true);

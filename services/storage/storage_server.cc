@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   node_options.max_object_bytes = options.max_object_bytes;
   node_options.writer_threads = options.writer_threads;
   node_options.heartbeat_interval = options.heartbeat_interval;
+  node_options.stats_interval = options.stats_interval;
   node_options.unvoted_timeout = options.unvoted_timeout;
   node_options.report_votes_after = options.report_votes_after;
   node_options.replication = options.replication;

@@ -72,6 +72,9 @@ struct StorageServerOptions {
   // Master.Heartbeat period (below the master's heartbeat timeout, 10 s by
   // default). Default 2 s.
   absl::Duration heartbeat_interval = absl::Seconds(2);
+  // How often the stats gauges (counts, per-cell sizes) are refreshed.
+  // Default 15 s.
+  absl::Duration stats_interval = absl::Seconds(15);
   // Replication of OUT_OF_DATE cells: chunk sizes, the minimum speed kept
   // under client traffic (busy_bytes_per_second), test hooks.
   ReplicatorOptions replication;

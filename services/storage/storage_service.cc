@@ -54,6 +54,17 @@ void ToProto(LoadedObject loaded, ::cellar::v1::LoadResponse* response) {
   response->set_data_serial(loaded.data_tid);
 }
 
+void ToProto(const TransactionRecord& t, ::cellar::v1::TransactionInfo* info) {
+  info->set_tid(t.tid);
+  info->set_ttid(t.ttid);
+  info->set_user(t.user);
+  info->set_description(t.description);
+  info->set_extension(t.extension);
+  for (uint64_t oid : t.oids) info->add_oids(oid);
+  info->set_packed(t.packed);
+  info->set_size_bytes(t.size_bytes);
+}
+
 }  // namespace
 
 StorageService::StorageService(StorageNode* node, StorageServiceOptions options)
@@ -298,16 +309,33 @@ grpc::Status StorageService::LastTransactions(
       request->limit() == 0 ? kDefaultLastTransactionsLimit : request->limit();
   auto records = node_->LastTransactions(limit, request->before_tid());
   if (!records.ok()) return ToGrpcStatus(records.status());
-  for (const TransactionRecord& t : *records) {
-    ::cellar::v1::TransactionInfo* info = response->add_transactions();
-    info->set_tid(t.tid);
-    info->set_ttid(t.ttid);
-    info->set_user(t.user);
-    info->set_description(t.description);
-    info->set_extension(t.extension);
-    for (uint64_t oid : t.oids) info->add_oids(oid);
-    info->set_packed(t.packed);
-    info->set_size_bytes(t.size_bytes);
+  for (const TransactionRecord& t : *records) ToProto(t, response->add_transactions());
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::GetTransaction(grpc::ServerContext* /*context*/,
+                                            const ::cellar::v1::GetTransactionRequest* request,
+                                            ::cellar::v1::GetTransactionResponse* response) {
+  if (BadTid(request->tid(), true)) return Invalid(TidRule("tid", true));
+  auto record = node_->GetTransaction(request->tid());
+  if (!record.ok()) return ToGrpcStatus(record.status());
+  ToProto(*record, response->mutable_transaction());
+  return grpc::Status::OK;
+}
+
+grpc::Status StorageService::GetPartitionStats(
+    grpc::ServerContext* /*context*/, const ::cellar::v1::GetPartitionStatsRequest* /*request*/,
+    ::cellar::v1::GetPartitionStatsResponse* response) {
+  auto stats = node_->CellStatsNow();
+  if (!stats.ok()) return ToGrpcStatus(stats.status());
+  response->set_ptid(stats->ptid);
+  for (const CellStats& c : stats->cells) {
+    ::cellar::v1::PartitionStats* out = response->add_partitions();
+    out->set_partition(c.partition);
+    out->set_readable(c.readable);
+    out->set_objects(c.objects);
+    out->set_revisions(c.revisions);
+    out->set_bytes(c.bytes);
   }
   return grpc::Status::OK;
 }

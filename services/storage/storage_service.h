@@ -87,6 +87,12 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status LastTransactions(grpc::ServerContext* context,
                                 const ::cellar::v1::LastTransactionsRequest* request,
                                 ::cellar::v1::LastTransactionsResponse* response) override;
+  grpc::Status GetTransaction(grpc::ServerContext* context,
+                              const ::cellar::v1::GetTransactionRequest* request,
+                              ::cellar::v1::GetTransactionResponse* response) override;
+  grpc::Status GetPartitionStats(grpc::ServerContext* context,
+                                 const ::cellar::v1::GetPartitionStatsRequest* request,
+                                 ::cellar::v1::GetPartitionStatsResponse* response) override;
   grpc::Status GetNodeStatus(grpc::ServerContext* context,
                              const ::cellar::v1::GetNodeStatusRequest* request,
                              ::cellar::v1::GetNodeStatusResponse* response) override;

@@ -131,6 +131,7 @@ class StorageServiceTest : public ::testing::Test {
     options.max_object_bytes = 1000;
     options.lock_wait_timeout = absl::Seconds(2);
     options.heartbeat_interval = absl::Milliseconds(50);
+    options.stats_interval = absl::Milliseconds(50);
     options.on_shutdown_rpc = on_shutdown_rpc_;  // Operator stop tests
     registry_ = std::make_shared<prometheus::Registry>();
     auto storage = StorageServer::Start(options, *std::move(backend), &clock_, registry_);
@@ -620,6 +621,104 @@ TEST_F(StorageServiceTest, NotFoundReasons) {
   s = Call(&v1::Storage::Stub::History, history);
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(ErrorReason(s), "NO_SUCH_OBJECT");
+}
+
+TEST_F(StorageServiceTest, GetTransactionByTid) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "one"), Obj(2, 0, "two")});  // partition 0
+  Commit(1001, 1005, {Obj(1, 1004, "uno")});                 // partition 1
+  v1::GetTransactionRequest request;
+  v1::GetTransactionResponse response;
+  request.set_tid(1005);
+  ASSERT_THAT(Call(&v1::Storage::Stub::GetTransaction, request, &response), IsOk());
+  EXPECT_EQ(response.transaction().tid(), 1005u);
+  EXPECT_EQ(response.transaction().ttid(), 1001u);
+  EXPECT_EQ(response.transaction().user(), "alice");
+  EXPECT_EQ(response.transaction().description(), "a test");
+  EXPECT_EQ(response.transaction().size_bytes(), 10010u);
+  request.set_tid(1004);
+  ASSERT_THAT(Call(&v1::Storage::Stub::GetTransaction, request, &response), IsOk());
+  EXPECT_EQ(response.transaction().ttid(), 1000u);
+
+  // A tid nothing committed with, in a partition readable here; the ttid
+  // is not a tid.
+  for (uint64_t tid : {1008, 1000}) {
+    request.set_tid(tid);
+    absl::Status s = Call(&v1::Storage::Stub::GetTransaction, request);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound,
+                            HasSubstr(absl::StrCat("no committed transaction ",
+                                                   common::TidHex(tid)))));
+    EXPECT_EQ(ErrorReason(s), "NO_SUCH_TRANSACTION");
+  }
+  // Partition 3 is S2's: ask a storage that has it.
+  request.set_tid(1007);
+  absl::Status s = Call(&v1::Storage::Stub::GetTransaction, request);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("partition 3")));
+  EXPECT_EQ(ErrorReason(s), "NOT_READABLE");
+  for (uint64_t tid : {uint64_t{0}, common::kMaxTid + 1}) {
+    request.set_tid(tid);
+    EXPECT_THAT(Call(&v1::Storage::Stub::GetTransaction, request),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tid")));
+  }
+}
+
+TEST_F(StorageServiceTest, ADeletedObjectLoadsAsNotFound) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "v1")});
+  Commit(2000, 2004, {Obj(1, 1004, "")});  // empty data, no data_serial: deleted
+  absl::Status s = LoadBefore(1, common::kMaxTid);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound,
+                          HasSubstr("object 0x1 was deleted by transaction")));
+  EXPECT_EQ(ErrorReason(s), "OBJECT_DELETED");
+  s = LoadSerial(1, 2004);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(ErrorReason(s), "OBJECT_DELETED");
+  v1::LoadManyRequest many;
+  many.add_oids(1);
+  many.set_before_tid(common::kMaxTid);
+  v1::LoadManyResponse results;
+  ASSERT_THAT(Call(&v1::Storage::Stub::LoadMany, many, &results), IsOk());
+  ASSERT_EQ(results.results_size(), 1);
+  EXPECT_EQ(results.results(0).code(), static_cast<uint32_t>(absl::StatusCode::kNotFound));
+  EXPECT_EQ(results.results(0).reason(), "OBJECT_DELETED");
+  // Before the deletion the object is there; after, it can be created again.
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, 2004, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "v1");
+  EXPECT_EQ(loaded.next_serial(), 2004u);
+  Commit(3000, 3004, {Obj(1, 2004, "again")});
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "again");
+}
+
+TEST_F(StorageServiceTest, PartitionStatsPerCellAndTheirGauges) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(0, 0, "zero"), Obj(4, 0, "four"), Obj(1, 0, "one")});
+  Commit(2000, 2004, {Obj(4, 1004, "")});  // oid 4 deleted
+  v1::GetPartitionStatsResponse response;
+  ASSERT_THAT(Call(&v1::Storage::Stub::GetPartitionStats, v1::GetPartitionStatsRequest(),
+                   &response),
+              IsOk());
+  EXPECT_EQ(response.ptid(), 3u);
+  ASSERT_EQ(response.partitions_size(), 3);  // S1's cells: partitions 0-2
+  const v1::PartitionStats& p0 = response.partitions(0);
+  EXPECT_EQ(p0.partition(), 0u);
+  EXPECT_TRUE(p0.readable());
+  EXPECT_EQ(p0.objects(), 1u);
+  EXPECT_EQ(p0.revisions(), 3u);
+  EXPECT_EQ(p0.bytes(), 8u);
+  EXPECT_EQ(response.partitions(1).partition(), 1u);
+  EXPECT_EQ(response.partitions(1).objects(), 1u);
+  EXPECT_EQ(response.partitions(1).bytes(), 3u);
+  EXPECT_EQ(response.partitions(2).partition(), 2u);
+  EXPECT_EQ(response.partitions(2).revisions(), 0u);
+  // The gauges follow (refreshed every 50 ms here).
+  EXPECT_TRUE(WaitFor([&] { return MetricValue("cellar_storage_revisions", "0") == 3.0; }))
+      << MetricValue("cellar_storage_revisions", "0");
+  EXPECT_EQ(MetricValue("cellar_storage_objects", "0"), 1.0);
+  EXPECT_EQ(MetricValue("cellar_storage_bytes", "0"), 8.0);
+  EXPECT_EQ(MetricValue("cellar_storage_bytes", "1"), 3.0);
+  EXPECT_EQ(MetricValue("cellar_storage_objects", "3"), -1.0) << "not a cell of S1";
 }
 
 TEST_F(StorageServiceTest, NotReadableForAPartitionItDoesNotHold) {

@@ -760,6 +760,77 @@ TEST_P(ClusterTest, UnknownOidIsNotFound) {
   EXPECT_EQ(common::ErrorReason(r.status()), "NO_SUCH_OBJECT");
 }
 
+TEST_P(ClusterTest, TransactionRecordBySizeAndDeletion) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto empty = c->Size();
+  ASSERT_THAT(empty, IsOk());
+  EXPECT_EQ(empty->objects, 0u);
+  EXPECT_EQ(empty->partitions, kPartitions);
+
+  std::vector<uint64_t> oids;
+  auto txn = c->NewTransaction();
+  for (int i = 0; i < 8; ++i) {
+    auto oid = c->NewOid();
+    ASSERT_THAT(oid, IsOk());
+    oids.push_back(*oid);
+    txn->Store(*oid, 0, std::string(10 + i, 'd'));
+  }
+  txn->SetUser("alice");
+  txn->SetDescription("eight objects");
+  txn->SetExtension(std::string("\x80\x03}q\x00.", 6));
+  auto tid = txn->Commit();
+  ASSERT_THAT(tid, IsOk());
+
+  // By tid, from whichever storage holds partition(tid) (replicas 1: two).
+  auto record = c->GetTransaction(*tid);
+  ASSERT_THAT(record, IsOk());
+  EXPECT_EQ(record->tid(), *tid);
+  EXPECT_EQ(record->user(), "alice");
+  EXPECT_EQ(record->description(), "eight objects");
+  EXPECT_EQ(record->extension(), std::string("\x80\x03}q\x00.", 6));
+  EXPECT_EQ(record->oids_size(), 8);
+  auto missing = c->GetTransaction(*tid + kPartitions);
+  EXPECT_THAT(missing, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(common::ErrorReason(missing.status()), "NO_SUCH_TRANSACTION");
+  EXPECT_THAT(c->GetTransaction(0), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // Sizes: each partition once, though every partition has two cells.
+  auto size = c->Size();
+  ASSERT_THAT(size, IsOk());
+  EXPECT_EQ(size->objects, 8u);
+  EXPECT_EQ(size->revisions, 8u);
+  EXPECT_EQ(size->bytes, 8u * 10 + 28);
+  EXPECT_EQ(size->partitions, kPartitions);
+  EXPECT_EQ(size->num_partitions, kPartitions);
+
+  // A deletion (empty data): loads as NOT_FOUND (OBJECT_DELETED), its
+  // history shows it, and the object no longer counts.
+  auto deleted = Put(*c, oids[0], *tid, "");
+  ASSERT_THAT(deleted, IsOk());
+  auto other = Connect();
+  ASSERT_NE(other, nullptr);
+  for (client::Client* reader : {c.get(), other.get()}) {
+    auto gone = reader->Load(oids[0]);
+    EXPECT_THAT(gone, StatusIs(absl::StatusCode::kNotFound,
+                               ::testing::HasSubstr("was deleted by transaction")));
+    EXPECT_EQ(common::ErrorReason(gone.status()), "OBJECT_DELETED");
+    auto many = reader->LoadMany({oids[0], oids[1]});
+    ASSERT_EQ(many.size(), 2u);
+    EXPECT_EQ(common::ErrorReason(many[0].status()), "OBJECT_DELETED");
+    EXPECT_THAT(many[1], IsOk());
+  }
+  EXPECT_THAT(other->LoadBefore(oids[0], *deleted), IsOk());
+  auto history = other->History(oids[0]);
+  ASSERT_THAT(history, IsOk());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_TRUE((*history)[0].deleted());
+  size = c->Size();
+  ASSERT_THAT(size, IsOk());
+  EXPECT_EQ(size->objects, 7u);
+  EXPECT_EQ(size->revisions, 9u);
+}
+
 TEST_P(ClusterTest, RestartOnTheSameDataKeepsEverything) {
   std::map<uint64_t, std::string> written;
   uint64_t last_tid = 0;

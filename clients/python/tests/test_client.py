@@ -407,3 +407,65 @@ def test_lost_finish_refused_abort_then_committed(client):
     finish_error = cellar.UnavailableError("socket closed", grpc.StatusCode.UNAVAILABLE)
     assert client._resolve_finish_failure(master, 1, client.session_count, 99, [1],
                                           finish_error) == 777
+
+
+def test_transaction_record_by_tid(client):
+    oid = client.new_oid()
+    ext = bytes(range(256))
+    with client.transaction(user=b"bob \xff", description=b"by tid", extension=ext) as t:
+        t.store(oid, 0, b"y" * 10)
+    with client.transaction(user=b"carol") as later:
+        later.store(oid, t.tid, b"z")
+    record = client.get_transaction(t.tid)
+    assert (record.tid, record.user, record.description, record.extension) == (
+        t.tid, b"bob \xff", b"by tid", ext)
+    assert record.oids == (oid,)
+    assert record.size == 10
+    assert client.get_transaction(later.tid).user == b"carol"
+    # Same partition as t.tid, nothing committed with it.
+    with pytest.raises(cellar.NotFoundError) as info:
+        client.get_transaction(t.tid + client.num_partitions)
+    assert info.value.reason == errors.NO_SUCH_TRANSACTION
+    for bad in (0, cellar.MAX_TID + 1):
+        with pytest.raises(cellar.CellarError) as info:
+            client.get_transaction(bad)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_size_counts_each_partition_once(client):
+    assert client.size() == cellar.ClusterSize(0, 0, 0, client.num_partitions,
+                                               client.num_partitions)
+    oids = [client.new_oid() for _ in range(20)]
+    with client.transaction() as t:
+        for i, oid in enumerate(oids):
+            t.store(oid, 0, b"s" * (i + 1))
+    # 3 storages, 1 replica: every partition has two readable cells.
+    assert client.size() == cellar.ClusterSize(20, 20, 210, client.num_partitions,
+                                               client.num_partitions)
+    with client.transaction() as t2:
+        t2.store(oids[0], t.tid, b"")  # a deletion
+        t2.store(oids[1], t.tid, b"new")
+    assert client.size() == cellar.ClusterSize(19, 22, 213, client.num_partitions,
+                                               client.num_partitions)
+
+
+def test_a_deleted_object_is_not_found(client):
+    oid, other = client.new_oid(), client.new_oid()
+    with client.transaction() as t1:
+        t1.store(oid, 0, b"alive")
+        t1.store(other, 0, b"other")
+    with client.transaction() as t2:
+        t2.store(oid, t1.tid, b"")  # empty data, no data_serial: a deletion
+    with pytest.raises(cellar.NotFoundError) as info:
+        client.load(oid)
+    assert info.value.reason == errors.OBJECT_DELETED
+    assert "deleted by transaction" in info.value.message
+    with pytest.raises(cellar.NotFoundError) as info:
+        client.load_serial(oid, t2.tid)
+    assert info.value.reason == errors.OBJECT_DELETED
+    many = client.load_many([oid, other])
+    assert isinstance(many[0], cellar.NotFoundError)
+    assert many[0].reason == errors.OBJECT_DELETED
+    assert many[1].data == b"other"
+    assert client.load_before(oid, t2.tid).data == b"alive"
+    assert [e.deleted for e in client.history(oid)] == [True, False]

@@ -215,3 +215,46 @@ def test_prefetch_loads_many_objects_in_one_call(cluster):
             other.close()
     finally:
         db.close()
+
+
+def test_history_len_getsize_and_deleted_objects(cluster):
+    from ZODB.POSException import POSKeyError
+    from ZODB.utils import p64
+    storage = CellarStorage(cluster.master, cluster.cluster_name)
+    db = ZODB.DB(storage)
+    try:
+        assert len(storage) == 1  # the root object ZODB.DB created
+        root_size = storage.getSize()
+        assert root_size > 0
+        tm = transaction.TransactionManager()
+        conn = db.open(tm)
+        conn.root()["items"] = PersistentMapping({i: Item("i%d" % i, i) for i in range(10)})
+        t = tm.get()
+        t.setUser("dave")
+        t.note("ten items")
+        tm.commit()
+        assert len(storage) == 12  # root, the mapping, ten items
+        assert storage.getSize() > root_size
+        root_oid = p64(0)
+        h = storage.history(root_oid, 5)
+        assert len(h) == 2
+        assert h[0]["user_name"] == b"/ dave"
+        assert h[0]["description"] == b"ten items"
+        assert h[1]["description"] == b"initial database creation"
+        # A deleted object (as an undo of its creation leaves it): POSKeyError.
+        item_oid = conn.root()["items"][3]._p_oid
+        client = storage.client
+        serial = client.load(u64(item_oid)).serial
+        with client.transaction() as c_txn:
+            c_txn.store(u64(item_oid), serial, b"")
+        with pytest.raises(POSKeyError):
+            storage.load(item_oid)
+        with pytest.raises(POSKeyError):
+            storage.loadBefore(item_oid, p64(cellar.MAX_TID))
+        with pytest.raises(POSKeyError):
+            storage.loadSerial(item_oid, p64(c_txn.tid))
+        assert storage.loadBefore(item_oid, p64(c_txn.tid))[1] == p64(serial)
+        assert len(storage) == 11
+        conn.close()
+    finally:
+        db.close()

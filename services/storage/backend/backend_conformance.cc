@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -221,10 +222,46 @@ absl::Status Commit(StorageBackend& backend, uint64_t tid,
                Field("state", &CellRecord::state, state));
 }
 
+}  // namespace
+
+// Readable failures of the PartitionStats expectations.
+void PrintTo(const PartitionStats& s, std::ostream* os) {
+  *os << "{partition " << s.partition << ", objects " << s.objects << ", revisions "
+      << s.revisions << ", bytes " << s.bytes << "}";
+}
+
+namespace {
+
 std::string AllByteValues() {
   std::string s;
   for (int i = 0; i < 256; ++i) s.push_back(static_cast<char>(i));
   return s;
+}
+
+// The counts GetPartitionStats must give, computed the slow way from the
+// committed object records.
+std::vector<PartitionStats> ScannedStats(StorageBackend& backend) {
+  std::vector<PartitionStats> out;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    absl::StatusOr<std::vector<ObjectRecord>> records =
+        backend.ListObjects(p, 0, kMaxTid, 100000);
+    EXPECT_THAT(records, IsOk());
+    if (!records.ok() || records->empty()) continue;
+    PartitionStats stats;
+    stats.partition = p;
+    std::map<uint64_t, const ObjectRecord*> latest;
+    for (const ObjectRecord& r : *records) {
+      ++stats.revisions;
+      stats.bytes += r.data.size();
+      const ObjectRecord*& l = latest[r.oid];
+      if (l == nullptr || l->tid < r.tid) l = &r;
+    }
+    for (const auto& [oid, r] : latest) {
+      stats.objects += (r->data.empty() && r->data_tid == 0) ? 0 : 1;
+    }
+    out.push_back(stats);
+  }
+  return out;
 }
 
 }  // namespace
@@ -694,6 +731,11 @@ TEST_P(BackendConformanceTest, MigratesThePreviousSchemaKeepingEveryRecord) {
   EXPECT_EQ(stats.transaction_count, 3u);
   EXPECT_EQ(stats.data_bytes, 3u + big.size() + 3u + 4u);
   EXPECT_EQ(stats.data_rows, 4u + 1u);  // committed and voted bytes
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{0, 0, 1, 0},
+                                       PartitionStats{1, 1, 3, 6},
+                                       PartitionStats{2, 2, 2, big.size() + 4})));
   // The vote survived with its bytes: it locks and loads.
   EXPECT_THAT(backend_->ListVotedObjects(),
               IsOkAndHolds(ElementsAre(VotedTransaction{Tid(4), {2, 4}})));
@@ -920,6 +962,99 @@ TEST_P(BackendConformanceTest, DeletionRecord) {
   EXPECT_THAT(backend_->ListObjects(p, 0, kMaxTid, 10),
               IsOkAndHolds(ElementsAre(IsObject(oid, Tid(1), "alive"),
                                    IsObject(oid, Tid(2), ""))));
+}
+
+TEST_P(BackendConformanceTest, GetTransactionFindsTheRecordByTid) {
+  // Locked with a tid that is not its ttid (the record lives in
+  // partition(ttid)), and one imported from a replica.
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(1), {Obj(1, "a"), Obj(2, "b")})}),
+              IsOk());
+  ASSERT_THAT(backend_->LockTransactions({{Tid(1), Tid(5)}}), IsOk());
+  TransactionRecord imported = Txn(Tid(6), {3});
+  imported.tid = Tid(7);
+  ASSERT_THAT(backend_->ImportCommitted({imported}, {}), IsOk());
+
+  EXPECT_THAT(backend_->GetTransaction(Tid(5)),
+              IsOkAndHolds(Optional(IsTxn(Tid(5), Tid(1), {1, 2}))));
+  EXPECT_THAT(backend_->GetTransaction(Tid(7)),
+              IsOkAndHolds(Optional(IsTxn(Tid(7), Tid(6), {3}))));
+  // Not by ttid, not an unknown tid, not a vote that is not locked.
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(8), {Obj(4, "c")})}), IsOk());
+  for (uint64_t tid : {Tid(1), Tid(6), Tid(8), Tid(9)}) {
+    EXPECT_THAT(backend_->GetTransaction(tid), IsOkAndHolds(::testing::Not(Optional(::testing::_)))) << tid;
+  }
+  EXPECT_THAT(backend_->GetTransaction(0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(backend_->GetTransaction(kMaxTid + 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_P(BackendConformanceTest, PartitionStatsFollowEveryWrite) {
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(IsEmpty()));
+  // Partition 1: oids 1, 4, 7; partition 2: oid 2 (kPartitions = 3).
+  ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "aa"), Obj(2, "bbb"), Obj(4, "c")}),
+              IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{1, 2, 2, 3},
+                                       PartitionStats{2, 1, 1, 3})));
+  // A deletion is a revision but no longer an object; an undo record is.
+  ASSERT_THAT(Commit(*backend_, Tid(2), {Deletion(1), Obj(2, "x")}), IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(3), {Undo(2, Tid(1), Checksum("bbb"))}), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{1, 1, 3, 3},
+                                       PartitionStats{2, 1, 3, 4})));
+  // Two transactions writing the same oid, locked in one batch.
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(4), {Obj(7, "a")}),
+                                    VoteObjectsOnly(Tid(5), {Obj(7, "bb")})}),
+              IsOk());
+  ASSERT_THAT(backend_->LockTransactions({{Tid(4), Tid(4)}, {Tid(5), Tid(5)}}), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{1, 2, 5, 6},
+                                       PartitionStats{2, 1, 3, 4})));
+  // A lock replayed changes nothing.
+  ASSERT_THAT(backend_->LockTransactions({{Tid(5), Tid(5)}}), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+
+  // Replication: an older revision (no change of objects), the deleted
+  // object back, a deletion and an older revision of it in one batch, a
+  // new partition; then the same batch again (kept, not counted twice).
+  std::vector<ObjectRecord> imports = {Obj(4, "old"), Obj(1, "back"), Deletion(7),
+                                       Obj(7, "between"), Obj(9, "nine")};
+  imports[0].tid = Tid(0);
+  imports[1].tid = Tid(6);
+  imports[2].tid = Tid(7);
+  imports[3].tid = Tid(6);
+  imports[4].tid = Tid(6);
+  ASSERT_THAT(backend_->ImportCommitted({}, imports), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{0, 1, 1, 4},
+                                       PartitionStats{1, 2, 9, 6 + 3 + 4 + 7},
+                                       PartitionStats{2, 1, 3, 4})));
+  ASSERT_THAT(backend_->ImportCommitted({}, imports), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+  // Records replication imported first, then locked here: counted once.
+  ObjectRecord twice = Obj(10, "ten");
+  twice.tid = Tid(8);
+  ASSERT_THAT(backend_->ImportCommitted({}, {twice}), IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(8), {Obj(10, "ten")}), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+
+  // Durable; then a dropped cell and a truncation.
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+  ASSERT_THAT(backend_->DeletePartition(2), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(Field("partition", &PartitionStats::partition, 0),
+                                       Field("partition", &PartitionStats::partition, 1))));
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+  ASSERT_THAT(backend_->Truncate(Tid(5)), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{1, 2, 6, 2 + 3 + 1 + 1 + 2})));
+  ASSERT_THAT(Commit(*backend_, Tid(9), {Deletion(4)}), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{1, 1, 7, 9})));
+  ASSERT_THAT(backend_->Truncate(0), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(IsEmpty()));
 }
 
 TEST_P(BackendConformanceTest, HistoryIsNewestFirstWithLimit) {

@@ -57,7 +57,9 @@ namespace cellar::storage {
 // committed and temporary transaction tables.
 // Version 4 moved object bytes out of `obj` / `tobj` into the `data` table
 // (written once at vote; the lock only moves metadata).
-inline constexpr int kSchemaVersion = 4;
+// Version 5 added per-partition counts (objects, revisions, bytes) kept up
+// to date with every insert of committed object rows (GetPartitionStats).
+inline constexpr int kSchemaVersion = 5;
 
 // Config keys are names cellar's code chooses ("node_id", "name",
 // "replication/3"): 1 to 256 printable ASCII characters. Every backend
@@ -218,6 +220,26 @@ struct BackendStats {
   uint64_t data_rows = 0;
 };
 
+// What one partition of this node holds (committed records only), for
+// size reports and metrics. Kept up to date by every write (no scan).
+struct PartitionStats {
+  uint32_t partition = 0;
+  // Oids whose latest committed revision is not a deletion (empty data
+  // with data_tid 0). An undo record counts as an object even when the
+  // revision it points to is a deletion.
+  uint64_t objects = 0;
+  // Committed object revisions (rows), deletions included.
+  uint64_t revisions = 0;
+  // Bytes of object data of those revisions (deletions and undo records
+  // have none of their own).
+  uint64_t bytes = 0;
+
+  friend bool operator==(const PartitionStats& a, const PartitionStats& b) {
+    return a.partition == b.partition && a.objects == b.objects &&
+           a.revisions == b.revisions && a.bytes == b.bytes;
+  }
+};
+
 class StorageBackend {
  public:
   virtual ~StorageBackend() = default;
@@ -307,8 +329,19 @@ class StorageBackend {
   virtual absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
       uint32_t limit, uint64_t before_tid) = 0;
 
+  // The committed transaction record with this tid, whichever partition
+  // holds it (a record lives in partition(ttid), which the tid does not
+  // tell), or nullopt if this node has none. Index-backed.
+  virtual absl::StatusOr<std::optional<TransactionRecord>> GetTransaction(
+      uint64_t tid) = 0;
+
   virtual absl::StatusOr<LastIds> GetLastIds() = 0;
   virtual absl::StatusOr<BackendStats> GetStats() = 0;
+
+  // Per partition that has committed object revisions on this node
+  // (ascending partition; partitions with none are left out): objects,
+  // revisions, bytes. Cheap: maintained by the writes, not a scan.
+  virtual absl::StatusOr<std::vector<PartitionStats>> GetPartitionStats() = 0;
 
   // Free and total bytes of the volume holding the data, or nullopt when
   // this backend cannot know them (the default; e.g. PostgreSQL, whose

@@ -448,6 +448,33 @@ absl::StatusOr<BackendStats> MemoryBackend::GetStats() {
   return stats;
 }
 
+absl::StatusOr<std::optional<TransactionRecord>> MemoryBackend::GetTransaction(
+    uint64_t tid) {
+  if (absl::Status bad = CheckTid(tid, "tid"); !bad.ok()) return bad;
+  absl::MutexLock l(&store_->mu_);
+  auto it = store_->transactions_.lower_bound({tid, 0});
+  if (it == store_->transactions_.end() || it->first.first != tid) return std::nullopt;
+  return it->second;
+}
+
+absl::StatusOr<std::vector<PartitionStats>> MemoryBackend::GetPartitionStats() {
+  // A scan: the fake keeps no counters (the databases do).
+  absl::MutexLock l(&store_->mu_);
+  std::map<uint32_t, PartitionStats> by_partition;
+  for (const auto& [key, revs] : store_->objects_) {
+    if (revs.empty()) continue;
+    PartitionStats& p = by_partition[key.first];
+    p.partition = key.first;
+    const ObjectRecord& latest = revs.rbegin()->second;
+    p.objects += latest.data.empty() && latest.data_tid == 0 ? 0 : 1;
+    p.revisions += revs.size();
+    for (const auto& [tid, rec] : revs) p.bytes += rec.data.size();
+  }
+  std::vector<PartitionStats> out;
+  for (auto& [partition, p] : by_partition) out.push_back(p);
+  return out;
+}
+
 absl::StatusOr<std::vector<TransactionRecord>> MemoryBackend::ListTransactions(
     uint32_t partition, uint64_t min_tid, uint64_t max_tid, uint32_t limit) {
   absl::MutexLock l(&store_->mu_);

@@ -132,6 +132,9 @@ class MemoryBackend final : public StorageBackend {
       uint32_t limit, uint64_t before_tid) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
+  absl::StatusOr<std::optional<TransactionRecord>> GetTransaction(
+      uint64_t tid) override;
+  absl::StatusOr<std::vector<PartitionStats>> GetPartitionStats() override;
   absl::StatusOr<std::optional<DiskUsage>> GetDiskUsage() override;
   absl::StatusOr<std::vector<TransactionRecord>> ListTransactions(
       uint32_t partition, uint64_t min_tid, uint64_t max_tid,

@@ -105,6 +105,20 @@ class TransactionRecord(NamedTuple):
     size: int
 
 
+class ClusterSize(NamedTuple):
+    """The cluster's size (Client.size): each partition counted once."""
+    # Oids whose latest revision is not a deletion.
+    objects: int
+    # Committed object revisions, deletions included.
+    revisions: int
+    # Bytes of object data of those revisions.
+    bytes: int
+    # Partitions counted, of num_partitions (fewer: no storage with a
+    # readable cell of some partition answered; the counts are then low).
+    partitions: int
+    num_partitions: int
+
+
 def tid_hex(tid: int) -> str:
     return "0x%016x" % tid
 
@@ -833,26 +847,79 @@ class Client:
         fallback.extend(indexes[done:])
         return fallback
 
-    def history(self, oid: int, limit: int = 100) -> List[HistoryEntry]:
-        """Revisions of ``oid``, newest first (at most ``limit``, 1..1000)."""
+    def _read_replicas(self, id_: int, what: str, method: str, request):
+        """Calls Storage.<method> on the storages with a readable cell of
+        partition(id_) in turn, until one answers or fails with an error
+        another replica would not change."""
         last_error: CellarError = UnavailableError(
-            "no readable cell for oid 0x%x" % oid, grpc.StatusCode.UNAVAILABLE, errors.NOT_READABLE)
-        for node_id in self._read_nodes(oid):
+            "no readable cell for %s" % what, grpc.StatusCode.UNAVAILABLE, errors.NOT_READABLE)
+        for node_id in self._read_nodes(id_):
             stub = self._storage_stub(node_id)
             if stub is None:
                 continue
             try:
-                response = self._call(stub.History,
-                                      storage_pb2.HistoryRequest(oid=oid, limit=limit),
-                                      _node_name(node_id))
+                return self._call(getattr(stub, method), request, _node_name(node_id))
             except CellarError as e:
                 if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
                 last_error = e
-                continue
-            return [HistoryEntry(r.serial, r.size_bytes, r.deleted, r.data_serial)
-                    for r in response.revisions]
         raise last_error
+
+    def history(self, oid: int, limit: int = 100) -> List[HistoryEntry]:
+        """Revisions of ``oid``, newest first (at most ``limit``, 1..1000)."""
+        response = self._read_replicas(oid, "oid 0x%x" % oid, "History",
+                                       storage_pb2.HistoryRequest(oid=oid, limit=limit))
+        return [HistoryEntry(r.serial, r.size_bytes, r.deleted, r.data_serial)
+                for r in response.revisions]
+
+    def get_transaction(self, tid: int) -> TransactionRecord:
+        """The committed transaction ``tid`` (user, description, extension,
+        the oids it wrote), from a readable cell of partition(tid) (a
+        transaction's record lives there). NotFoundError (reason
+        NO_SUCH_TRANSACTION) if no transaction has that tid."""
+        if tid <= 0 or tid > MAX_TID:
+            raise CellarError("tid must be in 1..%s" % tid_hex(MAX_TID),
+                              grpc.StatusCode.INVALID_ARGUMENT)
+        t = self._read_replicas(tid, "transaction %s" % tid_hex(tid), "GetTransaction",
+                                storage_pb2.GetTransactionRequest(tid=tid)).transaction
+        return TransactionRecord(t.tid, t.user, t.description, t.extension,
+                                 tuple(t.oids), t.size_bytes)
+
+    def _running_storages(self) -> List[int]:
+        with self._cond:
+            return sorted(n.node_id for n in self._nodes.values()
+                          if n.role == common_pb2.NODE_ROLE_STORAGE
+                          and n.state == common_pb2.NODE_RUNNING and n.address)
+
+    def size(self) -> ClusterSize:
+        """Objects, revisions and bytes of the cluster: every running
+        storage's Storage.GetPartitionStats, each partition counted once
+        from a readable cell. UnavailableError only if no storage answered."""
+        counted = set()
+        objects = revisions = size = 0
+        answered = False
+        last_error: Optional[CellarError] = None
+        for node_id in self._running_storages():
+            stub = self._storage_stub(node_id)
+            if stub is None:
+                continue
+            try:
+                response = self._call(stub.GetPartitionStats,
+                                      storage_pb2.GetPartitionStatsRequest(), _node_name(node_id))
+            except CellarError as e:
+                last_error = e
+                continue
+            answered = True
+            for p in response.partitions:
+                if p.readable and p.partition not in counted:
+                    counted.add(p.partition)
+                    objects += p.objects
+                    revisions += p.revisions
+                    size += p.bytes
+        if not answered:
+            raise last_error or UnavailableError("no running storage node",
+                                                 grpc.StatusCode.UNAVAILABLE)
+        return ClusterSize(objects, revisions, size, len(counted), self.num_partitions)
 
     def last_transactions(self, limit: int = 10,
                           before_tid: Optional[int] = None) -> List[TransactionRecord]:
@@ -860,11 +927,8 @@ class Client:
         newest first, up to this client's snapshot (or below
         ``before_tid``): every running storage is asked, answers are
         merged by tid. UnavailableError only if no storage answered."""
-        with self._cond:
-            nodes = [n.node_id for n in self._nodes.values()
-                     if n.role == common_pb2.NODE_ROLE_STORAGE
-                     and n.state == common_pb2.NODE_RUNNING and n.address]
-            snapshot = self._snapshot
+        nodes = self._running_storages()
+        snapshot = self.snapshot
         if not nodes:
             raise UnavailableError("no running storage node", grpc.StatusCode.UNAVAILABLE)
         bound = snapshot + 1 if snapshot and snapshot < MAX_TID else 0
@@ -874,7 +938,7 @@ class Client:
         merged = {}
         answered = 0
         last_error = None
-        for node_id in sorted(nodes):
+        for node_id in nodes:
             stub = self._storage_stub(node_id)
             if stub is None:
                 continue

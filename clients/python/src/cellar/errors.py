@@ -12,7 +12,8 @@ the most specific class below.
     +-- UnavailableError           UNAVAILABLE: retry later
     |   +-- OutcomeUnknownError    reason OUTCOME_UNKNOWN: Finish's outcome
     |                              is not known; it may have committed
-    +-- NotFoundError              NOT_FOUND (NO_SUCH_OBJECT, ...)
+    +-- NotFoundError              NOT_FOUND (NO_SUCH_OBJECT, OBJECT_DELETED,
+                                   NO_SUCH_TRANSACTION, ...)
     +-- CommitNotVisibleError      committed (tid) but the invalidation did
                                    not arrive in time
 """
@@ -41,6 +42,8 @@ OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 BAD_TTID_TOKEN = "BAD_TTID_TOKEN"
 NOT_CHECKED = "NOT_CHECKED"
 IN_DOUBT = "IN_DOUBT"
+OBJECT_DELETED = "OBJECT_DELETED"
+NO_SUCH_TRANSACTION = "NO_SUCH_TRANSACTION"
 
 
 class CellarError(Exception):

@@ -23,8 +23,11 @@ wraps it in its MVCCAdapter, which reads through ``loadBefore``.
   restart between vote and finish forgets that lock (docs/zodb.md).
 * Transaction metadata (user, description, extension bytes) is stored
   with the transaction record as given.
-* Not supported yet: pack, undo, iteration, restore, blobs; ``__len__``
-  and ``getSize`` answer 0 (the server keeps no counts a client can ask).
+* ``__len__`` and ``getSize`` are the cluster's object count and data
+  bytes (``Client.size``: the storages keep them per partition).
+* A deleted object (a deletion record) raises POSKeyError (the storages
+  answer NOT_FOUND, reason OBJECT_DELETED).
+* Not supported yet: pack, undo, iteration, restore, blobs.
 """
 import logging
 import threading
@@ -143,12 +146,22 @@ class CellarStorage(ConflictResolvingStorage):
     def lastTransaction(self) -> bytes:
         return p64(self._client.snapshot)
 
+    def _size(self) -> "cellar.ClusterSize":
+        try:
+            return self._client.size()
+        except cellar.CellarError as e:
+            # Informational only (and len() is also truthiness): not an error.
+            log.warning("cellar: size of the cluster unknown: %s", e)
+            return cellar.ClusterSize(0, 0, 0, 0, 0)
+
     def __len__(self) -> int:
-        # Not tracked by the server for clients (docs/zodb.md).
-        return 0
+        """Objects in the cluster (oids whose latest revision is not a
+        deletion), each partition counted once."""
+        return self._size().objects
 
     def getSize(self) -> int:
-        return 0
+        """Bytes of object data stored (every revision kept)."""
+        return self._size().bytes
 
     def registerDB(self, db) -> None:
         super().registerDB(db)  # conflict resolution's record transforms
@@ -214,7 +227,7 @@ class CellarStorage(ConflictResolvingStorage):
             raise POSException.POSKeyError(oid) from None
         except cellar.CellarError as e:
             raise _zodb_error(e) from e
-        if not r.data:  # a deletion record (undo of the creation)
+        if not r.data:  # a deletion record from a storage older than OBJECT_DELETED
             raise POSException.POSKeyError(oid)
         return r.data, p64(r.serial), p64(r.next_serial) if r.next_serial else None
 
@@ -268,15 +281,14 @@ class CellarStorage(ConflictResolvingStorage):
             tid = p64(entry.serial)
             d = {"tid": tid, "serial": tid, "time": TimeStamp(tid).timeTime(),
                  "size": entry.size, "version": "", "user_name": b"", "description": b""}
-            # The transaction record by tid: no rpc for it yet, the
-            # newest record at or before the serial is it.
             try:
-                records = self._client.last_transactions(1, before_tid=entry.serial + 1)
-            except cellar.CellarError:
-                records = []
-            if records and records[0].tid == entry.serial:
-                d["user_name"] = records[0].user
-                d["description"] = records[0].description
+                record = self._client.get_transaction(entry.serial)
+            except cellar.CellarError as e:
+                log.warning("cellar: transaction record %s: %s", cellar.tid_hex(entry.serial), e)
+                record = None
+            if record is not None:
+                d["user_name"] = record.user
+                d["description"] = record.description
             out.append(d)
         return out
 

@@ -35,6 +35,17 @@ constexpr int kMaxBackPointerHops = 64;
 // ---------------------------------------------------------------------------
 // Schema.
 
+// Recomputes `pstats` from `obj` (a scan: at migration and after a
+// truncate only; otherwise a trigger keeps it up to date).
+constexpr char kFillPstatsSql[] =
+    "INSERT INTO pstats (partition, objects, revisions, bytes)"
+    " SELECT o.partition, count(*) FILTER (WHERE"
+    "  (o.data_id IS NOT NULL OR o.data_tid <> 0) AND NOT EXISTS"
+    "  (SELECT 1 FROM obj n WHERE n.partition = o.partition"
+    "   AND n.oid = o.oid AND n.tid > o.tid)),"
+    " count(*), COALESCE(sum(octet_length(d.data)), 0)"
+    " FROM obj o LEFT JOIN data d ON d.id = o.data_id GROUP BY o.partition";
+
 // Migration steps: steps[i] brings a database from version i to i + 1, in
 // one database transaction together with the new "schema_version" row.
 // Never edit a released step; append a new one and bump kSchemaVersion.
@@ -159,6 +170,48 @@ const std::vector<std::vector<const char*>>& MigrationSteps() {
           "ALTER TABLE tobj4 RENAME TO tobj",
           "ALTER TABLE tobj RENAME CONSTRAINT tobj4_pkey TO tobj_pkey",
       },
+      // 4 -> 5: per-partition counts (GetPartitionStats). `pstats` is
+      // append-only: a statement-level trigger adds one row of deltas per
+      // partition for each statement that inserts committed object rows
+      // (a lock, an import), so concurrent writers never wait for each
+      // other on a counter row; reads add the rows up and fold them into
+      // one row per partition. Deletes (a dropped partition, a truncate)
+      // fix the rows themselves.
+      {
+          "CREATE TABLE pstats ("
+          " partition int NOT NULL,"
+          " objects bigint NOT NULL,"
+          " revisions bigint NOT NULL,"
+          " bytes bigint NOT NULL)",
+          kFillPstatsSql,
+          // objects: per oid inserted, whether its latest revision is
+          // live now minus whether it was before the statement (its
+          // latest revision among the rows not inserted by it).
+          "CREATE FUNCTION cellar_obj_pstats() RETURNS trigger"
+          " LANGUAGE plpgsql AS $$ BEGIN"
+          " INSERT INTO pstats (partition, objects, revisions, bytes)"
+          " SELECT x.partition, sum(x.objects), sum(x.revisions),"
+          "  sum(x.bytes) FROM ("
+          "  SELECT n.partition, 0::int8 AS objects, 1::int8 AS revisions,"
+          "   COALESCE((SELECT octet_length(d.data) FROM data d"
+          "    WHERE d.id = n.data_id), 0)::int8 AS bytes FROM new_rows n"
+          "  UNION ALL"
+          "  SELECT k.partition,"
+          "   COALESCE((SELECT (o.data_id IS NOT NULL OR o.data_tid <> 0)::int"
+          "    FROM obj o WHERE o.partition = k.partition AND o.oid = k.oid"
+          "    ORDER BY o.tid DESC LIMIT 1), 0)"
+          "   - COALESCE((SELECT (o.data_id IS NOT NULL OR o.data_tid <> 0)::int"
+          "    FROM obj o WHERE o.partition = k.partition AND o.oid = k.oid"
+          "    AND o.tid <> ALL (k.tids)"
+          "    ORDER BY o.tid DESC LIMIT 1), 0), 0, 0"
+          "  FROM (SELECT partition, oid, array_agg(tid) AS tids FROM new_rows"
+          "   GROUP BY partition, oid) k"
+          " ) x GROUP BY x.partition;"
+          " RETURN NULL; END $$",
+          "CREATE TRIGGER obj_pstats AFTER INSERT ON obj"
+          " REFERENCING NEW TABLE AS new_rows"
+          " FOR EACH STATEMENT EXECUTE FUNCTION cellar_obj_pstats()",
+      },
   };
   return *steps;
 }
@@ -203,6 +256,12 @@ enum Stmt : int {
   kTruncateTobj,
   kTruncateTtrans,
   kTruncateTlock,
+  kTruncatePstats,
+  kFillPstats,
+  kDeletePartitionPstats,
+  kFoldPstats,
+  kPartitionStats,
+  kGetTransaction,
   kNumStatements,
 };
 
@@ -449,6 +508,25 @@ const std::vector<StatementDef>& Statements() {
     def(kTruncateTtrans, "truncate_ttrans", "DELETE FROM ttrans");
     def(kTruncateTlock, "truncate_tlock",
         "DELETE FROM tlock WHERE tid > $1::int8");
+    def(kTruncatePstats, "truncate_pstats", "DELETE FROM pstats");
+    def(kFillPstats, "fill_pstats", kFillPstatsSql);
+    def(kDeletePartitionPstats, "delete_partition_pstats",
+        "DELETE FROM pstats WHERE partition = $1::int4");
+    // One row per partition again; rows added meanwhile by other
+    // transactions are not in this snapshot and stay.
+    def(kFoldPstats, "fold_pstats",
+        "WITH gone AS (DELETE FROM pstats RETURNING *)"
+        " INSERT INTO pstats (partition, objects, revisions, bytes)"
+        " SELECT partition, sum(objects), sum(revisions), sum(bytes)"
+        " FROM gone GROUP BY partition");
+    def(kPartitionStats, "partition_stats",
+        "SELECT partition::int8, sum(objects)::int8, sum(revisions)::int8,"
+        " sum(bytes)::int8 FROM pstats GROUP BY partition"
+        " HAVING sum(revisions) > 0 ORDER BY partition");
+    def(kGetTransaction, "get_transaction",
+        "SELECT partition, tid, ttid, packed, \"user\", description,"
+        " extension, oids, size FROM trans WHERE tid = $1::int8"
+        " ORDER BY partition LIMIT 1");
     return s;
   }();
   return *statements;
@@ -1695,6 +1773,33 @@ absl::StatusOr<BackendStats> PostgresBackend::GetStats() {
   return stats;
 }
 
+absl::StatusOr<std::optional<TransactionRecord>> PostgresBackend::GetTransaction(
+    uint64_t tid) {
+  CELLAR_RETURN_IF_ERROR(CheckTid(tid, "tid"));
+  Params params;
+  params.Int8(static_cast<int64_t>(tid));
+  CELLAR_ASSIGN_OR_RETURN(
+      Result r, impl_->RunOne(Call{kGetTransaction, std::move(params)}, false));
+  if (PQntuples(r.get()) == 0) return std::optional<TransactionRecord>();
+  return std::optional<TransactionRecord>(ReadTransaction(r.get(), 0));
+}
+
+absl::StatusOr<std::vector<PartitionStats>> PostgresBackend::GetPartitionStats() {
+  // Folding keeps the table at about one row per partition; it changes no
+  // sum, so it is not a data write (no ownership check needed).
+  CELLAR_RETURN_IF_ERROR(impl_->RunOne(Call{kFoldPstats, Params()}, false).status());
+  CELLAR_ASSIGN_OR_RETURN(Result r,
+                          impl_->RunOne(Call{kPartitionStats, Params()}, false));
+  std::vector<PartitionStats> out;
+  for (int row = 0; row < PQntuples(r.get()); ++row) {
+    out.push_back(PartitionStats{static_cast<uint32_t>(GetInt8(r.get(), row, 0)),
+                                 static_cast<uint64_t>(GetInt8(r.get(), row, 1)),
+                                 static_cast<uint64_t>(GetInt8(r.get(), row, 2)),
+                                 static_cast<uint64_t>(GetInt8(r.get(), row, 3))});
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<TransactionRecord>>
 PostgresBackend::ListTransactions(uint32_t partition, uint64_t min_tid,
                                   uint64_t max_tid, uint32_t limit) {
@@ -1884,6 +1989,9 @@ absl::Status PostgresBackend::DeletePartition(uint32_t partition) {
   Params q;
   q.Int4(static_cast<int32_t>(partition));
   calls.push_back(Call{kDeletePartitionTrans, std::move(q)});
+  Params r;
+  r.Int4(static_cast<int32_t>(partition));
+  calls.push_back(Call{kDeletePartitionPstats, std::move(r)});
   return impl_->Run(calls, true).status();
 }
 
@@ -1900,6 +2008,9 @@ absl::Status PostgresBackend::Truncate(uint64_t tid) {
   Params r;
   r.Int8(ClampTid(tid));
   calls.push_back(Call{kTruncateTlock, std::move(r)});
+  // The counts are recomputed (a scan; truncation is rare and offline).
+  calls.push_back(Call{kTruncatePstats, Params()});
+  calls.push_back(Call{kFillPstats, Params()});
   return impl_->Run(calls, true).status();
 }
 

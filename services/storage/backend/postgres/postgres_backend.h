@@ -123,6 +123,9 @@ class PostgresBackend final : public StorageBackend {
       uint32_t limit, uint64_t before_tid) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
+  absl::StatusOr<std::optional<TransactionRecord>> GetTransaction(
+      uint64_t tid) override;
+  absl::StatusOr<std::vector<PartitionStats>> GetPartitionStats() override;
   // GetDiskUsage: not overridden (nullopt): the data lives on the database
   // server's volume, which this process cannot see; pg_database_size()
   // would give the bytes used, not what is free.

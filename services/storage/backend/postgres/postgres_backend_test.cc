@@ -105,7 +105,19 @@ absl::Status RestoreVersion2Size(const std::string& conninfo) {
 // Turns a database of this build back into the layout of schema version 3
 // (the tables exactly as versions 1-3 created them): object bytes inline
 // in obj / tobj, no data table. The caller sets the version.
+// Turns a database of this build back into the layout of schema version 4
+// (no per-partition counts); the caller sets the version.
+absl::Status RestoreVersion4Layout(const std::string& conninfo) {
+  for (const char* sql : {"DROP TRIGGER obj_pstats ON obj", "DROP TABLE pstats",
+                          "DROP FUNCTION cellar_obj_pstats()"}) {
+    absl::Status s = RawQuery(conninfo, sql).status();
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RestoreVersion3Layout(const std::string& conninfo) {
+  if (absl::Status s = RestoreVersion4Layout(conninfo); !s.ok()) return s;
   for (const char* sql :
        {"CREATE TABLE obj3 ("
         " partition int NOT NULL,"
@@ -166,9 +178,9 @@ class PostgresConformanceStore : public ConformanceStore {
   }
 
   absl::Status RestorePreviousSchema() override {
-    static_assert(kSchemaVersion == 4, "restore the layout of version 3");
-    absl::Status s = RestoreVersion3Layout(db_.conninfo);
-    return s.ok() ? SetSchemaVersion(db_.conninfo, 3) : s;
+    static_assert(kSchemaVersion == 5, "restore the layout of version 4");
+    absl::Status s = RestoreVersion4Layout(db_.conninfo);
+    return s.ok() ? SetSchemaVersion(db_.conninfo, 4) : s;
   }
 
  private:
@@ -241,7 +253,7 @@ TEST_F(PostgresBackendTest, CreatesTheSchemaAtTheCurrentVersion) {
   EXPECT_THAT(RawQuery(db_.conninfo,
                        "SELECT string_agg(tablename, ',' ORDER BY tablename)"
                        " FROM pg_tables WHERE schemaname = 'public'"),
-              IsOkAndHolds(std::string("config,data,obj,pt,tlock,tobj,trans,ttrans")));
+              IsOkAndHolds(std::string("config,data,obj,pstats,pt,tlock,tobj,trans,ttrans")));
 }
 
 TEST_F(PostgresBackendTest, MigratesAVersion1DatabaseToTheLockRecordTable) {

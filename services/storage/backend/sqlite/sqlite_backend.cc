@@ -244,6 +244,18 @@ constexpr char kPtidKey[] = "ptid";
 // Undo back-pointer chains longer than this are treated as corruption.
 constexpr int kMaxUndoChain = 64;
 
+// Recomputes `pstats` from `obj` (a scan: at migration and after a
+// truncate only; otherwise the trigger below keeps it up to date).
+#define CELLAR_SQLITE_FILL_PSTATS                                           \
+  "INSERT INTO pstats (part, objects, revisions, bytes) "                   \
+  "SELECT o.part, "                                                         \
+  "  sum((o.data_id IS NOT NULL OR o.data_tid <> 0) AND NOT EXISTS "        \
+  "    (SELECT 1 FROM obj n WHERE n.part = o.part AND n.oid = o.oid "       \
+  "     AND n.tid > o.tid)), "                                              \
+  "  count(*), "                                                            \
+  "  ifnull(sum((SELECT length(d.data) FROM data d WHERE d.id = o.data_id)), 0) " \
+  "FROM obj o GROUP BY o.part;"
+
 // Schema migrations: step i brings a database from version i to i + 1.
 // Later versions append steps here (never edit a released step).
 struct Migration {
@@ -349,6 +361,20 @@ constexpr Migration kMigrations[] = {
      "ALTER TABLE obj4 RENAME TO obj;"
      "ALTER TABLE tobj4 RENAME TO tobj;"
      "CREATE INDEX obj_part_tid ON obj (part, tid, oid);"},
+    // Per-partition counts, kept by the two writes that insert committed
+    // object rows (LockTransactions: one statement per lock, before its
+    // rows move; ImportCommitted: per row), in the same database
+    // transaction: +revisions, + their bytes, and the change of "latest
+    // revision is not a deletion" of each oid (none when a newer revision
+    // exists already). Deletes (a dropped partition, a truncate) fix the
+    // counts themselves.
+    {5,
+     "CREATE TABLE pstats ("
+     "  part INTEGER PRIMARY KEY NOT NULL,"
+     "  objects INTEGER NOT NULL,"
+     "  revisions INTEGER NOT NULL,"
+     "  bytes INTEGER NOT NULL);"
+     CELLAR_SQLITE_FILL_PSTATS},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration step per schema version");
@@ -871,6 +897,24 @@ absl::Status SqliteBackend::LockTransactions(
             "DELETE FROM data WHERE id IN (SELECT t.data_id FROM tobj t "
             "WHERE t.ttid = ?1 AND EXISTS (SELECT 1 FROM obj o "
             "WHERE o.part = t.part AND o.oid = t.oid AND o.tid = ?2))",
+            // The counts of the rows about to move in (not those in
+            // place already), against the committed rows before them.
+            "INSERT INTO pstats (part, objects, revisions, bytes) "
+            "SELECT t.part, sum(CASE WHEN EXISTS (SELECT 1 FROM obj o "
+            "  WHERE o.part = t.part AND o.oid = t.oid AND o.tid > ?2) THEN 0 "
+            "  ELSE (t.data_id IS NOT NULL OR t.data_tid <> 0) - ifnull("
+            "   (SELECT o.data_id IS NOT NULL OR o.data_tid <> 0 FROM obj o "
+            "    WHERE o.part = t.part AND o.oid = t.oid AND o.tid < ?2 "
+            "    ORDER BY o.tid DESC LIMIT 1), 0) END), count(*), "
+            " ifnull(sum((SELECT length(d.data) FROM data d "
+            "  WHERE d.id = t.data_id)), 0) "
+            "FROM tobj t WHERE t.ttid = ?1 AND NOT EXISTS (SELECT 1 FROM obj o "
+            " WHERE o.part = t.part AND o.oid = t.oid AND o.tid = ?2) "
+            "GROUP BY t.part "
+            "ON CONFLICT (part) DO UPDATE SET "
+            " objects = objects + excluded.objects, "
+            " revisions = revisions + excluded.revisions, "
+            " bytes = bytes + excluded.bytes",
             "INSERT OR IGNORE INTO obj "
             "(part, oid, tid, data_tid, checksum, data_id) "
             "SELECT part, oid, ?2, data_tid, checksum, data_id "
@@ -1228,6 +1272,42 @@ absl::StatusOr<BackendStats> SqliteBackend::GetStats() {
   return stats;
 }
 
+absl::StatusOr<std::optional<TransactionRecord>> SqliteBackend::GetTransaction(
+    uint64_t tid) {
+  CELLAR_RETURN_IF_ERROR(CheckTid(tid, "tid"));
+  std::optional<TransactionRecord> out;
+  CELLAR_RETURN_IF_ERROR(Read("GetTransaction", [&](Connection& c) -> absl::Status {
+    CELLAR_ASSIGN_OR_RETURN(
+        Statement s, c.Prepare("SELECT part, tid, ttid, packed, user, description, "
+                               "extension, oids, size FROM trans WHERE tid = ?1 "
+                               "ORDER BY part LIMIT 1"));
+    s.BindU64(1, tid);
+    CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) {
+      CELLAR_ASSIGN_OR_RETURN(out, ReadTransaction(s));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<PartitionStats>> SqliteBackend::GetPartitionStats() {
+  std::vector<PartitionStats> out;
+  CELLAR_RETURN_IF_ERROR(Read("GetPartitionStats", [&](Connection& c) -> absl::Status {
+    CELLAR_ASSIGN_OR_RETURN(
+        Statement s, c.Prepare("SELECT part, objects, revisions, bytes FROM pstats "
+                               "WHERE revisions > 0 ORDER BY part"));
+    while (true) {
+      CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back(PartitionStats{static_cast<uint32_t>(s.U64(0)), s.U64(1), s.U64(2),
+                                   s.U64(3)});
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 // --- Partition-level operations ---
 
 absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::ListTransactions(
@@ -1363,6 +1443,27 @@ absl::Status SqliteBackend::ImportCommitted(
         CELLAR_ASSIGN_OR_RETURN(bool exists, s.Step());
         if (exists) continue;
       }
+      {
+        // The counts, against the committed rows before this one.
+        CELLAR_ASSIGN_OR_RETURN(
+            Statement s,
+            c.Prepare("INSERT INTO pstats (part, objects, revisions, bytes) "
+                      "VALUES (?1, CASE WHEN EXISTS (SELECT 1 FROM obj "
+                      "  WHERE part = ?1 AND oid = ?2 AND tid > ?3) THEN 0 "
+                      "  ELSE ?4 - ifnull((SELECT data_id IS NOT NULL OR "
+                      "   data_tid <> 0 FROM obj WHERE part = ?1 AND oid = ?2 "
+                      "   AND tid < ?3 ORDER BY tid DESC LIMIT 1), 0) END, 1, ?5) "
+                      "ON CONFLICT (part) DO UPDATE SET "
+                      " objects = objects + excluded.objects, "
+                      " revisions = revisions + 1, bytes = bytes + excluded.bytes"));
+        const bool live = !o.data.empty() || o.data_tid != 0;
+        s.Bind(1, o.partition)
+            .BindU64(2, o.oid)
+            .BindU64(3, o.tid)
+            .Bind(4, live ? 1 : 0)
+            .BindU64(5, o.data.size());
+        CELLAR_RETURN_IF_ERROR(s.Run());
+      }
       CELLAR_ASSIGN_OR_RETURN(std::optional<int64_t> data_id,
                               InsertData(c, o.data));
       CELLAR_ASSIGN_OR_RETURN(
@@ -1385,6 +1486,7 @@ absl::Status SqliteBackend::DeletePartition(uint32_t partition) {
     for (const char* sql : {"DELETE FROM data WHERE id IN "
                             "(SELECT data_id FROM obj WHERE part = ?1)",
                             "DELETE FROM obj WHERE part = ?1",
+                            "DELETE FROM pstats WHERE part = ?1",
                             "DELETE FROM trans WHERE part = ?1"}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Bind(1, partition).Run());
@@ -1405,10 +1507,12 @@ absl::Status SqliteBackend::Truncate(uint64_t tid) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Bind(1, bound).Run());
     }
-    // Every temporary record goes: votes in doubt are cancelled.
+    // Every temporary record goes: votes in doubt are cancelled. The
+    // counts are recomputed (a scan; truncation is rare and offline).
     for (const char* sql : {"DELETE FROM data WHERE id IN "
                             "(SELECT data_id FROM tobj)",
-                            "DELETE FROM tobj", "DELETE FROM ttrans"}) {
+                            "DELETE FROM tobj", "DELETE FROM ttrans",
+                            "DELETE FROM pstats", CELLAR_SQLITE_FILL_PSTATS}) {
       CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
       CELLAR_RETURN_IF_ERROR(s.Run());
     }

@@ -119,6 +119,9 @@ class SqliteBackend : public StorageBackend {
       uint32_t limit, uint64_t before_tid) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
+  absl::StatusOr<std::optional<TransactionRecord>> GetTransaction(
+      uint64_t tid) override;
+  absl::StatusOr<std::vector<PartitionStats>> GetPartitionStats() override;
   // statvfs of the database file's directory.
   absl::StatusOr<std::optional<DiskUsage>> GetDiskUsage() override;
   // The reader connections (the writer is not pooled).

@@ -110,7 +110,14 @@ absl::Status RawScript(const std::string& path, const char* script) {
 // Turns a database of this build back into the layout of schema version 3
 // (the tables exactly as versions 1-3 created them): object bytes inline
 // in obj / tobj, no data table. The caller sets the version.
+// Turns a database of this build back into the layout of schema version 4
+// (no per-partition counts); the caller sets the version.
+absl::Status RestoreVersion4Layout(const std::string& path) {
+  return RawScript(path, "DROP TABLE pstats;");
+}
+
 absl::Status RestoreVersion3Layout(const std::string& path) {
+  if (absl::Status s = RestoreVersion4Layout(path); !s.ok()) return s;
   return RawScript(
       path,
       "CREATE TABLE obj3 ("
@@ -169,9 +176,9 @@ class SqliteConformanceStore : public ConformanceStore {
   }
 
   absl::Status RestorePreviousSchema() override {
-    static_assert(kSchemaVersion == 4, "restore the layout of version 3");
-    absl::Status s = RestoreVersion3Layout(path_);
-    return s.ok() ? SetSchemaVersion(path_, 3) : s;
+    static_assert(kSchemaVersion == 5, "restore the layout of version 4");
+    absl::Status s = RestoreVersion4Layout(path_);
+    return s.ok() ? SetSchemaVersion(path_, 4) : s;
   }
 
  private:
