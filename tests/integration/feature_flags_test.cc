@@ -11,11 +11,13 @@
 #include <string>
 
 #include <gmock/gmock.h>
+#include <sqlite3.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "protos/cellar/v1/admin.grpc.pb.h"
+#include "protos/cellar/v1/storage.grpc.pb.h"
 #include "services/common/channel.h"
 #include "services/common/feature_flags.h"
 #include "services/common/grpc_status.h"
@@ -40,9 +42,10 @@ class FeatureFlagsTest : public ::testing::Test {
   void Start(const std::string& initial_json = "") {
     common::SetMinLogSeverity(common::LogSeverity::kWarning);
     tools::LocalClusterOptions options;
-    options.data_dir = absl::StrCat(
+    data_dir_ = absl::StrCat(
         ::testing::TempDir(), "/feature_flags_test.", getpid(), ".",
         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    options.data_dir = data_dir_;
     options.storages = 2;
     options.replicas = 1;
     options.partitions = 2;
@@ -97,6 +100,7 @@ class FeatureFlagsTest : public ::testing::Test {
     return response;
   }
 
+  std::string data_dir_;
   std::unique_ptr<tools::LocalCluster> cluster_;
   std::unique_ptr<v1::Admin::Stub> admin_;
 };
@@ -120,6 +124,49 @@ TEST_F(FeatureFlagsTest, AChangeIsPushedToConnectedNodesWithoutPolling) {
   EXPECT_TRUE(testing_support::WaitFor(
       [&] { return client->feature_flags().GetBool(kFlag, true); }, kBound))
       << "the client still holds a deleted flag";
+}
+
+// The real flag end to end: storage.verify_checksum_on_load set through
+// the admin changes a running storage's read path (no restart).
+TEST_F(FeatureFlagsTest, TheVerifyChecksumFlagTakesEffectOnARunningStorage) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  std::unique_ptr<client::Client> client =
+      testing_support::ConnectClient(cluster_->master_address(), "cellar");
+  ASSERT_NE(client, nullptr);
+  auto oid = client->NewOid();
+  ASSERT_THAT(oid, common::IsOk());
+  auto txn = client->NewTransaction();
+  txn->Store(*oid, 0, "good bytes");
+  auto tid = txn->Commit();
+  ASSERT_THAT(tid, common::IsOk());
+  // Both storages hold every partition (replicas 1): corrupt storage 0's copy.
+  {
+    sqlite3* db = nullptr;
+    const std::string path = absl::StrCat(data_dir_, "/storage-0.db");
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    const std::string sql = absl::StrCat(
+        "UPDATE data SET data = CAST('evil bytes' AS BLOB) "
+        "WHERE id = (SELECT data_id FROM obj WHERE oid = ", *oid, ")");
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto storage = v1::Storage::NewStub(common::MakeChannel(cluster_->storage_address(0)));
+  auto load = [&] {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(20));
+    v1::LoadRequest request;
+    request.set_oid(*oid);
+    request.set_before_tid(*tid + 1);
+    v1::LoadResponse response;
+    return common::FromGrpcStatus(storage->Load(&context, request, &response));
+  };
+  EXPECT_THAT(load(), common::IsOk()) << "flag off: the storage serves what it stores";
+  ASSERT_THAT(SetBool(common::kVerifyChecksumOnLoadFlag, true, "checksums on load", "ops"),
+              common::IsOk());
+  // The admin's answer comes after the storages persisted (and applied) it.
+  EXPECT_THAT(load(), common::StatusIs(absl::StatusCode::kDataLoss, HasSubstr("checksum")));
 }
 
 TEST_F(FeatureFlagsTest, FlagsAndDeletionsSurviveAMasterRestart) {
