@@ -340,8 +340,12 @@ void Client::HandleEvent(const ClusterEvent& event) {
         epoch_ = event.snapshot().epoch();
       }
       TakeSnapshot(event.snapshot());
+      feature_flags_.Adopt(event.snapshot().feature_flags());
       break;
     }
+    case ClusterEvent::kFeatureFlags:
+      feature_flags_.Adopt(event.feature_flags());
+      break;
     case ClusterEvent::kPartitionTableDelta: {
       absl::Status status = view_.ApplyDelta(event.partition_table_delta());
       if (!status.ok()) RefreshTable();

@@ -70,6 +70,7 @@
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "protos/cellar/v1/storage.pb.h"
 #include "services/common/channel.h"
+#include "services/common/feature_flags.h"
 #include "services/common/tls_config.h"
 
 namespace cellar::client {
@@ -237,6 +238,9 @@ class Client : private TransactionCommitter {
   const ClientOptions& options() const { return options_; }
   // The routing view (for tools and tests).
   const ClusterView& view() const { return view_; }
+  // The cluster's feature flags as the master pushed them over Watch
+  // (docs/rollouts.md, "Feature flags"). Thread-safe.
+  const common::FeatureFlags& feature_flags() const { return feature_flags_; }
 
   // Closes the Watch stream (the master then treats the client as gone)
   // and stops the background thread. Idempotent; later calls fail with
@@ -327,6 +331,7 @@ class Client : private TransactionCommitter {
   // it fails (common::RedialAfter).
   std::vector<std::shared_ptr<MasterStub>> master_stubs_;
   ClusterView view_;
+  common::FeatureFlags feature_flags_;
   ObjectCache cache_;
 
   mutable absl::Mutex mu_;

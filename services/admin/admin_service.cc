@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/admin/alert_rules.h"
+#include "services/common/feature_flags.h"
 #include "services/common/cluster_tokens.h"
 #include "services/common/channel.h"
 #include "services/common/grpc_status.h"
@@ -866,6 +867,70 @@ grpc::Status AdminService::RevokeToken(grpc::ServerContext*,
       ActionTimeout(clusters_->rpc_timeout()));
   if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "RevokeToken"));
   if (on_tokens_changed_) on_tokens_changed_();
+  return grpc::Status::OK;
+}
+
+// ---- Feature flags: validated here, then forwarded to the master.
+
+grpc::Status AdminService::SetFeatureFlag(grpc::ServerContext*,
+                                          const cellar::v1::AdminSetFeatureFlagRequest* request,
+                                          cellar::v1::SetFeatureFlagResponse* response) {
+  if (absl::Status s = common::ValidateFlagName(request->name()); !s.ok()) {
+    return common::ToGrpcStatus(s);
+  }
+  cellar::v1::SetFeatureFlagRequest req;
+  req.set_name(request->name());
+  switch (request->value_case()) {
+    case cellar::v1::AdminSetFeatureFlagRequest::kBoolValue:
+      req.set_bool_value(request->bool_value());
+      break;
+    case cellar::v1::AdminSetFeatureFlagRequest::kStringValue:
+      req.set_string_value(request->string_value());
+      break;
+    default:
+      return Invalid("value: required (set bool_value or string_value)");
+  }
+  req.set_description(request->description());
+  req.set_owner(request->owner());
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->SetFeatureFlag(context, req, response);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "SetFeatureFlag"));
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListFeatureFlags(
+    grpc::ServerContext*, const cellar::v1::AdminListFeatureFlagsRequest* request,
+    cellar::v1::ListFeatureFlagsResponse* response) {
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(), [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->ListFeatureFlags(context, cellar::v1::ListFeatureFlagsRequest(), response);
+      });
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "ListFeatureFlags"));
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::DeleteFeatureFlag(
+    grpc::ServerContext*, const cellar::v1::AdminDeleteFeatureFlagRequest* request,
+    cellar::v1::DeleteFeatureFlagResponse* response) {
+  if (request->name().empty()) {
+    return Invalid("name: required (the flag's name, from ListFeatureFlags)");
+  }
+  if (absl::Status s = common::ValidateFlagName(request->name()); !s.ok()) {
+    return common::ToGrpcStatus(s);
+  }
+  cellar::v1::DeleteFeatureFlagRequest req;
+  req.set_name(request->name());
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->DeleteFeatureFlag(context, req, response);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "DeleteFeatureFlag"));
   return grpc::Status::OK;
 }
 

@@ -105,6 +105,16 @@ class AdminService final : public cellar::v1::Admin::Service {
   grpc::Status RevokeToken(grpc::ServerContext* context,
                            const cellar::v1::AdminRevokeTokenRequest* request,
                            cellar::v1::RevokeTokenResponse* response) override;
+  // ---- Feature flags (forwarded to the master) ----
+  grpc::Status SetFeatureFlag(grpc::ServerContext* context,
+                              const cellar::v1::AdminSetFeatureFlagRequest* request,
+                              cellar::v1::SetFeatureFlagResponse* response) override;
+  grpc::Status ListFeatureFlags(grpc::ServerContext* context,
+                                const cellar::v1::AdminListFeatureFlagsRequest* request,
+                                cellar::v1::ListFeatureFlagsResponse* response) override;
+  grpc::Status DeleteFeatureFlag(grpc::ServerContext* context,
+                                 const cellar::v1::AdminDeleteFeatureFlagRequest* request,
+                                 cellar::v1::DeleteFeatureFlagResponse* response) override;
   // Called after CreateToken or RevokeToken changed the table (the admin
   // then adopts it at once). Set before serving. Default none.
   void set_on_tokens_changed(std::function<void()> callback) {

@@ -34,6 +34,10 @@ TEST(AuditLogTest, OnlyAdminActionsAreAudited) {
   EXPECT_TRUE(IsAuditedMethod("/cellar.v1.Admin/Truncate"));
   EXPECT_TRUE(IsAuditedMethod("/cellar.v1.Master/Truncate"));
   EXPECT_TRUE(IsAuditedMethod("/cellar.v1.Storage/Shutdown"));
+  EXPECT_TRUE(IsAuditedMethod("/cellar.v1.Admin/SetFeatureFlag"));
+  EXPECT_TRUE(IsAuditedMethod("/cellar.v1.Admin/DeleteFeatureFlag"));
+  EXPECT_TRUE(IsAuditedMethod("/cellar.v1.Master/SetFeatureFlag"));
+  EXPECT_FALSE(IsAuditedMethod("/cellar.v1.Admin/ListFeatureFlags"));
   EXPECT_FALSE(IsAuditedMethod("/cellar.v1.Admin/GetClusterStatus"));
   EXPECT_FALSE(IsAuditedMethod("/cellar.v1.Master/Begin"));
   EXPECT_FALSE(IsAuditedMethod("/cellar.v1.Storage/LockTransaction"));

@@ -44,6 +44,9 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Master/RevokeToken", kAdmin | kNode},
       // The table with hashes: for the nodes that follow it only.
       {"/cellar.v1.Master/GetTokenTable", kNode},
+      {"/cellar.v1.Master/SetFeatureFlag", kAdmin | kNode},
+      {"/cellar.v1.Master/ListFeatureFlags", kReadonly | kNode},
+      {"/cellar.v1.Master/DeleteFeatureFlag", kAdmin | kNode},
       // ---- cellar.v1.Storage
       {"/cellar.v1.Storage/Store", kClient},
       {"/cellar.v1.Storage/Vote", kClient},
@@ -66,6 +69,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/Shutdown", kAdmin | kNode},
       {"/cellar.v1.Storage/SaveMasterState", kNode},
       {"/cellar.v1.Storage/SaveTokenTable", kNode},
+      {"/cellar.v1.Storage/SaveFeatureFlags", kNode},
       // ---- cellar.v1.Admin (operators; never node: no process calls it)
       {"/cellar.v1.Admin/GetClusterStatus", kReadonly},
       {"/cellar.v1.Admin/ListNodes", kReadonly},
@@ -94,6 +98,9 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Admin/CreateToken", kAdmin},
       {"/cellar.v1.Admin/ListTokens", kAdmin},
       {"/cellar.v1.Admin/RevokeToken", kAdmin},
+      {"/cellar.v1.Admin/SetFeatureFlag", kAdmin},
+      {"/cellar.v1.Admin/ListFeatureFlags", kReadonly},
+      {"/cellar.v1.Admin/DeleteFeatureFlag", kAdmin},
   };
   return *kTable;
 }

@@ -245,6 +245,16 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
                               << " ignored: " << merged;
         }
       }
+      if (request.has_feature_flags()) {
+        // As the token table: never refuse a storage for it.
+        absl::StatusOr<bool> adopted = flags_.MergeReported(request.feature_flags());
+        if (!adopted.ok()) {
+          CELLAR_LOG(WARNING) << "feature flags reported by " << common::NodeName(id)
+                              << " ignored: " << adopted.status();
+        } else if (*adopted) {
+          PublishFeatureFlagsLocked();
+        }
+      }
       if (request.oid_high_water() > oid_high_water_) {
         oid_high_water_ = request.oid_high_water();
         oid_mark_on_.clear();  // the others hold a lower one
@@ -957,6 +967,7 @@ cellar::v1::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   *snapshot.mutable_partition_table() = pt_.ToProto();
   for (const auto& [id, node] : nodes_) *snapshot.add_nodes() = node.info;
   snapshot.set_epoch(epoch_);
+  *snapshot.mutable_feature_flags() = flags_.Table();
   return snapshot;
 }
 
@@ -1093,6 +1104,23 @@ std::vector<StorageTarget> ClusterManager::RunningStorages() const {
 }
 
 absl::Status ClusterManager::PersistTokenTable(const cellar::v1::ClusterTokenTable& table) {
+  return PersistOnStorages("the token table", table.version(),
+                           [&](const std::vector<StorageTarget>& targets, uint64_t epoch) {
+                             return storages_->SaveTokenTableAll(targets, epoch, table);
+                           });
+}
+
+absl::Status ClusterManager::PersistFeatureFlags(const cellar::v1::FeatureFlagTable& table) {
+  return PersistOnStorages("the feature flag table", table.version(),
+                           [&](const std::vector<StorageTarget>& targets, uint64_t epoch) {
+                             return storages_->SaveFeatureFlagsAll(targets, epoch, table);
+                           });
+}
+
+absl::Status ClusterManager::PersistOnStorages(
+    absl::string_view what, uint64_t version,
+    const std::function<std::vector<absl::Status>(const std::vector<StorageTarget>&,
+                                                  uint64_t epoch)>& save) {
   std::vector<StorageTarget> targets;
   uint64_t epoch;
   {
@@ -1101,14 +1129,13 @@ absl::Status ClusterManager::PersistTokenTable(const cellar::v1::ClusterTokenTab
     epoch = epoch_;
   }
   if (targets.empty()) {
-    return absl::FailedPreconditionError(
-        "no storage is connected: the token table cannot be persisted (start a storage, "
-        "then retry)");
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no storage is connected: ", what, " cannot be persisted (start a storage, then retry)"));
   }
   if (storages_ == nullptr) {
-    return absl::UnavailableError("this master cannot persist the token table");
+    return absl::UnavailableError(absl::StrCat("this master cannot persist ", what));
   }
-  const std::vector<absl::Status> results = storages_->SaveTokenTableAll(targets, epoch, table);
+  const std::vector<absl::Status> results = save(targets, epoch);
   absl::Status first_error = absl::OkStatus();
   size_t saved = 0;
   for (const absl::Status& s : results) {
@@ -1119,16 +1146,53 @@ absl::Status ClusterManager::PersistTokenTable(const cellar::v1::ClusterTokenTab
     }
   }
   if (saved == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "no storage could persist the token table, nothing changed (retry): ",
-        first_error.message()));
+    return absl::UnavailableError(absl::StrCat("no storage could persist ", what,
+                                               ", nothing changed (retry): ",
+                                               first_error.message()));
   }
   if (!first_error.ok()) {
-    CELLAR_LOG(WARNING) << "token table version " << table.version() << " persisted on "
-                        << saved << " of " << results.size()
-                        << " storage(s); the others catch up: " << first_error;
+    CELLAR_LOG(WARNING) << what << " version " << version << " persisted on " << saved << " of "
+                        << results.size() << " storage(s); the others catch up: "
+                        << first_error;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<FlagRegistry::SetResult> ClusterManager::SetFeatureFlag(
+    const cellar::v1::SetFeatureFlagRequest& request) {
+  absl::StatusOr<FlagRegistry::SetResult> result = flags_.Set(
+      request, [this](const cellar::v1::FeatureFlagTable& t) { return PersistFeatureFlags(t); });
+  if (result.ok()) PublishFeatureFlags();
+  return result;
+}
+
+absl::StatusOr<cellar::v1::DeleteFeatureFlagResponse> ClusterManager::DeleteFeatureFlag(
+    absl::string_view name) {
+  absl::StatusOr<cellar::v1::DeleteFeatureFlagResponse> result = flags_.Delete(
+      name, [this](const cellar::v1::FeatureFlagTable& t) { return PersistFeatureFlags(t); });
+  if (result.ok()) PublishFeatureFlags();
+  return result;
+}
+
+absl::Status ClusterManager::SeedFeatureFlags(
+    const std::vector<cellar::v1::FeatureFlag>& initial) {
+  absl::Status s = flags_.SeedAbsent(
+      initial, [this](const cellar::v1::FeatureFlagTable& t) { return PersistFeatureFlags(t); });
+  if (s.ok()) PublishFeatureFlags();
+  return s;
+}
+
+void ClusterManager::PublishFeatureFlags() {
+  // Under mu_: a Watch that subscribes concurrently (snapshot and
+  // subscription under mu_) sees the new table either way.
+  absl::MutexLock l(&mu_);
+  PublishFeatureFlagsLocked();
+}
+
+void ClusterManager::PublishFeatureFlagsLocked() {
+  cellar::v1::ClusterEvent event;
+  *event.mutable_feature_flags() = flags_.Table();
+  hub_->Publish(event);
 }
 
 std::vector<StorageTarget> ClusterManager::RunningStoragesLocked() const {

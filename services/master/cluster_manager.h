@@ -63,6 +63,7 @@
 #include "services/master/event_hub.h"
 #include "services/master/pt_planner.h"
 #include "services/master/storage_caller.h"
+#include "services/master/flag_registry.h"
 #include "services/master/token_registry.h"
 
 namespace cellar::master {
@@ -214,6 +215,18 @@ class ClusterManager {
   // (the others catch up: they follow the master's table); UNAVAILABLE if
   // none could; FAILED_PRECONDITION if no storage is connected.
   absl::Status PersistTokenTable(const cellar::v1::ClusterTokenTable& table);
+
+  // The cluster's feature flags (docs/rollouts.md, "Feature flags"):
+  // storages' tables are adopted at registration (highest version); every
+  // change is persisted on the connected storages (as PersistTokenTable)
+  // and then pushed to every Watch stream (ClusterEvent.feature_flags).
+  // Contracts of FlagRegistry::Set / Delete / SeedAbsent.
+  absl::StatusOr<FlagRegistry::SetResult> SetFeatureFlag(
+      const cellar::v1::SetFeatureFlagRequest& request);
+  absl::StatusOr<cellar::v1::DeleteFeatureFlagResponse> DeleteFeatureFlag(
+      absl::string_view name);
+  absl::Status SeedFeatureFlags(const std::vector<cellar::v1::FeatureFlag>& initial);
+  cellar::v1::FeatureFlagTable FeatureFlags() const { return flags_.Table(); }
 
   // Registers a node. FAILED_PRECONDITION (WRONG_CLUSTER,
   // PROTOCOL_MISMATCH) or INVALID_ARGUMENT on a bad request.
@@ -517,6 +530,19 @@ class ClusterManager {
   TokenRegistry tokens_{clock_, [this](const cellar::v1::ClusterTokenTable& table) {
                           if (token_listener_) token_listener_(table);
                         }};
+
+  FlagRegistry flags_{clock_};
+
+  // Writes on every connected storage with `save` (in parallel, outside
+  // the mutex): PersistTokenTable's contract, `what` naming the data.
+  absl::Status PersistOnStorages(
+      absl::string_view what, uint64_t version,
+      const std::function<std::vector<absl::Status>(const std::vector<StorageTarget>&,
+                                                    uint64_t epoch)>& save);
+  absl::Status PersistFeatureFlags(const cellar::v1::FeatureFlagTable& table);
+  // Sends the current flag table to every Watch stream.
+  void PublishFeatureFlags();
+  void PublishFeatureFlagsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = cellar::v1::CLUSTER_RECOVERING;

@@ -309,6 +309,22 @@ std::vector<absl::Status> GrpcStorageCaller::SaveTokenTableAll(
       });
 }
 
+std::vector<absl::Status> GrpcStorageCaller::SaveFeatureFlagsAll(
+    const std::vector<StorageTarget>& targets, uint64_t epoch,
+    const cellar::v1::FeatureFlagTable& table) {
+  using Request = cellar::v1::SaveFeatureFlagsRequest;
+  using Response = cellar::v1::SaveFeatureFlagsResponse;
+  Request request;
+  request.set_epoch(epoch);
+  *request.mutable_table() = table;
+  return CallAll<Request, Response>(
+      targets, request, "saving the feature flags",
+      [](auto* async, Call<Request, Response>* call, std::function<void(grpc::Status)> done) {
+        async->SaveFeatureFlags(&call->context, &call->request, &call->response,
+                                std::move(done));
+      });
+}
+
 // --- Operator actions ---
 
 absl::Status GrpcStorageCaller::Shutdown(const StorageTarget& target,

@@ -46,6 +46,9 @@ class GrpcStorageCaller final : public StorageCaller {
   std::vector<absl::Status> SaveTokenTableAll(const std::vector<StorageTarget>& targets,
                                               uint64_t epoch,
                                               const cellar::v1::ClusterTokenTable& table) override;
+  std::vector<absl::Status> SaveFeatureFlagsAll(const std::vector<StorageTarget>& targets,
+                                                uint64_t epoch,
+                                                const cellar::v1::FeatureFlagTable& table) override;
   absl::Status Shutdown(const StorageTarget& target, const std::string& reason) override;
   absl::StatusOr<CellCheck> CheckCell(const StorageTarget& target, uint64_t epoch,
                                       const CellCheckRange& range) override;

@@ -27,6 +27,7 @@
 #include "services/common/metrics_endpoint.h"
 #include "services/common/signals.h"
 #include "services/master/election.h"
+#include "services/master/flag_registry.h"
 #include "services/master/k8s_lease.h"
 #include "services/master/master_server.h"
 #include "services/master/pg_lease.h"
@@ -45,6 +46,11 @@ ABSL_FLAG(uint32_t, autostart, 0,
           "Start a new cluster once this many storages joined (0: wait for an operator's "
           "StartCluster)");
 ABSL_FLAG(std::string, track, "stable", "Deployment track: stable, canary or shadow");
+ABSL_FLAG(std::string, initial_feature_flags, "",
+          "Feature flags created when absent once the cluster runs (never overwriting an "
+          "operator's change), as FeatureFlagTable JSON: "
+          "{\"flags\":[{\"name\":\"a.b\",\"boolValue\":true,\"owner\":\"ops\","
+          "\"description\":\"...\"}]} (docs/rollouts.md)");
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
           "A storage silent (no Heartbeat) for longer is treated as gone: DOWN, its cells "
           "OUT_OF_DATE (storages send one every --heartbeat_interval, 2 s); 0 disables");
@@ -163,6 +169,16 @@ int main(int argc, char** argv) {
     std::cerr << "cellar-master: --max_watch_streams and --max_watch_streams_per_caller "
                  "must be at least 1 (0 would refuse every node)\n";
     return 2;
+  }
+  {
+    auto initial = cellar::master::ParseInitialFeatureFlags(
+        absl::GetFlag(FLAGS_initial_feature_flags));
+    if (!initial.ok()) {
+      std::cerr << "cellar-master: --initial_feature_flags: " << initial.status().message()
+                << "\n";
+      return 2;
+    }
+    options.initial_feature_flags = *std::move(initial);
   }
   if (options.cluster.num_partitions == 0) {
     std::cerr << "cellar-master: --partitions must be at least 1\n";

@@ -9,6 +9,7 @@
 #include "services/common/build_info.h"
 #include "services/common/collector.h"
 #include "services/common/ids.h"
+#include "services/master/flag_seeder.h"
 #include "services/common/logging.h"
 #include "services/master/event_hub.h"
 #include "services/master/grpc_storage_caller.h"
@@ -18,6 +19,19 @@ namespace cellar::master {
 namespace {
 
 constexpr char kMasterService[] = "cellar.v1.Master";
+
+// The primary's feature flags: how many, and each one's age (flags are
+// meant to be removed: docs/rollouts.md, alert CellarFeatureFlagStale).
+void AddFeatureFlagMetrics(common::MetricsBuilder& m, const cellar::v1::FeatureFlagTable& table,
+                           absl::Time now) {
+  m.Gauge("cellar_feature_flags", "Feature flags in the cluster's table.", {},
+          table.flags_size());
+  for (const cellar::v1::FeatureFlag& flag : table.flags()) {
+    m.Gauge("cellar_feature_flag_age_days", "Days since the feature flag was created.",
+            {{"flag", flag.name()}},
+            absl::ToDoubleHours(now - absl::FromUnixMillis(flag.created_unix_ms())) / 24);
+  }
+}
 
 void AddClusterMetrics(common::MetricsBuilder& m, ClusterManager* cluster,
                        TransactionCoordinator* coordinator) {
@@ -85,6 +99,8 @@ struct MasterServer::Term {
   std::unique_ptr<ReplicaChecker> checker;
   std::unique_ptr<Truncator> truncator;
   std::unique_ptr<MasterService> service;
+  // Creates the initial feature flags (null without any); stopped first.
+  std::unique_ptr<FlagSeeder> flag_seeder;
 };
 
 // What the metrics collector reads; it may outlive the server.
@@ -157,7 +173,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   std::weak_ptr<Shared> weak = s->shared_;
   s->collector_ = std::make_shared<common::CallbackCollector>(
       common::MetricLabels{{"version", options.version}, {"track", options.track}},
-      [weak](common::MetricsBuilder& m) {
+      [weak, clock](common::MetricsBuilder& m) {
         m.Gauge("cellar_node_up", "1 while the process serves.", {{"role", "master"}}, 1);
         common::AddBuildInfo(m, common::kDefaultBuildId, "master");
         std::shared_ptr<Shared> shared = weak.lock();
@@ -183,6 +199,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
                 static_cast<double>(shared->epoch));
         if (shared->primary && shared->term != nullptr) {
           AddClusterMetrics(m, shared->term->cluster.get(), shared->term->coordinator.get());
+          AddFeatureFlagMetrics(m, shared->term->cluster->FeatureFlags(), clock->Now());
         }
       });
 
@@ -271,6 +288,13 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
                                                    term->caller.get(), clock_);
   term->truncator = std::make_unique<Truncator>(cluster, coordinator, term->caller.get());
   term->service->SetCheckAndTruncate(term->checker.get(), term->truncator.get());
+  if (!options_.initial_feature_flags.empty()) {
+    term->flag_seeder = std::make_unique<FlagSeeder>(
+        [cluster] { return cluster->Info().cluster_state() == cellar::v1::CLUSTER_RUNNING; },
+        [cluster, initial = options_.initial_feature_flags] {
+          return cluster->SeedFeatureFlags(initial);
+        });
+  }
   {
     absl::MutexLock l(&mu_);
     if (lost_ || shutting_down_ || term_ != nullptr) return;

@@ -33,6 +33,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <prometheus/collectable.h>
 #include <prometheus/registry.h>
@@ -65,6 +66,9 @@ struct MasterServerOptions {
   // epoch is the election's; `cluster.epoch` is only used by the
   // single-master Start (no election given).
   ClusterOptions cluster;
+  // Feature flags created when absent once the cluster runs (FlagSeeder;
+  // ParseInitialFeatureFlags). Default: none.
+  std::vector<cellar::v1::FeatureFlag> initial_feature_flags;
   // Deadline of master -> storage calls (lock, unlock, abort). Default 10 s.
   absl::Duration storage_rpc_timeout = absl::Seconds(10);
   // Bounds on concurrent Watch streams, in all and per caller

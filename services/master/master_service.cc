@@ -501,4 +501,36 @@ grpc::Status MasterService::GetTokenTable(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
+// ---- Feature flags ----
+
+grpc::Status MasterService::SetFeatureFlag(grpc::ServerContext* /*context*/,
+                                           const cellar::v1::SetFeatureFlagRequest* request,
+                                           cellar::v1::SetFeatureFlagResponse* response) {
+  absl::StatusOr<FlagRegistry::SetResult> set = cluster_->SetFeatureFlag(*request);
+  if (!set.ok()) return ToGrpcStatus(set.status());
+  *response->mutable_flag() = std::move(set->flag);
+  response->set_created(set->created);
+  response->set_version(set->version);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::ListFeatureFlags(grpc::ServerContext* /*context*/,
+                                             const cellar::v1::ListFeatureFlagsRequest* /*request*/,
+                                             cellar::v1::ListFeatureFlagsResponse* response) {
+  cellar::v1::FeatureFlagTable table = cluster_->FeatureFlags();
+  response->set_version(table.version());
+  *response->mutable_flags() = std::move(*table.mutable_flags());
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::DeleteFeatureFlag(grpc::ServerContext* /*context*/,
+                                              const cellar::v1::DeleteFeatureFlagRequest* request,
+                                              cellar::v1::DeleteFeatureFlagResponse* response) {
+  absl::StatusOr<cellar::v1::DeleteFeatureFlagResponse> deleted =
+      cluster_->DeleteFeatureFlag(request->name());
+  if (!deleted.ok()) return ToGrpcStatus(deleted.status());
+  *response = std::move(*deleted);
+  return grpc::Status::OK;
+}
+
 }  // namespace cellar::master

@@ -137,6 +137,17 @@ class MasterService final : public cellar::v1::Master::Service {
                              const cellar::v1::GetTokenTableRequest* request,
                              cellar::v1::GetTokenTableResponse* response) override;
 
+  // ---- Feature flags (ClusterManager does the work) ----
+  grpc::Status SetFeatureFlag(grpc::ServerContext* context,
+                              const cellar::v1::SetFeatureFlagRequest* request,
+                              cellar::v1::SetFeatureFlagResponse* response) override;
+  grpc::Status ListFeatureFlags(grpc::ServerContext* context,
+                                const cellar::v1::ListFeatureFlagsRequest* request,
+                                cellar::v1::ListFeatureFlagsResponse* response) override;
+  grpc::Status DeleteFeatureFlag(grpc::ServerContext* context,
+                                 const cellar::v1::DeleteFeatureFlagRequest* request,
+                                 cellar::v1::DeleteFeatureFlagResponse* response) override;
+
  private:
   ReplicaChecker* checker_ = nullptr;
   Truncator* truncator_ = nullptr;

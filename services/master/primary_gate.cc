@@ -255,6 +255,24 @@ grpc::Status PrimaryGate::GetTokenTable(grpc::ServerContext* context,
   CELLAR_GATED(GetTokenTable(context, request, response));
 }
 
+grpc::Status PrimaryGate::SetFeatureFlag(grpc::ServerContext* context,
+                                         const cellar::v1::SetFeatureFlagRequest* request,
+                                         cellar::v1::SetFeatureFlagResponse* response) {
+  CELLAR_GATED(SetFeatureFlag(context, request, response));
+}
+
+grpc::Status PrimaryGate::ListFeatureFlags(grpc::ServerContext* context,
+                                           const cellar::v1::ListFeatureFlagsRequest* request,
+                                           cellar::v1::ListFeatureFlagsResponse* response) {
+  CELLAR_GATED(ListFeatureFlags(context, request, response));
+}
+
+grpc::Status PrimaryGate::DeleteFeatureFlag(grpc::ServerContext* context,
+                                            const cellar::v1::DeleteFeatureFlagRequest* request,
+                                            cellar::v1::DeleteFeatureFlagResponse* response) {
+  CELLAR_GATED(DeleteFeatureFlag(context, request, response));
+}
+
 #undef CELLAR_GATED
 
 }  // namespace cellar::master

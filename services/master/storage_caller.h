@@ -123,6 +123,16 @@ class StorageCaller {
                                      absl::UnimplementedError("SaveTokenTable"));
   }
 
+  // SaveFeatureFlags on every target in parallel: persists the feature
+  // flag table (storage.proto); one status per target (same order). Blocks
+  // until all answered or timed out. (The default answers UNIMPLEMENTED.)
+  virtual std::vector<absl::Status> SaveFeatureFlagsAll(
+      const std::vector<StorageTarget>& targets, uint64_t /*epoch*/,
+      const cellar::v1::FeatureFlagTable& /*table*/) {
+    return std::vector<absl::Status>(targets.size(),
+                                     absl::UnimplementedError("SaveFeatureFlags"));
+  }
+
   // ---- Operator actions: replica check and truncate.
   // (Defaults answer UNIMPLEMENTED, for fakes that do not need them.)
 

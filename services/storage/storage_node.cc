@@ -174,6 +174,7 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Open(
                           << (tokens.ok() ? common::ValidateTokenTable(*tokens) : tokens.status());
     }
   }
+  node->LoadStoredFeatureFlags();
   return node;
 }
 
@@ -798,7 +799,7 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
     if (!dropped.ok()) loaded = dropped;
   }
-  auto result = CountLoad(std::move(loaded));
+  auto result = CountLoad(VerifyLoaded(std::move(loaded)));
   if (result.ok() && metrics_ != nullptr) {
     metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
   }
@@ -837,7 +838,7 @@ absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t seri
       loaded = InDoubtError(oid, v);
     }
   }
-  auto result = CountLoad(std::move(loaded));
+  auto result = CountLoad(VerifyLoaded(std::move(loaded)));
   if (result.ok() && metrics_ != nullptr) {
     metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
   }
@@ -1202,8 +1203,12 @@ void StorageNode::HandleEvent(const ::cellar::v1::ClusterEvent& event) {
       // Table before state: RUNNING with the right table, never the old one.
       (void)AdoptTable(snapshot.partition_table(), "snapshot");  // logged
       SetClusterState(snapshot.cluster_state());
+      FollowFeatureFlags(snapshot.feature_flags());
       break;
     }
+    case ::cellar::v1::ClusterEvent::kFeatureFlags:
+      FollowFeatureFlags(event.feature_flags());
+      break;
     case ::cellar::v1::ClusterEvent::kPartitionTableDelta: {
       const auto& delta = event.partition_table_delta();
       std::shared_ptr<const PartitionTable> current = partition_table();
@@ -1269,6 +1274,7 @@ absl::Status StorageNode::RegisterAndWatch() {
   CELLAR_ASSIGN_OR_RETURN(uint64_t oid_high_water, OidHighWater());
   request.set_oid_high_water(oid_high_water);
   CELLAR_ASSIGN_OR_RETURN(*request.mutable_token_table(), StoredTokenTable());
+  CELLAR_ASSIGN_OR_RETURN(*request.mutable_feature_flags(), StoredFeatureFlags());
   CELLAR_ASSIGN_OR_RETURN(std::vector<uint64_t> voted, backend_->ListVotedTransactions());
   for (uint64_t ttid : voted) request.add_voted_ttids(ttid);
   // A new master session decides these votes (rule R11): until then they

@@ -70,6 +70,7 @@
 #include "absl/time/time.h"
 #include "protos/cellar/v1/master.pb.h"
 #include "services/common/clock.h"
+#include "services/common/feature_flags.h"
 #include "services/common/partition_table.h"
 #include "services/storage/backend/storage_backend.h"
 #include "services/storage/cell_checker.h"
@@ -308,6 +309,20 @@ class StorageNode {
   // The stored table (version 0 if none).
   absl::StatusOr<::cellar::v1::ClusterTokenTable> StoredTokenTable();
 
+  // Master only (Storage.SaveFeatureFlags): stores the feature flag table
+  // durably in the backend config if its version is above the stored one,
+  // and applies it (feature_flags()). STALE_EPOCH as for Lock;
+  // INVALID_ARGUMENT for epoch 0, version 0 or a malformed table; the
+  // backend's error if it could not be written. Tables pushed over Watch
+  // (snapshot, ClusterEvent.feature_flags) are stored and applied the same
+  // way (storage_node_flags.cc).
+  absl::Status SaveFeatureFlags(uint64_t epoch, const ::cellar::v1::FeatureFlagTable& table);
+  // The stored table (version 0 if none).
+  absl::StatusOr<::cellar::v1::FeatureFlagTable> StoredFeatureFlags();
+  // The flags in force on this node (docs/rollouts.md): the stored table
+  // from start, then every newer one the master sends.
+  const common::FeatureFlags& feature_flags() const { return feature_flags_; }
+
   // UNAVAILABLE (IN_DOUBT) for an object held by an in-doubt vote whose
   // commit the read could include (rule R11): a snapshot past its ttid, or
   // a serial this node lacks above it.
@@ -358,6 +373,15 @@ class StorageNode {
   absl::Status StoreTokenTable(const ::cellar::v1::ClusterTokenTable& table);
   // Heartbeat thread: adopts the master's token table if it changed.
   void FollowTokenTable();
+  // Stores (if newer) and applies a flag table from the master.
+  absl::Status StoreFeatureFlags(const ::cellar::v1::FeatureFlagTable& table);
+  // StoreFeatureFlags for a table pushed over Watch; failures are logged.
+  void FollowFeatureFlags(const ::cellar::v1::FeatureFlagTable& table);
+  // Applies the stored table at start (logged if unusable).
+  void LoadStoredFeatureFlags();
+  // With the flag storage.verify_checksum_on_load: DATA_LOSS instead of a
+  // revision whose data does not match its checksum. `loaded` otherwise.
+  absl::StatusOr<LoadedObject> VerifyLoaded(absl::StatusOr<LoadedObject> loaded) const;
 
   // The current cells, or UNAVAILABLE without a table.
   absl::StatusOr<CellView> View() const;
@@ -469,6 +493,8 @@ class StorageNode {
   absl::Mutex install_mu_;   // serializes InstallTable (persist + swap)
   absl::Mutex master_state_mu_;  // serializes SaveMasterState (the mark only rises)
   absl::Mutex token_table_mu_;   // serializes StoreTokenTable (the version only rises)
+  absl::Mutex flags_mu_;         // serializes StoreFeatureFlags (the version only rises)
+  common::FeatureFlags feature_flags_;
   // The last table whose persist failed (logged once).
   uint64_t unpersisted_ptid_ ABSL_GUARDED_BY(install_mu_) = 0;
   // Partition -> ttids in commit when this node's cell of it was discarded.

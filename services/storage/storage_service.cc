@@ -515,15 +515,31 @@ grpc::Status StorageService::SaveMasterState(
   return ToGrpcStatus(s);
 }
 
+namespace {
+
+// A master-state save's answer: refusals as is, any other failure
+// UNAVAILABLE (the master retries or counts another storage).
+grpc::Status SaveAnswer(absl::Status s, absl::string_view what) {
+  if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition &&
+      s.code() != absl::StatusCode::kInvalidArgument) {
+    s = absl::UnavailableError(absl::StrCat("cannot save ", what, ": ", s.message()));
+  }
+  return ToGrpcStatus(s);
+}
+
+}  // namespace
+
 grpc::Status StorageService::SaveTokenTable(
     grpc::ServerContext* /*context*/, const ::cellar::v1::SaveTokenTableRequest* request,
     ::cellar::v1::SaveTokenTableResponse* /*response*/) {
-  absl::Status s = node_->SaveTokenTable(request->epoch(), request->table());
-  if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition &&
-      s.code() != absl::StatusCode::kInvalidArgument) {
-    s = absl::UnavailableError(absl::StrCat("cannot save the token table: ", s.message()));
-  }
-  return ToGrpcStatus(s);
+  return SaveAnswer(node_->SaveTokenTable(request->epoch(), request->table()), "the token table");
+}
+
+grpc::Status StorageService::SaveFeatureFlags(
+    grpc::ServerContext* /*context*/, const ::cellar::v1::SaveFeatureFlagsRequest* request,
+    ::cellar::v1::SaveFeatureFlagsResponse* /*response*/) {
+  return SaveAnswer(node_->SaveFeatureFlags(request->epoch(), request->table()),
+                    "the feature flags");
 }
 
 // ---- Operator stop (Storage.Shutdown): the server decides what stopping

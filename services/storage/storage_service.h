@@ -117,6 +117,9 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status SaveTokenTable(grpc::ServerContext* context,
                               const ::cellar::v1::SaveTokenTableRequest* request,
                               ::cellar::v1::SaveTokenTableResponse* response) override;
+  grpc::Status SaveFeatureFlags(grpc::ServerContext* context,
+                                const ::cellar::v1::SaveFeatureFlagsRequest* request,
+                                ::cellar::v1::SaveFeatureFlagsResponse* response) override;
   grpc::Status Shutdown(grpc::ServerContext* context,
                         const ::cellar::v1::ShutdownRequest* request,
                         ::cellar::v1::ShutdownResponse* response) override;

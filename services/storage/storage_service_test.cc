@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <gmock/gmock.h>
+#include <sqlite3.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
@@ -22,6 +23,7 @@
 #include "services/common/checksum.h"
 #include "services/common/errors.h"
 #include "services/common/fake_clock.h"
+#include "services/common/feature_flags.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
@@ -1323,6 +1325,86 @@ TEST_F(StorageServiceTest, SaveTokenTableIsFencedValidatedAndOnlyRaisesTheVersio
   EXPECT_EQ(master_->last_registration().token_table().version(), 3u);
   ASSERT_EQ(master_->last_registration().token_table().tokens_size(), 1);
   EXPECT_EQ(master_->last_registration().token_table().tokens(0).id(), "0123abcd");
+}
+
+v1::FeatureFlagTable VerifyOnLoad(uint64_t version, bool on) {
+  v1::FeatureFlagTable table;
+  table.set_version(version);
+  v1::FeatureFlag* flag = table.add_flags();
+  flag->set_name(common::kVerifyChecksumOnLoadFlag);
+  flag->set_bool_value(on);
+  flag->set_description("storages check each revision's SHA-1 before serving it");
+  flag->set_owner("storage team");
+  return table;
+}
+
+TEST_F(StorageServiceTest, SaveFeatureFlagsIsFencedValidatedAndReportedAtRegistration) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  v1::SaveFeatureFlagsRequest r;  // empty: epoch 0
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveFeatureFlags, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  r.set_epoch(kEpoch);  // table version 0
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveFeatureFlags, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  *r.mutable_table() = VerifyOnLoad(3, true);
+  r.set_epoch(kEpoch - 1);
+  absl::Status stale = Call(&v1::Storage::Stub::SaveFeatureFlags, r);
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(stale), "STALE_EPOCH");
+  r.set_epoch(kEpoch);
+  r.mutable_table()->mutable_flags(0)->set_name("Bad Name");
+  EXPECT_THAT(Call(&v1::Storage::Stub::SaveFeatureFlags, r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  *r.mutable_table() = VerifyOnLoad(3, true);
+  ASSERT_THAT(Call(&v1::Storage::Stub::SaveFeatureFlags, r), IsOk());
+  *r.mutable_table() = VerifyOnLoad(2, false);  // older: accepted, not stored
+  ASSERT_THAT(Call(&v1::Storage::Stub::SaveFeatureFlags, r), IsOk());
+
+  master_->SetClusterState(v1::CLUSTER_RECOVERING);
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_TRUE(master_->WaitForRegistrations(2, kWait));
+  const v1::FeatureFlagTable reported = master_->last_registration().feature_flags();
+  EXPECT_EQ(reported.version(), 3u);
+  ASSERT_EQ(reported.flags_size(), 1);
+  EXPECT_TRUE(reported.flags(0).bool_value());
+}
+
+// The flag storage.verify_checksum_on_load, flipped at run time over the
+// Watch stream: a revision whose stored bytes were corrupted on disk is
+// served as is while the flag is off (the client's check is the only one)
+// and refused with DATA_LOSS as soon as the master pushes it on.
+TEST_F(StorageServiceTest, TheVerifyChecksumFlagChangesTheReadPathAtRunTime) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "good bytes")});
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db,
+                                "UPDATE data SET data = CAST('evil bytes' AS BLOB) "
+                                "WHERE id = (SELECT data_id FROM obj WHERE oid = 1)",
+                                nullptr, nullptr, &error);
+    EXPECT_EQ(rc, SQLITE_OK) << (error != nullptr ? error : "");
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, 1005, &loaded), IsOk());
+  EXPECT_EQ(loaded.data(), "evil bytes") << "flag off: served as stored";
+
+  v1::ClusterEvent on;
+  *on.mutable_feature_flags() = VerifyOnLoad(1, true);
+  master_->Push(on);
+  ASSERT_TRUE(WaitFor([&] { return LoadBefore(1, 1005).code() == absl::StatusCode::kDataLoss; }))
+      << "the flag pushed over Watch did not change the read path";
+  EXPECT_THAT(LoadSerial(1, 1004), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("checksum")));
+
+  v1::ClusterEvent off;
+  *off.mutable_feature_flags() = VerifyOnLoad(2, false);
+  master_->Push(off);
+  ASSERT_TRUE(WaitFor([&] { return LoadBefore(1, 1005).ok(); }))
+      << "turning the flag off did not restore the plain read path";
 }
 
 TEST_F(StorageServiceTest, ForgottenLockRecordsAreDropped) {

@@ -89,6 +89,9 @@ const std::set<std::string>& EmptyMustBeInvalid() {
       "/cellar.v1.Admin/Truncate",           "/cellar.v1.Admin/StopNode",
       "/cellar.v1.Admin/CreateToken",        "/cellar.v1.Admin/RevokeToken",
       "/cellar.v1.Admin/AcknowledgeAlert",   "/cellar.v1.Admin/DeleteAlert",
+      "/cellar.v1.Master/SetFeatureFlag",    "/cellar.v1.Master/DeleteFeatureFlag",
+      "/cellar.v1.Storage/SaveFeatureFlags", "/cellar.v1.Admin/SetFeatureFlag",
+      "/cellar.v1.Admin/DeleteFeatureFlag",
   };
   return *paths;
 }

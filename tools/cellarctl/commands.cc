@@ -552,6 +552,14 @@ tokens (docs/security.md):
                                   cluster), never a secret
   token revoke ID                 revoke a cluster token on every node
 
+feature flags (docs/rollouts.md):
+  flags list                      every flag: value, age in days, owner
+  flags set NAME --bool true|false | --string S [--description D] [--owner O]
+                                  create (description and owner required) or
+                                  change a flag; omitted description/owner
+                                  keep the stored ones
+  flags delete NAME               delete a flag (nodes use their default)
+
 global flags (anywhere on the line):
   --master=HOST:PORT[,...]  master addresses, tried in order (127.0.0.1:7100)
   --cluster=NAME            cluster name (cellar)
@@ -1534,6 +1542,121 @@ absl::Status RunToken(const GlobalOptions& global, const std::vector<std::string
   return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
 }
 
+// ---- Feature flags (docs/rollouts.md, "Feature flags").
+
+std::string FlagValueText(const ::cellar::v1::FeatureFlag& flag) {
+  if (flag.value_case() == ::cellar::v1::FeatureFlag::kBoolValue) {
+    return flag.bool_value() ? "true" : "false";
+  }
+  return JsonString(flag.string_value());
+}
+
+std::string FeatureFlagJson(const ::cellar::v1::FeatureFlag& flag) {
+  JsonObject o;
+  o.Str("name", flag.name());
+  if (flag.value_case() == ::cellar::v1::FeatureFlag::kBoolValue) {
+    o.Bool("value", flag.bool_value());
+  } else {
+    o.Str("value", flag.string_value());
+  }
+  return o.Str("description", flag.description())
+      .Str("owner", flag.owner())
+      .Str("created", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                                       absl::FromUnixMillis(flag.created_unix_ms()),
+                                       absl::UTCTimeZone()))
+      .Build();
+}
+
+absl::Status RunFlags(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                      Io io) {
+  CELLAR_ASSIGN_OR_RETURN(
+      CommandArgs args, ParseCommandArgs(raw_args, {"bool", "string", "description", "owner"}, {}));
+  static constexpr absl::string_view kUsage =
+      "flags list | flags set NAME (--bool true|false | --string S) [--description D] "
+      "[--owner O] | flags delete NAME";
+  if (args.positional.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+  }
+  const std::string& verb = args.positional[0];
+  if (verb == "list") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
+    ::cellar::v1::ListFeatureFlagsResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::ListFeatureFlags,
+                                     ::cellar::v1::AdminListFeatureFlagsRequest(), &response));
+    if (global.json) {
+      std::vector<std::string> items;
+      for (const auto& flag : response.flags()) items.push_back(FeatureFlagJson(flag));
+      io.out << JsonObject().Num("version", response.version()).Raw("flags", JsonArray(items)).Build()
+             << "\n";
+      return absl::OkStatus();
+    }
+    io.out << absl::StrFormat("%-32s  %-8s  %8s  %-16s  %s\n", "NAME", "VALUE", "AGE_DAYS",
+                              "OWNER", "DESCRIPTION");
+    for (const auto& flag : response.flags()) {
+      const int64_t days =
+          (absl::ToUnixMillis(absl::Now()) - flag.created_unix_ms()) / (86400 * 1000);
+      io.out << absl::StrFormat("%-32s  %-8s  %8d  %-16s  %s\n", flag.name(),
+                                FlagValueText(flag), days, flag.owner(), flag.description());
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "set") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 2, kUsage));
+    ::cellar::v1::AdminSetFeatureFlagRequest request;
+    request.set_name(args.positional[1]);
+    if (args.values.count("bool") == args.values.count("string")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("flags set: give exactly one of --bool or --string; usage: cellarctl ",
+                       kUsage));
+    }
+    if (args.values.count("bool")) {
+      const std::string& v = args.values["bool"];
+      if (v != "true" && v != "false") {
+        return absl::InvalidArgumentError("--bool: true or false");
+      }
+      request.set_bool_value(v == "true");
+    } else {
+      request.set_string_value(args.values["string"]);
+    }
+    if (args.values.count("description")) request.set_description(args.values["description"]);
+    if (args.values.count("owner")) request.set_owner(args.values["owner"]);
+    ::cellar::v1::SetFeatureFlagResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::SetFeatureFlag, request, &response));
+    if (global.json) {
+      io.out << JsonObject()
+                    .Bool("created", response.created())
+                    .Num("version", response.version())
+                    .Raw("flag", FeatureFlagJson(response.flag()))
+                    .Build()
+             << "\n";
+    } else {
+      io.out << "flag " << response.flag().name() << " = " << FlagValueText(response.flag())
+             << (response.created() ? " (created)" : "") << ", table version "
+             << response.version() << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "delete") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 2, kUsage));
+    ::cellar::v1::AdminDeleteFeatureFlagRequest request;
+    request.set_name(args.positional[1]);
+    ::cellar::v1::DeleteFeatureFlagResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::DeleteFeatureFlag, request, &response));
+    if (global.json) {
+      io.out << JsonObject()
+                    .Num("version", response.version())
+                    .Raw("flag", FeatureFlagJson(response.flag()))
+                    .Build()
+             << "\n";
+    } else {
+      io.out << "flag " << response.flag().name() << " deleted, table version "
+             << response.version() << "\n";
+    }
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+}
+
 absl::Status RunHealth(const GlobalOptions& global,
                        const std::vector<std::string>& args, Io io) {
   CELLAR_ASSIGN_OR_RETURN(CommandArgs parsed, ParseCommandArgs(args, {"service"}, {}));
@@ -1616,6 +1739,8 @@ int Run(const CommandLine& command_line, Io io) {
     status = RunStopNode(global, args, io);
   } else if (command == "token") {
     status = RunToken(global, args, io);
+  } else if (command == "flags") {
+    status = RunFlags(global, args, io);
   } else {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown command '", command, "' (cellarctl help lists them)"));

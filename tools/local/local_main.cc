@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "services/common/logging.h"
+#include "services/master/flag_registry.h"
 #include "services/common/signals.h"
 #include "tools/credentials/throwaway_credentials.h"
 #include "tools/local/local_cluster.h"
@@ -37,6 +38,9 @@ ABSL_FLAG(int, admin_metrics_port, 9300, "Admin /metrics port (0: none)");
 ABSL_FLAG(std::string, postgres, "",
           "Comma-separated PostgreSQL conninfos, one per storage, instead of SQLite");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only");
+ABSL_FLAG(std::string, initial_feature_flags, "",
+          "Feature flags the master creates when absent (cellar-master's flag of the same "
+          "name; docs/rollouts.md)");
 ABSL_FLAG(bool, secure, false,
           "Tokens, cluster secret and TLS on every port, with throwaway credentials "
           "made once under <data_dir>/secure (a CA, certificates, one token per role); "
@@ -106,6 +110,19 @@ int main(int argc, char** argv) {
   options.replicas = absl::GetFlag(FLAGS_replicas);
   options.partitions = absl::GetFlag(FLAGS_partitions);
   options.cluster_name = absl::GetFlag(FLAGS_cluster_name);
+  {
+    auto initial = cellar::master::ParseInitialFeatureFlags(
+        absl::GetFlag(FLAGS_initial_feature_flags));
+    if (!initial.ok()) {
+      std::cerr << "cellar local: --initial_feature_flags: " << initial.status().message()
+                << "\n";
+      return 2;
+    }
+    options.master_options = [flags = *std::move(initial)](
+                                 cellar::master::MasterServerOptions* o) {
+      o->initial_feature_flags = flags;
+    };
+  }
   options.master_listen = absl::StrCat(host, ":", absl::GetFlag(FLAGS_master_port));
   options.storage_host = host;
   options.storage_base_port = absl::GetFlag(FLAGS_storage_port);

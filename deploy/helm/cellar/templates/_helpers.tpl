@@ -346,3 +346,21 @@ of the secret part only (docs/security.md).
 {{- fail "storage.backend=external needs storage.externalPostgres.existingSecret (a Secret with keys host, port, user, password)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The featureFlags value as the master's --initial_feature_flags JSON (a
+FeatureFlagTable): {"flags":[{"name":..,"boolValue"|"stringValue":..,..}]}.
+*/}}
+{{- define "cellar.featureFlagsJson" -}}
+{{- $flags := list -}}
+{{- range .Values.featureFlags -}}
+{{- $flag := dict "name" .name "owner" .owner "description" .description -}}
+{{- if kindIs "bool" .value -}}
+{{- $_ := set $flag "boolValue" .value -}}
+{{- else -}}
+{{- $_ := set $flag "stringValue" (toString .value) -}}
+{{- end -}}
+{{- $flags = append $flags $flag -}}
+{{- end -}}
+{{- dict "flags" $flags | toJson -}}
+{{- end -}}
