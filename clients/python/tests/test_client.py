@@ -292,6 +292,29 @@ def test_invalidations_reach_other_clients(fresh_cluster, client):
         other.close()
 
 
+def test_finish_on_tid_runs_once_before_the_listeners_see_the_tid(fresh_cluster, client):
+    # finish(on_tid): the committer's hook runs on the watch thread just
+    # before the invalidation listeners get its tid and the snapshot moves
+    # to it; the listeners still get it (each decides whose it is).
+    events = []
+    client.add_invalidation_listener(
+        lambda tid, oids: events.append(("listener", tid, client.snapshot)))
+    oid = client.new_oid()
+    serial = 0
+    for i in range(5):
+        t = client.transaction()
+        t.store(oid, serial, b"v%d" % i)
+        t.vote()
+        calls = []
+        tid = t.finish(lambda tid, ordered: calls.append((tid, ordered, client.snapshot)))
+        serial = tid
+        assert len(calls) == 1 and calls[0][:2] == (tid, True), calls
+        assert calls[0][2] < tid  # before the snapshot moved
+        assert client.snapshot >= tid
+        assert events[-1] == ("listener", tid, calls[0][2])
+    assert client.load(oid).data == b"v4"
+
+
 def test_concurrent_writers_conflict_and_retry(fresh_cluster, client):
     counter = client.new_oid()
     with client.transaction() as t:

@@ -5,6 +5,7 @@ import threading
 import time
 
 import BTrees.Length
+import grpc
 import persistent
 import pytest
 import transaction
@@ -14,6 +15,7 @@ from persistent.mapping import PersistentMapping
 from ZODB.POSException import ConflictError
 from ZODB.utils import u64
 
+import cellar
 import cellar.zodb
 from cellar.zodb import CellarStorage
 
@@ -258,3 +260,132 @@ def test_history_len_getsize_and_deleted_objects(cluster):
         conn.close()
     finally:
         db.close()
+
+
+def count_loads(client):
+    """Counts the client's loads per oid (every path a ZODB load takes)."""
+    loads = {}
+    for name in ("load", "load_before", "load_serial"):
+        real = getattr(client, name)
+
+        def counted(oid, *args, _real=real):
+            loads[oid] = loads.get(oid, 0) + 1
+            return _real(oid, *args)
+        setattr(client, name, counted)
+    real_many = client.load_many
+
+    def counted_many(oids, *args):
+        for oid in oids:
+            loads[oid] = loads.get(oid, 0) + 1
+        return real_many(oids, *args)
+    client.load_many = counted_many
+    return loads
+
+
+def test_own_commits_do_not_reload_the_committed_object(cluster):
+    # As on FileStorage and ZEO: the connection that committed an object
+    # keeps it; the storage does not invalidate its own commit in its DB
+    # (that cost one load per commit). Another connection of the same DB,
+    # a DB on another client, and a DB on another storage sharing this
+    # storage's client still see every change.
+    db = open_db(cluster)
+    other_db = open_db(cluster)
+    shared_db = ZODB.DB(CellarStorage(client=db.storage.client))
+    try:
+        tm = transaction.TransactionManager()
+        conn = db.open(tm)
+        conn.root()["counter"] = counter = PersistentMapping(n=-1)
+        tm.commit()
+        oid = u64(counter._p_oid)
+        readers = []
+        for reader_db in (db, other_db, shared_db):
+            reader_tm = transaction.TransactionManager()
+            reader = reader_db.open(reader_tm)
+            assert wait_for(lambda: reader_db.storage.lastTransaction() >= counter._p_serial)
+            reader_tm.begin()
+            assert reader.root()["counter"]["n"] == -1  # now in its cache
+            readers.append((reader_tm, reader))
+        loads = count_loads(db.storage.client)
+        for i in range(20):
+            tm.begin()
+            counter["n"] = i
+            tm.commit()
+            for reader_tm, reader in readers:
+                reader_tm.begin()
+                assert reader.root()["counter"]["n"] == i
+        tm.begin()
+        assert counter["n"] == 19
+        # The readers on `db` and on `shared_db` (same client) load the
+        # object again after each commit (invalidated); the committing
+        # connection never does (it did 21 more loads before the fix).
+        assert loads == {oid: 2 * 20}, loads
+    finally:
+        shared_db.close()
+        other_db.close()
+        db.close()
+
+
+def test_own_commit_resolved_after_a_lost_finish_is_invalidated_as_anyones(cluster):
+    # The Finish answer is lost and the commit's invalidation is handled
+    # before its tid is known: DB.invalidate gets it as another client's
+    # (the committing connection loads the object again), and tpc_finish
+    # still calls ZODB's func: the other connection sees the change.
+    db = open_db(cluster)
+    try:
+        tm = transaction.TransactionManager()
+        conn = db.open(tm)
+        conn.root()["counter"] = counter = PersistentMapping(n=0)
+        tm.commit()
+        reader_tm = transaction.TransactionManager()
+        reader = db.open(reader_tm)
+        assert reader.root()["counter"]["n"] == 0
+        client = db.storage.client
+        real_vote = cellar.Transaction._store_and_vote
+        real_resolve = client._resolve_finish_failure
+        committed = []
+
+        def vote_then_lose_the_answer(txn):
+            voted = real_vote(txn)
+            master = voted["master"]
+
+            class Master:
+                def __getattr__(self, name):
+                    return getattr(master, name)
+
+                def Finish(self, request, **kw):
+                    committed.append(master.Finish(request, **kw).tid)
+                    raise _LostAnswer()
+            voted["master"] = Master()
+            return voted
+
+        def resolve_once_the_invalidation_passed(*args):
+            assert client._wait_for_snapshot(committed[0], 10)
+            return real_resolve(*args)
+        cellar.Transaction._store_and_vote = vote_then_lose_the_answer
+        client._resolve_finish_failure = resolve_once_the_invalidation_passed
+        invalidated = []
+        real_invalidate = db._mvcc_storage.invalidate
+        db._mvcc_storage.invalidate = lambda tid, oids: (invalidated.append(u64(tid)),
+                                                         real_invalidate(tid, oids))
+        try:
+            tm.begin()
+            counter["n"] = 1
+            tm.commit()
+        finally:
+            cellar.Transaction._store_and_vote = real_vote
+        assert u64(counter._p_serial) == committed[0]
+        assert invalidated == committed
+        reader_tm.begin()
+        assert reader.root()["counter"]["n"] == 1
+        tm.begin()
+        assert counter["n"] == 1
+    finally:
+        db.close()
+
+
+class _LostAnswer(grpc.RpcError):
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self):
+        return "the answer was lost (test)"

@@ -22,7 +22,10 @@ protos/cellar/v1:
   the stores reported, then a wait until the snapshot includes the tid
   (read-your-writes). A Finish without an answer is resolved with the
   primary (``GetTransactionStatus`` / ``Abort``); when it cannot tell,
-  ``OutcomeUnknownError`` is raised.
+  ``OutcomeUnknownError`` is raised. ``finish(on_tid)`` hands the
+  committer its tid at the tid's place in the invalidation stream (the
+  master publishes it before answering Finish: the watch thread waits for
+  the answer), which is how ZODB's storage tells its own commits apart.
 
 Thread-safe: any number of threads may load and commit at once. A
 Transaction is used by one thread.
@@ -261,6 +264,14 @@ class Client:
         self._cluster_state = common_pb2.CLUSTER_STATE_UNSPECIFIED
         self._invalidation_listeners: List[Callable[[int, List[int]], None]] = []
         self._reset_listeners: List[Callable[[], None]] = []
+        # Transaction.finish(on_tid): the ttids whose Finish is in flight,
+        # and the hooks of committed tids whose invalidation has not been
+        # handled yet (see _own_commit_hook).
+        self._finishing: set = set()
+        self._tid_hooks: Dict[int, "_TidHook"] = {}
+        # The own tid the watch thread is delivering (its hook, then the
+        # listeners), until the snapshot moved to it; 0 otherwise.
+        self._own_delivery = 0
         self._round_robin = itertools.count(random.randrange(1 << 16))
 
         self._oid_lock = threading.Lock()
@@ -421,6 +432,10 @@ class Client:
                      " keeping the snapshot", tid_hex(snapshot.last_tid),
                      tid_hex(self._snapshot))
         self._snapshot = max(self._snapshot, snapshot.last_tid)
+        # Commits the snapshot already covers get no invalidation of their
+        # own: their finish runs the hook itself.
+        for tid in [t for t in self._tid_hooks if t <= self._snapshot]:
+            del self._tid_hooks[tid]
 
     def _watch_loop(self) -> None:
         backoff = 0.05
@@ -475,9 +490,22 @@ class Client:
             tid = event.invalidation.tid
             oids = list(event.invalidation.oids)
             with self._cond:
+                hook = self._own_commit_hook(tid)
+                if hook is not None:
+                    self._own_delivery = tid
                 listeners = list(self._invalidation_listeners)
-            # Listeners first: whoever sees the new snapshot must find
-            # the invalidation delivered (ZODB polls lastTransaction()).
+            # The hook and the listeners first: whoever sees the new
+            # snapshot must find the invalidation delivered (ZODB polls
+            # lastTransaction()).
+            if hook is not None:
+                try:
+                    hook.function(tid, True)
+                except Exception:
+                    log.exception("cellar: on_tid hook of tid %s failed", tid_hex(tid))
+                finally:
+                    with self._cond:
+                        hook.state = _TidHook.DONE
+                        self._cond.notify_all()
             for listener in listeners:
                 try:
                     listener(tid, oids)
@@ -486,6 +514,7 @@ class Client:
             with self._cond:
                 self._snapshot = max(self._snapshot, tid)
                 self._master_last_tid = max(self._master_last_tid, tid)
+                self._own_delivery = 0
                 self._cond.notify_all()
             return
         if kind == "snapshot" and self.session_count > 0:
@@ -521,6 +550,65 @@ class Client:
         if refresh:
             self._refresh_table()
 
+    def _own_commit_hook(self, tid: int) -> Optional["_TidHook"]:
+        """(Under _cond, on the watch thread, for the invalidation of
+        ``tid``.) The on_tid hook of this client's own commit ``tid``
+        (Transaction.finish), marked running; None for anyone else's.
+
+        The event may be read before the Finish answer that tells its tid:
+        while Finishes with a hook that were in flight when it arrived are
+        still waiting for their answer, this waits for them (each is bounded
+        by rpc_timeout; a Finish sent after the event was read commits a
+        later tid). Past rpc_timeout + 1 s it gives up: the tid is then
+        delivered as anyone's, which is only slower for the committer."""
+        if tid <= self._snapshot:
+            return None  # a repeat (a recovered commit, a new primary): nobody's own
+        hook = self._tid_hooks.get(tid)
+        in_flight = set(self._finishing)
+        if hook is None and in_flight:
+            deadline = time.monotonic() + self.rpc_timeout + 1
+            while (tid not in self._tid_hooks and not self._closing
+                   and not in_flight.isdisjoint(self._finishing)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("cellar: the invalidation of tid %s waited %gs for this client's"
+                                " Finish answers: delivered as another client's",
+                                tid_hex(tid), self.rpc_timeout + 1)
+                    break
+                self._cond.wait(left)
+            hook = self._tid_hooks.get(tid)
+        if hook is None:
+            return None
+        del self._tid_hooks[tid]
+        hook.state = _TidHook.RUNNING
+        return hook
+
+    def _expect_own_tid(self, ttid: int, tid: int,
+                        function: Callable[[int, bool], None]) -> Optional["_TidHook"]:
+        """The Finish of ``ttid`` ended (``tid`` 0: failed). If ``tid``'s
+        invalidation is still to come, the watch thread will run
+        ``function`` for it (returns the hook)."""
+        with self._cond:
+            self._finishing.discard(ttid)
+            hook = None
+            if tid > self._snapshot and not self._closing:
+                hook = self._tid_hooks[tid] = _TidHook(function)
+            self._cond.notify_all()
+            return hook
+
+    def _settle_own_tid(self, tid: int, hook: Optional["_TidHook"]) -> bool:
+        """After the wait for ``tid``: True if the watch thread did not
+        take ``hook`` (the caller runs its function itself), False once it
+        ran there."""
+        with self._cond:
+            if hook is None or hook.state == _TidHook.PENDING:
+                if hook is not None and self._tid_hooks.get(tid) is hook:
+                    del self._tid_hooks[tid]
+                return True
+            while hook.state == _TidHook.RUNNING:
+                self._cond.wait()
+            return False
+
     def _refresh_table(self) -> None:
         try:
             info = self.cluster_info()
@@ -543,6 +631,26 @@ class Client:
     def snapshot(self) -> int:
         """The last tid whose invalidations were applied."""
         with self._cond:
+            return self._snapshot
+
+    def settled_snapshot(self) -> int:
+        """The snapshot, after this client's own commit whose on_tid hook
+        is running on the watch thread (and then its listeners) got there:
+        as FileStorage's lastTransaction() waits for its commit lock, so a
+        reader that already loads the commit's data sees its tid (ZODB's
+        test_tid_ordering_w_commit). At most rpc_timeout; the watch thread
+        itself does not wait."""
+        with self._cond:
+            if self._own_delivery and threading.current_thread() is not self._thread:
+                deadline = time.monotonic() + self.rpc_timeout
+                while self._own_delivery and not self._closing:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        log.warning("cellar: the delivery of this client's tid %s is still"
+                                    " running after %gs", tid_hex(self._own_delivery),
+                                    self.rpc_timeout)
+                        break
+                    self._cond.wait(left)
             return self._snapshot
 
     @property
@@ -1070,6 +1178,18 @@ class Client:
         return 0
 
 
+class _TidHook:
+    """Transaction.finish's on_tid for a committed tid whose invalidation
+    has not been handled yet; state moves PENDING -> RUNNING -> DONE on the
+    watch thread (or stays PENDING and finish runs it)."""
+    PENDING, RUNNING, DONE = range(3)
+    __slots__ = ("function", "state")
+
+    def __init__(self, function: Callable[[int, bool], None]):
+        self.function = function
+        self.state = _TidHook.PENDING
+
+
 class _Staged:
     __slots__ = ("oid", "base_serial", "data", "check_only")
 
@@ -1382,22 +1502,49 @@ class Transaction:
         """The temporary tid of a voted transaction."""
         return self._voted["ttid"] if self._voted else None
 
-    def finish(self) -> int:
+    def finish(self, on_tid: Optional[Callable[[int, bool], None]] = None) -> int:
         """Phase two: Master.Finish; returns the final tid once this
-        client's snapshot includes it (see commit for the errors)."""
+        client's snapshot includes it (see commit for the errors).
+
+        ``on_tid(tid, ordered)``, once the transaction committed, is called
+        exactly once, before finish returns or raises CommitNotVisibleError:
+        with ``ordered`` True on the watch thread, just before the
+        invalidation listeners get ``tid`` and the snapshot moves to it (its
+        exceptions are logged there); with ``ordered`` False by finish
+        itself when that was not possible (the invalidation was handled
+        before the tid was known, e.g. a lost Finish answer resolved later,
+        or it did not arrive in time), the listeners then see ``tid`` as
+        any other. ZODB's storage uses it to tell its own commits apart.
+        It must not block for long nor wait for the snapshot."""
         if self.finished or self._voted is None:
             raise CellarError("transaction not voted, or already finished",
                               grpc.StatusCode.FAILED_PRECONDITION)
         self.finished = True
         v = self._voted
         client = self._client
+        hook = None
+        if on_tid is not None:
+            with client._cond:
+                client._finishing.add(v["ttid"])
+        error = None
+        tid = 0
         try:
             tid = client._call(v["master"].Finish, v["finish"], "Finish").tid
         except CellarError as e:
+            error = e
+        finally:
+            if on_tid is not None:
+                hook = client._expect_own_tid(v["ttid"], tid, on_tid)
+        if error is not None:
             tid = client._resolve_finish_failure(v["master"], v["node_id"], v["session"],
-                                                 v["ttid"], v["involved"], e)
+                                                 v["ttid"], v["involved"], error)
+            if on_tid is not None:
+                hook = client._expect_own_tid(v["ttid"], tid, on_tid)
         self.tid = tid
-        if not client._wait_for_snapshot(tid, client.commit_wait_timeout):
+        visible = client._wait_for_snapshot(tid, client.commit_wait_timeout)
+        if on_tid is not None and client._settle_own_tid(tid, hook):
+            on_tid(tid, False)
+        if not visible:
             raise CommitNotVisibleError(
                 "transaction committed as tid %s but its invalidation did not reach this client"
                 " within %gs" % (tid_hex(tid), client.commit_wait_timeout), tid)

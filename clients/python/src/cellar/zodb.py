@@ -14,9 +14,18 @@ wraps it in its MVCCAdapter, which reads through ``loadBefore``.
   ``tryToResolveConflict`` (the transaction is then started again with
   the resolved data and the current serial as its base); unresolvable
   ones raise ``ZODB.POSException.ConflictError`` with both serials.
-* Invalidations of every commit (this process's own too, harmless to
-  ZODB) reach ``DB.invalidate`` in tid order, on the client's watch
-  thread; after a reconnection ``DB.invalidateCache`` is called.
+* Invalidations of other clients' commits (and of this client's other
+  storages') reach ``DB.invalidate`` in tid order, on the client's watch
+  thread; after a reconnection ``DB.invalidateCache`` is called. This
+  storage's own commits do not: as FileStorage and ZEO, it calls
+  ``tpc_finish``'s ``func(tid)`` (ZODB invalidates the DB's other
+  connections with it, not the committing one) at the point of the
+  invalidation stream where the tid arrives, before ``lastTransaction()``
+  moves to it (``Transaction.finish(on_tid)``). When that point was
+  passed before the tid was known (a lost Finish answer resolved later)
+  the tid was delivered to ``DB.invalidate`` as anyone's and ``func`` is
+  called by ``tpc_finish``: the committing connection loads its objects
+  again, nothing is stale.
 * ``checkCurrentSerialInTransaction`` is checked by the storages in the
   vote (``Transaction.check_current``): the object's lock is held until
   the transaction ends, so nobody commits it in between. A storage
@@ -119,6 +128,9 @@ class CellarStorage(ConflictResolvingStorage):
         self._prefetch_lock = threading.Lock()
         self._transactions: Dict[object, _TxnState] = {}
         self._db = None
+        # Own tids whose func(tid) ran on the watch thread: the invalidation
+        # listener, next on that thread, skips them (watch thread only).
+        self._own_tids: set = set()
         self._closed = False
 
     # ------------------------------------------------------------------
@@ -144,7 +156,7 @@ class CellarStorage(ConflictResolvingStorage):
         return False
 
     def lastTransaction(self) -> bytes:
-        return p64(self._client.snapshot)
+        return p64(self._client.settled_snapshot())
 
     def _size(self) -> "cellar.ClusterSize":
         try:
@@ -167,7 +179,12 @@ class CellarStorage(ConflictResolvingStorage):
         super().registerDB(db)  # conflict resolution's record transforms
         self._db = db
 
+        own = self._own_tids
+
         def invalidate(tid, oids):
+            if tid in own:  # tpc_finish's func(tid) did it
+                own.discard(tid)
+                return
             db.invalidate(p64(tid), [p64(oid) for oid in oids])
         self._client.add_invalidation_listener(invalidate)
         self._client.add_reset_listener(db.invalidateCache)
@@ -361,20 +378,34 @@ class CellarStorage(ConflictResolvingStorage):
         return [p64(oid) for oid in resolved]
 
     def tpc_finish(self, txn, func=lambda tid: None) -> bytes:
+        """Commits; ``func(tid)`` is called once, before this returns, at
+        the tid's place in the invalidation stream when possible (see the
+        module documentation), and replaces the DB invalidation of our own
+        commit."""
         state = self._state(txn)
+        failed = []
+
+        def on_tid(tid, ordered):
+            try:
+                if func is not None:
+                    func(p64(tid))
+            except BaseException as e:
+                failed.append(e)  # raised by tpc_finish; the DB gets the tid as anyone's
+                return
+            if ordered and self._db is not None:
+                self._own_tids.add(tid)
         try:
             try:
-                tid = state.txn.finish()
+                tid = state.txn.finish(on_tid)
             except cellar.CommitNotVisibleError as e:
                 # Committed: never report it as failed.
                 log.warning("cellar: %s", e)
                 tid = e.tid
             except cellar.CellarError as e:
                 raise _zodb_error(e) from e
-            ztid = p64(tid)
-            if func is not None:
-                func(ztid)
-            return ztid
+            if failed:
+                raise failed[0]
+            return p64(tid)
         finally:
             with self._lock:
                 self._transactions.pop(txn, None)
