@@ -694,11 +694,12 @@ absl::StatusOr<ClusterManager::ProbeTarget> ClusterManager::UnreachableTarget(
 }
 
 bool ClusterManager::ProbeFailed(uint32_t node_id, uint64_t generation,
-                                 const std::string& why) {
+                                 absl::Time probe_started, const std::string& why) {
   absl::MutexLock l(&mu_);
   if (shutting_down_) return false;
   auto it = nodes_.find(node_id);
-  if (it == nodes_.end() || !it->second.connected || it->second.generation != generation) {
+  if (it == nodes_.end() || !it->second.connected || it->second.generation != generation ||
+      it->second.last_heartbeat > probe_started) {
     return false;
   }
   NodesLostLocked({node_id}, why);

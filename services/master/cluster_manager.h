@@ -327,8 +327,12 @@ class ClusterManager {
   // The master's own probe of `node_id` failed (`why`): the storage is
   // treated exactly as one that missed its heartbeats (NodesLostLocked),
   // unless it is no longer connected or registered again since
-  // `generation`. Returns whether it was taken down.
-  bool ProbeFailed(uint32_t node_id, uint64_t generation, const std::string& why);
+  // `generation`, or sent a heartbeat after `probe_started` (it is
+  // talking to the master: slow to answer the probe, not gone; only the
+  // heartbeat timeout takes such a node down). Returns whether it was
+  // taken down.
+  bool ProbeFailed(uint32_t node_id, uint64_t generation, absl::Time probe_started,
+                   const std::string& why);
 
   // Operator start (see class comment).
   absl::StatusOr<cellar::v1::ClusterState> Start();

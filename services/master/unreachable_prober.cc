@@ -91,6 +91,7 @@ void UnreachableProber::Work() {
 void UnreachableProber::Run(const Probe& probe) {
   const StorageTarget& target = probe.target.target;
   const absl::Time start = absl::Now();
+  const absl::Time started = clock_->Now();  // the cluster's clock (heartbeats)
   const absl::Status status = storages_->Probe(target, options_.timeout);
   const absl::Duration took = absl::Now() - start;
   const bool gone = status.code() == absl::StatusCode::kUnavailable ||
@@ -98,7 +99,7 @@ void UnreachableProber::Run(const Probe& probe) {
   bool taken_down = false;
   if (gone) {
     taken_down = cluster_->ProbeFailed(
-        target.node_id, probe.target.generation,
+        target.node_id, probe.target.generation, started,
         absl::StrCat("unreachable: ", ReporterName(probe.reporter), " reported ",
                      ReasonName(probe.reason), " and the master's own probe failed (",
                      status.message(), ")"));
@@ -113,7 +114,7 @@ void UnreachableProber::Run(const Probe& probe) {
   if (taken_down) {
     ++stats_.probed_down;
   } else if (gone) {
-    ++stats_.ignored;  // it went down, or registered again, meanwhile
+    ++stats_.ignored;  // it went down, registered again or sent a heartbeat meanwhile
   } else {
     ++stats_.probed_up;
   }

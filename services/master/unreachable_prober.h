@@ -53,7 +53,8 @@ struct UnreachableStats {
   // than `interval` ago.
   uint64_t coalesced = 0;
   // Reports of a storage already DOWN, or whose probe failed after the
-  // storage went down or registered again by itself.
+  // storage went down, registered again by itself, or sent a heartbeat
+  // (alive and talking to the master: slow, not gone).
   uint64_t ignored = 0;
   // Total time spent probing (cellar_master_unreachable_probe_seconds_total).
   absl::Duration probe_time;

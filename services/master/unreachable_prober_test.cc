@@ -251,6 +251,25 @@ TEST_F(UnreachableProberTest, AStorageThatRegisteredAgainDuringTheProbeStaysUp) 
   EXPECT_EQ(prober_->stats().ignored, 1u);
 }
 
+// A storage slow to answer the probe but still sending its heartbeats is
+// alive: a client's report (a client with a bad path to it, or a hostile
+// one) must not take it down; only the heartbeat timeout does.
+TEST_F(UnreachableProberTest, AStorageThatHeartbeatsDuringAFailedProbeStaysUp) {
+  const uint32_t s2 = storages_[1];
+  caller_.blocked = s2;
+  caller_.SetHung(s2);
+  ASSERT_EQ(*Report(s2), cellar::v1::REPORT_PROBING);
+  caller_.entered.WaitForNotification();
+  clock_.Advance(absl::Milliseconds(500));
+  ASSERT_TRUE(cluster_->Heartbeat(s2).ok());
+  caller_.release.Notify();
+  AwaitIdle();
+  EXPECT_TRUE(cluster_->IsConnected(s2));
+  EXPECT_EQ(NodeStateOf(s2), cellar::v1::NODE_RUNNING);
+  EXPECT_EQ(prober_->stats().probed_down, 0u);
+  EXPECT_EQ(prober_->stats().ignored, 1u);
+}
+
 TEST_F(UnreachableProberTest, HostileReports) {
   const uint32_t client = Register(cellar::v1::NODE_ROLE_CLIENT);
   const uint32_t admin = Register(cellar::v1::NODE_ROLE_ADMIN);
