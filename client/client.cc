@@ -147,6 +147,76 @@ void Client::Close() {
       watch_thread_.get_id() != std::this_thread::get_id()) {
     watch_thread_.join();
   }
+  EndReports();
+}
+
+// ---------------------------------------------------------------------------
+// Unreachable storages (Master.ReportUnreachable).
+
+struct Client::ReportCall {
+  grpc::ClientContext context;
+  ::cellar::v1::ReportUnreachableRequest request;
+  ::cellar::v1::ReportUnreachableResponse response;
+  // Keeps the channel alive until the callback ran.
+  std::shared_ptr<MasterStub> stub;
+};
+
+void Client::MaybeReportUnreachable(uint32_t node_id, const absl::Status& status) {
+  if (!options_.report_unreachable) return;
+  ::cellar::v1::UnreachableReason reason;
+  if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+    reason = ::cellar::v1::UNREACHABLE_DEADLINE_EXCEEDED;
+  } else if (status.code() == absl::StatusCode::kUnavailable &&
+             common::ErrorReason(status).empty()) {
+    // An UNAVAILABLE with a reason (NOT_READABLE ...) came from a storage
+    // that is up.
+    reason = ::cellar::v1::UNREACHABLE_UNAVAILABLE;
+  } else {
+    return;
+  }
+  std::shared_ptr<MasterStub> stub;
+  uint32_t self = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!connected_ || closing_ || master_ == nullptr) return;
+    stub = master_;
+    self = node_id_;
+  }
+  auto* call = new ReportCall;
+  {
+    absl::MutexLock lock(&report_mu_);
+    const absl::Time now = absl::Now();
+    auto [last, first] = last_report_.try_emplace(node_id, now);
+    if (reports_ended_ ||
+        (!first && now - last->second < options_.report_unreachable_interval)) {
+      delete call;
+      return;
+    }
+    last->second = now;
+    report_calls_.insert(call);
+  }
+  call->stub = std::move(stub);
+  call->request.set_node_id(node_id);
+  call->request.set_reason(reason);
+  call->request.set_reporter_node_id(self);
+  common::SetDeadline(&call->context, std::min(options_.rpc_timeout, absl::Seconds(5)));
+  unreachable_reports_.fetch_add(1, std::memory_order_relaxed);
+  call->stub->async()->ReportUnreachable(
+      &call->context, &call->request, &call->response, [this, call](grpc::Status s) {
+        if (!s.ok()) unreachable_reports_failed_.fetch_add(1, std::memory_order_relaxed);
+        absl::MutexLock lock(&report_mu_);
+        report_calls_.erase(call);
+        delete call;
+      });
+}
+
+void Client::EndReports() {
+  absl::MutexLock lock(&report_mu_);
+  reports_ended_ = true;
+  for (ReportCall* call : report_calls_) call->context.TryCancel();
+  report_mu_.Await(absl::Condition(
+      +[](absl::flat_hash_set<ReportCall*>* calls) { return calls->empty(); },
+      &report_calls_));
 }
 
 // ---------------------------------------------------------------------------
@@ -471,6 +541,8 @@ ClientStats Client::stats() const {
   s.commit_failures = commit_failures_.load();
   const uint64_t sessions = session_count();
   s.reconnects = sessions > 0 ? sessions - 1 : 0;
+  s.unreachable_reports = unreachable_reports_.load();
+  s.unreachable_reports_failed = unreachable_reports_failed_.load();
   return s;
 }
 
@@ -695,6 +767,7 @@ void Client::LoadManyFrom(uint32_t node_id, const std::vector<uint64_t>& oids,
     common::SetDeadline(&context, options_.rpc_timeout);
     const grpc::Status status = stub->LoadMany(&context, request, &response);
     const size_t answered = static_cast<size_t>(response.results_size());
+    if (!status.ok()) MaybeReportUnreachable(node_id, common::FromGrpcStatus(status));
     if (!status.ok() || answered == 0 || answered > end - next) {
       // UNIMPLEMENTED (a storage of an older version), unreachable, or a
       // malformed answer: load these one by one.
@@ -786,6 +859,7 @@ absl::StatusOr<LoadResult> Client::LoadFromStorage(
       cache_.CancelLoad(ticket);
       return status;
     }
+    MaybeReportUnreachable(node_id, status);
     only_checksum_failures = false;
     last_error = common::Annotate(status, StorageName(node_id));
   }
@@ -821,6 +895,7 @@ absl::Status Client::CallReadReplicas(
     absl::Status status = common::FromGrpcStatus(call(*stub, &context));
     if (status.ok()) return status;
     if (!TryNextReplica(status)) return status;
+    MaybeReportUnreachable(node_id, status);
     last_error = common::Annotate(status, StorageName(node_id));
   }
   return last_error;
@@ -1329,6 +1404,7 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
       // voter. The master then marks its cells OUT_OF_DATE and aborts
       // whatever it may still store for this ttid (rule 8).
       unavailable = status;
+      MaybeReportUnreachable(node, status);
     } else if (failure.ok() ||
                (status.code() == absl::StatusCode::kAborted &&
                 failure.code() != absl::StatusCode::kAborted)) {

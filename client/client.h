@@ -60,6 +60,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -107,6 +109,16 @@ struct ClientOptions {
   // naming the field if a file cannot be read or does not parse.
   // Default nullopt: plaintext.
   std::optional<common::TlsClientConfig> tls;
+  // Report storages this client cannot reach (a call failed with
+  // DEADLINE_EXCEEDED, or UNAVAILABLE from the transport) to the master
+  // (Master.ReportUnreachable): the master probes them and takes one that
+  // does not answer it either DOWN at once, instead of after its heartbeat
+  // timeout (docs/operations.md, "Unreachable storages"). Sent
+  // asynchronously (never delaying the load or commit that failed), at
+  // most once per storage per `report_unreachable_interval`; best effort
+  // (answers are only counted, ClientStats). Default true, 1 s.
+  bool report_unreachable = true;
+  absl::Duration report_unreachable_interval = absl::Seconds(1);
 };
 
 // One revision of an object.
@@ -148,6 +160,11 @@ struct ClientStats {
   uint64_t commit_failures = 0;
   // Sessions established after the first (master stream broke).
   uint64_t reconnects = 0;
+  // Master.ReportUnreachable sent (ClientOptions::report_unreachable), and
+  // those that failed (the master refused or could not be reached;
+  // ignored otherwise).
+  uint64_t unreachable_reports = 0;
+  uint64_t unreachable_reports_failed = 0;
 };
 
 // Called on the watch thread after each invalidation is applied (the
@@ -308,6 +325,12 @@ class Client : private TransactionCommitter {
                     const std::vector<size_t>& indexes, uint64_t before_tid,
                     std::vector<absl::StatusOr<LoadResult>>* results,
                     std::vector<size_t>* fallback);
+  // A call to storage `node_id` failed with `status`: if it says the
+  // storage is unreachable, tells the master (ClientOptions::
+  // report_unreachable), asynchronously. Never blocks.
+  void MaybeReportUnreachable(uint32_t node_id, const absl::Status& status);
+  // Cancels the reports in flight and waits for their callbacks (Close).
+  void EndReports();
   // Waits until snapshot_ >= tid or `timeout`.
   bool WaitForSnapshot(uint64_t tid, absl::Duration timeout);
   // Waits (at most rpc_timeout) until the current master has reported a
@@ -360,6 +383,16 @@ class Client : private TransactionCommitter {
   uint64_t oids_left_ ABSL_GUARDED_BY(oid_mu_) = 0;
   // The master epoch the batch was allocated under.
   uint64_t oid_epoch_ ABSL_GUARDED_BY(oid_mu_) = 0;
+
+  // Master.ReportUnreachable: when each storage was last reported, the
+  // calls in flight (cancelled by Close).
+  struct ReportCall;
+  absl::Mutex report_mu_;
+  absl::flat_hash_map<uint32_t, absl::Time> last_report_ ABSL_GUARDED_BY(report_mu_);
+  absl::flat_hash_set<ReportCall*> report_calls_ ABSL_GUARDED_BY(report_mu_);
+  bool reports_ended_ ABSL_GUARDED_BY(report_mu_) = false;
+  std::atomic<uint64_t> unreachable_reports_{0};
+  std::atomic<uint64_t> unreachable_reports_failed_{0};
 
   std::atomic<uint64_t> cache_hits_{0};
   std::atomic<uint64_t> cache_misses_{0};

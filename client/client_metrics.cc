@@ -27,6 +27,12 @@ std::shared_ptr<prometheus::Collectable> MakeClientMetrics(std::function<ClientS
         m.Counter("cellar_client_reconnects_total",
                   "Master sessions established after the first one.", {},
                   static_cast<double>(s.reconnects));
+        m.Counter("cellar_client_unreachable_reports_total",
+                  "Storages reported unreachable to the master (Master.ReportUnreachable).", {},
+                  static_cast<double>(s.unreachable_reports));
+        m.Counter("cellar_client_unreachable_reports_failed_total",
+                  "Unreachable reports the master refused or did not receive (ignored).", {},
+                  static_cast<double>(s.unreachable_reports_failed));
       });
 }
 

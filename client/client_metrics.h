@@ -11,7 +11,8 @@
 //
 // Families (counters, `cellar_client_` prefix): cache_hits_total,
 // cache_misses_total, checksum_failures_total, commits_total,
-// conflicts_total, commit_failures_total, reconnects_total. `stats` may sum
+// conflicts_total, commit_failures_total, reconnects_total,
+// unreachable_reports_total, unreachable_reports_failed_total. `stats` may sum
 // several clients; it must be thread-safe (Client::stats() is).
 
 #include <functional>

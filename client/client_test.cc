@@ -548,6 +548,55 @@ TEST_F(ClientTest, UnavailableReplicaIsSkippedOnRead) {
   EXPECT_THAT(client->History(2), IsOk());
 }
 
+// A replica that does not answer is reported to the master (which
+// probes it), asynchronously and at most once per interval per storage;
+// the load itself is served by the other replica.
+TEST_F(ClientTest, UnreachableReplicaIsReportedToTheMasterOncePerInterval) {
+  StartCluster();
+  ClientOptions options = Options();
+  options.cache_bytes = 0;
+  options.report_unreachable_interval = absl::Hours(1);
+  auto client = Connect(options);
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(Put(*client, 2, 0, "payload"), IsOk());
+  cluster_->storage(2).SetLoadError(absl::DeadlineExceededError("Deadline Exceeded"));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(client->Load(2)->data, "payload");
+  ASSERT_TRUE(cluster_->master().AwaitUnreachableReports(1, absl::Seconds(10)))
+      << "no ReportUnreachable reached the master";
+  // Round-robin: three of the loads tried S2 first; one report.
+  client->Close();
+  const auto reports = cluster_->master().unreachable_reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].node_id(), 2u);
+  EXPECT_EQ(reports[0].reason(), ::cellar::v1::UNREACHABLE_DEADLINE_EXCEEDED);
+  EXPECT_EQ(reports[0].reporter_node_id(), client->node_id());
+  EXPECT_EQ(client->stats().unreachable_reports, 1u);
+  EXPECT_EQ(client->stats().unreachable_reports_failed, 0u);
+}
+
+TEST_F(ClientTest, AReplicaThatAnswersAnErrorOrReportingOffIsNotReported) {
+  StartCluster();
+  ClientOptions options = Options();
+  options.cache_bytes = 0;
+  options.report_unreachable_interval = absl::ZeroDuration();
+  auto client = Connect(options);
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(Put(*client, 2, 0, "payload"), IsOk());
+  // UNAVAILABLE with a reason: the storage answered, it is up.
+  cluster_->storage(2).SetLoadError(common::ErrorWithReason(
+      absl::StatusCode::kUnavailable, common::kReasonNotReadable, "no"));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(client->Load(2)->data, "payload");
+  options.report_unreachable = false;
+  auto quiet = Connect(options);
+  ASSERT_NE(quiet, nullptr);
+  cluster_->storage(2).SetLoadError(absl::UnavailableError("connection refused"));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(quiet->Load(2)->data, "payload");
+  client->Close();
+  quiet->Close();
+  EXPECT_TRUE(cluster_->master().unreachable_reports().empty());
+  EXPECT_EQ(quiet->stats().unreachable_reports, 0u);
+}
+
 TEST_F(ClientTest, NoReadableCellIsUnavailable) {
   StartCluster();
   auto client = Connect();

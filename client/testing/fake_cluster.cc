@@ -557,6 +557,28 @@ std::vector<::cellar::v1::AbortRequest> FakeMaster::abort_requests() const {
   return abort_requests_;
 }
 
+std::vector<::cellar::v1::ReportUnreachableRequest> FakeMaster::unreachable_reports() const {
+  absl::MutexLock lock(&mu_);
+  return unreachable_reports_;
+}
+
+bool FakeMaster::AwaitUnreachableReports(size_t n, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return unreachable_reports_.size() >= n;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
+grpc::Status FakeMaster::ReportUnreachable(grpc::ServerContext*,
+                                           const ::cellar::v1::ReportUnreachableRequest* request,
+                                           ::cellar::v1::ReportUnreachableResponse* response) {
+  absl::MutexLock lock(&mu_);
+  unreachable_reports_.push_back(*request);
+  response->set_outcome(::cellar::v1::REPORT_PROBING);
+  return grpc::Status::OK;
+}
+
 common::PartitionTable FakeMaster::table() const {
   absl::MutexLock lock(&mu_);
   return table_;

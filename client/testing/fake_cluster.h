@@ -236,6 +236,10 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   bool AwaitOpenWatchStreams(int n, absl::Duration timeout) const;
   std::vector<::cellar::v1::FinishRequest> finish_requests() const;
   std::vector<::cellar::v1::AbortRequest> abort_requests() const;
+  // ReportUnreachable requests received (answered OK, REPORT_PROBING).
+  std::vector<::cellar::v1::ReportUnreachableRequest> unreachable_reports() const;
+  // Waits until at least `n` were received (false on timeout).
+  bool AwaitUnreachableReports(size_t n, absl::Duration timeout) const;
   common::PartitionTable table() const;
 
   grpc::Status RegisterNode(grpc::ServerContext* context,
@@ -268,6 +272,10 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
       grpc::ServerContext* context,
       const ::cellar::v1::StartClusterRequest* request,
       ::cellar::v1::StartClusterResponse* response) override;
+  grpc::Status ReportUnreachable(
+      grpc::ServerContext* context,
+      const ::cellar::v1::ReportUnreachableRequest* request,
+      ::cellar::v1::ReportUnreachableResponse* response) override;
 
  private:
   struct WatchStream {
@@ -324,6 +332,8 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   int begin_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<::cellar::v1::FinishRequest> finish_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<::cellar::v1::AbortRequest> abort_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<::cellar::v1::ReportUnreachableRequest> unreachable_reports_
+      ABSL_GUARDED_BY(mu_);
 };
 
 struct FakeClusterOptions {

@@ -32,6 +32,9 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Master/StartCluster", kAdmin | kNode},
       {"/cellar.v1.Master/Heartbeat", kNode},
       {"/cellar.v1.Master/ReportReplication", kNode},
+      // A client (or storage) that could not reach a storage; the master
+      // probes it itself before acting (the report is never taken as is).
+      {"/cellar.v1.Master/ReportUnreachable", kClient | kNode},
       {"/cellar.v1.Master/SetClusterState", kAdmin | kNode},
       {"/cellar.v1.Master/ChangePartitionTable", kAdmin | kNode},
       {"/cellar.v1.Master/KillNode", kAdmin | kNode},

@@ -67,6 +67,14 @@ TEST(AuthPolicyTest, NodeOnlyRpcsAreNotOpenToTokens) {
   }
 }
 
+TEST(AuthPolicyTest, UnreachableReportsComeFromClientsAndNodesOnly) {
+  const RoleSet roles = MethodRoles().at("/cellar.v1.Master/ReportUnreachable");
+  EXPECT_TRUE(HasRole(Role::kClient, roles));
+  EXPECT_TRUE(HasRole(Role::kNode, roles));
+  EXPECT_FALSE(HasRole(Role::kReadonly, roles));  // it makes the master act
+  EXPECT_FALSE(HasRole(Role::kAdmin, roles));     // operators have KillNode
+}
+
 TEST(AuthPolicyTest, OpenPaths) {
   EXPECT_TRUE(IsHealthMethod("/grpc.health.v1.Health/Check"));
   EXPECT_FALSE(IsHealthMethod("/grpc.health.v1.HealthX/Check"));

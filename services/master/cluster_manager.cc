@@ -216,6 +216,7 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     }
     node.connected = true;
     node.last_heartbeat = clock_->Now();
+    node.generation = next_generation_++;
     node.info.set_node_id(id);
     node.info.set_role(request.role());
     node.info.set_address(request.address());
@@ -659,6 +660,50 @@ ClusterManager::NodeMap::iterator ClusterManager::ForgetNodeLocked(NodeMap::iter
   it->second.info.set_state(cellar::v1::NODE_DOWN);
   PublishNodeLocked(it->second);
   return nodes_.erase(it);
+}
+
+absl::StatusOr<ClusterManager::ProbeTarget> ClusterManager::UnreachableTarget(
+    uint32_t node_id) const {
+  if (node_id == 0) return absl::InvalidArgumentError("node_id: required");
+  if (common::NodeKindOf(node_id) != NodeKind::kStorage) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "node_id: ", common::NodeName(node_id),
+        " is not a storage (only storages are probed when reported unreachable)"));
+  }
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end() && !pt_.NodeIds().contains(node_id)) {
+    return absl::NotFoundError(
+        absl::StrCat("node_id: ", common::NodeName(node_id), " is not a known storage"));
+  }
+  if (state_ != cellar::v1::CLUSTER_RUNNING) {
+    return common::ErrorWithReason(
+        absl::StatusCode::kFailedPrecondition, common::kReasonClusterNotRunning,
+        absl::StrCat("cluster is ", StateName(state_),
+                     ": unreachable storages are probed only while RUNNING"));
+  }
+  ProbeTarget probe;
+  probe.target.node_id = node_id;
+  if (it == nodes_.end() || !it->second.connected) {
+    probe.down = true;
+    return probe;
+  }
+  probe.target.address = it->second.info.address();
+  probe.generation = it->second.generation;
+  return probe;
+}
+
+bool ClusterManager::ProbeFailed(uint32_t node_id, uint64_t generation,
+                                 absl::Time probe_started, const std::string& why) {
+  absl::MutexLock l(&mu_);
+  if (shutting_down_) return false;
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end() || !it->second.connected || it->second.generation != generation ||
+      it->second.last_heartbeat > probe_started) {
+    return false;
+  }
+  NodesLostLocked({node_id}, why);
+  return true;
 }
 
 bool ClusterManager::IsConnected(uint32_t node_id) const {

@@ -310,6 +310,30 @@ class ClusterManager {
   // True if `node_id` is registered and connected.
   bool IsConnected(uint32_t node_id) const;
 
+  // A storage someone reported unreachable (Master.ReportUnreachable;
+  // unreachable_prober.h), as the master should probe it.
+  struct ProbeTarget {
+    StorageTarget target;
+    // The registration probed: a storage that registers again meanwhile
+    // is not taken down by the old probe's failure.
+    uint64_t generation = 0;
+    // Already DOWN (or in the table and never registered): nothing to do.
+    bool down = false;
+  };
+  // INVALID_ARGUMENT for node id 0 or an id that is not a storage's;
+  // NOT_FOUND for a storage neither registered nor in the table;
+  // FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) unless RUNNING.
+  absl::StatusOr<ProbeTarget> UnreachableTarget(uint32_t node_id) const;
+  // The master's own probe of `node_id` failed (`why`): the storage is
+  // treated exactly as one that missed its heartbeats (NodesLostLocked),
+  // unless it is no longer connected or registered again since
+  // `generation`, or sent a heartbeat after `probe_started` (it is
+  // talking to the master: slow to answer the probe, not gone; only the
+  // heartbeat timeout takes such a node down). Returns whether it was
+  // taken down.
+  bool ProbeFailed(uint32_t node_id, uint64_t generation, absl::Time probe_started,
+                   const std::string& why);
+
   // Operator start (see class comment).
   absl::StatusOr<cellar::v1::ClusterState> Start();
 
@@ -446,6 +470,8 @@ class ClusterManager {
     std::shared_ptr<EventHub::Subscriber> subscriber;
     // Last heartbeat (or registration).
     absl::Time last_heartbeat;
+    // Which registration this is (ProbeTarget::generation).
+    uint64_t generation = 0;
   };
   // Catch-up requirement of one OUT_OF_DATE cell (class comment).
   struct CatchUp {
@@ -552,6 +578,7 @@ class ClusterManager {
   uint32_t next_storage_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint32_t next_client_index_ ABSL_GUARDED_BY(mu_) = 1;
   uint32_t next_admin_index_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t last_oid_ ABSL_GUARDED_BY(mu_) = 0;
   // OIDs below this may have been handed out (the highest mark persisted
   // or reported); the storages in oid_mark_on_ hold it.

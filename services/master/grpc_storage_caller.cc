@@ -341,6 +341,27 @@ absl::Status GrpcStorageCaller::Shutdown(const StorageTarget& target,
                           absl::StrCat("shutdown of ", common::NodeName(target.node_id)));
 }
 
+absl::Status GrpcStorageCaller::Probe(const StorageTarget& target, absl::Duration timeout) {
+  grpc::ClientContext context;
+  common::SetDeadline(&context, timeout);
+  cellar::v1::GetNodeStatusRequest request;
+  request.set_health_only(true);
+  cellar::v1::GetNodeStatusResponse response;
+  const grpc::Status s = StubFor(target.address)->GetNodeStatus(&context, request, &response);
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return common::Annotate(common::FromGrpcStatus(s),
+                            absl::StrCat("probe of ", common::NodeName(target.node_id)));
+  }
+  // Another storage now serves that address: the one we know is not there.
+  if (s.ok() && response.node_id() != 0 && response.node_id() != target.node_id) {
+    return absl::UnavailableError(absl::StrCat(target.address, " answers as ",
+                                               common::NodeName(response.node_id()), ", not ",
+                                               common::NodeName(target.node_id)));
+  }
+  return absl::OkStatus();  // it answered (an error such as PERMISSION_DENIED too)
+}
+
 // ---- Operator actions: replica check and truncate (blocking unary calls;
 // the master runs them from its own background threads).
 

@@ -50,6 +50,7 @@ class GrpcStorageCaller final : public StorageCaller {
                                                 uint64_t epoch,
                                                 const cellar::v1::FeatureFlagTable& table) override;
   absl::Status Shutdown(const StorageTarget& target, const std::string& reason) override;
+  absl::Status Probe(const StorageTarget& target, absl::Duration timeout) override;
   absl::StatusOr<CellCheck> CheckCell(const StorageTarget& target, uint64_t epoch,
                                       const CellCheckRange& range) override;
   absl::StatusOr<uint64_t> TruncateData(const StorageTarget& target, uint64_t epoch,

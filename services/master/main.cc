@@ -54,6 +54,13 @@ ABSL_FLAG(std::string, initial_feature_flags, "",
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
           "A storage silent (no Heartbeat) for longer is treated as gone: DOWN, its cells "
           "OUT_OF_DATE (storages send one every --heartbeat_interval, 2 s); 0 disables");
+ABSL_FLAG(absl::Duration, unreachable_probe_interval, absl::Seconds(1),
+          "A storage reported unreachable by a client (Master.ReportUnreachable) is probed "
+          "by the master at most once per this interval (reports in between are coalesced); "
+          "0 = only one probe in flight at a time");
+ABSL_FLAG(absl::Duration, unreachable_probe_timeout, absl::Seconds(2),
+          "Deadline of the master's probe of a storage reported unreachable: one that does "
+          "not answer within it is treated as gone at once, as after --heartbeat_timeout");
 ABSL_FLAG(uint32_t, max_watch_streams, 1024,
           "Concurrent Watch streams (one per node session, each holding a server thread); "
           "more are refused with RESOURCE_EXHAUSTED");
@@ -147,6 +154,14 @@ int main(int argc, char** argv) {
   options.cluster.num_replicas = absl::GetFlag(FLAGS_replicas);
   options.cluster.autostart = absl::GetFlag(FLAGS_autostart);
   options.cluster.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
+  options.unreachable.interval = absl::GetFlag(FLAGS_unreachable_probe_interval);
+  options.unreachable.timeout = absl::GetFlag(FLAGS_unreachable_probe_timeout);
+  if (options.unreachable.interval < absl::ZeroDuration() ||
+      options.unreachable.timeout <= absl::ZeroDuration()) {
+    std::cerr << "cellar-master: --unreachable_probe_interval must not be negative and "
+                 "--unreachable_probe_timeout must be positive\n";
+    return 2;
+  }
   // Single master: a provisional epoch. The clock may be behind after a
   // restart, so the cluster raises it above the highest epoch any storage
   // persisted (ClusterOptions::epoch_is_durable) before the first fenced

@@ -33,6 +33,23 @@ void AddFeatureFlagMetrics(common::MetricsBuilder& m, const cellar::v1::FeatureF
   }
 }
 
+// Master.ReportUnreachable: what became of the reports, and the probes' time.
+void AddUnreachableMetrics(common::MetricsBuilder& m, const UnreachableStats& stats) {
+  const std::pair<const char*, uint64_t> outcomes[] = {{"probed_down", stats.probed_down},
+                                                       {"probed_up", stats.probed_up},
+                                                       {"coalesced", stats.coalesced},
+                                                       {"ignored", stats.ignored}};
+  for (const auto& [outcome, n] : outcomes) {
+    m.Counter("cellar_master_unreachable_reports_total",
+              "Reports of unreachable storages (Master.ReportUnreachable) by what became of "
+              "them.",
+              {{"outcome", outcome}}, static_cast<double>(n));
+  }
+  m.Counter("cellar_master_unreachable_probe_seconds_total",
+            "Time spent probing storages reported unreachable.", {},
+            absl::ToDoubleSeconds(stats.probe_time));
+}
+
 void AddClusterMetrics(common::MetricsBuilder& m, ClusterManager* cluster,
                        TransactionCoordinator* coordinator) {
   const cellar::v1::GetClusterInfoResponse info = cluster->Info();
@@ -98,6 +115,8 @@ struct MasterServer::Term {
   // Operator actions: replica checks and truncate.
   std::unique_ptr<ReplicaChecker> checker;
   std::unique_ptr<Truncator> truncator;
+  // Master.ReportUnreachable's probes (uses the cluster and the caller).
+  std::unique_ptr<UnreachableProber> prober;
   std::unique_ptr<MasterService> service;
   // Creates the initial feature flags (null without any); stopped first.
   std::unique_ptr<FlagSeeder> flag_seeder;
@@ -200,6 +219,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
         if (shared->primary && shared->term != nullptr) {
           AddClusterMetrics(m, shared->term->cluster.get(), shared->term->coordinator.get());
           AddFeatureFlagMetrics(m, shared->term->cluster->FeatureFlags(), clock->Now());
+          AddUnreachableMetrics(m, shared->term->prober->stats());
         }
       });
 
@@ -288,6 +308,9 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
                                                    term->caller.get(), clock_);
   term->truncator = std::make_unique<Truncator>(cluster, coordinator, term->caller.get());
   term->service->SetCheckAndTruncate(term->checker.get(), term->truncator.get());
+  term->prober = std::make_unique<UnreachableProber>(cluster, term->caller.get(), clock_,
+                                                     options_.unreachable);
+  term->service->SetUnreachableProber(term->prober.get());
   if (!options_.initial_feature_flags.empty()) {
     term->flag_seeder = std::make_unique<FlagSeeder>(
         [cluster] { return cluster->Info().cluster_state() == cellar::v1::CLUSTER_RUNNING; },

@@ -52,6 +52,7 @@
 #include "services/master/master_service.h"
 #include "services/master/primary_gate.h"
 #include "services/master/transaction_coordinator.h"
+#include "services/master/unreachable_prober.h"
 
 namespace cellar::master {
 
@@ -71,6 +72,10 @@ struct MasterServerOptions {
   std::vector<cellar::v1::FeatureFlag> initial_feature_flags;
   // Deadline of master -> storage calls (lock, unlock, abort). Default 10 s.
   absl::Duration storage_rpc_timeout = absl::Seconds(10);
+  // Master.ReportUnreachable: how often and how long the master probes a
+  // storage reported unreachable (unreachable_prober.h; defaults there:
+  // one probe per storage per 1 s, 2 s deadline).
+  UnreachableProberOptions unreachable;
   // Bounds on concurrent Watch streams, in all and per caller
   // (MasterService::SetWatchLimits).
   size_t max_watch_streams = MasterService::kDefaultMaxWatchStreams;

@@ -303,6 +303,20 @@ grpc::Status MasterService::ReportReplication(
   return grpc::Status::OK;
 }
 
+grpc::Status MasterService::ReportUnreachable(
+    grpc::ServerContext*, const cellar::v1::ReportUnreachableRequest* request,
+    cellar::v1::ReportUnreachableResponse* response) {
+  if (prober_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "unreachable reports are not set up");
+  }
+  if (request->node_id() == 0) return Invalid("node_id: required (the unreachable storage)");
+  absl::StatusOr<cellar::v1::ReportOutcome> outcome =
+      prober_->Report(request->node_id(), request->reason(), request->reporter_node_id());
+  if (!outcome.ok()) return ToGrpcStatus(outcome.status());
+  response->set_outcome(*outcome);
+  return grpc::Status::OK;
+}
+
 // ---- Operator actions ----
 
 grpc::Status MasterService::SetClusterState(grpc::ServerContext*,

@@ -29,6 +29,7 @@
 #include "services/master/storage_caller.h"
 #include "services/master/transaction_coordinator.h"
 #include "services/master/truncator.h"
+#include "services/master/unreachable_prober.h"
 
 namespace cellar::master {
 
@@ -93,6 +94,13 @@ class MasterService final : public cellar::v1::Master::Service {
                                  const cellar::v1::ReportReplicationRequest* request,
                                  cellar::v1::ReportReplicationResponse* response) override;
 
+  // Master.ReportUnreachable (UnreachableProber does the work). Until set,
+  // it answers UNIMPLEMENTED. Not owned; call before serving.
+  void SetUnreachableProber(UnreachableProber* prober) { prober_ = prober; }
+  grpc::Status ReportUnreachable(grpc::ServerContext* context,
+                                 const cellar::v1::ReportUnreachableRequest* request,
+                                 cellar::v1::ReportUnreachableResponse* response) override;
+
   // ---- Replica checks, repair and truncate (docs/operations.md) ----
   // Until set, CheckReplicas/GetCheckStatus/Truncate answer UNIMPLEMENTED.
   // Call before the service serves; neither is owned.
@@ -151,6 +159,7 @@ class MasterService final : public cellar::v1::Master::Service {
  private:
   ReplicaChecker* checker_ = nullptr;
   Truncator* truncator_ = nullptr;
+  UnreachableProber* prober_ = nullptr;
   ClusterManager* cluster_;
   TransactionCoordinator* coordinator_;
   EventHub* hub_;

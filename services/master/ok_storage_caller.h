@@ -2,8 +2,8 @@
 #define CELLAR_SERVICES_MASTER_OK_STORAGE_CALLER_H_
 
 // Tests and fuzzers: a StorageCaller whose storages all answer at once and
-// succeed (locks, unlocks, aborts, shutdowns; outcomes unknown). Derive and
-// override the calls a test needs to fail or record.
+// succeed (locks, unlocks, aborts, shutdowns, probes; outcomes unknown).
+// Derive and override the calls a test needs to fail or record.
 
 #include <string>
 #include <vector>
@@ -35,6 +35,7 @@ class OkStorageCaller : public StorageCaller {
   absl::Status Shutdown(const StorageTarget&, const std::string&) override {
     return absl::OkStatus();
   }
+  absl::Status Probe(const StorageTarget&, absl::Duration) override { return absl::OkStatus(); }
 };
 
 }  // namespace cellar::master

@@ -187,6 +187,12 @@ grpc::Status PrimaryGate::ReportReplication(grpc::ServerContext* context,
   CELLAR_GATED(ReportReplication(context, request, response));
 }
 
+grpc::Status PrimaryGate::ReportUnreachable(grpc::ServerContext* context,
+                                            const cellar::v1::ReportUnreachableRequest* request,
+                                            cellar::v1::ReportUnreachableResponse* response) {
+  CELLAR_GATED(ReportUnreachable(context, request, response));
+}
+
 grpc::Status PrimaryGate::CheckReplicas(grpc::ServerContext* context,
                                         const cellar::v1::CheckReplicasRequest* request,
                                         cellar::v1::CheckReplicasResponse* response) {

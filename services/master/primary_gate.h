@@ -91,6 +91,9 @@ class PrimaryGate final : public cellar::v1::Master::Service {
   grpc::Status ReportReplication(grpc::ServerContext* context,
                                  const cellar::v1::ReportReplicationRequest* request,
                                  cellar::v1::ReportReplicationResponse* response) override;
+  grpc::Status ReportUnreachable(grpc::ServerContext* context,
+                                 const cellar::v1::ReportUnreachableRequest* request,
+                                 cellar::v1::ReportUnreachableResponse* response) override;
   // Replica checks, repair and truncate.
   grpc::Status CheckReplicas(grpc::ServerContext* context,
                              const cellar::v1::CheckReplicasRequest* request,

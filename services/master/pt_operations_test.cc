@@ -17,6 +17,7 @@
 #include "services/common/status_matchers.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
+#include "services/master/test_nodes.h"
 
 namespace cellar::master {
 namespace {
@@ -51,18 +52,8 @@ class PtOperationsTest : public ::testing::Test {
 
   // Registers a new storage and watches it.
   uint32_t AddStorage() {
-    cellar::v1::RegisterNodeRequest r;
-    r.set_cluster_name("test");
-    r.set_protocol_version(cellar::v1::PROTOCOL_VERSION_1);
-    r.set_role(cellar::v1::NODE_ROLE_STORAGE);
-    r.set_address(absl::StrCat("127.0.0.1:", 7200 + next_port_++));
-    auto res = cluster_->RegisterNode(r);
-    EXPECT_TRUE(res.ok()) << res.status();
-    if (!res.ok()) return 0;
-    auto sub = cluster_->Watch(res->node_id());
-    EXPECT_TRUE(sub.ok()) << sub.status();
-    if (sub.ok()) subs_[res->node_id()] = *sub;
-    return res->node_id();
+    return RegisterAndWatch(*cluster_, cellar::v1::NODE_ROLE_STORAGE,
+                            absl::StrCat("127.0.0.1:", 7200 + next_port_++), subs_);
   }
 
   common::PartitionTable Pt() {

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "protos/cellar/v1/common.pb.h"
 
 namespace cellar::master {
@@ -149,6 +150,18 @@ class StorageCaller {
   virtual absl::StatusOr<uint64_t> TruncateData(const StorageTarget& target, uint64_t epoch,
                                                 uint64_t tid) {
     return absl::UnimplementedError("TruncateData");
+  }
+
+  // Is `target` there? (Master.ReportUnreachable: the master checks a
+  // storage a client could not reach.) Storage.GetNodeStatus (health
+  // only) with deadline `timeout`. OK when the node answered as itself,
+  // or answered at all with an error other than UNAVAILABLE or
+  // DEADLINE_EXCEEDED (it is up, only refusing this call); UNAVAILABLE or
+  // DEADLINE_EXCEEDED when it did not answer in time, or answered as
+  // another node. (The default answers UNIMPLEMENTED, for fakes that are
+  // never asked: the master then keeps the node up.)
+  virtual absl::Status Probe(const StorageTarget& target, absl::Duration timeout) {
+    return absl::UnimplementedError("Probe");
   }
 
   // Storage.Shutdown on `target` (operator KillNode with stop): asks the

@@ -120,7 +120,8 @@ absl::StatusOr<std::unique_ptr<tools::ProcessCluster>> StartCluster(
 
 absl::StatusOr<std::unique_ptr<client::Client>> Connect(const tools::ProcessCluster& cluster,
                                                         absl::Duration rpc_timeout,
-                                                        size_t cache_bytes) {
+                                                        size_t cache_bytes,
+                                                        bool report_unreachable) {
   client::ClientOptions options;
   options.master_addresses = cluster.master_addresses();
   options.cluster_name = cluster.cluster_name();
@@ -128,6 +129,7 @@ absl::StatusOr<std::unique_ptr<client::Client>> Connect(const tools::ProcessClus
   options.tls = cluster.client_tls();
   options.rpc_timeout = rpc_timeout;
   options.cache_bytes = cache_bytes;
+  options.report_unreachable = report_unreachable;
   options.connect_timeout = absl::Seconds(15);
   return client::Client::Connect(options);
 }

@@ -57,9 +57,10 @@ absl::StatusOr<std::unique_ptr<tools::ProcessCluster>> StartCluster(
 
 // A client of the cluster; `rpc_timeout` bounds every call (short, so that
 // calls to a SIGSTOPped node give up quickly). No cache by default.
+// `report_unreachable`: ClientOptions::report_unreachable.
 absl::StatusOr<std::unique_ptr<client::Client>> Connect(
     const tools::ProcessCluster& cluster, absl::Duration rpc_timeout = absl::Seconds(5),
-    size_t cache_bytes = 0);
+    size_t cache_bytes = 0, bool report_unreachable = true);
 
 // What a commit wrote.
 using Objects = std::map<uint64_t, std::string>;

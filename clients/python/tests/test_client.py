@@ -7,7 +7,7 @@ import pytest
 
 import cellar
 from cellar import errors
-from cellar._pb import master_pb2
+from cellar._pb import common_pb2, master_pb2, storage_pb2_grpc
 
 
 def test_connect_wrong_cluster_name_is_refused(fresh_cluster):
@@ -492,3 +492,38 @@ def test_a_deleted_object_is_not_found(client):
     assert many[1].data == b"other"
     assert client.load_before(oid, t2.tid).data == b"alive"
     assert [e.deleted for e in client.history(oid)] == [True, False]
+
+
+
+def test_an_unreachable_replica_is_reported_once_and_the_master_keeps_it_if_it_answers(
+        fresh_cluster):
+    c = cellar.Client(fresh_cluster.master, rpc_timeout=2, report_unreachable_interval=3600)
+    try:
+        oid = c.new_oid()
+        with c.transaction() as t:
+            t.store(oid, 0, b"payload")
+        nodes = c._read_nodes(oid)
+        assert len(nodes) == 2
+        victim = nodes[0]
+        # This client alone cannot reach `victim` (a dead address: the
+        # transport answers UNAVAILABLE); the master can.
+        dead = c._make_channel("127.0.0.1:1")
+        c._channels.append(dead)
+        with c._cond:
+            c._storage_stubs[c._nodes[victim].address] = storage_pb2_grpc.StorageStub(dead)
+        for _ in range(6):
+            assert c.load(oid).data == b"payload"  # the other replica answers
+        assert c.unreachable_reports == 1  # rate-limited: one per storage
+        deadline = time.monotonic() + 10
+        while c._reports_done < 1:
+            assert time.monotonic() < deadline, "the report never completed"
+            time.sleep(0.05)
+        assert c.unreachable_reports_failed == 0
+        # The master probed it and it answered: it stays up.
+        until = time.monotonic() + 2
+        while time.monotonic() < until:
+            states = {n.node_id: n.state for n in c.cluster_info().nodes}
+            assert states[victim] == common_pb2.NODE_RUNNING
+            time.sleep(0.2)
+    finally:
+        c.close()

@@ -15,6 +15,11 @@ protos/cellar/v1:
 * Reads go to a readable cell (UP_TO_DATE, FEEDING) of partition(oid) on
   a reachable storage, rotating over replicas; a checksum mismatch,
   UNAVAILABLE or DEADLINE_EXCEEDED moves on to the next replica.
+* A storage that does not answer (DEADLINE_EXCEEDED, or UNAVAILABLE from
+  the transport) is reported to the master (``Master.ReportUnreachable``),
+  asynchronously and at most once per ``report_unreachable_interval``
+  seconds per storage; the master probes it and takes it DOWN at once if
+  it does not answer either (docs/operations.md, "Unreachable storages").
 * Commits: ``Master.Begin`` (ttid + token), ``Storage.Store`` with
   ``vote`` on every writable cell of each object's partition and the
   transaction record on every writable cell of partition(ttid),
@@ -199,7 +204,8 @@ class Client:
                  tls_server_name: Optional[str] = None, rpc_timeout: float = 10.0,
                  connect_timeout: float = 10.0, commit_wait_timeout: float = 5.0,
                  max_reconnect_backoff: float = 0.5, version: str = VERSION,
-                 track: str = "stable"):
+                 track: str = "stable", report_unreachable: bool = True,
+                 report_unreachable_interval: float = 1.0):
         if isinstance(masters, str):
             masters = [m.strip() for m in masters.split(",") if m.strip()]
         self.masters = list(masters)
@@ -212,6 +218,15 @@ class Client:
         self.max_reconnect_backoff = max_reconnect_backoff
         self.version = version
         self.track = track
+        self.report_unreachable = report_unreachable
+        self.report_unreachable_interval = report_unreachable_interval
+        # Master.ReportUnreachable: storage id -> time of its last report,
+        # and the reports sent / failed (best effort: only counted).
+        self._report_lock = threading.Lock()
+        self._last_report: Dict[int, float] = {}
+        self.unreachable_reports = 0
+        self.unreachable_reports_failed = 0
+        self._reports_done = 0
         if token_file:
             with open(token_file) as f:
                 token = f.read().strip()
@@ -313,6 +328,47 @@ class Client:
             return method(request, timeout=timeout or self.rpc_timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise errors.from_rpc_error(e, context) from None
+
+    def _report_unreachable(self, node_id: int, error: CellarError) -> None:
+        """A call to storage ``node_id`` failed with ``error``: if that says
+        the storage did not answer, tells the master without waiting."""
+        if not self.report_unreachable:
+            return
+        if error.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            reason = master_pb2.UNREACHABLE_DEADLINE_EXCEEDED
+        elif error.code == grpc.StatusCode.UNAVAILABLE and not error.reason:
+            # An UNAVAILABLE with a reason (NOT_READABLE...) came from a
+            # storage that is up.
+            reason = master_pb2.UNREACHABLE_UNAVAILABLE
+        else:
+            return
+        with self._cond:
+            if not self._connected or self._closing or self._master is None:
+                return
+            stub, reporter = self._master, self._node_id
+        now = time.monotonic()
+        with self._report_lock:
+            last = self._last_report.get(node_id)
+            if last is not None and now - last < self.report_unreachable_interval:
+                return
+            self._last_report[node_id] = now
+            self.unreachable_reports += 1
+        request = master_pb2.ReportUnreachableRequest(node_id=node_id, reason=reason,
+                                                      reporter_node_id=reporter)
+        try:
+            future = stub.ReportUnreachable.future(
+                request, timeout=min(self.rpc_timeout, 5.0), metadata=self._metadata)
+        except Exception:  # a closed channel: best effort
+            self._report_done(None)
+            return
+        future.add_done_callback(self._report_done)
+
+    def _report_done(self, future) -> None:
+        failed = future is None or future.code() != grpc.StatusCode.OK
+        with self._report_lock:
+            self._reports_done += 1
+            if failed:
+                self.unreachable_reports_failed += 1
 
     def _storage_stub(self, node_id: int):
         with self._cond:
@@ -863,6 +919,7 @@ class Client:
             except CellarError as e:
                 if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
+                self._report_unreachable(node_id, e)
                 only_checksum = False
                 last_error = e
                 continue
@@ -930,7 +987,8 @@ class Client:
                                                   before_tid=before_tid)
             try:
                 response = self._call(stub.LoadMany, request, _node_name(node_id))
-            except CellarError:
+            except CellarError as e:
+                self._report_unreachable(node_id, e)
                 break  # UNIMPLEMENTED (older storage), unreachable, ...
             answered = len(response.results)
             if answered == 0 or answered > len(batch):
@@ -970,6 +1028,7 @@ class Client:
             except CellarError as e:
                 if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
+                self._report_unreachable(node_id, e)
                 last_error = e
         raise last_error
 
@@ -1434,6 +1493,7 @@ class Transaction:
                 continue
             if r.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 unavailable = r
+                self._report_unreachable(n, r)
             elif failure is None or (r.code == grpc.StatusCode.ABORTED
                                      and failure.code != grpc.StatusCode.ABORTED):
                 failure = r
