@@ -6,6 +6,9 @@ namespace cellar::common {
 namespace {
 
 constexpr RoleSet kClient = Roles(Role::kClient);
+// The read half of the data path: client implies it (HasRole), so a set
+// naming kReader admits client tokens too.
+constexpr RoleSet kReader = Roles(Role::kReader);
 constexpr RoleSet kReadonly = Roles(Role::kReadonly);
 constexpr RoleSet kAdmin = Roles(Role::kAdmin);
 constexpr RoleSet kNode = Roles(Role::kNode);
@@ -16,25 +19,28 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
   // The admin process calls masters and storages with the cluster secret
   // (node), so operator rpcs of Master/Storage allow node as well as admin
   // tokens used directly. Data-path rpcs that a node also makes (the admin
-  // reads history, storages read the cluster info) allow both.
+  // reads history, storages read the cluster info) allow both. A read-only
+  // client (reader) registers, watches and loads; everything that writes
+  // or holds a transaction (AllocateOids, Begin, Store, Vote, Finish,
+  // Abort, GetTransactionStatus) needs client.
   static const auto* const kTable = new absl::flat_hash_map<std::string, RoleSet>{
       // ---- cellar.v1.Master
       // A storage or admin registration additionally needs node: checked by
       // the handler (RequireNodeRole), the role is in the request.
-      {"/cellar.v1.Master/RegisterNode", kClient | kNode},
-      {"/cellar.v1.Master/Watch", kClient | kNode},
+      {"/cellar.v1.Master/RegisterNode", kReader | kNode},
+      {"/cellar.v1.Master/Watch", kReader | kNode},
       {"/cellar.v1.Master/AllocateOids", kClient},
       {"/cellar.v1.Master/Begin", kClient},
       {"/cellar.v1.Master/Finish", kClient},
       {"/cellar.v1.Master/Abort", kClient},
       {"/cellar.v1.Master/GetTransactionStatus", kClient},
-      {"/cellar.v1.Master/GetClusterInfo", kClient | kReadonly | kNode},
+      {"/cellar.v1.Master/GetClusterInfo", kReader | kReadonly | kNode},
       {"/cellar.v1.Master/StartCluster", kAdmin | kNode},
       {"/cellar.v1.Master/Heartbeat", kNode},
       {"/cellar.v1.Master/ReportReplication", kNode},
       // A client (or storage) that could not reach a storage; the master
       // probes it itself before acting (the report is never taken as is).
-      {"/cellar.v1.Master/ReportUnreachable", kClient | kNode},
+      {"/cellar.v1.Master/ReportUnreachable", kReader | kNode},
       {"/cellar.v1.Master/SetClusterState", kAdmin | kNode},
       {"/cellar.v1.Master/ChangePartitionTable", kAdmin | kNode},
       {"/cellar.v1.Master/KillNode", kAdmin | kNode},
@@ -57,13 +63,13 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/AbortTransaction", kClient | kNode},
       {"/cellar.v1.Storage/LockTransaction", kNode},
       {"/cellar.v1.Storage/UnlockTransaction", kNode},
-      {"/cellar.v1.Storage/Load", kClient | kNode},
-      {"/cellar.v1.Storage/LoadMany", kClient | kNode},
-      {"/cellar.v1.Storage/History", kClient | kNode},
-      {"/cellar.v1.Storage/LastTransactions", kClient | kNode},
-      {"/cellar.v1.Storage/GetTransaction", kClient | kNode},
+      {"/cellar.v1.Storage/Load", kReader | kNode},
+      {"/cellar.v1.Storage/LoadMany", kReader | kNode},
+      {"/cellar.v1.Storage/History", kReader | kNode},
+      {"/cellar.v1.Storage/LastTransactions", kReader | kNode},
+      {"/cellar.v1.Storage/GetTransaction", kReader | kNode},
       // Sizes, no data: also for monitoring with a readonly token.
-      {"/cellar.v1.Storage/GetPartitionStats", kClient | kReadonly | kNode},
+      {"/cellar.v1.Storage/GetPartitionStats", kReader | kReadonly | kNode},
       {"/cellar.v1.Storage/GetNodeStatus", kReadonly | kNode},
       {"/cellar.v1.Storage/Replicate", kNode},
       {"/cellar.v1.Storage/GetTransactionOutcome", kNode},
@@ -111,6 +117,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
 bool HasRole(Role role, RoleSet allowed) {
   RoleSet held = Roles(role);
   if (role == Role::kAdmin) held |= kReadonly;
+  if (role == Role::kClient) held |= kReader;
   return (held & allowed) != 0;
 }
 

@@ -7,7 +7,8 @@
 // descriptors and fails if any rpc is missing, so a new rpc cannot ship
 // without a decision. See docs/security.md for the table in prose.
 //
-// `admin` implies `readonly` (HasRole). Open paths (grpc.health.v1, and
+// `admin` implies `readonly` and `client` implies `reader` (HasRole): a
+// set naming the lesser role admits the greater one. Open paths (grpc.health.v1, and
 // reflection when asked) need no credentials at all.
 //
 // Thread-safe (immutable after first use).

@@ -55,6 +55,62 @@ TEST(AuthPolicyTest, AdminImpliesReadonlyButNothingElse) {
   EXPECT_FALSE(HasRole(Role::kClient, Roles(Role::kNode)));
 }
 
+TEST(AuthPolicyTest, ClientImpliesReaderButNothingElse) {
+  EXPECT_TRUE(HasRole(Role::kClient, Roles(Role::kReader)));
+  EXPECT_FALSE(HasRole(Role::kReader, Roles(Role::kClient)));
+  EXPECT_FALSE(HasRole(Role::kReader, Roles(Role::kReadonly)));
+  EXPECT_FALSE(HasRole(Role::kReadonly, Roles(Role::kReader)));
+  EXPECT_FALSE(HasRole(Role::kAdmin, Roles(Role::kReader)));
+  EXPECT_FALSE(HasRole(Role::kReader, Roles(Role::kNode)));
+}
+
+// Every rpc the table allows a role (its implied role included).
+std::set<std::string> CallableBy(Role role) {
+  std::set<std::string> callable;
+  for (const auto& [path, roles] : MethodRoles()) {
+    if (HasRole(role, roles)) callable.insert(path);
+  }
+  return callable;
+}
+
+// The read half of the data path, exactly: a read-only client registers,
+// watches, loads and reports unreachable storages, and nothing that begins,
+// writes or ends a transaction (nor any operator rpc).
+TEST(AuthPolicyTest, ReaderMayReadObjectsButNeverWrite) {
+  EXPECT_THAT(CallableBy(Role::kReader),
+              ::testing::UnorderedElementsAre(
+                  "/cellar.v1.Master/RegisterNode", "/cellar.v1.Master/Watch",
+                  "/cellar.v1.Master/GetClusterInfo", "/cellar.v1.Master/ReportUnreachable",
+                  "/cellar.v1.Storage/Load", "/cellar.v1.Storage/LoadMany",
+                  "/cellar.v1.Storage/History", "/cellar.v1.Storage/LastTransactions",
+                  "/cellar.v1.Storage/GetTransaction", "/cellar.v1.Storage/GetPartitionStats"));
+  // The client may do all of that, and commit.
+  const std::set<std::string> client = CallableBy(Role::kClient);
+  for (const std::string& path : CallableBy(Role::kReader)) {
+    EXPECT_TRUE(client.count(path) > 0) << path;
+  }
+  for (const char* path :
+       {"/cellar.v1.Master/AllocateOids", "/cellar.v1.Master/Begin", "/cellar.v1.Master/Finish",
+        "/cellar.v1.Master/Abort", "/cellar.v1.Master/GetTransactionStatus",
+        "/cellar.v1.Storage/Store", "/cellar.v1.Storage/Vote",
+        "/cellar.v1.Storage/AbortTransaction"}) {
+    EXPECT_TRUE(client.count(path) > 0) << path;
+    EXPECT_FALSE(HasRole(Role::kReader, MethodRoles().at(path))) << path;
+  }
+}
+
+// Dashboards and operators (readonly, admin) see sizes and the cluster,
+// never object data nor a client session.
+TEST(AuthPolicyTest, ReadonlyAndAdminReadNoObjectData) {
+  for (const char* path :
+       {"/cellar.v1.Master/RegisterNode", "/cellar.v1.Master/Watch", "/cellar.v1.Storage/Load",
+        "/cellar.v1.Storage/LoadMany", "/cellar.v1.Storage/History",
+        "/cellar.v1.Storage/LastTransactions", "/cellar.v1.Storage/GetTransaction"}) {
+    EXPECT_FALSE(HasRole(Role::kReadonly, MethodRoles().at(path))) << path;
+    EXPECT_FALSE(HasRole(Role::kAdmin, MethodRoles().at(path))) << path;
+  }
+}
+
 TEST(AuthPolicyTest, NodeOnlyRpcsAreNotOpenToTokens) {
   for (const char* path :
        {"/cellar.v1.Master/Heartbeat", "/cellar.v1.Master/ReportReplication",
@@ -67,9 +123,10 @@ TEST(AuthPolicyTest, NodeOnlyRpcsAreNotOpenToTokens) {
   }
 }
 
-TEST(AuthPolicyTest, UnreachableReportsComeFromClientsAndNodesOnly) {
+TEST(AuthPolicyTest, UnreachableReportsComeFromClientsReadersAndNodesOnly) {
   const RoleSet roles = MethodRoles().at("/cellar.v1.Master/ReportUnreachable");
   EXPECT_TRUE(HasRole(Role::kClient, roles));
+  EXPECT_TRUE(HasRole(Role::kReader, roles));  // a read-only client reports too
   EXPECT_TRUE(HasRole(Role::kNode, roles));
   EXPECT_FALSE(HasRole(Role::kReadonly, roles));  // it makes the master act
   EXPECT_FALSE(HasRole(Role::kAdmin, roles));     // operators have KillNode

@@ -48,6 +48,8 @@ const char* RoleName(Role role) {
   switch (role) {
     case Role::kClient:
       return "client";
+    case Role::kReader:
+      return "reader";
     case Role::kReadonly:
       return "readonly";
     case Role::kAdmin:
@@ -60,7 +62,7 @@ const char* RoleName(Role role) {
 
 std::string RoleSetName(RoleSet roles) {
   std::string out;
-  for (Role role : {Role::kClient, Role::kReadonly, Role::kAdmin, Role::kNode}) {
+  for (Role role : {Role::kClient, Role::kReader, Role::kReadonly, Role::kAdmin, Role::kNode}) {
     if ((roles & Roles(role)) == 0) continue;
     absl::StrAppend(&out, out.empty() ? "" : " or ", RoleName(role));
   }
@@ -68,11 +70,11 @@ std::string RoleSetName(RoleSet roles) {
 }
 
 absl::StatusOr<Role> ParseRole(absl::string_view name) {
-  for (Role role : {Role::kClient, Role::kReadonly, Role::kAdmin, Role::kNode}) {
+  for (Role role : {Role::kClient, Role::kReader, Role::kReadonly, Role::kAdmin, Role::kNode}) {
     if (name == RoleName(role)) return role;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "role: '", name, "' is not one of client, readonly, admin, node"));
+      "role: '", name, "' is not one of client, reader, readonly, admin, node"));
 }
 
 std::string Sha256Hex(absl::string_view data) {

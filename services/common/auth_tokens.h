@@ -29,6 +29,7 @@ enum class Role : uint8_t {
   kReadonly = 2,  // admin reads
   kAdmin = 4,     // every admin action (implies readonly)
   kNode = 8,      // node-to-node calls (cluster secret holders)
+  kReader = 16,   // the read half of the data path (client implies reader)
 };
 
 // A set of roles (bitwise or of Role values).
@@ -37,7 +38,7 @@ inline constexpr RoleSet Roles(Role role) { return static_cast<RoleSet>(role); }
 inline constexpr RoleSet operator|(Role a, Role b) { return Roles(a) | Roles(b); }
 inline constexpr RoleSet operator|(RoleSet a, Role b) { return a | Roles(b); }
 
-// "client", "readonly", "admin", "node".
+// "client", "reader", "readonly", "admin", "node".
 const char* RoleName(Role role);
 // "client or node" (in the order above); "no role" for an empty set.
 std::string RoleSetName(RoleSet roles);

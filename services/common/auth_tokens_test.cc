@@ -55,9 +55,10 @@ TEST(AuthTokensTest, ParseTokenRefusesMalformedTokens) {
 TEST(AuthTokensTest, TokensFileSkipsCommentsAndKeepsNamesWithSpaces) {
   absl::StatusOr<TokenTable> table = ParseTokensFile(absl::StrCat(
       "# id role sha256 name\n\n", "0123abcd client ", kHash, " app server one\n",
-      "  ffffffff admin ", kHash, " ops\n"));
+      "  ffffffff admin ", kHash, " ops\n", "0000beef reader ", kHash, " reports\n"));
   ASSERT_THAT(table, IsOk());
-  ASSERT_EQ(table->size(), 2u);
+  ASSERT_EQ(table->size(), 3u);
+  EXPECT_EQ(table->at("0000beef").role, Role::kReader);
   EXPECT_EQ(table->at("0123abcd").name, "app server one");
   EXPECT_EQ(table->at("ffffffff").role, Role::kAdmin);
 }
@@ -98,6 +99,10 @@ TEST(AuthTokensTest, ConstantTimeEqualsComparesContentsAndLength) {
 TEST(AuthTokensTest, RoleNames) {
   EXPECT_EQ(RoleSetName(Role::kClient | Role::kNode), "client or node");
   EXPECT_EQ(RoleSetName(0), "no role");
+  EXPECT_EQ(RoleSetName(Role::kReader | Role::kReadonly), "reader or readonly");
+  ASSERT_THAT(ParseRole("reader"), IsOk());
+  EXPECT_EQ(*ParseRole("reader"), Role::kReader);
+  EXPECT_EQ(std::string(RoleName(Role::kReader)), "reader");
   EXPECT_THAT(ParseRole("admin"), IsOk());
   EXPECT_THAT(ParseRole("root"), StatusIs(absl::StatusCode::kInvalidArgument));
 }

@@ -206,6 +206,7 @@ absl::StatusOr<std::optional<Role>> Authenticator::Authorize(
     return absl::PermissionDeniedError(absl::StrCat(
         full_method, " needs role ", RoleSetName(it->second),
         (it->second & Roles(Role::kReadonly)) != 0 ? " (admin includes readonly)" : "",
+        (it->second & Roles(Role::kReader)) != 0 ? " (client includes reader)" : "",
         "; the caller has role ", RoleName(*role)));
   }
   return std::optional<Role>(*role);

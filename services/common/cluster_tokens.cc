@@ -51,6 +51,8 @@ absl::StatusOr<Role> TokenRoleFromProto(cellar::v1::TokenRole role) {
   switch (role) {
     case cellar::v1::TOKEN_ROLE_CLIENT:
       return Role::kClient;
+    case cellar::v1::TOKEN_ROLE_READER:
+      return Role::kReader;
     case cellar::v1::TOKEN_ROLE_READONLY:
       return Role::kReadonly;
     case cellar::v1::TOKEN_ROLE_ADMIN:
@@ -61,7 +63,8 @@ absl::StatusOr<Role> TokenRoleFromProto(cellar::v1::TokenRole role) {
           "never by a token");
     default:
       return absl::InvalidArgumentError(
-          "role: required: TOKEN_ROLE_CLIENT, TOKEN_ROLE_READONLY or TOKEN_ROLE_ADMIN");
+          "role: required: TOKEN_ROLE_CLIENT, TOKEN_ROLE_READER, TOKEN_ROLE_READONLY or "
+          "TOKEN_ROLE_ADMIN");
   }
 }
 
@@ -69,6 +72,8 @@ cellar::v1::TokenRole TokenRoleToProto(Role role) {
   switch (role) {
     case Role::kClient:
       return cellar::v1::TOKEN_ROLE_CLIENT;
+    case Role::kReader:
+      return cellar::v1::TOKEN_ROLE_READER;
     case Role::kReadonly:
       return cellar::v1::TOKEN_ROLE_READONLY;
     case Role::kAdmin:

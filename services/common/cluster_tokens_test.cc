@@ -33,7 +33,7 @@ TEST(ClusterTokensTest, RolesZeroAndNodeAreNeverGranted) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cluster secret")));
   EXPECT_THAT(TokenRoleFromProto(static_cast<cellar::v1::TokenRole>(77)),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  for (Role role : {Role::kClient, Role::kReadonly, Role::kAdmin}) {
+  for (Role role : {Role::kClient, Role::kReader, Role::kReadonly, Role::kAdmin}) {
     auto back = TokenRoleFromProto(TokenRoleToProto(role));
     ASSERT_THAT(back, IsOk());
     EXPECT_EQ(*back, role);

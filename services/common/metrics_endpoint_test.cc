@@ -41,7 +41,9 @@ class MetricsEndpointTest : public ::testing::Test {
     client_ = *MakeToken(Role::kClient, "app");
     readonly_ = *MakeToken(Role::kReadonly, "prometheus");
     admin_ = *MakeToken(Role::kAdmin, "ops");
-    std::ofstream(dir_ + "/tokens") << client_.line << readonly_.line << admin_.line;
+    reader_ = *MakeToken(Role::kReader, "report job");
+    std::ofstream(dir_ + "/tokens") << client_.line << readonly_.line << admin_.line
+                                    << reader_.line;
     AuthenticatorOptions options;
     options.tokens_file = dir_ + "/tokens";
     options.cluster_secret = kSecret;
@@ -53,7 +55,7 @@ class MetricsEndpointTest : public ::testing::Test {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::string dir_;
-  NewToken client_, readonly_, admin_;
+  NewToken client_, readonly_, admin_, reader_;
   std::shared_ptr<const Authenticator> auth_;
 };
 
@@ -75,6 +77,7 @@ TEST_F(MetricsEndpointTest, BasicAuthNeedsAReadonlyAdminOrNodeToken) {
   EXPECT_EQ(Get(url).status, 401) << "no credentials";
   EXPECT_EQ(Get(url, "not-a-token").status, 401);
   EXPECT_EQ(Get(url, client_.token).status, 401) << "the client role may not scrape";
+  EXPECT_EQ(Get(url, reader_.token).status, 401) << "the reader role may not scrape";
   for (const std::string& token : {readonly_.token, admin_.token, NodeBearer(kSecret)}) {
     const Scrape scrape = Get(url, token);
     EXPECT_EQ(scrape.status, 200) << scrape.error;

@@ -18,6 +18,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "protos/cellar/v1/admin.grpc.pb.h"
 #include "protos/cellar/v1/master.grpc.pb.h"
@@ -39,8 +41,9 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kSecret[] = "auth-test-cluster-secret-0123456789";
-const common::Role kAllRoles[] = {common::Role::kClient, common::Role::kReadonly,
-                                  common::Role::kAdmin, common::Role::kNode};
+const common::Role kAllRoles[] = {common::Role::kClient, common::Role::kReader,
+                                  common::Role::kReadonly, common::Role::kAdmin,
+                                  common::Role::kNode};
 
 class AuthTest : public ::testing::Test {
  protected:
@@ -307,6 +310,113 @@ TEST_F(AuthTest, AClientCannotActAsAnotherClientsNodeId) {
     s = owner->Abort(&context, abort, &aborted);
   }
   EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+// The reader role, rpc by rpc as named here (not from the table): every
+// call that begins, writes or ends a transaction is refused naming client.
+TEST_F(AuthTest, AReaderTokenIsRefusedEveryWriteNamingTheClientRole) {
+  const std::vector<std::pair<const char*, const char*>> writes = {
+      {"cellar.v1.Master", "AllocateOids"}, {"cellar.v1.Master", "Begin"},
+      {"cellar.v1.Master", "Finish"},       {"cellar.v1.Master", "Abort"},
+      {"cellar.v1.Master", "GetTransactionStatus"}, {"cellar.v1.Storage", "Store"},
+      {"cellar.v1.Storage", "Vote"},        {"cellar.v1.Storage", "AbortTransaction"}};
+  for (const auto& [service, name] : writes) {
+    const auto* method = Service(service)->FindMethodByName(name);
+    ASSERT_NE(method, nullptr) << name;
+    grpc::Status s = Call(AddressOf(*method->service()), *method,
+                          tokens_->at(common::Role::kReader));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << name << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("needs role client"));
+    EXPECT_THAT(s.error_message(), HasSubstr("the caller has role reader"));
+  }
+  // And readonly (dashboards) reads no object data: no client session, no
+  // load, naming the reader role.
+  for (const auto& [service, name] :
+       std::vector<std::pair<const char*, const char*>>{{"cellar.v1.Master", "RegisterNode"},
+                                                        {"cellar.v1.Storage", "Load"},
+                                                        {"cellar.v1.Storage", "LoadMany"}}) {
+    const auto* method = Service(service)->FindMethodByName(name);
+    grpc::Status s = Call(AddressOf(*method->service()), *method,
+                          tokens_->at(common::Role::kReadonly));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << name;
+    EXPECT_THAT(s.error_message(), HasSubstr("needs role reader or node (client includes reader)"));
+  }
+}
+
+// A read-only application through the C++ client with a reader token: it
+// connects (RegisterNode, Watch), loads what a writer committed, gets the
+// writer's next commit as an invalidation, and a commit attempt is refused
+// by the master with PERMISSION_DENIED naming the client role.
+TEST_F(AuthTest, AReaderClientLoadsAndSeesCommitsButCannotCommit) {
+  auto connect = [](common::Role role) {
+    client::ClientOptions options;
+    options.master_addresses = {cluster_->master_address()};
+    options.cluster_name = tools::LocalClusterOptions().cluster_name;
+    options.token = tokens_->at(role);
+    return client::Client::Connect(options);
+  };
+  auto writer = connect(common::Role::kClient);
+  ASSERT_THAT(writer, common::IsOk());
+  auto oid = (*writer)->NewOid();
+  ASSERT_THAT(oid, common::IsOk());
+  auto first = (*writer)->NewTransaction();
+  first->Store(*oid, 0, "first");
+  auto tid1 = first->Commit();
+  ASSERT_THAT(tid1, common::IsOk());
+
+  auto reader = connect(common::Role::kReader);
+  ASSERT_THAT(reader, common::IsOk());
+  absl::Mutex mu;
+  uint64_t invalidated_at = 0;
+  (*reader)->SetInvalidationListener([&](uint64_t tid, const std::vector<uint64_t>& oids) {
+    absl::MutexLock l(&mu);
+    for (uint64_t o : oids) {
+      if (o == *oid) invalidated_at = tid;
+    }
+  });
+  ASSERT_THAT((*reader)->Sync(), common::IsOk());
+  auto loaded = (*reader)->Load(*oid);
+  ASSERT_THAT(loaded, common::IsOk());
+  EXPECT_EQ(loaded->data, "first");
+  EXPECT_EQ(loaded->serial, *tid1);
+  auto history = (*reader)->History(*oid, 10);
+  ASSERT_THAT(history, common::IsOk());
+  EXPECT_EQ(history->size(), 1u);
+
+  auto second = (*writer)->NewTransaction();
+  second->Store(*oid, *tid1, "second");
+  auto tid2 = second->Commit();
+  ASSERT_THAT(tid2, common::IsOk());
+  {
+    absl::MutexLock l(&mu);
+    const bool seen = mu.AwaitWithTimeout(
+        absl::Condition(+[](uint64_t* at) { return *at != 0; }, &invalidated_at),
+        absl::Seconds(10));
+    ASSERT_TRUE(seen) << "no invalidation of the writer's commit within 10 s";
+    EXPECT_EQ(invalidated_at, *tid2);
+  }
+  loaded = (*reader)->Load(*oid);
+  ASSERT_THAT(loaded, common::IsOk());
+  EXPECT_EQ(loaded->data, "second");
+  auto before = (*reader)->LoadBefore(*oid, *tid2);
+  ASSERT_THAT(before, common::IsOk());
+  EXPECT_EQ(before->data, "first");
+
+  // Writes: refused by the cluster, nothing stored.
+  EXPECT_THAT((*reader)->NewOid(), common::StatusIs(absl::StatusCode::kPermissionDenied,
+                                                    HasSubstr("needs role client")));
+  auto attempt = (*reader)->NewTransaction();
+  attempt->Store(*oid, *tid2, "from the reader");
+  EXPECT_THAT(attempt->Commit(), common::StatusIs(absl::StatusCode::kPermissionDenied,
+                                                  HasSubstr("needs role client")));
+  loaded = (*writer)->Load(*oid);
+  ASSERT_THAT(loaded, common::IsOk());
+  EXPECT_EQ(loaded->data, "second");
+
+  // A readonly token is no client at all (it reads no object data).
+  EXPECT_THAT(connect(common::Role::kReadonly).status(),
+              common::StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST_F(AuthTest, OnlyNodesWatchAsAStorage) {

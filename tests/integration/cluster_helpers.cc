@@ -49,7 +49,8 @@ absl::StatusOr<std::map<common::Role, std::string>> WriteRoleTokens(
   std::map<common::Role, std::string> bearers;
   std::string file = "# test tokens\n";
   for (common::Role role :
-       {common::Role::kClient, common::Role::kReadonly, common::Role::kAdmin}) {
+       {common::Role::kClient, common::Role::kReader, common::Role::kReadonly,
+        common::Role::kAdmin}) {
     auto made = common::MakeToken(role, absl::StrCat("test ", common::RoleName(role)));
     if (!made.ok()) return made.status();
     bearers[role] = made->token;

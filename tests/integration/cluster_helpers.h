@@ -41,7 +41,7 @@ absl::StatusOr<common::AuthSetup> TestAuthSetup(const std::string& tokens_file,
                                                 const std::string& cluster_secret);
 
 // Writes a tokens file at `tokens_file` holding one new token per role
-// (client, readonly, admin) and then `extra_lines`; returns the bearer of
+// (client, reader, readonly, admin) and then `extra_lines`; returns the bearer of
 // each role, the node role's made from `cluster_secret`.
 absl::StatusOr<std::map<common::Role, std::string>> WriteRoleTokens(
     const std::string& tokens_file, const std::string& cluster_secret,

@@ -542,9 +542,10 @@ operator actions (through the admin node, --admin; NODE is S2 or an id):
 
 tokens (docs/security.md):
   token new --role R --name N [--file F]
-                                  make a token of role client, readonly or
-                                  admin; print it once and append its hashed
-                                  line to the tokens file F (no cluster call)
+                                  make a token of role client, reader,
+                                  readonly or admin; print it once and append
+                                  its hashed line to the tokens file F (no
+                                  cluster call)
   token create --role R --name N  create a cluster token through the admin
                                   (valid on every node, no restart); print it
                                   once
@@ -1413,7 +1414,7 @@ absl::StatusOr<::cellar::v1::TokenRole> TokenRoleArg(absl::string_view text) {
   if (!::cellar::v1::TokenRole_Parse(name, &role) ||
       role == ::cellar::v1::TOKEN_ROLE_UNSPECIFIED) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--role: '", text, "' is not one of client, readonly, admin"));
+        absl::StrCat("--role: '", text, "' is not one of client, reader, readonly, admin"));
   }
   return role;
 }
@@ -1440,7 +1441,7 @@ std::string TokenInfoJson(const ::cellar::v1::TokenInfo& info) {
 absl::Status RunTokenNew(CommandArgs& args, Io io) {
   if (!args.values.count("role") || !args.values.count("name")) {
     return absl::InvalidArgumentError(
-        "usage: cellarctl token new --role client|readonly|admin --name NAME "
+        "usage: cellarctl token new --role client|reader|readonly|admin --name NAME "
         "[--file TOKENS_FILE]");
   }
   CELLAR_ASSIGN_OR_RETURN(common::Role role, common::ParseRole(args.values["role"]));
@@ -1483,7 +1484,7 @@ absl::Status RunToken(const GlobalOptions& global, const std::vector<std::string
     CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
     if (!args.values.count("role") || !args.values.count("name")) {
       return absl::InvalidArgumentError(
-          "usage: cellarctl token create --role client|readonly|admin --name NAME");
+          "usage: cellarctl token create --role client|reader|readonly|admin --name NAME");
     }
     ::cellar::v1::AdminCreateTokenRequest request;
     CELLAR_ASSIGN_OR_RETURN(::cellar::v1::TokenRole role, TokenRoleArg(args.values["role"]));

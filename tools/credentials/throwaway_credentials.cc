@@ -29,7 +29,8 @@ bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0;
 
 absl::Status WriteThrowawayAuth(const std::string& dir, absl::string_view who) {
   std::string tokens = absl::StrCat("# written by ", who, " (docs/security.md): id role sha256 name\n");
-  for (common::Role role : {common::Role::kClient, common::Role::kReadonly, common::Role::kAdmin}) {
+  for (common::Role role : {common::Role::kClient, common::Role::kReader, common::Role::kReadonly,
+                            common::Role::kAdmin}) {
     absl::StatusOr<common::NewToken> token =
         common::MakeToken(role, absl::StrCat(who, " ", common::RoleName(role)));
     if (!token.ok()) return token.status();
