@@ -226,6 +226,55 @@ TEST_F(TokenAdminTest, AnAdminTokenCreatedThroughTheApiCanAdministerTokens) {
   EXPECT_TRUE(Revoke(ops.token(), app.info().id()).ok());
 }
 
+// A reader cluster token (created through the API, not in the file): on
+// every storage it loads but may not store, on the master it may not begin;
+// it is listed with its role.
+TEST_F(TokenAdminTest, ACreatedReaderTokenLoadsButNeverWritesOnEveryNode) {
+  cellar::v1::CreateTokenResponse reports;
+  ASSERT_TRUE(Create(admin_token_, "reports", cellar::v1::TOKEN_ROLE_READER, &reports).ok());
+  EXPECT_EQ(reports.info().role(), cellar::v1::TOKEN_ROLE_READER);
+  bool listed = false;
+  const cellar::v1::ListTokensResponse tokens = List();
+  for (const cellar::v1::TokenInfo& info : tokens.tokens()) {
+    listed |= info.id() == reports.info().id() && info.role() == cellar::v1::TOKEN_ROLE_READER;
+  }
+  EXPECT_TRUE(listed);
+  for (int i = 0; i < cluster_->num_storages(); ++i) {
+    auto storage = cellar::v1::Storage::NewStub(
+        common::MakeChannel(cluster_->storage_address(i), reports.token()));
+    // Bounded: the storage learns the table with its heartbeats.
+    grpc::Status load;
+    for (const absl::Time end = absl::Now() + kBound; absl::Now() < end;) {
+      grpc::ClientContext context;
+      common::SetDeadline(&context, absl::Seconds(5));
+      cellar::v1::LoadRequest request;
+      request.set_oid(1);
+      cellar::v1::LoadResponse response;
+      load = storage->Load(&context, request, &response);
+      if (load.error_code() != grpc::StatusCode::UNAUTHENTICATED) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    // Object 1 was never stored: NOT_FOUND (past the role check).
+    EXPECT_NE(load.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "storage " << i;
+    EXPECT_NE(load.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << "storage " << i << ": " << load.error_message();
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    cellar::v1::StoreResponse stored;
+    grpc::Status store = storage->Store(&context, cellar::v1::StoreRequest(), &stored);
+    EXPECT_EQ(store.error_code(), grpc::StatusCode::PERMISSION_DENIED) << "storage " << i;
+    EXPECT_THAT(store.error_message(), HasSubstr("needs role client"));
+  }
+  auto master = cellar::v1::Master::NewStub(
+      common::MakeChannel(cluster_->master_address(), reports.token()));
+  grpc::ClientContext context;
+  common::SetDeadline(&context, absl::Seconds(5));
+  cellar::v1::BeginResponse begun;
+  grpc::Status begin = master->Begin(&context, cellar::v1::BeginRequest(), &begun);
+  EXPECT_EQ(begin.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(begin.error_message(), HasSubstr("the caller has role reader"));
+}
+
 TEST_F(TokenAdminTest, HostileRequestsGetTheRightCodes) {
   cellar::v1::CreateTokenResponse out;
   EXPECT_EQ(Create(admin_token_, "x", cellar::v1::TOKEN_ROLE_UNSPECIFIED, &out).error_code(),

@@ -58,7 +58,7 @@ ABSL_FLAG(std::string, labels, "",
 ABSL_FLAG(bool, admin, true, "up: start an admin node A1");
 ABSL_FLAG(bool, auth, false,
           "up: start with authentication: a cluster secret and a tokens file in --dir, "
-          "tokens in <dir>/{client,readonly,admin}.token (docs/security.md)");
+          "tokens in <dir>/{client,reader,readonly,admin}.token (docs/security.md)");
 ABSL_FLAG(bool, tls, false,
           "up: start with TLS and mTLS: a throwaway CA and certificates in <dir>/tls "
           "(docs/security.md)");

@@ -28,20 +28,34 @@ bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0;
 }  // namespace
 
 absl::Status WriteThrowawayAuth(const std::string& dir, absl::string_view who) {
-  std::string tokens = absl::StrCat("# written by ", who, " (docs/security.md): id role sha256 name\n");
+  absl::Status s = WriteSecret(dir + "/cluster-secret", common::NewClusterSecret());
+  if (!s.ok()) return s;
+  s = WriteSecret(dir + "/tokens",
+                  absl::StrCat("# written by ", who, " (docs/security.md): id role sha256 name\n"));
+  if (!s.ok()) return s;
+  return AddMissingThrowawayTokens(dir, who);
+}
+
+absl::Status AddMissingThrowawayTokens(const std::string& dir, absl::string_view who) {
   for (common::Role role : {common::Role::kClient, common::Role::kReader, common::Role::kReadonly,
                             common::Role::kAdmin}) {
+    const std::string token_file = absl::StrCat(dir, "/", common::RoleName(role), ".token");
+    if (Exists(token_file)) continue;
     absl::StatusOr<common::NewToken> token =
         common::MakeToken(role, absl::StrCat(who, " ", common::RoleName(role)));
     if (!token.ok()) return token.status();
-    tokens += token->line;
-    absl::Status s =
-        WriteSecret(absl::StrCat(dir, "/", common::RoleName(role), ".token"), token->token + "\n");
+    // The line first: a token file without its line would never be replaced.
+    const int fd = ::open((dir + "/tokens").c_str(), O_WRONLY | O_APPEND);
+    if (fd < 0) return absl::InternalError(absl::StrCat("cannot append to ", dir, "/tokens"));
+    const bool ok =
+        ::write(fd, token->line.data(), token->line.size()) ==
+        static_cast<ssize_t>(token->line.size());
+    ::close(fd);
+    if (!ok) return absl::InternalError(absl::StrCat("cannot append to ", dir, "/tokens"));
+    absl::Status s = WriteSecret(token_file, token->token + "\n");
     if (!s.ok()) return s;
   }
-  absl::Status s = WriteSecret(dir + "/cluster-secret", common::NewClusterSecret());
-  if (!s.ok()) return s;
-  return WriteSecret(dir + "/tokens", tokens);
+  return absl::OkStatus();
 }
 
 absl::Status WriteThrowawayTls(const std::string& dir, const std::vector<std::string>& sans) {

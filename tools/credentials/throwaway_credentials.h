@@ -5,7 +5,7 @@
 // --auth/--tls, tools/cellar local --secure), written once into a
 // directory and reused on the next start:
 //   <dir>/tokens                    the tokens file (hashed: id role sha256 name)
-//   <dir>/{client,readonly,admin}.token   one token per role, in clear
+//   <dir>/{client,reader,readonly,admin}.token   one token per role, in clear
 //   <dir>/cluster-secret            the cluster secret (role node)
 //   <dir>/tls/ca.{pem,key}          a CA (WriteThrowawayTls)
 //   <dir>/tls/node.{pem,key}        the nodes' certificate (node identity)
@@ -27,6 +27,11 @@ namespace cellar::tools {
 // Writes the tokens, the per-role token files and the cluster secret into
 // `dir` (which must exist); `who` names the tokens ("tools/cluster").
 absl::Status WriteThrowawayAuth(const std::string& dir, absl::string_view who);
+
+// Adds a token for each role whose <dir>/<role>.token is missing (a
+// directory written before that role existed) and its line to
+// <dir>/tokens; the other tokens stay valid.
+absl::Status AddMissingThrowawayTokens(const std::string& dir, absl::string_view who);
 
 // Writes <dir>/tls/: a CA, the node certificate (valid for 127.0.0.1,
 // localhost and the extra `sans`, e.g. "IP:10.0.0.5"; carries the node

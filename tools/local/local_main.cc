@@ -61,6 +61,9 @@ absl::StatusOr<std::string> PrepareSecureDir(const std::string& data_dir,
               << std::endl;
     absl::Status s = cellar::tools::WriteThrowawayAuth(dir, "cellar local");
     if (!s.ok()) return s;
+  } else if (absl::Status s = cellar::tools::AddMissingThrowawayTokens(dir, "cellar local");
+             !s.ok()) {
+    return s;
   }
   if (!cellar::tools::HasThrowawayTls(dir)) {
     std::cout << "cellar local: --secure: making a CA and certificates in " << dir
@@ -78,7 +81,8 @@ absl::StatusOr<std::string> PrepareSecureDir(const std::string& data_dir,
 
 void PrintSecureUsage(const std::string& dir, const std::string& master, const std::string& admin,
                       const std::string& host, int master_metrics_port) {
-  std::cout << "Credentials in " << dir << " (tokens: client.token, readonly.token, admin.token;"
+  std::cout << "Credentials in " << dir
+            << " (tokens: client.token, reader.token, readonly.token, admin.token;"
             << " CA: tls/ca.pem):\n"
             << "  tools/grpcurl -cacert " << dir << "/tls/ca.pem -H \"authorization: Bearer $(cat "
             << dir << "/admin.token)\" -d '{}' " << admin

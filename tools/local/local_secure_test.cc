@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "protos/cellar/v1/admin.grpc.pb.h"
+#include "services/common/auth_tokens.h"
 #include "services/common/channel.h"
 #include "services/common/http_get.h"
 #include "tools/credentials/throwaway_credentials.h"
@@ -50,6 +51,40 @@ grpc::Status Status(const std::string& admin, const common::ChannelSecurity& sec
   return stub->GetClusterStatus(&context, request, &response);
 }
 
+// A directory made before the reader role existed gets a reader token on
+// the next start; the tokens already handed out stay valid.
+TEST(LocalSecureTest, AMissingRoleTokenIsAddedAndTheOthersKept) {
+  const std::string dir = ::testing::TempDir() + "/local_secure_backfill";
+  ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  ASSERT_TRUE(WriteThrowawayAuth(dir, "backfill").ok());
+  // As an older version wrote it: no reader token, no reader line.
+  ASSERT_EQ(std::remove((dir + "/reader.token").c_str()), 0);
+  std::string without_reader;
+  {
+    std::istringstream lines(Slurp(dir + "/tokens"));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(" reader ") == std::string::npos) without_reader += line + "\n";
+    }
+  }
+  std::ofstream(dir + "/tokens") << without_reader;
+  const std::string client = Slurp(dir + "/client.token");
+
+  ASSERT_TRUE(AddMissingThrowawayTokens(dir, "backfill").ok());
+  EXPECT_EQ(Mode(dir + "/reader.token"), 0600);
+  EXPECT_EQ(Slurp(dir + "/client.token"), client);
+  absl::StatusOr<common::TokenTable> table = common::ParseTokensFile(Slurp(dir + "/tokens"));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->size(), 4u);
+  auto reader = common::ParseToken(Slurp(dir + "/reader.token"));
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(table->contains(reader->id));
+  EXPECT_EQ(table->at(reader->id).role, common::Role::kReader);
+  EXPECT_TRUE(table->contains(common::ParseToken(client)->id));
+  // Nothing missing: nothing added.
+  ASSERT_TRUE(AddMissingThrowawayTokens(dir, "backfill").ok());
+  EXPECT_EQ(common::ParseTokensFile(Slurp(dir + "/tokens"))->size(), 4u);
+}
+
 TEST(LocalSecureTest, ThrowawayCredentialsThenTlsAndTokensOnEveryPort) {
   const std::string dir = ::testing::TempDir() + "/local_secure_test";
   ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir + "/secure").c_str()), 0);
@@ -59,7 +94,7 @@ TEST(LocalSecureTest, ThrowawayCredentialsThenTlsAndTokensOnEveryPort) {
   ASSERT_TRUE(WriteThrowawayTls(secure).ok());
   ASSERT_TRUE(HasThrowawayAuth(secure));
   ASSERT_TRUE(HasThrowawayTls(secure));
-  for (const char* secret : {"/admin.token", "/client.token", "/readonly.token",
+  for (const char* secret : {"/admin.token", "/client.token", "/reader.token", "/readonly.token",
                              "/cluster-secret", "/tokens", "/tls/ca.key", "/tls/node.key"}) {
     EXPECT_EQ(Mode(secure + secret), 0600) << secret;
   }
