@@ -73,12 +73,105 @@ def test_missing_or_bad_token_is_refused(secure_cluster, token):
 
 
 def test_readonly_token_cannot_register_a_client(secure_cluster):
-    # The readonly role may read, but a client session (RegisterNode,
-    # Watch) needs role client: cellar.Client needs a client token.
+    # The readonly role (dashboards) reads no object data: a client session
+    # (RegisterNode, Watch) needs role reader or client.
     master, d = secure_cluster
     with pytest.raises(cellar.CellarError) as info:
         cellar.Client(master, token_file=os.path.join(d, "readonly.token"), **tls(d))
     assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "needs role reader or node" in str(info.value)
+
+
+def _wait(predicate, what, timeout=10.0):
+    """Polls `predicate` until true; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("%s: not within %.0f s" % (what, timeout))
+        time.sleep(0.05)
+
+
+def test_read_only_zodb_with_a_reader_token(secure_cluster):
+    # A read-only application (a report, a read replica) with the least
+    # privilege: a reader token. It reads what a writer committed, sees the
+    # writer's next commit (invalidation), and a write is refused by ZODB
+    # (ReadOnlyError) before it reaches the cluster.
+    import transaction
+    import ZODB
+    import zodburi
+    from persistent.mapping import PersistentMapping
+    from ZODB import POSException
+    from cellar.zodb import CellarStorage
+
+    master, d = secure_cluster
+    writer = ZODB.DB(CellarStorage(master, token_file=os.path.join(d, "client.token"), **tls(d)))
+    try:
+        with writer.transaction() as conn:
+            conn.root()["report"] = PersistentMapping(n=1)
+        factory, dbkw = zodburi.resolve_uri(
+            "cellar://%s/cellar?read_only=true&token_file=%s&ca_file=%s"
+            % (master, os.path.join(d, "reader.token"), os.path.join(d, "tls/ca.pem")))
+        for storage in (CellarStorage(master, read_only=True,
+                                      token_file=os.path.join(d, "reader.token"), **tls(d)),
+                        factory()):
+            reader = ZODB.DB(storage, **dbkw)
+            try:
+                assert reader.storage.isReadOnly()
+                tm = transaction.TransactionManager()
+                conn = reader.open(transaction_manager=tm)
+                report = conn.root()["report"]
+                before = report["n"]
+                assert before >= 1
+                # The writer's next commit reaches the reader's connection.
+                with writer.transaction() as wconn:
+                    wconn.root()["report"]["n"] = before + 1
+
+                def fresh():
+                    tm.begin()
+                    return report["n"] == before + 1
+                _wait(fresh, "the reader's connection seeing the writer's commit")
+                # A write: ZODB refuses it (the storage is read-only), the
+                # cluster is never asked.
+                report["n"] = -1
+                with pytest.raises(POSException.ReadOnlyError):
+                    tm.commit()
+                tm.abort()
+                with pytest.raises(POSException.ReadOnlyError):
+                    storage.new_oid()
+                conn.close()
+            finally:
+                reader.close()
+        with writer.transaction() as conn:
+            assert conn.root()["report"]["n"] == 3
+    finally:
+        writer.close()
+
+
+def test_reader_token_commit_is_refused_by_the_cluster(secure_cluster):
+    # The low-level client with a reader token: loads work, a commit (or an
+    # oid allocation) is refused by the cluster itself.
+    master, d = secure_cluster
+    with cellar.Client(master, token_file=os.path.join(d, "client.token"), **tls(d)) as w:
+        oid = w.new_oid()
+        with w.transaction() as t:
+            t.store(oid, 0, b"for the reader")
+        serial = w.load(oid).serial
+    with cellar.Client(master, token_file=os.path.join(d, "reader.token"), **tls(d)) as c:
+        c.sync()
+        assert c.load(oid).data == b"for the reader"
+        assert c.load_many([oid])[0].data == b"for the reader"
+        assert [h.serial for h in c.history(oid)] == [serial]
+        assert c.get_transaction(serial).tid == serial
+        t = c.transaction()
+        t.store(oid, serial, b"from the reader")
+        with pytest.raises(cellar.CellarError) as info:
+            t.commit()
+        assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "needs role client" in str(info.value)
+        with pytest.raises(cellar.CellarError) as info:
+            c.new_oid()
+        assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert c.load(oid).data == b"for the reader"
 
 
 def test_zconfig_and_zodburi_with_token_and_mutual_tls(secure_cluster):
