@@ -66,6 +66,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/GetTransactionOutcome", kNode},
       {"/cellar.v1.Storage/CheckCell", kNode},
       {"/cellar.v1.Storage/TruncateData", kNode},
+      {"/cellar.v1.Storage/Pack", kNode},
       {"/cellar.v1.Storage/Shutdown", kAdmin | kNode},
       {"/cellar.v1.Storage/SaveMasterState", kNode},
       {"/cellar.v1.Storage/SaveTokenTable", kNode},

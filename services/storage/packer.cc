@@ -47,12 +47,35 @@ Packer::~Packer() { Stop(); }
 
 absl::Status Packer::Load() {
   CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> tid, backend_->GetConfig(kPackTidKey));
-  absl::MutexLock l(&mu_);
-  if (tid.has_value() && !absl::SimpleAtoi(*tid, &pack_tid_)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("config ", kPackTidKey, ": not a tid: ", *tid));
+  {
+    absl::MutexLock l(&mu_);
+    if (tid.has_value() && !absl::SimpleAtoi(*tid, &pack_tid_)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("config ", kPackTidKey, ": not a tid: ", *tid));
+    }
   }
+  // The cells held now: their loads tell REVISION_PACKED from the start.
+  for (uint32_t p : partitions_()) CELLAR_RETURN_IF_ERROR(LoadProgress(p).status());
   return absl::OkStatus();
+}
+
+absl::StatusOr<Packer::Progress> Packer::LoadProgress(uint32_t partition) {
+  Progress progress;
+  CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> saved,
+                          backend_->GetConfig(PartitionKey(partition)));
+  if (saved.has_value()) {
+    std::vector<std::string> parts = absl::StrSplit(*saved, ' ');
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &progress.tid) ||
+        !absl::SimpleAtoi(parts[2], &progress.at.next)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("config ", PartitionKey(partition), ": unreadable: ", *saved));
+    }
+    progress.at.transactions = parts[1] == "t";
+    progress.done = parts[1] == "d";
+  }
+  absl::MutexLock l(&mu_);
+  progress_[partition] = progress;
+  return progress;
 }
 
 void Packer::Start() {
@@ -125,20 +148,7 @@ absl::StatusOr<bool> Packer::RunOneChunk() {
       if (known) progress = it->second;
     }
     if (!known) {
-      CELLAR_ASSIGN_OR_RETURN(std::optional<std::string> saved,
-                              backend_->GetConfig(PartitionKey(p)));
-      if (saved.has_value()) {
-        std::vector<std::string> parts = absl::StrSplit(*saved, ' ');
-        if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &progress.tid) ||
-            !absl::SimpleAtoi(parts[2], &progress.at.next)) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("config ", PartitionKey(p), ": unreadable: ", *saved));
-        }
-        progress.at.transactions = parts[1] == "t";
-        progress.done = parts[1] == "d";
-      }
-      absl::MutexLock l(&mu_);
-      progress_[p] = progress;
+      CELLAR_ASSIGN_OR_RETURN(progress, LoadProgress(p));
     }
     if (progress.tid >= target && progress.done) continue;
     if (progress.tid != target) progress = Progress{target, PackPosition{}, false};

@@ -101,6 +101,8 @@ class Packer {
   Packer(StorageBackend* backend, PackerOptions options, PartitionsFn partitions,
          ChunkFn on_chunk);
   absl::Status Load();
+  // Reads `partition`'s saved position into progress_.
+  absl::StatusOr<Progress> LoadProgress(uint32_t partition);
   void Loop();
 
   StorageBackend* const backend_;
