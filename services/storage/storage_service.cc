@@ -508,13 +508,15 @@ grpc::Status StorageService::Pack(grpc::ServerContext* /*context*/,
   if (BadTid(request->pack_tid(), false)) return Invalid(TidRule("pack_tid", false));
   absl::StatusOr<PackStatus> status = node_->Pack(request->epoch(), request->pack_tid());
   if (!status.ok()) return ToGrpcStatus(status.status());
-  response->set_pack_tid(status->pack_tid);
-  for (uint32_t p : status->pending_partitions) response->add_pending_partitions(p);
-  for (uint32_t p : status->done_partitions) response->add_done_partitions(p);
-  response->set_rows_removed(status->rows_removed);
-  response->set_bytes_removed(status->bytes_removed);
+  ::cellar::v1::StoragePackProgress* progress = response->mutable_progress();
+  progress->set_node_id(node_->node_id());
+  progress->set_pack_tid(status->pack_tid);
+  for (uint32_t p : status->pending_partitions) progress->add_pending_partitions(p);
+  for (uint32_t p : status->done_partitions) progress->add_done_partitions(p);
+  progress->set_rows_removed(status->rows_removed);
+  progress->set_bytes_removed(status->bytes_removed);
   if (!status->last_error.ok()) {
-    response->set_last_error(std::string(status->last_error.message()).substr(0, 512));
+    progress->set_error(std::string(status->last_error.message()).substr(0, 512));
   }
   return grpc::Status::OK;
 }

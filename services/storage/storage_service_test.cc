@@ -646,24 +646,24 @@ TEST_F(StorageServiceTest, PackRemovesOldRevisionsAndSaysSo) {
   EXPECT_EQ(ErrorReason(stale), "STALE_EPOCH");
   v1::StoragePackResponse progress;
   ASSERT_THAT(pack(kEpoch, 0, &progress), IsOk());
-  EXPECT_EQ(progress.pack_tid(), 0u) << "a read of the progress asked for a pack";
+  EXPECT_EQ(progress.progress().pack_tid(), 0u) << "a read of the progress asked for a pack";
 
   ASSERT_THAT(pack(kEpoch, 2005, &progress), IsOk());
-  EXPECT_EQ(progress.pack_tid(), 2005u);
+  EXPECT_EQ(progress.progress().pack_tid(), 2005u);
   absl::Time deadline = absl::Now() + kWait;
-  while (progress.pending_partitions_size() > 0 && absl::Now() < deadline) {
+  while (progress.progress().pending_partitions_size() > 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));
     ASSERT_THAT(pack(kEpoch, 0, &progress), IsOk());
   }
-  ASSERT_EQ(progress.pending_partitions_size(), 0) << "the pack did not finish in time";
-  EXPECT_GT(progress.done_partitions_size(), 0);
-  EXPECT_EQ(progress.rows_removed(), 1u);
-  EXPECT_EQ(progress.bytes_removed(), 1u);
+  ASSERT_EQ(progress.progress().pending_partitions_size(), 0) << "the pack did not finish in time";
+  EXPECT_GT(progress.progress().done_partitions_size(), 0);
+  EXPECT_EQ(progress.progress().rows_removed(), 1u);
+  EXPECT_EQ(progress.progress().bytes_removed(), 1u);
   EXPECT_EQ(MetricValue("cellar_storage_pack_rows_removed_total"), 1.0);
   EXPECT_EQ(MetricValue("cellar_storage_pack_bytes_reclaimed_total"), 1.0);
   // A lower tid changes nothing.
   ASSERT_THAT(pack(kEpoch, 1005, &progress), IsOk());
-  EXPECT_EQ(progress.pack_tid(), 2005u);
+  EXPECT_EQ(progress.progress().pack_tid(), 2005u);
 
   for (int restarted = 0; restarted < 2; ++restarted) {
     absl::Status s = LoadSerial(1, 1004);
@@ -685,7 +685,7 @@ TEST_F(StorageServiceTest, PackRemovesOldRevisionsAndSaysSo) {
     }
   }
   ASSERT_THAT(pack(kEpoch, 0, &progress), IsOk());
-  EXPECT_EQ(progress.pack_tid(), 2005u) << "the request was not persisted";
+  EXPECT_EQ(progress.progress().pack_tid(), 2005u) << "the request was not persisted";
 }
 
 TEST_F(StorageServiceTest, GetTransactionByTid) {

@@ -92,6 +92,7 @@ const std::set<std::string>& EmptyMustBeInvalid() {
       "/cellar.v1.Master/SetFeatureFlag",    "/cellar.v1.Master/DeleteFeatureFlag",
       "/cellar.v1.Storage/SaveFeatureFlags", "/cellar.v1.Admin/SetFeatureFlag",
       "/cellar.v1.Admin/DeleteFeatureFlag",  "/cellar.v1.Storage/Pack",
+      "/cellar.v1.Master/Pack",              "/cellar.v1.Admin/Pack",
   };
   return *paths;
 }
