@@ -1407,6 +1407,11 @@ void StorageNode::MasterLoop() {
 }
 
 void StorageNode::RefreshStats() {
+  if (metrics_ != nullptr) {
+    const PackStatus pack = packer_->Status();
+    metrics_->pack_tid->Set(static_cast<double>(pack.pack_tid));
+    metrics_->pack_pending_partitions->Set(static_cast<double>(pack.pending_partitions.size()));
+  }
   // Cheap (kept by the backend on every write): per cell sizes.
   if (auto cells = CellStatsNow(); cells.ok() && metrics_ != nullptr) {
     std::vector<PartitionSizes> sizes;
