@@ -57,13 +57,15 @@ class PackTest : public ::testing::TestWithParam<std::string> {
     options.partitions = kPartitions;
     options.cluster_name = kCluster;
     options.storage_backends = (*backends_)->uris();
-    options.storage_options = [](int, storage::StorageServerOptions* o) {
+    options.storage_options = [](int i, storage::StorageServerOptions* o) {
       o->heartbeat_interval = absl::Milliseconds(500);
       o->replication.retry_delay = absl::Milliseconds(50);
       o->replication.poll_interval = absl::Milliseconds(200);
       // Small chunks, little pause: many chunks, interleaved with commits.
+      // Storage 1 packs slowly: a pack stays in progress there for
+      // seconds (the replica check must wait for it).
       o->pack.chunk_items = 3;
-      o->pack.pause = absl::Milliseconds(2);
+      o->pack.pause = i == 1 ? absl::Milliseconds(150) : absl::Milliseconds(2);
     };
     auto cluster = tools::LocalCluster::Start(options);
     ASSERT_TRUE(cluster.ok()) << cluster.status();
@@ -139,6 +141,45 @@ class PackTest : public ::testing::TestWithParam<std::string> {
     return response.status();
   }
 
+  bool EveryCellUpToDate() {
+    auto info = testing_support::ClusterInfo(*master_);
+    for (const auto& row : info.partition_table().rows()) {
+      for (const auto& cell : row.cells()) {
+        if (cell.state() != v1::CELL_UP_TO_DATE) return false;
+      }
+    }
+    return info.cluster_state() == v1::CLUSTER_RUNNING;
+  }
+
+  grpc::Status StartCheck(v1::CheckReplicasResponse* started) {
+    v1::CheckReplicasRequest check;
+    check.set_with_data(true);
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(30));
+    return master_->CheckReplicas(&context, check, started);
+  }
+
+  // A replica check with data, to its end (bounded).
+  v1::GetCheckStatusResponse RunCheck() {
+    v1::CheckReplicasResponse started;
+    grpc::Status cs = StartCheck(&started);
+    EXPECT_TRUE(cs.ok()) << cs.error_message();
+    v1::GetCheckStatusResponse result;
+    if (!cs.ok()) return result;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          grpc::ClientContext context;
+          common::SetDeadline(&context, absl::Seconds(10));
+          v1::GetCheckStatusRequest get;
+          get.set_check_id(started.check_id());
+          return master_->GetCheckStatus(&context, get, &result).ok() && !result.running();
+        },
+        absl::Seconds(60)))
+        << "check still running after 60 s";
+    EXPECT_EQ(result.error(), "") << result.DebugString();
+    return result;
+  }
+
   absl::StatusOr<std::unique_ptr<testing_support::TestBackends>> backends_;
   std::unique_ptr<tools::LocalCluster> cluster_;
   std::unique_ptr<v1::Master::Stub> master_;
@@ -169,17 +210,7 @@ TEST_P(PackTest, PackKeepsLaterLoadsCountsAndReplicasWhileWritesGoOn) {
     ASSERT_NE(tid, 0u);
     tids.push_back(tid);
   }
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto info = testing_support::ClusterInfo(*master_);
-        for (const auto& row : info.partition_table().rows()) {
-          for (const auto& cell : row.cells()) {
-            if (cell.state() != v1::CELL_UP_TO_DATE) return false;
-          }
-        }
-        return info.cluster_state() == v1::CLUSTER_RUNNING;
-      },
-      absl::Seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return EveryCellUpToDate(); }, absl::Seconds(30)));
   const uint64_t pack_tid = tids[8] + 1;
   const uint64_t last = tids.back();
   auto answers = [&](int storage) {
@@ -282,38 +313,73 @@ TEST_P(PackTest, PackKeepsLaterLoadsCountsAndReplicasWhileWritesGoOn) {
   }
 
   // History: transactions before the pack tid say packed, later ones not.
-  auto transactions = client_->LastTransactions(100);
-  ASSERT_THAT(transactions.status(), IsOk());
   int packed = 0;
-  for (const v1::TransactionInfo& t : *transactions) {
-    EXPECT_EQ(t.packed(), t.tid() < pack_tid) << common::TidHex(t.tid());
-    packed += t.packed() ? 1 : 0;
+  for (uint64_t tid : tids) {
+    auto t = client_->GetTransaction(tid);
+    ASSERT_THAT(t.status(), IsOk()) << common::TidHex(tid);
+    EXPECT_EQ(t->packed(), tid < pack_tid) << common::TidHex(tid);
+    packed += t->packed() ? 1 : 0;
   }
   EXPECT_EQ(packed, 9);
+  auto transactions = client_->LastTransactions(5);
+  ASSERT_THAT(transactions.status(), IsOk());
+  for (const v1::TransactionInfo& t : *transactions) EXPECT_FALSE(t.packed());
 
   // The replicas, both packed at the same tid, are equal.
-  v1::CheckReplicasRequest check;
-  check.set_with_data(true);
-  v1::CheckReplicasResponse started;
-  {
-    grpc::ClientContext context;
-    common::SetDeadline(&context, absl::Seconds(10));
-    grpc::Status cs = master_->CheckReplicas(&context, check, &started);
-    ASSERT_TRUE(cs.ok()) << cs.error_message();
-  }
-  v1::GetCheckStatusResponse result;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        grpc::ClientContext context;
-        common::SetDeadline(&context, absl::Seconds(10));
-        v1::GetCheckStatusRequest get;
-        get.set_check_id(started.check_id());
-        return master_->GetCheckStatus(&context, get, &result).ok() && !result.running();
-      },
-      absl::Seconds(60)));
-  EXPECT_EQ(result.error(), "") << result.DebugString();
+  v1::GetCheckStatusResponse result = RunCheck();
   EXPECT_EQ(result.mismatches_size(), 0) << result.DebugString();
   EXPECT_EQ(result.partitions_done(), kPartitions);
+}
+
+// A storage down when the pack is asked gets it when it is back; until
+// it is packed too, a replica check is refused (a packed and an unpacked
+// cell differ); afterwards the check passes.
+TEST_P(PackTest, AStorageThatWasDownGetsThePackAndChecksWaitForIt) {
+  std::vector<uint64_t> oids;
+  for (int i = 0; i < 8; ++i) {
+    auto oid = client_->NewOid();
+    ASSERT_THAT(oid.status(), IsOk());
+    oids.push_back(*oid);
+  }
+  std::vector<uint64_t> tids;
+  for (int round = 0; round < 6; ++round) {
+    std::map<uint64_t, std::string> writes;
+    for (uint64_t oid : oids) writes[oid] = absl::StrCat("oid ", oid, " round ", round);
+    const uint64_t tid = Commit(*client_, writes);
+    ASSERT_NE(tid, 0u);
+    tids.push_back(tid);
+  }
+  ASSERT_TRUE(WaitFor([&] { return EveryCellUpToDate(); }, absl::Seconds(30)));
+  cluster_->StopStorage(1);
+  v1::AdminPackResponse response;
+  grpc::Status s = Pack(tids[3], &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(WaitFor([&] { return PackStatus().done(); }, absl::Seconds(60)))
+      << "storage 0 did not pack in 60 s";
+  ASSERT_THAT(cluster_->RestartStorage(1), IsOk());
+  ASSERT_TRUE(WaitFor([&] { return EveryCellUpToDate(); }, absl::Seconds(60)))
+      << "storage 1's cells did not come back UP_TO_DATE";
+  // Storage 1 is not packed yet (it packs slowly): no check.
+  v1::CheckReplicasResponse started;
+  grpc::Status refused = StartCheck(&started);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << refused.error_message();
+  EXPECT_THAT(refused.error_message(), ::testing::HasSubstr("in progress"));
+  v1::PackStatus status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = PackStatus();
+        return status.done();
+      },
+      absl::Seconds(60)))
+      << status.DebugString();
+  for (const auto& p : status.storages()) EXPECT_EQ(p.pack_tid(), tids[3]);
+  for (uint64_t oid : oids) {
+    EXPECT_EQ(common::ErrorReason(LoadSerial(1, oid, tids[2])), "REVISION_PACKED");
+    EXPECT_THAT(LoadSerial(1, oid, tids[3]), IsOk()) << "the revision current at the pack tid";
+  }
+  v1::GetCheckStatusResponse result = RunCheck();
+  EXPECT_EQ(result.mismatches_size(), 0) << result.DebugString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PackTest,
