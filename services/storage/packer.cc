@@ -107,6 +107,15 @@ absl::Status Packer::Request(uint64_t pack_tid) {
   return absl::OkStatus();
 }
 
+absl::Status Packer::ForgetPartition(uint32_t partition) {
+  absl::MutexLock run(&run_mu_);  // not while a chunk of it runs
+  CELLAR_RETURN_IF_ERROR(
+      backend_->SetConfig(PartitionKey(partition), Encode(0, PackPosition{}, false)));
+  absl::MutexLock l(&mu_);
+  progress_[partition] = Progress{};
+  return absl::OkStatus();
+}
+
 uint64_t Packer::PackedTid(uint32_t partition) const {
   absl::MutexLock l(&mu_);
   auto it = progress_.find(partition);

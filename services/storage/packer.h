@@ -80,6 +80,12 @@ class Packer {
 
   PackStatus Status() const;
 
+  // The cell of `partition` is dropped or created anew (its data deleted,
+  // to be replicated again, maybe from a source not packed yet): its pack
+  // position is reset (persisted) so that it is packed again once
+  // readable.
+  absl::Status ForgetPartition(uint32_t partition);
+
   // The tid a pack of `partition` started at (0: never packed): a load
   // there that finds nothing at or below it may have lost its revision to
   // the pack (REVISION_PACKED).

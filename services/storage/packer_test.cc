@@ -101,6 +101,38 @@ TEST(PackerTest, RequestIsValidatedAndOnlyRises) {
   EXPECT_EQ(node.packer->Status().rows_removed, kOids * 6);
 }
 
+// A cell created anew (its data deleted, replicated again) is packed
+// again, also after a restart.
+TEST(PackerTest, AForgottenPartitionIsPackedAgain) {
+  auto store = std::make_shared<MemoryStore>();
+  Node node;
+  ASSERT_NO_FATAL_FAILURE(OpenNode(store, &node));
+  ASSERT_NO_FATAL_FAILURE(Fill(*node.backend));
+  ASSERT_THAT(node.packer->Request(Tid(8)), IsOk());
+  ASSERT_THAT(node.packer->RunUntilIdle(), IsOk());
+  EXPECT_THAT(node.packer->Status().pending_partitions, IsEmpty());
+  // Partition 1 is dropped and refilled with unpacked revisions.
+  ASSERT_THAT(node.backend->DeletePartition(1), IsOk());
+  ASSERT_THAT(node.packer->ForgetPartition(1), IsOk());
+  EXPECT_EQ(node.packer->PackedTid(1), 0u);
+  ASSERT_NO_FATAL_FAILURE(OpenNode(store, &node));
+  EXPECT_THAT(node.packer->Status().pending_partitions, ElementsAre(1));
+  std::vector<ObjectRecord> refill;
+  for (int t = 1; t <= kTxns; ++t) {
+    ObjectRecord o;
+    o.partition = 1;
+    o.oid = 1;
+    o.tid = Tid(t);
+    o.data = "again";
+    o.checksum = std::string(20, 'c');
+    refill.push_back(o);
+  }
+  ASSERT_THAT(node.backend->ImportCommitted({}, refill), IsOk());
+  ASSERT_THAT(node.packer->RunUntilIdle(), IsOk());
+  EXPECT_EQ(node.packer->Status().rows_removed, 7u);
+  EXPECT_THAT(node.packer->Status().pending_partitions, IsEmpty());
+}
+
 // A node restarted in the middle of a pack goes on from the saved
 // positions (fewer chunks than a pack from the start) and finishes.
 TEST(PackerTest, RestartMidPackResumesAndFinishes) {

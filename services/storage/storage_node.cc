@@ -177,6 +177,9 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Open(
                      m->pack_bytes_reclaimed->Increment(
                          static_cast<double>(chunk.bytes_removed));
                    }));
+  // A cell whose data is deleted to be replicated again is packed again.
+  Packer* const packer = node->packer_.get();
+  node->replicator_->set_on_forget([packer](uint32_t p) { return packer->ForgetPartition(p); });
   // Tokens of the cluster table work before the master is reached.
   if (node->options_.cluster_tokens != nullptr) {
     absl::StatusOr<::cellar::v1::ClusterTokenTable> tokens = node->StoredTokenTable();
