@@ -766,6 +766,48 @@ grpc::Status AdminService::Truncate(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminService::Pack(grpc::ServerContext*, const cellar::v1::AdminPackRequest* request,
+                                cellar::v1::AdminPackResponse* response) {
+  if (request->pack_tid() == 0) {
+    return Invalid("pack_tid: required (revisions older than the one current at it go)");
+  }
+  if (request->pack_tid() > common::kMaxTid) return Invalid("pack_tid: past the largest TID");
+  CELLAR_LOG(WARNING) << "admin: Pack at tid " << common::TidHex(request->pack_tid())
+                      << " (cluster \"" << request->cluster() << "\")";
+  cellar::v1::PackRequest req;
+  req.set_pack_tid(request->pack_tid());
+  cellar::v1::PackResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->Pack(context, req, &resp);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "Pack"));
+  *response->mutable_status() = resp.status();
+  const uint64_t tid = resp.status().pack_tid();
+  response->set_pack_tid_time(tid == 0 ? "" : common::TidTime(tid));
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetPackStatus(grpc::ServerContext*,
+                                         const cellar::v1::AdminGetPackStatusRequest* request,
+                                         cellar::v1::AdminGetPackStatusResponse* response) {
+  cellar::v1::GetPackStatusRequest req;
+  cellar::v1::GetPackStatusResponse resp;
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->GetPackStatus(context, req, &resp);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "GetPackStatus"));
+  *response->mutable_status() = resp.status();
+  const uint64_t tid = resp.status().pack_tid();
+  response->set_pack_tid_time(tid == 0 ? "" : common::TidTime(tid));
+  return grpc::Status::OK;
+}
+
 grpc::Status AdminService::StopNode(grpc::ServerContext*,
                                     const cellar::v1::StopNodeRequest* request,
                                     cellar::v1::StopNodeResponse* response) {

@@ -89,6 +89,11 @@ class AdminService final : public cellar::v1::Admin::Service {
   grpc::Status RepairCell(grpc::ServerContext* context,
                           const cellar::v1::AdminRepairCellRequest* request,
                           cellar::v1::AdminRepairCellResponse* response) override;
+  grpc::Status Pack(grpc::ServerContext* context, const cellar::v1::AdminPackRequest* request,
+                    cellar::v1::AdminPackResponse* response) override;
+  grpc::Status GetPackStatus(grpc::ServerContext* context,
+                             const cellar::v1::AdminGetPackStatusRequest* request,
+                             cellar::v1::AdminGetPackStatusResponse* response) override;
   grpc::Status Truncate(grpc::ServerContext* context,
                         const cellar::v1::AdminTruncateRequest* request,
                         cellar::v1::AdminTruncateResponse* response) override;

@@ -48,6 +48,8 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Master/GetCheckStatus", kReadonly | kNode},
       {"/cellar.v1.Master/RepairCell", kAdmin | kNode},
       {"/cellar.v1.Master/Truncate", kAdmin | kNode},
+      {"/cellar.v1.Master/Pack", kAdmin | kNode},
+      {"/cellar.v1.Master/GetPackStatus", kReadonly | kNode},
       {"/cellar.v1.Master/CreateToken", kAdmin | kNode},
       {"/cellar.v1.Master/ListTokens", kAdmin | kNode},
       {"/cellar.v1.Master/RevokeToken", kAdmin | kNode},
@@ -75,6 +77,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/GetTransactionOutcome", kNode},
       {"/cellar.v1.Storage/CheckCell", kNode},
       {"/cellar.v1.Storage/TruncateData", kNode},
+      {"/cellar.v1.Storage/Pack", kNode},
       {"/cellar.v1.Storage/Shutdown", kAdmin | kNode},
       {"/cellar.v1.Storage/SaveMasterState", kNode},
       {"/cellar.v1.Storage/SaveTokenTable", kNode},
@@ -101,6 +104,8 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Admin/GetCheckStatus", kReadonly},
       {"/cellar.v1.Admin/RepairCell", kAdmin},
       {"/cellar.v1.Admin/Truncate", kAdmin},
+      {"/cellar.v1.Admin/Pack", kAdmin},
+      {"/cellar.v1.Admin/GetPackStatus", kReadonly},
       {"/cellar.v1.Admin/StopNode", kAdmin},
       // Admin only, ListTokens included: who holds which token is for
       // operators who may change it (and every call is audited).

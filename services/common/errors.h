@@ -56,6 +56,9 @@ inline constexpr absl::string_view kReasonCellRecreated = "CELL_RECREATED";
 inline constexpr absl::string_view kReasonObjectDeleted = "OBJECT_DELETED";
 // NOT_FOUND from a storage's GetTransaction: no transaction has that tid.
 inline constexpr absl::string_view kReasonNoSuchTransaction = "NO_SUCH_TRANSACTION";
+// NOT_FOUND from a storage's Load / LoadMany at or below the tid its cell
+// was packed at: the revision asked for may have been removed by pack.
+inline constexpr absl::string_view kReasonRevisionPacked = "REVISION_PACKED";
 
 // The domain of every cellar ErrorInfo.
 inline constexpr absl::string_view kErrorDomain = "cellar.v1";

@@ -411,4 +411,22 @@ absl::StatusOr<uint64_t> GrpcStorageCaller::TruncateData(const StorageTarget& ta
   return response.last_tid();
 }
 
+absl::StatusOr<cellar::v1::StoragePackProgress> GrpcStorageCaller::Pack(
+    const StorageTarget& target, uint64_t epoch, uint64_t pack_tid) {
+  grpc::ClientContext context;
+  common::SetDeadline(&context, timeout_);
+  cellar::v1::StoragePackRequest request;
+  request.set_epoch(epoch);
+  request.set_pack_tid(pack_tid);
+  cellar::v1::StoragePackResponse response;
+  const grpc::Status s = StubFor(target.address)->Pack(&context, request, &response);
+  if (!s.ok()) {
+    return common::Annotate(common::FromGrpcStatus(s),
+                            absl::StrCat("pack on ", common::NodeName(target.node_id)));
+  }
+  cellar::v1::StoragePackProgress progress = response.progress();
+  progress.set_node_id(target.node_id);
+  return progress;
+}
+
 }  // namespace cellar::master

@@ -49,6 +49,9 @@ class GrpcStorageCaller final : public StorageCaller {
   std::vector<absl::Status> SaveFeatureFlagsAll(const std::vector<StorageTarget>& targets,
                                                 uint64_t epoch,
                                                 const cellar::v1::FeatureFlagTable& table) override;
+  absl::StatusOr<cellar::v1::StoragePackProgress> Pack(const StorageTarget& target,
+                                                       uint64_t epoch,
+                                                       uint64_t pack_tid) override;
   absl::Status Shutdown(const StorageTarget& target, const std::string& reason) override;
   absl::Status Probe(const StorageTarget& target, absl::Duration timeout) override;
   absl::StatusOr<CellCheck> CheckCell(const StorageTarget& target, uint64_t epoch,

@@ -117,6 +117,7 @@ struct MasterServer::Term {
   std::unique_ptr<Truncator> truncator;
   // Master.ReportUnreachable's probes (uses the cluster and the caller).
   std::unique_ptr<UnreachableProber> prober;
+  std::unique_ptr<PackCoordinator> pack;
   std::unique_ptr<MasterService> service;
   // Creates the initial feature flags (null without any); stopped first.
   std::unique_ptr<FlagSeeder> flag_seeder;
@@ -311,6 +312,19 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->prober = std::make_unique<UnreachableProber>(cluster, term->caller.get(), clock_,
                                                      options_.unreachable);
   term->service->SetUnreachableProber(term->prober.get());
+  ReplicaChecker* checker = term->checker.get();
+  term->pack = std::make_unique<PackCoordinator>(
+      [cluster] { return cluster->Info(); }, term->caller.get(), [checker]() -> absl::Status {
+        absl::StatusOr<cellar::v1::GetCheckStatusResponse> check = checker->Status(0);
+        if (check.ok() && check->running()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "replica check ", check->check_id(), " is running: pack once it is done"));
+        }
+        return absl::OkStatus();
+      });
+  PackCoordinator* pack = term->pack.get();
+  checker->set_start_precondition([pack] { return pack->CheckIdle(); });
+  term->service->SetPack(pack);
   if (!options_.initial_feature_flags.empty()) {
     term->flag_seeder = std::make_unique<FlagSeeder>(
         [cluster] { return cluster->Info().cluster_state() == cellar::v1::CLUSTER_RUNNING; },

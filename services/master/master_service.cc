@@ -437,6 +437,28 @@ grpc::Status MasterService::Truncate(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status MasterService::Pack(grpc::ServerContext*, const cellar::v1::PackRequest* request,
+                                 cellar::v1::PackResponse* response) {
+  if (pack_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "pack is not set up");
+  }
+  if (request->pack_tid() == 0) return Invalid("pack_tid: required, not 0");
+  absl::StatusOr<cellar::v1::PackStatus> status = pack_->Request(request->pack_tid());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  *response->mutable_status() = *std::move(status);
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::GetPackStatus(grpc::ServerContext*,
+                                          const cellar::v1::GetPackStatusRequest*,
+                                          cellar::v1::GetPackStatusResponse* response) {
+  if (pack_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "pack is not set up");
+  }
+  *response->mutable_status() = pack_->Status();
+  return grpc::Status::OK;
+}
+
 }  // namespace cellar::master
 
 namespace cellar::master {

@@ -25,6 +25,7 @@
 #include "services/master/call_holder.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
+#include "services/master/pack_coordinator.h"
 #include "services/master/replica_checker.h"
 #include "services/master/storage_caller.h"
 #include "services/master/transaction_coordinator.h"
@@ -120,6 +121,15 @@ class MasterService final : public cellar::v1::Master::Service {
   grpc::Status Truncate(grpc::ServerContext* context, const cellar::v1::TruncateRequest* request,
                         cellar::v1::TruncateResponse* response) override;
 
+  // ---- Pack (docs/lifecycle.md) ----
+  // Until set, Pack/GetPackStatus answer UNIMPLEMENTED. Not owned.
+  void SetPack(PackCoordinator* pack) { pack_ = pack; }
+  grpc::Status Pack(grpc::ServerContext* context, const cellar::v1::PackRequest* request,
+                    cellar::v1::PackResponse* response) override;
+  grpc::Status GetPackStatus(grpc::ServerContext* context,
+                             const cellar::v1::GetPackStatusRequest* request,
+                             cellar::v1::GetPackStatusResponse* response) override;
+
   // ---- Operator actions (ClusterManager does the work) ----
   grpc::Status SetClusterState(grpc::ServerContext* context,
                                const cellar::v1::SetClusterStateRequest* request,
@@ -160,6 +170,7 @@ class MasterService final : public cellar::v1::Master::Service {
   ReplicaChecker* checker_ = nullptr;
   Truncator* truncator_ = nullptr;
   UnreachableProber* prober_ = nullptr;
+  PackCoordinator* pack_ = nullptr;
   ClusterManager* cluster_;
   TransactionCoordinator* coordinator_;
   EventHub* hub_;

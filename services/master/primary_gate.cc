@@ -217,6 +217,18 @@ grpc::Status PrimaryGate::Truncate(grpc::ServerContext* context,
   CELLAR_GATED(Truncate(context, request, response));
 }
 
+grpc::Status PrimaryGate::Pack(grpc::ServerContext* context,
+                               const cellar::v1::PackRequest* request,
+                               cellar::v1::PackResponse* response) {
+  CELLAR_GATED(Pack(context, request, response));
+}
+
+grpc::Status PrimaryGate::GetPackStatus(grpc::ServerContext* context,
+                                        const cellar::v1::GetPackStatusRequest* request,
+                                        cellar::v1::GetPackStatusResponse* response) {
+  CELLAR_GATED(GetPackStatus(context, request, response));
+}
+
 // Operator actions (partition table, cluster state, kill).
 grpc::Status PrimaryGate::SetClusterState(grpc::ServerContext* context,
                                           const cellar::v1::SetClusterStateRequest* request,

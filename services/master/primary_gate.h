@@ -106,6 +106,11 @@ class PrimaryGate final : public cellar::v1::Master::Service {
                           cellar::v1::RepairCellResponse* response) override;
   grpc::Status Truncate(grpc::ServerContext* context, const cellar::v1::TruncateRequest* request,
                         cellar::v1::TruncateResponse* response) override;
+  grpc::Status Pack(grpc::ServerContext* context, const cellar::v1::PackRequest* request,
+                    cellar::v1::PackResponse* response) override;
+  grpc::Status GetPackStatus(grpc::ServerContext* context,
+                             const cellar::v1::GetPackStatusRequest* request,
+                             cellar::v1::GetPackStatusResponse* response) override;
   // Operator actions (partition table, cluster state, kill).
   grpc::Status SetClusterState(grpc::ServerContext* context,
                                const cellar::v1::SetClusterStateRequest* request,

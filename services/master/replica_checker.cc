@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/status_macros.h"
 #include "services/common/partition_table.h"
 
 namespace cellar::master {
@@ -84,6 +85,7 @@ absl::StatusOr<uint64_t> ReplicaChecker::Start(
         absl::StrCat("cluster is ", cellar::v1::ClusterState_Name(info.cluster_state()),
                      ": checks need RUNNING"));
   }
+  if (start_precondition_) CELLAR_RETURN_IF_ERROR(start_precondition_());
   const uint32_t num_partitions = info.partition_table().num_partitions();
   Plan plan;
   for (uint32_t p : request.partitions()) {

@@ -67,6 +67,13 @@ class ReplicaChecker {
   // min_tid > max_tid (max_tid 0 = the last committed tid).
   absl::StatusOr<uint64_t> Start(const cellar::v1::CheckReplicasRequest& request);
 
+  // Checked by Start() before a check begins (e.g. no pack in progress:
+  // packed and unpacked cells differ); its error is Start()'s. Set before
+  // the checker is used.
+  void set_start_precondition(std::function<absl::Status()> precondition) {
+    start_precondition_ = std::move(precondition);
+  }
+
   // The check `check_id` (0 = the current or last one). NOT_FOUND if no
   // check ran yet or for another id than the current/last one.
   absl::StatusOr<cellar::v1::GetCheckStatusResponse> Status(uint64_t check_id) const;
@@ -75,6 +82,7 @@ class ReplicaChecker {
   bool WaitIdle(absl::Duration timeout) const;
 
  private:
+  std::function<absl::Status()> start_precondition_;
   struct Plan {
     std::vector<uint32_t> partitions;
     uint64_t min_tid = 0;

@@ -164,6 +164,15 @@ class StorageCaller {
     return absl::UnimplementedError("Probe");
   }
 
+  // Storage.Pack on `target`: asks it to pack at `pack_tid` (0: only
+  // read its progress) and answers its progress (node_id set, error
+  // empty). Blocks until it answered or timed out.
+  virtual absl::StatusOr<cellar::v1::StoragePackProgress> Pack(const StorageTarget& target,
+                                                               uint64_t epoch,
+                                                               uint64_t pack_tid) {
+    return absl::UnimplementedError("Pack");
+  }
+
   // Storage.Shutdown on `target` (operator KillNode with stop): asks the
   // node to stop cleanly; blocks until it answered or timed out. OK once
   // the node acknowledged; its error (UNAVAILABLE if unreachable,

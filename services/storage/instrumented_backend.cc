@@ -159,6 +159,13 @@ absl::Status InstrumentedBackend::ImportCommitted(
   return Count(backend_->ImportCommitted(transactions, objects));
 }
 
+absl::StatusOr<PackChunk> InstrumentedBackend::PackPartition(uint32_t partition,
+                                                             uint64_t pack_tid,
+                                                             const PackPosition& from,
+                                                             uint32_t max_items) {
+  return Count(backend_->PackPartition(partition, pack_tid, from, max_items));
+}
+
 absl::Status InstrumentedBackend::DeletePartition(uint32_t partition) {
   return Count(backend_->DeletePartition(partition));
 }

@@ -58,6 +58,11 @@ ABSL_FLAG(uint64_t, replication_idle_bytes_per_second, 0,
           "Replication speed without client traffic; 0 = no limit");
 ABSL_FLAG(uint32_t, replication_chunk_records, 1000,
           "Records per replication chunk (1..10000): memory per chunk and resume granularity");
+ABSL_FLAG(uint32_t, pack_chunk_items, 500,
+          "Oids (or transaction records) per pack chunk, one short database transaction "
+          "each (1..100000)");
+ABSL_FLAG(absl::Duration, pack_pause, absl::Milliseconds(50),
+          "Pause after each pack chunk: the pack's rate limit (docs/lifecycle.md)");
 ABSL_FLAG(uint64_t, replication_chunk_bytes, 4 << 20,
           "Bytes per replication chunk (at most 32 MiB)");
 
@@ -90,6 +95,13 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_replication_idle_bytes_per_second);
   options.replication.chunk_records = absl::GetFlag(FLAGS_replication_chunk_records);
   options.replication.chunk_bytes = absl::GetFlag(FLAGS_replication_chunk_bytes);
+  options.pack.chunk_items = absl::GetFlag(FLAGS_pack_chunk_items);
+  options.pack.pause = absl::GetFlag(FLAGS_pack_pause);
+  if (options.pack.chunk_items < 1 || options.pack.chunk_items > 100000 ||
+      options.pack.pause < absl::ZeroDuration()) {
+    std::cerr << "cellar-storage: --pack_chunk_items must be 1..100000 and --pack_pause >= 0\n";
+    return 2;
+  }
   if (options.report_votes_after <= absl::ZeroDuration()) {
     std::cerr << "cellar-storage: --report_votes_after must be > 0\n";
     return 2;

@@ -125,7 +125,8 @@ absl::Status Replicator::ForgetPartition(uint32_t partition) {
     cells_.erase(partition);
     UpdateGauges();
   }
-  return backend_->SetConfig(ReplicationProgressKey(partition), "0");
+  CELLAR_RETURN_IF_ERROR(backend_->SetConfig(ReplicationProgressKey(partition), "0"));
+  return on_forget_ ? on_forget_(partition) : absl::OkStatus();
 }
 
 absl::Status Replicator::TruncateProgress(uint32_t num_partitions, uint64_t tid) {

@@ -152,6 +152,11 @@ class Replicator {
   // the caller may delete the partition's data and a cell added later
   // replicates from the start.
   absl::Status ForgetPartition(uint32_t partition);
+  // Called by ForgetPartition after the progress is reset (the node resets
+  // the cell's pack position there). Set before Start().
+  void set_on_forget(std::function<absl::Status(uint32_t partition)> on_forget) {
+    on_forget_ = std::move(on_forget);
+  }
 
   // Truncate to `tid`: the stored progress of every partition below
   // `num_partitions` that is above `tid` is lowered to `tid` (what is
@@ -166,6 +171,7 @@ class Replicator {
   uint64_t total_chunks() const;
 
  private:
+  std::function<absl::Status(uint32_t)> on_forget_;
   void Loop(std::function<std::vector<uint32_t>()> cells);
   absl::Status SaveProgress(uint32_t partition, uint64_t tid);
   // ABORTED if ForgetPartition(partition) ran since `generation` was read.

@@ -105,6 +105,18 @@ StorageMetrics::StorageMetrics(prometheus::Registry& registry,
       "Largest distance, in raw TID units (2^32 per minute), between what a "
       "replicating cell holds and the target of its current round.",
       labels);
+  pack_rows_removed = MakeCounter(registry, "cellar_storage_pack_rows_removed_total",
+                                  "Object revisions removed by pack.", labels);
+  pack_bytes_reclaimed = MakeCounter(registry, "cellar_storage_pack_bytes_reclaimed_total",
+                                     "Bytes of object data removed by pack.", labels);
+  pack_chunks = MakeCounter(registry, "cellar_storage_pack_chunks_total",
+                            "Pack chunks run (one short database transaction each).", labels);
+  pack_tid = MakeGauge(registry, "cellar_storage_pack_tid",
+                       "The highest pack tid requested of this node (raw TID; 0: never).",
+                       labels);
+  pack_pending_partitions = MakeGauge(
+      registry, "cellar_storage_pack_pending_partitions",
+      "Readable cells of this node not packed at the requested pack tid yet.", labels);
   backend_errors = MakeCounter(
       registry, "cellar_storage_backend_errors_total",
       "Backend operations that failed because the database did (UNAVAILABLE, INTERNAL, ...).",

@@ -31,6 +31,11 @@
 //   cellar_storage_replication_cells_replicating OUT_OF_DATE cells catching up
 //   cellar_storage_replication_lag_seconds      max (target - progress), TID time
 //   cellar_storage_replication_lag_tids         the same in raw TID units
+//   cellar_storage_pack_rows_removed_total     object revisions removed by pack
+//   cellar_storage_pack_bytes_reclaimed_total  bytes of object data removed by pack
+//   cellar_storage_pack_chunks_total           pack chunks run
+//   cellar_storage_pack_tid                    the highest pack tid requested (raw)
+//   cellar_storage_pack_pending_partitions     cells not packed at that tid yet
 //   cellar_storage_backend_errors_total         failed backend operations (database failures)
 //   cellar_storage_backend_pool_connections{state}  in_use | idle connections of the
 //                                               backend's pool (sampled with the stats)
@@ -91,6 +96,11 @@ struct StorageMetrics {
   prometheus::Gauge* replication_cells;
   prometheus::Gauge* replication_lag_seconds;
   prometheus::Gauge* replication_lag_tids;
+  prometheus::Counter* pack_rows_removed;
+  prometheus::Counter* pack_bytes_reclaimed;
+  prometheus::Counter* pack_chunks;
+  prometheus::Gauge* pack_tid;
+  prometheus::Gauge* pack_pending_partitions;
   prometheus::Counter* backend_errors;
   prometheus::Gauge* backend_pool_in_use;
   prometheus::Gauge* backend_pool_idle;

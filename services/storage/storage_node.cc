@@ -164,6 +164,22 @@ absl::StatusOr<std::unique_ptr<StorageNode>> StorageNode::Open(
                                                     make_peers));
   node->instrumented_ = counting;
   CELLAR_RETURN_IF_ERROR(node->LoadPersistedState());
+  StorageNode* const self = node.get();
+  StorageMetrics* const m = metrics;
+  CELLAR_ASSIGN_OR_RETURN(
+      node->packer_,
+      Packer::Open(node->backend_.get(), node->options_.pack,
+                   [self] { return self->CellsToPack(); },
+                   [m](const PackChunk& chunk) {
+                     if (m == nullptr) return;
+                     m->pack_chunks->Increment();
+                     m->pack_rows_removed->Increment(static_cast<double>(chunk.rows_removed));
+                     m->pack_bytes_reclaimed->Increment(
+                         static_cast<double>(chunk.bytes_removed));
+                   }));
+  // A cell whose data is deleted to be replicated again is packed again.
+  Packer* const packer = node->packer_.get();
+  node->replicator_->set_on_forget([packer](uint32_t p) { return packer->ForgetPartition(p); });
   // Tokens of the cluster table work before the master is reached.
   if (node->options_.cluster_tokens != nullptr) {
     absl::StatusOr<::cellar::v1::ClusterTokenTable> tokens = node->StoredTokenTable();
@@ -278,6 +294,51 @@ void StorageNode::StartMasterLoop(const std::string& advertise_address) {
   stats_thread_ = std::thread([this] { StatsLoop(); });
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   replicator_->Start([this] { return CellsToReplicate(); });
+  packer_->Start();
+}
+
+std::vector<uint32_t> StorageNode::CellsToPack() const {
+  std::vector<uint32_t> out;
+  absl::MutexLock l(&mu_);
+  if (stopping_ || node_id_ == 0) return out;
+  for (uint32_t p = 0; p < pt_->num_partitions(); ++p) {
+    const ::cellar::v1::CellState state = pt_->CellStateOf(p, node_id_);
+    if (state == ::cellar::v1::CELL_UP_TO_DATE || state == ::cellar::v1::CELL_FEEDING) {
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<LoadedObject> StorageNode::PackedAsNotFound(absl::StatusOr<LoadedObject> loaded,
+                                                           uint32_t partition,
+                                                           uint64_t tid) const {
+  if (loaded.status().code() != absl::StatusCode::kNotFound ||
+      common::ErrorReason(loaded.status()) == common::kReasonObjectDeleted) {
+    return loaded;
+  }
+  const uint64_t packed = packer_->PackedTid(partition);
+  if (packed == 0 || tid >= packed) return loaded;
+  return ErrorWithReason(
+      absl::StatusCode::kNotFound, common::kReasonRevisionPacked,
+      absl::StrCat(loaded.status().message(), " (partition ", partition,
+                   " is packed at tid ", TidHex(packed),
+                   ": older revisions may have been removed)"));
+}
+
+absl::StatusOr<PackStatus> StorageNode::Pack(uint64_t epoch, uint64_t pack_tid) {
+  if (epoch == 0) return absl::InvalidArgumentError("epoch: must not be 0");
+  if (pack_tid > common::kMaxTid) {
+    return absl::InvalidArgumentError(absl::StrCat("pack_tid ", pack_tid, " is not a valid tid"));
+  }
+  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  if (pack_tid != 0) CELLAR_RETURN_IF_ERROR(packer_->Request(pack_tid));
+  PackStatus status = packer_->Status();
+  if (metrics_ != nullptr) {
+    metrics_->pack_tid->Set(static_cast<double>(status.pack_tid));
+    metrics_->pack_pending_partitions->Set(static_cast<double>(status.pending_partitions.size()));
+  }
+  return status;
 }
 
 std::vector<uint32_t> StorageNode::CellsToReplicate() const {
@@ -793,8 +854,9 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
   if (const uint64_t v = transactions_->InDoubtVoteOn(oid); v != 0 && before_tid > v) {
     return CountLoad<LoadedObject>(InDoubtError(oid, v));
   }
-  absl::StatusOr<LoadedObject> loaded =
-      DeletionAsNotFound(backend_->LoadBefore(partition, oid, before_tid));
+  absl::StatusOr<LoadedObject> loaded = PackedAsNotFound(
+      DeletionAsNotFound(backend_->LoadBefore(partition, oid, before_tid)), partition,
+      before_tid == 0 ? 0 : before_tid - 1);
   if (loaded.status().code() == absl::StatusCode::kNotFound) {
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
     if (!dropped.ok()) loaded = dropped;
@@ -825,8 +887,8 @@ absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t seri
   uint32_t partition;
   absl::Status s = ReadableCell(*view, oid, &partition);
   if (!s.ok()) return CountLoad<LoadedObject>(s);
-  absl::StatusOr<LoadedObject> loaded =
-      DeletionAsNotFound(backend_->LoadSerial(partition, oid, serial));
+  absl::StatusOr<LoadedObject> loaded = PackedAsNotFound(
+      DeletionAsNotFound(backend_->LoadSerial(partition, oid, serial)), partition, serial);
   if (loaded.status().code() == absl::StatusCode::kNotFound) {
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
     if (!dropped.ok()) loaded = dropped;
@@ -1348,6 +1410,11 @@ void StorageNode::MasterLoop() {
 }
 
 void StorageNode::RefreshStats() {
+  if (metrics_ != nullptr) {
+    const PackStatus pack = packer_->Status();
+    metrics_->pack_tid->Set(static_cast<double>(pack.pack_tid));
+    metrics_->pack_pending_partitions->Set(static_cast<double>(pack.pending_partitions.size()));
+  }
   // Cheap (kept by the backend on every write): per cell sizes.
   if (auto cells = CellStatsNow(); cells.ok() && metrics_ != nullptr) {
     std::vector<PartitionSizes> sizes;
@@ -1433,6 +1500,7 @@ void StorageNode::BeginShutdown() {
   }
   master_->Cancel();
   replicator_->Stop();
+  packer_->Stop();
   if (master_thread_.joinable()) master_thread_.join();
   if (stats_thread_.joinable()) stats_thread_.join();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();

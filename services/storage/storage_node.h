@@ -79,6 +79,7 @@
 #include "services/storage/lock_manager.h"
 #include "services/common/cluster_tokens.h"
 #include "services/storage/master_link.h"
+#include "services/storage/packer.h"
 #include "services/storage/replication_source.h"
 #include "services/storage/replicator.h"
 #include "services/storage/storage_metrics.h"
@@ -122,6 +123,8 @@ struct StorageNodeOptions {
   absl::Duration report_votes_after = absl::Seconds(30);
   // Replication of OUT_OF_DATE cells (chunk sizes, rates, test hooks).
   ReplicatorOptions replication;
+  // The background pack (chunk size, pause between chunks).
+  PackerOptions pack;
   // Where the cluster token table this node persists and follows is
   // applied (the server's Authenticator::cluster_tokens()); null: the
   // node keeps and reports the table but no one applies it. Default null.
@@ -289,6 +292,11 @@ class StorageNode {
   // committed tid afterwards. Only while the cluster is RECOVERING
   // (FAILED_PRECONDITION otherwise); STALE_EPOCH as for Lock.
   absl::StatusOr<uint64_t> TruncateData(uint64_t epoch, uint64_t tid);
+  // Storage.Pack (docs/lifecycle.md): with a pack_tid, asks the background
+  // packer for a pack at it (persisted; a tid at or below the one already
+  // asked changes nothing); pack_tid 0 only reads the progress. Fenced by
+  // epoch like the master's other calls (0: INVALID_ARGUMENT).
+  absl::StatusOr<PackStatus> Pack(uint64_t epoch, uint64_t pack_tid);
 
   // Master only (Storage.SaveMasterState): stores the master's OID
   // high-water mark durably in the backend config, only ever raising it;
@@ -409,6 +417,12 @@ class StorageNode {
   void HeartbeatLoop();
   // This node's OUT_OF_DATE partitions while registered and RUNNING.
   std::vector<uint32_t> CellsToReplicate() const;
+  // This node's readable cells (the packer's work), registered or not.
+  std::vector<uint32_t> CellsToPack() const;
+  // A NOT_FOUND load at or below the tid its partition was packed at says
+  // REVISION_PACKED (the revision may have been removed).
+  absl::StatusOr<LoadedObject> PackedAsNotFound(absl::StatusOr<LoadedObject> loaded,
+                                                uint32_t partition, uint64_t tid) const;
   void FlushForgottenLocks();
   void NoteClientActivity() { client_activity_.fetch_add(1, std::memory_order_relaxed); }
   absl::Status RegisterAndWatch();
@@ -464,6 +478,7 @@ class StorageNode {
   std::unique_ptr<TransactionManager> transactions_;
   std::unique_ptr<ReplicationPeers> peers_;
   std::unique_ptr<Replicator> replicator_;
+  std::unique_ptr<Packer> packer_;
   std::atomic<uint64_t> client_activity_{0};
   absl::Mutex forget_mu_;
   std::vector<uint64_t> forget_ ABSL_GUARDED_BY(forget_mu_);

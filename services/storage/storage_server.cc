@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   node_options.unvoted_timeout = options.unvoted_timeout;
   node_options.report_votes_after = options.report_votes_after;
   node_options.replication = options.replication;
+  node_options.pack = options.pack;
   if (options.auth.authenticator != nullptr) {
     node_options.cluster_tokens = options.auth.authenticator->cluster_tokens();
   }

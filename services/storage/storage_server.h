@@ -78,6 +78,9 @@ struct StorageServerOptions {
   // Replication of OUT_OF_DATE cells: chunk sizes, the minimum speed kept
   // under client traffic (busy_bytes_per_second), test hooks.
   ReplicatorOptions replication;
+  // The background pack: oids per chunk and the pause after each chunk
+  // (its rate limit). Defaults 500, 50 ms.
+  PackerOptions pack;
   // Deadline of one replication stream from a source. Default 10 min.
   absl::Duration replication_fetch_timeout = absl::Minutes(10);
   // What Storage.Shutdown (an operator's stop) does once the reason is

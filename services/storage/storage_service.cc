@@ -500,6 +500,27 @@ grpc::Status StorageService::TruncateData(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
+grpc::Status StorageService::Pack(grpc::ServerContext* /*context*/,
+                                  const ::cellar::v1::StoragePackRequest* request,
+                                  ::cellar::v1::StoragePackResponse* response) {
+  if (request->epoch() == 0) return Invalid("epoch: required (the primary's epoch)");
+  // 0 reads the progress: it never means "pack everything".
+  if (BadTid(request->pack_tid(), false)) return Invalid(TidRule("pack_tid", false));
+  absl::StatusOr<PackStatus> status = node_->Pack(request->epoch(), request->pack_tid());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  ::cellar::v1::StoragePackProgress* progress = response->mutable_progress();
+  progress->set_node_id(node_->node_id());
+  progress->set_pack_tid(status->pack_tid);
+  for (uint32_t p : status->pending_partitions) progress->add_pending_partitions(p);
+  for (uint32_t p : status->done_partitions) progress->add_done_partitions(p);
+  progress->set_rows_removed(status->rows_removed);
+  progress->set_bytes_removed(status->bytes_removed);
+  if (!status->last_error.ok()) {
+    progress->set_error(std::string(status->last_error.message()).substr(0, 512));
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status StorageService::SaveMasterState(
     grpc::ServerContext* /*context*/, const ::cellar::v1::SaveMasterStateRequest* request,
     ::cellar::v1::SaveMasterStateResponse* /*response*/) {

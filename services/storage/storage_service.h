@@ -106,6 +106,8 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status CheckCell(grpc::ServerContext* context,
                          const ::cellar::v1::CheckCellRequest* request,
                          ::cellar::v1::CheckCellResponse* response) override;
+  grpc::Status Pack(grpc::ServerContext* context, const ::cellar::v1::StoragePackRequest* request,
+                    ::cellar::v1::StoragePackResponse* response) override;
   grpc::Status TruncateData(grpc::ServerContext* context,
                             const ::cellar::v1::TruncateDataRequest* request,
                             ::cellar::v1::TruncateDataResponse* response) override;

@@ -625,6 +625,69 @@ TEST_F(StorageServiceTest, NotFoundReasons) {
   EXPECT_EQ(ErrorReason(s), "NO_SUCH_OBJECT");
 }
 
+// Storage.Pack: validated and fenced; the pack runs in the background,
+// loads of the revisions it removed say REVISION_PACKED (also after a
+// restart), later ones answer as before, and the metrics count it.
+TEST_F(StorageServiceTest, PackRemovesOldRevisionsAndSaysSo) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "a")});
+  Commit(2000, 2004, {Obj(1, 1004, "b")});
+  Commit(3000, 3004, {Obj(1, 2004, "c")});
+  auto pack = [this](uint64_t epoch, uint64_t tid, v1::StoragePackResponse* out = nullptr) {
+    v1::StoragePackRequest request;
+    request.set_epoch(epoch);
+    request.set_pack_tid(tid);
+    return Call(&v1::Storage::Stub::Pack, request, out);
+  };
+  EXPECT_THAT(pack(0, 2005), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(pack(kEpoch, common::kMaxTid + 1), StatusIs(absl::StatusCode::kInvalidArgument));
+  absl::Status stale = pack(kEpoch - 1, 2005);
+  EXPECT_THAT(stale, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorReason(stale), "STALE_EPOCH");
+  v1::StoragePackResponse progress;
+  ASSERT_THAT(pack(kEpoch, 0, &progress), IsOk());
+  EXPECT_EQ(progress.progress().pack_tid(), 0u) << "a read of the progress asked for a pack";
+
+  ASSERT_THAT(pack(kEpoch, 2005, &progress), IsOk());
+  EXPECT_EQ(progress.progress().pack_tid(), 2005u);
+  absl::Time deadline = absl::Now() + kWait;
+  while (progress.progress().pending_partitions_size() > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    ASSERT_THAT(pack(kEpoch, 0, &progress), IsOk());
+  }
+  ASSERT_EQ(progress.progress().pending_partitions_size(), 0) << "the pack did not finish in time";
+  EXPECT_GT(progress.progress().done_partitions_size(), 0);
+  EXPECT_EQ(progress.progress().rows_removed(), 1u);
+  EXPECT_EQ(progress.progress().bytes_removed(), 1u);
+  EXPECT_EQ(MetricValue("cellar_storage_pack_rows_removed_total"), 1.0);
+  EXPECT_EQ(MetricValue("cellar_storage_pack_bytes_reclaimed_total"), 1.0);
+  // A lower tid changes nothing.
+  ASSERT_THAT(pack(kEpoch, 1005, &progress), IsOk());
+  EXPECT_EQ(progress.progress().pack_tid(), 2005u);
+
+  for (int restarted = 0; restarted < 2; ++restarted) {
+    absl::Status s = LoadSerial(1, 1004);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound, HasSubstr("packed")));
+    EXPECT_EQ(ErrorReason(s), "REVISION_PACKED") << "restarted " << restarted;
+    s = LoadBefore(1, 2004);
+    EXPECT_EQ(ErrorReason(s), "REVISION_PACKED") << "restarted " << restarted;
+    v1::LoadResponse loaded;
+    ASSERT_THAT(LoadBefore(1, 2005, &loaded), IsOk());
+    EXPECT_EQ(loaded.data(), "b");
+    EXPECT_EQ(loaded.next_serial(), 3004u);
+    ASSERT_THAT(LoadBefore(1, common::kMaxTid, &loaded), IsOk());
+    EXPECT_EQ(loaded.data(), "c");
+    // A serial nothing wrote, above the pack tid: the usual reason.
+    EXPECT_EQ(ErrorReason(LoadSerial(1, 3003)), "NO_SUCH_REVISION");
+    if (restarted == 0) {
+      ASSERT_NO_FATAL_FAILURE(RestartStorage());
+      ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+    }
+  }
+  ASSERT_THAT(pack(kEpoch, 0, &progress), IsOk());
+  EXPECT_EQ(progress.progress().pack_tid(), 2005u) << "the request was not persisted";
+}
+
 TEST_F(StorageServiceTest, GetTransactionByTid) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   Commit(1000, 1004, {Obj(1, 0, "one"), Obj(2, 0, "two")});  // partition 0

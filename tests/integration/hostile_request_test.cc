@@ -91,7 +91,9 @@ const std::set<std::string>& EmptyMustBeInvalid() {
       "/cellar.v1.Admin/AcknowledgeAlert",   "/cellar.v1.Admin/DeleteAlert",
       "/cellar.v1.Master/SetFeatureFlag",    "/cellar.v1.Master/DeleteFeatureFlag",
       "/cellar.v1.Storage/SaveFeatureFlags", "/cellar.v1.Admin/SetFeatureFlag",
-      "/cellar.v1.Admin/DeleteFeatureFlag",  "/cellar.v1.Master/ReportUnreachable",
+      "/cellar.v1.Master/ReportUnreachable",
+      "/cellar.v1.Admin/DeleteFeatureFlag",  "/cellar.v1.Storage/Pack",
+      "/cellar.v1.Master/Pack",              "/cellar.v1.Admin/Pack",
   };
   return *paths;
 }

@@ -538,6 +538,11 @@ operator actions (through the admin node, --admin; NODE is S2 or an id):
   repair P NODE --from NODE       copy partition P's cell again from a good one
   truncate TID --yes              delete every transaction after TID
                                   (cluster-wide, for good: --yes required)
+  pack TID|--days N [--wait]      remove the revisions older than the one
+                                  current at TID (or N days ago), in the
+                                  background (docs/lifecycle.md); --wait:
+                                  poll until done (progress on stderr)
+  pack-status                     the pack's progress on every storage
   stop-node NODE [--reason TEXT]  flush a storage's logs and stop it cleanly
 
 tokens (docs/security.md):
@@ -598,6 +603,7 @@ examples:
   cellarctl add S4 --dry-run
   cellarctl check --partitions 1,2 --data --wait
   cellarctl truncate 0x040d2da025932acc --yes
+  cellarctl pack --days 7 --wait
 )";
 }
 
@@ -1379,6 +1385,107 @@ absl::Status RunTruncate(const GlobalOptions& global, const std::vector<std::str
   return absl::OkStatus();
 }
 
+// One line per storage, or the status as one JSON document.
+void PrintPackStatus(const ::cellar::v1::PackStatus& status, const std::string& time,
+                     const GlobalOptions& global, Io io) {
+  if (global.json) {
+    std::vector<std::string> storages;
+    for (const ::cellar::v1::StoragePackProgress& p : status.storages()) {
+      storages.push_back(JsonObject()
+                             .Str("node", common::NodeName(p.node_id()))
+                             .Raw("pack_tid", TidJson(p.pack_tid()))
+                             .Num("pending_partitions", p.pending_partitions_size())
+                             .Num("done_partitions", p.done_partitions_size())
+                             .Num("rows_removed", p.rows_removed())
+                             .Num("bytes_removed", p.bytes_removed())
+                             .Str("error", p.error())
+                             .Build());
+    }
+    io.out << JsonObject()
+                  .Raw("pack_tid", TidJson(status.pack_tid()))
+                  .Str("pack_tid_time", time)
+                  .Bool("done", status.done())
+                  .Raw("storages", JsonArray(storages))
+                  .Build()
+           << "\n";
+    return;
+  }
+  io.out << "pack tid " << TidOrNone(status.pack_tid())
+         << (time.empty() ? "" : absl::StrCat(" (", time, ")")) << ": "
+         << (status.pack_tid() == 0 ? "never packed" : (status.done() ? "done" : "in progress"))
+         << "\n";
+  for (const ::cellar::v1::StoragePackProgress& p : status.storages()) {
+    io.out << "  " << common::NodeName(p.node_id()) << ": " << p.done_partitions_size()
+           << " cell(s) packed, " << p.pending_partitions_size() << " to go, "
+           << p.rows_removed() << " revisions / " << p.bytes_removed()
+           << " bytes removed since it started"
+           << (p.error().empty() ? "" : absl::StrCat(" (", p.error(), ")")) << "\n";
+  }
+}
+
+absl::Status RunPack(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                     Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {"days"}, {"wait"}));
+  const bool by_days = args.values.count("days") != 0;
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, by_days ? 0 : 1, "pack TID|--days N [--wait]"));
+  uint64_t tid = 0;
+  if (by_days) {
+    double days;
+    if (!absl::SimpleAtod(args.values["days"], &days) || !(days >= 0) || days > 100000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad --days '", args.values["days"], "' (e.g. 7 or 0.5)"));
+    }
+    // N days ago, but not past the last commit (an idle cluster).
+    CELLAR_ASSIGN_OR_RETURN(::cellar::v1::GetClusterInfoResponse info, FetchClusterInfo(global));
+    tid = std::min<uint64_t>(common::TidFromTime(absl::Now() - absl::Hours(24 * days)),
+                             info.last_tid());
+    if (tid == 0) return absl::FailedPreconditionError("nothing committed yet: nothing to pack");
+  } else {
+    CELLAR_ASSIGN_OR_RETURN(tid, ParseTidArg("TID", args.positional[0]));
+    if (tid == 0) return absl::InvalidArgumentError("TID 0 packs nothing: refused");
+  }
+  ::cellar::v1::AdminPackRequest request;
+  request.set_pack_tid(tid);
+  ::cellar::v1::AdminPackResponse response;
+  CELLAR_RETURN_IF_ERROR(
+      CallAdmin(global, &AdminStub::Pack, request, &response, absl::Seconds(35)));
+  ::cellar::v1::PackStatus status = response.status();
+  std::string time = response.pack_tid_time();
+  if (args.flags["wait"]) {
+    while (!status.done()) {
+      uint32_t pending = 0;
+      uint64_t rows = 0;
+      for (const auto& p : status.storages()) {
+        pending += p.pending_partitions_size();
+        rows += p.rows_removed();
+      }
+      io.err << "pack " << common::FormatTid(status.pack_tid()) << ": " << pending
+             << " cell(s) to go, " << rows << " revisions removed\n";
+      absl::SleepFor(global.poll_interval);
+      ::cellar::v1::AdminGetPackStatusResponse polled;
+      CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::GetPackStatus,
+                                       ::cellar::v1::AdminGetPackStatusRequest(), &polled,
+                                       absl::Seconds(35)));
+      status = polled.status();
+      time = polled.pack_tid_time();
+    }
+  }
+  PrintPackStatus(status, time, global, io);
+  return absl::OkStatus();
+}
+
+absl::Status RunPackStatus(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                           Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {}, {}));
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 0, "pack-status"));
+  ::cellar::v1::AdminGetPackStatusResponse response;
+  CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::GetPackStatus,
+                                   ::cellar::v1::AdminGetPackStatusRequest(), &response,
+                                   absl::Seconds(35)));
+  PrintPackStatus(response.status(), response.pack_tid_time(), global, io);
+  return absl::OkStatus();
+}
+
 absl::Status RunStopNode(const GlobalOptions& global, const std::vector<std::string>& raw_args,
                          Io io) {
   CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {"reason"}, {}));
@@ -1736,6 +1843,10 @@ int Run(const CommandLine& command_line, Io io) {
     status = RunRepair(global, args, io);
   } else if (command == "truncate") {
     status = RunTruncate(global, args, io);
+  } else if (command == "pack") {
+    status = RunPack(global, args, io);
+  } else if (command == "pack-status") {
+    status = RunPackStatus(global, args, io);
   } else if (command == "stop-node") {
     status = RunStopNode(global, args, io);
   } else if (command == "token") {

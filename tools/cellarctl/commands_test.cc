@@ -393,6 +393,34 @@ class FakeAdmin final : public ::cellar::v1::Admin::Service {
     resp->set_cluster_state(::cellar::v1::CLUSTER_RUNNING);
     return Record("Truncate", *req);
   }
+  // Pack answers "in progress" on S1; GetPackStatus then answers done.
+  grpc::Status Pack(grpc::ServerContext*, const ::cellar::v1::AdminPackRequest* req,
+                    ::cellar::v1::AdminPackResponse* resp) override {
+    ::cellar::v1::StoragePackProgress* s1 = resp->mutable_status()->add_storages();
+    resp->mutable_status()->set_pack_tid(req->pack_tid());
+    s1->set_node_id(1);
+    s1->set_pack_tid(req->pack_tid());
+    s1->add_pending_partitions(2);
+    s1->add_done_partitions(0);
+    resp->set_pack_tid_time(common::TidTime(req->pack_tid()));
+    return Record("Pack", *req);
+  }
+  grpc::Status GetPackStatus(grpc::ServerContext*,
+                             const ::cellar::v1::AdminGetPackStatusRequest* req,
+                             ::cellar::v1::AdminGetPackStatusResponse* resp) override {
+    const uint64_t tid = 0x040d2da025932acc;
+    resp->mutable_status()->set_pack_tid(tid);
+    resp->mutable_status()->set_done(true);
+    ::cellar::v1::StoragePackProgress* s1 = resp->mutable_status()->add_storages();
+    s1->set_node_id(1);
+    s1->set_pack_tid(tid);
+    s1->add_done_partitions(0);
+    s1->add_done_partitions(2);
+    s1->set_rows_removed(40);
+    s1->set_bytes_removed(4096);
+    resp->set_pack_tid_time(common::TidTime(tid));
+    return Record("GetPackStatus", *req);
+  }
   grpc::Status StopNode(grpc::ServerContext*, const ::cellar::v1::StopNodeRequest* req,
                         ::cellar::v1::StopNodeResponse* resp) override {
     resp->set_name(req->name());
@@ -709,6 +737,38 @@ TEST_F(ActionsTest, TruncateNeedsYesAndTakesHexOrDecimal) {
   Result json = Ctl({"--json", "truncate", "291939716697369292", "--yes"});
   ASSERT_EQ(json.code, 0) << json.err;
   EXPECT_EQ(Field(ParseJson(json.out), "last_tid").string_value(), "0x040d2da025932acc");
+}
+
+TEST_F(ActionsTest, PackRefusesZeroAndWaitsWithAProgressLine) {
+  EXPECT_EQ(Ctl({"pack", "0"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"pack"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"pack", "zz"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"pack", "--days", "x"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"pack", "--days", "-1"}).code, kExitUsage);
+  EXPECT_EQ(admin_.calls(), 0);
+
+  Result started = Ctl({"pack", "0x040d2da025932acc"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  EXPECT_EQ(admin_.request<::cellar::v1::AdminPackRequest>().pack_tid(), 0x040d2da025932accu);
+  EXPECT_THAT(started.out, HasSubstr("pack tid 0x040d2da025932acc (2026-11-22T03:12:08."));
+  EXPECT_THAT(started.out, HasSubstr("): in progress\n"));
+  EXPECT_THAT(started.out, HasSubstr("  S1: 1 cell(s) packed, 1 to go,"));
+
+  Result waited = Ctl({"pack", "291939716697369292", "--wait"});
+  ASSERT_EQ(waited.code, 0) << waited.err;
+  EXPECT_EQ(admin_.last(), "GetPackStatus");
+  EXPECT_THAT(waited.err, HasSubstr("pack 0x040d2da025932acc (2026-11-22T03:12:08."));
+  EXPECT_THAT(waited.err, HasSubstr(": 1 cell(s) to go, 0 revisions removed\n"));
+  EXPECT_THAT(waited.out, HasSubstr("): done\n"));
+  EXPECT_THAT(waited.out, HasSubstr(
+      "  S1: 2 cell(s) packed, 0 to go, 40 revisions / 4096 bytes removed since it started\n"));
+
+  Result json = Ctl({"--json", "pack-status"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  google::protobuf::Struct status = ParseJson(json.out);
+  EXPECT_EQ(Field(status, "pack_tid").string_value(), "0x040d2da025932acc");
+  EXPECT_TRUE(Field(status, "done").bool_value());
+  EXPECT_EQ(Field(status, "storages").list_value().values_size(), 1);
 }
 
 TEST_F(ActionsTest, CheckWaitPollsShowsProgressAndFailsOnMismatches) {

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/checksum.h"
 #include "services/common/errors.h"
@@ -1852,6 +1853,216 @@ TEST_P(BackendConformanceTest, RefusesNewerSchema) {
   ASSERT_NO_FATAL_FAILURE(Reopen());
   EXPECT_THAT(backend_->LoadBefore(1, 1, kUnbounded),
               IsOkAndHolds(IsRevision(1, Tid(1), 0, "v")));
+}
+
+}  // namespace cellar::storage
+
+// --- Pack ---
+
+namespace cellar::storage {
+namespace {
+
+// Packs every partition at pack_tid, `max_items` per call; the totals.
+PackChunk PackAll(StorageBackend& backend, uint64_t pack_tid, uint32_t max_items) {
+  PackChunk total;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    PackPosition at;
+    for (int calls = 0;; ++calls) {
+      absl::StatusOr<PackChunk> chunk = backend.PackPartition(p, pack_tid, at, max_items);
+      EXPECT_THAT(chunk, IsOk());
+      if (!chunk.ok() || calls > 10000) return total;
+      total.rows_removed += chunk->rows_removed;
+      total.bytes_removed += chunk->bytes_removed;
+      total.transactions_marked += chunk->transactions_marked;
+      if (chunk->done) break;
+      at = chunk->next;
+    }
+  }
+  total.done = true;
+  return total;
+}
+
+// What a load answered, minus data_tid (a pack may rewrite back-pointers).
+std::string LoadAnswer(const absl::StatusOr<LoadedObject>& o) {
+  if (!o.ok()) return absl::StrCat("error ", absl::StatusCodeToString(o.status().code()));
+  return absl::StrCat(o->oid, " ", o->serial, " ", o->next_serial, " ",
+                      absl::CHexEscape(o->data), " ", absl::CHexEscape(o->checksum));
+}
+
+}  // namespace
+
+TEST_P(BackendConformanceTest, PackRejectsBadArguments) {
+  ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "a")}), IsOk());
+  EXPECT_THAT(backend_->PackPartition(1, 0, {}, 10),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(backend_->PackPartition(1, kMaxTid + 1, {}, 10),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(backend_->PackPartition(1, Tid(2), {}, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(backend_->LoadSerial(1, 1, Tid(1)), IsOkAndHolds(IsRevision(1, Tid(1), 0, "a")));
+}
+
+// Many oids, revisions, deletions and undo chains: after a pack at a
+// middle tid (in small chunks), every load at a tid above it answers what
+// it answered before, the revisions older than the current one at the
+// pack tid are gone with their bytes, the counts equal a scan and the
+// old transaction records say packed.
+TEST_P(BackendConformanceTest, PackKeepsEveryLoadAfterThePackTid) {
+  constexpr int kTxns = 60;
+  constexpr int kOids = 14;
+  uint64_t seed = 12345;
+  auto next = [&seed](uint64_t n) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (seed >> 33) % n;
+  };
+  std::map<uint64_t, std::vector<uint64_t>> revisions;  // oid -> tids
+  for (int t = 1; t <= kTxns; ++t) {
+    std::map<uint64_t, ObjectRecord> objects;
+    for (int n = 1 + next(4); n > 0; --n) {
+      uint64_t oid = 1 + next(kOids);
+      const std::vector<uint64_t>& revs = revisions[oid];
+      uint64_t kind = next(10);
+      if (kind == 0 && !revs.empty()) {
+        objects[oid] = Deletion(oid);
+      } else if (kind <= 3 && !revs.empty()) {
+        // An undo to any earlier revision (itself maybe an undo or a
+        // deletion): chains and shared targets.
+        objects[oid] = Undo(oid, revs[next(revs.size())], "");
+      } else {
+        objects[oid] = Obj(oid, absl::StrCat("oid ", oid, " txn ", t,
+                                             std::string(next(50), 'x')));
+      }
+    }
+    std::vector<ObjectRecord> list;
+    for (auto& [oid, o] : objects) {
+      revisions[oid].push_back(Tid(t));
+      list.push_back(o);
+    }
+    ASSERT_THAT(Commit(*backend_, Tid(t), list), IsOk());
+  }
+  // Undo records carry the checksum of the data they re-use, as clients
+  // send them; the loads return the target's anyway.
+  const uint64_t pack_tid = Tid(kTxns / 2) + 5;
+  auto answers = [&](uint64_t from_tid) {
+    std::vector<std::string> out;
+    for (uint64_t oid = 1; oid <= kOids; ++oid) {
+      for (int t = 1; t <= kTxns + 1; ++t) {
+        for (uint64_t before : {Tid(t), Tid(t) + 1}) {
+          if (before <= from_tid) continue;
+          out.push_back(absl::StrCat(oid, "@", before, ": ",
+                                     LoadAnswer(backend_->LoadBefore(
+                                         PartitionOf(oid), oid, before))));
+        }
+      }
+    }
+    return out;
+  };
+  const std::vector<std::string> before_pack = answers(pack_tid);
+  absl::StatusOr<BackendStats> stats_before = backend_->GetStats();
+  ASSERT_THAT(stats_before, IsOk());
+
+  PackChunk packed = PackAll(*backend_, pack_tid, 2);
+  ASSERT_TRUE(packed.done);
+  EXPECT_GT(packed.rows_removed, 0u);
+  EXPECT_GT(packed.bytes_removed, 0u);
+  EXPECT_EQ(answers(pack_tid), before_pack);
+
+  // Exactly the revisions older than the current one at pack_tid went.
+  uint64_t expected_removed = 0;
+  for (const auto& [oid, tids] : revisions) {
+    size_t current = 0;
+    for (size_t i = 0; i < tids.size() && tids[i] <= pack_tid; ++i) current = i;
+    expected_removed += current;
+    for (size_t i = 0; i < tids.size(); ++i) {
+      absl::StatusOr<LoadedObject> o = backend_->LoadSerial(PartitionOf(oid), oid, tids[i]);
+      if (i < current) {
+        EXPECT_THAT(o, NotFoundWithReason(kReasonNoSuchRevision)) << oid << "@" << tids[i];
+      } else {
+        EXPECT_THAT(o, IsOk()) << oid << "@" << tids[i];
+      }
+    }
+  }
+  EXPECT_EQ(packed.rows_removed, expected_removed);
+  absl::StatusOr<BackendStats> stats = backend_->GetStats();
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->object_count, stats_before->object_count - expected_removed);
+  EXPECT_EQ(stats->data_bytes, stats_before->data_bytes - packed.bytes_removed);
+  // No orphan bytes: one data row per record with bytes of its own.
+  uint64_t with_bytes = 0;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    absl::StatusOr<std::vector<ObjectRecord>> records = backend_->ListObjects(p, 0, kMaxTid, 100000);
+    ASSERT_THAT(records, IsOk());
+    for (const ObjectRecord& r : *records) with_bytes += r.data.empty() ? 0 : 1;
+  }
+  if (stats->data_rows != 0) EXPECT_EQ(stats->data_rows, with_bytes);
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+
+  // Transaction records are all kept; the old ones say packed.
+  absl::StatusOr<std::vector<TransactionRecord>> txns = backend_->LastTransactions(1000, kNoBound);
+  ASSERT_THAT(txns, IsOk());
+  ASSERT_EQ(txns->size(), static_cast<size_t>(kTxns));
+  for (const TransactionRecord& t : *txns) EXPECT_EQ(t.packed, t.tid < pack_tid) << t.tid;
+  EXPECT_EQ(packed.transactions_marked, static_cast<uint64_t>(kTxns / 2));
+
+  // Again, at the same or a lower tid, after a restart: nothing more.
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  PackChunk again = PackAll(*backend_, pack_tid, 1000);
+  EXPECT_EQ(again.rows_removed, 0u);
+  EXPECT_EQ(again.transactions_marked, 0u);
+  EXPECT_EQ(PackAll(*backend_, Tid(3), 1000).rows_removed, 0u);
+  EXPECT_EQ(answers(pack_tid), before_pack);
+}
+
+// Kept undo records whose back-pointers lead into the removed revisions
+// take the bytes (the oldest of them) or point at the one that did.
+TEST_P(BackendConformanceTest, PackRewritesUndoBackPointersIntoRemovedRevisions) {
+  // oid 1 (partition 1): a, b, undo->a, undo->undo; oid 4 (partition 1):
+  // x, deletion, y, undo->deletion; oid 2 (partition 2): c, d, e, then
+  // two undos to c.
+  ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "a"), Obj(2, "c"), Obj(4, "x")}), IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(2), {Obj(1, "b"), Obj(2, "d"), Deletion(4)}), IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(3), {Undo(1, Tid(1), Checksum("a")), Obj(2, "e"),
+                                         Obj(4, "y")}),
+              IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(5), {Undo(1, Tid(3), Checksum("a")),
+                                         Undo(2, Tid(1), Checksum("c")),
+                                         Undo(4, Tid(2), "")}),
+              IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(6), {Undo(2, Tid(1), Checksum("c"))}), IsOk());
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{1, 2, 8, 4},
+                                       PartitionStats{2, 1, 5, 3})));
+
+  PackChunk packed = PackAll(*backend_, Tid(4), 1);
+  EXPECT_EQ(packed.rows_removed, 2u + 2u + 2u);
+  // Freed: b, x (oid 1's a and oid 2's c were taken by kept revisions),
+  // d.
+  EXPECT_EQ(packed.bytes_removed, 3u);
+
+  EXPECT_THAT(backend_->ListObjects(1, 0, kMaxTid, 100),
+              IsOkAndHolds(ElementsAre(IsObject(1, Tid(3), "a"), IsObject(4, Tid(3), "y"),
+                                       IsObject(1, Tid(5), "", Tid(3)),
+                                       IsObject(4, Tid(5), ""))));
+  EXPECT_THAT(backend_->ListObjects(2, 0, kMaxTid, 100),
+              IsOkAndHolds(ElementsAre(IsObject(2, Tid(3), "e"), IsObject(2, Tid(5), "c"),
+                                       IsObject(2, Tid(6), "", Tid(5)))));
+  EXPECT_THAT(backend_->LoadBefore(1, 1, kUnbounded),
+              IsOkAndHolds(IsRevision(1, Tid(5), 0, "a", Tid(3))));
+  EXPECT_THAT(backend_->LoadBefore(1, 1, Tid(4)), IsOkAndHolds(IsRevision(1, Tid(3), Tid(5), "a")));
+  EXPECT_THAT(backend_->LoadBefore(2, 2, kUnbounded),
+              IsOkAndHolds(IsRevision(2, Tid(6), 0, "c", Tid(5))));
+  EXPECT_THAT(backend_->LoadSerial(2, 2, Tid(5)), IsOkAndHolds(IsRevision(2, Tid(5), Tid(6), "c")));
+  EXPECT_THAT(backend_->LoadSerial(1, 4, Tid(5)),
+              IsOkAndHolds(AllOf(Field("data", &LoadedObject::data, ""),
+                                 Field("data_tid", &LoadedObject::data_tid, 0u))));
+  // The undo of a deletion became a deletion: one object fewer.
+  EXPECT_THAT(backend_->GetPartitionStats(),
+              IsOkAndHolds(ElementsAre(PartitionStats{1, 1, 4, 1 + 1},
+                                       PartitionStats{2, 1, 3, 2})));
+  EXPECT_THAT(backend_->GetPartitionStats(), IsOkAndHolds(ScannedStats(*backend_)));
+  absl::StatusOr<BackendStats> stats = backend_->GetStats();
+  ASSERT_THAT(stats, IsOk());
+  if (stats->data_rows != 0) EXPECT_EQ(stats->data_rows, 4u);
 }
 
 }  // namespace cellar::storage

@@ -240,6 +240,34 @@ struct PartitionStats {
   }
 };
 
+// Where the pack of one partition stands: PackPartition's resume key.
+// A pack first removes old object revisions, oid by oid, then marks the
+// partition's old transaction records packed, tid by tid.
+struct PackPosition {
+  // false: removing revisions of oids >= next; true: marking transaction
+  // records with tid >= next.
+  bool transactions = false;
+  uint64_t next = 0;
+
+  friend bool operator==(const PackPosition& a, const PackPosition& b) {
+    return a.transactions == b.transactions && a.next == b.next;
+  }
+};
+
+// What one PackPartition call did.
+struct PackChunk {
+  // Object revisions removed, and the bytes of object data they alone
+  // held (deleted `data` rows).
+  uint64_t rows_removed = 0;
+  uint64_t bytes_removed = 0;
+  // Transaction records newly marked packed.
+  uint64_t transactions_marked = 0;
+  // Where the next call resumes (meaningless once done).
+  PackPosition next;
+  // The partition is packed up to pack_tid.
+  bool done = false;
+};
+
 class StorageBackend {
  public:
   virtual ~StorageBackend() = default;
@@ -377,6 +405,22 @@ class StorageBackend {
   virtual absl::Status ImportCommitted(
       const std::vector<TransactionRecord>& transactions,
       const std::vector<ObjectRecord>& objects) = 0;
+  // One chunk of a pack of `partition` at `pack_tid` (docs/lifecycle.md),
+  // in one short database transaction, starting at `from` and examining
+  // at most `max_items` oids (or, in the transactions phase, transaction
+  // records): every committed revision older than the one current at
+  // pack_tid (the newest with tid <= pack_tid) is removed with the bytes
+  // only it used; kept undo revisions pointing into the removed ones are
+  // rewritten (pack_plan.h); once no oid is left, every transaction
+  // record of the partition with tid < pack_tid is marked packed.
+  // GetPartitionStats stays exact. Idempotent: packing again at the same
+  // or a lower tid removes nothing more. INVALID_ARGUMENT for pack_tid 0
+  // (or above the largest tid) or max_items 0.
+  virtual absl::StatusOr<PackChunk> PackPartition(uint32_t partition,
+                                                  uint64_t pack_tid,
+                                                  const PackPosition& from,
+                                                  uint32_t max_items) = 0;
+
   // Deletes every committed record of `partition` (a discarded cell).
   virtual absl::Status DeletePartition(uint32_t partition) = 0;
   // Deletes every committed record with tid > `tid`, and all temporary ones

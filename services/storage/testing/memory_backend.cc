@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/errors.h"
 #include "services/common/ids.h"
+#include "services/common/status_macros.h"
+#include "services/storage/backend/pack_plan.h"
 
 namespace cellar::storage::testing {
 
@@ -548,6 +550,65 @@ absl::Status MemoryBackend::DeletePartition(uint32_t partition) {
     it = it->first.second == partition ? transactions.erase(it) : std::next(it);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<PackChunk> MemoryBackend::PackPartition(uint32_t partition,
+                                                       uint64_t pack_tid,
+                                                       const PackPosition& from,
+                                                       uint32_t max_items) {
+  CELLAR_RETURN_IF_ERROR(CheckPackArguments(pack_tid, max_items));
+  absl::MutexLock l(&store_->mu_);
+  PackChunk chunk;
+  if (!from.transactions) {
+    auto it = store_->objects_.lower_bound({partition, from.next});
+    uint32_t examined = 0;
+    for (; it != store_->objects_.end() && it->first.first == partition &&
+           examined < max_items;
+         ++it, ++examined) {
+      Revisions& revs = it->second;
+      std::vector<PackRow> rows;
+      for (const auto& [tid, rec] : revs) {
+        rows.push_back(PackRow{tid, rec.data_tid, HasData(rec) ? 1 : 0,
+                               rec.checksum, rec.data.size()});
+      }
+      OidPackPlan plan = PlanOidPack(rows, pack_tid);
+      for (const PackRewrite& rw : plan.rewrites) {
+        ObjectRecord& rec = revs.at(rw.tid);
+        rec.data_tid = rw.data_tid;
+        if (rw.source_tid != 0) {
+          rec.data = revs.at(rw.source_tid).data;
+          rec.checksum = rw.checksum;
+        }
+      }
+      for (uint64_t tid : plan.removed_tids) revs.erase(tid);
+      chunk.rows_removed += plan.removed_tids.size();
+      chunk.bytes_removed += plan.bytes_freed;
+    }
+    if (it != store_->objects_.end() && it->first.first == partition) {
+      chunk.next = PackPosition{false, it->first.second};
+      return chunk;
+    }
+    chunk.next = PackPosition{true, 0};
+  } else {
+    chunk.next = from;
+  }
+  // Transaction records: (tid, partition) keys, so a walk over tids.
+  uint32_t examined = 0;
+  auto t = store_->transactions_.lower_bound({chunk.next.next, 0});
+  for (; t != store_->transactions_.end() && t->first.first < pack_tid &&
+         examined < max_items;
+       ++t) {
+    if (t->first.second != partition) continue;
+    ++examined;
+    if (!t->second.packed) ++chunk.transactions_marked;
+    t->second.packed = true;
+  }
+  if (t != store_->transactions_.end() && t->first.first < pack_tid) {
+    chunk.next = PackPosition{true, t->first.first};
+    return chunk;
+  }
+  chunk.done = true;
+  return chunk;
 }
 
 absl::Status MemoryBackend::Truncate(uint64_t tid) {

@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "services/common/errors.h"
 #include "services/common/status_macros.h"
+#include "services/storage/backend/pack_plan.h"
 
 namespace cellar::storage {
 namespace {
@@ -262,6 +263,13 @@ enum Stmt : int {
   kFoldPstats,
   kPartitionStats,
   kGetTransaction,
+  kPackRows,
+  kPackRewrite,
+  kPackDeleteObj,
+  kPackDeleteData,
+  kPackStats,
+  kPackListTrans,
+  kPackMarkTrans,
   kNumStatements,
 };
 
@@ -523,6 +531,37 @@ const std::vector<StatementDef>& Statements() {
         "SELECT partition::int8, sum(objects)::int8, sum(revisions)::int8,"
         " sum(bytes)::int8 FROM pstats GROUP BY partition"
         " HAVING sum(revisions) > 0 ORDER BY partition");
+    // Pack (PackPartition): the revisions of up to $3 oids from $2.
+    def(kPackRows, "pack_rows",
+        "SELECT o.oid, o.tid, o.data_tid, COALESCE(o.data_id, 0)::int8,"
+        " o.checksum, COALESCE(octet_length(d.data), 0)::int8"
+        " FROM obj o LEFT JOIN data d ON d.id = o.data_id"
+        " WHERE o.partition = $1::int4 AND o.oid IN (SELECT DISTINCT oid"
+        " FROM obj WHERE partition = $1::int4 AND oid >= $2::int8"
+        " ORDER BY oid LIMIT $3::int8) ORDER BY o.oid, o.tid");
+    def(kPackRewrite, "pack_rewrite",
+        "UPDATE obj o SET data_tid = v.data_tid,"
+        " data_id = CASE WHEN v.take THEN NULLIF(v.data_id, 0)"
+        "  ELSE o.data_id END,"
+        " checksum = CASE WHEN v.take THEN v.checksum ELSE o.checksum END"
+        " FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[],"
+        "  $6::bool[], $7::bytea[])"
+        "  AS v(oid, tid, data_tid, data_id, take, checksum)"
+        " WHERE o.partition = $1::int4 AND o.oid = v.oid AND o.tid = v.tid");
+    def(kPackDeleteObj, "pack_delete_obj",
+        "DELETE FROM obj o USING unnest($2::int8[], $3::int8[]) AS v(oid, tid)"
+        " WHERE o.partition = $1::int4 AND o.oid = v.oid AND o.tid <= v.tid");
+    def(kPackDeleteData, "pack_delete_data",
+        "DELETE FROM data WHERE id = ANY($1::int8[])");
+    def(kPackStats, "pack_stats",
+        "INSERT INTO pstats (partition, objects, revisions, bytes)"
+        " VALUES ($1::int4, $2::int8, $3::int8, $4::int8)");
+    def(kPackListTrans, "pack_list_trans",
+        "SELECT tid, packed FROM trans WHERE partition = $1::int4"
+        " AND tid >= $2::int8 AND tid < $3::int8 ORDER BY tid LIMIT $4::int8");
+    def(kPackMarkTrans, "pack_mark_trans",
+        "UPDATE trans SET packed = true WHERE partition = $1::int4"
+        " AND tid >= $2::int8 AND tid <= $3::int8 AND NOT packed");
     def(kGetTransaction, "get_transaction",
         "SELECT partition, tid, ttid, packed, \"user\", description,"
         " extension, oids, size FROM trans WHERE tid = $1::int8"
@@ -1978,6 +2017,106 @@ absl::Status PostgresBackend::ImportCommitted(
     flush();
   }
   return impl_->Run(calls, true).status();
+}
+
+absl::StatusOr<PackChunk> PostgresBackend::PackPartition(uint32_t partition,
+                                                         uint64_t pack_tid,
+                                                         const PackPosition& from,
+                                                         uint32_t max_items) {
+  CELLAR_RETURN_IF_ERROR(CheckPackArguments(pack_tid, max_items));
+  CELLAR_RETURN_IF_ERROR(CheckPartition(partition));
+  const int32_t part = static_cast<int32_t>(partition);
+  PackChunk chunk;
+  chunk.next = from;
+  if (!from.transactions) {
+    // The rows are read first and changed by one pipeline after: only
+    // rows older than pack_tid go, and no write adds any to a readable
+    // cell (new commits have larger tids; replication writes only cells
+    // that are not readable, which the node does not pack).
+    Params read;
+    read.Int4(part).Int8(ClampTid(from.next)).Int8(int64_t{max_items} + 1);
+    CELLAR_ASSIGN_OR_RETURN(Result r, impl_->RunOne(Call{kPackRows, std::move(read)}, false));
+    std::vector<std::pair<uint64_t, std::vector<PackRow>>> oids;
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      const uint64_t oid = static_cast<uint64_t>(GetInt8(r.get(), row, 0));
+      if (oids.empty() || oids.back().first != oid) oids.emplace_back(oid, std::vector<PackRow>());
+      oids.back().second.push_back(PackRow{
+          static_cast<uint64_t>(GetInt8(r.get(), row, 1)),
+          static_cast<uint64_t>(GetInt8(r.get(), row, 2)), GetInt8(r.get(), row, 3),
+          GetBytes(r.get(), row, 4), static_cast<uint64_t>(GetInt8(r.get(), row, 5))});
+    }
+    const bool more = oids.size() > max_items;
+    if (more) oids.pop_back();
+    std::vector<int64_t> rw_oids, rw_tids, rw_data_tids, rw_data_ids, del_oids, del_tids,
+        freed;
+    std::vector<bool> rw_take;
+    std::vector<std::string> rw_checksums;
+    int64_t objects_delta = 0;
+    for (const auto& [oid, rows] : oids) {
+      OidPackPlan plan = PlanOidPack(rows, pack_tid);
+      if (plan.removed_tids.empty()) continue;
+      for (const PackRewrite& rw : plan.rewrites) {
+        rw_oids.push_back(static_cast<int64_t>(oid));
+        rw_tids.push_back(static_cast<int64_t>(rw.tid));
+        rw_data_tids.push_back(static_cast<int64_t>(rw.data_tid));
+        rw_data_ids.push_back(rw.data_id);
+        rw_take.push_back(rw.source_tid != 0);
+        rw_checksums.push_back(rw.checksum);
+      }
+      del_oids.push_back(static_cast<int64_t>(oid));
+      del_tids.push_back(static_cast<int64_t>(plan.removed_tids.back()));
+      freed.insert(freed.end(), plan.freed_data_ids.begin(), plan.freed_data_ids.end());
+      chunk.rows_removed += plan.removed_tids.size();
+      chunk.bytes_removed += plan.bytes_freed;
+      objects_delta += plan.objects_delta;
+    }
+    if (chunk.rows_removed != 0) {
+      std::vector<absl::string_view> checksums(rw_checksums.begin(), rw_checksums.end());
+      std::vector<Call> calls;
+      Params rewrite;
+      rewrite.Int4(part).Int8Array(rw_oids).Int8Array(rw_tids).Int8Array(rw_data_tids)
+          .Int8Array(rw_data_ids).BoolArray(rw_take).ByteaArray(checksums);
+      calls.push_back(Call{kPackRewrite, std::move(rewrite)});
+      Params del;
+      del.Int4(part).Int8Array(del_oids).Int8Array(del_tids);
+      calls.push_back(Call{kPackDeleteObj, std::move(del)});
+      Params data;
+      data.Int8Array(freed);
+      calls.push_back(Call{kPackDeleteData, std::move(data)});
+      Params stats;
+      stats.Int4(part).Int8(objects_delta)
+          .Int8(-static_cast<int64_t>(chunk.rows_removed))
+          .Int8(-static_cast<int64_t>(chunk.bytes_removed));
+      calls.push_back(Call{kPackStats, std::move(stats)});
+      CELLAR_RETURN_IF_ERROR(impl_->Run(calls, true).status());
+    }
+    if (more) {
+      chunk.next = PackPosition{false, oids.back().first + 1};
+      return chunk;
+    }
+    chunk.next = PackPosition{true, 0};
+  }
+  Params list;
+  list.Int4(part).Int8(ClampTid(chunk.next.next)).Int8(ClampTid(pack_tid))
+      .Int8(int64_t{max_items});
+  CELLAR_ASSIGN_OR_RETURN(Result r, impl_->RunOne(Call{kPackListTrans, std::move(list)}, false));
+  const int examined = PQntuples(r.get());
+  uint64_t last = 0;
+  for (int row = 0; row < examined; ++row) {
+    last = static_cast<uint64_t>(GetInt8(r.get(), row, 0));
+    if (!GetBool(r.get(), row, 1)) ++chunk.transactions_marked;
+  }
+  if (chunk.transactions_marked != 0) {
+    Params mark;
+    mark.Int4(part).Int8(ClampTid(chunk.next.next)).Int8(static_cast<int64_t>(last));
+    CELLAR_RETURN_IF_ERROR(impl_->RunOne(Call{kPackMarkTrans, std::move(mark)}, true).status());
+  }
+  if (examined == static_cast<int>(max_items)) {
+    chunk.next = PackPosition{true, last + 1};
+  } else {
+    chunk.done = true;
+  }
+  return chunk;
 }
 
 absl::Status PostgresBackend::DeletePartition(uint32_t partition) {

@@ -144,6 +144,11 @@ class PostgresBackend final : public StorageBackend {
   absl::Status ImportCommitted(
       const std::vector<TransactionRecord>& transactions,
       const std::vector<ObjectRecord>& objects) override;
+  // Reads a chunk's rows, then writes the changes in one pipeline (one
+  // transaction); see storage_backend.h.
+  absl::StatusOr<PackChunk> PackPartition(uint32_t partition, uint64_t pack_tid,
+                                          const PackPosition& from,
+                                          uint32_t max_items) override;
   absl::Status DeletePartition(uint32_t partition) override;
   absl::Status Truncate(uint64_t tid) override;
 

@@ -29,6 +29,7 @@
 #include "services/common/errors.h"
 #include "services/common/ids.h"
 #include "services/common/status_macros.h"
+#include "services/storage/backend/pack_plan.h"
 
 namespace cellar::storage {
 namespace sqlite_internal {
@@ -1479,6 +1480,135 @@ absl::Status SqliteBackend::ImportCommitted(
     }
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<PackChunk> SqliteBackend::PackPartition(uint32_t partition,
+                                                       uint64_t pack_tid,
+                                                       const PackPosition& from,
+                                                       uint32_t max_items) {
+  CELLAR_RETURN_IF_ERROR(CheckPackArguments(pack_tid, max_items));
+  PackChunk chunk;
+  absl::Status s = Write("PackPartition", [&](Connection& c) -> absl::Status {
+    chunk = PackChunk{};
+    chunk.next = from;
+    if (!from.transactions) {
+      std::vector<uint64_t> oids;
+      {
+        CELLAR_ASSIGN_OR_RETURN(
+            Statement s, c.Prepare("SELECT DISTINCT oid FROM obj WHERE part = ?1 "
+                                   "AND oid >= ?2 ORDER BY oid LIMIT ?3"));
+        s.Bind(1, partition).BindU64(2, from.next).Bind(3, int64_t{max_items} + 1);
+        for (;;) {
+          CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          oids.push_back(s.U64(0));
+        }
+      }
+      const bool more = oids.size() > max_items;
+      if (more) oids.pop_back();
+      int64_t objects_delta = 0;
+      for (uint64_t oid : oids) {
+        std::vector<PackRow> rows;
+        {
+          CELLAR_ASSIGN_OR_RETURN(
+              Statement s,
+              c.Prepare("SELECT o.tid, o.data_tid, ifnull(o.data_id, 0), o.checksum, "
+                        "ifnull(length(d.data), 0) FROM obj o "
+                        "LEFT JOIN data d ON d.id = o.data_id "
+                        "WHERE o.part = ?1 AND o.oid = ?2 ORDER BY o.tid"));
+          s.Bind(1, partition).BindU64(2, oid);
+          for (;;) {
+            CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+            if (!row) break;
+            rows.push_back(PackRow{s.U64(0), s.U64(1), s.Int(2), s.Blob(3), s.U64(4)});
+          }
+        }
+        OidPackPlan plan = PlanOidPack(rows, pack_tid);
+        if (plan.removed_tids.empty()) continue;
+        for (const PackRewrite& rw : plan.rewrites) {
+          CELLAR_ASSIGN_OR_RETURN(
+              Statement s,
+              rw.source_tid != 0
+                  ? c.Prepare("UPDATE obj SET data_tid = ?4, data_id = ?5, checksum = ?6 "
+                              "WHERE part = ?1 AND oid = ?2 AND tid = ?3")
+                  : c.Prepare("UPDATE obj SET data_tid = ?4 "
+                              "WHERE part = ?1 AND oid = ?2 AND tid = ?3"));
+          s.Bind(1, partition).BindU64(2, oid).BindU64(3, rw.tid).BindU64(4, rw.data_tid);
+          if (rw.source_tid != 0) {
+            if (rw.data_id != 0) {
+              s.Bind(5, rw.data_id);
+            } else {
+              s.BindNull(5);
+            }
+            s.BindBlob(6, rw.checksum);
+          }
+          CELLAR_RETURN_IF_ERROR(s.Run());
+        }
+        for (int64_t id : plan.freed_data_ids) {
+          CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare("DELETE FROM data WHERE id = ?1"));
+          CELLAR_RETURN_IF_ERROR(s.Bind(1, id).Run());
+        }
+        {
+          CELLAR_ASSIGN_OR_RETURN(
+              Statement s,
+              c.Prepare("DELETE FROM obj WHERE part = ?1 AND oid = ?2 AND tid <= ?3"));
+          CELLAR_RETURN_IF_ERROR(
+              s.Bind(1, partition).BindU64(2, oid).BindU64(3, plan.removed_tids.back()).Run());
+        }
+        chunk.rows_removed += plan.removed_tids.size();
+        chunk.bytes_removed += plan.bytes_freed;
+        objects_delta += plan.objects_delta;
+      }
+      if (chunk.rows_removed != 0) {
+        CELLAR_ASSIGN_OR_RETURN(
+            Statement s,
+            c.Prepare("UPDATE pstats SET objects = objects + ?2, revisions = revisions - ?3, "
+                      "bytes = bytes - ?4 WHERE part = ?1"));
+        CELLAR_RETURN_IF_ERROR(s.Bind(1, partition)
+                                   .Bind(2, objects_delta)
+                                   .BindU64(3, chunk.rows_removed)
+                                   .BindU64(4, chunk.bytes_removed)
+                                   .Run());
+      }
+      if (more) {
+        chunk.next = PackPosition{false, oids.back() + 1};
+        return absl::OkStatus();
+      }
+      chunk.next = PackPosition{true, 0};
+    }
+    // Transaction records with tid < pack_tid, a chunk of them.
+    uint64_t last = 0;
+    uint32_t examined = 0;
+    {
+      CELLAR_ASSIGN_OR_RETURN(
+          Statement s, c.Prepare("SELECT tid, packed FROM trans WHERE part = ?1 AND "
+                                 "tid >= ?2 AND tid < ?3 ORDER BY tid LIMIT ?4"));
+      s.Bind(1, partition).BindU64(2, chunk.next.next).BindU64(3, pack_tid)
+          .Bind(4, int64_t{max_items});
+      for (;;) {
+        CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        ++examined;
+        last = s.U64(0);
+        if (s.Int(1) == 0) ++chunk.transactions_marked;
+      }
+    }
+    if (chunk.transactions_marked != 0) {
+      CELLAR_ASSIGN_OR_RETURN(
+          Statement s, c.Prepare("UPDATE trans SET packed = 1 WHERE part = ?1 AND "
+                                 "tid >= ?2 AND tid <= ?3 AND packed = 0"));
+      CELLAR_RETURN_IF_ERROR(
+          s.Bind(1, partition).BindU64(2, chunk.next.next).BindU64(3, last).Run());
+    }
+    if (examined == max_items) {
+      chunk.next = PackPosition{true, last + 1};
+    } else {
+      chunk.done = true;
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return chunk;
 }
 
 absl::Status SqliteBackend::DeletePartition(uint32_t partition) {

@@ -139,6 +139,9 @@ class SqliteBackend : public StorageBackend {
   absl::Status ImportCommitted(
       const std::vector<TransactionRecord>& transactions,
       const std::vector<ObjectRecord>& objects) override;
+  absl::StatusOr<PackChunk> PackPartition(uint32_t partition, uint64_t pack_tid,
+                                          const PackPosition& from,
+                                          uint32_t max_items) override;
   absl::Status DeletePartition(uint32_t partition) override;
   absl::Status Truncate(uint64_t tid) override;
 

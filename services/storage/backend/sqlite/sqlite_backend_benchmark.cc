@@ -68,6 +68,26 @@ VoteRecord MakeVote(uint64_t ttid, uint64_t oid, const std::string& data) {
   return v;
 }
 
+// Commits `revisions` rounds of one revision of each of oids 1..objects
+// (one transaction each, a round per group commit); the last tid.
+uint64_t Fill(StorageBackend& backend, uint64_t objects, int revisions,
+              const std::string& data) {
+  uint64_t tid = kTidBase;
+  for (int rev = 0; rev < revisions; ++rev) {
+    std::vector<VoteRecord> votes;
+    std::vector<LockRecord> locks;
+    for (uint64_t oid = 1; oid <= objects; ++oid) {
+      ++tid;
+      votes.push_back(MakeVote(tid, oid, data));
+      locks.push_back({tid, tid});
+    }
+    if (!backend.StoreVotes(votes).ok() || !backend.LockTransactions(locks).ok()) {
+      std::abort();
+    }
+  }
+  return tid;
+}
+
 // One group commit of state.range(0) transactions (1 KiB object each):
 // StoreVotes + LockTransactions, i.e. two fsyncs per batch.
 void BM_GroupCommit(benchmark::State& state) {
@@ -104,21 +124,7 @@ class LoadFixture : public benchmark::Fixture {
     if (state.thread_index() != 0) return;
     path_ = TempPath("load");
     backend_ = OpenOrDie(path_);
-    const std::string data(1024, 'y');
-    uint64_t tid = kTidBase;
-    for (int rev = 0; rev < 4; ++rev) {
-      std::vector<VoteRecord> votes;
-      std::vector<LockRecord> locks;
-      for (uint64_t oid = 1; oid <= kObjects; ++oid) {
-        ++tid;
-        votes.push_back(MakeVote(tid, oid, data));
-        locks.push_back({tid, tid});
-      }
-      if (!backend_->StoreVotes(votes).ok() ||
-          !backend_->LockTransactions(locks).ok()) {
-        std::abort();
-      }
-    }
+    Fill(*backend_, kObjects, 4, std::string(1024, 'y'));
   }
 
   void TearDown(const benchmark::State& state) override {
@@ -152,6 +158,43 @@ BENCHMARK_DEFINE_F(LoadFixture, LoadBefore)(benchmark::State& state) {
 BENCHMARK_REGISTER_F(LoadFixture, LoadBefore)
     ->Threads(1)
     ->Threads(4)
+    ->UseRealTime();
+
+// Pack of 10k objects with 5 revisions of 1 KiB each (50k revisions) at
+// the last tid: 40k revisions removed, in chunks of state.range(0) oids
+// (one write transaction each), partition after partition. Items: the
+// revisions removed per second.
+void BM_Pack(benchmark::State& state) {
+  constexpr uint64_t kObjects = 10000;
+  const uint32_t chunk = static_cast<uint32_t>(state.range(0));
+  uint64_t removed = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const std::string path = TempPath("pack");
+    auto backend = OpenOrDie(path);
+    const uint64_t tid = Fill(*backend, kObjects, 5, std::string(1024, 'p'));
+    state.ResumeTiming();
+    for (uint32_t p = 0; p < kPartitions; ++p) {
+      PackPosition at;
+      for (;;) {
+        auto done = backend->PackPartition(p, tid, at, chunk);
+        if (!done.ok()) {
+          state.SkipWithError("pack failed");
+          return;
+        }
+        removed += done->rows_removed;
+        if (done->done) break;
+        at = done->next;
+      }
+    }
+    state.PauseTiming();
+    backend.reset();
+    RemoveDb(path);
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(removed));
+}
+BENCHMARK(BM_Pack)->Arg(100)->Arg(500)->Iterations(1)->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 }  // namespace
