@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -880,15 +881,30 @@ absl::Status SqliteBackend::LockTransactions(
       // and the vote's copy goes.
       if (!lock.partitions.empty()) {
         // Object records of partitions the commit leaves out go, with the
-        // bytes only they held, before anything moves. (?2: a JSON array.)
-        const std::string kept = absl::StrCat("[", absl::StrJoin(lock.partitions, ","), "]");
-        for (const char* sql :
-             {"DELETE FROM data WHERE id IN (SELECT data_id FROM tobj WHERE ttid = ?1 "
-              "AND part NOT IN (SELECT value FROM json_each(?2)))",
-              "DELETE FROM tobj WHERE ttid = ?1 "
-              "AND part NOT IN (SELECT value FROM json_each(?2))"}) {
-          CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
-          CELLAR_RETURN_IF_ERROR(s.BindU64(1, lock.ttid).BindText(2, kept).Run());
+        // bytes only they held, before anything moves. Almost never any:
+        // one lookup of the vote's partitions (a json_each filter on every
+        // lock cost about 8 % of a tiny commit's instructions).
+        std::vector<int64_t> strays;
+        {
+          CELLAR_ASSIGN_OR_RETURN(
+              Statement s, c.Prepare("SELECT DISTINCT part FROM tobj WHERE ttid = ?1"));
+          s.BindU64(1, lock.ttid);
+          while (true) {
+            CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+            if (!row) break;
+            if (absl::c_find(lock.partitions, s.U64(0)) == lock.partitions.end()) {
+              strays.push_back(s.Int(0));
+            }
+          }
+        }
+        for (int64_t part : strays) {
+          for (const char* sql :
+               {"DELETE FROM data WHERE id IN (SELECT data_id FROM tobj WHERE ttid = ?1 "
+                "AND part = ?2)",
+                "DELETE FROM tobj WHERE ttid = ?1 AND part = ?2"}) {
+            CELLAR_ASSIGN_OR_RETURN(Statement s, c.Prepare(sql));
+            CELLAR_RETURN_IF_ERROR(s.BindU64(1, lock.ttid).Bind(2, part).Run());
+          }
         }
       }
       for (const char* sql :
