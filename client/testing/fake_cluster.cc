@@ -306,6 +306,23 @@ void FakeStorage::AddTransactionRecord(uint64_t tid, const std::string& user) {
   info.set_user(user);
 }
 
+void FakeStorage::SetPartitionStats(::cellar::v1::GetPartitionStatsResponse stats) {
+  absl::MutexLock lock(&mu_);
+  partition_stats_ = std::move(stats);
+}
+
+grpc::Status FakeStorage::GetPartitionStats(grpc::ServerContext*,
+                                            const ::cellar::v1::GetPartitionStatsRequest*,
+                                            ::cellar::v1::GetPartitionStatsResponse* response) {
+  absl::MutexLock lock(&mu_);
+  if (!all_calls_error_.ok()) return ToGrpc(all_calls_error_);
+  if (!partition_stats_.has_value()) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no partition stats set");
+  }
+  *response = *partition_stats_;
+  return grpc::Status::OK;
+}
+
 grpc::Status FakeStorage::LastTransactions(
     grpc::ServerContext*, const ::cellar::v1::LastTransactionsRequest* request,
     ::cellar::v1::LastTransactionsResponse* response) {

@@ -84,6 +84,8 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
 
   // Every RPC fails with `status` (OK clears).
   void SetAllCallsError(absl::Status status);
+  // GetPartitionStats answers `stats` (until set: UNIMPLEMENTED).
+  void SetPartitionStats(::cellar::v1::GetPartitionStatsResponse stats);
   // Store fails with `status` (OK clears).
   void SetStoreError(absl::Status status);
   // Load fails with `status` (OK clears).
@@ -119,6 +121,9 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
       grpc::ServerContext* context,
       const ::cellar::v1::LastTransactionsRequest* request,
       ::cellar::v1::LastTransactionsResponse* response) override;
+  grpc::Status GetPartitionStats(grpc::ServerContext* context,
+                                 const ::cellar::v1::GetPartitionStatsRequest* request,
+                                 ::cellar::v1::GetPartitionStatsResponse* response) override;
 
  private:
   struct Revision {
@@ -145,6 +150,7 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   absl::Status store_error_ ABSL_GUARDED_BY(mu_);
   absl::Status load_error_ ABSL_GUARDED_BY(mu_);
   bool corrupt_loads_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<::cellar::v1::GetPartitionStatsResponse> partition_stats_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<StoreBarrier> barrier_ ABSL_GUARDED_BY(mu_);
   std::string ttid_key_ ABSL_GUARDED_BY(mu_);
   int load_calls_ ABSL_GUARDED_BY(mu_) = 0;

@@ -16,6 +16,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/storage_sizes.h"
 
 namespace cellar::admin {
 namespace {
@@ -56,6 +57,10 @@ void ToProto(const Alert& alert, cellar::v1::Alert* out) {
   out->set_active(alert.active);
   if (!alert.active) SetTime(alert.resolved_at, out->mutable_resolved_time());
 }
+
+// GetClusterStatus waits at most this long (or rpc_timeout if shorter) for
+// the storages' sizes.
+constexpr absl::Duration kSizesTimeout = absl::Seconds(2);
 
 // Storages / clients by state, as GetClusterStatus and ListClusters count them.
 struct NodeCounts {
@@ -181,6 +186,29 @@ grpc::Status AdminService::GetClusterStatus(grpc::ServerContext*,
   AlertFilter filter;
   filter.cluster = *cluster;
   response->set_active_alerts(static_cast<uint32_t>(alerts_->List(filter).size()));
+  // Bounded: a storage that does not answer leaves its sizes unset.
+  const common::ClusterSizes sizes = common::FetchClusterSizes(
+      *info, [this](const std::string& address) { return clusters_->StorageStub(address); },
+      std::min(clusters_->rpc_timeout(), kSizesTimeout));
+  for (const common::NodeSizes& node : sizes.nodes) {
+    cellar::v1::StorageNodeSize* out = response->add_storage_sizes();
+    out->set_node_id(node.node_id);
+    out->set_name(common::NodeName(node.node_id));
+    if (!node.status.ok()) {
+      out->set_error(node.status.ToString());
+      continue;
+    }
+    out->set_objects(node.sizes.objects);
+    out->set_revisions(node.sizes.revisions);
+    out->set_bytes(node.sizes.bytes);
+    out->set_readable_cells(node.readable_cells);
+  }
+  response->set_size_partitions_counted(sizes.partitions_counted);
+  if (sizes.num_partitions > 0 && sizes.partitions_counted == sizes.num_partitions) {
+    response->set_total_objects(sizes.total.objects);
+    response->set_total_revisions(sizes.total.revisions);
+    response->set_total_bytes(sizes.total.bytes);
+  }
   return grpc::Status::OK;
 }
 

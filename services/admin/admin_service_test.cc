@@ -115,6 +115,70 @@ TEST_F(AdminServiceTest, ClusterStatusOfTheDefaultAndOfANamedCluster) {
   EXPECT_EQ(resp.cluster_name(), "staging");
 }
 
+TEST_F(AdminServiceTest, ClusterStatusShowsTheSizesOfEveryStorageAndTheClusterOnce) {
+  auto s1 = FakeStorage::Start();
+  auto s2 = FakeStorage::Start();
+  auto s3 = FakeStorage::Start();
+  ASSERT_TRUE(s1.ok() && s2.ok() && s3.ok());
+  auto cell = [](uint32_t partition, bool readable, uint64_t objects, uint64_t bytes) {
+    cellar::v1::PartitionStats p;
+    p.set_partition(partition);
+    p.set_readable(readable);
+    p.set_objects(objects);
+    p.set_revisions(objects * 2);
+    p.set_bytes(bytes);
+    return p;
+  };
+  // 2 partitions, both on S1 and S2; S2's copy of partition 1 is still
+  // being filled.
+  cellar::v1::GetPartitionStatsResponse r1, r2;
+  *r1.add_partitions() = cell(0, true, 3, 300);
+  *r1.add_partitions() = cell(1, true, 4, 400);
+  *r2.add_partitions() = cell(0, true, 3, 300);
+  *r2.add_partitions() = cell(1, false, 1, 100);
+  (*s1)->SetPartitionStats(r1, absl::OkStatus());
+  (*s2)->SetPartitionStats(r2, absl::OkStatus());
+  (*s3)->SetPartitionStats({}, absl::UnavailableError("disk on fire"));
+  auto info = HealthyClusterInfo(3, 2, 1);
+  for (auto& n : *info.mutable_nodes()) {
+    if (n.node_id() == S(1)) n.set_address((*s1)->address());
+    if (n.node_id() == S(2)) n.set_address((*s2)->address());
+    if (n.node_id() == S(3)) n.set_address((*s3)->address());
+  }
+  prod_->SetClusterInfo(info);
+
+  cellar::v1::GetClusterStatusRequest req;
+  cellar::v1::GetClusterStatusResponse resp;
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::GetClusterStatus, req, &resp).ok());
+  ASSERT_EQ(resp.storage_sizes_size(), 3);
+  const cellar::v1::StorageNodeSize& n1 = resp.storage_sizes(0);
+  EXPECT_EQ(n1.name(), "S1");
+  EXPECT_EQ(n1.objects(), 7u);
+  EXPECT_EQ(n1.revisions(), 14u);
+  EXPECT_EQ(n1.bytes(), 700u);
+  EXPECT_EQ(n1.readable_cells(), 2u);
+  EXPECT_EQ(resp.storage_sizes(1).objects(), 3u) << "a cell being filled is not counted";
+  const cellar::v1::StorageNodeSize& n3 = resp.storage_sizes(2);
+  EXPECT_EQ(n3.name(), "S3");
+  EXPECT_FALSE(n3.has_objects());
+  EXPECT_FALSE(n3.has_bytes());
+  EXPECT_THAT(n3.error(), HasSubstr("disk on fire"));
+  EXPECT_EQ(resp.size_partitions_counted(), 2u);
+  EXPECT_EQ(resp.total_objects(), 7u) << "each partition once";
+  EXPECT_EQ(resp.total_revisions(), 14u);
+  EXPECT_EQ(resp.total_bytes(), 700u);
+
+  // S1 gone silent: partition 1 has no readable cell that answered, so no
+  // total (a partial sum would look like data loss); the status still answers.
+  (*s1)->Shutdown();
+  ASSERT_TRUE(Call(&cellar::v1::Admin::Stub::GetClusterStatus, req, &resp).ok());
+  EXPECT_FALSE(resp.storage_sizes(0).has_objects());
+  EXPECT_FALSE(resp.storage_sizes(0).error().empty());
+  EXPECT_EQ(resp.size_partitions_counted(), 1u);
+  EXPECT_FALSE(resp.has_total_objects());
+  EXPECT_EQ(resp.cluster_state(), cellar::v1::CLUSTER_RUNNING);
+}
+
 TEST_F(AdminServiceTest, UnknownClusterIsNotFoundEverywhere) {
   cellar::v1::GetClusterStatusRequest status_req;
   status_req.set_cluster("nope");

@@ -114,6 +114,10 @@ StorageMetrics::StorageMetrics(prometheus::Registry& registry,
   pack_tid = MakeGauge(registry, "cellar_storage_pack_tid",
                        "The highest pack tid requested of this node (raw TID; 0: never).",
                        labels);
+  pack_tid_seconds = MakeGauge(registry, "cellar_storage_pack_tid_seconds",
+                               "The time of the highest pack tid requested of this node "
+                               "(Unix seconds; 0: never).",
+                               labels);
   pack_pending_partitions = MakeGauge(
       registry, "cellar_storage_pack_pending_partitions",
       "Readable cells of this node not packed at the requested pack tid yet.", labels);

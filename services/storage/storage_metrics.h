@@ -35,6 +35,7 @@
 //   cellar_storage_pack_bytes_reclaimed_total  bytes of object data removed by pack
 //   cellar_storage_pack_chunks_total           pack chunks run
 //   cellar_storage_pack_tid                    the highest pack tid requested (raw)
+//   cellar_storage_pack_tid_seconds            the same as Unix seconds (0: never)
 //   cellar_storage_pack_pending_partitions     cells not packed at that tid yet
 //   cellar_storage_backend_errors_total         failed backend operations (database failures)
 //   cellar_storage_backend_pool_connections{state}  in_use | idle connections of the
@@ -100,6 +101,7 @@ struct StorageMetrics {
   prometheus::Counter* pack_bytes_reclaimed;
   prometheus::Counter* pack_chunks;
   prometheus::Gauge* pack_tid;
+  prometheus::Gauge* pack_tid_seconds;
   prometheus::Gauge* pack_pending_partitions;
   prometheus::Counter* backend_errors;
   prometheus::Gauge* backend_pool_in_use;

@@ -54,6 +54,17 @@ std::string ClusterStateName(ClusterState s) {
 
 namespace {
 
+// cellar_storage_pack_{tid,tid_seconds,pending_partitions} from `status`.
+void SetPackGauges(StorageMetrics* metrics, const PackStatus& status) {
+  if (metrics == nullptr) return;
+  metrics->pack_tid->Set(static_cast<double>(status.pack_tid));
+  metrics->pack_tid_seconds->Set(
+      status.pack_tid == 0
+          ? 0
+          : absl::ToDoubleSeconds(common::TimeFromTid(status.pack_tid) - absl::UnixEpoch()));
+  metrics->pack_pending_partitions->Set(static_cast<double>(status.pending_partitions.size()));
+}
+
 // Replication disabled (no peers factory).
 class NoReplicationPeers final : public ReplicationPeers {
  public:
@@ -334,10 +345,7 @@ absl::StatusOr<PackStatus> StorageNode::Pack(uint64_t epoch, uint64_t pack_tid) 
   CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
   if (pack_tid != 0) CELLAR_RETURN_IF_ERROR(packer_->Request(pack_tid));
   PackStatus status = packer_->Status();
-  if (metrics_ != nullptr) {
-    metrics_->pack_tid->Set(static_cast<double>(status.pack_tid));
-    metrics_->pack_pending_partitions->Set(static_cast<double>(status.pending_partitions.size()));
-  }
+  SetPackGauges(metrics_, status);
   return status;
 }
 
@@ -1410,11 +1418,7 @@ void StorageNode::MasterLoop() {
 }
 
 void StorageNode::RefreshStats() {
-  if (metrics_ != nullptr) {
-    const PackStatus pack = packer_->Status();
-    metrics_->pack_tid->Set(static_cast<double>(pack.pack_tid));
-    metrics_->pack_pending_partitions->Set(static_cast<double>(pack.pending_partitions.size()));
-  }
+  if (metrics_ != nullptr) SetPackGauges(metrics_, packer_->Status());
   // Cheap (kept by the backend on every write): per cell sizes.
   if (auto cells = CellStatsNow(); cells.ok() && metrics_ != nullptr) {
     std::vector<PartitionSizes> sizes;

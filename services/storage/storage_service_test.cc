@@ -661,6 +661,9 @@ TEST_F(StorageServiceTest, PackRemovesOldRevisionsAndSaysSo) {
   EXPECT_EQ(progress.progress().bytes_removed(), 1u);
   EXPECT_EQ(MetricValue("cellar_storage_pack_rows_removed_total"), 1.0);
   EXPECT_EQ(MetricValue("cellar_storage_pack_bytes_reclaimed_total"), 1.0);
+  EXPECT_EQ(MetricValue("cellar_storage_pack_tid"), 2005.0);
+  EXPECT_EQ(MetricValue("cellar_storage_pack_tid_seconds"),
+            absl::ToDoubleSeconds(common::TimeFromTid(2005) - absl::UnixEpoch()));
   // A lower tid changes nothing.
   ASSERT_THAT(pack(kEpoch, 1005, &progress), IsOk());
   EXPECT_EQ(progress.progress().pack_tid(), 2005u);

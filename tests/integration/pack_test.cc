@@ -311,6 +311,33 @@ TEST_P(PackTest, PackKeepsLaterLoadsCountsAndReplicasWhileWritesGoOn) {
       EXPECT_EQ(p.bytes(), e.bytes()) << "storage " << i << " partition " << p.partition();
     }
   }
+  // The admin status shows the same: per storage (every partition has a
+  // cell on each) and for the cluster, each partition counted once.
+  v1::PartitionStats all;
+  for (const auto& [partition, e] : expected) {
+    all.set_objects(all.objects() + e.objects());
+    all.set_revisions(all.revisions() + e.revisions());
+    all.set_bytes(all.bytes() + e.bytes());
+  }
+  ASSERT_GT(all.revisions(), all.objects()) << "some objects keep several revisions";
+  {
+    v1::GetClusterStatusResponse status;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(10));
+    ASSERT_TRUE(admin_->GetClusterStatus(&context, {}, &status).ok());
+    EXPECT_EQ(status.total_objects(), all.objects());
+    EXPECT_EQ(status.total_revisions(), all.revisions());
+    EXPECT_EQ(status.total_bytes(), all.bytes());
+    EXPECT_EQ(status.size_partitions_counted(), kPartitions);
+    ASSERT_EQ(status.storage_sizes_size(), kStorages);
+    for (const v1::StorageNodeSize& n : status.storage_sizes()) {
+      EXPECT_EQ(n.error(), "") << n.name();
+      EXPECT_EQ(n.objects(), all.objects()) << n.name();
+      EXPECT_EQ(n.revisions(), all.revisions()) << n.name();
+      EXPECT_EQ(n.bytes(), all.bytes()) << n.name();
+      EXPECT_EQ(n.readable_cells(), kPartitions) << n.name();
+    }
+  }
 
   // History: transactions before the pack tid say packed, later ones not.
   int packed = 0;

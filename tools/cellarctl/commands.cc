@@ -31,6 +31,7 @@
 #include "services/common/json.h"
 #include "services/common/partition_table.h"
 #include "services/common/status_macros.h"
+#include "services/common/storage_sizes.h"
 
 namespace cellar::cellarctl {
 namespace {
@@ -504,8 +505,10 @@ std::string Usage() {
 usage: cellarctl [global flags] COMMAND [args]
 
 commands:
-  status                          cluster name and state, last ids, nodes,
-                                  partition table (Master.GetClusterInfo)
+  status                          cluster name and state, last ids, data
+                                  sizes, nodes, partition table
+                                  (Master.GetClusterInfo, and
+                                  Storage.GetPartitionStats of each storage)
   put OID|new DATA|@FILE|-        commit DATA as the new revision of OID
                                   ("new" allocates an OID; @FILE reads a file,
                                   - reads stdin); prints the oid and the tid
@@ -607,9 +610,53 @@ examples:
 )";
 }
 
+// Storage.GetPartitionStats of every RUNNING storage, at once, each
+// bounded by --timeout; one that does not answer has no sizes.
+absl::StatusOr<common::ClusterSizes> FetchSizes(
+    const GlobalOptions& global, const ::cellar::v1::GetClusterInfoResponse& info) {
+  CELLAR_ASSIGN_OR_RETURN(common::ChannelSecurity security, SecurityOf(global));
+  return common::FetchClusterSizes(
+      info,
+      [&security](const std::string& address)
+          -> std::shared_ptr<::cellar::v1::Storage::StubInterface> {
+        return ::cellar::v1::Storage::NewStub(common::MakeChannel(address, security));
+      },
+      global.timeout);
+}
+
+// "data" of `cellarctl status --json`: the cluster's sizes (only when
+// every partition was counted) and each storage's.
+std::string SizesJson(const common::ClusterSizes& sizes) {
+  std::vector<std::string> nodes;
+  for (const common::NodeSizes& n : sizes.nodes) {
+    JsonObject node;
+    node.Str("id", common::NodeName(n.node_id));
+    if (n.status.ok()) {
+      node.Num("objects", n.sizes.objects)
+          .Num("revisions", n.sizes.revisions)
+          .Num("bytes", n.sizes.bytes)
+          .Num("readable_cells", n.readable_cells);
+    } else {
+      node.Str("error", n.status.ToString());
+    }
+    nodes.push_back(node.Build());
+  }
+  JsonObject out;
+  const bool complete = sizes.num_partitions > 0 && sizes.partitions_counted == sizes.num_partitions;
+  if (complete) {
+    out.Num("objects", sizes.total.objects)
+        .Num("revisions", sizes.total.revisions)
+        .Num("bytes", sizes.total.bytes);
+  }
+  return out.Num("partitions_counted", sizes.partitions_counted)
+      .Raw("storages", JsonArray(nodes))
+      .Build();
+}
+
 absl::Status RunStatus(const GlobalOptions& global, Io io) {
   CELLAR_ASSIGN_OR_RETURN(::cellar::v1::GetClusterInfoResponse info,
                           FetchClusterInfo(global));
+  CELLAR_ASSIGN_OR_RETURN(const common::ClusterSizes sizes, FetchSizes(global, info));
   const auto& pt = info.partition_table();
   std::vector<::cellar::v1::NodeInfo> nodes(info.nodes().begin(),
                                             info.nodes().end());
@@ -649,6 +696,7 @@ absl::Status RunStatus(const GlobalOptions& global, Io io) {
                   .Str("master", common::NodeName('M', info.master_node_id()))
                   .Raw("nodes", JsonArray(node_items))
                   .Raw("partition_table", JsonArray(rows))
+                  .Raw("data", SizesJson(sizes))
                   .Build()
            << "\n";
     return absl::OkStatus();
@@ -665,7 +713,15 @@ absl::Status RunStatus(const GlobalOptions& global, Io io) {
          << "partitions  " << pt.num_partitions() << " (replicas "
          << pt.num_replicas() << ", ptid " << pt.ptid() << ")\n"
          << "master      " << common::NodeName('M', info.master_node_id())
-         << " (epoch " << info.epoch() << ")\n\n";
+         << " (epoch " << info.epoch() << ")\n"
+         << "data        ";
+  if (sizes.num_partitions > 0 && sizes.partitions_counted == sizes.num_partitions) {
+    io.out << sizes.total.objects << " objects, " << sizes.total.revisions << " revisions, "
+           << common::HumanBytes(sizes.total.bytes) << "\n\n";
+  } else {
+    io.out << "unknown (" << sizes.partitions_counted << " of " << sizes.num_partitions
+           << " partitions have a readable cell on a storage that answered)\n\n";
+  }
   std::vector<std::vector<std::string>> table = {
       {"NODE", "ROLE", "ADDRESS", "STATE", "VERSION", "TRACK", "LABEL"}};
   for (const auto& node : nodes) {
@@ -678,6 +734,22 @@ absl::Status RunStatus(const GlobalOptions& global, Io io) {
                      node.label().empty() ? "-" : node.label()});
   }
   PrintTable(table, io.out);
+  if (!sizes.nodes.empty()) {
+    std::vector<std::vector<std::string>> size_table = {
+        {"STORAGE", "OBJECTS", "REVISIONS", "SIZE", "CELLS"}};
+    for (const common::NodeSizes& n : sizes.nodes) {
+      if (!n.status.ok()) {
+        size_table.push_back({common::NodeName(n.node_id), "?", "?", "?",
+                              absl::StrCat("no answer: ", n.status.message())});
+        continue;
+      }
+      size_table.push_back({common::NodeName(n.node_id), absl::StrCat(n.sizes.objects),
+                            absl::StrCat(n.sizes.revisions), common::HumanBytes(n.sizes.bytes),
+                            absl::StrCat(n.readable_cells, " readable")});
+    }
+    io.out << "\n";
+    PrintTable(size_table, io.out);
+  }
   io.out << "\npartition table: ";
   absl::StatusOr<common::PartitionTable> parsed =
       common::PartitionTable::FromProto(pt);

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <array>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -170,6 +171,64 @@ TEST_F(CommandsTest, StatusJsonParses) {
     }
   }
   EXPECT_TRUE(saw_out_of_date);
+}
+
+// 4 partitions, 1 replica: every partition on S1 and S2 (the fake's table).
+::cellar::v1::GetPartitionStatsResponse Stats(std::vector<std::array<uint64_t, 4>> cells) {
+  ::cellar::v1::GetPartitionStatsResponse out;
+  for (const auto& [partition, objects, revisions, bytes] : cells) {
+    ::cellar::v1::PartitionStats* p = out.add_partitions();
+    p->set_partition(static_cast<uint32_t>(partition));
+    p->set_readable(true);
+    p->set_objects(objects);
+    p->set_revisions(revisions);
+    p->set_bytes(bytes);
+  }
+  return out;
+}
+
+TEST_F(CommandsTest, StatusShowsTheSizesOfEachStorageAndTheClusterOnce) {
+  auto all = Stats({{0, 1, 2, 1024}, {1, 2, 3, 2048}, {2, 3, 4, 1 << 20}, {3, 4, 5, 512}});
+  cluster_->storage(1).SetPartitionStats(all);
+  all.mutable_partitions(3)->set_readable(false);  // S2's copy of 3 is being filled
+  cluster_->storage(2).SetPartitionStats(all);
+  Result r = Cellarctl({"status"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("data        10 objects, 14 revisions, 1.0 MiB\n"));
+  EXPECT_THAT(r.out, HasSubstr("STORAGE  OBJECTS  REVISIONS  SIZE     CELLS"));
+  EXPECT_THAT(r.out, HasSubstr("S1       10       14         1.0 MiB  4 readable"));
+  EXPECT_THAT(r.out, HasSubstr("S2       6        9          1.0 MiB  3 readable"));
+
+  Result json = Cellarctl({"status", "--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  const google::protobuf::Struct parsed = ParseJson(json.out);
+  const auto& data = Field(parsed, "data").struct_value();
+  EXPECT_EQ(Field(data, "objects").number_value(), 10);
+  EXPECT_EQ(Field(data, "revisions").number_value(), 14);
+  EXPECT_EQ(Field(data, "bytes").number_value(), 1024 + 2048 + (1 << 20) + 512);
+  EXPECT_EQ(Field(data, "partitions_counted").number_value(), 4);
+  const auto& storages = Field(data, "storages").list_value();
+  ASSERT_EQ(storages.values_size(), 2);
+  EXPECT_EQ(Field(storages.values(1).struct_value(), "id").string_value(), "S2");
+  EXPECT_EQ(Field(storages.values(1).struct_value(), "objects").number_value(), 6);
+}
+
+TEST_F(CommandsTest, StatusWithoutSizesSaysSoAndStillAnswers) {
+  // S1 answers with partitions 0 and 1 only; S2 does not answer.
+  cluster_->storage(1).SetPartitionStats(Stats({{0, 1, 1, 10}, {1, 1, 1, 10}}));
+  Result r = Cellarctl({"status"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("data        unknown (2 of 4 partitions"));
+  EXPECT_THAT(r.out, HasSubstr("S2       ?        ?          ?     no answer: "));
+  Result json = Cellarctl({"status", "--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  const google::protobuf::Struct parsed = ParseJson(json.out);
+  const auto& data = Field(parsed, "data").struct_value();
+  EXPECT_FALSE(data.fields().contains("objects")) << "no partial total";
+  EXPECT_EQ(Field(data, "partitions_counted").number_value(), 2);
+  const auto& s2 = Field(data, "storages").list_value().values(1).struct_value();
+  EXPECT_FALSE(s2.fields().contains("objects"));
+  EXPECT_THAT(Field(s2, "error").string_value(), HasSubstr("UNIMPLEMENTED"));
 }
 
 TEST_F(CommandsTest, PutGetHistoryRoundTrip) {

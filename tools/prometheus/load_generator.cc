@@ -25,7 +25,9 @@ namespace {
 // Atomic counterparts of LoadReport's fields.
 struct Counters {
   std::atomic<uint64_t> commits{0}, conflicts{0}, commit_errors{0}, loads{0},
-      loads_not_found{0}, load_errors{0}, admin_calls{0}, admin_errors{0};
+      loads_not_found{0}, load_errors{0}, admin_calls{0}, admin_errors{0}, packs{0};
+  // The newest tid committed by any worker.
+  std::atomic<uint64_t> last_tid{0};
   absl::Mutex mu;
   std::string first_error ABSL_GUARDED_BY(mu);
 
@@ -64,6 +66,9 @@ std::string Payload(int worker, uint64_t i) {
 void CountCommit(const absl::StatusOr<uint64_t>& tid, Counters* counters) {
   if (tid.ok()) {
     ++counters->commits;
+    uint64_t seen = counters->last_tid.load();
+    while (seen < *tid && !counters->last_tid.compare_exchange_weak(seen, *tid)) {
+    }
   } else if (tid.status().code() == absl::StatusCode::kAborted) {
     ++counters->conflicts;
   } else {
@@ -124,12 +129,30 @@ void Worker(int index, const LoadOptions& options, client::Client* c,
   }
 }
 
-void AdminLoop(const LoadOptions& options, absl::Time deadline, Counters* counters) {
+void AdminLoop(const LoadOptions& options, absl::Time halfway, absl::Time deadline,
+               Counters* counters) {
   auto stub = cellar::v1::Admin::NewStub(common::MakeChannel(options.admin_address));
+  bool packed = !options.pack;
   for (int i = 0; absl::Now() < deadline; ++i) {
     grpc::ClientContext context;
     common::SetDeadline(&context, options.rpc_timeout);
     grpc::Status s;
+    if (!packed && absl::Now() >= halfway && counters->last_tid.load() != 0) {
+      // Everything the workers replaced before now goes.
+      packed = true;
+      cellar::v1::AdminPackRequest request;
+      request.set_pack_tid(counters->last_tid.load());
+      cellar::v1::AdminPackResponse response;
+      s = stub->Pack(&context, request, &response);
+      if (s.ok()) ++counters->packs;
+      ++counters->admin_calls;
+      if (!s.ok()) {
+        counters->Error(counters->admin_errors, "admin pack",
+                        absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                                     s.error_message()));
+      }
+      continue;
+    }
     switch (i % 3) {
       case 0: {
         cellar::v1::GetClusterStatusResponse response;
@@ -200,7 +223,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
                          deadline, &counters);
   }
   if (!options.admin_address.empty()) {
-    threads.emplace_back(AdminLoop, std::cref(options), deadline, &counters);
+    threads.emplace_back(AdminLoop, std::cref(options), start + options.duration / 2, deadline,
+                         &counters);
   }
   for (std::thread& t : threads) t.join();
   for (auto& c : clients) c->Close();
@@ -214,6 +238,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   report.load_errors = counters.load_errors;
   report.admin_calls = counters.admin_calls;
   report.admin_errors = counters.admin_errors;
+  report.packs = counters.packs;
   report.elapsed = absl::Now() - start;
   {
     absl::MutexLock l(&counters.mu);
@@ -226,10 +251,10 @@ std::string FormatReport(const LoadReport& r) {
   const double seconds = std::max(absl::ToDoubleSeconds(r.elapsed), 1e-9);
   return absl::StrFormat(
       "%d commits (%.1f/s), %d conflicts, %d commit errors, %d loads (%.1f/s, %d not "
-      "found, %d errors), %d admin calls (%d errors) in %.1f s",
+      "found, %d errors), %d admin calls (%d errors, %d packs) in %.1f s",
       r.commits, r.commits / seconds, r.conflicts, r.commit_errors, r.loads,
       r.loads / seconds, r.loads_not_found, r.load_errors, r.admin_calls, r.admin_errors,
-      seconds) +
+      r.packs, seconds) +
          (r.first_error.empty() ? "" : absl::StrCat("; first error: ", r.first_error));
 }
 

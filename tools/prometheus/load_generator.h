@@ -6,7 +6,9 @@
 // and updates of a small hot set), conflicts (concurrent updates of the hot
 // set, plus a deliberate stale-serial update every `stale_every` updates),
 // loads (with the client cache off, so they reach the storages), loads of
-// objects that were never stored (NOT_FOUND), and Admin calls.
+// objects that were never stored (NOT_FOUND), Admin calls and, half-way,
+// one Admin.Pack at the newest tid committed so far (the hot set's older
+// revisions go, so the pack metrics move).
 //
 //   LoadOptions options;
 //   options.master_address = "127.0.0.1:17100";
@@ -42,6 +44,8 @@ struct LoadOptions {
   // Every N-th update of a worker uses a stale serial (a certain
   // conflict); 0: never. Default 10.
   int stale_every = 10;
+  // With admin_address: one Admin.Pack half-way through. Default true.
+  bool pack = true;
   // Deadline of every RPC. Default 5 s.
   absl::Duration rpc_timeout = absl::Seconds(5);
 };
@@ -58,6 +62,8 @@ struct LoadReport {
   uint64_t load_errors = 0;
   uint64_t admin_calls = 0;
   uint64_t admin_errors = 0;
+  // Admin.Pack calls that succeeded.
+  uint64_t packs = 0;
   absl::Duration elapsed;
   // The first unexpected error ("load: UNAVAILABLE: ..."), empty if none.
   std::string first_error;

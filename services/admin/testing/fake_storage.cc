@@ -35,6 +35,13 @@ void FakeStorage::SetHistory(const ::cellar::v1::HistoryResponse& history,
   history_error_ = status;
 }
 
+void FakeStorage::SetPartitionStats(const ::cellar::v1::GetPartitionStatsResponse& stats,
+                                    const absl::Status& status) {
+  absl::MutexLock l(&mu_);
+  stats_ = stats;
+  stats_error_ = status;
+}
+
 void FakeStorage::Shutdown() {
   if (server_) server_->Shutdown(absl::Milliseconds(100));
 }
@@ -54,6 +61,15 @@ grpc::Status FakeStorage::History(grpc::ServerContext*, const ::cellar::v1::Hist
   absl::MutexLock l(&mu_);
   if (!history_error_.ok()) return common::ToGrpcStatus(history_error_);
   *response = history_;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeStorage::GetPartitionStats(grpc::ServerContext*,
+                                            const ::cellar::v1::GetPartitionStatsRequest*,
+                                            ::cellar::v1::GetPartitionStatsResponse* response) {
+  absl::MutexLock l(&mu_);
+  if (!stats_error_.ok()) return common::ToGrpcStatus(stats_error_);
+  *response = stats_;
   return grpc::Status::OK;
 }
 

@@ -1,8 +1,8 @@
 #ifndef CELLAR_SERVICES_ADMIN_TESTING_FAKE_STORAGE_H_
 #define CELLAR_SERVICES_ADMIN_TESTING_FAKE_STORAGE_H_
 
-// A canned cellar.v1.Storage for admin tests (testonly): LastTransactions
-// and History answer what the test set. Serves on 127.0.0.1:0.
+// A canned cellar.v1.Storage for admin tests (testonly): LastTransactions,
+// History and GetPartitionStats answer what the test set. Serves on 127.0.0.1:0.
 //
 // Thread-safe.
 
@@ -31,6 +31,10 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   void SetTransactions(const ::cellar::v1::LastTransactionsResponse& transactions);
   // History answers `history`, or fails with `status` if not OK.
   void SetHistory(const ::cellar::v1::HistoryResponse& history, const absl::Status& status);
+  // GetPartitionStats answers `stats` (default: no cells), or fails with
+  // `status` if not OK.
+  void SetPartitionStats(const ::cellar::v1::GetPartitionStatsResponse& stats,
+                         const absl::Status& status);
 
   void Shutdown();
 
@@ -48,6 +52,9 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
                                 ::cellar::v1::LastTransactionsResponse* response) override;
   grpc::Status History(grpc::ServerContext* context, const ::cellar::v1::HistoryRequest* request,
                        ::cellar::v1::HistoryResponse* response) override;
+  grpc::Status GetPartitionStats(grpc::ServerContext* context,
+                                 const ::cellar::v1::GetPartitionStatsRequest* request,
+                                 ::cellar::v1::GetPartitionStatsResponse* response) override;
 
  private:
   FakeStorage() = default;
@@ -56,6 +63,8 @@ class FakeStorage final : public ::cellar::v1::Storage::Service {
   ::cellar::v1::LastTransactionsResponse transactions_ ABSL_GUARDED_BY(mu_);
   ::cellar::v1::HistoryResponse history_ ABSL_GUARDED_BY(mu_);
   absl::Status history_error_ ABSL_GUARDED_BY(mu_);
+  ::cellar::v1::GetPartitionStatsResponse stats_ ABSL_GUARDED_BY(mu_);
+  absl::Status stats_error_ ABSL_GUARDED_BY(mu_);
   absl::Status shutdown_error_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> shutdown_reasons_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> shutdown_node_ids_ ABSL_GUARDED_BY(mu_);
