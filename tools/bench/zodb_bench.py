@@ -23,8 +23,12 @@ threads (one connection each) in one process. cellar runs on a `cellar
 local` cluster started here (port 0, --storages, --replicas); ZEO on a
 server process started here on a FileStorage in a temporary directory.
 Each worker warms up for --warmup seconds, then counts the operations
-that start and end in the next --seconds. Columns: ops/s (sum of the
-workers), p50/p99 latency, errors, cpu us per op (the workers' processes
+that start and end in the next --seconds; a worker none of whose
+operations fits (one slower than the window) counts its first one that
+started in it and stretches its window to that operation's end (at most
+max(10 x --seconds, 10 s) more), so a row never reads 0 because of one
+slow operation. Columns: ops/s (sum of the workers' ops / their
+windows), p50/p99 latency, errors, cpu us per op (the workers' processes
 plus the server process: cellar local or the ZEO server; warm-up
 included; the JSON also has the server's share, server_cpu_us_per_op),
 and each row's ops/s divided by FileStorage's and ZEO's.
@@ -110,6 +114,7 @@ class Thread(threading.Thread):
         self.db, self.index, self.op = db, index, op
         self.warmup, self.seconds, self.object_bytes = warmup, seconds, object_bytes
         self.ops = self.total = self.errors = 0
+        self.measured = seconds  # the window's length (longer if stretched)
         self.first_error = ""
         self.latencies = []
 
@@ -123,10 +128,11 @@ class Thread(threading.Thread):
             objects = list(root["bench-objects"])
             start = time.perf_counter()
             window = (start + self.warmup, start + self.warmup + self.seconds)
+            last_start = window[1] + max(10 * self.seconds, 10.0)
             i = self.index * 7919  # workers start at different objects
             while True:
                 t0 = time.perf_counter()
-                if t0 >= window[1]:
+                if t0 >= window[1] and (self.ops > 0 or t0 >= last_start):
                     break
                 try:
                     if self.op == "commit":
@@ -145,9 +151,10 @@ class Thread(threading.Thread):
                     self.first_error = self.first_error or "%s: %s" % (type(e).__name__, e)
                 t1 = time.perf_counter()
                 self.total += 1
-                if t0 >= window[0] and t1 <= window[1]:
+                if t0 >= window[0] and (t1 <= window[1] or self.ops == 0):
                     self.ops += 1
                     self.latencies.append(t1 - t0)
+                    self.measured = max(self.seconds, t1 - window[0])
                 i += 1
         finally:
             tm.abort()
@@ -172,6 +179,7 @@ def worker_main(config):
                 t.join()
             print(json.dumps({
                 "ops": sum(t.ops for t in threads), "total": sum(t.total for t in threads),
+                "ops_per_s": sum(t.ops / t.measured for t in threads),
                 "errors": sum(t.errors for t in threads),
                 "first_error": next((t.first_error for t in threads if t.first_error), ""),
                 "latencies": [x for t in threads for x in t.latencies],
@@ -300,7 +308,7 @@ def measure(args, stores, store, workers):
             rows.append({
                 "name": "zodb_%s_p%d" % (op, workers), "store": store, "op": op,
                 "workers": workers, "threads_in_one_process": threaded and workers > 1,
-                "ops": ops, "ops_per_s": ops / args.seconds, "p50_ms": percentile(0.5),
+                "ops": ops, "ops_per_s": sum(r["ops_per_s"] for r in results), "p50_ms": percentile(0.5),
                 "p99_ms": percentile(0.99), "errors": sum(r["errors"] for r in results),
                 "first_error": next((r["first_error"] for r in results if r["first_error"]), ""),
                 "cpu_us_per_op": (sum(r["cpu"] for r in results) + server_cpu) / total * 1e6
