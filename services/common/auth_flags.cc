@@ -26,6 +26,13 @@ ABSL_FLAG(double, rate_limit, 0,
           "limited); over it: RESOURCE_EXHAUSTED with a retry-after hint. 0: no limit");
 ABSL_FLAG(double, rate_limit_burst, 0,
           "Calls a token may make in a burst above --rate_limit (0: twice the rate)");
+ABSL_FLAG(double, rate_limit_bytes, 0,
+          "Bytes per second each token may move through this server (its requests, and the "
+          "answers of unary calls; token bucket, charged as messages arrive, so a token in "
+          "debt is refused with RESOURCE_EXHAUSTED and a retry-after hint until it has "
+          "refilled; the node role is never limited). 0: no limit");
+ABSL_FLAG(double, rate_limit_bytes_burst, 0,
+          "Bytes a token may move in a burst above --rate_limit_bytes (0: twice the rate)");
 ABSL_FLAG(bool, metrics_auth, false,
           "The metrics port asks for HTTP basic auth: the password must be a token with role "
           "readonly or admin (or the node bearer); needs authentication on");
@@ -126,6 +133,12 @@ absl::StatusOr<AuthSetup> AuthSetupFromFlags() {
     return absl::InvalidArgumentError(
         "--rate_limit, --rate_limit_burst: must be 0 (no limit) or positive");
   }
+  options.byte_limit_per_second = absl::GetFlag(FLAGS_rate_limit_bytes);
+  options.byte_limit_burst = absl::GetFlag(FLAGS_rate_limit_bytes_burst);
+  if (!(options.byte_limit_per_second >= 0) || !(options.byte_limit_burst >= 0)) {
+    return absl::InvalidArgumentError(
+        "--rate_limit_bytes, --rate_limit_bytes_burst: must be 0 (no limit) or positive");
+  }
   const std::string secret_file = absl::GetFlag(FLAGS_cluster_secret_file);
   if (!secret_file.empty()) {
     absl::StatusOr<std::string> secret = ReadClusterSecret(secret_file);
@@ -140,6 +153,11 @@ absl::StatusOr<AuthSetup> AuthSetupFromFlags() {
       return absl::InvalidArgumentError(
           "--metrics_auth: needs authentication on (--auth_tokens_file or "
           "--cluster_secret_file): the scrape's password is a token");
+    }
+    if (options.rate_limit_per_second > 0 || options.byte_limit_per_second > 0) {
+      return absl::InvalidArgumentError(
+          "--rate_limit, --rate_limit_bytes: need authentication on (--auth_tokens_file or "
+          "--cluster_secret_file): the limits are per token");
     }
     return setup;
   }

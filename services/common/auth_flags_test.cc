@@ -24,6 +24,8 @@ ABSL_DECLARE_FLAG(bool, tls_require_client_cert);
 ABSL_DECLARE_FLAG(std::string, tls_ca_file);
 ABSL_DECLARE_FLAG(std::string, tls_server_name);
 ABSL_DECLARE_FLAG(bool, metrics_auth);
+ABSL_DECLARE_FLAG(double, rate_limit);
+ABSL_DECLARE_FLAG(double, rate_limit_bytes);
 
 namespace cellar::common {
 namespace {
@@ -166,6 +168,26 @@ TEST_F(AuthFlagsTest, MetricsAuthNeedsAuthenticationOn) {
   setup = AuthSetupFromFlags();
   ASSERT_THAT(setup, IsOk());
   EXPECT_EQ(MetricsOptionsFor("127.0.0.1:0", *setup).authenticator, nullptr);
+}
+
+TEST_F(AuthFlagsTest, RateLimitsNeedAuthenticationAndAPositiveValue) {
+  // Limits are per token: without authentication they would silently
+  // limit nothing.
+  absl::SetFlag(&FLAGS_rate_limit_bytes, 1e6);
+  EXPECT_THAT(AuthSetupFromFlags(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("need authentication on")));
+  absl::SetFlag(&FLAGS_rate_limit_bytes, 0);
+  absl::SetFlag(&FLAGS_rate_limit, 10);
+  EXPECT_THAT(AuthSetupFromFlags(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("need authentication on")));
+  SetValidFlags();
+  absl::SetFlag(&FLAGS_rate_limit_bytes, -1);
+  EXPECT_THAT(AuthSetupFromFlags(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--rate_limit_bytes")));
+  absl::SetFlag(&FLAGS_rate_limit_bytes, 1e6);
+  auto setup = AuthSetupFromFlags();
+  ASSERT_THAT(setup, IsOk());
+  EXPECT_TRUE(setup->authenticator->limits_bytes());
 }
 
 TEST_F(AuthFlagsTest, AMainExitsWithStatus2AndTheMessage) {

@@ -40,6 +40,21 @@ Authenticator::Authenticator(AuthenticatorOptions options)
         options_.rate_limit_per_second, burst,
         options_.clock != nullptr ? options_.clock : RealClock::Get());
   }
+  if (options_.byte_limit_per_second > 0) {
+    const double burst = options_.byte_limit_burst > 0 ? options_.byte_limit_burst
+                                                       : 2 * options_.byte_limit_per_second;
+    byte_limiter_ = std::make_unique<RateLimiter>(
+        options_.byte_limit_per_second, burst,
+        options_.clock != nullptr ? options_.clock : RealClock::Get(), "bytes");
+  }
+}
+
+void Authenticator::ChargeBytes(absl::string_view authorization, bool node_certificate,
+                                size_t bytes) const {
+  if (byte_limiter_ == nullptr || bytes == 0) return;
+  absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
+  if (!caller.ok() || caller->role == Role::kNode) return;
+  byte_limiter_->Charge(caller->principal, static_cast<double>(bytes));
 }
 
 absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(
@@ -190,9 +205,17 @@ absl::StatusOr<std::optional<Role>> Authenticator::Authorize(
   absl::StatusOr<Caller> caller = IdentifyCaller(authorization, node_certificate);
   if (!caller.ok()) return caller.status();
   const absl::StatusOr<Role> role = caller->role;
-  if (limiter_ != nullptr && caller->role != Role::kNode && !ReleasesCallerState(full_method)) {
-    if (absl::Status admitted = limiter_->Admit(caller->principal); !admitted.ok()) {
-      return admitted;
+  if (caller->role != Role::kNode && !ReleasesCallerState(full_method)) {
+    if (limiter_ != nullptr) {
+      if (absl::Status admitted = limiter_->Admit(caller->principal); !admitted.ok()) {
+        return admitted;
+      }
+    }
+    if (byte_limiter_ != nullptr) {
+      if (absl::Status admitted = byte_limiter_->AdmitIfNotInDebt(caller->principal);
+          !admitted.ok()) {
+        return admitted;
+      }
     }
   }
   if (reflection) return std::optional<Role>(*role);

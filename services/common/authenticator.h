@@ -71,6 +71,14 @@ struct AuthenticatorOptions {
   // The bucket's size (calls allowed in a burst). 0: 2 x the rate, at
   // least 1. Default 0.
   double rate_limit_burst = 0;
+  // Bytes per second each token may move through this server (requests
+  // of every call and the answers of unary calls, as protobuf bytes; a
+  // token bucket per token, charged once each message is known, so a
+  // caller in debt is refused until it has refilled; never the node
+  // role). 0: no limit. Default 0.
+  double byte_limit_per_second = 0;
+  // The bucket's size in bytes. 0: 2 x the rate. Default 0.
+  double byte_limit_burst = 0;
   // The limiter's clock (not owned); null: the real clock. Default null.
   const Clock* clock = nullptr;
 };
@@ -111,6 +119,13 @@ class Authenticator {
   absl::StatusOr<Caller> IdentifyCaller(absl::string_view authorization,
                                         bool node_certificate = false) const;
 
+  // With a byte limit: takes `bytes` from the budget of the caller of
+  // `authorization` (nothing for the node role, an unknown caller, or no
+  // limit). Called once a message's size is known (ByteLimitInterceptor).
+  void ChargeBytes(absl::string_view authorization, bool node_certificate,
+                   size_t bytes) const;
+  bool limits_bytes() const { return byte_limiter_ != nullptr; }
+
   // Re-reads the tokens file if it changed since the last read. The error
   // of a bad or unreadable file (the previous table stays).
   absl::Status ReloadIfChanged();
@@ -133,6 +148,7 @@ class Authenticator {
   const AuthenticatorOptions options_;
   const std::string node_bearer_;  // empty without a cluster secret
   std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
+  std::unique_ptr<RateLimiter> byte_limiter_;  // null: no byte limit
   const std::shared_ptr<ClusterTokens> cluster_tokens_ = std::make_shared<ClusterTokens>();
   mutable absl::Mutex mu_;
   TokenTable tokens_ ABSL_GUARDED_BY(mu_);

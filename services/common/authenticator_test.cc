@@ -207,5 +207,42 @@ TEST_F(AuthenticatorTest, RateLimitsEachTokenButNeverTheNodes) {
   }
 }
 
+TEST_F(AuthenticatorTest, ByteLimitsRefuseATokenInDebtButNeverTheNodes) {
+  FakeClock clock;
+  AuthenticatorOptions options;
+  options.tokens_file = path_;
+  options.cluster_secret = kSecret;
+  options.reload_interval = absl::ZeroDuration();
+  options.byte_limit_per_second = 1000;
+  options.clock = &clock;
+  auto limited = Authenticator::Create(options);
+  ASSERT_THAT(limited, IsOk());
+  ASSERT_TRUE((*limited)->limits_bytes());
+  EXPECT_FALSE(auth_->limits_bytes());
+  const std::string store = "/cellar.v1.Storage/Store";
+  EXPECT_THAT((*limited)->Authorize(store, Bearer(client_.token)), IsOk());
+  (*limited)->ChargeBytes(Bearer(client_.token), false, 2500);  // burst 2000: -500
+  auto refused = (*limited)->Authorize(store, Bearer(client_.token));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("1000 bytes/s (burst 2000) per caller; retry after 500 ms"));
+  // Aborts still go through (they release what the caller holds); other
+  // tokens and the cluster's own traffic are not limited.
+  EXPECT_THAT((*limited)->Authorize("/cellar.v1.Storage/AbortTransaction",
+                                    Bearer(client_.token)),
+              IsOk());
+  EXPECT_THAT((*limited)->Authorize("/cellar.v1.Admin/ListNodes", Bearer(admin_.token)),
+              IsOk());
+  for (int i = 0; i < 10; ++i) {
+    (*limited)->ChargeBytes(Bearer(NodeBearer(kSecret)), false, 1'000'000);
+    ASSERT_THAT((*limited)->Authorize("/cellar.v1.Storage/LockTransaction",
+                                      Bearer(NodeBearer(kSecret))),
+                IsOk());
+  }
+  (*limited)->ChargeBytes("Bearer not-a-token", false, 1'000'000);  // nobody to charge
+  clock.Advance(absl::Milliseconds(501));
+  EXPECT_THAT((*limited)->Authorize(store, Bearer(client_.token)), IsOk());
+}
+
 }  // namespace
 }  // namespace cellar::common

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
 #include "services/common/bad_request_interceptor.h"
+#include "services/common/byte_limit_interceptor.h"
 #include "services/common/logging.h"
 #include "services/common/server_auth.h"
 #include "services/common/server_metrics.h"
@@ -129,6 +130,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     for (const auto& [k, v] : options.metrics_labels) labels[k] = v;
     creators.push_back(std::make_unique<ServerMetricsInterceptorFactory>(
         *options.metrics_registry, labels));
+  }
+  if (server->authenticator_ != nullptr && server->authenticator_->limits_bytes()) {
+    creators.push_back(
+        std::make_unique<ByteLimitInterceptorFactory>(server->authenticator_.get()));
   }
   creators.push_back(std::make_unique<AuditInterceptorFactory>(
       server->audit_log_.get(), server->authenticator_.get()));

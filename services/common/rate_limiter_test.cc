@@ -57,5 +57,34 @@ TEST(RateLimiterTest, QuietCallersAreForgotten) {
   EXPECT_LT(limiter.buckets(), 2100u);
 }
 
+TEST(RateLimiterTest, BytesAreChargedAfterTheFactAndADebtRefusesUntilRepaid) {
+  FakeClock clock;
+  RateLimiter limiter(/*per_second=*/1000, /*burst=*/2000, &clock, "bytes");
+  EXPECT_TRUE(limiter.AdmitIfNotInDebt("c").ok()) << "an unknown caller has a full bucket";
+  limiter.Charge("c", 1500);
+  EXPECT_TRUE(limiter.AdmitIfNotInDebt("c").ok()) << "500 bytes left";
+  limiter.Charge("c", 1000);  // one message may overshoot: -500
+  absl::Status refused = limiter.AdmitIfNotInDebt("c");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.message()),
+              HasSubstr("at most 1000 bytes/s (burst 2000) per caller; retry after 500 ms"));
+  EXPECT_TRUE(limiter.AdmitIfNotInDebt("other").ok()) << "a debt is its caller's own";
+  clock.Advance(absl::Milliseconds(499));
+  EXPECT_FALSE(limiter.AdmitIfNotInDebt("c").ok());
+  clock.Advance(absl::Milliseconds(2));
+  EXPECT_TRUE(limiter.AdmitIfNotInDebt("c").ok());
+}
+
+TEST(RateLimiterTest, OneHugeMessageCostsAtMostTwoBurstsOfWaiting) {
+  FakeClock clock;
+  RateLimiter limiter(100, 100, &clock, "bytes");
+  limiter.Charge("c", 1e12);
+  EXPECT_FALSE(limiter.AdmitIfNotInDebt("c").ok());
+  clock.Advance(absl::Milliseconds(1001));
+  EXPECT_TRUE(limiter.AdmitIfNotInDebt("c").ok()) << "the debt is capped at -burst";
+  limiter.Charge("", 1e12);
+  EXPECT_TRUE(limiter.AdmitIfNotInDebt("").ok()) << "no caller (auth off): not limited";
+}
+
 }  // namespace
 }  // namespace cellar::common
