@@ -22,7 +22,10 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
   // reads history, storages read the cluster info) allow both. A read-only
   // client (reader) registers, watches and loads; everything that writes
   // or holds a transaction (AllocateOids, Begin, Store, Vote, Finish,
-  // Abort, GetTransactionStatus) needs client.
+  // Abort, GetTransactionStatus) needs client. A restore (Begin with a
+  // tid: zodbconvert) needs client too: the master bounds the tid (above
+  // its last one, at most 10 minutes ahead of its clock) and the oids, so
+  // it can do nothing to the allocators a client could not (security.md).
   static const auto* const kTable = new absl::flat_hash_map<std::string, RoleSet>{
       // ---- cellar.v1.Master
       // A storage or admin registration additionally needs node: checked by

@@ -1016,6 +1016,11 @@ cellar::v1::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   return snapshot;
 }
 
+void ClusterManager::AdvanceOidsPast(uint64_t oid) {
+  absl::MutexLock l(&mu_);
+  last_oid_ = std::max(last_oid_, oid);
+}
+
 absl::StatusOr<uint64_t> ClusterManager::AllocateOids(uint32_t count) {
   if (count == 0 || count > kMaxOidBatch) {
     return absl::InvalidArgumentError(

@@ -348,6 +348,11 @@ class ClusterManager {
   // the mark.
   absl::StatusOr<uint64_t> AllocateOids(uint32_t count);
 
+  // A restore (TransactionCoordinator::Begin with a tid) wrote `oid`, which
+  // this master never handed out: later batches start above it (recovery
+  // learns it from the storages' highest stored oid).
+  void AdvanceOidsPast(uint64_t oid);
+
   // OK when RUNNING; FAILED_PRECONDITION (CLUSTER_NOT_RUNNING) otherwise.
   absl::Status CheckRunning() const;
 

@@ -709,6 +709,82 @@ TEST_F(MasterDomainTest, CommitsCompleteInTidOrder) {
   EXPECT_EQ(events[1].invalidation().tid(), std::max(*tid1, *tid2));
 }
 
+// Restore (BeginRequest.tid, zodbconvert): the caller's tid becomes the
+// ttid and the final tid; it must be above everything handed out and not
+// far ahead of the clock, and a refused request changes nothing.
+TEST_F(MasterDomainTest, RestoreCommitsWithTheRequestedTidInOrder) {
+  const auto [s1, s2, c1, watcher] = StartTwoAndWatch();
+  ASSERT_NE(watcher, nullptr);
+  const uint64_t now = common::TidFromTime(clock_.Now());
+
+  // A normal commit, then restores in increasing order, past and future.
+  const uint64_t t0 = *coordinator_->Begin(c1);
+  const uint64_t tid0 = *coordinator_->Finish(c1, t0, Votes(t0, {s1, s2}, {3}));
+  for (uint64_t want : {tid0 + 1, tid0 + 100, now + 1000}) {
+    auto ttid = coordinator_->Begin(c1, want);
+    ASSERT_THAT(ttid, IsOk());
+    EXPECT_EQ(*ttid, want);
+    auto tid = coordinator_->Finish(c1, *ttid, Votes(*ttid, {s1, s2}, {3, 4}));
+    ASSERT_THAT(tid, IsOk());
+    EXPECT_EQ(*tid, want);
+    EXPECT_EQ(cluster_->Info().last_tid(), want);
+  }
+  auto events = Drain(*watcher);
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[1].invalidation().tid(), tid0 + 1);
+  EXPECT_EQ(events[3].invalidation().tid(), now + 1000);
+  const uint64_t last = now + 1000;
+
+  // At or below the last tid: FAILED_PRECONDITION. Past the horizon, or
+  // past the end of TID space: INVALID_ARGUMENT. Nothing moved.
+  EXPECT_THAT(coordinator_->Begin(c1, last), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(coordinator_->Begin(c1, tid0), StatusIs(absl::StatusCode::kFailedPrecondition));
+  const uint64_t horizon =
+      common::TidFromTime(clock_.Now() + TransactionCoordinator::kRestoreHorizon);
+  EXPECT_THAT(coordinator_->Begin(c1, horizon + 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(coordinator_->Begin(c1, common::kMaxTid),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(coordinator_->Begin(c1, ~uint64_t{0}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(coordinator_->stats().active, 0u);
+  const uint64_t next = *coordinator_->Begin(c1);
+  EXPECT_EQ(next, last + 1) << "a refused restore moved the TID allocator";
+  const uint64_t next_tid = *coordinator_->Finish(c1, next, Votes(next, {s1, s2}, {3}));
+  EXPECT_GT(next_tid, next);
+  EXPECT_EQ(Drain(*watcher).size(), 1u);
+
+  // A restore writes oids nobody allocated: later batches start above them.
+  // An oid past 2^62 is refused (the allocator would near the end of OID
+  // space) and the transaction can still be aborted.
+  const uint64_t r = *coordinator_->Begin(c1, next_tid + 1);
+  EXPECT_THAT(coordinator_->Finish(c1, r, Votes(r, {s1, s2}, {(uint64_t{1} << 62) + 1})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(coordinator_->Finish(c1, r, Votes(r, {s1, s2}, {5000, 4})), IsOk());
+  auto first = cluster_->AllocateOids(1);
+  ASSERT_THAT(first, IsOk());
+  EXPECT_GT(*first, 5000u);
+}
+
+// A restore overtaken by a normal commit between its Begin and Finish is
+// aborted: committing at its tid would publish out of tid order.
+TEST_F(MasterDomainTest, ARestoreOvertakenByALaterCommitIsAborted) {
+  const auto [s1, s2, c1, watcher] = StartTwoAndWatch();
+  ASSERT_NE(watcher, nullptr);
+  const uint64_t want = common::TidFromTime(clock_.Now()) + 10;
+  const uint64_t restore = *coordinator_->Begin(c1, want);
+  const uint64_t other = *coordinator_->Begin(c1);
+  EXPECT_GT(other, restore);
+  const uint64_t other_tid = *coordinator_->Finish(c1, other, Votes(other, {s1, s2}, {3}));
+  EXPECT_GT(other_tid, restore);
+  EXPECT_THAT(coordinator_->Finish(c1, restore, Votes(restore, {s1, s2}, {4})),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(coordinator_->Status(restore).outcome(), cellar::v1::TRANSACTION_ABORTED);
+  const auto events = Drain(*watcher);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].invalidation().tid(), other_tid);
+}
+
 TEST_F(MasterDomainTest, LockFailureEverywhereAbortsWithUnavailable) {
   Init(1);
   const uint32_t s1 = AddStorage(7200);

@@ -191,8 +191,11 @@ grpc::Status MasterService::Begin(grpc::ServerContext* context,
   if (absl::Status s = cluster_->CheckClient(request->node_id()); !s.ok()) {
     return ToGrpcStatus(s);
   }
-  absl::StatusOr<uint64_t> ttid =
-      ServeWhenRunning(*context, [&] { return coordinator_->Begin(request->node_id()); });
+  if (request->tid() > common::kMaxTid) {
+    return Invalid(absl::StrCat("tid: at most ", common::kMaxTid, " (0 = allocate one)"));
+  }
+  absl::StatusOr<uint64_t> ttid = ServeWhenRunning(
+      *context, [&] { return coordinator_->Begin(request->node_id(), request->tid()); });
   if (!ttid.ok()) return ToGrpcStatus(ttid.status());
   response->set_ttid(*ttid);
   response->set_ttid_token(common::TtidToken(cluster_->ttid_key(), *ttid));

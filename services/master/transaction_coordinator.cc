@@ -50,12 +50,38 @@ TransactionCoordinator::~TransactionCoordinator() {
   resolver_.join();
 }
 
-absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id) {
+absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id,
+                                                       uint64_t requested_tid) {
+  if (requested_tid > common::kMaxTid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tid: ", requested_tid, " is above the largest tid ", common::TidHex(common::kMaxTid)));
+  }
   if (absl::Status s = cluster_->CheckRunning(); !s.ok()) return s;
   if (absl::Status s = cluster_->CheckClient(node_id); !s.ok()) return s;
   absl::MutexLock l(&mu_);
-  const uint64_t ttid = tids_.NextTtid();
-  txns_[ttid] = Txn{node_id, TxnState::kActive, 0};
+  uint64_t ttid;
+  if (requested_tid == 0) {
+    ttid = tids_.NextTtid();
+  } else {
+    // A restore: checked here, under mu_, against the floor every other
+    // Begin and Finish moves.
+    const uint64_t horizon = common::TidFromTime(clock_->Now() + kRestoreHorizon);
+    if (requested_tid > horizon) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tid: ", common::TidHex(requested_tid), " is more than ",
+          absl::FormatDuration(kRestoreHorizon), " ahead of the master's clock (",
+          common::TidHex(horizon), " at most)"));
+    }
+    if (requested_tid <= tids_.last()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "tid: ", common::TidHex(requested_tid), " is not above the last tid handed out ",
+          common::TidHex(tids_.last()),
+          ": a restore must come in increasing tid order, into a cluster with nothing newer"));
+    }
+    ttid = requested_tid;
+    tids_.AdvanceTo(ttid);
+  }
+  txns_[ttid] = Txn{node_id, TxnState::kActive, 0, requested_tid != 0};
   ++stats_.begun;
   ++stats_.active;
   return ttid;
@@ -162,7 +188,11 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
     }
     std::sort(partitions.begin(), partitions.end());
   }
+  const uint64_t max_oid =
+      votes.oids.empty() ? 0 : *std::max_element(votes.oids.begin(), votes.oids.end());
   std::shared_ptr<Pending> pending;
+  bool restore = false;
+  bool restore_overtaken = false;
   {
     absl::MutexLock l(&mu_);
     auto it = txns_.find(ttid);
@@ -172,14 +202,41 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
           absl::StatusCode::kFailedPrecondition, common::kReasonUnknownTransaction,
           absl::StrCat("ttid ", common::TidHex(ttid), " is already finishing, committed or aborted"));
     }
-    it->second.state = TxnState::kFinishing;
-    pending = std::make_shared<Pending>();
-    pending->ttid = ttid;
-    pending->tid = tids_.NextTid(ttid, num_partitions);
-    pending->oids = votes.oids;
-    it->second.tid = pending->tid;
-    queue_.push_back(pending);
+    if (it->second.restore && max_oid > kMaxRestoredOid) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "oids: a restore may write oids up to 2^62 (it moves the OID allocator past them), got ",
+          max_oid));
+    }
+    if (it->second.restore && last_final_tid_ >= ttid) {
+      // Another transaction got a later final tid since this restore's
+      // Begin: committing at ttid now would complete out of tid order.
+      it->second.state = TxnState::kAborted;
+      --stats_.active;
+      ++stats_.aborted;
+      finished_.push_back(ttid);
+      ForgetOldLocked();
+      restore_overtaken = true;
+    } else {
+      it->second.state = TxnState::kFinishing;
+      pending = std::make_shared<Pending>();
+      pending->ttid = ttid;
+      pending->tid = it->second.restore ? ttid : tids_.NextTid(ttid, num_partitions);
+      last_final_tid_ = std::max(last_final_tid_, pending->tid);
+      restore = it->second.restore;
+      pending->oids = votes.oids;
+      it->second.tid = pending->tid;
+      queue_.push_back(pending);
+    }
   }
+  if (restore_overtaken) {
+    storages_->AbortAsync(cluster_->RunningStorages(), cluster_->epoch(), ttid);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tid: restore ", common::TidHex(ttid),
+        " was overtaken by a transaction that committed with a later tid since its Begin; "
+        "aborted (restore with no other writer)"));
+  }
+  // Outside mu_, like the other cluster_ calls of Finish.
+  if (restore) cluster_->AdvanceOidsPast(max_oid);
 
   // Rules 2 and 8 before anything is locked: the stores were checked by
   // cells that are still readable, and cells that did not vote go

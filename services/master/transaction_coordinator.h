@@ -100,12 +100,29 @@ class TransactionCoordinator {
   ~TransactionCoordinator();
 
   // A new ttid for client `node_id`. FAILED_PRECONDITION unless RUNNING.
-  absl::StatusOr<uint64_t> Begin(uint32_t node_id);
+  //
+  // Restore (`requested_tid` != 0): the ttid is `requested_tid` and Finish
+  // commits with tid == ttid. FAILED_PRECONDITION unless it is above every
+  // tid and ttid handed out or recovered (the allocator's floor);
+  // INVALID_ARGUMENT above kMaxTid or more than kRestoreHorizon ahead of
+  // the clock. The floor moves to it at once, so no other transaction gets
+  // a tid or ttid at or below it from then on.
+  absl::StatusOr<uint64_t> Begin(uint32_t node_id, uint64_t requested_tid = 0);
+
+  // How far ahead of the clock a restored tid may be: a restore cannot
+  // push the TID allocator towards the end of TID space.
+  static constexpr absl::Duration kRestoreHorizon = absl::Minutes(10);
+  // The highest oid a restore may write (it moves the OID allocator past
+  // it: never towards the end of OID space).
+  static constexpr uint64_t kMaxRestoredOid = uint64_t{1} << 62;
 
   // See the class comment. NOT_FOUND (UNKNOWN_TRANSACTION) for a ttid this
   // master does not know or that is not the client's; FAILED_PRECONDITION
-  // if it is already finishing/finished/aborted; INVALID_ARGUMENT without
-  // voters; ABORTED (NOT_CHECKED) or UNAVAILABLE when PrepareCommit refuses
+  // if it is already finishing/finished/aborted, or for a restore when a
+  // later final tid was handed out since its Begin (it is aborted: commits
+  // complete in tid order); INVALID_ARGUMENT without voters, or for a
+  // restore with an oid above kMaxRestoredOid (a restore moves the OID
+  // allocator past the oids it wrote); ABORTED (NOT_CHECKED) or UNAVAILABLE when PrepareCommit refuses
   // (the transaction is aborted); UNAVAILABLE when no storage could lock
   // it (aborted); UNAVAILABLE with reason OUTCOME_UNKNOWN when it cannot
   // tell (a storage that may have locked cannot be reached) or when it is
@@ -163,6 +180,8 @@ class TransactionCoordinator {
     uint32_t node_id = 0;
     TxnState state = TxnState::kActive;
     uint64_t tid = 0;
+    // Begun with a requested tid (restore): Finish commits with tid == ttid.
+    bool restore = false;
     // kCommitted by Finish without its invalidation (no readable cell of a
     // touched partition could lock it): resolution publishes it.
     bool unpublished = false;
@@ -248,6 +267,8 @@ class TransactionCoordinator {
 
   mutable absl::Mutex mu_;
   TidAllocator tids_ ABSL_GUARDED_BY(mu_);
+  // The highest final tid Finish handed out (a restore's tid must be above).
+  uint64_t last_final_tid_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, Txn> txns_ ABSL_GUARDED_BY(mu_);
   // Finished ttids in completion order, to bound txns_.
   std::deque<uint64_t> finished_ ABSL_GUARDED_BY(mu_);

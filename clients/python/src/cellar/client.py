@@ -1132,15 +1132,24 @@ class Client:
     # Commits.
 
     def transaction(self, user: bytes = b"", description: bytes = b"",
-                    extension: bytes = b"") -> "Transaction":
+                    extension: bytes = b"", tid: int = 0) -> "Transaction":
         """A new transaction. As a context manager it commits on a normal
         exit and aborts on an exception:
 
             with client.transaction() as t:
                 t.store(oid, serial_read, b"data")
             t.tid  # the committed tid
-        """
-        return Transaction(self, user, description, extension)
+
+        ``tid`` (restore, e.g. zodbconvert): commit with this tid instead of
+        one the master picks (BeginRequest.tid). It must be above every tid
+        the cluster handed out and at most 10 minutes ahead of the master's
+        clock, else the vote raises (FAILED_PRECONDITION /
+        INVALID_ARGUMENT); lock contention is not retried (the tid cannot
+        be begun twice)."""
+        if tid < 0 or tid > MAX_TID:
+            raise CellarError("tid must be in 0..%s" % tid_hex(MAX_TID),
+                              grpc.StatusCode.INVALID_ARGUMENT)
+        return Transaction(self, user, description, extension, tid)
 
     def _abort_on_master(self, master, node_id: int, ttid: int, storages: Iterable[int]) -> None:
         """Master.Abort; raises its error."""
@@ -1250,11 +1259,13 @@ class _TidHook:
 
 
 class _Staged:
-    __slots__ = ("oid", "base_serial", "data", "check_only")
+    __slots__ = ("oid", "base_serial", "data", "check_only", "data_serial")
 
-    def __init__(self, oid: int, base_serial: int, data: bytes, check_only: bool = False):
+    def __init__(self, oid: int, base_serial: int, data: bytes, check_only: bool = False,
+                 data_serial: int = 0):
         self.oid, self.base_serial, self.data = oid, base_serial, data
         self.check_only = check_only
+        self.data_serial = data_serial
 
 
 # resolver(oid, current_serial, base_serial, data) -> resolved data, or
@@ -1275,8 +1286,10 @@ class Transaction:
     """
 
     def __init__(self, client: Client, user: bytes = b"", description: bytes = b"",
-                 extension: bytes = b""):
+                 extension: bytes = b"", restore_tid: int = 0):
         self._client = client
+        # Client.transaction's ``tid``: 0 = the master picks the tid.
+        self.restore_tid = restore_tid
         self.user = user
         self.description = description
         self.extension = extension
@@ -1297,6 +1310,19 @@ class Transaction:
             raise CellarError("transaction already voted, committed or aborted",
                               grpc.StatusCode.FAILED_PRECONDITION)
         self._objects[oid] = _Staged(oid, base_serial, bytes(data))
+
+    def store_pointer(self, oid: int, base_serial: int, data_serial: int) -> None:
+        """Buffers a revision of ``oid`` without data of its own: with
+        ``data_serial`` > 0 it re-uses the data of that earlier revision
+        (an undo's back-pointer); with 0 it is a deletion record (the
+        object's creation undone: loads answer OBJECT_DELETED)."""
+        if self.finished or self._voted is not None:
+            raise CellarError("transaction already voted, committed or aborted",
+                              grpc.StatusCode.FAILED_PRECONDITION)
+        if data_serial < 0 or data_serial > MAX_TID:
+            raise CellarError("data_serial must be in 0..%s" % tid_hex(MAX_TID),
+                              grpc.StatusCode.INVALID_ARGUMENT)
+        self._objects[oid] = _Staged(oid, base_serial, b"", data_serial=data_serial)
 
     def check_current(self, oid: int, serial: int) -> None:
         """Read-current check (ZODB checkCurrentSerialInTransaction): the
@@ -1342,6 +1368,8 @@ class Transaction:
                 raise CellarError("object 0x%x is %d bytes, over the %d-byte limit"
                                   % (obj.oid, len(obj.data), MAX_OBJECT_BYTES),
                                   grpc.StatusCode.RESOURCE_EXHAUSTED, errors.TOO_LARGE)
+        if self.restore_tid:
+            max_lock_retries = 0  # a restore's tid cannot be begun again
         lock_retries = 0
         resolutions = 0
         pause = 0.005
@@ -1387,7 +1415,9 @@ class Transaction:
                                        grpc.StatusCode.UNAVAILABLE)
             master, node_id, session = client._master, client._node_id, client._sessions
             table = client._table
-        begin = client._call(master.Begin, master_pb2.BeginRequest(node_id=node_id), "Begin")
+        begin = client._call(master.Begin,
+                             master_pb2.BeginRequest(node_id=node_id, tid=self.restore_tid),
+                             "Begin")
         ttid, token = begin.ttid, begin.ttid_token
         # Plan: every writable cell of each object's partition; the record
         # on every writable cell of partition(ttid).
@@ -1445,7 +1475,8 @@ class Transaction:
                     node_batches.append(current)
                     size = 0
                 current.objects.add(oid=obj.oid, base_serial=obj.base_serial, data=obj.data,
-                                    checksum=checksums[i], check_only=obj.check_only)
+                                    checksum=checksums[i], check_only=obj.check_only,
+                                    data_serial=obj.data_serial)
                 size += len(obj.data)
             if not node_batches:
                 node_batches.append(storage_pb2.StoreRequest(ttid=ttid, ttid_token=token,

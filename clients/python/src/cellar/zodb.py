@@ -36,7 +36,12 @@ wraps it in its MVCCAdapter, which reads through ``loadBefore``.
   bytes (``Client.size``: the storages keep them per partition).
 * A deleted object (a deletion record) raises POSKeyError (the storages
   answer NOT_FOUND, reason OBJECT_DELETED).
-* Not supported yet: pack, undo, iteration, restore, blobs.
+* Restore (IStorageRestoreable, for ``zodbconvert`` and
+  ``copyTransactionsFrom``): ``tpc_begin(txn, tid)`` commits with the
+  source's tid (BeginRequest.tid: above the cluster's last tid, at most
+  10 minutes ahead of the master's clock), ``restore`` writes a revision
+  without a conflict check of the caller's (docs/zodb.md, "Migrating").
+* Not supported yet: pack, undo, blobs.
 """
 import logging
 import threading
@@ -50,7 +55,7 @@ import zope.interface
 from persistent.TimeStamp import TimeStamp
 from ZODB import POSException
 from ZODB.ConflictResolution import ConflictResolvingStorage
-from ZODB.interfaces import IMultiCommitStorage, IStorage
+from ZODB.interfaces import IMultiCommitStorage, IStorage, IStorageRestoreable
 from ZODB.utils import p64, u64
 
 import cellar
@@ -62,6 +67,9 @@ __all__ = ["CellarStorage", "DB", "StorageUnavailable", "OutcomeUnknown"]
 
 # Most prefetched revisions kept waiting for their load.
 _PREFETCH_KEEP = 10000
+# Most restored objects whose latest serial restore() remembers (a miss
+# asks the storages: Client.history).
+_RESTORED_KEEP = 100000
 
 
 class StorageUnavailable(POSException.StorageError, transaction.interfaces.TransientError):
@@ -88,14 +96,16 @@ def _zodb_error(e: cellar.CellarError) -> Exception:
 
 
 class _TxnState:
-    __slots__ = ("txn", "read_current")
+    __slots__ = ("txn", "read_current", "restored")
 
     def __init__(self, txn: "cellar.Transaction"):
         self.txn = txn
         self.read_current: Dict[int, int] = {}
+        # restore(): oid -> the revision the restored one replaces.
+        self.restored: Dict[int, int] = {}
 
 
-@zope.interface.implementer(IStorage, IMultiCommitStorage)
+@zope.interface.implementer(IStorage, IMultiCommitStorage, IStorageRestoreable)
 class CellarStorage(ConflictResolvingStorage):
     """A ZODB storage on a cellar cluster.
 
@@ -131,6 +141,9 @@ class CellarStorage(ConflictResolvingStorage):
         # Own tids whose func(tid) ran on the watch thread: the invalidation
         # listener, next on that thread, skips them (watch thread only).
         self._own_tids: set = set()
+        # restore(): oid -> the latest serial this storage restored (so a
+        # migration asks the storages only about objects it did not write).
+        self._restored_serials: Dict[int, int] = {}
         self._closed = False
 
     # ------------------------------------------------------------------
@@ -320,11 +333,11 @@ class CellarStorage(ConflictResolvingStorage):
         return state
 
     def tpc_begin(self, txn, tid=None, status=" ") -> None:
+        """Starts a commit. With ``tid`` (restore), the transaction commits
+        with that tid (see the module documentation); ``status`` (FileStorage's
+        packed/undone flag) is not kept."""
         if self._read_only:
             raise POSException.ReadOnlyError()
-        if tid is not None:
-            raise POSException.StorageError("cellar: tpc_begin with a tid (restore) is not"
-                                            " supported")
         ext = getattr(txn, "extension_bytes", None)
         if ext is None:
             extension = getattr(txn, "extension", None) or getattr(txn, "_extension", None)
@@ -334,8 +347,12 @@ class CellarStorage(ConflictResolvingStorage):
             if isinstance(value, str):
                 return value.encode("utf-8")
             return bytes(value or b"")
-        c_txn = self._client.transaction(as_bytes(getattr(txn, "user", b"")),
-                                         as_bytes(getattr(txn, "description", b"")), ext)
+        try:
+            c_txn = self._client.transaction(as_bytes(getattr(txn, "user", b"")),
+                                             as_bytes(getattr(txn, "description", b"")), ext,
+                                             tid=u64(tid) if tid is not None else 0)
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
         with self._lock:
             if txn in self._transactions:
                 raise POSException.StorageTransactionError(
@@ -349,6 +366,55 @@ class CellarStorage(ConflictResolvingStorage):
             raise POSException.Unsupported("versions are not supported")
         state = self._state(txn)
         state.txn.store(u64(oid), u64(serial) if serial else 0, data)
+
+    def restore(self, oid: bytes, serial: bytes, data: Optional[bytes], version: str,
+                prev_txn: Optional[bytes], txn) -> None:
+        """Writes revision ``serial`` of ``oid`` in a transaction begun with
+        ``tpc_begin(txn, serial)``: ``data`` as is, or with ``data`` None a
+        back-pointer to the data of revision ``prev_txn`` (an undo), or
+        without ``prev_txn`` a deletion record (the object's creation
+        undone). With ``data``, ``prev_txn`` is not kept (the bytes are
+        stored again). ``serial`` is not used: as in FileStorage, the
+        revision gets its transaction's tid. The revision replaces the object's latest one,
+        whatever it is: restore checks no serial of the caller's."""
+        if self._read_only:
+            raise POSException.ReadOnlyError()
+        if version:
+            raise POSException.Unsupported("versions are not supported")
+        state = self._state(txn)
+        if not state.txn.restore_tid:
+            raise POSException.StorageTransactionError(
+                "restore needs a transaction begun with tpc_begin(txn, tid)")
+        o = u64(oid)
+        base = state.restored.get(o)
+        if base is None:
+            base = state.restored[o] = self._latest_serial(o)
+        if data is None:
+            state.txn.store_pointer(o, base, u64(prev_txn) if prev_txn else 0)
+        else:
+            state.txn.store(o, base, data)
+
+    def _latest_serial(self, oid: int) -> int:
+        """The serial of the latest revision of ``oid`` (a deletion record
+        too), 0 if it has none: what a restored revision is written over."""
+        with self._lock:
+            serial = self._restored_serials.get(oid)
+        if serial is not None:
+            return serial
+        try:
+            entries = self._client.history(oid, 1)
+        except cellar.NotFoundError:
+            return 0
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+        return entries[0].serial if entries else 0
+
+    def copyTransactionsFrom(self, other, verbose=0) -> None:
+        """Copies every transaction of storage ``other`` (its
+        ``iterator()``) with its tid (``zodbconvert``): ZODB's own copy,
+        through tpc_begin(txn, tid) and restore."""
+        from ZODB.BaseStorage import copy
+        copy(other, self, verbose)
 
     def checkCurrentSerialInTransaction(self, oid: bytes, serial: bytes, txn) -> None:
         """Checked by the storages in the vote, under the object's lock held
@@ -403,6 +469,12 @@ class CellarStorage(ConflictResolvingStorage):
                 tid = e.tid
             except cellar.CellarError as e:
                 raise _zodb_error(e) from e
+            if state.restored:
+                with self._lock:
+                    if len(self._restored_serials) + len(state.restored) > _RESTORED_KEEP:
+                        self._restored_serials.clear()
+                    for oid in state.restored:
+                        self._restored_serials[oid] = tid
             if failed:
                 raise failed[0]
             return p64(tid)
