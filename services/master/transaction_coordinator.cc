@@ -54,10 +54,29 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id) {
   if (absl::Status s = cluster_->CheckRunning(); !s.ok()) return s;
   if (absl::Status s = cluster_->CheckClient(node_id); !s.ok()) return s;
   absl::MutexLock l(&mu_);
+  return BeginLocked(node_id);
+}
+
+uint64_t TransactionCoordinator::BeginLocked(uint32_t node_id) {
   const uint64_t ttid = tids_.NextTtid();
   txns_[ttid] = Txn{node_id, TxnState::kActive, 0};
   ++stats_.begun;
   ++stats_.active;
+  return ttid;
+}
+
+uint64_t TransactionCoordinator::BeginPreallocated(uint32_t node_id) {
+  if (!cluster_->CheckRunning().ok() || !cluster_->CheckClient(node_id).ok()) return 0;
+  absl::MutexLock l(&mu_);
+  auto previous = preallocated_.find(node_id);
+  if (previous != preallocated_.end()) {
+    auto it = txns_.find(previous->second);
+    // Still open (unused, or used by a transaction not finished yet): one
+    // per client, so a client cannot make the master hold more of them.
+    if (it != txns_.end() && it->second.state == TxnState::kActive) return 0;
+  }
+  const uint64_t ttid = BeginLocked(node_id);
+  preallocated_[node_id] = ttid;
   return ttid;
 }
 
@@ -492,6 +511,7 @@ void TransactionCoordinator::AbortClientTransactions(uint32_t node_id) {
         ttids.push_back(ttid);
       }
     }
+    preallocated_.erase(node_id);
     ForgetOldLocked();
   }
   if (ttids.empty()) return;
