@@ -20,7 +20,9 @@
 //                  (heartbeats, timers, replication loops) per second,
 //                  which every run also counts for as long as it lasts
 // Outside valgrind the instrumentation macros do nothing: the driver then
-// just runs the loop and prints its wall time.
+// just runs the loop and prints its wall time, and (both ways) the user and
+// system CPU and context switches of the whole process per operation
+// (getrusage; docs/performance.md, "Tenth session").
 //
 // This file and its BUILD.bazel are self-contained (only public targets)
 // so that tools/bench/callgrind can copy them into a worktree of an older
