@@ -543,6 +543,7 @@ ClientStats Client::stats() const {
   s.reconnects = sessions > 0 ? sessions - 1 : 0;
   s.unreachable_reports = unreachable_reports_.load();
   s.unreachable_reports_failed = unreachable_reports_failed_.load();
+  s.preallocated_ttids_used = preallocated_ttids_used_.load();
   return s;
 }
 
@@ -1243,6 +1244,8 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
   std::shared_ptr<MasterStub> master;
   uint32_t node_id;
   uint64_t session;
+  uint64_t ttid = 0;
+  std::string ttid_token;
   {
     absl::MutexLock lock(&mu_);
     if (closing_) return absl::CancelledError("client closed");
@@ -1253,12 +1256,25 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     master = master_;
     node_id = node_id_;
     session = sessions_;
+    // A ttid handed out with the previous Finish (docs/protocol.md,
+    // "Pre-allocated ttids"): this session's only (an earlier session's was
+    // aborted when it ended, and after a failover its token is refused),
+    // and only while RUNNING (otherwise Begin holds the call until it is;
+    // the ttid is kept for a later commit).
+    if (preallocated_.has_value() && preallocated_->session != session) {
+      preallocated_.reset();
+    }
+    if (preallocated_.has_value() &&
+        view_.cluster_state() == ::cellar::v1::CLUSTER_RUNNING) {
+      ttid = preallocated_->ttid;
+      ttid_token = std::move(preallocated_->token);
+      preallocated_.reset();
+    }
   }
+  if (ttid != 0) preallocated_ttids_used_.fetch_add(1, std::memory_order_relaxed);
 
   // 1. Begin: the ttid and its token (storages refuse a ttid without it).
-  uint64_t ttid;
-  std::string ttid_token;
-  {
+  if (ttid == 0) {
     ::cellar::v1::BeginRequest request;
     request.set_node_id(node_id);
     ::cellar::v1::BeginResponse response;
@@ -1480,11 +1496,28 @@ absl::StatusOr<uint64_t> Client::RunCommit(const TransactionData& data) {
     for (const StoreCall& call : round->calls) {
       if (voted.count(call.node_id)) AddConflictChecks(call, num_partitions, &request);
     }
+    bool ask = false;
+    if (options_.preallocate_ttid) {
+      absl::MutexLock lock(&mu_);
+      ask = !preallocated_.has_value() && !preallocation_asked_;
+      preallocation_asked_ = preallocation_asked_ || ask;
+    }
+    request.set_want_next_ttid(ask);
     ::cellar::v1::FinishResponse response;
     grpc::ClientContext context;
     common::SetDeadline(&context, options_.rpc_timeout);
     absl::Status status =
         common::FromGrpcStatus(master->Finish(&context, request, &response));
+    if (ask) {
+      absl::MutexLock lock(&mu_);
+      preallocation_asked_ = false;
+      // Kept for this session only: if it ended meanwhile, the master
+      // aborted the ttid with it.
+      if (status.ok() && response.next_ttid() != 0 && sessions_ == session && connected_) {
+        preallocated_ = PreallocatedTtid{response.next_ttid(), response.next_ttid_token(),
+                                         session};
+      }
+    }
     if (status.ok()) {
       tid = response.tid();
     } else {

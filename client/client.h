@@ -119,6 +119,11 @@ struct ClientOptions {
   // (answers are only counted, ClientStats). Default true, 1 s.
   bool report_unreachable = true;
   absl::Duration report_unreachable_interval = absl::Seconds(1);
+  // Ask for the next ttid with each Finish (FinishRequest.want_next_ttid)
+  // and use it for the next commit of the same session instead of calling
+  // Master.Begin: one round trip less per commit for a client that commits
+  // again (docs/protocol.md, "Pre-allocated ttids"). Default true.
+  bool preallocate_ttid = true;
 };
 
 // One revision of an object.
@@ -165,6 +170,9 @@ struct ClientStats {
   // ignored otherwise).
   uint64_t unreachable_reports = 0;
   uint64_t unreachable_reports_failed = 0;
+  // Commits that used a ttid handed out with the previous Finish instead
+  // of calling Master.Begin (ClientOptions::preallocate_ttid).
+  uint64_t preallocated_ttids_used = 0;
 };
 
 // Called on the watch thread after each invalidation is applied (the
@@ -369,6 +377,17 @@ class Client : private TransactionCommitter {
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sessions_ ABSL_GUARDED_BY(mu_) = 0;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  // A ttid the master handed out with a Finish answer, for the next commit
+  // of session `session` only (docs/protocol.md, "Pre-allocated ttids").
+  struct PreallocatedTtid {
+    uint64_t ttid = 0;
+    std::string token;
+    uint64_t session = 0;
+  };
+  std::optional<PreallocatedTtid> preallocated_ ABSL_GUARDED_BY(mu_);
+  // A Finish asking for one is in flight (one at a time: the master keeps
+  // at most one open per client).
+  bool preallocation_asked_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   // Set when the first connection round fails for good.
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
@@ -393,6 +412,7 @@ class Client : private TransactionCommitter {
   bool reports_ended_ ABSL_GUARDED_BY(report_mu_) = false;
   std::atomic<uint64_t> unreachable_reports_{0};
   std::atomic<uint64_t> unreachable_reports_failed_{0};
+  std::atomic<uint64_t> preallocated_ttids_used_{0};
 
   std::atomic<uint64_t> cache_hits_{0};
   std::atomic<uint64_t> cache_misses_{0};

@@ -33,6 +33,10 @@ std::shared_ptr<prometheus::Collectable> MakeClientMetrics(std::function<ClientS
         m.Counter("cellar_client_unreachable_reports_failed_total",
                   "Unreachable reports the master refused or did not receive (ignored).", {},
                   static_cast<double>(s.unreachable_reports_failed));
+        m.Counter("cellar_client_preallocated_ttids_used_total",
+                  "Commits that used the ttid handed out with the previous Finish instead of "
+                  "calling Master.Begin.",
+                  {}, static_cast<double>(s.preallocated_ttids_used));
       });
 }
 

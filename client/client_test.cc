@@ -820,6 +820,89 @@ TEST_F(ClientTest, StoresRefusedForAnEarlierTermAbortTheTransaction) {
   EXPECT_EQ(cluster_->master().abort_requests().size(), 1u);
 }
 
+// A client that commits again uses the ttid its previous Finish handed
+// out instead of calling Begin (docs/protocol.md, "Pre-allocated ttids"),
+// asking for the next one with each Finish; off, every commit calls Begin.
+TEST_F(ClientTest, CommittingAgainUsesTheTtidOfThePreviousFinish) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  for (uint64_t oid = 1; oid <= 3; ++oid) ASSERT_THAT(Put(*client, oid, 0, "x"), IsOk());
+  EXPECT_EQ(cluster_->master().begin_calls(), 1);
+  EXPECT_EQ(client->stats().preallocated_ttids_used, 2u);
+  const auto finishes = cluster_->master().finish_requests();
+  ASSERT_EQ(finishes.size(), 3u);
+  for (const auto& finish : finishes) EXPECT_TRUE(finish.want_next_ttid());
+  // Every store carried a valid token of its ttid (the storages check it).
+  for (int id = 1; id <= cluster_->num_storages(); ++id) {
+    for (const auto& request : cluster_->storage(id).store_requests()) {
+      EXPECT_EQ(request.ttid_token(),
+                common::TtidToken(cluster_->master().ttid_key(), request.ttid()));
+    }
+  }
+
+  ClientOptions off = Options();
+  off.preallocate_ttid = false;
+  auto plain = Connect(off);
+  ASSERT_NE(plain, nullptr);
+  for (uint64_t oid = 4; oid <= 5; ++oid) ASSERT_THAT(Put(*plain, oid, 0, "x"), IsOk());
+  EXPECT_EQ(cluster_->master().begin_calls(), 3);
+  EXPECT_FALSE(cluster_->master().finish_requests().back().want_next_ttid());
+}
+
+// A pre-allocated ttid belongs to its session: after the session ends (a
+// failover: the storages now hold the new primary's key and refuse the old
+// token with BAD_TTID_TOKEN) the next commit calls Begin.
+TEST_F(ClientTest, APreallocatedTtidIsNotUsedAfterTheSessionEnds) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(Put(*client, 1, 0, "x"), IsOk());
+  ASSERT_EQ(cluster_->master().preallocated_ttids(), 1);
+  cluster_->master().NewTtidKey();
+  cluster_->master().EndWatchStreams();
+  ASSERT_THAT(client->AwaitSession(2, absl::Seconds(10)), IsOk());
+  EXPECT_THAT(Put(*client, 2, 0, "y"), IsOk());
+  EXPECT_EQ(cluster_->master().begin_calls(), 2);
+  EXPECT_EQ(client->stats().preallocated_ttids_used, 0u);
+  // The new session's own pre-allocated ttid is used as usual.
+  EXPECT_THAT(Put(*client, 3, 0, "z"), IsOk());
+  EXPECT_EQ(cluster_->master().begin_calls(), 2);
+  EXPECT_EQ(client->stats().preallocated_ttids_used, 1u);
+}
+
+// While the cluster is not RUNNING a commit goes through Begin (which the
+// master holds or refuses), not through the pre-allocated ttid, which is
+// kept for the next commit once the cluster runs again.
+TEST_F(ClientTest, APreallocatedTtidWaitsWhileTheClusterIsNotRunning) {
+  StartCluster();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(Put(*client, 1, 0, "x"), IsOk());
+  auto await_state = [&](::cellar::v1::ClusterState state) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (client->cluster_state() != state && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return client->cluster_state() == state;
+  };
+  cluster_->master().SetClusterState(::cellar::v1::CLUSTER_RECOVERING);
+  ASSERT_TRUE(await_state(::cellar::v1::CLUSTER_RECOVERING))
+      << "the client never saw the cluster RECOVERING";
+  auto tid = Put(*client, 2, 0, "y");
+  EXPECT_THAT(tid, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(common::ErrorReason(tid.status()), "CLUSTER_NOT_RUNNING");
+  EXPECT_EQ(cluster_->master().begin_calls(), 2);
+  EXPECT_EQ(cluster_->master().finish_requests().size(), 1u);
+
+  cluster_->master().SetClusterState(::cellar::v1::CLUSTER_RUNNING);
+  ASSERT_TRUE(await_state(::cellar::v1::CLUSTER_RUNNING))
+      << "the client never saw the cluster RUNNING again";
+  EXPECT_THAT(Put(*client, 2, 0, "y"), IsOk());
+  EXPECT_EQ(cluster_->master().begin_calls(), 2);
+  EXPECT_EQ(client->stats().preallocated_ttids_used, 1u);
+}
+
 // Semantics rule 6: a new primary still RECOVERING reports last tid 0 (or
 // less than it will recover); the client keeps its snapshot and waits for
 // the master to catch up (it publishes its recovered last tid, then runs)

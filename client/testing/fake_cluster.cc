@@ -347,11 +347,12 @@ grpc::Status FakeStorage::LastTransactions(
 FakeMaster::FakeMaster(std::string cluster_name, common::PartitionTable table,
                        std::vector<FakeStorage*> storages)
     : cluster_name_(std::move(cluster_name)),
-      ttid_key_(common::NewTtidKey()),
       table_(std::move(table)),
       // A realistic TID (2024-01-01) so tools print sensible times.
       last_tid_(common::TidFromTime(absl::FromUnixSeconds(1704067200))),
-      tid_counter_(last_tid_) {
+      tid_counter_(last_tid_),
+      ttid_key_(common::NewTtidKey()) {
+  absl::MutexLock lock(&mu_);
   for (FakeStorage* storage : storages) {
     storage->SetTtidKey(ttid_key_);
     storages_[storage->node_id()] = storage;
@@ -549,6 +550,22 @@ int FakeMaster::register_calls() const {
 int FakeMaster::begin_calls() const {
   absl::MutexLock lock(&mu_);
   return begin_calls_;
+}
+
+int FakeMaster::preallocated_ttids() const {
+  absl::MutexLock lock(&mu_);
+  return preallocated_ttids_;
+}
+
+std::string FakeMaster::ttid_key() const {
+  absl::MutexLock lock(&mu_);
+  return ttid_key_;
+}
+
+void FakeMaster::NewTtidKey() {
+  absl::MutexLock lock(&mu_);
+  ttid_key_ = common::NewTtidKey();
+  for (auto& [id, storage] : storages_) storage->SetTtidKey(ttid_key_);
 }
 
 int FakeMaster::open_watch_streams() const {
@@ -806,6 +823,16 @@ grpc::Status FakeMaster::Finish(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "answer lost");
   }
   response->set_tid(tid);
+  if (request->want_next_ttid() && state_ == ::cellar::v1::CLUSTER_RUNNING &&
+      clients_.count(request->node_id()) > 0) {
+    // The client's next ttid, begun now (as TransactionCoordinator does;
+    // the fake does not bound them per client).
+    const uint64_t next = NextTidLocked(tid_counter_ + 1);
+    txns_[next] = Txn{request->node_id()};
+    ++preallocated_ttids_;
+    response->set_next_ttid(next);
+    response->set_next_ttid_token(common::TtidToken(ttid_key_, next));
+  }
   return grpc::Status::OK;
 }
 

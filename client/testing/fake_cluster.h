@@ -234,9 +234,14 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
 
   uint64_t last_tid() const;
   // The key of the ttid tokens Begin hands out.
-  const std::string& ttid_key() const { return ttid_key_; }
+  std::string ttid_key() const;
+  // A new term: the master and every storage take a new ttid key (tokens
+  // of earlier ttids are refused by the storages from now on).
+  void NewTtidKey();
   int register_calls() const;
   int begin_calls() const;
+  // Ttids handed out with a Finish answer (FinishRequest.want_next_ttid).
+  int preallocated_ttids() const;
   int open_watch_streams() const;
   // Waits until open_watch_streams() == n (false on timeout).
   bool AwaitOpenWatchStreams(int n, absl::Duration timeout) const;
@@ -304,7 +309,6 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   uint64_t NextTidLocked(uint64_t congruent_to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string cluster_name_;
-  const std::string ttid_key_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   mutable absl::Mutex mu_;
@@ -335,7 +339,9 @@ class FakeMaster final : public ::cellar::v1::Master::Service {
   std::optional<uint64_t> reported_last_tid_ ABSL_GUARDED_BY(mu_);
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
   int register_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string ttid_key_ ABSL_GUARDED_BY(mu_);
   int begin_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int preallocated_ttids_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<::cellar::v1::FinishRequest> finish_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<::cellar::v1::AbortRequest> abort_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<::cellar::v1::ReportUnreachableRequest> unreachable_reports_

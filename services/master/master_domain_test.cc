@@ -29,6 +29,7 @@ namespace {
 
 using common::IsOk;
 using common::StatusIs;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
@@ -812,6 +813,47 @@ TEST_F(MasterDomainTest, DepartedClientHasItsTransactionsAborted) {
   EXPECT_THAT(caller_.aborts(), ElementsAre(ttid));
   EXPECT_EQ(coordinator_->Status(ttid).outcome(), cellar::v1::TRANSACTION_ABORTED);
   EXPECT_THAT(coordinator_->Begin(c1), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A ttid handed out with a Finish answer (FinishRequest.want_next_ttid) is
+// begun like Begin's, but a client holds at most one open at a time (the
+// master's state per client stays bounded), and it ends with the session.
+TEST_F(MasterDomainTest, APreallocatedTtidIsOnePerClientAndEndsWithItsSession) {
+  Init(1);
+  const uint32_t s1 = AddStorage(7200);
+  const uint32_t c1 = AddClient();
+  const uint32_t c2 = AddClient();
+  auto watcher = cluster_->Watch(c1);
+  ASSERT_THAT(watcher, IsOk());
+  EXPECT_EQ(coordinator_->BeginPreallocated(12345), 0u);
+
+  const uint64_t p1 = coordinator_->BeginPreallocated(c1);
+  ASSERT_NE(p1, 0u);
+  // Open (unused or in use): no second one for c1; another client gets its own.
+  EXPECT_EQ(coordinator_->BeginPreallocated(c1), 0u);
+  const uint64_t other = coordinator_->BeginPreallocated(c2);
+  EXPECT_NE(other, 0u);
+  EXPECT_NE(other, p1);
+  // It is an ordinary open transaction of c1 only.
+  EXPECT_EQ(coordinator_->Status(p1).outcome(), cellar::v1::TRANSACTION_ACTIVE);
+  EXPECT_THAT(coordinator_->Finish(c2, p1, Votes(p1, {s1}, {1})),
+              StatusIs(absl::StatusCode::kNotFound));
+  auto tid = coordinator_->Finish(c1, p1, Votes(p1, {s1}, {1}));
+  ASSERT_THAT(tid, IsOk());
+
+  // Finished: the next one is begun after that commit, as a Begin would be.
+  const uint64_t p2 = coordinator_->BeginPreallocated(c1);
+  EXPECT_GT(p2, *tid);
+  ASSERT_THAT(coordinator_->Abort(c1, p2, {s1}), IsOk());
+  const uint64_t p3 = coordinator_->BeginPreallocated(c1);
+  ASSERT_NE(p3, 0u);
+
+  // The session ends: the unused one is aborted like any begun ttid, and
+  // the client's id gets nothing more.
+  cluster_->WatchEnded(c1, *watcher);
+  EXPECT_EQ(coordinator_->Status(p3).outcome(), cellar::v1::TRANSACTION_ABORTED);
+  EXPECT_THAT(caller_.aborts(), Contains(p3));
+  EXPECT_EQ(coordinator_->BeginPreallocated(c1), 0u);
 }
 
 TEST_F(MasterDomainTest, RestartAdoptsHighestTableAndWaitsForEveryReadableNode) {

@@ -240,6 +240,14 @@ grpc::Status MasterService::Finish(grpc::ServerContext* context,
       coordinator_->Finish(request->node_id(), request->ttid(), votes);
   if (!tid.ok()) return ToGrpcStatus(tid.status());
   response->set_tid(*tid);
+  if (request->want_next_ttid()) {
+    // The client's next Begin, answered now (docs/protocol.md,
+    // "Pre-allocated ttids"); none is not an error.
+    if (const uint64_t next = coordinator_->BeginPreallocated(request->node_id()); next != 0) {
+      response->set_next_ttid(next);
+      response->set_next_ttid_token(common::TtidToken(cluster_->ttid_key(), next));
+    }
+  }
   return grpc::Status::OK;
 }
 

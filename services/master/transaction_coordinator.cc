@@ -59,31 +59,50 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Begin(uint32_t node_id,
   if (absl::Status s = cluster_->CheckRunning(); !s.ok()) return s;
   if (absl::Status s = cluster_->CheckClient(node_id); !s.ok()) return s;
   absl::MutexLock l(&mu_);
-  uint64_t ttid;
-  if (requested_tid == 0) {
-    ttid = tids_.NextTtid();
-  } else {
-    // A restore: checked here, under mu_, against the floor every other
-    // Begin and Finish moves.
-    const uint64_t horizon = common::TidFromTime(clock_->Now() + kRestoreHorizon);
-    if (requested_tid > horizon) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tid: ", common::TidHex(requested_tid), " is more than ",
-          absl::FormatDuration(kRestoreHorizon), " ahead of the master's clock (",
-          common::TidHex(horizon), " at most)"));
-    }
-    if (requested_tid <= tids_.last()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "tid: ", common::TidHex(requested_tid), " is not above the last tid handed out ",
-          common::TidHex(tids_.last()),
-          ": a restore must come in increasing tid order, into a cluster with nothing newer"));
-    }
-    ttid = requested_tid;
-    tids_.AdvanceTo(ttid);
+  if (requested_tid == 0) return BeginLocked(node_id);
+  // A restore: checked here, under mu_, against the floor every other
+  // Begin and Finish moves.
+  const uint64_t horizon = common::TidFromTime(clock_->Now() + kRestoreHorizon);
+  if (requested_tid > horizon) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tid: ", common::TidHex(requested_tid), " is more than ",
+        absl::FormatDuration(kRestoreHorizon), " ahead of the master's clock (",
+        common::TidHex(horizon), " at most)"));
   }
-  txns_[ttid] = Txn{node_id, TxnState::kActive, 0, requested_tid != 0};
+  if (requested_tid <= tids_.last()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tid: ", common::TidHex(requested_tid), " is not above the last tid handed out ",
+        common::TidHex(tids_.last()),
+        ": a restore must come in increasing tid order, into a cluster with nothing newer"));
+  }
+  const uint64_t ttid = requested_tid;
+  tids_.AdvanceTo(ttid);
+  txns_[ttid] = Txn{node_id, TxnState::kActive, 0, /*restore=*/true};
   ++stats_.begun;
   ++stats_.active;
+  return ttid;
+}
+
+uint64_t TransactionCoordinator::BeginLocked(uint32_t node_id) {
+  const uint64_t ttid = tids_.NextTtid();
+  txns_[ttid] = Txn{node_id, TxnState::kActive, 0};
+  ++stats_.begun;
+  ++stats_.active;
+  return ttid;
+}
+
+uint64_t TransactionCoordinator::BeginPreallocated(uint32_t node_id) {
+  if (!cluster_->CheckRunning().ok() || !cluster_->CheckClient(node_id).ok()) return 0;
+  absl::MutexLock l(&mu_);
+  auto previous = preallocated_.find(node_id);
+  if (previous != preallocated_.end()) {
+    auto it = txns_.find(previous->second);
+    // Still open (unused, or used by a transaction not finished yet): one
+    // per client, so a client cannot make the master hold more of them.
+    if (it != txns_.end() && it->second.state == TxnState::kActive) return 0;
+  }
+  const uint64_t ttid = BeginLocked(node_id);
+  preallocated_[node_id] = ttid;
   return ttid;
 }
 
@@ -549,6 +568,7 @@ void TransactionCoordinator::AbortClientTransactions(uint32_t node_id) {
         ttids.push_back(ttid);
       }
     }
+    preallocated_.erase(node_id);
     ForgetOldLocked();
   }
   if (ttids.empty()) return;

@@ -116,6 +116,15 @@ class TransactionCoordinator {
   // it: never towards the end of OID space).
   static constexpr uint64_t kMaxRestoredOid = uint64_t{1} << 62;
 
+  // A pre-allocated ttid for client `node_id`, handed out with a Finish
+  // answer (FinishRequest.want_next_ttid) instead of a later Begin: begun
+  // exactly as Begin does, but at most one per client is open at a time.
+  // 0 when none is handed out: not RUNNING, not a registered client, or
+  // the client's previous pre-allocated ttid is still active (neither
+  // finished nor aborted). Like any begun ttid it ends with the client's
+  // session (AbortClientTransactions); docs/protocol.md.
+  uint64_t BeginPreallocated(uint32_t node_id);
+
   // See the class comment. NOT_FOUND (UNKNOWN_TRANSACTION) for a ttid this
   // master does not know or that is not the client's; FAILED_PRECONDITION
   // if it is already finishing/finished/aborted, or for a restore when a
@@ -205,6 +214,8 @@ class TransactionCoordinator {
     // Node -> the oids it stored, for the lockers that could tell.
     absl::flat_hash_map<uint32_t, std::vector<uint64_t>> stored;
   };
+  // Begins a ttid for `node_id` (checks done by the caller).
+  uint64_t BeginLocked(uint32_t node_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   LockRound LockWithRetries(const std::vector<StorageTarget>& targets, uint64_t ttid,
                             uint64_t tid, uint64_t ptid,
                             const std::vector<uint32_t>& partitions,
@@ -275,6 +286,9 @@ class TransactionCoordinator {
   // Transactions being finished, in tid order.
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
+  // Client -> its last pre-allocated ttid (BeginPreallocated); open while
+  // that ttid is kActive. Erased when the client goes away.
+  absl::flat_hash_map<uint32_t, uint64_t> preallocated_ ABSL_GUARDED_BY(mu_);
 
   // The resolver's work: in-doubt ttid -> who reported it, when to try.
   struct Retry {

@@ -341,6 +341,10 @@ TEST_F(FailoverTest, StandbyTakesOverFromACrashedPrimary) {
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr(absl::StrCat("primary is ", masters_[0]->address()))));
 
+  // The client committed through ttids its previous Finish handed out,
+  // and holds one of the old primary's: it must not use it after the
+  // takeover (the storages refuse its token), but Begin with the new one.
+  EXPECT_GT(client_->stats().preallocated_ttids_used, 0u);
   const absl::Time crash = absl::Now();
   elections_[0]->Abandon();
   masters_[0]->Shutdown();

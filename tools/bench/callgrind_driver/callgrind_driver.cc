@@ -20,7 +20,9 @@
 //                  (heartbeats, timers, replication loops) per second,
 //                  which every run also counts for as long as it lasts
 // Outside valgrind the instrumentation macros do nothing: the driver then
-// just runs the loop and prints its wall time.
+// just runs the loop and prints its wall time, and (both ways) the user and
+// system CPU and context switches of the whole process per operation
+// (getrusage; docs/performance.md, "Tenth session").
 //
 // This file and its BUILD.bazel are self-contained (only public targets)
 // so that tools/bench/callgrind can copy them into a worktree of an older
@@ -29,6 +31,7 @@
 // its --secure runs the cluster with TLS, mTLS and tokens (the auth + TLS
 // cost, docs/performance.md); an older tree need not build it.
 
+#include <sys/resource.h>
 #include <unistd.h>
 #include <valgrind/callgrind.h>
 
@@ -271,12 +274,30 @@ absl::Status Run(const std::string& op, int n, int warmup) {
 
     std::cerr << "[callgrind_driver] measured: " << n << " x " << op << std::endl;
     const absl::Time start = absl::Now();
+    struct rusage before {};
+    getrusage(RUSAGE_SELF, &before);
     CALLGRIND_START_INSTRUMENTATION;
     absl::Status loop = absl::OkStatus();
     for (int i = 0; i < n && loop.ok(); ++i) loop = one();
     CALLGRIND_STOP_INSTRUMENTATION;
+    struct rusage after {};
+    getrusage(RUSAGE_SELF, &after);
     const absl::Duration elapsed = absl::Now() - start;
     DRIVER_RETURN_IF_ERROR(loop);
+    // The whole process (every thread: client and servers) during the
+    // loop, per operation: user and system CPU, voluntary context switches
+    // (a thread blocked: futex waits, epoll, I/O) and involuntary ones
+    // (preempted). Meaningful natively; under valgrind the CPU is
+    // valgrind's and its threads are serialised.
+    auto micros = [](const struct timeval& a, const struct timeval& b) {
+      return (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_usec - a.tv_usec);
+    };
+    std::cerr << "[callgrind_driver] per " << op << ": user "
+              << micros(before.ru_utime, after.ru_utime) / n << " us, system "
+              << micros(before.ru_stime, after.ru_stime) / n << " us, voluntary switches "
+              << static_cast<double>(after.ru_nvcsw - before.ru_nvcsw) / n
+              << ", involuntary " << static_cast<double>(after.ru_nivcsw - before.ru_nivcsw) / n
+              << std::endl;
     // tools/bench/callgrind reads the seconds from this line.
     std::cerr << "[callgrind_driver] " << n << " x " << op << " in "
               << absl::ToDoubleSeconds(elapsed) << " s ("
