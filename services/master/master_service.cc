@@ -598,6 +598,7 @@ void VersionToProto(const VersionStatus& v, cellar::v1::VersionInfo* out) {
 // Every field is required (an unset proto field never means "all"), and
 // bounded.
 constexpr size_t kMaxQuarantineString = 1024;
+constexpr size_t kMaxVersionString = 256;  // as a registration's
 
 absl::Status CheckQuarantineRequest(const cellar::v1::QuarantineVersionRequest& r) {
   for (const auto& [field, value] :
@@ -608,14 +609,13 @@ absl::Status CheckQuarantineRequest(const cellar::v1::QuarantineVersionRequest& 
     if (value->empty()) {
       return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
     }
-    if (value->size() > kMaxQuarantineString) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": at most ", kMaxQuarantineString, " bytes"));
+    const size_t max = value == &r.version() ? kMaxVersionString : kMaxQuarantineString;
+    if (value->size() > max) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", max, " bytes"));
     }
   }
   if (r.track() != "stable" && r.track() != "canary" && r.track() != "shadow") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("track: must be stable, canary or shadow, got \"", r.track(), "\""));
+    return absl::InvalidArgumentError("track: must be stable, canary or shadow");
   }
   return absl::OkStatus();
 }

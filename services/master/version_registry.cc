@@ -144,7 +144,8 @@ absl::StatusOr<bool> VersionRegistry::Quarantine(const VersionKey& key, const st
   if (absl::Status s = CheckManual(key, by, reason); !s.ok()) return s;
   auto it = versions_.find(key);
   if (it == versions_.end()) {
-    return absl::NotFoundError(absl::StrCat("no node registered with version ", key.ToString(),
+    return absl::NotFoundError(absl::StrCat("no node registered with version ",
+                                            key.ToString().substr(0, 64),
                                             " since this master became primary"));
   }
   if (it->second.quarantined) return false;
@@ -169,7 +170,8 @@ absl::StatusOr<bool> VersionRegistry::Unquarantine(const VersionKey& key, const 
   if (absl::Status s = CheckManual(key, by, reason); !s.ok()) return s;
   auto it = versions_.find(key);
   if (it == versions_.end()) {
-    return absl::NotFoundError(absl::StrCat("no node registered with version ", key.ToString(),
+    return absl::NotFoundError(absl::StrCat("no node registered with version ",
+                                            key.ToString().substr(0, 64),
                                             " since this master became primary"));
   }
   Entry& entry = it->second;

@@ -394,10 +394,16 @@ class Client:
             if table.num_partitions == 0:
                 return []
             nodes = [n for n in table.readable(table.partition_of(oid)) if self._reachable(n)]
-        if len(nodes) > 1:
-            start = next(self._round_robin) % len(nodes)
-            nodes = nodes[start:] + nodes[:start]
-        return nodes
+            # Nodes of a quarantined version are tried last (docs/rollouts.md).
+            quarantined = [n for n in nodes if self._nodes[n].quarantined]
+            nodes = [n for n in nodes if not self._nodes[n].quarantined]
+        groups = []
+        for group in (nodes, quarantined):
+            if len(group) > 1:
+                start = next(self._round_robin) % len(group)
+                group = group[start:] + group[:start]
+            groups.extend(group)
+        return groups
 
     # ------------------------------------------------------------------
     # Session and the Watch stream (background thread).
