@@ -14,7 +14,9 @@ protos/cellar/v1:
   decreases. ``load`` reads at it.
 * Reads go to a readable cell (UP_TO_DATE, FEEDING) of partition(oid) on
   a reachable storage, rotating over replicas; a checksum mismatch,
-  UNAVAILABLE or DEADLINE_EXCEEDED moves on to the next replica.
+  UNAVAILABLE or DEADLINE_EXCEEDED moves on to the next replica. Storages
+  of a quarantined version (``NodeInfo.quarantined``, docs/rollouts.md)
+  come after every other replica.
 * A storage that does not answer (DEADLINE_EXCEEDED, or UNAVAILABLE from
   the transport) is reported to the master (``Master.ReportUnreachable``),
   asynchronously and at most once per ``report_unreachable_interval``
