@@ -120,19 +120,25 @@ bool ClusterView::Reachable(const NodeInfo& node) const {
 
 std::vector<uint32_t> ClusterView::ReadNodesFor(uint64_t oid) const {
   std::vector<uint32_t> out;
+  // Nodes of a quarantined version: tried last (docs/rollouts.md).
+  std::vector<uint32_t> quarantined;
   {
     absl::MutexLock lock(&mu_);
     if (table_->num_partitions() == 0) return out;
     for (uint32_t node_id : table_->ReadableNodes(table_->PartitionOf(oid))) {
       auto it = nodes_.find(node_id);
-      if (it != nodes_.end() && Reachable(it->second)) out.push_back(node_id);
+      if (it == nodes_.end() || !Reachable(it->second)) continue;
+      (it->second.quarantined() ? quarantined : out).push_back(node_id);
     }
   }
-  if (out.size() > 1) {
-    const size_t start = round_robin_.fetch_add(1, std::memory_order_relaxed) %
-                         out.size();
-    std::rotate(out.begin(), out.begin() + start, out.end());
+  for (std::vector<uint32_t>* group : {&out, &quarantined}) {
+    if (group->size() > 1) {
+      const size_t start = round_robin_.fetch_add(1, std::memory_order_relaxed) %
+                           group->size();
+      std::rotate(group->begin(), group->begin() + start, group->end());
+    }
   }
+  out.insert(out.end(), quarantined.begin(), quarantined.end());
   return out;
 }
 

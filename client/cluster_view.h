@@ -9,7 +9,9 @@
 // Routing rules:
 //   - reads go to readable cells (UP_TO_DATE, FEEDING) on storage nodes
 //     that have an address and are not DOWN/UNKNOWN, rotated round-robin
-//     so that load spreads over replicas;
+//     so that load spreads over replicas; nodes of a quarantined version
+//     (NodeInfo.quarantined) come after all the others, so they serve a
+//     read only when no other replica is readable or answers;
 //   - writes go to every writable cell (UP_TO_DATE, OUT_OF_DATE, FEEDING),
 //     whatever the node's state: a node that cannot be reached simply does
 //     not vote, and the master decides (semantics.md, commit rule 8).
@@ -73,7 +75,7 @@ class ClusterView {
 
   // Storage nodes to read `oid` from (readable cells of partition(oid) on
   // reachable nodes), in the order to try them: the start rotates on each
-  // call.
+  // call; quarantined nodes last.
   std::vector<uint32_t> ReadNodesFor(uint64_t oid) const;
   // Storage nodes with role STORAGE, state RUNNING and an address.
   std::vector<uint32_t> RunningStorageNodes() const;

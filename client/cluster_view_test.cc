@@ -88,6 +88,22 @@ TEST(ClusterViewTest, DownNodesAreNotRead) {
   EXPECT_THAT(view.RunningStorageNodes(), ElementsAre(1u));
 }
 
+TEST(ClusterViewTest, QuarantinedNodesAreReadLast) {
+  ClusterView view;
+  ASSERT_THAT(view.Reset(TwoNodeSnapshot()), IsOk());
+  ::cellar::v1::NodeInfo node;
+  ASSERT_TRUE(view.GetNode(1, &node));
+  node.set_quarantined(true);
+  view.UpdateNode(node);
+  // Whatever the rotation, the other replica comes first...
+  for (int i = 0; i < 4; ++i) EXPECT_THAT(view.ReadNodesFor(5), ElementsAre(2u, 1u));
+  // ...and the quarantined one still serves when it is the only one.
+  ASSERT_TRUE(view.GetNode(2, &node));
+  node.set_state(::cellar::v1::NODE_DOWN);
+  view.UpdateNode(node);
+  EXPECT_THAT(view.ReadNodesFor(5), ElementsAre(1u));
+}
+
 // A factory that counts the stubs (channels) it makes, per address.
 class CountingFactory {
  public:

@@ -36,6 +36,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
                                        server->alerts_.get(), clock, options.admin.monitor);
   server->service_ = std::make_unique<AdminService>(server->clusters_.get(),
                                                     server->alerts_.get(), clock);
+  server->service_->set_authenticator(options.auth.authenticator.get());
   if (options.auth.authenticator != nullptr) {
     // The admin accepts the tokens of its default cluster's table.
     ClusterClients* clients = server->clusters_.get();

@@ -16,6 +16,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/server_auth.h"
 #include "services/common/storage_sizes.h"
 
 namespace cellar::admin {
@@ -1002,6 +1003,57 @@ grpc::Status AdminService::DeleteFeatureFlag(
       ActionTimeout(clusters_->rpc_timeout()));
   if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "DeleteFeatureFlag"));
   return grpc::Status::OK;
+}
+
+// ---- Version registry and quarantine: checked here, forwarded to the master.
+
+grpc::Status AdminService::ListVersions(grpc::ServerContext*,
+                                        const cellar::v1::AdminListVersionsRequest* request,
+                                        cellar::v1::ListVersionsResponse* response) {
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(), [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->ListVersions(context, cellar::v1::ListVersionsRequest(), response);
+      });
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "ListVersions"));
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ForwardQuarantine(
+    const grpc::ServerContext& context, const cellar::v1::AdminQuarantineVersionRequest& request,
+    bool quarantine, cellar::v1::QuarantineVersionResponse* response) {
+  if (request.version().empty()) {
+    return Invalid("version: required (the version, from ListVersions)");
+  }
+  if (request.track().empty()) return Invalid("track: required (stable, canary or shadow)");
+  if (request.reason().empty()) return Invalid("reason: required (why, for the history)");
+  cellar::v1::QuarantineVersionRequest req;
+  req.set_version(request.version());
+  req.set_track(request.track());
+  req.set_reason(request.reason());
+  const std::string principal = common::CallerPrincipal(context, authenticator_);
+  req.set_by(principal.empty() ? "operator (auth off)" : principal);
+  const char* what = quarantine ? "QuarantineVersion" : "UnquarantineVersion";
+  absl::Status s = clusters_->CallMaster(
+      request.cluster(),
+      [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* client_context) {
+        return quarantine ? stub->QuarantineVersion(client_context, req, response)
+                          : stub->UnquarantineVersion(client_context, req, response);
+      },
+      ActionTimeout(clusters_->rpc_timeout()));
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, what));
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::QuarantineVersion(
+    grpc::ServerContext* context, const cellar::v1::AdminQuarantineVersionRequest* request,
+    cellar::v1::QuarantineVersionResponse* response) {
+  return ForwardQuarantine(*context, *request, /*quarantine=*/true, response);
+}
+
+grpc::Status AdminService::UnquarantineVersion(
+    grpc::ServerContext* context, const cellar::v1::AdminQuarantineVersionRequest* request,
+    cellar::v1::QuarantineVersionResponse* response) {
+  return ForwardQuarantine(*context, *request, /*quarantine=*/false, response);
 }
 
 }  // namespace cellar::admin

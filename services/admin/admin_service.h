@@ -19,6 +19,7 @@
 #include "protos/cellar/v1/admin.grpc.pb.h"
 #include "services/admin/alert_index.h"
 #include "services/admin/cluster_clients.h"
+#include "services/common/authenticator.h"
 #include "services/common/clock.h"
 
 namespace cellar::admin {
@@ -122,6 +123,21 @@ class AdminService final : public cellar::v1::Admin::Service {
                                  cellar::v1::DeleteFeatureFlagResponse* response) override;
   // Called after CreateToken or RevokeToken changed the table (the admin
   // then adopts it at once). Set before serving. Default none.
+  // ---- Version registry and quarantine (forwarded to the master) ----
+  grpc::Status ListVersions(grpc::ServerContext* context,
+                            const cellar::v1::AdminListVersionsRequest* request,
+                            cellar::v1::ListVersionsResponse* response) override;
+  grpc::Status QuarantineVersion(grpc::ServerContext* context,
+                                 const cellar::v1::AdminQuarantineVersionRequest* request,
+                                 cellar::v1::QuarantineVersionResponse* response) override;
+  grpc::Status UnquarantineVersion(grpc::ServerContext* context,
+                                   const cellar::v1::AdminQuarantineVersionRequest* request,
+                                   cellar::v1::QuarantineVersionResponse* response) override;
+  // Identifies callers for the quarantine history (their principal). Not
+  // owned; null (default) when auth is off. Set before serving.
+  void set_authenticator(const common::Authenticator* authenticator) {
+    authenticator_ = authenticator;
+  }
   void set_on_tokens_changed(std::function<void()> callback) {
     on_tokens_changed_ = std::move(callback);
   }
@@ -136,6 +152,11 @@ class AdminService final : public cellar::v1::Admin::Service {
   AlertIndex* const alerts_;
   const common::Clock* const clock_;
   std::function<void()> on_tokens_changed_;
+  const common::Authenticator* authenticator_ = nullptr;
+  // Quarantine and Unquarantine: checked here, then forwarded.
+  grpc::Status ForwardQuarantine(const grpc::ServerContext& context,
+                                 const cellar::v1::AdminQuarantineVersionRequest& request,
+                                 bool quarantine, cellar::v1::QuarantineVersionResponse* response);
 };
 
 }  // namespace cellar::admin

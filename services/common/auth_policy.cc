@@ -61,6 +61,9 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Master/SetFeatureFlag", kAdmin | kNode},
       {"/cellar.v1.Master/ListFeatureFlags", kReadonly | kNode},
       {"/cellar.v1.Master/DeleteFeatureFlag", kAdmin | kNode},
+      {"/cellar.v1.Master/ListVersions", kReadonly | kNode},
+      {"/cellar.v1.Master/QuarantineVersion", kAdmin | kNode},
+      {"/cellar.v1.Master/UnquarantineVersion", kAdmin | kNode},
       // ---- cellar.v1.Storage
       {"/cellar.v1.Storage/Store", kClient},
       {"/cellar.v1.Storage/Vote", kClient},
@@ -118,6 +121,9 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Admin/SetFeatureFlag", kAdmin},
       {"/cellar.v1.Admin/ListFeatureFlags", kReadonly},
       {"/cellar.v1.Admin/DeleteFeatureFlag", kAdmin},
+      {"/cellar.v1.Admin/ListVersions", kReadonly},
+      {"/cellar.v1.Admin/QuarantineVersion", kAdmin},
+      {"/cellar.v1.Admin/UnquarantineVersion", kAdmin},
   };
   return *kTable;
 }

@@ -14,7 +14,13 @@ void MetricsBuilder::Add(const std::string& name, const std::string& help,
     family = &families_.back();
   }
   prometheus::ClientMetric metric;
-  for (const auto& [k, v] : const_labels_) metric.label.push_back({k, v});
+  for (const auto& [k, v] : const_labels_) {
+    // A sample's own label of the same name wins (e.g. the version of the
+    // nodes a master counts, not the master's).
+    bool own = false;
+    for (const auto& label : labels) own = own || label.first == k;
+    if (!own) metric.label.push_back({k, v});
+  }
   for (const auto& [k, v] : labels) metric.label.push_back({k, v});
   if (type == prometheus::MetricType::Counter) {
     metric.counter.value = value;

@@ -42,7 +42,8 @@ class MetricsBuilder {
 class CallbackCollector final : public prometheus::Collectable {
  public:
   using Callback = std::function<void(MetricsBuilder&)>;
-  // `const_labels` (e.g. version, track) go on every sample.
+  // `const_labels` (e.g. version, track) go on every sample that has no
+  // label of the same name itself.
   CallbackCollector(MetricLabels const_labels, Callback callback)
       : const_labels_(std::move(const_labels)), callback_(std::move(callback)) {}
   std::vector<prometheus::MetricFamily> Collect() const override;

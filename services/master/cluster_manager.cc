@@ -58,6 +58,11 @@ ClusterManager::ClusterManager(ClusterOptions options, const common::Clock* cloc
     : options_(WithTtidKey(std::move(options))),
       clock_(clock),
       hub_(hub),
+      versions_(clock, options_.quarantine, VersionKey{options_.version, options_.track},
+                [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                  mu_.AssertHeld();  // the registry is only called under mu_
+                  return ReadableVersionsLocked();
+                }),
       epoch_(options_.epoch) {}
 
 uint64_t ClusterManager::epoch() const {
@@ -226,6 +231,12 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
     node.info.set_label(request.label());
     node.info.set_registered_unix_ms(absl::ToUnixMillis(clock_->Now()));
     node.info.set_state(cellar::v1::NODE_RUNNING);
+    {
+      const VersionKey key{request.version(), track};
+      const bool quarantined_now = versions_.NodeRegistered(id, key);
+      node.info.set_quarantined(versions_.IsQuarantined(key));
+      if (quarantined_now) RefreshQuarantineLocked(key);
+    }
 
     if (kind == NodeKind::kStorage) {
       node.voted_ttids.assign(request.voted_ttids().begin(),
@@ -346,7 +357,7 @@ void ClusterManager::WatchEnded(uint32_t node_id,
     if (kind == NodeKind::kStorage) {
       // A stream the node replaced (it registered again) says nothing.
       if (it->second.subscriber != sub) return;
-      NodesLostLocked({node_id}, "its watch stream ended");
+      NodesLostLocked({node_id}, "its watch stream ended", DownCause::kStreamEnded);
     } else {
       ForgetNodeLocked(it);
       client_gone = kind == NodeKind::kClient;
@@ -490,7 +501,7 @@ void ClusterManager::RefreshStorageStatesLocked() {
 }
 
 void ClusterManager::NodesLostLocked(const std::vector<uint32_t>& ids,
-                                     const std::string& why) {
+                                     const std::string& why, DownCause cause) {
   std::vector<uint32_t> lost;
   for (uint32_t id : ids) {
     auto it = nodes_.find(id);
@@ -506,6 +517,12 @@ void ClusterManager::NodesLostLocked(const std::vector<uint32_t>& ids,
     CELLAR_LOG(WARNING) << common::NodeName(id) << " is gone: " << why;
   }
   if (lost.empty()) return;
+  for (uint32_t id : lost) {
+    VersionKey key;
+    if (versions_.NodeDown(id, cause) && versions_.KeyOf(id, &key)) {
+      RefreshQuarantineLocked(key);
+    }
+  }
   for (uint32_t id : lost) PublishNodeLocked(nodes_[id]);
   if (state_ != cellar::v1::CLUSTER_RUNNING) return;
   cellar::v1::PartitionTableDelta delta;
@@ -647,8 +664,10 @@ void ClusterManager::ExpireSilentNodes() {
       ++it;
     }
     if (!silent.empty()) {
-      NodesLostLocked(silent, absl::StrCat("no heartbeat for more than ",
-                                           absl::FormatDuration(options_.heartbeat_timeout)));
+      NodesLostLocked(silent,
+                      absl::StrCat("no heartbeat for more than ",
+                                   absl::FormatDuration(options_.heartbeat_timeout)),
+                      DownCause::kMissedHeartbeats);
     }
   }
   if (on_client_gone_) {
@@ -657,6 +676,7 @@ void ClusterManager::ExpireSilentNodes() {
 }
 
 ClusterManager::NodeMap::iterator ClusterManager::ForgetNodeLocked(NodeMap::iterator it) {
+  versions_.NodeForgotten(it->first);
   it->second.info.set_state(cellar::v1::NODE_DOWN);
   PublishNodeLocked(it->second);
   return nodes_.erase(it);
@@ -702,7 +722,7 @@ bool ClusterManager::ProbeFailed(uint32_t node_id, uint64_t generation,
       it->second.last_heartbeat > probe_started) {
     return false;
   }
-  NodesLostLocked({node_id}, why);
+  NodesLostLocked({node_id}, why, DownCause::kUnreachable);
   return true;
 }
 
@@ -902,8 +922,10 @@ std::vector<uint32_t> ClusterManager::LockFailed(
     if (missed && !held) unheld.push_back(p);
   }
   PublishDeltaLocked(&delta);
-  NodesLostLocked(failed, absl::StrCat("it could not lock tid ", common::TidHex(tid),
-                                       " that other storages locked"));
+  NodesLostLocked(failed,
+                  absl::StrCat("it could not lock tid ", common::TidHex(tid),
+                               " that other storages locked"),
+                  DownCause::kLockFailed);
   return unheld;
 }
 
@@ -1404,6 +1426,7 @@ absl::StatusOr<PtChangeResult> ClusterManager::ChangePartitionTable(
       it->second.info.set_state(cellar::v1::NODE_UNKNOWN);
       PublishNodeLocked(it->second);
       if (it->second.subscriber != nullptr) hub_->Close(node_ids[0]);
+      versions_.NodeForgotten(node_ids[0]);
       nodes_.erase(it);
     }
     CELLAR_LOG(INFO) << common::NodeName(node_ids[0])
@@ -1424,6 +1447,7 @@ std::vector<StorageNode> ClusterManager::PlannerNodesLocked() const {
     // RefreshStorageStatesLocked keeps it RUNNING/PENDING/DOWN.
     n.state = node.info.state();
     n.label = node.info.label();
+    n.quarantined = node.info.quarantined();
     nodes.push_back(std::move(n));
     listed.insert(id);
   }
@@ -1513,7 +1537,7 @@ absl::StatusOr<KilledNode> ClusterManager::KillNode(uint32_t node_id) {
     }
     const NodeKind kind = common::NodeKindOf(node_id);
     if (kind == NodeKind::kStorage) {
-      NodesLostLocked({node_id}, "killed by an operator");
+      NodesLostLocked({node_id}, "killed by an operator", DownCause::kOperator);
       killed.target = {node_id, it->second.info.address()};
       killed.node = it->second.info;
     } else {
@@ -1523,12 +1547,63 @@ absl::StatusOr<KilledNode> ClusterManager::KillNode(uint32_t node_id) {
       PublishNodeLocked(it->second);
       if (it->second.subscriber != nullptr) hub_->Close(node_id);
       killed.node = it->second.info;
+      versions_.NodeForgotten(node_id);
       nodes_.erase(it);
       client_gone = kind == NodeKind::kClient;
     }
   }
   if (client_gone && on_client_gone_) on_client_gone_(node_id);
   return killed;
+}
+
+// ---- Version registry and quarantine ----
+
+std::set<VersionKey> ClusterManager::ReadableVersionsLocked() const {
+  std::set<VersionKey> out;
+  for (uint32_t p = 0; p < pt_.num_partitions(); ++p) {
+    for (const common::PtCell& cell : pt_.Row(p)) {
+      if (!common::IsReadable(cell.state)) continue;
+      auto it = nodes_.find(cell.node_id);
+      if (it == nodes_.end()) continue;  // never registered in this term: unknown
+      out.insert({it->second.info.version(), it->second.info.track()});
+    }
+  }
+  return out;
+}
+
+void ClusterManager::RefreshQuarantineLocked(const VersionKey& key) {
+  const bool quarantined = versions_.IsQuarantined(key);
+  for (auto& [id, node] : nodes_) {
+    if (node.info.version() != key.version || node.info.track() != key.track ||
+        node.info.quarantined() == quarantined) {
+      continue;
+    }
+    node.info.set_quarantined(quarantined);
+    if (common::NodeKindOf(id) == NodeKind::kStorage) PublishNodeLocked(node);
+  }
+}
+
+ClusterManager::Versions ClusterManager::ListVersions() const {
+  absl::MutexLock l(&mu_);
+  return {versions_.List(), versions_.History()};
+}
+
+absl::StatusOr<bool> ClusterManager::QuarantineVersion(const VersionKey& key,
+                                                       const std::string& by,
+                                                       const std::string& reason) {
+  absl::MutexLock l(&mu_);
+  absl::StatusOr<bool> changed = versions_.Quarantine(key, by, reason);
+  if (changed.ok() && *changed) RefreshQuarantineLocked(key);
+  return changed;
+}
+
+absl::StatusOr<bool> ClusterManager::UnquarantineVersion(const VersionKey& key,
+                                                         const std::string& by,
+                                                         const std::string& reason) {
+  absl::MutexLock l(&mu_);
+  absl::StatusOr<bool> changed = versions_.Unquarantine(key, by, reason);
+  if (changed.ok() && *changed) RefreshQuarantineLocked(key);
+  return changed;
 }
 
 // ---- Replica repair and truncate ----

@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +66,7 @@
 #include "services/master/storage_caller.h"
 #include "services/master/flag_registry.h"
 #include "services/master/token_registry.h"
+#include "services/master/version_registry.h"
 
 namespace cellar::master {
 
@@ -93,8 +95,12 @@ struct ClusterOptions {
   bool epoch_is_durable = false;
   // The master's own node id (M1). Default MakeNodeId(kMaster, 1).
   uint32_t master_node_id = 0x01000001;
-  // Software version/track of this master (for NodeInfo).
+  // Software version/track of this master (for NodeInfo; the version
+  // registry never quarantines it).
   std::string version = "0.1.0";
+  std::string track = "stable";
+  // When health signals quarantine a version (version_registry.h).
+  QuarantineThresholds quarantine;
   // A connected storage that sends no Heartbeat (nor registers) for this
   // long is treated as gone. Zero disables the check. Default 10 s.
   absl::Duration heartbeat_timeout = absl::Seconds(10);
@@ -433,6 +439,22 @@ class ClusterManager {
   // FAILED_PRECONDITION for the master itself.
   absl::StatusOr<KilledNode> KillNode(uint32_t node_id);
 
+  // ---- Version registry and quarantine (docs/rollouts.md) ----
+
+  // Every (version, track) seen in this term, with the decision history.
+  struct Versions {
+    std::vector<VersionStatus> versions;
+    std::vector<VersionDecision> history;
+  };
+  Versions ListVersions() const;
+  // VersionRegistry::Quarantine / Unquarantine; the nodes of the version
+  // are published again with NodeInfo.quarantined changed.
+  absl::StatusOr<bool> QuarantineVersion(const VersionKey& key, const std::string& by,
+                                         const std::string& reason);
+  absl::StatusOr<bool> UnquarantineVersion(const VersionKey& key, const std::string& by,
+                                           const std::string& reason);
+  const QuarantineThresholds& quarantine_thresholds() const { return options_.quarantine; }
+
   // ---- Replica repair and truncate (operator actions, docs/operations.md) ----
 
   // Repairs `node_id`'s cell of `partition` from `source_node_id`: one
@@ -519,9 +541,15 @@ class ClusterManager {
   void Verify();
   void RefreshStorageStatesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks `ids` gone (DOWN, stream closed) and, when RUNNING, their cells
-  // as in the class comment; may go back to RECOVERING.
-  void NodesLostLocked(const std::vector<uint32_t>& ids, const std::string& why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // as in the class comment; may go back to RECOVERING. `cause` feeds the
+  // version registry's health signals.
+  void NodesLostLocked(const std::vector<uint32_t>& ids, const std::string& why,
+                       DownCause cause) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets NodeInfo.quarantined on every node of `key` as the version
+  // registry says and publishes the storages that changed.
+  void RefreshQuarantineLocked(const VersionKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The versions of the storages holding a readable cell (any partition).
+  std::set<VersionKey> ReadableVersionsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Readable cells of nodes that are not connected become OUT_OF_DATE
   // where another readable cell of the partition is on a connected node.
   // Adds the changes to `delta`.
@@ -614,6 +642,8 @@ class ClusterManager {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // HoldPartitions: tid -> partitions whose cells may not become UP_TO_DATE.
   absl::btree_map<uint64_t, std::vector<uint32_t>> holds_ ABSL_GUARDED_BY(mu_);
+  // Only used under mu_ (its callback reads pt_ and nodes_).
+  VersionRegistry versions_ ABSL_GUARDED_BY(mu_);
   // The term's epoch (epoch()); fixed once `epoch_fixed_`.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_);
   bool epoch_fixed_ ABSL_GUARDED_BY(mu_) = false;

@@ -31,6 +31,7 @@
 #include "services/master/k8s_lease.h"
 #include "services/master/master_server.h"
 #include "services/master/pg_lease.h"
+#include "services/master/version_registry.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7100", "gRPC listen address (host:port)");
 ABSL_FLAG(std::string, advertise, "",
@@ -54,6 +55,16 @@ ABSL_FLAG(std::string, initial_feature_flags, "",
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(10),
           "A storage silent (no Heartbeat) for longer is treated as gone: DOWN, its cells "
           "OUT_OF_DATE (storages send one every --heartbeat_interval, 2 s); 0 disables");
+ABSL_FLAG(uint32_t, version_quarantine_restarts, 3,
+          "Quarantine a (version, track) once one of its nodes registered again this many "
+          "times within --version_quarantine_window (a crash loop); 0 = never "
+          "(docs/rollouts.md)");
+ABSL_FLAG(uint32_t, version_quarantine_downs, 5,
+          "Quarantine a (version, track) once this many of its storages were taken down "
+          "(missed heartbeats, failed probes or locks) within --version_quarantine_window; "
+          "0 = never");
+ABSL_FLAG(absl::Duration, version_quarantine_window, absl::Minutes(10),
+          "Sliding window of the version quarantine signals; must be positive");
 ABSL_FLAG(absl::Duration, unreachable_probe_interval, absl::Seconds(1),
           "A storage reported unreachable by a client (Master.ReportUnreachable) is probed "
           "by the master at most once per this interval (reports in between are coalesced); "
@@ -154,6 +165,15 @@ int main(int argc, char** argv) {
   options.cluster.num_replicas = absl::GetFlag(FLAGS_replicas);
   options.cluster.autostart = absl::GetFlag(FLAGS_autostart);
   options.cluster.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
+  options.cluster.quarantine.restarts = absl::GetFlag(FLAGS_version_quarantine_restarts);
+  options.cluster.quarantine.downs = absl::GetFlag(FLAGS_version_quarantine_downs);
+  options.cluster.quarantine.window = absl::GetFlag(FLAGS_version_quarantine_window);
+  if (absl::Status s = cellar::master::VersionRegistry::ValidateThresholds(
+          options.cluster.quarantine);
+      !s.ok()) {
+    std::cerr << "cellar-master: --version_quarantine_window: " << s.message() << "\n";
+    return 2;
+  }
   options.unreachable.interval = absl::GetFlag(FLAGS_unreachable_probe_interval);
   options.unreachable.timeout = absl::GetFlag(FLAGS_unreachable_probe_timeout);
   if (options.unreachable.interval < absl::ZeroDuration() ||

@@ -50,6 +50,30 @@ void AddUnreachableMetrics(common::MetricsBuilder& m, const UnreachableStats& st
             absl::ToDoubleSeconds(stats.probe_time));
 }
 
+// The version registry (docs/rollouts.md): connected nodes per version,
+// track and role, and which versions are quarantined (alert
+// CellarVersionQuarantined). The samples' own version/track labels name
+// the nodes' version, not this master's.
+void AddVersionMetrics(common::MetricsBuilder& m, const ClusterManager::Versions& versions) {
+  static const std::pair<common::NodeKind, const char*> kRoles[] = {
+      {common::NodeKind::kStorage, "storage"},
+      {common::NodeKind::kClient, "client"},
+      {common::NodeKind::kAdmin, "admin"}};
+  for (const VersionStatus& v : versions.versions) {
+    for (const auto& [kind, role] : kRoles) {
+      auto it = v.nodes.find(kind);
+      m.Gauge("cellar_version_nodes",
+              "Connected nodes registered with this version and track, by role.",
+              {{"version", v.key.version}, {"track", v.key.track}, {"role", role}},
+              it == v.nodes.end() ? 0 : it->second);
+    }
+    m.Gauge("cellar_version_quarantined",
+            "1 while this version and track is quarantined (no new cells; reads prefer "
+            "other replicas).",
+            {{"version", v.key.version}, {"track", v.key.track}}, v.quarantined ? 1 : 0);
+  }
+}
+
 void AddClusterMetrics(common::MetricsBuilder& m, ClusterManager* cluster,
                        TransactionCoordinator* coordinator) {
   const cellar::v1::GetClusterInfoResponse info = cluster->Info();
@@ -151,6 +175,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   MasterServer* s = server.get();
   s->options_ = options;
   s->options_.cluster.version = options.version;
+  s->options_.cluster.track = options.track;
   absl::StatusOr<common::ChannelSecurity> node_channel =
       common::MakeChannelSecurity(options.auth.node_bearer, options.auth.tls_client);
   if (!node_channel.ok()) return node_channel.status();
@@ -220,6 +245,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
         if (shared->primary && shared->term != nullptr) {
           AddClusterMetrics(m, shared->term->cluster.get(), shared->term->coordinator.get());
           AddFeatureFlagMetrics(m, shared->term->cluster->FeatureFlags(), clock->Now());
+          AddVersionMetrics(m, shared->term->cluster->ListVersions());
           AddUnreachableMetrics(m, shared->term->prober->stats());
         }
       });

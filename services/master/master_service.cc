@@ -580,4 +580,106 @@ grpc::Status MasterService::DeleteFeatureFlag(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
+// ---- Version registry and quarantine ----
+
+namespace {
+
+void VersionToProto(const VersionStatus& v, cellar::v1::VersionInfo* out) {
+  out->set_version(v.key.version);
+  out->set_track(v.key.track);
+  auto count = [&](common::NodeKind kind) {
+    auto it = v.nodes.find(kind);
+    return it == v.nodes.end() ? 0u : it->second;
+  };
+  out->set_storages(count(common::NodeKind::kStorage));
+  out->set_clients(count(common::NodeKind::kClient));
+  out->set_admins(count(common::NodeKind::kAdmin));
+  for (uint32_t id : v.node_ids) out->add_node_ids(id);
+  out->set_restarts(v.restarts);
+  out->set_worst_node_restarts(v.worst_node_restarts);
+  out->set_downs(v.downs);
+  out->set_quarantined(v.quarantined);
+  if (v.quarantined) {
+    out->set_reason(v.reason);
+    out->set_quarantined_by(v.by);
+    out->set_quarantined_unix_ms(absl::ToUnixMillis(v.since));
+  }
+}
+
+// Every field is required (an unset proto field never means "all"), and
+// bounded.
+constexpr size_t kMaxQuarantineString = 1024;
+constexpr size_t kMaxVersionString = 256;  // as a registration's
+
+absl::Status CheckQuarantineRequest(const cellar::v1::QuarantineVersionRequest& r) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"version", &r.version()},
+        {"track", &r.track()},
+        {"reason", &r.reason()},
+        {"by", &r.by()}}) {
+    if (value->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+    }
+    const size_t max = value == &r.version() ? kMaxVersionString : kMaxQuarantineString;
+    if (value->size() > max) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", max, " bytes"));
+    }
+  }
+  if (r.track() != "stable" && r.track() != "canary" && r.track() != "shadow") {
+    return absl::InvalidArgumentError("track: must be stable, canary or shadow");
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status ChangeQuarantine(
+    ClusterManager* cluster, const cellar::v1::QuarantineVersionRequest& request,
+    cellar::v1::QuarantineVersionResponse* response,
+    absl::StatusOr<bool> (ClusterManager::*change)(const VersionKey&, const std::string&,
+                                                   const std::string&)) {
+  if (absl::Status s = CheckQuarantineRequest(request); !s.ok()) return ToGrpcStatus(s);
+  const VersionKey key{request.version(), request.track()};
+  absl::StatusOr<bool> changed = (cluster->*change)(key, request.by(), request.reason());
+  if (!changed.ok()) return ToGrpcStatus(changed.status());
+  response->set_changed(*changed);
+  for (const VersionStatus& v : cluster->ListVersions().versions) {
+    if (v.key == key) VersionToProto(v, response->mutable_version());
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status MasterService::ListVersions(grpc::ServerContext* /*context*/,
+                                         const cellar::v1::ListVersionsRequest* /*request*/,
+                                         cellar::v1::ListVersionsResponse* response) {
+  const ClusterManager::Versions versions = cluster_->ListVersions();
+  for (const VersionStatus& v : versions.versions) VersionToProto(v, response->add_versions());
+  for (const VersionDecision& d : versions.history) {
+    cellar::v1::VersionDecisionRecord* r = response->add_history();
+    r->set_unix_ms(absl::ToUnixMillis(d.at));
+    r->set_version(d.key.version);
+    r->set_track(d.key.track);
+    r->set_action(ActionName(d.action));
+    r->set_by(d.by);
+    r->set_reason(d.reason);
+  }
+  const QuarantineThresholds& t = cluster_->quarantine_thresholds();
+  response->set_quarantine_restarts(t.restarts);
+  response->set_quarantine_downs(t.downs);
+  response->set_quarantine_window_ms(absl::ToInt64Milliseconds(t.window));
+  return grpc::Status::OK;
+}
+
+grpc::Status MasterService::QuarantineVersion(
+    grpc::ServerContext* /*context*/, const cellar::v1::QuarantineVersionRequest* request,
+    cellar::v1::QuarantineVersionResponse* response) {
+  return ChangeQuarantine(cluster_, *request, response, &ClusterManager::QuarantineVersion);
+}
+
+grpc::Status MasterService::UnquarantineVersion(
+    grpc::ServerContext* /*context*/, const cellar::v1::QuarantineVersionRequest* request,
+    cellar::v1::QuarantineVersionResponse* response) {
+  return ChangeQuarantine(cluster_, *request, response, &ClusterManager::UnquarantineVersion);
+}
+
 }  // namespace cellar::master

@@ -166,6 +166,17 @@ class MasterService final : public cellar::v1::Master::Service {
                                  const cellar::v1::DeleteFeatureFlagRequest* request,
                                  cellar::v1::DeleteFeatureFlagResponse* response) override;
 
+  // ---- Version registry and quarantine (ClusterManager does the work) ----
+  grpc::Status ListVersions(grpc::ServerContext* context,
+                            const cellar::v1::ListVersionsRequest* request,
+                            cellar::v1::ListVersionsResponse* response) override;
+  grpc::Status QuarantineVersion(grpc::ServerContext* context,
+                                 const cellar::v1::QuarantineVersionRequest* request,
+                                 cellar::v1::QuarantineVersionResponse* response) override;
+  grpc::Status UnquarantineVersion(grpc::ServerContext* context,
+                                   const cellar::v1::QuarantineVersionRequest* request,
+                                   cellar::v1::QuarantineVersionResponse* response) override;
+
  private:
   ReplicaChecker* checker_ = nullptr;
   Truncator* truncator_ = nullptr;

@@ -291,6 +291,24 @@ grpc::Status PrimaryGate::DeleteFeatureFlag(grpc::ServerContext* context,
   CELLAR_GATED(DeleteFeatureFlag(context, request, response));
 }
 
+grpc::Status PrimaryGate::ListVersions(grpc::ServerContext* context,
+                                       const cellar::v1::ListVersionsRequest* request,
+                                       cellar::v1::ListVersionsResponse* response) {
+  CELLAR_GATED(ListVersions(context, request, response));
+}
+
+grpc::Status PrimaryGate::QuarantineVersion(grpc::ServerContext* context,
+                                            const cellar::v1::QuarantineVersionRequest* request,
+                                            cellar::v1::QuarantineVersionResponse* response) {
+  CELLAR_GATED(QuarantineVersion(context, request, response));
+}
+
+grpc::Status PrimaryGate::UnquarantineVersion(
+    grpc::ServerContext* context, const cellar::v1::QuarantineVersionRequest* request,
+    cellar::v1::QuarantineVersionResponse* response) {
+  CELLAR_GATED(UnquarantineVersion(context, request, response));
+}
+
 #undef CELLAR_GATED
 
 }  // namespace cellar::master

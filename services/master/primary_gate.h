@@ -143,6 +143,15 @@ class PrimaryGate final : public cellar::v1::Master::Service {
   grpc::Status DeleteFeatureFlag(grpc::ServerContext* context,
                                  const cellar::v1::DeleteFeatureFlagRequest* request,
                                  cellar::v1::DeleteFeatureFlagResponse* response) override;
+  grpc::Status ListVersions(grpc::ServerContext* context,
+                            const cellar::v1::ListVersionsRequest* request,
+                            cellar::v1::ListVersionsResponse* response) override;
+  grpc::Status QuarantineVersion(grpc::ServerContext* context,
+                                 const cellar::v1::QuarantineVersionRequest* request,
+                                 cellar::v1::QuarantineVersionResponse* response) override;
+  grpc::Status UnquarantineVersion(grpc::ServerContext* context,
+                                   const cellar::v1::QuarantineVersionRequest* request,
+                                   cellar::v1::QuarantineVersionResponse* response) override;
 
  private:
   class Call;

@@ -69,8 +69,9 @@ struct NodeEntry {
   // The same, interned: equal ids mean the same zone, zone/host,
   // zone/host/device; -1 = unknown.
   int zone = -1, host = -1, device = -1;
-  // May receive cells (RUNNING, or being added).
+  // May receive cells (RUNNING and not quarantined, or being added).
   bool eligible = false;
+  bool quarantined = false;
 };
 
 absl::Status ParseLabel(uint32_t node_id, const std::string& label, std::vector<std::string>* out) {
@@ -123,7 +124,8 @@ absl::StatusOr<NodeMap> Validate(const PartitionTable& pt, const std::vector<Sto
     }
     NodeEntry entry;
     entry.state = node.state;
-    entry.eligible = node.state == NODE_RUNNING;
+    entry.eligible = node.state == NODE_RUNNING && !node.quarantined;
+    entry.quarantined = node.quarantined;
     CELLAR_RETURN_IF_ERROR(ParseLabel(node.node_id, node.label, &entry.domain));
     map.emplace(node.node_id, std::move(entry));
   }
@@ -785,6 +787,11 @@ absl::StatusOr<Plan> PtPlanner::Add(const common::PartitionTable& pt,
       return absl::FailedPreconditionError(
           absl::StrCat(Name(id), " is ", NodeStateName(it->second.state),
                        ": only a PENDING (or RUNNING) storage node can be added"));
+    }
+    if (it->second.quarantined) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          Name(id), " runs a quarantined version: it gets no new cells (unquarantine the "
+          "version first: docs/rollouts.md)"));
     }
     it->second.eligible = true;
     names.push_back(Name(id));

@@ -24,6 +24,8 @@
 //    whose replicas still share a failure domain;
 //  - balance comes first: domains are spread within the freedom balance
 //    leaves (a single move to a node with fewer cells, or a swap);
+//  - quarantined nodes (a quarantined version) keep their cells and get
+//    no new cell;
 //  - cells on DOWN/PENDING nodes never move and such nodes get no new cell
 //    (Drop removes a dead node; an extra cell there may be discarded when
 //    a partition has more than R+1); partitions with no readable cell at
@@ -56,6 +58,10 @@ struct StorageNode {
   // ("z1", "z1/h2"); "" = unknown (shares no domain with anyone).
   // Default "".
   std::string label;
+  // Runs a quarantined version (docs/rollouts.md): keeps its cells (they
+  // count as replicas and stay readable) but gets no new one, from any
+  // plan; Add refuses it. Default false.
+  bool quarantined = false;
 };
 
 // One cell's new state (CELL_DISCARDED removes the cell).
@@ -147,7 +153,8 @@ class PtPlanner {
 
   // Tweak with the PENDING nodes `node_ids` included (RUNNING ones are
   // accepted and change nothing). INVALID_ARGUMENT if a node is unknown or
-  // the list is empty; FAILED_PRECONDITION if one is DOWN/UNKNOWN.
+  // the list is empty; FAILED_PRECONDITION if one is DOWN/UNKNOWN or
+  // quarantined.
   absl::StatusOr<Plan> Add(const common::PartitionTable& pt, const std::vector<StorageNode>& nodes,
                            const std::vector<uint32_t>& node_ids,
                            const PlanOptions& options = {}) const;

@@ -378,6 +378,31 @@ TEST(PtPlannerTest, DownAndPendingNodesKeepTheirCellsAndGetNone) {
   EXPECT_TRUE(plan->empty()) << plan->ToString();
 }
 
+TEST(PtPlannerTest, QuarantinedNodesKeepTheirCellsAndGetNone) {
+  // A running node without cells would get its share (test above)...
+  std::vector<StorageNode> nodes = Running(1, 4);
+  nodes[3].quarantined = true;
+  const PartitionTable pt = Balanced(12, 1, {1, 2, 3});
+  auto plan = kPlanner.Tweak(pt, nodes);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_TRUE(plan->empty()) << plan->ToString();
+  // ...and more replicas go to the other nodes only, the quarantined one
+  // keeping the cells it has.
+  const PartitionTable held = Balanced(12, 1, {1, 2, 3, 4});
+  auto more = kPlanner.SetReplicas(held, nodes, 2);
+  ASSERT_THAT(more, IsOk());
+  const PartitionTable after = Apply(held, *more);
+  EXPECT_EQ(Loads(after, {4})[4], Loads(held, {4})[4]);
+  for (const PlannedChange& c : more->changes) {
+    if (c.node_id == 4) ADD_FAILURE() << "the quarantined node changed: " << more->ToString();
+  }
+  // Add refuses a quarantined node.
+  std::vector<StorageNode> pending = Running(1, 3);
+  pending.push_back({4, NODE_PENDING, "", /*quarantined=*/true});
+  EXPECT_THAT(kPlanner.Add(pt, pending, {4}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("quarantined")));
+}
+
 TEST(PtPlannerTest, TweakRevivesAFeedingCellInsteadOfCopying) {
   // Partition 0 lost its replacement cell: S1 is FEEDING, S2 UP_TO_DATE.
   const PartitionTable pt = Table(

@@ -94,6 +94,8 @@ const std::set<std::string>& EmptyMustBeInvalid() {
       "/cellar.v1.Master/ReportUnreachable",
       "/cellar.v1.Admin/DeleteFeatureFlag",  "/cellar.v1.Storage/Pack",
       "/cellar.v1.Master/Pack",              "/cellar.v1.Admin/Pack",
+      "/cellar.v1.Master/QuarantineVersion", "/cellar.v1.Master/UnquarantineVersion",
+      "/cellar.v1.Admin/QuarantineVersion",  "/cellar.v1.Admin/UnquarantineVersion",
   };
   return *paths;
 }

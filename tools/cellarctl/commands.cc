@@ -569,6 +569,13 @@ feature flags (docs/rollouts.md):
                                   keep the stored ones
   flags delete NAME               delete a flag (nodes use their default)
 
+versions and quarantine (docs/rollouts.md):
+  versions list                   every version/track: nodes, signals, quarantine, history
+  versions quarantine VERSION --track T --reason R
+                                  quarantine a version (no new cells; reads prefer others)
+  versions unquarantine VERSION --track T --reason R
+                                  lift it (its signals are forgotten)
+
 global flags (anywhere on the line):
   --master=HOST:PORT[,...]  master addresses, tried in order (127.0.0.1:7100)
   --cluster=NAME            cluster name (cellar)
@@ -1837,6 +1844,123 @@ absl::Status RunFlags(const GlobalOptions& global, const std::vector<std::string
   return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
 }
 
+// ---- Version registry and quarantine (docs/rollouts.md).
+
+std::string VersionJson(const ::cellar::v1::VersionInfo& v) {
+  std::vector<std::string> ids;
+  for (uint32_t id : v.node_ids()) ids.push_back(JsonString(common::NodeName(id)));
+  JsonObject o;
+  o.Str("version", v.version())
+      .Str("track", v.track())
+      .Num("storages", v.storages())
+      .Num("clients", v.clients())
+      .Num("admins", v.admins())
+      .Raw("nodes", JsonArray(ids))
+      .Num("restarts", v.restarts())
+      .Num("worst_node_restarts", v.worst_node_restarts())
+      .Num("downs", v.downs())
+      .Bool("quarantined", v.quarantined());
+  if (v.quarantined()) {
+    o.Str("reason", v.reason())
+        .Str("by", v.quarantined_by())
+        .Str("since", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                                       absl::FromUnixMillis(v.quarantined_unix_ms()),
+                                       absl::UTCTimeZone()));
+  }
+  return o.Build();
+}
+
+absl::Status RunVersions(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                         Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args,
+                          ParseCommandArgs(raw_args, {"track", "reason"}, {}));
+  static constexpr absl::string_view kUsage =
+      "versions list | versions quarantine VERSION --track T --reason R | "
+      "versions unquarantine VERSION --track T --reason R";
+  if (args.positional.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+  }
+  const std::string& verb = args.positional[0];
+  if (verb == "list") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
+    ::cellar::v1::ListVersionsResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::ListVersions,
+                                     ::cellar::v1::AdminListVersionsRequest(), &response));
+    if (global.json) {
+      std::vector<std::string> items, history;
+      for (const auto& v : response.versions()) items.push_back(VersionJson(v));
+      for (const auto& d : response.history()) {
+        history.push_back(JsonObject()
+                              .Str("time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                                                            absl::FromUnixMillis(d.unix_ms()),
+                                                            absl::UTCTimeZone()))
+                              .Str("version", d.version())
+                              .Str("track", d.track())
+                              .Str("action", d.action())
+                              .Str("by", d.by())
+                              .Str("reason", d.reason())
+                              .Build());
+      }
+      io.out << JsonObject()
+                    .Raw("versions", JsonArray(items))
+                    .Raw("history", JsonArray(history))
+                    .Num("quarantine_restarts", response.quarantine_restarts())
+                    .Num("quarantine_downs", response.quarantine_downs())
+                    .Num("quarantine_window_ms", response.quarantine_window_ms())
+                    .Build()
+             << "\n";
+      return absl::OkStatus();
+    }
+    io.out << absl::StrFormat("%-16s  %-7s  %8s  %7s  %6s  %8s  %5s  %-11s  %s\n", "VERSION",
+                              "TRACK", "STORAGES", "CLIENTS", "ADMINS", "RESTARTS", "DOWNS",
+                              "QUARANTINED", "REASON");
+    for (const auto& v : response.versions()) {
+      io.out << absl::StrFormat("%-16s  %-7s  %8d  %7d  %6d  %8d  %5d  %-11s  %s\n",
+                                v.version(), v.track(), v.storages(), v.clients(), v.admins(),
+                                v.restarts(), v.downs(), v.quarantined() ? "yes" : "no",
+                                v.quarantined() ? v.reason() + " (" + v.quarantined_by() + ")"
+                                                : "");
+    }
+    for (const auto& d : response.history()) {
+      io.out << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(d.unix_ms()),
+                                 absl::UTCTimeZone())
+             << "  " << d.action() << " " << d.version() << "/" << d.track() << " by " << d.by()
+             << ": " << d.reason() << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (verb == "quarantine" || verb == "unquarantine") {
+    CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 2, kUsage));
+    if (!args.values.count("track") || !args.values.count("reason")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("versions ", verb, ": --track and --reason are required; usage: cellarctl ",
+                       kUsage));
+    }
+    ::cellar::v1::AdminQuarantineVersionRequest request;
+    request.set_version(args.positional[1]);
+    request.set_track(args.values["track"]);
+    request.set_reason(args.values["reason"]);
+    ::cellar::v1::QuarantineVersionResponse response;
+    CELLAR_RETURN_IF_ERROR(CallAdmin(
+        global,
+        verb == "quarantine" ? &AdminStub::QuarantineVersion : &AdminStub::UnquarantineVersion,
+        request, &response));
+    if (global.json) {
+      io.out << JsonObject()
+                    .Bool("changed", response.changed())
+                    .Raw("version", VersionJson(response.version()))
+                    .Build()
+             << "\n";
+    } else {
+      io.out << "version " << request.version() << "/" << request.track() << " "
+             << (response.version().quarantined() ? "quarantined" : "not quarantined")
+             << (response.changed() ? "" : " (unchanged)") << "\n";
+    }
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+}
+
 absl::Status RunHealth(const GlobalOptions& global,
                        const std::vector<std::string>& args, Io io) {
   CELLAR_ASSIGN_OR_RETURN(CommandArgs parsed, ParseCommandArgs(args, {"service"}, {}));
@@ -1925,6 +2049,8 @@ int Run(const CommandLine& command_line, Io io) {
     status = RunToken(global, args, io);
   } else if (command == "flags") {
     status = RunFlags(global, args, io);
+  } else if (command == "versions") {
+    status = RunVersions(global, args, io);
   } else {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown command '", command, "' (cellarctl help lists them)"));

@@ -519,6 +519,44 @@ class FakeAdmin final : public ::cellar::v1::Admin::Service {
     resp->mutable_info()->set_revoked(true);
     return Record("RevokeToken", *req);
   }
+  grpc::Status ListVersions(grpc::ServerContext*, const ::cellar::v1::AdminListVersionsRequest* req,
+                            ::cellar::v1::ListVersionsResponse* resp) override {
+    ::cellar::v1::VersionInfo* v = resp->add_versions();
+    v->set_version("0.2.0");
+    v->set_track("canary");
+    v->set_storages(1);
+    v->add_node_ids(4);
+    v->set_restarts(3);
+    v->set_quarantined(true);
+    v->set_reason("a node restarted 3 times");
+    v->set_quarantined_by("auto");
+    v->set_quarantined_unix_ms(1800000000000);
+    ::cellar::v1::VersionDecisionRecord* d = resp->add_history();
+    d->set_unix_ms(1800000000000);
+    d->set_version("0.2.0");
+    d->set_track("canary");
+    d->set_action("quarantine");
+    d->set_by("auto");
+    d->set_reason("a node restarted 3 times");
+    resp->set_quarantine_restarts(3);
+    return Record("ListVersions", *req);
+  }
+  grpc::Status QuarantineVersion(grpc::ServerContext*,
+                                 const ::cellar::v1::AdminQuarantineVersionRequest* req,
+                                 ::cellar::v1::QuarantineVersionResponse* resp) override {
+    resp->set_changed(true);
+    resp->mutable_version()->set_version(req->version());
+    resp->mutable_version()->set_track(req->track());
+    resp->mutable_version()->set_quarantined(true);
+    return Record("QuarantineVersion", *req);
+  }
+  grpc::Status UnquarantineVersion(grpc::ServerContext*,
+                                   const ::cellar::v1::AdminQuarantineVersionRequest* req,
+                                   ::cellar::v1::QuarantineVersionResponse* resp) override {
+    resp->mutable_version()->set_version(req->version());
+    resp->mutable_version()->set_track(req->track());
+    return Record("UnquarantineVersion", *req);
+  }
 
  private:
   grpc::Status Record(const std::string& name, const google::protobuf::Message& req) {
@@ -951,6 +989,41 @@ TEST_F(ActionsTest, TokenCreateListRevokeThroughTheAdmin) {
   EXPECT_THAT(revoked.out, HasSubstr("revoked"));
   EXPECT_EQ(Ctl({"token", "revoke"}).code, kExitUsage);
   EXPECT_EQ(Ctl({"token", "frobnicate"}).code, kExitUsage);
+}
+
+TEST_F(ActionsTest, VersionsListQuarantineUnquarantine) {
+  Result listed = Ctl({"versions", "list"});
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("0.2.0"));
+  EXPECT_THAT(listed.out, HasSubstr("yes          a node restarted 3 times (auto)"));
+  EXPECT_THAT(listed.out, HasSubstr("quarantine 0.2.0/canary by auto"));
+  Result json = Ctl({"--json", "versions", "list"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  const auto doc = ParseJson(json.out);
+  EXPECT_EQ(Field(doc, "quarantine_restarts").number_value(), 3);
+  EXPECT_THAT(json.out, HasSubstr("\"nodes\":[\"S4\"]"));
+  EXPECT_THAT(json.out, HasSubstr("\"by\":\"auto\""));
+
+  Result q = Ctl({"versions", "quarantine", "0.2.0", "--track", "canary", "--reason", "bad"});
+  ASSERT_EQ(q.code, 0) << q.err;
+  auto req = admin_.request<::cellar::v1::AdminQuarantineVersionRequest>();
+  EXPECT_EQ(admin_.last(), "QuarantineVersion");
+  EXPECT_EQ(req.version(), "0.2.0");
+  EXPECT_EQ(req.track(), "canary");
+  EXPECT_EQ(req.reason(), "bad");
+  EXPECT_THAT(q.out, HasSubstr("version 0.2.0/canary quarantined"));
+  Result u = Ctl({"--json", "versions", "unquarantine", "0.2.0", "--track", "canary",
+                  "--reason", "fixed"});
+  ASSERT_EQ(u.code, 0) << u.err;
+  EXPECT_EQ(admin_.last(), "UnquarantineVersion");
+  EXPECT_THAT(u.out, HasSubstr("\"changed\":false"));
+  // Track and reason are never defaulted.
+  const int calls = admin_.calls();
+  EXPECT_EQ(Ctl({"versions", "quarantine", "0.2.0", "--reason", "x"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"versions", "quarantine", "0.2.0", "--track", "canary"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"versions", "quarantine"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"versions"}).code, kExitUsage);
+  EXPECT_EQ(admin_.calls(), calls);
 }
 
 TEST_F(CommandsTest, PartitionTablePerRow) {

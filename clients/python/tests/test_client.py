@@ -495,6 +495,29 @@ def test_a_deleted_object_is_not_found(client):
 
 
 
+def test_reads_try_replicas_of_a_quarantined_version_last(fresh_cluster):
+    c = cellar.Client(fresh_cluster.master, rpc_timeout=2)
+    try:
+        oid = c.new_oid()
+        with c.transaction() as t:
+            t.store(oid, 0, b"payload")
+        nodes = c._read_nodes(oid)
+        assert len(nodes) == 2
+        quarantined = nodes[0]
+        with c._cond:
+            c._nodes[quarantined].quarantined = True  # as a Watch node event sets it
+        other = [n for n in nodes if n != quarantined][0]
+        for _ in range(4):
+            assert c._read_nodes(oid) == [other, quarantined]
+        # The only reachable replica left: still read.
+        with c._cond:
+            c._nodes[other].state = common_pb2.NODE_DOWN
+        assert c._read_nodes(oid) == [quarantined]
+        assert c.load(oid).data == b"payload"
+    finally:
+        c.close()
+
+
 def test_an_unreachable_replica_is_reported_once_and_the_master_keeps_it_if_it_answers(
         fresh_cluster):
     c = cellar.Client(fresh_cluster.master, rpc_timeout=2, report_unreachable_interval=3600)

@@ -14,7 +14,9 @@ protos/cellar/v1:
   decreases. ``load`` reads at it.
 * Reads go to a readable cell (UP_TO_DATE, FEEDING) of partition(oid) on
   a reachable storage, rotating over replicas; a checksum mismatch,
-  UNAVAILABLE or DEADLINE_EXCEEDED moves on to the next replica.
+  UNAVAILABLE or DEADLINE_EXCEEDED moves on to the next replica. Storages
+  of a quarantined version (``NodeInfo.quarantined``, docs/rollouts.md)
+  come after every other replica.
 * A storage that does not answer (DEADLINE_EXCEEDED, or UNAVAILABLE from
   the transport) is reported to the master (``Master.ReportUnreachable``),
   asynchronously and at most once per ``report_unreachable_interval``
@@ -394,10 +396,16 @@ class Client:
             if table.num_partitions == 0:
                 return []
             nodes = [n for n in table.readable(table.partition_of(oid)) if self._reachable(n)]
-        if len(nodes) > 1:
-            start = next(self._round_robin) % len(nodes)
-            nodes = nodes[start:] + nodes[:start]
-        return nodes
+            # Nodes of a quarantined version are tried last (docs/rollouts.md).
+            quarantined = [n for n in nodes if self._nodes[n].quarantined]
+            nodes = [n for n in nodes if not self._nodes[n].quarantined]
+        groups = []
+        for group in (nodes, quarantined):
+            if len(group) > 1:
+                start = next(self._round_robin) % len(group)
+                group = group[start:] + group[:start]
+            groups.extend(group)
+        return groups
 
     # ------------------------------------------------------------------
     # Session and the Watch stream (background thread).
