@@ -76,6 +76,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/History", kReader | kNode},
       {"/cellar.v1.Storage/LastTransactions", kReader | kNode},
       {"/cellar.v1.Storage/GetTransaction", kReader | kNode},
+      {"/cellar.v1.Storage/ScanTransactions", kReader | kNode},
       // Sizes, no data: also for monitoring with a readonly token.
       {"/cellar.v1.Storage/GetPartitionStats", kReader | kReadonly | kNode},
       {"/cellar.v1.Storage/GetNodeStatus", kReadonly | kNode},

@@ -83,7 +83,8 @@ TEST(AuthPolicyTest, ReaderMayReadObjectsButNeverWrite) {
                   "/cellar.v1.Master/GetClusterInfo", "/cellar.v1.Master/ReportUnreachable",
                   "/cellar.v1.Storage/Load", "/cellar.v1.Storage/LoadMany",
                   "/cellar.v1.Storage/History", "/cellar.v1.Storage/LastTransactions",
-                  "/cellar.v1.Storage/GetTransaction", "/cellar.v1.Storage/GetPartitionStats"));
+                  "/cellar.v1.Storage/GetTransaction", "/cellar.v1.Storage/ScanTransactions",
+                  "/cellar.v1.Storage/GetPartitionStats"));
   // The client may do all of that, and commit.
   const std::set<std::string> client = CallableBy(Role::kClient);
   for (const std::string& path : CallableBy(Role::kReader)) {
@@ -105,7 +106,8 @@ TEST(AuthPolicyTest, ReadonlyAndAdminReadNoObjectData) {
   for (const char* path :
        {"/cellar.v1.Master/RegisterNode", "/cellar.v1.Master/Watch", "/cellar.v1.Storage/Load",
         "/cellar.v1.Storage/LoadMany", "/cellar.v1.Storage/History",
-        "/cellar.v1.Storage/LastTransactions", "/cellar.v1.Storage/GetTransaction"}) {
+        "/cellar.v1.Storage/LastTransactions", "/cellar.v1.Storage/GetTransaction",
+        "/cellar.v1.Storage/ScanTransactions"}) {
     EXPECT_FALSE(HasRole(Role::kReadonly, MethodRoles().at(path))) << path;
     EXPECT_FALSE(HasRole(Role::kAdmin, MethodRoles().at(path))) << path;
   }

@@ -123,6 +123,11 @@ absl::StatusOr<BackendStats> InstrumentedBackend::GetStats() {
   return Count(backend_->GetStats());
 }
 
+absl::StatusOr<std::vector<TransactionRecord>> InstrumentedBackend::ScanTransactions(
+    uint64_t min_tid, uint64_t max_tid, uint32_t limit) {
+  return Count(backend_->ScanTransactions(min_tid, max_tid, limit));
+}
+
 absl::StatusOr<std::optional<TransactionRecord>> InstrumentedBackend::GetTransaction(
     uint64_t tid) {
   return Count(backend_->GetTransaction(tid));

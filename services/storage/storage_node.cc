@@ -962,6 +962,41 @@ absl::StatusOr<TransactionRecord> StorageNode::GetTransaction(uint64_t tid) {
                                       ", readable on node ", NodeName(view.node_id()), ")"));
 }
 
+absl::StatusOr<TransactionPage> StorageNode::ScanTransactions(
+    const std::vector<uint32_t>& partitions, uint64_t min_tid, uint64_t max_tid,
+    uint32_t limit) {
+  NoteClientActivity();
+  CELLAR_ASSIGN_OR_RETURN(CellView view, View());
+  std::vector<bool> asked(view.num_partitions(), false);
+  for (uint32_t p : partitions) {
+    if (p >= view.num_partitions()) {
+      return absl::InvalidArgumentError(absl::StrCat("partitions: ", p, " is out of range (",
+                                                     view.num_partitions(), " partitions)"));
+    }
+    if (!view.Readable(p)) {
+      return ErrorWithReason(absl::StatusCode::kUnavailable, common::kReasonNotReadable,
+                             view.NoCellMessage("readable", p));
+    }
+    asked[p] = true;
+  }
+  CELLAR_ASSIGN_OR_RETURN(std::vector<TransactionRecord> scanned,
+                          backend_->ScanTransactions(min_tid, max_tid, limit));
+  // A cell dropped while the page was read may have lost records of it.
+  for (uint32_t p : partitions) {
+    CELLAR_RETURN_IF_ERROR(DroppedCellError(p, /*readable=*/true, "transaction scan"));
+  }
+  TransactionPage page;
+  if (scanned.size() >= limit && !scanned.empty() && scanned.back().tid < max_tid) {
+    page.next_min_tid = scanned.back().tid + 1;
+  }
+  for (TransactionRecord& t : scanned) {
+    if (t.partition < asked.size() && asked[t.partition]) {
+      page.transactions.push_back(std::move(t));
+    }
+  }
+  return page;
+}
+
 absl::StatusOr<NodeCellStats> StorageNode::CellStatsNow() {
   CELLAR_ASSIGN_OR_RETURN(CellView view, View());
   CELLAR_ASSIGN_OR_RETURN(std::vector<PartitionStats> stats, backend_->GetPartitionStats());

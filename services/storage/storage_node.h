@@ -141,6 +141,14 @@ struct CellStats {
   uint64_t bytes = 0;
 };
 
+// One page of ScanTransactions.
+struct TransactionPage {
+  // Ascending tid.
+  std::vector<TransactionRecord> transactions;
+  // Where the next page starts, 0 when the range is done.
+  uint64_t next_min_tid = 0;
+};
+
 // The cells of this node in one partition table, ascending partition.
 struct NodeCellStats {
   uint64_t ptid = 0;
@@ -351,6 +359,14 @@ class StorageNode {
   // node holds it; NOT_FOUND (NO_SUCH_TRANSACTION) otherwise (the record
   // lives in partition(ttid): another storage may hold it).
   absl::StatusOr<TransactionRecord> GetTransaction(uint64_t tid);
+  // The committed records of `partitions` (INVALID_ARGUMENT if one is out
+  // of range; each must be readable here, UNAVAILABLE NOT_READABLE
+  // otherwise) with min_tid <= tid <= max_tid, ascending. Reads at most
+  // `limit` records of this node, whatever their partition, so a page may
+  // hold fewer and not be the last (next_min_tid).
+  absl::StatusOr<TransactionPage> ScanTransactions(const std::vector<uint32_t>& partitions,
+                                                   uint64_t min_tid, uint64_t max_tid,
+                                                   uint32_t limit);
   // Counts of every cell this node is assigned in its partition table (0
   // for a cell holding nothing yet). UNAVAILABLE without a table.
   absl::StatusOr<NodeCellStats> CellStatsNow();

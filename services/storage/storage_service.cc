@@ -323,6 +323,38 @@ grpc::Status StorageService::GetTransaction(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
+grpc::Status StorageService::ScanTransactions(
+    grpc::ServerContext* /*context*/, const ::cellar::v1::ScanTransactionsRequest* request,
+    ::cellar::v1::ScanTransactionsResponse* response) {
+  if (request->partitions().empty()) {
+    return Invalid("partitions: at least one (the partitions whose records to list)");
+  }
+  if (request->partitions_size() > static_cast<int>(common::kMaxPartitions)) {
+    return Invalid(absl::StrCat("partitions: at most ", common::kMaxPartitions, ", got ",
+                                request->partitions_size()));
+  }
+  if (BadTid(request->max_tid(), true)) return Invalid(TidRule("max_tid", true));
+  if (request->min_tid() > request->max_tid()) {
+    return Invalid(absl::StrCat("min_tid: must be at most max_tid (", request->max_tid(),
+                                "), got ", request->min_tid()));
+  }
+  if (request->limit() > kMaxScanTransactionsLimit) {
+    return Invalid(absl::StrCat("limit: at most ", kMaxScanTransactionsLimit, ", got ",
+                                request->limit()));
+  }
+  const uint32_t limit =
+      request->limit() == 0 ? kDefaultScanTransactionsLimit : request->limit();
+  auto page = node_->ScanTransactions(
+      std::vector<uint32_t>(request->partitions().begin(), request->partitions().end()),
+      request->min_tid(), request->max_tid(), limit);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  for (const TransactionRecord& t : page->transactions) {
+    ToProto(t, response->add_transactions());
+  }
+  response->set_next_min_tid(page->next_min_tid);
+  return grpc::Status::OK;
+}
+
 grpc::Status StorageService::GetPartitionStats(
     grpc::ServerContext* /*context*/, const ::cellar::v1::GetPartitionStatsRequest* /*request*/,
     ::cellar::v1::GetPartitionStatsResponse* response) {

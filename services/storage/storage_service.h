@@ -50,6 +50,8 @@ inline constexpr uint32_t kMaxHistoryLimit = 1000;
 inline constexpr uint32_t kDefaultHistoryLimit = 100;
 inline constexpr uint32_t kMaxLastTransactionsLimit = 1000;
 inline constexpr uint32_t kDefaultLastTransactionsLimit = 10;
+inline constexpr uint32_t kMaxScanTransactionsLimit = 1000;
+inline constexpr uint32_t kDefaultScanTransactionsLimit = 100;
 inline constexpr uint32_t kMaxReplicateRecords = 10000;
 inline constexpr uint32_t kDefaultReplicateRecords = 1000;
 inline constexpr uint64_t kMaxReplicateBytes = 32 << 20;
@@ -87,6 +89,9 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status LastTransactions(grpc::ServerContext* context,
                                 const ::cellar::v1::LastTransactionsRequest* request,
                                 ::cellar::v1::LastTransactionsResponse* response) override;
+  grpc::Status ScanTransactions(grpc::ServerContext* context,
+                                const ::cellar::v1::ScanTransactionsRequest* request,
+                                ::cellar::v1::ScanTransactionsResponse* response) override;
   grpc::Status GetTransaction(grpc::ServerContext* context,
                               const ::cellar::v1::GetTransactionRequest* request,
                               ::cellar::v1::GetTransactionResponse* response) override;

@@ -47,6 +47,8 @@ using ::cellar::common::StatusIs;
 using ::cellar::storage::testing::FakeMaster;
 using ::cellar::storage::testing::MemoryBackend;
 using ::testing::HasSubstr;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
 namespace v1 = ::cellar::v1;
 
 constexpr uint32_t kS1 = 1;  // the first storage id the fake master assigns
@@ -728,6 +730,70 @@ TEST_F(StorageServiceTest, GetTransactionByTid) {
     EXPECT_THAT(Call(&v1::Storage::Stub::GetTransaction, request),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tid")));
   }
+}
+
+TEST_F(StorageServiceTest, ScanTransactionsPagesTheAskedPartitionsInTidOrder) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  Commit(1000, 1004, {Obj(1, 0, "one")});     // record in partition 0
+  Commit(1001, 1005, {Obj(2, 0, "two")});     // partition 1
+  Commit(1002, 1006, {Obj(6, 0, "six")});     // partition 2
+  Commit(2000, 2004, {Obj(1, 1004, "uno")});  // partition 0
+  Commit(2001, 2005, {Obj(2, 1005, "dos")});  // partition 1
+  auto scan = [&](std::vector<uint32_t> partitions, uint64_t min_tid, uint64_t max_tid,
+                  uint32_t limit, v1::ScanTransactionsResponse* out) {
+    v1::ScanTransactionsRequest request;
+    for (uint32_t p : partitions) request.add_partitions(p);
+    request.set_min_tid(min_tid);
+    request.set_max_tid(max_tid);
+    request.set_limit(limit);
+    out->Clear();
+    return Call(&v1::Storage::Stub::ScanTransactions, request, out);
+  };
+  auto tids = [](const v1::ScanTransactionsResponse& r) {
+    std::vector<uint64_t> out;
+    for (const v1::TransactionInfo& t : r.transactions()) out.push_back(t.tid());
+    return out;
+  };
+  v1::ScanTransactionsResponse page;
+  ASSERT_THAT(scan({0, 1, 2}, 0, common::kMaxTid, 0, &page), IsOk());
+  EXPECT_THAT(tids(page), ElementsAre(1004, 1005, 1006, 2004, 2005));
+  EXPECT_EQ(page.next_min_tid(), 0u);
+  EXPECT_EQ(page.transactions(1).ttid(), 1001u);
+  EXPECT_EQ(page.transactions(1).user(), "alice");
+  EXPECT_EQ(page.transactions(1).description(), "a test");
+  EXPECT_EQ(page.transactions(1).size_bytes(), 10010u);
+  // Pages of 2 records read: the other partitions' records are skipped but
+  // counted, so a page may be short and not the last.
+  ASSERT_THAT(scan({0, 2}, 0, common::kMaxTid, 2, &page), IsOk());
+  EXPECT_THAT(tids(page), ElementsAre(1004));
+  EXPECT_EQ(page.next_min_tid(), 1006u);
+  ASSERT_THAT(scan({0, 2}, 1006, common::kMaxTid, 2, &page), IsOk());
+  EXPECT_THAT(tids(page), ElementsAre(1006, 2004));
+  EXPECT_EQ(page.next_min_tid(), 2005u);
+  ASSERT_THAT(scan({2, 0, 2}, 2005, common::kMaxTid, 2, &page), IsOk());
+  EXPECT_THAT(tids(page), IsEmpty());
+  EXPECT_EQ(page.next_min_tid(), 0u);
+  // max_tid is inclusive, and a full page ending on it is the last.
+  ASSERT_THAT(scan({0, 1, 2}, 1006, 2004, 2, &page), IsOk());
+  EXPECT_THAT(tids(page), ElementsAre(1006, 2004));
+  EXPECT_EQ(page.next_min_tid(), 0u);
+
+  // Partition 3 is S2's: ask a storage that has it.
+  absl::Status s = scan({0, 3}, 0, common::kMaxTid, 10, &page);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("partition 3")));
+  EXPECT_EQ(ErrorReason(s), "NOT_READABLE");
+  EXPECT_THAT(scan({4}, 0, common::kMaxTid, 10, &page),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("partitions")));
+  EXPECT_THAT(scan({}, 0, common::kMaxTid, 10, &page),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("partitions")));
+  EXPECT_THAT(scan({0}, 0, 0, 10, &page),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_tid")));
+  EXPECT_THAT(scan({0}, 0, common::kMaxTid + 1, 10, &page),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_tid")));
+  EXPECT_THAT(scan({0}, 2005, 2004, 10, &page),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("min_tid")));
+  EXPECT_THAT(scan({0}, 0, common::kMaxTid, 1001, &page),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("limit")));
 }
 
 TEST_F(StorageServiceTest, ADeletedObjectLoadsAsNotFound) {

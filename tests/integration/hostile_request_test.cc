@@ -205,6 +205,15 @@ std::string BaseRequest(const std::string& path) {
     request.set_role(cellar::v1::NODE_ROLE_CLIENT);
     return request.SerializeAsString();
   }
+  if (path == "/cellar.v1.Storage/ScanTransactions") {
+    // A valid page (of partition 0; a storage without a readable cell of
+    // it says UNAVAILABLE): then a huge limit, min_tid above max_tid, a
+    // partition out of range must each be refused.
+    cellar::v1::ScanTransactionsRequest request;
+    request.add_partitions(0);
+    request.set_max_tid(1);
+    return request.SerializeAsString();
+  }
   return "";
 }
 

@@ -455,6 +455,47 @@ def test_transaction_record_by_tid(client):
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_iter_transactions_lists_every_transaction_once_in_tid_order(client):
+    oid = client.new_oid()
+    serial = 0
+    tids = []
+    for i in range(30):
+        with client.transaction(user=b"u%d" % i) as t:
+            t.store(oid, serial, b"v%d" % i)
+        serial = t.tid
+        tids.append(t.tid)
+    everything = [r.tid for r in reversed(client.last_transactions(1000))]
+    assert everything[-30:] == tids
+    # Pages of 2 records per storage: the merge across the 3 storages
+    # (each partition read from one of its 2 readable cells) keeps tid
+    # order and lists each transaction once.
+    listed = list(client.iter_transactions(page=2))
+    assert [r.tid for r in listed] == everything
+    assert [r.user for r in listed[-30:]] == [b"u%d" % i for i in range(30)]
+    assert all(r.oids == (oid,) and not r.packed for r in listed[-30:])
+    # Both ends included; a stop past the snapshot stops at the snapshot.
+    assert [r.tid for r in client.iter_transactions(tids[3], tids[7], page=3)] == tids[3:8]
+    assert [r.tid for r in client.iter_transactions(tids[-1], cellar.MAX_TID)] == tids[-1:]
+    assert list(client.iter_transactions(tids[7], tids[3])) == []
+
+
+def test_iter_transactions_reads_a_failed_storages_partitions_elsewhere(client, monkeypatch):
+    with client.transaction() as t:
+        t.store(client.new_oid(), 0, b"x")
+    want = [r.tid for r in client.iter_transactions()]
+    storages = client._running_storages()
+    real = client._storage_stub
+    # One storage fails every call: its partitions are read from the other
+    # replicas (every partition has two readable cells).
+    monkeypatch.setattr(client, "_storage_stub",
+                        lambda n: None if n == storages[0] else real(n))
+    assert [r.tid for r in client.iter_transactions(page=1)] == want
+    # No storage answers: unavailable, not a short listing.
+    monkeypatch.setattr(client, "_storage_stub", lambda n: None)
+    with pytest.raises(cellar.UnavailableError):
+        list(client.iter_transactions())
+
+
 def test_size_counts_each_partition_once(client):
     assert client.size() == cellar.ClusterSize(0, 0, 0, client.num_partitions,
                                                client.num_partitions)

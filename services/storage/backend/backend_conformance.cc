@@ -2065,4 +2065,60 @@ TEST_P(BackendConformanceTest, PackRewritesUndoBackPointersIntoRemovedRevisions)
   if (stats->data_rows != 0) EXPECT_EQ(stats->data_rows, 4u);
 }
 
+TEST_P(BackendConformanceTest, ScanTransactionsPagesAllPartitionsInTidOrder) {
+  // Records in every partition (Tid(i) % 3 cycles), one locked with a tid
+  // that is not its ttid, one imported from a replica, one voted only.
+  for (int i = 1; i <= 6; ++i) {
+    ASSERT_THAT(Commit(*backend_, Tid(i), {Obj(300 + i, "v")}), IsOk());
+  }
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(7), {Obj(307, "a"), Obj(308, "b")})}), IsOk());
+  ASSERT_THAT(backend_->LockTransactions({{Tid(7), Tid(10)}}), IsOk());
+  TransactionRecord imported = Txn(Tid(8), {309});
+  imported.tid = Tid(8);
+  ASSERT_THAT(backend_->ImportCommitted({imported}, {}), IsOk());
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(9), {Obj(310, "c")})}), IsOk());
+
+  EXPECT_THAT(backend_->ScanTransactions(0, kMaxTid, 100),
+              IsOkAndHolds(ElementsAre(HasTid(Tid(1)), HasTid(Tid(2)), HasTid(Tid(3)),
+                                       HasTid(Tid(4)), HasTid(Tid(5)), HasTid(Tid(6)),
+                                       IsTxn(Tid(8), Tid(8), {309}),
+                                       IsTxn(Tid(10), Tid(7), {307, 308}))));
+  // Pages of 3, each resuming after the last tid, list everything once.
+  std::vector<uint64_t> paged;
+  for (uint64_t from = 0;;) {
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(std::vector<TransactionRecord> page,
+                                     backend_->ScanTransactions(from, kMaxTid, 3));
+    ASSERT_LE(page.size(), 3u);
+    for (const TransactionRecord& t : page) paged.push_back(t.tid);
+    if (page.size() < 3) break;
+    from = page.back().tid + 1;
+  }
+  EXPECT_THAT(paged, ElementsAre(Tid(1), Tid(2), Tid(3), Tid(4), Tid(5), Tid(6), Tid(8),
+                                 Tid(10)));
+  // Bounds are inclusive; an empty or backwards range, limit 0: nothing.
+  EXPECT_THAT(backend_->ScanTransactions(Tid(2), Tid(4), 100),
+              IsOkAndHolds(ElementsAre(HasTid(Tid(2)), HasTid(Tid(3)), HasTid(Tid(4)))));
+  EXPECT_THAT(backend_->ScanTransactions(Tid(9), Tid(9), 100), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(backend_->ScanTransactions(Tid(4), Tid(3), 100), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(backend_->ScanTransactions(0, kMaxTid, 0), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(backend_->ScanTransactions(kMaxTid + 1, ~uint64_t{0}, 10),
+              IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(backend_->ScanTransactions(Tid(10), ~uint64_t{0}, 10),
+              IsOkAndHolds(ElementsAre(HasTid(Tid(10)))));
+  // Records a pack marked say so.
+  PackAll(*backend_, Tid(3), 100);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(std::vector<TransactionRecord> after_pack,
+                                   backend_->ScanTransactions(0, Tid(3), 100));
+  ASSERT_THAT(after_pack, SizeIs(3));
+  EXPECT_TRUE(after_pack[0].packed);
+  EXPECT_TRUE(after_pack[1].packed);
+  EXPECT_FALSE(after_pack[2].packed);
+  // Dropped with their partition.
+  ASSERT_THAT(backend_->DeletePartition(PartitionOf(Tid(1))), IsOk());
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(std::vector<TransactionRecord> kept,
+                                   backend_->ScanTransactions(0, kMaxTid, 100));
+  for (const TransactionRecord& t : kept) EXPECT_NE(t.partition, PartitionOf(Tid(1)));
+  EXPECT_THAT(kept, SizeIs(::testing::Lt(8)));
+}
+
 }  // namespace cellar::storage

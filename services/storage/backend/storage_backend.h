@@ -357,6 +357,15 @@ class StorageBackend {
   virtual absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
       uint32_t limit, uint64_t before_tid) = 0;
 
+  // Up to `limit` committed transaction records with min_tid <= tid <=
+  // max_tid (clamped to the largest tid), ascending by (tid, partition),
+  // over all partitions of this node: a page of the iteration over
+  // transactions (ZODB's iterator; Storage.ScanTransactions filters the
+  // partitions). Empty for min_tid > max_tid or limit 0. Index-backed
+  // (reads at most `limit` records, whatever partitions they are in).
+  virtual absl::StatusOr<std::vector<TransactionRecord>> ScanTransactions(
+      uint64_t min_tid, uint64_t max_tid, uint32_t limit) = 0;
+
   // The committed transaction record with this tid, whichever partition
   // holds it (a record lives in partition(ttid), which the tid does not
   // tell), or nullopt if this node has none. Index-backed.

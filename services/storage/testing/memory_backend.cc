@@ -459,6 +459,19 @@ absl::StatusOr<std::optional<TransactionRecord>> MemoryBackend::GetTransaction(
   return it->second;
 }
 
+absl::StatusOr<std::vector<TransactionRecord>> MemoryBackend::ScanTransactions(
+    uint64_t min_tid, uint64_t max_tid, uint32_t limit) {
+  absl::MutexLock l(&store_->mu_);
+  std::vector<TransactionRecord> out;
+  for (auto it = store_->transactions_.lower_bound({min_tid, 0});
+       it != store_->transactions_.end() && it->first.first <= std::min(max_tid, kMaxTid) &&
+       out.size() < limit;
+       ++it) {
+    out.push_back(it->second);
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<PartitionStats>> MemoryBackend::GetPartitionStats() {
   // A scan: the fake keeps no counters (the databases do).
   absl::MutexLock l(&store_->mu_);

@@ -49,7 +49,8 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import grpc
 
@@ -66,6 +67,8 @@ __all__ = ["Client", "Transaction", "LoadResult", "HistoryEntry", "TransactionRe
 MAX_TID = (1 << 63) - 1
 # Storage.LoadMany's limit per call.
 _MAX_LOAD_MANY_OIDS = 1000
+# Records one Storage.ScanTransactions call reads (1..1000).
+_SCAN_PAGE = 1000
 _STATUS_CODES = {c.value[0]: c for c in grpc.StatusCode}
 # Largest object the storages accept by default (--max_object_bytes).
 MAX_OBJECT_BYTES = 16 << 20
@@ -94,6 +97,9 @@ class LoadResult(NamedTuple):
     # answering storage knew).
     next_serial: int
     data: bytes
+    # An undo record's source revision (``data`` is already its data); 0:
+    # the revision has data of its own.
+    data_serial: int = 0
 
 
 class HistoryEntry(NamedTuple):
@@ -113,6 +119,8 @@ class TransactionRecord(NamedTuple):
     extension: bytes
     oids: Tuple[int, ...]
     size: int
+    # Below a pack tid: some of its object revisions may be gone.
+    packed: bool = False
 
 
 class ClusterSize(NamedTuple):
@@ -939,7 +947,8 @@ class Client:
                                          % (oid, _node_name(node_id)),
                                          grpc.StatusCode.DATA_LOSS, errors.CHECKSUM_MISMATCH)
                 continue
-            return LoadResult(oid, response.serial, response.next_serial, response.data)
+            return LoadResult(oid, response.serial, response.next_serial, response.data,
+                              response.data_serial)
         if last_error is None:
             raise UnavailableError("no readable cell for oid 0x%x" % oid,
                                    grpc.StatusCode.UNAVAILABLE, errors.NOT_READABLE)
@@ -1016,7 +1025,8 @@ class Client:
                                 " trying another replica", oids[i], _node_name(node_id))
                     fallback.append(i)
                     continue
-                results[i] = LoadResult(oids[i], rev.serial, rev.next_serial, rev.data)
+                results[i] = LoadResult(oids[i], rev.serial, rev.next_serial, rev.data,
+                                        rev.data_serial)
             done += answered
         fallback.extend(indexes[done:])
         return fallback
@@ -1136,6 +1146,85 @@ class Client:
                                          tuple(t.oids), t.size_bytes))
         return out
 
+    def iter_transactions(self, start: int = 0, stop: Optional[int] = None,
+                          page: int = _SCAN_PAGE) -> Iterator[TransactionRecord]:
+        """Every committed transaction with ``start <= tid <= stop`` (``stop``
+        at most this client's snapshot, its default), in tid order, once
+        each: ZODB's iterator. Each partition is read from one readable
+        cell (Storage.ScanTransactions, ``page`` records a call); the
+        storages' answers are merged by tid. A storage that fails with
+        UNAVAILABLE (NOT_READABLE after a table change, unreachable...)
+        has its partitions read again from another replica, from where
+        it stopped. UnavailableError when some partition has no readable
+        cell left."""
+        self._await_connected()
+        last = self.snapshot if stop is None else min(stop, self.snapshot)
+        start = max(start, 0)
+        if last <= 0 or start > last:
+            return
+        self._await_master_caught_up(last)
+        with self._cond:
+            table = self._table
+        cursors = self._plan_scan(range(table.num_partitions), start, set())
+        # Every record with a tid <= a cursor's `listed` is in its buffer
+        # (or was yielded); the smallest of them is how far the merge may go.
+        while True:
+            pending = [c for c in cursors if c.listed < last]
+            bound = min([c.listed for c in pending], default=last)
+            ready = sorted((t for c in cursors for t in c.buffer if t.tid <= bound),
+                           key=lambda t: t.tid)
+            for c in cursors:
+                c.buffer = [t for t in c.buffer if t.tid > bound]
+            for t in ready:
+                yield TransactionRecord(t.tid, t.user, t.description, t.extension,
+                                        tuple(t.oids), t.size_bytes, t.packed)
+            if not pending:
+                return
+            cursor = min(pending, key=lambda c: c.listed)
+            request = storage_pb2.ScanTransactionsRequest(
+                partitions=cursor.partitions, min_tid=cursor.listed + 1, max_tid=last,
+                limit=page)
+            stub = self._storage_stub(cursor.node_id)
+            try:
+                if stub is None:
+                    raise UnavailableError("%s has no address" % _node_name(cursor.node_id),
+                                           grpc.StatusCode.UNAVAILABLE)
+                response = self._call(stub.ScanTransactions, request,
+                                      _node_name(cursor.node_id))
+            except CellarError as e:
+                if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                self._report_unreachable(cursor.node_id, e)
+                log.warning("cellar: ScanTransactions on %s: %s: reading its partitions from"
+                            " another replica", _node_name(cursor.node_id), e)
+                cursors.remove(cursor)
+                cursor.failed.add(cursor.node_id)
+                cursors.extend(self._plan_scan(cursor.partitions, cursor.listed + 1,
+                                               cursor.failed, cursor.buffer))
+                continue
+            cursor.buffer.extend(t for t in response.transactions
+                                 if cursor.listed < t.tid <= last)
+            cursor.listed = response.next_min_tid - 1 if response.next_min_tid else last
+
+    def _plan_scan(self, partitions: Iterable[int], start: int, failed: set,
+                   buffer: Sequence = ()) -> List["_ScanCursor"]:
+        """One cursor per storage, reading ``partitions`` from ``start``,
+        each partition from a readable cell of a storage not in ``failed``."""
+        by_node: Dict[int, List[int]] = {}
+        with self._cond:
+            table = self._table
+            for p in partitions:
+                nodes = [n for n in table.readable(p) if self._reachable(n) and n not in failed]
+                if not nodes:
+                    raise UnavailableError(
+                        "no readable cell of partition %d to list its transactions" % p,
+                        grpc.StatusCode.UNAVAILABLE, errors.NOT_READABLE)
+                by_node.setdefault(nodes[next(self._round_robin) % len(nodes)], []).append(p)
+        cursors = [_ScanCursor(n, ps, start - 1, set(failed)) for n, ps in by_node.items()]
+        if cursors:
+            cursors[0].buffer = list(buffer)
+        return cursors
+
     # ------------------------------------------------------------------
     # Commits.
 
@@ -1252,6 +1341,21 @@ class Client:
                      tid_hex(ttid), tid_hex(outcome.tid))
             return outcome.tid
         return 0
+
+
+class _ScanCursor:
+    """One storage's share of Client.iter_transactions."""
+
+    __slots__ = ("node_id", "partitions", "listed", "failed", "buffer")
+
+    def __init__(self, node_id: int, partitions: List[int], listed: int, failed: set):
+        self.node_id = node_id
+        self.partitions = partitions
+        # Every record of `partitions` with a tid <= listed was read.
+        self.listed = listed
+        # Storages that failed to list these partitions.
+        self.failed = failed
+        self.buffer: list = []
 
 
 class _TidHook:

@@ -41,6 +41,12 @@ wraps it in its MVCCAdapter, which reads through ``loadBefore``.
   source's tid (BeginRequest.tid: above the cluster's last tid, at most
   10 minutes ahead of the master's clock), ``restore`` writes a revision
   without a conflict check of the caller's (docs/zodb.md, "Migrating").
+* Iteration (IStorageIteration, for ``zodbconvert`` and
+  ``copyTransactionsFrom`` out of cellar, backups): ``iterator(start,
+  stop)`` lists the committed transactions in tid order up to the
+  snapshot it was called at (Storage.ScanTransactions, one readable cell
+  per partition, merged by tid); each transaction's records are loaded
+  with Storage.LoadMany when it is reached (docs/zodb.md).
 * Not supported yet: pack, undo, blobs.
 """
 import logging
@@ -54,8 +60,10 @@ import transaction.interfaces
 import zope.interface
 from persistent.TimeStamp import TimeStamp
 from ZODB import POSException
+from ZODB.BaseStorage import DataRecord, TransactionRecord
 from ZODB.ConflictResolution import ConflictResolvingStorage
-from ZODB.interfaces import IMultiCommitStorage, IStorage, IStorageRestoreable
+from ZODB.interfaces import (IMultiCommitStorage, IStorage, IStorageIteration,
+                             IStorageRestoreable)
 from ZODB.utils import p64, u64
 
 import cellar
@@ -105,7 +113,8 @@ class _TxnState:
         self.restored: Dict[int, int] = {}
 
 
-@zope.interface.implementer(IStorage, IMultiCommitStorage, IStorageRestoreable)
+@zope.interface.implementer(IStorage, IMultiCommitStorage, IStorageRestoreable,
+                            IStorageIteration)
 class CellarStorage(ConflictResolvingStorage):
     """A ZODB storage on a cellar cluster.
 
@@ -416,6 +425,58 @@ class CellarStorage(ConflictResolvingStorage):
         from ZODB.BaseStorage import copy
         copy(other, self, verbose)
 
+    def iterator(self, start: Optional[bytes] = None, stop: Optional[bytes] = None):
+        """The committed transactions with ``start <= tid <= stop`` (both
+        optional) in tid order, as of now: commits after this call are not
+        listed. Each is a ZODB TransactionRecord (tid, status "p" below a
+        pack tid else " ", user, description, extension) whose iteration
+        gives its DataRecords (oid, tid, data: None for a deletion,
+        data_txn: an undo record's source revision), loaded with
+        Storage.LoadMany when the transaction is reached. A revision a pack
+        removed is left out of a packed transaction."""
+        first = u64(start) if start is not None else 0
+        last = min(u64(stop) if stop is not None else cellar.MAX_TID, self._client.snapshot)
+        return self._iterate(first, last)
+
+    def _iterate(self, first: int, last: int):
+        records = self._client.iter_transactions(first, last)
+        while True:
+            try:
+                t = next(records)
+            except StopIteration:
+                return
+            except cellar.CellarError as e:
+                raise _zodb_error(e) from e
+            yield _TransactionRecord(p64(t.tid), "p" if t.packed else " ", t.user,
+                                     t.description, t.extension, self._data_records(t))
+
+    def _data_records(self, t: "cellar.TransactionRecord") -> List[DataRecord]:
+        """The object records transaction ``t`` wrote, in its order."""
+        oids = list(dict.fromkeys(t.oids))
+        if not oids:
+            return []
+        try:
+            results = self._client.load_many(oids, t.tid + 1)
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+        tid = p64(t.tid)
+        out = []
+        for oid, r in zip(oids, results):
+            if isinstance(r, cellar.LoadResult) and r.serial == t.tid:
+                out.append(DataRecord(p64(oid), tid, r.data,
+                                      p64(r.data_serial) if r.data_serial else None))
+            elif isinstance(r, cellar.NotFoundError) and r.reason == errors.OBJECT_DELETED:
+                out.append(DataRecord(p64(oid), tid, None, None))
+            elif t.packed and (isinstance(r, (cellar.LoadResult, cellar.NotFoundError))):
+                continue  # removed by the pack
+            elif isinstance(r, cellar.CellarError):
+                raise _zodb_error(r)
+            else:
+                raise POSException.POSKeyError(
+                    "transaction %s wrote oid 0x%x but its revision is %s"
+                    % (cellar.tid_hex(t.tid), oid, cellar.tid_hex(r.serial)))
+        return out
+
     def checkCurrentSerialInTransaction(self, oid: bytes, serial: bytes, txn) -> None:
         """Checked by the storages in the vote, under the object's lock held
         until the transaction ends (ReadConflictError if it moved)."""
@@ -493,6 +554,18 @@ class CellarStorage(ConflictResolvingStorage):
 
     def pack(self, t, referencesf, gc=None):
         raise POSException.StorageError("cellar: pack is not supported yet")
+
+
+class _TransactionRecord(TransactionRecord):
+    """One transaction of CellarStorage.iterator(); iterating it gives its
+    DataRecords (as often as wanted)."""
+
+    def __init__(self, tid, status, user, description, extension, records):
+        TransactionRecord.__init__(self, tid, status, user, description, extension)
+        self._records = records
+
+    def __iter__(self):
+        return iter(self._records)
 
 
 def DB(masters: Union[str, Sequence[str]] = "127.0.0.1:7100", cluster_name: str = "cellar",

@@ -263,6 +263,7 @@ enum Stmt : int {
   kFoldPstats,
   kPartitionStats,
   kGetTransaction,
+  kScanTransactions,
   kPackRows,
   kPackRewrite,
   kPackDeleteObj,
@@ -562,6 +563,12 @@ const std::vector<StatementDef>& Statements() {
     def(kPackMarkTrans, "pack_mark_trans",
         "UPDATE trans SET packed = true WHERE partition = $1::int4"
         " AND tid >= $2::int8 AND tid <= $3::int8 AND NOT packed");
+    // trans_tid: a range of the tid index (a tid has one record, so the
+    // incremental sort on partition is per tid), never a sort of the table.
+    def(kScanTransactions, "scan_transactions",
+        "SELECT partition, tid, ttid, packed, \"user\", description,"
+        " extension, oids, size FROM trans WHERE tid >= $1::int8"
+        " AND tid <= $2::int8 ORDER BY tid, partition LIMIT $3::int8");
     def(kGetTransaction, "get_transaction",
         "SELECT partition, tid, ttid, packed, \"user\", description,"
         " extension, oids, size FROM trans WHERE tid = $1::int8"
@@ -1821,6 +1828,22 @@ absl::StatusOr<std::optional<TransactionRecord>> PostgresBackend::GetTransaction
       Result r, impl_->RunOne(Call{kGetTransaction, std::move(params)}, false));
   if (PQntuples(r.get()) == 0) return std::optional<TransactionRecord>();
   return std::optional<TransactionRecord>(ReadTransaction(r.get(), 0));
+}
+
+absl::StatusOr<std::vector<TransactionRecord>> PostgresBackend::ScanTransactions(
+    uint64_t min_tid, uint64_t max_tid, uint32_t limit) {
+  if (min_tid > static_cast<uint64_t>(kMaxInt8) || min_tid > max_tid || limit == 0) {
+    return std::vector<TransactionRecord>();
+  }
+  Params params;
+  params.Int8(static_cast<int64_t>(min_tid)).Int8(ClampTid(max_tid)).Int8(limit);
+  CELLAR_ASSIGN_OR_RETURN(
+      Result r, impl_->RunOne(Call{kScanTransactions, std::move(params)}, false));
+  std::vector<TransactionRecord> transactions;
+  for (int row = 0; row < PQntuples(r.get()); ++row) {
+    transactions.push_back(ReadTransaction(r.get(), row));
+  }
+  return transactions;
 }
 
 absl::StatusOr<std::vector<PartitionStats>> PostgresBackend::GetPartitionStats() {

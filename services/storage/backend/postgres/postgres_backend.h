@@ -121,6 +121,8 @@ class PostgresBackend final : public StorageBackend {
                                                     uint32_t limit) override;
   absl::StatusOr<std::vector<TransactionRecord>> LastTransactions(
       uint32_t limit, uint64_t before_tid) override;
+  absl::StatusOr<std::vector<TransactionRecord>> ScanTransactions(
+      uint64_t min_tid, uint64_t max_tid, uint32_t limit) override;
   absl::StatusOr<LastIds> GetLastIds() override;
   absl::StatusOr<BackendStats> GetStats() override;
   absl::StatusOr<std::optional<TransactionRecord>> GetTransaction(

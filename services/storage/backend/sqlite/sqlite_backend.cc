@@ -448,6 +448,16 @@ absl::StatusOr<TransactionRecord> ReadTransaction(const Statement& s) {
   return t;
 }
 
+// Every row of `s` (ReadTransaction's columns), appended to `out`.
+absl::Status ReadTransactions(Statement& s, std::vector<TransactionRecord>* out) {
+  while (true) {
+    CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return absl::OkStatus();
+    CELLAR_ASSIGN_OR_RETURN(TransactionRecord t, ReadTransaction(s));
+    out->push_back(std::move(t));
+  }
+}
+
 absl::StatusOr<std::optional<std::string>> ReadConfig(Connection& c,
                                                       absl::string_view key) {
   CELLAR_ASSIGN_OR_RETURN(
@@ -1234,13 +1244,7 @@ absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::LastTransactions(
                       "FROM trans WHERE tid <= ?1 "
                       "ORDER BY tid DESC, part DESC LIMIT ?2"));
         s.Bind(1, bound).Bind(2, limit);
-        while (true) {
-          CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
-          if (!row) break;
-          CELLAR_ASSIGN_OR_RETURN(TransactionRecord t, ReadTransaction(s));
-          out.push_back(std::move(t));
-        }
-        return absl::OkStatus();
+        return ReadTransactions(s, &out);
       }));
   return out;
 }
@@ -1308,6 +1312,24 @@ absl::StatusOr<std::optional<TransactionRecord>> SqliteBackend::GetTransaction(
   return out;
 }
 
+absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::ScanTransactions(
+    uint64_t min_tid, uint64_t max_tid, uint32_t limit) {
+  std::vector<TransactionRecord> out;
+  if (min_tid > kMaxTid || min_tid > max_tid || limit == 0) return out;
+  if (max_tid > kMaxTid) max_tid = kMaxTid;
+  CELLAR_RETURN_IF_ERROR(Read("ScanTransactions", [&](Connection& c) -> absl::Status {
+    // trans_tid: a range of the tid index, never a sort of the table.
+    CELLAR_ASSIGN_OR_RETURN(
+        Statement s, c.Prepare("SELECT part, tid, ttid, packed, user, description, "
+                               "extension, oids, size FROM trans INDEXED BY trans_tid "
+                               "WHERE tid >= ?1 AND tid <= ?2 "
+                               "ORDER BY tid, part LIMIT ?3"));
+    s.BindU64(1, min_tid).BindU64(2, max_tid).Bind(3, limit);
+    return ReadTransactions(s, &out);
+  }));
+  return out;
+}
+
 absl::StatusOr<std::vector<PartitionStats>> SqliteBackend::GetPartitionStats() {
   std::vector<PartitionStats> out;
   CELLAR_RETURN_IF_ERROR(Read("GetPartitionStats", [&](Connection& c) -> absl::Status {
@@ -1341,13 +1363,7 @@ absl::StatusOr<std::vector<TransactionRecord>> SqliteBackend::ListTransactions(
                       "tid >= ?2 AND tid <= ?3 ORDER BY tid LIMIT ?4"));
         s.Bind(1, partition).BindU64(2, min_tid).BindU64(3, max_tid).Bind(4,
                                                                           limit);
-        while (true) {
-          CELLAR_ASSIGN_OR_RETURN(bool row, s.Step());
-          if (!row) break;
-          CELLAR_ASSIGN_OR_RETURN(TransactionRecord t, ReadTransaction(s));
-          out.push_back(std::move(t));
-        }
-        return absl::OkStatus();
+        return ReadTransactions(s, &out);
       }));
   return out;
 }
