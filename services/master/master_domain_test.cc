@@ -1204,7 +1204,8 @@ TEST_F(MasterDomainTest, VerificationCommitsWhatSomeStorageLockedAndDropsTheRest
   const uint64_t t_dropped = base + 5;      // nobody locked it
   caller_.SetOutcome(1, t_locked, StorageOutcome::State::kVoted);
   // S2's lock record: the partitions the commit was decided with.
-  const std::vector<uint32_t> decided = {0, static_cast<uint32_t>(t_locked % 4)};
+  const std::vector<uint32_t> decided = {static_cast<uint32_t>(t_locked % 4),
+                                         static_cast<uint32_t>((t_locked + 1) % 4)};
   caller_.SetOutcome(2, t_locked, StorageOutcome::State::kLocked, tid_locked, {}, decided);
   caller_.SetOutcome(1, t_dropped, StorageOutcome::State::kVoted);
   caller_.SetOutcome(2, t_dropped, StorageOutcome::State::kVoted);
