@@ -639,8 +639,9 @@ absl::Status StorageNode::CorrectRecordOids(uint64_t tid, std::vector<uint64_t> 
   if (voted.known && *voted.oids == committed) return absl::OkStatus();  // the usual case
   std::optional<TransactionRecord> record;
   if (!voted.known) {
-    // Unlocked already (a repeated unlock, or a release on registration):
-    // the record itself says, if this node holds it.
+    // Unlocked already (a repeated unlock, or a release on registration),
+    // or a vote recovered after a restart: the record itself says, if this
+    // node holds it.
     CELLAR_ASSIGN_OR_RETURN(record, backend_->GetTransaction(tid));
     if (!record.has_value()) return absl::OkStatus();
     std::vector<uint64_t> listed = record->oids;

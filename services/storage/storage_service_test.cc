@@ -1366,8 +1366,14 @@ TEST_F(StorageServiceTest, TheLockKeepsItsPartitionsAndTheUnlockCorrectsTheRecor
   ASSERT_THAT(lock_in(108, 112, {0, 1}), IsOk());
   ASSERT_THAT(Unlock(108, 112), IsOk());
   EXPECT_THAT(Outcome(108).oids(), ::testing::IsEmpty());
+  // ttid 116: voted before a restart, locked and unlocked after it.
+  ASSERT_THAT(Store(116, {Obj(6, 0, "six")}), IsOk());
+  ASSERT_THAT(vote_claiming(116, {}), IsOk());
   ASSERT_NO_FATAL_FAILURE(RestartStorage());
   ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  ASSERT_THAT(lock_in(116, 120, {0, 2}), IsOk());
+  ASSERT_THAT(unlock_with(116, 120, {6}), IsOk());
+  EXPECT_THAT(Outcome(116).oids(), ::testing::ElementsAre(6));
   EXPECT_THAT(Outcome(100).partitions(), ::testing::ElementsAre(0u, 1u));
   EXPECT_THAT(Outcome(100).oids(), ::testing::ElementsAre(1));
   ASSERT_THAT(unlock_with(108, 112, {5}), IsOk());

@@ -353,7 +353,10 @@ absl::Status TransactionManager::Vote(
   if (it != txns_.end()) {
     it->second.state = status.ok() ? State::kVoted : State::kVoteFailed;
     it->second.last_activity = clock_->Now();  // StaleVotes counts from here
-    if (status.ok()) it->second.record_oids = std::move(record_oids);
+    if (status.ok()) {
+      it->second.record_oids = std::move(record_oids);
+      it->second.voted_here = true;
+    }
   }
   return status;
 }
@@ -462,7 +465,7 @@ absl::Status TransactionManager::Unlock(uint64_t ttid, UnlockedRecord* record) {
                        StateName(it->second.state), ", not locked: cannot unlock"));
     }
     if (record != nullptr) {
-      record->known = true;
+      record->known = it->second.voted_here;
       record->oids = std::move(it->second.record_oids);
     }
     RememberFinished(ttid, Finished::kCommitted, it->second.tid);

@@ -150,7 +150,8 @@ class TransactionManager {
 
   // What Unlock knew of the transaction record the vote wrote here.
   struct UnlockedRecord {
-    // The transaction was in commit here (else nothing below is known).
+    // The transaction was voted by this process (not recovered after a
+    // restart): `oids` tells; else nothing is known.
     bool known = false;
     // The oids of the record the vote wrote (its metadata.oids), sorted
     // and unique; nullopt when the vote wrote no record here.
@@ -250,6 +251,8 @@ class TransactionManager {
     // Set once voted with the transaction record: its oids, sorted and
     // unique (Unlock: the master may correct them).
     std::optional<std::vector<uint64_t>> record_oids;
+    // Voted by this process (record_oids tells), not recovered.
+    bool voted_here = false;
     // MarkVotesInDoubt (recovered votes too).
     bool in_doubt = false;
   };
