@@ -1113,9 +1113,10 @@ absl::Status Client::AbortOnMaster(
 }
 
 absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> Client::AskOutcome(
-    MasterStub* master, uint64_t ttid, absl::Duration timeout) {
+    MasterStub* master, uint32_t node_id, uint64_t ttid, absl::Duration timeout) {
   ::cellar::v1::GetTransactionStatusRequest request;
   request.set_ttid(ttid);
+  request.set_node_id(node_id);
   ::cellar::v1::GetTransactionStatusResponse response;
   grpc::ClientContext context;
   common::SetDeadline(&context, timeout);
@@ -1135,7 +1136,7 @@ absl::StatusOr<uint64_t> Client::ResolveFinishFailure(
   const bool no_answer = IsTransportError(finish_error);
   if (no_answer) {
     absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> outcome =
-        AskOutcome(master, ttid, options_.rpc_timeout);
+        AskOutcome(master, node_id, ttid, options_.rpc_timeout);
     if (outcome.ok() && outcome->outcome() == TRANSACTION_COMMITTED) {
       return outcome->tid();
     }
@@ -1156,7 +1157,7 @@ absl::StatusOr<uint64_t> Client::ResolveFinishFailure(
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) break;
       absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> outcome =
-          AskOutcome(master, ttid, left);
+          AskOutcome(master, node_id, ttid, left);
       if (outcome.ok() && outcome->outcome() == TRANSACTION_COMMITTED) {
         return outcome->tid();
       }
@@ -1207,20 +1208,16 @@ uint64_t Client::CommittedTidAfterReconnect(uint64_t session, uint64_t ttid) {
   if (left <= absl::ZeroDuration()) return 0;
   // A master that never saw the ttid asks the storages whether one locked
   // it (Master.GetTransactionStatus); UNKNOWN is left unknown (no abort:
-  // a storage holding the lock may be down).
-  ::cellar::v1::GetTransactionStatusRequest request;
-  request.set_ttid(ttid);
-  ::cellar::v1::GetTransactionStatusResponse response;
-  grpc::ClientContext context;
-  common::SetDeadline(&context, left);
-  if (!stub->GetTransactionStatus(&context, request, &response).ok() ||
-      response.outcome() != ::cellar::v1::TRANSACTION_COMMITTED) {
+  // a storage holding the lock may be down). Asked as this session's node.
+  absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> response =
+      AskOutcome(stub.get(), node_id(), ttid, left);
+  if (!response.ok() || response->outcome() != ::cellar::v1::TRANSACTION_COMMITTED) {
     return 0;
   }
   CELLAR_LOG(INFO) << "ttid " << common::TidHex(ttid)
                    << " whose Finish answer was lost committed as "
-                   << common::TidHex(response.tid()) << " (asked the new master)";
-  return response.tid();
+                   << common::TidHex(response->tid()) << " (asked the new master)";
+  return response->tid();
 }
 
 absl::StatusOr<uint64_t> Client::CommitTransaction(const TransactionData& data) {

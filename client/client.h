@@ -294,9 +294,10 @@ class Client : private TransactionCommitter {
   absl::StatusOr<uint64_t> ResolveFinishFailure(
       MasterStub* master, uint32_t node_id, uint64_t session, uint64_t ttid,
       const std::vector<uint32_t>& involved, const absl::Status& finish_error);
-  // Master.GetTransactionStatus of `ttid`, within `timeout`.
+  // Master.GetTransactionStatus of `ttid` as client node `node_id`,
+  // within `timeout`.
   absl::StatusOr<::cellar::v1::GetTransactionStatusResponse> AskOutcome(
-      MasterStub* master, uint64_t ttid, absl::Duration timeout);
+      MasterStub* master, uint32_t node_id, uint64_t ttid, absl::Duration timeout);
   // After the master of session `session` could not tell (transport
   // errors): waits for a newer session, then asks its master (which asks
   // the storages for a ttid it never saw) once the cluster is RUNNING

@@ -110,7 +110,7 @@ std::vector<absl::StatusOr<LockedOids>> GrpcStorageCaller::LockAll(
 
 void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
                                     uint64_t epoch, uint64_t ttid, uint64_t tid,
-                                    bool forget_lock) {
+                                    bool forget_lock, const RecordOids* record) {
   for (const StorageTarget& target : targets) {
     auto* call = new Call<cellar::v1::UnlockTransactionRequest,
                           cellar::v1::UnlockTransactionResponse>();
@@ -119,6 +119,12 @@ void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
     call->request.set_ttid(ttid);
     call->request.set_tid(tid);
     call->request.set_forget_lock(forget_lock);
+    if (record != nullptr &&
+        std::find(record->holders.begin(), record->holders.end(), target.node_id) !=
+            record->holders.end()) {
+      call->request.mutable_record_oids()->mutable_oids()->Add(record->oids.begin(),
+                                                               record->oids.end());
+    }
     {
       absl::MutexLock l(&mu_);
       ++pending_;
@@ -236,6 +242,8 @@ std::vector<absl::StatusOr<StorageOutcome>> GrpcStorageCaller::OutcomeAll(
                     outcome.tid = raw->response.tid();
                     outcome.oids.assign(raw->response.oids().begin(),
                                         raw->response.oids().end());
+                    outcome.partitions.assign(raw->response.partitions().begin(),
+                                              raw->response.partitions().end());
                     break;
                   case cellar::v1::STORAGE_TRANSACTION_ABORTED:
                     outcome.state = StorageOutcome::State::kAborted;

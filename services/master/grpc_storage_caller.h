@@ -33,7 +33,8 @@ class GrpcStorageCaller final : public StorageCaller {
       const std::vector<StorageTarget>& targets, uint64_t epoch, uint64_t ttid, uint64_t tid,
       uint64_t min_ptid, const std::vector<uint32_t>& partitions) override;
   void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t epoch,
-                   uint64_t ttid, uint64_t tid, bool forget_lock) override;
+                   uint64_t ttid, uint64_t tid, bool forget_lock,
+                   const RecordOids* record = nullptr) override;
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets,
                                      uint64_t epoch, uint64_t ttid) override;
   void AbortAsync(const std::vector<StorageTarget>& targets, uint64_t epoch,

@@ -48,6 +48,9 @@ class FakeStorageCaller : public StorageCaller {
     uint64_t ttid;
     std::vector<uint32_t> nodes;
     bool forget;
+    // The nodes told the record's oids, and those oids.
+    std::vector<uint32_t> record_holders;
+    std::vector<uint64_t> record_oids;
   };
 
   std::vector<absl::StatusOr<LockedOids>> LockAll(const std::vector<StorageTarget>& targets,
@@ -82,10 +85,19 @@ class FakeStorageCaller : public StorageCaller {
     return out;
   }
   void UnlockAsync(const std::vector<StorageTarget>& targets, uint64_t, uint64_t ttid,
-                   uint64_t, bool forget) override {
+                   uint64_t, bool forget, const RecordOids* record) override {
     absl::MutexLock l(&mu_);
     unlocks_.push_back(ttid);
-    unlock_calls_.push_back({ttid, Ids(targets), forget});
+    UnlockCall call{ttid, Ids(targets), forget, {}, {}};
+    if (record != nullptr) {
+      for (uint32_t id : call.nodes) {
+        if (std::count(record->holders.begin(), record->holders.end(), id) > 0) {
+          call.record_holders.push_back(id);
+        }
+      }
+      call.record_oids = record->oids;
+    }
+    unlock_calls_.push_back(std::move(call));
   }
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets, uint64_t,
                                      uint64_t ttid) override {
@@ -192,9 +204,11 @@ class FakeStorageCaller : public StorageCaller {
     unreachable_.insert(node_id);
   }
   void SetOutcome(uint32_t node_id, uint64_t ttid, StorageOutcome::State state,
-                  uint64_t tid = 0, std::vector<uint64_t> oids = {}) {
+                  uint64_t tid = 0, std::vector<uint64_t> oids = {},
+                  std::vector<uint32_t> partitions = {}) {
     absl::MutexLock l(&mu_);
-    outcomes_[{node_id, ttid}] = StorageOutcome{state, tid, std::move(oids)};
+    outcomes_[{node_id, ttid}] =
+        StorageOutcome{state, tid, std::move(oids), std::move(partitions)};
   }
   std::vector<uint64_t> aborts() {
     absl::MutexLock l(&mu_);
@@ -653,6 +667,11 @@ TEST_F(MasterDomainTest, TheInvalidationListsWhatTheLockersStoredNotWhatTheClien
   ASSERT_FALSE(caller_.locks().empty());
   EXPECT_THAT(caller_.locks().back().partitions,
               UnorderedElementsAre(3u, static_cast<uint32_t>(*ttid % 7)));
+  // The transaction record's holders (both: 2 storages hold every
+  // partition) are told the committed oids, not the client's list.
+  ASSERT_FALSE(caller_.unlock_calls().empty());
+  EXPECT_THAT(caller_.unlock_calls().back().record_holders, UnorderedElementsAre(s1, s2));
+  EXPECT_THAT(caller_.unlock_calls().back().record_oids, ElementsAre(3, 10));
 
   // One locker of the partition cannot tell, the other can: the one that
   // can is believed (the client's 24 is not in it).
@@ -1302,7 +1321,10 @@ TEST_F(MasterDomainTest, VerificationCommitsWhatSomeStorageLockedAndDropsTheRest
   const uint64_t tid_locked = base + 8;     // same partition as t_locked (mod 4)
   const uint64_t t_dropped = base + 5;      // nobody locked it
   caller_.SetOutcome(1, t_locked, StorageOutcome::State::kVoted);
-  caller_.SetOutcome(2, t_locked, StorageOutcome::State::kLocked, tid_locked);
+  // S2's lock record: the partitions the commit was decided with.
+  const std::vector<uint32_t> decided = {static_cast<uint32_t>(t_locked % 4),
+                                         static_cast<uint32_t>((t_locked + 1) % 4)};
+  caller_.SetOutcome(2, t_locked, StorageOutcome::State::kLocked, tid_locked, {}, decided);
   caller_.SetOutcome(1, t_dropped, StorageOutcome::State::kVoted);
   caller_.SetOutcome(2, t_dropped, StorageOutcome::State::kVoted);
   auto r1 = Request(cellar::v1::NODE_ROLE_STORAGE, 1, 7200);
@@ -1324,6 +1346,9 @@ TEST_F(MasterDomainTest, VerificationCommitsWhatSomeStorageLockedAndDropsTheRest
   EXPECT_EQ(locks[0].ttid, t_locked);
   EXPECT_EQ(locks[0].tid, tid_locked);
   EXPECT_THAT(locks[0].nodes, ElementsAre(1));
+  // ...with the partitions it was decided with: what S1 holds of others
+  // (a client's stores for partitions its Finish left out) is dropped.
+  EXPECT_EQ(locks[0].partitions, decided);
   const auto unlocks = caller_.unlock_calls();
   ASSERT_EQ(unlocks.size(), 1u);
   EXPECT_THAT(unlocks[0].nodes, UnorderedElementsAre(1, 2));

@@ -13,6 +13,7 @@
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/server_auth.h"
+#include "services/common/status_macros.h"
 #include "services/common/ttid_token.h"
 
 namespace cellar::master {
@@ -265,11 +266,36 @@ grpc::Status MasterService::Abort(grpc::ServerContext* context,
 }
 
 grpc::Status MasterService::GetTransactionStatus(
-    grpc::ServerContext*, const cellar::v1::GetTransactionStatusRequest* request,
+    grpc::ServerContext* context, const cellar::v1::GetTransactionStatusRequest* request,
     cellar::v1::GetTransactionStatusResponse* response) {
   if (request->ttid() == 0) return Invalid("ttid: required");
+  if (absl::Status s = CheckStatusAsker(*context, request->node_id(), request->ttid());
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   *response = coordinator_->Status(request->ttid());
   return grpc::Status::OK;
+}
+
+absl::Status MasterService::CheckStatusAsker(const grpc::ServerContext& context,
+                                             uint32_t node_id, uint64_t ttid) const {
+  if (authenticator_ == nullptr) return absl::OkStatus();
+  if (node_id == 0) {
+    return absl::InvalidArgumentError(
+        "node_id: required with authentication on (the client node id from RegisterNode; "
+        "clients older than this field do not send it: upgrade the client)");
+  }
+  CELLAR_RETURN_IF_ERROR(CheckOwner(context, node_id));
+  // The ttid's own client, if this master began it: a client asks only
+  // about its own transactions (under another node id of the same
+  // credentials after a reconnection, too).
+  const std::optional<uint32_t> begun_by = coordinator_->BegunBy(ttid);
+  if (!begun_by.has_value() || *begun_by == node_id) return absl::OkStatus();
+  if (CheckOwner(context, *begun_by).ok()) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "ttid ", common::TidHex(ttid),
+      " was begun by a client node registered with other credentials: a client asks only "
+      "about its own transactions"));
 }
 
 grpc::Status MasterService::GetClusterInfo(grpc::ServerContext*,

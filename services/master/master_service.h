@@ -205,6 +205,11 @@ class MasterService final : public cellar::v1::Master::Service {
   // (the node role acts for anyone; unknown ids are the cluster's to
   // refuse).
   absl::Status CheckOwner(const grpc::ServerContext& context, uint32_t node_id) const;
+  // GetTransactionStatus with auth on: `node_id` is required (INVALID_ARGUMENT)
+  // and must pass CheckOwner, and so must the node that began `ttid` when
+  // this master knows it (PERMISSION_DENIED).
+  absl::Status CheckStatusAsker(const grpc::ServerContext& context, uint32_t node_id,
+                                uint64_t ttid) const;
   static constexpr size_t kMinOwnerPrune = 1024;
   mutable absl::Mutex owners_mu_;
   absl::flat_hash_map<uint32_t, std::string> owners_ ABSL_GUARDED_BY(owners_mu_);

@@ -21,8 +21,8 @@ class OkStorageCaller : public StorageCaller {
                                                   const std::vector<uint32_t>&) override {
     return std::vector<absl::StatusOr<LockedOids>>(targets.size(), LockedOids{});
   }
-  void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t,
-                   bool) override {}
+  void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t, bool,
+                   const RecordOids*) override {}
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets, uint64_t,
                                      uint64_t) override {
     return std::vector<absl::Status>(targets.size(), absl::OkStatus());

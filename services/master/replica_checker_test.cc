@@ -32,8 +32,8 @@ class FakeCells : public StorageCaller {
                                                   const std::vector<uint32_t>&) override {
     return {};
   }
-  void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t,
-                   bool) override {}
+  void UnlockAsync(const std::vector<StorageTarget>&, uint64_t, uint64_t, uint64_t, bool,
+                   const RecordOids*) override {}
   std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>&, uint64_t,
                                      uint64_t) override {
     return {};

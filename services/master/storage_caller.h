@@ -52,6 +52,16 @@ struct StorageOutcome {
   // When kLocked: the transaction's oids as this storage knows them (from
   // its transaction record; empty without it).
   std::vector<uint64_t> oids;
+  // When kLocked: the partitions its lock committed (its lock record;
+  // empty: not known, every stored object).
+  std::vector<uint32_t> partitions;
+};
+
+// The oids a commit committed, for the nodes holding its transaction
+// record (the cells of partition(ttid) that locked it).
+struct RecordOids {
+  std::vector<uint32_t> holders;
+  std::vector<uint64_t> oids;
 };
 
 // What a storage answered when it locked a transaction.
@@ -86,9 +96,11 @@ class StorageCaller {
   // UnlockTransaction on every target, without waiting (best effort:
   // failures are logged; storages also release on restart). `forget_lock`:
   // every voter locked, the storages may drop their ttid -> tid record.
+  // `record`, if given: the targets among its holders also get its oids
+  // (UnlockTransactionRequest.record_oids).
   virtual void UnlockAsync(const std::vector<StorageTarget>& targets,
                            uint64_t epoch, uint64_t ttid, uint64_t tid,
-                           bool forget_lock) = 0;
+                           bool forget_lock, const RecordOids* record = nullptr) = 0;
 
   // AbortTransaction on every target in parallel; waits (bounded).
   virtual std::vector<absl::Status> AbortAll(const std::vector<StorageTarget>& targets,

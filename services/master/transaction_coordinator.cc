@@ -365,6 +365,14 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
   round.stored.insert(others.stored.begin(), others.stored.end());
   std::vector<uint64_t> committed_oids =
       CommittedOids(votes.oids, plan->voters_by_partition, round.stored, num_partitions);
+  // The transaction record lists what was committed, not what the client
+  // sent with its vote: its holders get the list with the unlock.
+  RecordOids record;
+  if (auto it = plan->voters_by_partition.find(static_cast<uint32_t>(ttid % num_partitions));
+      it != plan->voters_by_partition.end()) {
+    record.holders = it->second;
+  }
+  record.oids = committed_oids;
   {
     absl::MutexLock l(&mu_);
     stats_.partial_lock_failures += failed.size();
@@ -424,13 +432,13 @@ absl::StatusOr<uint64_t> TransactionCoordinator::Finish(uint32_t node_id, uint64
     ForgetOldLocked();
   }
   storages_->UnlockAsync(locked, cluster_->epoch(), ttid, pending->tid,
-                         /*forget_lock=*/failed.empty());
+                         /*forget_lock=*/failed.empty(), &record);
   if (!failed.empty()) {
     // A lock that timed out may have succeeded: release its object locks
     // too (refused harmlessly where the transaction is only voted; that
     // vote is resolved when the node registers again).
     storages_->UnlockAsync(failed, cluster_->epoch(), ttid, pending->tid,
-                           /*forget_lock=*/false);
+                           /*forget_lock=*/false, &record);
   }
   // Cells that did not vote may still hold the transaction's temporary
   // records (a vote whose answer was lost): they get the data by
@@ -580,6 +588,13 @@ void TransactionCoordinator::AbortClientTransactions(uint32_t node_id) {
   }
 }
 
+std::optional<uint32_t> TransactionCoordinator::BegunBy(uint64_t ttid) const {
+  absl::MutexLock l(&mu_);
+  auto it = txns_.find(ttid);
+  if (it == txns_.end()) return std::nullopt;
+  return it->second.node_id;
+}
+
 cellar::v1::GetTransactionStatusResponse TransactionCoordinator::Status(
     uint64_t ttid) const {
   cellar::v1::GetTransactionStatusResponse out;
@@ -701,6 +716,15 @@ TransactionCoordinator::Survey TransactionCoordinator::Ask(
         }
         survey.locked_tid = outcomes[i]->tid;
         oids.insert(outcomes[i]->oids.begin(), outcomes[i]->oids.end());
+        if (survey.partitions.empty()) {
+          survey.partitions = outcomes[i]->partitions;
+        } else if (!outcomes[i]->partitions.empty() &&
+                   outcomes[i]->partitions != survey.partitions) {
+          CELLAR_LOG(ERROR) << "ttid " << common::TidHex(ttid)
+                            << " is locked with two partition lists ("
+                            << absl::StrJoin(survey.partitions, ",") << "; "
+                            << absl::StrJoin(outcomes[i]->partitions, ",") << ")";
+        }
         break;
       case StorageOutcome::State::kVoted:
         survey.voted.push_back(survey.everyone[i]);
@@ -779,9 +803,10 @@ TransactionCoordinator::Resolution TransactionCoordinator::Resolve(
   if (known_tid.has_value()) {
     std::vector<absl::StatusOr<LockedOids>> results;
     if (!survey.voted.empty()) {
-      results =
-          storages_->LockAll(survey.voted, cluster_->epoch(), ttid, *known_tid, /*min_ptid=*/0,
-                             /*partitions=*/{});
+      // With the partitions the commit was decided with (recorded by the
+      // storages that locked it): what a voter holds of others is dropped.
+      results = storages_->LockAll(survey.voted, cluster_->epoch(), ttid, *known_tid,
+                                   /*min_ptid=*/0, survey.partitions);
     }
     bool all = true;
     size_t locked = 0;

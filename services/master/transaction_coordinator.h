@@ -156,6 +156,8 @@ class TransactionCoordinator {
   // asks every connected storage (bounded): COMMITTED with the tid if one
   // locked it, UNKNOWN otherwise (never ABORTED: a holder may be down).
   cellar::v1::GetTransactionStatusResponse Status(uint64_t ttid) const;
+  // The client node that began `ttid`, if this master remembers it.
+  std::optional<uint32_t> BegunBy(uint64_t ttid) const;
 
   // Verification: raises the tid floor to `last_tid` (and the in-doubt
   // ttids), then resolves each in-doubt ttid (class comment). `storages`
@@ -228,6 +230,9 @@ class TransactionCoordinator {
     std::vector<StorageTarget> holders;   // locked it already
     std::optional<uint64_t> locked_tid;
     std::vector<uint64_t> oids;           // from the holders, merged
+    // The partitions the holders' locks committed (the first holder that
+    // knows them; empty: not known, every stored object).
+    std::vector<uint32_t> partitions;
     bool all_answered = true;
     // Every storage that may hold a lock of it answered (class comment).
     bool possible_holders_answered = true;

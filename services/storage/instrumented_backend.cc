@@ -59,8 +59,13 @@ absl::Status InstrumentedBackend::LockTransactions(const std::vector<LockRecord>
   return Count(backend_->LockTransactions(locks));
 }
 
-absl::StatusOr<uint64_t> InstrumentedBackend::GetLockedTid(uint64_t ttid) {
-  return Count(backend_->GetLockedTid(ttid));
+absl::StatusOr<LockRecord> InstrumentedBackend::GetLock(uint64_t ttid) {
+  return Count(backend_->GetLock(ttid));
+}
+
+absl::Status InstrumentedBackend::SetTransactionOids(uint32_t partition, uint64_t tid,
+                                                     const std::vector<uint64_t>& oids) {
+  return Count(backend_->SetTransactionOids(partition, tid, oids));
 }
 
 absl::Status InstrumentedBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {

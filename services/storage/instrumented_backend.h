@@ -58,7 +58,9 @@ class InstrumentedBackend final : public StorageBackend {
   absl::StatusOr<PartitionTableRecord> LoadPartitionTable() override;
   absl::Status StoreVotes(const std::vector<VoteRecord>& votes) override;
   absl::Status LockTransactions(const std::vector<LockRecord>& locks) override;
-  absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) override;
+  absl::StatusOr<LockRecord> GetLock(uint64_t ttid) override;
+  absl::Status SetTransactionOids(uint32_t partition, uint64_t tid,
+                                  const std::vector<uint64_t>& oids) override;
   absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
   absl::Status AbortTransaction(uint64_t ttid) override;
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;

@@ -606,11 +606,19 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
 }
 
 absl::Status StorageNode::Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid,
-                                 bool forget_lock) {
+                                 bool forget_lock,
+                                 const std::optional<std::vector<uint64_t>>& record_oids) {
   CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
-  (void)tid;  // the ttid names the transaction; tid is informative
-  absl::Status s = transactions_->Unlock(ttid);
+  TransactionManager::UnlockedRecord voted;
+  absl::Status s = transactions_->Unlock(ttid, &voted);
   UpdateOpenGauge();
+  if (s.ok() && record_oids.has_value() && tid != 0) {
+    // Best effort, as the unlock: the commit stands either way.
+    if (absl::Status c = CorrectRecordOids(tid, *record_oids, voted); !c.ok()) {
+      CELLAR_LOG(WARNING) << "cannot correct the oids of transaction record "
+                          << TidHex(tid) << ": " << c;
+    }
+  }
   if (s.ok() && forget_lock) {
     bool flush;
     {
@@ -621,6 +629,38 @@ absl::Status StorageNode::Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid,
     if (flush) FlushForgottenLocks();
   }
   return s;
+}
+
+absl::Status StorageNode::CorrectRecordOids(uint64_t tid, std::vector<uint64_t> committed,
+                                            const TransactionManager::UnlockedRecord& voted) {
+  std::sort(committed.begin(), committed.end());
+  committed.erase(std::unique(committed.begin(), committed.end()), committed.end());
+  if (voted.known && !voted.oids.has_value()) return absl::OkStatus();  // no record here
+  if (voted.known && *voted.oids == committed) return absl::OkStatus();  // the usual case
+  std::optional<TransactionRecord> record;
+  if (!voted.known) {
+    // Unlocked already (a repeated unlock, or a release on registration),
+    // or a vote recovered after a restart: the record itself says, if this
+    // node holds it.
+    CELLAR_ASSIGN_OR_RETURN(record, backend_->GetTransaction(tid));
+    if (!record.has_value()) return absl::OkStatus();
+    std::vector<uint64_t> listed = record->oids;
+    std::sort(listed.begin(), listed.end());
+    listed.erase(std::unique(listed.begin(), listed.end()), listed.end());
+    if (listed == committed) return absl::OkStatus();
+  }
+  const uint32_t num_partitions = partition_table()->num_partitions();
+  if (num_partitions == 0) return absl::OkStatus();
+  const uint32_t partition =
+      record.has_value() ? record->partition : static_cast<uint32_t>(tid % num_partitions);
+  static common::LogRateLimit limit(absl::Seconds(10));
+  if (uint64_t dropped = 0; limit.Allow(absl::Now(), &dropped)) {
+    CELLAR_LOG(WARNING) << "transaction record " << TidHex(tid)
+                        << " listed other oids than its commit committed (as its client sent "
+                           "them): now lists the "
+                        << committed.size() << " committed" << common::Dropped(dropped);
+  }
+  return backend_->SetTransactionOids(partition, tid, committed);
 }
 
 void StorageNode::FlushForgottenLocks() {
@@ -644,10 +684,22 @@ absl::StatusOr<TransactionManager::Known> StorageNode::TransactionOutcome(uint64
     if (closed_) return absl::UnavailableError("storage node is shut down");
   }
   TransactionManager::Known known = transactions_->KnownState(ttid);
-  if (known.kind != TransactionManager::Known::kNothing) return known;
-  CELLAR_ASSIGN_OR_RETURN(uint64_t locked, backend_->GetLockedTid(ttid));
+  if (known.kind != TransactionManager::Known::kNothing &&
+      known.kind != TransactionManager::Known::kLocked) {
+    return known;
+  }
+  // Locked: the lock record also tells which partitions it committed (a
+  // later primary completes the commit with them).
+  CELLAR_ASSIGN_OR_RETURN(LockRecord lock, backend_->GetLock(ttid));
+  if (known.kind == TransactionManager::Known::kLocked) {
+    if (lock.tid == known.tid) known.partitions = std::move(lock.partitions);
+    return known;
+  }
+  uint64_t locked = lock.tid;
   if (locked == 0) {
     CELLAR_ASSIGN_OR_RETURN(locked, backend_->FindCommittedTid(ttid));
+  } else {
+    known.partitions = std::move(lock.partitions);
   }
   if (locked != 0) {
     known.kind = TransactionManager::Known::kLocked;

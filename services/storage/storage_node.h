@@ -262,7 +262,15 @@ class StorageNode {
                     std::optional<std::vector<uint64_t>>* stored_oids = nullptr,
                     const std::vector<uint32_t>& partitions = {});
   // `forget_lock`: every voter locked it, the ttid -> tid record can go.
-  absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid, bool forget_lock = false);
+  // `record_oids` (UnlockTransactionRequest.record_oids): what the commit
+  // committed; the transaction record with `tid`, if this node holds it,
+  // is rewritten to list them when it lists others (as its client sent).
+  absl::Status Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid, bool forget_lock = false,
+                      const std::optional<std::vector<uint64_t>>& record_oids = std::nullopt);
+
+  // Unlock's correction of the record (see Unlock).
+  absl::Status CorrectRecordOids(uint64_t tid, std::vector<uint64_t> committed,
+                                 const TransactionManager::UnlockedRecord& voted);
 
   // What this node knows of a transaction (memory first, then the lock
   // record and the transaction record in the database).

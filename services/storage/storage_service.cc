@@ -222,8 +222,18 @@ grpc::Status StorageService::UnlockTransaction(
     ::cellar::v1::UnlockTransactionResponse* /*response*/) {
   if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
   if (BadTid(request->tid(), false)) return Invalid(TidRule("tid", false));
+  std::optional<std::vector<uint64_t>> record_oids;
+  if (request->has_record_oids()) {
+    const auto& oids = request->record_oids().oids();
+    if (oids.size() > kMaxRecordOids) {
+      return Invalid(absl::StrCat("record_oids: at most ", kMaxRecordOids, " oids, got ",
+                                  oids.size()));
+    }
+    if (request->tid() == 0) return Invalid("tid: required with record_oids");
+    record_oids.emplace(oids.begin(), oids.end());
+  }
   return ToGrpcStatus(node_->Unlock(request->epoch(), request->ttid(), request->tid(),
-                                    request->forget_lock()));
+                                    request->forget_lock(), record_oids));
 }
 
 grpc::Status StorageService::Load(grpc::ServerContext* /*context*/,
@@ -480,6 +490,7 @@ grpc::Status StorageService::GetTransactionOutcome(
       // committed; without them the answer still stands.
       absl::StatusOr<std::vector<uint64_t>> oids = node_->CommittedOids(known->tid);
       if (oids.ok()) response->mutable_oids()->Add(oids->begin(), oids->end());
+      response->mutable_partitions()->Add(known->partitions.begin(), known->partitions.end());
       break;
     }
     case TransactionManager::Known::kAborted:

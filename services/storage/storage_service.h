@@ -45,6 +45,9 @@ struct StorageServiceOptions {
 inline constexpr int kMaxObjectsPerStore = 10000;
 inline constexpr int kMaxLoadManyOids = 1000;
 inline constexpr int kMaxLockPartitions = static_cast<int>(common::kMaxPartitions);
+// Most oids an UnlockTransaction's record_oids may carry (as many as a
+// Finish may name, services/master).
+inline constexpr int kMaxRecordOids = 1000000;
 inline constexpr uint64_t kLoadManyBudgetBytes = 8 << 20;
 inline constexpr uint32_t kMaxHistoryLimit = 1000;
 inline constexpr uint32_t kDefaultHistoryLimit = 100;

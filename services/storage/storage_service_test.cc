@@ -1388,6 +1388,66 @@ TEST_F(StorageServiceTest, OutcomeOfALockedTransactionListsItsOids) {
   EXPECT_THAT(Outcome(100).oids(), ::testing::UnorderedElementsAre(1, 2, 7));
 }
 
+// A lock's partitions are durable with its lock record (a later primary
+// completes the commit with them), and the master's unlock makes the
+// transaction record list what was committed, not the client's oids.
+TEST_F(StorageServiceTest, TheLockKeepsItsPartitionsAndTheUnlockCorrectsTheRecord) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  auto vote_claiming = [&](uint64_t ttid, std::vector<uint64_t> claimed) {
+    v1::VoteRequest vote;
+    vote.set_ttid(ttid);
+    vote.set_ttid_token(Token(ttid));
+    vote.mutable_metadata()->mutable_oids()->Add(claimed.begin(), claimed.end());
+    return Call(&v1::Storage::Stub::Vote, vote);
+  };
+  auto lock_in = [&](uint64_t ttid, uint64_t tid, std::vector<uint32_t> partitions) {
+    v1::LockTransactionRequest r;
+    r.set_epoch(kEpoch);
+    r.set_ttid(ttid);
+    r.set_tid(tid);
+    r.mutable_partitions()->Add(partitions.begin(), partitions.end());
+    return Call(&v1::Storage::Stub::LockTransaction, r);
+  };
+  auto unlock_with = [&](uint64_t ttid, uint64_t tid, std::vector<uint64_t> oids) {
+    v1::UnlockTransactionRequest r;
+    r.set_epoch(kEpoch);
+    r.set_ttid(ttid);
+    r.set_tid(tid);
+    r.mutable_record_oids()->mutable_oids()->Add(oids.begin(), oids.end());
+    return Call(&v1::Storage::Stub::UnlockTransaction, r);
+  };
+  // ttid 100 (record partition 0): oid 1 (partition 1) committed, oid 2
+  // (partition 2, left out) dropped; the client claims 1 and 9 (never stored).
+  ASSERT_THAT(Store(100, {Obj(1, 0, "one"), Obj(2, 0, "two")}), IsOk());
+  ASSERT_THAT(vote_claiming(100, {1, 9}), IsOk());
+  ASSERT_THAT(lock_in(100, 104, {0, 1}), IsOk());
+  EXPECT_THAT(Outcome(100).partitions(), ::testing::ElementsAre(0u, 1u));
+  EXPECT_THAT(Outcome(100).oids(), ::testing::UnorderedElementsAre(1, 9));  // as voted
+  ASSERT_THAT(unlock_with(100, 104, {1}), IsOk());
+  EXPECT_THAT(Outcome(100).oids(), ::testing::ElementsAre(1));
+  // ttid 108: unlocked without a list (an older master), then again with
+  // one after a restart: the record itself is read and corrected.
+  ASSERT_THAT(Store(108, {Obj(5, 0, "five")}), IsOk());
+  ASSERT_THAT(vote_claiming(108, {}), IsOk());
+  ASSERT_THAT(lock_in(108, 112, {0, 1}), IsOk());
+  ASSERT_THAT(Unlock(108, 112), IsOk());
+  EXPECT_THAT(Outcome(108).oids(), ::testing::IsEmpty());
+  // ttid 116: voted before a restart, locked and unlocked after it.
+  ASSERT_THAT(Store(116, {Obj(6, 0, "six")}), IsOk());
+  ASSERT_THAT(vote_claiming(116, {}), IsOk());
+  ASSERT_NO_FATAL_FAILURE(RestartStorage());
+  ASSERT_THAT(storage_->WaitUntilServing(kWait), IsOk());
+  ASSERT_THAT(lock_in(116, 120, {0, 2}), IsOk());
+  ASSERT_THAT(unlock_with(116, 120, {6}), IsOk());
+  EXPECT_THAT(Outcome(116).oids(), ::testing::ElementsAre(6));
+  EXPECT_THAT(Outcome(100).partitions(), ::testing::ElementsAre(0u, 1u));
+  EXPECT_THAT(Outcome(100).oids(), ::testing::ElementsAre(1));
+  ASSERT_THAT(unlock_with(108, 112, {5}), IsOk());
+  EXPECT_THAT(Outcome(108).oids(), ::testing::ElementsAre(5));
+  // A list without a tid is refused.
+  EXPECT_THAT(unlock_with(108, 0, {5}), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(StorageServiceTest, SaveMasterStateKeepsTheHighestOidMarkAndReportsIt) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   v1::SaveMasterStateRequest r;

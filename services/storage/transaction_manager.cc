@@ -340,12 +340,23 @@ absl::Status TransactionManager::Vote(
     t.size_bytes = metadata->size_bytes;
     record.transaction = std::move(t);
   }
+  std::optional<std::vector<uint64_t>> record_oids;
+  if (record.transaction.has_value()) {
+    record_oids = record.transaction->oids;
+    std::sort(record_oids->begin(), record_oids->end());
+    record_oids->erase(std::unique(record_oids->begin(), record_oids->end()),
+                       record_oids->end());
+  }
   absl::Status status = batcher_->StoreVote(std::move(record));
   absl::MutexLock l(&mu_);
   auto it = txns_.find(ttid);
   if (it != txns_.end()) {
     it->second.state = status.ok() ? State::kVoted : State::kVoteFailed;
     it->second.last_activity = clock_->Now();  // StaleVotes counts from here
+    if (status.ok()) {
+      it->second.record_oids = std::move(record_oids);
+      it->second.voted_here = true;
+    }
   }
   return status;
 }
@@ -442,7 +453,7 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
   return status;
 }
 
-absl::Status TransactionManager::Unlock(uint64_t ttid) {
+absl::Status TransactionManager::Unlock(uint64_t ttid, UnlockedRecord* record) {
   {
     absl::MutexLock l(&mu_);
     AwaitSettled(ttid);
@@ -452,6 +463,10 @@ absl::Status TransactionManager::Unlock(uint64_t ttid) {
       return absl::FailedPreconditionError(
           absl::StrCat("transaction ", TidHex(ttid), " is ",
                        StateName(it->second.state), ", not locked: cannot unlock"));
+    }
+    if (record != nullptr) {
+      record->known = it->second.voted_here;
+      record->oids = std::move(it->second.record_oids);
     }
     RememberFinished(ttid, Finished::kCommitted, it->second.tid);
     txns_.erase(it);

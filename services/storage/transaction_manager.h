@@ -148,9 +148,19 @@ class TransactionManager {
                     std::optional<std::vector<uint64_t>>* stored_oids = nullptr,
                     const LockScope& scope = {});
 
+  // What Unlock knew of the transaction record the vote wrote here.
+  struct UnlockedRecord {
+    // The transaction was voted by this process (not recovered after a
+    // restart): `oids` tells; else nothing is known.
+    bool known = false;
+    // The oids of the record the vote wrote (its metadata.oids), sorted
+    // and unique; nullopt when the vote wrote no record here.
+    std::optional<std::vector<uint64_t>> oids;
+  };
   // Releases the transaction's object locks and forgets it. Idempotent.
-  // FAILED_PRECONDITION if it is known but not locked.
-  absl::Status Unlock(uint64_t ttid);
+  // FAILED_PRECONDITION if it is known but not locked. `record`, if given,
+  // is set on success.
+  absl::Status Unlock(uint64_t ttid, UnlockedRecord* record = nullptr);
 
   // Forgets every LOCKED transaction (committed here) and releases its
   // object locks, as Unlock would; returns how many. For a node that
@@ -209,6 +219,10 @@ class TransactionManager {
   struct Known {
     enum Kind { kNothing, kStoring, kVoted, kLocked, kAborted } kind = kNothing;
     uint64_t tid = 0;  // kLocked
+    // kLocked: the partitions the lock committed, from the durable lock
+    // record (StorageNode::TransactionOutcome fills them; empty: every
+    // stored object, or the record is gone).
+    std::vector<uint32_t> partitions;
   };
   Known KnownState(uint64_t ttid) const;
 
@@ -234,6 +248,11 @@ class TransactionManager {
     uint64_t tid = 0;
     // Set once voted: the voted objects (LowestInDoubtVote).
     std::vector<uint64_t> voted_oids;
+    // Set once voted with the transaction record: its oids, sorted and
+    // unique (Unlock: the master may correct them).
+    std::optional<std::vector<uint64_t>> record_oids;
+    // Voted by this process (record_oids tells), not recovered.
+    bool voted_here = false;
     // MarkVotesInDoubt (recovered votes too).
     bool in_doubt = false;
   };

@@ -248,7 +248,8 @@ TEST_F(AuthTest, OnlyNodesAbortWithAMasterEpoch) {
 
 // A client acts only for the node ids it registered itself: another
 // client's token cannot begin, finish, abort or watch as that node (a
-// probe killed other clients' transactions with their listed ids).
+// probe killed other clients' transactions with their listed ids), nor
+// ask about its transactions' outcome.
 TEST_F(AuthTest, AClientCannotActAsAnotherClientsNodeId) {
   auto master_as = [](const std::string& bearer) {
     return cellar::v1::Master::NewStub(
@@ -294,6 +295,45 @@ TEST_F(AuthTest, AClientCannotActAsAnotherClientsNodeId) {
     s = stranger->Abort(&context, abort, &aborted);
   }
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // Nor ask about its transactions: not as that node id, not as a node id
+  // of its own, not without one.
+  cellar::v1::RegisterNodeResponse own;
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    ASSERT_TRUE(stranger->RegisterNode(&context, reg, &own).ok());
+  }
+  auto ask = [&](cellar::v1::Master::Stub* as, uint32_t node_id) {
+    cellar::v1::GetTransactionStatusRequest request;
+    request.set_ttid(begun.ttid());
+    request.set_node_id(node_id);
+    cellar::v1::GetTransactionStatusResponse response;
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    grpc::Status status = as->GetTransactionStatus(&context, request, &response);
+    return std::make_pair(status, response.outcome());
+  };
+  s = ask(stranger.get(), id).first;
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("registered with other credentials"));
+  s = ask(stranger.get(), own.node_id()).first;
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("begun by a client node registered with other"));
+  s = ask(stranger.get(), 0).first;
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("node_id: required with authentication on"));
+  auto answered = ask(owner.get(), id);
+  EXPECT_TRUE(answered.first.ok()) << answered.first.error_message();
+  EXPECT_EQ(answered.second, cellar::v1::TRANSACTION_ACTIVE);
+  // Under another node id of the same credentials (a reconnection).
+  cellar::v1::RegisterNodeResponse again;
+  {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(5));
+    ASSERT_TRUE(owner->RegisterNode(&context, reg, &again).ok());
+  }
+  answered = ask(owner.get(), again.node_id());
+  EXPECT_TRUE(answered.first.ok()) << answered.first.error_message();
   {
     grpc::ClientContext context;
     common::SetDeadline(&context, absl::Seconds(5));

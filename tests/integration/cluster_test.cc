@@ -536,6 +536,23 @@ class RawClient {
             ->Load(&ctx, req, &resp));
   }
 
+  // The oids storage `node`'s transaction record of `tid` lists, sorted.
+  absl::StatusOr<std::vector<uint64_t>> RecordOidsOn(uint32_t node, uint64_t tid) {
+    grpc::ClientContext ctx;
+    common::SetDeadline(&ctx, absl::Seconds(5));
+    cellar::v1::GetTransactionRequest req;
+    req.set_tid(tid);
+    cellar::v1::GetTransactionResponse resp;
+    absl::Status s = common::FromGrpcStatus(
+        cellar::v1::Storage::NewStub(common::MakeChannel(AddressOf(node)))
+            ->GetTransaction(&ctx, req, &resp));
+    if (!s.ok()) return s;
+    std::vector<uint64_t> oids(resp.transaction().oids().begin(),
+                               resp.transaction().oids().end());
+    std::sort(oids.begin(), oids.end());
+    return oids;
+  }
+
  private:
   std::string AddressOf(uint32_t node) const {
     for (const auto& n : snapshot_.nodes()) {
@@ -576,6 +593,46 @@ TEST_P(ClusterTest, AnObjectLeftOutOfTheFinishIsInvalidatedAllTheSame) {
   auto loaded = AwaitRevision(*c, oid, *tid);
   ASSERT_THAT(loaded, IsOk()) << "c still serves the revision the commit replaced";
   EXPECT_EQ(loaded->data, "v2");
+}
+
+// The transaction record lists what the commit committed, not the oids its
+// client sent with the vote (here: one it never stored, and not the one it
+// did): LastTransactions / GetTransaction cannot be made to lie.
+TEST_P(ClusterTest, TheTransactionRecordListsWhatWasCommittedNotWhatTheClientSaid) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  RawClient raw(cluster_->master_address());
+  ASSERT_THAT(raw.Register(), IsOk());
+  auto pt = raw.Table();
+  ASSERT_THAT(pt, IsOk());
+  const uint64_t oid = *c->NewOid();
+  // An oid of the same partition the client claims but never stores.
+  uint64_t phantom = 0;
+  for (int i = 0; i < 1000 && phantom == 0; ++i) {
+    const uint64_t candidate = *c->NewOid();
+    if (pt->PartitionOf(candidate) == pt->PartitionOf(oid)) phantom = candidate;
+  }
+  ASSERT_NE(phantom, 0u);
+  auto ttid = raw.Begin();
+  ASSERT_THAT(ttid, IsOk());
+  auto tid = raw.CommitClaiming(*ttid, oid, 0, "stored", /*claimed_oids=*/{phantom});
+  ASSERT_THAT(tid, IsOk());
+  raw.Disconnect();
+  ASSERT_THAT(AwaitRevision(*c, oid, *tid), IsOk());
+  const uint32_t record_partition = static_cast<uint32_t>(*ttid % pt->num_partitions());
+  // Corrected with the (asynchronous) unlock: bounded wait.
+  for (uint32_t node : pt->WritableNodes(record_partition)) {
+    absl::StatusOr<std::vector<uint64_t>> listed;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    do {
+      listed = raw.RecordOidsOn(node, *tid);
+      if (listed.ok() && *listed == std::vector<uint64_t>{oid}) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    } while (absl::Now() < deadline);
+    ASSERT_THAT(listed, IsOk());
+    EXPECT_THAT(*listed, ::testing::ElementsAre(oid))
+        << "S" << node << "'s record lists the client's oids, not the committed ones";
+  }
 }
 
 // Objects a client stores for a partition it leaves out of its Finish are

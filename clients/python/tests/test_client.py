@@ -368,9 +368,11 @@ class _FakeMaster:
         self.status = status
         self.abort_error = abort_error
         self.calls = []
+        self.status_requests = []
 
     def GetTransactionStatus(self, request, timeout=None, metadata=None):
         self.calls.append("GetTransactionStatus")
+        self.status_requests.append(request)
         if isinstance(self.status, Exception):
             raise self.status
         return self.status
@@ -388,6 +390,8 @@ def test_lost_finish_that_committed_returns_its_tid(client):
     finish_error = cellar.UnavailableError("socket closed", grpc.StatusCode.UNAVAILABLE)
     assert client._resolve_finish_failure(master, 1, client.session_count, 99, [1],
                                           finish_error) == 1234
+    # Asked as the session's client node (a master with auth requires it).
+    assert [(r.ttid, r.node_id) for r in master.status_requests] == [(99, 1)]
 
 
 def test_lost_finish_the_primary_aborts_is_a_failure(client):

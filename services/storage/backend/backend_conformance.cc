@@ -622,6 +622,55 @@ TEST_P(BackendConformanceTest, LockCommitsOnlyTheNamedPartitions) {
               NotFoundWithReason(kReasonNoSuchObject));
 }
 
+// The master corrects a committed record whose client listed other oids
+// than the commit committed: only that record changes, durably.
+TEST_P(BackendConformanceTest, SetTransactionOidsRewritesOnlyThatRecord) {
+  ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "a")}), IsOk());
+  ASSERT_THAT(Commit(*backend_, Tid(2), {Obj(2, "b")}), IsOk());
+  ASSERT_THAT(backend_->SetTransactionOids(PartitionOf(Tid(1)), Tid(1), {1, 5}), IsOk());
+  // No record there: nothing happens.
+  ASSERT_THAT(backend_->SetTransactionOids(PartitionOf(Tid(1)), Tid(9), {7}), IsOk());
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  auto first = backend_->GetTransaction(Tid(1));
+  ASSERT_THAT(first, IsOk());
+  ASSERT_TRUE(first->has_value());
+  EXPECT_THAT((*first)->oids, ::testing::ElementsAre(1u, 5u));
+  auto second = backend_->GetTransaction(Tid(2));
+  ASSERT_THAT(second, IsOk());
+  ASSERT_TRUE(second->has_value());
+  EXPECT_THAT((*second)->oids, ::testing::ElementsAre(2u));
+  auto none = backend_->GetTransaction(Tid(9));
+  ASSERT_THAT(none, IsOk());
+  EXPECT_FALSE(none->has_value());
+}
+
+// The lock record keeps the partitions the lock committed, durably: a
+// later primary completes the commit on the other voters with them (a
+// lock without them would commit what they hold of left-out partitions).
+TEST_P(BackendConformanceTest, LockRecordKeepsTheCommittedPartitions) {
+  ASSERT_THAT(backend_->StoreVotes({Vote(Tid(1), {Obj(1, "a")}), Vote(Tid(3), {Obj(2, "b")})}),
+              IsOk());
+  LockRecord scoped{Tid(1), Tid(2)};
+  scoped.partitions = {PartitionOf(1), PartitionOf(Tid(1))};
+  ASSERT_THAT(backend_->LockTransactions({scoped, {Tid(3), Tid(4)}}), IsOk());
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  absl::StatusOr<LockRecord> lock = backend_->GetLock(Tid(1));
+  ASSERT_THAT(lock, IsOk());
+  EXPECT_EQ(lock->ttid, Tid(1));
+  EXPECT_EQ(lock->tid, Tid(2));
+  EXPECT_THAT(lock->partitions, ::testing::ElementsAreArray(scoped.partitions));
+  // Without partitions (every stored object): none come back.
+  lock = backend_->GetLock(Tid(3));
+  ASSERT_THAT(lock, IsOk());
+  EXPECT_EQ(lock->tid, Tid(4));
+  EXPECT_THAT(lock->partitions, ::testing::IsEmpty());
+  // Never locked here.
+  lock = backend_->GetLock(Tid(9));
+  ASSERT_THAT(lock, IsOk());
+  EXPECT_EQ(lock->tid, 0u);
+  EXPECT_THAT(lock->partitions, ::testing::IsEmpty());
+}
+
 TEST_P(BackendConformanceTest, LockMovesNoDataAndLoadsReturnIt) {
   ASSERT_THAT(Commit(*backend_, Tid(1), {Obj(1, "first"), Obj(2, "two")}),
               IsOk());

@@ -59,7 +59,8 @@ namespace cellar::storage {
 // (written once at vote; the lock only moves metadata).
 // Version 5 added per-partition counts (objects, revisions, bytes) kept up
 // to date with every insert of committed object rows (GetPartitionStats).
-inline constexpr int kSchemaVersion = 5;
+// Version 6 added the partitions a lock committed to `tlock` (GetLock).
+inline constexpr int kSchemaVersion = 6;
 
 // Config keys are names cellar's code chooses ("node_id", "name",
 // "replication/3"): 1 to 256 printable ASCII characters. Every backend
@@ -300,7 +301,8 @@ class StorageBackend {
 
   // For each lock: moves the ttid's temporary records into place with the
   // final tid, durably, all in one database transaction, and records
-  // `ttid -> tid` (GetLockedTid) for every ttid that had temporary records.
+  // `ttid -> tid` with the lock's partitions (GetLock) for every ttid that
+  // had temporary records.
   // A ttid that is already committed with that tid is a no-op
   // (idempotent); a ttid with no temporary records is skipped (this node
   // held nothing of it, or already locked it). Committed rows that already
@@ -308,10 +310,23 @@ class StorageBackend {
   // on them.
   virtual absl::Status LockTransactions(const std::vector<LockRecord>& locks) = 0;
 
-  // The tid this node locked `ttid` with, from the durable record
-  // LockTransactions writes; 0 if it never locked it here or the record
-  // was forgotten.
-  virtual absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) = 0;
+  // The durable record LockTransactions writes for `ttid`: the tid this
+  // node locked it with and the partitions it committed (empty: every
+  // stored object); tid 0 if it never locked it here or the record was
+  // forgotten.
+  virtual absl::StatusOr<LockRecord> GetLock(uint64_t ttid) = 0;
+  // GetLock's tid.
+  absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) {
+    absl::StatusOr<LockRecord> lock = GetLock(ttid);
+    if (!lock.ok()) return lock.status();
+    return lock->tid;
+  }
+
+  // Replaces the oids of the committed transaction record (partition,
+  // tid), durably; no-op if there is none (the master corrects a record
+  // whose client listed other oids than the commit committed).
+  virtual absl::Status SetTransactionOids(uint32_t partition, uint64_t tid,
+                                          const std::vector<uint64_t>& oids) = 0;
 
   // Drops the `ttid -> tid` records of these ttids (unknown ones are
   // ignored), in one database transaction.

@@ -215,7 +215,7 @@ absl::Status MemoryBackend::LockTransactions(const std::vector<LockRecord>& lock
   for (const LockRecord& lock : locks) {
     auto it = store_->temporary_.find(lock.ttid);
     if (it == store_->temporary_.end()) continue;  // already locked, or nothing here
-    store_->locked_[lock.ttid] = lock.tid;
+    store_->locked_[lock.ttid] = lock;
     // Committed rows that already exist (imported by replication) are kept.
     for (ObjectRecord obj : it->second.objects) {
       if (!lock.partitions.empty() &&
@@ -269,10 +269,18 @@ absl::StatusOr<uint64_t> MemoryBackend::FindCommittedTid(uint64_t ttid) {
   return uint64_t{0};
 }
 
-absl::StatusOr<uint64_t> MemoryBackend::GetLockedTid(uint64_t ttid) {
+absl::StatusOr<LockRecord> MemoryBackend::GetLock(uint64_t ttid) {
   absl::MutexLock l(&store_->mu_);
   auto it = store_->locked_.find(ttid);
-  return it == store_->locked_.end() ? uint64_t{0} : it->second;
+  return it == store_->locked_.end() ? LockRecord{} : it->second;
+}
+
+absl::Status MemoryBackend::SetTransactionOids(uint32_t partition, uint64_t tid,
+                                               const std::vector<uint64_t>& oids) {
+  absl::MutexLock l(&store_->mu_);
+  auto it = store_->transactions_.find({tid, partition});
+  if (it != store_->transactions_.end()) it->second.oids = oids;
+  return absl::OkStatus();
 }
 
 absl::Status MemoryBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {
@@ -639,7 +647,7 @@ absl::Status MemoryBackend::Truncate(uint64_t tid) {
   store_->temporary_.clear();
   auto& locked = store_->locked_;
   for (auto it = locked.begin(); it != locked.end();) {
-    it = it->second > tid ? locked.erase(it) : std::next(it);
+    it = it->second.tid > tid ? locked.erase(it) : std::next(it);
   }
   return absl::OkStatus();
 }

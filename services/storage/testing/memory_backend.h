@@ -61,8 +61,8 @@ class MemoryStore {
   std::map<uint64_t, VoteRecord> temporary_ ABSL_GUARDED_BY(mu_);
   std::map<ObjKey, Revisions> objects_ ABSL_GUARDED_BY(mu_);
   std::map<TransKey, TransactionRecord> transactions_ ABSL_GUARDED_BY(mu_);
-  // ttid -> tid of locked transactions (the backend's tlock table).
-  std::map<uint64_t, uint64_t> locked_ ABSL_GUARDED_BY(mu_);
+  // ttid -> lock of locked transactions (the backend's tlock table).
+  std::map<uint64_t, LockRecord> locked_ ABSL_GUARDED_BY(mu_);
 };
 
 class MemoryBackend final : public StorageBackend {
@@ -117,7 +117,9 @@ class MemoryBackend final : public StorageBackend {
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;
   absl::StatusOr<std::vector<VotedTransaction>> ListVotedObjects() override;
   absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) override;
-  absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) override;
+  absl::StatusOr<LockRecord> GetLock(uint64_t ttid) override;
+  absl::Status SetTransactionOids(uint32_t partition, uint64_t tid,
+                                  const std::vector<uint64_t>& oids) override;
   absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
   absl::StatusOr<std::vector<uint64_t>> GetLastSerials(
       uint32_t num_partitions, const std::vector<uint64_t>& oids) override;

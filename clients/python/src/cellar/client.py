@@ -1254,9 +1254,10 @@ class Client:
                                                          storage_node_ids=sorted(storages)),
                    "Abort")
 
-    def _ask_outcome(self, master, ttid: int, timeout: float):
+    def _ask_outcome(self, master, node_id: int, ttid: int, timeout: float):
+        """Master.GetTransactionStatus of ``ttid`` as client node ``node_id``."""
         return self._call(master.GetTransactionStatus,
-                          master_pb2.GetTransactionStatusRequest(ttid=ttid),
+                          master_pb2.GetTransactionStatusRequest(ttid=ttid, node_id=node_id),
                           "GetTransactionStatus", max(timeout, 0.001))
 
     def _resolve_finish_failure(self, master, node_id: int, session: int, ttid: int,
@@ -1269,7 +1270,7 @@ class Client:
         no_answer = finish_error.code in _TRANSPORT
         if no_answer:
             try:
-                outcome = self._ask_outcome(master, ttid, self.rpc_timeout)
+                outcome = self._ask_outcome(master, node_id, ttid, self.rpc_timeout)
                 if outcome.outcome == committed:
                     return outcome.tid
                 if outcome.outcome == aborted_outcome:
@@ -1296,7 +1297,7 @@ class Client:
                 if left <= 0:
                     break
                 try:
-                    outcome = self._ask_outcome(master, ttid, left)
+                    outcome = self._ask_outcome(master, node_id, ttid, left)
                 except CellarError as e:
                     lost_master = e.code in _TRANSPORT
                     break
@@ -1328,12 +1329,12 @@ class Client:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            master = self._master
+            master, node_id = self._master, self._node_id
         left = deadline - time.monotonic()
         if master is None or left <= 0:
             return 0
         try:
-            outcome = self._ask_outcome(master, ttid, left)
+            outcome = self._ask_outcome(master, node_id, ttid, left)
         except CellarError:
             return 0
         if outcome.outcome == master_pb2.TRANSACTION_COMMITTED:

@@ -213,6 +213,13 @@ const std::vector<std::vector<const char*>>& MigrationSteps() {
           " REFERENCING NEW TABLE AS new_rows"
           " FOR EACH STATEMENT EXECUTE FUNCTION cellar_obj_pstats()",
       },
+      // 5 -> 6: the partitions a lock committed, with its ttid -> tid record
+      // (packed like oids; empty: every stored object), so that a later
+      // primary completes the commit on the other voters with the same
+      // partitions.
+      {
+          "ALTER TABLE tlock ADD COLUMN partitions bytea NOT NULL DEFAULT ''",
+      },
   };
   return *steps;
 }
@@ -248,6 +255,7 @@ enum Stmt : int {
   kListObjectsFrom,
   kLockedTid,
   kForgetLocks,
+  kSetTransactionOids,
   kImportTrans,
   kImportObj,
   kDeletePartitionObj,
@@ -376,14 +384,17 @@ const std::vector<StatementDef>& Statements() {
     // from before the deletes). ($3, $4): (ttid, partition) pairs, the
     // partitions each commit touches; a ttid with pairs commits only its
     // object rows of those partitions, the others go with their bytes.
+    // $5: the same partitions per lock, packed for tlock (GetLock).
     def(kLock, "lock",
-        "WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[])"
-        "   AS l(ttid, tid)),"
+        "WITH l AS (SELECT * FROM unnest($1::int8[], $2::int8[], $5::bytea[])"
+        "   AS l(ttid, tid, partitions)),"
         " k AS (SELECT * FROM unnest($3::int8[], $4::int4[]) AS k(ttid, partition)),"
-        " tl AS (INSERT INTO tlock (ttid, tid) SELECT l.ttid, l.tid FROM l"
+        " tl AS (INSERT INTO tlock (ttid, tid, partitions)"
+        "   SELECT l.ttid, l.tid, l.partitions FROM l"
         "   WHERE EXISTS (SELECT 1 FROM tobj t WHERE t.ttid = l.ttid)"
         "   OR EXISTS (SELECT 1 FROM ttrans t WHERE t.ttid = l.ttid)"
-        "   ON CONFLICT (ttid) DO UPDATE SET tid = EXCLUDED.tid),"
+        "   ON CONFLICT (ttid) DO UPDATE SET tid = EXCLUDED.tid,"
+        "   partitions = EXCLUDED.partitions),"
         " a AS (DELETE FROM tobj t USING l WHERE t.ttid = l.ttid"
         "   RETURNING t.ttid, t.partition, t.oid, l.tid, t.data_tid, t.checksum,"
         "   t.data_id),"
@@ -482,7 +493,11 @@ const std::vector<StatementDef>& Statements() {
         " WHERE o.partition = $1::int4"
         " AND (o.tid, o.oid) >= ($2::int8, $3::int8)"
         " AND o.tid <= $4::int8 ORDER BY o.tid, o.oid LIMIT $5::int8");
-    def(kLockedTid, "locked_tid", "SELECT tid FROM tlock WHERE ttid = $1::int8");
+    def(kLockedTid, "locked_tid",
+        "SELECT tid, partitions FROM tlock WHERE ttid = $1::int8");
+    def(kSetTransactionOids, "set_transaction_oids",
+        "UPDATE trans SET oids = $3::bytea WHERE partition = $1::int4"
+        " AND tid = $2::int8");
     def(kForgetLocks, "forget_locks",
         "DELETE FROM tlock WHERE ttid = ANY($1::int8[])");
     def(kImportTrans, "import_trans",
@@ -1536,6 +1551,8 @@ absl::Status PostgresBackend::LockTransactions(
   absl::flat_hash_map<uint64_t, uint64_t> tid_of;
   std::vector<int64_t> ttids, tids, kept_ttids;
   std::vector<int32_t> kept_partitions;
+  std::vector<std::string> packed;  // tlock.partitions, one per lock
+  packed.reserve(locks.size());
   for (const LockRecord& lock : locks) {
     CELLAR_RETURN_IF_ERROR(CheckTid(lock.ttid, "ttid"));
     CELLAR_RETURN_IF_ERROR(CheckTid(lock.tid, "tid"));
@@ -1553,9 +1570,13 @@ absl::Status PostgresBackend::LockTransactions(
       kept_ttids.push_back(static_cast<int64_t>(lock.ttid));
       kept_partitions.push_back(static_cast<int32_t>(partition));
     }
+    packed.push_back(
+        EncodeOids(std::vector<uint64_t>(lock.partitions.begin(), lock.partitions.end())));
   }
+  const std::vector<absl::string_view> packed_views(packed.begin(), packed.end());
   Params params;
-  params.Int8Array(ttids).Int8Array(tids).Int8Array(kept_ttids).Int4Array(kept_partitions);
+  params.Int8Array(ttids).Int8Array(tids).Int8Array(kept_ttids).Int4Array(kept_partitions)
+      .ByteaArray(packed_views);
   return impl_->RunOne(Call{kLock, std::move(params)}, true).status();
 }
 
@@ -1607,14 +1628,37 @@ absl::StatusOr<uint64_t> PostgresBackend::FindCommittedTid(uint64_t ttid) {
   return static_cast<uint64_t>(GetInt8(r.get(), 0, 0));
 }
 
-absl::StatusOr<uint64_t> PostgresBackend::GetLockedTid(uint64_t ttid) {
-  if (ttid > static_cast<uint64_t>(kMaxInt8)) return uint64_t{0};
+absl::StatusOr<LockRecord> PostgresBackend::GetLock(uint64_t ttid) {
+  LockRecord lock;
+  if (ttid > static_cast<uint64_t>(kMaxInt8)) return lock;
   Params params;
   params.Int8(static_cast<int64_t>(ttid));
   CELLAR_ASSIGN_OR_RETURN(
       Result r, impl_->RunOne(Call{kLockedTid, std::move(params)}, false));
-  if (PQntuples(r.get()) == 0) return uint64_t{0};
-  return static_cast<uint64_t>(GetInt8(r.get(), 0, 0));
+  if (PQntuples(r.get()) == 0) return lock;
+  lock.ttid = ttid;
+  lock.tid = static_cast<uint64_t>(GetInt8(r.get(), 0, 0));
+  const std::string packed = GetBytes(r.get(), 0, 1);
+  if (packed.size() % 8 != 0) {
+    return absl::InternalError(
+        absl::StrCat("corrupt tlock.partitions: ", packed.size(), " bytes"));
+  }
+  for (uint64_t p : DecodeOids(packed)) {
+    if (p > std::numeric_limits<uint32_t>::max()) {
+      return absl::InternalError(absl::StrCat("corrupt tlock.partitions: partition ", p));
+    }
+    lock.partitions.push_back(static_cast<uint32_t>(p));
+  }
+  return lock;
+}
+
+absl::Status PostgresBackend::SetTransactionOids(uint32_t partition, uint64_t tid,
+                                                 const std::vector<uint64_t>& oids) {
+  if (tid > static_cast<uint64_t>(kMaxInt8) || partition > kMaxInt4) return absl::OkStatus();
+  const std::string packed = EncodeOids(oids);
+  Params params;
+  params.Int4(static_cast<int32_t>(partition)).Int8(static_cast<int64_t>(tid)).Bytea(packed);
+  return impl_->RunOne(Call{kSetTransactionOids, std::move(params)}, true).status();
 }
 
 absl::Status PostgresBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {

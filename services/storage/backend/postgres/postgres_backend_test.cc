@@ -107,7 +107,14 @@ absl::Status RestoreVersion2Size(const std::string& conninfo) {
 // in obj / tobj, no data table. The caller sets the version.
 // Turns a database of this build back into the layout of schema version 4
 // (no per-partition counts); the caller sets the version.
+// Turns a database of this build back into the layout of schema version 5
+// (no partitions in tlock); the caller sets the version.
+absl::Status RestoreVersion5Layout(const std::string& conninfo) {
+  return RawQuery(conninfo, "ALTER TABLE tlock DROP COLUMN partitions").status();
+}
+
 absl::Status RestoreVersion4Layout(const std::string& conninfo) {
+  if (absl::Status s = RestoreVersion5Layout(conninfo); !s.ok()) return s;
   for (const char* sql : {"DROP TRIGGER obj_pstats ON obj", "DROP TABLE pstats",
                           "DROP FUNCTION cellar_obj_pstats()"}) {
     absl::Status s = RawQuery(conninfo, sql).status();
@@ -178,9 +185,9 @@ class PostgresConformanceStore : public ConformanceStore {
   }
 
   absl::Status RestorePreviousSchema() override {
-    static_assert(kSchemaVersion == 5, "restore the layout of version 4");
-    absl::Status s = RestoreVersion4Layout(db_.conninfo);
-    return s.ok() ? SetSchemaVersion(db_.conninfo, 4) : s;
+    static_assert(kSchemaVersion == 6, "restore the layout of version 5");
+    absl::Status s = RestoreVersion5Layout(db_.conninfo);
+    return s.ok() ? SetSchemaVersion(db_.conninfo, 5) : s;
   }
 
  private:

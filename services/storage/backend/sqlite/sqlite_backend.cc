@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -377,6 +378,10 @@ constexpr Migration kMigrations[] = {
      "  revisions INTEGER NOT NULL,"
      "  bytes INTEGER NOT NULL);"
      CELLAR_SQLITE_FILL_PSTATS},
+    // The partitions a lock committed, with its ttid -> tid record (packed
+    // like oids; empty: every stored object), so that a later primary
+    // completes the commit on the other voters with the same partitions.
+    {6, "ALTER TABLE tlock ADD COLUMN partitions BLOB NOT NULL DEFAULT x'';"},
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,
               "one migration step per schema version");
@@ -404,6 +409,27 @@ absl::StatusOr<std::vector<uint64_t>> UnpackOids(absl::string_view bytes) {
     oids[n] = v;
   }
   return oids;
+}
+
+// tlock.partitions: packed as oids are.
+std::string PackPartitions(const std::vector<uint32_t>& partitions) {
+  return PackOids(std::vector<uint64_t>(partitions.begin(), partitions.end()));
+}
+
+absl::StatusOr<std::vector<uint32_t>> UnpackPartitions(absl::string_view bytes) {
+  absl::StatusOr<std::vector<uint64_t>> values = UnpackOids(bytes);
+  if (!values.ok()) {
+    return absl::InternalError(absl::StrCat("corrupt tlock.partitions: ", bytes.size(), " bytes"));
+  }
+  std::vector<uint32_t> out;
+  out.reserve(values->size());
+  for (uint64_t v : *values) {
+    if (v > std::numeric_limits<uint32_t>::max()) {
+      return absl::InternalError(absl::StrCat("corrupt tlock.partitions: partition ", v));
+    }
+    out.push_back(static_cast<uint32_t>(v));
+  }
+  return out;
 }
 
 // tid <= bound, as a signed column bound: `before` exclusive, 0 matches
@@ -917,11 +943,18 @@ absl::Status SqliteBackend::LockTransactions(
           }
         }
       }
+      {
+        CELLAR_ASSIGN_OR_RETURN(
+            Statement s,
+            c.Prepare("INSERT OR REPLACE INTO tlock (ttid, tid, partitions) SELECT ?1, ?2, ?3 "
+                      "WHERE EXISTS (SELECT 1 FROM tobj WHERE ttid = ?1) "
+                      "OR EXISTS (SELECT 1 FROM ttrans WHERE ttid = ?1)"));
+        const std::string partitions = PackPartitions(lock.partitions);
+        CELLAR_RETURN_IF_ERROR(
+            s.BindU64(1, lock.ttid).BindU64(2, lock.tid).BindBlob(3, partitions).Run());
+      }
       for (const char* sql :
-           {"INSERT OR REPLACE INTO tlock (ttid, tid) SELECT ?1, ?2 "
-            "WHERE EXISTS (SELECT 1 FROM tobj WHERE ttid = ?1) "
-            "OR EXISTS (SELECT 1 FROM ttrans WHERE ttid = ?1)",
-            "DELETE FROM data WHERE id IN (SELECT t.data_id FROM tobj t "
+           {"DELETE FROM data WHERE id IN (SELECT t.data_id FROM tobj t "
             "WHERE t.ttid = ?1 AND EXISTS (SELECT 1 FROM obj o "
             "WHERE o.part = t.part AND o.oid = t.oid AND o.tid = ?2))",
             // The counts of the rows about to move in (not those in
@@ -1019,17 +1052,31 @@ absl::StatusOr<uint64_t> SqliteBackend::FindCommittedTid(uint64_t ttid) {
   return tid;
 }
 
-absl::StatusOr<uint64_t> SqliteBackend::GetLockedTid(uint64_t ttid) {
-  uint64_t tid = 0;
-  if (ttid > kMaxTid) return tid;
-  CELLAR_RETURN_IF_ERROR(Read("GetLockedTid", [&](Connection& c) -> absl::Status {
-    CELLAR_ASSIGN_OR_RETURN(Statement s,
-                            c.Prepare("SELECT tid FROM tlock WHERE ttid = ?1"));
+absl::StatusOr<LockRecord> SqliteBackend::GetLock(uint64_t ttid) {
+  LockRecord lock;
+  if (ttid > kMaxTid) return lock;
+  CELLAR_RETURN_IF_ERROR(Read("GetLock", [&](Connection& c) -> absl::Status {
+    CELLAR_ASSIGN_OR_RETURN(
+        Statement s, c.Prepare("SELECT tid, partitions FROM tlock WHERE ttid = ?1"));
     CELLAR_ASSIGN_OR_RETURN(bool row, s.BindU64(1, ttid).Step());
-    if (row) tid = s.U64(0);
+    if (!row) return absl::OkStatus();
+    lock.ttid = ttid;
+    lock.tid = s.U64(0);
+    CELLAR_ASSIGN_OR_RETURN(lock.partitions, UnpackPartitions(s.Blob(1)));
     return absl::OkStatus();
   }));
-  return tid;
+  return lock;
+}
+
+absl::Status SqliteBackend::SetTransactionOids(uint32_t partition, uint64_t tid,
+                                               const std::vector<uint64_t>& oids) {
+  if (tid > kMaxTid) return absl::OkStatus();
+  const std::string packed = PackOids(oids);
+  return Write("SetTransactionOids", [&](Connection& c) -> absl::Status {
+    CELLAR_ASSIGN_OR_RETURN(
+        Statement s, c.Prepare("UPDATE trans SET oids = ?3 WHERE part = ?1 AND tid = ?2"));
+    return s.Bind(1, partition).BindU64(2, tid).BindBlob(3, packed).Run();
+  });
 }
 
 absl::Status SqliteBackend::ForgetLocks(const std::vector<uint64_t>& ttids) {

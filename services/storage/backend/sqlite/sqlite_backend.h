@@ -103,7 +103,9 @@ class SqliteBackend : public StorageBackend {
   absl::StatusOr<std::vector<uint64_t>> ListVotedTransactions() override;
   absl::StatusOr<std::vector<VotedTransaction>> ListVotedObjects() override;
   absl::StatusOr<uint64_t> FindCommittedTid(uint64_t ttid) override;
-  absl::StatusOr<uint64_t> GetLockedTid(uint64_t ttid) override;
+  absl::StatusOr<LockRecord> GetLock(uint64_t ttid) override;
+  absl::Status SetTransactionOids(uint32_t partition, uint64_t tid,
+                                  const std::vector<uint64_t>& oids) override;
   absl::Status ForgetLocks(const std::vector<uint64_t>& ttids) override;
   absl::StatusOr<std::vector<uint64_t>> GetLastSerials(
       uint32_t num_partitions, const std::vector<uint64_t>& oids) override;

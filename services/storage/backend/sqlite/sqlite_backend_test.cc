@@ -113,7 +113,13 @@ absl::Status RawScript(const std::string& path, const char* script) {
 // Turns a database of this build back into the layout of schema version 4
 // (no per-partition counts); the caller sets the version.
 absl::Status RestoreVersion4Layout(const std::string& path) {
-  return RawScript(path, "DROP TABLE pstats;");
+  return RawScript(path, "ALTER TABLE tlock DROP COLUMN partitions; DROP TABLE pstats;");
+}
+
+// Turns a database of this build back into the layout of schema version 5
+// (no partitions in tlock); the caller sets the version.
+absl::Status RestoreVersion5Layout(const std::string& path) {
+  return RawScript(path, "ALTER TABLE tlock DROP COLUMN partitions;");
 }
 
 absl::Status RestoreVersion3Layout(const std::string& path) {
@@ -176,9 +182,9 @@ class SqliteConformanceStore : public ConformanceStore {
   }
 
   absl::Status RestorePreviousSchema() override {
-    static_assert(kSchemaVersion == 5, "restore the layout of version 4");
-    absl::Status s = RestoreVersion4Layout(path_);
-    return s.ok() ? SetSchemaVersion(path_, 4) : s;
+    static_assert(kSchemaVersion == 6, "restore the layout of version 5");
+    absl::Status s = RestoreVersion5Layout(path_);
+    return s.ok() ? SetSchemaVersion(path_, 5) : s;
   }
 
  private:
