@@ -336,6 +336,9 @@ of the secret part only (docs/security.md).
 {{- if and .Values.tls.mutual (not .Values.auth.enabled) (not .Values.tls.existingSecret) -}}
 {{- fail "tls.mutual=true with auth.enabled=false needs tls.existingSecret: the nodes then prove their role by certificate (URI SAN spiffe://cellar/node), which the chart's generated certificate cannot carry (docs/security.md)" -}}
 {{- end -}}
+{{- if regexMatch "^(0+(\\.0+)?(ns|us|ms|s|m|h))+$" (toString .Values.master.versionQuarantine.window) -}}
+{{- fail "master.versionQuarantine.window must be positive (turn a signal off with restarts: 0 or downs: 0)" -}}
+{{- end -}}
 {{- if and .Values.metrics.auth (not .Values.auth.enabled) -}}
 {{- fail "metrics.auth=true needs auth.enabled=true (the scrape's password is a token)" -}}
 {{- end -}}
