@@ -139,22 +139,28 @@ absl::Status CheckManual(const VersionKey& key, const std::string& by, const std
 
 }  // namespace
 
-absl::StatusOr<bool> VersionRegistry::Quarantine(const VersionKey& key, const std::string& by,
-                                                 const std::string& reason) {
-  if (absl::Status s = CheckManual(key, by, reason); !s.ok()) return s;
+absl::StatusOr<VersionRegistry::Entry*> VersionRegistry::Find(const VersionKey& key) {
   auto it = versions_.find(key);
   if (it == versions_.end()) {
     return absl::NotFoundError(absl::StrCat("no node registered with version ",
                                             key.ToString().substr(0, 64),
                                             " since this master became primary"));
   }
-  if (it->second.quarantined) return false;
+  return &it->second;
+}
+
+absl::StatusOr<bool> VersionRegistry::Quarantine(const VersionKey& key, const std::string& by,
+                                                 const std::string& reason) {
+  if (absl::Status s = CheckManual(key, by, reason); !s.ok()) return s;
+  absl::StatusOr<Entry*> found = Find(key);
+  if (!found.ok()) return found.status();
+  if ((*found)->quarantined) return false;
   if (const std::string refusal = RefusalReason(key); !refusal.empty()) {
     Record({clock_->Now(), key, VersionDecision::Action::kRefused, by,
             absl::StrCat(reason, "; not quarantined: ", refusal)});
     return absl::FailedPreconditionError(absl::StrCat("not quarantined: ", refusal));
   }
-  Entry& entry = it->second;
+  Entry& entry = **found;
   entry.quarantined = true;
   entry.reason = reason;
   entry.by = by;
@@ -168,13 +174,9 @@ absl::StatusOr<bool> VersionRegistry::Quarantine(const VersionKey& key, const st
 absl::StatusOr<bool> VersionRegistry::Unquarantine(const VersionKey& key, const std::string& by,
                                                    const std::string& reason) {
   if (absl::Status s = CheckManual(key, by, reason); !s.ok()) return s;
-  auto it = versions_.find(key);
-  if (it == versions_.end()) {
-    return absl::NotFoundError(absl::StrCat("no node registered with version ",
-                                            key.ToString().substr(0, 64),
-                                            " since this master became primary"));
-  }
-  Entry& entry = it->second;
+  absl::StatusOr<Entry*> found = Find(key);
+  if (!found.ok()) return found.status();
+  Entry& entry = **found;
   if (!entry.quarantined) return false;
   entry = Entry();  // signals forgotten too: a fresh start
   CELLAR_LOG(WARNING) << "version " << key.ToString() << " unquarantined by " << by << ": "

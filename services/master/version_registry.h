@@ -185,6 +185,8 @@ class VersionRegistry {
     bool connected = false;
   };
 
+  // The entry of `key`, or NOT_FOUND naming it.
+  absl::StatusOr<Entry*> Find(const VersionKey& key);
   void Prune(Entry& entry) const;
   static uint32_t WorstNodeRestarts(const Entry& entry);
   // Why `key` may not be quarantined ("" = it may).
