@@ -54,17 +54,8 @@ class CheckTruncateTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     backends_ = testing_support::MakeTestBackends(GetParam(), kStorages);
     ASSERT_TRUE(backends_.ok()) << backends_.status();
-    tools::LocalClusterOptions options;
-    options.storages = kStorages;
-    options.replicas = 1;
-    options.partitions = kPartitions;
-    options.cluster_name = kCluster;
-    options.storage_backends = (*backends_)->uris();
-    options.storage_options = [](int, storage::StorageServerOptions* o) {
-      o->heartbeat_interval = absl::Milliseconds(500);
-      o->replication.retry_delay = absl::Milliseconds(50);
-      o->replication.poll_interval = absl::Milliseconds(200);
-    };
+    const tools::LocalClusterOptions options = testing_support::ReplicatedClusterOptions(
+        **backends_, kStorages, kPartitions, kCluster);
     auto cluster = tools::LocalCluster::Start(options);
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = *std::move(cluster);

@@ -61,4 +61,21 @@ absl::StatusOr<std::map<common::Role, std::string>> WriteRoleTokens(
   return bearers;
 }
 
+tools::LocalClusterOptions ReplicatedClusterOptions(const TestBackends& backends, int storages,
+                                                    uint32_t partitions,
+                                                    const std::string& cluster_name) {
+  tools::LocalClusterOptions options;
+  options.storages = storages;
+  options.replicas = 1;
+  options.partitions = partitions;
+  options.cluster_name = cluster_name;
+  options.storage_backends = backends.uris();
+  options.storage_options = [](int, storage::StorageServerOptions* o) {
+    o->heartbeat_interval = absl::Milliseconds(500);
+    o->replication.retry_delay = absl::Milliseconds(50);
+    o->replication.poll_interval = absl::Milliseconds(200);
+  };
+  return options;
+}
+
 }  // namespace cellar::testing_support

@@ -14,6 +14,8 @@
 #include "protos/cellar/v1/master.grpc.pb.h"
 #include "services/common/auth_tokens.h"
 #include "services/common/authenticator.h"
+#include "tests/integration/test_backends.h"
+#include "tools/local/local_cluster.h"
 
 namespace cellar::testing_support {
 
@@ -28,6 +30,15 @@ bool WaitFor(Pred pred, absl::Duration timeout) {
   }
   return true;
 }
+
+// Options for an in-process cluster of `storages` storages on `backends`
+// with one replica (every partition on two storages), whose storages
+// heartbeat every 500 ms and retry (50 ms) and poll (200 ms) replication
+// quickly: what the tests of replication, checks and packs want. A test
+// adds its own storage options by wrapping `storage_options`.
+tools::LocalClusterOptions ReplicatedClusterOptions(const TestBackends& backends, int storages,
+                                                    uint32_t partitions,
+                                                    const std::string& cluster_name);
 
 // A client of the cluster whose master is `master_address`; null (with a
 // test failure recorded) if it cannot connect.

@@ -51,16 +51,11 @@ class PackTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     backends_ = testing_support::MakeTestBackends(GetParam(), kStorages);
     ASSERT_TRUE(backends_.ok()) << backends_.status();
-    tools::LocalClusterOptions options;
-    options.storages = kStorages;
-    options.replicas = 1;
-    options.partitions = kPartitions;
-    options.cluster_name = kCluster;
-    options.storage_backends = (*backends_)->uris();
-    options.storage_options = [](int i, storage::StorageServerOptions* o) {
-      o->heartbeat_interval = absl::Milliseconds(500);
-      o->replication.retry_delay = absl::Milliseconds(50);
-      o->replication.poll_interval = absl::Milliseconds(200);
+    tools::LocalClusterOptions options = testing_support::ReplicatedClusterOptions(
+        **backends_, kStorages, kPartitions, kCluster);
+    options.storage_options = [fast = options.storage_options](int i,
+                                                               storage::StorageServerOptions* o) {
+      fast(i, o);
       // Small chunks, little pause: many chunks, interleaved with commits.
       // Storage 1 packs slowly: a pack stays in progress there for
       // seconds (the replica check must wait for it).
