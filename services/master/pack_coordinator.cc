@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +28,27 @@ std::vector<StorageTarget> Targets(const cellar::v1::GetClusterInfoResponse& inf
   std::sort(out.begin(), out.end(),
             [](const StorageTarget& a, const StorageTarget& b) { return a.node_id < b.node_id; });
   return out;
+}
+
+// Adds to `progress.pending_partitions` every cell that `info`'s table
+// (the master's) says is readable on that storage but that the storage
+// reported neither packed nor pending: a storage that has just come back
+// may not have learnt yet that its cells are readable again, and would
+// otherwise report "nothing left to pack" before it packed them.
+void AddCellsTheStorageDoesNotSeeYet(const cellar::v1::GetClusterInfoResponse& info,
+                                     cellar::v1::StoragePackProgress& progress) {
+  std::set<uint32_t> reported(progress.pending_partitions().begin(),
+                              progress.pending_partitions().end());
+  reported.insert(progress.done_partitions().begin(), progress.done_partitions().end());
+  for (const cellar::v1::PartitionRow& row : info.partition_table().rows()) {
+    for (const cellar::v1::Cell& c : row.cells()) {
+      if (c.node_id() == progress.node_id() &&
+          (c.state() == cellar::v1::CELL_UP_TO_DATE || c.state() == cellar::v1::CELL_FEEDING) &&
+          reported.count(row.partition()) == 0) {
+        progress.add_pending_partitions(row.partition());
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -101,6 +123,7 @@ cellar::v1::PackStatus PackCoordinator::Status() {
         continue;
       }
       *out = *std::move(p);
+      if (out->pack_tid() != 0) AddCellsTheStorageDoesNotSeeYet(info, *out);
       highest = std::max<uint64_t>(highest, out->pack_tid());
     }
     {
