@@ -101,9 +101,22 @@ _LIFECYCLE = pytest.mark.xfail(reason="pack/undo: not in the client yet "
                                       "(the data-lifecycle issue)", strict=False)
 
 
-@_LIFECYCLE
-class PackTests(CellarStorageTestBase, PackableStorage.PackableStorage):
-    pass
+_NO_GC = pytest.mark.xfail(
+    reason="needs garbage collection of objects unreachable from the root, which the"
+           " cluster's pack does not do (docs/lifecycle.md)", strict=True)
+
+
+class PackTests(CellarStorageTestBase, PackableStorage.PackableStorageWithOptionalGC):
+    # pack() waits for the cluster's background pack (Master.Pack); old
+    # revisions go, unreachable objects stay.
+
+    @_NO_GC
+    def testPackAllRevisions(self):
+        PackableStorage.PackableStorage.testPackAllRevisions(self)
+
+    @_NO_GC
+    def testPackWithMultiDatabaseReferences(self):
+        PackableStorage.PackableStorage.testPackWithMultiDatabaseReferences(self)
 
 
 @_LIFECYCLE
