@@ -13,9 +13,11 @@ conflicts) and commits; one operation = one transaction.
 load (cold): a worker ghosts one of --objects PersistentMappings written
 in the setup (_p_invalidate) and activates it again, so every load
 reaches the storage through ZODB's MVCC adapter (loadBefore); ZEO's client
-cache is turned off (cache_size=0) so its loads reach the ZEO server as
-cellar's reach a storage node (cellar has no client cache); FileStorage
-reads its file (the page cache).
+cache and cellar's local cache are turned off (--zeo-cache-bytes and
+--cellar-cache-bytes, default 0) so ZEO's loads reach the ZEO server as
+cellar's reach a storage node; FileStorage reads its file (the page
+cache). With both set (e.g. 20971520), the load rows measure warm client
+caches instead (the warm-up loads the objects once).
 
 Workers are separate processes, each with its own ZODB.DB and connection;
 FileStorage cannot be opened by two processes, so its N-worker rows run N
@@ -71,7 +73,8 @@ def open_db(spec):
                                 wait_timeout=30)
     else:
         from cellar.zodb import CellarStorage
-        storage = CellarStorage(spec["master"], spec["cluster_name"])
+        storage = CellarStorage(spec["master"], spec["cluster_name"],
+                                local_cache_size=spec["cellar_cache_bytes"])
     return ZODB.DB(storage)
 
 
@@ -248,10 +251,12 @@ class Stores:
             self._cluster = LocalCluster(storages=args.storages, replicas=args.replicas,
                                          partitions=args.partitions)
             self.specs["cellar"] = {"kind": "cellar", "master": self._cluster.master,
-                                    "cluster_name": self._cluster.cluster_name}
+                                    "cluster_name": self._cluster.cluster_name,
+                                    "cellar_cache_bytes": args.cellar_cache_bytes}
             self.server_pids["cellar"] = self._cluster.proc.pid
-            log("cellar local on %s: %d storages, %d replica(s), %d partitions (SQLite)" % (
-                self._cluster.master, args.storages, args.replicas, args.partitions))
+            log("cellar local on %s: %d storages, %d replica(s), %d partitions (SQLite), local"
+                " cache %d bytes" % (self._cluster.master, args.storages, args.replicas,
+                                     args.partitions, args.cellar_cache_bytes))
 
     def close(self):
         if self._zeo is not None:
@@ -373,6 +378,9 @@ def parse_args(argv):
     parser.add_argument("--partitions", type=int, default=12, help="cellar partitions (12)")
     parser.add_argument("--zeo-cache-bytes", type=int, default=0,
                         help="ZEO client cache size (default 0: loads reach the server)")
+    parser.add_argument("--cellar-cache-bytes", type=int, default=0,
+                        help="cellar's local cache size (CellarStorage local_cache_size;"
+                             " default 0: loads reach the storage nodes)")
     parser.add_argument("--json", help="also write the rows as JSON to this file")
     parser.add_argument("--tmp-dir", help="parent of the temporary directory ($TMPDIR)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -214,6 +214,42 @@ def test_zconfig_and_zodburi_with_token_and_mutual_tls(secure_cluster):
     assert info.value.__cause__.code == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_pack_needs_an_admin_token(secure_cluster):
+    # Master.Pack needs role admin: a storage with only its client token
+    # gets an error naming the role and the option; with an admin token as
+    # pack-token-file (ZConfig) the pack runs and is waited for.
+    import ZODB.config
+    from ZODB import POSException
+    from ZODB.serialize import referencesf
+    from cellar.zodb import CellarStorage
+
+    master, d = secure_cluster
+    storage = CellarStorage(master, token_file=os.path.join(d, "client.token"), **tls(d))
+    try:
+        with storage.client.transaction() as t:
+            t.store(storage.client.new_oid(), 0, b"to pack")
+        with pytest.raises(POSException.StorageError) as info:
+            storage.pack(time.time() + 60, referencesf)
+        assert info.value.__cause__.code == grpc.StatusCode.PERMISSION_DENIED
+        message = str(info.value)
+        assert "Master.Pack needs a token of role admin" in message
+        assert "pack_token_file (ZConfig pack-token-file" in message
+    finally:
+        storage.close()
+    db = ZODB.config.databaseFromString(
+        "%%import cellar\n<zodb>\n<cellar>\nmaster %s\ntoken-file %s\npack-token-file %s\n"
+        "ca-file %s\n</cellar>\n</zodb>\n" % (master, os.path.join(d, "client.token"),
+                                              os.path.join(d, "admin.token"),
+                                              os.path.join(d, "tls/ca.pem")))
+    try:
+        last = db.storage.lastTransaction()
+        db.pack(time.time() + 60)
+        status = db.storage.client.pack_status()
+        assert status.done and status.pack_tid >= int.from_bytes(last, "big")
+    finally:
+        db.close()
+
+
 def test_wrong_ca_fails_to_connect(secure_cluster, tmp_path):
     master, d = secure_cluster
     # Another CA: the node certificate must not verify.

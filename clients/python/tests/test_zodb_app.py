@@ -194,12 +194,16 @@ def test_db_helper_and_historical_connection(cluster):
         db.close()
 
 
-def test_prefetch_loads_many_objects_in_one_call(cluster):
+@pytest.mark.parametrize("local_cache_size", [0, 1 << 20])
+def test_prefetch_loads_many_objects_in_one_call(cluster, local_cache_size):
     db = open_db(cluster)
     try:
         with db.transaction() as conn:
             conn.root()["items"] = [Item("item-%d" % i, i) for i in range(50)]
-        other = open_db(cluster)  # a cold ZODB cache
+        # A cold ZODB cache; prefetched revisions wait in the local cache,
+        # or without it in a map until their load.
+        other = ZODB.DB(CellarStorage(cluster.master, cluster.cluster_name,
+                                      local_cache_size=local_cache_size))
         try:
             conn = other.open()
             items = conn.root()["items"]
@@ -207,11 +211,18 @@ def test_prefetch_loads_many_objects_in_one_call(cluster):
             single = []
             real_load_before = storage._client.load_before
             storage._client.load_before = lambda *a: single.append(a) or real_load_before(*a)
+            entries = storage.cache_stats()["entries"]
             conn.prefetch(items)
-            assert len(storage._prefetched) == 50
+            if local_cache_size:
+                assert storage.cache_stats()["entries"] == entries + 50
+                assert storage._prefetched == {}
+            else:
+                assert len(storage._prefetched) == 50
+            hits = storage.cache_hits
             assert [item.price for item in items] == list(range(50))
             assert single == []  # every object came from the prefetch
             assert storage._prefetched == {}
+            assert storage.cache_hits == hits + (50 if local_cache_size else 0)
             conn.close()
         finally:
             other.close()

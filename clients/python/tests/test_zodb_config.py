@@ -87,6 +87,30 @@ def test_zconfig_read_only_and_timeouts(cluster):
         db.close()
 
 
+def test_local_cache_and_pack_options(cluster, tmp_path):
+    admin = tmp_path / "admin.token"
+    admin.write_text("cellar_admin_token\n")
+    db = ZODB.config.databaseFromString(zconfig(
+        "master %s\nlocal-cache-size 3MB\npack-timeout 90\npack-token-file %s"
+        % (cluster.master, admin)))
+    try:
+        assert db.storage.cache_stats()["limit"] == 3 << 20
+        assert db.storage._pack_timeout == 90.0
+        assert db.storage.client._pack_metadata == (
+            ("authorization", "Bearer cellar_admin_token"),)
+    finally:
+        db.close()
+    factory, _ = zodburi.resolve_uri("cellar://%s?local_cache_size=0&pack_timeout=5"
+                                     % cluster.master)
+    storage = factory()
+    try:
+        assert storage.cache_stats()["limit"] == 0 and storage._pack_timeout == 5.0
+    finally:
+        storage.close()
+    assert cellar.config.byte_size("512kb") == 512 << 10
+    assert cellar.config.byte_size("1G") == 1 << 30 and cellar.config.byte_size("77") == 77
+
+
 @pytest.mark.parametrize("body, message", [
     ("cluster-name cellar", "not enough values for 'master'"),
     ("master localhost", "bad master address 'localhost'"),
@@ -97,6 +121,11 @@ def test_zconfig_read_only_and_timeouts(cluster):
     ("master 127.0.0.1:7100\nrpc-timeout 0", "expected a number of seconds > 0"),
     ("master 127.0.0.1:7100\nread-only maybe", "maybe"),
     ("master 127.0.0.1:7100\ntoken abc", "'token' is not a known key name"),
+    ("master 127.0.0.1:7100\nlocal-cache-size -1", "expected a size in bytes"),
+    ("master 127.0.0.1:7100\nlocal-cache-size lots", "expected a size in bytes"),
+    ("master 127.0.0.1:7100\npack-timeout 0", "expected a number of seconds > 0"),
+    ("master 127.0.0.1:7100\npack-token-file /nonexistent/admin.token",
+     "/nonexistent/admin.token is not an existing file"),
 ])
 def test_zconfig_bad_configuration_is_a_clear_error(body, message):
     with pytest.raises(ZConfig.ConfigurationError) as info:
@@ -153,6 +182,7 @@ def test_zodburi_database_commits_and_reads_back(cluster):
     ("cellar://127.0.0.1:7100/c?name=a&name=b", "name given twice"),
     ("cellar://127.0.0.1:7100/c?cluster_name=d", "cluster_name given twice"),
     ("cellar://127.0.0.1:7100/c?name", "bad query"),
+    ("cellar://127.0.0.1:7100/c?local_cache_size=20XB", "local_cache_size: expected a size"),
 ])
 def test_zodburi_rejects_bad_uris(uri, message):
     with pytest.raises(ValueError) as info:

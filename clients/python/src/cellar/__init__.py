@@ -10,12 +10,13 @@
 from cellar.errors import (AbortedError, CellarError, CommitNotVisibleError, ConflictError,
                            NotFoundError, OutcomeUnknownError, UnavailableError)
 from cellar.client import (MAX_OBJECT_BYTES, MAX_TID, Client, ClusterSize, HistoryEntry,
-                           LoadResult, Transaction, TransactionRecord, tid_hex)
+                           LoadResult, PackStatus, SnapshotView, Transaction, TransactionRecord,
+                           tid_hex)
 
 __version__ = "0.1.0"
 
 __all__ = ["Client", "Transaction", "LoadResult", "HistoryEntry", "TransactionRecord",
-           "ClusterSize", "tid_hex",
+           "ClusterSize", "PackStatus", "SnapshotView", "tid_hex",
            "CellarError", "AbortedError", "ConflictError", "UnavailableError",
            "OutcomeUnknownError", "NotFoundError", "CommitNotVisibleError", "MAX_TID",
            "MAX_OBJECT_BYTES"]

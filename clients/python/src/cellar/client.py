@@ -62,7 +62,7 @@ from cellar._pb import common_pb2, master_pb2, master_pb2_grpc, storage_pb2, sto
 log = logging.getLogger("cellar")
 
 __all__ = ["Client", "Transaction", "LoadResult", "HistoryEntry", "TransactionRecord",
-           "MAX_TID", "MAX_OBJECT_BYTES"]
+           "PackStatus", "SnapshotView", "MAX_TID", "MAX_OBJECT_BYTES"]
 
 MAX_TID = (1 << 63) - 1
 # Storage.LoadMany's limit per call.
@@ -135,6 +135,48 @@ class ClusterSize(NamedTuple):
     # readable cell of some partition answered; the counts are then low).
     partitions: int
     num_partitions: int
+
+
+class PackStatus(NamedTuple):
+    """The cluster's pack (Master.GetPackStatus), summed over the storages."""
+    # The highest pack tid requested (0: none since the master started).
+    pack_tid: int
+    # Every connected storage holding cells packed its readable cells at
+    # pack_tid.
+    done: bool
+    # Readable cells still to pack, and packed, over all storages.
+    pending_cells: int
+    done_cells: int
+    # Since each storage started: object revisions removed, bytes reclaimed.
+    rows_removed: int
+    bytes_removed: int
+    # "S<id>: <error>" for each storage that reported one.
+    errors: Tuple[str, ...]
+
+    @classmethod
+    def from_proto(cls, status) -> "PackStatus":
+        return cls(status.pack_tid, status.done,
+                   sum(len(p.pending_partitions) for p in status.storages),
+                   sum(len(p.done_partitions) for p in status.storages),
+                   sum(p.rows_removed for p in status.storages),
+                   sum(p.bytes_removed for p in status.storages),
+                   tuple("%s: %s" % (_node_name(p.node_id), p.error)
+                         for p in status.storages if p.error))
+
+
+class SnapshotView(NamedTuple):
+    """Client.snapshot_view(): what a cache of loaded revisions needs to
+    know to stay coherent with the invalidation stream."""
+    # The last tid whose invalidations were delivered to the listeners.
+    snapshot: int
+    # Changes each time the stream is replaced (twice per reset: when the
+    # reset listeners are about to run, and when the new snapshot is
+    # taken). Invalidations of one generation reach the listeners without
+    # a gap.
+    generation: int
+    # False between the two changes of a reset: invalidations were lost
+    # and the snapshot does not say what is known.
+    settled: bool
 
 
 def tid_hex(tid: int) -> str:
@@ -215,7 +257,8 @@ class Client:
                  connect_timeout: float = 10.0, commit_wait_timeout: float = 5.0,
                  max_reconnect_backoff: float = 0.5, version: str = VERSION,
                  track: str = "stable", report_unreachable: bool = True,
-                 report_unreachable_interval: float = 1.0):
+                 report_unreachable_interval: float = 1.0, pack_token: Optional[str] = None,
+                 pack_token_file: Optional[str] = None):
         if isinstance(masters, str):
             masters = [m.strip() for m in masters.split(",") if m.strip()]
         self.masters = list(masters)
@@ -241,6 +284,20 @@ class Client:
             with open(token_file) as f:
                 token = f.read().strip()
         self._metadata = (("authorization", "Bearer " + token),) if token else None
+        # pack(): Master.Pack needs role admin, which a client token has not.
+        if pack_token_file:
+            try:
+                with open(pack_token_file) as f:
+                    pack_token = f.read().strip()
+            except OSError as e:
+                raise CellarError("pack_token_file: cannot read '%s': %s" % (pack_token_file, e),
+                                  grpc.StatusCode.INVALID_ARGUMENT)
+            if not pack_token:
+                raise CellarError("pack_token_file '%s' is empty" % pack_token_file,
+                                  grpc.StatusCode.INVALID_ARGUMENT)
+        self._pack_metadata = ((("authorization", "Bearer " + pack_token),) if pack_token
+                               else self._metadata)
+        self._has_pack_token = bool(pack_token)
         self._credentials = None
         self._channel_options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                                  ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
@@ -276,6 +333,9 @@ class Client:
         self._master = None
         self._node_id = 0
         self._snapshot = 0
+        # snapshot_view(): see SnapshotView.
+        self._generation = 0
+        self._settled = True
         self._master_last_tid = 0
         self._epoch = 0
         self._sessions = 0
@@ -333,9 +393,11 @@ class Client:
             return grpc.secure_channel(address, self._credentials, self._channel_options)
         return grpc.insecure_channel(address, self._channel_options)
 
-    def _call(self, method, request, context: str, timeout: Optional[float] = None):
+    def _call(self, method, request, context: str, timeout: Optional[float] = None,
+              metadata=None):
         try:
-            return method(request, timeout=timeout or self.rpc_timeout, metadata=self._metadata)
+            return method(request, timeout=timeout or self.rpc_timeout,
+                          metadata=metadata or self._metadata)
         except grpc.RpcError as e:
             raise errors.from_rpc_error(e, context) from None
 
@@ -467,6 +529,9 @@ class Client:
     def _call_reset_listeners(self) -> None:
         with self._cond:
             listeners = list(self._reset_listeners)
+            # Until _take_snapshot: the snapshot says nothing (SnapshotView).
+            self._generation += 1
+            self._settled = False
         for listener in listeners:
             try:
                 listener()
@@ -498,6 +563,8 @@ class Client:
         self._cluster_state = snapshot.cluster_state
 
     def _take_snapshot(self, snapshot) -> None:
+        self._generation += 1
+        self._settled = True
         self._master_last_tid = snapshot.last_tid
         if snapshot.last_tid < self._snapshot:
             log.info("cellar: the master reports last tid %s, behind this client's snapshot %s:"
@@ -705,6 +772,13 @@ class Client:
         with self._cond:
             return self._snapshot
 
+    def snapshot_view(self) -> SnapshotView:
+        """The snapshot with its generation, read together (SnapshotView):
+        a cache of loaded revisions reads it before a load and again when
+        it stores the answer."""
+        with self._cond:
+            return SnapshotView(self._snapshot, self._generation, self._settled)
+
     def settled_snapshot(self) -> int:
         """The snapshot, after this client's own commit whose on_tid hook
         is running on the watch thread (and then its listeners) got there:
@@ -778,6 +852,11 @@ class Client:
         object."""
         with self._cond:
             self._reset_listeners.append(listener)
+
+    def remove_reset_listener(self, listener) -> None:
+        with self._cond:
+            if listener in self._reset_listeners:
+                self._reset_listeners.remove(listener)
 
     def await_session(self, min_sessions: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -901,6 +980,82 @@ class Client:
             raise CellarError("snapshot %s did not reach the master's %s within %gs"
                               % (tid_hex(self.snapshot), tid_hex(last_tid), self.rpc_timeout),
                               grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    def pack_status(self) -> PackStatus:
+        """Master.GetPackStatus (role readonly: the ``pack_token`` if one
+        was given, else the client's token, which has no such role: see
+        ``pack``)."""
+        self._await_connected()
+        return PackStatus.from_proto(self._pack_call("GetPackStatus",
+                                                     master_pb2.GetPackStatusRequest()).status)
+
+    def pack(self, pack_tid: int, timeout: float = 3600.0,
+             max_poll_interval: float = 1.0) -> PackStatus:
+        """Packs the cluster at ``pack_tid`` (Master.Pack, docs/lifecycle.md:
+        every object revision older than the one current at ``pack_tid`` is
+        removed; no garbage collection of unreachable objects) and waits
+        until every storage holding cells is done (polling
+        Master.GetPackStatus, at most ``timeout`` seconds). Asks again if
+        the master forgot the request (a new primary whose storages had not
+        been asked). A lower ``pack_tid`` than one already requested
+        changes nothing and returns once that one is done.
+
+        Master.Pack needs role admin: with authentication on, give an admin
+        token as ``pack_token``/``pack_token_file`` (only these calls use
+        it); otherwise PERMISSION_DENIED says so. FAILED_PRECONDITION when
+        the master refuses (beyond the last committed tid, a replica check
+        running, cluster not RUNNING); DEADLINE_EXCEEDED after ``timeout``
+        with the progress and the storages' errors."""
+        if pack_tid <= 0 or pack_tid > MAX_TID:
+            raise CellarError("pack_tid must be in 1..%s" % tid_hex(MAX_TID),
+                              grpc.StatusCode.INVALID_ARGUMENT)
+        if not timeout > 0:
+            raise CellarError("timeout must be > 0", grpc.StatusCode.INVALID_ARGUMENT)
+        deadline = time.monotonic() + timeout
+        request = master_pb2.PackRequest(pack_tid=pack_tid)
+        pause = 0.02
+        status: Optional[PackStatus] = None
+        while True:
+            try:
+                self._await_connected()
+                if status is None or status.pack_tid < pack_tid:
+                    status = PackStatus.from_proto(self._pack_call("Pack", request).status)
+                else:
+                    status = self.pack_status()
+            except CellarError as e:
+                # A master restart or failover: ask the next primary.
+                if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)\
+                        or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("cellar: pack at %s: %s: asking again", tid_hex(pack_tid), e)
+                status = None
+            if status is not None and status.done and status.pack_tid >= pack_tid:
+                return status
+            if time.monotonic() + pause > deadline:
+                raise CellarError(
+                    "pack at %s not done within %gs: %s" % (
+                        tid_hex(pack_tid), timeout,
+                        "no answer from the master" if status is None else
+                        "pack tid %s, %d cell(s) packed, %d to go%s" % (
+                            tid_hex(status.pack_tid), status.done_cells, status.pending_cells,
+                            "; errors: " + "; ".join(status.errors) if status.errors else "")),
+                    grpc.StatusCode.DEADLINE_EXCEEDED)
+            time.sleep(pause)
+            pause = min(pause * 2, max_poll_interval)
+
+    def _pack_call(self, method: str, request):
+        try:
+            return self._call(getattr(self._current_master(), method), request, method,
+                              metadata=self._pack_metadata)
+        except CellarError as e:
+            if e.code == grpc.StatusCode.PERMISSION_DENIED:
+                raise CellarError(
+                    "Master.%s needs a token of role %s, which %s has not (%s): give an admin"
+                    " token as pack_token_file (ZConfig pack-token-file; docs/zodb.md)"
+                    % (method, "admin" if method == "Pack" else "readonly or admin",
+                       "the pack_token" if self._has_pack_token else "this client's token",
+                       e.message), grpc.StatusCode.PERMISSION_DENIED) from None
+            raise
 
     # ------------------------------------------------------------------
     # Reads.

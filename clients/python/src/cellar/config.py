@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote
 import ZODB.config
 
 __all__ = ["OPTIONS", "DATABASE_KEYS", "CellarStorageConfig", "resolve_uri", "master_address", "master_addresses",
-           "positive_seconds", "parse_bool"]
+           "positive_seconds", "parse_bool", "byte_size"]
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
@@ -62,6 +62,19 @@ def positive_seconds(value: str) -> float:
     return seconds
 
 
+_BYTE_SIZE = re.compile(r"^\s*([0-9]+)\s*([KMG]?)B?\s*$", re.I)
+
+
+def byte_size(value: str) -> int:
+    """ZConfig datatype of ``local-cache-size``: bytes >= 0, as a number
+    or with a KB, MB or GB suffix (powers of 1024; 0 disables)."""
+    m = _BYTE_SIZE.match(value)
+    if not m:
+        raise ValueError("expected a size in bytes (e.g. 20MB, 512KB, 1048576, 0), got %r"
+                         % value)
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
 def parse_bool(value: str) -> bool:
     """true/false, yes/no, on/off, 1/0 (any case)."""
     lowered = value.strip().lower()
@@ -92,6 +105,9 @@ OPTIONS: Dict[str, Option] = {
     "connect_timeout": Option("connect_timeout", positive_seconds),
     "commit_wait_timeout": Option("commit_wait_timeout", positive_seconds),
     "max_reconnect_backoff": Option("max_reconnect_backoff", positive_seconds),
+    "local_cache_size": Option("local_cache_size", byte_size),
+    "pack_token_file": Option("pack_token_file", str),
+    "pack_timeout": Option("pack_timeout", positive_seconds),
 }
 
 # zodburi's database keys (ZODB.DB arguments), passed through to zodburi.

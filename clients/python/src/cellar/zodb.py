@@ -47,7 +47,15 @@ wraps it in its MVCCAdapter, which reads through ``loadBefore``.
   snapshot it was called at (Storage.ScanTransactions, one readable cell
   per partition, merged by tid); each transaction's records are loaded
   with Storage.LoadMany when it is reached (docs/zodb.md).
-* Not supported yet: pack, undo, blobs.
+* Pack (``pack(t, referencesf)``): the cluster's background pack
+  (Master.Pack) at the tid of time ``t``, waited for like FileStorage's;
+  it removes the revisions older than the one current at that tid. There
+  is no garbage collection of unreachable objects (``referencesf`` is not
+  used). Master.Pack needs role admin: ``pack_token_file``.
+* A local cache of loaded revisions (``local_cache_size`` bytes, 0 disables;
+  cellar.cache.RevisionCache) answers ``loadBefore`` coherently with the
+  invalidation stream; ``cache_stats()``.
+* Not supported yet: undo, blobs.
 """
 import logging
 import threading
@@ -68,6 +76,7 @@ from ZODB.utils import p64, u64
 
 import cellar
 from cellar import errors
+from cellar.cache import RevisionCache, check_size
 
 log = logging.getLogger("cellar.zodb")
 
@@ -78,6 +87,10 @@ _PREFETCH_KEEP = 10000
 # Most restored objects whose latest serial restore() remembers (a miss
 # asks the storages: Client.history).
 _RESTORED_KEEP = 100000
+# Default size of the local cache of loaded revisions (ZEO's default).
+DEFAULT_LOCAL_CACHE_SIZE = 20 << 20
+# Default longest wait of pack() for the cluster's pack, in seconds.
+DEFAULT_PACK_TIMEOUT = 3600.0
 
 
 class StorageUnavailable(POSException.StorageError, transaction.interfaces.TransientError):
@@ -122,13 +135,23 @@ class CellarStorage(ConflictResolvingStorage):
     and the timeouts are cellar.Client's. ``client`` uses an existing
     client instead (the storage then does not close it). ``name`` is the
     storage name (default "cellar:<cluster>@<masters>"). ``read_only``
-    refuses writes with ReadOnlyError.
+    refuses writes with ReadOnlyError. ``local_cache_size``: bytes of the local
+    cache of loaded revisions (0 disables it). ``pack_timeout``: the
+    longest ``pack`` waits for the cluster's pack, in seconds;
+    ``pack_token``/``pack_token_file`` (cellar.Client's): an admin token
+    for it.
     """
 
     def __init__(self, masters: Union[str, Sequence[str]] = "127.0.0.1:7100",
                  cluster_name: str = "cellar", *, name: Optional[str] = None,
                  read_only: bool = False, client: Optional[cellar.Client] = None,
-                 **client_options):
+                 local_cache_size: int = DEFAULT_LOCAL_CACHE_SIZE,
+                 pack_timeout: float = DEFAULT_PACK_TIMEOUT, **client_options):
+        check_size(local_cache_size, "local_cache_size")
+        if not pack_timeout > 0:
+            raise ValueError("pack_timeout must be a number of seconds > 0, got %r"
+                             % (pack_timeout,))
+        self._pack_timeout = pack_timeout
         if client is None:
             try:
                 client = cellar.Client(masters, cluster_name, **client_options)
@@ -153,6 +176,7 @@ class CellarStorage(ConflictResolvingStorage):
         # restore(): oid -> the latest serial this storage restored (so a
         # migration asks the storages only about objects it did not write).
         self._restored_serials: Dict[int, int] = {}
+        self._cache = RevisionCache(client, local_cache_size)
         self._closed = False
 
     # ------------------------------------------------------------------
@@ -227,6 +251,7 @@ class CellarStorage(ConflictResolvingStorage):
         self._closed = True
         with self._prefetch_lock:
             self._prefetched.clear()
+        self._cache.close()
         if self._own_client:
             self._client.close()
 
@@ -255,11 +280,17 @@ class CellarStorage(ConflictResolvingStorage):
             except cellar.CellarError as e:
                 raise _zodb_error(e) from e
             raise POSException.POSKeyError(oid)
+        hit = self._cache.lookup(u64(oid), u64(tid))
+        if hit is not None:
+            data, serial, end = hit
+            return data, p64(serial), p64(end) if end else None
         with self._prefetch_lock:
             r = self._prefetched.pop((u64(oid), u64(tid)), None)
         try:
             if r is None:
+                view = self._cache.view()
                 r = self._client.load_before(u64(oid), u64(tid))
+                self._cache.store(u64(tid), r, view)
         except cellar.NotFoundError as e:
             if e.reason == errors.NO_EARLIER_REVISION:
                 return None
@@ -271,7 +302,9 @@ class CellarStorage(ConflictResolvingStorage):
         return r.data, p64(r.serial), p64(r.next_serial) if r.next_serial else None
 
     def load(self, oid: bytes, version: str = ""):
-        r = self.loadBefore(oid, p64(cellar.MAX_TID))
+        """The revision current at this client's snapshot (what
+        ``lastTransaction()`` says: the cache can answer it)."""
+        r = self.loadBefore(oid, p64(min(self._client.settled_snapshot() + 1, cellar.MAX_TID)))
         if r is None:
             raise POSException.POSKeyError(oid)
         return r[:2]
@@ -288,20 +321,25 @@ class CellarStorage(ConflictResolvingStorage):
     def prefetch(self, oids, tid) -> None:
         """Loads ``oids`` as of ``tid`` (ZODB's MVCC start) with one
         Storage.LoadMany call per storage; the next ``loadBefore(oid, tid)``
-        of each is answered from what was fetched. Only a hint: errors
-        are left for the loads to meet. A revision before a tid the client
-        has seen is final, so what is kept cannot go stale."""
+        of each is answered from what was fetched (from the local cache
+        when it is on, else once). Only a hint: errors are left for the
+        loads to meet. A revision before a tid the client has seen is
+        final, so what is kept cannot go stale."""
         before = u64(tid)
         wanted = [u64(oid) for oid in oids]
         if not wanted or before == 0 or before > self._client.snapshot + 1:
             return
+        wanted = [oid for oid in wanted if self._cache.lookup(oid, before, count=False) is None]
+        if not wanted:
+            return
+        view = self._cache.view()
         try:
             results = self._client.load_many(wanted, before)
         except cellar.CellarError:
             return
         with self._prefetch_lock:
             for oid, r in zip(wanted, results):
-                if isinstance(r, cellar.LoadResult):
+                if isinstance(r, cellar.LoadResult) and not self._cache.store(before, r, view):
                     self._prefetched[(oid, before)] = r
             while len(self._prefetched) > _PREFETCH_KEEP:
                 del self._prefetched[next(iter(self._prefetched))]
@@ -553,7 +591,60 @@ class CellarStorage(ConflictResolvingStorage):
         return None
 
     def pack(self, t, referencesf, gc=None):
-        raise POSException.StorageError("cellar: pack is not supported yet")
+        """Packs the cluster at time ``t`` (seconds since the epoch, as
+        FileStorage): removes every object revision older than the one
+        current at the last tid before ``t`` (docs/lifecycle.md), and
+        returns once every storage is done (Client.pack; at most
+        ``pack_timeout`` seconds, then StorageError with the progress). A
+        ``t`` after the last commit packs at the last commit; one before
+        the first commit packs nothing. Reads at a snapshot older than the
+        pack tid may then meet POSKeyError (REVISION_PACKED).
+
+        **No garbage collection**: the cluster does not remove objects
+        unreachable from the root (their current revision stays), so
+        ``referencesf`` is not used and ``gc`` is ignored (a warning when
+        it asks for garbage collection).
+
+        Master.Pack needs role admin: with authentication on, give the
+        storage an admin token as ``pack_token_file`` (ZConfig
+        ``pack-token-file``); without it the error names the role."""
+        if self._read_only:
+            raise POSException.ReadOnlyError()
+        if gc:
+            log.warning("cellar: pack(gc=True): the cluster has no garbage collection; only old"
+                        " revisions are removed")
+        stop = u64(TimeStamp(*time.gmtime(t)[:5] + (t % 60,)).raw())
+        try:
+            last = self._client.cluster_info().last_tid
+            pack_tid = min(stop - 1, last)
+            if pack_tid <= 0:
+                return  # nothing committed before t
+            self._client.pack(pack_tid, timeout=self._pack_timeout)
+        except cellar.CellarError as e:
+            raise _zodb_error(e) from e
+        self._cache.forget_before(pack_tid)
+
+    # ------------------------------------------------------------------
+    # Local cache (cellar.cache.RevisionCache).
+
+    def cache_stats(self) -> Dict[str, int]:
+        """The local cache's counters: limit and bytes (its size and use),
+        entries, current (entries with no known end), hits, misses,
+        evictions (for the size bound), resets (dropped on a reconnection
+        or a new snapshot from the master)."""
+        return self._cache.stats()
+
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def cache_misses(self) -> int:
+        return self._cache.misses
+
+    @property
+    def cache_evictions(self) -> int:
+        return self._cache.evictions
 
 
 class _TransactionRecord(TransactionRecord):
