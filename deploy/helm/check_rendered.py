@@ -325,6 +325,41 @@ def main():
         "prometheus-operator": [("ServiceMonitor" in kinds, "a ServiceMonitor with the CRD"),
                                 ("PrometheusRule" in kinds and kinds["PrometheusRule"][0]["spec"]["groups"], "a PrometheusRule with groups")],
     }
+    stable_sts = next((v for k, v in sts.items() if k.endswith("-storage")), None)
+    canary_sts = next((v for k, v in sts.items() if k.endswith("-storage-canary")), None)
+    canary_args = args_of("-storage-canary") or []
+    def canary_ok(tag, storages, db_arg=None):
+        """The canary StatefulSet beside an unchanged stable one."""
+        if not canary_sts or not stable_sts:
+            return False
+        tmpl = canary_sts["spec"]["template"]
+        labels = tmpl["metadata"]["labels"]
+        return (canary_sts["spec"]["replicas"] == storages
+                and canary_sts["spec"]["selector"]["matchLabels"].get("cellar.io/track") == "canary"
+                and "cellar.io/track" not in stable_sts["spec"]["selector"]["matchLabels"]
+                and labels.get("cellar.io/track") == "canary" and labels.get("cellar.io/version") == tag
+                and canary_sts["metadata"]["labels"].get("cellar.io/version") == tag
+                and tmpl["spec"]["containers"][0]["image"].endswith(f":{tag}")
+                and "--track=canary" in canary_args and f"--build_id={tag}" in canary_args
+                and "--track=stable" in storage_args
+                and stable_sts["spec"]["template"]["metadata"]["labels"].get("cellar.io/track") == "stable"
+                and canary_sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+                and stable_sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+                and "partition" not in canary_sts["spec"]["updateStrategy"]["rollingUpdate"]
+                and (db_arg is None or db_arg in canary_args))
+    if name not in ("canary", "canary-external") and canary_sts:
+        fail("a canary StatefulSet without canary.enabled")
+    if name != "canary" and stable_sts and stable_sts["spec"]["updateStrategy"]["rollingUpdate"].get("partition") != 0:
+        fail("the stable storages' rollout partition is not 0 by default")
+    expect.update({
+        "canary": [(canary_ok("0.2.0", 2), "a canary StatefulSet of 2 storages, track canary, tag 0.2.0, beside the stable one"),
+                   (canary_args[-1:] == ["--max_object_bytes=1048576"], "canary.extraArgs last on the canary only"),
+                   ("--max_object_bytes=1048576" not in storage_args, "no canary.extraArgs on the stable storages"),
+                   (stable_sts and stable_sts["spec"]["updateStrategy"]["rollingUpdate"].get("partition") == 2,
+                    "storage.rollout.partition on the stable StatefulSet")],
+        "canary-external": [(canary_ok("0.2.0", 1, "--backend=dbname=cellar_scanary$(POD_INDEX)"),
+                             "the canary on databases of its own (cellar_scanary<i>)")],
+    })
     secrets = {d["metadata"]["name"]: d for d in kinds.get("Secret", [])}
     admin_args = args_of("-admin") or []
     tls_secrets = [d for n, d in secrets.items() if "-tls" in n]

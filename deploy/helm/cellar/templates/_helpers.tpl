@@ -24,14 +24,17 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* Labels of a component's objects; "tag" and "track" in the dict override
+the release's (the canary storages). */}}
 {{- define "cellar.labels" -}}
+{{- $tag := .tag | default (include "cellar.tag" .root) }}
 {{ include "cellar.selectorLabels" . }}
 app.kubernetes.io/part-of: cellar
-app.kubernetes.io/version: {{ include "cellar.tag" .root | quote }}
+app.kubernetes.io/version: {{ $tag | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
-cellar.io/version: {{ include "cellar.tag" .root | quote }}
-cellar.io/track: {{ .root.Values.cluster.track | quote }}
+cellar.io/version: {{ $tag | quote }}
+cellar.io/track: {{ .track | default .root.Values.cluster.track | quote }}
 {{- end -}}
 
 {{/* Labels of release-wide objects (secrets, config maps, policies). */}}
@@ -344,6 +347,18 @@ of the secret part only (docs/security.md).
 {{- end -}}
 {{- if and .Values.tls.existingClientSecret (not .Values.tls.mutual) -}}
 {{- fail "tls.existingClientSecret is used with tls.mutual=true only" -}}
+{{- end -}}
+{{- if gt (int .Values.storage.rollout.partition) (int .Values.storage.replicaCount) -}}
+{{- fail (printf "storage.rollout.partition=%d is above storage.replicaCount=%d: no storage would ever take a new template" (int .Values.storage.rollout.partition) (int .Values.storage.replicaCount)) -}}
+{{- end -}}
+{{- if and .Values.canary.enabled (not .Values.canary.image.tag) -}}
+{{- fail "canary.enabled=true needs canary.image.tag (the version to try)" -}}
+{{- end -}}
+{{- if and .Values.canary.enabled (ne .Values.cluster.track "stable") -}}
+{{- fail (printf "canary.enabled=true needs cluster.track=stable (it is %s): the canary storages run beside the stable ones" .Values.cluster.track) -}}
+{{- end -}}
+{{- if and .Values.canary.enabled (eq .Values.canary.image.tag (include "cellar.tag" .)) -}}
+{{- fail (printf "canary.image.tag=%s is the version the stable storages run: a canary tries another one" .Values.canary.image.tag) -}}
 {{- end -}}
 {{- if and (eq .Values.storage.backend "external") (not .Values.storage.externalPostgres.existingSecret) -}}
 {{- fail "storage.backend=external needs storage.externalPostgres.existingSecret (a Secret with keys host, port, user, password)" -}}
