@@ -410,7 +410,14 @@ bool ClusterManager::MaybeLeaveRecoveryLocked(bool operator_start) {
         (options_.autostart == 0 || connected.size() < options_.autostart)) {
       return false;
     }
-    std::vector<uint32_t> ids(connected.begin(), connected.end());
+    // Canary storages hold extra cells only: they stay PENDING until an
+    // operator adds them (docs/rollouts.md, "Canary storages").
+    std::vector<uint32_t> ids;
+    for (uint32_t id : connected) {
+      auto it = nodes_.find(id);
+      if (it != nodes_.end() && it->second.info.track() == "stable") ids.push_back(id);
+    }
+    std::sort(ids.begin(), ids.end());
     absl::StatusOr<common::PartitionTable> pt = common::PartitionTable::MakeBalanced(
         options_.num_partitions, options_.num_replicas, ids);
     if (!pt.ok()) return false;
@@ -1448,6 +1455,8 @@ std::vector<StorageNode> ClusterManager::PlannerNodesLocked() const {
     n.state = node.info.state();
     n.label = node.info.label();
     n.quarantined = node.info.quarantined();
+    // Canary and shadow storages hold extra cells only (docs/rollouts.md).
+    n.canary = node.info.track() != "stable";
     nodes.push_back(std::move(n));
     listed.insert(id);
   }
