@@ -1,7 +1,9 @@
 #include "services/common/feature_flags.h"
 
+#include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -78,11 +80,37 @@ absl::Status ValidateFeatureFlagTable(const cellar::v1::FeatureFlagTable& table)
       return absl::InvalidArgumentError("feature flags: names must be unique and sorted");
     }
   }
+  if (static_cast<size_t>(table.quarantines_size()) > kMaxPersistedQuarantines) {
+    return absl::InvalidArgumentError(absl::StrCat("quarantines: at most ",
+                                                   kMaxPersistedQuarantines, ", got ",
+                                                   table.quarantines_size()));
+  }
+  absl::flat_hash_set<std::pair<std::string, std::string>> keys;
+  for (const cellar::v1::VersionDecisionRecord& q : table.quarantines()) {
+    if (q.version().empty() || q.track().empty() ||
+        q.version().size() > kMaxQuarantineKeyBytes || q.track().size() > kMaxQuarantineKeyBytes ||
+        q.reason().size() > kMaxFlagDescriptionBytes || q.by().size() > kMaxFlagOwnerBytes) {
+      return absl::InvalidArgumentError(
+          "quarantines: each needs a version and a track (1..256 bytes), a reason of at most "
+          "1024 bytes and a `by` of at most 200");
+    }
+    if (!keys.insert({q.version(), q.track()}).second) {
+      return absl::InvalidArgumentError(absl::StrCat("quarantines: ", q.version(), "/",
+                                                     q.track(), " is listed twice"));
+    }
+  }
   return absl::OkStatus();
 }
 
 bool SameFlags(const cellar::v1::FeatureFlagTable& a, const cellar::v1::FeatureFlagTable& b) {
-  if (a.flags_size() != b.flags_size()) return false;
+  if (a.flags_size() != b.flags_size() || a.quarantines_size() != b.quarantines_size()) {
+    return false;
+  }
+  for (int i = 0; i < a.quarantines_size(); ++i) {
+    if (!google::protobuf::util::MessageDifferencer::Equals(a.quarantines(i), b.quarantines(i))) {
+      return false;
+    }
+  }
   for (int i = 0; i < a.flags_size(); ++i) {
     if (!google::protobuf::util::MessageDifferencer::Equals(a.flags(i), b.flags(i))) {
       return false;

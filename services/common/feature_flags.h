@@ -25,6 +25,11 @@ inline constexpr size_t kMaxFlagNameBytes = 64;
 inline constexpr size_t kMaxFlagDescriptionBytes = 1024;
 inline constexpr size_t kMaxFlagOwnerBytes = 200;
 inline constexpr size_t kMaxFlagStringValueBytes = 1024;
+// FeatureFlagTable.quarantines: at most this many, with version and track
+// of 1..kMaxQuarantineKeyBytes and a reason of at most
+// kMaxFlagDescriptionBytes.
+inline constexpr size_t kMaxPersistedQuarantines = 64;
+inline constexpr size_t kMaxQuarantineKeyBytes = 256;
 
 // The flag of the storage's verified read path (docs/rollouts.md): when
 // true, a storage checks each revision's SHA-1 before serving it.
@@ -38,10 +43,12 @@ absl::Status ValidateFlagText(absl::string_view field, absl::string_view text, s
 // INVALID_ARGUMENT for a bad name, no value, a string value over 1024
 // bytes or not UTF-8, or a bad description or owner.
 absl::Status ValidateFeatureFlag(const cellar::v1::FeatureFlag& flag);
-// Every flag valid, names strictly sorted, at most kMaxFeatureFlags.
+// Every flag valid, names strictly sorted, at most kMaxFeatureFlags; the
+// quarantines valid and unique (kMaxPersistedQuarantines at most).
 absl::Status ValidateFeatureFlagTable(const cellar::v1::FeatureFlagTable& table);
 
-// Same flags (names, values, descriptions, owners, times); versions ignored.
+// Same flags (names, values, descriptions, owners, times) and the same
+// quarantines; versions ignored.
 bool SameFlags(const cellar::v1::FeatureFlagTable& a, const cellar::v1::FeatureFlagTable& b);
 
 // The backend-config encoding of a table (base64 of the proto), and back

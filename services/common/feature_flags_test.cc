@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "services/common/status_matchers.h"
 
 namespace cellar::common {
@@ -50,6 +51,37 @@ TEST(FeatureFlagsTest, TablesAreValidated) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("string_value")));
   EXPECT_THAT(DecodeFeatureFlagTable(EncodeFeatureFlagTable(table)), IsOk());
   EXPECT_THAT(DecodeFeatureFlagTable("!!"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(FeatureFlagsTest, PersistedQuarantinesAreValidated) {
+  v1::FeatureFlagTable table;
+  table.set_version(1);
+  v1::VersionDecisionRecord* q = table.add_quarantines();
+  q->set_version("0.2.0");
+  q->set_track("canary");
+  q->set_action("quarantine");
+  q->set_by("auto");
+  q->set_reason("crash loop");
+  EXPECT_THAT(ValidateFeatureFlagTable(table), IsOk());
+  v1::FeatureFlagTable twice = table;
+  *twice.add_quarantines() = *q;
+  EXPECT_THAT(ValidateFeatureFlagTable(twice),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listed twice")));
+  v1::FeatureFlagTable no_track = table;
+  no_track.mutable_quarantines(0)->clear_track();
+  EXPECT_THAT(ValidateFeatureFlagTable(no_track), StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::FeatureFlagTable many = table;
+  for (size_t i = 0; i < kMaxPersistedQuarantines; ++i) {
+    v1::VersionDecisionRecord* more = many.add_quarantines();
+    *more = *q;
+    more->set_version(absl::StrCat("9.", i));
+  }
+  EXPECT_THAT(ValidateFeatureFlagTable(many),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")));
+  // A table differing only in its quarantines is another table.
+  v1::FeatureFlagTable none = table;
+  none.clear_quarantines();
+  EXPECT_FALSE(SameFlags(table, none));
 }
 
 TEST(FeatureFlagsTest, TheReaderAdoptsOnlyNewerValidTablesAndFallsBackToDefaults) {

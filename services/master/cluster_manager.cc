@@ -265,6 +265,7 @@ absl::StatusOr<cellar::v1::RegisterNodeResponse> ClusterManager::RegisterNode(
                               << " ignored: " << adopted.status();
         } else if (*adopted) {
           PublishFeatureFlagsLocked();
+          RestoreQuarantinesLocked();  // as an earlier primary persisted them
         }
       }
       if (request.oid_high_water() > oid_high_water_) {
@@ -410,7 +411,14 @@ bool ClusterManager::MaybeLeaveRecoveryLocked(bool operator_start) {
         (options_.autostart == 0 || connected.size() < options_.autostart)) {
       return false;
     }
-    std::vector<uint32_t> ids(connected.begin(), connected.end());
+    // Canary storages hold extra cells only: they stay PENDING until an
+    // operator adds them (docs/rollouts.md, "Canary storages").
+    std::vector<uint32_t> ids;
+    for (uint32_t id : connected) {
+      auto it = nodes_.find(id);
+      if (it != nodes_.end() && it->second.info.track() == "stable") ids.push_back(id);
+    }
+    std::sort(ids.begin(), ids.end());
     absl::StatusOr<common::PartitionTable> pt = common::PartitionTable::MakeBalanced(
         options_.num_partitions, options_.num_replicas, ids);
     if (!pt.ok()) return false;
@@ -1448,6 +1456,8 @@ std::vector<StorageNode> ClusterManager::PlannerNodesLocked() const {
     n.state = node.info.state();
     n.label = node.info.label();
     n.quarantined = node.info.quarantined();
+    // Canary and shadow storages hold extra cells only (docs/rollouts.md).
+    n.canary = node.info.track() != "stable";
     nodes.push_back(std::move(n));
     listed.insert(id);
   }
@@ -1558,6 +1568,58 @@ absl::StatusOr<KilledNode> ClusterManager::KillNode(uint32_t node_id) {
 
 // ---- Version registry and quarantine ----
 
+cellar::v1::VersionDecisionRecord DecisionRecord(const VersionDecision& decision) {
+  cellar::v1::VersionDecisionRecord r;
+  r.set_unix_ms(absl::ToUnixMillis(decision.at));
+  r.set_version(decision.key.version);
+  r.set_track(decision.key.track);
+  r.set_action(ActionName(decision.action));
+  r.set_by(decision.by);
+  r.set_reason(decision.reason);
+  return r;
+}
+
+void ClusterManager::RestoreQuarantinesLocked() {
+  std::vector<VersionDecision> persisted;
+  const cellar::v1::FeatureFlagTable table = flags_.Table();
+  for (const cellar::v1::VersionDecisionRecord& r : table.quarantines()) {
+    persisted.push_back({absl::FromUnixMillis(r.unix_ms()), {r.version(), r.track()},
+                         VersionDecision::Action::kQuarantine, r.by(), r.reason()});
+  }
+  for (const VersionKey& key : versions_.Restore(persisted)) RefreshQuarantineLocked(key);
+}
+
+absl::Status ClusterManager::PersistQuarantines() {
+  absl::MutexLock one(&persist_quarantines_mu_);
+  std::vector<cellar::v1::VersionDecisionRecord> records;
+  uint64_t generation;
+  {
+    absl::MutexLock l(&mu_);
+    generation = versions_.generation();
+    if (generation == persisted_quarantines_ || clock_->Now() < retry_quarantines_at_) {
+      return absl::OkStatus();
+    }
+    for (const VersionDecision& d : versions_.Quarantined()) records.push_back(DecisionRecord(d));
+  }
+  const uint64_t version_before = flags_.Table().version();
+  absl::Status s = flags_.SetQuarantines(
+      records, [this](const cellar::v1::FeatureFlagTable& t) { return PersistFeatureFlags(t); });
+  {
+    absl::MutexLock l(&mu_);
+    if (s.ok()) {
+      persisted_quarantines_ = std::max(persisted_quarantines_, generation);
+      retry_quarantines_at_ = absl::InfinitePast();
+      if (flags_.Table().version() != version_before) PublishFeatureFlagsLocked();
+    } else {
+      retry_quarantines_at_ = clock_->Now() + absl::Seconds(1);
+    }
+  }
+  if (!s.ok()) {
+    CELLAR_LOG(WARNING) << "quarantined versions not persisted (in force here; retried): " << s;
+  }
+  return s;
+}
+
 std::set<VersionKey> ClusterManager::ReadableVersionsLocked() const {
   std::set<VersionKey> out;
   for (uint32_t p = 0; p < pt_.num_partitions(); ++p) {
@@ -1591,18 +1653,27 @@ ClusterManager::Versions ClusterManager::ListVersions() const {
 absl::StatusOr<bool> ClusterManager::QuarantineVersion(const VersionKey& key,
                                                        const std::string& by,
                                                        const std::string& reason) {
-  absl::MutexLock l(&mu_);
-  absl::StatusOr<bool> changed = versions_.Quarantine(key, by, reason);
-  if (changed.ok() && *changed) RefreshQuarantineLocked(key);
+  absl::StatusOr<bool> changed;
+  {
+    absl::MutexLock l(&mu_);
+    changed = versions_.Quarantine(key, by, reason);
+    if (changed.ok() && *changed) RefreshQuarantineLocked(key);
+  }
+  // In force either way; a failure to persist is logged and retried.
+  if (changed.ok() && *changed) PersistQuarantines().IgnoreError();
   return changed;
 }
 
 absl::StatusOr<bool> ClusterManager::UnquarantineVersion(const VersionKey& key,
                                                          const std::string& by,
                                                          const std::string& reason) {
-  absl::MutexLock l(&mu_);
-  absl::StatusOr<bool> changed = versions_.Unquarantine(key, by, reason);
-  if (changed.ok() && *changed) RefreshQuarantineLocked(key);
+  absl::StatusOr<bool> changed;
+  {
+    absl::MutexLock l(&mu_);
+    changed = versions_.Unquarantine(key, by, reason);
+    if (changed.ok() && *changed) RefreshQuarantineLocked(key);
+  }
+  if (changed.ok() && *changed) PersistQuarantines().IgnoreError();
   return changed;
 }
 

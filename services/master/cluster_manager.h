@@ -176,6 +176,9 @@ struct KilledNode {
   StorageTarget target;
 };
 
+// A version decision as the rpcs show it and the flag table persists it.
+cellar::v1::VersionDecisionRecord DecisionRecord(const VersionDecision& decision);
+
 class ClusterManager {
  public:
   // Called (outside the manager's mutex) with the id of a client that
@@ -454,6 +457,13 @@ class ClusterManager {
   absl::StatusOr<bool> UnquarantineVersion(const VersionKey& key, const std::string& by,
                                            const std::string& reason);
   const QuarantineThresholds& quarantine_thresholds() const { return options_.quarantine; }
+  // Persists the quarantined versions with the feature flags (on every
+  // connected storage, outside the mutex) when they changed since the last
+  // success; a new primary restores them from the table the storages
+  // report at registration. Quarantine/UnquarantineVersion call it before
+  // they answer; the Watch loops call it for automatic decisions (a failure
+  // is retried at most once a second). OK when nothing is to persist.
+  absl::Status PersistQuarantines();
 
   // ---- Replica repair and truncate (operator actions, docs/operations.md) ----
 
@@ -602,6 +612,14 @@ class ClusterManager {
   // Sends the current flag table to every Watch stream.
   void PublishFeatureFlags();
   void PublishFeatureFlagsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Quarantines the versions the flag table lists (VersionRegistry::Restore)
+  // and marks their nodes.
+  void RestoreQuarantinesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // versions_.generation() last persisted; when to retry after a failure.
+  uint64_t persisted_quarantines_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time retry_quarantines_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // One PersistQuarantines at a time (the Watch loops all call it).
+  absl::Mutex persist_quarantines_mu_;
 
   mutable absl::Mutex mu_;
   cellar::v1::ClusterState state_ ABSL_GUARDED_BY(mu_) = cellar::v1::CLUSTER_RECOVERING;

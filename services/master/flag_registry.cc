@@ -170,6 +170,19 @@ absl::Status FlagRegistry::SeedAbsent(const std::vector<FeatureFlag>& initial,
   return absl::OkStatus();
 }
 
+absl::Status FlagRegistry::SetQuarantines(
+    const std::vector<cellar::v1::VersionDecisionRecord>& quarantines, const Persist& persist) {
+  absl::MutexLock change(&change_mu_);
+  FeatureFlagTable next = Table();
+  next.clear_quarantines();
+  for (const cellar::v1::VersionDecisionRecord& q : quarantines) *next.add_quarantines() = q;
+  if (common::SameFlags(next, Table())) return absl::OkStatus();
+  if (absl::Status s = Commit(&next, persist); !s.ok()) return s;
+  CELLAR_LOG(INFO) << "quarantined versions: " << next.quarantines_size()
+                   << " persisted (feature flag table version " << next.version() << ")";
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<FeatureFlag>> ParseInitialFeatureFlags(absl::string_view json) {
   std::vector<FeatureFlag> flags;
   if (json.empty()) return flags;

@@ -73,6 +73,13 @@ class FlagRegistry {
   absl::Status SeedAbsent(const std::vector<cellar::v1::FeatureFlag>& initial,
                           const Persist& persist);
 
+  // Replaces the table's quarantined versions (FeatureFlagTable.quarantines,
+  // docs/rollouts.md) with `quarantines`, persisted like a flag change;
+  // nothing is persisted when they are already the table's. INVALID_ARGUMENT
+  // for a list the table cannot hold; the persist error as is.
+  absl::Status SetQuarantines(const std::vector<cellar::v1::VersionDecisionRecord>& quarantines,
+                              const Persist& persist);
+
   // The current table.
   cellar::v1::FeatureFlagTable Table() const;
 

@@ -117,6 +117,7 @@ grpc::Status MasterService::Watch(grpc::ServerContext* context,
   cellar::v1::ClusterEvent event;
   while (true) {
     cluster_->ExpireSilentNodes();
+    cluster_->PersistQuarantines().IgnoreError();  // automatic decisions
     if (context->IsCancelled()) {
       result = grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
       break;
@@ -681,13 +682,7 @@ grpc::Status MasterService::ListVersions(grpc::ServerContext* /*context*/,
   const ClusterManager::Versions versions = cluster_->ListVersions();
   for (const VersionStatus& v : versions.versions) VersionToProto(v, response->add_versions());
   for (const VersionDecision& d : versions.history) {
-    cellar::v1::VersionDecisionRecord* r = response->add_history();
-    r->set_unix_ms(absl::ToUnixMillis(d.at));
-    r->set_version(d.key.version);
-    r->set_track(d.key.track);
-    r->set_action(ActionName(d.action));
-    r->set_by(d.by);
-    r->set_reason(d.reason);
+    *response->add_history() = DecisionRecord(d);
   }
   const QuarantineThresholds& t = cluster_->quarantine_thresholds();
   response->set_quarantine_restarts(t.restarts);

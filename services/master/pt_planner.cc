@@ -1,6 +1,7 @@
 #include "services/master/pt_planner.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -72,6 +73,8 @@ struct NodeEntry {
   // May receive cells (RUNNING and not quarantined, or being added).
   bool eligible = false;
   bool quarantined = false;
+  // On a non-stable track: planned apart, for extra cells only.
+  bool canary = false;
 };
 
 absl::Status ParseLabel(uint32_t node_id, const std::string& label, std::vector<std::string>* out) {
@@ -126,6 +129,7 @@ absl::StatusOr<NodeMap> Validate(const PartitionTable& pt, const std::vector<Sto
     entry.state = node.state;
     entry.eligible = node.state == NODE_RUNNING && !node.quarantined;
     entry.quarantined = node.quarantined;
+    entry.canary = node.canary;
     CELLAR_RETURN_IF_ERROR(ParseLabel(node.node_id, node.label, &entry.domain));
     map.emplace(node.node_id, std::move(entry));
   }
@@ -151,16 +155,33 @@ absl::StatusOr<NodeMap> Validate(const PartitionTable& pt, const std::vector<Sto
   return map;
 }
 
-// The working copy of the table and the planning steps. Each step keeps
-// the invariants: one cell per node per partition, readable cells only
-// removed while another readable cell stays on an eligible node.
+// Which nodes an Engine plans: the stable ones, which hold the R+1 cells
+// of every partition, or the canary ones, which hold extra cells.
+enum class Group { kStable, kCanary };
+
+// The working copy of the table and the planning steps, for the cells of
+// one group of nodes (`nodes`); the cells of the other group are left out
+// and only tell whether a partition has readable data elsewhere. Each step
+// keeps the invariants: one cell per node per partition, readable cells
+// only removed while another readable cell of the group stays on an
+// eligible node.
 class Engine {
  public:
-  Engine(const PartitionTable& pt, NodeMap nodes, uint32_t copies)
-      : nodes_(std::move(nodes)), copies_(copies), num_partitions_(pt.num_partitions()) {
+  Engine(const PartitionTable& pt, NodeMap nodes, uint32_t copies, Group group = Group::kStable)
+      : nodes_(std::move(nodes)),
+        copies_(copies),
+        num_partitions_(pt.num_partitions()),
+        group_(group) {
     orig_.resize(num_partitions_);
+    readable_elsewhere_.assign(num_partitions_, false);
     for (uint32_t p = 0; p < num_partitions_; ++p) {
-      for (const common::PtCell& cell : pt.Row(p)) orig_[p][cell.node_id] = cell.state;
+      for (const common::PtCell& cell : pt.Row(p)) {
+        if (nodes_.count(cell.node_id) != 0) {
+          orig_[p][cell.node_id] = cell.state;
+        } else if (common::IsReadable(cell.state)) {
+          readable_elsewhere_[p] = true;
+        }
+      }
     }
     cur_ = orig_;
     for (const auto& [id, node] : nodes_) entry_[id] = &node;
@@ -204,11 +225,23 @@ class Engine {
 
   // Tweak, Add, Drop and SetReplicas all end here.
   void Rebalance() {
+    // A partition with readable data in the other group only: canary cells
+    // copy from the stable ones (the normal case); stable cells copy from
+    // canary ones (a stable node died), and then only cells on eligible
+    // nodes count, so that a replacement starts even while a dead node's
+    // cell still counts as a replica.
+    std::vector<bool> rescue(num_partitions_, false);
     for (uint32_t p = 0; p < num_partitions_; ++p) {
       bool readable = false;
       for (const auto& [id, state] : cur_[p]) readable = readable || common::IsReadable(state);
-      frozen_[p] = !readable;
+      frozen_[p] = !readable && !readable_elsewhere_[p];
+      rescue[p] = !readable && readable_elsewhere_[p] && group_ == Group::kStable;
     }
+    auto counted = [&](uint32_t p) {
+      size_t n = 0;
+      for (uint32_t id : AssignedNodes(p)) n += rescue[p] && !IsEligible(id) ? 0 : 1;
+      return n;
+    };
     // Corrupted cells on eligible nodes are useless: discard them (they
     // are replaced below like missing cells).
     for (uint32_t p = 0; p < num_partitions_; ++p) {
@@ -223,12 +256,12 @@ class Engine {
       if (frozen_[p]) continue;
       std::set<uint32_t> available(eligible_.begin(), eligible_.end());
       for (const auto& [id, state] : cur_[p]) {
-        if (Assigned(state)) available.insert(id);
+        if (Assigned(state) && !rescue[p]) available.insert(id);
       }
       target[p] = std::min<uint32_t>(copies_, static_cast<uint32_t>(available.size()));
     }
     for (uint32_t p = 0; p < num_partitions_; ++p) {
-      if (frozen_[p]) continue;
+      if (frozen_[p] || rescue[p]) continue;
       while (AssignedNodes(p).size() > target[p]) {
         if (!RemoveOne(p)) {
           warnings_.push_back(absl::StrCat("partition ", p, ": keeps ", AssignedNodes(p).size(),
@@ -240,7 +273,7 @@ class Engine {
     }
     for (uint32_t p = 0; p < num_partitions_; ++p) {
       if (frozen_[p]) continue;
-      while (AssignedNodes(p).size() < target[p]) {
+      while (counted(p) < target[p]) {
         if (!AddOne(p)) {
           warnings_.push_back(absl::StrCat("partition ", p, ": short of cells: no node can take ",
                                            "another one now (a CORRUPTED cell is replaced ",
@@ -264,7 +297,10 @@ class Engine {
     }
     for (uint32_t p = 0; p < num_partitions_; ++p) {
       if (frozen_[p]) {
-        out.push_back(absl::StrCat("partition ", p, " has no readable cell: left as is"));
+        // Said once, by the stable group.
+        if (group_ == Group::kStable) {
+          out.push_back(absl::StrCat("partition ", p, " has no readable cell: left as is"));
+        }
         continue;
       }
       const std::vector<uint32_t> ids = AssignedNodes(p);
@@ -631,6 +667,8 @@ class Engine {
   absl::flat_hash_map<uint32_t, const NodeEntry*> entry_;  // into nodes_
   const uint32_t copies_;
   const uint32_t num_partitions_;
+  const Group group_;
+  std::vector<bool> readable_elsewhere_;  // a readable cell in the other group
   std::vector<Row> orig_;
   std::vector<Row> cur_;
   std::vector<uint32_t> eligible_;               // sorted
@@ -640,19 +678,58 @@ class Engine {
   std::vector<std::string> warnings_;
 };
 
-absl::Status RequireEligible(const Engine& engine) {
-  if (engine.num_eligible() == 0) {
-    return absl::FailedPreconditionError("no RUNNING storage node can hold cells");
-  }
-  return absl::OkStatus();
+// The stable and the canary nodes of `map`, apart.
+std::pair<NodeMap, NodeMap> SplitGroups(NodeMap map) {
+  NodeMap stable, canary;
+  for (auto& [id, entry] : map) (entry.canary ? canary : stable).emplace(id, std::move(entry));
+  return {std::move(stable), std::move(canary)};
 }
 
-Plan Finish(Engine& engine, std::string operation, const PlanOptions& options,
-            const PartitionTable& pt, uint32_t replicas_after) {
-  engine.Rebalance();
-  engine.AddFinalWarnings();
-  return engine.MakePlan(std::move(operation), options, pt.ptid(), pt.num_replicas(),
-                         replicas_after);
+// Adds the canary group's part of a plan to the stable group's (their
+// nodes differ), keeping changes and nodes sorted.
+void MergeInto(Plan* plan, Plan part) {
+  plan->changes.insert(plan->changes.end(), part.changes.begin(), part.changes.end());
+  plan->warnings.insert(plan->warnings.end(), part.warnings.begin(), part.warnings.end());
+  plan->nodes.insert(plan->nodes.end(), part.nodes.begin(), part.nodes.end());
+  std::sort(plan->changes.begin(), plan->changes.end(),
+            [](const PlannedChange& a, const PlannedChange& b) {
+              return std::tie(a.partition, a.node_id) < std::tie(b.partition, b.node_id);
+            });
+  std::sort(plan->nodes.begin(), plan->nodes.end(),
+            [](const NodeLoad& a, const NodeLoad& b) { return a.node_id < b.node_id; });
+}
+
+// Plans the stable nodes for `copies` cells per partition and the canary
+// nodes for one extra cell per partition, apart: the canaries change
+// nothing of the stable layout. `prepare` runs on both engines before they
+// rebalance (Drop discards a node's cells there).
+absl::StatusOr<Plan> PlanGroups(const PartitionTable& pt, NodeMap map, uint32_t copies,
+                                std::string operation, const PlanOptions& options,
+                                uint32_t replicas_after,
+                                const std::function<void(Engine&)>& prepare = nullptr) {
+  auto [stable_nodes, canary_nodes] = SplitGroups(std::move(map));
+  const bool any_canary = !canary_nodes.empty();
+  Engine stable(pt, std::move(stable_nodes), copies, Group::kStable);
+  Engine canary(pt, std::move(canary_nodes), 1, Group::kCanary);
+  if (stable.num_eligible() == 0) {
+    return absl::FailedPreconditionError(
+        any_canary ? "no RUNNING stable storage node can hold cells (canary storages hold only "
+                     "extra cells)"
+                   : "no RUNNING storage node can hold cells");
+  }
+  Plan plan;
+  for (Engine* engine : {&stable, &canary}) {
+    if (prepare) prepare(*engine);
+    engine->Rebalance();
+    engine->AddFinalWarnings();
+    Plan part = engine->MakePlan(operation, options, pt.ptid(), pt.num_replicas(), replicas_after);
+    if (engine == &stable) {
+      plan = std::move(part);
+    } else {
+      MergeInto(&plan, std::move(part));
+    }
+  }
+  return plan;
 }
 
 }  // namespace
@@ -765,9 +842,8 @@ absl::StatusOr<Plan> PtPlanner::Tweak(const common::PartitionTable& pt,
                                       const std::vector<StorageNode>& nodes,
                                       const PlanOptions& options) const {
   CELLAR_ASSIGN_OR_RETURN(NodeMap map, Validate(pt, nodes));
-  Engine engine(pt, std::move(map), pt.num_replicas() + 1);
-  CELLAR_RETURN_IF_ERROR(RequireEligible(engine));
-  return Finish(engine, "tweak", options, pt, pt.num_replicas());
+  return PlanGroups(pt, std::move(map), pt.num_replicas() + 1, "tweak", options,
+                    pt.num_replicas());
 }
 
 absl::StatusOr<Plan> PtPlanner::Add(const common::PartitionTable& pt,
@@ -796,9 +872,8 @@ absl::StatusOr<Plan> PtPlanner::Add(const common::PartitionTable& pt,
     it->second.eligible = true;
     names.push_back(Name(id));
   }
-  Engine engine(pt, std::move(map), pt.num_replicas() + 1);
-  return Finish(engine, absl::StrCat("add ", absl::StrJoin(names, " ")), options, pt,
-                pt.num_replicas());
+  return PlanGroups(pt, std::move(map), pt.num_replicas() + 1,
+                    absl::StrCat("add ", absl::StrJoin(names, " ")), options, pt.num_replicas());
 }
 
 absl::StatusOr<Plan> PtPlanner::Drop(const common::PartitionTable& pt,
@@ -828,10 +903,36 @@ absl::StatusOr<Plan> PtPlanner::Drop(const common::PartitionTable& pt,
     }
     return absl::FailedPreconditionError(message);
   }
-  Engine engine(pt, std::move(map), pt.num_replicas() + 1);
-  CELLAR_RETURN_IF_ERROR(RequireEligible(engine));
-  engine.DiscardNode(node_id);
-  return Finish(engine, absl::StrCat("drop ", Name(node_id)), options, pt, pt.num_replicas());
+  if (!it->second.canary) {
+    // A stable cell may go only while the partition keeps a readable cell
+    // on a stable node: canary cells are extras, never the only copy.
+    std::vector<uint32_t> canary_only;
+    for (uint32_t p = 0; p < pt.num_partitions(); ++p) {
+      if (pt.CellStateOf(p, node_id) == CELL_STATE_UNSPECIFIED) continue;
+      bool stable_readable = false, canary_readable = false;
+      for (uint32_t id : pt.ReadableNodes(p)) {
+        if (id == node_id) continue;
+        (map.at(id).canary ? canary_readable : stable_readable) = true;
+      }
+      if (canary_readable && !stable_readable) canary_only.push_back(p);
+    }
+    if (!canary_only.empty()) {
+      std::string message =
+          absl::StrCat("dropping ", Name(node_id),
+                       " would leave only canary cells readable in partition ", canary_only[0]);
+      if (canary_only.size() > 1) {
+        absl::StrAppend(&message, " (and in partitions ",
+                        absl::StrJoin(canary_only.begin() + 1, canary_only.end(), ", "), ")");
+      }
+      absl::StrAppend(&message,
+                      ": tweak first (it copies them to stable storages from the canary cells), "
+                      "then drop once the new cells are UP_TO_DATE");
+      return absl::FailedPreconditionError(message);
+    }
+  }
+  return PlanGroups(pt, std::move(map), pt.num_replicas() + 1,
+                    absl::StrCat("drop ", Name(node_id)), options, pt.num_replicas(),
+                    [node_id](Engine& engine) { engine.DiscardNode(node_id); });
 }
 
 absl::StatusOr<Plan> PtPlanner::SetReplicas(const common::PartitionTable& pt,
@@ -842,18 +943,26 @@ absl::StatusOr<Plan> PtPlanner::SetReplicas(const common::PartitionTable& pt,
         absl::StrCat("replicas must be at most ", kMaxReplicas, ", not ", replicas));
   }
   CELLAR_ASSIGN_OR_RETURN(NodeMap map, Validate(pt, nodes));
-  Engine engine(pt, std::move(map), replicas + 1);
-  CELLAR_RETURN_IF_ERROR(RequireEligible(engine));
-  return Finish(engine, absl::StrCat("set replicas ", replicas), options, pt, replicas);
+  return PlanGroups(pt, std::move(map), replicas + 1, absl::StrCat("set replicas ", replicas),
+                    options, replicas);
 }
 
 absl::StatusOr<Plan> PtPlanner::FinishFeeding(const common::PartitionTable& pt,
                                               const std::vector<StorageNode>& nodes) const {
   CELLAR_ASSIGN_OR_RETURN(NodeMap map, Validate(pt, nodes));
-  Engine engine(pt, std::move(map), pt.num_replicas() + 1);
-  engine.FinishFeeding();
-  return engine.MakePlan("finish feeding", PlanOptions{}, pt.ptid(), pt.num_replicas(),
-                         pt.num_replicas());
+  // Stable FEEDING cells go once R+1 stable cells are UP_TO_DATE, canary
+  // ones once the partition's canary cell is.
+  auto [stable_nodes, canary_nodes] = SplitGroups(std::move(map));
+  Engine stable(pt, std::move(stable_nodes), pt.num_replicas() + 1, Group::kStable);
+  Engine canary(pt, std::move(canary_nodes), 1, Group::kCanary);
+  stable.FinishFeeding();
+  canary.FinishFeeding();
+  Plan plan = stable.MakePlan("finish feeding", PlanOptions{}, pt.ptid(), pt.num_replicas(),
+                              pt.num_replicas());
+  Plan extra = canary.MakePlan("finish feeding", PlanOptions{}, pt.ptid(), pt.num_replicas(),
+                               pt.num_replicas());
+  MergeInto(&plan, std::move(extra));
+  return plan;
 }
 
 Plan PtPlanner::FinishFeeding(const common::PartitionTable& pt) const {

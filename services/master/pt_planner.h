@@ -26,6 +26,13 @@
 //    leaves (a single move to a node with fewer cells, or a swap);
 //  - quarantined nodes (a quarantined version) keep their cells and get
 //    no new cell;
+//  - canary nodes (a storage on the canary or shadow track) hold only
+//    extra cells: every partition keeps its R+1 cells on stable nodes,
+//    planned as if the canaries were not there, and gets at most one more
+//    cell on a canary node (the partitions spread evenly over the canary
+//    nodes); a canary cell never counts as a replica, and a partition
+//    whose only readable cells are on canaries gets a new stable cell
+//    replicated from them;
 //  - cells on DOWN/PENDING nodes never move and such nodes get no new cell
 //    (Drop removes a dead node; an extra cell there may be discarded when
 //    a partition has more than R+1); partitions with no readable cell at
@@ -62,6 +69,10 @@ struct StorageNode {
   // count as replicas and stay readable) but gets no new one, from any
   // plan; Add refuses it. Default false.
   bool quarantined = false;
+  // Runs on a non-stable track (canary or shadow, docs/rollouts.md): holds
+  // only extra cells, at most one per partition, in addition to the R+1
+  // cells on stable nodes; never counted as a replica. Default false.
+  bool canary = false;
 };
 
 // One cell's new state (CELL_DISCARDED removes the cell).
@@ -162,9 +173,12 @@ class PtPlanner {
   // Removes a dead node for good: its cells are DISCARDED, and the
   // partitions it leaves short get new cells on the RUNNING nodes
   // (balanced, as by Tweak). FAILED_PRECONDITION if the node is RUNNING
-  // ("stop it first or use tweak to move its data away") or if one of its
+  // ("stop it first or use tweak to move its data away"), if one of its
   // cells is the last readable cell of a partition ("would drop the last
-  // readable cell of partition 7"); INVALID_ARGUMENT if unknown.
+  // readable cell of partition 7"), or if a stable node holds a cell of a
+  // partition that would be left with readable cells on canary nodes only
+  // ("would leave only canary cells readable in partition 7");
+  // INVALID_ARGUMENT if unknown.
   absl::StatusOr<Plan> Drop(const common::PartitionTable& pt, const std::vector<StorageNode>& nodes,
                             uint32_t node_id, const PlanOptions& options = {}) const;
 

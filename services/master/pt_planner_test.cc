@@ -876,6 +876,196 @@ TEST(PtPlannerTest, FinishFeedingCountsOnlyRunningNodes) {
   EXPECT_TRUE(kPlanner.FinishFeeding(PartitionTable()).empty());
 }
 
+// ---- canary storages ------------------------------------------------------
+
+StorageNode Canary(uint32_t id, ::cellar::v1::NodeState state = NODE_RUNNING) {
+  StorageNode node{id, state, ""};
+  node.canary = true;
+  return node;
+}
+
+// Per partition: assigned cells on stable nodes (ids < first_canary) and
+// on canary nodes, and whether a stable cell is readable.
+struct GroupCells {
+  size_t stable = 0, canary = 0;
+  bool stable_readable = false, canary_readable = false;
+};
+// Loads of the nodes `ids` only.
+std::map<uint32_t, int> LoadsOf(const PartitionTable& pt, const std::vector<uint32_t>& ids) {
+  std::map<uint32_t, int> all = Loads(pt, ids), out;
+  for (uint32_t id : ids) out[id] = all[id];
+  return out;
+}
+
+GroupCells CellsOf(const PartitionTable& pt, uint32_t p, uint32_t first_canary) {
+  GroupCells out;
+  for (const PtCell& c : pt.Row(p)) {
+    const bool canary = c.node_id >= first_canary;
+    if (IsAssigned(c.state)) ++(canary ? out.canary : out.stable);
+    if (common::IsReadable(c.state)) (canary ? out.canary_readable : out.stable_readable) = true;
+  }
+  return out;
+}
+
+TEST(PtPlannerTest, ACanaryJoiningGetsOnlyExtraCells) {
+  const PartitionTable pt = Balanced(12, 1, {1, 2, 3});
+  std::vector<StorageNode> nodes = Running(1, 3);
+  nodes.push_back(Canary(4, NODE_PENDING));
+  nodes.push_back(Canary(5, NODE_PENDING));
+  auto plan = kPlanner.Add(pt, nodes, {4, 5});
+  ASSERT_THAT(plan, IsOk());
+  // Nothing of the stable layout changes: every change is a new cell on a
+  // canary, one per partition, spread evenly.
+  for (const PlannedChange& c : plan->changes) {
+    EXPECT_GE(c.node_id, 4u) << "a stable cell changed: " << plan->ToString();
+    EXPECT_EQ(c.state, CELL_OUT_OF_DATE);
+    EXPECT_EQ(c.previous, CELL_STATE_UNSPECIFIED);
+  }
+  EXPECT_EQ(plan->changes.size(), 12u) << plan->ToString();
+  const PartitionTable after = Apply(pt, *plan);
+  EXPECT_THAT(LoadsOf(after, {4, 5}), ElementsAre(std::pair<const uint32_t, int>(4, 6),
+                                                  std::pair<const uint32_t, int>(5, 6)));
+  for (uint32_t p = 0; p < 12; ++p) {
+    const GroupCells cells = CellsOf(after, p, 4);
+    EXPECT_EQ(cells.stable, 2u) << "partition " << p;
+    EXPECT_EQ(cells.canary, 1u) << "partition " << p;
+    // The stable replicas stay readable: they keep checking conflicts.
+    EXPECT_EQ(after.ReadableNodes(p).size(), 2u) << "partition " << p;
+  }
+  // Caught up: nothing to finish, nothing to tweak.
+  nodes[3].state = nodes[4].state = NODE_RUNNING;
+  const PartitionTable caught_up = CatchUp(after);
+  auto finish = kPlanner.FinishFeeding(caught_up, nodes);
+  ASSERT_THAT(finish, IsOk());
+  EXPECT_TRUE(finish->empty()) << finish->ToString();
+  auto tweak = kPlanner.Tweak(caught_up, nodes);
+  ASSERT_THAT(tweak, IsOk());
+  EXPECT_TRUE(tweak->empty()) << tweak->ToString();
+}
+
+TEST(PtPlannerTest, CanaryCellsNeverCountAsReplicas) {
+  // S1..S3 stable with R = 1, C4 holding one extra cell of every partition.
+  PartitionTable pt = Balanced(6, 1, {1, 2, 3});
+  for (uint32_t p = 0; p < 6; ++p) pt.SetCell(p, 4, CELL_UP_TO_DATE);
+  std::vector<StorageNode> nodes = Running(1, 3);
+  nodes.push_back(Canary(4));
+  auto tweak = kPlanner.Tweak(pt, nodes);
+  ASSERT_THAT(tweak, IsOk());
+  EXPECT_TRUE(tweak->empty()) << tweak->ToString();
+  // More replicas: on stable nodes only; fewer: the canary cells stay and
+  // a stable one remains readable everywhere.
+  for (uint32_t replicas : {2u, 0u}) {
+    auto plan = kPlanner.SetReplicas(pt, nodes, replicas);
+    ASSERT_THAT(plan, IsOk());
+    const PartitionTable after = Apply(pt, *plan);
+    for (uint32_t p = 0; p < 6; ++p) {
+      const GroupCells cells = CellsOf(after, p, 4);
+      EXPECT_EQ(cells.stable, replicas + 1) << "partition " << p << "\n" << plan->ToString();
+      EXPECT_EQ(cells.canary, 1u) << "partition " << p;
+      EXPECT_TRUE(cells.stable_readable) << "partition " << p;
+    }
+  }
+  // A stable FEEDING cell goes once R+1 *stable* cells are UP_TO_DATE: the
+  // canary's does not count.
+  const PartitionTable moving = Table(1, {{{1, CELL_FEEDING},
+                                           {2, CELL_UP_TO_DATE},
+                                           {3, CELL_OUT_OF_DATE},
+                                           {4, CELL_UP_TO_DATE}}});
+  auto finish = kPlanner.FinishFeeding(moving, nodes);
+  ASSERT_THAT(finish, IsOk());
+  EXPECT_TRUE(finish->empty()) << finish->ToString();
+}
+
+TEST(PtPlannerTest, DroppingTheCanaryLosesNothing) {
+  PartitionTable pt = Balanced(12, 1, {1, 2, 3});
+  for (uint32_t p = 0; p < 12; ++p) pt.SetCell(p, p % 2 == 0 ? 4 : 5, CELL_UP_TO_DATE);
+  // The operator disables the canary: its storages go down, then are dropped.
+  std::vector<StorageNode> nodes = Running(1, 3);
+  nodes.push_back(Canary(4, NODE_DOWN));
+  nodes.push_back(Canary(5, NODE_DOWN));
+  for (uint32_t id : {4u, 5u}) {
+    auto plan = kPlanner.Drop(pt, nodes, id);
+    ASSERT_THAT(plan, IsOk());
+    EXPECT_EQ(plan->changes.size(), 6u) << plan->ToString();
+    for (const PlannedChange& c : plan->changes) {
+      EXPECT_EQ(c.node_id, id) << plan->ToString();
+      EXPECT_EQ(c.state, CELL_DISCARDED);
+    }
+    pt = Apply(pt, *plan);
+    nodes.erase(std::find_if(nodes.begin(), nodes.end(),
+                             [id](const StorageNode& n) { return n.node_id == id; }));
+  }
+  EXPECT_THAT(LoadsOf(pt, {4, 5}), ElementsAre(std::pair<const uint32_t, int>(4, 0),
+                                               std::pair<const uint32_t, int>(5, 0)));
+  for (uint32_t p = 0; p < 12; ++p) EXPECT_EQ(pt.ReadableNodes(p).size(), 2u) << p;
+}
+
+TEST(PtPlannerTest, DropRefusesToLeaveOnlyCanaryCellsReadable) {
+  // R = 0: S1 holds the even partitions, S2 the odd ones, C3 all of them.
+  PartitionTable pt = Balanced(4, 0, {1, 2});
+  for (uint32_t p = 0; p < 4; ++p) pt.SetCell(p, 3, CELL_UP_TO_DATE);
+  std::vector<StorageNode> nodes = Running(1, 2);
+  nodes.push_back(Canary(3));
+  nodes[0].state = NODE_DOWN;  // S1 dies
+  EXPECT_THAT(kPlanner.Drop(pt, nodes, 1),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("dropping S1 would leave only canary cells readable in "
+                                 "partition 0 (and in partitions 2): tweak first")));
+  // The master marks the dead node's cells OUT_OF_DATE (the canary's are
+  // readable): still refused, and tweak copies them to S2 from the canary.
+  pt.SetCell(0, 1, CELL_OUT_OF_DATE);
+  pt.SetCell(2, 1, CELL_OUT_OF_DATE);
+  EXPECT_THAT(kPlanner.Drop(pt, nodes, 1),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("only canary cells")));
+  auto tweak = kPlanner.Tweak(pt, nodes);
+  ASSERT_THAT(tweak, IsOk());
+  EXPECT_THAT(tweak->changes,
+              ElementsAre(PlannedChange{0, 2, CELL_OUT_OF_DATE, CELL_STATE_UNSPECIFIED},
+                          PlannedChange{2, 2, CELL_OUT_OF_DATE, CELL_STATE_UNSPECIFIED}))
+      << tweak->ToString();
+  const PartitionTable rescued = CatchUp(Apply(pt, *tweak));
+  auto drop = kPlanner.Drop(rescued, nodes, 1);
+  ASSERT_THAT(drop, IsOk());
+  const PartitionTable after = Apply(rescued, *drop);
+  for (uint32_t p = 0; p < 4; ++p) {
+    EXPECT_TRUE(CellsOf(after, p, 3).stable_readable) << "partition " << p;
+  }
+  // The canary's own cells: the usual "last readable cell" refusal.
+  PartitionTable alone = pt;
+  alone.SetCell(0, 3, CELL_UP_TO_DATE);
+  nodes[2].state = NODE_DOWN;
+  EXPECT_THAT(kPlanner.Drop(alone, nodes, 3),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("would drop the last readable cell of partition 0")));
+}
+
+TEST(PtPlannerTest, EveryPartitionKeepsItsReplicasOnStableNodes) {
+  // Random tables over stable S1..S5 and canaries S6, S7: after a tweak,
+  // catch-up and finish, every partition has R+1 stable cells and at most
+  // one canary cell, and a stable cell is readable wherever data was.
+  std::mt19937 rng(14);
+  for (int round = 0; round < 40; ++round) {
+    const PartitionTable pt = RandomTable(16, 1 + round % 2, Ids(1, 7), &rng);
+    std::vector<StorageNode> nodes = Running(1, 5);
+    nodes.push_back(Canary(6));
+    nodes.push_back(Canary(7));
+    auto plan = kPlanner.Tweak(pt, nodes);
+    ASSERT_THAT(plan, IsOk());
+    PartitionTable after = CatchUp(Apply(pt, *plan));
+    auto finish = kPlanner.FinishFeeding(after, nodes);
+    ASSERT_THAT(finish, IsOk());
+    after = Apply(after, *finish);
+    for (uint32_t p = 0; p < 16; ++p) {
+      if (pt.ReadableNodes(p).empty()) continue;
+      const GroupCells cells = CellsOf(after, p, 6);
+      EXPECT_EQ(cells.stable, pt.num_replicas() + 1) << "round " << round << " partition " << p;
+      EXPECT_TRUE(cells.stable_readable) << "round " << round << " partition " << p;
+      EXPECT_LE(cells.canary, 1u) << "round " << round << " partition " << p;
+    }
+    EXPECT_LE(Spread(LoadsOf(after, {6, 7})), 1) << "round " << round;
+  }
+}
+
 // ---- output ----------------------------------------------------------------
 
 TEST(PtPlannerTest, DryRunString) {

@@ -28,12 +28,17 @@ using ::testing::HasSubstr;
 
 const VersionKey kStable{"0.1.0", "stable"};  // the master's own
 const VersionKey kCanary{"0.2.0", "canary"};
+// A newer version on the stable track (a partitioned rolling upgrade):
+// its storages hold replicas, unlike canaries (docs/rollouts.md).
+const VersionKey kNewStable{"0.2.0", "stable"};
 
 class VersionQuarantineTest : public ::testing::Test {
  protected:
-  // `stable` storages of kStable then `canary` of kCanary, all in the
-  // table (autostart), R = 1, RUNNING.
-  void Start(int stable, int canary, QuarantineThresholds thresholds = {}) {
+  // `stable` storages of kStable then `canary` of `other` (kCanary: they
+  // join PENDING, holding no cell; a stable track: in the table), R = 1,
+  // RUNNING.
+  void Start(int stable, int canary, QuarantineThresholds thresholds = {},
+             const VersionKey& other = kCanary) {
     ClusterOptions options;
     options.cluster_name = "test";
     options.num_partitions = 12;
@@ -44,7 +49,7 @@ class VersionQuarantineTest : public ::testing::Test {
     options.quarantine = thresholds;
     cluster_ = std::make_unique<ClusterManager>(options, &clock_, &hub_);
     for (int i = 0; i < stable + canary; ++i) {
-      const VersionKey& key = i < stable ? kStable : kCanary;
+      const VersionKey& key = i < stable ? kStable : other;
       const std::string address = absl::StrCat("127.0.0.1:", 7200 + i);
       const uint32_t id = RegisterAndWatch(*cluster_, cellar::v1::NODE_ROLE_STORAGE, address,
                                            subs_, key.version, key.track);
@@ -138,11 +143,11 @@ TEST_F(VersionQuarantineTest, HealthDownsCountButOperatorKillsDoNot) {
 }
 
 TEST_F(VersionQuarantineTest, QuarantinedStoragesGetNoNewCells) {
-  Start(3, 1);
+  Start(3, 1, {}, kNewStable);
   const uint32_t canary = canary_[0];
   const int before = AssignedCells(canary);
   ASSERT_GT(before, 0);
-  ASSERT_THAT(cluster_->QuarantineVersion(kCanary, "op", "bad canary"), IsOk());
+  ASSERT_THAT(cluster_->QuarantineVersion(kNewStable, "op", "bad upgrade"), IsOk());
   EXPECT_TRUE(NodeOf(canary).quarantined());
   // One more replica of every partition: 12 * 3 cells over 4 nodes would
   // give the canary 9; quarantined, it keeps its 6 and the stable
@@ -171,13 +176,13 @@ TEST_F(VersionQuarantineTest, AddOfAQuarantinedStorageIsRefused) {
 }
 
 TEST_F(VersionQuarantineTest, RefusesTheMastersVersionAndTheOnlyReadableVersion) {
-  Start(0, 2, {.restarts = 1, .downs = 0, .window = absl::Minutes(10)});
-  // Every readable cell is on canaries: a crash loop does not quarantine.
-  Restart(canary_[0], kCanary);
-  Restart(canary_[0], kCanary);
-  EXPECT_FALSE(Quarantined(kCanary));
+  Start(0, 2, {.restarts = 1, .downs = 0, .window = absl::Minutes(10)}, kNewStable);
+  // Every readable cell is on 0.2.0: a crash loop does not quarantine.
+  Restart(canary_[0], kNewStable);
+  Restart(canary_[0], kNewStable);
+  EXPECT_FALSE(Quarantined(kNewStable));
   EXPECT_FALSE(NodeOf(canary_[0]).quarantined());
-  EXPECT_THAT(cluster_->QuarantineVersion(kCanary, "op", "x"),
+  EXPECT_THAT(cluster_->QuarantineVersion(kNewStable, "op", "x"),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("readable data")));
   // The master's own version (a client registered with it).
   std::map<uint32_t, std::shared_ptr<EventHub::Subscriber>> subs;

@@ -120,6 +120,7 @@ bool VersionRegistry::MaybeQuarantine(const VersionKey& key) {
   entry.reason = why;
   entry.by = "auto";
   entry.since = clock_->Now();
+  ++generation_;
   CELLAR_LOG(WARNING) << "version " << key.ToString() << " quarantined: " << why;
   Record({entry.since, key, VersionDecision::Action::kQuarantine, "auto", why});
   return true;
@@ -165,6 +166,7 @@ absl::StatusOr<bool> VersionRegistry::Quarantine(const VersionKey& key, const st
   entry.reason = reason;
   entry.by = by;
   entry.since = clock_->Now();
+  ++generation_;
   CELLAR_LOG(WARNING) << "version " << key.ToString() << " quarantined by " << by << ": "
                       << reason;
   Record({entry.since, key, VersionDecision::Action::kQuarantine, by, reason});
@@ -179,6 +181,7 @@ absl::StatusOr<bool> VersionRegistry::Unquarantine(const VersionKey& key, const 
   Entry& entry = **found;
   if (!entry.quarantined) return false;
   entry = Entry();  // signals forgotten too: a fresh start
+  ++generation_;
   CELLAR_LOG(WARNING) << "version " << key.ToString() << " unquarantined by " << by << ": "
                       << reason;
   Record({clock_->Now(), key, VersionDecision::Action::kUnquarantine, by, reason});
@@ -219,6 +222,43 @@ bool VersionRegistry::KeyOf(uint32_t node_id, VersionKey* key) const {
   if (it == nodes_.end()) return false;
   *key = it->second.key;
   return true;
+}
+
+std::vector<VersionDecision> VersionRegistry::Quarantined() const {
+  std::vector<VersionDecision> out;
+  for (const auto& [key, entry] : versions_) {
+    if (!entry.quarantined) continue;
+    out.push_back({entry.since, key, VersionDecision::Action::kQuarantine, entry.by,
+                   entry.reason});
+  }
+  return out;
+}
+
+std::vector<VersionKey> VersionRegistry::Restore(const std::vector<VersionDecision>& persisted) {
+  std::vector<VersionKey> restored;
+  for (const VersionDecision& decision : persisted) {
+    const VersionKey& key = decision.key;
+    if (IsQuarantined(key)) continue;
+    if (key == self_) {
+      Record({clock_->Now(), key, VersionDecision::Action::kRefused, decision.by,
+              absl::StrCat("restored quarantine (", decision.reason,
+                           ") not applied: it is the primary master's own version")});
+      ++generation_;
+      continue;
+    }
+    Entry& entry = versions_[key];
+    entry.quarantined = true;
+    entry.reason = decision.reason;
+    entry.by = decision.by;
+    entry.since = decision.at;
+    ++generation_;
+    CELLAR_LOG(WARNING) << "version " << key.ToString() << " quarantined (restored, by "
+                        << decision.by << "): " << decision.reason;
+    Record({clock_->Now(), key, VersionDecision::Action::kQuarantine, decision.by,
+            absl::StrCat("restored: ", decision.reason)});
+    restored.push_back(key);
+  }
+  return restored;
 }
 
 void VersionRegistry::Record(VersionDecision decision) {

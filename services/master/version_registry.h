@@ -31,10 +31,10 @@
 // cells on). Every decision, refusals included, goes into a bounded
 // history (newest last).
 //
-// State lives in the primary's memory only: a new primary (restart or
-// failover) rebuilds the node counts as nodes register, starts with empty
-// signal windows, and forgets quarantines (an operator reapplies a manual
-// one; an automatic one comes back if the signals go on).
+// Node counts and signal windows live in the primary's memory only: a new
+// primary (restart or failover) rebuilds them as nodes register. The
+// quarantined keys are persisted by the owner (Quarantined(), generation())
+// with the feature flags and given back to a new primary (Restore()).
 //
 // Thread-compatible: the owner (ClusterManager, under its mutex)
 // serializes calls.
@@ -164,6 +164,19 @@ class VersionRegistry {
   bool IsQuarantined(const VersionKey& key) const;
   // The key a node registered with (false if unknown).
   bool KeyOf(uint32_t node_id, VersionKey* key) const;
+  // The keys quarantined now, sorted, each as its decision (action
+  // kQuarantine, `at` = since when, by, reason): what the primary persists.
+  std::vector<VersionDecision> Quarantined() const;
+  // Adopts the quarantines an earlier primary persisted: each key not
+  // quarantined here is quarantined as it was (by, reason, since) and the
+  // history says "restored"; a quarantine in force is never lifted. The
+  // primary master's own version is refused (in the history). Returns the
+  // keys it quarantined.
+  std::vector<VersionKey> Restore(const std::vector<VersionDecision>& persisted);
+  // Rises with every change to the set Quarantined() answers (and with a
+  // refused restore, whose key the persisted set must lose).
+  uint64_t generation() const { return generation_; }
+
   // The decisions, oldest first (at most kMaxHistory).
   std::vector<VersionDecision> History() const { return {history_.begin(), history_.end()}; }
 
@@ -202,6 +215,7 @@ class VersionRegistry {
   absl::btree_map<VersionKey, Entry> versions_;
   absl::btree_map<uint32_t, NodeEntry> nodes_;
   std::deque<VersionDecision> history_;
+  uint64_t generation_ = 0;
 };
 
 // The display name of a decision's action: "quarantine", "unquarantine",

@@ -210,5 +210,44 @@ TEST_F(VersionRegistryTest, HistoryIsBounded) {
   EXPECT_EQ(h.back().reason, absl::StrCat("b", VersionRegistry::kMaxHistory - 1));
 }
 
+TEST_F(VersionRegistryTest, RestoresPersistedQuarantinesButNeverTheMastersOwn) {
+  VersionRegistry before = Make();
+  before.NodeRegistered(S(2), kCanary);
+  ASSERT_THAT(before.Quarantine(kCanary, "alice", "bad canary"), IsOkAndHolds(true));
+  const std::vector<VersionDecision> persisted = before.Quarantined();
+  ASSERT_EQ(persisted.size(), 1u);
+  EXPECT_EQ(persisted[0].by, "alice");
+  EXPECT_EQ(persisted[0].at, clock_.Now());
+
+  // A new primary: no node registered yet, the persisted list is restored
+  // as it was (who, why, since when), the history says so.
+  clock_.Advance(absl::Minutes(5));
+  VersionRegistry after = Make();
+  const uint64_t generation = after.generation();
+  std::vector<VersionDecision> with_self = persisted;
+  with_self.push_back({clock_.Now(), kMaster, VersionDecision::Action::kQuarantine, "bob", "x"});
+  EXPECT_THAT(after.Restore(with_self), ElementsAre(kCanary));
+  EXPECT_GT(after.generation(), generation);
+  EXPECT_TRUE(after.IsQuarantined(kCanary));
+  EXPECT_FALSE(after.IsQuarantined(kMaster)) << "the primary's own version is never quarantined";
+  const std::optional<VersionStatus> canary = Find(after.List(), kCanary);
+  ASSERT_TRUE(canary.has_value());
+  EXPECT_EQ(canary->by, "alice");
+  EXPECT_EQ(canary->reason, "bad canary");
+  EXPECT_EQ(canary->since, persisted[0].at);
+  const std::vector<VersionDecision> history = after.History();
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].reason, "restored: bad canary");
+  EXPECT_EQ(history[1].action, VersionDecision::Action::kRefused);
+  EXPECT_EQ(after.Quarantined().size(), 1u);
+  // Restoring again changes nothing; a later lift is not undone by it
+  // when the persisted list no longer has it.
+  EXPECT_THAT(after.Restore(persisted), ::testing::IsEmpty());
+  after.NodeRegistered(S(2), kCanary);
+  ASSERT_THAT(after.Unquarantine(kCanary, "alice", "fixed"), IsOkAndHolds(true));
+  EXPECT_THAT(after.Restore(after.Quarantined()), ::testing::IsEmpty());
+  EXPECT_FALSE(after.IsQuarantined(kCanary));
+}
+
 }  // namespace
 }  // namespace cellar::master

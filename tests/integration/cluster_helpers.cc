@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/channel.h"
+#include "services/common/grpc_status.h"
 
 namespace cellar::testing_support {
 
@@ -26,6 +27,22 @@ std::unique_ptr<client::Client> ConnectClient(const std::string& master_address,
   grpc::Status s = master.GetClusterInfo(&context, ::cellar::v1::GetClusterInfoRequest(), &info);
   EXPECT_TRUE(s.ok()) << s.error_message();
   return info;
+}
+
+absl::StatusOr<::cellar::v1::ChangePartitionTableResponse> ChangePartitionTable(
+    ::cellar::v1::Master::StubInterface& master, ::cellar::v1::PartitionTableOperation operation,
+    const std::vector<uint32_t>& node_ids, std::optional<uint32_t> replicas, bool dry_run) {
+  ::cellar::v1::ChangePartitionTableRequest request;
+  request.set_operation(operation);
+  for (uint32_t id : node_ids) request.add_node_ids(id);
+  if (replicas.has_value()) request.set_replicas(*replicas);
+  request.set_dry_run(dry_run);
+  ::cellar::v1::ChangePartitionTableResponse response;
+  grpc::ClientContext context;
+  common::SetDeadline(&context, absl::Seconds(30));
+  grpc::Status s = master.ChangePartitionTable(&context, request, &response);
+  if (!s.ok()) return common::FromGrpcStatus(s);
+  return response;
 }
 
 absl::StatusOr<common::AuthSetup> TestAuthSetup(const std::string& tokens_file,

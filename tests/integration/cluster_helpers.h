@@ -5,7 +5,9 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -61,6 +63,13 @@ absl::StatusOr<std::map<common::Role, std::string>> WriteRoleTokens(
 // Master.GetClusterInfo (10 s deadline); a failure is recorded as a test
 // failure and an empty answer returned.
 ::cellar::v1::GetClusterInfoResponse ClusterInfo(::cellar::v1::Master::StubInterface& master);
+
+// Master.ChangePartitionTable of `operation` on `node_ids` (30 s deadline),
+// its error as a Status.
+absl::StatusOr<::cellar::v1::ChangePartitionTableResponse> ChangePartitionTable(
+    ::cellar::v1::Master::StubInterface& master, ::cellar::v1::PartitionTableOperation operation,
+    const std::vector<uint32_t>& node_ids, std::optional<uint32_t> replicas = std::nullopt,
+    bool dry_run = false);
 
 }  // namespace cellar::testing_support
 

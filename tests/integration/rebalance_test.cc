@@ -145,17 +145,7 @@ class RebalanceTest : public ::testing::TestWithParam<std::string> {
   absl::StatusOr<v1::ChangePartitionTableResponse> Change(
       v1::PartitionTableOperation op, std::vector<uint32_t> ids,
       std::optional<uint32_t> replicas = std::nullopt, bool dry_run = false) {
-    v1::ChangePartitionTableRequest request;
-    request.set_operation(op);
-    for (uint32_t id : ids) request.add_node_ids(id);
-    if (replicas.has_value()) request.set_replicas(*replicas);
-    request.set_dry_run(dry_run);
-    v1::ChangePartitionTableResponse response;
-    grpc::ClientContext context;
-    common::SetDeadline(&context, absl::Seconds(30));
-    grpc::Status s = master_->ChangePartitionTable(&context, request, &response);
-    if (!s.ok()) return common::FromGrpcStatus(s);
-    return response;
+    return testing_support::ChangePartitionTable(*master_, op, ids, replicas, dry_run);
   }
 
   v1::GetNodeStatusResponse NodeStatus(uint32_t id) {

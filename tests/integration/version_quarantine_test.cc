@@ -96,6 +96,19 @@ class VersionQuarantineClusterTest : public ::testing::Test {
     return false;
   }
 
+  // Admin.UnquarantineVersion of the canary; it must change something.
+  void LiftCanary() {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(20));
+    v1::AdminQuarantineVersionRequest request;
+    request.set_version("0.2.0");
+    request.set_track("canary");
+    request.set_reason("fixed in 0.2.1");
+    v1::QuarantineVersionResponse response;
+    ASSERT_TRUE(admin_->UnquarantineVersion(&context, request, &response).ok());
+    EXPECT_TRUE(response.changed());
+  }
+
   std::unique_ptr<tools::LocalCluster> cluster_;
   std::unique_ptr<v1::Admin::Stub> admin_;
 };
@@ -124,17 +137,53 @@ TEST_F(VersionQuarantineClusterTest, ACrashLoopQuarantinesTheVersionAndFlipsTheA
   EXPECT_TRUE(marked);
 
   // Lifted by hand through the admin: the metric flips back.
-  grpc::ClientContext context;
-  common::SetDeadline(&context, absl::Seconds(20));
-  v1::AdminQuarantineVersionRequest request;
-  request.set_version("0.2.0");
-  request.set_track("canary");
-  request.set_reason("fixed in 0.2.1");
-  v1::QuarantineVersionResponse response;
-  ASSERT_TRUE(admin_->UnquarantineVersion(&context, request, &response).ok());
-  EXPECT_TRUE(response.changed());
+  ASSERT_NO_FATAL_FAILURE(LiftCanary());
   EXPECT_FALSE(CanaryQuarantined());
   EXPECT_THAT(QuarantineMetric(), ::testing::EndsWith(" 0"));
+}
+
+TEST_F(VersionQuarantineClusterTest, QuarantinesSurviveAChangeOfPrimary) {
+  // An automatic quarantine (a crash loop)...
+  for (int i = 0; i < 2; ++i) ASSERT_THAT(cluster_->RestartStorage(kCanary), common::IsOk());
+  ASSERT_TRUE(testing_support::WaitFor([&] { return CanaryQuarantined(); }, absl::Seconds(10)))
+      << "the canary was never quarantined";
+  // ...is persisted with the feature flags on the storages (the flag
+  // table's version rises), then a new primary process takes over.
+  auto flags_version = [&] {
+    grpc::ClientContext context;
+    common::SetDeadline(&context, absl::Seconds(20));
+    v1::ListFeatureFlagsResponse response;
+    EXPECT_TRUE(
+        admin_->ListFeatureFlags(&context, v1::AdminListFeatureFlagsRequest(), &response).ok());
+    return response.version();
+  };
+  ASSERT_TRUE(testing_support::WaitFor([&] { return flags_version() > 0; }, absl::Seconds(10)))
+      << "the quarantine was never persisted";
+  ASSERT_THAT(cluster_->RestartMaster(), common::IsOk());
+  ASSERT_TRUE(testing_support::WaitFor([&] { return CanaryQuarantined(); }, absl::Seconds(10)))
+      << "the new primary forgot the quarantine";
+  v1::ListVersionsResponse versions = List();
+  for (const v1::VersionInfo& v : versions.versions()) {
+    if (v.version() != "0.2.0") continue;
+    EXPECT_EQ(v.quarantined_by(), "auto");
+    EXPECT_THAT(v.reason(), HasSubstr("restarted 2 times"));
+  }
+  ASSERT_GT(versions.history_size(), 0);
+  EXPECT_THAT(versions.history(versions.history_size() - 1).reason(), HasSubstr("restored: "));
+
+  // Lifted by hand, then another new primary: it stays lifted.
+  ASSERT_NO_FATAL_FAILURE(LiftCanary());
+  ASSERT_THAT(cluster_->RestartMaster(), common::IsOk());
+  ASSERT_TRUE(testing_support::WaitFor(
+      [&] {
+        const v1::ListVersionsResponse now = List();
+        for (const v1::VersionInfo& v : now.versions()) {
+          if (v.version() == "0.2.0") return true;  // the canary registered again
+        }
+        return false;
+      },
+      absl::Seconds(10)));
+  EXPECT_FALSE(CanaryQuarantined());
 }
 
 }  // namespace
