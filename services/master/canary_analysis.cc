@@ -83,8 +83,8 @@ CanaryAnalysis::CanaryAnalysis(const common::Clock* clock, CanaryThresholds thre
 
 absl::Status CanaryAnalysis::ValidateThresholds(const CanaryThresholds& t) {
   if (t.interval <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("the canary analysis interval must be positive, got ",
-                                                   absl::FormatDuration(t.interval)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the canary analysis interval must be positive, got ", absl::FormatDuration(t.interval)));
   }
   if (!(t.max_error_ratio >= 0 && t.max_error_ratio <= 1)) {
     return absl::InvalidArgumentError(

@@ -454,6 +454,9 @@ class ClusterManager {
   absl::StatusOr<bool> UnquarantineVersion(const VersionKey& key, const std::string& by,
                                            const std::string& reason);
   const QuarantineThresholds& quarantine_thresholds() const { return options_.quarantine; }
+  // The (version, track) `node_id` registered with (false if unknown).
+  bool VersionOf(uint32_t node_id, VersionKey* key) const;
+  bool IsVersionQuarantined(const VersionKey& key) const;
 
   // ---- Replica repair and truncate (operator actions, docs/operations.md) ----
 
