@@ -72,7 +72,8 @@ class FakeMasterLink final : public storage::MasterLink {
     cancelled_.WaitForNotification();
     return absl::CancelledError("cancelled");
   }
-  absl::Status Heartbeat(uint32_t, const std::vector<uint64_t>&) override {
+  absl::Status Heartbeat(uint32_t, const std::vector<uint64_t>&,
+                         const common::DataPathSample&) override {
     return absl::OkStatus();
   }
   absl::StatusOr<v1::ReportReplicationResponse> ReportReplication(

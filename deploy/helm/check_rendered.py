@@ -308,6 +308,10 @@ def main():
     has = lambda args, prefix: any(a.startswith(prefix) for a in args)
     expect = {
         "defaults": [(has(storage_args, "--backend=host=/run/postgresql"), "storage on the PostgreSQL sidecar"),
+                     (all(a in master_args for a in (
+                         "--canary_analysis_interval=1m", "--canary_max_error_ratio=0.01",
+                         "--canary_max_latency_ratio=2", "--canary_min_requests=100",
+                         "--canary_promote_after=5")), "the canary analysis defaults as master flags"),
                      ("ServiceMonitor" not in kinds, "no ServiceMonitor without the CRD"),
                      (len(kinds.get("NetworkPolicy", [])) == 3, "3 NetworkPolicies"),
                      (len(kinds.get("Secret", [])) == 1, "the generated auth Secret")],
@@ -322,6 +326,10 @@ def main():
         "sqlite": [(has(storage_args, "--backend=sqlite:///data/storage.db"), "SQLite on the PVC"),
                    ("--writer_threads=1" in storage_args, "one writer on SQLite")],
         "auth-off": [("Secret" not in kinds, "no auth Secret"), ("NetworkPolicy" not in kinds, "no NetworkPolicy")],
+        "canary-analysis": [(all(a in master_args for a in (
+            "--canary_analysis_interval=30s", "--canary_max_error_ratio=0.05",
+            "--canary_max_latency_ratio=1.5", "--canary_min_requests=500",
+            "--canary_promote_after=3")), "the canary analysis values as master flags")],
         "prometheus-operator": [("ServiceMonitor" in kinds, "a ServiceMonitor with the CRD"),
                                 ("PrometheusRule" in kinds and kinds["PrometheusRule"][0]["spec"]["groups"], "a PrometheusRule with groups")],
     }

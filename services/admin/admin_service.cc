@@ -1018,6 +1018,17 @@ grpc::Status AdminService::ListVersions(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminService::GetCanaryAnalysis(
+    grpc::ServerContext*, const cellar::v1::AdminGetCanaryAnalysisRequest* request,
+    cellar::v1::GetCanaryAnalysisResponse* response) {
+  absl::Status s = clusters_->CallMaster(
+      request->cluster(), [&](cellar::v1::Master::Stub* stub, grpc::ClientContext* context) {
+        return stub->GetCanaryAnalysis(context, cellar::v1::GetCanaryAnalysisRequest(), response);
+      });
+  if (!s.ok()) return common::ToGrpcStatus(FromMaster(s, "GetCanaryAnalysis"));
+  return grpc::Status::OK;
+}
+
 grpc::Status AdminService::ForwardQuarantine(
     const grpc::ServerContext& context, const cellar::v1::AdminQuarantineVersionRequest& request,
     bool quarantine, cellar::v1::QuarantineVersionResponse* response) {

@@ -133,6 +133,9 @@ class AdminService final : public cellar::v1::Admin::Service {
   grpc::Status UnquarantineVersion(grpc::ServerContext* context,
                                    const cellar::v1::AdminQuarantineVersionRequest* request,
                                    cellar::v1::QuarantineVersionResponse* response) override;
+  grpc::Status GetCanaryAnalysis(grpc::ServerContext* context,
+                                 const cellar::v1::AdminGetCanaryAnalysisRequest* request,
+                                 cellar::v1::GetCanaryAnalysisResponse* response) override;
   // Identifies callers for the quarantine history (their principal). Not
   // owned; null (default) when auth is off. Set before serving.
   void set_authenticator(const common::Authenticator* authenticator) {

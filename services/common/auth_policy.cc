@@ -64,6 +64,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Master/ListVersions", kReadonly | kNode},
       {"/cellar.v1.Master/QuarantineVersion", kAdmin | kNode},
       {"/cellar.v1.Master/UnquarantineVersion", kAdmin | kNode},
+      {"/cellar.v1.Master/GetCanaryAnalysis", kReadonly | kNode},
       // ---- cellar.v1.Storage
       {"/cellar.v1.Storage/Store", kClient},
       {"/cellar.v1.Storage/Vote", kClient},
@@ -125,6 +126,7 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Admin/ListVersions", kReadonly},
       {"/cellar.v1.Admin/QuarantineVersion", kAdmin},
       {"/cellar.v1.Admin/UnquarantineVersion", kAdmin},
+      {"/cellar.v1.Admin/GetCanaryAnalysis", kReadonly},
   };
   return *kTable;
 }

@@ -59,6 +59,9 @@ inline constexpr absl::string_view kReasonNoSuchTransaction = "NO_SUCH_TRANSACTI
 // NOT_FOUND from a storage's Load / LoadMany at or below the tid its cell
 // was packed at: the revision asked for may have been removed by pack.
 inline constexpr absl::string_view kReasonRevisionPacked = "REVISION_PACKED";
+// UNAVAILABLE from a storage's Load / LoadMany run with
+// --fault_load_error_ratio: a load failed on purpose (docs/rollouts.md).
+inline constexpr absl::string_view kReasonFaultInjected = "FAULT_INJECTED";
 
 // The domain of every cellar ErrorInfo.
 inline constexpr absl::string_view kErrorDomain = "cellar.v1";

@@ -1650,6 +1650,16 @@ ClusterManager::Versions ClusterManager::ListVersions() const {
   return {versions_.List(), versions_.History()};
 }
 
+bool ClusterManager::VersionOf(uint32_t node_id, VersionKey* key) const {
+  absl::MutexLock l(&mu_);
+  return versions_.KeyOf(node_id, key);
+}
+
+bool ClusterManager::IsVersionQuarantined(const VersionKey& key) const {
+  absl::MutexLock l(&mu_);
+  return versions_.IsQuarantined(key);
+}
+
 absl::StatusOr<bool> ClusterManager::QuarantineVersion(const VersionKey& key,
                                                        const std::string& by,
                                                        const std::string& reason) {

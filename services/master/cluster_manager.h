@@ -464,6 +464,9 @@ class ClusterManager {
   // they answer; the Watch loops call it for automatic decisions (a failure
   // is retried at most once a second). OK when nothing is to persist.
   absl::Status PersistQuarantines();
+  // The (version, track) `node_id` registered with (false if unknown).
+  bool VersionOf(uint32_t node_id, VersionKey* key) const;
+  bool IsVersionQuarantined(const VersionKey& key) const;
 
   // ---- Replica repair and truncate (operator actions, docs/operations.md) ----
 

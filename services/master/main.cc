@@ -28,6 +28,7 @@
 #include "services/common/signals.h"
 #include "services/master/election.h"
 #include "services/master/flag_registry.h"
+#include "services/master/canary_analysis.h"
 #include "services/master/k8s_lease.h"
 #include "services/master/master_server.h"
 #include "services/master/pg_lease.h"
@@ -65,6 +66,20 @@ ABSL_FLAG(uint32_t, version_quarantine_downs, 5,
           "0 = never");
 ABSL_FLAG(absl::Duration, version_quarantine_window, absl::Minutes(10),
           "Sliding window of the version quarantine signals; must be positive");
+ABSL_FLAG(absl::Duration, canary_analysis_interval, absl::Minutes(1),
+          "Canary analysis: each canary version is compared with stable over intervals this "
+          "long; must be positive (docs/rollouts.md, \"Canary analysis\")");
+ABSL_FLAG(double, canary_max_error_ratio, 0.01,
+          "Canary analysis: highest (load + store errors) / calls of an interval that passes "
+          "(0..1)");
+ABSL_FLAG(double, canary_max_latency_ratio, 2,
+          "Canary analysis: highest canary p99 load or store latency / stable's that passes "
+          "(>= 1; a p99 of at most 5 ms always passes)");
+ABSL_FLAG(uint64_t, canary_min_requests, 100,
+          "Canary analysis: fewer loads + stores of a canary version in an interval is no "
+          "data (neither passes nor fails); >= 1");
+ABSL_FLAG(uint32_t, canary_promote_after, 5,
+          "Canary analysis: passing intervals in a row before the verdict is promote; >= 1");
 ABSL_FLAG(absl::Duration, unreachable_probe_interval, absl::Seconds(1),
           "A storage reported unreachable by a client (Master.ReportUnreachable) is probed "
           "by the master at most once per this interval (reports in between are coalesced); "
@@ -172,6 +187,16 @@ int main(int argc, char** argv) {
           options.cluster.quarantine);
       !s.ok()) {
     std::cerr << "cellar-master: --version_quarantine_window: " << s.message() << "\n";
+    return 2;
+  }
+  options.canary.interval = absl::GetFlag(FLAGS_canary_analysis_interval);
+  options.canary.max_error_ratio = absl::GetFlag(FLAGS_canary_max_error_ratio);
+  options.canary.max_latency_ratio = absl::GetFlag(FLAGS_canary_max_latency_ratio);
+  options.canary.min_requests = absl::GetFlag(FLAGS_canary_min_requests);
+  options.canary.promote_after = absl::GetFlag(FLAGS_canary_promote_after);
+  if (absl::Status s = cellar::master::CanaryAnalysis::ValidateThresholds(options.canary);
+      !s.ok()) {
+    std::cerr << "cellar-master: --canary_*: " << s.message() << "\n";
     return 2;
   }
   options.unreachable.interval = absl::GetFlag(FLAGS_unreachable_probe_interval);

@@ -74,6 +74,26 @@ void AddVersionMetrics(common::MetricsBuilder& m, const ClusterManager::Versions
   }
 }
 
+// The canary analysis (docs/rollouts.md, "Canary analysis"): each canary
+// version's verdict (alert CellarCanaryRollback) and its last interval's
+// error ratio.
+void AddCanaryMetrics(common::MetricsBuilder& m, const std::vector<CanaryStatus>& canaries) {
+  for (const CanaryStatus& c : canaries) {
+    const common::MetricLabels labels = {{"version", c.key.version}, {"track", c.key.track}};
+    m.Gauge("cellar_canary_verdict",
+            "The canary analysis's verdict for this version: 0 hold, 1 promote, 2 rollback.",
+            labels, VerdictValue(c.verdict));
+    for (auto it = c.intervals.rbegin(); it != c.intervals.rend(); ++it) {
+      if (it->outcome == CanaryInterval::Outcome::kNoData) continue;
+      m.Gauge("cellar_canary_error_ratio",
+              "Load and store errors / calls of this canary version over its last analysis "
+              "interval with data.",
+              labels, it->error_ratio);
+      break;
+    }
+  }
+}
+
 void AddClusterMetrics(common::MetricsBuilder& m, ClusterManager* cluster,
                        TransactionCoordinator* coordinator) {
   const cellar::v1::GetClusterInfoResponse info = cluster->Info();
@@ -142,6 +162,8 @@ struct MasterServer::Term {
   // Master.ReportUnreachable's probes (uses the cluster and the caller).
   std::unique_ptr<UnreachableProber> prober;
   std::unique_ptr<PackCoordinator> pack;
+  // Fed by the service's heartbeats; quarantines through the cluster.
+  std::unique_ptr<CanaryAnalysis> canary;
   std::unique_ptr<MasterService> service;
   // Creates the initial feature flags (null without any); stopped first.
   std::unique_ptr<FlagSeeder> flag_seeder;
@@ -246,6 +268,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
           AddClusterMetrics(m, shared->term->cluster.get(), shared->term->coordinator.get());
           AddFeatureFlagMetrics(m, shared->term->cluster->FeatureFlags(), clock->Now());
           AddVersionMetrics(m, shared->term->cluster->ListVersions());
+          AddCanaryMetrics(m, shared->term->canary->Analysis());
           AddUnreachableMetrics(m, shared->term->prober->stats());
         }
       });
@@ -338,6 +361,13 @@ void MasterServer::BecomePrimary(uint64_t epoch) {
   term->prober = std::make_unique<UnreachableProber>(cluster, term->caller.get(), clock_,
                                                      options_.unreachable);
   term->service->SetUnreachableProber(term->prober.get());
+  term->canary = std::make_unique<CanaryAnalysis>(
+      clock_, options_.canary,
+      [cluster](const VersionKey& key, const std::string& reason) {
+        return cluster->QuarantineVersion(key, "canary-analysis", reason).status();
+      },
+      [cluster](const VersionKey& key) { return cluster->IsVersionQuarantined(key); });
+  term->service->SetCanaryAnalysis(term->canary.get());
   ReplicaChecker* checker = term->checker.get();
   term->pack = std::make_unique<PackCoordinator>(
       [cluster] { return cluster->Info(); }, term->caller.get(), [checker]() -> absl::Status {

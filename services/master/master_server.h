@@ -52,6 +52,7 @@
 #include "services/master/master_service.h"
 #include "services/master/primary_gate.h"
 #include "services/master/transaction_coordinator.h"
+#include "services/master/canary_analysis.h"
 #include "services/master/unreachable_prober.h"
 
 namespace cellar::master {
@@ -84,6 +85,8 @@ struct MasterServerOptions {
   // cluster is not RUNNING yet or no master is primary (call_holder.h;
   // defaults there: 10 s, 128 calls).
   CallHolderOptions hold;
+  // The canary analysis's thresholds (canary_analysis.h; defaults there).
+  CanaryThresholds canary;
   // Software version and track, as metric labels.
   std::string version = "0.1.0";
   std::string track = "stable";

@@ -322,9 +322,24 @@ grpc::Status MasterService::Heartbeat(grpc::ServerContext*,
   if (request->stale_votes_size() > kMaxStaleVotes) {
     return Invalid(absl::StrCat("stale_votes: at most ", kMaxStaleVotes, " per heartbeat"));
   }
+  std::optional<common::DataPathSample> data_path;
+  if (request->has_data_path()) {
+    absl::StatusOr<common::DataPathSample> sample = common::DataPathFromProto(request->data_path());
+    if (!sample.ok()) return ToGrpcStatus(sample.status());
+    data_path = *sample;
+  }
   const std::vector<uint64_t> stale(request->stale_votes().begin(),
                                     request->stale_votes().end());
-  return ToGrpcStatus(cluster_->Heartbeat(request->node_id(), stale));
+  if (absl::Status s = cluster_->Heartbeat(request->node_id(), stale); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  VersionKey key;
+  if (data_path.has_value() && canary_ != nullptr &&
+      common::NodeKindOf(request->node_id()) == common::NodeKind::kStorage &&
+      cluster_->VersionOf(request->node_id(), &key)) {
+    canary_->Report(request->node_id(), key, *data_path);
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status MasterService::ReportReplication(
@@ -701,6 +716,52 @@ grpc::Status MasterService::UnquarantineVersion(
     grpc::ServerContext* /*context*/, const cellar::v1::QuarantineVersionRequest* request,
     cellar::v1::QuarantineVersionResponse* response) {
   return ChangeQuarantine(cluster_, *request, response, &ClusterManager::UnquarantineVersion);
+}
+
+// ---- Canary analysis ----
+
+grpc::Status MasterService::GetCanaryAnalysis(grpc::ServerContext* /*context*/,
+                                              const cellar::v1::GetCanaryAnalysisRequest*,
+                                              cellar::v1::GetCanaryAnalysisResponse* response) {
+  if (canary_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no canary analysis on this master");
+  }
+  for (const CanaryStatus& c : canary_->Analysis()) {
+    cellar::v1::CanaryVersionAnalysis* out = response->add_canaries();
+    out->set_version(c.key.version);
+    out->set_track(c.key.track);
+    out->set_verdict(VerdictName(c.verdict));
+    out->set_reason(c.reason);
+    out->set_consecutive_passes(c.consecutive_passes);
+    out->set_quarantined(c.quarantined);
+    for (const CanaryInterval& i : c.intervals) {
+      cellar::v1::CanaryIntervalResult* r = out->add_intervals();
+      r->set_start_unix_ms(absl::ToUnixMillis(i.start));
+      r->set_end_unix_ms(absl::ToUnixMillis(i.end));
+      r->set_outcome(OutcomeName(i.outcome));
+      r->set_reason(i.reason);
+      r->set_loads(i.canary.loads);
+      r->set_load_errors(i.canary.load_errors);
+      r->set_stores(i.canary.stores);
+      r->set_store_errors(i.canary.store_errors);
+      r->set_checksum_failures(i.canary.checksum_failures);
+      r->set_error_ratio(i.error_ratio);
+      r->set_load_p99_ms(i.load_p99_ms);
+      r->set_store_p99_ms(i.store_p99_ms);
+      r->set_stable_load_p99_ms(i.stable_load_p99_ms);
+      r->set_stable_store_p99_ms(i.stable_store_p99_ms);
+      r->set_stable_error_ratio(i.stable_error_ratio);
+    }
+  }
+  const CanaryThresholds& t = canary_->thresholds();
+  response->set_interval_ms(absl::ToInt64Milliseconds(t.interval));
+  response->set_max_error_ratio(t.max_error_ratio);
+  response->set_max_latency_ratio(t.max_latency_ratio);
+  response->set_min_requests(t.min_requests);
+  response->set_promote_after(t.promote_after);
+  response->set_current_interval_start_unix_ms(
+      absl::ToUnixMillis(canary_->current_interval_start()));
+  return grpc::Status::OK;
 }
 
 }  // namespace cellar::master

@@ -23,6 +23,7 @@
 #include "services/common/authenticator.h"
 #include "services/common/stream_limiter.h"
 #include "services/master/call_holder.h"
+#include "services/master/canary_analysis.h"
 #include "services/master/cluster_manager.h"
 #include "services/master/event_hub.h"
 #include "services/master/pack_coordinator.h"
@@ -98,6 +99,10 @@ class MasterService final : public cellar::v1::Master::Service {
   // Master.ReportUnreachable (UnreachableProber does the work). Until set,
   // it answers UNIMPLEMENTED. Not owned; call before serving.
   void SetUnreachableProber(UnreachableProber* prober) { prober_ = prober; }
+  // Receives the storages' heartbeat counters and answers
+  // Master.GetCanaryAnalysis (UNIMPLEMENTED until set). Not owned; call
+  // before serving.
+  void SetCanaryAnalysis(CanaryAnalysis* canary) { canary_ = canary; }
   grpc::Status ReportUnreachable(grpc::ServerContext* context,
                                  const cellar::v1::ReportUnreachableRequest* request,
                                  cellar::v1::ReportUnreachableResponse* response) override;
@@ -176,11 +181,15 @@ class MasterService final : public cellar::v1::Master::Service {
   grpc::Status UnquarantineVersion(grpc::ServerContext* context,
                                    const cellar::v1::QuarantineVersionRequest* request,
                                    cellar::v1::QuarantineVersionResponse* response) override;
+  grpc::Status GetCanaryAnalysis(grpc::ServerContext* context,
+                                 const cellar::v1::GetCanaryAnalysisRequest* request,
+                                 cellar::v1::GetCanaryAnalysisResponse* response) override;
 
  private:
   ReplicaChecker* checker_ = nullptr;
   Truncator* truncator_ = nullptr;
   UnreachableProber* prober_ = nullptr;
+  CanaryAnalysis* canary_ = nullptr;
   PackCoordinator* pack_ = nullptr;
   ClusterManager* cluster_;
   TransactionCoordinator* coordinator_;

@@ -309,6 +309,12 @@ grpc::Status PrimaryGate::UnquarantineVersion(
   CELLAR_GATED(UnquarantineVersion(context, request, response));
 }
 
+grpc::Status PrimaryGate::GetCanaryAnalysis(grpc::ServerContext* context,
+                                            const cellar::v1::GetCanaryAnalysisRequest* request,
+                                            cellar::v1::GetCanaryAnalysisResponse* response) {
+  CELLAR_GATED(GetCanaryAnalysis(context, request, response));
+}
+
 #undef CELLAR_GATED
 
 }  // namespace cellar::master

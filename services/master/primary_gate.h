@@ -152,6 +152,9 @@ class PrimaryGate final : public cellar::v1::Master::Service {
   grpc::Status UnquarantineVersion(grpc::ServerContext* context,
                                    const cellar::v1::QuarantineVersionRequest* request,
                                    cellar::v1::QuarantineVersionResponse* response) override;
+  grpc::Status GetCanaryAnalysis(grpc::ServerContext* context,
+                                 const cellar::v1::GetCanaryAnalysisRequest* request,
+                                 cellar::v1::GetCanaryAnalysisResponse* response) override;
 
  private:
   class Call;

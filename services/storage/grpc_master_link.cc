@@ -141,10 +141,12 @@ absl::StatusOr<Response> GrpcMasterLink::Unary(const char* what, const Request& 
 }
 
 absl::Status GrpcMasterLink::Heartbeat(uint32_t node_id,
-                                       const std::vector<uint64_t>& stale_votes) {
+                                       const std::vector<uint64_t>& stale_votes,
+                                       const common::DataPathSample& data_path) {
   ::cellar::v1::HeartbeatRequest request;
   request.set_node_id(node_id);
   for (uint64_t ttid : stale_votes) request.add_stale_votes(ttid);
+  common::DataPathToProto(data_path, request.mutable_data_path());
   return Unary<::cellar::v1::HeartbeatRequest, ::cellar::v1::HeartbeatResponse>(
              "heartbeat", request, &::cellar::v1::Master::Stub::Heartbeat)
       .status();

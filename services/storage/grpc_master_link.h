@@ -40,7 +40,8 @@ class GrpcMasterLink final : public MasterLink {
   absl::Status Watch(
       uint32_t node_id,
       const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) override;
-  absl::Status Heartbeat(uint32_t node_id, const std::vector<uint64_t>& stale_votes) override;
+  absl::Status Heartbeat(uint32_t node_id, const std::vector<uint64_t>& stale_votes,
+                         const common::DataPathSample& data_path) override;
   absl::StatusOr<::cellar::v1::GetTokenTableResponse> GetTokenTable(
       uint64_t known_version) override;
   absl::StatusOr<::cellar::v1::ReportReplicationResponse> ReportReplication(

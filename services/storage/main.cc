@@ -63,6 +63,9 @@ ABSL_FLAG(uint32_t, pack_chunk_items, 500,
           "each (1..100000)");
 ABSL_FLAG(absl::Duration, pack_pause, absl::Milliseconds(50),
           "Pause after each pack chunk: the pack's rate limit (docs/lifecycle.md)");
+ABSL_FLAG(double, fault_load_error_ratio, 0,
+          "Fault injection for tests and demonstrations of a bad canary: this share (0..1) of "
+          "object loads fails with UNAVAILABLE FAULT_INJECTED; 0 = never (docs/rollouts.md)");
 ABSL_FLAG(uint64_t, replication_chunk_bytes, 4 << 20,
           "Bytes per replication chunk (at most 32 MiB)");
 
@@ -101,6 +104,17 @@ int main(int argc, char** argv) {
       options.pack.pause < absl::ZeroDuration()) {
     std::cerr << "cellar-storage: --pack_chunk_items must be 1..100000 and --pack_pause >= 0\n";
     return 2;
+  }
+  options.fault_load_error_ratio = absl::GetFlag(FLAGS_fault_load_error_ratio);
+  if (!(options.fault_load_error_ratio >= 0 && options.fault_load_error_ratio <= 1)) {
+    std::cerr << "cellar-storage: --fault_load_error_ratio must be within 0..1, got "
+              << options.fault_load_error_ratio << "\n";
+    return 2;
+  }
+  if (options.fault_load_error_ratio > 0) {
+    CELLAR_LOG(WARNING) << "FAULT INJECTION ON: --fault_load_error_ratio="
+                        << options.fault_load_error_ratio << ": that share of loads fails with "
+                        << "UNAVAILABLE on purpose. Never run this in production.";
   }
   if (options.report_votes_after <= absl::ZeroDuration()) {
     std::cerr << "cellar-storage: --report_votes_after must be > 0\n";

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "protos/cellar/v1/master.pb.h"
+#include "services/common/data_path_stats.h"
 
 namespace cellar::storage {
 
@@ -39,11 +40,12 @@ class MasterLink {
       const std::function<void(const ::cellar::v1::ClusterEvent&)>& on_event) = 0;
 
   // Master.Heartbeat, with the votes the master should resolve
-  // (HeartbeatRequest.stale_votes): NOT_FOUND when the master does not
-  // count this node as connected (it will end the Watch stream; register
-  // again).
-  virtual absl::Status Heartbeat(uint32_t node_id,
-                                 const std::vector<uint64_t>& stale_votes) = 0;
+  // (HeartbeatRequest.stale_votes) and this node's cumulative data-path
+  // counters (HeartbeatRequest.data_path, for the canary analysis):
+  // NOT_FOUND when the master does not count this node as connected (it
+  // will end the Watch stream; register again).
+  virtual absl::Status Heartbeat(uint32_t node_id, const std::vector<uint64_t>& stale_votes,
+                                 const common::DataPathSample& data_path) = 0;
 
   // Master.ReportReplication (replication progress of one cell).
   virtual absl::StatusOr<::cellar::v1::ReportReplicationResponse> ReportReplication(

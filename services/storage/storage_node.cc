@@ -487,6 +487,7 @@ absl::Status StorageNode::Store(uint64_t ttid, uint32_t client_node_id,
                                 const std::optional<TransactionMetadata>& metadata,
                                 absl::Time lock_deadline, StoreReceipt* receipt) {
   NoteClientActivity();
+  const absl::Time start = absl::Now();
   CELLAR_ASSIGN_OR_RETURN(CellView view, View());
   const size_t count = objects.size();
   size_t bytes = 0;
@@ -536,6 +537,7 @@ absl::Status StorageNode::Store(uint64_t ttid, uint32_t client_node_id,
     }
   }
   UpdateOpenGauge();
+  data_path_.RecordStore(s, absl::Now() - start);
   return s;
 }
 
@@ -865,7 +867,8 @@ absl::Status StorageNode::ReadableCell(const CellView& view, uint64_t oid,
 }
 
 template <typename T>
-absl::StatusOr<T> StorageNode::CountLoad(absl::StatusOr<T> result) {
+absl::StatusOr<T> StorageNode::CountLoad(absl::StatusOr<T> result, absl::Time start) {
+  data_path_.RecordLoad(result.status(), absl::Now() - start);
   if (metrics_ == nullptr) return result;
   if (result.ok()) {
     metrics_->loads_ok->Increment();
@@ -877,6 +880,20 @@ absl::StatusOr<T> StorageNode::CountLoad(absl::StatusOr<T> result) {
     metrics_->loads_error->Increment();
   }
   return result;
+}
+
+absl::Status StorageNode::MaybeInjectLoadFault(uint64_t oid) {
+  const double ratio = options_.fault_load_error_ratio;
+  if (ratio <= 0) return absl::OkStatus();
+  {
+    absl::MutexLock l(&fault_mu_);
+    if (ratio < 1 && !absl::Bernoulli(fault_bits_, ratio)) return absl::OkStatus();
+  }
+  return ErrorWithReason(absl::StatusCode::kUnavailable, common::kReasonFaultInjected,
+                         absl::StrCat("load of ", common::FormatOid(oid),
+                                      " failed on purpose (fault injection: "
+                                      "--fault_load_error_ratio=",
+                                      ratio, "): try another replica"));
 }
 
 absl::Status StorageNode::DroppedCellError(uint32_t partition, bool readable,
@@ -906,13 +923,17 @@ absl::StatusOr<LoadedObject> DeletionAsNotFound(absl::StatusOr<LoadedObject> loa
 
 absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t before_tid) {
   NoteClientActivity();
+  const absl::Time start = absl::Now();
+  if (absl::Status fault = MaybeInjectLoadFault(oid); !fault.ok()) {
+    return CountLoad<LoadedObject>(fault, start);
+  }
   auto view = View();
-  if (!view.ok()) return CountLoad<LoadedObject>(view.status());
+  if (!view.ok()) return CountLoad<LoadedObject>(view.status(), start);
   uint32_t partition;
   absl::Status s = ReadableCell(*view, oid, &partition);
-  if (!s.ok()) return CountLoad<LoadedObject>(s);
+  if (!s.ok()) return CountLoad<LoadedObject>(s, start);
   if (const uint64_t v = transactions_->InDoubtVoteOn(oid); v != 0 && before_tid > v) {
-    return CountLoad<LoadedObject>(InDoubtError(oid, v));
+    return CountLoad<LoadedObject>(InDoubtError(oid, v), start);
   }
   absl::StatusOr<LoadedObject> loaded = PackedAsNotFound(
       DeletionAsNotFound(backend_->LoadBefore(partition, oid, before_tid)), partition,
@@ -921,7 +942,7 @@ absl::StatusOr<LoadedObject> StorageNode::LoadBefore(uint64_t oid, uint64_t befo
     absl::Status dropped = DroppedCellError(partition, /*readable=*/true, "load");
     if (!dropped.ok()) loaded = dropped;
   }
-  auto result = CountLoad(VerifyLoaded(std::move(loaded)));
+  auto result = CountLoad(VerifyLoaded(std::move(loaded)), start);
   if (result.ok() && metrics_ != nullptr) {
     metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
   }
@@ -942,11 +963,15 @@ std::vector<absl::StatusOr<LoadedObject>> StorageNode::LoadManyBefore(
 
 absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t serial) {
   NoteClientActivity();
+  const absl::Time start = absl::Now();
+  if (absl::Status fault = MaybeInjectLoadFault(oid); !fault.ok()) {
+    return CountLoad<LoadedObject>(fault, start);
+  }
   auto view = View();
-  if (!view.ok()) return CountLoad<LoadedObject>(view.status());
+  if (!view.ok()) return CountLoad<LoadedObject>(view.status(), start);
   uint32_t partition;
   absl::Status s = ReadableCell(*view, oid, &partition);
-  if (!s.ok()) return CountLoad<LoadedObject>(s);
+  if (!s.ok()) return CountLoad<LoadedObject>(s, start);
   absl::StatusOr<LoadedObject> loaded = PackedAsNotFound(
       DeletionAsNotFound(backend_->LoadSerial(partition, oid, serial)), partition, serial);
   if (loaded.status().code() == absl::StatusCode::kNotFound) {
@@ -960,7 +985,7 @@ absl::StatusOr<LoadedObject> StorageNode::LoadSerial(uint64_t oid, uint64_t seri
       loaded = InDoubtError(oid, v);
     }
   }
-  auto result = CountLoad(VerifyLoaded(std::move(loaded)));
+  auto result = CountLoad(VerifyLoaded(std::move(loaded)), start);
   if (result.ok() && metrics_ != nullptr) {
     metrics_->load_bytes->Increment(static_cast<double>(result->data.size()));
   }
@@ -1552,7 +1577,7 @@ void StorageNode::HeartbeatLoop() {
     // registered again): the master resolves them.
     const std::vector<uint64_t> stale =
         transactions_->StaleVotes(options_.report_votes_after, kMaxStaleVotesPerHeartbeat);
-    absl::Status s = master_->Heartbeat(id, stale);
+    absl::Status s = master_->Heartbeat(id, stale, data_path_.Snapshot());
     if (s.ok()) FollowTokenTable();
     if (s.ok() != last.ok() || (!s.ok() && s.code() != last.code())) {
       if (s.ok()) {

@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -82,6 +83,7 @@
 #include "services/storage/packer.h"
 #include "services/storage/replication_source.h"
 #include "services/storage/replicator.h"
+#include "services/storage/data_path_recorder.h"
 #include "services/storage/storage_metrics.h"
 #include "services/storage/transaction_manager.h"
 #include "services/storage/write_batcher.h"
@@ -129,6 +131,10 @@ struct StorageNodeOptions {
   // applied (the server's Authenticator::cluster_tokens()); null: the
   // node keeps and reports the table but no one applies it. Default null.
   std::shared_ptr<common::ClusterTokens> cluster_tokens;
+  // Fault injection (docs/rollouts.md, "A bad canary on purpose"): this
+  // share (0..1) of object loads fails with UNAVAILABLE FAULT_INJECTED.
+  // Default 0: never. For tests and demonstrations only.
+  double fault_load_error_ratio = 0;
 };
 
 // What one cell of this node holds (GetPartitionStats).
@@ -346,6 +352,8 @@ class StorageNode {
   // The flags in force on this node (docs/rollouts.md): the stored table
   // from start, then every newer one the master sends.
   const common::FeatureFlags& feature_flags() const { return feature_flags_; }
+  // The cumulative data-path counters this node reports to the master.
+  common::DataPathSample data_path() const { return data_path_.Snapshot(); }
 
   // UNAVAILABLE (IN_DOUBT) for an object held by an in-doubt vote whose
   // commit the read could include (rule R11): a snapshot past its ttid, or
@@ -433,7 +441,10 @@ class StorageNode {
   absl::Status ReadableCell(const CellView& view, uint64_t oid,
                             uint32_t* partition) const;
   template <typename T>
-  absl::StatusOr<T> CountLoad(absl::StatusOr<T> result);
+  absl::StatusOr<T> CountLoad(absl::StatusOr<T> result, absl::Time start);
+  // UNAVAILABLE FAULT_INJECTED for options_.fault_load_error_ratio of the
+  // calls, OK otherwise.
+  absl::Status MaybeInjectLoadFault(uint64_t oid);
 
   // Master loop.
   void MasterLoop();
@@ -534,6 +545,10 @@ class StorageNode {
   absl::Mutex token_table_mu_;   // serializes StoreTokenTable (the version only rises)
   absl::Mutex flags_mu_;         // serializes StoreFeatureFlags (the version only rises)
   common::FeatureFlags feature_flags_;
+  // What the data path served (sent with every heartbeat).
+  DataPathRecorder data_path_;
+  absl::Mutex fault_mu_;
+  absl::BitGen fault_bits_ ABSL_GUARDED_BY(fault_mu_);
   // The last table whose persist failed (logged once).
   uint64_t unpersisted_ptid_ ABSL_GUARDED_BY(install_mu_) = 0;
   // Partition -> ttids in commit when this node's cell of it was discarded.

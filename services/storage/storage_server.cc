@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<StorageServer>> StorageServer::Start(
   node_options.stats_interval = options.stats_interval;
   node_options.unvoted_timeout = options.unvoted_timeout;
   node_options.report_votes_after = options.report_votes_after;
+  node_options.fault_load_error_ratio = options.fault_load_error_ratio;
   node_options.replication = options.replication;
   node_options.pack = options.pack;
   if (options.auth.authenticator != nullptr) {

@@ -65,6 +65,9 @@ struct StorageServerOptions {
   // A vote still unsettled this long is reported to the master in each
   // heartbeat, which resolves it. Default 30 s.
   absl::Duration report_votes_after = absl::Seconds(30);
+  // StorageNodeOptions::fault_load_error_ratio (fault injection; 0..1,
+  // default 0).
+  double fault_load_error_ratio = 0;
   // Group-commit writer threads (PostgreSQL: more). Default 1.
   int writer_threads = 1;
   // Deadline of unary calls to the master. Default 5 s.

@@ -575,6 +575,8 @@ versions and quarantine (docs/rollouts.md):
                                   quarantine a version (no new cells; reads prefer others)
   versions unquarantine VERSION --track T --reason R
                                   lift it (its signals are forgotten)
+  canary status                   each canary version's verdict (hold, promote,
+                                  rollback) and its last analysis intervals
 
 global flags (anywhere on the line):
   --master=HOST:PORT[,...]  master addresses, tried in order (127.0.0.1:7100)
@@ -1961,6 +1963,100 @@ absl::Status RunVersions(const GlobalOptions& global, const std::vector<std::str
   return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
 }
 
+// ---- Canary analysis (docs/rollouts.md, "Canary analysis").
+
+std::string CanaryIntervalJson(const ::cellar::v1::CanaryIntervalResult& r) {
+  return JsonObject()
+      .Str("start", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                                     absl::FromUnixMillis(r.start_unix_ms()),
+                                     absl::UTCTimeZone()))
+      .Str("end", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(r.end_unix_ms()),
+                                   absl::UTCTimeZone()))
+      .Str("outcome", r.outcome())
+      .Str("reason", r.reason())
+      .Num("loads", r.loads())
+      .Num("load_errors", r.load_errors())
+      .Num("stores", r.stores())
+      .Num("store_errors", r.store_errors())
+      .Num("checksum_failures", r.checksum_failures())
+      .Raw("error_ratio", absl::StrCat(r.error_ratio()))
+      .Raw("stable_error_ratio", absl::StrCat(r.stable_error_ratio()))
+      .Raw("load_p99_ms", absl::StrCat(r.load_p99_ms()))
+      .Raw("stable_load_p99_ms", absl::StrCat(r.stable_load_p99_ms()))
+      .Raw("store_p99_ms", absl::StrCat(r.store_p99_ms()))
+      .Raw("stable_store_p99_ms", absl::StrCat(r.stable_store_p99_ms()))
+      .Build();
+}
+
+absl::Status RunCanary(const GlobalOptions& global, const std::vector<std::string>& raw_args,
+                       Io io) {
+  CELLAR_ASSIGN_OR_RETURN(CommandArgs args, ParseCommandArgs(raw_args, {}, {}));
+  static constexpr absl::string_view kUsage = "canary status";
+  if (args.positional.empty() || args.positional[0] != "status") {
+    return absl::InvalidArgumentError(absl::StrCat("usage: cellarctl ", kUsage));
+  }
+  CELLAR_RETURN_IF_ERROR(ExpectPositional(args, 1, kUsage));
+  ::cellar::v1::GetCanaryAnalysisResponse response;
+  CELLAR_RETURN_IF_ERROR(CallAdmin(global, &AdminStub::GetCanaryAnalysis,
+                                   ::cellar::v1::AdminGetCanaryAnalysisRequest(), &response));
+  if (global.json) {
+    std::vector<std::string> canaries;
+    for (const auto& c : response.canaries()) {
+      std::vector<std::string> intervals;
+      for (const auto& r : c.intervals()) intervals.push_back(CanaryIntervalJson(r));
+      canaries.push_back(JsonObject()
+                             .Str("version", c.version())
+                             .Str("track", c.track())
+                             .Str("verdict", c.verdict())
+                             .Str("reason", c.reason())
+                             .Num("consecutive_passes", c.consecutive_passes())
+                             .Bool("quarantined", c.quarantined())
+                             .Raw("intervals", JsonArray(intervals))
+                             .Build());
+    }
+    io.out << JsonObject()
+                  .Raw("canaries", JsonArray(canaries))
+                  .Num("interval_ms", static_cast<uint64_t>(response.interval_ms()))
+                  .Raw("max_error_ratio", absl::StrCat(response.max_error_ratio()))
+                  .Raw("max_latency_ratio", absl::StrCat(response.max_latency_ratio()))
+                  .Num("min_requests", response.min_requests())
+                  .Num("promote_after", response.promote_after())
+                  .Build()
+           << "\n";
+    return absl::OkStatus();
+  }
+  io.out << absl::StrFormat(
+      "thresholds: interval %s, error ratio <= %g, p99 <= %g x stable's, >= %d calls, "
+      "promote after %d passing intervals\n",
+      absl::FormatDuration(absl::Milliseconds(response.interval_ms())),
+      response.max_error_ratio(), response.max_latency_ratio(), response.min_requests(),
+      response.promote_after());
+  if (response.canaries().empty()) {
+    io.out << "no canary version seen (storages run with --track=canary)\n";
+    return absl::OkStatus();
+  }
+  io.out << absl::StrFormat("%-16s  %-7s  %-8s  %6s  %-11s  %s\n", "VERSION", "TRACK", "VERDICT",
+                            "PASSES", "QUARANTINED", "REASON");
+  for (const auto& c : response.canaries()) {
+    io.out << absl::StrFormat("%-16s  %-7s  %-8s  %6d  %-11s  %s\n", c.version(), c.track(),
+                              c.verdict(), c.consecutive_passes(),
+                              c.quarantined() ? "yes" : "no", c.reason());
+    const int shown = std::min(c.intervals_size(), 5);
+    for (int i = c.intervals_size() - shown; i < c.intervals_size(); ++i) {
+      const auto& r = c.intervals(i);
+      io.out << absl::StrFormat(
+          "  %s  %-7s  calls %d  error ratio %.4f (stable %.4f)  p99 load %gms (stable %gms)  "
+          "p99 store %gms (stable %gms)%s\n",
+          absl::FormatTime("%H:%M:%SZ", absl::FromUnixMillis(r.end_unix_ms()),
+                           absl::UTCTimeZone()),
+          r.outcome(), r.loads() + r.stores(), r.error_ratio(), r.stable_error_ratio(),
+          r.load_p99_ms(), r.stable_load_p99_ms(), r.store_p99_ms(), r.stable_store_p99_ms(),
+          r.reason().empty() ? "" : "  " + r.reason());
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunHealth(const GlobalOptions& global,
                        const std::vector<std::string>& args, Io io) {
   CELLAR_ASSIGN_OR_RETURN(CommandArgs parsed, ParseCommandArgs(args, {"service"}, {}));
@@ -2051,6 +2147,8 @@ int Run(const CommandLine& command_line, Io io) {
     status = RunFlags(global, args, io);
   } else if (command == "versions") {
     status = RunVersions(global, args, io);
+  } else if (command == "canary") {
+    status = RunCanary(global, args, io);
   } else {
     status = absl::InvalidArgumentError(absl::StrCat(
         "unknown command '", command, "' (cellarctl help lists them)"));

@@ -557,6 +557,30 @@ class FakeAdmin final : public ::cellar::v1::Admin::Service {
     resp->mutable_version()->set_track(req->track());
     return Record("UnquarantineVersion", *req);
   }
+  grpc::Status GetCanaryAnalysis(grpc::ServerContext*,
+                                 const ::cellar::v1::AdminGetCanaryAnalysisRequest* req,
+                                 ::cellar::v1::GetCanaryAnalysisResponse* resp) override {
+    ::cellar::v1::CanaryVersionAnalysis* c = resp->add_canaries();
+    c->set_version("0.2.0");
+    c->set_track("canary");
+    c->set_verdict("rollback");
+    c->set_reason("error ratio 0.3000 above 0.01 (30 errors in 100 calls)");
+    c->set_quarantined(true);
+    ::cellar::v1::CanaryIntervalResult* r = c->add_intervals();
+    r->set_end_unix_ms(1800000000000);
+    r->set_outcome("fail");
+    r->set_loads(100);
+    r->set_load_errors(30);
+    r->set_error_ratio(0.3);
+    r->set_load_p99_ms(2);
+    r->set_stable_load_p99_ms(1);
+    resp->set_interval_ms(60000);
+    resp->set_max_error_ratio(0.01);
+    resp->set_max_latency_ratio(2);
+    resp->set_min_requests(100);
+    resp->set_promote_after(5);
+    return Record("GetCanaryAnalysis", *req);
+  }
 
  private:
   grpc::Status Record(const std::string& name, const google::protobuf::Message& req) {
@@ -1023,6 +1047,27 @@ TEST_F(ActionsTest, VersionsListQuarantineUnquarantine) {
   EXPECT_EQ(Ctl({"versions", "quarantine", "0.2.0", "--track", "canary"}).code, kExitUsage);
   EXPECT_EQ(Ctl({"versions", "quarantine"}).code, kExitUsage);
   EXPECT_EQ(Ctl({"versions"}).code, kExitUsage);
+  EXPECT_EQ(admin_.calls(), calls);
+}
+
+TEST_F(ActionsTest, CanaryStatus) {
+  Result shown = Ctl({"canary", "status"});
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  EXPECT_EQ(admin_.last(), "GetCanaryAnalysis");
+  EXPECT_THAT(shown.out, HasSubstr("interval 1m, error ratio <= 0.01"));
+  EXPECT_THAT(shown.out, HasSubstr("0.2.0             canary   rollback"));
+  EXPECT_THAT(shown.out, HasSubstr("fail     calls 100  error ratio 0.3000"));
+  Result json = Ctl({"--json", "canary", "status"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  const auto doc = ParseJson(json.out);
+  EXPECT_EQ(Field(doc, "promote_after").number_value(), 5);
+  EXPECT_THAT(json.out, HasSubstr("\"verdict\":\"rollback\""));
+  EXPECT_THAT(json.out, HasSubstr("\"error_ratio\":0.3"));
+  EXPECT_THAT(json.out, HasSubstr("\"load_errors\":30"));
+  const int calls = admin_.calls();
+  EXPECT_EQ(Ctl({"canary"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"canary", "promote"}).code, kExitUsage);
+  EXPECT_EQ(Ctl({"canary", "status", "extra"}).code, kExitUsage);
   EXPECT_EQ(admin_.calls(), calls);
 }
 
