@@ -357,9 +357,6 @@ of the secret part only (docs/security.md).
 {{- if and .Values.canary.enabled (ne .Values.cluster.track "stable") -}}
 {{- fail (printf "canary.enabled=true needs cluster.track=stable (it is %s): the canary storages run beside the stable ones" .Values.cluster.track) -}}
 {{- end -}}
-{{- if and .Values.canary.enabled (eq .Values.canary.image.tag (include "cellar.tag" .)) -}}
-{{- fail (printf "canary.image.tag=%s is the version the stable storages run: a canary tries another one" .Values.canary.image.tag) -}}
-{{- end -}}
 {{- if and (eq .Values.storage.backend "external") (not .Values.storage.externalPostgres.existingSecret) -}}
 {{- fail "storage.backend=external needs storage.externalPostgres.existingSecret (a Secret with keys host, port, user, password)" -}}
 {{- end -}}
