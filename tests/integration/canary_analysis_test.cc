@@ -20,6 +20,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -48,7 +49,13 @@ class CanaryAnalysisClusterTest : public ::testing::TestWithParam<double> {
     common::SetMinLogSeverity(common::LogSeverity::kWarning);
     started_ = absl::Now();
     tools::LocalClusterOptions options;
-    options.data_dir = absl::StrCat(::testing::TempDir(), "/canary_analysis_test.", getpid());
+    // One directory per test: a quarantine persists with the cluster's
+    // data, and the bad canary's must not follow the good one.
+    options.data_dir =
+        absl::StrCat(::testing::TempDir(), "/canary_analysis_test.", getpid(), ".",
+                     absl::StrReplaceAll(
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                         {{"/", "_"}}));
     options.storages = 3;
     options.replicas = 1;
     options.partitions = 6;
@@ -74,6 +81,7 @@ class CanaryAnalysisClusterTest : public ::testing::TestWithParam<double> {
     ASSERT_THAT(cluster, common::IsOk());
     cluster_ = *std::move(cluster);
     admin_ = v1::Admin::NewStub(common::MakeChannel(cluster_->admin_address()));
+    ASSERT_NO_FATAL_FAILURE(AddTheCanary());
 
     client::ClientOptions client_options;
     client_options.master_addresses = {cluster_->master_address()};
@@ -89,6 +97,37 @@ class CanaryAnalysisClusterTest : public ::testing::TestWithParam<double> {
       txn->Store(*oid, 0, absl::StrCat("object ", i));
     }
     ASSERT_THAT(txn->Commit(), common::IsOk());
+  }
+
+  // A canary storage joins PENDING and holds nothing until it is added
+  // (docs/rollouts.md, "Canary storages"): add it, wait for its extra
+  // cells to catch up, so that it serves loads.
+  void AddTheCanary() {
+    auto master = v1::Master::NewStub(common::MakeChannel(cluster_->master_address()));
+    uint32_t canary = 0;
+    const v1::GetClusterInfoResponse info = testing_support::ClusterInfo(*master);
+    for (const v1::NodeInfo& n : info.nodes()) {
+      if (n.role() == v1::NODE_ROLE_STORAGE && n.track() == "canary") canary = n.node_id();
+    }
+    ASSERT_NE(canary, 0u) << "the canary storage is not registered";
+    ASSERT_THAT(testing_support::ChangePartitionTable(*master, v1::PT_ADD, {canary}),
+                common::IsOk());
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (true) {
+      const v1::PartitionTable pt = testing_support::ClusterInfo(*master).partition_table();
+      int cells = 0, ready = 0;
+      for (const v1::PartitionRow& row : pt.rows()) {
+        for (const v1::Cell& cell : row.cells()) {
+          if (cell.node_id() != canary) continue;
+          ++cells;
+          if (cell.state() == v1::CELL_UP_TO_DATE) ++ready;
+        }
+      }
+      if (cells > 0 && ready == cells) return;
+      ASSERT_LT(absl::Now(), deadline)
+          << "the canary's cells did not catch up in 60 s: " << ready << " of " << cells;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
   }
 
   void TearDown() override {
