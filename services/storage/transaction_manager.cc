@@ -374,10 +374,18 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
 }
 
 void TransactionManager::LockMany(std::vector<LockItem>& items) {
+  // In ttid order: a batch holds its items kLocking while it prepares the
+  // next ones, and may wait for another lock of a later item to settle;
+  // taken in one global order, two batches can never wait for each other.
+  std::vector<LockItem*> order;
+  order.reserve(items.size());
+  for (LockItem& item : items) order.push_back(&item);
+  std::sort(order.begin(), order.end(),
+            [](const LockItem* a, const LockItem* b) { return a->ttid < b->ttid; });
   std::vector<LockItem*> writes;
-  absl::flat_hash_set<uint64_t> seen;
-  for (LockItem& item : items) {
-    if (items.size() > 1 && !seen.insert(item.ttid).second) {
+  for (size_t i = 0; i < order.size(); ++i) {
+    LockItem& item = *order[i];
+    if (i > 0 && order[i - 1]->ttid == item.ttid) {
       // Its first item is (or will be) kLocking: waiting for it to settle
       // here would wait for this very batch.
       item.stored_oids.reset();
