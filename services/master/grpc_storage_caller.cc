@@ -101,6 +101,7 @@ struct GrpcStorageCaller::UnlockItem {
 // one unlock call in flight; what arrives meanwhile waits here and goes out
 // as the next call.
 struct GrpcStorageCaller::Lane {
+  std::string address;
   bool locking = false;
   std::deque<LockItem> locks;
   bool unlocking = false;
@@ -108,6 +109,15 @@ struct GrpcStorageCaller::Lane {
   // The storage answered UNIMPLEMENTED to a batch rpc (an older version):
   // single rpcs only, until it registers again (Reconnect).
   bool no_batch = false;
+};
+
+// The next call of a lane, taken under mu_: its items, whether the
+// storage takes batches, its stub.
+template <typename Item>
+struct GrpcStorageCaller::Outgoing {
+  std::vector<Item> items;
+  bool no_batch = false;
+  std::shared_ptr<cellar::v1::Storage::Stub> stub;
 };
 
 GrpcStorageCaller::GrpcStorageCaller(absl::Duration timeout,
@@ -124,6 +134,11 @@ GrpcStorageCaller::~GrpcStorageCaller() {
 std::shared_ptr<cellar::v1::Storage::Stub> GrpcStorageCaller::StubFor(
     const std::string& address) {
   absl::MutexLock l(&mu_);
+  return StubLocked(address);
+}
+
+std::shared_ptr<cellar::v1::Storage::Stub> GrpcStorageCaller::StubLocked(
+    const std::string& address) {
   auto& stub = stubs_[address];
   if (stub == nullptr) {
     stub = cellar::v1::Storage::NewStub(common::MakeChannel(address, node_channel_));
@@ -184,11 +199,33 @@ std::vector<Item> GrpcStorageCaller::TakeBatch(std::deque<Item>& queue) {
   return batch;
 }
 
-std::shared_ptr<GrpcStorageCaller::Lane> GrpcStorageCaller::LaneFor(
-    const std::string& address) {
-  std::shared_ptr<Lane>& lane = lanes_[address];
-  if (lane == nullptr) lane = std::make_shared<Lane>();
-  return lane;
+GrpcStorageCaller::Lane* GrpcStorageCaller::LaneFor(const std::string& address) {
+  std::unique_ptr<Lane>& lane = lanes_[address];
+  if (lane == nullptr) {
+    lane = std::make_unique<Lane>();
+    lane->address = address;
+  }
+  return lane.get();
+}
+
+template <typename Item>
+GrpcStorageCaller::Outgoing<Item> GrpcStorageCaller::NextLocked(Lane* lane,
+                                                                std::deque<Item>& queue,
+                                                                bool locks) {
+  Outgoing<Item> out;
+  out.items = TakeBatch(queue);
+  out.no_batch = lane->no_batch;
+  out.stub = StubLocked(lane->address);
+  const size_t n = out.items.size();
+  if (locks) {
+    ++batch_stats_.lock_calls;
+    batch_stats_.locks += n;
+    if (n > 1 && !out.no_batch) ++batch_stats_.lock_batches;
+  } else {
+    ++batch_stats_.unlock_calls;
+    batch_stats_.unlocks += n;
+  }
+  return out;
 }
 
 GrpcStorageCaller::BatchStats GrpcStorageCaller::batch_stats() const {
@@ -196,15 +233,18 @@ GrpcStorageCaller::BatchStats GrpcStorageCaller::batch_stats() const {
   return batch_stats_;
 }
 
-template <typename Call>
-auto GrpcStorageCaller::NoBatch(const std::shared_ptr<Lane>& lane, Call* call) {
+template <typename Item, typename Call>
+GrpcStorageCaller::Outgoing<Item> GrpcStorageCaller::NoBatch(Lane* lane, Call* call) {
+  Outgoing<Item> out;
   {
     absl::MutexLock l(&mu_);
     lane->no_batch = true;
+    out.stub = StubLocked(lane->address);
   }
-  auto items = call->TakeItems();
+  out.no_batch = true;
+  out.items = call->TakeItems();
   delete call;
-  return items;
+  return out;
 }
 
 size_t GrpcStorageCaller::queued(const std::string& address) const {
@@ -231,8 +271,8 @@ std::vector<absl::StatusOr<LockedOids>> GrpcStorageCaller::LockAll(
     item.deadline = deadline;
     item.result = &results[i];
     item.latch = &latch;
-    std::shared_ptr<Lane> lane;
-    std::vector<LockItem> batch;
+    Lane* lane;
+    Outgoing<LockItem> out;
     {
       absl::MutexLock l(&mu_);
       lane = LaneFor(targets[i].address);
@@ -240,17 +280,16 @@ std::vector<absl::StatusOr<LockedOids>> GrpcStorageCaller::LockAll(
       if (lane->locking) continue;  // goes with the next call
       lane->locking = true;
       ++pending_;
-      batch = TakeBatch(lane->locks);
+      out = NextLocked(lane, lane->locks, /*locks=*/true);
     }
-    SendLocks(targets[i].address, lane, std::move(batch));
+    SendLocks(lane, std::move(out));
   }
   latch.Wait();
   return results;
 }
 
-void GrpcStorageCaller::LocksDone(const std::string& address,
-                                  const std::shared_ptr<Lane>& lane) {
-  std::vector<LockItem> batch;
+void GrpcStorageCaller::LocksDone(Lane* lane) {
+  Outgoing<LockItem> out;
   {
     absl::MutexLock l(&mu_);
     if (lane->locks.empty()) {
@@ -258,35 +297,24 @@ void GrpcStorageCaller::LocksDone(const std::string& address,
       --pending_;
       return;
     }
-    batch = TakeBatch(lane->locks);
+    out = NextLocked(lane, lane->locks, /*locks=*/true);
   }
-  SendLocks(address, lane, std::move(batch));
+  SendLocks(lane, std::move(out));
 }
 
-void GrpcStorageCaller::SendLocks(const std::string& address,
-                                  const std::shared_ptr<Lane>& lane,
-                                  std::vector<LockItem> batch) {
-  bool no_batch;
-  {
-    absl::MutexLock l(&mu_);
-    no_batch = lane->no_batch;
-    ++batch_stats_.lock_calls;
-    batch_stats_.locks += batch.size();
-    if (batch.size() > 1 && !no_batch) ++batch_stats_.lock_batches;
-  }
-  if (batch.size() == 1 || no_batch) {
-    SendLocksAlone(address, lane, std::move(batch));
+void GrpcStorageCaller::SendLocks(Lane* lane, Outgoing<LockItem> out) {
+  if (out.items.size() == 1 || out.no_batch) {
+    SendLocksAlone(lane, std::move(out));
     return;
   }
   auto* call = NewBatchCall<cellar::v1::LockTransactionsRequest,
-                            cellar::v1::LockTransactionsResponse>(std::move(batch));
-  StubFor(address)->async()->LockTransactions(
+                            cellar::v1::LockTransactionsResponse>(std::move(out.items));
+  out.stub->async()->LockTransactions(
       &call->context, &call->request, &call->response,
-      [this, address, lane, call](grpc::Status s) {
+      [this, lane, call](grpc::Status s) {
         if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
           // An older storage: it did nothing; the same locks, one by one.
-          std::vector<LockItem> items = NoBatch(lane, call);
-          SendLocksAlone(address, lane, std::move(items));
+          SendLocksAlone(lane, NoBatch<LockItem>(lane, call));
           return;
         }
         const bool complete =
@@ -318,27 +346,29 @@ void GrpcStorageCaller::SendLocks(const std::string& address,
           item.latch->CountDown();  // item.result and item.latch are gone now
         }
         delete call;
-        LocksDone(address, lane);
+        LocksDone(lane);
       });
 }
 
-void GrpcStorageCaller::SendLocksAlone(const std::string& address,
-                                       const std::shared_ptr<Lane>& lane,
-                                       std::vector<LockItem> batch) {
+void GrpcStorageCaller::SendLocksAlone(Lane* lane, Outgoing<LockItem> out) {
   struct SingleCall {
     grpc::ClientContext context;
     cellar::v1::LockTransactionResponse response;
     LockItem item;
+    Lane* lane = nullptr;
+    // The calls of the group left (null: a group of one).
+    std::atomic<size_t>* left = nullptr;
   };
-  auto left = std::make_shared<std::atomic<size_t>>(batch.size());
-  std::shared_ptr<cellar::v1::Storage::Stub> stub = StubFor(address);
-  for (LockItem& item : batch) {
+  std::atomic<size_t>* left =
+      out.items.size() > 1 ? new std::atomic<size_t>(out.items.size()) : nullptr;
+  for (LockItem& item : out.items) {
     auto* call = new SingleCall();
     call->context.set_deadline(absl::ToChronoTime(item.deadline));
     call->item = std::move(item);
-    stub->async()->LockTransaction(
-        &call->context, &call->item.request, &call->response,
-        [this, address, lane, call, left](grpc::Status s) {
+    call->lane = lane;
+    call->left = left;
+    out.stub->async()->LockTransaction(
+        &call->context, &call->item.request, &call->response, [this, call](grpc::Status s) {
           if (s.ok()) {
             LockedOids answer;
             answer.known = call->response.stored_oids_known();
@@ -350,8 +380,13 @@ void GrpcStorageCaller::SendLocksAlone(const std::string& address,
                 common::FromGrpcStatus(s), absl::StrCat("lock on S", call->item.node_id));
           }
           call->item.latch->CountDown();
+          Lane* lane = call->lane;
+          std::atomic<size_t>* left = call->left;
           delete call;
-          if (left->fetch_sub(1) == 1) LocksDone(address, lane);
+          if (left == nullptr || left->fetch_sub(1) == 1) {
+            delete left;
+            LocksDone(lane);
+          }
         });
   }
 }
@@ -374,8 +409,8 @@ void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
     }
     item.node_id = target.node_id;
     item.deadline = deadline;
-    std::shared_ptr<Lane> lane;
-    std::vector<UnlockItem> batch;
+    Lane* lane;
+    Outgoing<UnlockItem> out;
     {
       absl::MutexLock l(&mu_);
       lane = LaneFor(target.address);
@@ -383,9 +418,9 @@ void GrpcStorageCaller::UnlockAsync(const std::vector<StorageTarget>& targets,
       if (lane->unlocking) continue;  // goes with the next call
       lane->unlocking = true;
       ++pending_;
-      batch = TakeBatch(lane->unlocks);
+      out = NextLocked(lane, lane->unlocks, /*locks=*/false);
     }
-    SendUnlocks(target.address, lane, std::move(batch));
+    SendUnlocks(lane, std::move(out));
   }
 }
 
@@ -402,9 +437,8 @@ void LogUnlockFailure(uint64_t ttid, uint32_t node_id, absl::string_view error) 
 
 }  // namespace
 
-void GrpcStorageCaller::UnlocksDone(const std::string& address,
-                                    const std::shared_ptr<Lane>& lane) {
-  std::vector<UnlockItem> batch;
+void GrpcStorageCaller::UnlocksDone(Lane* lane) {
+  Outgoing<UnlockItem> out;
   {
     absl::MutexLock l(&mu_);
     if (lane->unlocks.empty()) {
@@ -412,33 +446,23 @@ void GrpcStorageCaller::UnlocksDone(const std::string& address,
       --pending_;
       return;
     }
-    batch = TakeBatch(lane->unlocks);
+    out = NextLocked(lane, lane->unlocks, /*locks=*/false);
   }
-  SendUnlocks(address, lane, std::move(batch));
+  SendUnlocks(lane, std::move(out));
 }
 
-void GrpcStorageCaller::SendUnlocks(const std::string& address,
-                                    const std::shared_ptr<Lane>& lane,
-                                    std::vector<UnlockItem> batch) {
-  bool no_batch;
-  {
-    absl::MutexLock l(&mu_);
-    no_batch = lane->no_batch;
-    ++batch_stats_.unlock_calls;
-    batch_stats_.unlocks += batch.size();
-  }
-  if (batch.size() == 1 || no_batch) {
-    SendUnlocksAlone(address, lane, std::move(batch));
+void GrpcStorageCaller::SendUnlocks(Lane* lane, Outgoing<UnlockItem> out) {
+  if (out.items.size() == 1 || out.no_batch) {
+    SendUnlocksAlone(lane, std::move(out));
     return;
   }
   auto* call = NewBatchCall<cellar::v1::UnlockTransactionsRequest,
-                            cellar::v1::UnlockTransactionsResponse>(std::move(batch));
-  StubFor(address)->async()->UnlockTransactions(
+                            cellar::v1::UnlockTransactionsResponse>(std::move(out.items));
+  out.stub->async()->UnlockTransactions(
       &call->context, &call->request, &call->response,
-      [this, address, lane, call](grpc::Status s) {
+      [this, lane, call](grpc::Status s) {
         if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-          std::vector<UnlockItem> items = NoBatch(lane, call);
-          SendUnlocksAlone(address, lane, std::move(items));
+          SendUnlocksAlone(lane, NoBatch<UnlockItem>(lane, call));
           return;
         }
         for (int i = 0; i < call->request.items_size(); ++i) {
@@ -452,32 +476,38 @@ void GrpcStorageCaller::SendUnlocks(const std::string& address,
           }
         }
         delete call;
-        UnlocksDone(address, lane);
+        UnlocksDone(lane);
       });
 }
 
-void GrpcStorageCaller::SendUnlocksAlone(const std::string& address,
-                                         const std::shared_ptr<Lane>& lane,
-                                         std::vector<UnlockItem> batch) {
+void GrpcStorageCaller::SendUnlocksAlone(Lane* lane, Outgoing<UnlockItem> out) {
   struct SingleCall {
     grpc::ClientContext context;
     cellar::v1::UnlockTransactionResponse response;
     UnlockItem item;
+    Lane* lane = nullptr;
+    std::atomic<size_t>* left = nullptr;  // as in SendLocksAlone
   };
-  auto left = std::make_shared<std::atomic<size_t>>(batch.size());
-  std::shared_ptr<cellar::v1::Storage::Stub> stub = StubFor(address);
-  for (UnlockItem& item : batch) {
+  std::atomic<size_t>* left =
+      out.items.size() > 1 ? new std::atomic<size_t>(out.items.size()) : nullptr;
+  for (UnlockItem& item : out.items) {
     auto* call = new SingleCall();
     call->context.set_deadline(absl::ToChronoTime(item.deadline));
     call->item = std::move(item);
-    stub->async()->UnlockTransaction(
-        &call->context, &call->item.request, &call->response,
-        [this, address, lane, call, left](grpc::Status s) {
+    call->lane = lane;
+    call->left = left;
+    out.stub->async()->UnlockTransaction(
+        &call->context, &call->item.request, &call->response, [this, call](grpc::Status s) {
           if (!s.ok()) {
             LogUnlockFailure(call->item.request.ttid(), call->item.node_id, s.error_message());
           }
+          Lane* lane = call->lane;
+          std::atomic<size_t>* left = call->left;
           delete call;
-          if (left->fetch_sub(1) == 1) UnlocksDone(address, lane);
+          if (left == nullptr || left->fetch_sub(1) == 1) {
+            delete left;
+            UnlocksDone(lane);
+          }
         });
   }
 }

@@ -93,27 +93,30 @@ class GrpcStorageCaller final : public StorageCaller {
   struct LockItem;
   struct UnlockItem;
   struct Lane;
+  template <typename Item>
+  struct Outgoing;
   // The next call's items from the front of `queue` (class comment).
   template <typename Item>
   static std::vector<Item> TakeBatch(std::deque<Item>& queue);
-  std::shared_ptr<Lane> LaneFor(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Send `batch` to `address` (one batch rpc, or single rpcs for one item
-  // or a storage without the batch rpcs); the lane's next call follows
-  // when they complete (LocksDone / UnlocksDone).
-  void SendLocks(const std::string& address, const std::shared_ptr<Lane>& lane,
-                 std::vector<LockItem> batch);
-  void SendLocksAlone(const std::string& address, const std::shared_ptr<Lane>& lane,
-                      std::vector<LockItem> batch);
-  void LocksDone(const std::string& address, const std::shared_ptr<Lane>& lane);
-  void SendUnlocks(const std::string& address, const std::shared_ptr<Lane>& lane,
-                   std::vector<UnlockItem> batch);
-  void SendUnlocksAlone(const std::string& address, const std::shared_ptr<Lane>& lane,
-                        std::vector<UnlockItem> batch);
-  void UnlocksDone(const std::string& address, const std::shared_ptr<Lane>& lane);
+  // The lane of `address` (created on first use; never removed).
+  Lane* LaneFor(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The lane's next call from `queue` (counted in batch_stats_).
+  template <typename Item>
+  Outgoing<Item> NextLocked(Lane* lane, std::deque<Item>& queue, bool locks)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends `out` (one batch rpc, or single rpcs for one item or a storage
+  // without the batch rpcs); the lane's next call follows when they
+  // complete (LocksDone / UnlocksDone).
+  void SendLocks(Lane* lane, Outgoing<LockItem> out);
+  void SendLocksAlone(Lane* lane, Outgoing<LockItem> out);
+  void LocksDone(Lane* lane);
+  void SendUnlocks(Lane* lane, Outgoing<UnlockItem> out);
+  void SendUnlocksAlone(Lane* lane, Outgoing<UnlockItem> out);
+  void UnlocksDone(Lane* lane);
   // A batch `call` answered UNIMPLEMENTED: the lane gets single rpcs from
-  // now on; deletes the call and gives its items back.
-  template <typename Call>
-  auto NoBatch(const std::shared_ptr<Lane>& lane, Call* call);
+  // now on; deletes the call and gives its items back, to send alone.
+  template <typename Item, typename Call>
+  Outgoing<Item> NoBatch(Lane* lane, Call* call);
 
   // Starts `request` on every target in parallel (`start(async stub, call,
   // done)`) and waits for every answer; errors annotated with `what`.
@@ -123,6 +126,8 @@ class GrpcStorageCaller final : public StorageCaller {
                                     Start start);
   // Shared: Reconnect may drop the map's reference while a call uses it.
   std::shared_ptr<cellar::v1::Storage::Stub> StubFor(const std::string& address);
+  std::shared_ptr<cellar::v1::Storage::Stub> StubLocked(const std::string& address)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const absl::Duration timeout_;
   const common::ChannelSecurity node_channel_;
@@ -131,7 +136,7 @@ class GrpcStorageCaller final : public StorageCaller {
       ABSL_GUARDED_BY(mu_);
   // Storage address -> its queued locks and unlocks. (A lane's fields are
   // guarded by mu_ too.)
-  absl::flat_hash_map<std::string, std::shared_ptr<Lane>> lanes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Lane>> lanes_ ABSL_GUARDED_BY(mu_);
   BatchStats batch_stats_ ABSL_GUARDED_BY(mu_);
   // Unlocks and aborts in flight, and busy lanes; the destructor waits for
   // them.

@@ -581,13 +581,10 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
 void StorageNode::LockMany(std::vector<LockRequest>& locks) {
   // Fencing first, each lock with its own epoch.
   uint64_t min_ptid = 0;
-  std::vector<LockRequest*> fenced;
   for (LockRequest& lock : locks) {
     lock.stored_oids.reset();
     lock.result = CheckEpoch(lock.epoch);
-    if (!lock.result.ok()) continue;
-    fenced.push_back(&lock);
-    min_ptid = std::max(min_ptid, lock.min_ptid);
+    if (lock.result.ok()) min_ptid = std::max(min_ptid, lock.min_ptid);
   }
   absl::Status fetched;
   if (min_ptid > persisted_ptid()) {
@@ -600,46 +597,50 @@ void StorageNode::LockMany(std::vector<LockRequest>& locks) {
   const uint64_t persisted = persisted_ptid();
   const uint32_t num_partitions = partition_table()->num_partitions();
   std::vector<TransactionManager::LockItem> items;
-  std::vector<LockRequest*> locking;
-  std::vector<std::optional<TransactionManager::State>> before;
-  items.reserve(fenced.size());
-  for (LockRequest* lock : fenced) {
-    if (lock->min_ptid > persisted) {
-      lock->result = absl::UnavailableError(absl::StrCat(
+  // items[i] locks locking[i].lock, whose state was locking[i].before.
+  struct Locking {
+    LockRequest* lock;
+    std::optional<TransactionManager::State> before;
+  };
+  std::vector<Locking> locking;
+  items.reserve(locks.size());
+  locking.reserve(locks.size());
+  for (LockRequest& lock : locks) {
+    if (!lock.result.ok()) continue;
+    if (lock.min_ptid > persisted) {
+      lock.result = absl::UnavailableError(absl::StrCat(
           "this node's persisted partition table (ptid ", persisted,
-          ") is older than the one the commit was decided on (ptid ", lock->min_ptid, ") and ",
+          ") is older than the one the commit was decided on (ptid ", lock.min_ptid, ") and ",
           fetched.ok() ? std::string("the master did not provide it")
                        : absl::StrCat("re-fetching it failed: ", fetched.message())));
       continue;
     }
-    if (num_partitions > 0 && lock->tid % num_partitions != lock->ttid % num_partitions) {
+    if (num_partitions > 0 && lock.tid % num_partitions != lock.ttid % num_partitions) {
       // The transaction record lives in partition(ttid): its final tid must
       // map to the same partition (semantics.md, "Identifiers").
-      lock->result = absl::InvalidArgumentError(absl::StrCat(
-          "tid ", TidHex(lock->tid), " is not in the partition of ttid ", TidHex(lock->ttid),
+      lock.result = absl::InvalidArgumentError(absl::StrCat(
+          "tid ", TidHex(lock.tid), " is not in the partition of ttid ", TidHex(lock.ttid),
           " (", num_partitions, " partitions)"));
       continue;
     }
-    TransactionManager::LockItem item;
-    item.ttid = lock->ttid;
-    item.tid = lock->tid;
-    if (num_partitions > 0 && !lock->partitions.empty()) {
-      item.scope.partitions = lock->partitions;
+    TransactionManager::LockItem& item = items.emplace_back();
+    item.ttid = lock.ttid;
+    item.tid = lock.tid;
+    if (num_partitions > 0 && !lock.partitions.empty()) {
+      item.scope.partitions = std::move(lock.partitions);
       item.scope.num_partitions = num_partitions;
     }
-    before.push_back(transactions_->StateOf(lock->ttid));
-    items.push_back(std::move(item));
-    locking.push_back(lock);
+    locking.push_back(Locking{&lock, transactions_->StateOf(lock.ttid)});
   }
   if (items.empty()) return;
   transactions_->LockMany(items);
   for (size_t i = 0; i < items.size(); ++i) {
-    LockRequest* lock = locking[i];
+    LockRequest* lock = locking[i].lock;
     lock->result = std::move(items[i].result);
     lock->stored_oids = std::move(items[i].stored_oids);
     if (!lock->result.ok()) continue;
-    if (metrics_ != nullptr && before[i].has_value() &&
-        *before[i] != TransactionManager::State::kLocked) {
+    if (metrics_ != nullptr && locking[i].before.has_value() &&
+        *locking[i].before != TransactionManager::State::kLocked) {
       metrics_->commits->Increment();
     }
     DeleteLateLockedRecords(lock->ttid);

@@ -261,8 +261,8 @@ class StorageNode {
   absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0,
                     std::optional<std::vector<uint64_t>>* stored_oids = nullptr,
                     const std::vector<uint32_t>& partitions = {});
-  // One lock of LockMany: Lock's arguments in, its result and stored_oids
-  // out.
+  // One lock of LockMany: Lock's arguments in (partitions are consumed),
+  // its result and stored_oids out.
   struct LockRequest {
     uint64_t epoch = 0;
     uint64_t ttid = 0;

@@ -383,6 +383,7 @@ void TransactionManager::LockMany(std::vector<LockItem>& items) {
   std::sort(order.begin(), order.end(),
             [](const LockItem* a, const LockItem* b) { return a->ttid < b->ttid; });
   std::vector<LockItem*> writes;
+  writes.reserve(order.size());
   for (size_t i = 0; i < order.size(); ++i) {
     LockItem& item = *order[i];
     if (i > 0 && order[i - 1]->ttid == item.ttid) {
@@ -396,16 +397,17 @@ void TransactionManager::LockMany(std::vector<LockItem>& items) {
     if (PrepareLock(item)) writes.push_back(&item);
   }
   if (writes.empty()) return;
-  std::vector<LockRecord> records;
-  records.reserve(writes.size());
-  for (const LockItem* item : writes) {
-    LockRecord record{item->ttid, item->tid};
-    if (item->scope.num_partitions > 0) record.partitions = item->scope.partitions;
-    records.push_back(std::move(record));
-  }
-  if (records.size() == 1) {
-    writes[0]->result = batcher_->Lock(std::move(records[0]));
+  auto record_of = [](const LockItem& item) {
+    LockRecord record{item.ttid, item.tid};
+    if (item.scope.num_partitions > 0) record.partitions = item.scope.partitions;
+    return record;
+  };
+  if (writes.size() == 1) {
+    writes[0]->result = batcher_->Lock(record_of(*writes[0]));
   } else {
+    std::vector<LockRecord> records;
+    records.reserve(writes.size());
+    for (const LockItem* item : writes) records.push_back(record_of(*item));
     std::vector<absl::Status> results = batcher_->LockMany(std::move(records));
     for (size_t i = 0; i < writes.size(); ++i) writes[i]->result = std::move(results[i]);
   }
