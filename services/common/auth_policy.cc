@@ -72,6 +72,8 @@ const absl::flat_hash_map<std::string, RoleSet>& MethodRoles() {
       {"/cellar.v1.Storage/AbortTransaction", kClient | kNode},
       {"/cellar.v1.Storage/LockTransaction", kNode},
       {"/cellar.v1.Storage/UnlockTransaction", kNode},
+      {"/cellar.v1.Storage/LockTransactions", kNode},
+      {"/cellar.v1.Storage/UnlockTransactions", kNode},
       {"/cellar.v1.Storage/Load", kReader | kNode},
       {"/cellar.v1.Storage/LoadMany", kReader | kNode},
       {"/cellar.v1.Storage/History", kReader | kNode},

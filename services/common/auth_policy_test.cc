@@ -117,6 +117,7 @@ TEST(AuthPolicyTest, NodeOnlyRpcsAreNotOpenToTokens) {
   for (const char* path :
        {"/cellar.v1.Master/Heartbeat", "/cellar.v1.Master/ReportReplication",
         "/cellar.v1.Storage/LockTransaction", "/cellar.v1.Storage/UnlockTransaction",
+        "/cellar.v1.Storage/LockTransactions", "/cellar.v1.Storage/UnlockTransactions",
         "/cellar.v1.Storage/TruncateData", "/cellar.v1.Storage/Replicate",
         "/cellar.v1.Storage/SaveMasterState", "/cellar.v1.Storage/CheckCell",
         "/cellar.v1.Storage/GetTransactionOutcome", "/cellar.v1.Storage/SaveTokenTable",

@@ -34,6 +34,23 @@ void AddFeatureFlagMetrics(common::MetricsBuilder& m, const cellar::v1::FeatureF
 }
 
 // Master.ReportUnreachable: what became of the reports, and the probes' time.
+void AddLockBatchMetrics(common::MetricsBuilder& m, const GrpcStorageCaller::BatchStats& stats) {
+  const std::pair<const char*, std::pair<uint64_t, uint64_t>> kinds[] = {
+      {"lock", {stats.lock_calls, stats.locks}}, {"unlock", {stats.unlock_calls, stats.unlocks}}};
+  for (const auto& [kind, counts] : kinds) {
+    m.Counter("cellar_master_storage_lock_calls_total",
+              "Lock or unlock calls the primary sent to storages (one per batch, or per "
+              "single rpc).",
+              {{"kind", kind}}, static_cast<double>(counts.first));
+    m.Counter("cellar_master_storage_lock_items_total",
+              "Locks or unlocks those calls carried (items / calls = mean batch size).",
+              {{"kind", kind}}, static_cast<double>(counts.second));
+  }
+  m.Counter("cellar_master_storage_lock_batches_total",
+            "Lock calls that carried more than one lock (Storage.LockTransactions).", {},
+            static_cast<double>(stats.lock_batches));
+}
+
 void AddUnreachableMetrics(common::MetricsBuilder& m, const UnreachableStats& stats) {
   const std::pair<const char*, uint64_t> outcomes[] = {{"probed_down", stats.probed_down},
                                                        {"probed_up", stats.probed_up},
@@ -270,6 +287,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
           AddVersionMetrics(m, shared->term->cluster->ListVersions());
           AddCanaryMetrics(m, shared->term->canary->Analysis());
           AddUnreachableMetrics(m, shared->term->prober->stats());
+          AddLockBatchMetrics(m, shared->term->caller->batch_stats());
         }
       });
 

@@ -569,42 +569,84 @@ absl::Status StorageNode::Lock(uint64_t epoch, uint64_t ttid, uint64_t tid,
                                uint64_t min_ptid,
                                std::optional<std::vector<uint64_t>>* stored_oids,
                                const std::vector<uint32_t>& partitions) {
-  CELLAR_RETURN_IF_ERROR(CheckEpoch(epoch));
+  std::vector<LockRequest> locks(1);
+  locks[0].epoch = epoch;
+  locks[0].ttid = ttid;
+  locks[0].tid = tid;
+  locks[0].min_ptid = min_ptid;
+  locks[0].partitions = partitions;
+  LockMany(locks);
+  if (stored_oids != nullptr) *stored_oids = std::move(locks[0].stored_oids);
+  return locks[0].result;
+}
+
+void StorageNode::LockMany(std::vector<LockRequest>& locks) {
+  // Fencing first, each lock with its own epoch.
+  uint64_t min_ptid = 0;
+  for (LockRequest& lock : locks) {
+    lock.stored_oids.reset();
+    lock.result = CheckEpoch(lock.epoch);
+    if (lock.result.ok()) min_ptid = std::max(min_ptid, lock.min_ptid);
+  }
+  absl::Status fetched;
   if (min_ptid > persisted_ptid()) {
-    // The commit was decided on a newer table (cells that did not vote are
+    // A commit was decided on a newer table (cells that did not vote are
     // OUT_OF_DATE in it): hold it durably before the transaction is
     // committed here, so that a restarted master adopting the highest
     // table never shows such a cell readable.
-    absl::Status fetched = RefetchTable(/*only_newer=*/true);
-    if (min_ptid > persisted_ptid()) {
-      return absl::UnavailableError(absl::StrCat(
-          "this node's persisted partition table (ptid ", persisted_ptid(),
-          ") is older than the one the commit was decided on (ptid ", min_ptid, ") and ",
+    fetched = RefetchTable(/*only_newer=*/true);
+  }
+  const uint64_t persisted = persisted_ptid();
+  const uint32_t num_partitions = partition_table()->num_partitions();
+  std::vector<TransactionManager::LockItem> items;
+  // items[i] locks locking[i].lock, whose state was locking[i].before.
+  struct Locking {
+    LockRequest* lock;
+    std::optional<TransactionManager::State> before;
+  };
+  std::vector<Locking> locking;
+  items.reserve(locks.size());
+  locking.reserve(locks.size());
+  for (LockRequest& lock : locks) {
+    if (!lock.result.ok()) continue;
+    if (lock.min_ptid > persisted) {
+      lock.result = absl::UnavailableError(absl::StrCat(
+          "this node's persisted partition table (ptid ", persisted,
+          ") is older than the one the commit was decided on (ptid ", lock.min_ptid, ") and ",
           fetched.ok() ? std::string("the master did not provide it")
                        : absl::StrCat("re-fetching it failed: ", fetched.message())));
+      continue;
     }
+    if (num_partitions > 0 && lock.tid % num_partitions != lock.ttid % num_partitions) {
+      // The transaction record lives in partition(ttid): its final tid must
+      // map to the same partition (semantics.md, "Identifiers").
+      lock.result = absl::InvalidArgumentError(absl::StrCat(
+          "tid ", TidHex(lock.tid), " is not in the partition of ttid ", TidHex(lock.ttid),
+          " (", num_partitions, " partitions)"));
+      continue;
+    }
+    TransactionManager::LockItem& item = items.emplace_back();
+    item.ttid = lock.ttid;
+    item.tid = lock.tid;
+    if (num_partitions > 0 && !lock.partitions.empty()) {
+      item.scope.partitions = std::move(lock.partitions);
+      item.scope.num_partitions = num_partitions;
+    }
+    locking.push_back(Locking{&lock, transactions_->StateOf(lock.ttid)});
   }
-  const uint32_t num_partitions = partition_table()->num_partitions();
-  if (num_partitions > 0 && tid % num_partitions != ttid % num_partitions) {
-    // The transaction record lives in partition(ttid): its final tid must
-    // map to the same partition (semantics.md, "Identifiers").
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tid ", TidHex(tid), " is not in the partition of ttid ", TidHex(ttid),
-        " (", num_partitions, " partitions)"));
+  if (items.empty()) return;
+  transactions_->LockMany(items);
+  for (size_t i = 0; i < items.size(); ++i) {
+    LockRequest* lock = locking[i].lock;
+    lock->result = std::move(items[i].result);
+    lock->stored_oids = std::move(items[i].stored_oids);
+    if (!lock->result.ok()) continue;
+    if (metrics_ != nullptr && locking[i].before.has_value() &&
+        *locking[i].before != TransactionManager::State::kLocked) {
+      metrics_->commits->Increment();
+    }
+    DeleteLateLockedRecords(lock->ttid);
   }
-  const auto before = transactions_->StateOf(ttid);
-  LockScope scope;
-  if (num_partitions > 0 && !partitions.empty()) {
-    scope.partitions = partitions;
-    scope.num_partitions = num_partitions;
-  }
-  absl::Status s = transactions_->Lock(ttid, tid, stored_oids, scope);
-  if (s.ok() && metrics_ != nullptr && before.has_value() &&
-      *before != TransactionManager::State::kLocked) {
-    metrics_->commits->Increment();
-  }
-  if (s.ok()) DeleteLateLockedRecords(ttid);
-  return s;
 }
 
 absl::Status StorageNode::Unlock(uint64_t epoch, uint64_t ttid, uint64_t tid,

@@ -267,6 +267,22 @@ class StorageNode {
   absl::Status Lock(uint64_t epoch, uint64_t ttid, uint64_t tid, uint64_t min_ptid = 0,
                     std::optional<std::vector<uint64_t>>* stored_oids = nullptr,
                     const std::vector<uint32_t>& partitions = {});
+  // One lock of LockMany: Lock's arguments in (partitions are consumed),
+  // its result and stored_oids out.
+  struct LockRequest {
+    uint64_t epoch = 0;
+    uint64_t ttid = 0;
+    uint64_t tid = 0;
+    uint64_t min_ptid = 0;
+    std::vector<uint32_t> partitions;
+    std::optional<std::vector<uint64_t>> stored_oids;
+    absl::Status result;
+  };
+  // Storage.LockTransactions: each lock exactly as Lock would do it alone
+  // (its own result), the table re-fetched at most once, and the lock
+  // records written in one group-commit batch
+  // (TransactionManager::LockMany).
+  void LockMany(std::vector<LockRequest>& locks);
   // `forget_lock`: every voter locked it, the ttid -> tid record can go.
   // `record_oids` (UnlockTransactionRequest.record_oids): what the commit
   // committed; the transaction record with `tid`, if this node holds it,

@@ -12,6 +12,7 @@
 #include "services/common/errors.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/logging.h"
 #include "services/common/server_auth.h"
 
 namespace cellar::storage {
@@ -191,20 +192,75 @@ grpc::Status StorageService::AbortTransaction(
   return ToGrpcStatus(node_->Abort(request->ttid(), request->epoch()));
 }
 
+namespace {
+
+// LockTransaction's checks of one lock (also each item of a batch).
+grpc::Status ValidateLock(const ::cellar::v1::LockTransactionRequest& request) {
+  if (BadTid(request.ttid(), true)) return Invalid(TidRule("ttid", true));
+  if (BadTid(request.tid(), true)) return Invalid(TidRule("tid", true));
+  if (request.tid() < request.ttid()) {
+    return Invalid("tid: the final tid cannot be smaller than the ttid");
+  }
+  if (request.partitions_size() > kMaxLockPartitions) {
+    return Invalid(absl::StrCat("partitions: at most ", kMaxLockPartitions, ", got ",
+                                request.partitions_size()));
+  }
+  return grpc::Status::OK;
+}
+
+// UnlockTransaction's checks of one unlock; sets `record_oids` from it.
+grpc::Status ValidateUnlock(const ::cellar::v1::UnlockTransactionRequest& request,
+                            std::optional<std::vector<uint64_t>>* record_oids) {
+  if (BadTid(request.ttid(), true)) return Invalid(TidRule("ttid", true));
+  if (BadTid(request.tid(), false)) return Invalid(TidRule("tid", false));
+  record_oids->reset();
+  if (request.has_record_oids()) {
+    const auto& oids = request.record_oids().oids();
+    if (oids.size() > kMaxRecordOids) {
+      return Invalid(absl::StrCat("record_oids: at most ", kMaxRecordOids, " oids, got ",
+                                  oids.size()));
+    }
+    if (request.tid() == 0) return Invalid("tid: required with record_oids");
+    record_oids->emplace(oids.begin(), oids.end());
+  }
+  return grpc::Status::OK;
+}
+
+// A batch's bounds (LockTransactions, UnlockTransactions).
+template <typename Request>
+grpc::Status ValidateBatch(const Request& request) {
+  if (request.items().empty() || request.items_size() > kMaxBatchItems) {
+    return Invalid(absl::StrCat("items: 1..", kMaxBatchItems, " items, got ",
+                                request.items_size()));
+  }
+  if (request.ByteSizeLong() > kMaxBatchBytes) {
+    return Invalid(absl::StrCat("items: at most ", kMaxBatchBytes, " bytes in one batch, got ",
+                                request.ByteSizeLong()));
+  }
+  return grpc::Status::OK;
+}
+
+void SetItemStatus(const absl::Status& s, ::cellar::v1::ItemStatus* out) {
+  if (s.ok()) return;
+  out->set_code(static_cast<uint32_t>(s.code()));
+  out->set_reason(common::ErrorReason(s));
+  out->set_message(common::OneLine(s.message(), common::kMaxStatusMessageBytes));
+}
+
+void SetItemStatus(const grpc::Status& s, ::cellar::v1::ItemStatus* out) {
+  if (s.ok()) return;
+  out->set_code(static_cast<uint32_t>(s.error_code()));
+  out->set_message(common::OneLine(s.error_message(), common::kMaxStatusMessageBytes));
+}
+
+}  // namespace
+
 grpc::Status StorageService::LockTransaction(
     grpc::ServerContext* /*context*/,
     const ::cellar::v1::LockTransactionRequest* request,
     ::cellar::v1::LockTransactionResponse* response) {
-  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
-  if (BadTid(request->tid(), true)) return Invalid(TidRule("tid", true));
-  if (request->tid() < request->ttid()) {
-    return Invalid("tid: the final tid cannot be smaller than the ttid");
-  }
+  if (grpc::Status v = ValidateLock(*request); !v.ok()) return v;
   std::optional<std::vector<uint64_t>> stored_oids;
-  if (request->partitions_size() > kMaxLockPartitions) {
-    return Invalid(absl::StrCat("partitions: at most ", kMaxLockPartitions, ", got ",
-                                request->partitions_size()));
-  }
   const std::vector<uint32_t> partitions(request->partitions().begin(),
                                          request->partitions().end());
   absl::Status s = node_->Lock(request->epoch(), request->ttid(), request->tid(),
@@ -216,24 +272,77 @@ grpc::Status StorageService::LockTransaction(
   return ToGrpcStatus(s);
 }
 
+grpc::Status StorageService::LockTransactions(
+    grpc::ServerContext* /*context*/, const ::cellar::v1::LockTransactionsRequest* request,
+    ::cellar::v1::LockTransactionsResponse* response) {
+  if (grpc::Status v = ValidateBatch(*request); !v.ok()) return v;
+  absl::flat_hash_map<uint64_t, int> seen;
+  for (int i = 0; i < request->items_size(); ++i) {
+    auto [it, inserted] = seen.emplace(request->items(i).ttid(), i);
+    if (!inserted) {
+      return Invalid(absl::StrCat("items: ttid ", common::TidHex(request->items(i).ttid()),
+                                  " appears twice (items ", it->second, " and ", i, ")"));
+    }
+  }
+  std::vector<StorageNode::LockRequest> locks;
+  std::vector<int> index;  // locks[j] answers items[index[j]]
+  locks.reserve(request->items_size());
+  for (int i = 0; i < request->items_size(); ++i) {
+    const ::cellar::v1::LockTransactionRequest& item = request->items(i);
+    ::cellar::v1::LockTransactionResult* result = response->add_results();
+    if (grpc::Status v = ValidateLock(item); !v.ok()) {
+      SetItemStatus(v, result->mutable_status());
+      continue;
+    }
+    StorageNode::LockRequest lock;
+    lock.epoch = item.epoch();
+    lock.ttid = item.ttid();
+    lock.tid = item.tid();
+    lock.min_ptid = item.min_ptid();
+    lock.partitions.assign(item.partitions().begin(), item.partitions().end());
+    locks.push_back(std::move(lock));
+    index.push_back(i);
+  }
+  node_->LockMany(locks);
+  for (size_t j = 0; j < locks.size(); ++j) {
+    ::cellar::v1::LockTransactionResult* result = response->mutable_results(index[j]);
+    SetItemStatus(locks[j].result, result->mutable_status());
+    if (locks[j].result.ok() && locks[j].stored_oids.has_value()) {
+      result->mutable_response()->set_stored_oids_known(true);
+      result->mutable_response()->mutable_stored_oids()->Add(locks[j].stored_oids->begin(),
+                                                             locks[j].stored_oids->end());
+    }
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status StorageService::UnlockTransaction(
     grpc::ServerContext* /*context*/,
     const ::cellar::v1::UnlockTransactionRequest* request,
     ::cellar::v1::UnlockTransactionResponse* /*response*/) {
-  if (BadTid(request->ttid(), true)) return Invalid(TidRule("ttid", true));
-  if (BadTid(request->tid(), false)) return Invalid(TidRule("tid", false));
   std::optional<std::vector<uint64_t>> record_oids;
-  if (request->has_record_oids()) {
-    const auto& oids = request->record_oids().oids();
-    if (oids.size() > kMaxRecordOids) {
-      return Invalid(absl::StrCat("record_oids: at most ", kMaxRecordOids, " oids, got ",
-                                  oids.size()));
-    }
-    if (request->tid() == 0) return Invalid("tid: required with record_oids");
-    record_oids.emplace(oids.begin(), oids.end());
-  }
+  if (grpc::Status v = ValidateUnlock(*request, &record_oids); !v.ok()) return v;
   return ToGrpcStatus(node_->Unlock(request->epoch(), request->ttid(), request->tid(),
                                     request->forget_lock(), record_oids));
+}
+
+grpc::Status StorageService::UnlockTransactions(
+    grpc::ServerContext* /*context*/, const ::cellar::v1::UnlockTransactionsRequest* request,
+    ::cellar::v1::UnlockTransactionsResponse* response) {
+  if (grpc::Status v = ValidateBatch(*request); !v.ok()) return v;
+  // In order: the master queues them in the order it completed the commits.
+  for (const ::cellar::v1::UnlockTransactionRequest& item : request->items()) {
+    ::cellar::v1::ItemStatus* result = response->add_results();
+    std::optional<std::vector<uint64_t>> record_oids;
+    if (grpc::Status v = ValidateUnlock(item, &record_oids); !v.ok()) {
+      SetItemStatus(v, result);
+      continue;
+    }
+    SetItemStatus(node_->Unlock(item.epoch(), item.ttid(), item.tid(), item.forget_lock(),
+                                record_oids),
+                  result);
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status StorageService::Load(grpc::ServerContext* /*context*/,

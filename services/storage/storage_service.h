@@ -48,6 +48,9 @@ inline constexpr int kMaxLockPartitions = static_cast<int>(common::kMaxPartition
 // Most oids an UnlockTransaction's record_oids may carry (as many as a
 // Finish may name, services/master).
 inline constexpr int kMaxRecordOids = 1000000;
+// Bounds of one LockTransactions / UnlockTransactions call.
+inline constexpr int kMaxBatchItems = 1000;
+inline constexpr size_t kMaxBatchBytes = 16 << 20;
 inline constexpr uint64_t kLoadManyBudgetBytes = 8 << 20;
 inline constexpr uint32_t kMaxHistoryLimit = 1000;
 inline constexpr uint32_t kDefaultHistoryLimit = 100;
@@ -80,6 +83,12 @@ class StorageService final : public ::cellar::v1::Storage::Service {
   grpc::Status UnlockTransaction(grpc::ServerContext* context,
                                  const ::cellar::v1::UnlockTransactionRequest* request,
                                  ::cellar::v1::UnlockTransactionResponse* response) override;
+  grpc::Status LockTransactions(grpc::ServerContext* context,
+                                const ::cellar::v1::LockTransactionsRequest* request,
+                                ::cellar::v1::LockTransactionsResponse* response) override;
+  grpc::Status UnlockTransactions(grpc::ServerContext* context,
+                                  const ::cellar::v1::UnlockTransactionsRequest* request,
+                                  ::cellar::v1::UnlockTransactionsResponse* response) override;
   grpc::Status Load(grpc::ServerContext* context,
                     const ::cellar::v1::LoadRequest* request,
                     ::cellar::v1::LoadResponse* response) override;

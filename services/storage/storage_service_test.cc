@@ -1448,6 +1448,126 @@ TEST_F(StorageServiceTest, TheLockKeepsItsPartitionsAndTheUnlockCorrectsTheRecor
   EXPECT_THAT(unlock_with(108, 0, {5}), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// The write batches' histogram: how many backend calls, how many records.
+std::pair<uint64_t, double> WriteBatches(prometheus::Registry& registry) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != "cellar_storage_write_batch_size" || family.metric.empty()) continue;
+    return {family.metric[0].histogram.sample_count, family.metric[0].histogram.sample_sum};
+  }
+  return {0, 0};
+}
+
+v1::LockTransactionRequest LockItem(uint64_t ttid, uint64_t tid, uint64_t epoch = kEpoch) {
+  v1::LockTransactionRequest r;
+  r.set_epoch(epoch);
+  r.set_ttid(ttid);
+  r.set_tid(tid);
+  return r;
+}
+
+TEST_F(StorageServiceTest, LockTransactionsAnswersEachItemAsAloneAndWritesThemOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "one")}, /*vote=*/true), IsOk());
+  ASSERT_THAT(Store(2000, {Obj(2, 0, "two")}, /*vote=*/true), IsOk());
+  ASSERT_THAT(Store(3000, {Obj(5, 0, "five")}, /*vote=*/true), IsOk());
+  const auto before = WriteBatches(*registry_);
+  v1::LockTransactionsRequest batch;
+  *batch.add_items() = LockItem(1000, 1004);
+  *batch.add_items() = LockItem(5000, 5004);              // no vote here
+  *batch.add_items() = LockItem(2000, 2004, kEpoch - 1);  // a deposed master's
+  *batch.add_items() = LockItem(4000, 0);                 // invalid alone
+  *batch.add_items() = LockItem(3000, 3004);
+  v1::LockTransactionsResponse answer;
+  ASSERT_THAT(Call(&v1::Storage::Stub::LockTransactions, batch, &answer), IsOk());
+  ASSERT_EQ(answer.results_size(), 5);
+  EXPECT_EQ(answer.results(0).status().code(), 0u);
+  EXPECT_TRUE(answer.results(0).response().stored_oids_known());
+  EXPECT_THAT(answer.results(0).response().stored_oids(), ::testing::ElementsAre(1u));
+  EXPECT_EQ(answer.results(1).status().code(),
+            static_cast<uint32_t>(absl::StatusCode::kNotFound));
+  EXPECT_EQ(answer.results(1).status().reason(), "UNKNOWN_TRANSACTION");
+  EXPECT_EQ(answer.results(2).status().code(),
+            static_cast<uint32_t>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(answer.results(2).status().reason(), "STALE_EPOCH");
+  EXPECT_EQ(answer.results(3).status().code(),
+            static_cast<uint32_t>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(answer.results(3).status().message(), ::testing::HasSubstr("tid"));
+  EXPECT_EQ(answer.results(4).status().code(), 0u);
+  EXPECT_THAT(answer.results(4).response().stored_oids(), ::testing::ElementsAre(5u));
+  // The two locks that needed a write shared one backend call.
+  const auto after = WriteBatches(*registry_);
+  EXPECT_EQ(after.first - before.first, 1u);
+  EXPECT_EQ(after.second - before.second, 2.0);
+  // Committed (the failing items changed nothing): 2000 is still voted.
+  v1::LoadResponse loaded;
+  ASSERT_THAT(LoadBefore(1, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.serial(), 1004u);
+  ASSERT_THAT(LoadBefore(5, common::kMaxTid, &loaded), IsOk());
+  EXPECT_EQ(loaded.serial(), 3004u);
+  EXPECT_EQ(Outcome(2000).state(), v1::STORAGE_TRANSACTION_VOTED);
+  // Idempotent, as the single rpc.
+  v1::LockTransactionsRequest again;
+  *again.add_items() = LockItem(1000, 1004);
+  *again.add_items() = LockItem(2000, 2004);
+  ASSERT_THAT(Call(&v1::Storage::Stub::LockTransactions, again, &answer), IsOk());
+  EXPECT_EQ(answer.results(0).status().code(), 0u);
+  EXPECT_EQ(answer.results(1).status().code(), 0u);
+
+  // Unlocks: in order, each with its own answer.
+  v1::UnlockTransactionsRequest unlocks;
+  auto unlock = [&](uint64_t ttid, uint64_t tid, uint64_t epoch) {
+    v1::UnlockTransactionRequest* r = unlocks.add_items();
+    r->set_epoch(epoch);
+    r->set_ttid(ttid);
+    r->set_tid(tid);
+  };
+  unlock(1000, 1004, kEpoch);
+  unlock(2000, 2004, kEpoch - 1);  // stale
+  unlock(0, 0, kEpoch);            // invalid alone
+  unlock(3000, 3004, kEpoch);
+  v1::UnlockTransactionsResponse unlocked;
+  ASSERT_THAT(Call(&v1::Storage::Stub::UnlockTransactions, unlocks, &unlocked), IsOk());
+  ASSERT_EQ(unlocked.results_size(), 4);
+  EXPECT_EQ(unlocked.results(0).code(), 0u);
+  EXPECT_EQ(unlocked.results(1).reason(), "STALE_EPOCH");
+  EXPECT_EQ(unlocked.results(2).code(), static_cast<uint32_t>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(unlocked.results(3).code(), 0u);
+  EXPECT_EQ(NodeStatus().open_transactions(), 1u) << "2000 stays locked";
+  EXPECT_THAT(Unlock(2000, 2004), IsOk());
+  EXPECT_EQ(NodeStatus().open_transactions(), 0u);
+}
+
+TEST_F(StorageServiceTest, ABadBatchIsRefusedWholeAndDoesNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartServing());
+  ASSERT_THAT(Store(1000, {Obj(1, 0, "one")}, /*vote=*/true), IsOk());
+  EXPECT_THAT(Call(&v1::Storage::Stub::LockTransactions, v1::LockTransactionsRequest()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Call(&v1::Storage::Stub::UnlockTransactions, v1::UnlockTransactionsRequest()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::LockTransactionsRequest twice;
+  *twice.add_items() = LockItem(1000, 1004);
+  *twice.add_items() = LockItem(1000, 1004);
+  absl::Status s = Call(&v1::Storage::Stub::LockTransactions, twice);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("twice"));
+  v1::LockTransactionsRequest many;
+  for (uint64_t i = 0; i <= 1000; ++i) *many.add_items() = LockItem(1000 + 8 * i, 1004 + 8 * i);
+  EXPECT_THAT(Call(&v1::Storage::Stub::LockTransactions, many),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::UnlockTransactionsRequest big;
+  for (int i = 0; i < 3; ++i) {
+    v1::UnlockTransactionRequest* r = big.add_items();
+    r->set_epoch(kEpoch);
+    r->set_ttid(1000);
+    r->set_tid(1004);
+    for (uint64_t oid = 1; oid <= 1000000; ++oid) r->mutable_record_oids()->add_oids(oid << 40);
+  }
+  s = Call(&v1::Storage::Stub::UnlockTransactions, big);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("bytes"));
+  EXPECT_EQ(Outcome(1000).state(), v1::STORAGE_TRANSACTION_VOTED) << "a refused batch did nothing";
+}
+
 TEST_F(StorageServiceTest, SaveMasterStateKeepsTheHighestOidMarkAndReportsIt) {
   ASSERT_NO_FATAL_FAILURE(StartServing());
   v1::SaveMasterStateRequest r;

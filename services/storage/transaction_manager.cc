@@ -364,12 +364,69 @@ absl::Status TransactionManager::Vote(
 absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
                                       std::optional<std::vector<uint64_t>>* stored_oids,
                                       const LockScope& scope) {
-  if (ttid == 0 || tid == 0) {
-    return absl::InvalidArgumentError("ttid and tid must not be 0");
+  std::vector<LockItem> items(1);
+  items[0].ttid = ttid;
+  items[0].tid = tid;
+  items[0].scope = scope;
+  LockMany(items);
+  if (stored_oids != nullptr) *stored_oids = std::move(items[0].stored_oids);
+  return items[0].result;
+}
+
+void TransactionManager::LockMany(std::vector<LockItem>& items) {
+  // In ttid order: a batch holds its items kLocking while it prepares the
+  // next ones, and may wait for another lock of a later item to settle;
+  // taken in one global order, two batches can never wait for each other.
+  std::vector<LockItem*> order;
+  order.reserve(items.size());
+  for (LockItem& item : items) order.push_back(&item);
+  std::sort(order.begin(), order.end(),
+            [](const LockItem* a, const LockItem* b) { return a->ttid < b->ttid; });
+  std::vector<LockItem*> writes;
+  writes.reserve(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    LockItem& item = *order[i];
+    if (i > 0 && order[i - 1]->ttid == item.ttid) {
+      // Its first item is (or will be) kLocking: waiting for it to settle
+      // here would wait for this very batch.
+      item.stored_oids.reset();
+      item.result = absl::InvalidArgumentError(absl::StrCat(
+          "ttid ", TidHex(item.ttid), " appears twice in one batch of locks"));
+      continue;
+    }
+    if (PrepareLock(item)) writes.push_back(&item);
   }
-  std::optional<std::vector<uint64_t>> unused;
-  if (stored_oids == nullptr) stored_oids = &unused;
+  if (writes.empty()) return;
+  auto record_of = [](const LockItem& item) {
+    LockRecord record{item.ttid, item.tid};
+    if (item.scope.num_partitions > 0) record.partitions = item.scope.partitions;
+    return record;
+  };
+  if (writes.size() == 1) {
+    writes[0]->result = batcher_->Lock(record_of(*writes[0]));
+  } else {
+    std::vector<LockRecord> records;
+    records.reserve(writes.size());
+    for (const LockItem* item : writes) records.push_back(record_of(*item));
+    std::vector<absl::Status> results = batcher_->LockMany(std::move(records));
+    for (size_t i = 0; i < writes.size(); ++i) writes[i]->result = std::move(results[i]);
+  }
+  for (LockItem* item : writes) CompleteLock(*item);
+}
+
+bool TransactionManager::PrepareLock(LockItem& item) {
+  const uint64_t ttid = item.ttid;
+  const uint64_t tid = item.tid;
+  const LockScope& scope = item.scope;
+  std::optional<std::vector<uint64_t>>* stored_oids = &item.stored_oids;
   stored_oids->reset();
+  auto decided = [&item](absl::Status s) {
+    item.result = std::move(s);
+    return false;
+  };
+  if (ttid == 0 || tid == 0) {
+    return decided(absl::InvalidArgumentError("ttid and tid must not be 0"));
+  }
   bool check_database = false;
   {
     absl::MutexLock l(&mu_);
@@ -378,28 +435,28 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
     if (it == txns_.end()) {
       auto f = finished_.find(ttid);
       if (f != finished_.end() && f->second.how == Finished::kCommitted) {
-        if (f->second.tid == tid) return absl::OkStatus();
-        return absl::FailedPreconditionError(
+        if (f->second.tid == tid) return decided(absl::OkStatus());
+        return decided(absl::FailedPreconditionError(
             absl::StrCat("transaction ", TidHex(ttid), " was committed with tid ",
-                         TidHex(f->second.tid), ", not ", TidHex(tid)));
+                         TidHex(f->second.tid), ", not ", TidHex(tid))));
       }
-      if (f != finished_.end()) return FinishedError(ttid, f->second.how);
+      if (f != finished_.end()) return decided(FinishedError(ttid, f->second.how));
       check_database = true;
     } else {
       Txn& txn = it->second;
       if (txn.state == State::kLocked) {
         if (txn.tid == tid) {
           *stored_oids = txn.voted_oids;
-          return absl::OkStatus();
+          return decided(absl::OkStatus());
         }
-        return absl::FailedPreconditionError(
+        return decided(absl::FailedPreconditionError(
             absl::StrCat("transaction ", TidHex(ttid), " is locked with tid ",
-                         TidHex(txn.tid), ", not ", TidHex(tid)));
+                         TidHex(txn.tid), ", not ", TidHex(tid))));
       }
       if (txn.state != State::kVoted) {
-        return absl::FailedPreconditionError(
+        return decided(absl::FailedPreconditionError(
             absl::StrCat("transaction ", TidHex(ttid), " is ",
-                         StateName(txn.state), ", not voted: cannot lock"));
+                         StateName(txn.state), ", not voted: cannot lock")));
       }
       txn.state = State::kLocking;
       *stored_oids = txn.voted_oids;
@@ -426,31 +483,33 @@ absl::Status TransactionManager::Lock(uint64_t ttid, uint64_t tid,
   if (check_database) {
     // Committed before a restart (or never voted here). A node holding only
     // objects of the transaction has no trans record: its lock record says.
-    CELLAR_ASSIGN_OR_RETURN(uint64_t locked, backend_->GetLockedTid(ttid));
-    if (locked == tid) return absl::OkStatus();
-    CELLAR_ASSIGN_OR_RETURN(uint64_t committed, backend_->FindCommittedTid(ttid));
-    if (committed == tid) return absl::OkStatus();
-    return UnknownTransaction(absl::StatusCode::kNotFound, ttid,
-                              "has no vote on this node");
+    absl::StatusOr<uint64_t> locked = backend_->GetLockedTid(ttid);
+    if (!locked.ok()) return decided(locked.status());
+    if (*locked == tid) return decided(absl::OkStatus());
+    absl::StatusOr<uint64_t> committed = backend_->FindCommittedTid(ttid);
+    if (!committed.ok()) return decided(committed.status());
+    if (*committed == tid) return decided(absl::OkStatus());
+    return decided(UnknownTransaction(absl::StatusCode::kNotFound, ttid,
+                                      "has no vote on this node"));
   }
-  LockRecord record{ttid, tid};
-  if (scope.num_partitions > 0) record.partitions = scope.partitions;
-  absl::Status status = batcher_->Lock(std::move(record));
+  return true;
+}
+
+void TransactionManager::CompleteLock(LockItem& item) {
   absl::MutexLock l(&mu_);
-  auto it = txns_.find(ttid);
+  auto it = txns_.find(item.ttid);
   if (it != txns_.end()) {
-    if (status.ok()) {
+    if (item.result.ok()) {
       it->second.state = State::kLocked;
-      it->second.tid = tid;
+      it->second.tid = item.tid;
       // Committed here: younger transactions may now wait for its object
       // locks (released by the master's asynchronous unlock) instead of dying.
-      locks_->MarkCommitted(ttid);
+      locks_->MarkCommitted(item.ttid);
     } else {
       it->second.state = State::kVoted;
     }
   }
-  if (!status.ok()) stored_oids->reset();
-  return status;
+  if (!item.result.ok()) item.stored_oids.reset();
 }
 
 absl::Status TransactionManager::Unlock(uint64_t ttid, UnlockedRecord* record) {

@@ -148,6 +148,20 @@ class TransactionManager {
                     std::optional<std::vector<uint64_t>>* stored_oids = nullptr,
                     const LockScope& scope = {});
 
+  // One lock of LockMany: in ttid, tid, scope; out result, stored_oids.
+  struct LockItem {
+    uint64_t ttid = 0;
+    uint64_t tid = 0;
+    LockScope scope;
+    std::optional<std::vector<uint64_t>> stored_oids;
+    absl::Status result;
+  };
+  // Locks each item exactly as Lock would, the ones that need a write in
+  // one group-commit batch (WriteBatcher::LockMany); each item's result is
+  // its own. A ttid that appears twice: the later items fail with
+  // INVALID_ARGUMENT.
+  void LockMany(std::vector<LockItem>& items);
+
   // What Unlock knew of the transaction record the vote wrote here.
   struct UnlockedRecord {
     // The transaction was voted by this process (not recovered after a
@@ -273,6 +287,13 @@ class TransactionManager {
                               const CellView& view);
   void RememberFinished(uint64_t ttid, Finished how, uint64_t tid)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // LockMany's first step for one item: decides it without a write (sets
+  // item.result; false) or marks it kLocking (true: it needs its lock
+  // record written, then CompleteLock).
+  bool PrepareLock(LockItem& item);
+  // LockMany's last step for an item PrepareLock marked, once its lock
+  // record was written (item.result).
+  void CompleteLock(LockItem& item);
   // Waits while `ttid` is being voted or locked.
   void AwaitSettled(uint64_t ttid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Settled(uint64_t ttid) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,5 +1,7 @@
 #include "services/storage/transaction_manager.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -546,6 +548,98 @@ TEST_F(TransactionManagerTest, RecoveredVotesAreInDoubt) {
   EXPECT_EQ(tm_.RecoverVoted({VotedTransaction{300, {1}}}), 0u);
   EXPECT_EQ(tm_.InDoubtVoteOn(1), 300u);
   EXPECT_EQ(tm_.LowestInDoubtVote(1, 4), 300u);
+}
+
+// One lock of LockMany.
+TransactionManager::LockItem Item(uint64_t ttid, uint64_t tid) {
+  TransactionManager::LockItem item;
+  item.ttid = ttid;
+  item.tid = tid;
+  return item;
+}
+
+TEST_F(TransactionManagerTest, LockManyWritesOnceAndAnswersEachItem) {
+  for (uint64_t ttid : {100, 200}) {
+    ASSERT_THAT(Store(ttid, {Obj(ttid / 100, 0, "x")}), IsOk());
+    ASSERT_THAT(tm_.Vote(ttid, 42, Meta({ttid / 100}), view_), IsOk());
+  }
+  std::vector<size_t> writes;
+  backend_.set_lock_hook([&](const std::vector<LockRecord>& records) {
+    writes.push_back(records.size());
+    return absl::OkStatus();
+  });
+  std::vector<TransactionManager::LockItem> items = {Item(200, 205), Item(300, 305),
+                                                     Item(100, 105), Item(200, 206)};
+  tm_.LockMany(items);
+  EXPECT_THAT(writes, ElementsAre(2u)) << "one write for the two voted";
+  EXPECT_THAT(items[0].result, IsOk());
+  EXPECT_THAT(items[0].stored_oids, ::testing::Optional(ElementsAre(2u)));
+  EXPECT_THAT(items[1].result, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(items[2].result, IsOk());
+  EXPECT_THAT(items[3].result, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(tm_.StateOf(100), TransactionManager::State::kLocked);
+  EXPECT_EQ(tm_.StateOf(200), TransactionManager::State::kLocked);
+}
+
+// Two batches naming the same transactions in opposite orders, the first
+// held (between its items) by a third lock whose write is blocked: each
+// may wait for the other's items to settle, so they must take their items
+// in one order or wait for each other forever.
+TEST_F(TransactionManagerTest, BatchesInOppositeOrdersDoNotWaitForEachOther) {
+  const uint64_t a = 100, e = 200, b = 300;
+  for (uint64_t ttid : {a, e, b}) {
+    ASSERT_THAT(Store(ttid, {Obj(ttid / 100, 0, "x")}), IsOk());
+    ASSERT_THAT(tm_.Vote(ttid, 42, Meta({ttid / 100}), view_), IsOk());
+  }
+  absl::Notification writing_e, release_e;
+  backend_.set_lock_hook([&](const std::vector<LockRecord>& records) {
+    if (records.size() == 1 && records[0].ttid == e && !writing_e.HasBeenNotified()) {
+      writing_e.Notify();
+      release_e.WaitForNotification();
+    }
+    return absl::OkStatus();
+  });
+  std::thread z([&] { EXPECT_THAT(tm_.Lock(e, e + 5), IsOk()); });
+  writing_e.WaitForNotification();
+  // X takes a, then waits for e (being written).
+  absl::Notification x_done, y_done;
+  std::vector<TransactionManager::LockItem> x = {Item(a, a + 5), Item(e, e + 5), Item(b, b + 5)};
+  std::thread xt([&] {
+    tm_.LockMany(x);
+    x_done.Notify();
+  });
+  const absl::Time until_a = absl::Now() + absl::Seconds(10);
+  while (tm_.StateOf(a) != TransactionManager::State::kLocking && absl::Now() < until_a) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(tm_.StateOf(a), TransactionManager::State::kLocking) << "X did not take a";
+  // Y names b first: taken in that order, it would hold b and wait for a.
+  std::vector<TransactionManager::LockItem> y = {Item(b, b + 5), Item(a, a + 5)};
+  std::thread yt([&] {
+    tm_.LockMany(y);
+    y_done.Notify();
+  });
+  const absl::Time until_b = absl::Now() + absl::Seconds(2);
+  while (tm_.StateOf(b) != TransactionManager::State::kLocking && absl::Now() < until_b) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  release_e.Notify();
+  z.join();
+  if (!x_done.WaitForNotificationWithTimeout(absl::Seconds(20)) ||
+      !y_done.WaitForNotificationWithTimeout(absl::Seconds(20))) {
+    // The two batches wait for each other forever: nothing to join.
+    std::fprintf(stderr, "FAILED: two LockMany batches deadlocked (items not taken in ttid "
+                         "order)\n");
+    std::_Exit(1);
+  }
+  xt.join();
+  yt.join();
+  for (const auto* items : {&x, &y}) {
+    for (const TransactionManager::LockItem& item : *items) {
+      EXPECT_THAT(item.result, IsOk()) << item.ttid;
+    }
+  }
+  EXPECT_EQ(tm_.StateOf(b), TransactionManager::State::kLocked);
 }
 
 }  // namespace

@@ -26,6 +26,30 @@ absl::Status WriteBatcher::Lock(LockRecord lock) {
   return Submit(&request);
 }
 
+std::vector<absl::Status> WriteBatcher::LockMany(std::vector<LockRecord> locks) {
+  std::vector<Request> requests(locks.size());
+  for (size_t i = 0; i < locks.size(); ++i) requests[i].lock = std::move(locks[i]);
+  absl::MutexLock l(&mu_);
+  for (Request& r : requests) {
+    mu_.Await(absl::Condition(this, &WriteBatcher::CanEnqueue));
+    if (shutdown_) {
+      r.result = absl::UnavailableError("storage node is shutting down");
+      r.done = true;
+      continue;
+    }
+    queue_.push_back(&r);
+  }
+  auto all_done = [&requests]() {
+    return std::all_of(requests.begin(), requests.end(),
+                       [](const Request& r) { return r.done; });
+  };
+  mu_.Await(absl::Condition(&all_done));
+  std::vector<absl::Status> results;
+  results.reserve(requests.size());
+  for (Request& r : requests) results.push_back(std::move(r.result));
+  return results;
+}
+
 absl::Status WriteBatcher::Submit(Request* request) {
   absl::MutexLock l(&mu_);
   mu_.Await(absl::Condition(this, &WriteBatcher::CanEnqueue));

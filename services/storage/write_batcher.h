@@ -56,6 +56,10 @@ class WriteBatcher {
   absl::Status StoreVote(VoteRecord vote);
   // Applies `lock` (LockTransactions) durably; blocks until done.
   absl::Status Lock(LockRecord lock);
+  // Applies every lock of `locks`, queued together so that a writer takes
+  // them in one batch (up to max_batch); blocks until all are done. One
+  // status per lock (same order): a failing lock fails only itself.
+  std::vector<absl::Status> LockMany(std::vector<LockRecord> locks);
 
   // Requests waiting for a writer (not those being written).
   size_t queued() const;

@@ -96,6 +96,7 @@ const std::set<std::string>& EmptyMustBeInvalid() {
       "/cellar.v1.Master/Pack",              "/cellar.v1.Admin/Pack",
       "/cellar.v1.Master/QuarantineVersion", "/cellar.v1.Master/UnquarantineVersion",
       "/cellar.v1.Admin/QuarantineVersion",  "/cellar.v1.Admin/UnquarantineVersion",
+      "/cellar.v1.Storage/LockTransactions", "/cellar.v1.Storage/UnlockTransactions",
   };
   return *paths;
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,9 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
 #include "services/common/status_macros.h"
 #include "tools/bench/cellar_scenarios.h"
 #include "tools/bench/raw_baselines.h"
@@ -61,6 +65,30 @@ absl::StatusOr<std::vector<BenchRow>> RunOnCluster(const BenchOptions& options,
   target.master_addresses = {cluster->master_address()};
   target.cluster_name = cluster_options.cluster_name;
   target.backend = backend;
+  // The master's lock batching since the previous note (the commits of
+  // one scenario, with its warm-up and verification).
+  target.cluster_note = [collector = cluster->master().collector(),
+                         last = std::array<double, 4>{}]() mutable {
+    std::array<double, 4> now{};  // lock calls, locks, unlock calls, unlocks
+    for (const prometheus::MetricFamily& family : collector->Collect()) {
+      const bool calls = family.name == "cellar_master_storage_lock_calls_total";
+      if (!calls && family.name != "cellar_master_storage_lock_items_total") continue;
+      for (const prometheus::ClientMetric& metric : family.metric) {
+        for (const prometheus::ClientMetric::Label& label : metric.label) {
+          if (label.name != "kind") continue;
+          const size_t i = (label.value == "lock" ? 0 : 2) + (calls ? 0 : 1);
+          now[i] = metric.counter.value;
+        }
+      }
+    }
+    std::array<double, 4> d;
+    for (size_t i = 0; i < d.size(); ++i) d[i] = now[i] - last[i];
+    last = now;
+    return absl::StrFormat(
+        "master lock batching: %.0f locks in %.0f calls (%.2f per call), %.0f unlocks in %.0f "
+        "calls (%.2f per call)",
+        d[1], d[0], d[0] > 0 ? d[1] / d[0] : 0.0, d[3], d[2], d[2] > 0 ? d[3] / d[2] : 0.0);
+  };
   absl::StatusOr<std::vector<BenchRow>> rows =
       RunCellarScenarios(target, options.workload, progress);
   cluster->Shutdown();

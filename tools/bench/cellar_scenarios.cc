@@ -255,6 +255,7 @@ absl::StatusOr<std::vector<BenchRow>> RunCellarScenarios(const CellarTarget& tar
     }
     VerifyCommitted(target, std::move(committed), w.verify_sample, w.object_bytes, rows.back());
     ReportRow(rows.back(), progress);
+    if (target.cluster_note) progress << "[bench]   " << target.cluster_note() << std::endl;
     return absl::OkStatus();
   };
   CELLAR_RETURN_IF_ERROR(

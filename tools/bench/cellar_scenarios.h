@@ -48,6 +48,9 @@ struct CellarTarget {
   // added to this process's in the rows' cpu us. Default none (the
   // in-process LocalCluster is already counted).
   std::function<double()> cluster_cpu_seconds;
+  // A line about the cluster printed after each commit scenario (the
+  // in-process cluster: how the master batched its locks). Default none.
+  std::function<std::string()> cluster_note;
 };
 
 // A committed object: what to read back.
