@@ -124,7 +124,7 @@ TEST(LocalCanaryTest, TheCanaryIsAddedOnceAndHoldsExtraCells) {
     EXPECT_FALSE(cluster.storage_is_canary(1));
     ASSERT_TRUE(cluster.storage_is_canary(2));
     const uint32_t canary = cluster.storage_node_id(2);
-    ASSERT_EQ(cluster.added_canaries(), std::vector<uint32_t>{canary});
+    EXPECT_EQ(cluster.added_canaries(), std::vector<uint32_t>{canary});
     const v1::NodeInfo node = NodeOf(cluster, canary);
     EXPECT_EQ(node.track(), "canary");
     EXPECT_EQ(node.state(), v1::NODE_RUNNING);

@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
   std::cout << "cellar local: starting " << options.storages << " storages"
             << (options.canary_storages == 0
                     ? std::string()
-                    : absl::StrCat(" and ", options.canary_storages, " canary storages"))
+                    : absl::StrCat(" and ", options.canary_storages, " canary storage",
+                                   options.canary_storages == 1 ? "" : "s"))
             << " ("
             << (options.storage_backends.empty() ? "SQLite in " + options.data_dir
                                                  : std::string("PostgreSQL"))
