@@ -7,6 +7,7 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "services/storage/backend/backend_uri.h"
@@ -30,16 +31,41 @@ absl::Status MakeDirs(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions options,
-                                                                  common::Clock* clock) {
+absl::Status LocalCluster::ValidateOptions(const LocalClusterOptions& options) {
   if (options.storages < 1) return absl::InvalidArgumentError("storages: must be at least 1");
   if (options.partitions < 1) {
     return absl::InvalidArgumentError("partitions: must be at least 1");
   }
-  if (!options.storage_backends.empty() &&
-      static_cast<int>(options.storage_backends.size()) != options.storages) {
-    return absl::InvalidArgumentError("storage_backends: give one URI per storage");
+  if (options.canary_storages < 0 || options.canary_storages > kMaxCanaryStorages) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("canary_storages: must be within 0..", kMaxCanaryStorages, ", got ",
+                     options.canary_storages));
   }
+  // Written so that NaN is refused too.
+  if (!(options.canary_fault_load_error_ratio >= 0 &&
+        options.canary_fault_load_error_ratio <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("canary_fault_load_error_ratio: must be within 0..1, got ",
+                     options.canary_fault_load_error_ratio));
+  }
+  if (options.canary_fault_load_error_ratio != 0 && options.canary_storages == 0) {
+    return absl::InvalidArgumentError(
+        "canary_fault_load_error_ratio: there is no canary storage to give it "
+        "(canary_storages is 0)");
+  }
+  const int total = options.storages + options.canary_storages;
+  if (!options.storage_backends.empty() &&
+      static_cast<int>(options.storage_backends.size()) != total) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "storage_backends: give one URI per storage, the canary storages' last (",
+        total, "), got ", options.storage_backends.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions options,
+                                                                  common::Clock* clock) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   auto cluster = std::unique_ptr<LocalCluster>(new LocalCluster);
   cluster->options_ = options;
   cluster->clock_ = clock != nullptr ? clock : common::RealClock::Get();
@@ -59,7 +85,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
     cluster->master_metrics_->Add(cluster->master_->collector());
   }
 
-  for (int i = 0; i < options.storages; ++i) {
+  for (int i = 0; i < options.storages + options.canary_storages; ++i) {
     cluster->storage_listen_.push_back(
         absl::StrCat(options.storage_host, ":",
                      options.storage_base_port == 0 ? 0 : options.storage_base_port + i));
@@ -108,11 +134,41 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOp
                        " (is another cluster using the same data directory?)"));
     }
   }
+  if (absl::Status s = cluster->AddPendingCanaries(); !s.ok()) return s;
   return cluster;
+}
+
+absl::Status LocalCluster::AddPendingCanaries() {
+  if (options_.canary_storages == 0) return absl::OkStatus();
+  master::ClusterManager* manager = master_->cluster();
+  if (manager == nullptr) return absl::InternalError("the master is not the primary");
+  absl::flat_hash_set<uint32_t> pending;
+  const cellar::v1::GetClusterInfoResponse info = manager->Info();
+  for (const cellar::v1::NodeInfo& node : info.nodes()) {
+    if (node.state() == cellar::v1::NODE_PENDING) pending.insert(node.node_id());
+  }
+  std::vector<uint32_t> to_add;
+  for (int i = options_.storages; i < num_storages(); ++i) {
+    if (pending.contains(storages_[i]->node_id())) to_add.push_back(storages_[i]->node_id());
+  }
+  if (to_add.empty()) return absl::OkStatus();
+  // What `cellarctl add` asks for (Master.ChangePartitionTable PT_ADD).
+  absl::StatusOr<master::PtChangeResult> added = manager->ChangePartitionTable(
+      cellar::v1::PT_ADD, to_add, /*replicas=*/0, /*dry_run=*/false);
+  if (!added.ok()) {
+    return absl::Status(added.status().code(),
+                        absl::StrCat("adding the canary storages (PT_ADD): ",
+                                     added.status().message()));
+  }
+  added_canaries_ = std::move(to_add);
+  return absl::OkStatus();
 }
 
 std::string LocalCluster::BackendUri(int i) const {
   if (!options_.storage_backends.empty()) return options_.storage_backends[i];
+  if (storage_is_canary(i)) {
+    return absl::StrCat("sqlite://", options_.data_dir, "/canary-", i - options_.storages, ".db");
+  }
   return absl::StrCat("sqlite://", options_.data_dir, "/storage-", i, ".db");
 }
 
@@ -125,6 +181,10 @@ absl::StatusOr<std::unique_ptr<storage::StorageServer>> LocalCluster::StartStora
   options.cluster_name = options_.cluster_name;
   options.writer_threads = options_.writer_threads;
   options.auth = NodeAuth();
+  if (storage_is_canary(i)) {
+    options.track = "canary";
+    options.fault_load_error_ratio = options_.canary_fault_load_error_ratio;
+  }
   if (options_.storage_options) options_.storage_options(i, &options);
   return storage::StorageServer::Start(std::move(options), *std::move(backend), clock_,
                                        storage_registries_[i]);
@@ -140,7 +200,12 @@ absl::Status LocalCluster::StartMaster(const std::string& listen) {
   master_options.cluster.cluster_name = options_.cluster_name;
   master_options.cluster.num_partitions = options_.partitions;
   master_options.cluster.num_replicas = options_.replicas;
-  master_options.cluster.autostart = static_cast<uint32_t>(options_.storages);
+  // Every storage, the canaries included: they register PENDING and the
+  // first table is made over the stable ones only, but a new cluster must
+  // not start before every stable storage is there (the canaries count
+  // among the connected storages).
+  master_options.cluster.autostart =
+      static_cast<uint32_t>(options_.storages + options_.canary_storages);
   master_options.cluster.epoch = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
   master_options.auth = NodeAuth();
   if (options_.master_options) options_.master_options(&master_options);

@@ -35,10 +35,23 @@ struct LocalClusterOptions {
   // Ignored for storages given a backend URI below.
   std::string data_dir = "./cellar-data";
   // Storage backend URI per storage (sqlite://... or postgresql://... /
-  // libpq conninfo); empty = SQLite files in data_dir.
+  // libpq conninfo), the canary storages' last; empty = SQLite files in
+  // data_dir.
   std::vector<std::string> storage_backends;
-  // Number of storage nodes. Default 3.
+  // Number of (stable) storage nodes. Default 3.
   int storages = 3;
+  // Canary storages (docs/rollouts.md, "Canary storages"): this many more
+  // storages, started with track "canary" (the registry keys on version
+  // and track, so they form their own (version, canary) entry), SQLite
+  // files canary-<j>.db, listening after the stable ones (storage index
+  // storages + j). Once the cluster runs, the PENDING ones are added
+  // (PT_ADD, as `cellarctl add` does): they hold extra cells only and the
+  // master's canary analysis compares them with the stable storages.
+  // 0..kMaxCanaryStorages. Default 0.
+  int canary_storages = 0;
+  // fault_load_error_ratio of the canary storages: this share of their
+  // object loads fails (a bad canary on purpose). 0..1. Default 0.
+  double canary_fault_load_error_ratio = 0;
   // Replicas (copies = replicas + 1) and partitions of a new cluster.
   uint32_t replicas = 1;
   uint32_t partitions = 12;
@@ -76,6 +89,14 @@ struct LocalClusterOptions {
 
 class LocalCluster {
  public:
+  static constexpr int kMaxCanaryStorages = 8;
+
+  // INVALID_ARGUMENT for options Start refuses (fewer than 1 storage or
+  // partition, canary_storages outside 0..kMaxCanaryStorages, a canary
+  // fault ratio outside 0..1, not one backend URI per storage), saying
+  // which and why.
+  static absl::Status ValidateOptions(const LocalClusterOptions& options);
+
   // Starts everything and waits (bounded) until the cluster is RUNNING
   // and every storage serves. `clock` may be null (real clock).
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(LocalClusterOptions options,
@@ -86,7 +107,12 @@ class LocalCluster {
   std::string admin_address() const { return admin_->address(); }
   std::string storage_address(int i) const;
   uint32_t storage_node_id(int i) const;
+  // Every storage, the canary ones last (index >= options.storages).
   int num_storages() const { return static_cast<int>(storages_.size()); }
+  bool storage_is_canary(int i) const { return i >= options_.storages; }
+  // The canary storages Start added (PT_ADD); empty when they were
+  // already in the table (a restart) or there are none.
+  const std::vector<uint32_t>& added_canaries() const { return added_canaries_; }
   master::MasterServer& master() { return *master_; }
 
   // Ports of the metrics endpoints (0 if not started).
@@ -114,6 +140,8 @@ class LocalCluster {
   absl::Status StartMaster(const std::string& listen);
   common::AuthSetup NodeAuth() const;
   std::string BackendUri(int i) const;
+  // PT_ADD of the canary storages still PENDING.
+  absl::Status AddPendingCanaries();
 
   LocalClusterOptions options_;
   common::Clock* clock_ = nullptr;
@@ -126,6 +154,7 @@ class LocalCluster {
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<common::MetricsEndpoint> master_metrics_;
   std::unique_ptr<common::MetricsEndpoint> admin_metrics_;
+  std::vector<uint32_t> added_canaries_;
 };
 
 }  // namespace cellar::tools

@@ -16,7 +16,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "services/common/logging.h"
+#include "services/master/canary_analysis.h"
 #include "services/master/flag_registry.h"
 #include "services/common/signals.h"
 #include "tools/credentials/throwaway_credentials.h"
@@ -25,6 +27,16 @@
 ABSL_FLAG(std::string, data_dir, "./cellar-data",
           "Where the storages keep their SQLite files (storage-<i>.db)");
 ABSL_FLAG(int, storages, 3, "Number of storage nodes");
+ABSL_FLAG(int, canary_storages, 0,
+          "More storages, on track canary (0..8): added once the cluster runs, they hold "
+          "extra cells only and the master's canary analysis compares them with the "
+          "stable ones (docs/rollouts.md)");
+ABSL_FLAG(double, canary_fault_load_error_ratio, 0,
+          "Share (0..1) of the canary storages' object loads that fail: a bad canary on "
+          "purpose (cellar-storage --fault_load_error_ratio; demonstrations only)");
+ABSL_FLAG(absl::Duration, canary_analysis_interval, absl::Minutes(1),
+          "The master's canary analysis interval (cellar-master's flag of the same name); "
+          "must be positive");
 ABSL_FLAG(uint32_t, replicas, 1, "Replicas of a new cluster (copies = replicas + 1)");
 ABSL_FLAG(uint32_t, partitions, 12, "Partitions of a new cluster");
 ABSL_FLAG(std::string, cluster_name, "cellar", "Cluster name");
@@ -111,6 +123,8 @@ int main(int argc, char** argv) {
   cellar::tools::LocalClusterOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.storages = absl::GetFlag(FLAGS_storages);
+  options.canary_storages = absl::GetFlag(FLAGS_canary_storages);
+  options.canary_fault_load_error_ratio = absl::GetFlag(FLAGS_canary_fault_load_error_ratio);
   options.replicas = absl::GetFlag(FLAGS_replicas);
   options.partitions = absl::GetFlag(FLAGS_partitions);
   options.cluster_name = absl::GetFlag(FLAGS_cluster_name);
@@ -122,9 +136,16 @@ int main(int argc, char** argv) {
                 << "\n";
       return 2;
     }
-    options.master_options = [flags = *std::move(initial)](
+    cellar::master::CanaryThresholds canary;
+    canary.interval = absl::GetFlag(FLAGS_canary_analysis_interval);
+    if (absl::Status s = cellar::master::CanaryAnalysis::ValidateThresholds(canary); !s.ok()) {
+      std::cerr << "cellar local: --canary_analysis_interval: " << s.message() << "\n";
+      return 2;
+    }
+    options.master_options = [flags = *std::move(initial), canary](
                                  cellar::master::MasterServerOptions* o) {
       o->initial_feature_flags = flags;
+      o->canary = canary;
     };
   }
   options.master_listen = absl::StrCat(host, ":", absl::GetFlag(FLAGS_master_port));
@@ -144,6 +165,11 @@ int main(int argc, char** argv) {
     options.writer_threads = 4;
   }
 
+  if (absl::Status s = cellar::tools::LocalCluster::ValidateOptions(options); !s.ok()) {
+    std::cerr << "cellar local: invalid flags: " << s.message() << "\n";
+    return 2;
+  }
+
   std::string secure_dir;
   if (absl::GetFlag(FLAGS_secure)) {
     absl::StatusOr<std::string> dir = PrepareSecureDir(options.data_dir, host);
@@ -161,7 +187,12 @@ int main(int argc, char** argv) {
     options.auth.metrics_auth = true;
   }
 
-  std::cout << "cellar local: starting " << options.storages << " storages ("
+  std::cout << "cellar local: starting " << options.storages << " storages"
+            << (options.canary_storages == 0
+                    ? std::string()
+                    : absl::StrCat(" and ", options.canary_storages, " canary storage",
+                                   options.canary_storages == 1 ? "" : "s"))
+            << " ("
             << (options.storage_backends.empty() ? "SQLite in " + options.data_dir
                                                  : std::string("PostgreSQL"))
             << "), " << options.partitions << " partitions, " << options.replicas
@@ -179,7 +210,7 @@ int main(int argc, char** argv) {
   std::cout << "\n";
   for (int i = 0; i < c.num_storages(); ++i) {
     std::cout << "  storage  " << c.storage_address(i) << " (S" << (c.storage_node_id(i) & 0xffffff)
-              << ")";
+              << (c.storage_is_canary(i) ? ", track canary" : "") << ")";
     if (c.storage_metrics_port(i)) {
       std::cout << "   metrics http://" << host << ":" << c.storage_metrics_port(i) << "/metrics";
     }
@@ -188,6 +219,21 @@ int main(int argc, char** argv) {
   std::cout << "  admin    " << c.admin_address();
   if (c.admin_metrics_port()) std::cout << "   metrics http://" << host << ":" << c.admin_metrics_port() << "/metrics";
   std::cout << "\n";
+  if (!c.added_canaries().empty()) {
+    std::cout << "  canary storages added (PT_ADD):";
+    for (uint32_t id : c.added_canaries()) std::cout << " S" << (id & 0xffffff);
+    std::cout << "; their extra cells catch up from the stable storages\n";
+  }
+  if (options.canary_storages > 0) {
+    std::cout << "  canary analysis every " << absl::FormatDuration(
+                     absl::GetFlag(FLAGS_canary_analysis_interval))
+              << (options.canary_fault_load_error_ratio == 0
+                      ? std::string()
+                      : absl::StrCat("; FAULT INJECTION: ",
+                                     options.canary_fault_load_error_ratio,
+                                     " of the canary loads fail"))
+              << ": tools/cellarctl/run canary status\n";
+  }
   if (secure_dir.empty()) {
     std::cout << "Try: tools/cellarctl/run status";
   } else {
