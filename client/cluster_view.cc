@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/random/random.h"
+
 #include "services/common/channel.h"
 
 namespace cellar::client {
@@ -116,6 +118,11 @@ std::shared_ptr<const common::PartitionTable> ClusterView::table() const {
 bool ClusterView::Reachable(const NodeInfo& node) const {
   return !node.address().empty() && node.state() != ::cellar::v1::NODE_DOWN &&
          node.state() != ::cellar::v1::NODE_UNKNOWN;
+}
+
+uint64_t ClusterView::RandomOffset() {
+  absl::BitGen gen;
+  return absl::Uniform<uint64_t>(gen);
 }
 
 std::vector<uint32_t> ClusterView::ReadNodesFor(uint64_t oid) const {

@@ -90,8 +90,13 @@ class ClusterView {
   void SetNodeLocked(const ::cellar::v1::NodeInfo& node)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // A random first offset: short-lived clients (one `cellarctl get`
+  // each) spread their reads over the replicas instead of all asking the
+  // first readable one.
+  static uint64_t RandomOffset();
+
   const StubFactory factory_;
-  mutable std::atomic<uint64_t> round_robin_{0};
+  mutable std::atomic<uint64_t> round_robin_{RandomOffset()};
   mutable absl::Mutex mu_;
   std::shared_ptr<const common::PartitionTable> table_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, ::cellar::v1::NodeInfo> nodes_

@@ -56,6 +56,20 @@ TEST(ClusterViewTest, ResetAndReadRouting) {
   EXPECT_EQ(view.Stub(9), nullptr);
 }
 
+// A client that reads once (one `cellarctl get`) must not always ask the
+// same replica: each view starts its rotation at a random replica.
+TEST(ClusterViewTest, FreshViewsDoNotAllReadTheSameReplicaFirst) {
+  std::set<uint32_t> firsts;
+  for (int i = 0; i < 32; ++i) {
+    ClusterView view;
+    ASSERT_THAT(view.Reset(TwoNodeSnapshot()), IsOk());
+    firsts.insert(view.ReadNodesFor(5)[0]);
+  }
+  // Both replicas were asked first by some view (a fixed start fails this;
+  // a random one fails it with probability 2^-31).
+  EXPECT_EQ(firsts.size(), 2u);
+}
+
 TEST(ClusterViewTest, DeltasAndGaps) {
   ClusterView view;
   ASSERT_THAT(view.Reset(TwoNodeSnapshot()), IsOk());
