@@ -163,7 +163,13 @@ void CanaryAnalysis::Advance() {
     if (absl::Status s = quarantine_(key, why); !s.ok()) {
       CELLAR_LOG(WARNING) << "canary " << key.ToString() << " rolled back but not quarantined: "
                           << s;
+      continue;
     }
+    // Quarantined now: an unquarantine, even before the next interval
+    // closes, starts the analysis over.
+    absl::MutexLock l(&mu_);
+    auto it = canaries_.find(key);
+    if (it != canaries_.end()) it->second.seen_quarantined = true;
   }
 }
 

@@ -145,6 +145,25 @@ TEST_F(CanaryAnalysisTest, FailingErrorRatioRollsBackAndQuarantines) {
   EXPECT_EQ(Only().consecutive_passes, 0u);
 }
 
+// An operator who lifts the quarantine before the next interval closes
+// (seen on Kubernetes: a fixed build deployed within seconds) must also
+// get a fresh analysis, not a rollback verdict for good.
+TEST_F(CanaryAnalysisTest, AQuarantineLiftedBeforeTheNextIntervalStillStartsOver) {
+  Make();
+  Counters stable(1), canary(2);
+  Interval(stable, canary);
+  stable.Loads(1000, 0);
+  canary.Loads(1000, 300);
+  Interval(stable, canary);
+  ASSERT_EQ(Only().verdict, CanaryVerdict::kRollback);
+  ASSERT_TRUE(registry_.IsQuarantined(kCanary));
+  ASSERT_TRUE(registry_.Unquarantine(kCanary, "operator", "fixed").ok());
+  stable.Loads(1000, 0);
+  canary.Loads(1000, 0);
+  Interval(stable, canary);
+  EXPECT_EQ(Only().verdict, CanaryVerdict::kHold);
+}
+
 TEST_F(CanaryAnalysisTest, SlowCanaryRollsBackButTheFloorIsIgnored) {
   Make();
   Counters stable(1), canary(2);
