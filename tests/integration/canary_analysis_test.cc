@@ -30,6 +30,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/http_get.h"
 #include "services/common/logging.h"
+#include "services/common/partition_table.h"
 #include "services/common/status_matchers.h"
 #include "tests/integration/cluster_helpers.h"
 #include "tools/local/local_cluster.h"
@@ -112,22 +113,21 @@ class CanaryAnalysisClusterTest : public ::testing::TestWithParam<double> {
     ASSERT_NE(canary, 0u) << "the canary storage is not registered";
     ASSERT_THAT(testing_support::ChangePartitionTable(*master, v1::PT_ADD, {canary}),
                 common::IsOk());
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (true) {
-      const v1::PartitionTable pt = testing_support::ClusterInfo(*master).partition_table();
-      int cells = 0, ready = 0;
-      for (const v1::PartitionRow& row : pt.rows()) {
-        for (const v1::Cell& cell : row.cells()) {
-          if (cell.node_id() != canary) continue;
-          ++cells;
-          if (cell.state() == v1::CELL_UP_TO_DATE) ++ready;
-        }
+    auto caught_up = [&] {
+      auto pt = common::PartitionTable::FromProto(
+          testing_support::ClusterInfo(*master).partition_table());
+      if (!pt.ok()) return false;
+      int cells = 0;
+      for (uint32_t p = 0; p < pt->num_partitions(); ++p) {
+        const v1::CellState state = pt->CellStateOf(p, canary);
+        if (state == v1::CELL_STATE_UNSPECIFIED) continue;
+        if (state != v1::CELL_UP_TO_DATE) return false;
+        ++cells;
       }
-      if (cells > 0 && ready == cells) return;
-      ASSERT_LT(absl::Now(), deadline)
-          << "the canary's cells did not catch up in 60 s: " << ready << " of " << cells;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+      return cells > 0;
+    };
+    ASSERT_TRUE(testing_support::WaitFor(caught_up, absl::Seconds(60)))
+        << "the canary's cells did not catch up in 60 s";
   }
 
   void TearDown() override {
