@@ -230,6 +230,7 @@ std::vector<std::pair<VersionKey, std::string>> CanaryAnalysis::AdvanceLocked() 
   }
   for (auto& [key, canary] : canaries_) {
     const bool quarantined = is_quarantined_ ? is_quarantined_(key) : false;
+    bool lifted = false;
     if (canary.verdict == CanaryVerdict::kRollback) {
       if (quarantined) {
         canary.seen_quarantined = true;
@@ -237,12 +238,21 @@ std::vector<std::pair<VersionKey, std::string>> CanaryAnalysis::AdvanceLocked() 
         CELLAR_LOG(INFO) << "canary " << key.ToString()
                          << ": quarantine lifted, the analysis starts over";
         canary = Canary();
+        lifted = true;
       }
     }
     auto it = current_.find(key);
-    CanaryInterval r =
-        Judge(key, it == current_.end() ? common::DataPathSample() : it->second, stable,
-              quarantined);
+    CanaryInterval r;
+    if (lifted) {
+      // This interval began before the lift: its counts may be the failing
+      // build's (seen on Kubernetes: the bad canary's last loads quarantined
+      // the fixed build at once). The next interval is the first judged.
+      r.outcome = CanaryInterval::Outcome::kNoData;
+      r.reason = "the quarantine was lifted during this interval: not judged";
+    } else {
+      r = Judge(key, it == current_.end() ? common::DataPathSample() : it->second, stable,
+                quarantined);
+    }
     r.start = interval_start_;
     r.end = now;
     switch (r.outcome) {

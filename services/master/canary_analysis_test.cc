@@ -164,6 +164,30 @@ TEST_F(CanaryAnalysisTest, AQuarantineLiftedBeforeTheNextIntervalStillStartsOver
   EXPECT_EQ(Only().verdict, CanaryVerdict::kHold);
 }
 
+// The interval during which the quarantine is lifted still holds the
+// failing build's last calls (on Kubernetes: loads to the bad canary's pod
+// while it stopped): they must not quarantine the fixed build at once.
+TEST_F(CanaryAnalysisTest, TheIntervalOfTheLiftIsNotJudged) {
+  Make();
+  Counters stable(1), canary(2);
+  Interval(stable, canary);
+  stable.Loads(1000, 0);
+  canary.Loads(1000, 300);
+  Interval(stable, canary);
+  ASSERT_EQ(Only().verdict, CanaryVerdict::kRollback);
+  // More failures, then the lift, before the interval closes.
+  stable.Loads(1000, 0);
+  canary.Loads(1000, 300);
+  analysis_->Report(kS1, kStable, stable.sample);
+  analysis_->Report(kS2, kCanary, canary.sample);
+  ASSERT_TRUE(registry_.Unquarantine(kCanary, "operator", "fixed").ok());
+  clock_.Advance(absl::Seconds(10));
+  const CanaryStatus s = Only();
+  EXPECT_EQ(s.verdict, CanaryVerdict::kHold) << s.reason;
+  EXPECT_EQ(s.intervals.back().outcome, CanaryInterval::Outcome::kNoData);
+  EXPECT_FALSE(registry_.IsQuarantined(kCanary));
+}
+
 TEST_F(CanaryAnalysisTest, SlowCanaryRollsBackButTheFloorIsIgnored) {
   Make();
   Counters stable(1), canary(2);
